@@ -1,0 +1,51 @@
+# Thin wrapper over CMake + ninja. See README.md.
+BUILD       ?= build
+BUILD_ASAN  ?= build-asan
+BUILD_FUZZ  ?= build-fuzz
+JOBS        ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build test test-asan fuzz-smoke bench demo clean
+
+all: build
+
+# Installs missing system packages (needs root); a no-op when everything is present.
+deps:
+	@./scripts/install-deps
+
+$(BUILD)/build.ninja:
+	@./scripts/install-deps
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+
+build: $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+$(BUILD_ASAN)/build.ninja:
+	@./scripts/install-deps
+	cmake -S . -B $(BUILD_ASAN) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCT_SANITIZE=ON $(CMAKE_FLAGS)
+
+test-asan: $(BUILD_ASAN)/build.ninja
+	cmake --build $(BUILD_ASAN) -j $(JOBS)
+	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+$(BUILD_FUZZ)/build.ninja:
+	@./scripts/install-deps
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCT_FUZZ=ON $(CMAKE_FLAGS)
+
+# Runs every libFuzzer target for a short, bounded time (FUZZ_SECONDS each).
+fuzz-smoke: $(BUILD_FUZZ)/build.ninja
+	cmake --build $(BUILD_FUZZ) -j $(JOBS)
+	./scripts/fuzz-smoke $(BUILD_FUZZ) $${FUZZ_SECONDS:-20}
+
+bench: build
+	./scripts/bench $(BUILD)
+
+demo: build
+	./scripts/demo $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -1,0 +1,130 @@
+#include "ct_codec.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char ct__b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char ct__b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+ct_status ct_b64_encode(ct_b64_variant v, const uint8_t *in, size_t len, char **out, ct_err *err) {
+  if (len > (SIZE_MAX / 4) * 3 - 3) return ct_fail(err, CT_ELIMIT, "base64 input too large");
+  const char *alpha = v == CT_B64_URL ? ct__b64_url : ct__b64_std;
+  bool pad = v != CT_B64_URL;
+  size_t olen = ((len + 2) / 3) * 4;
+  char *o = malloc(olen + 1);
+  if (!o) return ct_fail(err, CT_ENOMEM, "out of memory encoding base64");
+  size_t j = 0;
+  size_t i = 0;
+  for (; i + 2 < len; i += 3) {
+    uint32_t n = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+    o[j++] = alpha[n >> 18 & 63];
+    o[j++] = alpha[n >> 12 & 63];
+    o[j++] = alpha[n >> 6 & 63];
+    o[j++] = alpha[n & 63];
+  }
+  if (i < len) {
+    uint32_t n = (uint32_t)in[i] << 16;
+    if (i + 1 < len) n |= (uint32_t)in[i + 1] << 8;
+    o[j++] = alpha[n >> 18 & 63];
+    o[j++] = alpha[n >> 12 & 63];
+    if (i + 1 < len) o[j++] = alpha[n >> 6 & 63];
+    else if (pad) o[j++] = '=';
+    if (pad) o[j++] = '=';
+  }
+  o[j] = 0;
+  *out = o;
+  return CT_OK;
+}
+
+static int ct__b64_val(ct_b64_variant v, char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if ((c == '+' || c == '/') && v != CT_B64_URL) return c == '+' ? 62 : 63;
+  if ((c == '-' || c == '_') && v != CT_B64_STD) return c == '-' ? 62 : 63;
+  return -1;
+}
+
+ct_status ct_b64_decode(ct_b64_variant v, const char *in, size_t len, uint8_t **out, size_t *out_len,
+                        ct_err *err) {
+  size_t body = len;
+  while (body > 0 && in[body - 1] == '=' && len - body < 2) body--;
+  size_t pads = len - body;
+  if (pads && v == CT_B64_URL) return ct_fail(err, CT_EINVAL, "base64url must not be padded");
+  if (v == CT_B64_STD && len % 4 != 0)
+    return ct_fail(err, CT_EINVAL, "standard base64 length %zu is not a multiple of 4", len);
+  if (pads && len % 4 != 0) return ct_fail(err, CT_EINVAL, "base64 padding in the wrong place");
+  if (body % 4 == 1) return ct_fail(err, CT_EINVAL, "base64 length %zu is impossible", len);
+  size_t olen = body / 4 * 3 + (body % 4 ? body % 4 - 1 : 0);
+  uint8_t *o = malloc(olen + 1);
+  if (!o) return ct_fail(err, CT_ENOMEM, "out of memory decoding base64");
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t j = 0;
+  for (size_t i = 0; i < body; i++) {
+    int val = ct__b64_val(v, in[i]);
+    if (val < 0) {
+      free(o);
+      return ct_fail(err, CT_EINVAL, "invalid base64 character at offset %zu", i);
+    }
+    acc = acc << 6 | (uint32_t)val;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      o[j++] = (uint8_t)(acc >> bits);
+    }
+  }
+  /* Leftover bits must be zero, otherwise two encodings would decode to the same bytes. */
+  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
+    free(o);
+    return ct_fail(err, CT_EINVAL, "non-canonical base64 (trailing bits set)");
+  }
+  o[j] = 0;
+  *out = o;
+  *out_len = j;
+  return CT_OK;
+}
+
+void ct_hex_into(const uint8_t *in, size_t len, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < len; i++) {
+    out[2 * i] = digits[in[i] >> 4];
+    out[2 * i + 1] = digits[in[i] & 15];
+  }
+  out[2 * len] = 0;
+}
+
+ct_status ct_hex_encode(const uint8_t *in, size_t len, char **out, ct_err *err) {
+  if (len > SIZE_MAX / 2 - 1) return ct_fail(err, CT_ELIMIT, "hex input too large");
+  char *o = malloc(2 * len + 1);
+  if (!o) return ct_fail(err, CT_ENOMEM, "out of memory encoding hex");
+  ct_hex_into(in, len, o);
+  *out = o;
+  return CT_OK;
+}
+
+static int ct__hex_val(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+ct_status ct_hex_decode(const char *in, size_t len, uint8_t **out, size_t *out_len, ct_err *err) {
+  if (len % 2) return ct_fail(err, CT_EINVAL, "hex string has odd length %zu", len);
+  uint8_t *o = malloc(len / 2 + 1);
+  if (!o) return ct_fail(err, CT_ENOMEM, "out of memory decoding hex");
+  for (size_t i = 0; i < len; i += 2) {
+    int hi = ct__hex_val(in[i]), lo = ct__hex_val(in[i + 1]);
+    if (hi < 0 || lo < 0) {
+      free(o);
+      return ct_fail(err, CT_EINVAL, "invalid hex digit at offset %zu", hi < 0 ? i : i + 1);
+    }
+    o[i / 2] = (uint8_t)(hi << 4 | lo);
+  }
+  o[len / 2] = 0;
+  *out = o;
+  *out_len = len / 2;
+  return CT_OK;
+}

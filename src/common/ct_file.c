@@ -1,0 +1,84 @@
+#include "ct_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+ct_status ct_file_read(const char *path, size_t max, uint8_t **out, size_t *len, ct_err *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ct_fail(err, errno == ENOENT ? CT_ENOTFOUND : CT_EIO, "cannot open %s: %s", path,
+                             strerror(errno));
+  struct stat sb;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    close(fd);
+    return ct_fail(err, CT_EIO, "%s is not a regular file", path);
+  }
+  if ((uint64_t)sb.st_size > max) {
+    close(fd);
+    return ct_fail(err, CT_ELIMIT, "%s is %lld bytes, over the limit of %zu", path,
+                   (long long)sb.st_size, max);
+  }
+  size_t size = (size_t)sb.st_size;
+  uint8_t *buf = malloc(size + 1);
+  if (!buf) {
+    close(fd);
+    return ct_fail(err, CT_ENOMEM, "out of memory reading %s", path);
+  }
+  size_t got = 0;
+  while (got < size) {
+    ssize_t n = read(fd, buf + got, size - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int e = errno;
+      free(buf);
+      close(fd);
+      return ct_fail(err, CT_EIO, "reading %s: %s", path, n == 0 ? "file shrank" : strerror(e));
+    }
+    got += (size_t)n;
+  }
+  close(fd);
+  buf[size] = 0;
+  *out = buf;
+  *len = size;
+  return CT_OK;
+}
+
+ct_status ct_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
+                               ct_err *err) {
+  size_t plen = strlen(path);
+  char *tmp = malloc(plen + 16);
+  if (!tmp) return ct_fail(err, CT_ENOMEM, "out of memory");
+  snprintf(tmp, plen + 16, "%s.tmpXXXXXX", path);
+  int fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0) {
+    ct_status st = ct_fail(err, CT_EIO, "cannot create a temporary file beside %s: %s", path,
+                           strerror(errno));
+    free(tmp);
+    return st;
+  }
+  ct_status st = CT_OK;
+  const uint8_t *p = data;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = write(fd, p + done, len - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      st = ct_fail(err, CT_EIO, "writing %s: %s", path, strerror(errno));
+      break;
+    }
+    done += (size_t)n;
+  }
+  if (st == CT_OK && fchmod(fd, (mode_t)mode) != 0)
+    st = ct_fail(err, CT_EIO, "chmod %s: %s", path, strerror(errno));
+  if (st == CT_OK && fsync(fd) != 0) st = ct_fail(err, CT_EIO, "fsync %s: %s", path, strerror(errno));
+  close(fd);
+  if (st == CT_OK && rename(tmp, path) != 0)
+    st = ct_fail(err, CT_EIO, "rename to %s: %s", path, strerror(errno));
+  if (st != CT_OK) unlink(tmp);
+  free(tmp);
+  return st;
+}

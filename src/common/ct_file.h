@@ -1,0 +1,20 @@
+/*
+ * ct_file.h - bounded whole-file reads and atomic writes.
+ */
+#ifndef CT_FILE_H
+#define CT_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ct_status.h"
+
+/* Reads the whole file into a malloc'd buffer (NUL-terminated, not counted in *len).
+ * A file larger than `max` bytes is refused with CT_ELIMIT. */
+CT_RESULT ct_file_read(const char *path, size_t max, uint8_t **out, size_t *len, ct_err *err);
+/* Writes through a temporary file and rename(2), so a reader never sees half a file.
+ * `mode` is applied to the new file (e.g. 0600 for secrets). */
+CT_RESULT ct_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
+                               ct_err *err);
+
+#endif

@@ -1,0 +1,283 @@
+#include "ct_json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* jansson has no depth option below its compile-time 2048, so scan first. Strings are skipped
+ * so that brackets inside them do not count. */
+static ct_status ct_json__check_depth(const char *buf, size_t len, size_t max_depth, ct_err *err) {
+  size_t depth = 0;
+  bool in_str = false;
+  for (size_t i = 0; i < len; i++) {
+    char c = buf[i];
+    if (in_str) {
+      if (c == '\\') i++;
+      else if (c == '"') in_str = false;
+      continue;
+    }
+    if (c == '"') in_str = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > max_depth)
+        return ct_fail(err, CT_ELIMIT, "JSON nesting deeper than %zu at offset %zu", max_depth, i);
+    } else if ((c == ']' || c == '}') && depth > 0) depth--;
+  }
+  return CT_OK;
+}
+
+ct_status ct_json_parse(const char *buf, size_t len, size_t max_depth, json_t **out, ct_err *err) {
+  CT_GUARD(ct_json__check_depth(buf, len, max_depth, err));
+  json_error_t jerr;
+  json_t *v = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+  if (!v)
+    return ct_fail(err, CT_EINVAL, "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
+                   jerr.text);
+  *out = v;
+  return CT_OK;
+}
+
+/* --- RFC 8785 ------------------------------------------------------------------------------ */
+
+/* Decodes one UTF-8 sequence (input already validated by jansson). */
+static uint32_t ct_json__utf8_next(const unsigned char **p) {
+  const unsigned char *s = *p;
+  uint32_t cp;
+  int n;
+  if (s[0] < 0x80) { cp = s[0]; n = 1; }
+  else if ((s[0] & 0xE0) == 0xC0) { cp = s[0] & 0x1F; n = 2; }
+  else if ((s[0] & 0xF0) == 0xE0) { cp = s[0] & 0x0F; n = 3; }
+  else { cp = s[0] & 0x07; n = 4; }
+  for (int i = 1; i < n; i++) cp = cp << 6 | (s[i] & 0x3F);
+  *p = s + n;
+  return cp;
+}
+
+/* Splits a code point into UTF-16 units; returns the count (1 or 2). */
+static int ct_json__utf16(uint32_t cp, uint16_t u[2]) {
+  if (cp < 0x10000) { u[0] = (uint16_t)cp; return 1; }
+  cp -= 0x10000;
+  u[0] = (uint16_t)(0xD800 + (cp >> 10));
+  u[1] = (uint16_t)(0xDC00 + (cp & 0x3FF));
+  return 2;
+}
+
+static int ct_json__cmp_utf16(const char *a, const char *b) {
+  const unsigned char *pa = (const unsigned char *)a, *pb = (const unsigned char *)b;
+  uint16_t ua[2], ub[2];
+  int na = 0, nb = 0, ia = 0, ib = 0;
+  for (;;) {
+    if (ia == na) {
+      if (!*pa) { na = 0; } else { na = ct_json__utf16(ct_json__utf8_next(&pa), ua); }
+      ia = 0;
+    }
+    if (ib == nb) {
+      if (!*pb) { nb = 0; } else { nb = ct_json__utf16(ct_json__utf8_next(&pb), ub); }
+      ib = 0;
+    }
+    if (na == 0 || nb == 0) return (na != 0) - (nb != 0);
+    if (ua[ia] != ub[ib]) return ua[ia] < ub[ib] ? -1 : 1;
+    ia++;
+    ib++;
+  }
+}
+
+static int ct_json__key_cmp(const void *x, const void *y) {
+  return ct_json__cmp_utf16(*(const char *const *)x, *(const char *const *)y);
+}
+
+static ct_status ct_json__jcs_string(const char *s, size_t len, ct_buf *out, ct_err *err) {
+  CT_GUARD(ct_buf_append(out, "\"", 1, err));
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    const char *esc = NULL;
+    char tmp[8];
+    switch (c) {
+    case '"': esc = "\\\""; break;
+    case '\\': esc = "\\\\"; break;
+    case '\b': esc = "\\b"; break;
+    case '\f': esc = "\\f"; break;
+    case '\n': esc = "\\n"; break;
+    case '\r': esc = "\\r"; break;
+    case '\t': esc = "\\t"; break;
+    default:
+      if (c < 0x20) {
+        snprintf(tmp, sizeof tmp, "\\u%04x", c);
+        esc = tmp;
+      }
+    }
+    if (esc) CT_GUARD(ct_buf_append_str(out, esc, err));
+    else CT_GUARD(ct_buf_append(out, &s[i], 1, err));
+  }
+  return ct_buf_append(out, "\"", 1, err);
+}
+
+/* ECMAScript Number.prototype.toString for finite doubles, as RFC 8785 section 3.2.2.3 asks. */
+static ct_status ct_json__jcs_number(double v, ct_buf *out, ct_err *err) {
+  if (!isfinite(v)) return ct_fail(err, CT_EINVAL, "JCS cannot encode NaN or infinity");
+  if (v == 0) return ct_buf_append_str(out, "0", err);
+  char tmp[40];
+  int prec;
+  for (prec = 1; prec <= 17; prec++) {
+    snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+    if (strtod(tmp, NULL) == v) break;
+  }
+  /* tmp is "[-]d.ddde[+-]xx": pull out the significant digits and the decimal exponent. */
+  char digits[24];
+  size_t k = 0;
+  const char *p = tmp;
+  bool neg = false;
+  if (*p == '-') { neg = true; p++; }
+  for (; *p && *p != 'e'; p++)
+    if (*p != '.') digits[k++] = *p;
+  while (k > 1 && digits[k - 1] == '0') k--;
+  digits[k] = 0;
+  int n = atoi(p + 1) + 1; /* position of the decimal point relative to the digits */
+  if (neg) CT_GUARD(ct_buf_append(out, "-", 1, err));
+  int ki = (int)k;
+  if (ki <= n && n <= 21) {
+    CT_GUARD(ct_buf_append(out, digits, k, err));
+    for (int i = 0; i < n - ki; i++) CT_GUARD(ct_buf_append(out, "0", 1, err));
+  } else if (0 < n && n <= 21) {
+    CT_GUARD(ct_buf_append(out, digits, (size_t)n, err));
+    CT_GUARD(ct_buf_append(out, ".", 1, err));
+    CT_GUARD(ct_buf_append(out, digits + n, k - (size_t)n, err));
+  } else if (-6 < n && n <= 0) {
+    CT_GUARD(ct_buf_append(out, "0.", 2, err));
+    for (int i = 0; i < -n; i++) CT_GUARD(ct_buf_append(out, "0", 1, err));
+    CT_GUARD(ct_buf_append(out, digits, k, err));
+  } else {
+    CT_GUARD(ct_buf_append(out, digits, 1, err));
+    if (k > 1) {
+      CT_GUARD(ct_buf_append(out, ".", 1, err));
+      CT_GUARD(ct_buf_append(out, digits + 1, k - 1, err));
+    }
+    CT_GUARD(ct_buf_printf(out, err, "e%c%d", n - 1 < 0 ? '-' : '+', abs(n - 1)));
+  }
+  return CT_OK;
+}
+
+static ct_status ct_json__jcs(const json_t *v, ct_buf *out, int depth, ct_err *err) {
+  if (depth > 256) return ct_fail(err, CT_ELIMIT, "JSON value too deep to canonicalise");
+  switch (json_typeof(v)) {
+  case JSON_NULL: return ct_buf_append_str(out, "null", err);
+  case JSON_TRUE: return ct_buf_append_str(out, "true", err);
+  case JSON_FALSE: return ct_buf_append_str(out, "false", err);
+  case JSON_INTEGER: {
+    json_int_t i = json_integer_value(v);
+    /* Beyond 2^53 an ES6 number cannot hold the value exactly; format as the double does. */
+    if (i > (1LL << 53) || i < -(1LL << 53)) return ct_json__jcs_number((double)i, out, err);
+    return ct_buf_printf(out, err, "%" JSON_INTEGER_FORMAT, i);
+  }
+  case JSON_REAL: return ct_json__jcs_number(json_real_value(v), out, err);
+  case JSON_STRING: return ct_json__jcs_string(json_string_value(v), json_string_length(v), out, err);
+  case JSON_ARRAY: {
+    CT_GUARD(ct_buf_append(out, "[", 1, err));
+    for (size_t i = 0; i < json_array_size(v); i++) {
+      if (i) CT_GUARD(ct_buf_append(out, ",", 1, err));
+      CT_GUARD(ct_json__jcs(json_array_get(v, i), out, depth + 1, err));
+    }
+    return ct_buf_append(out, "]", 1, err);
+  }
+  case JSON_OBJECT: {
+    size_t n = json_object_size(v);
+    const char **keys = n ? malloc(n * sizeof *keys) : NULL;
+    if (n && !keys) return ct_fail(err, CT_ENOMEM, "out of memory canonicalising JSON");
+    size_t i = 0;
+    const char *key;
+    json_t *member;
+    json_object_foreach((json_t *)v, key, member) keys[i++] = key;
+    qsort(keys, n, sizeof *keys, ct_json__key_cmp);
+    ct_status st = ct_buf_append(out, "{", 1, err);
+    for (i = 0; st == CT_OK && i < n; i++) {
+      if (i) st = ct_buf_append(out, ",", 1, err);
+      if (st == CT_OK) st = ct_json__jcs_string(keys[i], strlen(keys[i]), out, err);
+      if (st == CT_OK) st = ct_buf_append(out, ":", 1, err);
+      if (st == CT_OK) st = ct_json__jcs(json_object_get(v, keys[i]), out, depth + 1, err);
+    }
+    free(keys);
+    CT_GUARD(st);
+    return ct_buf_append(out, "}", 1, err);
+  }
+  }
+  return ct_fail(err, CT_EINTERNAL, "unknown JSON type");
+}
+
+ct_status ct_jcs_append(const json_t *value, ct_buf *out, ct_err *err) {
+  return ct_json__jcs(value, out, 0, err);
+}
+
+ct_status ct_jcs_string(const json_t *value, char **out, size_t *out_len, ct_err *err) {
+  ct_buf b;
+  ct_buf_init(&b, 64u << 20);
+  CT_GUARD(ct_json__jcs(value, &b, 0, err));
+  if (!b.data) CT_GUARD(ct_buf_append(&b, "", 0, err));
+  *out = (char *)ct_buf_take(&b, out_len);
+  return CT_OK;
+}
+
+static const char *ct_json__type_name(const json_t *v) {
+  if (!v) return "absent";
+  switch (json_typeof(v)) {
+  case JSON_OBJECT: return "an object";
+  case JSON_ARRAY: return "an array";
+  case JSON_STRING: return "a string";
+  case JSON_INTEGER: return "an integer";
+  case JSON_REAL: return "a number";
+  case JSON_TRUE:
+  case JSON_FALSE: return "a boolean";
+  case JSON_NULL: return "null";
+  }
+  return "unknown";
+}
+
+ct_status ct_json_get_string(const json_t *obj, const char *key, const char *what, const char **out,
+                             ct_err *err) {
+  json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+  CT_ENSURE(json_is_string(v), err, CT_EINVAL, "%s: member \"%s\" must be a string, found %s", what,
+            key, ct_json__type_name(v));
+  *out = json_string_value(v);
+  return CT_OK;
+}
+
+ct_status ct_json_opt_string(const json_t *obj, const char *key, const char *what, const char **out,
+                             ct_err *err) {
+  json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+  if (!v || json_is_null(v)) {
+    *out = NULL;
+    return CT_OK;
+  }
+  return ct_json_get_string(obj, key, what, out, err);
+}
+
+ct_status ct_json_get_object(const json_t *obj, const char *key, const char *what, json_t **out,
+                             ct_err *err) {
+  json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+  CT_ENSURE(json_is_object(v), err, CT_EINVAL, "%s: member \"%s\" must be an object, found %s", what,
+            key, ct_json__type_name(v));
+  *out = v;
+  return CT_OK;
+}
+
+ct_status ct_json_get_int(const json_t *obj, const char *key, const char *what, int64_t *out,
+                          ct_err *err) {
+  json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+  CT_ENSURE(json_is_integer(v), err, CT_EINVAL, "%s: member \"%s\" must be an integer, found %s",
+            what, key, ct_json__type_name(v));
+  *out = json_integer_value(v);
+  return CT_OK;
+}
+
+ct_status ct_json_dump(const json_t *value, char **out, ct_err *err) {
+  char *s = json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+  CT_ENSURE(s, err, CT_ENOMEM, "out of memory serialising JSON");
+  *out = s;
+  return CT_OK;
+}
+
+ct_status ct_json_set_new(json_t *obj, const char *key, json_t *value, ct_err *err) {
+  if (!value) return ct_fail(err, CT_ENOMEM, "out of memory building JSON member \"%s\"", key);
+  if (json_object_set_new(obj, key, value) != 0)
+    return ct_fail(err, CT_ENOMEM, "out of memory setting JSON member \"%s\"", key);
+  return CT_OK;
+}

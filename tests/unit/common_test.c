@@ -1,0 +1,137 @@
+#include "ct_test_util.h"
+
+#include "ct_buf.h"
+#include "ct_codec.h"
+#include "ct_digest.h"
+#include "ct_json.h"
+#include "ct_mem.h"
+
+static void test_jcs_trustee_vector(void **state) {
+  (void)state;
+  ct_err err;
+  json_t *v = NULL;
+  const char *in = "{\"b\":1,\"a\":\"test\",\"c\":{\"d\":\"e\"}}";
+  CT_ASSERT_OK(ct_json_parse(in, strlen(in), 8, &v, &err), &err);
+  char *canon = NULL;
+  size_t len = 0;
+  CT_ASSERT_OK(ct_jcs_string(v, &canon, &len, &err), &err);
+  assert_string_equal(canon, "{\"a\":\"test\",\"b\":1,\"c\":{\"d\":\"e\"}}");
+  uint8_t d[48];
+  ct_sha384(canon, len, d);
+  char hex[97];
+  ct_hex_into(d, sizeof d, hex);
+  assert_string_equal(hex, "e71ce8e70d814ba6639c3612ebee0ff1f76f650f8dbb5e47157e0f3f525cd22c"
+                           "4597480a186427c813ca941da78870c3");
+  free(canon);
+  json_decref(v);
+}
+
+static void test_jcs_numbers_and_strings(void **state) {
+  (void)state;
+  /* RFC 8785 appendix B number samples and escaping rules. */
+  struct { const char *in, *out; } cases[] = {
+      {"[1e21]", "[1e+21]"},
+      {"[0.000001]", "[0.000001]"},
+      {"[1e-7]", "[1e-7]"},
+      {"[4.5]", "[4.5]"},
+      {"[0.1]", "[0.1]"},
+      {"[-0.0]", "[0]"},
+      {"[123456789012345680000.0]", "[123456789012345680000]"},
+      {"[333333333.3333333]", "[333333333.3333333]"},
+      {"[\"\\u000f\\u001F\\n/\\u20ac\"]", "[\"\\u000f\\u001f\\n/\xe2\x82\xac\"]"},
+      {"{\"\\u20ac\":1,\"\\ud83d\\ude00\":2,\"\\r\":3,\"1\":4,\"\\u0080\":5,\"\\u00f6\":6}",
+       "{\"\\r\":3,\"1\":4,\"\xc2\x80\":5,\"\xc3\xb6\":6,\"\xe2\x82\xac\":1,\"\xf0\x9f\x98\x80\":2}"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    ct_err err;
+    json_t *v = NULL;
+    CT_ASSERT_OK(ct_json_parse(cases[i].in, strlen(cases[i].in), 8, &v, &err), &err);
+    char *canon = NULL;
+    size_t len;
+    CT_ASSERT_OK(ct_jcs_string(v, &canon, &len, &err), &err);
+    assert_string_equal(canon, cases[i].out);
+    free(canon);
+    json_decref(v);
+  }
+}
+
+static void test_json_strictness(void **state) {
+  (void)state;
+  ct_err err;
+  json_t *v = NULL;
+  const char *dup = "{\"a\":1,\"a\":2}";
+  assert_int_equal(ct_json_parse(dup, strlen(dup), 8, &v, &err), CT_EINVAL);
+  assert_non_null(strstr(err.msg, "duplicate"));
+  const char *deep = "[[[[[[[[[[1]]]]]]]]]]";
+  assert_int_equal(ct_json_parse(deep, strlen(deep), 5, &v, &err), CT_ELIMIT);
+  const char *brackets_in_string = "[\"[[[[[[[[[[[[\"]";
+  CT_ASSERT_OK(ct_json_parse(brackets_in_string, strlen(brackets_in_string), 2, &v, &err), &err);
+  json_decref(v);
+  const char *trailing = "{} x";
+  assert_int_equal(ct_json_parse(trailing, strlen(trailing), 8, &v, &err), CT_EINVAL);
+}
+
+static void test_base64(void **state) {
+  (void)state;
+  ct_err err;
+  const uint8_t data[] = {0xfb, 0xff, 0xfe, 0x01};
+  char *s = NULL;
+  CT_ASSERT_OK(ct_b64_encode(CT_B64_STD, data, 4, &s, &err), &err);
+  assert_string_equal(s, "+//+AQ==");
+  free(s);
+  CT_ASSERT_OK(ct_b64_encode(CT_B64_URL, data, 4, &s, &err), &err);
+  assert_string_equal(s, "-__-AQ");
+  uint8_t *out = NULL;
+  size_t n = 0;
+  CT_ASSERT_OK(ct_b64_decode(CT_B64_URL, s, strlen(s), &out, &n, &err), &err);
+  assert_int_equal(n, 4);
+  assert_memory_equal(out, data, 4);
+  free(out);
+  free(s);
+  assert_int_equal(ct_b64_decode(CT_B64_URL, "AQ==", 4, &out, &n, &err), CT_EINVAL);
+  assert_int_equal(ct_b64_decode(CT_B64_STD, "AQ", 2, &out, &n, &err), CT_EINVAL);
+  assert_int_equal(ct_b64_decode(CT_B64_STD, "AR==", 4, &out, &n, &err), CT_EINVAL);
+  CT_ASSERT_OK(ct_b64_decode(CT_B64_ANY, "-_8=", 4, &out, &n, &err), &err);
+  assert_int_equal(n, 2);
+  free(out);
+}
+
+static void test_hex_and_secret_compare(void **state) {
+  (void)state;
+  ct_err err;
+  uint8_t *out = NULL;
+  size_t n;
+  CT_ASSERT_OK(ct_hex_decode("00aBff", 6, &out, &n, &err), &err);
+  assert_int_equal(n, 3);
+  assert_int_equal(out[1], 0xab);
+  free(out);
+  assert_int_equal(ct_hex_decode("0g", 2, &out, &n, &err), CT_EINVAL);
+  assert_int_equal(ct_hex_decode("abc", 3, &out, &n, &err), CT_EINVAL);
+  assert_true(ct_memeq("abc", 3, "abc", 3));
+  assert_false(ct_memeq("abc", 3, "abd", 3));
+  assert_false(ct_memeq("abc", 3, "abcd", 4));
+  assert_true(ct_streq_secret("token", "token"));
+  assert_false(ct_streq_secret("token", NULL));
+}
+
+static void test_buf_cap(void **state) {
+  (void)state;
+  ct_err err;
+  ct_buf b;
+  ct_buf_init(&b, 8);
+  CT_ASSERT_OK(ct_buf_append_str(&b, "12345678", &err), &err);
+  assert_int_equal(ct_buf_append_str(&b, "9", &err), CT_ELIMIT);
+  assert_null(b.data); /* the buffer freed itself */
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_jcs_trustee_vector),
+      cmocka_unit_test(test_jcs_numbers_and_strings),
+      cmocka_unit_test(test_json_strictness),
+      cmocka_unit_test(test_base64),
+      cmocka_unit_test(test_hex_and_secret_compare),
+      cmocka_unit_test(test_buf_cap),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
