@@ -1,0 +1,347 @@
+/*
+ * jose_jws.c - JWS compact serialization (RFC 7515) and JWT time checks (RFC 7519).
+ */
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/rsa.h>
+#include <string.h>
+
+#include "ct_buf.h"
+#include "ct_codec.h"
+#include "ct_json.h"
+#include "ct_mem.h"
+#include "jose_internal.h"
+
+typedef enum { JOSE__SIG_EC, JOSE__SIG_RSA, JOSE__SIG_PSS, JOSE__SIG_ED } jose__sig_kind;
+
+typedef struct jose__sig_alg {
+  const char *name;
+  jose__sig_kind kind;
+  const char *md;  /* OpenSSL digest name; NULL for EdDSA */
+  size_t coord;    /* ECDSA: bytes of r and of s */
+} jose__sig_alg;
+
+static const jose__sig_alg jose__sig_algs[] = {
+    {"ES256", JOSE__SIG_EC, "SHA256", 32},  {"ES384", JOSE__SIG_EC, "SHA384", 48},
+    {"ES512", JOSE__SIG_EC, "SHA512", 66},  {"RS256", JOSE__SIG_RSA, "SHA256", 0},
+    {"RS384", JOSE__SIG_RSA, "SHA384", 0},  {"RS512", JOSE__SIG_RSA, "SHA512", 0},
+    {"PS256", JOSE__SIG_PSS, "SHA256", 0},  {"PS384", JOSE__SIG_PSS, "SHA384", 0},
+    {"PS512", JOSE__SIG_PSS, "SHA512", 0},  {"EdDSA", JOSE__SIG_ED, NULL, 0},
+};
+
+static const jose__sig_alg *jose__sig_alg_find(const char *name) {
+  for (size_t i = 0; name && i < sizeof jose__sig_algs / sizeof jose__sig_algs[0]; i++)
+    if (strcmp(jose__sig_algs[i].name, name) == 0) return &jose__sig_algs[i];
+  return NULL;
+}
+
+/* Resolves the algorithm and checks that the key may be used with it. */
+static ct_status jose__sig_setup(const char *alg, EVP_PKEY *key, const jose__sig_alg **out,
+                                 ct_err *err) {
+  CT_ENSURE(alg, err, CT_EINVAL, "jws: no algorithm");
+  const jose__sig_alg *a = jose__sig_alg_find(alg);
+  CT_ENSURE(a, err, CT_EUNSUPPORTED, "jws: algorithm \"%.32s\" is not supported", alg);
+  CT_GUARD(jose__check_pkey(key, err));
+  CT_ENSURE(jose__alg_suits_pkey(alg, key), err, CT_ECRYPTO,
+            "jws: algorithm %s does not match the %s key", alg,
+            jose__ec_crv(key) ? jose__ec_crv(key) : EVP_PKEY_get0_type_name(key));
+  *out = a;
+  return CT_OK;
+}
+
+/* Initialises a digest-sign or digest-verify context with the algorithm's padding. */
+static ct_status jose__md_init(const jose__sig_alg *a, EVP_PKEY *key, bool sign, EVP_MD_CTX **out,
+                               ct_err *err) {
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  CT_ENSURE(md, err, CT_ENOMEM, "jws: out of memory");
+  EVP_PKEY_CTX *pctx = NULL;
+  int ok = sign ? EVP_DigestSignInit_ex(md, &pctx, a->md, NULL, NULL, key, NULL)
+                : EVP_DigestVerifyInit_ex(md, &pctx, a->md, NULL, NULL, key, NULL);
+  if (ok == 1 && a->kind == JOSE__SIG_PSS)
+    ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1 &&
+         EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, a->md, NULL) == 1;
+  else if (ok == 1 && a->kind == JOSE__SIG_RSA)
+    ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1;
+  if (ok != 1) {
+    EVP_MD_CTX_free(md);
+    return ct_fail_ossl(err, CT_ECRYPTO, "jws: cannot set up %s", a->name);
+  }
+  *out = md;
+  return CT_OK;
+}
+
+/* ECDSA: DER signature -> fixed-size big-endian r || s. */
+static ct_status jose__ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t coord,
+                                        uint8_t *raw, ct_err *err) {
+  const unsigned char *p = der;
+  ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+  CT_ENSURE(sig, err, CT_EINTERNAL, "jws: cannot parse the ECDSA signature");
+  const BIGNUM *r = NULL, *s = NULL;
+  ECDSA_SIG_get0(sig, &r, &s);
+  bool ok = BN_bn2binpad(r, raw, (int)coord) == (int)coord &&
+            BN_bn2binpad(s, raw + coord, (int)coord) == (int)coord;
+  ECDSA_SIG_free(sig);
+  CT_ENSURE(ok, err, CT_EINTERNAL, "jws: ECDSA signature does not fit the curve");
+  return CT_OK;
+}
+
+/* ECDSA: fixed-size r || s -> DER. */
+static ct_status jose__ecdsa_raw_to_der(const uint8_t *raw, size_t coord, uint8_t **der,
+                                        size_t *der_len, ct_err *err) {
+  ECDSA_SIG *sig = ECDSA_SIG_new();
+  BIGNUM *r = BN_bin2bn(raw, (int)coord, NULL), *s = BN_bin2bn(raw + coord, (int)coord, NULL);
+  if (!sig || !r || !s || ECDSA_SIG_set0(sig, r, s) != 1) {
+    ECDSA_SIG_free(sig);
+    BN_free(r);
+    BN_free(s);
+    return ct_fail(err, CT_ENOMEM, "jws: out of memory");
+  }
+  unsigned char *buf = NULL;
+  int n = i2d_ECDSA_SIG(sig, &buf);
+  ECDSA_SIG_free(sig);
+  CT_ENSURE(n > 0, err, CT_ENOMEM, "jws: out of memory");
+  *der = buf;
+  *der_len = (size_t)n;
+  return CT_OK;
+}
+
+/* Serialises a header preserving member order (alg first). */
+static ct_status jose__header_string(const char *alg, const json_t *extra, char **out,
+                                     ct_err *err) {
+  CT_ENSURE(!extra || json_is_object(extra), err, CT_EINVAL, "jws: extra header must be an object");
+  CT_ENSURE(!extra || !json_object_get(extra, "alg"), err, CT_EINVAL,
+            "jws: extra header must not carry \"alg\"");
+  json_t *h = json_object();
+  CT_ENSURE(h, err, CT_ENOMEM, "jws: out of memory");
+  ct_status st = ct_json_set_new(h, "alg", json_string(alg), err);
+  const char *k;
+  json_t *v;
+  if (!st && extra) {
+    json_object_foreach((json_t *)extra, k, v) {
+      if (json_object_set(h, k, v) != 0) {
+        st = ct_fail(err, CT_ENOMEM, "jws: out of memory");
+        break;
+      }
+    }
+  }
+  char *s = st ? NULL : json_dumps(h, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(h);
+  if (st) return st;
+  CT_ENSURE(s, err, CT_ENOMEM, "jws: cannot serialise the header");
+  *out = s;
+  return CT_OK;
+}
+
+ct_status jose_jws_sign(const char *alg, EVP_PKEY *key, const json_t *extra_header,
+                        const uint8_t *payload, size_t payload_len, char **out_compact,
+                        ct_err *err) {
+  const jose__sig_alg *a = NULL;
+  CT_GUARD(jose__sig_setup(alg, key, &a, err));
+  CT_ENSURE(payload || payload_len == 0, err, CT_EINVAL, "jws: no payload");
+  CT_ENSURE(payload_len <= JOSE_JWS_MAX / 4 * 3, err, CT_ELIMIT, "jws: payload of %zu bytes is "
+            "too large", payload_len);
+  ct_status st = CT_OK;
+  char *hdr = NULL, *hdr64 = NULL, *pay64 = NULL, *sig64 = NULL;
+  uint8_t *sig = NULL, raw[132];
+  EVP_MD_CTX *md = NULL;
+  ct_buf out;
+  ct_buf_init(&out, JOSE_JWS_MAX);
+  CT_GUARD_GOTO(st, jose__header_string(alg, extra_header, &hdr, err), done);
+  CT_GUARD_GOTO(st, ct_b64_encode(CT_B64_URL, (const uint8_t *)hdr, strlen(hdr), &hdr64, err),
+                done);
+  CT_GUARD_GOTO(st, ct_b64_encode(CT_B64_URL, payload, payload_len, &pay64, err), done);
+  CT_GUARD_GOTO(st, ct_buf_printf(&out, err, "%s.%s", hdr64, pay64), done);
+  CT_GUARD_GOTO(st, jose__md_init(a, key, true, &md, err), done);
+  size_t sig_len = 0;
+  if (EVP_DigestSign(md, NULL, &sig_len, out.data, out.len) != 1 || !(sig = malloc(sig_len)) ||
+      EVP_DigestSign(md, sig, &sig_len, out.data, out.len) != 1) {
+    st = ct_fail_ossl(err, CT_ECRYPTO, "jws: %s signing failed", alg);
+    goto done;
+  }
+  const uint8_t *sig_out = sig;
+  if (a->kind == JOSE__SIG_EC) {
+    CT_GUARD_GOTO(st, jose__ecdsa_der_to_raw(sig, sig_len, a->coord, raw, err), done);
+    sig_out = raw;
+    sig_len = 2 * a->coord;
+  }
+  CT_GUARD_GOTO(st, ct_b64_encode(CT_B64_URL, sig_out, sig_len, &sig64, err), done);
+  CT_GUARD_GOTO(st, ct_buf_printf(&out, err, ".%s", sig64), done);
+  *out_compact = (char *)ct_buf_take(&out, NULL);
+done:
+  ct_buf_free(&out);
+  EVP_MD_CTX_free(md);
+  free(hdr);
+  free(hdr64);
+  free(pay64);
+  free(sig64);
+  free(sig);
+  return st;
+}
+
+typedef struct jose__jws_parts {
+  const char *hdr64, *pay64, *sig64;
+  size_t hdr64_len, pay64_len, sig64_len;
+  json_t *header;
+  uint8_t *payload, *sig;
+  size_t payload_len, sig_len;
+} jose__jws_parts;
+
+static void jose__jws_parts_free(jose__jws_parts *p) {
+  json_decref(p->header);
+  free(p->payload);
+  free(p->sig);
+  memset(p, 0, sizeof *p);
+}
+
+/* Splits into exactly three parts and decodes each; the header must be a JSON object with a
+ * string "alg" and without "crit". */
+static ct_status jose__jws_split(const char *compact, jose__jws_parts *p, ct_err *err) {
+  memset(p, 0, sizeof *p);
+  CT_ENSURE(compact, err, CT_EINVAL, "jws: no token");
+  size_t total = strnlen(compact, JOSE_JWS_MAX + 1);
+  CT_ENSURE(total <= JOSE_JWS_MAX, err, CT_ELIMIT, "jws: token longer than %u bytes",
+            JOSE_JWS_MAX);
+  const char *d1 = memchr(compact, '.', total);
+  const char *d2 = d1 ? memchr(d1 + 1, '.', total - (size_t)(d1 + 1 - compact)) : NULL;
+  CT_ENSURE(d2, err, CT_EINVAL, "jws: compact serialization needs three dot-separated parts");
+  CT_ENSURE(!memchr(d2 + 1, '.', total - (size_t)(d2 + 1 - compact)), err, CT_EINVAL,
+            "jws: more than three parts (a JWE?)");
+  p->hdr64 = compact;
+  p->hdr64_len = (size_t)(d1 - compact);
+  p->pay64 = d1 + 1;
+  p->pay64_len = (size_t)(d2 - d1 - 1);
+  p->sig64 = d2 + 1;
+  p->sig64_len = total - (size_t)(d2 + 1 - compact);
+  ct_status st = CT_OK;
+  uint8_t *hdr = NULL;
+  size_t hdr_len = 0;
+  CT_GUARD_GOTO(st, jose__b64u_decode(p->hdr64, p->hdr64_len, JOSE_HEADER_MAX, "jws header", &hdr,
+                                      &hdr_len, err), fail);
+  st = ct_json_parse((const char *)hdr, hdr_len, JOSE_JSON_DEPTH, &p->header, err);
+  free(hdr);
+  if (st) {
+    ct_err_prefix(err, "jws header: ");
+    goto fail;
+  }
+  CT_ENSURE_GOTO(st, json_is_object(p->header), fail, err, CT_EINVAL,
+                 "jws header: must be a JSON object");
+  const char *alg = NULL;
+  CT_GUARD_GOTO(st, ct_json_get_string(p->header, "alg", "jws header", &alg, err), fail);
+  CT_ENSURE_GOTO(st, !json_object_get(p->header, "crit"), fail, err, CT_EUNSUPPORTED,
+                 "jws header: \"crit\" extensions are not supported");
+  CT_GUARD_GOTO(st, jose__b64u_decode(p->pay64, p->pay64_len, JOSE_JWS_MAX, "jws payload",
+                                      &p->payload, &p->payload_len, err), fail);
+  CT_GUARD_GOTO(st, jose__b64u_decode(p->sig64, p->sig64_len, JOSE_RSA_MAX_BITS / 8,
+                                      "jws signature", &p->sig, &p->sig_len, err), fail);
+  return CT_OK;
+fail:
+  jose__jws_parts_free(p);
+  return st;
+}
+
+static void jose__jws_hand_out(jose__jws_parts *p, json_t **header, uint8_t **payload,
+                               size_t *payload_len) {
+  if (header) {
+    *header = p->header;
+    p->header = NULL;
+  }
+  if (payload) {
+    *payload = p->payload;
+    p->payload = NULL;
+  }
+  if (payload_len) *payload_len = p->payload_len;
+  jose__jws_parts_free(p);
+}
+
+ct_status jose_jws_decode_unverified(const char *compact, json_t **header, uint8_t **payload,
+                                     size_t *payload_len, ct_err *err) {
+  jose__jws_parts p;
+  CT_GUARD(jose__jws_split(compact, &p, err));
+  jose__jws_hand_out(&p, header, payload, payload_len);
+  return CT_OK;
+}
+
+ct_status jose_jws_verify(const char *compact, EVP_PKEY *key, const char *allowed_alg,
+                          json_t **header, uint8_t **payload, size_t *payload_len, ct_err *err) {
+  jose__jws_parts p;
+  CT_GUARD(jose__jws_split(compact, &p, err));
+  ct_status st = CT_OK;
+  EVP_MD_CTX *md = NULL;
+  uint8_t *der = NULL;
+  const char *alg = json_string_value(json_object_get(p.header, "alg"));
+  if (allowed_alg)
+    CT_ENSURE_GOTO(st, strcmp(alg, allowed_alg) == 0, done, err, CT_ECRYPTO,
+                   "jws: header algorithm \"%.32s\" is not the expected %s", alg, allowed_alg);
+  const jose__sig_alg *a = NULL;
+  CT_GUARD_GOTO(st, jose__sig_setup(alg, key, &a, err), done);
+  const uint8_t *sig = p.sig;
+  size_t sig_len = p.sig_len;
+  if (a->kind == JOSE__SIG_EC) {
+    CT_ENSURE_GOTO(st, p.sig_len == 2 * a->coord, done, err, CT_ECRYPTO,
+                   "jws: %s signature must be %zu bytes, found %zu", alg, 2 * a->coord,
+                   p.sig_len);
+    CT_GUARD_GOTO(st, jose__ecdsa_raw_to_der(p.sig, a->coord, &der, &sig_len, err), done);
+    sig = der;
+  } else if (a->kind != JOSE__SIG_ED) {
+    size_t mod = (size_t)EVP_PKEY_get_size(key);
+    CT_ENSURE_GOTO(st, p.sig_len == mod, done, err, CT_ECRYPTO,
+                   "jws: %s signature must be %zu bytes, found %zu", alg, mod, p.sig_len);
+  }
+  CT_GUARD_GOTO(st, jose__md_init(a, key, false, &md, err), done);
+  size_t signed_len = p.hdr64_len + 1 + p.pay64_len;
+  if (EVP_DigestVerify(md, sig, sig_len, (const uint8_t *)p.hdr64, signed_len) != 1) {
+    ERR_clear_error();
+    st = ct_fail(err, CT_ECRYPTO, "jws: %s signature does not verify", alg);
+    goto done;
+  }
+done:
+  EVP_MD_CTX_free(md);
+  OPENSSL_free(der);
+  if (st) {
+    jose__jws_parts_free(&p);
+    return st;
+  }
+  jose__jws_hand_out(&p, header, payload, payload_len);
+  return CT_OK;
+}
+
+/* Reads a NumericDate member; absent yields *present = false. */
+static ct_status jose__numeric_date(const json_t *claims, const char *key, bool *present,
+                                    int64_t *out, ct_err *err) {
+  json_t *v = json_object_get(claims, key);
+  *present = v != NULL;
+  if (!v) return CT_OK;
+  if (json_is_integer(v)) {
+    *out = (int64_t)json_integer_value(v);
+    return CT_OK;
+  }
+  CT_ENSURE(json_is_real(v), err, CT_EINVAL, "jwt: claim \"%s\" must be a number", key);
+  double d = json_real_value(v);
+  CT_ENSURE(d > -9.0e18 && d < 9.0e18, err, CT_EINVAL, "jwt: claim \"%s\" is out of range", key);
+  *out = (int64_t)d;
+  return CT_OK;
+}
+
+ct_status jose_jwt_check_times(const json_t *claims, int64_t now, int64_t leeway, bool require_exp,
+                               ct_err *err) {
+  CT_ENSURE(json_is_object(claims), err, CT_EINVAL, "jwt: claims must be a JSON object");
+  CT_ENSURE(leeway >= 0 && leeway <= 86400 * 365, err, CT_EINVAL, "jwt: bad leeway %lld",
+            (long long)leeway);
+  bool has_exp = false, has_nbf = false;
+  int64_t exp = 0, nbf = 0;
+  CT_GUARD(jose__numeric_date(claims, "exp", &has_exp, &exp, err));
+  CT_GUARD(jose__numeric_date(claims, "nbf", &has_nbf, &nbf, err));
+  CT_ENSURE(has_exp || !require_exp, err, CT_EINVAL, "jwt: required claim \"exp\" is missing");
+  /* Compare as now - leeway > exp, which cannot overflow for sane `now` and bounded leeway. */
+  if (has_exp)
+    CT_ENSURE(now - leeway <= exp, err, CT_EEXPIRED,
+              "jwt: token expired at %lld (now %lld, leeway %llds)", (long long)exp,
+              (long long)now, (long long)leeway);
+  if (has_nbf)
+    CT_ENSURE(now + leeway >= nbf, err, CT_EDENIED,
+              "jwt: token not valid before %lld (now %lld, leeway %llds)", (long long)nbf,
+              (long long)now, (long long)leeway);
+  return CT_OK;
+}

@@ -1,0 +1,431 @@
+#include "ct_test_util.h"
+
+#include <openssl/pem.h>
+
+#include "ct_codec.h"
+#include "ct_json.h"
+#include "ct_mem.h"
+#include "jose.h"
+
+/* RFC 7515 appendix A.3 (ES256) and RFC 8037 appendix A (Ed25519). */
+static const char *const RFC7515_EC_JWK =
+    "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\","
+    "\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}";
+static const char *const RFC7515_ES256_JWS =
+    "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxl"
+    "LmNvbS9pc19yb290Ijp0cnVlfQ.DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSA"
+    "pmWQxfKTUJqPP3-Kg6NU1Q";
+static const char *const RFC8037_OKP_JWK =
+    "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"d\":\"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A\","
+    "\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}";
+static const char *const RFC8037_JWS =
+    "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvM"
+    "g3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+
+static json_t *parse(const char *s) {
+  ct_err err;
+  json_t *v = NULL;
+  CT_ASSERT_OK(ct_json_parse(s, strlen(s), 16, &v, &err), &err);
+  return v;
+}
+
+static jose_jwk *jwk_from_string(const char *s) {
+  ct_err err;
+  json_t *v = parse(s);
+  jose_jwk *k = NULL;
+  CT_ASSERT_OK(jose_jwk_from_json(v, &k, &err), &err);
+  json_decref(v);
+  return k;
+}
+
+static ct_status jwk_try(const char *s, ct_err *err) {
+  json_t *v = parse(s);
+  jose_jwk *k = NULL;
+  ct_status st = jose_jwk_from_json(v, &k, err);
+  jose_jwk_free(k);
+  json_decref(v);
+  return st;
+}
+
+static jose_jwk *gen(const char *alg, const char *crv) {
+  ct_err err;
+  jose_jwk *k = NULL;
+  CT_ASSERT_OK(jose_jwk_generate(alg, crv, &k, &err), &err);
+  return k;
+}
+
+/* Builds "<b64url(header)>.<b64url(payload)>.<sig>" from strings. */
+static char *forge(const char *header, const char *payload, const char *sig) {
+  ct_err err;
+  char *h = NULL, *p = NULL;
+  CT_ASSERT_OK(ct_b64_encode(CT_B64_URL, (const uint8_t *)header, strlen(header), &h, &err), &err);
+  CT_ASSERT_OK(ct_b64_encode(CT_B64_URL, (const uint8_t *)payload, strlen(payload), &p, &err),
+               &err);
+  size_t n = strlen(h) + strlen(p) + strlen(sig) + 3;
+  char *out = malloc(n);
+  snprintf(out, n, "%s.%s.%s", h, p, sig);
+  free(h);
+  free(p);
+  return out;
+}
+
+/* ---- JWK ----------------------------------------------------------------------------------- */
+
+static void test_jwk_rfc_vectors(void **state) {
+  (void)state;
+  ct_err err;
+  jose_jwk *ec = jwk_from_string(RFC7515_EC_JWK);
+  assert_false(jose_jwk_is_private(ec));
+  assert_null(jose_jwk_alg(ec));
+  json_t *pub = NULL;
+  CT_ASSERT_OK(jose_jwk_to_json(ec, &pub, &err), &err);
+  char *s = json_dumps(pub, JSON_COMPACT);
+  assert_string_equal(s, "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8"
+                         "Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}");
+  free(s);
+  jose_jwk *ec_pub = NULL;
+  CT_ASSERT_OK(jose_jwk_from_json(pub, &ec_pub, &err), &err);
+  assert_false(jose_jwk_is_private(ec_pub));
+  assert_true(jose_jwk_public_equal(ec, ec_pub));
+  json_decref(pub);
+
+  jose_jwk *ed = jwk_from_string(RFC8037_OKP_JWK);
+  CT_ASSERT_OK(jose_jwk_to_json(ed, &pub, &err), &err);
+  s = json_dumps(pub, JSON_COMPACT);
+  assert_string_equal(
+      s, "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}");
+  free(s);
+  json_decref(pub);
+  assert_false(jose_jwk_public_equal(ec, ed));
+  jose_jwk_free(ec);
+  jose_jwk_free(ec_pub);
+  jose_jwk_free(ed);
+}
+
+static void test_jwk_rejects_bad_keys(void **state) {
+  (void)state;
+  ct_err err;
+  /* y changed: the point is off the curve. */
+  assert_int_equal(jwk_try("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8"
+                           "Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a1\"}",
+                           &err),
+                   CT_EINVAL);
+  /* Short coordinate. */
+  assert_int_equal(jwk_try("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAA\",\"y\":\"AAAA\"}", &err),
+                   CT_EINVAL);
+  /* d that does not belong to x/y. */
+  assert_int_equal(jwk_try("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8"
+                           "Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\","
+                           "\"d\":\"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X-fCR2-FO1A\"}",
+                           &err),
+                   CT_EINVAL);
+  assert_int_equal(jwk_try("{\"kty\":\"EC\",\"crv\":\"secp256k1\",\"x\":\"AA\",\"y\":\"AA\"}", &err),
+                   CT_EUNSUPPORTED);
+  assert_int_equal(jwk_try("{\"kty\":\"oct\",\"k\":\"AAAA\"}", &err), CT_EUNSUPPORTED);
+  assert_int_equal(jwk_try("{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":\"AAAA\"}", &err),
+                   CT_EUNSUPPORTED);
+  /* alg that does not suit the key. */
+  assert_int_equal(jwk_try("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"alg\":\"ES256\","
+                           "\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}",
+                           &err),
+                   CT_EINVAL);
+  /* Ed25519 x that is not the public key of d. */
+  assert_int_equal(jwk_try("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"d\":\"nWGxne_9WmC6hEr0kuwsxERJxWl7"
+                           "MmkZcDusAxyuf2A\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\"}",
+                           &err),
+                   CT_EINVAL);
+  /* 1024-bit RSA modulus. */
+  char n1024[200];
+  memset(n1024, 'z', 168); /* 1008 bits */
+  n1024[168] = 0;
+  char buf[400];
+  snprintf(buf, sizeof buf, "{\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"AQAB\"}", n1024);
+  assert_int_equal(jwk_try(buf, &err), CT_EUNSUPPORTED);
+  assert_int_equal(jwk_try("{\"kty\":1}", &err), CT_EINVAL);
+  assert_int_equal(jwk_try("[]", &err), CT_EINVAL);
+}
+
+static void test_jwk_generate_and_pem(void **state) {
+  (void)state;
+  ct_err err;
+  static const struct { const char *alg, *crv, *kty, *want_crv; size_t coord; } cases[] = {
+      {"ES256", NULL, "EC", "P-256", 32},
+      {"ES384", NULL, "EC", "P-384", 48},
+      {"ECDH-ES+A256KW", "P-521", "EC", "P-521", 66},
+      {"EdDSA", NULL, "OKP", "Ed25519", 32},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    jose_jwk *k = gen(cases[i].alg, cases[i].crv);
+    json_t *pub = NULL;
+    CT_ASSERT_OK(jose_jwk_to_json(k, &pub, &err), &err);
+    assert_string_equal(json_string_value(json_object_get(pub, "kty")), cases[i].kty);
+    assert_string_equal(json_string_value(json_object_get(pub, "crv")), cases[i].want_crv);
+    assert_string_equal(json_string_value(json_object_get(pub, "alg")), cases[i].alg);
+    assert_null(json_object_get(pub, "d"));
+    /* Coordinates are always full length, even when the leading byte is zero. */
+    uint8_t *x = NULL;
+    size_t xlen = 0;
+    const char *xs = json_string_value(json_object_get(pub, "x"));
+    CT_ASSERT_OK(ct_b64_decode(CT_B64_URL, xs, strlen(xs), &x, &xlen, &err), &err);
+    assert_int_equal(xlen, cases[i].coord);
+    free(x);
+
+    /* PEM round trip of the public key. */
+    BIO *bio = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_PUBKEY(bio, jose_jwk_pkey(k)), 1);
+    char *pem = NULL;
+    long pem_len = BIO_get_mem_data(bio, &pem);
+    jose_jwk *from_pem = NULL;
+    CT_ASSERT_OK(jose_jwk_from_pem(pem, (size_t)pem_len, NULL, &from_pem, &err), &err);
+    assert_true(jose_jwk_public_equal(k, from_pem));
+    assert_false(jose_jwk_is_private(from_pem));
+    jose_jwk_free(from_pem);
+    BIO_free(bio);
+    /* And of the private key. */
+    bio = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_PrivateKey(bio, jose_jwk_pkey(k), NULL, NULL, 0, NULL, NULL), 1);
+    pem_len = BIO_get_mem_data(bio, &pem);
+    CT_ASSERT_OK(jose_jwk_from_pem(pem, (size_t)pem_len, cases[i].alg, &from_pem, &err), &err);
+    assert_true(jose_jwk_is_private(from_pem));
+    assert_string_equal(jose_jwk_alg(from_pem), cases[i].alg);
+    jose_jwk_free(from_pem);
+    BIO_free(bio);
+
+    json_decref(pub);
+    jose_jwk_free(k);
+  }
+  jose_jwk *k = NULL;
+  assert_int_equal(jose_jwk_generate("ES256", "P-384", &k, &err), CT_EINVAL);
+  assert_int_equal(jose_jwk_generate("HS256", NULL, &k, &err), CT_EUNSUPPORTED);
+  assert_int_equal(jose_jwk_from_pem("garbage", 7, NULL, &k, &err), CT_EINVAL);
+  /* Unsupported curve through PEM. */
+  EVP_PKEY *k1 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "secp256k1");
+  assert_int_equal(jose_jwk_from_pkey(k1, NULL, &k, &err), CT_EUNSUPPORTED);
+  EVP_PKEY_free(k1);
+}
+
+/* ---- JWS ----------------------------------------------------------------------------------- */
+
+static void test_jws_rfc_vectors(void **state) {
+  (void)state;
+  ct_err err;
+  jose_jwk *ec = jwk_from_string(RFC7515_EC_JWK);
+  json_t *hdr = NULL;
+  uint8_t *payload = NULL;
+  size_t plen = 0;
+  CT_ASSERT_OK(jose_jws_verify(RFC7515_ES256_JWS, jose_jwk_pkey(ec), "ES256", &hdr, &payload, &plen,
+                               &err),
+               &err);
+  assert_string_equal(json_string_value(json_object_get(hdr, "alg")), "ES256");
+  assert_non_null(strstr((char *)payload, "\"iss\":\"joe\""));
+  json_t *claims = NULL;
+  CT_ASSERT_OK(ct_json_parse((char *)payload, plen, 8, &claims, &err), &err);
+  assert_int_equal(jose_jwt_check_times(claims, 1700000000, 60, true, &err), CT_EEXPIRED);
+  CT_ASSERT_OK(jose_jwt_check_times(claims, 1300819380, 0, true, &err), &err);
+  json_decref(claims);
+  json_decref(hdr);
+  free(payload);
+
+  /* Ed25519 is deterministic: our signature must equal the RFC's byte for byte. */
+  jose_jwk *ed = jwk_from_string(RFC8037_OKP_JWK);
+  char *tok = NULL;
+  const char *msg = "Example of Ed25519 signing";
+  CT_ASSERT_OK(jose_jws_sign("EdDSA", jose_jwk_pkey(ed), NULL, (const uint8_t *)msg, strlen(msg),
+                             &tok, &err),
+               &err);
+  assert_string_equal(tok, RFC8037_JWS);
+  free(tok);
+  CT_ASSERT_OK(jose_jws_verify(RFC8037_JWS, jose_jwk_pkey(ed), NULL, NULL, NULL, NULL, &err), &err);
+  jose_jwk_free(ec);
+  jose_jwk_free(ed);
+}
+
+static void test_jws_round_trips(void **state) {
+  (void)state;
+  ct_err err;
+  jose_jwk *rsa = gen("RS256", NULL);
+  static const struct { const char *alg, *crv; } cases[] = {
+      {"ES256", NULL}, {"ES384", NULL}, {"ES512", NULL}, {"RS256", NULL}, {"RS384", NULL},
+      {"RS512", NULL}, {"PS256", NULL}, {"PS384", NULL}, {"PS512", NULL}, {"EdDSA", NULL},
+  };
+  json_t *extra = parse("{\"typ\":\"JWT\",\"kid\":\"k1\"}");
+  const char *payload = "{\"role\":\"admin\",\"exp\":4102444800}";
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    jose_jwk *k = cases[i].alg[0] == 'R' || cases[i].alg[0] == 'P' ? NULL : gen(cases[i].alg, NULL);
+    EVP_PKEY *key = k ? jose_jwk_pkey(k) : jose_jwk_pkey(rsa);
+    char *tok = NULL;
+    CT_ASSERT_OK(jose_jws_sign(cases[i].alg, key, extra, (const uint8_t *)payload, strlen(payload),
+                               &tok, &err),
+                 &err);
+    json_t *hdr = NULL;
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    CT_ASSERT_OK(jose_jws_verify(tok, key, NULL, &hdr, &out, &out_len, &err), &err);
+    assert_int_equal(out_len, strlen(payload));
+    assert_memory_equal(out, payload, out_len);
+    /* alg comes first, then the extra members in order. */
+    const char *first = NULL;
+    void *it = json_object_iter(hdr);
+    first = json_object_iter_key(it);
+    assert_string_equal(first, "alg");
+    assert_string_equal(json_string_value(json_object_get(hdr, "kid")), "k1");
+    json_decref(hdr);
+    free(out);
+    CT_ASSERT_OK(jose_jws_verify(tok, key, cases[i].alg, NULL, NULL, NULL, &err), &err);
+
+    /* Tampered signature: flip bits in the middle of the signature part. */
+    char *bad = strdup(tok);
+    char *sig = strrchr(bad, '.') + 1;
+    sig[4] = sig[4] == 'A' ? 'B' : 'A';
+    assert_int_equal(jose_jws_verify(bad, key, NULL, NULL, NULL, NULL, &err), CT_ECRYPTO);
+    free(bad);
+    /* Tampered payload, original header and signature. */
+    char *dot1 = strchr(tok, '.'), *dot2 = strrchr(tok, '.');
+    char *forged = forge("{}", "{\"role\":\"root\",\"exp\":4102444800}", dot2 + 1);
+    char *fdot1 = strchr(forged, '.');
+    size_t hlen = (size_t)(dot1 - tok);
+    char *mixed = malloc(strlen(forged) + hlen + 8);
+    memcpy(mixed, tok, hlen);
+    strcpy(mixed + hlen, fdot1);
+    assert_int_equal(jose_jws_verify(mixed, key, NULL, NULL, NULL, NULL, &err), CT_ECRYPTO);
+    free(mixed);
+    free(forged);
+    /* Tampered header (typ changed), original payload and signature. */
+    char hdr_json[96];
+    snprintf(hdr_json, sizeof hdr_json, "{\"alg\":\"%s\",\"typ\":\"JOSE\",\"kid\":\"k1\"}",
+             cases[i].alg);
+    char *h64 = NULL;
+    CT_ASSERT_OK(ct_b64_encode(CT_B64_URL, (uint8_t *)hdr_json, strlen(hdr_json), &h64, &err), &err);
+    char *swapped = malloc(strlen(h64) + strlen(dot1) + 1);
+    strcpy(swapped, h64);
+    strcat(swapped, dot1);
+    assert_int_equal(jose_jws_verify(swapped, key, NULL, NULL, NULL, NULL, &err), CT_ECRYPTO);
+    free(swapped);
+    free(h64);
+    /* Wrong key of the same type. */
+    jose_jwk *other = k ? gen(cases[i].alg, NULL) : NULL;
+    if (other) {
+      assert_int_equal(jose_jws_verify(tok, jose_jwk_pkey(other), NULL, NULL, NULL, NULL, &err),
+                       CT_ECRYPTO);
+      jose_jwk_free(other);
+    }
+    free(tok);
+    jose_jwk_free(k);
+  }
+  json_decref(extra);
+  jose_jwk_free(rsa);
+}
+
+static void test_jws_alg_confusion(void **state) {
+  (void)state;
+  ct_err err;
+  jose_jwk *ec = gen("ES256", NULL);
+  jose_jwk *ed = gen("EdDSA", NULL);
+  EVP_PKEY *key = jose_jwk_pkey(ec);
+  const char *claims = "{\"exp\":4102444800}";
+  /* alg none, with and without a signature. */
+  char *t = forge("{\"alg\":\"none\"}", claims, "");
+  assert_int_equal(jose_jws_verify(t, key, NULL, NULL, NULL, NULL, &err), CT_EUNSUPPORTED);
+  assert_int_equal(jose_jws_verify(t, key, "none", NULL, NULL, NULL, &err), CT_EUNSUPPORTED);
+  free(t);
+  /* HS256 "signed" with the public key bytes: must not be accepted with an EC key. */
+  t = forge("{\"alg\":\"HS256\"}", claims, "c2lnbmF0dXJl");
+  assert_int_equal(jose_jws_verify(t, key, NULL, NULL, NULL, NULL, &err), CT_EUNSUPPORTED);
+  free(t);
+  /* Valid ES256 token checked against another expected alg. */
+  char *tok = NULL;
+  CT_ASSERT_OK(jose_jws_sign("ES256", key, NULL, (const uint8_t *)claims, strlen(claims), &tok, &err),
+               &err);
+  assert_int_equal(jose_jws_verify(tok, key, "RS256", NULL, NULL, NULL, &err), CT_ECRYPTO);
+  assert_int_equal(jose_jws_verify(tok, jose_jwk_pkey(ed), NULL, NULL, NULL, NULL, &err),
+                   CT_ECRYPTO);
+  /* Header claims RS256 / ES384 / EdDSA while the key is P-256. */
+  const char *sig = strrchr(tok, '.') + 1;
+  const char *hdrs[] = {"{\"alg\":\"RS256\"}", "{\"alg\":\"ES384\"}", "{\"alg\":\"EdDSA\"}",
+                        "{\"alg\":\"PS256\"}"};
+  for (size_t i = 0; i < 4; i++) {
+    t = forge(hdrs[i], claims, sig);
+    assert_int_equal(jose_jws_verify(t, key, NULL, NULL, NULL, NULL, &err), CT_ECRYPTO);
+    free(t);
+  }
+  /* Signing also refuses a mismatched key. */
+  char *x = NULL;
+  assert_int_equal(jose_jws_sign("RS256", key, NULL, (const uint8_t *)"x", 1, &x, &err), CT_ECRYPTO);
+  assert_int_equal(jose_jws_sign("ES384", key, NULL, (const uint8_t *)"x", 1, &x, &err), CT_ECRYPTO);
+  assert_int_equal(jose_jws_sign("HS256", key, NULL, (const uint8_t *)"x", 1, &x, &err),
+                   CT_EUNSUPPORTED);
+  json_t *bad_extra = parse("{\"alg\":\"none\"}");
+  assert_int_equal(jose_jws_sign("ES256", key, bad_extra, (const uint8_t *)"x", 1, &x, &err),
+                   CT_EINVAL);
+  json_decref(bad_extra);
+  /* crit is refused. */
+  t = forge("{\"alg\":\"ES256\",\"crit\":[\"b64\"],\"b64\":false}", claims, sig);
+  assert_int_equal(jose_jws_verify(t, key, NULL, NULL, NULL, NULL, &err), CT_EUNSUPPORTED);
+  free(t);
+  free(tok);
+  jose_jwk_free(ec);
+  jose_jwk_free(ed);
+}
+
+static void test_jws_malformed(void **state) {
+  (void)state;
+  ct_err err;
+  jose_jwk *ec = gen("ES256", NULL);
+  EVP_PKEY *key = jose_jwk_pkey(ec);
+  const char *bad[] = {"", "abc", "a.b", "a.b.c.d", "e30.e30.", "!!.e30.e30", "eyJhbGciOjF9.e30.e30",
+                       "W10.e30.e30" /* header [] */, "eyJhbGciOiJFUzI1NiJ9.e30=.AAAA"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_not_equal(jose_jws_verify(bad[i], key, NULL, NULL, NULL, NULL, &err), CT_OK);
+    assert_int_not_equal(jose_jws_decode_unverified(bad[i], NULL, NULL, NULL, &err), CT_OK);
+  }
+  /* Too long. */
+  char *huge = malloc(JOSE_JWS_MAX + 16);
+  memset(huge, 'A', JOSE_JWS_MAX + 8);
+  huge[JOSE_JWS_MAX + 8] = 0;
+  assert_int_equal(jose_jws_decode_unverified(huge, NULL, NULL, NULL, &err), CT_ELIMIT);
+  free(huge);
+  /* decode_unverified hands out header and payload. */
+  json_t *hdr = NULL;
+  uint8_t *p = NULL;
+  size_t plen = 0;
+  CT_ASSERT_OK(jose_jws_decode_unverified(RFC8037_JWS, &hdr, &p, &plen, &err), &err);
+  assert_string_equal(json_string_value(json_object_get(hdr, "alg")), "EdDSA");
+  assert_string_equal((char *)p, "Example of Ed25519 signing");
+  json_decref(hdr);
+  free(p);
+  jose_jwk_free(ec);
+}
+
+static void test_jwt_times(void **state) {
+  (void)state;
+  ct_err err;
+  json_t *c = parse("{\"exp\":1000,\"nbf\":900}");
+  CT_ASSERT_OK(jose_jwt_check_times(c, 950, 0, true, &err), &err);
+  CT_ASSERT_OK(jose_jwt_check_times(c, 1000, 0, true, &err), &err);
+  assert_int_equal(jose_jwt_check_times(c, 1001, 0, true, &err), CT_EEXPIRED);
+  CT_ASSERT_OK(jose_jwt_check_times(c, 1060, 60, true, &err), &err);
+  assert_int_equal(jose_jwt_check_times(c, 1061, 60, true, &err), CT_EEXPIRED);
+  assert_int_equal(jose_jwt_check_times(c, 899, 0, true, &err), CT_EDENIED);
+  CT_ASSERT_OK(jose_jwt_check_times(c, 899, 1, true, &err), &err);
+  json_decref(c);
+  c = parse("{\"iat\":1}");
+  assert_int_equal(jose_jwt_check_times(c, 5, 0, true, &err), CT_EINVAL);
+  CT_ASSERT_OK(jose_jwt_check_times(c, 5, 0, false, &err), &err);
+  json_decref(c);
+  c = parse("{\"exp\":\"1000\"}");
+  assert_int_equal(jose_jwt_check_times(c, 5, 0, false, &err), CT_EINVAL);
+  json_decref(c);
+  c = parse("{\"exp\":1000.5}");
+  CT_ASSERT_OK(jose_jwt_check_times(c, 1000, 0, true, &err), &err);
+  json_decref(c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_jwk_rfc_vectors),   cmocka_unit_test(test_jwk_rejects_bad_keys),
+      cmocka_unit_test(test_jwk_generate_and_pem), cmocka_unit_test(test_jws_rfc_vectors),
+      cmocka_unit_test(test_jws_round_trips),   cmocka_unit_test(test_jws_alg_confusion),
+      cmocka_unit_test(test_jws_malformed),     cmocka_unit_test(test_jwt_times),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
