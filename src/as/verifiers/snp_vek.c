@@ -1,0 +1,608 @@
+/*
+ * SEV-SNP endorsement keys (VCEK/VLEK): chain verification to the pinned AMD roots, the AMD
+ * SPL/hwID extensions, the report signature, and the VCEK sources (offline store, AMD KDS with
+ * an on-disk cache). Verified keys are cached by the SHA-256 of their DER.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <openssl/bn.h>
+#include <openssl/ecdsa.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "ct_buf.h"
+#include "ct_codec.h"
+#include "ct_digest.h"
+#include "ct_file.h"
+#include "ct_log.h"
+#include "ct_mem.h"
+#include "snp.h"
+
+#define SNP_VEK_MAX_DER (16u << 10)
+#define SNP_CACHE_SLOTS 64
+#define SNP_KDS_MAX_ATTEMPTS 4
+
+typedef struct snp_roots {
+  X509 *ask, *ark, *asvk;
+  uint8_t ark_hash[32];
+} snp_roots;
+
+typedef struct snp_cache_entry {
+  bool used;
+  uint8_t hash[32];
+  snp_gen gen_checked; /* the generation whose roots verified it */
+  EVP_PKEY *pkey;
+  snp_vek_info info;
+  uint64_t last_use;
+} snp_cache_entry;
+
+struct snp_ctx {
+  snp_roots roots[4]; /* indexed by snp_gen; [0] unused */
+  char *offline_dir, *kds_url, *kds_cache_dir;
+  ASN1_OBJECT *oid_hwid, *oid_bl, *oid_tee, *oid_snp, *oid_ucode, *oid_fmc;
+  pthread_mutex_t lock;
+  snp_cache_entry cache[SNP_CACHE_SLOTS];
+  uint64_t clock;
+};
+
+static pthread_once_t snp__curl_once = PTHREAD_ONCE_INIT;
+static void snp__curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+static ct_status snp__load_roots(const char *pem, snp_gen g, snp_roots *out, ct_err *err) {
+  BIO *bio = BIO_new_mem_buf(pem, -1);
+  CT_ENSURE(bio, err, CT_ENOMEM, "out of memory");
+  X509 *c[3] = {0};
+  for (int i = 0; i < 3; i++) c[i] = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+  BIO_free(bio);
+  if (!c[0] || !c[1] || !c[2]) {
+    for (int i = 0; i < 3; i++) X509_free(c[i]);
+    return ct_fail_ossl(err, CT_EINTERNAL, "pinned AMD roots for %s do not parse",
+                        snp_gen_name(g));
+  }
+  out->ask = c[0], out->ark = c[1], out->asvk = c[2];
+  unsigned char *der = NULL;
+  int n = i2d_X509(out->ark, &der);
+  CT_ENSURE(n > 0, err, CT_EINTERNAL, "pinned ARK for %s does not encode", snp_gen_name(g));
+  ct_sha256(der, (size_t)n, out->ark_hash);
+  OPENSSL_free(der);
+  return CT_OK;
+}
+
+static char *snp__dup_opt(const char *s) { return s && *s ? strdup(s) : NULL; }
+
+CT_RESULT snp_ctx_new(const as_verifier_config *cfg, snp_ctx **out, ct_err *err) {
+  snp_ctx *c = calloc(1, sizeof *c);
+  CT_ENSURE(c, err, CT_ENOMEM, "out of memory");
+  ct_status st = CT_OK;
+  pthread_mutex_init(&c->lock, NULL);
+  CT_GUARD_GOTO(st, snp__load_roots(snp_amd_roots_milan_pem, SNP_GEN_MILAN, &c->roots[SNP_GEN_MILAN], err), fail);
+  CT_GUARD_GOTO(st, snp__load_roots(snp_amd_roots_genoa_pem, SNP_GEN_GENOA, &c->roots[SNP_GEN_GENOA], err), fail);
+  CT_GUARD_GOTO(st, snp__load_roots(snp_amd_roots_turin_pem, SNP_GEN_TURIN, &c->roots[SNP_GEN_TURIN], err), fail);
+  c->oid_hwid = OBJ_txt2obj("1.3.6.1.4.1.3704.1.4", 1);
+  c->oid_bl = OBJ_txt2obj("1.3.6.1.4.1.3704.1.3.1", 1);
+  c->oid_tee = OBJ_txt2obj("1.3.6.1.4.1.3704.1.3.2", 1);
+  c->oid_snp = OBJ_txt2obj("1.3.6.1.4.1.3704.1.3.3", 1);
+  c->oid_ucode = OBJ_txt2obj("1.3.6.1.4.1.3704.1.3.8", 1);
+  c->oid_fmc = OBJ_txt2obj("1.3.6.1.4.1.3704.1.3.9", 1);
+  CT_ENSURE_GOTO(st, c->oid_hwid && c->oid_bl && c->oid_tee && c->oid_snp && c->oid_ucode && c->oid_fmc,
+                 fail, err, CT_ENOMEM, "out of memory");
+  if (cfg) {
+    c->offline_dir = snp__dup_opt(cfg->snp_vcek_offline_dir);
+    c->kds_url = snp__dup_opt(cfg->snp_kds_base_url);
+    c->kds_cache_dir = snp__dup_opt(cfg->snp_kds_cache_dir);
+  }
+  if (c->kds_url) pthread_once(&snp__curl_once, snp__curl_init);
+  *out = c;
+  return CT_OK;
+fail:
+  snp_ctx_free(c);
+  return st;
+}
+
+void snp_ctx_free(snp_ctx *c) {
+  if (!c) return;
+  for (int g = 1; g < 4; g++) {
+    X509_free(c->roots[g].ask);
+    X509_free(c->roots[g].ark);
+    X509_free(c->roots[g].asvk);
+  }
+  for (int i = 0; i < SNP_CACHE_SLOTS; i++) EVP_PKEY_free(c->cache[i].pkey);
+  ASN1_OBJECT_free(c->oid_hwid);
+  ASN1_OBJECT_free(c->oid_bl);
+  ASN1_OBJECT_free(c->oid_tee);
+  ASN1_OBJECT_free(c->oid_snp);
+  ASN1_OBJECT_free(c->oid_ucode);
+  ASN1_OBJECT_free(c->oid_fmc);
+  free(c->offline_dir);
+  free(c->kds_url);
+  free(c->kds_cache_dir);
+  pthread_mutex_destroy(&c->lock);
+  free(c);
+}
+
+/* ---- AMD extensions ------------------------------------------------------------------------ */
+
+static const ASN1_OCTET_STRING *snp__ext(X509 *x, const ASN1_OBJECT *oid) {
+  int idx = X509_get_ext_by_OBJ(x, oid, -1);
+  if (idx < 0) return NULL;
+  /* A duplicated extension is ambiguous; refuse it like x509-parser's get_extension_unique. */
+  if (X509_get_ext_by_OBJ(x, oid, idx) >= 0) return NULL;
+  return X509_EXTENSION_get_data(X509_get_ext(x, idx));
+}
+
+/* The SPL extensions hold a DER INTEGER 0..255. */
+static ct_status snp__ext_spl(X509 *x, const ASN1_OBJECT *oid, const char *name, uint8_t *out,
+                              ct_err *err) {
+  const ASN1_OCTET_STRING *os = snp__ext(x, oid);
+  CT_ENSURE(os, err, CT_EINVAL, "snp VEK: certificate lacks a unique %s SPL extension", name);
+  const unsigned char *p = ASN1_STRING_get0_data(os);
+  long n = ASN1_STRING_length(os);
+  ASN1_INTEGER *ai = d2i_ASN1_INTEGER(NULL, &p, n);
+  uint64_t v = 0;
+  bool ok = ai && p == ASN1_STRING_get0_data(os) + n && ASN1_INTEGER_get_uint64(&v, ai) == 1 &&
+            v <= 255;
+  ASN1_INTEGER_free(ai);
+  ERR_clear_error();
+  CT_ENSURE(ok, err, CT_EINVAL, "snp VEK: %s SPL extension is not an integer 0..255", name);
+  *out = (uint8_t)v;
+  return CT_OK;
+}
+
+/* hwID: older VCEKs hold the 64 raw bytes, newer ones a DER OCTET STRING of them. */
+static ct_status snp__ext_hwid(X509 *x, const ASN1_OBJECT *oid, snp_vek_info *info, ct_err *err) {
+  const ASN1_OCTET_STRING *os = snp__ext(x, oid);
+  CT_ENSURE(os, err, CT_EINVAL, "snp VCEK: certificate lacks a unique hwID extension");
+  const unsigned char *p = ASN1_STRING_get0_data(os);
+  long n = ASN1_STRING_length(os);
+  if (n == 64) {
+    memcpy(info->hwid, p, 64);
+    info->hwid_len = 64;
+    return CT_OK;
+  }
+  ASN1_OCTET_STRING *inner = d2i_ASN1_OCTET_STRING(NULL, &p, n);
+  bool ok = inner && p == ASN1_STRING_get0_data(os) + n &&
+            (ASN1_STRING_length(inner) == 64 || ASN1_STRING_length(inner) == 8);
+  if (ok) {
+    info->hwid_len = (size_t)ASN1_STRING_length(inner);
+    memcpy(info->hwid, ASN1_STRING_get0_data(inner), info->hwid_len);
+  }
+  ASN1_OCTET_STRING_free(inner);
+  ERR_clear_error();
+  CT_ENSURE(ok, err, CT_EINVAL, "snp VCEK: hwID extension is neither 64 raw bytes nor an OCTET "
+                                "STRING of 64 (or 8, Turin) bytes");
+  return CT_OK;
+}
+
+static snp_gen snp__gen_from_issuer(X509 *x) {
+  char cn[64] = {0};
+  if (X509_NAME_get_text_by_NID(X509_get_issuer_name(x), NID_commonName, cn, sizeof cn) <= 0)
+    return SNP_GEN_UNKNOWN;
+  const char *dash = strrchr(cn, '-');
+  if (!dash) return SNP_GEN_UNKNOWN;
+  for (snp_gen g = SNP_GEN_MILAN; g <= SNP_GEN_TURIN; g++)
+    if (strcmp(dash + 1, snp_gen_name(g)) == 0) return g;
+  return SNP_GEN_UNKNOWN;
+}
+
+/* Verifies leaf up to the pinned ARK of `g`, with ASK and ASVK (and the evidence's extra
+ * certificates) as untrusted intermediates. Validity periods are not enforced, as in Trustee:
+ * a VEK is bound to a TCB, not to a date, and AMD issues VLEKs valid for one year only. */
+static ct_status snp__verify_chain(snp_ctx *c, X509 *leaf, snp_gen g, STACK_OF(X509) *extra,
+                                   snp_vek_type *type, ct_err *err) {
+  const snp_roots *r = &c->roots[g];
+  X509_STORE *store = X509_STORE_new();
+  STACK_OF(X509) *untrusted = sk_X509_new_null();
+  X509_STORE_CTX *sctx = X509_STORE_CTX_new();
+  ct_status st = CT_OK;
+  CT_ENSURE_GOTO(st, store && untrusted && sctx, out, err, CT_ENOMEM, "out of memory");
+  CT_ENSURE_GOTO(st, X509_STORE_add_cert(store, r->ark) == 1, out, err, CT_ENOMEM, "out of memory");
+  CT_ENSURE_GOTO(st, sk_X509_push(untrusted, r->ask) > 0 && sk_X509_push(untrusted, r->asvk) > 0,
+                 out, err, CT_ENOMEM, "out of memory");
+  for (int i = 0; extra && i < sk_X509_num(extra); i++)
+    CT_ENSURE_GOTO(st, sk_X509_push(untrusted, sk_X509_value(extra, i)) > 0, out, err, CT_ENOMEM,
+                   "out of memory");
+  CT_ENSURE_GOTO(st, X509_STORE_CTX_init(sctx, store, leaf, untrusted) == 1, out, err, CT_ENOMEM,
+                 "out of memory");
+  X509_STORE_CTX_set_flags(sctx, X509_V_FLAG_NO_CHECK_TIME | X509_V_FLAG_CHECK_SS_SIGNATURE);
+  if (X509_verify_cert(sctx) != 1) {
+    int e = X509_STORE_CTX_get_error(sctx);
+    st = ct_fail(err, CT_ECRYPTO,
+                 "snp VEK: certificate does not chain to AMD's %s ARK (depth %d: %s)",
+                 snp_gen_name(g), X509_STORE_CTX_get_error_depth(sctx),
+                 X509_verify_cert_error_string(e));
+    ERR_clear_error();
+    goto out;
+  }
+  STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(sctx);
+  X509 *issuer = sk_X509_num(chain) >= 2 ? sk_X509_value(chain, 1) : NULL;
+  if (issuer && X509_cmp(issuer, r->asvk) == 0) *type = SNP_VEK_VLEK;
+  else if (issuer && X509_cmp(issuer, r->ask) == 0) *type = SNP_VEK_VCEK;
+  else
+    st = ct_fail(err, CT_ECRYPTO, "snp VEK: certificate is not issued by AMD's %s ASK or ASVK",
+                 snp_gen_name(g));
+out:
+  X509_STORE_CTX_free(sctx);
+  sk_X509_free(untrusted);
+  X509_STORE_free(store);
+  return st;
+}
+
+static ct_status snp__vek_parse_verify(snp_ctx *c, X509 *x, snp_gen g, const snp_der *extra,
+                                       size_t n_extra, snp_vek_info *info, ct_err *err) {
+  STACK_OF(X509) *ex = NULL;
+  ct_status st = CT_OK;
+  memset(info, 0, sizeof *info);
+  if (n_extra) {
+    ex = sk_X509_new_null();
+    CT_ENSURE(ex, err, CT_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n_extra; i++) {
+      const unsigned char *p = extra[i].der;
+      X509 *e = d2i_X509(NULL, &p, (long)extra[i].len);
+      if (!e) {
+        st = ct_fail_ossl(err, CT_EINVAL, "snp cert_chain: certificate %zu is not DER X.509", i);
+        goto out;
+      }
+      /* An ARK in the evidence must be AMD's: anything else is refused, never trusted. */
+      if (X509_check_issued(e, e) == X509_V_OK) {
+        uint8_t h[32];
+        ct_sha256(extra[i].der, extra[i].len, h);
+        bool pinned = memcmp(h, c->roots[g].ark_hash, 32) == 0;
+        X509_free(e);
+        CT_ENSURE_GOTO(st, pinned, out, err, CT_ECRYPTO,
+                       "snp cert_chain: the ARK it carries is not AMD's pinned %s ARK",
+                       snp_gen_name(g));
+        continue;
+      }
+      if (sk_X509_push(ex, e) <= 0) {
+        X509_free(e);
+        st = ct_fail(err, CT_ENOMEM, "out of memory");
+        goto out;
+      }
+    }
+  }
+  snp_vek_type type = SNP_VEK_ANY;
+  CT_GUARD_GOTO(st, snp__verify_chain(c, x, g, ex, &type, err), out);
+  info->type = type;
+  info->gen = g;
+  CT_GUARD_GOTO(st, snp__ext_spl(x, c->oid_bl, "bootloader", &info->tcb.bootloader, err), out);
+  CT_GUARD_GOTO(st, snp__ext_spl(x, c->oid_tee, "TEE", &info->tcb.tee, err), out);
+  CT_GUARD_GOTO(st, snp__ext_spl(x, c->oid_snp, "SNP", &info->tcb.snp, err), out);
+  CT_GUARD_GOTO(st, snp__ext_spl(x, c->oid_ucode, "microcode", &info->tcb.microcode, err), out);
+  if (g == SNP_GEN_TURIN) {
+    CT_GUARD_GOTO(st, snp__ext_spl(x, c->oid_fmc, "FMC", &info->tcb.fmc, err), out);
+    info->tcb.has_fmc = true;
+  }
+  if (type == SNP_VEK_VCEK) CT_GUARD_GOTO(st, snp__ext_hwid(x, c->oid_hwid, info, err), out);
+out:
+  sk_X509_pop_free(ex, X509_free);
+  return st;
+}
+
+CT_RESULT snp_vek_verify(snp_ctx *c, const uint8_t *der, size_t len, snp_gen gen,
+                         snp_vek_type want, const snp_der *extra, size_t n_extra, EVP_PKEY **pkey,
+                         snp_vek_info *info, ct_err *err) {
+  CT_ENSURE(len > 0 && len <= SNP_VEK_MAX_DER, err, CT_EINVAL,
+            "snp VEK: certificate size %zu is out of range", len);
+  uint8_t h[32];
+  ct_sha256(der, len, h);
+  /* Extra intermediates can only matter when the pinned ones do not verify the VEK, and such a
+   * result is not cached, so a cache hit is valid whatever they are. */
+  pthread_mutex_lock(&c->lock);
+  for (int i = 0; i < SNP_CACHE_SLOTS; i++) {
+    snp_cache_entry *e = &c->cache[i];
+    if (e->used && memcmp(e->hash, h, 32) == 0 &&
+        (gen == SNP_GEN_UNKNOWN || gen == e->gen_checked)) {
+      e->last_use = ++c->clock;
+      *info = e->info;
+      EVP_PKEY_up_ref(e->pkey);
+      *pkey = e->pkey;
+      pthread_mutex_unlock(&c->lock);
+      goto check_type;
+    }
+  }
+  pthread_mutex_unlock(&c->lock);
+
+  {
+    const unsigned char *p = der;
+    X509 *x = d2i_X509(NULL, &p, (long)len);
+    if (!x || p != der + len) {
+      X509_free(x);
+      return ct_fail_ossl(err, CT_EINVAL, "snp VEK: certificate is not DER X.509");
+    }
+    snp_gen g = gen != SNP_GEN_UNKNOWN ? gen : snp__gen_from_issuer(x);
+    if (g == SNP_GEN_UNKNOWN) {
+      X509_free(x);
+      return ct_fail(err, CT_EINVAL,
+                     "snp VEK: the certificate issuer names no known processor generation");
+    }
+    ct_status st = snp__vek_parse_verify(c, x, g, extra, n_extra, info, err);
+    EVP_PKEY *k = st == CT_OK ? X509_get_pubkey(x) : NULL;
+    X509_free(x);
+    if (st != CT_OK) return st;
+    if (!k || EVP_PKEY_get_base_id(k) != EVP_PKEY_EC || EVP_PKEY_get_bits(k) != 384) {
+      EVP_PKEY_free(k);
+      return ct_fail(err, CT_EINVAL, "snp VEK: public key is not ECDSA P-384");
+    }
+    *pkey = k;
+    /* Only chains verified with the pinned certificates alone are cached. */
+    if (n_extra == 0) {
+      pthread_mutex_lock(&c->lock);
+      int slot = 0;
+      for (int i = 0; i < SNP_CACHE_SLOTS; i++) {
+        if (!c->cache[i].used) { slot = i; break; }
+        if (c->cache[i].last_use < c->cache[slot].last_use) slot = i;
+      }
+      snp_cache_entry *e = &c->cache[slot];
+      EVP_PKEY_free(e->pkey);
+      e->used = true;
+      memcpy(e->hash, h, 32);
+      e->gen_checked = g;
+      EVP_PKEY_up_ref(k);
+      e->pkey = k;
+      e->info = *info;
+      e->last_use = ++c->clock;
+      pthread_mutex_unlock(&c->lock);
+    }
+  }
+check_type:
+  if (want != SNP_VEK_ANY && want != info->type) {
+    EVP_PKEY_free(*pkey);
+    *pkey = NULL;
+    return ct_fail(err, CT_ECRYPTO, "snp VEK: certificate given as %s is signed by the %s",
+                   want == SNP_VEK_VCEK ? "VCEK" : "VLEK",
+                   info->type == SNP_VEK_VCEK ? "ASK (a VCEK)" : "ASVK (a VLEK)");
+  }
+  return CT_OK;
+}
+
+CT_RESULT snp_vek_inspect(snp_ctx *c, const uint8_t *der, size_t len, snp_gen gen,
+                          snp_vek_info *info, ct_err *err) {
+  const unsigned char *p = der;
+  X509 *x = d2i_X509(NULL, &p, (long)len);
+  if (!x) return ct_fail_ossl(err, CT_EINVAL, "snp VEK: certificate is not DER X.509");
+  memset(info, 0, sizeof *info);
+  info->gen = gen != SNP_GEN_UNKNOWN ? gen : snp__gen_from_issuer(x);
+  ct_status st = CT_OK;
+  CT_GUARD_GOTO(st, snp__ext_spl(x, c->oid_bl, "bootloader", &info->tcb.bootloader, err), out);
+  CT_GUARD_GOTO(st, snp__ext_spl(x, c->oid_tee, "TEE", &info->tcb.tee, err), out);
+  CT_GUARD_GOTO(st, snp__ext_spl(x, c->oid_snp, "SNP", &info->tcb.snp, err), out);
+  CT_GUARD_GOTO(st, snp__ext_spl(x, c->oid_ucode, "microcode", &info->tcb.microcode, err), out);
+  if (info->gen == SNP_GEN_TURIN) {
+    CT_GUARD_GOTO(st, snp__ext_spl(x, c->oid_fmc, "FMC", &info->tcb.fmc, err), out);
+    info->tcb.has_fmc = true;
+  }
+  if (X509_get_ext_by_OBJ(x, c->oid_hwid, -1) >= 0) {
+    info->type = SNP_VEK_VCEK;
+    CT_GUARD_GOTO(st, snp__ext_hwid(x, c->oid_hwid, info, err), out);
+  } else {
+    info->type = SNP_VEK_VLEK;
+  }
+out:
+  X509_free(x);
+  return st;
+}
+
+/* ---- report signature ---------------------------------------------------------------------- */
+
+static ct_status snp__spl_eq(const char *name, uint8_t cert, uint8_t rep, ct_err *err) {
+  CT_ENSURE(cert == rep, err, CT_ECRYPTO,
+            "snp report: %s version mismatch: VEK certifies SPL %u, report's reported_tcb has %u",
+            name, cert, rep);
+  return CT_OK;
+}
+
+CT_RESULT snp_report_verify_signature(const snp_report *r, const snp_vek_info *info,
+                                      EVP_PKEY *pkey, ct_err *err) {
+  const uint8_t *chip = r->raw + SNP_OFF_CHIP_ID;
+  static const uint8_t zero[64];
+  /* A guest launched with MASK_CHIP_ID reports zeros; the VCEK signature still binds it. */
+  if (info->type == SNP_VEK_VCEK && memcmp(chip, zero, 64) != 0) {
+    bool same = info->hwid_len == 64 ? memcmp(info->hwid, chip, 64) == 0
+                                     : memcmp(info->hwid, chip, info->hwid_len) == 0;
+    if (!same) {
+      char want[129], got[129];
+      ct_hex_into(info->hwid, info->hwid_len, want);
+      ct_hex_into(chip, info->hwid_len, got);
+      return ct_fail(err, CT_ECRYPTO, "snp report: chip ID mismatch: VCEK hwID %.32s..., report "
+                                      "chip_id %.32s...", want, got);
+    }
+  }
+  const snp_tcb *t = &r->reported_tcb;
+  CT_GUARD(snp__spl_eq("Microcode", info->tcb.microcode, t->microcode, err));
+  CT_GUARD(snp__spl_eq("SNP", info->tcb.snp, t->snp, err));
+  CT_GUARD(snp__spl_eq("TEE", info->tcb.tee, t->tee, err));
+  CT_GUARD(snp__spl_eq("Boot loader", info->tcb.bootloader, t->bootloader, err));
+  if (info->gen == SNP_GEN_TURIN) CT_GUARD(snp__spl_eq("FMC", info->tcb.fmc, t->fmc, err));
+
+  /* r and s are 72-byte little-endian fields; ECDSA wants them as integers. */
+  ECDSA_SIG *sig = ECDSA_SIG_new();
+  BIGNUM *br = BN_lebin2bn(r->raw + SNP_SIG_OFFSET, 72, NULL);
+  BIGNUM *bs = BN_lebin2bn(r->raw + SNP_SIG_OFFSET + 72, 72, NULL);
+  unsigned char *der = NULL;
+  int der_len = -1;
+  if (sig && br && bs && ECDSA_SIG_set0(sig, br, bs) == 1) {
+    br = bs = NULL;
+    der_len = i2d_ECDSA_SIG(sig, &der);
+  }
+  BN_free(br);
+  BN_free(bs);
+  ECDSA_SIG_free(sig);
+  CT_ENSURE(der_len > 0, err, CT_ENOMEM, "out of memory encoding the report signature");
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  int ok = md && EVP_DigestVerifyInit(md, NULL, EVP_sha384(), NULL, pkey) == 1 &&
+           EVP_DigestVerify(md, der, (size_t)der_len, r->raw, SNP_SIGNED_LEN) == 1;
+  EVP_MD_CTX_free(md);
+  OPENSSL_free(der);
+  ERR_clear_error();
+  CT_ENSURE(ok, err, CT_ECRYPTO,
+            "snp report: signature (ECDSA P-384 over bytes 0x000-0x29F) does not verify with the "
+            "%s", info->type == SNP_VEK_VLEK ? "VLEK" : "VCEK");
+  return CT_OK;
+}
+
+/* ---- VCEK sources --------------------------------------------------------------------------- */
+
+static void snp__hwid_hex(const snp_report *r, snp_gen g, char out[129]) {
+  /* KDS names Turin chips by the first 8 bytes of CHIP_ID. */
+  ct_hex_into(r->raw + SNP_OFF_CHIP_ID, g == SNP_GEN_TURIN ? 8 : 64, out);
+}
+
+static snp_tcb snp__lookup_tcb(const snp_report *r, snp_gen g) {
+  snp_tcb t = r->reported_tcb;
+  t.has_fmc = g == SNP_GEN_TURIN;
+  return t;
+}
+
+/* Trustee's offline store: <dir>/vcek/<hwid>/<tcb prefix>_vcek.der, else <dir>/vcek/<hwid>/vcek.der. */
+static ct_status snp__store_read(const char *dir, const char *hwid, const snp_tcb *t,
+                                 bool allow_flat, uint8_t **der, size_t *len, ct_err *err) {
+  char prefix[48], path[4096];
+  snp_tcb_prefix(t, prefix, sizeof prefix);
+  snprintf(path, sizeof path, "%s/vcek/%s/%s_vcek.der", dir, hwid, prefix);
+  ct_err e2;
+  if (ct_file_read(path, SNP_VEK_MAX_DER, der, len, &e2) == CT_OK) return CT_OK;
+  if (allow_flat) {
+    snprintf(path, sizeof path, "%s/vcek/%s/vcek.der", dir, hwid);
+    if (ct_file_read(path, SNP_VEK_MAX_DER, der, len, &e2) == CT_OK) return CT_OK;
+  }
+  return ct_fail(err, CT_ENOTFOUND, "no VCEK for %s in %s", prefix, dir);
+}
+
+static ct_status snp__mkdirs(const char *path, ct_err *err) {
+  char tmp[4096];
+  size_t n = strlen(path);
+  CT_ENSURE(n < sizeof tmp, err, CT_ELIMIT, "path too long");
+  memcpy(tmp, path, n + 1);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+      return ct_fail(err, CT_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    *p = '/';
+  }
+  if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+    return ct_fail(err, CT_EIO, "cannot create %s: %s", tmp, strerror(errno));
+  return CT_OK;
+}
+
+typedef struct snp__http {
+  ct_buf body;
+  long retry_after;
+} snp__http;
+
+static size_t snp__curl_write(char *p, size_t sz, size_t n, void *ud) {
+  snp__http *h = ud;
+  ct_err e;
+  if (ct_buf_append(&h->body, p, sz * n, &e) != CT_OK) return 0;
+  return sz * n;
+}
+
+static size_t snp__curl_header(char *p, size_t sz, size_t n, void *ud) {
+  snp__http *h = ud;
+  size_t len = sz * n;
+  static const char k[] = "retry-after:";
+  if (len > sizeof k - 1 && strncasecmp(p, k, sizeof k - 1) == 0) {
+    long v = strtol(p + sizeof k - 1, NULL, 10);
+    if (v >= 0 && v <= 60) h->retry_after = v;
+  }
+  return len;
+}
+
+/* GETs url; retries on HTTP 429 (and transport errors) with exponential backoff, honouring a
+ * small Retry-After. */
+static ct_status snp__kds_get(const char *url, uint8_t **der, size_t *len, ct_err *err) {
+  long delay_ms = 500;
+  ct_status st = CT_EIO;
+  for (int attempt = 1; attempt <= SNP_KDS_MAX_ATTEMPTS; attempt++) {
+    CURL *curl = curl_easy_init();
+    CT_ENSURE(curl, err, CT_ENOMEM, "out of memory");
+    snp__http h = {.retry_after = -1};
+    ct_buf_init(&h.body, SNP_VEK_MAX_DER);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, snp__curl_write);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &h);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, snp__curl_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &h);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 15L);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    CURLcode rc = curl_easy_perform(curl);
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(curl);
+    if (rc == CURLE_OK && status == 200) {
+      CT_ENSURE(h.body.len > 0, err, CT_EIO, "AMD KDS returned an empty VCEK for %s", url);
+      *der = ct_buf_take(&h.body, len);
+      return CT_OK;
+    }
+    ct_buf_free(&h.body);
+    bool retry = rc == CURLE_OPERATION_TIMEDOUT || (rc == CURLE_OK && (status == 429 || status >= 500));
+    if (rc != CURLE_OK)
+      st = ct_fail(err, CT_EIO, "AMD KDS request %s failed: %s", url, curl_easy_strerror(rc));
+    else
+      st = ct_fail(err, status == 404 ? CT_ENOTFOUND : CT_EIO, "AMD KDS answered HTTP %ld for %s",
+                   status, url);
+    if (!retry || attempt == SNP_KDS_MAX_ATTEMPTS) break;
+    long wait_ms = h.retry_after >= 0 ? h.retry_after * 1000 : delay_ms;
+    CT_LOG_WARN_("snp", "event=kds_retry status=%ld attempt=%d wait_ms=%ld", status, attempt, wait_ms);
+    struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    delay_ms *= 2;
+  }
+  return st;
+}
+
+CT_RESULT snp_vcek_find(snp_ctx *c, const snp_report *r, snp_gen g, uint8_t **der, size_t *len,
+                        ct_err *err) {
+  CT_ENSURE(g != SNP_GEN_UNKNOWN, err, CT_EINVAL, "snp: processor generation unknown");
+  char hwid[129];
+  snp__hwid_hex(r, g, hwid);
+  snp_tcb t = snp__lookup_tcb(r, g);
+  ct_err e2;
+  if (c->offline_dir) {
+    if (snp__store_read(c->offline_dir, hwid, &t, true, der, len, &e2) == CT_OK) return CT_OK;
+    if (g == SNP_GEN_TURIN) {
+      /* The store's documentation names chips by their full hwID; accept both forms. */
+      char full[129];
+      ct_hex_into(r->raw + SNP_OFF_CHIP_ID, 64, full);
+      if (snp__store_read(c->offline_dir, full, &t, true, der, len, &e2) == CT_OK) return CT_OK;
+    }
+  }
+  if (c->kds_cache_dir && snp__store_read(c->kds_cache_dir, hwid, &t, false, der, len, &e2) == CT_OK)
+    return CT_OK;
+  if (!c->kds_url)
+    return ct_fail(err, CT_ENOTFOUND,
+                   "snp: no VCEK for chip %.16s... TCB bl%02u tee%02u snp%02u ucode%02u: not in the "
+                   "evidence%s, and AMD KDS is not configured", hwid, t.bootloader, t.tee, t.snp,
+                   t.microcode, c->offline_dir ? " or the offline store" : "");
+  static const uint8_t zero[64];
+  CT_ENSURE(memcmp(r->raw + SNP_OFF_CHIP_ID, zero, 64) != 0, err, CT_EINVAL,
+            "snp: CHIP_ID is masked (all zero), so the VCEK cannot be fetched from AMD KDS");
+  char url[1024];
+  if (g == SNP_GEN_TURIN)
+    snprintf(url, sizeof url, "%s/vcek/v1/%s/%s?fmcSPL=%02u&blSPL=%02u&teeSPL=%02u&snpSPL=%02u&ucodeSPL=%02u",
+             c->kds_url, snp_gen_name(g), hwid, t.fmc, t.bootloader, t.tee, t.snp, t.microcode);
+  else
+    snprintf(url, sizeof url, "%s/vcek/v1/%s/%s?blSPL=%02u&teeSPL=%02u&snpSPL=%02u&ucodeSPL=%02u",
+             c->kds_url, snp_gen_name(g), hwid, t.bootloader, t.tee, t.snp, t.microcode);
+  CT_GUARD(snp__kds_get(url, der, len, err));
+  if (c->kds_cache_dir) {
+    char dir[4096], prefix[48], path[4200];
+    snprintf(dir, sizeof dir, "%s/vcek/%s", c->kds_cache_dir, hwid);
+    snp_tcb_prefix(&t, prefix, sizeof prefix);
+    snprintf(path, sizeof path, "%s/%s_vcek.der", dir, prefix);
+    /* A cache that cannot be written only costs a later fetch. */
+    if (snp__mkdirs(dir, &e2) != CT_OK || ct_file_write_atomic(path, *der, *len, 0644, &e2) != CT_OK)
+      CT_LOG_WARN_("snp", "event=kds_cache_write_failed reason=\"%s\"", e2.msg);
+  }
+  return CT_OK;
+}
