@@ -1,14 +1,482 @@
 /*
- * jose_jwe.c - JWE (placeholder until the implementation lands).
+ * jose_jwe.c - JWE (RFC 7516) as Trustee's KBS emits it: flattened JSON, enc A256GCM, alg
+ * ECDH-ES+A256KW (P-256/P-521), RSA-OAEP-256 or RSA1_5 (trustee: kbs/src/jwe/mod.rs).
  */
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/rsa.h>
+#include <string.h>
+
+#include "ct_buf.h"
+#include "ct_codec.h"
+#include "ct_json.h"
+#include "ct_mem.h"
 #include "jose_internal.h"
+
+#define JOSE__CEK_LEN 32
+#define JOSE__IV_LEN 12
+#define JOSE__TAG_LEN 16
+#define JOSE__KW_LEN (JOSE__CEK_LEN + 8)
+#define JOSE__PARTY_MAX 1024 /* decoded apu / apv */
+
+static const char JOSE__ECDH_KW[] = "ECDH-ES+A256KW";
+
+static void jose__be32(uint8_t out[4], uint32_t v) {
+  out[0] = (uint8_t)(v >> 24);
+  out[1] = (uint8_t)(v >> 16);
+  out[2] = (uint8_t)(v >> 8);
+  out[3] = (uint8_t)v;
+}
+
+/* JWA section 4.6.2 Concat KDF with SHA-256 for a 256-bit key: one round,
+ * SHA-256(BE32(1) || Z || BE32(len alg) || alg || BE32(len apu) || apu || BE32(len apv) || apv ||
+ * BE32(256)). Trustee always uses empty apu/apv. */
+static ct_status jose__concat_kdf(const uint8_t *z, size_t z_len, const uint8_t *apu,
+                                  size_t apu_len, const uint8_t *apv, size_t apv_len,
+                                  uint8_t kek[32], ct_err *err) {
+  uint8_t be[4];
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  CT_ENSURE(md, err, CT_ENOMEM, "jwe: out of memory");
+  int ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+  jose__be32(be, 1);
+  ok = ok && EVP_DigestUpdate(md, be, 4) == 1 && EVP_DigestUpdate(md, z, z_len) == 1;
+  jose__be32(be, (uint32_t)strlen(JOSE__ECDH_KW));
+  ok = ok && EVP_DigestUpdate(md, be, 4) == 1 &&
+       EVP_DigestUpdate(md, JOSE__ECDH_KW, strlen(JOSE__ECDH_KW)) == 1;
+  jose__be32(be, (uint32_t)apu_len);
+  ok = ok && EVP_DigestUpdate(md, be, 4) == 1 && (!apu_len || EVP_DigestUpdate(md, apu, apu_len));
+  jose__be32(be, (uint32_t)apv_len);
+  ok = ok && EVP_DigestUpdate(md, be, 4) == 1 && (!apv_len || EVP_DigestUpdate(md, apv, apv_len));
+  jose__be32(be, 256);
+  unsigned int out_len = 0;
+  ok = ok && EVP_DigestUpdate(md, be, 4) == 1 && EVP_DigestFinal_ex(md, kek, &out_len) == 1 &&
+       out_len == 32;
+  EVP_MD_CTX_free(md);
+  if (!ok) return ct_fail_ossl(err, CT_EINTERNAL, "jwe: concat KDF failed");
+  return CT_OK;
+}
+
+/* ECDH shared secret Z (the x-coordinate, field-size bytes) between `priv` and `peer`. */
+static ct_status jose__ecdh(EVP_PKEY *priv, EVP_PKEY *peer, uint8_t *z, size_t *z_len,
+                            ct_err *err) {
+  EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, priv, NULL);
+  CT_ENSURE(ctx, err, CT_ENOMEM, "jwe: out of memory");
+  size_t cap = *z_len;
+  int ok = EVP_PKEY_derive_init(ctx) == 1 && EVP_PKEY_derive_set_peer(ctx, peer) == 1 &&
+           EVP_PKEY_derive(ctx, NULL, z_len) == 1 && *z_len <= cap &&
+           EVP_PKEY_derive(ctx, z, z_len) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  if (!ok) return ct_fail_ossl(err, CT_ECRYPTO, "jwe: ECDH key agreement failed");
+  return CT_OK;
+}
+
+/* RFC 3394 AES-256 key wrap (encrypt) or unwrap (!encrypt) of a 32-byte CEK. */
+static ct_status jose__aes_kw(bool encrypt, const uint8_t kek[32], const uint8_t *in,
+                              size_t in_len, uint8_t *out, size_t *out_len, ct_err *err) {
+  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+  CT_ENSURE(ctx, err, CT_ENOMEM, "jwe: out of memory");
+  EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+  int n = 0, fin = 0;
+  int ok = EVP_CipherInit_ex(ctx, EVP_aes_256_wrap(), NULL, kek, NULL, encrypt ? 1 : 0) == 1 &&
+           EVP_CipherUpdate(ctx, out, &n, in, (int)in_len) == 1 &&
+           EVP_CipherFinal_ex(ctx, out + n, &fin) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  if (!ok) {
+    ERR_clear_error();
+    return ct_fail(err, CT_ECRYPTO, "jwe: AES key %s failed", encrypt ? "wrap" : "unwrap");
+  }
+  *out_len = (size_t)n + (size_t)fin;
+  return CT_OK;
+}
+
+/* Sets RSA padding for the JWE alg on an encrypt/decrypt context. */
+static bool jose__rsa_padding(EVP_PKEY_CTX *ctx, bool oaep256) {
+  if (!oaep256) return EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1;
+  return EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1 &&
+         EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha256()) == 1 &&
+         EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) == 1;
+}
+
+/* AES-256-GCM with a 12-byte IV and 16-byte tag. On decryption a wrong tag fails. */
+static ct_status jose__gcm(bool encrypt, const uint8_t key[32], const uint8_t iv[12],
+                           const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
+                           uint8_t *out, uint8_t tag[16], ct_err *err) {
+  EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+  CT_ENSURE(ctx, err, CT_ENOMEM, "jwe: out of memory");
+  int n = 0;
+  int ok = EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, encrypt ? 1 : 0) == 1 &&
+           EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, JOSE__IV_LEN, NULL) == 1 &&
+           EVP_CipherInit_ex(ctx, NULL, NULL, key, iv, encrypt ? 1 : 0) == 1 &&
+           EVP_CipherUpdate(ctx, NULL, &n, aad, (int)aad_len) == 1;
+  size_t done = 0;
+  while (ok && done < len) { /* the EVP length is an int */
+    size_t chunk = len - done > (1u << 30) ? (1u << 30) : len - done;
+    ok = EVP_CipherUpdate(ctx, out + done, &n, in + done, (int)chunk) == 1 && (size_t)n == chunk;
+    done += chunk;
+  }
+  if (ok && !encrypt)
+    ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, JOSE__TAG_LEN, tag) == 1;
+  ok = ok && EVP_CipherFinal_ex(ctx, out + done, &n) == 1;
+  if (ok && encrypt) ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, JOSE__TAG_LEN, tag) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  if (!ok) {
+    ERR_clear_error();
+    return ct_fail(err, CT_ECRYPTO, "jwe: AES-GCM %s failed", encrypt ? "encryption" : "decryption");
+  }
+  return CT_OK;
+}
+
+/* ---- encryption ---------------------------------------------------------------------------- */
+
+/* Wraps the CEK for an EC key; appends the protected header to `hdr`. */
+static ct_status jose__wrap_ecdh(EVP_PKEY *peer, const uint8_t cek[32], uint8_t *ek,
+                                 size_t *ek_len, ct_buf *hdr, ct_err *err) {
+  const char *crv = jose__ec_crv(peer);
+  CT_ENSURE(crv && (strcmp(crv, "P-256") == 0 || strcmp(crv, "P-521") == 0), err, CT_EUNSUPPORTED,
+            "jwe: curve %s with ECDH-ES+A256KW is not supported (P-256, P-521)",
+            crv ? crv : "?");
+  size_t size = jose__crv_size(crv);
+  ct_status st = CT_OK;
+  uint8_t z[66], kek[32], x[66], y[66];
+  size_t z_len = sizeof z;
+  char *x64 = NULL, *y64 = NULL;
+  EVP_PKEY *eph = EVP_PKEY_Q_keygen(NULL, NULL, "EC",
+                                    strcmp(crv, "P-256") == 0 ? "prime256v1" : "secp521r1");
+  CT_ENSURE_GOTO(st, eph, done, err, CT_ECRYPTO, "jwe: ephemeral key generation failed");
+  CT_GUARD_GOTO(st, jose__ecdh(eph, peer, z, &z_len, err), done);
+  CT_GUARD_GOTO(st, jose__concat_kdf(z, z_len, NULL, 0, NULL, 0, kek, err), done);
+  CT_GUARD_GOTO(st, jose__aes_kw(true, kek, cek, JOSE__CEK_LEN, ek, ek_len, err), done);
+  CT_GUARD_GOTO(st, jose__ec_xy(eph, size, x, y, err), done);
+  CT_GUARD_GOTO(st, ct_b64_encode(CT_B64_URL, x, size, &x64, err), done);
+  CT_GUARD_GOTO(st, ct_b64_encode(CT_B64_URL, y, size, &y64, err), done);
+  /* serde_json's order in Trustee: alg, enc, then the other fields sorted (epk: crv,kty,x,y). */
+  st = ct_buf_printf(hdr, err,
+                     "{\"alg\":\"%s\",\"enc\":\"A256GCM\",\"epk\":{\"crv\":\"%s\",\"kty\":\"EC\","
+                     "\"x\":\"%s\",\"y\":\"%s\"}}",
+                     JOSE__ECDH_KW, crv, x64, y64);
+done:
+  ct_wipe(z, sizeof z);
+  ct_wipe(kek, sizeof kek);
+  EVP_PKEY_free(eph); /* OpenSSL clears the ephemeral private scalar */
+  free(x64);
+  free(y64);
+  return st;
+}
+
+static ct_status jose__wrap_rsa(EVP_PKEY *peer, const char *alg, const uint8_t cek[32],
+                                uint8_t **ek, size_t *ek_len, ct_buf *hdr, ct_err *err) {
+  bool oaep = strcmp(alg, "RSA-OAEP-256") == 0;
+  EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, peer, NULL);
+  CT_ENSURE(ctx, err, CT_ENOMEM, "jwe: out of memory");
+  size_t len = 0;
+  uint8_t *buf = NULL;
+  int ok = EVP_PKEY_encrypt_init(ctx) == 1 && jose__rsa_padding(ctx, oaep) &&
+           EVP_PKEY_encrypt(ctx, NULL, &len, cek, JOSE__CEK_LEN) == 1 && (buf = malloc(len)) &&
+           EVP_PKEY_encrypt(ctx, buf, &len, cek, JOSE__CEK_LEN) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  if (!ok) {
+    free(buf);
+    return ct_fail_ossl(err, CT_ECRYPTO, "jwe: RSA encryption of the CEK failed");
+  }
+  *ek = buf;
+  *ek_len = len;
+  return ct_buf_printf(hdr, err, "{\"alg\":\"%s\",\"enc\":\"A256GCM\"}", alg);
+}
 
 ct_status jose_jwe_encrypt(const json_t *tee_pubkey, const uint8_t *plaintext, size_t len,
                            json_t **out_jwe, ct_err *err) {
-  return ct_fail(err, CT_EUNSUPPORTED, "jwe: not implemented yet");
+  CT_ENSURE(plaintext || len == 0, err, CT_EINVAL, "jwe: no plaintext");
+  CT_ENSURE(len <= JOSE_JWE_PLAINTEXT_MAX, err, CT_ELIMIT,
+            "jwe: plaintext of %zu bytes exceeds the limit of %u", len, JOSE_JWE_PLAINTEXT_MAX);
+  CT_ENSURE(json_is_object(tee_pubkey), err, CT_EINVAL, "jwe: tee-pubkey must be a JSON object");
+  const char *alg = NULL;
+  CT_GUARD(ct_json_get_string(tee_pubkey, "alg", "tee-pubkey", &alg, err));
+  bool ecdh = strcmp(alg, JOSE__ECDH_KW) == 0;
+  CT_ENSURE(ecdh || strcmp(alg, "RSA-OAEP-256") == 0 || strcmp(alg, "RSA1_5") == 0, err,
+            CT_EUNSUPPORTED, "jwe: algorithm \"%.32s\" is not supported (ECDH-ES+A256KW, "
+            "RSA-OAEP-256, RSA1_5)", alg);
+  jose_jwk *peer = NULL;
+  ct_status st = jose_jwk_from_json(tee_pubkey, &peer, err);
+  if (st) return ct_err_prefix(err, "jwe: tee-pubkey: ");
+
+  uint8_t cek[JOSE__CEK_LEN], iv[JOSE__IV_LEN], tag[JOSE__TAG_LEN], kw[JOSE__KW_LEN];
+  uint8_t *rsa_ek = NULL, *ct = NULL;
+  size_t ek_len = 0;
+  ct_buf hdr;
+  ct_buf_init(&hdr, 4096);
+  char *hdr64 = NULL;
+  json_t *o = NULL;
+  CT_GUARD_GOTO(st, ct_random(cek, sizeof cek, err), done);
+  CT_GUARD_GOTO(st, ct_random(iv, sizeof iv, err), done);
+  if (ecdh)
+    CT_GUARD_GOTO(st, jose__wrap_ecdh(jose_jwk_pkey(peer), cek, kw, &ek_len, &hdr, err), done);
+  else
+    CT_GUARD_GOTO(st, jose__wrap_rsa(jose_jwk_pkey(peer), alg, cek, &rsa_ek, &ek_len, &hdr, err),
+                  done);
+  CT_GUARD_GOTO(st, ct_b64_encode(CT_B64_URL, hdr.data, hdr.len, &hdr64, err), done);
+  ct = malloc(len + 1);
+  CT_ENSURE_GOTO(st, ct, done, err, CT_ENOMEM, "jwe: out of memory");
+  /* AAD = ASCII(BASE64URL(UTF8(protected header))), RFC 7516 section 5.1 step 14. */
+  CT_GUARD_GOTO(st, jose__gcm(true, cek, iv, (const uint8_t *)hdr64, strlen(hdr64), plaintext, len,
+                              ct, tag, err), done);
+  o = json_object();
+  CT_ENSURE_GOTO(st, o, done, err, CT_ENOMEM, "jwe: out of memory");
+  CT_GUARD_GOTO(st, ct_json_set_new(o, "protected", json_string(hdr64), err), done);
+  CT_GUARD_GOTO(st, jose__set_b64u(o, "encrypted_key", ecdh ? kw : rsa_ek, ek_len, err), done);
+  CT_GUARD_GOTO(st, jose__set_b64u(o, "iv", iv, sizeof iv, err), done);
+  CT_GUARD_GOTO(st, jose__set_b64u(o, "ciphertext", ct, len, err), done);
+  CT_GUARD_GOTO(st, jose__set_b64u(o, "tag", tag, sizeof tag, err), done);
+  *out_jwe = o;
+  o = NULL;
+done:
+  ct_wipe(cek, sizeof cek);
+  json_decref(o);
+  free(ct);
+  free(rsa_ek);
+  free(hdr64);
+  ct_buf_free(&hdr);
+  jose_jwk_free(peer);
+  return st;
+}
+
+/* ---- decryption ---------------------------------------------------------------------------- */
+
+typedef struct jose__jwe_in {
+  const char *prot64; /* borrowed */
+  size_t prot64_len;
+  const char *aad64; /* borrowed; NULL when absent */
+  size_t aad64_len;
+  uint8_t *ek, *iv, *ct, *tag;
+  size_t ek_len, iv_len, ct_len, tag_len;
+  json_t *header;
+} jose__jwe_in;
+
+static void jose__jwe_in_free(jose__jwe_in *in) {
+  free(in->ek);
+  free(in->iv);
+  free(in->ct);
+  free(in->tag);
+  json_decref(in->header);
+  memset(in, 0, sizeof *in);
+}
+
+/* Gets the five parts from a flattened JSON object or a compact string. */
+static ct_status jose__jwe_split(const json_t *jwe, jose__jwe_in *in, ct_err *err) {
+  const char *part[5];
+  size_t part_len[5];
+  static const char *const names[5] = {"protected", "encrypted_key", "iv", "ciphertext", "tag"};
+  if (json_is_string(jwe)) {
+    const char *s = json_string_value(jwe);
+    size_t n = json_string_length(jwe), start = 0, k = 0;
+    CT_ENSURE(n <= JOSE_JWE_MAX, err, CT_ELIMIT, "jwe: %zu bytes exceed the limit", n);
+    for (size_t i = 0; i <= n && k < 6; i++) {
+      if (i == n || s[i] == '.') {
+        if (k < 5) {
+          part[k] = s + start;
+          part_len[k] = i - start;
+        }
+        k++;
+        start = i + 1;
+      }
+    }
+    CT_ENSURE(k == 5, err, CT_EINVAL, "jwe: compact serialization needs five dot-separated parts");
+  } else {
+    CT_ENSURE(json_is_object(jwe), err, CT_EINVAL, "jwe: must be a JSON object or a compact string");
+    CT_ENSURE(!json_object_get(jwe, "recipients"), err, CT_EUNSUPPORTED,
+              "jwe: only the flattened serialization is supported (no \"recipients\")");
+    size_t total = 0;
+    for (size_t i = 0; i < 5; i++) {
+      CT_GUARD(ct_json_get_string(jwe, names[i], "jwe", &part[i], err));
+      part_len[i] = json_string_length(json_object_get(jwe, names[i]));
+      total += part_len[i];
+    }
+    CT_ENSURE(total <= JOSE_JWE_MAX, err, CT_ELIMIT, "jwe: %zu bytes exceed the limit", total);
+    json_t *aad = json_object_get(jwe, "aad");
+    if (aad) {
+      CT_ENSURE(json_is_string(aad) && json_string_length(aad) <= JOSE_HEADER_MAX, err, CT_EINVAL,
+                "jwe: \"aad\" must be a string of at most %u bytes", JOSE_HEADER_MAX);
+      in->aad64 = json_string_value(aad);
+      in->aad64_len = json_string_length(aad);
+      uint8_t *tmp = NULL; /* validate its alphabet */
+      size_t tmp_len = 0;
+      CT_GUARD(jose__b64u_decode(in->aad64, in->aad64_len, JOSE_HEADER_MAX, "jwe aad", &tmp,
+                                 &tmp_len, err));
+      free(tmp);
+    }
+  }
+  CT_ENSURE(part_len[0] > 0, err, CT_EINVAL, "jwe: empty protected header");
+  in->prot64 = part[0];
+  in->prot64_len = part_len[0];
+  uint8_t *hdr = NULL;
+  size_t hdr_len = 0;
+  CT_GUARD(jose__b64u_decode(part[0], part_len[0], JOSE_HEADER_MAX, "jwe protected", &hdr,
+                             &hdr_len, err));
+  ct_status st = ct_json_parse((const char *)hdr, hdr_len, JOSE_JSON_DEPTH, &in->header, err);
+  free(hdr);
+  if (st) return ct_err_prefix(err, "jwe protected header: ");
+  CT_ENSURE(json_is_object(in->header), err, CT_EINVAL, "jwe protected header: must be an object");
+  /* Flattened JSON may carry more parameters in "unprotected" and "header" (jwcrypto puts epk
+   * there); RFC 7516 section 7.2.1 requires the three sets of names to be disjoint. */
+  static const char *const extra[2] = {"unprotected", "header"};
+  for (size_t i = 0; json_is_object(jwe) && i < 2; i++) {
+    json_t *more = json_object_get(jwe, extra[i]);
+    if (!more) continue;
+    CT_ENSURE(json_is_object(more), err, CT_EINVAL, "jwe: \"%s\" must be an object", extra[i]);
+    const char *k;
+    json_t *v;
+    json_object_foreach(more, k, v) {
+      CT_ENSURE(!json_object_get(in->header, k), err, CT_EINVAL,
+                "jwe: header parameter \"%.64s\" appears twice", k);
+      CT_ENSURE(strcmp(k, "crit") != 0, err, CT_EINVAL, "jwe: \"crit\" must be protected");
+      CT_ENSURE(json_object_set(in->header, k, v) == 0, err, CT_ENOMEM, "jwe: out of memory");
+    }
+  }
+  CT_GUARD(jose__b64u_decode(part[1], part_len[1], JOSE_RSA_MAX_BITS / 8, "jwe encrypted_key",
+                             &in->ek, &in->ek_len, err));
+  CT_GUARD(jose__b64u_decode(part[2], part_len[2], 64, "jwe iv", &in->iv, &in->iv_len, err));
+  CT_GUARD(jose__b64u_decode(part[3], part_len[3], JOSE_JWE_MAX, "jwe ciphertext", &in->ct,
+                             &in->ct_len, err));
+  CT_GUARD(jose__b64u_decode(part[4], part_len[4], 64, "jwe tag", &in->tag, &in->tag_len, err));
+  CT_ENSURE(in->iv_len == JOSE__IV_LEN, err, CT_EINVAL, "jwe: iv must be %d bytes, found %zu",
+            JOSE__IV_LEN, in->iv_len);
+  CT_ENSURE(in->tag_len == JOSE__TAG_LEN, err, CT_EINVAL, "jwe: tag must be %d bytes, found %zu",
+            JOSE__TAG_LEN, in->tag_len);
+  return CT_OK;
+}
+
+/* Optional base64url apu/apv header member. */
+static ct_status jose__party(const json_t *hdr, const char *key, uint8_t **out, size_t *len,
+                             ct_err *err) {
+  *out = NULL;
+  *len = 0;
+  if (!json_object_get(hdr, key)) return CT_OK;
+  return jose__b64u_member(hdr, key, JOSE__PARTY_MAX, "jwe header", out, len, err);
+}
+
+static ct_status jose__unwrap_ecdh(const jose_jwk *priv, const jose__jwe_in *in, uint8_t cek[32],
+                                   ct_err *err) {
+  json_t *epk = json_object_get(in->header, "epk");
+  CT_ENSURE(json_is_object(epk), err, CT_EINVAL, "jwe: ECDH-ES+A256KW needs an \"epk\" object");
+  CT_ENSURE(!json_object_get(epk, "d"), err, CT_EINVAL, "jwe: \"epk\" must be a public key");
+  const char *kty = json_string_value(json_object_get(epk, "kty"));
+  CT_ENSURE(kty && strcmp(kty, "EC") == 0, err, CT_EUNSUPPORTED, "jwe: \"epk\" must be an EC key");
+  CT_ENSURE(in->ek_len == JOSE__KW_LEN, err, CT_EINVAL, "jwe: encrypted_key must be %d bytes, "
+            "found %zu", JOSE__KW_LEN, in->ek_len);
+  jose_jwk *eph = NULL;
+  ct_status st = jose_jwk_from_json(epk, &eph, err);
+  if (st) return ct_err_prefix(err, "jwe epk: ");
+  const char *mine = jose__ec_crv(priv->pkey), *theirs = jose__ec_crv(eph->pkey);
+  uint8_t *apu = NULL, *apv = NULL, z[66], kek[32];
+  size_t apu_len = 0, apv_len = 0, z_len = sizeof z, cek_len = 0;
+  CT_ENSURE_GOTO(st, mine && theirs && strcmp(mine, theirs) == 0, done, err, CT_EINVAL,
+                 "jwe: epk curve %s does not match the key's %s", theirs ? theirs : "?",
+                 mine ? mine : "?");
+  CT_GUARD_GOTO(st, jose__party(in->header, "apu", &apu, &apu_len, err), done);
+  CT_GUARD_GOTO(st, jose__party(in->header, "apv", &apv, &apv_len, err), done);
+  CT_GUARD_GOTO(st, jose__ecdh(priv->pkey, eph->pkey, z, &z_len, err), done);
+  CT_GUARD_GOTO(st, jose__concat_kdf(z, z_len, apu, apu_len, apv, apv_len, kek, err), done);
+  uint8_t out[JOSE__KW_LEN + 16];
+  st = jose__aes_kw(false, kek, in->ek, in->ek_len, out, &cek_len, err);
+  if (!st && cek_len != JOSE__CEK_LEN) st = ct_fail(err, CT_ECRYPTO, "jwe: unwrapped CEK size");
+  if (!st) memcpy(cek, out, JOSE__CEK_LEN);
+  ct_wipe(out, sizeof out);
+done:
+  ct_wipe(z, sizeof z);
+  ct_wipe(kek, sizeof kek);
+  free(apu);
+  free(apv);
+  jose_jwk_free(eph);
+  return st;
+}
+
+/* RSA key transport. For RSA1_5 a failed or wrong-sized decryption silently yields a random CEK,
+ * so that the only observable failure is the GCM tag (RFC 7516 section 11.5, Bleichenbacher). */
+static ct_status jose__unwrap_rsa(const jose_jwk *priv, const char *alg, const jose__jwe_in *in,
+                                  uint8_t cek[32], ct_err *err) {
+  size_t mod = (size_t)EVP_PKEY_get_size(priv->pkey);
+  CT_ENSURE(in->ek_len == mod, err, CT_EINVAL, "jwe: encrypted_key must be %zu bytes, found %zu",
+            mod, in->ek_len);
+  bool oaep = strcmp(alg, "RSA-OAEP-256") == 0;
+  uint8_t fallback[JOSE__CEK_LEN];
+  CT_GUARD(ct_random(fallback, sizeof fallback, err));
+  uint8_t *buf = malloc(mod);
+  EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, priv->pkey, NULL);
+  size_t len = mod;
+  int ok = buf && ctx && EVP_PKEY_decrypt_init(ctx) == 1 && jose__rsa_padding(ctx, oaep) &&
+           EVP_PKEY_decrypt(ctx, buf, &len, in->ek, in->ek_len) == 1;
+  EVP_PKEY_CTX_free(ctx);
+  ERR_clear_error();
+  ct_status st = CT_OK;
+  if (!buf) {
+    st = ct_fail(err, CT_ENOMEM, "jwe: out of memory");
+  } else if (oaep) {
+    if (ok && len == JOSE__CEK_LEN)
+      memcpy(cek, buf, JOSE__CEK_LEN);
+    else
+      st = ct_fail(err, CT_ECRYPTO, "jwe: decryption failed");
+  } else {
+    /* Branch-free select between the decrypted and the fallback CEK. */
+    uint8_t good = (uint8_t)(0u - (uint8_t)(ok && len == JOSE__CEK_LEN));
+    for (size_t i = 0; i < JOSE__CEK_LEN; i++)
+      cek[i] = (uint8_t)((buf[i % mod] & good) | (fallback[i] & (uint8_t)~good));
+  }
+  if (buf) ct_wipe(buf, mod);
+  free(buf);
+  ct_wipe(fallback, sizeof fallback);
+  return st;
 }
 
 ct_status jose_jwe_decrypt(const jose_jwk *priv, const json_t *jwe, uint8_t **plaintext,
                            size_t *len, ct_err *err) {
-  return ct_fail(err, CT_EUNSUPPORTED, "jwe: not implemented yet");
+  CT_ENSURE(priv && priv->priv, err, CT_EINVAL, "jwe: decryption needs a private key");
+  jose__jwe_in in;
+  memset(&in, 0, sizeof in);
+  ct_status st = CT_OK;
+  uint8_t cek[JOSE__CEK_LEN];
+  uint8_t *aad = NULL, *pt = NULL;
+  CT_GUARD_GOTO(st, jose__jwe_split(jwe, &in, err), done);
+  const char *alg = NULL, *enc = NULL;
+  CT_GUARD_GOTO(st, ct_json_get_string(in.header, "alg", "jwe protected header", &alg, err), done);
+  CT_GUARD_GOTO(st, ct_json_get_string(in.header, "enc", "jwe protected header", &enc, err), done);
+  CT_ENSURE_GOTO(st, strcmp(enc, "A256GCM") == 0, done, err, CT_EUNSUPPORTED,
+                 "jwe: content encryption \"%.32s\" is not supported (A256GCM)", enc);
+  CT_ENSURE_GOTO(st, !json_object_get(in.header, "crit") && !json_object_get(in.header, "zip"),
+                 done, err, CT_EUNSUPPORTED, "jwe: \"crit\" and \"zip\" are not supported");
+  CT_ENSURE_GOTO(st, !priv->alg || strcmp(priv->alg, alg) == 0, done, err, CT_ECRYPTO,
+                 "jwe: algorithm \"%.32s\" is not the key's %s", alg, priv->alg);
+  bool ecdh = strcmp(alg, JOSE__ECDH_KW) == 0;
+  CT_ENSURE_GOTO(st, ecdh || strcmp(alg, "RSA-OAEP-256") == 0 || strcmp(alg, "RSA1_5") == 0, done,
+                 err, CT_EUNSUPPORTED, "jwe: algorithm \"%.32s\" is not supported", alg);
+  CT_ENSURE_GOTO(st, jose__alg_suits_pkey(alg, priv->pkey), done, err, CT_ECRYPTO,
+                 "jwe: algorithm %s does not suit the private key", alg);
+  st = ecdh ? jose__unwrap_ecdh(priv, &in, cek, err) : jose__unwrap_rsa(priv, alg, &in, cek, err);
+  if (st == CT_ECRYPTO) st = ct_fail(err, CT_ECRYPTO, "jwe: decryption failed");
+  if (st) goto done;
+
+  /* AAD: the protected string, plus "." and the aad member when present (RFC 7516 5.2 step 14). */
+  size_t aad_len = in.prot64_len + (in.aad64 ? 1 + in.aad64_len : 0);
+  aad = malloc(aad_len + 1);
+  pt = malloc(in.ct_len + 1);
+  CT_ENSURE_GOTO(st, aad && pt, done, err, CT_ENOMEM, "jwe: out of memory");
+  memcpy(aad, in.prot64, in.prot64_len);
+  if (in.aad64) {
+    aad[in.prot64_len] = '.';
+    memcpy(aad + in.prot64_len + 1, in.aad64, in.aad64_len);
+  }
+  st = jose__gcm(false, cek, in.iv, aad, aad_len, in.ct, in.ct_len, pt, in.tag, err);
+  if (st) {
+    st = ct_fail(err, CT_ECRYPTO, "jwe: decryption failed");
+    ct_wipe(pt, in.ct_len);
+    goto done;
+  }
+  pt[in.ct_len] = 0;
+  *plaintext = pt;
+  *len = in.ct_len;
+  pt = NULL;
+done:
+  ct_wipe(cek, sizeof cek);
+  free(pt);
+  free(aad);
+  jose__jwe_in_free(&in);
+  return st;
 }

@@ -420,12 +420,212 @@ static void test_jwt_times(void **state) {
   json_decref(c);
 }
 
+/* ---- JWE ----------------------------------------------------------------------------------- */
+
+/* Produced by python3-jwcrypto 1.1.0 (an independent implementation) for this key. */
+static const char *const KAT_P256_JWK =
+    "{\"crv\":\"P-256\",\"d\":\"uRd-MlZNx30tXL5TTtksJdRZLYzt4BalBPcKKaMuII8\",\"kty\":\"EC\","
+    "\"x\":\"Ozx13qKsjmvxQYWj1gRYMs7gHNyYv2lMm9gpbPouHNM\","
+    "\"y\":\"FISyWNl5aVodcsr7ROijkodz8etb4jvKXbWl9oEIj3E\"}";
+static const char *const KAT_P256_FLAT =
+    "{\"ciphertext\":\"WaeH_7Nun_Q3LGQ8Jhp_pbjaD-O5n-LJ0TS7\",\"encrypted_key\":\"enZci-8cer2vw40w"
+    "TZarEYvzKNYSNLiJbwULlHavAjvia9T6v85G0A\",\"header\":{\"epk\":{\"crv\":\"P-256\",\"kty\":\"EC\","
+    "\"x\":\"pdOp7Wb4xtodfbxIDBzqhfvXKCEzXiiShpGINlOaoO0\",\"y\":\"7cZLlXsAA9CmLVuit2cCxCkVhWDwKzBZ"
+    "IIHrHE1mFMU\"}},\"iv\":\"R_6hohJtX6sVh3ho\",\"protected\":\"eyJhbGciOiAiRUNESC1FUytBMjU2S1ciLCAi"
+    "ZW5jIjogIkEyNTZHQ00ifQ\",\"tag\":\"Re1ikXwZrnyLoPbua2hbOg\"}";
+static const char *const KAT_P256_COMPACT =
+    "\"eyJhbGciOiJFQ0RILUVTK0EyNTZLVyIsImVuYyI6IkEyNTZHQ00iLCJlcGsiOnsiY3J2IjoiUC0yNTYiLCJrdHkiOiJF"
+    "QyIsIngiOiI4T1NPSzRRRlRXN2ZCSzlMOXVmSEZoR05YdUpLWDh1Qk5ncDh0ZmlDM1U4IiwieSI6IlJPcERQTUliTDE2"
+    "NzF5OVRjNU1SWUY5Y0ZsVDJxdHRLWS1lSmZnRW1nTlEifX0.7w3gUIzx7JxdvP0a6y8x7GIxS7gumLXbUeLGIwMPeL5Av3W"
+    "u2msS8g.C5eIYtd-yhGjCqE8.ZXLQMczczLHVZQ0.5VXL_mzFfF_7_WErtOz7jA\"";
+
+static void test_jwe_known_answers(void **state) {
+  (void)state;
+  ct_err err;
+  jose_jwk *k = jwk_from_string(KAT_P256_JWK);
+  json_t *flat = parse(KAT_P256_FLAT);
+  uint8_t *pt = NULL;
+  size_t len = 0;
+  CT_ASSERT_OK(jose_jwe_decrypt(k, flat, &pt, &len, &err), &err);
+  assert_int_equal(len, strlen("kat plaintext from jwcrypto"));
+  assert_memory_equal(pt, "kat plaintext from jwcrypto", len);
+  free(pt);
+  /* epk both protected-free and duplicated: rejected. */
+  json_t *dup = json_deep_copy(flat);
+  json_object_set_new(json_object_get(dup, "header"), "enc", json_string("A256GCM"));
+  assert_int_equal(jose_jwe_decrypt(k, dup, &pt, &len, &err), CT_EINVAL);
+  json_decref(dup);
+  /* A different epk (the unprotected header is not covered by the AAD, but the KEK changes). */
+  dup = json_deep_copy(flat);
+  json_t *epk = json_object_get(json_object_get(dup, "header"), "epk");
+  json_object_set_new(epk, "x", json_string("Ozx13qKsjmvxQYWj1gRYMs7gHNyYv2lMm9gpbPouHNM"));
+  json_object_set_new(epk, "y", json_string("FISyWNl5aVodcsr7ROijkodz8etb4jvKXbWl9oEIj3E"));
+  assert_int_equal(jose_jwe_decrypt(k, dup, &pt, &len, &err), CT_ECRYPTO);
+  json_decref(dup);
+  json_decref(flat);
+
+  json_t *compact = parse(KAT_P256_COMPACT);
+  CT_ASSERT_OK(jose_jwe_decrypt(k, compact, &pt, &len, &err), &err);
+  assert_int_equal(len, 11);
+  assert_memory_equal(pt, "compact kat", 11);
+  free(pt);
+  json_decref(compact);
+  jose_jwk_free(k);
+}
+
+/* Flips one base64url character of member `key` to another valid one. */
+static json_t *tampered(const json_t *jwe, const char *key, size_t pos) {
+  json_t *c = json_deep_copy(jwe);
+  char *s = strdup(json_string_value(json_object_get(c, key)));
+  size_t n = strlen(s);
+  pos = pos < n ? pos : n / 2;
+  s[pos] = s[pos] == 'A' ? 'B' : 'A';
+  json_object_set_new(c, key, json_string(s));
+  free(s);
+  return c;
+}
+
+static void jwe_round_trip(const char *alg, const char *crv, const char *expect_protected_prefix) {
+  ct_err err;
+  jose_jwk *k = gen(alg, crv);
+  json_t *pub = NULL;
+  CT_ASSERT_OK(jose_jwk_to_json(k, &pub, &err), &err);
+  const char *secret = "{\"token\":\"resource secret\",\"bytes\":\"\\u0000\\u0001\"}";
+  json_t *jwe = NULL;
+  CT_ASSERT_OK(jose_jwe_encrypt(pub, (const uint8_t *)secret, strlen(secret), &jwe, &err), &err);
+
+  /* Exactly Trustee's members, in Trustee's order. */
+  static const char *const order[] = {"protected", "encrypted_key", "iv", "ciphertext", "tag"};
+  size_t i = 0;
+  const char *key;
+  json_t *val;
+  json_object_foreach(jwe, key, val) {
+    assert_true(i < 5);
+    assert_string_equal(key, order[i++]);
+  }
+  assert_int_equal(i, 5);
+  const char *prot = json_string_value(json_object_get(jwe, "protected"));
+  uint8_t *hdr = NULL;
+  size_t hdr_len = 0;
+  CT_ASSERT_OK(ct_b64_decode(CT_B64_URL, prot, strlen(prot), &hdr, &hdr_len, &err), &err);
+  assert_true(strncmp((char *)hdr, expect_protected_prefix, strlen(expect_protected_prefix)) == 0);
+  free(hdr);
+  const char *iv = json_string_value(json_object_get(jwe, "iv"));
+  const char *tag = json_string_value(json_object_get(jwe, "tag"));
+  assert_int_equal(strlen(iv), 16);  /* 12 bytes */
+  assert_int_equal(strlen(tag), 22); /* 16 bytes */
+
+  uint8_t *pt = NULL;
+  size_t len = 0;
+  CT_ASSERT_OK(jose_jwe_decrypt(k, jwe, &pt, &len, &err), &err);
+  assert_int_equal(len, strlen(secret));
+  assert_memory_equal(pt, secret, len);
+  free(pt);
+
+  /* Tampering with any member is detected. */
+  const char *members[] = {"ciphertext", "tag", "protected", "encrypted_key", "iv"};
+  for (size_t m = 0; m < 5; m++) {
+    for (size_t pos = 3; pos < 12; pos += 4) {
+      json_t *bad = tampered(jwe, members[m], pos);
+      ct_status st = jose_jwe_decrypt(k, bad, &pt, &len, &err);
+      if (st == CT_OK) fail_msg("%s: tampered %s at %zu decrypted", alg, members[m], pos);
+      json_decref(bad);
+    }
+  }
+  /* Wrong key of the same kind. */
+  jose_jwk *other = gen(alg, crv);
+  assert_int_equal(jose_jwe_decrypt(other, jwe, &pt, &len, &err), CT_ECRYPTO);
+  jose_jwk_free(other);
+  /* The public key cannot decrypt. */
+  jose_jwk *pubk = NULL;
+  CT_ASSERT_OK(jose_jwk_from_json(pub, &pubk, &err), &err);
+  assert_int_equal(jose_jwe_decrypt(pubk, jwe, &pt, &len, &err), CT_EINVAL);
+  jose_jwk_free(pubk);
+  /* Compact form of the same JWE. */
+  char compact[16384];
+  snprintf(compact, sizeof compact, "%s.%s.%s.%s.%s", prot,
+           json_string_value(json_object_get(jwe, "encrypted_key")), iv,
+           json_string_value(json_object_get(jwe, "ciphertext")), tag);
+  json_t *cs = json_string(compact);
+  CT_ASSERT_OK(jose_jwe_decrypt(k, cs, &pt, &len, &err), &err);
+  assert_memory_equal(pt, secret, len);
+  free(pt);
+  json_decref(cs);
+  json_decref(jwe);
+  json_decref(pub);
+  jose_jwk_free(k);
+}
+
+static void test_jwe_round_trips(void **state) {
+  (void)state;
+  jwe_round_trip("ECDH-ES+A256KW", "P-256",
+                 "{\"alg\":\"ECDH-ES+A256KW\",\"enc\":\"A256GCM\",\"epk\":{\"crv\":\"P-256\","
+                 "\"kty\":\"EC\",\"x\":\"");
+  jwe_round_trip("ECDH-ES+A256KW", "P-521",
+                 "{\"alg\":\"ECDH-ES+A256KW\",\"enc\":\"A256GCM\",\"epk\":{\"crv\":\"P-521\","
+                 "\"kty\":\"EC\",\"x\":\"");
+  jwe_round_trip("RSA-OAEP-256", NULL, "{\"alg\":\"RSA-OAEP-256\",\"enc\":\"A256GCM\"}");
+  jwe_round_trip("RSA1_5", NULL, "{\"alg\":\"RSA1_5\",\"enc\":\"A256GCM\"}");
+}
+
+static void test_jwe_rejections(void **state) {
+  (void)state;
+  ct_err err;
+  json_t *jwe = NULL;
+  /* Trustee supports only P-256 and P-521 for ECDH-ES+A256KW, and needs an alg. */
+  jose_jwk *p384 = gen("ECDH-ES+A256KW", "P-384");
+  json_t *pub = NULL;
+  CT_ASSERT_OK(jose_jwk_to_json(p384, &pub, &err), &err);
+  assert_int_equal(jose_jwe_encrypt(pub, (const uint8_t *)"x", 1, &jwe, &err), CT_EUNSUPPORTED);
+  json_object_del(pub, "alg");
+  assert_int_equal(jose_jwe_encrypt(pub, (const uint8_t *)"x", 1, &jwe, &err), CT_EINVAL);
+  json_object_set_new(pub, "alg", json_string("ECDH-ES"));
+  assert_int_equal(jose_jwe_encrypt(pub, (const uint8_t *)"x", 1, &jwe, &err), CT_EUNSUPPORTED);
+  json_decref(pub);
+  jose_jwk_free(p384);
+  /* alg that does not suit the key type. */
+  json_t *bad = parse("{\"kty\":\"EC\",\"crv\":\"P-256\",\"alg\":\"RSA-OAEP-256\","
+                      "\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\","
+                      "\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}");
+  assert_int_equal(jose_jwe_encrypt(bad, (const uint8_t *)"x", 1, &jwe, &err), CT_EINVAL);
+  json_decref(bad);
+
+  /* An RSA-OAEP-256 key refuses an RSA1_5 JWE made for the same modulus (downgrade). */
+  jose_jwk *oaep = gen("RSA-OAEP-256", NULL);
+  CT_ASSERT_OK(jose_jwk_to_json(oaep, &pub, &err), &err);
+  json_object_set_new(pub, "alg", json_string("RSA1_5"));
+  CT_ASSERT_OK(jose_jwe_encrypt(pub, (const uint8_t *)"x", 1, &jwe, &err), &err);
+  uint8_t *pt = NULL;
+  size_t len = 0;
+  assert_int_equal(jose_jwe_decrypt(oaep, jwe, &pt, &len, &err), CT_ECRYPTO);
+  json_decref(jwe);
+  json_decref(pub);
+  jose_jwk_free(oaep);
+
+  /* Malformed containers. */
+  jose_jwk *k = jwk_from_string(KAT_P256_JWK);
+  const char *shapes[] = {
+      "[]", "\"a.b.c\"", "\"a.b.c.d.e.f\"", "{}",
+      "{\"protected\":\"e30\",\"encrypted_key\":\"\",\"iv\":\"\",\"ciphertext\":\"\",\"tag\":\"\"}",
+      "{\"protected\":1,\"encrypted_key\":\"\",\"iv\":\"\",\"ciphertext\":\"\",\"tag\":\"\"}",
+      "{\"recipients\":[]}",
+  };
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    json_t *v = parse(shapes[i]);
+    assert_int_not_equal(jose_jwe_decrypt(k, v, &pt, &len, &err), CT_OK);
+    json_decref(v);
+  }
+  jose_jwk_free(k);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_jwk_rfc_vectors),   cmocka_unit_test(test_jwk_rejects_bad_keys),
       cmocka_unit_test(test_jwk_generate_and_pem), cmocka_unit_test(test_jws_rfc_vectors),
       cmocka_unit_test(test_jws_round_trips),   cmocka_unit_test(test_jws_alg_confusion),
       cmocka_unit_test(test_jws_malformed),     cmocka_unit_test(test_jwt_times),
+      cmocka_unit_test(test_jwe_known_answers), cmocka_unit_test(test_jwe_round_trips),
+      cmocka_unit_test(test_jwe_rejections),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
