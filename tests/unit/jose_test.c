@@ -1,6 +1,7 @@
 #include "ct_test_util.h"
 
 #include <openssl/pem.h>
+#include <unistd.h>
 
 #include "ct_codec.h"
 #include "ct_json.h"
@@ -618,6 +619,155 @@ static void test_jwe_rejections(void **state) {
   jose_jwk_free(k);
 }
 
+/* ---- x5c, trust stores, JWK Sets ----------------------------------------------------------- */
+
+static ct_status x5c_scenario(int n, ct_err *err) {
+  char rel[64], path[4096];
+  snprintf(rel, sizeof rel, "jwk/scenario%02d-trust.pem", n);
+  if (!ct_test_vector_path(rel, path, sizeof path)) skip();
+  uint8_t *data = NULL;
+  size_t len = 0;
+  snprintf(rel, sizeof rel, "jwk/scenario%02d-jwk.json", n);
+  CT_READ_VECTOR(rel, &data, &len);
+  json_t *jwk = NULL;
+  CT_ASSERT_OK(ct_json_parse((char *)data, len, 16, &jwk, err), err);
+  free(data);
+  X509_STORE *store = NULL;
+  const char *paths[] = {path};
+  CT_ASSERT_OK(jose_trust_store_load(paths, 1, &store, err), err);
+  ct_status st = jose_x5c_verify(jwk, store, err);
+  X509_STORE_free(store);
+  json_decref(jwk);
+  return st;
+}
+
+static void test_x5c_scenarios(void **state) {
+  (void)state;
+  ct_err err;
+  const int accept[] = {1, 5, 6, 7}, reject[] = {2, 3, 4};
+  for (size_t i = 0; i < 4; i++)
+    if (x5c_scenario(accept[i], &err) != CT_OK)
+      fail_msg("scenario %02d should be accepted: %s", accept[i], err.msg);
+  for (size_t i = 0; i < 3; i++) {
+    ct_status st = x5c_scenario(reject[i], &err);
+    if (st == CT_OK) fail_msg("scenario %02d should be rejected", reject[i]);
+    print_message("scenario %02d rejected: %s\n", reject[i], err.msg);
+  }
+}
+
+static void test_x5c_tampering(void **state) {
+  (void)state;
+  ct_err err;
+  char path[4096];
+  if (!ct_test_vector_path("jwk/scenario05-trust.pem", path, sizeof path)) skip();
+  uint8_t *data = NULL;
+  size_t len = 0;
+  CT_READ_VECTOR("jwk/scenario05-jwk.json", &data, &len);
+  json_t *jwk = NULL;
+  CT_ASSERT_OK(ct_json_parse((char *)data, len, 16, &jwk, &err), &err);
+  free(data);
+  X509_STORE *store = NULL;
+  const char *paths[] = {path};
+  CT_ASSERT_OK(jose_trust_store_load(paths, 1, &store, &err), &err);
+  CT_ASSERT_OK(jose_x5c_verify(jwk, store, &err), &err);
+  json_t *x5c = json_object_get(jwk, "x5c");
+  assert_true(json_array_size(x5c) >= 2);
+  /* Leaf only: the intermediate is missing, so the chain cannot be built. */
+  json_t *c = json_deep_copy(jwk);
+  while (json_array_size(json_object_get(c, "x5c")) > 1)
+    json_array_remove(json_object_get(c, "x5c"), 1);
+  assert_int_equal(jose_x5c_verify(c, store, &err), CT_ECRYPTO);
+  json_decref(c);
+  /* A flipped byte inside the leaf's signature (near the end of the DER). */
+  c = json_deep_copy(jwk);
+  const char *leaf = json_string_value(json_array_get(json_object_get(c, "x5c"), 0));
+  char *m = strdup(leaf);
+  size_t ml = strlen(m);
+  size_t pos = ml - 10;
+  m[pos] = m[pos] == 'A' ? 'B' : 'A';
+  json_array_set_new(json_object_get(c, "x5c"), 0, json_string(m));
+  free(m);
+  assert_int_not_equal(jose_x5c_verify(c, store, &err), CT_OK);
+  json_decref(c);
+  /* Newlines inside the base64 are tolerated (Trustee strips them). */
+  c = json_deep_copy(jwk);
+  leaf = json_string_value(json_array_get(json_object_get(c, "x5c"), 0));
+  m = malloc(strlen(leaf) + 4);
+  memcpy(m, leaf, 64);
+  m[64] = '\n';
+  strcpy(m + 65, leaf + 64);
+  json_array_set_new(json_object_get(c, "x5c"), 0, json_string(m));
+  free(m);
+  CT_ASSERT_OK(jose_x5c_verify(c, store, &err), &err);
+  json_decref(c);
+  /* Shape errors. */
+  c = json_deep_copy(jwk);
+  json_object_set_new(c, "x5c", json_array());
+  assert_int_equal(jose_x5c_verify(c, store, &err), CT_EINVAL);
+  json_object_set_new(c, "x5c", json_string("abc"));
+  assert_int_equal(jose_x5c_verify(c, store, &err), CT_EINVAL);
+  json_decref(c);
+  /* An empty store trusts nothing. */
+  X509_STORE *empty = X509_STORE_new();
+  assert_int_equal(jose_x5c_verify(jwk, empty, &err), CT_ECRYPTO);
+  X509_STORE_free(empty);
+  X509_STORE_free(store);
+  json_decref(jwk);
+}
+
+static void test_trust_store_and_jwks_files(void **state) {
+  (void)state;
+  ct_err err;
+  char dir[] = "/tmp/jose_test_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char p1[128], p2[128];
+  snprintf(p1, sizeof p1, "%s/empty.pem", dir);
+  CT_ASSERT_OK(ct_file_write_atomic(p1, "not a certificate\n", 18, 0600, &err), &err);
+  X509_STORE *store = NULL;
+  const char *paths[] = {p1};
+  assert_int_equal(jose_trust_store_load(paths, 1, &store, &err), CT_EINVAL);
+  snprintf(p2, sizeof p2, "%s/missing.pem", dir);
+  paths[0] = p2;
+  assert_int_not_equal(jose_trust_store_load(paths, 1, &store, &err), CT_OK);
+
+  /* A JWK Set with an EC and an OKP key. */
+  snprintf(p2, sizeof p2, "%s/jwks.json", dir);
+  char set[1024];
+  snprintf(set, sizeof set,
+           "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"ec-1\",\"alg\":\"ES256\",\"crv\":\"P-256\","
+           "\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\","
+           "\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"},"
+           "{\"kty\":\"OKP\",\"kid\":\"ed-1\",\"crv\":\"Ed25519\","
+           "\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}]}");
+  CT_ASSERT_OK(ct_file_write_atomic(p2, set, strlen(set), 0600, &err), &err);
+  jose_jwks *jwks = NULL;
+  char uri[160];
+  snprintf(uri, sizeof uri, "file://%s", p2);
+  CT_ASSERT_OK(jose_jwks_load(uri, &jwks, &err), &err);
+  assert_int_equal(jose_jwks_count(jwks), 2);
+  const jose_jwk *ec = jose_jwks_find(jwks, "ec-1");
+  assert_non_null(ec);
+  assert_string_equal(jose_jwk_alg(ec), "ES256");
+  assert_string_equal(jose_jwk_kid(ec), "ec-1");
+  assert_null(jose_jwks_find(jwks, "nope"));
+  /* The RFC tokens verify with the keys found by kid. */
+  CT_ASSERT_OK(jose_jws_verify(RFC7515_ES256_JWS, jose_jwk_pkey(ec), jose_jwk_alg(ec), NULL, NULL,
+                               NULL, &err),
+               &err);
+  const jose_jwk *ed = jose_jwks_find(jwks, "ed-1");
+  CT_ASSERT_OK(jose_jws_verify(RFC8037_JWS, jose_jwk_pkey(ed), NULL, NULL, NULL, NULL, &err), &err);
+  jose_jwks_free(jwks);
+  jwks = NULL;
+  CT_ASSERT_OK(jose_jwks_load(p2, &jwks, &err), &err);
+  jose_jwks_free(jwks);
+  assert_int_equal(jose_jwks_load("https://example.com/jwks", &jwks, &err), CT_EUNSUPPORTED);
+  CT_ASSERT_OK(ct_file_write_atomic(p2, "{\"keys\":[{\"kty\":\"oct\"}]}", 24, 0600, &err), &err);
+  assert_int_not_equal(jose_jwks_load(p2, &jwks, &err), CT_OK);
+  unlink(p1);
+  unlink(p2);
+  rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_jwk_rfc_vectors),   cmocka_unit_test(test_jwk_rejects_bad_keys),
@@ -625,7 +775,8 @@ int main(void) {
       cmocka_unit_test(test_jws_round_trips),   cmocka_unit_test(test_jws_alg_confusion),
       cmocka_unit_test(test_jws_malformed),     cmocka_unit_test(test_jwt_times),
       cmocka_unit_test(test_jwe_known_answers), cmocka_unit_test(test_jwe_round_trips),
-      cmocka_unit_test(test_jwe_rejections),
+      cmocka_unit_test(test_jwe_rejections),    cmocka_unit_test(test_x5c_scenarios),
+      cmocka_unit_test(test_x5c_tampering),     cmocka_unit_test(test_trust_store_and_jwks_files),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
