@@ -95,7 +95,7 @@ ct_status guest_tee_detect(const guest_cfg *cfg, guest_tee *out, ct_err *err) {
         return CT_OK;
       }
     } else {
-      CT_LOG_DEBUG_("guest", "msg=\"no Azure HCL report\" reason=\"%s\"", e.msg);
+      CT_LOG_DEBUG_("guest", "no Azure HCL report: %s", e.msg);
     }
   }
   if (guest__exists(cfg, "/sys/devices/platform/sev-guest") || guest__exists(cfg, "/dev/sev-guest")) {

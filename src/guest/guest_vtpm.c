@@ -280,7 +280,7 @@ static uint32_t guest_vtpm__ak(const guest_cfg *cfg) {
     char *end = NULL;
     unsigned long v = strtoul(env, &end, 0);
     if (end && !*end && v <= 0xffffffffUL) return (uint32_t)v;
-    CT_LOG_WARN_("guest", "msg=\"ignoring malformed AA_TPM_AK_HANDLE\"");
+    CT_LOG_WARN_("guest", "ignoring malformed AA_TPM_AK_HANDLE");
   }
   return GUEST_TPM_AK_DEFAULT;
 }
