@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char plugin[64], path[KBC_URI_MAX];
   ct_err err;
   if (kbc_parse_uri(s, plugin, sizeof plugin, path, sizeof path, &err) == CT_OK &&
-      (strstr(path, "..") || strstr(path, "//") || path[0] == '/'))
+      (strstr(path, "/.") || strstr(path, "//") || path[0] == '/' || path[0] == '.'))
     abort();
   free(s);
   return 0;
