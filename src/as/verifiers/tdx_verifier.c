@@ -1,0 +1,375 @@
+/*
+ * The tdx verifier (Trustee deps/verifier/src/tdx): evidence
+ * {"cc_eventlog": <standard base64 CCEL> | null, "quote": <standard base64 DCAP quote v4/v5>}.
+ *
+ * Checks, in order: quote structure; PCK chain to the pinned Intel SGX Root CA (with CRLs when
+ * the collateral has them); QE report signed by the PCK key; attestation key bound by the QE
+ * report data; quote signed by the attestation key; TCB Info / QE Identity signatures and TCB
+ * evaluation; report_data (padded to 64) and MRCONFIGID (init-data digest padded to 48); the
+ * event log replayed against RTMR0-3. Claims are Trustee's parsed claims plus the DCAP
+ * supplemental claims.
+ */
+#include <openssl/pem.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ct_codec.h"
+#include "ct_json.h"
+#include "ct_log.h"
+#include "ct_mem.h"
+#include "tdx.h"
+
+#define TDX__CACHE_MAX 64
+#define TDX__CACHE_TTL 3600 /* seconds a verified collateral set is reused */
+
+typedef struct tdx__cache_entry {
+  uint8_t fmspc[6];
+  bool platform_ca;
+  time_t loaded;
+  dcap_collateral *c;
+} tdx__cache_entry;
+
+struct tdx_state {
+  char *collateral_dir, *pccs_url, *cache_dir;
+  X509 *pck_root;        /* pinned Intel SGX Root CA */
+  X509 *collateral_root; /* trust anchor of the TCB signing chains (the same, unless testing) */
+  time_t fixed_now;
+  pthread_mutex_t lock;
+  tdx__cache_entry cache[TDX__CACHE_MAX];
+  size_t ncache;
+  dcap_collateral **retired; /* replaced entries, freed with the state (readers may hold them) */
+  size_t nretired;
+};
+
+/* ---- claims ----------------------------------------------------------------------------------- */
+
+static ct_status tdx__hex(json_t *obj, const char *key, const uint8_t *p, size_t n, ct_err *err) {
+  char buf[2 * 648 + 1];
+  ct_hex_into(p, n, buf);
+  return ct_json_set_new(obj, key, json_string(buf), err);
+}
+
+ct_status tdx_claims_build(const dcap_quote *q, const ccel_log *log, const dcap_pck_info *pck,
+                           json_t **out, ct_err *err) {
+  json_t *claims = json_object(), *quote = json_object(), *hdr = json_object(), *body = json_object();
+  json_t *attrs = json_object();
+  ct_status st = CT_OK;
+  if (!claims || !quote || !hdr || !body || !attrs) {
+    st = ct_fail(err, CT_ENOMEM, "out of memory");
+    goto fail;
+  }
+  const uint8_t *h = q->header, *b = q->body;
+  uint8_t ver[2] = {(uint8_t)q->version, 0};
+  struct {
+    json_t *o;
+    const char *k;
+    const uint8_t *p;
+    size_t n;
+  } f[] = {
+      {hdr, "version", ver, 2},
+      {hdr, "att_key_type", h + 2, 2},
+      {hdr, "tee_type", h + 4, 4},
+      {hdr, "reserved", h + 8, 4},
+      {hdr, "vendor_id", h + 12, 16},
+      {hdr, "user_data", h + 28, 20},
+      {body, "tcb_svn", b + DCAP_TD_TEE_TCB_SVN, 16},
+      {body, "mr_seam", b + DCAP_TD_MR_SEAM, 48},
+      {body, "mrsigner_seam", b + DCAP_TD_MRSIGNER_SEAM, 48},
+      {body, "seam_attributes", b + DCAP_TD_SEAM_ATTRIBUTES, 8},
+      {body, "td_attributes", b + DCAP_TD_TD_ATTRIBUTES, 8},
+      {body, "xfam", b + DCAP_TD_XFAM, 8},
+      {body, "mr_td", b + DCAP_TD_MR_TD, 48},
+      {body, "mr_config_id", b + DCAP_TD_MR_CONFIG_ID, 48},
+      {body, "mr_owner", b + DCAP_TD_MR_OWNER, 48},
+      {body, "mr_owner_config", b + DCAP_TD_MR_OWNER_CONFIG, 48},
+      {body, "rtmr_0", b + DCAP_TD_RTMR0, 48},
+      {body, "rtmr_1", b + DCAP_TD_RTMR0 + 48, 48},
+      {body, "rtmr_2", b + DCAP_TD_RTMR0 + 96, 48},
+      {body, "rtmr_3", b + DCAP_TD_RTMR0 + 144, 48},
+      {body, "report_data", b + DCAP_TD_REPORT_DATA, 64},
+      {claims, "report_data", b + DCAP_TD_REPORT_DATA, 64},
+      {claims, "init_data", b + DCAP_TD_MR_CONFIG_ID, 48},
+  };
+  for (size_t i = 0; i < sizeof f / sizeof f[0] && st == CT_OK; i++)
+    st = tdx__hex(f[i].o, f[i].k, f[i].p, f[i].n, err);
+  if (st == CT_OK && q->body_type == 3) {
+    st = tdx__hex(body, "tee_tcb_svn2", b + DCAP_TD_TEE_TCB_SVN2, 16, err);
+    if (st == CT_OK) st = tdx__hex(body, "mr_servicetd", b + DCAP_TD_MR_SERVICETD, 48, err);
+  }
+  if (st == CT_OK && q->version == 5) {
+    st = tdx__hex(quote, "type", q->v5_type_size, 2, err);
+    if (st == CT_OK) st = tdx__hex(quote, "size", q->v5_type_size + 2, 4, err);
+  }
+  if (st) goto fail;
+  /* TD attributes: a little-endian u64. */
+  uint64_t ta = 0;
+  for (int i = 7; i >= 0; i--) ta = (ta << 8) | b[DCAP_TD_TD_ATTRIBUTES + i];
+  st = ct_json_set_new(attrs, "debug", json_boolean(ta & 1ull), err);
+  if (st == CT_OK) st = ct_json_set_new(attrs, "septve_disable", json_boolean(ta & (1ull << 28)), err);
+  if (st == CT_OK) st = ct_json_set_new(attrs, "protection_keys", json_boolean(ta & (1ull << 30)), err);
+  if (st == CT_OK) st = ct_json_set_new(attrs, "key_locker", json_boolean(ta & (1ull << 31)), err);
+  if (st == CT_OK) st = ct_json_set_new(attrs, "perfmon", json_boolean(ta & (1ull << 63)), err);
+  if (st) goto fail;
+  st = ct_json_set_new(quote, "header", hdr, err);
+  hdr = NULL;
+  if (st == CT_OK) st = ct_json_set_new(quote, "body", body, err);
+  body = NULL;
+  if (st == CT_OK) st = ct_json_set_new(claims, "quote", quote, err);
+  quote = NULL;
+  if (st == CT_OK) st = ct_json_set_new(claims, "td_attributes", attrs, err);
+  attrs = NULL;
+  if (st == CT_OK && log) {
+    json_t *events = NULL;
+    st = ccel_to_json(log, &events, err);
+    if (st == CT_OK) st = ct_json_set_new(claims, "uefi_event_logs", events, err);
+  }
+  if (st == CT_OK && pck && pck->has_instance_id) {
+    /* Trustee renders the PlatformInstanceID extension byte-reversed (as a little-endian
+     * integer); the golden claims pin that form. */
+    uint8_t rev[16];
+    for (int i = 0; i < 16; i++) rev[i] = pck->platform_instance_id[15 - i];
+    st = tdx__hex(claims, "platform_instance_id", rev, 16, err);
+  }
+  if (st) goto fail;
+  *out = claims;
+  return CT_OK;
+fail:
+  json_decref(claims);
+  json_decref(quote);
+  json_decref(hdr);
+  json_decref(body);
+  json_decref(attrs);
+  return st;
+}
+
+/* ---- state -------------------------------------------------------------------------------- */
+
+static ct_status tdx__dup(const char *s, char **out, ct_err *err) {
+  *out = NULL;
+  return s ? ct_strdup(s, out, err) : CT_OK;
+}
+
+void tdx_state_free(tdx_state *s) {
+  if (!s) return;
+  for (size_t i = 0; i < s->ncache; i++) dcap_collateral_free(s->cache[i].c);
+  for (size_t i = 0; i < s->nretired; i++) dcap_collateral_free(s->retired[i]);
+  free(s->retired);
+  X509_free(s->pck_root);
+  X509_free(s->collateral_root);
+  free(s->collateral_dir);
+  free(s->pccs_url);
+  free(s->cache_dir);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+ct_status tdx_state_new(const as_verifier_config *cfg, const char *collateral_root_pem, time_t now,
+                        tdx_state **out, ct_err *err) {
+  tdx_state *s = calloc(1, sizeof *s);
+  CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
+  pthread_mutex_init(&s->lock, NULL);
+  s->fixed_now = now;
+  ct_status st = CT_OK;
+  if (cfg) {
+    CT_GUARD_GOTO(st, tdx__dup(cfg->tdx_collateral_dir, &s->collateral_dir, err), fail);
+    CT_GUARD_GOTO(st, tdx__dup(cfg->tdx_pccs_url, &s->pccs_url, err), fail);
+    CT_GUARD_GOTO(st, tdx__dup(cfg->tdx_collateral_cache_dir, &s->cache_dir, err), fail);
+  }
+  CT_GUARD_GOTO(st, dcap_intel_root(&s->pck_root, err), fail);
+  if (collateral_root_pem) {
+    BIO *b = BIO_new_mem_buf(collateral_root_pem, -1);
+    s->collateral_root = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    CT_ENSURE_GOTO(st, s->collateral_root, fail, err, CT_EINVAL, "tdx: bad collateral root PEM");
+  } else {
+    CT_GUARD_GOTO(st, dcap_intel_root(&s->collateral_root, err), fail);
+  }
+  *out = s;
+  return CT_OK;
+fail:
+  tdx_state_free(s);
+  return st;
+}
+
+static time_t tdx__now(const tdx_state *s) { return s->fixed_now ? s->fixed_now : time(NULL); }
+
+/* Returns verified collateral for the platform, from the in-memory cache or the configured
+ * source. The returned pointer stays valid for the life of the state. */
+static ct_status tdx__collateral(tdx_state *s, const dcap_pck_info *pck, const dcap_collateral **out,
+                                 ct_err *err) {
+  time_t now = tdx__now(s);
+  pthread_mutex_lock(&s->lock);
+  for (size_t i = 0; i < s->ncache; i++) {
+    tdx__cache_entry *e = &s->cache[i];
+    if (memcmp(e->fmspc, pck->fmspc, 6) == 0 && e->platform_ca == pck->platform_ca &&
+        now - e->loaded < TDX__CACHE_TTL && now >= e->loaded) {
+      *out = e->c;
+      pthread_mutex_unlock(&s->lock);
+      return CT_OK;
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+
+  dcap_collateral *c = NULL;
+  ct_status st;
+  if (s->collateral_dir) {
+    st = dcap_collateral_load_dir(s->collateral_dir, pck->fmspc, pck->platform_ca, &c, err);
+  } else if (s->pccs_url) {
+    st = dcap_collateral_fetch(s->pccs_url, s->cache_dir, pck->fmspc, pck->platform_ca, &c, err);
+  } else {
+    return ct_fail(err, CT_EUNSUPPORTED, "tdx: no collateral source configured (set "
+                   "tdx_collateral_dir or tdx_pccs_url)");
+  }
+  if (st) return st;
+  st = dcap_collateral_verify(c, s->collateral_root, s->fixed_now, err);
+  if (st) {
+    dcap_collateral_free(c);
+    return st;
+  }
+  pthread_mutex_lock(&s->lock);
+  tdx__cache_entry *slot = NULL;
+  for (size_t i = 0; i < s->ncache; i++)
+    if (memcmp(s->cache[i].fmspc, pck->fmspc, 6) == 0 && s->cache[i].platform_ca == pck->platform_ca)
+      slot = &s->cache[i];
+  if (!slot && s->ncache < TDX__CACHE_MAX) slot = &s->cache[s->ncache++];
+  if (!slot) slot = &s->cache[0];
+  if (slot->c) {
+    dcap_collateral **r = realloc(s->retired, (s->nretired + 1) * sizeof *r);
+    if (!r) {
+      pthread_mutex_unlock(&s->lock);
+      dcap_collateral_free(c);
+      return ct_fail(err, CT_ENOMEM, "out of memory");
+    }
+    s->retired = r;
+    s->retired[s->nretired++] = slot->c;
+  }
+  memcpy(slot->fmspc, pck->fmspc, 6);
+  slot->platform_ca = pck->platform_ca;
+  slot->loaded = now;
+  slot->c = c;
+  *out = c;
+  pthread_mutex_unlock(&s->lock);
+  return CT_OK;
+}
+
+/* ---- verification --------------------------------------------------------------------------- */
+
+ct_status tdx_verify_quote(tdx_state *s, const uint8_t *quote, size_t quote_len,
+                           const uint8_t *report_data, size_t report_data_len,
+                           const uint8_t *init_data, size_t init_data_len, const ccel_log *log,
+                           dcap_quote *q_out, json_t **claims, ct_err *err) {
+  dcap_quote q;
+  CT_GUARD(dcap_quote_parse(quote, quote_len, &q, err));
+  STACK_OF(X509) *chain = NULL;
+  STACK_OF(X509_CRL) *crls = NULL;
+  json_t *c = NULL;
+  dcap_tcb_result tcb = {0};
+  dcap_pck_info pck;
+  ct_status st = CT_OK;
+  CT_GUARD(dcap_pck_chain_load(&q, &chain, err));
+  X509 *leaf = sk_X509_value(chain, 0);
+  CT_GUARD_GOTO(st, dcap_pck_info_read(leaf, &pck, err), out);
+  const dcap_collateral *col = NULL;
+  CT_GUARD_GOTO(st, tdx__collateral(s, &pck, &col, err), out);
+  crls = sk_X509_CRL_new_null();
+  CT_ENSURE_GOTO(st, crls, out, err, CT_ENOMEM, "out of memory");
+  if (col->pck_crl) sk_X509_CRL_push(crls, col->pck_crl);
+  if (col->root_crl) sk_X509_CRL_push(crls, col->root_crl);
+  CT_GUARD_GOTO(st, dcap_verify_chain(chain, crls, s->fixed_now, err), out);
+  CT_GUARD_GOTO(st, dcap_verify_signatures(&q, leaf, err), out);
+  CT_GUARD_GOTO(st, dcap_tcb_evaluate(col, &q, &pck, chain, tdx__now(s), &tcb, err), out);
+  CT_ENSURE_GOTO(st, tcb.acceptable, out, err, CT_EDENIED,
+                 "TDX quote verification completed with terminal TCB status %s", tcb.tcb_status);
+  if (report_data) {
+    uint8_t want[64] = {0};
+    memcpy(want, report_data, report_data_len < 64 ? report_data_len : 64);
+    CT_ENSURE_GOTO(st, ct_memeq(want, 64, q.body + DCAP_TD_REPORT_DATA, 64), out, err, CT_EDENIED,
+                   "REPORT_DATA is different from that in TDX Quote");
+  }
+  if (init_data) {
+    uint8_t want[48] = {0};
+    memcpy(want, init_data, init_data_len < 48 ? init_data_len : 48);
+    CT_ENSURE_GOTO(st, ct_memeq(want, 48, q.body + DCAP_TD_MR_CONFIG_ID, 48), out, err, CT_EDENIED,
+                   "MRCONFIGID is different from that in TDX Quote (expected the init-data digest)");
+  }
+  if (log) {
+    for (uint32_t i = 0; i < 4; i++) {
+      uint8_t mr[64];
+      size_t n = 0;
+      CT_GUARD_GOTO(st, ccel_replay(log, i + 1, CCEL_ALG_SHA384, mr, &n, err), out);
+      if (!ct_memeq(mr, n, q.body + DCAP_TD_RTMR0 + 48 * i, 48)) {
+        char a[129], b[97];
+        ct_hex_into(mr, n, a);
+        ct_hex_into(q.body + DCAP_TD_RTMR0 + 48 * i, 48, b);
+        st = ct_fail(err, CT_EDENIED, "event log does not replay to RTMR%u: calculated %s, quote %s",
+                     i, a, b);
+        goto out;
+      }
+    }
+  }
+  CT_GUARD_GOTO(st, tdx_claims_build(&q, log, &pck, &c, err), out);
+  CT_GUARD_GOTO(st, dcap_supplemental_claims(&tcb, &pck, s->pck_root, c, err), out);
+  if (q_out) *q_out = q;
+  *claims = c;
+  c = NULL;
+out:
+  sk_X509_CRL_free(crls);
+  sk_X509_pop_free(chain, X509_free);
+  dcap_tcb_result_clear(&tcb);
+  json_decref(c);
+  return st;
+}
+
+static ct_status tdx__create(const as_verifier_config *cfg, void **state, ct_err *err) {
+  tdx_state *s = NULL;
+  CT_GUARD(tdx_state_new(cfg, NULL, 0, &s, err));
+  *state = s;
+  return CT_OK;
+}
+
+static void tdx__destroy(void *state) { tdx_state_free(state); }
+
+static ct_status tdx__verify(void *state, const as_verify_request *req, json_t **claims, ct_err *err) {
+  tdx_state *s = state;
+  const char *quote_b64 = NULL, *ccel_b64 = NULL;
+  CT_GUARD(ct_json_get_string(req->evidence, "quote", "TDX evidence", &quote_b64, err));
+  CT_GUARD(ct_json_opt_string(req->evidence, "cc_eventlog", "TDX evidence", &ccel_b64, err));
+  CT_ENSURE(*quote_b64, err, CT_EINVAL, "TDX Quote is empty.");
+  uint8_t *quote = NULL, *ccel = NULL;
+  size_t quote_len = 0, ccel_len = 0;
+  ccel_log log = {0};
+  bool have_log = false;
+  ct_status st = ct_b64_decode(CT_B64_STD, quote_b64, strlen(quote_b64), &quote, &quote_len, err);
+  if (st) return ct_err_prefix(err, "TDX evidence: quote: ");
+  if (ccel_b64 && *ccel_b64) {
+    st = ct_b64_decode(CT_B64_STD, ccel_b64, strlen(ccel_b64), &ccel, &ccel_len, err);
+    if (st) {
+      ct_err_prefix(err, "TDX evidence: cc_eventlog: ");
+      goto out;
+    }
+    st = ccel_parse(ccel, ccel_len, &log, err);
+    if (st) {
+      ct_err_prefix(err, "Parse CC Eventlog failed: ");
+      goto out;
+    }
+    have_log = true;
+  }
+  st = tdx_verify_quote(s, quote, quote_len, req->report_data, req->report_data_len,
+                        req->init_data_digest, req->init_data_digest_len, have_log ? &log : NULL,
+                        NULL, claims, err);
+  if (st) ct_err_prefix(err, "TDX Verifier: ");
+out:
+  ccel_free(&log);
+  free(quote);
+  free(ccel);
+  return st;
+}
+
+const as_verifier as_verifier_tdx = {
+    .tee = "tdx",
+    .tee_class = "cpu",
+    .create = tdx__create,
+    .destroy = tdx__destroy,
+    .verify = tdx__verify,
+};
