@@ -38,7 +38,7 @@ $(BUILD_FUZZ)/build.ninja:
 
 # Runs every libFuzzer target for a short, bounded time (FUZZ_SECONDS each).
 fuzz-smoke: $(BUILD_FUZZ)/build.ninja
-	cmake --build $(BUILD_FUZZ) -j $(JOBS)
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz-targets
 	./scripts/fuzz-smoke $(BUILD_FUZZ) $${FUZZ_SECONDS:-20}
 
 bench: build
