@@ -15,6 +15,7 @@
 #include "ct_json.h"
 #include "snp.h"
 #include "tpm_quote.h"
+#include "verify_cli.h"
 
 static json_t *load_json(const char *rel) {
   uint8_t *b = NULL;
@@ -445,6 +446,27 @@ static void test_v0_form(void **state) {
   json_decref(v1);
 }
 
+static void test_cli(void **state) {
+  (void)state;
+  char path[4096];
+  if (!ct_test_vector_path("az-snp-vtpm/evidence-v1.json", path, sizeof path)) skip();
+  char *out = NULL, *errs = NULL;
+  size_t ol = 0, el = 0;
+  FILE *o = open_memstream(&out, &ol), *e = open_memstream(&errs, &el);
+  char *argv[] = {"verify", "--tee", "az-snp-vtpm", "--evidence", path, "--report-data",
+                  "6368616c6c656e6765"};
+  assert_int_equal(as_verify_cli_run(7, argv, o, e), 0);
+  fclose(o), fclose(e);
+  assert_non_null(strstr(out, "\"pcr00\": \"e15c44796beabf46abcec7c57e590942041e47497e4ec27571c8b7664f48dced\""));
+  free(out), free(errs);
+  o = open_memstream(&out, &ol), e = open_memstream(&errs, &el);
+  argv[6] = "6368616c6c656e6766";
+  assert_int_equal(as_verify_cli_run(7, argv, o, e), 1);
+  fclose(o), fclose(e);
+  assert_non_null(strstr(errs, "expected 6368616c6c656e6766, found 6368616c6c656e6765"));
+  free(out), free(errs);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_v1_golden),
@@ -454,6 +476,7 @@ int main(void) {
       cmocka_unit_test(test_genoa_vcek_chain),
       cmocka_unit_test(test_tamper_every_part),
       cmocka_unit_test(test_v0_form),
+      cmocka_unit_test(test_cli),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

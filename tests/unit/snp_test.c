@@ -17,6 +17,7 @@
 #include "ct_digest.h"
 #include "ct_json.h"
 #include "snp.h"
+#include "verify_cli.h"
 
 extern char **environ;
 
@@ -419,6 +420,83 @@ static void test_kds_fetch_with_429_and_cache(void **state) {
   free(vcek);
 }
 
+/* Runs the offline verify command; returns its exit code and what it printed. */
+static int cli(char **argv, int argc, char **out, char **errs) {
+  size_t ol = 0, el = 0;
+  FILE *o = open_memstream(out, &ol), *e = open_memstream(errs, &el);
+  int rc = as_verify_cli_run(argc, argv, o, e);
+  fclose(o);
+  fclose(e);
+  return rc;
+}
+
+static void test_cli(void **state) {
+  (void)state;
+  uint8_t *rep = NULL, *vcek = NULL;
+  size_t rn = 0, vn = 0;
+  ct_err err;
+  CT_READ_VECTOR("snp/test-report.bin", &rep, &rn);
+  CT_READ_VECTOR("snp/test-vcek.der", &vcek, &vn);
+  char dir[] = "/tmp/snp-cli-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char evp[512], vp[512], rtp[512], idp[512];
+  snprintf(evp, sizeof evp, "%s/report.bin", dir);
+  snprintf(vp, sizeof vp, "%s/vcek.der", dir);
+  snprintf(rtp, sizeof rtp, "%s/runtime.json", dir);
+  snprintf(idp, sizeof idp, "%s/initdata.toml", dir);
+  write_file(evp, rep, rn);
+  write_file(vp, vcek, vn);
+  const char *rt = "{\"b\":1,\"a\":\"test\",\"c\":{\"d\":\"e\"}}";
+  write_file(rtp, (const uint8_t *)rt, strlen(rt));
+  const char *toml = "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\n\"a.txt\" = \"hi\"\n";
+  write_file(idp, (const uint8_t *)toml, strlen(toml));
+  char rd_hex[129];
+  ct_hex_into(rep + SNP_OFF_REPORT_DATA, 64, rd_hex);
+  char *out = NULL, *errs = NULL;
+
+  char *ok[] = {"verify", "--tee", "snp", "--evidence", evp, "--report-data", rd_hex, "--collateral", dir};
+  assert_int_equal(cli(ok, 9, &out, &errs), 0);
+  assert_non_null(strstr(out, "\"chip_id\": \"c38427a30d4c"));
+  assert_non_null(strstr(out, "\"reported_tcb_microcode\": 115"));
+  free(out), free(errs);
+
+  /* --runtime-data: SHA-384 of the JCS form is the expected report data, named in the refusal. */
+  char *rtd[] = {"verify", "--tee", "snp", "--evidence", evp, "--runtime-data", rtp, "--collateral", dir};
+  assert_int_equal(cli(rtd, 9, &out, &errs), 1);
+  assert_non_null(strstr(errs, "REPORT_DATA mismatch: expected e71ce8e70d814ba6639c3612ebee0ff1f76f650f8dbb5e47157e0f3f525cd22c4597480a186427c813ca941da78870c3"));
+  free(out), free(errs);
+
+  /* --init-data: the document's digest is compared with HOST_DATA. */
+  uint8_t d[32];
+  ct_sha256(toml, strlen(toml), d);
+  char dh[65], needle[200];
+  ct_hex_into(d, 32, dh);
+  snprintf(needle, sizeof needle, "HOST_DATA (init-data digest) mismatch: expected %s", dh);
+  char *idd[] = {"verify", "--tee", "snp", "--evidence", evp, "--report-data", rd_hex, "--init-data", idp, "--collateral", dir};
+  assert_int_equal(cli(idd, 11, &out, &errs), 1);
+  assert_non_null(strstr(errs, needle));
+  free(out), free(errs);
+
+  /* Without collateral the VCEK is missing; usage errors exit 2. */
+  char *nocol[] = {"verify", "--tee", "snp", "--evidence", evp, "--report-data", rd_hex};
+  assert_int_equal(cli(nocol, 7, &out, &errs), 1);
+  assert_non_null(strstr(errs, "AMD KDS is not configured"));
+  free(out), free(errs);
+  char *bad[] = {"verify", "--tee", "snp", "--evidence", evp};
+  assert_int_equal(cli(bad, 5, &out, &errs), 2);
+  free(out), free(errs);
+  char *badtee[] = {"verify", "--tee", "nope", "--evidence", evp, "--report-data", "00"};
+  assert_int_equal(cli(badtee, 7, &out, &errs), 2);
+  assert_non_null(strstr(errs, "no verifier for TEE \"nope\""));
+  free(out), free(errs);
+
+  unlink(evp), unlink(vp), unlink(rtp), unlink(idp);
+  rmdir(dir);
+  (void)err;
+  free(rep);
+  free(vcek);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_vcek_report_golden),
@@ -429,6 +507,7 @@ int main(void) {
       cmocka_unit_test(test_tcb_prefix),
       cmocka_unit_test(test_offline_store),
       cmocka_unit_test(test_kds_fetch_with_429_and_cache),
+      cmocka_unit_test(test_cli),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
