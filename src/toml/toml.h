@@ -5,7 +5,10 @@
  * binary and underscores accepted), floats reals, booleans booleans. Date-times become strings
  * in RFC 3339 form as written (the date/time separator is normalised to 'T' and a 'z' offset to
  * 'Z'): offset date-time, local date-time, local date and local time are all kept as strings.
- * inf and nan are refused: JSON cannot carry them.
+ * inf and nan are refused: JSON cannot carry them. Deliberate deviations from TOML 1.0: the
+ * escape \u0000 is refused (it cannot survive C strings; ct_json_parse refuses it too), and
+ * fractional seconds are kept as written. scripts/toml-test-suite checks conformance against
+ * the toml-test suite (ctest "toml-test-suite", skipped when the suite is not cached).
  *
  * Errors read "line L, column C: what" (columns count characters, both are 1-based). Bounds:
  * nesting depth (tables, arrays and inline tables together) at most TOML_MAX_DEPTH, at most
