@@ -10,7 +10,9 @@
 #include <openssl/ecdsa.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "as_verifier.h"
@@ -638,7 +640,8 @@ static char *tdx_test__inner(const char *body, const char *member) {
 typedef struct tdx_test_env {
   char dir[256];
   char *root_pem;
-  EVP_PKEY *sign_key;
+  EVP_PKEY *sign_key, *root_key;
+  X509 *root, *signer;
 } tdx_test_env;
 
 static void tdx_test__write(const char *dir, const char *name, const char *text) {
@@ -689,20 +692,25 @@ static bool tdx_test__env(tdx_test_quote *t, tdx_test_env *env) {
   tdx_test__write(env->dir, "tcb-info-issuer-chain.pem", chain);
   free(tcb0); free(qe0); free(tf); free(tcb); free(signer_pem); free(chain);
   free(ti); free(qi); free(tbody); free(qbody);
-  X509_free(root); X509_free(signer); EVP_PKEY_free(root_key);
+  env->root = root;
+  env->signer = signer;
+  env->root_key = root_key;
   return true;
 }
 
 static void tdx_test__env_free(tdx_test_env *env) {
-  const char *names[] = {"tcb-info.json", "qe-identity.json", "tcb-info-issuer-chain.pem"};
+  const char *names[] = {"tcb-info.json", "qe-identity.json", "tcb-info-issuer-chain.pem", "root-ca.crl.der"};
   char p[512];
-  for (size_t i = 0; i < 3; i++) {
+  for (size_t i = 0; i < 4; i++) {
     snprintf(p, sizeof p, "%s/%s", env->dir, names[i]);
     unlink(p);
   }
   rmdir(env->dir);
   free(env->root_pem);
   EVP_PKEY_free(env->sign_key);
+  EVP_PKEY_free(env->root_key);
+  X509_free(env->root);
+  X509_free(env->signer);
 }
 
 static ct_status tdx_test__verify(tdx_state *st, const uint8_t *quote, size_t ql, const uint8_t *ccel, size_t cl,
@@ -790,6 +798,31 @@ static void test_verifier_end_to_end(void **s) {
   assert_int_equal(tdx_test__verify(st, t.raw, t.len, NULL, 0, NULL, 0, NULL, 0, &claims, &err), CT_ECRYPTO);
   assert_non_null(strstr(err.msg, "TCB Info signature"));
   tdx_state_free(st);
+  /* Restore the signed body, then revoke the TCB signing certificate in a root CA CRL. */
+  tdx_test__write(env.dir, "tcb-info.json", (char *)body);
+  X509_CRL *crl = X509_CRL_new();
+  X509_CRL_set_version(crl, 1);
+  X509_CRL_set_issuer_name(crl, X509_get_subject_name(env.root));
+  ASN1_TIME *now = ASN1_TIME_set(NULL, time(NULL) - 60), *next = ASN1_TIME_set(NULL, time(NULL) + 86400);
+  X509_CRL_set1_lastUpdate(crl, now);
+  X509_CRL_set1_nextUpdate(crl, next);
+  X509_REVOKED *rv = X509_REVOKED_new();
+  X509_REVOKED_set_serialNumber(rv, X509_get_serialNumber(env.signer));
+  X509_REVOKED_set_revocationDate(rv, now);
+  X509_CRL_add0_revoked(crl, rv);
+  assert_true(X509_CRL_sign(crl, env.root_key, EVP_sha256()) > 0);
+  unsigned char *der = NULL;
+  int dl = i2d_X509_CRL(crl, &der);
+  snprintf(p, sizeof p, "%s/root-ca.crl.der", env.dir);
+  CT_ASSERT_OK(ct_file_write_atomic(p, der, (size_t)dl, 0600, &err), &err);
+  OPENSSL_free(der);
+  X509_CRL_free(crl);
+  ASN1_TIME_free(now);
+  ASN1_TIME_free(next);
+  CT_ASSERT_OK(tdx_state_new(&cfg, env.root_pem, 0, &st, &err), &err);
+  assert_int_equal(tdx_test__verify(st, t.raw, t.len, NULL, 0, NULL, 0, NULL, 0, &claims, &err), CT_ECRYPTO);
+  assert_non_null(strstr(err.msg, "revoked"));
+  tdx_state_free(st);
   free(mod);
   free(body);
   tdx_test__env_free(&env);
@@ -829,6 +862,105 @@ static void test_verifier_ccel_replay(void **s) {
   free(ccel);
 }
 
+/* ---- PCCS fetching against a local python http.server on 127.0.0.1 ---------------------------- */
+
+static const char tdx_test_pccs_py[] =
+    "import sys, urllib.parse, http.server\n"
+    "d = sys.argv[1]\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def log_message(self, *a): pass\n"
+    "    def do_GET(self):\n"
+    "        u = urllib.parse.urlparse(self.path)\n"
+    "        with open(d + '/requests.log', 'a') as f: f.write(self.path + '\\n')\n"
+    "        chain = urllib.parse.quote(open(d + '/tcb-info-issuer-chain.pem').read())\n"
+    "        if u.path == '/tdx/certification/v4/tcb':\n"
+    "            body, hdr = open(d + '/tcb-info.json', 'rb').read(), 'TCB-Info-Issuer-Chain'\n"
+    "        elif u.path == '/tdx/certification/v4/qe/identity':\n"
+    "            body, hdr = open(d + '/qe-identity.json', 'rb').read(), 'SGX-Enclave-Identity-Issuer-Chain'\n"
+    "        else:\n"
+    "            self.send_response(404); self.end_headers(); return\n"
+    "        self.send_response(200)\n"
+    "        self.send_header(hdr, chain)\n"
+    "        self.send_header('Content-Length', str(len(body)))\n"
+    "        self.end_headers(); self.wfile.write(body)\n"
+    "s = http.server.HTTPServer(('127.0.0.1', 0), H)\n"
+    "print(s.server_address[1], flush=True)\n"
+    "s.serve_forever()\n";
+
+static void test_pccs_fetch_and_cache(void **s) {
+  (void)s;
+  tdx_test_quote t;
+  if (!tdx_test__load("tdx/tdx_quote_5.dat", &t)) skip();
+  tdx_test_env env;
+  if (!tdx_test__env(&t, &env)) skip();
+  char script[512], cache[512], log[512];
+  snprintf(script, sizeof script, "%s/pccs.py", env.dir);
+  snprintf(cache, sizeof cache, "%s/cache", env.dir);
+  snprintf(log, sizeof log, "%s/requests.log", env.dir);
+  tdx_test__write(env.dir, "pccs.py", tdx_test_pccs_py);
+  mkdir(cache, 0700);
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    execl("/usr/bin/python3", "python3", script, env.dir, (char *)NULL);
+    _exit(127);
+  }
+  close(fds[1]);
+  char portbuf[16] = {0};
+  ssize_t n = read(fds[0], portbuf, sizeof portbuf - 1);
+  close(fds[0]);
+  assert_true(n > 0);
+  char url[64];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/", atoi(portbuf));
+  as_verifier_config cfg = {.tdx_pccs_url = url, .tdx_collateral_cache_dir = cache};
+  tdx_state *st = NULL;
+  ct_err err;
+  CT_ASSERT_OK(tdx_state_new(&cfg, env.root_pem, 0, &st, &err), &err);
+  json_t *claims = NULL;
+  CT_ASSERT_OK(tdx_test__verify(st, t.raw, t.len, NULL, 0, NULL, 0, NULL, 0, &claims, &err), &err);
+  assert_string_equal(json_string_value(json_object_get(claims, "tcb_status")), "UpToDate");
+  json_decref(claims);
+  /* Second verification: served from the in-memory cache, no new request. */
+  uint8_t *reqs = NULL;
+  size_t rl1 = 0, rl2 = 0;
+  CT_ASSERT_OK(ct_file_read(log, 1 << 20, &reqs, &rl1, &err), &err);
+  assert_non_null(strstr((char *)reqs, "/tdx/certification/v4/tcb?fmspc="));
+  free(reqs);
+  CT_ASSERT_OK(tdx_test__verify(st, t.raw, t.len, NULL, 0, NULL, 0, NULL, 0, &claims, &err), &err);
+  json_decref(claims);
+  CT_ASSERT_OK(ct_file_read(log, 1 << 20, &reqs, &rl2, &err), &err);
+  free(reqs);
+  assert_int_equal(rl1, rl2);
+  tdx_state_free(st);
+  kill(pid, SIGTERM);
+  waitpid(pid, NULL, 0);
+  /* PCCS gone: a new instance falls back to the on-disk cache. */
+  CT_ASSERT_OK(tdx_state_new(&cfg, env.root_pem, 0, &st, &err), &err);
+  CT_ASSERT_OK(tdx_test__verify(st, t.raw, t.len, NULL, 0, NULL, 0, NULL, 0, &claims, &err), &err);
+  json_decref(claims);
+  tdx_state_free(st);
+  /* Neither PCCS nor cache: a clear I/O error. */
+  as_verifier_config nocache = {.tdx_pccs_url = url};
+  CT_ASSERT_OK(tdx_state_new(&nocache, env.root_pem, 0, &st, &err), &err);
+  assert_int_equal(tdx_test__verify(st, t.raw, t.len, NULL, 0, NULL, 0, NULL, 0, &claims, &err), CT_EIO);
+  tdx_state_free(st);
+  char p[600];
+  const char *files[] = {"tcb-info-90C06F000000.json", "tcb-info-issuer-chain.pem", "qe-identity.json",
+                         "qe-identity-issuer-chain.pem"};
+  for (size_t i = 0; i < 4; i++) {
+    snprintf(p, sizeof p, "%s/%s", cache, files[i]);
+    unlink(p);
+  }
+  rmdir(cache);
+  unlink(script);
+  unlink(log);
+  tdx_test__env_free(&env);
+  tdx_test__unload(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_golden_claims),
@@ -843,6 +975,7 @@ int main(void) {
       cmocka_unit_test(test_tcb_tdx10),
       cmocka_unit_test(test_verifier_end_to_end),
       cmocka_unit_test(test_verifier_ccel_replay),
+      cmocka_unit_test(test_pccs_fetch_and_cache),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -381,7 +381,7 @@ static void dcap__cache_put(const char *dir, const char *name, const ct_buf *b) 
   snprintf(path, sizeof path, "%s/%s", dir, name);
   ct_err e;
   if (ct_file_write_atomic(path, b->data, b->len, 0644, &e) != CT_OK)
-    ct_log(CT_LOG_WARN, "tdx", "msg=\"cannot write collateral cache\" path=%s err=\"%s\"", path, e.msg);
+    ct_log(CT_LOG_WARN, "tdx", "cannot write collateral cache %s: %s", path, e.msg);
 }
 
 static ct_status dcap__fetch_one(const char *url, const char *header, const char *cache_dir,
@@ -405,7 +405,7 @@ static ct_status dcap__fetch_one(const char *url, const char *header, const char
   ct_err e2;
   snprintf(path, sizeof path, "%s/%s", cache_dir, name);
   if (ct_file_read(path, DCAP_COLLATERAL_MAX_BYTES, &data, &len, &e2) != CT_OK) return st;
-  ct_log(CT_LOG_WARN, "tdx", "msg=\"PCCS unreachable, using cached collateral\" file=%s", name);
+  ct_log(CT_LOG_WARN, "tdx", "PCCS unreachable, using cached collateral %s", name);
   ct_buf_init(body, DCAP_COLLATERAL_MAX_BYTES);
   ct_buf_init(chain, 65536);
   st = ct_buf_append(body, data, len, err);
@@ -457,7 +457,7 @@ ct_status dcap_collateral_fetch(const char *base_url, const char *cache_dir, con
                       &chain, &e2) == CT_OK)
     CT_GUARD_GOTO(st, dcap__load_crl(body.data, body.len, &c->pck_crl, err), out);
   else
-    ct_log(CT_LOG_WARN, "tdx", "msg=\"no PCK CRL from PCCS\" err=\"%s\"", e2.msg);
+    ct_log(CT_LOG_WARN, "tdx", "no PCK CRL from PCCS: %s", e2.msg);
 out:
   ct_buf_free(&body);
   ct_buf_free(&chain);

@@ -322,7 +322,9 @@ ct_status dcap_verify_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, tim
   }
   if (crls && sk_X509_CRL_num(crls) > 0) {
     X509_STORE_CTX_set0_crls(ctx, crls);
-    X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    X509_STORE_CTX_set_flags(ctx, sk_X509_CRL_num(crls) > 1
+                                      ? X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL
+                                      : X509_V_FLAG_CRL_CHECK);
   }
   if (at) X509_STORE_CTX_set_time(ctx, 0, at);
   if (X509_verify_cert(ctx) != 1) {

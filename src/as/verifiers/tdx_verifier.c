@@ -274,9 +274,20 @@ ct_status tdx_verify_quote(tdx_state *s, const uint8_t *quote, size_t quote_len,
   CT_GUARD_GOTO(st, tdx__collateral(s, &pck, &col, err), out);
   crls = sk_X509_CRL_new_null();
   CT_ENSURE_GOTO(st, crls, out, err, CT_ENOMEM, "out of memory");
-  if (col->pck_crl) sk_X509_CRL_push(crls, col->pck_crl);
-  if (col->root_crl) sk_X509_CRL_push(crls, col->root_crl);
+  /* With both CRLs every certificate is checked by OpenSSL; with only the root CA CRL, the
+   * certificates it covers (those issued by the root) are looked up by hand. */
+  if (col->pck_crl) {
+    sk_X509_CRL_push(crls, col->pck_crl);
+    if (col->root_crl) sk_X509_CRL_push(crls, col->root_crl);
+  }
   CT_GUARD_GOTO(st, dcap_verify_chain(chain, crls, s->fixed_now, err), out);
+  if (col->root_crl && !col->pck_crl) {
+    for (int i = 0; i < sk_X509_num(chain); i++) {
+      X509_REVOKED *rev = NULL;
+      CT_ENSURE_GOTO(st, X509_CRL_get0_by_cert(col->root_crl, &rev, sk_X509_value(chain, i)) != 1, out,
+                     err, CT_EDENIED, "PCK chain: certificate %d is revoked by the root CA CRL", i);
+    }
+  }
   CT_GUARD_GOTO(st, dcap_verify_signatures(&q, leaf, err), out);
   CT_GUARD_GOTO(st, dcap_tcb_evaluate(col, &q, &pck, chain, tdx__now(s), &tcb, err), out);
   CT_ENSURE_GOTO(st, tcb.acceptable, out, err, CT_EDENIED,
