@@ -884,7 +884,7 @@ static const char tdx_test_pccs_py[] =
     "        self.send_header('Content-Length', str(len(body)))\n"
     "        self.end_headers(); self.wfile.write(body)\n"
     "s = http.server.HTTPServer(('127.0.0.1', 0), H)\n"
-    "print(s.server_address[1], flush=True)\n"
+    "sys.stdout.write('%d\\n' % s.server_address[1]); sys.stdout.flush()\n"
     "s.serve_forever()\n";
 
 static void test_pccs_fetch_and_cache(void **s) {
@@ -910,8 +910,12 @@ static void test_pccs_fetch_and_cache(void **s) {
   }
   close(fds[1]);
   char portbuf[16] = {0};
-  ssize_t n = read(fds[0], portbuf, sizeof portbuf - 1);
-  close(fds[0]);
+  ssize_t n = 0;
+  while (n < (ssize_t)sizeof portbuf - 1 && !strchr(portbuf, '\n')) {
+    ssize_t r = read(fds[0], portbuf + n, sizeof portbuf - 1 - (size_t)n);
+    if (r <= 0) break;
+    n += r;
+  }
   assert_true(n > 0);
   char url[64];
   snprintf(url, sizeof url, "http://127.0.0.1:%d/", atoi(portbuf));
@@ -937,6 +941,7 @@ static void test_pccs_fetch_and_cache(void **s) {
   tdx_state_free(st);
   kill(pid, SIGTERM);
   waitpid(pid, NULL, 0);
+  close(fds[0]);
   /* PCCS gone: a new instance falls back to the on-disk cache. */
   CT_ASSERT_OK(tdx_state_new(&cfg, env.root_pem, 0, &st, &err), &err);
   CT_ASSERT_OK(tdx_test__verify(st, t.raw, t.len, NULL, 0, NULL, 0, NULL, 0, &claims, &err), &err);
