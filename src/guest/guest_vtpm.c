@@ -14,6 +14,7 @@
 
 #include "ct_buf.h"
 #include "ct_codec.h"
+#include "ct_digest.h"
 #include "ct_json.h"
 #include "ct_log.h"
 #include "guest_internal.h"
@@ -318,6 +319,8 @@ ct_status guest_tpm_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t len
   return st;
 }
 
+/* Binds by extending PCR8 exactly once: a PCR8 that already equals SHA256(0^32 || digest) was
+ * extended by an earlier start (or by the peer-pod image's own unit) and is left alone. */
 ct_status guest_tpm_bind(const guest_cfg *cfg, guest_tee tee, const uint8_t *digest, size_t len,
                          ct_err *err) {
   CT_ENSURE(len == 32, err, CT_EINVAL,
@@ -327,7 +330,21 @@ ct_status guest_tpm_bind(const guest_cfg *cfg, guest_tee tee, const uint8_t *dig
   CT_GUARD(guest_tpm_tcti(cfg, tee == GUEST_TEE_TPM, tcti, sizeof tcti, err));
   guest_tpm *t = NULL;
   CT_GUARD(guest_tpm_open(tcti, &t, err));
-  ct_status st = guest_tpm_pcr_extend(t, 8, digest, err);
+  uint8_t pcrs[GUEST_TPM_PCRS][32], cat[64] = {0}, once[32], zero[32] = {0};
+  memcpy(cat + 32, digest, 32);
+  ct_sha256(cat, sizeof cat, once);
+  ct_status st = guest_tpm_pcr_read(t, pcrs, err);
+  if (!st) {
+    if (memcmp(pcrs[8], once, 32) == 0) {
+      CT_LOG_INFO_("guest", "PCR8 already holds this init-data digest; not extending again");
+    } else if (memcmp(pcrs[8], zero, 32) == 0) {
+      st = guest_tpm_pcr_extend(t, 8, digest, err);
+    } else {
+      st = ct_fail(err, CT_EDENIED,
+                   "%s: PCR8 already holds a different measurement; the init-data digest cannot "
+                   "be bound", guest_tee_name(tee));
+    }
+  }
   guest_tpm_close(t);
   return st;
 }

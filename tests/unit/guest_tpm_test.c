@@ -381,6 +381,15 @@ static void test_tpm_evidence_and_pcr8_binding(void **state) {
   uint8_t want[32];
   ct_sha256(cat, 64, want);
   assert_memory_equal(after[8], want, 32);
+  /* Binding again (a restart, or CAA's unit already extended) leaves PCR8 unchanged ... */
+  CT_ASSERT_OK(guest_bind_init_data(&cfg, GUEST_TEE_TPM, digest, 32, &err), &err);
+  CT_ASSERT_OK(guest_tpm_open(g_tcti, &t, &err), &err);
+  CT_ASSERT_OK(guest_tpm_pcr_read(t, after, &err), &err);
+  guest_tpm_close(t);
+  assert_memory_equal(after[8], want, 32);
+  /* ... and a different digest cannot be bound any more. */
+  digest[0] ^= 1;
+  assert_int_equal(guest_bind_init_data(&cfg, GUEST_TEE_TPM, digest, 32, &err), CT_EDENIED);
   uint8_t d48[48] = {0};
   assert_int_equal(guest_bind_init_data(&cfg, GUEST_TEE_AZ_SNP_VTPM, d48, 48, &err), CT_EINVAL);
   assert_non_null(strstr(err.msg, "sha256"));
