@@ -1,0 +1,115 @@
+/*
+ * cdh.h - the confidential data hub inside the guest: configuration (guest-components' aa.toml
+ * and cdh.toml), init-data, sealed secrets and the hub that serves resources, tokens and
+ * evidence through one KBS client per KBS.
+ */
+#ifndef CDH_H
+#define CDH_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ct_status.h"
+#include "guest_attester.h"
+#include "kbc.h"
+
+#define CDH_CONFIG_MAX (1u << 20)     /* config and init-data files */
+#define CDH_MAX_CREDENTIALS 64
+#define CDH_SEALED_MAX (64u << 10)    /* a sealed secret string */
+#define CDH_DEFAULT_SEALED_KEY_DIR "/run/confidential-containers/cdh/sealed-secret"
+
+typedef struct cdh_credential {
+  char *resource_uri;
+  char *path;
+} cdh_credential;
+
+typedef struct cdh_config {
+  char *kbs_url;          /* [kbc] url (cdh.toml) */
+  char *kbs_cert;         /* [kbc] kbs_cert: PEM text */
+  char *aa_kbs_url;       /* [token_configs.kbs] url (aa.toml) */
+  char *aa_kbs_cert;      /* [token_configs.kbs] cert */
+  char *tee_key_alg;      /* [token_configs.kbs] tee_key_algorithm or top-level */
+  cdh_credential creds[CDH_MAX_CREDENTIALS];
+  size_t ncreds;
+  char *image_security_policy_uri;
+  bool skip_sealed_secret_verification;
+} cdh_config;
+
+/* Parses cdh.toml text into `cfg` (merging; later values win). [kbc] name must be "cc_kbc".
+ * Unknown keys are ignored, as upstream does. */
+CT_RESULT cdh_config_parse_cdh(const char *text, size_t len, cdh_config *cfg, ct_err *err);
+/* Parses aa.toml text: [token_configs.kbs] url, cert, tee_key_algorithm. */
+CT_RESULT cdh_config_parse_aa(const char *text, size_t len, cdh_config *cfg, ct_err *err);
+/* Fills kbs_url from AA_KBC_PARAMS or the kernel command line (`agent.aa_kbc_params=cc_kbc::<url>`
+ * in `cmdline_path`) when no configuration file set one. Absent everywhere is not an error. */
+CT_RESULT cdh_config_kbc_params(cdh_config *cfg, const char *cmdline_path, ct_err *err);
+void cdh_config_free(cdh_config *cfg);
+
+/* --- init-data ------------------------------------------------------------------------- */
+
+typedef struct cdh_initdata {
+  char *text;             /* the exact TOML bytes (digest input), NUL-terminated */
+  size_t len;
+  json_t *doc;            /* parsed TOML */
+  char algorithm[8];      /* sha256 | sha384 | sha512 */
+  uint8_t digest[64];
+  size_t digest_len;
+} cdh_initdata;
+
+/* Parses and digests init-data TOML: version, algorithm and a [data] table of strings. */
+CT_RESULT cdh_initdata_parse(const char *text, size_t len, cdh_initdata *out, ct_err *err);
+/* Reads init-data from `path`; peer-pod files (/run/peerpod/initdata) may hold base64 of the
+ * TOML, which is detected and decoded. */
+CT_RESULT cdh_initdata_load(const char *path, cdh_initdata *out, ct_err *err);
+/* data["name"] (e.g. "cdh.toml") or NULL. Borrowed. */
+const char *cdh_initdata_entry(const cdh_initdata *d, const char *name);
+void cdh_initdata_free(cdh_initdata *d);
+
+/* --- sealed secrets -------------------------------------------------------------------- */
+
+typedef struct cdh_sealed {
+  json_t *header;         /* {"alg","kid"} or NULL when verification was skipped */
+  json_t *payload;        /* {"version","type","provider","name",...} */
+} cdh_sealed;
+
+/* Splits `sealed.<b64 header>.<b64 payload>.<b64 signature>` and decodes header and payload
+ * (no verification). */
+CT_RESULT cdh_sealed_parse(const char *secret, size_t len, cdh_sealed *out, ct_err *err);
+/* Verifies the ES256 signature with a P-256 public JWK (JSON text). */
+CT_RESULT cdh_sealed_verify(const char *secret, size_t len, const char *jwk_json, size_t jwk_len,
+                            ct_err *err);
+void cdh_sealed_free(cdh_sealed *s);
+
+/* --- the hub --------------------------------------------------------------------------- */
+
+typedef struct cdh_hub cdh_hub;
+
+typedef struct cdh_hub_opts {
+  const cdh_config *config;
+  guest_tee tee;
+  const guest_cfg *guest;
+  const cdh_initdata *initdata;  /* may be NULL */
+  const char *sealed_key_dir;    /* NULL: CDH_DEFAULT_SEALED_KEY_DIR */
+  unsigned kbs_attempts;         /* 0: kbc default */
+  unsigned kbs_backoff_ms;
+} cdh_hub_opts;
+
+CT_RESULT cdh_hub_new(const cdh_hub_opts *opts, cdh_hub **out, ct_err *err);
+void cdh_hub_free(cdh_hub *h);
+/* Fetches a kbs:// URI (or "repo/type/tag"). Caller wipes and frees *out. */
+CT_RESULT cdh_hub_get_resource(cdh_hub *h, const char *uri, uint8_t **out, size_t *len, ct_err *err);
+/* Verifies (unless disabled) and unseals a sealed secret. Caller wipes and frees *out. */
+CT_RESULT cdh_hub_unseal(cdh_hub *h, const char *secret, size_t len, uint8_t **out, size_t *olen,
+                         ct_err *err);
+/* {"token":..,"tee_keypair":PEM} as the AA's GetToken("kbs") returns. Caller wipes and frees. */
+CT_RESULT cdh_hub_token(cdh_hub *h, char **json, ct_err *err);
+/* Evidence JSON for raw runtime data (at most 64 bytes). Caller frees *json. */
+CT_RESULT cdh_hub_evidence(cdh_hub *h, const uint8_t *rd, size_t len, char **json, ct_err *err);
+/* Writes every [[credentials]] resource to its path (mode 0600). */
+CT_RESULT cdh_hub_provision_credentials(cdh_hub *h, ct_err *err);
+/* Status for GET /info. Caller json_decref()s. */
+json_t *cdh_hub_info(cdh_hub *h);
+
+#endif

@@ -1,0 +1,257 @@
+/*
+ * cdh_config.c - aa.toml / cdh.toml, aa_kbc_params, and init-data parsing.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cdh.h"
+#include "ct_codec.h"
+#include "ct_digest.h"
+#include "ct_file.h"
+#include "ct_json.h"
+#include "ct_mem.h"
+#include "toml.h"
+
+/* Replaces *dst with a copy of the optional string member `key` of `obj`. */
+static ct_status cdh__opt_str(const json_t *obj, const char *key, const char *what, char **dst,
+                              ct_err *err) {
+  if (!obj) return CT_OK;
+  const char *v = NULL;
+  CT_GUARD(ct_json_opt_string(obj, key, what, &v, err));
+  if (!v) return CT_OK;
+  char *copy = NULL;
+  CT_GUARD(ct_strdup(v, &copy, err));
+  free(*dst);
+  *dst = copy;
+  return CT_OK;
+}
+
+static const json_t *cdh__table(const json_t *doc, const char *key, const char *what, ct_err *err,
+                                ct_status *st) {
+  const json_t *t = json_object_get(doc, key);
+  if (t && !json_is_object(t)) *st = ct_fail(err, CT_EINVAL, "%s: [%s] must be a table", what, key);
+  return json_is_object(t) ? t : NULL;
+}
+
+ct_status cdh_config_parse_cdh(const char *text, size_t len, cdh_config *cfg, ct_err *err) {
+  CT_ENSURE(len <= CDH_CONFIG_MAX, err, CT_ELIMIT, "cdh.toml larger than %u bytes", CDH_CONFIG_MAX);
+  json_t *doc = NULL;
+  ct_status st = toml_parse(text, len, &doc, err);
+  if (st) return ct_err_prefix(err, "cdh.toml: ");
+  /* Build aside, swap in on success. */
+  cdh_config n = {0};
+  const json_t *kbc = cdh__table(doc, "kbc", "cdh.toml", err, &st);
+  if (st) goto out;
+  if (kbc) {
+    const char *name = NULL;
+    CT_GUARD_GOTO(st, ct_json_opt_string(kbc, "name", "cdh.toml [kbc]", &name, err), out);
+    CT_ENSURE_GOTO(st, !name || !strcmp(name, "cc_kbc"), out, err, CT_EUNSUPPORTED,
+                   "cdh.toml: [kbc] name \"%s\" is not supported (only cc_kbc)", name);
+    CT_GUARD_GOTO(st, cdh__opt_str(kbc, "url", "cdh.toml [kbc]", &n.kbs_url, err), out);
+    CT_GUARD_GOTO(st, cdh__opt_str(kbc, "kbs_cert", "cdh.toml [kbc]", &n.kbs_cert, err), out);
+  }
+  const json_t *creds = json_object_get(doc, "credentials");
+  if (creds) {
+    CT_ENSURE_GOTO(st, json_is_array(creds), out, err, CT_EINVAL,
+                   "cdh.toml: credentials must be an array of tables");
+    CT_ENSURE_GOTO(st, json_array_size(creds) <= CDH_MAX_CREDENTIALS, out, err, CT_ELIMIT,
+                   "cdh.toml: more than %d credentials", CDH_MAX_CREDENTIALS);
+    size_t i;
+    const json_t *c;
+    json_array_foreach(creds, i, c) {
+      const char *uri = NULL, *path = NULL;
+      CT_GUARD_GOTO(st, ct_json_get_string(c, "resource_uri", "cdh.toml [[credentials]]", &uri, err), out);
+      CT_GUARD_GOTO(st, ct_json_get_string(c, "path", "cdh.toml [[credentials]]", &path, err), out);
+      char plugin[64], p[KBC_URI_MAX];
+      CT_GUARD_GOTO(st, kbc_parse_uri(uri, plugin, sizeof plugin, p, sizeof p, err), out);
+      CT_ENSURE_GOTO(st, path[0] == '/' && !strstr(path, "/../") &&
+                             (strlen(path) < 3 || strcmp(path + strlen(path) - 3, "/..")),
+                     out, err, CT_EINVAL, "cdh.toml: credential path \"%s\" must be absolute", path);
+      CT_GUARD_GOTO(st, ct_strdup(uri, &n.creds[n.ncreds].resource_uri, err), out);
+      n.ncreds++;
+      CT_GUARD_GOTO(st, ct_strdup(path, &n.creds[n.ncreds - 1].path, err), out);
+    }
+  }
+  const json_t *image = cdh__table(doc, "image", "cdh.toml", err, &st);
+  if (st) goto out;
+  CT_GUARD_GOTO(st, cdh__opt_str(image, "image_security_policy_uri", "cdh.toml [image]",
+                                 &n.image_security_policy_uri, err), out);
+  const json_t *skip = json_object_get(doc, "skip_sealed_secret_verification");
+  CT_ENSURE_GOTO(st, !skip || json_is_boolean(skip), out, err, CT_EINVAL,
+                 "cdh.toml: skip_sealed_secret_verification must be a boolean");
+  /* Merge: set members replace the old ones. */
+  if (n.kbs_url) { free(cfg->kbs_url); cfg->kbs_url = n.kbs_url; n.kbs_url = NULL; }
+  if (n.kbs_cert) { free(cfg->kbs_cert); cfg->kbs_cert = n.kbs_cert; n.kbs_cert = NULL; }
+  if (n.image_security_policy_uri) {
+    free(cfg->image_security_policy_uri);
+    cfg->image_security_policy_uri = n.image_security_policy_uri;
+    n.image_security_policy_uri = NULL;
+  }
+  if (creds) {
+    for (size_t i = 0; i < cfg->ncreds; i++) {
+      free(cfg->creds[i].resource_uri);
+      free(cfg->creds[i].path);
+    }
+    memcpy(cfg->creds, n.creds, sizeof n.creds);
+    cfg->ncreds = n.ncreds;
+    n.ncreds = 0;
+  }
+  if (skip) cfg->skip_sealed_secret_verification = json_is_true(skip);
+out:
+  cdh_config_free(&n);
+  json_decref(doc);
+  return st;
+}
+
+ct_status cdh_config_parse_aa(const char *text, size_t len, cdh_config *cfg, ct_err *err) {
+  CT_ENSURE(len <= CDH_CONFIG_MAX, err, CT_ELIMIT, "aa.toml larger than %u bytes", CDH_CONFIG_MAX);
+  json_t *doc = NULL;
+  ct_status st = toml_parse(text, len, &doc, err);
+  if (st) return ct_err_prefix(err, "aa.toml: ");
+  cdh_config n = {0};
+  const json_t *tc = cdh__table(doc, "token_configs", "aa.toml", err, &st);
+  const json_t *kbs = st ? NULL : cdh__table(tc, "kbs", "aa.toml [token_configs]", err, &st);
+  if (st) goto out;
+  CT_GUARD_GOTO(st, cdh__opt_str(kbs, "url", "aa.toml [token_configs.kbs]", &n.aa_kbs_url, err), out);
+  CT_GUARD_GOTO(st, cdh__opt_str(kbs, "cert", "aa.toml [token_configs.kbs]", &n.aa_kbs_cert, err), out);
+  CT_GUARD_GOTO(st, cdh__opt_str(kbs, "tee_key_algorithm", "aa.toml [token_configs.kbs]",
+                                 &n.tee_key_alg, err), out);
+  if (!n.tee_key_alg)
+    CT_GUARD_GOTO(st, cdh__opt_str(doc, "tee_key_algorithm", "aa.toml", &n.tee_key_alg, err), out);
+  if (n.aa_kbs_url) { free(cfg->aa_kbs_url); cfg->aa_kbs_url = n.aa_kbs_url; n.aa_kbs_url = NULL; }
+  if (n.aa_kbs_cert) { free(cfg->aa_kbs_cert); cfg->aa_kbs_cert = n.aa_kbs_cert; n.aa_kbs_cert = NULL; }
+  if (n.tee_key_alg) { free(cfg->tee_key_alg); cfg->tee_key_alg = n.tee_key_alg; n.tee_key_alg = NULL; }
+out:
+  cdh_config_free(&n);
+  json_decref(doc);
+  return st;
+}
+
+/* "cc_kbc::<url>"; anything else (offline_fs_kbc, ...) is not a KBS. */
+static ct_status cdh__kbc_param(const char *v, size_t n, cdh_config *cfg, ct_err *err) {
+  const char *sep = NULL;
+  for (size_t i = 0; i + 1 < n; i++)
+    if (v[i] == ':' && v[i + 1] == ':') {
+      sep = v + i;
+      break;
+    }
+  CT_ENSURE(sep, err, CT_EINVAL, "aa_kbc_params must read <kbc>::<url>");
+  CT_ENSURE((size_t)(sep - v) == 6 && !strncmp(v, "cc_kbc", 6), err, CT_EUNSUPPORTED,
+            "aa_kbc_params names KBC \"%.*s\"; only cc_kbc is supported", (int)(sep - v), v);
+  return ct_strndup(sep + 2, n - (size_t)(sep + 2 - v), &cfg->kbs_url, err);
+}
+
+ct_status cdh_config_kbc_params(cdh_config *cfg, const char *cmdline_path, ct_err *err) {
+  if (cfg->kbs_url || cfg->aa_kbs_url) return CT_OK;
+  const char *env = getenv("AA_KBC_PARAMS");
+  if (env && *env) return cdh__kbc_param(env, strlen(env), cfg, err);
+  if (!cmdline_path || access(cmdline_path, R_OK) != 0) return CT_OK;
+  uint8_t *cmd = NULL;
+  size_t len = 0;
+  CT_GUARD(ct_file_read(cmdline_path, 64 << 10, &cmd, &len, err));
+  static const char key[] = "agent.aa_kbc_params=";
+  ct_status st = CT_OK;
+  for (size_t i = 0; i < len;) {
+    while (i < len && isspace(cmd[i])) i++;
+    size_t s = i;
+    while (i < len && !isspace(cmd[i])) i++;
+    if (i - s > sizeof key - 1 && !memcmp(cmd + s, key, sizeof key - 1)) {
+      st = cdh__kbc_param((char *)cmd + s + sizeof key - 1, i - s - (sizeof key - 1), cfg, err);
+      break;
+    }
+  }
+  free(cmd);
+  if (st) ct_err_prefix(err, "kernel command line: ");
+  return st;
+}
+
+void cdh_config_free(cdh_config *cfg) {
+  free(cfg->kbs_url);
+  free(cfg->kbs_cert);
+  free(cfg->aa_kbs_url);
+  free(cfg->aa_kbs_cert);
+  free(cfg->tee_key_alg);
+  free(cfg->image_security_policy_uri);
+  for (size_t i = 0; i < cfg->ncreds; i++) {
+    free(cfg->creds[i].resource_uri);
+    free(cfg->creds[i].path);
+  }
+  memset(cfg, 0, sizeof *cfg);
+}
+
+/* --- init-data ------------------------------------------------------------------------- */
+
+ct_status cdh_initdata_parse(const char *text, size_t len, cdh_initdata *out, ct_err *err) {
+  memset(out, 0, sizeof *out);
+  CT_ENSURE(len <= CDH_CONFIG_MAX, err, CT_ELIMIT, "init-data larger than %u bytes", CDH_CONFIG_MAX);
+  json_t *doc = NULL;
+  ct_status st = toml_parse(text, len, &doc, err);
+  if (st) return ct_err_prefix(err, "init-data: ");
+  const char *version = NULL, *alg = NULL;
+  CT_GUARD_GOTO(st, ct_json_get_string(doc, "version", "init-data", &version, err), fail);
+  CT_ENSURE_GOTO(st, !strcmp(version, "0.1.0"), fail, err, CT_EUNSUPPORTED,
+                 "init-data: version \"%s\" (0.1.0 expected)", version);
+  CT_GUARD_GOTO(st, ct_json_get_string(doc, "algorithm", "init-data", &alg, err), fail);
+  CT_ENSURE_GOTO(st, !strcmp(alg, "sha256") || !strcmp(alg, "sha384") || !strcmp(alg, "sha512"),
+                 fail, err, CT_EUNSUPPORTED,
+                 "init-data: algorithm \"%s\" (sha256, sha384 or sha512)", alg);
+  const json_t *data = json_object_get(doc, "data");
+  if (data) {
+    CT_ENSURE_GOTO(st, json_is_object(data), fail, err, CT_EINVAL,
+                   "init-data: [data] must be a table");
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)data, k, v)
+      CT_ENSURE_GOTO(st, json_is_string(v), fail, err, CT_EINVAL,
+                     "init-data: data.\"%s\" must be a string", k);
+  }
+  strcpy(out->algorithm, alg);
+  uint8_t d[CT_DIGEST_MAX];
+  CT_GUARD_GOTO(st, ct_digest(alg, text, len, d, &out->digest_len, err), fail);
+  memcpy(out->digest, d, out->digest_len);
+  CT_GUARD_GOTO(st, ct_strndup(text, len, &out->text, err), fail);
+  out->len = len;
+  out->doc = doc;
+  return CT_OK;
+fail:
+  json_decref(doc);
+  return st;
+}
+
+ct_status cdh_initdata_load(const char *path, cdh_initdata *out, ct_err *err) {
+  uint8_t *raw = NULL;
+  size_t len = 0;
+  CT_GUARD(ct_file_read(path, CDH_CONFIG_MAX, &raw, &len, err));
+  /* Peer pods store base64 of the TOML; TOML text always holds '=' after a key or a newline,
+   * base64 never holds a newline in the middle or spaces, so try base64 first. */
+  size_t n = len;
+  while (n && isspace(raw[n - 1])) n--;
+  uint8_t *dec = NULL;
+  size_t dlen = 0;
+  ct_err ignore;
+  ct_status st;
+  if (n && ct_b64_decode(CT_B64_ANY, (char *)raw, n, &dec, &dlen, &ignore) == CT_OK &&
+      cdh_initdata_parse((char *)dec, dlen, out, &ignore) == CT_OK) {
+    st = CT_OK;
+  } else {
+    st = cdh_initdata_parse((char *)raw, len, out, err);
+    if (st) ct_err_prefix(err, "%s: ", path);
+  }
+  free(dec);
+  free(raw);
+  return st;
+}
+
+const char *cdh_initdata_entry(const cdh_initdata *d, const char *name) {
+  if (!d || !d->doc) return NULL;
+  return json_string_value(json_object_get(json_object_get(d->doc, "data"), name));
+}
+
+void cdh_initdata_free(cdh_initdata *d) {
+  if (!d) return;
+  free(d->text);
+  json_decref(d->doc);
+  memset(d, 0, sizeof *d);
+}

@@ -1,0 +1,220 @@
+/*
+ * cdh_hub.c - the data hub: resources, sealed secrets, AA tokens and evidence over kbc.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cdh.h"
+#include "ct_file.h"
+#include "ct_json.h"
+#include "ct_log.h"
+#include "ct_mem.h"
+
+struct cdh_hub {
+  const cdh_config *cfg;
+  guest_tee tee;
+  guest_cfg guest;
+  kbc_client *res; /* resources: cdh.toml [kbc] */
+  kbc_client *tok; /* AA tokens: aa.toml [token_configs.kbs]; may alias res */
+  char *sealed_key_dir;
+};
+
+static ct_status cdh__evidence(void *ud, const uint8_t *rd, size_t len, json_t **ev, ct_err *err) {
+  cdh_hub *h = ud;
+  return guest_get_evidence(&h->guest, h->tee, rd, len, ev, err);
+}
+
+static ct_status cdh__client(cdh_hub *h, const cdh_hub_opts *o, const char *url, const char *cert,
+                             kbc_client **out, ct_err *err) {
+  kbc_opts ko = {.tee = guest_tee_name(h->tee),
+                 .evidence = cdh__evidence,
+                 .evidence_ud = h,
+                 .tee_key_alg = o->config->tee_key_alg,
+                 .init_data_toml = o->initdata ? o->initdata->text : NULL,
+                 .attempts = o->kbs_attempts,
+                 .backoff_ms = o->kbs_backoff_ms};
+  ct_status st = kbc_client_new(url, cert && *cert ? cert : NULL, &ko, out, err);
+  if (st) ct_err_prefix(err, "KBS %s: ", url);
+  return st;
+}
+
+ct_status cdh_hub_new(const cdh_hub_opts *o, cdh_hub **out, ct_err *err) {
+  CT_ENSURE(o && o->config && o->guest && guest_tee_name(o->tee), err, CT_EINVAL,
+            "cdh: hub needs a configuration and a TEE");
+  cdh_hub *h = calloc(1, sizeof *h);
+  CT_ENSURE(h, err, CT_ENOMEM, "cdh: out of memory");
+  h->cfg = o->config;
+  h->tee = o->tee;
+  h->guest = *o->guest;
+  ct_status st = ct_strdup(o->sealed_key_dir ? o->sealed_key_dir : CDH_DEFAULT_SEALED_KEY_DIR,
+                           &h->sealed_key_dir, err);
+  const cdh_config *c = o->config;
+  const char *rurl = c->kbs_url && *c->kbs_url ? c->kbs_url : c->aa_kbs_url;
+  const char *rcert = c->kbs_url && *c->kbs_url ? c->kbs_cert : c->aa_kbs_cert;
+  if (!st && rurl && *rurl) st = cdh__client(h, o, rurl, rcert, &h->res, err);
+  if (!st && c->aa_kbs_url && *c->aa_kbs_url && rurl && strcmp(c->aa_kbs_url, rurl) != 0)
+    st = cdh__client(h, o, c->aa_kbs_url, c->aa_kbs_cert, &h->tok, err);
+  if (st) {
+    cdh_hub_free(h);
+    return st;
+  }
+  *out = h;
+  return CT_OK;
+}
+
+void cdh_hub_free(cdh_hub *h) {
+  if (!h) return;
+  kbc_client_free(h->res);
+  kbc_client_free(h->tok);
+  free(h->sealed_key_dir);
+  free(h);
+}
+
+ct_status cdh_hub_get_resource(cdh_hub *h, const char *uri, uint8_t **out, size_t *len,
+                               ct_err *err) {
+  CT_ENSURE(h->res, err, CT_EUNSUPPORTED,
+            "cdh: no KBS configured ([kbc] url in cdh.toml, aa.toml, AA_KBC_PARAMS or "
+            "agent.aa_kbc_params)");
+  char plugin[64], path[KBC_URI_MAX];
+  if (!strncmp(uri, "kbs", 3)) {
+    CT_GUARD(kbc_parse_uri(uri, plugin, sizeof plugin, path, sizeof path, err));
+  } else {
+    char full[KBC_URI_MAX + 8];
+    CT_ENSURE(strlen(uri) < KBC_URI_MAX, err, CT_ELIMIT, "cdh: resource path too long");
+    snprintf(full, sizeof full, "kbs:///%s", uri);
+    CT_GUARD(kbc_parse_uri(full, plugin, sizeof plugin, path, sizeof path, err));
+  }
+  return kbc_get(h->res, plugin, path, out, len, err);
+}
+
+static int cdh__kid_name_ok(const char *kid) {
+  if (!*kid || kid[0] == '.' || strchr(kid, '/') || strlen(kid) > 255) return 0;
+  return 1;
+}
+
+ct_status cdh_hub_unseal(cdh_hub *h, const char *secret, size_t len, uint8_t **out, size_t *olen,
+                         ct_err *err) {
+  cdh_sealed s;
+  CT_GUARD(cdh_sealed_parse(secret, len, &s, err));
+  ct_status st = CT_OK;
+  uint8_t *key = NULL;
+  size_t klen = 0;
+  const char *skip_env = getenv("SKIP_SEALED_SECRET_VERIFICATION");
+  int skip = h->cfg->skip_sealed_secret_verification || (skip_env && !strcmp(skip_env, "true"));
+  if (!skip) {
+    const char *alg = json_string_value(json_object_get(s.header, "alg"));
+    const char *kid = json_string_value(json_object_get(s.header, "kid"));
+    CT_ENSURE_GOTO(st, alg && !strcmp(alg, "ES256"), out, err, CT_EUNSUPPORTED,
+                   "sealed secret: JWS algorithm must be ES256");
+    CT_ENSURE_GOTO(st, kid, out, err, CT_EINVAL, "sealed secret: header has no kid");
+    if (!strncmp(kid, "kbs://", 6) || !strncmp(kid, "kbs+", 4)) {
+      st = cdh_hub_get_resource(h, kid, &key, &klen, err);
+      if (st) {
+        ct_err_prefix(err, "sealed secret key %s: ", kid);
+        goto out;
+      }
+    } else {
+      CT_ENSURE_GOTO(st, cdh__kid_name_ok(kid), out, err, CT_EINVAL,
+                     "sealed secret: kid must be a kbs:// URI or a file name");
+      char path[4400];
+      snprintf(path, sizeof path, "%s/%s", h->sealed_key_dir, kid);
+      CT_GUARD_GOTO(st, ct_file_read(path, 64 << 10, &key, &klen, err), out);
+    }
+    CT_GUARD_GOTO(st, cdh_sealed_verify(secret, len, (char *)key, klen, err), out);
+  }
+  const char *version = NULL, *type = NULL;
+  CT_GUARD_GOTO(st, ct_json_get_string(s.payload, "version", "sealed secret", &version, err), out);
+  CT_ENSURE_GOTO(st, !strcmp(version, "0.1.0"), out, err, CT_EUNSUPPORTED,
+                 "sealed secret: version \"%s\" (0.1.0 expected)", version);
+  CT_GUARD_GOTO(st, ct_json_get_string(s.payload, "type", "sealed secret", &type, err), out);
+  if (!strcmp(type, "vault")) {
+    const char *provider = NULL, *name = NULL;
+    CT_GUARD_GOTO(st, ct_json_get_string(s.payload, "provider", "sealed secret", &provider, err), out);
+    CT_ENSURE_GOTO(st, !strcmp(provider, "kbs"), out, err, CT_EUNSUPPORTED,
+                   "sealed secret: vault provider \"%s\" (only kbs is supported)", provider);
+    CT_GUARD_GOTO(st, ct_json_get_string(s.payload, "name", "sealed secret", &name, err), out);
+    st = cdh_hub_get_resource(h, name, out, olen, err);
+  } else if (!strcmp(type, "envelope")) {
+    st = ct_fail(err, CT_EUNSUPPORTED,
+                 "sealed secret: envelope secrets need a KMS provider (aliyun, ehsm), which this "
+                 "CDH does not include");
+  } else {
+    st = ct_fail(err, CT_EINVAL, "sealed secret: unknown type \"%s\"", type);
+  }
+out:
+  if (key) {
+    ct_wipe(key, klen);
+    free(key);
+  }
+  cdh_sealed_free(&s);
+  return st;
+}
+
+ct_status cdh_hub_token(cdh_hub *h, char **json, ct_err *err) {
+  kbc_client *c = h->tok ? h->tok : h->res;
+  CT_ENSURE(c, err, CT_EUNSUPPORTED, "cdh: no KBS configured for tokens");
+  CT_GUARD(kbc_attest(c, err));
+  char *pem = NULL;
+  CT_GUARD(kbc_tee_key_pem(c, &pem, err));
+  json_t *o = json_pack("{s:s,s:s}", "token", kbc_token(c), "tee_keypair", pem);
+  ct_wipe(pem, strlen(pem));
+  free(pem);
+  CT_ENSURE(o, err, CT_ENOMEM, "cdh: out of memory");
+  ct_status st = ct_json_dump(o, json, err);
+  json_decref(o);
+  return st;
+}
+
+ct_status cdh_hub_evidence(cdh_hub *h, const uint8_t *rd, size_t len, char **json, ct_err *err) {
+  json_t *ev = NULL;
+  CT_GUARD(guest_get_evidence(&h->guest, h->tee, rd, len, &ev, err));
+  ct_status st = ct_json_dump(ev, json, err);
+  json_decref(ev);
+  return st;
+}
+
+static ct_status cdh__mkdirs(const char *file, ct_err *err) {
+  char p[4096];
+  CT_ENSURE(strlen(file) < sizeof p, err, CT_ELIMIT, "path too long");
+  strcpy(p, file);
+  for (char *s = p + 1; *s; s++)
+    if (*s == '/') {
+      *s = 0;
+      CT_ENSURE(mkdir(p, 0700) == 0 || errno == EEXIST, err, CT_EIO, "mkdir %s: %s", p,
+                strerror(errno));
+      *s = '/';
+    }
+  return CT_OK;
+}
+
+ct_status cdh_hub_provision_credentials(cdh_hub *h, ct_err *err) {
+  for (size_t i = 0; i < h->cfg->ncreds; i++) {
+    const cdh_credential *c = &h->cfg->creds[i];
+    uint8_t *data = NULL;
+    size_t len = 0;
+    CT_GUARD(cdh_hub_get_resource(h, c->resource_uri, &data, &len, err));
+    ct_status st = cdh__mkdirs(c->path, err);
+    if (!st) st = ct_file_write_atomic(c->path, data, len, 0600, err);
+    ct_wipe(data, len);
+    free(data);
+    if (st) return ct_err_prefix(err, "credential %s: ", c->resource_uri);
+    CT_LOG_INFO_("cdh", "provisioned credential %s to %s", c->resource_uri, c->path);
+  }
+  return CT_OK;
+}
+
+json_t *cdh_hub_info(cdh_hub *h) {
+  kbc_stats rs = {0}, ts = {0};
+  if (h->res) kbc_get_stats(h->res, &rs);
+  if (h->tok) kbc_get_stats(h->tok, &ts);
+  const cdh_config *c = h->cfg;
+  return json_pack("{s:s,s:s,s:s,s:s?,s:I,s:I,s:[ssss]}", "name", "coco-trust-cdh", "version",
+                   "0.1.0", "tee", guest_tee_name(h->tee), "kbs_url",
+                   c->kbs_url && *c->kbs_url ? c->kbs_url : c->aa_kbs_url,
+                   "attestations", (json_int_t)(rs.attestations + ts.attestations), "fetches",
+                   (json_int_t)rs.fetches, "apis", "/cdh/resource", "/cdh/unseal", "/aa/token",
+                   "/aa/evidence");
+}
