@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -345,7 +346,7 @@ static ct_status cdh__parse_listen(const char *spec, char *host, size_t cap, uns
 static int cdh__serve(cdh_hub *hub, const char *listen_spec) {
   ct_err err;
   char host[64];
-  unsigned port;
+  unsigned port = 0;
   if (cdh__parse_listen(listen_spec, host, sizeof host, &port, &err)) {
     fprintf(stderr, "cdh: %s\n", err.msg);
     return 2;
