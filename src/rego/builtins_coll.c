@@ -1,0 +1,255 @@
+/*
+ * builtins_coll.c - arrays, sets and objects.
+ */
+#include <string.h>
+
+#include "rego_int.h"
+
+#define A (rg_ev_arena(ev))
+#define RET(v)                       \
+  do {                               \
+    *out = (v);                      \
+    if (!*out) return rg_bi_oom(ev); \
+    return CT_OK;                    \
+  } while (0)
+
+static ct_status bi_array_concat(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "array.concat", 1, a[0], RV_ARR));
+  CT_GUARD(rg_bi_want(ev, "array.concat", 2, a[1], RV_ARR));
+  rv **items = rg_alloc(A, (a[0]->n + a[1]->n + 1) * sizeof(rv *));
+  if (!items) return rg_bi_oom(ev);
+  if (a[0]->n) memcpy(items, a[0]->u.a, a[0]->n * sizeof(rv *));
+  if (a[1]->n) memcpy(items + a[0]->n, a[1]->u.a, a[1]->n * sizeof(rv *));
+  RET(rv_arr(A, items, a[0]->n + a[1]->n));
+}
+
+static ct_status bi_array_slice(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "array.slice", 1, a[0], RV_ARR));
+  CT_GUARD(rg_bi_want(ev, "array.slice", 2, a[1], RV_NUM));
+  CT_GUARD(rg_bi_want(ev, "array.slice", 3, a[2], RV_NUM));
+  int64_t s, e;
+  if (!rv_num_is_int(a[1], &s) || !rv_num_is_int(a[2], &e)) return rg_bi_fail(ev, "array.slice: indices must be integers");
+  int64_t n = a[0]->n;
+  if (s < 0) s = 0;
+  if (e > n) e = n;
+  if (s >= e) RET(rv_arr(A, NULL, 0));
+  RET(rv_arr(A, a[0]->u.a + s, (size_t)(e - s)));
+}
+
+static ct_status bi_array_reverse(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "array.reverse", 1, a[0], RV_ARR));
+  rv *r = rv_arr(A, a[0]->u.a, a[0]->n);
+  if (!r) return rg_bi_oom(ev);
+  for (size_t i = 0; i < r->n / 2; i++) {
+    rv *t = r->u.a[i];
+    r->u.a[i] = r->u.a[r->n - 1 - i];
+    r->u.a[r->n - 1 - i] = t;
+  }
+  *out = r;
+  return CT_OK;
+}
+
+/* ---------------------------------------------------------------- objects */
+static ct_status bi_object_get(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "object.get", 1, a[0], RV_OBJ));
+  rv *key = a[1];
+  if (key->t == RV_ARR) {
+    rv *cur = a[0];
+    for (size_t i = 0; i < key->n; i++) {
+      rv *nx = NULL;
+      if (cur->t == RV_OBJ) nx = rv_obj_get(cur, key->u.a[i]);
+      else if (cur->t == RV_ARR) {
+        int64_t j;
+        if (rv_num_is_int(key->u.a[i], &j) && j >= 0 && (uint64_t)j < cur->n) nx = cur->u.a[j];
+      } else if (cur->t == RV_SET && rv_set_has(cur, key->u.a[i])) nx = key->u.a[i];
+      if (!nx) {
+        *out = a[2];
+        return CT_OK;
+      }
+      cur = nx;
+    }
+    *out = cur;
+    return CT_OK;
+  }
+  rv *v = rv_obj_get(a[0], key);
+  *out = v ? v : a[2];
+  return CT_OK;
+}
+
+static ct_status bi_object_keys(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "object.keys", 1, a[0], RV_OBJ));
+  RET(rv_set(A, a[0]->u.o.k, a[0]->n));
+}
+
+static ct_status keyset(rg_ev *ev, const char *name, rv *x, rv **out) {
+  if (x->t == RV_SET) {
+    *out = x;
+    return CT_OK;
+  }
+  if (x->t == RV_ARR) RET(rv_set(A, x->u.a, x->n));
+  if (x->t == RV_OBJ) RET(rv_set(A, x->u.o.k, x->n));
+  return rg_bi_type(ev, "%s: operand 2 must be one of {object, set, array} but got %s", name, rg_type_name(x));
+}
+
+static ct_status obj_filter(rg_ev *ev, rv *o, rv *keys, bool keep, rv **out) {
+  rv **ks = rg_alloc(A, (o->n + 1) * sizeof(rv *)), **vs = rg_alloc(A, (o->n + 1) * sizeof(rv *));
+  if (!ks || !vs) return rg_bi_oom(ev);
+  size_t m = 0;
+  for (size_t i = 0; i < o->n; i++)
+    if (rv_set_has(keys, o->u.o.k[i]) == keep) {
+      ks[m] = o->u.o.k[i];
+      vs[m++] = o->u.o.v[i];
+    }
+  RET(rv_obj(A, ks, vs, m, NULL));
+}
+
+static ct_status bi_object_remove(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "object.remove", 1, a[0], RV_OBJ));
+  rv *ks;
+  CT_GUARD(keyset(ev, "object.remove", a[1], &ks));
+  return obj_filter(ev, a[0], ks, false, out);
+}
+
+static ct_status bi_object_filter(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "object.filter", 1, a[0], RV_OBJ));
+  rv *ks;
+  CT_GUARD(keyset(ev, "object.filter", a[1], &ks));
+  return obj_filter(ev, a[0], ks, true, out);
+}
+
+/* Recursive merge: values from b win, objects merge. */
+static rv *merge(rg_ev *ev, rv *x, rv *y) {
+  if (x->t != RV_OBJ || y->t != RV_OBJ) return y;
+  rv **ks = rg_alloc(A, (x->n + y->n + 1) * sizeof(rv *)), **vs = rg_alloc(A, (x->n + y->n + 1) * sizeof(rv *));
+  if (!ks || !vs) return NULL;
+  size_t m = 0;
+  for (size_t i = 0; i < x->n; i++) {
+    rv *yv = rv_obj_get(y, x->u.o.k[i]);
+    ks[m] = x->u.o.k[i];
+    vs[m] = yv ? merge(ev, x->u.o.v[i], yv) : x->u.o.v[i];
+    if (!vs[m]) return NULL;
+    m++;
+  }
+  for (size_t i = 0; i < y->n; i++)
+    if (!rv_obj_get(x, y->u.o.k[i])) {
+      ks[m] = y->u.o.k[i];
+      vs[m++] = y->u.o.v[i];
+    }
+  return rv_obj(A, ks, vs, m, NULL);
+}
+
+static ct_status bi_object_union(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "object.union", 1, a[0], RV_OBJ));
+  CT_GUARD(rg_bi_want(ev, "object.union", 2, a[1], RV_OBJ));
+  RET(merge(ev, a[0], a[1]));
+}
+
+static ct_status bi_object_union_n(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "object.union_n", 1, a[0], RV_ARR));
+  rv *acc = &rv_empty_obj_v;
+  for (size_t i = 0; i < a[0]->n; i++) {
+    if (a[0]->u.a[i]->t != RV_OBJ)
+      return rg_bi_type(ev, "object.union_n: operand 1 must be array[object[any: any]] but got array[any]");
+    acc = merge(ev, acc, a[0]->u.a[i]);
+    if (!acc) return rg_bi_oom(ev);
+  }
+  *out = acc;
+  return CT_OK;
+}
+
+static bool subset(rv *sup, rv *sub) {
+  if (sup->t == RV_OBJ && sub->t == RV_OBJ) {
+    for (size_t i = 0; i < sub->n; i++) {
+      rv *v = rv_obj_get(sup, sub->u.o.k[i]);
+      if (!v) return false;
+      if (v->t == RV_OBJ && sub->u.o.v[i]->t == RV_OBJ) {
+        if (!subset(v, sub->u.o.v[i])) return false;
+      } else if (!rv_eq(v, sub->u.o.v[i]))
+        return false;
+    }
+    return true;
+  }
+  if (sup->t == RV_SET && sub->t == RV_SET) {
+    for (size_t i = 0; i < sub->n; i++)
+      if (!rv_set_has(sup, sub->u.a[i])) return false;
+    return true;
+  }
+  if (sup->t == RV_ARR && sub->t == RV_ARR) {
+    /* contiguous sub-array */
+    if (!sub->n) return true;
+    for (size_t s = 0; s + sub->n <= sup->n; s++) {
+      bool ok = true;
+      for (size_t j = 0; j < sub->n && ok; j++) ok = rv_eq(sup->u.a[s + j], sub->u.a[j]);
+      if (ok) return true;
+    }
+    return false;
+  }
+  if (sup->t == RV_ARR && sub->t == RV_SET) {
+    for (size_t i = 0; i < sub->n; i++) {
+      bool f = false;
+      for (size_t j = 0; j < sup->n && !f; j++) f = rv_eq(sup->u.a[j], sub->u.a[i]);
+      if (!f) return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+static ct_status bi_object_subset(rg_ev *ev, rv **a, rv **out) {
+  rv *sup = a[0], *sub = a[1];
+  bool ok_types = (sup->t == RV_OBJ && sub->t == RV_OBJ) || (sup->t == RV_SET && sub->t == RV_SET) ||
+                  (sup->t == RV_ARR && (sub->t == RV_ARR || sub->t == RV_SET));
+  if (!ok_types)
+    return rg_bi_type(ev, "object.subset: both arguments must be objects, sets, or arrays");
+  *out = rv_bool(subset(sup, sub));
+  return CT_OK;
+}
+
+/* ---------------------------------------------------------------- sets */
+static ct_status bi_intersection(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "intersection", 1, a[0], RV_SET));
+  if (!a[0]->n) RET(rv_set(A, NULL, 0));
+  for (size_t i = 0; i < a[0]->n; i++)
+    if (a[0]->u.a[i]->t != RV_SET) return rg_bi_type(ev, "intersection: operand 1 must be set[set[any]]");
+  rv *first = a[0]->u.a[0];
+  rv **items = rg_alloc(A, (first->n + 1) * sizeof(rv *));
+  if (!items) return rg_bi_oom(ev);
+  size_t m = 0;
+  for (size_t i = 0; i < first->n; i++) {
+    bool all = true;
+    for (size_t j = 1; j < a[0]->n && all; j++) all = rv_set_has(a[0]->u.a[j], first->u.a[i]);
+    if (all) items[m++] = first->u.a[i];
+  }
+  RET(rv_set(A, items, m));
+}
+
+static ct_status bi_union(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "union", 1, a[0], RV_SET));
+  size_t total = 0;
+  for (size_t i = 0; i < a[0]->n; i++) {
+    if (a[0]->u.a[i]->t != RV_SET) return rg_bi_type(ev, "union: operand 1 must be set[set[any]]");
+    total += a[0]->u.a[i]->n;
+  }
+  rv **items = rg_alloc(A, (total + 1) * sizeof(rv *));
+  if (!items) return rg_bi_oom(ev);
+  size_t m = 0;
+  for (size_t i = 0; i < a[0]->n; i++)
+    for (size_t j = 0; j < a[0]->u.a[i]->n; j++) items[m++] = a[0]->u.a[i]->u.a[j];
+  RET(rv_set(A, items, m));
+}
+
+const rg_builtin rg_builtins_coll[] = {
+    {"array.concat", 2, bi_array_concat, false},
+    {"array.slice", 3, bi_array_slice, false},
+    {"array.reverse", 1, bi_array_reverse, false},
+    {"object.get", 3, bi_object_get, false},
+    {"object.keys", 1, bi_object_keys, false},
+    {"object.remove", 2, bi_object_remove, false},
+    {"object.filter", 2, bi_object_filter, false},
+    {"object.union", 2, bi_object_union, false},
+    {"object.union_n", 1, bi_object_union_n, false},
+    {"object.subset", 2, bi_object_subset, false},
+    {"intersection", 1, bi_intersection, false},
+    {"union", 1, bi_union, false},
+    {NULL, 0, NULL, false},
+};

@@ -1,0 +1,699 @@
+/*
+ * compile.c - builds the rule tree from parsed modules, resolves names (locals, rules, imports,
+ * input/data, built-ins, host functions), assigns variable slots, folds constants and checks
+ * the static properties OPA reports at compile time.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rego_int.h"
+
+typedef struct rc_scope rc_scope;
+struct rc_scope {
+  rc_scope *parent;
+  const char **names;
+  int *slots;
+  bool *decl; /* introduced by := or some */
+  size_t n, cap;
+};
+
+typedef struct {
+  const rego_policy *p;
+  rg_arena *a;
+  rg_module *mod; /* NULL for queries */
+  rg_node *pkg;
+  int nslots;
+  ct_err *err;
+  const char *file;
+  const char ***slotnames;
+} rc_ctx;
+
+static ct_status rc_fail(rc_ctx *c, const char *code, int row, int col, const char *fmt, ...) CT_PRINTF(5, 6);
+static ct_status rc_fail(rc_ctx *c, const char *code, int row, int col, const char *fmt, ...) {
+  char msg[300];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  return ct_fail(c->err, CT_EINVAL, "%s: %s:%d:%d: %s", code, c->file, row, col, msg);
+}
+#define RC_OOM(c) ct_fail((c)->err, CT_ENOMEM, "rego: out of memory while compiling")
+
+/* ---------------------------------------------------------------- rule tree */
+rg_node *rg_node_child(const rg_node *n, const char *name) {
+  for (size_t i = 0; i < n->nkids; i++)
+    if (!strcmp(n->kids[i]->name, name)) return n->kids[i];
+  return NULL;
+}
+
+static rg_node *node_get(rego_policy *p, rg_node *n, const char *name) {
+  rg_node *k = rg_node_child(n, name);
+  if (k) return k;
+  k = rg_alloc(&p->arena, sizeof(rg_node));
+  if (!k) return NULL;
+  k->name = name;
+  k->parent = n;
+  k->kind = -1;
+  k->id = p->nnodes++;
+  rg_node **nk = rg_alloc(&p->arena, (n->nkids + 1) * sizeof(rg_node *));
+  if (!nk) return NULL;
+  /* keep children sorted by name so enumeration follows OPA's key order */
+  size_t pos = 0;
+  while (pos < n->nkids && strcmp(n->kids[pos]->name, name) < 0) pos++;
+  if (pos) memcpy(nk, n->kids, pos * sizeof(rg_node *));
+  nk[pos] = k;
+  if (n->nkids > pos) memcpy(nk + pos + 1, n->kids + pos, (n->nkids - pos) * sizeof(rg_node *));
+  n->kids = nk;
+  n->nkids++;
+  return k;
+}
+
+/* ---------------------------------------------------------------- scopes */
+static int scope_find(rc_scope *s, const char *name, rc_scope **where) {
+  for (; s; s = s->parent)
+    for (size_t i = 0; i < s->n; i++)
+      if (!strcmp(s->names[i], name)) {
+        if (where) *where = s;
+        return s->slots[i];
+      }
+  return -1;
+}
+
+static ct_status scope_add(rc_ctx *c, rc_scope *s, const char *name, bool decl, int *slot) {
+  if (s->n == s->cap) {
+    size_t nc = s->cap ? s->cap * 2 : 16;
+    const char **nn = rg_alloc(c->a, nc * sizeof(char *));
+    int *ns = rg_alloc(c->a, nc * sizeof(int));
+    bool *nd = rg_alloc(c->a, nc * sizeof(bool));
+    if (!nn || !ns || !nd) return RC_OOM(c);
+    if (s->n) {
+      memcpy(nn, s->names, s->n * sizeof(char *));
+      memcpy(ns, s->slots, s->n * sizeof(int));
+      memcpy(nd, s->decl, s->n * sizeof(bool));
+    }
+    s->names = nn;
+    s->slots = ns;
+    s->decl = nd;
+    s->cap = nc;
+  }
+  s->names[s->n] = name;
+  s->slots[s->n] = c->nslots++;
+  s->decl[s->n] = decl;
+  *slot = s->slots[s->n];
+  s->n++;
+  return CT_OK;
+}
+
+static const rg_import *find_import(rc_ctx *c, const char *name) {
+  if (!c->mod) return NULL;
+  for (size_t i = 0; i < c->mod->nimports; i++) {
+    const rg_import *im = &c->mod->imports[i];
+    if (im->alias && !strcmp(im->alias, name)) {
+      rg_term *root = im->path->kind == T_REF ? im->path->elems[0] : im->path;
+      if (root->kind == T_VAR && (!strcmp(root->name, "future") || !strcmp(root->name, "rego"))) continue;
+      return im;
+    }
+  }
+  return NULL;
+}
+
+static bool is_global(rc_ctx *c, const char *name) {
+  if (!strcmp(name, "input") || !strcmp(name, "data")) return true;
+  if (find_import(c, name)) return true;
+  if (c->pkg && rg_node_child(c->pkg, name)) return true;
+  return false;
+}
+
+/* ---------------------------------------------------------------- pass 1: declare */
+static ct_status declare_pattern_vars(rc_ctx *c, rc_scope *s, rg_term *t, bool decl);
+
+static ct_status declare_term(rc_ctx *c, rc_scope *s, rg_term *t) {
+  if (!t) return CT_OK;
+  switch (t->kind) {
+    case T_VAR:
+      if (scope_find(s, t->name, NULL) >= 0 || is_global(c, t->name)) return CT_OK;
+      {
+        int slot;
+        return scope_add(c, s, t->name, false, &slot);
+      }
+    case T_ACOMP:
+    case T_SCOMP:
+    case T_OCOMP:
+      return CT_OK; /* own scope */
+    case T_CALL:
+      for (size_t i = 0; i < t->n; i++) CT_GUARD(declare_term(c, s, t->elems[i]));
+      return CT_OK;
+    default:
+      for (size_t i = 0; i < t->n; i++) CT_GUARD(declare_term(c, s, t->elems[i]));
+      return CT_OK;
+  }
+}
+
+static ct_status declare_pattern_vars(rc_ctx *c, rc_scope *s, rg_term *t, bool decl) {
+  if (!t) return CT_OK;
+  if (t->kind == T_VAR) {
+    rc_scope *where = NULL;
+    if (scope_find(s, t->name, &where) >= 0 && where == s) {
+      if (decl) {
+        for (size_t i = 0; i < s->n; i++)
+          if (!strcmp(s->names[i], t->name) && s->decl[i] && !t->wildcard)
+            return rc_fail(c, "rego_compile_error", t->row, t->col, "var %s assigned above", t->name);
+        /* became declared */
+        for (size_t i = 0; i < s->n; i++)
+          if (!strcmp(s->names[i], t->name)) s->decl[i] = true;
+      }
+      return CT_OK;
+    }
+    int slot;
+    return scope_add(c, s, t->name, decl, &slot);
+  }
+  if (t->kind == T_ARR || t->kind == T_OBJ) {
+    for (size_t i = 0; i < t->n; i++) {
+      if (t->kind == T_OBJ && i % 2 == 0) continue;
+      CT_GUARD(declare_pattern_vars(c, s, t->elems[i], decl));
+    }
+    return CT_OK;
+  }
+  return CT_OK;
+}
+
+static ct_status declare_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
+  switch (e->kind) {
+    case E_SOME:
+      for (size_t i = 0; i < e->a->n; i++) {
+        rg_term *v = e->a->elems[i];
+        rc_scope *where = NULL;
+        if (scope_find(s, v->name, &where) >= 0 && where == s) continue;
+        int slot;
+        CT_GUARD(scope_add(c, s, v->name, true, &slot));
+      }
+      return CT_OK;
+    case E_SOMEIN:
+      CT_GUARD(declare_pattern_vars(c, s, e->a, true));
+      CT_GUARD(declare_pattern_vars(c, s, e->b, true));
+      return declare_term(c, s, e->c);
+    case E_ASSIGN:
+      if (e->a->kind != T_VAR && e->a->kind != T_ARR && e->a->kind != T_OBJ)
+        return rc_fail(c, "rego_parse_error", e->row, e->col, "cannot assign to %s",
+                       e->a->kind == T_REF ? "ref" : e->a->kind == T_CALL ? "call" : "value");
+      CT_GUARD(declare_term(c, s, e->b));
+      return declare_pattern_vars(c, s, e->a, true);
+    case E_UNIFY:
+      CT_GUARD(declare_term(c, s, e->a));
+      return declare_term(c, s, e->b);
+    case E_TERM: return declare_term(c, s, e->a);
+    case E_NOT: return declare_expr(c, s, e->sub);
+    case E_EVERY: return declare_term(c, s, e->c);
+  }
+  return CT_OK;
+}
+
+/* ---------------------------------------------------------------- pass 2: resolve */
+static ct_status resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp);
+static ct_status resolve_body(rc_ctx *c, rc_scope *parent, rg_body *b, rc_scope **out_scope);
+
+static rg_term *data_ref(rc_ctx *c, const char **path, size_t n, int row, int col) {
+  rg_term *r = rg_alloc(c->a, sizeof(rg_term));
+  if (!r) return NULL;
+  r->kind = T_REF;
+  r->row = row;
+  r->col = col;
+  r->slot = -1;
+  r->host = -1;
+  r->n = n + 1;
+  r->elems = rg_alloc(c->a, r->n * sizeof(rg_term *));
+  rg_term *d = rg_alloc(c->a, sizeof(rg_term));
+  if (!r->elems || !d) return NULL;
+  d->kind = T_DATA;
+  d->slot = -1;
+  d->host = -1;
+  d->row = row;
+  d->col = col;
+  r->elems[0] = d;
+  for (size_t i = 0; i < n; i++) {
+    rg_term *k = rg_alloc(c->a, sizeof(rg_term));
+    if (!k) return NULL;
+    k->kind = T_SCALAR;
+    k->ground = true;
+    k->slot = -1;
+    k->host = -1;
+    k->val = rv_cstr(c->a, path[i]);
+    if (!k->val) return NULL;
+    r->elems[i + 1] = k;
+  }
+  return r;
+}
+
+/* Copies a term tree shallowly enough that resolution can rewrite it per use site. */
+static rg_term *term_dup(rc_ctx *c, const rg_term *t) {
+  rg_term *d = rg_alloc(c->a, sizeof(rg_term));
+  if (!d) return NULL;
+  *d = *t;
+  if (t->n) {
+    d->elems = rg_alloc(c->a, t->n * sizeof(rg_term *));
+    if (!d->elems) return NULL;
+    for (size_t i = 0; i < t->n; i++) {
+      d->elems[i] = t->elems[i] ? term_dup(c, t->elems[i]) : NULL;
+      if (t->elems[i] && !d->elems[i]) return NULL;
+    }
+  }
+  return d;
+}
+
+/* Resolves a bare name in value position. */
+static ct_status resolve_var(rc_ctx *c, rc_scope *s, rg_term **tp) {
+  rg_term *t = *tp;
+  int slot = scope_find(s, t->name, NULL);
+  if (slot >= 0) {
+    t->slot = slot;
+    return CT_OK;
+  }
+  if (!strcmp(t->name, "input")) {
+    t->kind = T_INPUT;
+    return CT_OK;
+  }
+  if (!strcmp(t->name, "data")) {
+    t->kind = T_DATA;
+    return CT_OK;
+  }
+  const rg_import *im = find_import(c, t->name);
+  if (im) {
+    rg_term *d = term_dup(c, im->path);
+    if (!d) return RC_OOM(c);
+    d->row = t->row;
+    d->col = t->col;
+    rc_scope empty = {0};
+    *tp = d;
+    return resolve_term(c, &empty, tp);
+  }
+  if (c->pkg && rg_node_child(c->pkg, t->name)) {
+    const char *path[64];
+    size_t n = 0;
+    for (size_t i = 0; c->mod && i < c->mod->npkgpath && n < 62; i++) {
+      if (i == 0 && !strcmp(c->mod->pkgpath[0], "data")) continue;
+      path[n++] = c->mod->pkgpath[i];
+    }
+    path[n++] = t->name;
+    rg_term *r = data_ref(c, path, n, t->row, t->col);
+    if (!r) return RC_OOM(c);
+    *tp = r;
+    return CT_OK;
+  }
+  /* not declared in pass 1: declare in the innermost scope (e.g. head-only vars) */
+  CT_GUARD(scope_add(c, s, t->name, false, &slot));
+  t->slot = slot;
+  return CT_OK;
+}
+
+static ct_status resolve_call(rc_ctx *c, rc_scope *s, rg_term *t) {
+  for (size_t i = 0; i < t->n; i++) CT_GUARD(resolve_term(c, s, &t->elems[i]));
+  if (!t->fnref) {
+    /* operator call (equal, plus, internal.member_2, ...) */
+    t->bi = rg_builtin_find(t->name);
+    if (!t->bi) return rc_fail(c, "rego_type_error", t->row, t->col, "undefined function %s", t->name);
+    return CT_OK;
+  }
+  rg_term *fr = t->fnref;
+  rg_term *head = fr->elems[0];
+  /* local variable callee? */
+  if (head->kind == T_VAR && scope_find(s, head->name, NULL) >= 0 && fr->n == 1 && !rg_builtin_find(t->name))
+    return rc_fail(c, "rego_type_error", t->row, t->col, "undefined function %s", t->name);
+  /* Resolve to a node: package rules, imports, data refs. */
+  const char *path[128];
+  size_t n = 0;
+  rg_node *node = NULL;
+  bool via_data = false;
+  if (head->kind == T_VAR && !strcmp(head->name, "data")) {
+    via_data = true;
+  } else if (head->kind == T_VAR && find_import(c, head->name)) {
+    const rg_import *im = find_import(c, head->name);
+    rg_term *ip = im->path;
+    rg_term *root = ip->kind == T_REF ? ip->elems[0] : ip;
+    if (root->kind == T_VAR && !strcmp(root->name, "data")) {
+      via_data = true;
+      for (size_t i = 1; ip->kind == T_REF && i < ip->n && n < 120; i++)
+        path[n++] = ip->elems[i]->val->u.s;
+    }
+  } else if (head->kind == T_VAR && c->pkg && rg_node_child(c->pkg, head->name)) {
+    via_data = true;
+    for (size_t i = 0; c->mod && i < c->mod->npkgpath && n < 120; i++) {
+      if (i == 0 && !strcmp(c->mod->pkgpath[0], "data")) continue;
+      path[n++] = c->mod->pkgpath[i];
+    }
+    path[n++] = head->name;
+  }
+  if (via_data) {
+    for (size_t i = 1; i < fr->n && n < 127; i++) path[n++] = fr->elems[i]->val->u.s;
+    node = c->p->root;
+    for (size_t i = 0; node && i < n; i++) node = rg_node_child(node, path[i]);
+    if (node && node->kind == R_FUNC) {
+      t->fn = node;
+      return CT_OK;
+    }
+    if (node && node->kind >= 0)
+      return rc_fail(c, "rego_type_error", t->row, t->col, "%s is not a function", t->name);
+  }
+  t->bi = rg_builtin_find(t->name);
+  if (t->bi) return CT_OK;
+  for (size_t i = 0; i < c->p->nhost; i++)
+    if (!strcmp(c->p->host[i].name, t->name)) {
+      t->host = (int)i;
+      return CT_OK;
+    }
+  return rc_fail(c, "rego_type_error", t->row, t->col, "undefined function %s", t->name);
+}
+
+static void fold_ground(rc_ctx *c, rg_term *t) {
+  if (t->kind == T_SCALAR) {
+    t->ground = true;
+    return;
+  }
+  if (t->kind != T_ARR && t->kind != T_SET && t->kind != T_OBJ) return;
+  for (size_t i = 0; i < t->n; i++)
+    if (!t->elems[i]->ground) return;
+  rv **vs = rg_alloc(c->a, (t->n + 1) * sizeof(rv *));
+  if (!vs) return;
+  for (size_t i = 0; i < t->n; i++) vs[i] = t->elems[i]->val;
+  rv *v = NULL;
+  if (t->kind == T_ARR) v = rv_arr(c->a, vs, t->n);
+  else if (t->kind == T_SET) v = rv_set(c->a, vs, t->n);
+  else {
+    rv **ks = rg_alloc(c->a, (t->n / 2 + 1) * sizeof(rv *)), **vv = rg_alloc(c->a, (t->n / 2 + 1) * sizeof(rv *));
+    if (!ks || !vv) return;
+    for (size_t i = 0; i < t->n / 2; i++) {
+      ks[i] = vs[2 * i];
+      vv[i] = vs[2 * i + 1];
+    }
+    bool conflict;
+    v = rv_obj(c->a, ks, vv, t->n / 2, &conflict);
+  }
+  if (v) {
+    t->val = v;
+    t->ground = true;
+  }
+}
+
+static ct_status resolve_comp(rc_ctx *c, rc_scope *s, rg_term *t) {
+  rc_scope *inner = NULL;
+  CT_GUARD(resolve_body(c, s, t->body, &inner));
+  for (size_t i = 0; i < t->n; i++) CT_GUARD(resolve_term(c, inner, &t->elems[i]));
+  return CT_OK;
+}
+
+static ct_status resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp) {
+  rg_term *t = *tp;
+  switch (t->kind) {
+    case T_SCALAR: return CT_OK;
+    case T_VAR: return resolve_var(c, s, tp);
+    case T_REF: {
+      CT_GUARD(resolve_term(c, s, &t->elems[0]));
+      for (size_t i = 1; i < t->n; i++) CT_GUARD(resolve_term(c, s, &t->elems[i]));
+      rg_term *h = t->elems[0];
+      if (h->kind == T_REF) {
+        /* flatten a ref whose head resolved to a ref (rule or import) */
+        rg_term **ne = rg_alloc(c->a, (h->n + t->n - 1) * sizeof(rg_term *));
+        if (!ne) return RC_OOM(c);
+        memcpy(ne, h->elems, h->n * sizeof(rg_term *));
+        memcpy(ne + h->n, t->elems + 1, (t->n - 1) * sizeof(rg_term *));
+        t->elems = ne;
+        t->n = h->n + t->n - 1;
+      }
+      return CT_OK;
+    }
+    case T_ARR:
+    case T_SET:
+    case T_OBJ:
+      for (size_t i = 0; i < t->n; i++) CT_GUARD(resolve_term(c, s, &t->elems[i]));
+      fold_ground(c, t);
+      return CT_OK;
+    case T_ACOMP:
+    case T_SCOMP:
+    case T_OCOMP: return resolve_comp(c, s, t);
+    case T_CALL: return resolve_call(c, s, t);
+    default: return CT_OK;
+  }
+}
+
+static ct_status resolve_with(rc_ctx *c, rc_scope *s, rg_with *w) {
+  CT_GUARD(resolve_term(c, s, &w->value));
+  rg_term *t = w->target;
+  rg_term *head = t->kind == T_REF ? t->elems[0] : t;
+  if (head->kind != T_VAR)
+    return rc_fail(c, "rego_type_error", t->row, t->col, "with keyword target must reference existing input, data, or a function");
+  if (!strcmp(head->name, "input") || !strcmp(head->name, "data")) {
+    head->kind = !strcmp(head->name, "input") ? T_INPUT : T_DATA;
+    for (size_t i = 1; t->kind == T_REF && i < t->n; i++) CT_GUARD(resolve_term(c, s, &t->elems[i]));
+    return CT_OK;
+  }
+  /* a function (built-in or user) or a rule via package name */
+  rg_term *call = rg_alloc(c->a, sizeof(rg_term));
+  if (!call) return RC_OOM(c);
+  call->kind = T_CALL;
+  call->row = t->row;
+  call->col = t->col;
+  call->slot = -1;
+  call->host = -1;
+  /* build dotted name */
+  char name[256] = "";
+  size_t n = t->kind == T_REF ? t->n : 1;
+  for (size_t i = 0; i < n; i++) {
+    rg_term *e = t->kind == T_REF ? t->elems[i] : t;
+    const char *seg = e->kind == T_VAR ? e->name : (e->kind == T_SCALAR && e->val->t == RV_STR) ? e->val->u.s : NULL;
+    if (!seg) return rc_fail(c, "rego_type_error", t->row, t->col, "invalid with target");
+    if (i) strncat(name, ".", sizeof(name) - strlen(name) - 1);
+    strncat(name, seg, sizeof(name) - strlen(name) - 1);
+  }
+  call->name = rg_strndup(c->a, name, strlen(name));
+  if (!call->name) return RC_OOM(c);
+  if (t->kind == T_REF) call->fnref = t;
+  else {
+    rg_term *fr = rg_alloc(c->a, sizeof(rg_term));
+    if (!fr) return RC_OOM(c);
+    fr->kind = T_REF;
+    fr->n = 1;
+    fr->elems = rg_alloc(c->a, sizeof(rg_term *));
+    if (!fr->elems) return RC_OOM(c);
+    fr->elems[0] = t;
+    call->fnref = fr;
+  }
+  /* a rule (non-function) in the package: treat as data ref */
+  if (head && c->pkg && rg_node_child(c->pkg, head->name)) {
+    rg_node *nd = rg_node_child(c->pkg, head->name);
+    for (size_t i = 1; nd && t->kind == T_REF && i < t->n; i++)
+      nd = t->elems[i]->kind == T_SCALAR && t->elems[i]->val->t == RV_STR ? rg_node_child(nd, t->elems[i]->val->u.s) : NULL;
+    if (nd && nd->kind != R_FUNC) {
+      rg_term *tt = t;
+      CT_GUARD(resolve_term(c, s, &tt));
+      w->target = tt;
+      return CT_OK;
+    }
+  }
+  ct_status st = resolve_call(c, s, call);
+  if (st) return st;
+  w->target = call;
+  return CT_OK;
+}
+
+static ct_status resolve_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
+  for (size_t i = 0; i < e->nwith; i++) CT_GUARD(resolve_with(c, s, &e->with[i]));
+  switch (e->kind) {
+    case E_SOME:
+      for (size_t i = 0; i < e->a->n; i++) CT_GUARD(resolve_term(c, s, &e->a->elems[i]));
+      return CT_OK;
+    case E_SOMEIN:
+      if (e->a) CT_GUARD(resolve_term(c, s, &e->a));
+      CT_GUARD(resolve_term(c, s, &e->b));
+      return resolve_term(c, s, &e->c);
+    case E_ASSIGN:
+    case E_UNIFY:
+      CT_GUARD(resolve_term(c, s, &e->a));
+      return resolve_term(c, s, &e->b);
+    case E_TERM: return resolve_term(c, s, &e->a);
+    case E_NOT: return resolve_expr(c, s, e->sub);
+    case E_EVERY: {
+      CT_GUARD(resolve_term(c, s, &e->c));
+      rc_scope *inner = rg_alloc(c->a, sizeof(rc_scope));
+      if (!inner) return RC_OOM(c);
+      inner->parent = s;
+      int slot;
+      if (e->a) {
+        if (e->a->kind != T_VAR) return rc_fail(c, "rego_parse_error", e->row, e->col, "every key must be a variable");
+        CT_GUARD(scope_add(c, inner, e->a->name, true, &slot));
+      }
+      CT_GUARD(declare_pattern_vars(c, inner, e->b, true));
+      if (e->a) CT_GUARD(resolve_term(c, inner, &e->a));
+      CT_GUARD(resolve_term(c, inner, &e->b));
+      for (size_t i = 0; i < e->body->n; i++) CT_GUARD(declare_expr(c, inner, e->body->e[i]));
+      for (size_t i = 0; i < e->body->n; i++) CT_GUARD(resolve_expr(c, inner, e->body->e[i]));
+      return CT_OK;
+    }
+  }
+  return CT_OK;
+}
+
+static ct_status resolve_body(rc_ctx *c, rc_scope *parent, rg_body *b, rc_scope **out_scope) {
+  rc_scope *s = rg_alloc(c->a, sizeof(rc_scope));
+  if (!s) return RC_OOM(c);
+  s->parent = parent;
+  for (size_t i = 0; i < b->n; i++) CT_GUARD(declare_expr(c, s, b->e[i]));
+  for (size_t i = 0; i < b->n; i++) CT_GUARD(resolve_expr(c, s, b->e[i]));
+  if (out_scope) *out_scope = s;
+  return CT_OK;
+}
+
+static ct_status compile_rule(rc_ctx *c, rg_rule *r) {
+  c->nslots = 0;
+  c->file = r->file;
+  rc_scope *s = rg_alloc(c->a, sizeof(rc_scope));
+  if (!s) return RC_OOM(c);
+  for (size_t i = 0; i < r->nargs; i++) CT_GUARD(declare_pattern_vars(c, s, r->args[i], false));
+  for (size_t i = 0; i < r->nargs; i++) CT_GUARD(resolve_term(c, s, &r->args[i]));
+  for (rg_rule *x = r; x; x = x->els) {
+    /* the body shares the head's scope (head vars are bound by the body) */
+    for (size_t i = 0; i < x->body->n; i++) CT_GUARD(declare_expr(c, s, x->body->e[i]));
+    for (size_t i = 0; i < x->body->n; i++) CT_GUARD(resolve_expr(c, s, x->body->e[i]));
+    if (x->key) CT_GUARD(resolve_term(c, s, &x->key));
+    if (x->value) CT_GUARD(resolve_term(c, s, &x->value));
+  }
+  for (rg_rule *x = r; x; x = x->els) x->nslots = c->nslots;
+  if (r->is_default) {
+    if (r->value && !r->value->ground)
+      return rc_fail(c, "rego_type_error", r->row, r->col, "default rule value cannot contain variables or calls");
+  }
+  return CT_OK;
+}
+
+/* ---------------------------------------------------------------- public */
+static ct_status add_rule_to_tree(rego_policy *p, rg_module *m, rg_rule *r, ct_err *err) {
+  rg_term *hp = (rg_term *)r->node;
+  rg_node *n = p->root;
+  for (size_t i = 0; i < m->npkgpath; i++) {
+    if (i == 0 && !strcmp(m->pkgpath[0], "data")) continue;
+    n = node_get(p, n, m->pkgpath[i]);
+    if (!n) return ct_fail(err, CT_ENOMEM, "rego: out of memory");
+  }
+  for (size_t i = 0; i < hp->n; i++) {
+    rg_term *e = hp->elems[i];
+    n = node_get(p, n, i == 0 ? e->name : e->val->u.s);
+    if (!n) return ct_fail(err, CT_ENOMEM, "rego: out of memory");
+  }
+  for (rg_rule *x = r; x; x = x->els) x->node = n;
+  if (n->kind >= 0 && n->kind != r->kind)
+    return ct_fail(err, CT_EINVAL, "rego_type_error: %s:%d:%d: conflicting rules %s found", r->file, r->row, r->col,
+                   n->name);
+  if (r->kind == R_FUNC && n->kind == R_FUNC && n->arity != r->nargs)
+    return ct_fail(err, CT_EINVAL, "rego_type_error: %s:%d:%d: conflicting rules %s found (arity)", r->file, r->row,
+                   r->col, n->name);
+  n->kind = r->kind;
+  n->arity = r->nargs;
+  if (r->is_default) {
+    if (n->dflt)
+      return ct_fail(err, CT_EINVAL, "rego_type_error: %s:%d:%d: multiple default rules %s found", r->file, r->row,
+                     r->col, n->name);
+    n->dflt = r;
+    return CT_OK;
+  }
+  rg_rule **nr = rg_alloc(&p->arena, (n->nrules + 1) * sizeof(rg_rule *));
+  if (!nr) return ct_fail(err, CT_ENOMEM, "rego: out of memory");
+  if (n->nrules) memcpy(nr, n->rules, n->nrules * sizeof(rg_rule *));
+  nr[n->nrules++] = r;
+  n->rules = nr;
+  return CT_OK;
+}
+
+static rg_node *pkg_node(rego_policy *p, rg_module *m) {
+  rg_node *n = p->root;
+  for (size_t i = 0; i < m->npkgpath; i++) {
+    if (i == 0 && !strcmp(m->pkgpath[0], "data")) continue;
+    n = node_get(p, n, m->pkgpath[i]);
+    if (!n) return NULL;
+  }
+  return n;
+}
+
+CT_RESULT rego_compile(const rego_module *modules, size_t n_modules, const rego_options *opts,
+                       rego_policy **out, ct_err *err) {
+  *out = NULL;
+  CT_ENSURE(n_modules <= 10000, err, CT_ELIMIT, "rego: too many modules");
+  rego_policy *p = calloc(1, sizeof(*p));
+  CT_ENSURE(p, err, CT_ENOMEM, "rego: out of memory");
+  ct_status st = CT_OK;
+  p->root = rg_alloc(&p->arena, sizeof(rg_node));
+  p->mods = rg_alloc(&p->arena, (n_modules + 1) * sizeof(rg_module *));
+  if (!p->root || !p->mods) {
+    st = ct_fail(err, CT_ENOMEM, "rego: out of memory");
+    goto fail;
+  }
+  p->root->kind = -1;
+  p->root->name = "data";
+  p->nnodes = 1;
+  if (opts) {
+    p->limits = opts->limits;
+    if (opts->n_host_functions) {
+      p->host = rg_alloc(&p->arena, opts->n_host_functions * sizeof(rego_host_function));
+      if (!p->host) {
+        st = ct_fail(err, CT_ENOMEM, "rego: out of memory");
+        goto fail;
+      }
+      for (size_t i = 0; i < opts->n_host_functions; i++) {
+        p->host[i] = opts->host_functions[i];
+        p->host[i].name = rg_strndup(&p->arena, opts->host_functions[i].name, strlen(opts->host_functions[i].name));
+        if (!p->host[i].name) {
+          st = ct_fail(err, CT_ENOMEM, "rego: out of memory");
+          goto fail;
+        }
+      }
+      p->nhost = opts->n_host_functions;
+    }
+  }
+  if (!p->limits.max_steps) p->limits.max_steps = 10000000;
+  if (!p->limits.max_depth) p->limits.max_depth = 256;
+  if (!p->limits.max_memory_bytes) p->limits.max_memory_bytes = 256u << 20;
+  for (size_t i = 0; i < n_modules; i++) {
+    CT_ENSURE_GOTO(st, modules[i].source, fail, err, CT_EINVAL, "rego: module %zu has no source", i);
+    const char *fname = modules[i].name ? modules[i].name : "policy.rego";
+    fname = rg_strndup(&p->arena, fname, strlen(fname));
+    CT_ENSURE_GOTO(st, fname, fail, err, CT_ENOMEM, "rego: out of memory");
+    CT_GUARD_GOTO(st, rg_parse_module(&p->arena, fname, modules[i].source, &p->mods[i], err), fail);
+    p->nmods++;
+  }
+  for (size_t i = 0; i < p->nmods; i++) {
+    rg_module *m = p->mods[i];
+    CT_ENSURE_GOTO(st, pkg_node(p, m), fail, err, CT_ENOMEM, "rego: out of memory");
+    for (size_t j = 0; j < m->nrules; j++) CT_GUARD_GOTO(st, add_rule_to_tree(p, m, m->rules[j], err), fail);
+  }
+  for (size_t i = 0; i < p->nmods; i++) {
+    rg_module *m = p->mods[i];
+    rc_ctx c = {.p = p, .a = &p->arena, .mod = m, .pkg = pkg_node(p, m), .err = err, .file = m->file};
+    for (size_t j = 0; j < m->nrules; j++) CT_GUARD_GOTO(st, compile_rule(&c, m->rules[j]), fail);
+  }
+  *out = p;
+  return CT_OK;
+fail:
+  rego_policy_free(p);
+  return st;
+}
+
+void rego_policy_free(rego_policy *p) {
+  if (!p) return;
+  rg_arena_free(&p->arena);
+  free(p);
+}
+
+/* Query variable names are recorded so bindings can be reported. */
+CT_RESULT rg_compile_query(const rego_policy *p, rg_arena *a, const char *query, rg_compiled_query *out,
+                           ct_err *err) {
+  memset(out, 0, sizeof(*out));
+  CT_GUARD(rg_parse_query(a, query, &out->body, err));
+  rc_ctx c = {.p = p, .a = a, .err = err, .file = "query"};
+  rc_scope *s = NULL;
+  CT_GUARD(resolve_body(&c, NULL, out->body, &s));
+  out->nslots = c.nslots;
+  out->slotnames = rg_alloc(a, (size_t)(c.nslots + 1) * sizeof(char *));
+  if (!out->slotnames) return ct_fail(err, CT_ENOMEM, "rego: out of memory");
+  for (size_t i = 0; i < s->n; i++)
+    if (s->names[i][0] != '$') out->slotnames[s->slots[i]] = s->names[i];
+  return CT_OK;
+}

@@ -1,0 +1,1641 @@
+/*
+ * eval.c - the top-down evaluator: continuation-passing search with unification, backtracking
+ * through a binding trail, rule/function evaluation with per-evaluation caches, `with`, and the
+ * public rego_eval / rego_query entry points.
+ *
+ * Every evaluation owns an arena (values, frames, caches) bounded by the policy's memory limit;
+ * the compiled policy is only read, so concurrent evaluations are safe.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rego_int.h"
+
+#define RG_HALT ((ct_status)99) /* internal: stop enumerating (not an error) */
+
+typedef struct rk rk;
+typedef ct_status (*rk_fn)(rg_ev *ev, const rk *k, rv *v);
+struct rk {
+  rk_fn fn;
+};
+#define KCALL(ev, k, v) ((k)->fn((ev), (k), (v)))
+
+typedef struct rg_override {
+  const void *target; /* rg_builtin*, rg_node*, or host index + 1 cast */
+  rg_term *repl;      /* function call term (T_CALL with no args) or value term */
+  rv *value;          /* constant replacement */
+  const void *repl_target;
+  const rg_builtin *repl_bi;
+  rg_node *repl_fn;
+  int repl_host;
+} rg_override;
+
+typedef struct rg_dover {
+  rv **path;
+  size_t n;
+  rv *value;
+} rg_dover;
+
+struct rg_ev {
+  const rego_policy *p;
+  rg_arena a;
+  rv *input;
+  rv *data;
+  rv **slots;
+  rv ***trail;
+  size_t ntrail, captrail;
+  rv **cache;
+  uint8_t *cstate;
+  size_t steps, depth;
+  ct_err *err;
+  bool strict;
+  int64_t now;
+  rg_override *ov;
+  size_t nov;
+  rg_dover *dov;
+  size_t ndov;
+  rv **exprvals; /* query mode: value of each top-level expression */
+  const rg_body *qbody;
+};
+
+/* ---------------------------------------------------------------- errors */
+static ct_status ev_fail(rg_ev *ev, const char *code, const char *file, int row, int col, const char *fmt, ...)
+    CT_PRINTF(6, 7);
+static ct_status ev_fail(rg_ev *ev, const char *code, const char *file, int row, int col, const char *fmt, ...) {
+  char msg[360];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (file) return ct_fail(ev->err, CT_EINVAL, "%s: %s:%d:%d: %s", code, file, row, col, msg);
+  return ct_fail(ev->err, CT_EINVAL, "%s: %s", code, msg);
+}
+
+static ct_status ev_oom(rg_ev *ev) {
+  if (ev->a.exceeded)
+    return ct_fail(ev->err, CT_ELIMIT, "eval_memory_limit_error: evaluation exceeded the memory limit of %zu bytes",
+                   ev->p->limits.max_memory_bytes);
+  return ct_fail(ev->err, CT_ENOMEM, "rego: out of memory");
+}
+
+rg_arena *rg_ev_arena(rg_ev *ev) { return &ev->a; }
+int64_t rg_ev_now(rg_ev *ev) { return ev->now; }
+ct_status rg_bi_oom(rg_ev *ev) { return ev_oom(ev); }
+
+static char rg__bimsg[512];
+ct_status rg_bi_fail(rg_ev *ev, const char *fmt, ...) {
+  char msg[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  (void)rg__bimsg;
+  return ct_fail(ev->err, CT_EINVAL, "eval_builtin_error: %s", msg);
+}
+
+ct_status rg_bi_type(rg_ev *ev, const char *fmt, ...) {
+  char msg[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  return ct_fail(ev->err, CT_EINVAL, "eval_type_error: %s", msg);
+}
+
+const char *rg_type_name(const rv *v) {
+  static const char *const names[] = {"null", "boolean", "number", "string", "array", "object", "set"};
+  return names[v->t];
+}
+
+ct_status rg_bi_want(rg_ev *ev, const char *name, int argn, rv *v, int type) {
+  static const char *const names[] = {"null", "boolean", "number", "string", "array", "object", "set"};
+  if (v->t == type) return CT_OK;
+  return rg_bi_type(ev, "%s: operand %d must be %s but got %s", name, argn, names[type], rg_type_name(v));
+}
+
+/* ---------------------------------------------------------------- bindings */
+static ct_status bind(rg_ev *ev, int slot, rv *v) {
+  if (ev->ntrail == ev->captrail) {
+    size_t nc = ev->captrail ? ev->captrail * 2 : 256;
+    rv ***nt = realloc(ev->trail, nc * sizeof(rv **));
+    if (!nt) return ct_fail(ev->err, CT_ENOMEM, "rego: out of memory");
+    ev->trail = nt;
+    ev->captrail = nc;
+  }
+  ev->slots[slot] = v;
+  ev->trail[ev->ntrail++] = &ev->slots[slot];
+  return CT_OK;
+}
+
+static void undo(rg_ev *ev, size_t mark) {
+  while (ev->ntrail > mark) *ev->trail[--ev->ntrail] = NULL;
+}
+
+static ct_status step(rg_ev *ev) {
+  if (++ev->steps > ev->p->limits.max_steps)
+    return ct_fail(ev->err, CT_ELIMIT, "eval_step_limit_error: evaluation exceeded the limit of %zu steps",
+                   ev->p->limits.max_steps);
+  return CT_OK;
+}
+
+/* ---------------------------------------------------------------- forward decls */
+static ct_status eval_term(rg_ev *ev, rg_term *t, const rk *k);
+static ct_status eval_body(rg_ev *ev, const rg_body *b, size_t i, const rk *k);
+static ct_status eval_expr(rg_ev *ev, const rg_expr *e, const rk *k);
+static ct_status match(rg_ev *ev, rg_term *t, rv *v, const rk *k);
+static ct_status rule_doc(rg_ev *ev, rg_node *n, rv **out);
+static ct_status call_value(rg_ev *ev, rg_term *call, rv **args, size_t nargs, rv **out);
+
+/* ---------------------------------------------------------------- small value helpers */
+typedef struct {
+  rv **v;
+  size_t n, cap;
+} vvec;
+static bool vv_push(rg_ev *ev, vvec *v, rv *x) {
+  if (v->n == v->cap) {
+    size_t nc = v->cap ? v->cap * 2 : 8;
+    rv **nv = rg_alloc(&ev->a, nc * sizeof(rv *));
+    if (!nv) return false;
+    if (v->n) memcpy(nv, v->v, v->n * sizeof(rv *));
+    v->v = nv;
+    v->cap = nc;
+  }
+  v->v[v->n++] = x;
+  return true;
+}
+
+/* Looks `key` up in a collection value; NULL = undefined. */
+static rv *lookup(rv *coll, rv *key) {
+  switch (coll->t) {
+    case RV_OBJ: return rv_obj_get(coll, key);
+    case RV_ARR: {
+      int64_t i;
+      if (key->t != RV_NUM || !rv_num_is_int(key, &i) || (key->nk == RN_DBL && key->u.d != floor(key->u.d)))
+        return NULL;
+      if (i < 0 || (uint64_t)i >= coll->n) return NULL;
+      return coll->u.a[i];
+    }
+    case RV_SET: return rv_set_has(coll, key) ? key : NULL;
+    default: return NULL;
+  }
+}
+
+/* ---------------------------------------------------------------- body */
+typedef struct {
+  rk k;
+  const rg_body *b;
+  size_t i;
+  const rk *next;
+} k_body;
+
+static ct_status k_body_fn(rg_ev *ev, const rk *k, rv *v) {
+  (void)v;
+  const k_body *kb = (const k_body *)k;
+  return eval_body(ev, kb->b, kb->i, kb->next);
+}
+
+static ct_status eval_with(rg_ev *ev, const rg_expr *e, const rk *k);
+
+static ct_status eval_body(rg_ev *ev, const rg_body *b, size_t i, const rk *k) {
+  if (i == b->n) return KCALL(ev, k, NULL);
+  CT_GUARD(step(ev));
+  k_body kb = {{k_body_fn}, b, i + 1, k};
+  const rg_expr *e = b->e[i];
+  if (e->nwith) return eval_with(ev, e, &kb.k);
+  return eval_expr(ev, e, &kb.k);
+}
+
+/* ---------------------------------------------------------------- expressions */
+typedef struct {
+  rk k;
+  const rk *next;
+  const rg_expr *e;
+} k_truthy;
+
+static ct_status k_truthy_fn(rg_ev *ev, const rk *k, rv *v) {
+  const k_truthy *kt = (const k_truthy *)k;
+  if (rv_truthy_false(v)) return CT_OK;
+  if (ev->exprvals && ev->qbody) {
+    for (size_t i = 0; i < ev->qbody->n; i++)
+      if (ev->qbody->e[i] == kt->e) ev->exprvals[i] = v;
+  }
+  return KCALL(ev, kt->next, NULL);
+}
+
+static ct_status k_halt_fn(rg_ev *ev, const rk *k, rv *v) {
+  (void)ev;
+  (void)k;
+  (void)v;
+  return RG_HALT;
+}
+static const rk k_halt = {k_halt_fn};
+
+/* some k, v in coll */
+typedef struct {
+  rk k;
+  const rg_expr *e;
+  const rk *next;
+  rv *val;
+} k_somein2;
+
+static ct_status k_somein_val(rg_ev *ev, const rk *k, rv *v) {
+  (void)v;
+  const k_somein2 *ks = (const k_somein2 *)k;
+  return match(ev, ks->e->b, ks->val, ks->next);
+}
+
+typedef struct {
+  rk k;
+  const rg_expr *e;
+  const rk *next;
+} k_coll;
+
+static ct_status record_true(rg_ev *ev, const rg_expr *e) {
+  if (ev->exprvals && ev->qbody)
+    for (size_t i = 0; i < ev->qbody->n; i++)
+      if (ev->qbody->e[i] == e) ev->exprvals[i] = RV_TRUE;
+  return CT_OK;
+}
+
+typedef struct {
+  rk k;
+  const rg_expr *e;
+  const rk *next;
+} k_rec;
+static ct_status k_rec_fn(rg_ev *ev, const rk *k, rv *v) {
+  (void)v;
+  const k_rec *kr = (const k_rec *)k;
+  CT_GUARD(record_true(ev, kr->e));
+  return KCALL(ev, kr->next, NULL);
+}
+
+static ct_status k_somein_coll(rg_ev *ev, const rk *k, rv *coll) {
+  const k_coll *kc = (const k_coll *)k;
+  const rg_expr *e = kc->e;
+  k_somein2 k2 = {{k_somein_val}, e, kc->next, NULL};
+  if (coll->t != RV_ARR && coll->t != RV_OBJ && coll->t != RV_SET) return CT_OK;
+  for (size_t i = 0; i < coll->n; i++) {
+    CT_GUARD(step(ev));
+    rv *key, *val;
+    if (coll->t == RV_ARR) {
+      key = NULL;
+      val = coll->u.a[i];
+      if (e->a) {
+        key = rv_int(&ev->a, (int64_t)i);
+        if (!key) return ev_oom(ev);
+      }
+    } else if (coll->t == RV_SET) {
+      key = val = coll->u.a[i];
+    } else {
+      key = coll->u.o.k[i];
+      val = coll->u.o.v[i];
+    }
+    k2.val = val;
+    ct_status st;
+    if (e->a) st = match(ev, e->a, key, &k2.k);
+    else st = match(ev, e->b, val, kc->next);
+    if (st) return st;
+  }
+  return CT_OK;
+}
+
+/* every k, v in coll { body } */
+static ct_status k_every_coll(rg_ev *ev, const rk *k, rv *coll) {
+  const k_coll *kc = (const k_coll *)k;
+  const rg_expr *e = kc->e;
+  if (coll->t == RV_ARR || coll->t == RV_OBJ || coll->t == RV_SET) {
+    for (size_t i = 0; i < coll->n; i++) {
+      CT_GUARD(step(ev));
+      rv *key, *val;
+      if (coll->t == RV_ARR) {
+        key = rv_int(&ev->a, (int64_t)i);
+        if (!key) return ev_oom(ev);
+        val = coll->u.a[i];
+      } else if (coll->t == RV_SET) key = val = coll->u.a[i];
+      else {
+        key = coll->u.o.k[i];
+        val = coll->u.o.v[i];
+      }
+      size_t mark = ev->ntrail;
+      ct_status st = CT_OK;
+      if (e->a) st = bind(ev, e->a->slot, key);
+      if (!st) {
+        /* the value may be a pattern; bind it and run the body once */
+        k_body kb = {{k_body_fn}, e->body, 0, &k_halt};
+        st = match(ev, e->b, val, &kb.k);
+      }
+      undo(ev, mark);
+      if (st == RG_HALT) continue;
+      if (st) return st;
+      return CT_OK; /* this element has no solution: every fails */
+    }
+  } else if (coll->t != RV_NULL && false) {
+    return CT_OK;
+  }
+  CT_GUARD(record_true(ev, e));
+  return KCALL(ev, kc->next, NULL);
+}
+
+static bool term_has_unbound(rg_ev *ev, const rg_term *t) {
+  switch (t->kind) {
+    case T_VAR: return ev->slots[t->slot] == NULL;
+    case T_ARR:
+      for (size_t i = 0; i < t->n; i++)
+        if (term_has_unbound(ev, t->elems[i])) return true;
+      return false;
+    case T_OBJ:
+      for (size_t i = 1; i < t->n; i += 2)
+        if (term_has_unbound(ev, t->elems[i])) return true;
+      return false;
+    default: return false;
+  }
+}
+
+typedef struct {
+  rk k;
+  rg_term *pat;
+  const rk *next;
+} k_match;
+static ct_status k_match_fn(rg_ev *ev, const rk *k, rv *v) {
+  const k_match *km = (const k_match *)k;
+  return match(ev, km->pat, v, km->next);
+}
+
+static ct_status unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k);
+
+typedef struct {
+  rk k;
+  rg_term *a, *b;
+  size_t i;
+  const rk *next;
+} k_unify_arr;
+static ct_status k_unify_arr_fn(rg_ev *ev, const rk *k, rv *v) {
+  (void)v;
+  const k_unify_arr *ku = (const k_unify_arr *)k;
+  if (ku->i == ku->a->n) return KCALL(ev, ku->next, NULL);
+  k_unify_arr nx = {{k_unify_arr_fn}, ku->a, ku->b, ku->i + 1, ku->next};
+  return unify(ev, ku->a->elems[ku->i], ku->b->elems[ku->i], &nx.k);
+}
+
+static ct_status unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k) {
+  bool ua = term_has_unbound(ev, a), ub = term_has_unbound(ev, b);
+  if (ua && ub) {
+    if (a->kind == T_ARR && b->kind == T_ARR) {
+      if (a->n != b->n) return CT_OK;
+      k_unify_arr ku = {{k_unify_arr_fn}, a, b, 0, k};
+      return k_unify_arr_fn(ev, &ku.k, NULL);
+    }
+    if (a->kind == T_VAR && b->kind == T_VAR)
+      return ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "var %s is unsafe", a->name);
+    if (a->kind == T_VAR || b->kind == T_VAR) {
+      /* var = [pattern]: cannot be ground */
+      return ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "var %s is unsafe",
+                     a->kind == T_VAR ? a->name : b->name);
+    }
+    return CT_OK;
+  }
+  if (ua) {
+    k_match km = {{k_match_fn}, a, k};
+    return eval_term(ev, b, &km.k);
+  }
+  k_match km = {{k_match_fn}, b, k};
+  return eval_term(ev, a, &km.k);
+}
+
+static ct_status eval_expr(rg_ev *ev, const rg_expr *e, const rk *k) {
+  switch (e->kind) {
+    case E_TERM: {
+      k_truthy kt = {{k_truthy_fn}, k, e};
+      return eval_term(ev, e->a, &kt.k);
+    }
+    case E_UNIFY:
+    case E_ASSIGN: {
+      k_rec kr = {{k_rec_fn}, e, k};
+      return unify(ev, e->a, e->b, &kr.k);
+    }
+    case E_SOME: return KCALL(ev, k, NULL);
+    case E_SOMEIN: {
+      k_rec kr = {{k_rec_fn}, e, k};
+      k_coll kc = {{k_somein_coll}, e, &kr.k};
+      return eval_term(ev, e->c, &kc.k);
+    }
+    case E_EVERY: {
+      k_coll kc = {{k_every_coll}, e, k};
+      return eval_term(ev, e->c, &kc.k);
+    }
+    case E_NOT: {
+      size_t mark = ev->ntrail;
+      ct_status st;
+      if (e->sub->nwith) st = eval_with(ev, e->sub, &k_halt);
+      else st = eval_expr(ev, e->sub, &k_halt);
+      undo(ev, mark);
+      if (st == RG_HALT) return CT_OK;
+      if (st) return st;
+      CT_GUARD(record_true(ev, e));
+      return KCALL(ev, k, NULL);
+    }
+  }
+  return CT_OK;
+}
+
+/* ---------------------------------------------------------------- match (pattern vs value) */
+typedef struct {
+  rk k;
+  rg_term *t;
+  rv *v;
+  size_t i;
+  const rk *next;
+} k_match_arr;
+static ct_status k_match_arr_fn(rg_ev *ev, const rk *k, rv *unused) {
+  (void)unused;
+  const k_match_arr *km = (const k_match_arr *)k;
+  if (km->t->kind == T_ARR) {
+    if (km->i == km->t->n) return KCALL(ev, km->next, NULL);
+    k_match_arr nx = {{k_match_arr_fn}, km->t, km->v, km->i + 1, km->next};
+    return match(ev, km->t->elems[km->i], km->v->u.a[km->i], &nx.k);
+  }
+  /* object: pairs */
+  if (km->i * 2 == km->t->n) return KCALL(ev, km->next, NULL);
+  k_match_arr nx = {{k_match_arr_fn}, km->t, km->v, km->i + 1, km->next};
+  rg_term *kt = km->t->elems[km->i * 2];
+  rv *key = kt->ground ? kt->val : (kt->kind == T_VAR ? ev->slots[kt->slot] : NULL);
+  if (!key) return ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "object key in pattern is not ground");
+  rv *val = rv_obj_get(km->v, key);
+  if (!val) return CT_OK;
+  return match(ev, km->t->elems[km->i * 2 + 1], val, &nx.k);
+}
+
+typedef struct {
+  rk k;
+  rv *v;
+  const rk *next;
+} k_eq;
+static ct_status k_eq_fn(rg_ev *ev, const rk *k, rv *x) {
+  const k_eq *ke = (const k_eq *)k;
+  if (!rv_eq(ke->v, x)) return CT_OK;
+  return KCALL(ev, ke->next, NULL);
+}
+
+static ct_status match(rg_ev *ev, rg_term *t, rv *v, const rk *k) {
+  if (t->ground) {
+    if (!rv_eq(t->val, v)) return CT_OK;
+    return KCALL(ev, k, NULL);
+  }
+  switch (t->kind) {
+    case T_VAR: {
+      rv *cur = ev->slots[t->slot];
+      if (cur) return rv_eq(cur, v) ? KCALL(ev, k, NULL) : CT_OK;
+      size_t mark = ev->ntrail;
+      CT_GUARD(bind(ev, t->slot, v));
+      ct_status st = KCALL(ev, k, NULL);
+      undo(ev, mark);
+      return st;
+    }
+    case T_ARR:
+      if (term_has_unbound(ev, t)) {
+        if (v->t != RV_ARR || v->n != t->n) return CT_OK;
+        k_match_arr km = {{k_match_arr_fn}, t, v, 0, k};
+        return k_match_arr_fn(ev, &km.k, NULL);
+      }
+      break;
+    case T_OBJ:
+      if (term_has_unbound(ev, t)) {
+        if (v->t != RV_OBJ || v->n * 2 != t->n) return CT_OK;
+        k_match_arr km = {{k_match_arr_fn}, t, v, 0, k};
+        return k_match_arr_fn(ev, &km.k, NULL);
+      }
+      break;
+    default: break;
+  }
+  k_eq ke = {{k_eq_fn}, v, k};
+  return eval_term(ev, t, &ke.k);
+}
+
+/* ---------------------------------------------------------------- refs */
+static ct_status walk(rg_ev *ev, rv *v, rg_term *ref, size_t i, const rk *k);
+
+typedef struct {
+  rk k;
+  rv *coll;
+  rg_term *ref;
+  size_t i;
+  const rk *next;
+} k_walkkey;
+static ct_status k_walkkey_fn(rg_ev *ev, const rk *k, rv *key) {
+  const k_walkkey *kw = (const k_walkkey *)k;
+  rv *x = lookup(kw->coll, key);
+  if (!x) return CT_OK;
+  return walk(ev, x, kw->ref, kw->i + 1, kw->next);
+}
+
+typedef struct {
+  rk k;
+  rv *val;
+  rg_term *ref;
+  size_t i;
+  const rk *next;
+} k_pkey;
+static ct_status k_pkey_fn(rg_ev *ev, const rk *k, rv *unused) {
+  (void)unused;
+  const k_pkey *kp = (const k_pkey *)k;
+  return walk(ev, kp->val, kp->ref, kp->i + 1, kp->next);
+}
+
+static ct_status walk(rg_ev *ev, rv *v, rg_term *ref, size_t i, const rk *k) {
+  if (i == ref->n) return KCALL(ev, k, v);
+  rg_term *e = ref->elems[i];
+  if (e->ground) {
+    rv *x = lookup(v, e->val);
+    if (!x) return CT_OK;
+    return walk(ev, x, ref, i + 1, k);
+  }
+  if (e->kind == T_VAR && !ev->slots[e->slot]) {
+    if (v->t != RV_ARR && v->t != RV_OBJ && v->t != RV_SET) return CT_OK;
+    for (size_t j = 0; j < v->n; j++) {
+      CT_GUARD(step(ev));
+      rv *key, *val;
+      if (v->t == RV_ARR) {
+        key = rv_int(&ev->a, (int64_t)j);
+        if (!key) return ev_oom(ev);
+        val = v->u.a[j];
+      } else if (v->t == RV_SET) key = val = v->u.a[j];
+      else {
+        key = v->u.o.k[j];
+        val = v->u.o.v[j];
+      }
+      size_t mark = ev->ntrail;
+      CT_GUARD(bind(ev, e->slot, key));
+      ct_status st = walk(ev, val, ref, i + 1, k);
+      undo(ev, mark);
+      if (st) return st;
+    }
+    return CT_OK;
+  }
+  if (e->kind == T_VAR) {
+    rv *x = lookup(v, ev->slots[e->slot]);
+    if (!x) return CT_OK;
+    return walk(ev, x, ref, i + 1, k);
+  }
+  if ((e->kind == T_ARR || e->kind == T_OBJ) && term_has_unbound(ev, e)) {
+    /* a pattern as key: enumerate the keys that match it */
+    if (v->t != RV_ARR && v->t != RV_OBJ && v->t != RV_SET) return CT_OK;
+    for (size_t j = 0; j < v->n; j++) {
+      CT_GUARD(step(ev));
+      rv *key = v->t == RV_OBJ ? v->u.o.k[j] : v->t == RV_SET ? v->u.a[j] : rv_int(&ev->a, (int64_t)j);
+      if (!key) return ev_oom(ev);
+      rv *val = v->t == RV_OBJ ? v->u.o.v[j] : v->u.a[j];
+      k_pkey kp = {{k_pkey_fn}, val, ref, i, k};
+      CT_GUARD(match(ev, e, key, &kp.k));
+    }
+    return CT_OK;
+  }
+  k_walkkey kw = {{k_walkkey_fn}, v, ref, i, k};
+  return eval_term(ev, e, &kw.k);
+}
+
+/* data documents: rule tree + base data */
+static ct_status data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out);
+
+static rv *dov_find(rg_ev *ev, rv **path, size_t n, bool *below) {
+  *below = false;
+  rv *hit = NULL;
+  for (size_t i = 0; i < ev->ndov; i++) {
+    rg_dover *d = &ev->dov[i];
+    if (d->n < n) {
+      bool pre = true;
+      for (size_t j = 0; j < d->n && pre; j++)
+        if (!rv_eq(d->path[j], path[j])) pre = false;
+      if (pre) {
+        /* override above this path: the overridden value is walked, handled by caller */
+      }
+      continue;
+    }
+    bool pre = true;
+    for (size_t j = 0; j < n && pre; j++)
+      if (!rv_eq(d->path[j], path[j])) pre = false;
+    if (!pre) continue;
+    if (d->n == n) hit = d->value;
+    else *below = true;
+  }
+  return hit;
+}
+
+static ct_status eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, const rk *k);
+
+typedef struct {
+  rk k;
+  rg_node *n;
+  rv *base;
+  rg_term *ref;
+  size_t i;
+  rv **path;
+  const rk *next;
+} k_datakey;
+
+static ct_status data_step(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, rv *key,
+                           const rk *k) {
+  rg_node *child = NULL;
+  if (n && key->t == RV_STR) child = rg_node_child(n, key->u.s);
+  rv *b2 = base && base->t == RV_OBJ ? rv_obj_get(base, key) : NULL;
+  path[i - 1] = key;
+  if (!child && !b2 && !ev->ndov) return CT_OK;
+  return eval_data(ev, child, b2, ref, i + 1, path, k);
+}
+
+static ct_status k_datakey_fn(rg_ev *ev, const rk *k, rv *key) {
+  const k_datakey *kd = (const k_datakey *)k;
+  return data_step(ev, kd->n, kd->base, kd->ref, kd->i, kd->path, key, kd->next);
+}
+
+static ct_status eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, const rk *k) {
+  bool below = false;
+  if (ev->ndov) {
+    rv *ov = dov_find(ev, path, i - 1, &below);
+    if (ov) return walk(ev, ov, ref, i, k);
+    if (!n && !base && !below) return CT_OK;
+  }
+  if (!n && !below) {
+    /* plain base document from here on */
+    if (!base) return CT_OK;
+    return walk(ev, base, ref, i, k);
+  }
+  if (n && n->kind >= 0) {
+    if (n->kind == R_FUNC) return CT_OK;
+    rv *doc;
+    CT_GUARD(rule_doc(ev, n, &doc));
+    if (!doc) return CT_OK;
+    return walk(ev, doc, ref, i, k);
+  }
+  if (i == ref->n) {
+    rv *doc;
+    CT_GUARD(data_doc(ev, n, base, &doc));
+    if (!doc) return CT_OK;
+    if (ev->ndov) {
+      /* apply overrides below this path */
+      for (size_t d = 0; d < ev->ndov; d++) {
+        rg_dover *o = &ev->dov[d];
+        if (o->n <= i - 1) continue;
+        bool pre = true;
+        for (size_t j = 0; j < i - 1 && pre; j++)
+          if (!rv_eq(o->path[j], path[j])) pre = false;
+        if (!pre) continue;
+        /* set o->path[i-1..] in doc */
+        rv *root = doc;
+        rv *vals[64];
+        size_t depth = o->n - (i - 1);
+        if (depth > 64) continue;
+        rv *cur = root;
+        for (size_t j = 0; j < depth; j++) {
+          vals[j] = cur;
+          cur = cur && cur->t == RV_OBJ ? rv_obj_get(cur, o->path[i - 1 + j]) : NULL;
+        }
+        rv *nv = o->value;
+        for (size_t j = depth; j-- > 0;) {
+          rv *parent = vals[j] && vals[j]->t == RV_OBJ ? vals[j] : &rv_empty_obj_v;
+          rv **ks = rg_alloc(&ev->a, (parent->n + 1) * sizeof(rv *));
+          rv **vs = rg_alloc(&ev->a, (parent->n + 1) * sizeof(rv *));
+          if (!ks || !vs) return ev_oom(ev);
+          size_t m = 0;
+          for (size_t q = 0; q < parent->n; q++)
+            if (!rv_eq(parent->u.o.k[q], o->path[i - 1 + j])) {
+              ks[m] = parent->u.o.k[q];
+              vs[m++] = parent->u.o.v[q];
+            }
+          ks[m] = o->path[i - 1 + j];
+          vs[m++] = nv;
+          nv = rv_obj(&ev->a, ks, vs, m, NULL);
+          if (!nv) return ev_oom(ev);
+        }
+        doc = nv;
+      }
+    }
+    return KCALL(ev, k, doc);
+  }
+  rg_term *e = ref->elems[i];
+  if (e->ground) return data_step(ev, n, base, ref, i, path, e->val, k);
+  if (e->kind == T_VAR && !ev->slots[e->slot]) {
+    /* enumerate child names and base keys */
+    vvec keys = {0};
+    if (n)
+      for (size_t j = 0; j < n->nkids; j++) {
+        rv *kv = rv_cstr(&ev->a, n->kids[j]->name);
+        if (!kv || !vv_push(ev, &keys, kv)) return ev_oom(ev);
+      }
+    if (base && base->t == RV_OBJ)
+      for (size_t j = 0; j < base->n; j++)
+        if (!vv_push(ev, &keys, base->u.o.k[j])) return ev_oom(ev);
+    rv *ks = rv_set(&ev->a, keys.v, keys.n);
+    if (!ks) return ev_oom(ev);
+    for (size_t j = 0; j < ks->n; j++) {
+      size_t mark = ev->ntrail;
+      CT_GUARD(bind(ev, e->slot, ks->u.a[j]));
+      ct_status st = data_step(ev, n, base, ref, i, path, ks->u.a[j], k);
+      undo(ev, mark);
+      if (st) return st;
+    }
+    return CT_OK;
+  }
+  k_datakey kd = {{k_datakey_fn}, n, base, ref, i, path, k};
+  return eval_term(ev, e, &kd.k);
+}
+
+static ct_status data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out) {
+  *out = NULL;
+  if (!n) {
+    *out = base;
+    return CT_OK;
+  }
+  if (n->kind >= 0) {
+    if (n->kind == R_FUNC) return CT_OK;
+    return rule_doc(ev, n, out);
+  }
+  size_t cap = n->nkids + (base && base->t == RV_OBJ ? base->n : 0) + 1;
+  rv **ks = rg_alloc(&ev->a, cap * sizeof(rv *)), **vs = rg_alloc(&ev->a, cap * sizeof(rv *));
+  if (!ks || !vs) return ev_oom(ev);
+  size_t m = 0;
+  for (size_t j = 0; j < n->nkids; j++) {
+    rg_node *c = n->kids[j];
+    rv *b2 = base && base->t == RV_OBJ ? rv_obj_gets(base, c->name) : NULL;
+    rv *d;
+    CT_GUARD(data_doc(ev, c, b2, &d));
+    if (!d) continue;
+    ks[m] = rv_cstr(&ev->a, c->name);
+    if (!ks[m]) return ev_oom(ev);
+    vs[m++] = d;
+  }
+  if (base && base->t == RV_OBJ)
+    for (size_t j = 0; j < base->n; j++) {
+      rv *kk = base->u.o.k[j];
+      if (kk->t == RV_STR && rg_node_child(n, kk->u.s)) continue;
+      ks[m] = kk;
+      vs[m++] = base->u.o.v[j];
+    }
+  *out = rv_obj(&ev->a, ks, vs, m, NULL);
+  if (!*out) return ev_oom(ev);
+  return CT_OK;
+}
+
+typedef struct {
+  rk k;
+  rg_term *ref;
+  const rk *next;
+} k_headwalk;
+static ct_status k_headwalk_fn(rg_ev *ev, const rk *k, rv *v) {
+  const k_headwalk *kh = (const k_headwalk *)k;
+  return walk(ev, v, kh->ref, 1, kh->next);
+}
+
+static ct_status eval_ref(rg_ev *ev, rg_term *t, const rk *k) {
+  rg_term *h = t->elems[0];
+  if (h->kind == T_DATA) {
+    rv **path = rg_alloc(&ev->a, (t->n + 1) * sizeof(rv *));
+    if (!path) return ev_oom(ev);
+    return eval_data(ev, ev->p->root, ev->data, t, 1, path, k);
+  }
+  if (h->kind == T_INPUT) {
+    if (!ev->input) return CT_OK;
+    return walk(ev, ev->input, t, 1, k);
+  }
+  if (h->kind == T_VAR) {
+    rv *v = ev->slots[h->slot];
+    if (!v) return ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "var %s is unsafe", h->name);
+    return walk(ev, v, t, 1, k);
+  }
+  k_headwalk kh = {{k_headwalk_fn}, t, k};
+  return eval_term(ev, h, &kh.k);
+}
+
+/* ---------------------------------------------------------------- rules */
+typedef struct {
+  rk k;
+  rg_rule *r;
+  rv **result;
+  bool *found;
+  const char *what;
+} k_ruleval;
+
+static ct_status k_ruleval_store(rg_ev *ev, const rk *k, rv *v) {
+  const k_ruleval *kr = (const k_ruleval *)k;
+  if (!*kr->result) {
+    *kr->result = v;
+    *kr->found = true;
+    return CT_OK;
+  }
+  if (!rv_eq(*kr->result, v))
+    return ev_fail(ev, "eval_conflict_error", kr->r->file, kr->r->row, kr->r->col, "%s", kr->what);
+  *kr->found = true;
+  return CT_OK;
+}
+
+typedef struct {
+  rk k;
+  rg_rule *r;
+  k_ruleval *store;
+} k_rulebody;
+
+static ct_status k_rulebody_fn(rg_ev *ev, const rk *k, rv *v) {
+  (void)v;
+  const k_rulebody *kb = (const k_rulebody *)k;
+  return eval_term(ev, kb->r->value, &kb->store->k);
+}
+
+/* partial set / object collection */
+typedef struct {
+  rk k;
+  rg_rule *r;
+  vvec *keys, *vals;
+} k_partial;
+
+typedef struct {
+  rk k;
+  const k_partial *kp;
+  rv *key;
+} k_partial_val;
+
+static ct_status k_partial_val_fn(rg_ev *ev, const rk *k, rv *v) {
+  const k_partial_val *kv = (const k_partial_val *)k;
+  if (!vv_push(ev, kv->kp->keys, kv->key) || !vv_push(ev, kv->kp->vals, v)) return ev_oom(ev);
+  return CT_OK;
+}
+
+static ct_status k_partial_key_fn(rg_ev *ev, const rk *k, rv *key) {
+  const k_partial *kp = (const k_partial *)k;
+  if (kp->r->kind == R_PSET) {
+    if (!vv_push(ev, kp->keys, key)) return ev_oom(ev);
+    return CT_OK;
+  }
+  k_partial_val kv = {{k_partial_val_fn}, kp, key};
+  return eval_term(ev, kp->r->value, &kv.k);
+}
+
+static ct_status k_partial_body_fn(rg_ev *ev, const rk *k, rv *v) {
+  (void)v;
+  const k_partial *kp = (const k_partial *)k;
+  k_partial kk = *kp;
+  kk.k.fn = k_partial_key_fn;
+  return eval_term(ev, kp->r->key, &kk.k);
+}
+
+static ct_status enter_frame(rg_ev *ev, const rg_rule *r, rv ***saved) {
+  if (++ev->depth > ev->p->limits.max_depth)
+    return ct_fail(ev->err, CT_ELIMIT, "eval_depth_limit_error: %s:%d:%d: evaluation exceeded the depth limit of %zu",
+                   r->file, r->row, r->col, ev->p->limits.max_depth);
+  *saved = ev->slots;
+  ev->slots = rg_alloc(&ev->a, ((size_t)r->nslots + 1) * sizeof(rv *));
+  if (!ev->slots) {
+    ev->slots = *saved;
+    return ev_oom(ev);
+  }
+  return CT_OK;
+}
+
+static void leave_frame(rg_ev *ev, rv **saved) {
+  ev->slots = saved;
+  ev->depth--;
+}
+
+static ct_status rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
+  *out = NULL;
+  if (n->kind == R_COMPLETE) {
+    rv *result = NULL;
+    for (size_t i = 0; i < n->nrules; i++) {
+      for (rg_rule *x = n->rules[i]; x; x = x->els) {
+        bool found = false;
+        k_ruleval store = {{k_ruleval_store}, x, &result, &found,
+                           "complete rules must not produce multiple outputs"};
+        k_rulebody kb = {{k_rulebody_fn}, x, &store};
+        rv **saved;
+        CT_GUARD(enter_frame(ev, x, &saved));
+        ct_status st = eval_body(ev, x->body, 0, &kb.k);
+        leave_frame(ev, saved);
+        if (st) return st;
+        if (found) break;
+      }
+    }
+    if (!result && n->dflt) result = n->dflt->value->val;
+    *out = result;
+    return CT_OK;
+  }
+  vvec keys = {0}, vals = {0};
+  for (size_t i = 0; i < n->nrules; i++) {
+    rg_rule *x = n->rules[i];
+    k_partial kp = {{k_partial_body_fn}, x, &keys, &vals};
+    rv **saved;
+    CT_GUARD(enter_frame(ev, x, &saved));
+    ct_status st = eval_body(ev, x->body, 0, &kp.k);
+    leave_frame(ev, saved);
+    if (st) return st;
+  }
+  if (n->kind == R_PSET) {
+    *out = rv_set(&ev->a, keys.v, keys.n);
+    if (!*out) return ev_oom(ev);
+    return CT_OK;
+  }
+  bool conflict = false;
+  *out = rv_obj(&ev->a, keys.v, vals.v, keys.n, &conflict);
+  if (conflict) {
+    rg_rule *r = n->rules[0];
+    return ev_fail(ev, "eval_conflict_error", r->file, r->row, r->col, "object keys must be unique");
+  }
+  if (!*out) return ev_oom(ev);
+  if (!keys.n && n->dflt) *out = n->dflt->value->val;
+  return CT_OK;
+}
+
+static ct_status rule_doc(rg_ev *ev, rg_node *n, rv **out) {
+  uint8_t st = ev->cstate[n->id];
+  if (st == 2) {
+    *out = ev->cache[n->id];
+    return CT_OK;
+  }
+  if (st == 1) {
+    rg_rule *r = n->nrules ? n->rules[0] : n->dflt;
+    return ev_fail(ev, "rego_recursion_error", r ? r->file : NULL, r ? r->row : 0, r ? r->col : 0,
+                   "rule %s is recursive", n->name);
+  }
+  ev->cstate[n->id] = 1;
+  ct_status s = rule_doc_compute(ev, n, out);
+  if (s) {
+    ev->cstate[n->id] = 0;
+    return s;
+  }
+  ev->cstate[n->id] = 2;
+  ev->cache[n->id] = *out;
+  return CT_OK;
+}
+
+/* ---------------------------------------------------------------- functions */
+typedef struct {
+  rk k;
+  rg_rule *r;
+  rv **args;
+  size_t i;
+  k_rulebody *body;
+} k_fargs;
+
+static ct_status k_fargs_fn(rg_ev *ev, const rk *k, rv *v) {
+  (void)v;
+  const k_fargs *ka = (const k_fargs *)k;
+  if (ka->i == ka->r->nargs) return eval_body(ev, ka->r->body, 0, &ka->body->k);
+  k_fargs nx = *ka;
+  nx.i++;
+  return match(ev, ka->r->args[ka->i], ka->args[ka->i], &nx.k);
+}
+
+static ct_status call_func(rg_ev *ev, rg_node *n, rv **args, rv **out) {
+  rv *result = NULL;
+  for (size_t i = 0; i < n->nrules; i++) {
+    for (rg_rule *x = n->rules[i]; x; x = x->els) {
+      bool found = false;
+      k_ruleval store = {{k_ruleval_store}, x, &result, &found,
+                         "functions must not produce multiple outputs for same inputs"};
+      k_rulebody kb = {{k_rulebody_fn}, x, &store};
+      k_fargs ka = {{k_fargs_fn}, x, args, 0, &kb};
+      rv **saved;
+      CT_GUARD(enter_frame(ev, x, &saved));
+      ct_status st = k_fargs_fn(ev, &ka.k, NULL);
+      leave_frame(ev, saved);
+      if (st) return st;
+      if (found) break;
+    }
+  }
+  if (!result && n->dflt) result = n->dflt->value->val;
+  *out = result;
+  return CT_OK;
+}
+
+static ct_status call_host(rg_ev *ev, int idx, rv **args, size_t nargs, rv **out) {
+  const rego_host_function *h = &ev->p->host[idx];
+  json_t *jargs[16] = {0};
+  ct_status st = CT_OK;
+  if (nargs > 16) return ev_fail(ev, "eval_builtin_error", NULL, 0, 0, "%s: too many arguments", h->name);
+  for (size_t i = 0; i < nargs && !st; i++) st = rg_to_jansson(args[i], &jargs[i], ev->err);
+  json_t *res = NULL;
+  if (!st) {
+    ct_err herr = {0};
+    st = h->fn(h->ctx, jargs, nargs, &res, &herr);
+    if (st) st = ct_fail(ev->err, st, "eval_builtin_error: %s: %s", h->name, herr.msg);
+  }
+  for (size_t i = 0; i < nargs; i++) json_decref(jargs[i]);
+  if (st) {
+    json_decref(res);
+    return st;
+  }
+  *out = NULL;
+  if (res) {
+    st = rg_from_jansson(&ev->a, res, 0, out, ev->err);
+    json_decref(res);
+  }
+  return st;
+}
+
+static const rg_override *find_override(rg_ev *ev, const rg_term *call) {
+  for (size_t i = ev->nov; i-- > 0;) {
+    const rg_override *o = &ev->ov[i];
+    if ((call->bi && o->target == call->bi) || (call->fn && o->target == call->fn) ||
+        (call->host >= 0 && o->target == (const void *)&ev->p->host[call->host]))
+      return o;
+  }
+  return NULL;
+}
+
+static ct_status call_value(rg_ev *ev, rg_term *call, rv **args, size_t nargs, rv **out) {
+  *out = NULL;
+  const rg_override *o = ev->nov ? find_override(ev, call) : NULL;
+  if (o) {
+    if (o->value) {
+      *out = o->value;
+      return CT_OK;
+    }
+    rg_term fake = *call;
+    fake.bi = o->repl_bi;
+    fake.fn = o->repl_fn;
+    fake.host = o->repl_host;
+    /* avoid re-applying the same override to the replacement */
+    size_t saved = ev->nov;
+    ev->nov = (size_t)(o - ev->ov);
+    ct_status st = call_value(ev, &fake, args, nargs, out);
+    ev->nov = saved;
+    return st;
+  }
+  if (call->fn) return call_func(ev, call->fn, args, out);
+  if (call->host >= 0) return call_host(ev, call->host, args, nargs, out);
+  const rg_builtin *bi = call->bi;
+  if (!bi) return ev_fail(ev, "rego_type_error", NULL, 0, 0, "undefined function %s", call->name);
+  ct_status st = bi->fn(ev, args, out);
+  if (st == CT_EINVAL && !ev->strict && strncmp(ev->err->msg, "eval_conflict_error", 19) != 0) {
+    /* OPA: without strict-builtin-errors, a failing built-in makes the expression undefined */
+    ct_err_clear(ev->err);
+    *out = NULL;
+    return CT_OK;
+  }
+  return st;
+}
+
+typedef struct {
+  rk k;
+  rg_term *t;
+  rv **vals;
+  size_t i, nin;
+  rg_term *outt;
+  const rk *next;
+} k_cargs;
+
+typedef struct {
+  rk k;
+  const rk *next;
+} k_true;
+static ct_status k_true_fn(rg_ev *ev, const rk *k, rv *v) {
+  (void)v;
+  return KCALL(ev, ((const k_true *)k)->next, RV_TRUE);
+}
+
+static ct_status call_finish(rg_ev *ev, rg_term *t, rv **vals, size_t nin, rg_term *outt, const rk *k) {
+  rv *out;
+  CT_GUARD(call_value(ev, t, vals, nin, &out));
+  if (!out) return CT_OK;
+  if (outt) {
+    k_true kt = {{k_true_fn}, k};
+    return match(ev, outt, out, &kt.k);
+  }
+  return KCALL(ev, k, out);
+}
+
+static ct_status k_cargs_fn(rg_ev *ev, const rk *k, rv *v) {
+  const k_cargs *ka = (const k_cargs *)k;
+  ka->vals[ka->i] = v;
+  if (ka->i + 1 == ka->nin) {
+    /* copy: deeper iterations reuse the array */
+    return call_finish(ev, ka->t, ka->vals, ka->nin, ka->outt, ka->next);
+  }
+  k_cargs nx = *ka;
+  nx.i++;
+  return eval_term(ev, ka->t->elems[nx.i], &nx.k);
+}
+
+static ct_status eval_call(rg_ev *ev, rg_term *t, const rk *k) {
+  CT_GUARD(step(ev));
+  long arity;
+  if (t->fn) arity = (long)t->fn->arity;
+  else if (t->host >= 0) arity = (long)ev->p->host[t->host].arity;
+  else arity = t->bi ? t->bi->arity : -1;
+  size_t nin = t->n;
+  rg_term *outt = NULL;
+  if (arity >= 0) {
+    if ((long)t->n == arity + 1) {
+      nin = (size_t)arity;
+      outt = t->elems[arity];
+    } else if ((long)t->n != arity)
+      return ev_fail(ev, "rego_type_error", NULL, 0, 0, "%s: arity mismatch: %zu arguments, want %ld", t->name, t->n,
+                     arity);
+  }
+  rv *fast[8];
+  rv **vals = nin <= 8 ? fast : rg_alloc(&ev->a, nin * sizeof(rv *));
+  if (!vals) return ev_oom(ev);
+  bool simple = true;
+  for (size_t i = 0; i < nin; i++) {
+    rg_term *a = t->elems[i];
+    if (a->ground) vals[i] = a->val;
+    else if (a->kind == T_VAR && ev->slots[a->slot]) vals[i] = ev->slots[a->slot];
+    else {
+      simple = false;
+      break;
+    }
+  }
+  if (simple) return call_finish(ev, t, vals, nin, outt, k);
+  if (vals == fast) {
+    vals = rg_alloc(&ev->a, (nin + 1) * sizeof(rv *));
+    if (!vals) return ev_oom(ev);
+  }
+  k_cargs ka = {{k_cargs_fn}, t, vals, 0, nin, outt, k};
+  return eval_term(ev, t->elems[0], &ka.k);
+}
+
+/* ---------------------------------------------------------------- collections and comprehensions */
+typedef struct {
+  rk k;
+  rg_term *t;
+  rv **vals;
+  size_t i;
+  const rk *next;
+} k_el;
+
+static ct_status build_coll(rg_ev *ev, rg_term *t, rv **vals, const rk *k) {
+  rv *v = NULL;
+  if (t->kind == T_ARR) v = rv_arr(&ev->a, vals, t->n);
+  else if (t->kind == T_SET) v = rv_set(&ev->a, vals, t->n);
+  else {
+    size_t np = t->n / 2;
+    rv **ks = rg_alloc(&ev->a, (np + 1) * sizeof(rv *)), **vs = rg_alloc(&ev->a, (np + 1) * sizeof(rv *));
+    if (!ks || !vs) return ev_oom(ev);
+    for (size_t i = 0; i < np; i++) {
+      ks[i] = vals[2 * i];
+      vs[i] = vals[2 * i + 1];
+    }
+    bool conflict = false;
+    v = rv_obj(&ev->a, ks, vs, np, &conflict);
+    if (conflict) return ev_fail(ev, "eval_conflict_error", NULL, 0, 0, "object keys must be unique");
+  }
+  if (!v) return ev_oom(ev);
+  return KCALL(ev, k, v);
+}
+
+static ct_status k_el_fn(rg_ev *ev, const rk *k, rv *v) {
+  const k_el *ke = (const k_el *)k;
+  ke->vals[ke->i] = v;
+  if (ke->i + 1 == ke->t->n) return build_coll(ev, ke->t, ke->vals, ke->next);
+  k_el nx = *ke;
+  nx.i++;
+  return eval_term(ev, ke->t->elems[nx.i], &nx.k);
+}
+
+static ct_status eval_coll(rg_ev *ev, rg_term *t, const rk *k) {
+  rv **vals = rg_alloc(&ev->a, (t->n + 1) * sizeof(rv *));
+  if (!vals) return ev_oom(ev);
+  bool simple = true;
+  for (size_t i = 0; i < t->n; i++) {
+    rg_term *a = t->elems[i];
+    if (a->ground) vals[i] = a->val;
+    else if (a->kind == T_VAR && ev->slots[a->slot]) vals[i] = ev->slots[a->slot];
+    else {
+      simple = false;
+      break;
+    }
+  }
+  if (simple || !t->n) return build_coll(ev, t, vals, k);
+  k_el ke = {{k_el_fn}, t, vals, 0, k};
+  return eval_term(ev, t->elems[0], &ke.k);
+}
+
+typedef struct {
+  rk k;
+  rg_term *t;
+  vvec *keys, *vals;
+  rv *key;
+} k_comp;
+
+static ct_status k_comp_val(rg_ev *ev, const rk *k, rv *v) {
+  const k_comp *kc = (const k_comp *)k;
+  if (kc->t->kind == T_OCOMP) {
+    if (!vv_push(ev, kc->keys, kc->key) || !vv_push(ev, kc->vals, v)) return ev_oom(ev);
+  } else if (!vv_push(ev, kc->keys, v))
+    return ev_oom(ev);
+  return CT_OK;
+}
+
+static ct_status k_comp_key(rg_ev *ev, const rk *k, rv *key) {
+  const k_comp *kc = (const k_comp *)k;
+  k_comp nx = *kc;
+  nx.k.fn = k_comp_val;
+  nx.key = key;
+  return eval_term(ev, kc->t->elems[1], &nx.k);
+}
+
+static ct_status k_comp_body(rg_ev *ev, const rk *k, rv *v) {
+  (void)v;
+  const k_comp *kc = (const k_comp *)k;
+  k_comp nx = *kc;
+  nx.k.fn = kc->t->kind == T_OCOMP ? k_comp_key : k_comp_val;
+  return eval_term(ev, kc->t->elems[0], &nx.k);
+}
+
+static ct_status eval_comp(rg_ev *ev, rg_term *t, const rk *k) {
+  vvec keys = {0}, vals = {0};
+  k_comp kc = {{k_comp_body}, t, &keys, &vals, NULL};
+  CT_GUARD(eval_body(ev, t->body, 0, &kc.k));
+  rv *v;
+  if (t->kind == T_ACOMP) v = rv_arr(&ev->a, keys.v, keys.n);
+  else if (t->kind == T_SCOMP) v = rv_set(&ev->a, keys.v, keys.n);
+  else {
+    bool conflict = false;
+    v = rv_obj(&ev->a, keys.v, vals.v, keys.n, &conflict);
+    if (conflict) return ev_fail(ev, "eval_conflict_error", NULL, 0, 0, "object keys must be unique");
+  }
+  if (!v) return ev_oom(ev);
+  return KCALL(ev, k, v);
+}
+
+static ct_status eval_term(rg_ev *ev, rg_term *t, const rk *k) {
+  if (t->ground) return KCALL(ev, k, t->val);
+  switch (t->kind) {
+    case T_VAR: {
+      rv *v = ev->slots[t->slot];
+      if (!v) return ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "var %s is unsafe", t->wildcard ? "_" : t->name);
+      return KCALL(ev, k, v);
+    }
+    case T_INPUT:
+      if (!ev->input) return CT_OK;
+      return KCALL(ev, k, ev->input);
+    case T_DATA: {
+      rg_term *one[1] = {t};
+      rg_term ref = {.kind = T_REF, .n = 1, .elems = one, .slot = -1, .host = -1};
+      rv *path[1];
+      return eval_data(ev, ev->p->root, ev->data, &ref, 1, path, k);
+    }
+    case T_REF: return eval_ref(ev, t, k);
+    case T_ARR:
+    case T_SET:
+    case T_OBJ: return eval_coll(ev, t, k);
+    case T_ACOMP:
+    case T_SCOMP:
+    case T_OCOMP: return eval_comp(ev, t, k);
+    case T_CALL: return eval_call(ev, t, k);
+    default: return ev_fail(ev, "eval_internal_error", NULL, 0, 0, "unexpected term kind %d", t->kind);
+  }
+}
+
+/* ---------------------------------------------------------------- with */
+typedef struct {
+  rk k;
+  rv **out;
+} k_first;
+static ct_status k_first_fn(rg_ev *ev, const rk *k, rv *v) {
+  (void)ev;
+  *((const k_first *)k)->out = v;
+  return RG_HALT;
+}
+
+static ct_status first_value(rg_ev *ev, rg_term *t, rv **out) {
+  *out = NULL;
+  k_first kf = {{k_first_fn}, out};
+  ct_status st = eval_term(ev, t, &kf.k);
+  if (st == RG_HALT) return CT_OK;
+  return st;
+}
+
+static rv *set_path(rg_ev *ev, rv *root, rv **path, size_t n, rv *value) {
+  if (!n) return value;
+  rv *obj = root && root->t == RV_OBJ ? root : &rv_empty_obj_v;
+  rv *child = rv_obj_get(obj, path[0]);
+  rv *nc = set_path(ev, child, path + 1, n - 1, value);
+  if (!nc) return NULL;
+  rv **ks = rg_alloc(&ev->a, (obj->n + 1) * sizeof(rv *)), **vs = rg_alloc(&ev->a, (obj->n + 1) * sizeof(rv *));
+  if (!ks || !vs) return NULL;
+  size_t m = 0;
+  for (size_t i = 0; i < obj->n; i++)
+    if (!rv_eq(obj->u.o.k[i], path[0])) {
+      ks[m] = obj->u.o.k[i];
+      vs[m++] = obj->u.o.v[i];
+    }
+  ks[m] = path[0];
+  vs[m++] = nc;
+  return rv_obj(&ev->a, ks, vs, m, NULL);
+}
+
+typedef struct {
+  rv *input;
+  rg_override *ov;
+  size_t nov;
+  rg_dover *dov;
+  size_t ndov;
+  rv **cache;
+  uint8_t *cstate;
+} with_state;
+
+static void ws_save(rg_ev *ev, with_state *s) {
+  s->input = ev->input;
+  s->ov = ev->ov;
+  s->nov = ev->nov;
+  s->dov = ev->dov;
+  s->ndov = ev->ndov;
+  s->cache = ev->cache;
+  s->cstate = ev->cstate;
+}
+static void ws_load(rg_ev *ev, const with_state *s) {
+  ev->input = s->input;
+  ev->ov = s->ov;
+  ev->nov = s->nov;
+  ev->dov = s->dov;
+  ev->ndov = s->ndov;
+  ev->cache = s->cache;
+  ev->cstate = s->cstate;
+}
+
+typedef struct {
+  rk k;
+  with_state outer, inner;
+  const rk *next;
+} k_unwith;
+
+static ct_status k_unwith_fn(rg_ev *ev, const rk *k, rv *v) {
+  const k_unwith *ku = (const k_unwith *)k;
+  ws_load(ev, &ku->outer);
+  ct_status st = KCALL(ev, ku->next, v);
+  ws_load(ev, &ku->inner);
+  return st;
+}
+
+static ct_status eval_with(rg_ev *ev, const rg_expr *e, const rk *k) {
+  k_unwith ku = {{k_unwith_fn}, {0}, {0}, k};
+  ws_save(ev, &ku.outer);
+  rg_override *ov = rg_alloc(&ev->a, (ev->nov + e->nwith) * sizeof(rg_override));
+  rg_dover *dov = rg_alloc(&ev->a, (ev->ndov + e->nwith) * sizeof(rg_dover));
+  if (!ov || !dov) return ev_oom(ev);
+  if (ev->nov) memcpy(ov, ev->ov, ev->nov * sizeof(rg_override));
+  if (ev->ndov) memcpy(dov, ev->dov, ev->ndov * sizeof(rg_dover));
+  size_t nov = ev->nov, ndov = ev->ndov;
+  rv *input = ev->input;
+  for (size_t i = 0; i < e->nwith; i++) {
+    rg_with *w = &e->with[i];
+    rg_term *t = w->target;
+    rv *val = NULL;
+    rg_term *vt = w->value;
+    bool fnrepl = false;
+    if (t->kind == T_CALL) {
+      /* function mock: the value may name a function */
+      rg_override *o = &ov[nov];
+      memset(o, 0, sizeof(*o));
+      o->target = t->fn ? (const void *)t->fn : t->host >= 0 ? (const void *)&ev->p->host[t->host] : (const void *)t->bi;
+      o->repl_host = -1;
+      if (vt->kind == T_CALL && vt->n == 0 && vt->fnref) {
+        o->repl_bi = vt->bi;
+        o->repl_fn = vt->fn;
+        o->repl_host = vt->host;
+        fnrepl = true;
+      }
+      if (!fnrepl) {
+        CT_GUARD(first_value(ev, vt, &val));
+        if (!val) return CT_OK;
+        o->value = val;
+      }
+      nov++;
+      continue;
+    }
+    CT_GUARD(first_value(ev, vt, &val));
+    if (!val) return CT_OK;
+    rg_term *head = t->kind == T_REF ? t->elems[0] : t;
+    size_t np = t->kind == T_REF ? t->n - 1 : 0;
+    rv **path = rg_alloc(&ev->a, (np + 1) * sizeof(rv *));
+    if (!path) return ev_oom(ev);
+    for (size_t j = 0; j < np; j++) {
+      CT_GUARD(first_value(ev, t->elems[j + 1], &path[j]));
+      if (!path[j]) return CT_OK;
+    }
+    if (head->kind == T_INPUT) {
+      input = set_path(ev, input, path, np, val);
+      if (!input) return ev_oom(ev);
+    } else {
+      dov[ndov].path = path;
+      dov[ndov].n = np;
+      dov[ndov].value = val;
+      ndov++;
+    }
+  }
+  ev->input = input;
+  ev->ov = ov;
+  ev->nov = nov;
+  ev->dov = dov;
+  ev->ndov = ndov;
+  ev->cache = rg_alloc(&ev->a, ((size_t)ev->p->nnodes + 1) * sizeof(rv *));
+  ev->cstate = rg_alloc(&ev->a, (size_t)ev->p->nnodes + 1);
+  if (!ev->cache || !ev->cstate) {
+    ws_load(ev, &ku.outer);
+    return ev_oom(ev);
+  }
+  ws_save(ev, &ku.inner);
+  ct_status st = eval_expr(ev, e, &ku.k);
+  ws_load(ev, &ku.outer);
+  return st;
+}
+
+/* ---------------------------------------------------------------- entry points */
+static ct_status ev_init(rg_ev *ev, const rego_policy *p, ct_err *err) {
+  memset(ev, 0, sizeof(*ev));
+  ev->p = p;
+  ev->err = err;
+  ev->a.limit = p->limits.max_memory_bytes;
+  ev->cache = rg_alloc(&ev->a, ((size_t)p->nnodes + 1) * sizeof(rv *));
+  ev->cstate = rg_alloc(&ev->a, (size_t)p->nnodes + 1);
+  if (!ev->cache || !ev->cstate) return ev_oom(ev);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ev->now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+  return CT_OK;
+}
+
+static void ev_free(rg_ev *ev) {
+  rg_arena_free(&ev->a);
+  free(ev->trail);
+}
+
+typedef struct {
+  rk k;
+  rv **out;
+} k_result;
+
+CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input, const json_t *data,
+                    json_t **result, ct_err *err) {
+  *result = NULL;
+  CT_ENSURE(p && query, err, CT_EINVAL, "rego_eval: missing policy or query");
+  rg_ev ev;
+  ct_status st = ev_init(&ev, p, err);
+  rg_compiled_query q;
+  if (!st) st = rg_compile_query(p, &ev.a, query, &q, err);
+  if (!st && (q.body->n != 1 || q.body->e[0]->kind != E_TERM || q.body->e[0]->nwith))
+    st = ct_fail(err, CT_EINVAL, "rego_eval: query must be a single reference such as data.policy.allow");
+  if (!st && input) st = rg_from_jansson(&ev.a, input, 0, &ev.input, err);
+  if (!st && data) st = rg_from_jansson(&ev.a, data, 0, &ev.data, err);
+  if (!st) {
+    ev.slots = rg_alloc(&ev.a, ((size_t)q.nslots + 1) * sizeof(rv *));
+    if (!ev.slots) st = ev_oom(&ev);
+  }
+  rv *out = NULL;
+  if (!st) {
+    st = first_value(&ev, q.body->e[0]->a, &out);
+    if (st == CT_EINVAL && ev.a.exceeded) st = ev_oom(&ev);
+  }
+  if (!st && out) st = rg_to_jansson(out, result, err);
+  ev_free(&ev);
+  return st;
+}
+
+/* query mode: collect every solution */
+typedef struct {
+  rk k;
+  rg_compiled_query *q;
+  ct_buf *out;
+  size_t nres;
+  const char *src;
+} k_qres;
+
+static ct_status text_of_expr(const char *src, const rg_body *b, size_t i, ct_buf *out, ct_err *err) {
+  /* the text of expression i: from its start to the start of the next (trimmed) */
+  const rg_expr *e = b->e[i];
+  int row = 1, col = 1;
+  size_t start = 0, end = strlen(src);
+  for (size_t j = 0; src[j]; j++) {
+    if (row == e->row && col == e->col) {
+      start = j;
+      break;
+    }
+    if (src[j] == '\n') {
+      row++;
+      col = 1;
+    } else col++;
+  }
+  if (i + 1 < b->n) {
+    const rg_expr *nx = b->e[i + 1];
+    row = 1;
+    col = 1;
+    for (size_t j = 0; src[j]; j++) {
+      if (row == nx->row && col == nx->col) {
+        end = j;
+        break;
+      }
+      if (src[j] == '\n') {
+        row++;
+        col = 1;
+      } else col++;
+    }
+  }
+  while (end > start && (src[end - 1] == ' ' || src[end - 1] == '\n' || src[end - 1] == ';' || src[end - 1] == '\t'))
+    end--;
+  rv tmp = {.t = RV_STR, .n = (uint32_t)(end - start), .u.s = src + start};
+  return rg_json_write(&tmp, out, false, 0, err);
+}
+
+static ct_status k_qres_fn(rg_ev *ev, const rk *k, rv *v) {
+  (void)v;
+  k_qres *kq = (k_qres *)k;
+  ct_buf *o = kq->out;
+  ct_err *err = ev->err;
+  if (kq->nres++) CT_GUARD(ct_buf_append_str(o, ",", err));
+  CT_GUARD(ct_buf_append_str(o, "{\"expressions\":[", err));
+  const rg_body *b = kq->q->body;
+  for (size_t i = 0; i < b->n; i++) {
+    if (i) CT_GUARD(ct_buf_append_str(o, ",", err));
+    CT_GUARD(ct_buf_append_str(o, "{\"value\":", err));
+    CT_GUARD(rg_json_write(ev->exprvals[i] ? ev->exprvals[i] : RV_TRUE, o, false, 0, err));
+    CT_GUARD(ct_buf_append_str(o, ",\"text\":", err));
+    CT_GUARD(text_of_expr(kq->src, b, i, o, err));
+    CT_GUARD(ct_buf_printf(o, err, ",\"location\":{\"row\":%d,\"col\":%d}}", b->e[i]->row, b->e[i]->col));
+  }
+  CT_GUARD(ct_buf_append_str(o, "]", err));
+  bool any = false;
+  for (int s = 0; s < kq->q->nslots; s++) {
+    const char *name = kq->q->slotnames[s];
+    if (!name || !ev->slots[s]) continue;
+    CT_GUARD(ct_buf_append_str(o, any ? "," : ",\"bindings\":{", err));
+    any = true;
+    rv nm = {.t = RV_STR, .n = (uint32_t)strlen(name), .u.s = name};
+    CT_GUARD(rg_json_write(&nm, o, false, 0, err));
+    CT_GUARD(ct_buf_append_str(o, ":", err));
+    CT_GUARD(rg_json_write(ev->slots[s], o, false, 0, err));
+  }
+  if (any) CT_GUARD(ct_buf_append_str(o, "}", err));
+  return ct_buf_append_str(o, "}", err);
+}
+
+CT_RESULT rego_query(const rego_policy *p, const char *query, const rego_query_opts *qo, char **result_json,
+                     ct_err *err) {
+  *result_json = NULL;
+  rg_ev ev;
+  ct_status st = ev_init(&ev, p, err);
+  rg_compiled_query q;
+  if (!st) st = rg_compile_query(p, &ev.a, query, &q, err);
+  if (!st && qo && qo->input_json)
+    st = rg_json_parse(&ev.a, qo->input_json, strlen(qo->input_json), 0, &ev.input, err);
+  if (!st && qo && qo->data_json) st = rg_json_parse(&ev.a, qo->data_json, strlen(qo->data_json), 0, &ev.data, err);
+  if (!st && qo) {
+    ev.strict = qo->strict_builtin_errors;
+    if (qo->now_ns) ev.now = qo->now_ns;
+  }
+  if (!st) {
+    ev.slots = rg_alloc(&ev.a, ((size_t)q.nslots + 1) * sizeof(rv *));
+    ev.exprvals = rg_alloc(&ev.a, (q.body->n + 1) * sizeof(rv *));
+    ev.qbody = q.body;
+    if (!ev.slots || !ev.exprvals) st = ev_oom(&ev);
+  }
+  ct_buf out;
+  ct_buf_init(&out, 1u << 30);
+  if (!st) st = ct_buf_append_str(&out, "[", err);
+  if (!st) {
+    k_qres kq = {{k_qres_fn}, &q, &out, 0, query};
+    st = eval_body(&ev, q.body, 0, &kq.k);
+    if (st == CT_EINVAL && ev.a.exceeded) st = ev_oom(&ev);
+  }
+  if (!st) st = ct_buf_append_str(&out, "]", err);
+  if (!st) *result_json = (char *)ct_buf_take(&out, NULL);
+  ct_buf_free(&out);
+  ev_free(&ev);
+  return st;
+}
+
+CT_RESULT rego_list_tests(const rego_policy *p, char ***names, size_t *n, ct_err *err) {
+  *names = NULL;
+  *n = 0;
+  size_t cap = 0;
+  /* depth-first over the tree */
+  rg_node *stack[512];
+  size_t sp = 0;
+  stack[sp++] = p->root;
+  while (sp) {
+    rg_node *nd = stack[--sp];
+    for (size_t i = nd->nkids; i-- > 0;)
+      if (sp < 512) stack[sp++] = nd->kids[i];
+    if (nd->kind >= 0 && nd->kind != R_FUNC && !strncmp(nd->name, "test_", 5)) {
+      char path[1024] = "";
+      const rg_node *chain[128];
+      size_t nc = 0;
+      for (const rg_node *x = nd; x && nc < 128; x = x->parent) chain[nc++] = x;
+      for (size_t i = nc; i-- > 0;) {
+        strncat(path, chain[i]->name, sizeof(path) - strlen(path) - 1);
+        if (i) strncat(path, ".", sizeof(path) - strlen(path) - 1);
+      }
+      if (*n == cap) {
+        cap = cap ? cap * 2 : 16;
+        char **nn = realloc(*names, cap * sizeof(char *));
+        CT_ENSURE(nn, err, CT_ENOMEM, "out of memory");
+        *names = nn;
+      }
+      (*names)[*n] = strdup(path);
+      CT_ENSURE((*names)[*n], err, CT_ENOMEM, "out of memory");
+      (*n)++;
+    }
+  }
+  return CT_OK;
+}

@@ -1,0 +1,85 @@
+/*
+ * rego.h - the coco-trust Rego policy engine (parser, compiler, top-down evaluator, built-ins).
+ *
+ * A policy is compiled once from one or more modules and is then immutable: rego_eval may be
+ * called on the same rego_policy from many threads at once. Every evaluation allocates from its
+ * own arena, bounded by rego_limits, and frees it before returning.
+ *
+ * Errors carry OPA-style codes as a prefix of err->msg ("rego_parse_error: policy.rego:3:5:
+ * unexpected token", "eval_conflict_error: ...", "eval_builtin_error: ...").
+ */
+#ifndef REGO_H
+#define REGO_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ct_status.h"
+
+typedef struct rego_policy rego_policy; /* compiled, immutable; evaluated concurrently */
+
+typedef struct rego_module {
+  const char *name;   /* file name used in error messages */
+  const char *source; /* NUL-terminated Rego text */
+} rego_module;
+
+/* A host function: args are Rego values converted to JSON (sets as sorted arrays); set *result to
+ * a new reference, or leave it NULL for "undefined". Returning an error aborts evaluation with
+ * eval_builtin_error. Called concurrently when the policy is evaluated from several threads. */
+typedef CT_RESULT (*rego_host_fn)(void *ctx, json_t *const *args, size_t nargs, json_t **result,
+                                  ct_err *err);
+typedef struct rego_host_function {
+  const char *name; /* e.g. "query_reference_value" or "ext.lookup" */
+  size_t arity;
+  rego_host_fn fn;
+  void *ctx;
+} rego_host_function;
+
+/* 0 = default: 10M steps, depth 256, 256 MiB per evaluation. */
+typedef struct rego_limits {
+  size_t max_steps;
+  size_t max_depth;
+  size_t max_memory_bytes;
+} rego_limits;
+
+typedef struct rego_options {
+  const rego_host_function *host_functions; /* copied by rego_compile */
+  size_t n_host_functions;
+  rego_limits limits;
+} rego_options;
+
+/* Parses and compiles the modules. On success *out is a new policy (free with rego_policy_free).
+ * Parse errors: "rego_parse_error: file:row:col: msg"; compile errors: "rego_compile_error: ..."
+ * / "rego_type_error: ..." / "rego_unsafe_var_error: ..." / "rego_recursion_error: ...". */
+CT_RESULT rego_compile(const rego_module *modules, size_t n_modules, const rego_options *opts,
+                       rego_policy **out, ct_err *err);
+void rego_policy_free(rego_policy *p);
+
+/* Evaluates a ref query such as "data.policy.allow" or "data.policy" against input/data (either
+ * may be NULL). On success *result is a new reference, or NULL when the query is undefined. */
+CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input,
+                    const json_t *data, json_t **result, ct_err *err);
+
+/*
+ * General queries (used by the CLI and the conformance runner). Input and data are JSON texts
+ * (parsed with OPA's number model: integers of any size, decimals kept exactly); data may hold
+ * several documents merged by the caller. The result is the JSON text of the list of solutions
+ * in `opa eval --format json` shape:
+ *   [{"expressions":[{"value":...,"text":"...","location":{"row":1,"col":1}}],"bindings":{...}}]
+ * Caller frees *result_json with free().
+ */
+typedef struct rego_query_opts {
+  const char *input_json; /* may be NULL (no input) */
+  const char *data_json;  /* may be NULL (empty data) */
+  bool strict_builtin_errors;
+  int64_t now_ns; /* time.now_ns(); 0 = the real clock */
+} rego_query_opts;
+CT_RESULT rego_query(const rego_policy *p, const char *query, const rego_query_opts *qo,
+                     char **result_json, ct_err *err);
+
+/* Lists the fully qualified names of rules whose last segment starts with "test_" (for
+ * `rego test`). Caller frees each string and the array with free(). */
+CT_RESULT rego_list_tests(const rego_policy *p, char ***names, size_t *n, ct_err *err);
+
+#endif

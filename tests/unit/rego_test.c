@@ -1,0 +1,421 @@
+/*
+ * Unit tests for the Rego engine (src/rego): Trustee-style attestation and resource policies
+ * (written here, equivalent in logic to the upstream ones), host functions, errors, limits and
+ * concurrent evaluation.
+ */
+#include <pthread.h>
+
+#include "ct_test_util.h"
+#include "rego.h"
+
+/* ---------------------------------------------------------------- helpers */
+static rego_policy *compile1(const char *src, const rego_options *opts) {
+  ct_err err = {0};
+  rego_module m = {"test.rego", src};
+  rego_policy *p = NULL;
+  CT_ASSERT_OK(rego_compile(&m, 1, opts, &p, &err), &err);
+  return p;
+}
+
+static json_t *js(const char *txt) {
+  json_error_t je;
+  json_t *j = json_loads(txt, JSON_DECODE_ANY, &je);
+  if (!j) fail_msg("bad test JSON: %s", je.text);
+  return j;
+}
+
+/* Evaluates and compares the canonical JSON of the result ("undefined" for NULL). */
+static void expect_eval(const rego_policy *p, const char *query, const char *input, const char *data,
+                        const char *want) {
+  ct_err err = {0};
+  json_t *in = input ? js(input) : NULL, *d = data ? js(data) : NULL, *res = NULL;
+  CT_ASSERT_OK(rego_eval(p, query, in, d, &res, &err), &err);
+  char *got = res ? json_dumps(res, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : strdup("undefined");
+  if (strcmp(got, want)) fail_msg("%s: got %s, want %s", query, got, want);
+  free(got);
+  json_decref(res);
+  json_decref(in);
+  json_decref(d);
+}
+
+static void expect_error(const rego_policy *p, const char *query, const char *input, const char *prefix) {
+  ct_err err = {0};
+  json_t *in = input ? js(input) : NULL, *res = NULL;
+  ct_status st = rego_eval(p, query, in, NULL, &res, &err);
+  if (st == CT_OK) fail_msg("%s: expected an error starting with %s", query, prefix);
+  if (strncmp(err.msg, prefix, strlen(prefix))) fail_msg("error %s does not start with %s", err.msg, prefix);
+  assert_null(res);
+  json_decref(in);
+}
+
+/* A reference-value store for query_reference_value. */
+static CT_RESULT rvps_lookup(void *ctx, json_t *const *args, size_t nargs, json_t **result, ct_err *err) {
+  json_t *store = ctx;
+  CT_ENSURE(nargs == 1 && json_is_string(args[0]), err, CT_EINVAL, "query_reference_value: want one string");
+  json_t *v = json_object_get(store, json_string_value(args[0]));
+  *result = v ? json_incref(v) : NULL;
+  return CT_OK;
+}
+
+static CT_RESULT failing_host(void *ctx, json_t *const *args, size_t nargs, json_t **result, ct_err *err) {
+  (void)ctx; (void)args; (void)nargs; (void)result;
+  return ct_fail(err, CT_EIO, "backend unavailable");
+}
+
+/* Equivalent in logic to Trustee's ear_default_policy_cpu.rego (sample, SNP and TDX parts). */
+static const char CPU_POLICY[] =
+    "package policy\n"
+    "\n"
+    "import rego.v1\n"
+    "\n"
+    "default executables := 33\n"
+    "default hardware := 97\n"
+    "default configuration := 36\n"
+    "default file_system := 0\n"
+    "\n"
+    "trust_claims := {\n"
+    "\t\"executables\": executables,\n"
+    "\t\"hardware\": hardware,\n"
+    "\t\"configuration\": configuration,\n"
+    "\t\"file-system\": file_system,\n"
+    "}\n"
+    "\n"
+    "executables := 3 if {\n"
+    "\tinput.sample\n"
+    "\tinput.sample.launch_digest in query_reference_value(\"launch_digest\")\n"
+    "}\n"
+    "\n"
+    "hardware := 2 if {\n"
+    "\tinput.sample\n"
+    "\tinput.sample.svn in query_reference_value(\"svn\")\n"
+    "\tinput.sample.platform_version.major == query_reference_value(\"major_version\")\n"
+    "\tinput.sample.platform_version.minor >= query_reference_value(\"minimum_minor_version\")\n"
+    "}\n"
+    "\n"
+    "configuration := 2 if {\n"
+    "\tinput.sample\n"
+    "\tinput.sample.debug == false\n"
+    "}\n"
+    "\n"
+    "configuration := 2 if {\n"
+    "\tinput.snp\n"
+    "\tinput.snp.evidence.policy.debug_allowed == false\n"
+    "\tinput.snp.evidence.plat_info.smt_enabled == query_reference_value(\"snp_smt_enabled\")\n"
+    "}\n"
+    "\n"
+    "# a comment between the rule and its else branch\n"
+    "else := 3 if {\n"
+    "\tinput.snp\n"
+    "\tinput.snp.evidence.policy.debug_allowed == false\n"
+    "}\n"
+    "\n"
+    "executables := 3 if {\n"
+    "\tinput.tdx\n"
+    "\tinput.tdx.quote.body.rtmr_1 in query_reference_value(\"rtmr_1\")\n"
+    "\ttdx_kernel_ok\n"
+    "}\n"
+    "\n"
+    "else := 4 if {\n"
+    "\tinput.tdx\n"
+    "\tinput.tdx.quote.body.rtmr_1 in query_reference_value(\"rtmr_1\")\n"
+    "}\n"
+    "\n"
+    "hardware := 2 if {\n"
+    "\tinput[\"az-tdx-vtpm\"]\n"
+    "\tinput[\"az-tdx-vtpm\"].quote.header.tee_type == \"81000000\"\n"
+    "}\n"
+    "\n"
+    "tdx_kernel_ok if {\n"
+    "\tevent := input.tdx.uefi_event_logs[_]\n"
+    "\tevent.type_name == \"EV_EFI_BOOT_SERVICES_APPLICATION\"\n"
+    "\t\"File(kernel)\" in event.details.device_paths\n"
+    "\tdigest := event.digests[_]\n"
+    "\tdigest.digest == query_reference_value(\"tdvfkernel\")\n"
+    "}\n"
+    "\n"
+    "extensions := [{\"name\": \"ear.trustee.identifiers\", \"key\": -18,\n"
+    "\t\"value\": {\"validated\": validated_identifiers}}]\n"
+    "\n"
+    "validated_identifiers := object.union_n([container_images_id, container_uids_id])\n"
+    "\n"
+    "container_images := [img |\n"
+    "    container := input[\"init_data_claims\"][\"agent_policy_claims\"][\"containers\"][_]\n"
+    "    img := container[\"OCI\"][\"Annotations\"][\"io.kubernetes.cri.image-name\"]\n"
+    "]\n"
+    "\n"
+    "container_images_id := {\"container_images\": container_images} if {\n"
+    "    count(container_images) > 0\n"
+    "} else := {}\n"
+    "\n"
+    "container_uids := [uid |\n"
+    "    container := input[\"init_data_claims\"][\"agent_policy_claims\"][\"containers\"][_]\n"
+    "    uid := container[\"OCI\"][\"Process\"][\"User\"][\"UID\"]\n"
+    "]\n"
+    "\n"
+    "container_uids_id := {\"container_uids\": container_uids} if {\n"
+    "    count(container_uids) > 0\n"
+    "} else := {}\n";
+
+static const char RV_STORE[] =
+    "{\"launch_digest\": [\"abcde\"], \"svn\": [\"1\"], \"major_version\": 1, \"minimum_minor_version\": 1,"
+    " \"snp_smt_enabled\": true, \"rtmr_1\": [\"r1\"], \"tdvfkernel\": \"kd\"}";
+
+static rego_policy *cpu_policy(json_t *store) {
+  static rego_host_function hf;
+  hf = (rego_host_function){"query_reference_value", 1, rvps_lookup, store};
+  rego_options o = {.host_functions = &hf, .n_host_functions = 1};
+  return compile1(CPU_POLICY, &o);
+}
+
+/* ---------------------------------------------------------------- tests */
+static void test_cpu_policy_sample(void **state) {
+  (void)state;
+  json_t *store = js(RV_STORE);
+  rego_policy *p = cpu_policy(store);
+  const char *good =
+      "{\"sample\": {\"svn\": \"1\", \"launch_digest\": \"abcde\", \"debug\": false,"
+      " \"platform_version\": {\"major\": 1, \"minor\": 2}}}";
+  expect_eval(p, "data.policy.trust_claims", good, NULL,
+              "{\"configuration\":2,\"executables\":3,\"file-system\":0,\"hardware\":2}");
+  const char *bad =
+      "{\"sample\": {\"svn\": \"2\", \"launch_digest\": \"zzz\", \"debug\": true,"
+      " \"platform_version\": {\"major\": 1, \"minor\": 0}}}";
+  expect_eval(p, "data.policy.trust_claims", bad, NULL,
+              "{\"configuration\":36,\"executables\":33,\"file-system\":0,\"hardware\":97}");
+  expect_eval(p, "data.policy.trust_claims", "{}", NULL,
+              "{\"configuration\":36,\"executables\":33,\"file-system\":0,\"hardware\":97}");
+  expect_eval(p, "data.policy.trust_claims", NULL, NULL,
+              "{\"configuration\":36,\"executables\":33,\"file-system\":0,\"hardware\":97}");
+  rego_policy_free(p);
+  json_decref(store);
+}
+
+static void test_cpu_policy_else_and_tdx(void **state) {
+  (void)state;
+  json_t *store = js(RV_STORE);
+  rego_policy *p = cpu_policy(store);
+  /* SNP: first branch fails (smt mismatch), else branch gives 3 */
+  expect_eval(p, "data.policy.configuration",
+              "{\"snp\": {\"evidence\": {\"policy\": {\"debug_allowed\": false}, \"plat_info\": {\"smt_enabled\": false}}}}",
+              NULL, "3");
+  expect_eval(p, "data.policy.configuration",
+              "{\"snp\": {\"evidence\": {\"policy\": {\"debug_allowed\": false}, \"plat_info\": {\"smt_enabled\": true}}}}",
+              NULL, "2");
+  const char *tdx_full =
+      "{\"tdx\": {\"quote\": {\"body\": {\"rtmr_1\": \"r1\"}}, \"uefi_event_logs\": ["
+      "{\"type_name\": \"EV_OTHER\", \"details\": {}, \"digests\": []},"
+      "{\"type_name\": \"EV_EFI_BOOT_SERVICES_APPLICATION\", \"details\": {\"device_paths\": [\"File(kernel)\"]},"
+      " \"digests\": [{\"digest\": \"nope\"}, {\"digest\": \"kd\"}]}]}}";
+  expect_eval(p, "data.policy.executables", tdx_full, NULL, "3");
+  const char *tdx_grub = "{\"tdx\": {\"quote\": {\"body\": {\"rtmr_1\": \"r1\"}}, \"uefi_event_logs\": []}}";
+  expect_eval(p, "data.policy.executables", tdx_grub, NULL, "4");
+  expect_eval(p, "data.policy.hardware", "{\"az-tdx-vtpm\": {\"quote\": {\"header\": {\"tee_type\": \"81000000\"}}}}",
+              NULL, "2");
+  rego_policy_free(p);
+  json_decref(store);
+}
+
+static void test_cpu_policy_extensions(void **state) {
+  (void)state;
+  json_t *store = js(RV_STORE);
+  rego_policy *p = cpu_policy(store);
+  const char *in =
+      "{\"init_data_claims\": {\"agent_policy_claims\": {\"containers\": ["
+      "{\"OCI\": {\"Annotations\": {\"io.kubernetes.cri.image-name\": \"pause\"}, \"Process\": {\"User\": {\"UID\": 65535}}}},"
+      "{\"OCI\": {\"Annotations\": {\"io.kubernetes.cri.image-name\": \"nginx\"}, \"Process\": {\"User\": {\"UID\": 0}}}}]}}}";
+  expect_eval(p, "data.policy.extensions", in, NULL,
+              "[{\"key\":-18,\"name\":\"ear.trustee.identifiers\",\"value\":{\"validated\":"
+              "{\"container_images\":[\"pause\",\"nginx\"],\"container_uids\":[65535,0]}}}]");
+  expect_eval(p, "data.policy.validated_identifiers", "{}", NULL, "{}");
+  rego_policy_free(p);
+  json_decref(store);
+}
+
+/* Resource policies equivalent to kbs/sample_policies (default, allow_all, deny_all, affirming). */
+static void test_resource_policies(void **state) {
+  (void)state;
+  rego_policy *def = compile1(
+      "package policy\n\ndefault allow = false\n\nplugin = data.plugin\n\n"
+      "allow if {\n\tplugin == \"resource\"\n"
+      "\tinput.trust_context.attestation_summary.verification_result == true\n}\n",
+      NULL);
+  const char *ok_in = "{\"trust_context\": {\"attestation_summary\": {\"verification_result\": true}}}";
+  expect_eval(def, "data.policy.allow", ok_in, "{\"plugin\": \"resource\", \"resource-path\": [\"a\",\"b\",\"c\"]}", "true");
+  expect_eval(def, "data.policy.allow", ok_in, "{\"plugin\": \"other\"}", "false");
+  expect_eval(def, "data.policy.allow", "{}", "{\"plugin\": \"resource\"}", "false");
+  rego_policy_free(def);
+
+  rego_policy *all = compile1("package policy\nimport rego.v1\ndefault allow := false\n"
+                              "allow if { data.plugin == \"resource\" }\n", NULL);
+  expect_eval(all, "data.policy.allow", NULL, "{\"plugin\": \"resource\"}", "true");
+  expect_eval(all, "data.policy.allow", NULL, "{\"plugin\": \"x\"}", "false");
+  rego_policy_free(all);
+
+  rego_policy *deny = compile1("package policy\nimport rego.v1\ndefault allow := false\n", NULL);
+  expect_eval(deny, "data.policy.allow", "{}", "{\"plugin\": \"resource\"}", "false");
+  rego_policy_free(deny);
+
+  rego_policy *aff = compile1(
+      "package policy\nimport rego.v1\n\ndefault allow = false\n\n"
+      "allow if {\n    not any_not_affirming\n    count(input.submods) > 0\n\n}\n\n"
+      "any_not_affirming if {\n    some _, submod in input.submods\n"
+      "    submod[\"ear.status\"] != \"affirming\"\n}\n",
+      NULL);
+  expect_eval(aff, "data.policy.allow", "{\"submods\": {\"cpu0\": {\"ear.status\": \"affirming\"}}}", NULL, "true");
+  expect_eval(aff, "data.policy.allow",
+              "{\"submods\": {\"cpu0\": {\"ear.status\": \"affirming\"}, \"gpu0\": {\"ear.status\": \"warning\"}}}", NULL,
+              "false");
+  expect_eval(aff, "data.policy.allow", "{\"submods\": {}}", NULL, "false");
+  rego_policy_free(aff);
+
+  /* policy with leading blank lines and data-indexed comparisons (policy_4 style) */
+  rego_policy *p4 = compile1(
+      "# comment\n\n\n\npackage policy\n\ndefault allow = false\n\ninput_tcb := input[\"tcb-status\"]\n\n"
+      "allow if {\n    count(data[\"resource-path\"]) == 3\n    data.plugin == \"resource\"\n\n\n"
+      "    input[\"submods\"][\"cpu0\"][\"ear.veraison.annotated-evidence\"][\"sample\"][\"productId\"] == "
+      "data[\"resource-path\"][1]\n}\n\n\n",
+      NULL);
+  expect_eval(p4, "data.policy.allow",
+              "{\"submods\": {\"cpu0\": {\"ear.veraison.annotated-evidence\": {\"sample\": {\"productId\": \"p\"}}}}}",
+              "{\"plugin\": \"resource\", \"resource-path\": [\"r\", \"p\", \"k\"]}", "true");
+  expect_eval(p4, "data.policy.allow", "{}", "{\"plugin\": \"resource\", \"resource-path\": [\"r\", \"p\", \"k\"]}",
+              "false");
+  rego_policy_free(p4);
+}
+
+static void test_language_core(void **state) {
+  (void)state;
+  rego_policy *p = compile1(
+      "package t\nimport rego.v1\n"
+      "s contains x if { some x in [3, 1, 2, 1] }\n"
+      "o[k] := v if { some k, v in {\"a\": 1, \"b\": 2} }\n"
+      "f(x) := x * 2\n"
+      "f2(x, y) := z if { z := x + y }\n"
+      "g := [f(1), f2(2, 3), count(s), sum([1, 2.5]), 7 / 2, 8 / 2, 7 % 3]\n"
+      "evens := {x | some x in numbers.range(1, 10); x % 2 == 0}\n"
+      "obj := {k: v | some k in [\"x\", \"y\"]; v := upper(k)}\n"
+      "all_pos if { every x in [1, 2, 3] { x > 0 } }\n"
+      "not_all if { not every_big }\n"
+      "every_big if { every x in [1, 20] { x > 10 } }\n"
+      "w := x if { x := input.a with input.a as 42 }\n"
+      "big := 123456789012345678901234567890\n"
+      "str := concat(\"/\", [\"a\", sprintf(\"%d-%s\", [5, \"z\"]), trim_space(\"  q \")])\n",
+      NULL);
+  expect_eval(p, "data.t.s", NULL, NULL, "[1,2,3]");
+  expect_eval(p, "data.t.o", NULL, NULL, "{\"a\":1,\"b\":2}");
+  expect_eval(p, "data.t.g", NULL, NULL, "[2,5,3,3.5,3.5,4,1]");
+  expect_eval(p, "data.t.evens", NULL, NULL, "[2,4,6,8,10]");
+  expect_eval(p, "data.t.obj", NULL, NULL, "{\"x\":\"X\",\"y\":\"Y\"}");
+  expect_eval(p, "data.t.all_pos", NULL, NULL, "true");
+  expect_eval(p, "data.t.not_all", NULL, NULL, "true");
+  expect_eval(p, "data.t.every_big", NULL, NULL, "undefined");
+  expect_eval(p, "data.t.w", NULL, NULL, "42");
+  expect_eval(p, "data.t.str", NULL, NULL, "\"a/5-z/q\"");
+  expect_eval(p, "data.t.missing", NULL, NULL, "undefined");
+  rego_policy_free(p);
+}
+
+static void test_errors(void **state) {
+  (void)state;
+  ct_err err = {0};
+  rego_policy *p = NULL;
+  rego_module m = {"bad.rego", "package x\n\nallow if {\n  1 +\n"};
+  assert_int_not_equal(rego_compile(&m, 1, NULL, &p, &err), CT_OK);
+  assert_null(p);
+  assert_non_null(strstr(err.msg, "rego_parse_error: bad.rego:"));
+  rego_module m2 = {"t.rego", "package x\np := undefined_fn(1)\n"};
+  assert_int_not_equal(rego_compile(&m2, 1, NULL, &p, &err), CT_OK);
+  assert_non_null(strstr(err.msg, "rego_type_error"));
+  rego_module m3 = {"t.rego", "package x\np := 1 if { x := 1; x := 2 }\n"};
+  assert_int_not_equal(rego_compile(&m3, 1, NULL, &p, &err), CT_OK);
+  assert_non_null(strstr(err.msg, "rego_compile_error"));
+
+  p = compile1("package x\nimport rego.v1\np := 1 if input.a\np := 2 if input.b\n"
+               "f(x) := 1 if x > 0\nf(x) := 2 if x > 1\nq := f(5)\n", NULL);
+  expect_eval(p, "data.x.p", "{\"a\": true}", NULL, "1");
+  expect_error(p, "data.x.p", "{\"a\": true, \"b\": true}", "eval_conflict_error: t");
+  expect_error(p, "data.x.q", NULL, "eval_conflict_error");
+  rego_policy_free(p);
+
+  /* a failing host function aborts with eval_builtin_error */
+  rego_host_function hf = {"ext.lookup", 1, failing_host, NULL};
+  rego_options o = {.host_functions = &hf, .n_host_functions = 1};
+  p = compile1("package x\nimport rego.v1\np if ext.lookup(\"k\") == 1\n", &o);
+  expect_error(p, "data.x.p", NULL, "eval_builtin_error: ext.lookup: backend unavailable");
+  rego_policy_free(p);
+}
+
+static void test_limits(void **state) {
+  (void)state;
+  rego_options o = {.limits = {.max_steps = 5000}};
+  rego_policy *p = compile1("package x\nimport rego.v1\n"
+                            "p := count([1 | some i in numbers.range(1, 100000); i > 0])\n", &o);
+  expect_error(p, "data.x.p", NULL, "eval_step_limit_error");
+  rego_policy_free(p);
+  rego_options o2 = {.limits = {.max_memory_bytes = 1 << 20}};
+  p = compile1("package x\nimport rego.v1\np := count([[i, j] | some i in numbers.range(1, 2000); "
+               "some j in numbers.range(1, 100)])\n", &o2);
+  expect_error(p, "data.x.p", NULL, "eval_memory_limit_error");
+  rego_policy_free(p);
+  rego_options o3 = {.limits = {.max_depth = 3}};
+  p = compile1("package x\nimport rego.v1\na := b + 1\nb := c + 1\nc := d + 1\nd := e + 1\ne := 1\n", &o3);
+  expect_error(p, "data.x.a", NULL, "eval_depth_limit_error");
+  rego_policy_free(p);
+  p = compile1("package x\nimport rego.v1\na := b\nb := a\n", NULL);
+  expect_error(p, "data.x.a", NULL, "rego_recursion_error");
+  rego_policy_free(p);
+}
+
+typedef struct {
+  const rego_policy *p;
+  int ok;
+} thr_arg;
+
+static void *thr_main(void *arg) {
+  thr_arg *t = arg;
+  ct_err err = {0};
+  json_t *in = json_pack("{s:{s:s,s:s,s:b,s:{s:i,s:i}}}", "sample", "svn", "1", "launch_digest", "abcde", "debug", 0,
+                         "platform_version", "major", 1, "minor", 2);
+  for (int i = 0; i < 300; i++) {
+    json_t *res = NULL;
+    if (rego_eval(t->p, "data.policy.trust_claims", in, NULL, &res, &err) != CT_OK) break;
+    if (json_integer_value(json_object_get(res, "executables")) == 3 &&
+        json_integer_value(json_object_get(res, "hardware")) == 2)
+      t->ok++;
+    json_decref(res);
+  }
+  json_decref(in);
+  return NULL;
+}
+
+static void test_threads(void **state) {
+  (void)state;
+  json_t *store = js(RV_STORE);
+  rego_policy *p = cpu_policy(store);
+  pthread_t th[4];
+  thr_arg args[4];
+  for (int i = 0; i < 4; i++) {
+    args[i] = (thr_arg){p, 0};
+    assert_int_equal(pthread_create(&th[i], NULL, thr_main, &args[i]), 0);
+  }
+  for (int i = 0; i < 4; i++) {
+    pthread_join(th[i], NULL);
+    assert_int_equal(args[i].ok, 300);
+  }
+  rego_policy_free(p);
+  json_decref(store);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_cpu_policy_sample),
+      cmocka_unit_test(test_cpu_policy_else_and_tdx),
+      cmocka_unit_test(test_cpu_policy_extensions),
+      cmocka_unit_test(test_resource_policies),
+      cmocka_unit_test(test_language_core),
+      cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_limits),
+      cmocka_unit_test(test_threads),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
