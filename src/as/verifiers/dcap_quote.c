@@ -299,6 +299,13 @@ ct_status dcap_pck_info_read(X509 *pck, dcap_pck_info *info, ct_err *err) {
 ct_status dcap_verify_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, time_t at, ct_err *err) {
   X509 *root = NULL;
   CT_GUARD(dcap_intel_root(&root, err));
+  ct_status st = dcap_verify_chain_to(chain, root, crls, at, err);
+  X509_free(root);
+  return st;
+}
+
+ct_status dcap_verify_chain_to(STACK_OF(X509) *chain, X509 *root, STACK_OF(X509_CRL) *crls,
+                               time_t at, ct_err *err) {
   X509_STORE *store = X509_STORE_new();
   X509_STORE_CTX *ctx = X509_STORE_CTX_new();
   STACK_OF(X509) *untrusted = sk_X509_new_null();
@@ -338,7 +345,6 @@ out:
   X509_STORE_CTX_free(ctx);
   X509_STORE_free(store);
   sk_X509_free(untrusted);
-  X509_free(root);
   return st;
 }
 
@@ -388,7 +394,8 @@ static ct_status dcap__att_key(const uint8_t xy[64], EVP_PKEY **out, ct_err *err
   }
   /* fromdata does not always check that the point is on the curve. */
   EVP_PKEY_CTX *cc = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL);
-  ok = cc && EVP_PKEY_public_check(cc) == 1;
+  /* P-256 has cofactor 1: an on-curve point is in the prime-order group. */
+  ok = cc && EVP_PKEY_public_check_quick(cc) == 1;
   EVP_PKEY_CTX_free(cc);
   if (!ok) {
     EVP_PKEY_free(k);
@@ -399,7 +406,10 @@ static ct_status dcap__att_key(const uint8_t xy[64], EVP_PKEY **out, ct_err *err
 }
 
 ct_status dcap_verify_signatures(const dcap_quote *q, X509 *pck, ct_err *err) {
-  EVP_PKEY *pck_key = X509_get0_pubkey(pck);
+  return dcap_verify_signatures_key(q, X509_get0_pubkey(pck), err);
+}
+
+ct_status dcap_verify_signatures_key(const dcap_quote *q, EVP_PKEY *pck_key, ct_err *err) {
   CT_ENSURE(pck_key && EVP_PKEY_is_a(pck_key, "EC"), err, CT_ECRYPTO,
             "PCK certificate does not hold an EC key");
   CT_GUARD(dcap_ecdsa_p256_verify(pck_key, q->qe_report, DCAP_QE_REPORT_LEN, q->qe_report_sig,

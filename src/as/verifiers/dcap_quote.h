@@ -87,6 +87,9 @@ CT_RESULT dcap_pck_info_read(X509 *pck, dcap_pck_info *info, ct_err *err);
 /* Verifies the chain (leaf first) to the pinned Intel SGX Root CA, with optional CRLs (may be
  * NULL). `at` = 0 means now. */
 CT_RESULT dcap_verify_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, time_t at, ct_err *err);
+/* The same with an already loaded trust anchor. */
+CT_RESULT dcap_verify_chain_to(STACK_OF(X509) *chain, X509 *root, STACK_OF(X509_CRL) *crls,
+                               time_t at, ct_err *err);
 
 /* The pinned Intel SGX Root CA (a new reference; caller frees with X509_free). */
 CT_RESULT dcap_intel_root(X509 **out, ct_err *err);
@@ -94,6 +97,8 @@ CT_RESULT dcap_intel_root(X509 **out, ct_err *err);
 /* The signature checks of the quote: QE report signed by the PCK key, QE report data binding
  * the attestation key and QE authentication data, and the quote signed by the attestation key. */
 CT_RESULT dcap_verify_signatures(const dcap_quote *q, X509 *pck, ct_err *err);
+/* The same with the PCK public key. */
+CT_RESULT dcap_verify_signatures_key(const dcap_quote *q, EVP_PKEY *pck_key, ct_err *err);
 
 /* ECDSA P-256/SHA-256 check of a raw r||s (big-endian, 64 bytes) signature. */
 CT_RESULT dcap_ecdsa_p256_verify(EVP_PKEY *key, const uint8_t *msg, size_t msg_len,

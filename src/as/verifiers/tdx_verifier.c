@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ct_codec.h"
+#include "ct_digest.h"
 #include "ct_json.h"
 #include "ct_log.h"
 #include "ct_mem.h"
@@ -30,6 +31,17 @@ typedef struct tdx__cache_entry {
   dcap_collateral *c;
 } tdx__cache_entry;
 
+/* A PCK chain already verified against the current collateral (quotes from one platform carry
+ * byte-identical chains), so repeated quotes skip PEM decoding and the chain check. */
+#define TDX__PCK_CACHE_MAX 256
+typedef struct tdx__pck_entry {
+  uint8_t hash[32];
+  dcap_pck_info pck;
+  STACK_OF(X509) *chain;
+  const dcap_collateral *col;
+  time_t verified;
+} tdx__pck_entry;
+
 struct tdx_state {
   char *collateral_dir, *pccs_url, *cache_dir;
   X509 *pck_root;        /* pinned Intel SGX Root CA */
@@ -40,6 +52,8 @@ struct tdx_state {
   size_t ncache;
   dcap_collateral **retired; /* replaced entries, freed with the state (readers may hold them) */
   size_t nretired;
+  tdx__pck_entry pcks[TDX__PCK_CACHE_MAX];
+  size_t npcks;
 };
 
 /* ---- claims ----------------------------------------------------------------------------------- */
@@ -154,6 +168,7 @@ void tdx_state_free(tdx_state *s) {
   if (!s) return;
   for (size_t i = 0; i < s->ncache; i++) dcap_collateral_free(s->cache[i].c);
   for (size_t i = 0; i < s->nretired; i++) dcap_collateral_free(s->retired[i]);
+  for (size_t i = 0; i < s->npcks; i++) sk_X509_pop_free(s->pcks[i].chain, X509_free);
   free(s->retired);
   X509_free(s->pck_root);
   X509_free(s->collateral_root);
@@ -255,6 +270,48 @@ static ct_status tdx__collateral(tdx_state *s, const dcap_pck_info *pck, const d
 
 /* ---- verification --------------------------------------------------------------------------- */
 
+/* Looks up a verified chain; on a hit *chain receives new references. */
+static bool tdx__pck_lookup(tdx_state *s, const uint8_t hash[32], dcap_pck_info *pck,
+                            STACK_OF(X509) **chain, const dcap_collateral **col) {
+  bool hit = false;
+  time_t now = tdx__now(s);
+  pthread_mutex_lock(&s->lock);
+  for (size_t i = 0; i < s->npcks; i++) {
+    tdx__pck_entry *e = &s->pcks[i];
+    if (memcmp(e->hash, hash, 32) == 0 && now >= e->verified && now - e->verified < TDX__CACHE_TTL) {
+      *chain = X509_chain_up_ref(e->chain);
+      *pck = e->pck;
+      *col = e->col;
+      hit = *chain != NULL;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+  return hit;
+}
+
+static void tdx__pck_store(tdx_state *s, const uint8_t hash[32], const dcap_pck_info *pck,
+                           STACK_OF(X509) *chain, const dcap_collateral *col) {
+  STACK_OF(X509) *copy = X509_chain_up_ref(chain);
+  if (!copy) return;
+  pthread_mutex_lock(&s->lock);
+  tdx__pck_entry *e = NULL;
+  for (size_t i = 0; i < s->npcks; i++)
+    if (memcmp(s->pcks[i].hash, hash, 32) == 0) e = &s->pcks[i];
+  if (!e && s->npcks < TDX__PCK_CACHE_MAX) e = &s->pcks[s->npcks++];
+  if (e) {
+    sk_X509_pop_free(e->chain, X509_free);
+    memcpy(e->hash, hash, 32);
+    e->pck = *pck;
+    e->chain = copy;
+    e->col = col;
+    e->verified = tdx__now(s);
+    copy = NULL;
+  }
+  pthread_mutex_unlock(&s->lock);
+  sk_X509_pop_free(copy, X509_free);
+}
+
 ct_status tdx_verify_quote(tdx_state *s, const uint8_t *quote, size_t quote_len,
                            const uint8_t *report_data, size_t report_data_len,
                            const uint8_t *init_data, size_t init_data_len, const ccel_log *log,
@@ -267,26 +324,34 @@ ct_status tdx_verify_quote(tdx_state *s, const uint8_t *quote, size_t quote_len,
   dcap_tcb_result tcb = {0};
   dcap_pck_info pck;
   ct_status st = CT_OK;
-  CT_GUARD(dcap_pck_chain_load(&q, &chain, err));
-  X509 *leaf = sk_X509_value(chain, 0);
-  CT_GUARD_GOTO(st, dcap_pck_info_read(leaf, &pck, err), out);
-  const dcap_collateral *col = NULL;
-  CT_GUARD_GOTO(st, tdx__collateral(s, &pck, &col, err), out);
-  crls = sk_X509_CRL_new_null();
-  CT_ENSURE_GOTO(st, crls, out, err, CT_ENOMEM, "out of memory");
-  /* With both CRLs every certificate is checked by OpenSSL; with only the root CA CRL, the
-   * certificates it covers (those issued by the root) are looked up by hand. */
-  if (col->pck_crl) {
-    sk_X509_CRL_push(crls, col->pck_crl);
-    if (col->root_crl) sk_X509_CRL_push(crls, col->root_crl);
+  uint8_t hash[32];
+  ct_sha256(q.pck_chain, q.pck_chain_len, hash);
+  const dcap_collateral *col = NULL, *cached_col = NULL;
+  bool cached = tdx__pck_lookup(s, hash, &pck, &chain, &cached_col);
+  if (!cached) {
+    CT_GUARD(dcap_pck_chain_load(&q, &chain, err));
+    CT_GUARD_GOTO(st, dcap_pck_info_read(sk_X509_value(chain, 0), &pck, err), out);
   }
-  CT_GUARD_GOTO(st, dcap_verify_chain(chain, crls, s->fixed_now, err), out);
-  if (col->root_crl && !col->pck_crl) {
-    for (int i = 0; i < sk_X509_num(chain); i++) {
-      X509_REVOKED *rev = NULL;
-      CT_ENSURE_GOTO(st, X509_CRL_get0_by_cert(col->root_crl, &rev, sk_X509_value(chain, i)) != 1, out,
-                     err, CT_EDENIED, "PCK chain: certificate %d is revoked by the root CA CRL", i);
+  X509 *leaf = sk_X509_value(chain, 0);
+  CT_GUARD_GOTO(st, tdx__collateral(s, &pck, &col, err), out);
+  if (!cached || cached_col != col) {
+    crls = sk_X509_CRL_new_null();
+    CT_ENSURE_GOTO(st, crls, out, err, CT_ENOMEM, "out of memory");
+    /* With both CRLs every certificate is checked by OpenSSL; with only the root CA CRL, the
+     * certificates it covers are looked up by hand. */
+    if (col->pck_crl) {
+      sk_X509_CRL_push(crls, col->pck_crl);
+      if (col->root_crl) sk_X509_CRL_push(crls, col->root_crl);
     }
+    CT_GUARD_GOTO(st, dcap_verify_chain_to(chain, s->pck_root, crls, s->fixed_now, err), out);
+    if (col->root_crl && !col->pck_crl) {
+      for (int i = 0; i < sk_X509_num(chain); i++) {
+        X509_REVOKED *rev = NULL;
+        CT_ENSURE_GOTO(st, X509_CRL_get0_by_cert(col->root_crl, &rev, sk_X509_value(chain, i)) != 1,
+                       out, err, CT_EDENIED, "PCK chain: certificate %d is revoked by the root CA CRL", i);
+      }
+    }
+    tdx__pck_store(s, hash, &pck, chain, col);
   }
   CT_GUARD_GOTO(st, dcap_verify_signatures(&q, leaf, err), out);
   CT_GUARD_GOTO(st, dcap_tcb_evaluate(col, &q, &pck, chain, tdx__now(s), &tcb, err), out);
