@@ -27,6 +27,7 @@ static char g_tcti[128];
 static pid_t g_swtpm = -1, g_imds = -1;
 static int g_imds_port;
 static int g_ready;
+static void stop_imds(void);
 
 static int run(const char *fmt, ...) CT_PRINTF(1, 2);
 static int run(const char *fmt, ...) {
@@ -71,6 +72,13 @@ static pid_t start_imds(const char *body, int *port) {
       ssize_t n = read(c, req, sizeof req - 1);
       req[n > 0 ? n : 0] = 0;
       int meta = strstr(req, "Metadata: true") != NULL;
+      char last[400];
+      snprintf(last, sizeof last, "%s/imds-last-request", g_dir);
+      FILE *lf = fopen(last, "wb");
+      if (lf) {
+        fwrite(req, 1, strlen(req), lf);
+        fclose(lf);
+      }
       char hdr[256];
       size_t blen = strlen(body);
       snprintf(hdr, sizeof hdr, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
@@ -123,10 +131,7 @@ static int teardown_group(void **state) {
     kill(g_swtpm, SIGTERM);
     waitpid(g_swtpm, NULL, 0);
   }
-  if (g_imds > 0) {
-    kill(g_imds, SIGTERM);
-    waitpid(g_imds, NULL, 0);
-  }
+  stop_imds();
   if (g_dir[0]) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
@@ -140,13 +145,13 @@ static int teardown_group(void **state) {
     if (!g_ready) skip();                                                                          \
   } while (0)
 
-/* The vector HCL report is 2600 bytes but swtpm caps NV indices at 2048, so the simulated
- * paravisor keeps the vector's header and SNP report and a shortened VarData. */
-static uint8_t *load_hcl(size_t *len) {
+/* The vector HCL reports are 2600 bytes but swtpm caps NV indices at 2048, so the simulated
+ * paravisor keeps the vector's header and hardware report and a shortened VarData. */
+static uint8_t *load_hcl_from(const char *vec, size_t *len) {
   uint8_t *hcl = NULL;
   size_t n = 0;
   char path[4096];
-  if (!ct_test_vector_path("az-snp-vtpm/hcl-report.bin", path, sizeof path)) return NULL;
+  if (!ct_test_vector_path(vec, path, sizeof path)) return NULL;
   ct_err err;
   CT_ASSERT_OK(ct_file_read(path, 1 << 20, &hcl, &n, &err), &err);
   size_t var = 2048 - 1236;
@@ -155,6 +160,16 @@ static uint8_t *load_hcl(size_t *len) {
   hcl[1234] = hcl[1235] = 0;
   *len = 2048;
   return hcl;
+}
+
+static uint8_t *load_hcl(size_t *len) { return load_hcl_from("az-snp-vtpm/hcl-report.bin", len); }
+
+static void stop_imds(void) {
+  if (g_imds > 0) {
+    kill(g_imds, SIGTERM);
+    waitpid(g_imds, NULL, 0);
+    g_imds = -1;
+  }
 }
 
 static EVP_PKEY *spki_key(const uint8_t *der, size_t len) {
@@ -325,6 +340,75 @@ static void test_az_snp_vtpm_evidence(void **state) {
   assert_non_null(strstr(err.msg, "imds"));
   free(pem);
   free(hcl);
+  stop_imds();
+}
+
+static void test_az_tdx_vtpm_evidence(void **state) {
+  (void)state;
+  NEED_TPM();
+  size_t hlen = 0;
+  uint8_t *hcl = load_hcl_from("az-tdx-vtpm/hcl-report.bin", &hlen);
+  if (!hcl) skip();
+  uint8_t *tdq = NULL;
+  size_t tdq_len = 0;
+  CT_READ_VECTOR("az-tdx-vtpm/td-quote.bin", &tdq, &tdq_len);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/hcl-tdx.bin", g_dir);
+  FILE *f = fopen(path, "wb");
+  fwrite(hcl, 1, hlen, f);
+  fclose(f);
+  /* Replace the SNP paravisor of the previous test by a TDX one. */
+  assert_int_equal(run("tpm2_nvundefine 0x01400001 -C o 2>/dev/null; "
+                       "tpm2_nvdefine 0x01400001 -C o -s %zu -a 'ownerread|ownerwrite' && "
+                       "tpm2_nvwrite 0x01400001 -C o -i hcl-tdx.bin", hlen), 0);
+  ct_err err;
+  char *q64 = NULL;
+  CT_ASSERT_OK(ct_b64_encode(CT_B64_URL, tdq, tdq_len, &q64, &err), &err);
+  json_t *body = json_pack("{s:s}", "quote", q64);
+  char *bs = json_dumps(body, JSON_COMPACT);
+  g_imds = start_imds(bs, &g_imds_port);
+  free(bs);
+  free(q64);
+  json_decref(body);
+  char imds[64];
+  snprintf(imds, sizeof imds, "http://127.0.0.1:%d", g_imds_port);
+  guest_cfg cfg = {.tpm_tcti = g_tcti, .imds_url = imds, .az_report_delay_ms = 0};
+  guest_tee tee;
+  CT_ASSERT_OK(guest_tee_detect(&cfg, &tee, &err), &err);
+  assert_int_equal(tee, GUEST_TEE_AZ_TDX_VTPM);
+  uint8_t rd[48];
+  memset(rd, 0x33, sizeof rd);
+  json_t *ev = NULL;
+  CT_ASSERT_OK(guest_get_evidence(&cfg, tee, rd, sizeof rd, &ev, &err), &err);
+  size_t n = 0;
+  uint8_t *q = deb64(CT_B64_ANY, json_object_get(ev, "td_quote"), &n);
+  assert_int_equal(n, tdq_len);
+  assert_memory_equal(q, tdq, n);
+  free(q);
+  assert_null(json_object_get(ev, "vcek"));
+  /* IMDS was asked for a quote over the TD report cut out of the HCL report. */
+  uint8_t *req = NULL;
+  size_t rlen = 0;
+  snprintf(path, sizeof path, "%s/imds-last-request", g_dir);
+  CT_ASSERT_OK(ct_file_read(path, 1 << 20, &req, &rlen, &err), &err);
+  assert_non_null(strstr((char *)req, "POST /acc/tdquote"));
+  char *want = NULL;
+  CT_ASSERT_OK(ct_b64_encode(CT_B64_URL, hcl + 32, 1024, &want, &err), &err);
+  assert_non_null(strstr((char *)req, want));
+  free(want);
+  free(req);
+  const json_t *qt = json_object_get(ev, "tpm_quote");
+  size_t mlen;
+  uint8_t *msg = dehex(json_object_get(qt, "message"), &mlen);
+  size_t xn;
+  const uint8_t *extra = attest_extra(msg, mlen, &xn);
+  assert_int_equal(xn, 48);
+  assert_memory_equal(extra, rd, 48);
+  free(msg);
+  json_decref(ev);
+  stop_imds();
+  free(tdq);
+  free(hcl);
 }
 
 static void test_tpm_evidence_and_pcr8_binding(void **state) {
@@ -401,6 +485,7 @@ static void test_tpm_evidence_and_pcr8_binding(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_az_snp_vtpm_evidence),
+      cmocka_unit_test(test_az_tdx_vtpm_evidence),
       cmocka_unit_test(test_tpm_evidence_and_pcr8_binding),
   };
   return cmocka_run_group_tests(tests, setup_group, teardown_group);
