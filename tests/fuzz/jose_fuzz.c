@@ -5,6 +5,7 @@
  * JWT time checks. The first input byte selects the path; the rest is the input.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,8 +73,10 @@ static void fuzz_jwk(const char *s, size_t len) {
     if (jose_jwk_to_json(k, &pub, &err) == CT_OK) {
       jose_jwk *again = NULL;
       /* The public export must re-import as the same key. */
-      if (jose_jwk_from_json(pub, &again, &err) != CT_OK || !jose_jwk_public_equal(k, again))
+      if (jose_jwk_from_json(pub, &again, &err) != CT_OK || !jose_jwk_public_equal(k, again)) {
+        fprintf(stderr, "public export does not re-import: %s\n", err.msg);
         abort();
+      }
       jose_jwk_free(again);
       json_decref(pub);
     }

@@ -142,6 +142,13 @@ static void test_jwk_rejects_bad_keys(void **state) {
   char buf[400];
   snprintf(buf, sizeof buf, "{\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"AQAB\"}", n1024);
   assert_int_equal(jwk_try(buf, &err), CT_EUNSUPPORTED);
+  /* Even 2064-bit modulus. */
+  char neven[400], big[600];
+  memset(neven, 'y', 344);
+  neven[344] = 0;
+  snprintf(big, sizeof big, "{\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"AQAB\"}", neven);
+  assert_int_equal(jwk_try(big, &err), CT_EINVAL);
+  assert_non_null(strstr(err.msg, "odd"));
   assert_int_equal(jwk_try("{\"kty\":1}", &err), CT_EINVAL);
   assert_int_equal(jwk_try("[]", &err), CT_EINVAL);
 }
