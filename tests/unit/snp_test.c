@@ -5,6 +5,7 @@
  */
 #include "ct_test_util.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -346,6 +347,21 @@ static const char kds_server_py[] =
     "open(sys.argv[2]+'.tmp','w').write(str(s.server_address[1])); import os; os.rename(sys.argv[2]+'.tmp',sys.argv[2])\n"
     "s.serve_forever()\n";
 
+/* Starts the local KDS stand-in serving `vcek_path`; returns its port. */
+static int start_kds(const char *vcek_path, const char *portf, const char *logf, pid_t *pid) {
+  char *argv[] = {"/usr/bin/python3", "-c", (char *)kds_server_py, (char *)vcek_path,
+                  (char *)portf, (char *)logf, NULL};
+  assert_int_equal(posix_spawn(pid, argv[0], NULL, NULL, argv, environ), 0);
+  int port = 0;
+  for (int i = 0; i < 100 && !port; i++) {
+    FILE *f = fopen(portf, "r");
+    if (f) { if (fscanf(f, "%d", &port) != 1) port = 0; fclose(f); }
+    if (!port) usleep(50000);
+  }
+  assert_true(port > 0);
+  return port;
+}
+
 static void test_kds_fetch_with_429_and_cache(void **state) {
   (void)state;
   uint8_t *rep = NULL, *vcek = NULL;
@@ -361,16 +377,8 @@ static void test_kds_fetch_with_429_and_cache(void **state) {
   snprintf(portf, sizeof portf, "%s/port", dir);
   snprintf(logf, sizeof logf, "%s/requests.log", dir);
   snprintf(cache, sizeof cache, "%s/cache", dir);
-  char *argv[] = {"/usr/bin/python3", "-c", (char *)kds_server_py, vpath, portf, logf, NULL};
   pid_t pid;
-  assert_int_equal(posix_spawn(&pid, argv[0], NULL, NULL, argv, environ), 0);
-  int port = 0;
-  for (int i = 0; i < 100 && !port; i++) {
-    FILE *f = fopen(portf, "r");
-    if (f) { if (fscanf(f, "%d", &port) != 1) port = 0; fclose(f); }
-    if (!port) usleep(50000);
-  }
-  assert_true(port > 0);
+  int port = start_kds(vpath, portf, logf, &pid);
   char url[64];
   snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
   as_verifier_config cfg = {.snp_kds_base_url = url, .snp_kds_cache_dir = cache};
@@ -418,6 +426,107 @@ static void test_kds_fetch_with_429_and_cache(void **state) {
   json_decref(ev);
   free(rep);
   free(vcek);
+}
+
+/* A Turin report: the KDS request names the chip by the first 8 bytes of CHIP_ID and carries
+ * the FMC SPL first; the answer must chain to the Turin roots. */
+static void test_kds_turin_request(void **state) {
+  (void)state;
+  char vpath[4096];
+  if (!ct_test_vector_path("snp/test-vcek.der", vpath, sizeof vpath)) skip();
+  uint8_t raw[SNP_REPORT_SIZE] = {0};
+  raw[0] = 3;             /* version */
+  raw[0x34] = 1;          /* ECDSA P-384 */
+  raw[0x188] = 0x1A;      /* family: Turin */
+  raw[0x189] = 0x02;
+  const uint8_t tcb[8] = {5, 3, 1, 8, 0, 0, 0, 15}; /* fmc, bl, tee, snp, -, -, -, ucode */
+  memcpy(raw + 0x180, tcb, 8);
+  for (int i = 0; i < 64; i++) raw[SNP_OFF_CHIP_ID + i] = (uint8_t)(0xa0 + i);
+  ct_err err;
+  snp_report r;
+  CT_ASSERT_OK(snp_report_parse(raw, sizeof raw, &r, &err), &err);
+  assert_int_equal(r.gen, SNP_GEN_TURIN);
+  assert_int_equal(r.reported_tcb.fmc, 5);
+  assert_int_equal(r.reported_tcb.microcode, 15);
+  char dir[] = "/tmp/snp-turin-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char portf[512], logf[512], url[64];
+  snprintf(portf, sizeof portf, "%s/port", dir);
+  snprintf(logf, sizeof logf, "%s/requests.log", dir);
+  pid_t pid;
+  int port = start_kds(vpath, portf, logf, &pid);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+  as_verifier_config cfg = {.snp_kds_base_url = url};
+  snp_ctx *c = NULL;
+  CT_ASSERT_OK(snp_ctx_new(&cfg, &c, &err), &err);
+  uint8_t *der = NULL;
+  size_t len = 0;
+  CT_ASSERT_OK(snp_vcek_find(c, &r, r.gen, &der, &len, &err), &err);
+  /* The stand-in serves a Milan VCEK: the Turin roots refuse it. */
+  EVP_PKEY *k = NULL;
+  snp_vek_info info;
+  assert_int_not_equal(snp_vek_verify(c, der, len, r.gen, SNP_VEK_ANY, NULL, 0, &k, &info, &err), CT_OK);
+  assert_non_null(strstr(err.msg, "does not chain to AMD's Turin ARK"));
+  free(der);
+  snp_ctx_free(c);
+  kill(pid, SIGTERM);
+  waitpid(pid, NULL, 0);
+  uint8_t *log = NULL;
+  size_t ln = 0;
+  CT_ASSERT_OK(ct_file_read(logf, 1 << 16, &log, &ln, &err), &err);
+  const char *want = "/vcek/v1/Turin/a0a1a2a3a4a5a6a7?fmcSPL=05&blSPL=03&teeSPL=01&snpSPL=08&ucodeSPL=15\n";
+  assert_true(ln >= strlen(want));
+  assert_memory_equal(log + ln - strlen(want), want, strlen(want));
+  free(log);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+typedef struct thr_arg {
+  const as_verifier *v;
+  void *state;
+  const json_t *ev;
+  int ok;
+} thr_arg;
+
+static void *thr_run(void *p) {
+  thr_arg *a = p;
+  for (int i = 0; i < 20; i++) {
+    as_verify_request req = {.tee = "snp", .evidence = a->ev};
+    json_t *claims = NULL;
+    ct_err err;
+    if (a->v->verify(a->state, &req, &claims, &err) == CT_OK) a->ok++;
+    json_decref(claims);
+  }
+  return NULL;
+}
+
+/* Several threads verify on one verifier state at once (shared VEK cache). */
+static void test_concurrent_verify(void **state) {
+  (void)state;
+  uint8_t *b = NULL;
+  size_t n = 0;
+  ct_err err;
+  CT_READ_VECTOR("snp/genoa-evidence-with-vcek.json", &b, &n);
+  json_t *ev = NULL;
+  CT_ASSERT_OK(ct_json_parse((const char *)b, n, 16, &ev, &err), &err);
+  free(b);
+  const as_verifier *v = verifier();
+  void *st = NULL;
+  CT_ASSERT_OK(v->create(NULL, &st, &err), &err);
+  pthread_t t[4];
+  thr_arg a[4];
+  for (int i = 0; i < 4; i++) {
+    a[i] = (thr_arg){.v = v, .state = st, .ev = ev};
+    assert_int_equal(pthread_create(&t[i], NULL, thr_run, &a[i]), 0);
+  }
+  for (int i = 0; i < 4; i++) {
+    pthread_join(t[i], NULL);
+    assert_int_equal(a[i].ok, 20);
+  }
+  v->destroy(st);
+  json_decref(ev);
 }
 
 /* Runs the offline verify command; returns its exit code and what it printed. */
@@ -508,6 +617,8 @@ int main(void) {
       cmocka_unit_test(test_offline_store),
       cmocka_unit_test(test_kds_fetch_with_429_and_cache),
       cmocka_unit_test(test_cli),
+      cmocka_unit_test(test_kds_turin_request),
+      cmocka_unit_test(test_concurrent_verify),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
