@@ -1,0 +1,541 @@
+#include "kbs_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ct_mem.h"
+#include "toml.h"
+
+/* Rejects members of `table` that are not in the NULL-terminated `allowed` list. Serde's
+ * deny_unknown_fields behaviour, which turns a typo into an error instead of a silent default. */
+static ct_status kbs_config__only(const json_t *table, const char *section, const char *const *allowed,
+                                  ct_err *err) {
+  const char *key;
+  json_t *v;
+  json_object_foreach((json_t *)table, key, v) {
+    bool ok = false;
+    for (size_t i = 0; allowed[i]; i++)
+      if (!strcmp(key, allowed[i])) ok = true;
+    CT_ENSURE(ok, err, CT_EINVAL, "unknown key \"%s\" in [%s]", key, section);
+  }
+  return CT_OK;
+}
+
+static ct_status kbs_config__table(const json_t *parent, const char *key, const char *section,
+                                   json_t **out, ct_err *err) {
+  json_t *v = json_object_get(parent, key);
+  if (!v) {
+    *out = NULL;
+    return CT_OK;
+  }
+  CT_ENSURE(json_is_object(v), err, CT_EINVAL, "[%s] must be a table", section);
+  *out = v;
+  return CT_OK;
+}
+
+static ct_status kbs_config__str(const json_t *t, const char *key, const char *section, char **out,
+                                 ct_err *err) {
+  json_t *v = t ? json_object_get(t, key) : NULL;
+  if (!v) return CT_OK;
+  CT_ENSURE(json_is_string(v), err, CT_EINVAL, "%s.%s must be a string", section, key);
+  free(*out);
+  *out = NULL;
+  return ct_strdup(json_string_value(v), out, err);
+}
+
+static ct_status kbs_config__bool(const json_t *t, const char *key, const char *section, bool *out,
+                                  ct_err *err) {
+  json_t *v = t ? json_object_get(t, key) : NULL;
+  if (!v) return CT_OK;
+  CT_ENSURE(json_is_boolean(v), err, CT_EINVAL, "%s.%s must be true or false", section, key);
+  *out = json_is_true(v);
+  return CT_OK;
+}
+
+static ct_status kbs_config__uint(const json_t *t, const char *key, const char *section, unsigned min,
+                                  unsigned max, unsigned *out, ct_err *err) {
+  json_t *v = t ? json_object_get(t, key) : NULL;
+  if (!v) return CT_OK;
+  CT_ENSURE(json_is_integer(v), err, CT_EINVAL, "%s.%s must be an integer", section, key);
+  json_int_t i = json_integer_value(v);
+  CT_ENSURE(i >= min && i <= max, err, CT_EINVAL, "%s.%s = %lld is outside %u..%u", section, key,
+            (long long)i, min, max);
+  *out = (unsigned)i;
+  return CT_OK;
+}
+
+static ct_status kbs_config__strs(const json_t *t, const char *key, const char *section, char ***out,
+                                  size_t *n, ct_err *err) {
+  json_t *v = t ? json_object_get(t, key) : NULL;
+  if (!v) return CT_OK;
+  CT_ENSURE(json_is_array(v), err, CT_EINVAL, "%s.%s must be an array of strings", section, key);
+  size_t count = json_array_size(v);
+  CT_ENSURE(count <= 64, err, CT_ELIMIT, "%s.%s has more than 64 entries", section, key);
+  char **arr = calloc(count ? count : 1, sizeof *arr);
+  CT_ENSURE(arr, err, CT_ENOMEM, "out of memory");
+  *out = arr;
+  for (size_t i = 0; i < count; i++) {
+    json_t *s = json_array_get(v, i);
+    CT_ENSURE(json_is_string(s), err, CT_EINVAL, "%s.%s[%zu] must be a string", section, key, i);
+    CT_GUARD(ct_strdup(json_string_value(s), &arr[i], err));
+    *n = i + 1;
+  }
+  return CT_OK;
+}
+
+static ct_status kbs_config__http(const json_t *doc, kbs_config *c, ct_err *err) {
+  json_t *t;
+  CT_GUARD(kbs_config__table(doc, "http_server", "http_server", &t, err));
+  CT_ENSURE(t, err, CT_EINVAL, "missing [http_server] section (Trustee requires it)");
+  static const char *const keys[] = {"sockets", "insecure_http", "private_key", "certificate",
+                                     "payload_request_size", "worker_count", NULL};
+  CT_GUARD(kbs_config__only(t, "http_server", keys, err));
+  CT_GUARD(kbs_config__strs(t, "sockets", "http_server", &c->sockets, &c->n_sockets, err));
+  CT_GUARD(kbs_config__bool(t, "insecure_http", "http_server", &c->insecure_http, err));
+  CT_GUARD(kbs_config__str(t, "private_key", "http_server", &c->private_key, err));
+  CT_GUARD(kbs_config__str(t, "certificate", "http_server", &c->certificate, err));
+  unsigned mib = 2, workers = 0;
+  CT_GUARD(kbs_config__uint(t, "payload_request_size", "http_server", 1, 1024, &mib, err));
+  CT_GUARD(kbs_config__uint(t, "worker_count", "http_server", 1, 64, &workers, err));
+  c->payload_request_size_mib = mib;
+  c->worker_count = workers;
+  if (c->n_sockets == 0) {
+    free(c->sockets);
+    c->sockets = calloc(1, sizeof *c->sockets);
+    CT_ENSURE(c->sockets, err, CT_ENOMEM, "out of memory");
+    CT_GUARD(ct_strdup("127.0.0.1:8080", &c->sockets[0], err));
+    c->n_sockets = 1;
+  }
+  if (!c->insecure_http)
+    CT_ENSURE(c->private_key && c->certificate, err, CT_EINVAL,
+              "[http_server] needs private_key and certificate unless insecure_http = true");
+  return CT_OK;
+}
+
+static ct_status kbs_config__admin(const json_t *doc, kbs_config *c, ct_err *err) {
+  json_t *t;
+  CT_GUARD(kbs_config__table(doc, "admin", "admin", &t, err));
+  CT_ENSURE(t, err, CT_EINVAL, "missing [admin] section (Trustee requires it)");
+  static const char *const keys[] = {"authorization_mode", "authentication", "authorization",
+                                     "insecure_api", "auth_public_key", NULL};
+  CT_GUARD(kbs_config__only(t, "admin", keys, err));
+  char *mode = NULL;
+  CT_GUARD(kbs_config__str(t, "authorization_mode", "admin", &mode, err));
+  bool insecure_api = false;
+  CT_GUARD(kbs_config__bool(t, "insecure_api", "admin", &insecure_api, err));
+  CT_GUARD(kbs_config__str(t, "auth_public_key", "admin", &c->auth_public_key, err));
+  bool legacy = json_object_get(t, "insecure_api") || c->auth_public_key;
+  if (mode && legacy) {
+    free(mode);
+    return ct_fail(err, CT_EINVAL, "[admin] mixes authorization_mode with the older insecure_api / "
+                   "auth_public_key keys; use one form");
+  }
+  if (legacy) {
+    c->admin_mode = insecure_api ? KBS_ADMIN_INSECURE_ALLOW_ALL
+                    : c->auth_public_key ? KBS_ADMIN_LEGACY_KEY : KBS_ADMIN_DENY_ALL;
+    CT_ENSURE(!json_object_get(t, "authentication") && !json_object_get(t, "authorization"), err,
+              CT_EINVAL, "[admin] authentication/authorization need authorization_mode");
+    return CT_OK;
+  }
+  ct_status st = CT_OK;
+  if (!mode || !strcmp(mode, "DenyAll")) c->admin_mode = KBS_ADMIN_DENY_ALL;
+  else if (!strcmp(mode, "InsecureAllowAll")) c->admin_mode = KBS_ADMIN_INSECURE_ALLOW_ALL;
+  else if (!strcmp(mode, "AuthenticatedAuthorization")) c->admin_mode = KBS_ADMIN_AUTHENTICATED;
+  else st = ct_fail(err, CT_EINVAL, "admin.authorization_mode = \"%s\" is not one of InsecureAllowAll, "
+                    "DenyAll, AuthenticatedAuthorization", mode);
+  free(mode);
+  CT_GUARD(st);
+
+  json_t *authn, *bearer = NULL, *authz, *acl = NULL;
+  CT_GUARD(kbs_config__table(t, "authentication", "admin.authentication", &authn, err));
+  CT_GUARD(kbs_config__table(t, "authorization", "admin.authorization", &authz, err));
+  if (authn) {
+    static const char *const k[] = {"bearer_jwt", NULL};
+    CT_GUARD(kbs_config__only(authn, "admin.authentication", k, err));
+    CT_GUARD(kbs_config__table(authn, "bearer_jwt", "admin.authentication.bearer_jwt", &bearer, err));
+  }
+  if (authz) {
+    static const char *const k[] = {"regex_acl", NULL};
+    CT_GUARD(kbs_config__only(authz, "admin.authorization", k, err));
+    CT_GUARD(kbs_config__table(authz, "regex_acl", "admin.authorization.regex_acl", &acl, err));
+  }
+  if (bearer) {
+    static const char *const k[] = {"identity_providers", "insecure_header_jwk",
+                                    "insecure_public_key_from_uri", NULL};
+    CT_GUARD(kbs_config__only(bearer, "admin.authentication.bearer_jwt", k, err));
+    json_t *idps = json_object_get(bearer, "identity_providers");
+    if (idps) {
+      CT_ENSURE(json_is_array(idps) && json_array_size(idps) <= 32, err, CT_EINVAL,
+                "admin.authentication.bearer_jwt.identity_providers must be an array (at most 32)");
+      c->idps = calloc(json_array_size(idps) + 1, sizeof *c->idps);
+      CT_ENSURE(c->idps, err, CT_ENOMEM, "out of memory");
+      for (size_t i = 0; i < json_array_size(idps); i++) {
+        json_t *e = json_array_get(idps, i);
+        CT_ENSURE(json_is_object(e), err, CT_EINVAL, "identity_providers[%zu] must be a table", i);
+        static const char *const ik[] = {"issuer", "audience", "public_key_uri", "jwk_set_uri", NULL};
+        CT_GUARD(kbs_config__only(e, "admin.authentication.bearer_jwt.identity_providers", ik, err));
+        kbs_identity_provider *p = &c->idps[i];
+        c->n_idps = i + 1;
+        CT_GUARD(kbs_config__str(e, "issuer", "identity_providers", &p->issuer, err));
+        CT_GUARD(kbs_config__str(e, "audience", "identity_providers", &p->audience, err));
+        CT_GUARD(kbs_config__str(e, "public_key_uri", "identity_providers", &p->public_key_uri, err));
+        CT_GUARD(kbs_config__str(e, "jwk_set_uri", "identity_providers", &p->jwk_set_uri, err));
+        CT_ENSURE(p->public_key_uri || p->jwk_set_uri, err, CT_EINVAL,
+                  "identity_providers[%zu] needs public_key_uri or jwk_set_uri", i);
+      }
+    }
+  }
+  if (acl) {
+    static const char *const k[] = {"acls", NULL};
+    CT_GUARD(kbs_config__only(acl, "admin.authorization.regex_acl", k, err));
+    json_t *acls = json_object_get(acl, "acls");
+    if (acls) {
+      CT_ENSURE(json_is_array(acls) && json_array_size(acls) <= 64, err, CT_EINVAL,
+                "admin.authorization.regex_acl.acls must be an array (at most 64)");
+      c->acls = calloc(json_array_size(acls) + 1, sizeof *c->acls);
+      CT_ENSURE(c->acls, err, CT_ENOMEM, "out of memory");
+      for (size_t i = 0; i < json_array_size(acls); i++) {
+        json_t *e = json_array_get(acls, i);
+        CT_ENSURE(json_is_object(e), err, CT_EINVAL, "acls[%zu] must be a table", i);
+        static const char *const ak[] = {"role", "allowed_endpoints", NULL};
+        CT_GUARD(kbs_config__only(e, "admin.authorization.regex_acl.acls", ak, err));
+        kbs_acl_rule *r = &c->acls[i];
+        c->n_acls = i + 1;
+        CT_GUARD(kbs_config__str(e, "role", "acls", &r->role, err));
+        CT_GUARD(kbs_config__str(e, "allowed_endpoints", "acls", &r->allowed_endpoints, err));
+        CT_ENSURE(r->role && r->allowed_endpoints, err, CT_EINVAL,
+                  "acls[%zu] needs role and allowed_endpoints", i);
+        size_t n = strlen(r->allowed_endpoints);
+        CT_ENSURE(!strncmp(r->allowed_endpoints, "^/kbs", 5) && n > 5 &&
+                      r->allowed_endpoints[n - 1] == '$',
+                  err, CT_EINVAL, "acls[%zu].allowed_endpoints \"%s\" must start with ^/kbs and end "
+                  "with $", i, r->allowed_endpoints);
+      }
+    }
+  }
+  if (c->admin_mode == KBS_ADMIN_AUTHENTICATED)
+    CT_ENSURE(c->n_idps > 0, err, CT_EINVAL, "authorization_mode = \"AuthenticatedAuthorization\" needs "
+              "[admin.authentication.bearer_jwt] identity_providers");
+  return CT_OK;
+}
+
+static ct_status kbs_config__token(const json_t *doc, kbs_config *c, ct_err *err) {
+  json_t *t;
+  CT_GUARD(kbs_config__table(doc, "attestation_token", "attestation_token", &t, err));
+  if (!t) return CT_OK;
+  static const char *const keys[] = {"trusted_certs_paths", "trusted_jwk_sets", "extra_teekey_paths",
+                                     "insecure_header_jwk", "insecure_key", "attestation_token_type",
+                                     NULL};
+  CT_GUARD(kbs_config__only(t, "attestation_token", keys, err));
+  CT_GUARD(kbs_config__strs(t, "trusted_certs_paths", "attestation_token", &c->trusted_certs_paths,
+                            &c->n_trusted_certs_paths, err));
+  CT_GUARD(kbs_config__strs(t, "trusted_jwk_sets", "attestation_token", &c->trusted_jwk_sets,
+                            &c->n_trusted_jwk_sets, err));
+  CT_GUARD(kbs_config__strs(t, "extra_teekey_paths", "attestation_token", &c->extra_teekey_paths,
+                            &c->n_extra_teekey_paths, err));
+  CT_GUARD(kbs_config__bool(t, "insecure_header_jwk", "attestation_token", &c->insecure_header_jwk, err));
+  /* Trustee 1.0 spelling of the same switch. */
+  CT_GUARD(kbs_config__bool(t, "insecure_key", "attestation_token", &c->insecure_header_jwk, err));
+  return CT_OK;
+}
+
+static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
+  json_t *t;
+  CT_GUARD(kbs_config__table(doc, "attestation_service", "attestation_service", &t, err));
+  if (!t) return CT_OK;
+  static const char *const keys[] = {"type", "timeout", "attestation_token_broker", "rvps_config",
+                                     "verifier_config", "work_dir", "policy_engine",
+                                     "attestation_token_config", "policy_ids", NULL};
+  CT_GUARD(kbs_config__only(t, "attestation_service", keys, err));
+  char *type = NULL;
+  CT_GUARD(kbs_config__str(t, "type", "attestation_service", &type, err));
+  bool builtin = !type || !strcmp(type, "coco_as_builtin");
+  ct_status st = builtin ? CT_OK
+                         : ct_fail(err, CT_EUNSUPPORTED, "attestation_service.type = \"%s\" is not "
+                                   "supported (only coco_as_builtin)", type);
+  free(type);
+  CT_GUARD(st);
+  c->as_enabled = true;
+  CT_GUARD(kbs_config__uint(t, "timeout", "attestation_service", 1, 24 * 60, &c->as_timeout_min, err));
+
+  json_t *broker;
+  CT_GUARD(kbs_config__table(t, "attestation_token_broker", "attestation_service.attestation_token_broker",
+                             &broker, err));
+  if (broker) {
+    static const char *const bk[] = {"type", "duration_min", "issuer_name", "developer_name",
+                                     "build_name", "profile_name", "verbose_token", "signer",
+                                     "policy_dir", NULL};
+    CT_GUARD(kbs_config__only(broker, "attestation_service.attestation_token_broker", bk, err));
+    char *btype = NULL;
+    CT_GUARD(kbs_config__str(broker, "type", "attestation_token_broker", &btype, err));
+    st = !btype || !strcmp(btype, "Ear") ? CT_OK
+         : ct_fail(err, CT_EUNSUPPORTED, "attestation_token_broker.type = \"%s\" is not supported "
+                   "(only Ear)", btype);
+    free(btype);
+    CT_GUARD(st);
+    CT_GUARD(kbs_config__uint(broker, "duration_min", "attestation_token_broker", 1, 24 * 60,
+                              &c->token_duration_min, err));
+    CT_GUARD(kbs_config__str(broker, "issuer_name", "attestation_token_broker", &c->issuer_name, err));
+    CT_GUARD(kbs_config__str(broker, "developer_name", "attestation_token_broker", &c->developer_name, err));
+    CT_GUARD(kbs_config__str(broker, "build_name", "attestation_token_broker", &c->build_name, err));
+    CT_GUARD(kbs_config__str(broker, "profile_name", "attestation_token_broker", &c->profile_name, err));
+    CT_GUARD(kbs_config__bool(broker, "verbose_token", "attestation_token_broker", &c->verbose_token, err));
+    json_t *signer;
+    CT_GUARD(kbs_config__table(broker, "signer", "attestation_token_broker.signer", &signer, err));
+    if (signer) {
+      static const char *const sk[] = {"key_path", "cert_path", "cert_url", NULL};
+      CT_GUARD(kbs_config__only(signer, "attestation_service.attestation_token_broker.signer", sk, err));
+      CT_GUARD(kbs_config__str(signer, "key_path", "signer", &c->signer_key_path, err));
+      CT_GUARD(kbs_config__str(signer, "cert_path", "signer", &c->signer_cert_path, err));
+      CT_ENSURE(c->signer_key_path, err, CT_EINVAL, "attestation_token_broker.signer needs key_path");
+    }
+  }
+  json_t *tcfg;
+  CT_GUARD(kbs_config__table(t, "attestation_token_config", "attestation_service.attestation_token_config",
+                             &tcfg, err));
+  if (tcfg) {
+    static const char *const tk[] = {"duration_min", NULL};
+    CT_GUARD(kbs_config__only(tcfg, "attestation_service.attestation_token_config", tk, err));
+    CT_GUARD(kbs_config__uint(tcfg, "duration_min", "attestation_token_config", 1, 24 * 60,
+                              &c->token_duration_min, err));
+  }
+  json_t *rvps;
+  CT_GUARD(kbs_config__table(t, "rvps_config", "attestation_service.rvps_config", &rvps, err));
+  if (rvps) {
+    static const char *const rk[] = {"type", "storage", "extractors", "storage_type", NULL};
+    CT_GUARD(kbs_config__only(rvps, "attestation_service.rvps_config", rk, err));
+    char *rtype = NULL;
+    CT_GUARD(kbs_config__str(rvps, "type", "rvps_config", &rtype, err));
+    st = !rtype || !strcmp(rtype, "BuiltIn") ? CT_OK
+         : ct_fail(err, CT_EUNSUPPORTED, "rvps_config.type = \"%s\" is not supported (only BuiltIn)", rtype);
+    free(rtype);
+    CT_GUARD(st);
+    json_t *storage;
+    CT_GUARD(kbs_config__table(rvps, "storage", "attestation_service.rvps_config.storage", &storage, err));
+    if (storage) {
+      static const char *const sk[] = {"type", "file_path", "dir_path", NULL};
+      CT_GUARD(kbs_config__only(storage, "attestation_service.rvps_config.storage", sk, err));
+      CT_GUARD(kbs_config__str(storage, "dir_path", "rvps_config.storage", &c->rvps_store_dir, err));
+      char *file = NULL;
+      CT_GUARD(kbs_config__str(storage, "file_path", "rvps_config.storage", &file, err));
+      if (file && !c->rvps_store_dir) {
+        /* Trustee 1.0 names a JSON file; keep the store beside it. */
+        char *slash = strrchr(file, '/');
+        if (slash) *slash = 0;
+        c->rvps_store_dir = file;
+        file = NULL;
+      }
+      free(file);
+    }
+  }
+  json_t *vc;
+  CT_GUARD(kbs_config__table(t, "verifier_config", "attestation_service.verifier_config", &vc, err));
+  if (vc) {
+    static const char *const vk[] = {"snp_verifier", "dcap_verifier", "tpm_verifier", NULL};
+    CT_GUARD(kbs_config__only(vc, "attestation_service.verifier_config", vk, err));
+    json_t *snp, *dcap, *tpm;
+    CT_GUARD(kbs_config__table(vc, "snp_verifier", "verifier_config.snp_verifier", &snp, err));
+    CT_GUARD(kbs_config__table(vc, "dcap_verifier", "verifier_config.dcap_verifier", &dcap, err));
+    CT_GUARD(kbs_config__table(vc, "tpm_verifier", "verifier_config.tpm_verifier", &tpm, err));
+    if (snp) {
+      static const char *const k[] = {"vcek_sources", NULL};
+      CT_GUARD(kbs_config__only(snp, "attestation_service.verifier_config.snp_verifier", k, err));
+      json_t *src = json_object_get(snp, "vcek_sources");
+      for (size_t i = 0; json_is_array(src) && i < json_array_size(src); i++) {
+        json_t *e = json_array_get(src, i);
+        const char *ty = json_string_value(json_object_get(e, "type"));
+        if (ty && !strcmp(ty, "OfflineStore"))
+          CT_GUARD(kbs_config__str(e, "path", "vcek_sources", &c->snp_vcek_offline_dir, err));
+        else if (ty && !strcmp(ty, "KDS"))
+          CT_GUARD(kbs_config__str(e, "base_url", "vcek_sources", &c->snp_kds_base_url, err));
+        else
+          return ct_fail(err, CT_EINVAL, "snp_verifier.vcek_sources[%zu].type must be KDS or OfflineStore", i);
+      }
+    }
+    if (dcap) {
+      static const char *const k[] = {"collateral_service", "collateral_dir", "tcb_update_type", NULL};
+      CT_GUARD(kbs_config__only(dcap, "attestation_service.verifier_config.dcap_verifier", k, err));
+      char *svc = NULL;
+      CT_GUARD(kbs_config__str(dcap, "collateral_service", "dcap_verifier", &svc, err));
+      if (svc && !strncmp(svc, "file://", 7)) {
+        CT_GUARD(ct_strdup(svc + 7, &c->tdx_collateral_dir, err));
+        free(svc);
+      } else {
+        c->tdx_pccs_url = svc;
+      }
+      CT_GUARD(kbs_config__str(dcap, "collateral_dir", "dcap_verifier", &c->tdx_collateral_dir, err));
+    }
+    if (tpm) {
+      static const char *const k[] = {"trusted_ak_keys_dir", "max_trusted_ak_keys", NULL};
+      CT_GUARD(kbs_config__only(tpm, "attestation_service.verifier_config.tpm_verifier", k, err));
+      CT_GUARD(kbs_config__str(tpm, "trusted_ak_keys_dir", "tpm_verifier", &c->tpm_trusted_ak_keys_dir, err));
+    }
+  }
+  return CT_OK;
+}
+
+static ct_status kbs_config__storage(const json_t *doc, kbs_config *c, ct_err *err) {
+  json_t *t;
+  CT_GUARD(kbs_config__table(doc, "storage_backend", "storage_backend", &t, err));
+  if (!t) return CT_OK;
+  static const char *const keys[] = {"storage_type", "backends", NULL};
+  CT_GUARD(kbs_config__only(t, "storage_backend", keys, err));
+  char *type = NULL;
+  CT_GUARD(kbs_config__str(t, "storage_type", "storage_backend", &type, err));
+  ct_status st = CT_OK;
+  if (!type || !strcmp(type, "Memory")) c->storage_type = KVS_MEMORY;
+  else if (!strcmp(type, "LocalFs")) c->storage_type = KVS_LOCAL_FS;
+  else if (!strcmp(type, "LocalJson")) c->storage_type = KVS_LOCAL_JSON;
+  else st = ct_fail(err, CT_EUNSUPPORTED, "storage_backend.storage_type = \"%s\" is not supported "
+                    "(Memory, LocalFs, LocalJson)", type);
+  free(type);
+  CT_GUARD(st);
+  json_t *backends;
+  CT_GUARD(kbs_config__table(t, "backends", "storage_backend.backends", &backends, err));
+  if (backends) {
+    static const char *const bk[] = {"local_fs", "local_json", NULL};
+    CT_GUARD(kbs_config__only(backends, "storage_backend.backends", bk, err));
+    json_t *fs, *js;
+    CT_GUARD(kbs_config__table(backends, "local_fs", "storage_backend.backends.local_fs", &fs, err));
+    CT_GUARD(kbs_config__table(backends, "local_json", "storage_backend.backends.local_json", &js, err));
+    if (fs && c->storage_type == KVS_LOCAL_FS) {
+      static const char *const k[] = {"dir_path", NULL};
+      CT_GUARD(kbs_config__only(fs, "storage_backend.backends.local_fs", k, err));
+      CT_GUARD(kbs_config__str(fs, "dir_path", "storage_backend.backends.local_fs", &c->storage_dir, err));
+    }
+    if (js && c->storage_type == KVS_LOCAL_JSON) {
+      static const char *const k[] = {"file_dir_path", NULL};
+      CT_GUARD(kbs_config__only(js, "storage_backend.backends.local_json", k, err));
+      CT_GUARD(kbs_config__str(js, "file_dir_path", "storage_backend.backends.local_json", &c->storage_dir, err));
+    }
+  }
+  if (c->storage_type != KVS_MEMORY && !c->storage_dir)
+    CT_GUARD(ct_strdup(c->storage_type == KVS_LOCAL_FS ? "/opt/confidential-containers/storage/local_fs"
+                                                       : "/opt/confidential-containers/storage/local_json",
+                       &c->storage_dir, err));
+  return CT_OK;
+}
+
+static ct_status kbs_config__plugins(const json_t *doc, kbs_config *c, ct_err *err) {
+  json_t *p = json_object_get(doc, "plugins");
+  if (!p) return CT_OK;
+  CT_ENSURE(json_is_array(p), err, CT_EINVAL, "[[plugins]] must be an array of tables");
+  for (size_t i = 0; i < json_array_size(p); i++) {
+    json_t *e = json_array_get(p, i);
+    CT_ENSURE(json_is_object(e), err, CT_EINVAL, "plugins[%zu] must be a table", i);
+    const char *name = json_string_value(json_object_get(e, "name"));
+    CT_ENSURE(name, err, CT_EINVAL, "plugins[%zu] needs a name", i);
+    CT_ENSURE(!strcmp(name, "resource"), err, CT_EUNSUPPORTED,
+              "plugins[%zu]: plugin \"%s\" is not supported (only resource)", i, name);
+    static const char *const k[] = {"name", "storage_backend_type", "type", "dir_path", NULL};
+    CT_GUARD(kbs_config__only(e, "plugins", k, err));
+    const char *sbt = json_string_value(json_object_get(e, "storage_backend_type"));
+    CT_ENSURE(!json_object_get(e, "storage_backend_type") || (sbt && !strcmp(sbt, "kvstorage")), err,
+              CT_EUNSUPPORTED, "plugins[%zu].storage_backend_type must be \"kvstorage\"", i);
+    const char *legacy = json_string_value(json_object_get(e, "type"));
+    CT_ENSURE(!json_object_get(e, "type") || (legacy && !strcmp(legacy, "LocalFs")), err,
+              CT_EUNSUPPORTED, "plugins[%zu].type must be \"LocalFs\"", i);
+    CT_GUARD(kbs_config__str(e, "dir_path", "plugins", &c->resource_dir, err));
+    c->resource_plugin = true;
+  }
+  return CT_OK;
+}
+
+static ct_status kbs_config__policy_engine(const json_t *doc, kbs_config *c, ct_err *err) {
+  json_t *t;
+  CT_GUARD(kbs_config__table(doc, "policy_engine", "policy_engine", &t, err));
+  if (!t) return CT_OK;
+  static const char *const keys[] = {"policy_path", NULL};
+  CT_GUARD(kbs_config__only(t, "policy_engine", keys, err));
+  return kbs_config__str(t, "policy_path", "policy_engine", &c->resource_policy_path, err);
+}
+
+ct_status kbs_config_from_json(const json_t *doc, kbs_config **out, ct_err *err) {
+  CT_ENSURE(json_is_object(doc), err, CT_EINVAL, "configuration must be a table");
+  static const char *const top[] = {"http_server", "admin", "attestation_token", "attestation_service",
+                                    "storage_backend", "plugins", "policy_engine", NULL};
+  CT_GUARD(kbs_config__only(doc, "top level", top, err));
+  kbs_config *c = calloc(1, sizeof *c);
+  CT_ENSURE(c, err, CT_ENOMEM, "out of memory");
+  c->as_timeout_min = 5;
+  c->token_duration_min = 5;
+  c->verbose_token = true;
+  c->storage_type = KVS_MEMORY;
+  ct_status st;
+  CT_GUARD_GOTO(st, kbs_config__http(doc, c, err), fail);
+  CT_GUARD_GOTO(st, kbs_config__admin(doc, c, err), fail);
+  CT_GUARD_GOTO(st, kbs_config__token(doc, c, err), fail);
+  CT_GUARD_GOTO(st, kbs_config__as(doc, c, err), fail);
+  CT_GUARD_GOTO(st, kbs_config__storage(doc, c, err), fail);
+  CT_GUARD_GOTO(st, kbs_config__plugins(doc, c, err), fail);
+  CT_GUARD_GOTO(st, kbs_config__policy_engine(doc, c, err), fail);
+  /* Trustee refuses to start when it could not verify any attestation token. */
+  CT_ENSURE_GOTO(st, c->n_trusted_certs_paths || c->n_trusted_jwk_sets || c->insecure_header_jwk ||
+                     c->as_enabled, fail, err, CT_EINVAL,
+                 "[attestation_token] configures no trust anchor (trusted_certs_paths, trusted_jwk_sets) "
+                 "and insecure_header_jwk = false: no attestation token could ever be verified");
+  if (c->issuer_name == NULL) CT_GUARD_GOTO(st, ct_strdup("CoCo-Attestation-Service", &c->issuer_name, err), fail);
+  if (c->developer_name == NULL)
+    CT_GUARD_GOTO(st, ct_strdup("https://confidentialcontainers.org", &c->developer_name, err), fail);
+  if (c->build_name == NULL) CT_GUARD_GOTO(st, ct_strdup("coco-trust attestation-service 0.1.0", &c->build_name, err), fail);
+  if (c->profile_name == NULL)
+    CT_GUARD_GOTO(st, ct_strdup("tag:github.com,2024:confidential-containers/Trustee", &c->profile_name, err), fail);
+  *out = c;
+  return CT_OK;
+fail:
+  kbs_config_free(c);
+  return st;
+}
+
+ct_status kbs_config_load(const char *path, kbs_config **out, ct_err *err) {
+  json_t *doc = NULL;
+  if (toml_parse_file(path, &doc, err) != CT_OK) return ct_err_prefix(err, "%s: ", path);
+  ct_status st = kbs_config_from_json(doc, out, err);
+  json_decref(doc);
+  if (st != CT_OK) ct_err_prefix(err, "%s: ", path);
+  return st;
+}
+
+static void kbs_config__free_strs(char **v, size_t n) {
+  for (size_t i = 0; v && i < n; i++) free(v[i]);
+  free(v);
+}
+
+void kbs_config_free(kbs_config *c) {
+  if (!c) return;
+  kbs_config__free_strs(c->sockets, c->n_sockets);
+  free(c->private_key);
+  free(c->certificate);
+  for (size_t i = 0; c->idps && i < c->n_idps; i++) {
+    free(c->idps[i].issuer);
+    free(c->idps[i].audience);
+    free(c->idps[i].public_key_uri);
+    free(c->idps[i].jwk_set_uri);
+  }
+  free(c->idps);
+  for (size_t i = 0; c->acls && i < c->n_acls; i++) {
+    free(c->acls[i].role);
+    free(c->acls[i].allowed_endpoints);
+  }
+  free(c->acls);
+  free(c->auth_public_key);
+  kbs_config__free_strs(c->trusted_certs_paths, c->n_trusted_certs_paths);
+  kbs_config__free_strs(c->trusted_jwk_sets, c->n_trusted_jwk_sets);
+  kbs_config__free_strs(c->extra_teekey_paths, c->n_extra_teekey_paths);
+  free(c->issuer_name);
+  free(c->developer_name);
+  free(c->build_name);
+  free(c->profile_name);
+  free(c->signer_key_path);
+  free(c->signer_cert_path);
+  free(c->rvps_store_dir);
+  free(c->snp_vcek_offline_dir);
+  free(c->snp_kds_base_url);
+  free(c->tdx_collateral_dir);
+  free(c->tdx_pccs_url);
+  free(c->tpm_trusted_ak_keys_dir);
+  free(c->storage_dir);
+  free(c->resource_dir);
+  free(c->resource_policy_path);
+  free(c);
+}

@@ -1,0 +1,249 @@
+#include "kbs_http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ct_log.h"
+
+#define KBS_HTTP_MAX_WORKERS 64
+#define KBS_HTTP_MAX_SOCKETS 16
+#define KBS_HTTP_MAX_HEADERS 16384
+
+typedef struct kbs_http__worker {
+  struct kbs_http_server *server;
+  struct event_base *base;
+  struct evhttp *http;
+  pthread_t thread;
+  bool started;
+} kbs_http__worker;
+
+struct kbs_http_server {
+  kbs_http_handler handler;
+  void *ctx;
+  SSL_CTX *ssl;
+  size_t max_body;
+  unsigned n_workers;
+  kbs_http__worker workers[KBS_HTTP_MAX_WORKERS];
+  int ports[KBS_HTTP_MAX_SOCKETS];
+};
+
+const char *kbs_http_header(const kbs_http_request *req, const char *name) {
+  struct evkeyvalq *h = evhttp_request_get_input_headers(req->native);
+  return evhttp_find_header(h, name);
+}
+
+static ct_status kbs_http__parse_addr(const char *spec, struct sockaddr_storage *ss, socklen_t *len,
+                                      ct_err *err) {
+  int slen = (int)sizeof *ss;
+  memset(ss, 0, sizeof *ss);
+  if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)ss, &slen) != 0)
+    return ct_fail(err, CT_EINVAL, "http_server.sockets: \"%s\" is not an IP:port address", spec);
+  *len = (socklen_t)slen;
+  return CT_OK;
+}
+
+/* One listener per worker with SO_REUSEPORT lets the kernel spread connections over the loops
+ * without a shared accept lock. TCP_NODELAY is inherited by accepted sockets on Linux. */
+static ct_status kbs_http__listen(const struct sockaddr_storage *ss, socklen_t len, int *fd_out,
+                                  int *port_out, ct_err *err) {
+  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ct_fail(err, CT_EIO, "socket: %s", strerror(errno));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, 1024) != 0) {
+    int e = errno;
+    close(fd);
+    return ct_fail(err, CT_EIO, "cannot listen: %s", strerror(e));
+  }
+  struct sockaddr_storage bound;
+  socklen_t blen = sizeof bound;
+  getsockname(fd, (struct sockaddr *)&bound, &blen);
+  *port_out = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+  *fd_out = fd;
+  return CT_OK;
+}
+
+static struct bufferevent *kbs_http__bevcb(struct event_base *base, void *arg) {
+  kbs_http_server *s = arg;
+  SSL *ssl = SSL_new(s->ssl);
+  if (!ssl) return NULL;
+  return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                        BEV_OPT_CLOSE_ON_FREE);
+}
+
+static kbs_http_method kbs_http__method(enum evhttp_cmd_type t) {
+  switch (t) {
+  case EVHTTP_REQ_GET: return KBS_GET;
+  case EVHTTP_REQ_POST: return KBS_POST;
+  case EVHTTP_REQ_PUT: return KBS_PUT;
+  case EVHTTP_REQ_DELETE: return KBS_DELETE;
+  default: return KBS_OTHER;
+  }
+}
+
+static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
+  kbs_http_server *s = arg;
+  kbs_http_request req = {0};
+  kbs_http_response resp = {0};
+  resp.status = 500;
+  ct_buf_init(&resp.body, 64u << 20);
+  req.native = ereq;
+  req.method = kbs_http__method(evhttp_request_get_command(ereq));
+  req.uri = evhttp_request_get_uri(ereq);
+  const struct evhttp_uri *parsed = evhttp_request_get_evhttp_uri(ereq);
+  const char *raw_path = parsed ? evhttp_uri_get_path(parsed) : NULL;
+  req.query = parsed ? evhttp_uri_get_query(parsed) : NULL;
+  req.path = evhttp_uridecode(raw_path ? raw_path : "/", 0, NULL);
+  struct evbuffer *in = evhttp_request_get_input_buffer(ereq);
+  req.body_len = evbuffer_get_length(in);
+  req.body = req.body_len ? evbuffer_pullup(in, -1) : (const uint8_t *)"";
+  if (!req.path) {
+    evhttp_send_error(ereq, 400, "Bad path");
+    return;
+  }
+  s->handler(s->ctx, &req, &resp);
+  struct evkeyvalq *oh = evhttp_request_get_output_headers(ereq);
+  if (resp.content_type) evhttp_add_header(oh, "Content-Type", resp.content_type);
+  if (resp.set_cookie[0]) evhttp_add_header(oh, "Set-Cookie", resp.set_cookie);
+  struct evbuffer *out = evbuffer_new();
+  if (out && resp.body.len) evbuffer_add(out, resp.body.data, resp.body.len);
+  evhttp_send_reply(ereq, resp.status, resp.status < 400 ? "OK" : "Error", out);
+  if (out) evbuffer_free(out);
+  ct_buf_free_secret(&resp.body);
+  free(req.path);
+}
+
+static void *kbs_http__run(void *arg) {
+  kbs_http__worker *w = arg;
+  event_base_dispatch(w->base);
+  return NULL;
+}
+
+static ct_status kbs_http__ssl_ctx(const kbs_http_config *cfg, SSL_CTX **out, ct_err *err) {
+  CT_ENSURE(cfg->cert_path && cfg->key_path, err, CT_EINVAL,
+            "http_server: HTTPS needs both private_key and certificate (or set insecure_http = true)");
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) return ct_fail_ossl(err, CT_ECRYPTO, "cannot create a TLS context");
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_path) != 1) {
+    SSL_CTX_free(ctx);
+    return ct_fail_ossl(err, CT_EINVAL, "http_server.certificate: cannot load %s", cfg->cert_path);
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key_path, SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    SSL_CTX_free(ctx);
+    return ct_fail_ossl(err, CT_EINVAL, "http_server.private_key: cannot load %s or it does not match "
+                        "the certificate", cfg->key_path);
+  }
+  *out = ctx;
+  return CT_OK;
+}
+
+ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, void *ctx,
+                         kbs_http_server **out, ct_err *err) {
+  CT_ENSURE(cfg->n_sockets > 0 && cfg->n_sockets <= KBS_HTTP_MAX_SOCKETS, err, CT_EINVAL,
+            "http_server.sockets must list 1 to %d addresses", KBS_HTTP_MAX_SOCKETS);
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, (void (*)(void))evthread_use_pthreads);
+  kbs_http_server *s = calloc(1, sizeof *s);
+  CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
+  s->handler = handler;
+  s->ctx = ctx;
+  s->max_body = cfg->max_body;
+  unsigned n = cfg->workers ? cfg->workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+  if (n == 0) n = 1;
+  if (n > KBS_HTTP_MAX_WORKERS) n = KBS_HTTP_MAX_WORKERS;
+  ct_status st = CT_OK;
+  if (cfg->tls) CT_GUARD_GOTO(st, kbs_http__ssl_ctx(cfg, &s->ssl, err), fail);
+
+  struct timeval tv = {cfg->timeout_seconds ? cfg->timeout_seconds : 30, 0};
+  for (unsigned i = 0; i < n; i++) {
+    kbs_http__worker *w = &s->workers[i];
+    w->server = s;
+    w->base = event_base_new();
+    w->http = w->base ? evhttp_new(w->base) : NULL;
+    CT_ENSURE_GOTO(st, w->http, fail, err, CT_ENOMEM, "cannot create an event loop");
+    s->n_workers = i + 1;
+    evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->max_body);
+    evhttp_set_max_headers_size(w->http, KBS_HTTP_MAX_HEADERS);
+    evhttp_set_timeout_tv(w->http, &tv);
+    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE);
+    evhttp_set_default_content_type(w->http, "application/json");
+    evhttp_set_gencb(w->http, kbs_http__dispatch, s);
+    if (s->ssl) evhttp_set_bevcb(w->http, kbs_http__bevcb, s);
+    for (size_t k = 0; k < cfg->n_sockets; k++) {
+      struct sockaddr_storage ss;
+      socklen_t len;
+      int fd, port;
+      CT_GUARD_GOTO(st, kbs_http__parse_addr(cfg->sockets[k], &ss, &len, err), fail);
+      /* Port 0 asks for any port: the first worker picks it, the others join the same one. */
+      if (i > 0 && s->ports[k]) {
+        if (ss.ss_family == AF_INET6) ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)s->ports[k]);
+        else ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)s->ports[k]);
+      }
+      if (kbs_http__listen(&ss, len, &fd, &port, err) != CT_OK) {
+        st = ct_err_prefix(err, "http_server.sockets \"%s\": ", cfg->sockets[k]);
+        goto fail;
+      }
+      s->ports[k] = port;
+      if (!evhttp_accept_socket_with_handle(w->http, fd)) {
+        close(fd);
+        st = ct_fail(err, CT_EIO, "cannot accept on %s", cfg->sockets[k]);
+        goto fail;
+      }
+    }
+  }
+  for (unsigned i = 0; i < s->n_workers; i++) {
+    if (pthread_create(&s->workers[i].thread, NULL, kbs_http__run, &s->workers[i]) != 0) {
+      st = ct_fail(err, CT_EIO, "cannot start worker thread %u", i);
+      goto fail;
+    }
+    s->workers[i].started = true;
+  }
+  *out = s;
+  return CT_OK;
+fail:
+  kbs_http_stop(s);
+  return st;
+}
+
+int kbs_http_bound_port(const kbs_http_server *s, size_t socket_index) {
+  return socket_index < KBS_HTTP_MAX_SOCKETS ? s->ports[socket_index] : 0;
+}
+
+void kbs_http_stop(kbs_http_server *s) {
+  if (!s) return;
+  for (unsigned i = 0; i < s->n_workers; i++)
+    if (s->workers[i].base) event_base_loopbreak(s->workers[i].base);
+  for (unsigned i = 0; i < s->n_workers; i++)
+    if (s->workers[i].started) pthread_join(s->workers[i].thread, NULL);
+  for (unsigned i = 0; i < s->n_workers; i++) {
+    if (s->workers[i].http) evhttp_free(s->workers[i].http);
+    if (s->workers[i].base) event_base_free(s->workers[i].base);
+  }
+  if (s->ssl) SSL_CTX_free(s->ssl);
+  free(s);
+}

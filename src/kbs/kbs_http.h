@@ -1,0 +1,63 @@
+/*
+ * kbs_http.h - the KBS's HTTP(S) server: libevent evhttp, one event loop per worker thread,
+ * each with its own SO_REUSEPORT listeners, TLS through bufferevent_openssl.
+ *
+ * Handlers run on the worker's loop thread and must not block for long; every handler is
+ * called with a fully-read body bounded by max_body bytes.
+ */
+#ifndef KBS_HTTP_H
+#define KBS_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ct_buf.h"
+#include "ct_status.h"
+
+typedef enum kbs_http_method { KBS_GET, KBS_POST, KBS_PUT, KBS_DELETE, KBS_OTHER } kbs_http_method;
+
+typedef struct kbs_http_request {
+  kbs_http_method method;
+  const char *uri;    /* as received: path and query */
+  char *path;         /* percent-decoded path without the query */
+  const char *query;  /* raw query string without '?', or NULL */
+  const uint8_t *body;
+  size_t body_len;
+  void *native;       /* struct evhttp_request * */
+} kbs_http_request;
+
+/* Returns a request header or NULL. */
+const char *kbs_http_header(const kbs_http_request *req, const char *name);
+
+typedef struct kbs_http_response {
+  int status;
+  const char *content_type; /* static string or NULL */
+  ct_buf body;
+  char set_cookie[256];
+} kbs_http_response;
+
+typedef void (*kbs_http_handler)(void *ctx, const kbs_http_request *req, kbs_http_response *resp);
+
+typedef struct kbs_http_config {
+  const char *const *sockets; /* "IP:port" or "[IPv6]:port" */
+  size_t n_sockets;
+  bool tls;
+  const char *cert_path;
+  const char *key_path;
+  size_t max_body;           /* bytes */
+  unsigned workers;          /* event-loop threads; 0 = number of CPUs */
+  unsigned timeout_seconds;  /* idle/read/write timeout per connection */
+} kbs_http_config;
+
+typedef struct kbs_http_server kbs_http_server;
+
+/* Binds every socket on every worker and starts the worker threads. */
+CT_RESULT kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, void *ctx,
+                         kbs_http_server **out, ct_err *err);
+/* Ports actually bound (useful when a config asks for port 0). */
+int kbs_http_bound_port(const kbs_http_server *s, size_t socket_index);
+/* Stops the loops, joins the threads and frees everything. */
+void kbs_http_stop(kbs_http_server *s);
+
+#endif

@@ -1,0 +1,21 @@
+/*
+ * kbs_server.h - the Key Broker Service: RCAR (/auth, /attest), resources, admin API, metrics.
+ */
+#ifndef KBS_SERVER_H
+#define KBS_SERVER_H
+
+#include "ct_status.h"
+#include "kbs_config.h"
+
+typedef struct kbs_server kbs_server;
+
+/* Builds every component from the configuration (storage, attestation service, policies,
+ * token verifier, admin) and starts serving. */
+CT_RESULT kbs_server_start(const kbs_config *cfg, kbs_server **out, ct_err *err);
+/* The TCP port bound for sockets[i] (after port 0 was resolved). */
+int kbs_server_port(const kbs_server *s, size_t i);
+/* Sweeps expired sessions; call about once a minute. */
+void kbs_server_tick(kbs_server *s);
+void kbs_server_stop(kbs_server *s);
+
+#endif
