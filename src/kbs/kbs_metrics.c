@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #define KBS_M_LABELS 128 /* label values kept per labelled counter; more are folded into "other" */

@@ -1,0 +1,117 @@
+"""The upstream KBS e2e flow (trustee kbs/test/Makefile) against coco-trust's kbs and kbs-client,
+with TLS on, plus the passport mode with a second resource-only KBS."""
+import base64
+import os
+import subprocess
+
+from conftest import BIN, bgcheck_config, run
+
+TEST_POLICY = """package policy
+
+import rego.v1
+
+default allow := false
+
+allow if {
+	data.plugin == "resource"
+	data["resource-path"] == ["one", "two", "three"]
+	input.submods.cpu0["ear.veraison.annotated-evidence"].sample
+}
+"""
+
+
+def client(kbs, pki, *args, check=True):
+    return run([BIN / "kbs-client", "--url", kbs.url(), "--cert-file", pki.tls_cert, *args], check=check)
+
+
+def admin(kbs, pki, tmp_path, *args, check=True):
+    token = tmp_path / "admin-token"
+    token.write_text(pki.admin_token())
+    return client(kbs, pki, "config", "--admin-token-file", token, *args, check=check)
+
+
+def test_background_check_and_passport(pki, start_kbs, tmp_path):
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+    secret = os.urandom(16)
+    (tmp_path / "secret").write_bytes(secret)
+    admin(kbs, pki, tmp_path, "set-resource", "--path", "one/two/three", "--resource-file", tmp_path / "secret")
+    (tmp_path / "policy.rego").write_text(TEST_POLICY)
+    admin(kbs, pki, tmp_path, "set-resource-policy", "--policy-file", tmp_path / "policy.rego")
+
+    out = client(kbs, pki, "get-resource", "--path", "one/two/three")
+    assert base64.b64decode(out.stdout.strip()) == secret
+
+    # Passport: the issuer KBS hands out the EAR; a KBS without an attestation service that trusts
+    # the issuer's token CA serves the resource to its bearer.
+    tee_key = tmp_path / "tee.key"
+    run(["openssl", "genrsa", "-traditional", "-out", tee_key, "2048"])
+    token = client(kbs, pki, "attest", "--tee-key-file", tee_key).stdout.strip()
+    assert token.count(".") == 2
+    (tmp_path / "token").write_text(token)
+
+    resource_cfg = f"""[http_server]
+sockets = ["127.0.0.1:0"]
+private_key = "{pki.tls_key}"
+certificate = "{pki.tls_cert}"
+
+[admin]
+insecure_api = false
+auth_public_key = "{pki.admin_pub}"
+
+[attestation_token]
+trusted_certs_paths = ["{pki.ca_cert}"]
+
+[storage_backend]
+storage_type = "LocalFs"
+
+[storage_backend.backends.local_fs]
+dir_path = "{tmp_path / 'resource-storage'}"
+
+[[plugins]]
+name = "resource"
+"""
+    rkbs = start_kbs(resource_cfg, name="resource-kbs")
+    client(rkbs, pki, "config", "--auth-private-key", pki.admin_key, "set-resource", "--path", "one/two/three",
+           "--resource-file", tmp_path / "secret")
+    client(rkbs, pki, "config", "--auth-private-key", pki.admin_key, "set-resource-policy", "--policy-file",
+           tmp_path / "policy.rego")
+    out = client(rkbs, pki, "get-resource", "--attestation-token", tmp_path / "token", "--tee-key-file", tee_key,
+                 "--path", "one/two/three")
+    assert base64.b64decode(out.stdout.strip()) == secret
+    # The resource KBS has no attestation service: /auth does not exist there.
+    denied = client(rkbs, pki, "get-resource", "--path", "one/two/three", check=False)
+    assert denied.returncode == 1
+    assert "PluginNotFound" in denied.stderr
+
+
+def test_default_policy_refuses_sample(pki, start_kbs, tmp_path):
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+    (tmp_path / "secret").write_bytes(b"s3cret")
+    admin(kbs, pki, tmp_path, "set-resource", "--path", "one/two/three", "--resource-file", tmp_path / "secret")
+    out = client(kbs, pki, "get-resource", "--path", "one/two/three", check=False)
+    assert out.returncode == 1
+    assert "PolicyDeny" in out.stderr and "HTTP 401" in out.stderr
+
+
+def test_presets_and_reference_values(pki, start_kbs, tmp_path):
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+    (tmp_path / "secret").write_bytes(b"preset")
+    admin(kbs, pki, tmp_path, "set-resource", "--path", "a/b/c", "--resource-file", tmp_path / "secret")
+    admin(kbs, pki, tmp_path, "set-resource-policy", "--allow-all")
+    out = client(kbs, pki, "get-resource", "--path", "a/b/c")
+    assert base64.b64decode(out.stdout.strip()) == b"preset"
+    # Sample evidence without reference values is contraindicated: "affirming" refuses it ...
+    admin(kbs, pki, tmp_path, "set-resource-policy", "--affirming")
+    assert client(kbs, pki, "get-resource", "--path", "a/b/c", check=False).returncode == 1
+    # ... and accepts it once the reference values make every claim affirming (trustee's
+    # integration test values).
+    admin(kbs, pki, tmp_path, "set-sample-reference-value", "svn", "1")
+    admin(kbs, pki, tmp_path, "set-sample-reference-value", "launch_digest", "abcde")
+    admin(kbs, pki, tmp_path, "set-sample-reference-value", "major_version", "1", "--as-integer")
+    admin(kbs, pki, tmp_path, "set-sample-reference-value", "minimum_minor_version", "1", "--as-integer")
+    got = admin(kbs, pki, tmp_path, "get-reference-value", "--id", "svn").stdout.strip()
+    assert got == '["1"]'
+    out = client(kbs, pki, "get-resource", "--path", "a/b/c")
+    assert base64.b64decode(out.stdout.strip()) == b"preset"
+    admin(kbs, pki, tmp_path, "set-resource-policy", "--deny-all")
+    assert client(kbs, pki, "get-resource", "--path", "a/b/c", check=False).returncode == 1

@@ -1,0 +1,462 @@
+/*
+ * kbs-client - Trustee's kbs-client verbs and flags, on coco-trust's libraries.
+ *
+ *   kbs-client [--url URL] [--cert-file PEM] attest [--tee-key-file PEM] [INIT_DATA]
+ *   kbs-client ... get-resource --path R/T/T [--tee-key-file PEM --attestation-token FILE] [INIT_DATA]
+ *   kbs-client ... config (--admin-token-file F | --auth-private-key F) SUBCOMMAND ...
+ *       set-resource --path R/T/T --resource-file F | delete-resource --path R/T/T
+ *       set-resource-policy (--policy-file F | --allow-all | --deny-all | --affirming | --default)
+ *       set-attestation-policy [--type rego] [--id ID] --policy-file F
+ *       set-sample-reference-value NAME VALUE [--as-integer | --as-bool | --as-single-value]
+ *       get-reference-value --id ID
+ *
+ * Attestation uses the sample TEE (this tool runs outside a TEE). Exit status 0 on success, 1 on
+ * a refused or failed call (the KBS's reason is printed), 2 on bad usage.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ct_buf.h"
+#include "ct_codec.h"
+#include "ct_digest.h"
+#include "ct_file.h"
+#include "ct_json.h"
+#include "ct_mem.h"
+#include "ct_policies.h"
+#include "jose.h"
+#include "kbs_client_http.h"
+
+#define KC_MAX_RESPONSE (64u << 20)
+
+typedef struct kc_opts {
+  const char *url;
+  const char *cert_file;
+  const char *tee_key_file;
+  const char *token_file;
+  const char *init_data;
+  const char *path;
+} kc_opts;
+
+static int kc__usage(void) {
+  fprintf(stderr,
+          "usage: kbs-client [--url URL] [--cert-file PEM] COMMAND\n"
+          "  attest [--tee-key-file PEM] [INIT_DATA]\n"
+          "  get-resource --path R/T/T [--tee-key-file PEM --attestation-token FILE] [INIT_DATA]\n"
+          "  config (--admin-token-file F | --auth-private-key F) set-resource --path R/T/T --resource-file F\n"
+          "  config ... delete-resource --path R/T/T\n"
+          "  config ... set-resource-policy (--policy-file F | --allow-all | --deny-all | --affirming | --default)\n"
+          "  config ... set-attestation-policy [--type rego] [--id ID] --policy-file F\n"
+          "  config ... set-sample-reference-value NAME VALUE [--as-integer | --as-bool | --as-single-value]\n"
+          "  config ... get-reference-value --id ID\n");
+  return 2;
+}
+
+/* Prints the KBS's error body (type and detail) for a failed call. */
+static int kc__http_failure(const char *what, long status, const ct_buf *body) {
+  json_t *e = NULL;
+  ct_err err;
+  if (body->len && ct_json_parse((const char *)body->data, body->len, 8, &e, &err) == CT_OK && json_is_object(e)) {
+    const char *type = json_string_value(json_object_get(e, "type"));
+    const char *detail = json_string_value(json_object_get(e, "detail"));
+    const char *variant = type ? strrchr(type, '/') : NULL;
+    fprintf(stderr, "kbs-client: %s refused (HTTP %ld, %s): %s\n", what, status, variant ? variant + 1 : "?",
+            detail ? detail : "");
+  } else {
+    fprintf(stderr, "kbs-client: %s failed with HTTP %ld\n", what, status);
+  }
+  json_decref(e);
+  return 1;
+}
+
+static int kc__fail(const char *what, const ct_err *err) {
+  fprintf(stderr, "kbs-client: %s: %s\n", what, err->msg);
+  return 1;
+}
+
+/* --- attestation ----------------------------------------------------------------------------- */
+
+static ct_status kc__load_or_make_key(const char *path, jose_jwk **key, ct_err *err) {
+  if (!path) return jose_jwk_generate("ECDH-ES+A256KW", "P-256", key, err);
+  uint8_t *pem = NULL;
+  size_t len = 0;
+  CT_GUARD(ct_file_read(path, 1u << 20, &pem, &len, err));
+  ct_status st = jose_jwk_from_pem((const char *)pem, len, NULL, key, err);
+  ct_wipe(pem, len);
+  free(pem);
+  if (st != CT_OK) return ct_err_prefix(err, "%s: ", path);
+  return CT_OK;
+}
+
+/* The TEE public key exactly as Trustee hashes it: {kty,crv,alg,x,y} or {kty,alg,n,e}. */
+static ct_status kc__tee_pubkey(const jose_jwk *key, json_t **out, ct_err *err) {
+  json_t *jwk = NULL;
+  CT_GUARD(jose_jwk_to_json(key, &jwk, err));
+  const char *kty = json_string_value(json_object_get(jwk, "kty"));
+  json_t *c;
+  if (kty && !strcmp(kty, "EC"))
+    c = json_pack("{s:s, s:O, s:s, s:O, s:O}", "kty", "EC", "crv", json_object_get(jwk, "crv"), "alg", "ECDH-ES+A256KW",
+                  "x", json_object_get(jwk, "x"), "y", json_object_get(jwk, "y"));
+  else if (kty && !strcmp(kty, "RSA"))
+    c = json_pack("{s:s, s:s, s:O, s:O}", "kty", "RSA", "alg", "RSA-OAEP-256", "n", json_object_get(jwk, "n"), "e",
+                  json_object_get(jwk, "e"));
+  else
+    c = NULL;
+  json_decref(jwk);
+  CT_ENSURE(c, err, CT_EINVAL, "the TEE key must be EC (P-256/P-521) or RSA");
+  *out = c;
+  return CT_OK;
+}
+
+static ct_status kc__post_json(kc_http *h, const char *path, json_t *body, long *status, ct_buf *out, ct_err *err) {
+  char *text = NULL;
+  CT_GUARD(ct_json_dump(body, &text, err));
+  ct_status st = kc_http_call(h, "POST", path, "application/json", text, strlen(text), status, out, err);
+  free(text);
+  return st;
+}
+
+/* Runs the RCAR handshake with sample evidence; *token is the EAR (caller frees). Returns 0 or
+ * the process exit status. */
+static int kc__rcar(kc_http *h, const jose_jwk *key, const char *init_data, char **token) {
+  ct_err err;
+  ct_buf body;
+  ct_buf_init(&body, KC_MAX_RESPONSE);
+  long status = 0;
+  json_t *req = json_pack("{s:s, s:s, s:s}", "version", "0.4.0", "tee", "sample", "extra-params", "");
+  ct_status st = kc__post_json(h, "/kbs/v0/auth", req, &status, &body, &err);
+  json_decref(req);
+  if (st != CT_OK) return kc__fail("auth", &err);
+  if (status != 200) {
+    int rc = kc__http_failure("auth", status, &body);
+    ct_buf_free(&body);
+    return rc;
+  }
+  json_t *challenge = NULL;
+  const char *nonce = NULL;
+  st = ct_json_parse((const char *)body.data, body.len, 8, &challenge, &err);
+  if (st == CT_OK) st = ct_json_get_string(challenge, "nonce", "challenge", &nonce, &err);
+  ct_buf_free(&body);
+  if (st != CT_OK) return kc__fail("auth response", &err);
+
+  json_t *teekey = NULL;
+  if (kc__tee_pubkey(key, &teekey, &err) != CT_OK) {
+    json_decref(challenge);
+    return kc__fail("TEE key", &err);
+  }
+  json_t *runtime = json_pack("{s:O, s:s, s:s}", "tee-pubkey", teekey, "nonce", nonce, "additional-evidence", "");
+  char *canon = NULL;
+  size_t canon_len = 0;
+  st = ct_jcs_string(runtime, &canon, &canon_len, &err);
+  json_decref(runtime);
+  uint8_t digest[48];
+  char *report_data = NULL;
+  if (st == CT_OK) {
+    ct_sha384(canon, canon_len, digest);
+    st = ct_b64_encode(CT_B64_STD, digest, sizeof digest, &report_data, &err);
+  }
+  free(canon);
+  json_t *attestation = NULL;
+  if (st == CT_OK) {
+    attestation = json_pack("{s:{s:s, s:O}, s:{s:{s:s, s:s}, s:s}}", "runtime-data", "nonce", nonce, "tee-pubkey",
+                            teekey, "tee-evidence", "primary_evidence", "svn", "1", "report_data", report_data,
+                            "additional_evidence", "");
+    if (attestation && init_data)
+      json_object_set_new(attestation, "init-data", json_pack("{s:s, s:s}", "format", "toml", "body", init_data));
+    if (!attestation) st = ct_fail(&err, CT_ENOMEM, "out of memory");
+  }
+  free(report_data);
+  json_decref(teekey);
+  json_decref(challenge);
+  if (st != CT_OK) return kc__fail("building evidence", &err);
+  ct_buf_init(&body, KC_MAX_RESPONSE);
+  st = kc__post_json(h, "/kbs/v0/attest", attestation, &status, &body, &err);
+  json_decref(attestation);
+  if (st != CT_OK) return kc__fail("attest", &err);
+  if (status != 200) {
+    int rc = kc__http_failure("attest", status, &body);
+    ct_buf_free(&body);
+    return rc;
+  }
+  json_t *resp = NULL;
+  const char *tok = NULL;
+  st = ct_json_parse((const char *)body.data, body.len, 8, &resp, &err);
+  if (st == CT_OK) st = ct_json_get_string(resp, "token", "attest response", &tok, &err);
+  if (st == CT_OK) st = ct_strdup(tok, token, &err);
+  json_decref(resp);
+  ct_buf_free(&body);
+  if (st != CT_OK) return kc__fail("attest response", &err);
+  return 0;
+}
+
+static int kc__attest(kc_http *h, const kc_opts *o) {
+  ct_err err;
+  jose_jwk *key = NULL;
+  if (kc__load_or_make_key(o->tee_key_file, &key, &err) != CT_OK) return kc__fail("TEE key", &err);
+  char *token = NULL;
+  int rc = kc__rcar(h, key, o->init_data, &token);
+  jose_jwk_free(key);
+  if (rc) return rc;
+  printf("%s\n", token);
+  free(token);
+  return 0;
+}
+
+static int kc__get_resource(kc_http *h, const kc_opts *o) {
+  ct_err err;
+  if (!o->path) return kc__usage();
+  if (!!o->token_file != !!o->tee_key_file && o->token_file) {
+    fprintf(stderr, "kbs-client: --attestation-token needs --tee-key-file (the key the token binds)\n");
+    return 2;
+  }
+  jose_jwk *key = NULL;
+  if (kc__load_or_make_key(o->tee_key_file, &key, &err) != CT_OK) return kc__fail("TEE key", &err);
+  char *token = NULL;
+  int rc = 0;
+  if (o->token_file) {
+    uint8_t *t = NULL;
+    size_t n = 0;
+    if (ct_file_read(o->token_file, 1u << 20, &t, &n, &err) != CT_OK) {
+      jose_jwk_free(key);
+      return kc__fail("attestation token", &err);
+    }
+    while (n && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ')) t[--n] = 0;
+    token = (char *)t;
+    h->bearer = token;
+  } else {
+    rc = kc__rcar(h, key, o->init_data, &token);
+  }
+  if (rc) {
+    jose_jwk_free(key);
+    return rc;
+  }
+  char path[1024];
+  snprintf(path, sizeof path, "/kbs/v0/resource/%s", o->path);
+  ct_buf body;
+  ct_buf_init(&body, KC_MAX_RESPONSE);
+  long status = 0;
+  ct_status st = kc_http_call(h, "GET", path, NULL, NULL, 0, &status, &body, &err);
+  h->bearer = NULL;
+  free(token);
+  if (st != CT_OK) {
+    jose_jwk_free(key);
+    return kc__fail("get-resource", &err);
+  }
+  if (status != 200) {
+    rc = kc__http_failure("get-resource", status, &body);
+    ct_buf_free(&body);
+    jose_jwk_free(key);
+    return rc;
+  }
+  json_t *jwe = NULL;
+  uint8_t *secret = NULL;
+  size_t len = 0;
+  st = ct_json_parse((const char *)body.data, body.len, 8, &jwe, &err);
+  ct_buf_free(&body);
+  if (st == CT_OK) st = jose_jwe_decrypt(key, jwe, &secret, &len, &err);
+  json_decref(jwe);
+  jose_jwk_free(key);
+  if (st != CT_OK) return kc__fail("decrypting the resource", &err);
+  char *b64 = NULL;
+  st = ct_b64_encode(CT_B64_STD, secret, len, &b64, &err);
+  ct_wipe(secret, len);
+  free(secret);
+  if (st != CT_OK) return kc__fail("encoding", &err);
+  printf("%s\n", b64);
+  free(b64);
+  return 0;
+}
+
+/* --- admin ----------------------------------------------------------------------------------- */
+
+/* A short-lived admin token signed with the admin's private key (Trustee 1.0's simple admin). */
+static ct_status kc__sign_admin_token(const char *key_path, char **token, ct_err *err) {
+  jose_jwk *key = NULL;
+  CT_GUARD(kc__load_or_make_key(key_path, &key, err));
+  EVP_PKEY *pk = jose_jwk_pkey(key);
+  const char *alg = EVP_PKEY_get_base_id(pk) == EVP_PKEY_ED25519 ? "EdDSA"
+                    : EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC   ? "ES256"
+                                                                : "RS256";
+  time_t now = time(NULL);
+  char payload[256];
+  snprintf(payload, sizeof payload, "{\"iat\":%lld,\"exp\":%lld,\"role\":\"admin\",\"iss\":\"kbs-client\"}", (long long)now,
+           (long long)now + 7200);
+  json_t *hdr = json_pack("{s:s}", "typ", "JWT");
+  ct_status st = jose_jws_sign(alg, pk, hdr, (const uint8_t *)payload, strlen(payload), token, err);
+  json_decref(hdr);
+  jose_jwk_free(key);
+  return st;
+}
+
+static int kc__admin_call(kc_http *h, const char *what, const char *method, const char *path, const char *ctype,
+                          const void *body, size_t len, bool print_body) {
+  ct_err err;
+  ct_buf out;
+  ct_buf_init(&out, KC_MAX_RESPONSE);
+  long status = 0;
+  if (kc_http_call(h, method, path, ctype, body, len, &status, &out, &err) != CT_OK) return kc__fail(what, &err);
+  int rc = 0;
+  if (status != 200) rc = kc__http_failure(what, status, &out);
+  else if (print_body) printf("%.*s\n", (int)out.len, out.data ? (const char *)out.data : "");
+  ct_buf_free(&out);
+  return rc;
+}
+
+static int kc__post_policy(kc_http *h, const char *what, const char *path, const char *id, const char *text, size_t len) {
+  ct_err err;
+  char *b64 = NULL;
+  if (ct_b64_encode(CT_B64_URL, (const uint8_t *)text, len, &b64, &err) != CT_OK) return kc__fail(what, &err);
+  json_t *body = id ? json_pack("{s:s, s:s, s:s}", "type", "rego", "policy_id", id, "policy", b64)
+                    : json_pack("{s:s}", "policy", b64);
+  free(b64);
+  char *s = json_dumps(body, JSON_COMPACT);
+  json_decref(body);
+  int rc = kc__admin_call(h, what, "POST", path, "application/json", s, strlen(s), false);
+  free(s);
+  return rc;
+}
+
+static int kc__read_arg_file(const char *path, uint8_t **data, size_t *len) {
+  ct_err err;
+  if (!path) return kc__usage();
+  if (ct_file_read(path, 64u << 20, data, len, &err) != CT_OK) return kc__fail("reading", &err);
+  return 0;
+}
+
+static int kc__config(kc_http *h, int argc, char **argv) {
+  const char *token_file = NULL, *private_key = NULL;
+  int i = 0;
+  for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
+    if (!strcmp(argv[i], "--admin-token-file") && i + 1 < argc) token_file = argv[++i];
+    else if (!strcmp(argv[i], "--auth-private-key") && i + 1 < argc) private_key = argv[++i];
+    else return kc__usage();
+  }
+  if (i >= argc) return kc__usage();
+  ct_err err;
+  char *token = NULL;
+  if (private_key) {
+    if (kc__sign_admin_token(private_key, &token, &err) != CT_OK) return kc__fail("admin key", &err);
+  } else {
+    char home[1024];
+    const char *h_env = getenv("HOME");
+    if (!token_file && h_env) {
+      snprintf(home, sizeof home, "%s/.trustee/admin-token", h_env);
+      FILE *f = fopen(home, "r");
+      if (f) {
+        fclose(f);
+        token_file = home;
+      }
+    }
+    if (token_file) {
+      uint8_t *t = NULL;
+      size_t n = 0;
+      if (ct_file_read(token_file, 1u << 20, &t, &n, &err) != CT_OK) return kc__fail("admin token", &err);
+      while (n && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ')) t[--n] = 0;
+      token = (char *)t;
+    }
+  }
+  h->bearer = token;
+  const char *cmd = argv[i++];
+  const char *path = NULL, *file = NULL, *id = NULL, *preset = NULL;
+  const char *kind = "list";
+  const char *positional[2] = {NULL, NULL};
+  int npos = 0;
+  for (; i < argc; i++) {
+    if (!strcmp(argv[i], "--path") && i + 1 < argc) path = argv[++i];
+    else if ((!strcmp(argv[i], "--resource-file") || !strcmp(argv[i], "--policy-file")) && i + 1 < argc) file = argv[++i];
+    else if (!strcmp(argv[i], "--id") && i + 1 < argc) id = argv[++i];
+    else if (!strcmp(argv[i], "--type") && i + 1 < argc) i++;
+    else if (!strcmp(argv[i], "--allow-all") || !strcmp(argv[i], "--deny-all") || !strcmp(argv[i], "--affirming") ||
+             !strcmp(argv[i], "--default")) preset = argv[i];
+    else if (!strcmp(argv[i], "--as-integer")) kind = "int";
+    else if (!strcmp(argv[i], "--as-bool")) kind = "bool";
+    else if (!strcmp(argv[i], "--as-single-value")) kind = "single";
+    else if (argv[i][0] != '-' && npos < 2) positional[npos++] = argv[i];
+    else {
+      free(token);
+      return kc__usage();
+    }
+  }
+  int rc = 2;
+  uint8_t *data = NULL;
+  size_t len = 0;
+  char url[1024];
+  if (!strcmp(cmd, "set-resource") && path && file) {
+    rc = kc__read_arg_file(file, &data, &len);
+    snprintf(url, sizeof url, "/kbs/v0/resource/%s", path);
+    if (!rc) rc = kc__admin_call(h, "set-resource", "POST", url, "application/octet-stream", data, len, false);
+  } else if (!strcmp(cmd, "delete-resource") && path) {
+    snprintf(url, sizeof url, "/kbs/v0/resource/%s", path);
+    rc = kc__admin_call(h, "delete-resource", "DELETE", url, NULL, NULL, 0, false);
+  } else if (!strcmp(cmd, "set-resource-policy") && (file || preset)) {
+    if (file) {
+      rc = kc__read_arg_file(file, &data, &len);
+      if (!rc) rc = kc__post_policy(h, "set-resource-policy", "/kbs/v0/resource-policy", NULL, (char *)data, len);
+    } else {
+      /* Trustee's quirk: --default uploads the deny-all policy. */
+      const char *text = !strcmp(preset, "--allow-all") ? ct_policy_resource_allow_all
+                         : !strcmp(preset, "--affirming") ? ct_policy_resource_affirming
+                                                          : ct_policy_resource_deny_all;
+      rc = kc__post_policy(h, "set-resource-policy", "/kbs/v0/resource-policy", NULL, text, strlen(text));
+    }
+  } else if (!strcmp(cmd, "set-attestation-policy") && file) {
+    rc = kc__read_arg_file(file, &data, &len);
+    if (!rc) rc = kc__post_policy(h, "set-attestation-policy", "/kbs/v0/attestation-policy", id ? id : "default_cpu",
+                                  (char *)data, len);
+  } else if (!strcmp(cmd, "set-sample-reference-value") && npos == 2) {
+    json_t *v = !strcmp(kind, "int")      ? json_integer(strtoll(positional[1], NULL, 10))
+                : !strcmp(kind, "bool")   ? json_boolean(!strcmp(positional[1], "true"))
+                : !strcmp(kind, "single") ? json_string(positional[1])
+                                          : json_pack("[s]", positional[1]);
+    json_t *values = json_object();
+    json_object_set_new(values, positional[0], v);
+    char *vs = json_dumps(values, JSON_COMPACT);
+    json_decref(values);
+    char *b64 = NULL;
+    if (ct_b64_encode(CT_B64_STD, (const uint8_t *)vs, strlen(vs), &b64, &err) != CT_OK) rc = kc__fail("encoding", &err);
+    else {
+      json_t *msg = json_pack("{s:s, s:s, s:s}", "version", "0.1.0", "type", "sample", "payload", b64);
+      char *ms = json_dumps(msg, JSON_COMPACT);
+      rc = kc__admin_call(h, "set-sample-reference-value", "POST", "/kbs/v0/reference-value", "application/json", ms,
+                          strlen(ms), false);
+      free(ms);
+      json_decref(msg);
+    }
+    free(b64);
+    free(vs);
+  } else if (!strcmp(cmd, "get-reference-value") && id) {
+    snprintf(url, sizeof url, "/kbs/v0/reference-value/%s", id);
+    rc = kc__admin_call(h, "get-reference-value", "GET", url, NULL, NULL, 0, true);
+  } else {
+    rc = kc__usage();
+  }
+  free(data);
+  free(token);
+  h->bearer = NULL;
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  kc_opts o = {.url = "http://127.0.0.1:8080"};
+  int i = 1;
+  for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
+    if (!strcmp(argv[i], "--url") && i + 1 < argc) o.url = argv[++i];
+    else if (!strcmp(argv[i], "--cert-file") && i + 1 < argc) o.cert_file = argv[++i];
+    else return kc__usage();
+  }
+  if (i >= argc) return kc__usage();
+  kc_http h = {.base_url = o.url, .cert_file = o.cert_file};
+  const char *cmd = argv[i++];
+  if (!strcmp(cmd, "config")) return kc__config(&h, argc - i, argv + i);
+  for (; i < argc; i++) {
+    if (!strcmp(argv[i], "--tee-key-file") && i + 1 < argc) o.tee_key_file = argv[++i];
+    else if (!strcmp(argv[i], "--attestation-token") && i + 1 < argc) o.token_file = argv[++i];
+    else if (!strcmp(argv[i], "--path") && i + 1 < argc) o.path = argv[++i];
+    else if (argv[i][0] != '-' && !o.init_data) o.init_data = argv[i];
+    else return kc__usage();
+  }
+  if (!strcmp(cmd, "attest")) return kc__attest(&h, &o);
+  if (!strcmp(cmd, "get-resource")) return kc__get_resource(&h, &o);
+  return kc__usage();
+}
