@@ -1,5 +1,8 @@
 #include "ct_file.h"
 
+#include "ct_codec.h"
+#include "ct_mem.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,7 +12,11 @@
 #include <unistd.h>
 
 ct_status ct_file_read(const char *path, size_t max, uint8_t **out, size_t *len, ct_err *err) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  return ct_file_read_at(AT_FDCWD, path, max, out, len, err);
+}
+
+ct_status ct_file_read_at(int dirfd, const char *path, size_t max, uint8_t **out, size_t *len, ct_err *err) {
+  int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ct_fail(err, errno == ENOENT ? CT_ENOTFOUND : CT_EIO, "cannot open %s: %s", path,
                              strerror(errno));
   struct stat sb;
@@ -49,11 +56,29 @@ ct_status ct_file_read(const char *path, size_t max, uint8_t **out, size_t *len,
 
 ct_status ct_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
                                ct_err *err) {
+  return ct_file_write_atomic_at(AT_FDCWD, path, data, len, mode, err);
+}
+
+/* mkostemp has no *at form: try random names with O_EXCL until one is free. */
+static int ct_file__mktemp_at(int dirfd, const char *path, char *tmp, size_t cap) {
+  for (int attempt = 0; attempt < 64; attempt++) {
+    unsigned char r[6];
+    if (ct_random(r, sizeof r, NULL) != CT_OK) return -1;
+    char suffix[13];
+    ct_hex_into(r, sizeof r, suffix);
+    snprintf(tmp, cap, "%s.tmp%s", path, suffix);
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  return -1;
+}
+
+ct_status ct_file_write_atomic_at(int dirfd, const char *path, const void *data, size_t len, unsigned mode,
+                                  ct_err *err) {
   size_t plen = strlen(path);
-  char *tmp = malloc(plen + 16);
+  char *tmp = malloc(plen + 24);
   if (!tmp) return ct_fail(err, CT_ENOMEM, "out of memory");
-  snprintf(tmp, plen + 16, "%s.tmpXXXXXX", path);
-  int fd = mkostemp(tmp, O_CLOEXEC);
+  int fd = ct_file__mktemp_at(dirfd, path, tmp, plen + 24);
   if (fd < 0) {
     ct_status st = ct_fail(err, CT_EIO, "cannot create a temporary file beside %s: %s", path,
                            strerror(errno));
@@ -76,9 +101,9 @@ ct_status ct_file_write_atomic(const char *path, const void *data, size_t len, u
     st = ct_fail(err, CT_EIO, "chmod %s: %s", path, strerror(errno));
   if (st == CT_OK && fsync(fd) != 0) st = ct_fail(err, CT_EIO, "fsync %s: %s", path, strerror(errno));
   close(fd);
-  if (st == CT_OK && rename(tmp, path) != 0)
+  if (st == CT_OK && renameat(dirfd, tmp, dirfd, path) != 0)
     st = ct_fail(err, CT_EIO, "rename to %s: %s", path, strerror(errno));
-  if (st != CT_OK) unlink(tmp);
+  if (st != CT_OK) unlinkat(dirfd, tmp, 0);
   free(tmp);
   return st;
 }

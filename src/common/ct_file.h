@@ -17,4 +17,10 @@ CT_RESULT ct_file_read(const char *path, size_t max, uint8_t **out, size_t *len,
 CT_RESULT ct_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
                                ct_err *err);
 
+/* The same relative to an open directory (openat(2) family), so that a process can keep using a
+ * directory it opened before dropping privileges or before its path became unreachable. */
+CT_RESULT ct_file_read_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len, ct_err *err);
+CT_RESULT ct_file_write_atomic_at(int dirfd, const char *name, const void *data, size_t len, unsigned mode,
+                                  ct_err *err);
+
 #endif

@@ -470,8 +470,8 @@ ct_status kbs_config_from_json(const json_t *doc, kbs_config **out, ct_err *err)
   CT_GUARD_GOTO(st, kbs_config__plugins(doc, c, err), fail);
   CT_GUARD_GOTO(st, kbs_config__policy_engine(doc, c, err), fail);
   /* Trustee refuses to start when it could not verify any attestation token. */
-  CT_ENSURE_GOTO(st, c->n_trusted_certs_paths || c->n_trusted_jwk_sets || c->insecure_header_jwk ||
-                     c->as_enabled, fail, err, CT_EINVAL,
+  CT_ENSURE_GOTO(st, c->n_trusted_certs_paths || c->n_trusted_jwk_sets || c->insecure_header_jwk, fail, err,
+                 CT_EINVAL,
                  "[attestation_token] configures no trust anchor (trusted_certs_paths, trusted_jwk_sets) "
                  "and insecure_header_jwk = false: no attestation token could ever be verified");
   if (c->issuer_name == NULL) CT_GUARD_GOTO(st, ct_strdup("CoCo-Attestation-Service", &c->issuer_name, err), fail);

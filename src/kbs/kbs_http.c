@@ -15,6 +15,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +33,13 @@ typedef struct kbs_http__worker {
   struct kbs_http_server *server;
   struct event_base *base;
   struct evhttp *http;
+  struct event *stop_check;
   pthread_t thread;
   bool started;
 } kbs_http__worker;
 
 struct kbs_http_server {
+  atomic_bool stopping;
   kbs_http_handler handler;
   void *ctx;
   SSL_CTX *ssl;
@@ -134,6 +138,14 @@ static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
   free(req.path);
 }
 
+/* A loopbreak sent before a loop starts is lost, so each loop also polls the stop flag. */
+static void kbs_http__stop_check(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  kbs_http__worker *w = arg;
+  if (atomic_load(&w->server->stopping)) event_base_loopbreak(w->base);
+}
+
 static void *kbs_http__run(void *arg) {
   kbs_http__worker *w = arg;
   event_base_dispatch(w->base);
@@ -193,6 +205,10 @@ ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
                                             EVHTTP_REQ_DELETE);
     evhttp_set_default_content_type(w->http, "application/json");
     evhttp_set_gencb(w->http, kbs_http__dispatch, s);
+    struct timeval poll = {0, 200 * 1000};
+    w->stop_check = event_new(w->base, -1, EV_PERSIST, kbs_http__stop_check, w);
+    CT_ENSURE_GOTO(st, w->stop_check && event_add(w->stop_check, &poll) == 0, fail, err, CT_ENOMEM,
+                   "cannot create an event");
     if (s->ssl) evhttp_set_bevcb(w->http, kbs_http__bevcb, s);
     for (size_t k = 0; k < cfg->n_sockets; k++) {
       struct sockaddr_storage ss;
@@ -216,18 +232,20 @@ ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
       }
     }
   }
-  for (unsigned i = 0; i < s->n_workers; i++) {
-    if (pthread_create(&s->workers[i].thread, NULL, kbs_http__run, &s->workers[i]) != 0) {
-      st = ct_fail(err, CT_EIO, "cannot start worker thread %u", i);
-      goto fail;
-    }
-    s->workers[i].started = true;
-  }
   *out = s;
   return CT_OK;
 fail:
   kbs_http_stop(s);
   return st;
+}
+
+ct_status kbs_http_run(kbs_http_server *s, ct_err *err) {
+  for (unsigned i = 0; i < s->n_workers; i++) {
+    if (pthread_create(&s->workers[i].thread, NULL, kbs_http__run, &s->workers[i]) != 0)
+      return ct_fail(err, CT_EIO, "cannot start worker thread %u", i);
+    s->workers[i].started = true;
+  }
+  return CT_OK;
 }
 
 int kbs_http_bound_port(const kbs_http_server *s, size_t socket_index) {
@@ -236,11 +254,13 @@ int kbs_http_bound_port(const kbs_http_server *s, size_t socket_index) {
 
 void kbs_http_stop(kbs_http_server *s) {
   if (!s) return;
+  atomic_store(&s->stopping, true);
   for (unsigned i = 0; i < s->n_workers; i++)
     if (s->workers[i].base) event_base_loopbreak(s->workers[i].base);
   for (unsigned i = 0; i < s->n_workers; i++)
     if (s->workers[i].started) pthread_join(s->workers[i].thread, NULL);
   for (unsigned i = 0; i < s->n_workers; i++) {
+    if (s->workers[i].stop_check) event_free(s->workers[i].stop_check);
     if (s->workers[i].http) evhttp_free(s->workers[i].http);
     if (s->workers[i].base) event_base_free(s->workers[i].base);
   }

@@ -52,9 +52,12 @@ typedef struct kbs_http_config {
 
 typedef struct kbs_http_server kbs_http_server;
 
-/* Binds every socket on every worker and starts the worker threads. */
+/* Loads the TLS key and certificate and binds every socket for every worker; serves nothing
+ * until kbs_http_run. Split in two so a root process can drop privileges in between. */
 CT_RESULT kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, void *ctx,
                          kbs_http_server **out, ct_err *err);
+/* Starts the worker threads. */
+CT_RESULT kbs_http_run(kbs_http_server *s, ct_err *err);
 /* Ports actually bound (useful when a config asks for port 0). */
 int kbs_http_bound_port(const kbs_http_server *s, size_t socket_index);
 /* Stops the loops, joins the threads and frees everything. */

@@ -71,8 +71,18 @@ int main(int argc, char **argv) {
   sa.sa_handler = kbs__on_signal;
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  /* Never serve as root: by default root hands over to "nobody" (KBS_USER names another user;
+   * KBS_USER=root keeps root, for containers whose root is already unprivileged). */
+  const char *run_as = NULL;
+  if (geteuid() == 0) {
+    run_as = getenv("KBS_USER") ? getenv("KBS_USER") : "nobody";
+    if (!strcmp(run_as, "root")) {
+      CT_LOG_WARN_("kbs", "KBS_USER=root: serving as root");
+      run_as = NULL;
+    }
+  }
   kbs_server *s = NULL;
-  if (kbs_server_start(cfg, &s, &err) != CT_OK) {
+  if (kbs_server_start(cfg, run_as, &s, &err) != CT_OK) {
     fprintf(stderr, "kbs: cannot start: %s\n", err.msg);
     kbs_config_free(cfg);
     return err.code == CT_EINVAL || err.code == CT_EUNSUPPORTED || err.code == CT_ENOTFOUND ? 2 : 1;

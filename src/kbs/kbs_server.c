@@ -1,6 +1,10 @@
 #include "kbs_server.h"
 
+#include <errno.h>
+#include <grp.h>
 #include <pthread.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -696,7 +700,21 @@ static ct_status kbs__load_resource_policy(kbs_server *s, ct_err *err) {
   return st;
 }
 
-ct_status kbs_server_start(const kbs_config *cfg, kbs_server **out, ct_err *err) {
+/* Everything that needs root (keys, certificates, storage directories) is open by now; the
+ * KBS serves requests as an unprivileged user. */
+static ct_status kbs__drop_privileges(kbs_server *s, const char *user, ct_err *err) {
+  struct passwd *pw = getpwnam(user);
+  CT_ENSURE(pw, err, CT_EINVAL, "KBS_USER \"%s\" does not exist", user);
+  CT_GUARD(kvs_chown(s->store, pw->pw_uid, pw->pw_gid, err));
+  if (s->resources != s->store) CT_GUARD(kvs_chown(s->resources, pw->pw_uid, pw->pw_gid, err));
+  CT_ENSURE(setgroups(0, NULL) == 0 && setgid(pw->pw_gid) == 0 && setuid(pw->pw_uid) == 0, err, CT_EIO,
+            "cannot switch to user %s: %s", user, strerror(errno));
+  CT_ENSURE(setuid(0) != 0, err, CT_EINTERNAL, "privileges could be regained after dropping them");
+  CT_LOG_INFO_("kbs", "running as %s (uid %u)", user, (unsigned)pw->pw_uid);
+  return CT_OK;
+}
+
+ct_status kbs_server_start(const kbs_config *cfg, const char *run_as, kbs_server **out, ct_err *err) {
   kbs_server *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   s->cfg = cfg;
@@ -743,6 +761,8 @@ ct_status kbs_server_start(const kbs_config *cfg, kbs_server **out, ct_err *err)
       .timeout_seconds = 30,
   };
   CT_GUARD_GOTO(st, kbs_http_start(&hc, kbs__handle, s, &s->http, err), fail);
+  if (run_as) CT_GUARD_GOTO(st, kbs__drop_privileges(s, run_as, err), fail);
+  CT_GUARD_GOTO(st, kbs_http_run(s->http, err), fail);
   *out = s;
   return CT_OK;
 fail:

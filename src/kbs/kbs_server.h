@@ -10,8 +10,9 @@
 typedef struct kbs_server kbs_server;
 
 /* Builds every component from the configuration (storage, attestation service, policies,
- * token verifier, admin) and starts serving. */
-CT_RESULT kbs_server_start(const kbs_config *cfg, kbs_server **out, ct_err *err);
+ * token verifier, admin) and starts serving. With `run_as` (a user name) the process switches
+ * to that user after opening keys, sockets and storage, before serving the first request. */
+CT_RESULT kbs_server_start(const kbs_config *cfg, const char *run_as, kbs_server **out, ct_err *err);
 /* The TCP port bound for sockets[i] (after port 0 was resolved). */
 int kbs_server_port(const kbs_server *s, size_t i);
 /* Sweeps expired sessions; call about once a minute. */

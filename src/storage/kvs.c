@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ typedef struct kvs__entry {
 struct kvs {
   kvs_type type;
   char *dir;
+  int dirfd; /* every file access is relative to this, so it survives a privilege drop */
   pthread_mutex_t lock;
   kvs__entry *entries; /* memory backend */
 };
@@ -73,12 +75,17 @@ ct_status kvs_open(const kvs_config *cfg, kvs **out, ct_err *err) {
   kvs *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   s->type = cfg->type;
+  s->dirfd = -1;
   pthread_mutex_init(&s->lock, NULL);
   if (cfg->type != KVS_MEMORY) {
     ct_status st;
     if (!cfg->dir_path) st = ct_fail(err, CT_EINVAL, "storage backend needs a directory path");
     else st = kvs__mkdir_p(cfg->dir_path, err);
     if (st == CT_OK) st = ct_strdup(cfg->dir_path, &s->dir, err);
+    if (st == CT_OK) {
+      s->dirfd = open(cfg->dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (s->dirfd < 0) st = ct_fail(err, CT_EIO, "cannot open storage directory %s: %s", cfg->dir_path, strerror(errno));
+    }
     if (st != CT_OK) {
       kvs_close(s);
       return st;
@@ -99,14 +106,17 @@ void kvs_close(kvs *s) {
     free(e);
   }
   pthread_mutex_destroy(&s->lock);
+  if (s->dirfd >= 0) close(s->dirfd);
   free(s->dir);
   free(s);
 }
 
-/* LocalFs (Trustee layout): <dir>/<ns>/<key with '/' written as the 4 characters \x2F>. */
+/* LocalFs (Trustee layout): <dir>/<ns>/<key with '/' written as the 4 characters \x2F>; the
+ * path returned is relative to the storage directory. */
 static ct_status kvs__fs_path(kvs *s, const char *ns, const char *key, char *out, size_t cap,
                               ct_err *err) {
-  size_t n = (size_t)snprintf(out, cap, "%s/%s/", s->dir, ns);
+  (void)s;
+  size_t n = (size_t)snprintf(out, cap, "%s/", ns);
   for (const char *p = key; *p; p++) {
     CT_ENSURE(n + 5 < cap, err, CT_ELIMIT, "storage path too long");
     if (*p == '/') {
@@ -122,10 +132,10 @@ static ct_status kvs__fs_path(kvs *s, const char *ns, const char *key, char *out
 
 static ct_status kvs__json_load(kvs *s, const char *ns, json_t **doc, char *path, size_t cap,
                                 ct_err *err) {
-  snprintf(path, cap, "%s/%s.json", s->dir, ns);
+  snprintf(path, cap, "%s.json", ns);
   uint8_t *data = NULL;
   size_t len = 0;
-  ct_status st = ct_file_read(path, KVS_MAX_VALUE * 4u, &data, &len, err);
+  ct_status st = ct_file_read_at(s->dirfd, path, KVS_MAX_VALUE * 4u, &data, &len, err);
   if (st == CT_ENOTFOUND) {
     *doc = json_object();
     return *doc ? CT_OK : ct_fail(err, CT_ENOMEM, "out of memory");
@@ -140,10 +150,10 @@ static ct_status kvs__json_load(kvs *s, const char *ns, json_t **doc, char *path
   return st;
 }
 
-static ct_status kvs__json_store(const char *path, json_t *doc, ct_err *err) {
+static ct_status kvs__json_store(kvs *s, const char *path, json_t *doc, ct_err *err) {
   char *text = NULL;
   CT_GUARD(ct_json_dump(doc, &text, err));
-  ct_status st = ct_file_write_atomic(path, text, strlen(text), 0600, err);
+  ct_status st = ct_file_write_atomic_at(s->dirfd, path, text, strlen(text), 0600, err);
   free(text);
   return st;
 }
@@ -186,10 +196,12 @@ ct_status kvs_put(kvs *s, const char *ns, const char *key, const void *value, si
     s->entries = e;
   } else if (s->type == KVS_LOCAL_FS) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", s->dir, ns);
-    CT_GUARD_GOTO(st, kvs__mkdir_p(path, err), out);
+    if (mkdirat(s->dirfd, ns, 0700) != 0 && errno != EEXIST) {
+      st = ct_fail(err, CT_EIO, "cannot create %s/%s: %s", s->dir, ns, strerror(errno));
+      goto out;
+    }
     CT_GUARD_GOTO(st, kvs__fs_path(s, ns, key, path, sizeof path, err), out);
-    st = ct_file_write_atomic(path, value, len, 0600, err);
+    st = ct_file_write_atomic_at(s->dirfd, path, value, len, 0600, err);
   } else {
     char path[4096];
     json_t *doc = NULL;
@@ -197,7 +209,7 @@ ct_status kvs_put(kvs *s, const char *ns, const char *key, const void *value, si
     char *b64 = NULL;
     st = ct_b64_encode(CT_B64_STD, value, len, &b64, err);
     if (st == CT_OK) st = ct_json_set_new(doc, key, json_string(b64), err);
-    if (st == CT_OK) st = kvs__json_store(path, doc, err);
+    if (st == CT_OK) st = kvs__json_store(s, path, doc, err);
     free(b64);
     json_decref(doc);
   }
@@ -229,7 +241,7 @@ ct_status kvs_get(kvs *s, const char *ns, const char *key, uint8_t **value, size
   } else if (s->type == KVS_LOCAL_FS) {
     char path[4096];
     st = kvs__fs_path(s, ns, key, path, sizeof path, err);
-    if (st == CT_OK) st = ct_file_read(path, KVS_MAX_VALUE, value, len, err);
+    if (st == CT_OK) st = ct_file_read_at(s->dirfd, path, KVS_MAX_VALUE, value, len, err);
     if (st == CT_ENOTFOUND) st = ct_fail(err, CT_ENOTFOUND, "no \"%s\" in %s", key, ns);
   } else {
     char path[4096];
@@ -269,7 +281,7 @@ ct_status kvs_delete(kvs *s, const char *ns, const char *key, ct_err *err) {
     char path[4096];
     st = kvs__fs_path(s, ns, key, path, sizeof path, err);
     if (st == CT_OK) {
-      if (unlink(path) == 0) st = CT_OK;
+      if (unlinkat(s->dirfd, path, 0) == 0) st = CT_OK;
       else if (errno == ENOENT) st = ct_fail(err, CT_ENOTFOUND, "no \"%s\" in %s", key, ns);
       else st = ct_fail(err, CT_EIO, "cannot delete %s: %s", path, strerror(errno));
     }
@@ -279,11 +291,38 @@ ct_status kvs_delete(kvs *s, const char *ns, const char *key, ct_err *err) {
     st = kvs__json_load(s, ns, &doc, path, sizeof path, err);
     if (st == CT_OK) {
       if (json_object_del(doc, key) != 0) st = ct_fail(err, CT_ENOTFOUND, "no \"%s\" in %s", key, ns);
-      else st = kvs__json_store(path, doc, err);
+      else st = kvs__json_store(s, path, doc, err);
       json_decref(doc);
     }
   }
   pthread_mutex_unlock(&s->lock);
+  return st;
+}
+
+ct_status kvs_chown(kvs *s, unsigned uid, unsigned gid, ct_err *err) {
+  if (s->dirfd < 0) return CT_OK;
+  CT_ENSURE(fchown(s->dirfd, uid, gid) == 0, err, CT_EIO, "chown %s: %s", s->dir, strerror(errno));
+  int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  CT_ENSURE(d, err, CT_EIO, "cannot list %s: %s", s->dir, strerror(errno));
+  struct dirent *de;
+  ct_status st = CT_OK;
+  while (st == CT_OK && (de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+    if (fchownat(s->dirfd, de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0)
+      st = ct_fail(err, CT_EIO, "chown %s/%s: %s", s->dir, de->d_name, strerror(errno));
+    int sub = openat(s->dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *sd = sub >= 0 ? fdopendir(sub) : NULL;
+    if (!sd && sub >= 0) close(sub);
+    struct dirent *e2;
+    while (st == CT_OK && sd && (e2 = readdir(sd))) {
+      if (!strcmp(e2->d_name, ".") || !strcmp(e2->d_name, "..")) continue;
+      if (fchownat(dirfd(sd), e2->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0)
+        st = ct_fail(err, CT_EIO, "chown %s/%s/%s: %s", s->dir, de->d_name, e2->d_name, strerror(errno));
+    }
+    if (sd) closedir(sd);
+  }
+  closedir(d);
   return st;
 }
 
@@ -302,9 +341,9 @@ ct_status kvs_list(kvs *s, const char *ns, json_t **keys, ct_err *err) {
       if (!strcmp(e->ns, ns) && json_array_append_new(arr, json_string(e->key)) != 0)
         st = ct_fail(err, CT_ENOMEM, "out of memory");
   } else if (s->type == KVS_LOCAL_FS) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", s->dir, ns);
-    DIR *d = opendir(path);
+    int nsfd = openat(s->dirfd, ns, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = nsfd >= 0 ? fdopendir(nsfd) : NULL;
+    if (!d && nsfd >= 0) close(nsfd);
     struct dirent *de;
     while (d && st == CT_OK && (de = readdir(d))) {
       if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp")) continue;

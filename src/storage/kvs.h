@@ -40,6 +40,9 @@ CT_RESULT kvs_put(kvs *s, const char *ns, const char *key, const void *value, si
 CT_RESULT kvs_get(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err);
 /* Removes ns/key; CT_ENOTFOUND if absent. */
 CT_RESULT kvs_delete(kvs *s, const char *ns, const char *key, ct_err *err);
+/* Hands the storage directory and what it holds (two levels) to uid:gid, before the process
+ * drops root. A no-op for the memory backend. */
+CT_RESULT kvs_chown(kvs *s, unsigned uid, unsigned gid, ct_err *err);
 /* Lists the keys of a namespace as a new JSON array of strings, sorted. */
 CT_RESULT kvs_list(kvs *s, const char *ns, json_t **keys, ct_err *err);
 
