@@ -11,7 +11,7 @@
 static ct_status kbs_config__only(const json_t *table, const char *section, const char *const *allowed,
                                   ct_err *err) {
   const char *key;
-  json_t *v;
+  json_t *v = NULL;
   json_object_foreach((json_t *)table, key, v) {
     bool ok = false;
     for (size_t i = 0; allowed[i]; i++)
@@ -84,7 +84,7 @@ static ct_status kbs_config__strs(const json_t *t, const char *key, const char *
 }
 
 static ct_status kbs_config__http(const json_t *doc, kbs_config *c, ct_err *err) {
-  json_t *t;
+  json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "http_server", "http_server", &t, err));
   CT_ENSURE(t, err, CT_EINVAL, "missing [http_server] section (Trustee requires it)");
   static const char *const keys[] = {"sockets", "insecure_http", "private_key", "certificate",
@@ -113,7 +113,7 @@ static ct_status kbs_config__http(const json_t *doc, kbs_config *c, ct_err *err)
 }
 
 static ct_status kbs_config__admin(const json_t *doc, kbs_config *c, ct_err *err) {
-  json_t *t;
+  json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "admin", "admin", &t, err));
   CT_ENSURE(t, err, CT_EINVAL, "missing [admin] section (Trustee requires it)");
   static const char *const keys[] = {"authorization_mode", "authentication", "authorization",
@@ -146,7 +146,7 @@ static ct_status kbs_config__admin(const json_t *doc, kbs_config *c, ct_err *err
   free(mode);
   CT_GUARD(st);
 
-  json_t *authn, *bearer = NULL, *authz, *acl = NULL;
+  json_t *authn = NULL, *bearer = NULL, *authz = NULL, *acl = NULL;
   CT_GUARD(kbs_config__table(t, "authentication", "admin.authentication", &authn, err));
   CT_GUARD(kbs_config__table(t, "authorization", "admin.authorization", &authz, err));
   if (authn) {
@@ -220,7 +220,7 @@ static ct_status kbs_config__admin(const json_t *doc, kbs_config *c, ct_err *err
 }
 
 static ct_status kbs_config__token(const json_t *doc, kbs_config *c, ct_err *err) {
-  json_t *t;
+  json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "attestation_token", "attestation_token", &t, err));
   if (!t) return CT_OK;
   static const char *const keys[] = {"trusted_certs_paths", "trusted_jwk_sets", "extra_teekey_paths",
@@ -240,7 +240,7 @@ static ct_status kbs_config__token(const json_t *doc, kbs_config *c, ct_err *err
 }
 
 static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
-  json_t *t;
+  json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "attestation_service", "attestation_service", &t, err));
   if (!t) return CT_OK;
   static const char *const keys[] = {"type", "timeout", "attestation_token_broker", "rvps_config",
@@ -258,7 +258,7 @@ static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
   c->as_enabled = true;
   CT_GUARD(kbs_config__uint(t, "timeout", "attestation_service", 1, 24 * 60, &c->as_timeout_min, err));
 
-  json_t *broker;
+  json_t *broker = NULL;
   CT_GUARD(kbs_config__table(t, "attestation_token_broker", "attestation_service.attestation_token_broker",
                              &broker, err));
   if (broker) {
@@ -280,7 +280,7 @@ static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
     CT_GUARD(kbs_config__str(broker, "build_name", "attestation_token_broker", &c->build_name, err));
     CT_GUARD(kbs_config__str(broker, "profile_name", "attestation_token_broker", &c->profile_name, err));
     CT_GUARD(kbs_config__bool(broker, "verbose_token", "attestation_token_broker", &c->verbose_token, err));
-    json_t *signer;
+    json_t *signer = NULL;
     CT_GUARD(kbs_config__table(broker, "signer", "attestation_token_broker.signer", &signer, err));
     if (signer) {
       static const char *const sk[] = {"key_path", "cert_path", "cert_url", NULL};
@@ -290,7 +290,7 @@ static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
       CT_ENSURE(c->signer_key_path, err, CT_EINVAL, "attestation_token_broker.signer needs key_path");
     }
   }
-  json_t *tcfg;
+  json_t *tcfg = NULL;
   CT_GUARD(kbs_config__table(t, "attestation_token_config", "attestation_service.attestation_token_config",
                              &tcfg, err));
   if (tcfg) {
@@ -299,7 +299,7 @@ static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
     CT_GUARD(kbs_config__uint(tcfg, "duration_min", "attestation_token_config", 1, 24 * 60,
                               &c->token_duration_min, err));
   }
-  json_t *rvps;
+  json_t *rvps = NULL;
   CT_GUARD(kbs_config__table(t, "rvps_config", "attestation_service.rvps_config", &rvps, err));
   if (rvps) {
     static const char *const rk[] = {"type", "storage", "extractors", "storage_type", NULL};
@@ -310,7 +310,7 @@ static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
          : ct_fail(err, CT_EUNSUPPORTED, "rvps_config.type = \"%s\" is not supported (only BuiltIn)", rtype);
     free(rtype);
     CT_GUARD(st);
-    json_t *storage;
+    json_t *storage = NULL;
     CT_GUARD(kbs_config__table(rvps, "storage", "attestation_service.rvps_config.storage", &storage, err));
     if (storage) {
       static const char *const sk[] = {"type", "file_path", "dir_path", NULL};
@@ -328,12 +328,12 @@ static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
       free(file);
     }
   }
-  json_t *vc;
+  json_t *vc = NULL;
   CT_GUARD(kbs_config__table(t, "verifier_config", "attestation_service.verifier_config", &vc, err));
   if (vc) {
     static const char *const vk[] = {"snp_verifier", "dcap_verifier", "tpm_verifier", NULL};
     CT_GUARD(kbs_config__only(vc, "attestation_service.verifier_config", vk, err));
-    json_t *snp, *dcap, *tpm;
+    json_t *snp = NULL, *dcap = NULL, *tpm = NULL;
     CT_GUARD(kbs_config__table(vc, "snp_verifier", "verifier_config.snp_verifier", &snp, err));
     CT_GUARD(kbs_config__table(vc, "dcap_verifier", "verifier_config.dcap_verifier", &dcap, err));
     CT_GUARD(kbs_config__table(vc, "tpm_verifier", "verifier_config.tpm_verifier", &tpm, err));
@@ -375,7 +375,7 @@ static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
 }
 
 static ct_status kbs_config__storage(const json_t *doc, kbs_config *c, ct_err *err) {
-  json_t *t;
+  json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "storage_backend", "storage_backend", &t, err));
   if (!t) return CT_OK;
   static const char *const keys[] = {"storage_type", "backends", NULL};
@@ -390,12 +390,12 @@ static ct_status kbs_config__storage(const json_t *doc, kbs_config *c, ct_err *e
                     "(Memory, LocalFs, LocalJson)", type);
   free(type);
   CT_GUARD(st);
-  json_t *backends;
+  json_t *backends = NULL;
   CT_GUARD(kbs_config__table(t, "backends", "storage_backend.backends", &backends, err));
   if (backends) {
     static const char *const bk[] = {"local_fs", "local_json", NULL};
     CT_GUARD(kbs_config__only(backends, "storage_backend.backends", bk, err));
-    json_t *fs, *js;
+    json_t *fs = NULL, *js = NULL;
     CT_GUARD(kbs_config__table(backends, "local_fs", "storage_backend.backends.local_fs", &fs, err));
     CT_GUARD(kbs_config__table(backends, "local_json", "storage_backend.backends.local_json", &js, err));
     if (fs && c->storage_type == KVS_LOCAL_FS) {
@@ -442,7 +442,7 @@ static ct_status kbs_config__plugins(const json_t *doc, kbs_config *c, ct_err *e
 }
 
 static ct_status kbs_config__policy_engine(const json_t *doc, kbs_config *c, ct_err *err) {
-  json_t *t;
+  json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "policy_engine", "policy_engine", &t, err));
   if (!t) return CT_OK;
   static const char *const keys[] = {"policy_path", NULL};

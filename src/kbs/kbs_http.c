@@ -212,8 +212,8 @@ ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
     if (s->ssl) evhttp_set_bevcb(w->http, kbs_http__bevcb, s);
     for (size_t k = 0; k < cfg->n_sockets; k++) {
       struct sockaddr_storage ss;
-      socklen_t len;
-      int fd, port;
+      socklen_t len = 0;
+      int fd = -1, port = 0;
       CT_GUARD_GOTO(st, kbs_http__parse_addr(cfg->sockets[k], &ss, &len, err), fail);
       /* Port 0 asks for any port: the first worker picks it, the others join the same one. */
       if (i > 0 && s->ports[k]) {
