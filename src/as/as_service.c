@@ -413,7 +413,7 @@ ct_status as_evaluate(as_service *as, const as_request *req, char **token, json_
   initdata_free(idata);
   if (st != CT_OK) {
     json_decref(init_claims);
-    return ct_err_prefix(err, "%s evidence rejected: ", req->tee);
+    return ct_err_prefix(err, "evidence rejected by the %s verifier: ", req->tee);
   }
 
   /* Annotated evidence (Trustee transform_claims): init_data and report_data move to the top,

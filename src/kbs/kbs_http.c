@@ -54,13 +54,40 @@ const char *kbs_http_header(const kbs_http_request *req, const char *name) {
   return evhttp_find_header(h, name);
 }
 
+/* "IPv4:port" or "[IPv6]:port"; port 0 asks the kernel for a free port (tests use it). */
 static ct_status kbs_http__parse_addr(const char *spec, struct sockaddr_storage *ss, socklen_t *len,
                                       ct_err *err) {
-  int slen = (int)sizeof *ss;
   memset(ss, 0, sizeof *ss);
-  if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)ss, &slen) != 0)
+  char host[64];
+  const char *colon = strrchr(spec, ':');
+  CT_ENSURE(colon && colon != spec, err, CT_EINVAL, "http_server.sockets: \"%s\" is not an IP:port address", spec);
+  const char *h = spec;
+  size_t hlen = (size_t)(colon - spec);
+  if (h[0] == '[') {
+    CT_ENSURE(hlen >= 2 && h[hlen - 1] == ']', err, CT_EINVAL, "http_server.sockets: \"%s\": bad IPv6 brackets", spec);
+    h++;
+    hlen -= 2;
+  }
+  CT_ENSURE(hlen < sizeof host, err, CT_EINVAL, "http_server.sockets: \"%s\": address too long", spec);
+  memcpy(host, h, hlen);
+  host[hlen] = 0;
+  char *end = NULL;
+  long port = strtol(colon + 1, &end, 10);
+  CT_ENSURE(colon[1] && *end == 0 && port >= 0 && port <= 65535, err, CT_EINVAL,
+            "http_server.sockets: \"%s\": port must be 0-65535", spec);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    *len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    *len = sizeof *v6;
+  } else {
     return ct_fail(err, CT_EINVAL, "http_server.sockets: \"%s\" is not an IP:port address", spec);
-  *len = (socklen_t)slen;
+  }
   return CT_OK;
 }
 
@@ -118,7 +145,9 @@ static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
   const struct evhttp_uri *parsed = evhttp_request_get_evhttp_uri(ereq);
   const char *raw_path = parsed ? evhttp_uri_get_path(parsed) : NULL;
   req.query = parsed ? evhttp_uri_get_query(parsed) : NULL;
-  req.path = evhttp_uridecode(raw_path ? raw_path : "/", 0, NULL);
+  size_t decoded_len = 0;
+  req.path = evhttp_uridecode(raw_path ? raw_path : "/", 0, &decoded_len);
+  req.path_len = decoded_len;
   struct evbuffer *in = evhttp_request_get_input_buffer(ereq);
   req.body_len = evbuffer_get_length(in);
   req.body = req.body_len ? evbuffer_pullup(in, -1) : (const uint8_t *)"";

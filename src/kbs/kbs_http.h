@@ -21,6 +21,7 @@ typedef struct kbs_http_request {
   kbs_http_method method;
   const char *uri;    /* as received: path and query */
   char *path;         /* percent-decoded path without the query */
+  size_t path_len;    /* decoded length: larger than strlen(path) when the path held %00 */
   const char *query;  /* raw query string without '?', or NULL */
   const uint8_t *body;
   size_t body_len;

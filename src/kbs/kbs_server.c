@@ -641,6 +641,10 @@ static void kbs__route(kbs_server *s, const kbs_http_request *req, kbs_http_resp
     r->content_type = "text/plain; version=0.0.4";
     return;
   }
+  if (strlen(path) != req->path_len) {
+    kbs__error(r, "InvalidRequestPath", "request path contains a NUL character");
+    return;
+  }
   if (strncmp(path, "/kbs/v0/", 8)) {
     kbs__error(r, "InvalidRequestPath", "Invalid request path %.200s", path);
     return;

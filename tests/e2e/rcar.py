@@ -41,6 +41,8 @@ class Session:
     def __init__(self, url: str, ca: str):
         self.url = url
         self.http = requests.Session()
+        # REQUESTS_CA_BUNDLE in the environment would silently override the session's CA.
+        self.http.trust_env = False
         self.http.verify = str(ca)
 
     def auth(self, version="0.4.0", tee="sample"):

@@ -41,6 +41,12 @@ def test_background_check_and_passport(pki, start_kbs, tmp_path):
     out = client(kbs, pki, "get-resource", "--path", "one/two/three")
     assert base64.b64decode(out.stdout.strip()) == secret
 
+    # Started as root, the KBS serves as an unprivileged user.
+    if os.geteuid() == 0:
+        status = open(f"/proc/{kbs.proc.pid}/status").read()
+        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        assert all(field != "0" for field in uid_line.split()[1:]), uid_line
+
     # Passport: the issuer KBS hands out the EAR; a KBS without an attestation service that trusts
     # the issuer's token CA serves the resource to its bearer.
     tee_key = tmp_path / "tee.key"
@@ -82,6 +88,14 @@ name = "resource"
     denied = client(rkbs, pki, "get-resource", "--path", "one/two/three", check=False)
     assert denied.returncode == 1
     assert "PluginNotFound" in denied.stderr
+
+    # Secrets, tokens and keys never reach a log.
+    for k in (kbs, rkbs):
+        log = k.log.read_bytes()
+        assert secret not in log and secret.hex().encode() not in log
+        assert base64.b64encode(secret) not in log
+        assert token.encode() not in log and token.split(".")[2].encode() not in log
+        assert b"PRIVATE KEY" not in log
 
 
 def test_default_policy_refuses_sample(pki, start_kbs, tmp_path):
