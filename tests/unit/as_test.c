@@ -175,7 +175,7 @@ static void test_init_data_claims(void **state) {
   assert_string_equal(json_string_value(json_object_get(json_object_get(cdh, "kbc"), "url")), "https://kbs:8080");
   json_decref(claims);
   free(token);
-  assert_int_not_equal(evaluate(f, "version = \"0.1.0\"\nalgorithm = \"md5\"\n", false, &token, NULL, &err), CT_OK);
+  assert_int_not_equal(evaluate(f, "version = \"0.1.0\"\nalgorithm = \"md5\"\n[data]\n", false, &token, NULL, &err), CT_OK);
   assert_non_null(strstr(err.msg, "init-data"));
   assert_non_null(strstr(err.msg, "md5"));
 }
