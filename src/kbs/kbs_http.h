@@ -35,7 +35,7 @@ typedef struct kbs_http_response {
   int status;
   const char *content_type; /* static string or NULL */
   ct_buf body;
-  char set_cookie[256];
+  char set_cookie[320];
 } kbs_http_response;
 
 typedef void (*kbs_http_handler)(void *ctx, const kbs_http_request *req, kbs_http_response *resp);

@@ -1,180 +1,234 @@
 #include "kbs_session.h"
 
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ct_codec.h"
 #include "ct_mem.h"
 
-typedef struct kbs__session {
-  char id[KBS_SESSION_ID_LEN + 1];
-  char tee[32];
-  char nonce[KBS_NONCE_B64_LEN + 1];
-  time_t expires;
-  char *token;
-  struct kbs__session *next;
-} kbs__session;
-
+/* Sealed cookie plaintext: version(1) | expires(8, big-endian) | session id(16) | nonce(32) | tee.
+ * The cookie is "v1." + base64url(iv(12) | ciphertext | tag(16)). */
+#define KBS_SID_LEN 16
+#define KBS_PLAIN_FIXED (1 + 8 + KBS_SID_LEN + 32)
+#define KBS_TEE_MAX 31
 #define KBS_BUCKETS 4096
 
+typedef struct kbs__entry {
+  uint8_t sid[KBS_SID_LEN];
+  time_t expires;
+  char *token;
+  struct kbs__entry *hnext;          /* hash chain */
+  struct kbs__entry *prev, *next;    /* LRU list, most recent first */
+} kbs__entry;
+
 struct kbs_sessions {
+  uint8_t key[32];
   pthread_mutex_t lock;
-  size_t max;
-  size_t count;
-  kbs__session *buckets[KBS_BUCKETS];
+  size_t max, count;
+  kbs__entry *buckets[KBS_BUCKETS];
+  kbs__entry *head, *tail;
 };
 
-ct_status kbs_sessions_new(size_t max_sessions, kbs_sessions **out, ct_err *err) {
+ct_status kbs_sessions_new(size_t max_attested, kbs_sessions **out, ct_err *err) {
   kbs_sessions *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
+  if (ct_random(s->key, sizeof s->key, err) != CT_OK) {
+    free(s);
+    return CT_ECRYPTO;
+  }
   pthread_mutex_init(&s->lock, NULL);
-  s->max = max_sessions;
+  s->max = max_attested ? max_attested : 1;
   *out = s;
   return CT_OK;
 }
 
-static void kbs__session_free(kbs__session *e) {
+static void kbs__entry_free(kbs__entry *e) {
   free(e->token);
   free(e);
 }
 
 void kbs_sessions_free(kbs_sessions *s) {
   if (!s) return;
-  for (size_t b = 0; b < KBS_BUCKETS; b++)
-    for (kbs__session *e = s->buckets[b], *n; e; e = n) {
-      n = e->next;
-      kbs__session_free(e);
-    }
+  for (kbs__entry *e = s->head, *n; e; e = n) {
+    n = e->next;
+    kbs__entry_free(e);
+  }
+  ct_wipe(s->key, sizeof s->key);
   pthread_mutex_destroy(&s->lock);
   free(s);
 }
 
-/* Ids are random, so their first hex digits are already a uniform hash. */
-static size_t kbs__bucket(const char *id) {
-  size_t h = 0;
-  for (int i = 0; i < 6 && id[i]; i++) h = h * 16 + (size_t)(id[i] <= '9' ? id[i] - '0' : id[i] - 'a' + 10);
-  return h % KBS_BUCKETS;
+/* --- sealing ------------------------------------------------------------------------------------ */
+
+static ct_status kbs__gcm(const uint8_t key[32], bool enc, const uint8_t iv[12], const uint8_t *in, size_t len,
+                          uint8_t *out, uint8_t tag[16], ct_err *err) {
+  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+  CT_ENSURE(c, err, CT_ENOMEM, "out of memory");
+  int n = 0, ok = EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv, enc ? 1 : 0) == 1 &&
+                  EVP_CipherUpdate(c, out, &n, in, (int)len) == 1;
+  if (ok && !enc) ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1;
+  int fin = 0;
+  if (ok) ok = EVP_CipherFinal_ex(c, out + n, &fin) == 1;
+  if (ok && enc) ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+  EVP_CIPHER_CTX_free(c);
+  return ok ? CT_OK : ct_fail(err, CT_ENOTFOUND, "session cookie was not issued by this KBS");
 }
 
-static size_t kbs__sweep_locked(kbs_sessions *s, time_t now) {
-  size_t removed = 0;
-  for (size_t b = 0; b < KBS_BUCKETS; b++) {
-    for (kbs__session **pp = &s->buckets[b]; *pp;) {
-      if ((*pp)->expires <= now) {
-        kbs__session *e = *pp;
-        *pp = e->next;
-        kbs__session_free(e);
-        s->count--;
-        removed++;
-      } else {
-        pp = &(*pp)->next;
-      }
-    }
-  }
-  return removed;
-}
-
-size_t kbs_sessions_sweep(kbs_sessions *s) {
-  pthread_mutex_lock(&s->lock);
-  size_t n = kbs__sweep_locked(s, time(NULL));
-  pthread_mutex_unlock(&s->lock);
-  return n;
-}
-
-ct_status kbs_sessions_create(kbs_sessions *s, const char *tee, unsigned timeout_s, char id[KBS_SESSION_ID_LEN + 1],
-                              char nonce[KBS_NONCE_B64_LEN + 1], time_t *expires, ct_err *err) {
-  uint8_t raw[16 + 32];
-  CT_GUARD(ct_random(raw, sizeof raw, err));
-  raw[6] = (uint8_t)((raw[6] & 0x0f) | 0x40); /* UUID version 4 */
-  raw[8] = (uint8_t)((raw[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-  kbs__session *e = calloc(1, sizeof *e);
-  CT_ENSURE(e, err, CT_ENOMEM, "out of memory");
-  ct_hex_into(raw, 16, e->id);
+static ct_status kbs__seal(const kbs_sessions *s, const uint8_t *plain, size_t len, char cookie[KBS_COOKIE_MAX],
+                           ct_err *err) {
+  uint8_t blob[12 + KBS_PLAIN_FIXED + KBS_TEE_MAX + 16];
+  CT_GUARD(ct_random(blob, 12, err));
+  CT_GUARD(kbs__gcm(s->key, true, blob, plain, len, blob + 12, blob + 12 + len, err));
   char *b64 = NULL;
-  ct_status st = ct_b64_encode(CT_B64_STD, raw + 16, 32, &b64, err);
-  if (st != CT_OK) {
-    free(e);
-    return st;
-  }
-  memcpy(e->nonce, b64, KBS_NONCE_B64_LEN + 1);
+  CT_GUARD(ct_b64_encode(CT_B64_URL, blob, 12 + len + 16, &b64, err));
+  snprintf(cookie, KBS_COOKIE_MAX, "v1.%s", b64);
   free(b64);
-  snprintf(e->tee, sizeof e->tee, "%s", tee);
-  time_t now = time(NULL);
-  e->expires = now + (time_t)timeout_s;
-  pthread_mutex_lock(&s->lock);
-  if (s->count >= s->max) kbs__sweep_locked(s, now);
-  if (s->count >= s->max) {
-    pthread_mutex_unlock(&s->lock);
-    free(e);
-    return ct_fail(err, CT_ELIMIT, "too many concurrent sessions (limit %zu); retry later", s->max);
-  }
-  size_t b = kbs__bucket(e->id);
-  e->next = s->buckets[b];
-  s->buckets[b] = e;
-  s->count++;
-  pthread_mutex_unlock(&s->lock);
-  memcpy(id, e->id, KBS_SESSION_ID_LEN + 1);
-  memcpy(nonce, e->nonce, KBS_NONCE_B64_LEN + 1);
-  *expires = e->expires;
   return CT_OK;
 }
 
-static bool kbs__valid_id(const char *id) {
-  if (strlen(id) != KBS_SESSION_ID_LEN) return false;
-  for (const char *p = id; *p; p++)
-    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return false;
-  return true;
+static ct_status kbs__open(const kbs_sessions *s, const char *cookie, uint8_t *plain, size_t *len, ct_err *err) {
+  CT_ENSURE(!strncmp(cookie, "v1.", 3) && strlen(cookie) < KBS_COOKIE_MAX, err, CT_ENOTFOUND,
+            "session cookie was not issued by this KBS");
+  uint8_t *blob = NULL;
+  size_t n = 0;
+  if (ct_b64_decode(CT_B64_URL, cookie + 3, strlen(cookie + 3), &blob, &n, err) != CT_OK)
+    return ct_fail(err, CT_ENOTFOUND, "session cookie was not issued by this KBS");
+  ct_status st = CT_OK;
+  if (n < 12 + KBS_PLAIN_FIXED + 16 || n > 12 + KBS_PLAIN_FIXED + KBS_TEE_MAX + 16)
+    st = ct_fail(err, CT_ENOTFOUND, "session cookie was not issued by this KBS");
+  else
+    st = kbs__gcm(s->key, false, blob, blob + 12, n - 28, plain, blob + n - 16, err);
+  if (st == CT_OK) *len = n - 28;
+  free(blob);
+  return st;
 }
 
-static kbs__session **kbs__find(kbs_sessions *s, const char *id) {
-  kbs__session **pp = &s->buckets[kbs__bucket(id)];
-  for (; *pp; pp = &(*pp)->next)
-    if (ct_memeq((*pp)->id, KBS_SESSION_ID_LEN, id, KBS_SESSION_ID_LEN)) return pp;
+ct_status kbs_sessions_create(kbs_sessions *s, const char *tee, unsigned timeout_s, char cookie[KBS_COOKIE_MAX],
+                              char nonce[KBS_NONCE_B64_LEN + 1], time_t *expires, ct_err *err) {
+  size_t tee_len = strlen(tee);
+  CT_ENSURE(tee_len <= KBS_TEE_MAX, err, CT_EINVAL, "tee name too long");
+  uint8_t plain[KBS_PLAIN_FIXED + KBS_TEE_MAX];
+  time_t exp = time(NULL) + (time_t)timeout_s;
+  plain[0] = 1;
+  for (int i = 0; i < 8; i++) plain[1 + i] = (uint8_t)((uint64_t)exp >> (56 - 8 * i));
+  CT_GUARD(ct_random(plain + 9, KBS_SID_LEN + 32, err));
+  memcpy(plain + KBS_PLAIN_FIXED, tee, tee_len);
+  char *b64 = NULL;
+  CT_GUARD(ct_b64_encode(CT_B64_STD, plain + 9 + KBS_SID_LEN, 32, &b64, err));
+  memcpy(nonce, b64, KBS_NONCE_B64_LEN + 1);
+  free(b64);
+  *expires = exp;
+  return kbs__seal(s, plain, KBS_PLAIN_FIXED + tee_len, cookie, err);
+}
+
+/* --- attested-token LRU ------------------------------------------------------------------------- */
+
+static size_t kbs__bucket(const uint8_t sid[KBS_SID_LEN]) {
+  return ((size_t)sid[0] << 8 | sid[1]) % KBS_BUCKETS;
+}
+
+static kbs__entry **kbs__find(kbs_sessions *s, const uint8_t sid[KBS_SID_LEN]) {
+  for (kbs__entry **pp = &s->buckets[kbs__bucket(sid)]; *pp; pp = &(*pp)->hnext)
+    if (ct_memeq((*pp)->sid, KBS_SID_LEN, sid, KBS_SID_LEN)) return pp;
   return NULL;
 }
 
-ct_status kbs_sessions_get(kbs_sessions *s, const char *id, kbs_session_view *view, ct_err *err) {
-  CT_ENSURE(kbs__valid_id(id), err, CT_ENOTFOUND, "session cookie is not a session id");
+static void kbs__unlink(kbs_sessions *s, kbs__entry **pp) {
+  kbs__entry *e = *pp;
+  *pp = e->hnext;
+  if (e->prev) e->prev->next = e->next;
+  else s->head = e->next;
+  if (e->next) e->next->prev = e->prev;
+  else s->tail = e->prev;
+  s->count--;
+  kbs__entry_free(e);
+}
+
+static void kbs__to_front(kbs_sessions *s, kbs__entry *e) {
+  if (s->head == e) return;
+  if (e->prev) e->prev->next = e->next;
+  if (e->next) e->next->prev = e->prev;
+  else s->tail = e->prev;
+  e->prev = NULL;
+  e->next = s->head;
+  if (s->head) s->head->prev = e;
+  s->head = e;
+  if (!s->tail) s->tail = e;
+}
+
+ct_status kbs_sessions_get(kbs_sessions *s, const char *cookie, kbs_session_view *view, ct_err *err) {
   memset(view, 0, sizeof *view);
+  uint8_t plain[KBS_PLAIN_FIXED + KBS_TEE_MAX];
+  size_t len = 0;
+  CT_GUARD(kbs__open(s, cookie, plain, &len, err));
+  CT_ENSURE(plain[0] == 1 && len >= KBS_PLAIN_FIXED, err, CT_ENOTFOUND, "session cookie has an unknown version");
+  uint64_t exp = 0;
+  for (int i = 0; i < 8; i++) exp = exp << 8 | plain[1 + i];
+  view->expires = (time_t)exp;
+  CT_ENSURE(view->expires > time(NULL), err, CT_EEXPIRED, "session expired");
+  memcpy(view->tee, plain + KBS_PLAIN_FIXED, len - KBS_PLAIN_FIXED);
+  view->tee[len - KBS_PLAIN_FIXED] = 0;
+  char *b64 = NULL;
+  CT_GUARD(ct_b64_encode(CT_B64_STD, plain + 9 + KBS_SID_LEN, 32, &b64, err));
+  memcpy(view->nonce, b64, KBS_NONCE_B64_LEN + 1);
+  free(b64);
   ct_status st = CT_OK;
   pthread_mutex_lock(&s->lock);
-  kbs__session **pp = kbs__find(s, id);
-  if (!pp) {
-    st = ct_fail(err, CT_ENOTFOUND, "unknown session (never created, expired and swept, or created by another KBS)");
-  } else if ((*pp)->expires <= time(NULL)) {
-    kbs__session *e = *pp;
-    *pp = e->next;
-    kbs__session_free(e);
-    s->count--;
-    st = ct_fail(err, CT_EEXPIRED, "session expired");
-  } else {
-    kbs__session *e = *pp;
-    memcpy(view->tee, e->tee, sizeof view->tee);
-    memcpy(view->nonce, e->nonce, sizeof view->nonce);
-    view->expires = e->expires;
-    view->attested = e->token != NULL;
-    if (e->token) st = ct_strdup(e->token, &view->token, err);
+  kbs__entry **pp = kbs__find(s, plain + 9);
+  if (pp) {
+    view->attested = true;
+    kbs__to_front(s, *pp);
+    st = ct_strdup((*pp)->token, &view->token, err);
   }
   pthread_mutex_unlock(&s->lock);
   return st;
 }
 
-ct_status kbs_sessions_attest(kbs_sessions *s, const char *id, const char *token, ct_err *err) {
-  char *copy = NULL;
-  CT_GUARD(ct_strdup(token, &copy, err));
-  ct_status st = CT_OK;
+ct_status kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *token, ct_err *err) {
+  uint8_t plain[KBS_PLAIN_FIXED + KBS_TEE_MAX];
+  size_t len = 0;
+  CT_GUARD(kbs__open(s, cookie, plain, &len, err));
+  kbs__entry *e = calloc(1, sizeof *e);
+  CT_ENSURE(e, err, CT_ENOMEM, "out of memory");
+  if (ct_strdup(token, &e->token, err) != CT_OK) {
+    free(e);
+    return CT_ENOMEM;
+  }
+  memcpy(e->sid, plain + 9, KBS_SID_LEN);
+  uint64_t exp = 0;
+  for (int i = 0; i < 8; i++) exp = exp << 8 | plain[1 + i];
+  e->expires = (time_t)exp;
   pthread_mutex_lock(&s->lock);
-  kbs__session **pp = kbs__valid_id(id) ? kbs__find(s, id) : NULL;
-  if (!pp) {
-    st = ct_fail(err, CT_ENOTFOUND, "session vanished during attestation");
-    free(copy);
-  } else {
-    free((*pp)->token);
-    (*pp)->token = copy;
+  kbs__entry **old = kbs__find(s, e->sid);
+  if (old) kbs__unlink(s, old);
+  while (s->count >= s->max && s->tail) kbs__unlink(s, kbs__find(s, s->tail->sid));
+  size_t b = kbs__bucket(e->sid);
+  e->hnext = s->buckets[b];
+  s->buckets[b] = e;
+  e->next = s->head;
+  if (s->head) s->head->prev = e;
+  s->head = e;
+  if (!s->tail) s->tail = e;
+  s->count++;
+  pthread_mutex_unlock(&s->lock);
+  return CT_OK;
+}
+
+size_t kbs_sessions_sweep(kbs_sessions *s) {
+  size_t removed = 0;
+  time_t now = time(NULL);
+  pthread_mutex_lock(&s->lock);
+  for (kbs__entry *e = s->head, *n; e; e = n) {
+    n = e->next;
+    if (e->expires <= now) {
+      kbs__unlink(s, kbs__find(s, e->sid));
+      removed++;
+    }
   }
   pthread_mutex_unlock(&s->lock);
-  return st;
+  return removed;
 }

@@ -1,9 +1,14 @@
 /*
- * kbs_session.h - RCAR sessions (Trustee kbs/src/attestation/session.rs), in memory.
+ * kbs_session.h - RCAR sessions without a session store.
  *
- * Ids are 32 lower-case hex digits (a random UUID v4 without dashes), the cookie Trustee sets.
- * A session lives `timeout` seconds from /auth; /attest does not extend it. The table is
- * bounded: when full, expired sessions are swept, and if it is still full /auth is refused.
+ * Trustee keeps every session in a KV store for its whole lifetime, so memory grows with the
+ * handshake rate times the timeout and replicas need a shared store. Here the Authed state (TEE,
+ * nonce, expiry) travels in the kbs-session-id cookie itself, sealed with AES-256-GCM under a key
+ * only the KBS holds: it costs no memory and any KBS holding the key can continue the handshake.
+ * Only attested sessions are remembered, in a bounded LRU of their tokens; a client whose entry
+ * was evicted gets TokenNotFound and re-attests, or sends its token as a Bearer.
+ *
+ * Clients treat the cookie as opaque (upstream clients store and echo it), so its format is free.
  */
 #ifndef KBS_SESSION_H
 #define KBS_SESSION_H
@@ -14,7 +19,7 @@
 
 #include "ct_status.h"
 
-#define KBS_SESSION_ID_LEN 32
+#define KBS_COOKIE_MAX 192
 #define KBS_NONCE_B64_LEN 44
 
 typedef struct kbs_session_view {
@@ -22,21 +27,23 @@ typedef struct kbs_session_view {
   char nonce[KBS_NONCE_B64_LEN + 1];
   time_t expires;
   bool attested;
-  char *token; /* copy, caller frees; NULL unless attested */
+  char *token; /* copy, caller frees; NULL unless attested and still cached */
 } kbs_session_view;
 
 typedef struct kbs_sessions kbs_sessions;
 
-CT_RESULT kbs_sessions_new(size_t max_sessions, kbs_sessions **out, ct_err *err);
+/* `max_attested` bounds the attested-token cache. */
+CT_RESULT kbs_sessions_new(size_t max_attested, kbs_sessions **out, ct_err *err);
 void kbs_sessions_free(kbs_sessions *s);
-/* Creates an Authed session; fills id (33 bytes) and the nonce (standard base64 of 32 bytes). */
-CT_RESULT kbs_sessions_create(kbs_sessions *s, const char *tee, unsigned timeout_s, char id[KBS_SESSION_ID_LEN + 1],
+/* Starts a session: fills the cookie value, the nonce (standard base64 of 32 random bytes) and
+ * the expiry. */
+CT_RESULT kbs_sessions_create(kbs_sessions *s, const char *tee, unsigned timeout_s, char cookie[KBS_COOKIE_MAX],
                               char nonce[KBS_NONCE_B64_LEN + 1], time_t *expires, ct_err *err);
-/* Looks a session up; CT_ENOTFOUND for unknown ids, CT_EEXPIRED (and removal) for expired ones. */
-CT_RESULT kbs_sessions_get(kbs_sessions *s, const char *id, kbs_session_view *view, ct_err *err);
-/* Moves a session to Attested with its token. */
-CT_RESULT kbs_sessions_attest(kbs_sessions *s, const char *id, const char *token, ct_err *err);
-/* Removes expired sessions; returns how many. */
+/* Opens a cookie: CT_ENOTFOUND when it was not sealed by this KBS, CT_EEXPIRED when too old. */
+CT_RESULT kbs_sessions_get(kbs_sessions *s, const char *cookie, kbs_session_view *view, ct_err *err);
+/* Remembers the token issued to a session until the session expires or is evicted. */
+CT_RESULT kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *token, ct_err *err);
+/* Drops expired tokens; returns how many. */
 size_t kbs_sessions_sweep(kbs_sessions *s);
 
 #endif

@@ -89,9 +89,15 @@ def test_attest_without_session(kbs_env):
     fresh = rcar.Session(kbs.url(), kbs_env[1].http.verify)
     r = fresh.attest("x", rcar.TeeKey())
     assert r.status_code == 401 and rcar.error_type(r) == "AttestationError"
-    fresh.http.cookies.set("kbs-session-id", "0" * 32)
-    r = fresh.attest("x", rcar.TeeKey())
-    assert r.status_code == 401 and "unknown session" in r.json()["detail"]
+    for forged in ("0" * 32, "v1.AAAA", "v1." + "A" * 120):
+        fresh.http.cookies.set("kbs-session-id", forged)
+        r = fresh.attest("x", rcar.TeeKey())
+        assert r.status_code == 401 and "not issued by this KBS" in r.json()["detail"], r.text
+    # A cookie from one KBS means nothing to another.
+    other = rcar.Session(kbs.url(), kbs_env[1].http.verify)
+    other.auth()
+    cookie = other.http.cookies.get("kbs-session-id")
+    assert cookie.startswith("v1.")
 
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"

@@ -14,7 +14,7 @@ typedef struct kc_http {
   const char *base_url;  /* e.g. https://127.0.0.1:8080 */
   const char *cert_file; /* CA/self-signed certificate of the KBS, or NULL for the system store */
   const char *bearer;    /* Authorization: Bearer token, or NULL */
-  char cookie[128];      /* kbs-session-id=... kept across calls */
+  char cookie[512];      /* kbs-session-id=... kept across calls */
 } kc_http;
 
 /* Performs METHOD base_url+path with an optional body. *status gets the HTTP status; the body is
