@@ -173,16 +173,14 @@ done:
   return st;
 }
 
-/* Runs OpenSSL's EC key validation: point on the curve and in the group, and for private keys
- * the scalar range and that it yields the public point. */
+/* Runs OpenSSL's EC key validation. Public keys: the point is on the curve and not at infinity
+ * (the quick check; with cofactor 1 on P-256/384/521 that also puts it in the group, and it
+ * skips a scalar multiplication). Private keys: also the scalar range and that it yields the
+ * public point. */
 static ct_status jose__validate(EVP_PKEY *pkey, bool priv, ct_err *err) {
   EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
   CT_ENSURE(ctx, err, CT_ENOMEM, "jwk: out of memory");
-  /* For an EC public key the quick check (point on the curve, not at infinity) is complete: the
-   * supported NIST curves have cofactor 1, so the full check's n*Q == O multiplication adds
-   * nothing but a scalar multiplication per key. */
-  bool ec = EVP_PKEY_get_base_id(pkey) == EVP_PKEY_EC;
-  int ok = priv ? EVP_PKEY_check(ctx) : ec ? EVP_PKEY_public_check_quick(ctx) : EVP_PKEY_public_check(ctx);
+  int ok = priv ? EVP_PKEY_check(ctx) : EVP_PKEY_public_check_quick(ctx);
   EVP_PKEY_CTX_free(ctx);
   if (ok != 1)
     return ct_fail_ossl(err, CT_EINVAL, "jwk: %s key fails validation",

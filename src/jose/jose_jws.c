@@ -18,16 +18,16 @@ typedef enum { JOSE__SIG_EC, JOSE__SIG_RSA, JOSE__SIG_PSS, JOSE__SIG_ED } jose__
 typedef struct jose__sig_alg {
   const char *name;
   jose__sig_kind kind;
-  const char *md;  /* OpenSSL digest name; NULL for EdDSA */
+  const EVP_MD *(*md)(void); /* NULL for EdDSA */
   size_t coord;    /* ECDSA: bytes of r and of s */
 } jose__sig_alg;
 
 static const jose__sig_alg jose__sig_algs[] = {
-    {"ES256", JOSE__SIG_EC, "SHA256", 32},  {"ES384", JOSE__SIG_EC, "SHA384", 48},
-    {"ES512", JOSE__SIG_EC, "SHA512", 66},  {"RS256", JOSE__SIG_RSA, "SHA256", 0},
-    {"RS384", JOSE__SIG_RSA, "SHA384", 0},  {"RS512", JOSE__SIG_RSA, "SHA512", 0},
-    {"PS256", JOSE__SIG_PSS, "SHA256", 0},  {"PS384", JOSE__SIG_PSS, "SHA384", 0},
-    {"PS512", JOSE__SIG_PSS, "SHA512", 0},  {"EdDSA", JOSE__SIG_ED, NULL, 0},
+    {"ES256", JOSE__SIG_EC, EVP_sha256, 32},  {"ES384", JOSE__SIG_EC, EVP_sha384, 48},
+    {"ES512", JOSE__SIG_EC, EVP_sha512, 66},  {"RS256", JOSE__SIG_RSA, EVP_sha256, 0},
+    {"RS384", JOSE__SIG_RSA, EVP_sha384, 0},  {"RS512", JOSE__SIG_RSA, EVP_sha512, 0},
+    {"PS256", JOSE__SIG_PSS, EVP_sha256, 0},  {"PS384", JOSE__SIG_PSS, EVP_sha384, 0},
+    {"PS512", JOSE__SIG_PSS, EVP_sha512, 0},  {"EdDSA", JOSE__SIG_ED, NULL, 0},
 };
 
 static const jose__sig_alg *jose__sig_alg_find(const char *name) {
@@ -56,12 +56,14 @@ static ct_status jose__md_init(const jose__sig_alg *a, EVP_PKEY *key, bool sign,
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   CT_ENSURE(md, err, CT_ENOMEM, "jws: out of memory");
   EVP_PKEY_CTX *pctx = NULL;
-  int ok = sign ? EVP_DigestSignInit_ex(md, &pctx, a->md, NULL, NULL, key, NULL)
-                : EVP_DigestVerifyInit_ex(md, &pctx, a->md, NULL, NULL, key, NULL);
+  /* The static EVP_MD objects avoid a by-name provider fetch on every call. */
+  const EVP_MD *digest = a->md ? a->md() : NULL;
+  int ok = sign ? EVP_DigestSignInit(md, &pctx, digest, NULL, key)
+                : EVP_DigestVerifyInit(md, &pctx, digest, NULL, key);
   if (ok == 1 && a->kind == JOSE__SIG_PSS)
     ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
          EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1 &&
-         EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, a->md, NULL) == 1;
+         EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, digest) == 1;
   else if (ok == 1 && a->kind == JOSE__SIG_RSA)
     ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1;
   if (ok != 1) {
