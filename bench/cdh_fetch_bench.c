@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@
 
 #define N_FETCH 2000
 
-static char g_dir[256], g_bin[1024];
+static char g_dir[256], g_bin[PATH_MAX];
 
 static int sh(const char *fmt, ...) CT_PRINTF(1, 2);
 static int sh(const char *fmt, ...) {
@@ -82,8 +83,13 @@ int main(int argc, char **argv) {
   (void)argc;
   char self[1024];
   snprintf(self, sizeof self, "%s", argv[0]);
-  snprintf(g_bin, sizeof g_bin, "%s/../bin", dirname(self));
-  char kbs_bin[1200], cli_bin[1200], cdh_bin[1200];
+  char rel[1100];
+  snprintf(rel, sizeof rel, "%s/../bin", dirname(self));
+  if (!realpath(rel, g_bin)) {
+    printf("cdh_fetch_bench: no bin directory next to %s; skipped\n", argv[0]);
+    return 0;
+  }
+  char kbs_bin[PATH_MAX + 16], cli_bin[PATH_MAX + 16], cdh_bin[PATH_MAX + 16];
   snprintf(kbs_bin, sizeof kbs_bin, "%s/kbs", g_bin);
   snprintf(cli_bin, sizeof cli_bin, "%s/kbs-client", g_bin);
   snprintf(cdh_bin, sizeof cdh_bin, "%s/cdh", g_bin);

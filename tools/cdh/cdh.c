@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cdh.h"
+#include "ct_buf.h"
 #include "ct_codec.h"
 #include "ct_file.h"
 #include "ct_log.h"
@@ -401,6 +402,22 @@ static int cdh__write_all(const uint8_t *d, size_t n) {
   return 0;
 }
 
+/* Reads a sealed secret from stdin (a pipe, not a regular file), bounded. */
+static ct_status cdh__read_stdin(char **out, size_t *len, ct_err *err) {
+  ct_buf b;
+  ct_buf_init(&b, CDH_SEALED_MAX);
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) CT_GUARD(ct_buf_append(&b, chunk, n, err));
+  if (ferror(stdin)) {
+    ct_buf_free(&b);
+    return ct_fail(err, CT_EIO, "reading stdin: %s", strerror(errno));
+  }
+  CT_GUARD(ct_buf_append(&b, "", 0, err));
+  *out = (char *)ct_buf_take(&b, len);
+  return CT_OK;
+}
+
 static int cdh__oneshot(cdh_hub *hub, int argc, char **argv, int i) {
   ct_err err;
   ct_err_clear(&err);
@@ -415,7 +432,7 @@ static int cdh__oneshot(cdh_hub *hub, int argc, char **argv, int i) {
     char *secret = NULL;
     size_t n = 0;
     if (!strcmp(argv[i + 1], "-")) {
-      st = ct_file_read("/dev/stdin", CDH_SEALED_MAX, (uint8_t **)&secret, &n, &err);
+      st = cdh__read_stdin(&secret, &n, &err);
     } else {
       st = ct_strdup(argv[i + 1], &secret, &err);
       n = secret ? strlen(secret) : 0;

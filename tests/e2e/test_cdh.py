@@ -1,0 +1,291 @@
+"""The guest agent end to end: a real `kbs` (TLS, EAR tokens, Rego resource policy) and a real
+`cdh --tee sample` on loopback; workloads fetch secrets with plain HTTP from the CDH API."""
+import base64
+import http.client
+import json
+import os
+import re
+import select
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, Pki, bgcheck_config, run
+
+POLICY = """package policy
+
+import rego.v1
+
+default allow := false
+
+allow if {
+	data.plugin == "resource"
+	data["resource-path"][0] != "denied"
+	input.submods.cpu0["ear.veraison.annotated-evidence"].sample
+}
+"""
+
+
+def admin(kbs, pki, tmp_path, *args):
+    token = tmp_path / "admin-token"
+    token.write_text(pki.admin_token())
+    return run([BIN / "kbs-client", "--url", kbs.url(), "--cert-file", pki.tls_cert, "config",
+                "--admin-token-file", token, *args])
+
+
+def set_resource(kbs, pki, tmp_path, path, data: bytes):
+    f = tmp_path / ("res-" + path.replace("/", "_"))
+    f.write_bytes(data)
+    admin(kbs, pki, tmp_path, "set-resource", "--path", path, "--resource-file", f)
+
+
+def set_policy(kbs, pki, tmp_path, text=POLICY):
+    (tmp_path / "policy.rego").write_text(text)
+    admin(kbs, pki, tmp_path, "set-resource-policy", "--policy-file", tmp_path / "policy.rego")
+
+
+def attestations(kbs, pki) -> int:
+    """Successful RCAR handshakes, counted by the KBS itself (/metrics)."""
+    ctx = ssl.create_default_context(cafile=str(pki.tls_cert))
+    conn = http.client.HTTPSConnection("127.0.0.1", kbs.port, context=ctx, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    return sum(int(float(m)) for m in re.findall(r'^kbs_attestation_successes_total\{[^}]*\} (\S+)$', text, re.M))
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def fixed_port_config(pki, storage, port, signer=None):
+    cfg = bgcheck_config(pki, storage).replace('sockets = ["127.0.0.1:0"]', f'sockets = ["127.0.0.1:{port}"]')
+    if signer is not None:  # another token CA and signer, same TLS identity
+        cfg = cfg.replace(str(pki.ca_cert), str(signer.ca_cert)).replace(str(pki.signer_key), str(signer.signer_key))
+        cfg = cfg.replace(str(pki.signer_cert), str(signer.signer_cert))
+    return cfg
+
+
+def cdh_toml(kbs_url, pki, extra=""):
+    cert = Path(pki.tls_cert).read_text()
+    return f"""[kbc]
+name = "cc_kbc"
+url = "{kbs_url}"
+kbs_cert = '''{cert}'''
+{extra}
+"""
+
+
+class Cdh:
+    def __init__(self, config: Path, log: Path, *extra):
+        self.log = log
+        self.proc = subprocess.Popen([str(BIN / "cdh"), "-c", str(config), "--tee", "sample", "--listen",
+                                      "127.0.0.1:0", "--kbs-attempts", "2", *map(str, extra)],
+                                     stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if r:
+                line = self.proc.stdout.readline()
+                m = re.match(r"cdh: listening on 127\.0\.0\.1:(\d+)", line)
+                if m:
+                    self.port = int(m.group(1))
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"cdh exited with {self.proc.returncode}: {log.read_text()}")
+        self.proc.kill()
+        raise RuntimeError(f"cdh did not start: {log.read_text()}")
+
+    def request(self, method, path, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn.request(method, path, body=body)
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        return r.status, data
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_cdh(tmp_path):
+    started = []
+
+    def start(config_text, *extra, name="cdh"):
+        cfg = tmp_path / f"{name}.toml"
+        cfg.write_text(config_text)
+        c = Cdh(cfg, tmp_path / f"{name}.log", *extra)
+        started.append(c)
+        return c
+
+    yield start
+    for c in started:
+        assert c.stop() == 0, c.log.read_text()[-2000:]
+
+
+def test_resource_via_cdh_one_attestation_for_ten_fetches(pki, start_kbs, start_cdh, tmp_path):
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+    secret = os.urandom(32)
+    set_resource(kbs, pki, tmp_path, "one/two/three", secret)
+    set_policy(kbs, pki, tmp_path)
+    cdh = start_cdh(cdh_toml(kbs.url(), pki))
+    before = attestations(kbs, pki)
+    for _ in range(10):
+        status, body = cdh.get("/cdh/resource/one/two/three")
+        assert status == 200, body
+        assert body == secret
+    assert attestations(kbs, pki) - before == 1
+    info = json.loads(cdh.get("/info")[1])
+    assert info["tee"] == "sample" and info["attestations"] == 1 and info["fetches"] == 10
+    # Secrets never reach the CDH log.
+    log = cdh.log.read_bytes()
+    assert secret not in log and secret.hex().encode() not in log and base64.b64encode(secret) not in log
+
+
+def test_denied_resource_is_reported_after_one_handshake(pki, start_kbs, start_cdh, tmp_path):
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+    set_resource(kbs, pki, tmp_path, "denied/key/x", b"nope")
+    set_policy(kbs, pki, tmp_path)
+    cdh = start_cdh(cdh_toml(kbs.url(), pki))
+    before = attestations(kbs, pki)
+    t0 = time.time()
+    status, body = cdh.get("/cdh/resource/denied/key/x")
+    assert status == 403, body
+    assert b"PolicyDeny" in body and b"401" in body
+    status, body = cdh.get("/cdh/resource/denied/key/x")
+    assert status == 403
+    assert attestations(kbs, pki) - before == 1  # upstream would have attested 3 times per fetch
+    assert time.time() - t0 < 10
+    # A missing resource is a distinct, clear error.
+    status, body = cdh.get("/cdh/resource/one/two/missing")
+    assert status in (404, 502, 403), body
+    assert body.strip()
+
+
+def test_kbs_restart_is_survived(pki, start_kbs, start_cdh, tmp_path):
+    port = free_port()
+    storage = tmp_path / "storage"
+    kbs = start_kbs(fixed_port_config(pki, storage, port), name="kbs-1")
+    secret = os.urandom(16)
+    set_resource(kbs, pki, tmp_path, "one/two/three", secret)
+    set_policy(kbs, pki, tmp_path)
+    cdh = start_cdh(cdh_toml(kbs.url(), pki))
+    assert cdh.get("/cdh/resource/one/two/three") == (200, secret)
+    kbs.stop()
+    status, body = cdh.get("/cdh/resource/one/two/three")
+    assert status == 502 and b"after 2 attempts" in body, body
+    # The KBS comes back with a new token signer: the old token is refused, the CDH re-attests.
+    (tmp_path / "pki2").mkdir()
+    signer = Pki(tmp_path / "pki2")
+    kbs2 = start_kbs(fixed_port_config(pki, storage, port, signer=signer), name="kbs-2")
+    set_policy(kbs2, pki, tmp_path)
+    assert cdh.get("/cdh/resource/one/two/three") == (200, secret)
+    assert attestations(kbs2, pki) == 1
+
+
+def test_oneshot_get_resource_and_unseal(pki, start_kbs, tmp_path):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+    secret = os.urandom(24)
+    set_resource(kbs, pki, tmp_path, "one/two/three", secret)
+    set_policy(kbs, pki, tmp_path)
+    # The sealing key's public JWK is itself a KBS resource (kid = kbs:// URI).
+    key = ec.generate_private_key(ec.SECP256R1())
+    nums = key.public_key().public_numbers()
+    b64u = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    jwk = {"kty": "EC", "crv": "P-256", "x": b64u(nums.x.to_bytes(32, "big")), "y": b64u(nums.y.to_bytes(32, "big"))}
+    set_resource(kbs, pki, tmp_path, "default/sealed-key/k1", json.dumps(jwk).encode())
+    header = b64u(json.dumps({"alg": "ES256", "kid": "kbs:///default/sealed-key/k1"}).encode())
+    payload = b64u(json.dumps({"version": "0.1.0", "type": "vault", "provider": "kbs", "name": "kbs:///one/two/three",
+                               "provider_settings": {}, "annotations": {}}).encode())
+    r, s = decode_dss_signature(key.sign(f"{header}.{payload}".encode(), ec.ECDSA(hashes.SHA256())))
+    sealed = f"sealed.{header}.{payload}.{b64u(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    cfg = tmp_path / "cdh.toml"
+    cfg.write_text(cdh_toml(kbs.url(), pki))
+    base = [BIN / "cdh", "-c", cfg, "--tee", "sample", "--kbs-attempts", "2"]
+    out = subprocess.run([str(c) for c in base + ["get-resource", "kbs:///one/two/three"]], capture_output=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == secret
+    out = subprocess.run([str(c) for c in base + ["unseal", "-"]], input=sealed.encode(), capture_output=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == secret
+    tampered = sealed[:-4] + ("AAAA" if not sealed.endswith("AAAA") else "BBBB")
+    out = subprocess.run([str(c) for c in base + ["unseal", tampered]], capture_output=True)
+    assert out.returncode != 0 and b"signature" in out.stderr
+    out = subprocess.run([str(c) for c in base + ["get-resource", "kbs:///denied/a/b"]], capture_output=True)
+    assert out.returncode != 0 and out.stdout == b""
+
+
+def test_unseal_and_aa_endpoints(pki, start_kbs, start_cdh, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+    set_policy(kbs, pki, tmp_path)
+    cdh = start_cdh(cdh_toml(kbs.url(), pki, "skip_sealed_secret_verification = true"))
+    status, body = cdh.get("/aa/token?token_type=kbs")
+    assert status == 200, body
+    tok = json.loads(body)
+    assert tok["token"].count(".") == 2
+    serialization.load_pem_private_key(tok["tee_keypair"].encode(), password=None)
+    status, body = cdh.get("/aa/evidence?runtime_data=hello")
+    assert status == 200 and json.loads(body) == {"svn": "1", "report_data": base64.b64encode(b"hello").decode()}
+    status, _ = cdh.get("/aa/token?token_type=oidc")
+    assert status == 400
+    status, body = cdh.request("POST", "/cdh/unseal", body=b"not-sealed")
+    assert status == 400 and b"sealed." in body
+    assert cdh.get("/nope")[0] == 404
+
+
+def test_initdata_reaches_the_kbs(pki, start_kbs, start_cdh, tmp_path):
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+    set_policy(kbs, pki, tmp_path)
+    toml = ('version = "0.1.0"\nalgorithm = "sha384"\n[data]\n"aa.toml" = \'\'\'\n[token_configs.kbs]\n'
+            f'url = "{kbs.url()}"\n\'\'\'\n"policy.rego" = "package agent_policy"\n')
+    (tmp_path / "initdata.toml").write_text(toml)
+    cdh = start_cdh(cdh_toml(kbs.url(), pki), "--initdata", tmp_path / "initdata.toml")
+    status, body = cdh.get("/aa/token?token_type=kbs")
+    assert status == 200, body
+    claims = json.loads(base64.urlsafe_b64decode(json.loads(body)["token"].split(".")[1] + "=="))
+    import hashlib
+    digest = hashlib.sha384(toml.encode()).digest()
+    text = json.dumps(claims)
+    assert digest.hex() in text or base64.b64encode(digest).decode() in text or \
+        base64.urlsafe_b64encode(digest).rstrip(b"=").decode() in text, text[:2000]
+
+
+def test_non_loopback_listen_is_refused(tmp_path):
+    out = subprocess.run([str(BIN / "cdh"), "--tee", "sample", "--listen", "0.0.0.0:8006"], capture_output=True)
+    assert out.returncode == 2 and b"loopback" in out.stderr
+    out = subprocess.run([str(BIN / "cdh"), "evidence", "x"], capture_output=True,
+                         env={**os.environ, "PATH": os.environ.get("PATH", "")})
+    assert out.returncode != 0 and b"--tee sample" in out.stderr  # never a silent sample fallback
+
+
+@pytest.mark.parametrize("alg", ["ECDH-ES+A256KW-P521", "RSA-OAEP-256"])
+def test_tee_key_algorithms(pki, start_kbs, start_cdh, tmp_path, alg):
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+    secret = os.urandom(20)
+    set_resource(kbs, pki, tmp_path, "one/two/three", secret)
+    set_policy(kbs, pki, tmp_path)
+    (tmp_path / "aa.toml").write_text(f'[token_configs.kbs]\nurl = "{kbs.url()}"\ntee_key_algorithm = "{alg}"\n')
+    cdh = start_cdh(cdh_toml(kbs.url(), pki), "--aa-config", tmp_path / "aa.toml")
+    assert cdh.get("/cdh/resource/one/two/three") == (200, secret)
