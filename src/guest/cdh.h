@@ -92,6 +92,8 @@ typedef struct cdh_hub_opts {
   const guest_cfg *guest;
   const cdh_initdata *initdata;  /* may be NULL */
   const char *sealed_key_dir;    /* NULL: CDH_DEFAULT_SEALED_KEY_DIR */
+  const char *token;             /* passport mode: an attestation token ... */
+  const char *tee_key_pem;       /* ... and the PEM private key it was issued for */
   unsigned kbs_attempts;         /* 0: kbc default */
   unsigned kbs_backoff_ms;
 } cdh_hub_opts;

@@ -30,10 +30,12 @@ static ct_status cdh__evidence(void *ud, const uint8_t *rd, size_t len, json_t *
 static ct_status cdh__client(cdh_hub *h, const cdh_hub_opts *o, const char *url, const char *cert,
                              kbc_client **out, ct_err *err) {
   kbc_opts ko = {.tee = guest_tee_name(h->tee),
-                 .evidence = cdh__evidence,
+                 .evidence = o->token ? NULL : cdh__evidence,
                  .evidence_ud = h,
                  .tee_key_alg = o->config->tee_key_alg,
                  .init_data_toml = o->initdata ? o->initdata->text : NULL,
+                 .token = o->token,
+                 .tee_key_pem = o->tee_key_pem,
                  .attempts = o->kbs_attempts,
                  .backoff_ms = o->kbs_backoff_ms};
   ct_status st = kbc_client_new(url, cert && *cert ? cert : NULL, &ko, out, err);

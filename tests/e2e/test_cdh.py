@@ -289,3 +289,34 @@ def test_tee_key_algorithms(pki, start_kbs, start_cdh, tmp_path, alg):
     (tmp_path / "aa.toml").write_text(f'[token_configs.kbs]\nurl = "{kbs.url()}"\ntee_key_algorithm = "{alg}"\n')
     cdh = start_cdh(cdh_toml(kbs.url(), pki), "--aa-config", tmp_path / "aa.toml")
     assert cdh.get("/cdh/resource/one/two/three") == (200, secret)
+
+
+def test_passport_tokens_interoperate_with_kbs_client(pki, start_kbs, start_cdh, tmp_path):
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+    secret = os.urandom(16)
+    set_resource(kbs, pki, tmp_path, "one/two/three", secret)
+    set_policy(kbs, pki, tmp_path)
+    cfg = tmp_path / "cdh.toml"
+    cfg.write_text(cdh_toml(kbs.url(), pki))
+    # kbs-client attests with its own RSA key; cdh fetches in passport mode with that token and key.
+    tee_key = tmp_path / "tee.key"
+    run(["openssl", "genrsa", "-traditional", "-out", tee_key, "2048"])
+    token = run([BIN / "kbs-client", "--url", kbs.url(), "--cert-file", pki.tls_cert, "attest", "--tee-key-file",
+                 tee_key]).stdout.strip()
+    (tmp_path / "token").write_text(token)
+    before = attestations(kbs, pki)
+    out = subprocess.run([str(c) for c in [BIN / "cdh", "-c", cfg, "--tee", "sample", "--attestation-token",
+                                           tmp_path / "token", "--tee-key-file", tee_key, "get-resource",
+                                           "kbs:///one/two/three"]], capture_output=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == secret
+    assert attestations(kbs, pki) == before  # passport mode never attests
+    # The other way round: the CDH's AA token and exported TEE key drive kbs-client.
+    cdh = start_cdh(cdh_toml(kbs.url(), pki))
+    tok = json.loads(cdh.get("/aa/token?token_type=kbs")[1])
+    (tmp_path / "aa-token").write_text(tok["token"])
+    (tmp_path / "aa-key.pem").write_text(tok["tee_keypair"])
+    out = run([BIN / "kbs-client", "--url", kbs.url(), "--cert-file", pki.tls_cert, "get-resource",
+               "--attestation-token", tmp_path / "aa-token", "--tee-key-file", tmp_path / "aa-key.pem",
+               "--path", "one/two/three"])
+    assert base64.b64decode(out.stdout.strip()) == secret

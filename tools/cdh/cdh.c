@@ -9,7 +9,8 @@
  *
  * Options: -c cdh.toml, --aa-config aa.toml, --initdata FILE, --listen HOST:PORT, --tee TEE,
  * --root DIR (prefix for /dev, /sys, /proc, /run paths), --tpm-tcti CONF, --imds-url URL,
- * --sealed-key-dir DIR, --kbs-attempts N.
+ * --sealed-key-dir DIR, --kbs-attempts N; passport mode (no attestation, a token obtained
+ * elsewhere): --attestation-token FILE --tee-key-file FILE.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,6 +37,7 @@
 
 typedef struct cdh__args {
   const char *cdh_config, *aa_config, *initdata, *listen, *tee, *root, *tcti, *imds, *key_dir;
+  const char *token_file, *tee_key_file;
   unsigned attempts;
   int argi;
 } cdh__args;
@@ -45,6 +47,7 @@ static void cdh__usage(void) {
           "usage: cdh [-c cdh.toml] [--aa-config aa.toml] [--initdata FILE] [--listen HOST:PORT]\n"
           "           [--tee sample|snp|tdx|az-snp-vtpm|az-tdx-vtpm|tpm] [--root DIR]\n"
           "           [--tpm-tcti CONF] [--imds-url URL] [--sealed-key-dir DIR] [--kbs-attempts N]\n"
+          "           [--attestation-token FILE --tee-key-file FILE]   (passport mode)\n"
           "           [get-resource URI | unseal SECRET|- | token | evidence RUNTIME_DATA]\n");
 }
 
@@ -64,6 +67,8 @@ static int cdh__parse_args(int argc, char **argv, cdh__args *a) {
     else if (!strcmp(o, "--tpm-tcti")) dst = &a->tcti;
     else if (!strcmp(o, "--imds-url")) dst = &a->imds;
     else if (!strcmp(o, "--sealed-key-dir")) dst = &a->key_dir;
+    else if (!strcmp(o, "--attestation-token")) dst = &a->token_file;
+    else if (!strcmp(o, "--tee-key-file")) dst = &a->tee_key_file;
     else if (!strcmp(o, "--kbs-attempts")) {
       if (i + 1 >= argc) return -1;
       a->attempts = (unsigned)strtoul(argv[++i], NULL, 10);
@@ -499,7 +504,29 @@ int main(int argc, char **argv) {
   }
   cdh_hub_opts ho = {.config = &cfg, .tee = tee, .guest = &g, .initdata = have_id ? &id : NULL,
                      .sealed_key_dir = a.key_dir, .kbs_attempts = a.attempts};
-  if (cdh_hub_new(&ho, &hub, &err)) {
+  char *token = NULL, *tee_key = NULL;
+  size_t tlen = 0, klen = 0;
+  ct_status hst = CT_OK;
+  if (!a.token_file != !a.tee_key_file)
+    hst = ct_fail(&err, CT_EINVAL, "passport mode needs both --attestation-token and --tee-key-file");
+  else if (a.token_file && !(hst = cdh__read_text(a.token_file, &token, &tlen, &err)))
+    hst = cdh__read_text(a.tee_key_file, &tee_key, &klen, &err);
+  if (!hst && token) {
+    while (tlen && (token[tlen - 1] == '\n' || token[tlen - 1] == '\r' || token[tlen - 1] == ' '))
+      token[--tlen] = 0;
+    ho.token = token;
+    ho.tee_key_pem = tee_key;
+  }
+  if (!hst) hst = cdh_hub_new(&ho, &hub, &err);
+  if (token) {
+    ct_wipe(token, tlen);
+    free(token);
+  }
+  if (tee_key) {
+    ct_wipe(tee_key, klen);
+    free(tee_key);
+  }
+  if (hst) {
     fprintf(stderr, "cdh: %s\n", err.msg);
     goto out;
   }
