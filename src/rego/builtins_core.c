@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
+
 #include "rego_int.h"
 
 #define A (rg_ev_arena(ev))
@@ -25,6 +27,109 @@ static ct_status bi_gte(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(
 
 /* ---------------------------------------------------------------- numbers */
 static bool big_or_dbl(const rv *x) { return x->nk != RN_INT; }
+
+/* ---------------------------------------------------------------- big integers (OpenSSL BN) */
+static bool int_text(const rv *x, char *buf, size_t cap, const char **out) {
+  if (x->nk == RN_BIG) {
+    *out = x->u.s;
+    return true;
+  }
+  int64_t i;
+  if (x->nk == RN_INT || (rv_num_is_int(x, &i) && x->nk == RN_DBL && !x->lit)) {
+    snprintf(buf, cap, "%lld", (long long)(x->nk == RN_INT ? x->u.i : (int64_t)x->u.d));
+    *out = buf;
+    return true;
+  }
+  if (x->nk == RN_DBL && x->lit) {
+    /* an integral literal such as 1e30 or 2.0: expand the decimal text exactly */
+    const char *t = x->lit;
+    size_t w = 0;
+    long frac = 0, e = 0;
+    bool in_frac = false;
+    if (*t == '-') buf[w++] = *t++;
+    for (; *t && *t != 'e' && *t != 'E'; t++) {
+      if (*t == '.') {
+        in_frac = true;
+        continue;
+      }
+      if (w + 2 >= cap) return false;
+      buf[w++] = *t;
+      if (in_frac) frac++;
+    }
+    if (*t) e = strtol(t + 1, NULL, 10);
+    long shift = e - frac;
+    if (shift < 0) {
+      for (long z = 0; z < -shift; z++) {
+        if (w == 0 || buf[w - 1] != '0') return false;
+        w--;
+      }
+    } else {
+      if (shift > 300 || w + (size_t)shift + 1 >= cap) return false;
+      for (long z = 0; z < shift; z++) buf[w++] = '0';
+    }
+    buf[w] = 0;
+    if (w == 0 || (w == 1 && buf[0] == '-')) return false;
+    *out = buf;
+    return true;
+  }
+  return false;
+}
+
+rv *rg_bn_to_rv(rg_arena *a, const BIGNUM *b) {
+  char *t = BN_bn2dec(b);
+  if (!t) return NULL;
+  rv *v = rv_num_text(a, t, strlen(t));
+  OPENSSL_free(t);
+  return v;
+}
+
+/* Exact integer arithmetic; returns false when an operand is not an integer. */
+static ct_status big_arith(rg_ev *ev, int op, const rv *x, const rv *y, rv **out, bool *handled) {
+  char b1[400], b2[400];
+  const char *t1, *t2;
+  *handled = false;
+  if (!int_text(x, b1, sizeof(b1), &t1) || !int_text(y, b2, sizeof(b2), &t2)) return CT_OK;
+  BIGNUM *p = NULL, *q = NULL, *r = BN_new(), *m = BN_new();
+  BN_CTX *bc = BN_CTX_new();
+  ct_status st = CT_OK;
+  if (!r || !m || !bc || !BN_dec2bn(&p, t1) || !BN_dec2bn(&q, t2)) {
+    st = rg_bi_oom(ev);
+    goto done;
+  }
+  *handled = true;
+  switch (op) {
+    case '+': BN_add(r, p, q); break;
+    case '-': BN_sub(r, p, q); break;
+    case '*': BN_mul(r, p, q, bc); break;
+    case '%':
+      if (BN_is_zero(q)) {
+        st = rg_bi_fail(ev, "rem: modulo by zero");
+        goto done;
+      }
+      BN_div(NULL, r, p, q, bc);
+      break;
+    case '/':
+      if (BN_is_zero(q)) {
+        st = rg_bi_fail(ev, "div: divide by zero");
+        goto done;
+      }
+      BN_div(r, m, p, q, bc);
+      if (!BN_is_zero(m)) {
+        *handled = false; /* not exact: decimal result */
+        goto done;
+      }
+      break;
+  }
+  *out = rg_bn_to_rv(rg_ev_arena(ev), r);
+  if (!*out) st = rg_bi_oom(ev);
+done:
+  BN_free(p);
+  BN_free(q);
+  BN_free(r);
+  BN_free(m);
+  BN_CTX_free(bc);
+  return st;
+}
 
 static ct_status arith(rg_ev *ev, const char *name, int op, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, name, 1, a[0], RV_NUM));
@@ -50,6 +155,11 @@ static ct_status arith(rg_ev *ev, const char *name, int op, rv **a, rv **out) {
       default: ovf = true;
     }
     if (!ovf) RET(rv_int(A, r));
+  }
+  {
+    bool handled;
+    CT_GUARD(big_arith(ev, op, x, y, out, &handled));
+    if (handled) return CT_OK;
   }
   double dx = rv_num_dbl(x), dy = rv_num_dbl(y), r;
   switch (op) {

@@ -348,29 +348,33 @@ static ct_status bi_strings_count(rg_ev *ev, rv **a, rv **out) {
 
 static ct_status any_fix(rg_ev *ev, rv **a, bool prefix, rv **out) {
   const char *name = prefix ? "strings.any_prefix_match" : "strings.any_suffix_match";
-  rv *ss = a[0], *fs = a[1];
-  rv one1[1], *p1 = NULL, one2[1], *p2 = NULL;
-  (void)one1;
-  (void)one2;
-  rv **sl, **fl;
-  size_t sn, fn;
-  if (ss->t == RV_STR) { p1 = ss; sl = &p1; sn = 1; }
-  else if (ss->t == RV_ARR || ss->t == RV_SET) { sl = ss->u.a; sn = ss->n; }
-  else return rg_bi_type(ev, "%s: operand 1 must be one of {string, set, array} but got %s", name, rg_type_name(ss));
-  if (fs->t == RV_STR) { p2 = fs; fl = &p2; fn = 1; }
-  else if (fs->t == RV_ARR || fs->t == RV_SET) { fl = fs->u.a; fn = fs->n; }
-  else return rg_bi_type(ev, "%s: operand 2 must be one of {string, set, array} but got %s", name, rg_type_name(fs));
-  for (size_t i = 0; i < sn; i++) {
-    if (sl[i]->t != RV_STR) return rg_bi_type(ev, "%s: operand 1 must be string", name);
-    for (size_t j = 0; j < fn; j++) {
-      if (fl[j]->t != RV_STR) return rg_bi_type(ev, "%s: operand 2 must be string", name);
-      rv *s = sl[i], *f = fl[j];
+  rv *lists[2] = {a[0], a[1]};
+  rv *one[2] = {a[0], a[1]};
+  rv **items[2];
+  size_t n[2];
+  for (int k = 0; k < 2; k++) {
+    rv *x = lists[k];
+    if (x->t == RV_STR) {
+      items[k] = &one[k];
+      n[k] = 1;
+    } else if (x->t == RV_ARR || x->t == RV_SET) {
+      items[k] = x->u.a;
+      n[k] = x->n;
+      for (size_t i = 0; i < x->n; i++)
+        if (x->u.a[i]->t != RV_STR)
+          return rg_bi_type(ev, "%s: operand %d must be %s of strings but got %s containing %s", name, k + 1,
+                            x->t == RV_ARR ? "array" : "set", x->t == RV_ARR ? "array" : "set", rg_type_name(x->u.a[i]));
+    } else
+      return rg_bi_type(ev, "%s: operand %d must be one of {string, set, array} but got %s", name, k + 1, rg_type_name(x));
+  }
+  for (size_t i = 0; i < n[0]; i++)
+    for (size_t j = 0; j < n[1]; j++) {
+      rv *s = items[0][i], *f = items[1][j];
       if (f->n <= s->n && !memcmp(prefix ? s->u.s : s->u.s + s->n - f->n, f->u.s, f->n)) {
         *out = RV_TRUE;
         return CT_OK;
       }
     }
-  }
   *out = RV_FALSE;
   return CT_OK;
 }
@@ -382,7 +386,36 @@ static ct_status bi_format_int(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "format_int", 2, a[1], RV_NUM));
   int64_t base;
   if (!rv_num_is_int(a[1], &base) || (base != 2 && base != 8 && base != 10 && base != 16))
-    return rg_bi_fail(ev, "format_int: operand 2 must be one of {2, 8, 10, 16}");
+    return rg_bi_type(ev, "format_int: operand 2 must be one of {2, 8, 10, 16}");
+  if (a[0]->nk == RN_BIG) {
+    /* arbitrary precision: repeated division of the decimal text */
+    const char *t = a[0]->u.s;
+    bool neg = t[0] == '-';
+    if (neg) t++;
+    size_t n = strlen(t);
+    char *num = rg_strndup(A, t, n), *res = rg_alloc(A, n * 4 + 4);
+    if (!num || !res) return rg_bi_oom(ev);
+    size_t rl = 0;
+    for (;;) {
+      bool zero = true;
+      int rem = 0;
+      for (size_t i = 0; i < n; i++) {
+        int cur = rem * 10 + (num[i] - '0');
+        num[i] = (char)('0' + cur / (int)base);
+        rem = cur % (int)base;
+        if (num[i] != '0') zero = false;
+      }
+      res[rl++] = "0123456789abcdef"[rem];
+      if (zero) break;
+    }
+    if (neg) res[rl++] = '-';
+    for (size_t i = 0; i < rl / 2; i++) {
+      char c = res[i];
+      res[i] = res[rl - 1 - i];
+      res[rl - 1 - i] = c;
+    }
+    RET(rv_str(A, res, rl));
+  }
   double d = rv_num_dbl(a[0]);
   d = d < 0 ? ceil(d) : floor(d);
   int64_t v = (int64_t)d;

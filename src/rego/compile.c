@@ -204,7 +204,7 @@ static ct_status declare_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
       CT_GUARD(declare_term(c, s, e->a));
       return declare_term(c, s, e->b);
     case E_TERM: return declare_term(c, s, e->a);
-    case E_NOT: return declare_expr(c, s, e->sub);
+    case E_NOT: return e->sub ? declare_expr(c, s, e->sub) : CT_OK;
     case E_EVERY: return declare_term(c, s, e->c);
   }
   return CT_OK;
@@ -436,8 +436,56 @@ static ct_status resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp) {
   }
 }
 
+/* `with f as g`: when the value names a function (built-in or user), it becomes a call term
+ * without arguments that the evaluator uses as the replacement. */
+static ct_status resolve_with_fn_value(rc_ctx *c, rc_scope *s, rg_with *w, bool *done) {
+  *done = false;
+  rg_term *v = w->value;
+  rg_term *head = v->kind == T_REF ? v->elems[0] : v;
+  if (head->kind != T_VAR || scope_find(s, head->name, NULL) >= 0) return CT_OK;
+  char name[256] = "";
+  size_t n = v->kind == T_REF ? v->n : 1;
+  for (size_t i = 0; i < n; i++) {
+    rg_term *e = v->kind == T_REF ? v->elems[i] : v;
+    const char *seg = e->kind == T_VAR ? e->name : (e->kind == T_SCALAR && e->val->t == RV_STR) ? e->val->u.s : NULL;
+    if (!seg) return CT_OK;
+    if (i) strncat(name, ".", sizeof(name) - strlen(name) - 1);
+    strncat(name, seg, sizeof(name) - strlen(name) - 1);
+  }
+  rg_term *call = rg_alloc(c->a, sizeof(rg_term));
+  if (!call) return RC_OOM(c);
+  call->kind = T_CALL;
+  call->row = v->row;
+  call->col = v->col;
+  call->slot = -1;
+  call->host = -1;
+  call->name = rg_strndup(c->a, name, strlen(name));
+  if (!call->name) return RC_OOM(c);
+  if (v->kind == T_REF) call->fnref = v;
+  else {
+    rg_term *fr = rg_alloc(c->a, sizeof(rg_term));
+    if (!fr) return RC_OOM(c);
+    fr->kind = T_REF;
+    fr->n = 1;
+    fr->elems = rg_alloc(c->a, sizeof(rg_term *));
+    if (!fr->elems) return RC_OOM(c);
+    fr->elems[0] = v;
+    call->fnref = fr;
+  }
+  ct_err saved = *c->err;
+  if (resolve_call(c, s, call) != CT_OK) {
+    *c->err = saved;
+    return CT_OK; /* not a function: an ordinary value */
+  }
+  w->value = call;
+  *done = true;
+  return CT_OK;
+}
+
 static ct_status resolve_with(rc_ctx *c, rc_scope *s, rg_with *w) {
-  CT_GUARD(resolve_term(c, s, &w->value));
+  bool done = false;
+  if (w->value->kind == T_VAR || w->value->kind == T_REF) CT_GUARD(resolve_with_fn_value(c, s, w, &done));
+  if (!done) CT_GUARD(resolve_term(c, s, &w->value));
   rg_term *t = w->target;
   rg_term *head = t->kind == T_REF ? t->elems[0] : t;
   if (head->kind != T_VAR)
@@ -511,7 +559,9 @@ static ct_status resolve_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
       CT_GUARD(resolve_term(c, s, &e->a));
       return resolve_term(c, s, &e->b);
     case E_TERM: return resolve_term(c, s, &e->a);
-    case E_NOT: return resolve_expr(c, s, e->sub);
+    case E_NOT:
+      if (e->sub) return resolve_expr(c, s, e->sub);
+      return resolve_body(c, s, e->body, NULL);
     case E_EVERY: {
       CT_GUARD(resolve_term(c, s, &e->c));
       rc_scope *inner = rg_alloc(c->a, sizeof(rc_scope));
@@ -558,10 +608,10 @@ static ct_status compile_rule(rc_ctx *c, rg_rule *r) {
     if (x->value) CT_GUARD(resolve_term(c, s, &x->value));
   }
   for (rg_rule *x = r; x; x = x->els) x->nslots = c->nslots;
-  if (r->is_default) {
-    if (r->value && !r->value->ground)
-      return rc_fail(c, "rego_type_error", r->row, r->col, "default rule value cannot contain variables or calls");
-  }
+  if (r->is_default && r->value && !r->value->ground && r->value->kind != T_ACOMP && r->value->kind != T_SCOMP &&
+      r->value->kind != T_OCOMP && r->value->kind != T_ARR && r->value->kind != T_OBJ && r->value->kind != T_SET &&
+      r->value->kind != T_CALL)
+    return rc_fail(c, "rego_type_error", r->row, r->col, "default rule value cannot contain variables");
   return CT_OK;
 }
 

@@ -59,6 +59,7 @@ struct rg_ev {
   rg_dover *dov;
   size_t ndov;
   rv **exprvals; /* query mode: value of each top-level expression */
+  const char *file; /* module of the rule being evaluated (error locations) */
   const rg_body *qbody;
 };
 
@@ -333,8 +334,8 @@ static ct_status k_every_coll(rg_ev *ev, const rk *k, rv *coll) {
       if (st) return st;
       return CT_OK; /* this element has no solution: every fails */
     }
-  } else if (coll->t != RV_NULL && false) {
-    return CT_OK;
+  } else {
+    return CT_OK; /* a non-iterable domain: every is false */
   }
   CT_GUARD(record_true(ev, e));
   return KCALL(ev, kc->next, NULL);
@@ -430,7 +431,8 @@ static ct_status eval_expr(rg_ev *ev, const rg_expr *e, const rk *k) {
     case E_NOT: {
       size_t mark = ev->ntrail;
       ct_status st;
-      if (e->sub->nwith) st = eval_with(ev, e->sub, &k_halt);
+      if (!e->sub) st = eval_body(ev, e->body, 0, &k_halt);
+      else if (e->sub->nwith) st = eval_with(ev, e->sub, &k_halt);
       else st = eval_expr(ev, e->sub, &k_halt);
       undo(ev, mark);
       if (st == RG_HALT) return CT_OK;
@@ -880,22 +882,62 @@ static ct_status k_partial_body_fn(rg_ev *ev, const rk *k, rv *v) {
   return eval_term(ev, kp->r->key, &kk.k);
 }
 
-static ct_status enter_frame(rg_ev *ev, const rg_rule *r, rv ***saved) {
+typedef struct {
+  rv **slots;
+  const char *file;
+} frame_save;
+
+static ct_status enter_frame(rg_ev *ev, const rg_rule *r, frame_save *saved) {
   if (++ev->depth > ev->p->limits.max_depth)
     return ct_fail(ev->err, CT_ELIMIT, "eval_depth_limit_error: %s:%d:%d: evaluation exceeded the depth limit of %zu",
                    r->file, r->row, r->col, ev->p->limits.max_depth);
-  *saved = ev->slots;
+  saved->slots = ev->slots;
+  saved->file = ev->file;
   ev->slots = rg_alloc(&ev->a, ((size_t)r->nslots + 1) * sizeof(rv *));
   if (!ev->slots) {
-    ev->slots = *saved;
+    ev->slots = saved->slots;
+    ev->depth--;
     return ev_oom(ev);
   }
+  ev->file = r->file;
   return CT_OK;
 }
 
-static void leave_frame(rg_ev *ev, rv **saved) {
-  ev->slots = saved;
+static void leave_frame(rg_ev *ev, frame_save *saved) {
+  ev->slots = saved->slots;
+  ev->file = saved->file;
   ev->depth--;
+}
+
+static ct_status first_value(rg_ev *ev, rg_term *t, rv **out);
+
+static ct_status default_value(rg_ev *ev, rg_rule *d, rv **out) {
+  if (d->value->ground) {
+    *out = d->value->val;
+    return CT_OK;
+  }
+  frame_save saved;
+  CT_GUARD(enter_frame(ev, d, &saved));
+  ct_status st = first_value(ev, d->value, out);
+  leave_frame(ev, &saved);
+  return st;
+}
+
+/* "data.a.b" for messages */
+static const char *node_path(rg_ev *ev, const rg_node *n) {
+  const rg_node *chain[64];
+  size_t nc = 0, len = 0;
+  for (const rg_node *x = n; x && nc < 64; x = x->parent) {
+    chain[nc++] = x;
+    len += strlen(x->name) + 1;
+  }
+  char *s = rg_alloc(&ev->a, len + 1);
+  if (!s) return n->name;
+  for (size_t i = nc; i-- > 0;) {
+    strcat(s, chain[i]->name);
+    if (i) strcat(s, ".");
+  }
+  return s;
 }
 
 static ct_status rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
@@ -905,18 +947,19 @@ static ct_status rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
     for (size_t i = 0; i < n->nrules; i++) {
       for (rg_rule *x = n->rules[i]; x; x = x->els) {
         bool found = false;
-        k_ruleval store = {{k_ruleval_store}, x, &result, &found,
-                           "complete rules must not produce multiple outputs"};
+        char what[300];
+        snprintf(what, sizeof(what), "rule %s produced conflicting values", node_path(ev, n));
+        k_ruleval store = {{k_ruleval_store}, x, &result, &found, what};
         k_rulebody kb = {{k_rulebody_fn}, x, &store};
-        rv **saved;
+        frame_save saved;
         CT_GUARD(enter_frame(ev, x, &saved));
         ct_status st = eval_body(ev, x->body, 0, &kb.k);
-        leave_frame(ev, saved);
+        leave_frame(ev, &saved);
         if (st) return st;
         if (found) break;
       }
     }
-    if (!result && n->dflt) result = n->dflt->value->val;
+    if (!result && n->dflt) CT_GUARD(default_value(ev, n->dflt, &result));
     *out = result;
     return CT_OK;
   }
@@ -924,10 +967,10 @@ static ct_status rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
   for (size_t i = 0; i < n->nrules; i++) {
     rg_rule *x = n->rules[i];
     k_partial kp = {{k_partial_body_fn}, x, &keys, &vals};
-    rv **saved;
+    frame_save saved;
     CT_GUARD(enter_frame(ev, x, &saved));
     ct_status st = eval_body(ev, x->body, 0, &kp.k);
-    leave_frame(ev, saved);
+    leave_frame(ev, &saved);
     if (st) return st;
   }
   if (n->kind == R_PSET) {
@@ -991,19 +1034,20 @@ static ct_status call_func(rg_ev *ev, rg_node *n, rv **args, rv **out) {
   for (size_t i = 0; i < n->nrules; i++) {
     for (rg_rule *x = n->rules[i]; x; x = x->els) {
       bool found = false;
-      k_ruleval store = {{k_ruleval_store}, x, &result, &found,
-                         "functions must not produce multiple outputs for same inputs"};
+      char what[300];
+      snprintf(what, sizeof(what), "function %s produced conflicting values for the same inputs", node_path(ev, n));
+      k_ruleval store = {{k_ruleval_store}, x, &result, &found, what};
       k_rulebody kb = {{k_rulebody_fn}, x, &store};
       k_fargs ka = {{k_fargs_fn}, x, args, 0, &kb};
-      rv **saved;
+      frame_save saved;
       CT_GUARD(enter_frame(ev, x, &saved));
       ct_status st = k_fargs_fn(ev, &ka.k, NULL);
-      leave_frame(ev, saved);
+      leave_frame(ev, &saved);
       if (st) return st;
       if (found) break;
     }
   }
-  if (!result && n->dflt) result = n->dflt->value->val;
+  if (!result && n->dflt) CT_GUARD(default_value(ev, n->dflt, &result));
   *out = result;
   return CT_OK;
 }
@@ -1072,6 +1116,22 @@ static ct_status call_value(rg_ev *ev, rg_term *call, rv **args, size_t nargs, r
     ct_err_clear(ev->err);
     *out = NULL;
     return CT_OK;
+  }
+  if (st == CT_EINVAL) {
+    /* "code: msg" -> "code: file:row:col: msg" */
+    char *colon = strstr(ev->err->msg, ": ");
+    if (colon) {
+      char code[64];
+      size_t cl = (size_t)(colon - ev->err->msg);
+      if (cl < sizeof(code)) {
+        memcpy(code, ev->err->msg, cl);
+        code[cl] = 0;
+        char rest[CT_ERR_MSG_MAX];
+        snprintf(rest, sizeof(rest), "%s", colon + 2);
+        (void)ct_fail(ev->err, st, "%s: %s:%d:%d: %s", code, ev->file ? ev->file : "query", call->row, call->col,
+                      rest);
+      }
+    }
   }
   return st;
 }

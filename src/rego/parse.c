@@ -349,6 +349,8 @@ static void **pv_done(rg_ps *p, pvec *v) {
 static ct_status ps_term(rg_ps *p, bool nopipe, rg_term **out); /* `in` level */
 static ct_status ps_body_until(rg_ps *p, int close, rg_body **out);
 static ct_status ps_expr(rg_ps *p, rg_expr **out);
+static ct_status ps_rel(rg_ps *p, bool nopipe, rg_term **out);
+static ct_status ps_kv_in(rg_ps *p, rg_term *k, rg_term **out);
 
 static ct_status ps_var_or_ref(rg_ps *p, rg_term *head, rg_term **out) {
   /* Ref continuation: .ident, [term], (args) */
@@ -511,7 +513,12 @@ static ct_status ps_primary(rg_ps *p, rg_term **out) {
           break;
         }
       }
-      if (is_reserved(&t)) return ps_fail(p, t.row, t.col, "unexpected %s keyword", tok_desc(&t));
+      if (is_reserved(&t)) {
+        rg_tok *pk;
+        CT_GUARD(ps_peek(p, &pk));
+        if (!(is_kw(&t, "contains") && pk->k == K_LPAREN && !pk->nl))
+          return ps_fail(p, t.row, t.col, "unexpected %s keyword", tok_desc(&t));
+      }
       r = mk_term(p, T_VAR, t.row, t.col);
       if (!r) return OOM(p);
       r->name = rg_strndup(p->a, t.s, t.n);
@@ -529,6 +536,11 @@ static ct_status ps_primary(rg_ps *p, rg_term **out) {
     case K_LPAREN: {
       CT_GUARD(ps_adv(p));
       CT_GUARD(ps_term(p, false, &r));
+      if (p->t.k == K_COMMA) {
+        /* (k, v in coll) */
+        CT_GUARD(ps_adv(p));
+        CT_GUARD(ps_kv_in(p, r, &r));
+      }
       CT_GUARD(ps_expect(p, K_RPAREN, "')'"));
       break;
     }
@@ -745,6 +757,33 @@ static ct_status ps_term(rg_ps *p, bool nopipe, rg_term **out) {
   return CT_OK;
 }
 
+/* For `k, v in c`: v was parsed greedily, so `k, x in a in b` arrives as v = member_2(x in a, b);
+ * the outermost membership supplies the collection. */
+static ct_status ps_kv_in(rg_ps *p, rg_term *k, rg_term **out) {
+  rg_term *v;
+  CT_GUARD(ps_term(p, false, &v));
+  rg_term *c = NULL;
+  if (is_kw(&p->t, "in")) {
+    CT_GUARD(ps_adv(p));
+    CT_GUARD(ps_rel(p, false, &c));
+  } else if (v->kind == T_CALL && v->name && !strcmp(v->name, "internal.member_2") && !v->fnref) {
+    c = v->elems[1];
+    v = v->elems[0];
+  } else
+    return ps_fail(p, p->t.row, p->t.col, "unexpected ',' in expression");
+  rg_term *call = mk_term(p, T_CALL, k->row, k->col);
+  if (!call) return OOM(p);
+  call->name = "internal.member_3";
+  call->n = 3;
+  call->elems = rg_alloc(p->a, 3 * sizeof(rg_term *));
+  if (!call->elems) return OOM(p);
+  call->elems[0] = k;
+  call->elems[1] = v;
+  call->elems[2] = c;
+  *out = call;
+  return CT_OK;
+}
+
 /* ---------------------------------------------------------------- expressions */
 static rg_expr *mk_expr(rg_ps *p, int kind, int row, int col) {
   rg_expr *e = rg_alloc(p->a, sizeof(rg_expr));
@@ -845,6 +884,33 @@ static ct_status ps_expr_inner(rg_ps *p, rg_expr **out) {
     CT_GUARD(ps_adv(p));
     rg_expr *e = mk_expr(p, E_NOT, t.row, t.col);
     if (!e) return OOM(p);
+    if (p->t.k == K_LBRACE) {
+      /* `not { ... }` negates a whole body, unless the braces are an object/set literal */
+      size_t save_pos = p->pos;
+      int save_row = p->row, save_col = p->col;
+      rg_tok save_t = p->t;
+      bool save_peek = p->has_peek;
+      rg_tok save_pk = p->peek;
+      int save_depth = p->depth;
+      CT_GUARD(ps_adv(p));
+      ct_err saved_err = *p->err;
+      ct_status st = ps_body_until(p, K_RBRACE, &e->body);
+      if (st == CT_OK && p->t.k == K_RBRACE) {
+        CT_GUARD(ps_adv(p));
+        *out = e;
+        return CT_OK;
+      }
+      /* not a body: rewind and parse an expression */
+      *p->err = saved_err;
+      e->body = NULL;
+      p->pos = save_pos;
+      p->row = save_row;
+      p->col = save_col;
+      p->t = save_t;
+      p->has_peek = save_peek;
+      p->peek = save_pk;
+      p->depth = save_depth;
+    }
     CT_GUARD(ps_expr_inner(p, &e->sub));
     *out = e;
     return CT_OK;
@@ -854,22 +920,7 @@ static ct_status ps_expr_inner(rg_ps *p, rg_expr **out) {
   if (p->t.k == K_COMMA) {
     /* k, v in coll */
     CT_GUARD(ps_adv(p));
-    rg_term *v;
-    CT_GUARD(ps_rel(p, false, &v));
-    if (!is_kw(&p->t, "in")) return ps_fail(p, p->t.row, p->t.col, "unexpected ',' in expression");
-    CT_GUARD(ps_adv(p));
-    rg_term *c;
-    CT_GUARD(ps_rel(p, false, &c));
-    rg_term *call = mk_term(p, T_CALL, a->row, a->col);
-    if (!call) return OOM(p);
-    call->name = "internal.member_3";
-    call->n = 3;
-    call->elems = rg_alloc(p->a, 3 * sizeof(rg_term *));
-    if (!call->elems) return OOM(p);
-    call->elems[0] = a;
-    call->elems[1] = v;
-    call->elems[2] = c;
-    a = call;
+    CT_GUARD(ps_kv_in(p, a, &a));
   }
   if ((p->t.k == K_UNIFY || p->t.k == K_ASSIGN) && !p->t.nl) {
     rg_expr *e = mk_expr(p, p->t.k == K_UNIFY ? E_UNIFY : E_ASSIGN, p->t.row, p->t.col);
@@ -943,9 +994,35 @@ static ct_status ps_rule_body(rg_ps *p, rg_rule *r, bool *had_if) {
     *had_if = true;
     CT_GUARD(ps_adv(p));
     if (p->t.k == K_LBRACE) {
+      size_t save_pos = p->pos;
+      int save_row = p->row, save_col = p->col, save_depth = p->depth;
+      rg_tok save_t = p->t, save_pk = p->peek;
+      bool save_peek = p->has_peek;
+      ct_err saved_err = *p->err;
       CT_GUARD(ps_adv(p));
-      CT_GUARD(ps_body_until(p, K_RBRACE, &r->body));
-      return ps_expect(p, K_RBRACE, "'}'");
+      ct_status st = ps_body_until(p, K_RBRACE, &r->body);
+      if (!st) return ps_expect(p, K_RBRACE, "'}'");
+      /* `if {k: v | ...}`: an expression starting with a brace */
+      *p->err = saved_err;
+      p->pos = save_pos;
+      p->row = save_row;
+      p->col = save_col;
+      p->depth = save_depth;
+      p->t = save_t;
+      p->peek = save_pk;
+      p->has_peek = save_peek;
+      ct_err e1 = {0};
+      (void)e1;
+      rg_expr *ex;
+      ct_status st2 = ps_expr(p, &ex);
+      if (st2) return st;
+      r->body = rg_alloc(p->a, sizeof(rg_body));
+      if (!r->body) return OOM(p);
+      r->body->e = rg_alloc(p->a, sizeof(rg_expr *));
+      if (!r->body->e) return OOM(p);
+      r->body->e[0] = ex;
+      r->body->n = 1;
+      return CT_OK;
     }
     rg_expr *e;
     CT_GUARD(ps_expr(p, &e));

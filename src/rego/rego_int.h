@@ -67,6 +67,7 @@ rv *rv_set(rg_arena *a, rv **items, size_t n);     /* sorts and de-duplicates a 
  * set when a key has two different values. */
 rv *rv_obj(rg_arena *a, rv **keys, rv **vals, size_t n, bool *conflict);
 int rv_cmp(const rv *x, const rv *y);
+int rg_dec_cmp(const rv *x, const rv *y); /* exact comparison of two numbers' decimal values */
 bool rv_eq(const rv *x, const rv *y);
 rv *rv_obj_get(const rv *o, const rv *key);
 rv *rv_obj_gets(const rv *o, const char *key);

@@ -241,6 +241,93 @@ double rv_num_dbl(const rv *x) {
   }
 }
 
+/* Decimal text of a number: the literal, an integer, or the shortest round-trip double. */
+static void rv__numtext(const rv *x, char *buf, size_t cap, const char **out) {
+  if (x->nk == RN_BIG) {
+    *out = x->u.s;
+    return;
+  }
+  if (x->nk == RN_DBL && x->lit) {
+    *out = x->lit;
+    return;
+  }
+  if (x->nk == RN_INT) snprintf(buf, cap, "%lld", (long long)x->u.i);
+  else {
+    for (int prec = 1; prec <= 17; prec++) {
+      snprintf(buf, cap, "%.*g", prec, x->u.d);
+      if (strtod(buf, NULL) == x->u.d) break;
+    }
+  }
+  *out = buf;
+}
+
+/* value = 0.DIGITS * 10^exp, digits without leading/trailing zeros; zero has no digits */
+typedef struct {
+  bool neg;
+  char d[400];
+  size_t nd;
+  long exp;
+} rv__dec;
+
+static void rv__dec_parse(const char *s, rv__dec *o) {
+  memset(o, 0, sizeof(*o));
+  if (*s == '-') {
+    o->neg = true;
+    s++;
+  } else if (*s == '+')
+    s++;
+  long point = -1, n = 0;
+  bool lead = true;
+  long lead_zeros_after_point = 0;
+  for (; *s && *s != 'e' && *s != 'E'; s++) {
+    if (*s == '.') {
+      point = n;
+      continue;
+    }
+    if (*s < '0' || *s > '9') break;
+    if (lead && *s == '0') {
+      if (point >= 0) lead_zeros_after_point++;
+      else {
+        /* leading integer zero: does not count */
+      }
+      continue;
+    }
+    lead = false;
+    if (o->nd < sizeof(o->d) - 1) o->d[o->nd++] = *s;
+    n++;
+  }
+  long e = 0;
+  if (*s == 'e' || *s == 'E') e = strtol(s + 1, NULL, 10);
+  /* integer digits count */
+  long intdigits = point >= 0 ? point : n;
+  if (point >= 0 && intdigits == 0) intdigits = -lead_zeros_after_point;
+  while (o->nd && o->d[o->nd - 1] == '0') o->nd--;
+  o->exp = intdigits + e;
+  if (!o->nd) o->neg = false;
+}
+
+int rg_dec_cmp(const rv *x, const rv *y) {
+  char b1[64], b2[64];
+  const char *t1, *t2;
+  rv__numtext(x, b1, sizeof(b1), &t1);
+  rv__numtext(y, b2, sizeof(b2), &t2);
+  rv__dec a, b;
+  rv__dec_parse(t1, &a);
+  rv__dec_parse(t2, &b);
+  int sa = a.nd ? (a.neg ? -1 : 1) : 0, sb = b.nd ? (b.neg ? -1 : 1) : 0;
+  if (sa != sb) return sa < sb ? -1 : 1;
+  if (!sa) return 0;
+  int mag;
+  if (a.exp != b.exp) mag = a.exp < b.exp ? -1 : 1;
+  else {
+    size_t m = a.nd < b.nd ? a.nd : b.nd;
+    int c = memcmp(a.d, b.d, m);
+    if (c) mag = c < 0 ? -1 : 1;
+    else mag = a.nd < b.nd ? -1 : a.nd > b.nd ? 1 : 0;
+  }
+  return sa < 0 ? -mag : mag;
+}
+
 static int rv__numcmp(const rv *x, const rv *y) {
   if (x->nk == RN_INT && y->nk == RN_INT) return x->u.i < y->u.i ? -1 : x->u.i > y->u.i;
   if (x->nk == RN_BIG && y->nk == RN_BIG) return rv__bigcmp(x->u.s, y->u.s);
@@ -251,7 +338,10 @@ static int rv__numcmp(const rv *x, const rv *y) {
   }
   if (y->nk == RN_BIG && x->nk == RN_INT) return -rv__numcmp(y, x);
   double a = rv_num_dbl(x), b = rv_num_dbl(y);
-  return a < b ? -1 : a > b;
+  if (a < b) return -1;
+  if (a > b) return 1;
+  /* equal as doubles: decide exactly on the decimal texts (0.1 vs 0.10000000000000001, 1e400) */
+  return rg_dec_cmp(x, y);
 }
 
 int rv_cmp(const rv *x, const rv *y) {
