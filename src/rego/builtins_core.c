@@ -75,7 +75,7 @@ static bool int_text(const rv *x, char *buf, size_t cap, const char **out) {
   return false;
 }
 
-rv *rg_bn_to_rv(rg_arena *a, const BIGNUM *b) {
+rv *rg_bn_to_rv(rg_arena *a, const struct bignum_st *b) {
   char *t = BN_bn2dec(b);
   if (!t) return NULL;
   rv *v = rv_num_text(a, t, strlen(t));

@@ -258,5 +258,7 @@ ct_status rg_bi_oom(rg_ev *ev);
 /* Type check helper: fails with "NAME: operand N must be TYPE but got T". */
 ct_status rg_bi_want(rg_ev *ev, const char *name, int argn, rv *v, int type);
 const char *rg_type_name(const rv *v);
+struct bignum_st;
+rv *rg_bn_to_rv(rg_arena *a, const struct bignum_st *b); /* exact integer value */
 
 #endif
