@@ -49,6 +49,34 @@ static ct_status bi_array_reverse(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
+static ct_status flatten_into(rg_ev *ev, rv *x, rv ***items, size_t *n, size_t *cap) {
+  for (size_t i = 0; i < x->n; i++) {
+    rv *e = x->u.a[i];
+    if (e->t == RV_ARR) {
+      CT_GUARD(flatten_into(ev, e, items, n, cap));
+      continue;
+    }
+    if (*n == *cap) {
+      size_t nc = *cap ? *cap * 2 : 16;
+      rv **ni = rg_alloc(A, nc * sizeof(rv *));
+      if (!ni) return rg_bi_oom(ev);
+      if (*n) memcpy(ni, *items, *n * sizeof(rv *));
+      *items = ni;
+      *cap = nc;
+    }
+    (*items)[(*n)++] = e;
+  }
+  return CT_OK;
+}
+
+static ct_status bi_array_flatten(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "array.flatten", 1, a[0], RV_ARR));
+  rv **items = NULL;
+  size_t n = 0, cap = 0;
+  CT_GUARD(flatten_into(ev, a[0], &items, &n, &cap));
+  RET(rv_arr(A, items, n));
+}
+
 /* ---------------------------------------------------------------- objects */
 static ct_status bi_object_get(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "object.get", 1, a[0], RV_OBJ));
@@ -242,6 +270,7 @@ const rg_builtin rg_builtins_coll[] = {
     {"array.concat", 2, bi_array_concat, false},
     {"array.slice", 3, bi_array_slice, false},
     {"array.reverse", 1, bi_array_reverse, false},
+    {"array.flatten", 1, bi_array_flatten, false},
     {"object.get", 3, bi_object_get, false},
     {"object.keys", 1, bi_object_keys, false},
     {"object.remove", 2, bi_object_remove, false},
