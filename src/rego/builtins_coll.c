@@ -52,8 +52,7 @@ static ct_status bi_array_reverse(rg_ev *ev, rv **a, rv **out) {
 static ct_status flatten_into(rg_ev *ev, rv *x, rv ***items, size_t *n, size_t *cap) {
   for (size_t i = 0; i < x->n; i++) {
     rv *e = x->u.a[i];
-    if (e->t == RV_ARR) {
-      CT_GUARD(flatten_into(ev, e, items, n, cap));
+    if (e->t == RV_ARR && x != e && (x->t == RV_SET)) {
       continue;
     }
     if (*n == *cap) {
@@ -73,7 +72,17 @@ static ct_status bi_array_flatten(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "array.flatten", 1, a[0], RV_ARR));
   rv **items = NULL;
   size_t n = 0, cap = 0;
-  CT_GUARD(flatten_into(ev, a[0], &items, &n, &cap));
+  for (size_t i = 0; i < a[0]->n; i++) {
+    rv *e = a[0]->u.a[i];
+    if (e->t == RV_ARR) CT_GUARD(flatten_into(ev, e, &items, &n, &cap));
+    else {
+      rv one = {.t = RV_SET, .n = 1};
+      rv *ep[1] = {e};
+      one.u.a = ep;
+      one.t = RV_ARR;
+      CT_GUARD(flatten_into(ev, &one, &items, &n, &cap));
+    }
+  }
   RET(rv_arr(A, items, n));
 }
 

@@ -318,10 +318,29 @@ static ct_status bi_member3(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- aggregates */
+/* Rune count as Go decodes UTF-8: each byte of an invalid sequence counts as one rune. */
 static size_t utf8_len(const char *s, size_t n) {
-  size_t c = 0;
-  for (size_t i = 0; i < n; i++)
-    if (((unsigned char)s[i] & 0xC0) != 0x80) c++;
+  size_t c = 0, i = 0;
+  const unsigned char *u = (const unsigned char *)s;
+  while (i < n) {
+    unsigned char b = u[i];
+    size_t len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
+    bool ok = len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; k++)
+      if ((u[i + k] & 0xC0) != 0x80) ok = false;
+    if (ok && len == 2 && b < 0xC2) ok = false;
+    if (ok && len == 3) {
+      uint32_t cp = ((uint32_t)(b & 0x0F) << 12) | ((uint32_t)(u[i + 1] & 0x3F) << 6) | (u[i + 2] & 0x3F);
+      if (cp < 0x800 || (cp >= 0xD800 && cp < 0xE000)) ok = false;
+    }
+    if (ok && len == 4) {
+      uint32_t cp = ((uint32_t)(b & 0x07) << 18) | ((uint32_t)(u[i + 1] & 0x3F) << 12) |
+                    ((uint32_t)(u[i + 2] & 0x3F) << 6) | (u[i + 3] & 0x3F);
+      if (cp < 0x10000 || cp > 0x10FFFF) ok = false;
+    }
+    i += ok ? len : 1;
+    c++;
+  }
   return c;
 }
 
@@ -422,6 +441,13 @@ static ct_status bi_to_number(rg_ev *ev, rv **a, rv **out) {
   }
 }
 
+static ct_status bi_opa_runtime(rg_ev *ev, rv **a, rv **out) {
+  (void)ev;
+  (void)a;
+  *out = &rv_empty_obj_v;
+  return CT_OK;
+}
+
 static ct_status bi_print(rg_ev *ev, rv **a, rv **out) {
   (void)ev;
   (void)a;
@@ -467,5 +493,6 @@ const rg_builtin rg_builtins_core[] = {
     {"type_name", 1, bi_type_name, false},
     {"to_number", 1, bi_to_number, false},
     {"print", -1, bi_print, false},
+    {"opa.runtime", 0, bi_opa_runtime, true},
     {NULL, 0, NULL, false},
 };

@@ -237,37 +237,23 @@ static ct_status bi_split(rg_ev *ev, rv **a, rv **out) {
   RET(rv_arr(A, items, m));
 }
 
+/* OPA: n > 0 keeps the first n parts, n < 0 the last |n| parts, 0 none */
 static ct_status bi_split_n(rg_ev *ev, rv **a, rv **out) {
   WANT_S("strings.split_n", 0);
   WANT_S("strings.split_n", 1);
   CT_GUARD(rg_bi_want(ev, "strings.split_n", 3, a[2], RV_NUM));
   int64_t lim;
-  if (!rv_num_is_int(a[2], &lim)) return rg_bi_type(ev, "strings.split_n: operand 3 must be integer number but got floating-point number");
+  if (!rv_num_is_int(a[2], &lim))
+    return rg_bi_type(ev, "strings.split_n: operand 3 must be integer number but got floating-point number");
+  rv *all;
+  CT_GUARD(bi_split(ev, a, &all));
   if (lim == 0) RET(rv_arr(A, NULL, 0));
-  rv *s = a[0], *d = a[1];
-  rv **items = rg_alloc(A, (s->n + 2) * sizeof(rv *));
-  if (!items) return rg_bi_oom(ev);
-  size_t m = 0, off = 0;
-  if (!d->n) {
-    for (size_t i = 0; i < s->n;) {
-      size_t j = i + 1;
-      while (j < s->n && ((unsigned char)s->u.s[j] & 0xC0) == 0x80) j++;
-      if (lim > 0 && (int64_t)m == lim - 1) j = s->n;
-      items[m] = rv_str(A, s->u.s + i, j - i);
-      if (!items[m++]) return rg_bi_oom(ev);
-      i = j;
-    }
-    RET(rv_arr(A, items, m));
+  size_t n = all->n, k = (size_t)(lim < 0 ? -lim : lim);
+  if (k >= n) {
+    *out = all;
+    return CT_OK;
   }
-  for (;;) {
-    const char *p = (lim < 0 || (int64_t)m < lim - 1) ? memfind(s->u.s + off, s->n - off, d->u.s, d->n) : NULL;
-    size_t end = p ? (size_t)(p - s->u.s) : s->n;
-    items[m] = rv_str(A, s->u.s + off, end - off);
-    if (!items[m++]) return rg_bi_oom(ev);
-    if (!p) break;
-    off = end + d->n;
-  }
-  RET(rv_arr(A, items, m));
+  RET(rv_arr(A, lim > 0 ? all->u.a : all->u.a + (n - k), k));
 }
 
 static ct_status bi_substring(rg_ev *ev, rv **a, rv **out) {
