@@ -405,12 +405,13 @@ CT_RESULT snp_report_verify_signature(const snp_report *r, const snp_vek_info *i
   static const uint8_t zero[64];
   /* A guest launched with MASK_CHIP_ID reports zeros; the VCEK signature still binds it. */
   if (info->type == SNP_VEK_VCEK && memcmp(chip, zero, 64) != 0) {
-    bool same = info->hwid_len == 64 ? memcmp(info->hwid, chip, 64) == 0
-                                     : memcmp(info->hwid, chip, info->hwid_len) == 0;
+    /* Turin chips are identified by the first 8 bytes of CHIP_ID (as AMD KDS names them). */
+    size_t n = info->gen == SNP_GEN_TURIN || info->hwid_len < 64 ? 8 : 64;
+    bool same = info->hwid_len >= n && memcmp(info->hwid, chip, n) == 0;
     if (!same) {
       char want[129], got[129];
-      ct_hex_into(info->hwid, info->hwid_len, want);
-      ct_hex_into(chip, info->hwid_len, got);
+      ct_hex_into(info->hwid, info->hwid_len < n ? info->hwid_len : n, want);
+      ct_hex_into(chip, n, got);
       return ct_fail(err, CT_ECRYPTO, "snp report: chip ID mismatch: VCEK hwID %.32s..., report "
                                       "chip_id %.32s...", want, got);
     }
