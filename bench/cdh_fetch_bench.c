@@ -65,6 +65,23 @@ static pid_t spawn(char *const argv[], const char *log, const char *ready, int *
   return -1;
 }
 
+/* CPU seconds (user + system) a child has used so far. */
+static double cpu_s(pid_t pid) {
+  char p[64], buf[1024];
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(p, "r");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  char *c = strrchr(buf, ')');
+  unsigned long ut = 0, st = 0;
+  /* fields after the command: state(3) ... utime(14) stime(15) */
+  if (c && sscanf(c + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+  return 0;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -200,6 +217,7 @@ int main(int argc, char **argv) {
   struct timespec t0, t1, a, b;
   clock_gettime(CLOCK_MONOTONIC, &a);
   int ok = 1;
+  double cdh_cpu0 = 0, kbs_cpu0 = 0;
   for (int i = -1; i < N_FETCH && ok; i++) { /* i = -1 attests and is not counted */
     ct_buf_init(&body, 1 << 16);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
@@ -216,6 +234,8 @@ int main(int argc, char **argv) {
       printf("first fetch (RCAR + fetch): %.2f ms\n",
              (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
       clock_gettime(CLOCK_MONOTONIC, &a);
+      cdh_cpu0 = cpu_s(cdh);
+      kbs_cpu0 = cpu_s(kbs);
     } else {
       ms[i] = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     }
@@ -227,6 +247,8 @@ int main(int argc, char **argv) {
     qsort(ms, N_FETCH, sizeof *ms, cmp_double);
     double total = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
     printf("fetches: %d over one keep-alive connection, %.0f fetch/s\n", N_FETCH, N_FETCH / total);
+    printf("CPU per fetch: cdh %.3f ms, kbs %.3f ms (machine load shows as latency above CPU)\n",
+           (cpu_s(cdh) - cdh_cpu0) * 1e3 / N_FETCH, (cpu_s(kbs) - kbs_cpu0) * 1e3 / N_FETCH);
     printf("latency ms: p50 %.3f  p90 %.3f  p99 %.3f  max %.3f\n", ms[N_FETCH / 2],
            ms[N_FETCH * 9 / 10], ms[N_FETCH * 99 / 100], ms[N_FETCH - 1]);
     printf("RESULT cdh_fetch_p50_ms=%.3f p99_ms=%.3f\n", ms[N_FETCH / 2], ms[N_FETCH * 99 / 100]);

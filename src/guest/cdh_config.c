@@ -12,6 +12,7 @@
 #include "ct_file.h"
 #include "ct_json.h"
 #include "ct_mem.h"
+#include "initdata.h"
 #include "toml.h"
 
 /* Replaces *dst with a copy of the optional string member `key` of `obj`. */
@@ -183,40 +184,28 @@ void cdh_config_free(cdh_config *cfg) {
 
 /* --- init-data ------------------------------------------------------------------------- */
 
+/* Validation and digest come from the shared init-data module (same rules as Trustee's AS); the
+ * hub keeps the exact text (sent in /attest) and the data table (configuration entries). */
 ct_status cdh_initdata_parse(const char *text, size_t len, cdh_initdata *out, ct_err *err) {
   memset(out, 0, sizeof *out);
   CT_ENSURE(len <= CDH_CONFIG_MAX, err, CT_ELIMIT, "init-data larger than %u bytes", CDH_CONFIG_MAX);
-  json_t *doc = NULL;
-  ct_status st = toml_parse(text, len, &doc, err);
+  initdata *d = NULL;
+  ct_status st = initdata_parse(text, len, &d, err);
   if (st) return ct_err_prefix(err, "init-data: ");
-  const char *version = NULL, *alg = NULL;
-  CT_GUARD_GOTO(st, ct_json_get_string(doc, "version", "init-data", &version, err), fail);
-  CT_ENSURE_GOTO(st, !strcmp(version, "0.1.0"), fail, err, CT_EUNSUPPORTED,
-                 "init-data: version \"%s\" (0.1.0 expected)", version);
-  CT_GUARD_GOTO(st, ct_json_get_string(doc, "algorithm", "init-data", &alg, err), fail);
-  CT_ENSURE_GOTO(st, !strcmp(alg, "sha256") || !strcmp(alg, "sha384") || !strcmp(alg, "sha512"),
-                 fail, err, CT_EUNSUPPORTED,
-                 "init-data: algorithm \"%s\" (sha256, sha384 or sha512)", alg);
-  const json_t *data = json_object_get(doc, "data");
-  if (data) {
-    CT_ENSURE_GOTO(st, json_is_object(data), fail, err, CT_EINVAL,
-                   "init-data: [data] must be a table");
-    const char *k;
-    const json_t *v;
-    json_object_foreach((json_t *)data, k, v)
-      CT_ENSURE_GOTO(st, json_is_string(v), fail, err, CT_EINVAL,
-                     "init-data: data.\"%s\" must be a string", k);
-  }
-  strcpy(out->algorithm, alg);
-  uint8_t d[CT_DIGEST_MAX];
-  CT_GUARD_GOTO(st, ct_digest(alg, text, len, d, &out->digest_len, err), fail);
-  memcpy(out->digest, d, out->digest_len);
+  CT_ENSURE_GOTO(st, strlen(d->algorithm) < sizeof out->algorithm, fail, err, CT_EINVAL,
+                 "init-data: algorithm name too long");
+  strcpy(out->algorithm, d->algorithm);
+  memcpy(out->digest, d->digest, d->digest_len);
+  out->digest_len = d->digest_len;
   CT_GUARD_GOTO(st, ct_strndup(text, len, &out->text, err), fail);
   out->len = len;
-  out->doc = doc;
+  out->doc = json_pack("{s:o}", "data", d->data ? json_incref(d->data) : json_object());
+  CT_ENSURE_GOTO(st, out->doc, fail, err, CT_ENOMEM, "init-data: out of memory");
+  initdata_free(d);
   return CT_OK;
 fail:
-  json_decref(doc);
+  initdata_free(d);
+  cdh_initdata_free(out);
   return st;
 }
 

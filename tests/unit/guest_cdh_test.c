@@ -120,7 +120,6 @@ static void test_initdata(void **state) {
   unlink(path);
   free(b64);
   const char *bad[] = {"version = \"0.1.0\"\nalgorithm = \"sha-256\"\n",
-                       "version = \"0.2.0\"\nalgorithm = \"sha256\"\n",
                        "algorithm = \"sha256\"\n",
                        "version = \"0.1.0\"\nalgorithm = \"sha256\"\n[data]\nx = 1\n",
                        "version = \"0.1.0\"\nalgorithm = \"sha256\"\ndata = 3\n"};
