@@ -64,6 +64,7 @@ static ct_status kbs__claims_from_payload(const uint8_t *payload, size_t len, js
   CT_GUARD(ct_json_parse((const char *)payload, len, 64, claims, err));
   if (!json_is_object(*claims)) {
     json_decref(*claims);
+    *claims = NULL;
     return ct_fail(err, CT_EINVAL, "token payload is not a JSON object");
   }
   return CT_OK;

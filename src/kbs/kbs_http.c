@@ -49,9 +49,10 @@ struct kbs_http_server {
   int ports[KBS_HTTP_MAX_SOCKETS];
 };
 
-const char *kbs_http_header(const kbs_http_request *req, const char *name) {
-  struct evkeyvalq *h = evhttp_request_get_input_headers(req->native);
-  return evhttp_find_header(h, name);
+const char *kbs_http_header(const kbs_http_request *req, const char *name) { return req->header(req, name); }
+
+static const char *kbs_http__evhttp_header(const kbs_http_request *req, const char *name) {
+  return evhttp_find_header(evhttp_request_get_input_headers(req->native), name);
 }
 
 /* "IPv4:port" or "[IPv6]:port"; port 0 asks the kernel for a free port (tests use it). */
@@ -140,6 +141,7 @@ static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
   resp.status = 500;
   ct_buf_init(&resp.body, 64u << 20);
   req.native = ereq;
+  req.header = kbs_http__evhttp_header;
   req.method = kbs_http__method(evhttp_request_get_command(ereq));
   req.uri = evhttp_request_get_uri(ereq);
   const struct evhttp_uri *parsed = evhttp_request_get_evhttp_uri(ereq);

@@ -25,7 +25,10 @@ typedef struct kbs_http_request {
   const char *query;  /* raw query string without '?', or NULL */
   const uint8_t *body;
   size_t body_len;
-  void *native;       /* struct evhttp_request * */
+  /* Header lookup (case-insensitive name); NULL when absent. Lets handlers run without a socket
+   * (fuzzing, tests). */
+  const char *(*header)(const struct kbs_http_request *req, const char *name);
+  void *native;       /* struct evhttp_request *, or the header source of a synthetic request */
 } kbs_http_request;
 
 /* Returns a request header or NULL. */

@@ -93,6 +93,7 @@ static ct_status kbs__parse_body(const kbs_http_request *req, json_t **out, ct_e
   CT_GUARD(ct_json_parse((const char *)req->body, req->body_len, KBS_JSON_DEPTH, out, err));
   if (!json_is_object(*out)) {
     json_decref(*out);
+    *out = NULL;
     return ct_fail(err, CT_EINVAL, "request body must be a JSON object");
   }
   return CT_OK;
@@ -735,7 +736,7 @@ static ct_status kbs__drop_privileges(kbs_server *s, const char *user, ct_err *e
   return CT_OK;
 }
 
-ct_status kbs_server_start(const kbs_config *cfg, const char *run_as, kbs_server **out, ct_err *err) {
+ct_status kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err) {
   kbs_server *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   s->cfg = cfg;
@@ -771,6 +772,20 @@ ct_status kbs_server_start(const kbs_config *cfg, const char *run_as, kbs_server
     CT_GUARD_GOTO(st, as_service_new(&ac, &s->as, err), fail);
   }
   CT_GUARD_GOTO(st, kbs__load_resource_policy(s, err), fail);
+  *out = s;
+  return CT_OK;
+fail:
+  kbs_server_stop(s);
+  return st;
+}
+
+void kbs_server_handle(kbs_server *s, const kbs_http_request *req, kbs_http_response *resp) {
+  kbs__handle(s, req, resp);
+}
+
+ct_status kbs_server_start(const kbs_config *cfg, const char *run_as, kbs_server **out, ct_err *err) {
+  kbs_server *s = NULL;
+  CT_GUARD(kbs_server_create(cfg, &s, err));
   kbs_http_config hc = {
       .sockets = (const char *const *)cfg->sockets,
       .n_sockets = cfg->n_sockets,
@@ -781,6 +796,7 @@ ct_status kbs_server_start(const kbs_config *cfg, const char *run_as, kbs_server
       .workers = cfg->worker_count,
       .timeout_seconds = 30,
   };
+  ct_status st;
   CT_GUARD_GOTO(st, kbs_http_start(&hc, kbs__handle, s, &s->http, err), fail);
   if (run_as) CT_GUARD_GOTO(st, kbs__drop_privileges(s, run_as, err), fail);
   CT_GUARD_GOTO(st, kbs_http_run(s->http, err), fail);
@@ -791,13 +807,13 @@ fail:
   return st;
 }
 
-int kbs_server_port(const kbs_server *s, size_t i) { return kbs_http_bound_port(s->http, i); }
+int kbs_server_port(const kbs_server *s, size_t i) { return s->http ? kbs_http_bound_port(s->http, i) : 0; }
 
 void kbs_server_tick(kbs_server *s) { kbs_sessions_sweep(s->sessions); }
 
 void kbs_server_stop(kbs_server *s) {
   if (!s) return;
-  kbs_http_stop(s->http);
+  if (s->http) kbs_http_stop(s->http);
   as_service_free(s->as);
   rvps_free(s->rvps);
   kbs_admin_free(s->admin);

@@ -6,6 +6,7 @@
 
 #include "ct_status.h"
 #include "kbs_config.h"
+#include "kbs_http.h"
 
 typedef struct kbs_server kbs_server;
 
@@ -13,6 +14,10 @@ typedef struct kbs_server kbs_server;
  * token verifier, admin) and starts serving. With `run_as` (a user name) the process switches
  * to that user after opening keys, sockets and storage, before serving the first request. */
 CT_RESULT kbs_server_start(const kbs_config *cfg, const char *run_as, kbs_server **out, ct_err *err);
+/* Builds every component but serves nothing: requests go through kbs_server_handle. */
+CT_RESULT kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err);
+/* Handles one request in the calling thread (what the HTTP workers call). */
+void kbs_server_handle(kbs_server *s, const kbs_http_request *req, kbs_http_response *resp);
 /* The TCP port bound for sockets[i] (after port 0 was resolved). */
 int kbs_server_port(const kbs_server *s, size_t i);
 /* Sweeps expired sessions; call about once a minute. */

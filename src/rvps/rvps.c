@@ -67,8 +67,9 @@ ct_status rvps_register(rvps *r, const json_t *message, ct_err *err) {
   json_t *v;
   json_object_foreach(values, name, v) {
     if (kvs_check_key(name, err) != CT_OK) {
+      ct_err_prefix(err, "reference value name \"%.64s\": ", name);
       json_decref(values);
-      return ct_err_prefix(err, "reference value name \"%.64s\": ", name);
+      return err->code;
     }
   }
   json_object_foreach(values, name, v) {

@@ -145,6 +145,7 @@ static ct_status kvs__json_load(kvs *s, const char *ns, json_t **doc, char *path
   free(data);
   if (st == CT_OK && !json_is_object(*doc)) {
     json_decref(*doc);
+    *doc = NULL;
     st = ct_fail(err, CT_EINVAL, "%s is not a JSON object", path);
   }
   return st;
