@@ -320,3 +320,61 @@ def test_passport_tokens_interoperate_with_kbs_client(pki, start_kbs, start_cdh,
                "--attestation-token", tmp_path / "aa-token", "--tee-key-file", tmp_path / "aa-key.pem",
                "--path", "one/two/three"])
     assert base64.b64decode(out.stdout.strip()) == secret
+
+
+@pytest.fixture
+def swtpm(tmp_path):
+    import shutil
+    if not shutil.which("swtpm") or not shutil.which("tpm2_createprimary"):
+        pytest.skip("swtpm or tpm2-tools not installed")
+    port = free_port()
+    while True:  # the swtpm TCTI expects the control channel on port + 1
+        try:
+            s = socket.socket()
+            s.bind(("127.0.0.1", port + 1))
+            s.close()
+            break
+        except OSError:
+            port = free_port()
+    state = tmp_path / "tpm"
+    state.mkdir()
+    proc = subprocess.Popen(["swtpm", "socket", "--tpm2", "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
+                             "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1", "--flags",
+                             "not-need-init,startup-clear", "--tpmstate", f"dir={state}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tcti = f"swtpm:host=127.0.0.1,port={port}"
+    env = {**os.environ, "TPM2TOOLS_TCTI": tcti}
+    for _ in range(50):
+        if subprocess.run(["tpm2_getrandom", "4"], env=env, capture_output=True).returncode == 0:
+            break
+        time.sleep(0.1)
+    attrs = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign"
+    subprocess.run(["tpm2_createprimary", "-Q", "-C", "o", "-G", "rsa2048:rsassa-sha256:null", "-a", attrs, "-c",
+                    tmp_path / "ak.ctx"], env=env, check=True)
+    subprocess.run(["tpm2_evictcontrol", "-Q", "-C", "o", "-c", tmp_path / "ak.ctx", "0x81010002"], env=env, check=True)
+    subprocess.run(["tpm2_flushcontext", "-t"], env=env, check=True)
+    yield tcti, env
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_tpm_initdata_pcr8_extended_exactly_once(swtpm, tmp_path):
+    import hashlib
+    tcti, env = swtpm
+    toml = 'version = "0.1.0"\nalgorithm = "sha256"\n[data]\n"policy.rego" = "package agent_policy"\n'
+    (tmp_path / "initdata.toml").write_text(toml)
+    cmd = [str(BIN / "cdh"), "--tee", "tpm", "--tpm-tcti", tcti, "--initdata", str(tmp_path / "initdata.toml"),
+           "evidence", "hello"]
+    for _ in range(2):  # a restart must not extend again
+        out = subprocess.run(cmd, capture_output=True)
+        assert out.returncode == 0, out.stderr
+        ev = json.loads(out.stdout)
+        assert set(ev) == {"report_data", "tpm_quote", "ak_public"} and len(ev["tpm_quote"]["pcrs"]) == 24
+    want = hashlib.sha256(bytes(32) + hashlib.sha256(toml.encode()).digest()).hexdigest()
+    assert ev["tpm_quote"]["pcrs"][8] == want
+    pcr = subprocess.run(["tpm2_pcrread", "sha256:8"], env=env, capture_output=True, text=True).stdout
+    assert want.upper() in pcr.upper().replace("0X", "")
+    # A different init-data can no longer be bound: start-up is refused.
+    (tmp_path / "other.toml").write_text(toml + "# changed\n")
+    out = subprocess.run(cmd[:6] + [str(tmp_path / "other.toml"), "evidence", "x"], capture_output=True)
+    assert out.returncode != 0 and b"PCR8" in out.stderr

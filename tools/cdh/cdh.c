@@ -8,7 +8,8 @@
  *   cdh [options] evidence RUNTIME_DATA        print the evidence JSON
  *
  * Options: -c cdh.toml, --aa-config aa.toml, --initdata FILE, --listen HOST:PORT, --tee TEE,
- * --root DIR (prefix for /dev, /sys, /proc, /run paths), --tpm-tcti CONF, --imds-url URL,
+ * --root DIR (prefix for /dev, /sys, /proc, /run paths), --tpm-tcti CONF, --tpm-ak-handle H
+ * (generic TPM attester; default AA_TPM_AK_HANDLE or 0x81010002), --imds-url URL,
  * --sealed-key-dir DIR, --kbs-attempts N; passport mode (no attestation, a token obtained
  * elsewhere): --attestation-token FILE --tee-key-file FILE.
  */
@@ -39,6 +40,7 @@ typedef struct cdh__args {
   const char *cdh_config, *aa_config, *initdata, *listen, *tee, *root, *tcti, *imds, *key_dir;
   const char *token_file, *tee_key_file;
   unsigned attempts;
+  uint32_t ak_handle;
   int argi;
 } cdh__args;
 
@@ -46,7 +48,7 @@ static void cdh__usage(void) {
   fprintf(stderr,
           "usage: cdh [-c cdh.toml] [--aa-config aa.toml] [--initdata FILE] [--listen HOST:PORT]\n"
           "           [--tee sample|snp|tdx|az-snp-vtpm|az-tdx-vtpm|tpm] [--root DIR]\n"
-          "           [--tpm-tcti CONF] [--imds-url URL] [--sealed-key-dir DIR] [--kbs-attempts N]\n"
+          "           [--tpm-tcti CONF] [--tpm-ak-handle H] [--imds-url URL] [--sealed-key-dir DIR] [--kbs-attempts N]\n"
           "           [--attestation-token FILE --tee-key-file FILE]   (passport mode)\n"
           "           [get-resource URI | unseal SECRET|- | token | evidence RUNTIME_DATA]\n");
 }
@@ -72,6 +74,16 @@ static int cdh__parse_args(int argc, char **argv, cdh__args *a) {
     else if (!strcmp(o, "--kbs-attempts")) {
       if (i + 1 >= argc) return -1;
       a->attempts = (unsigned)strtoul(argv[++i], NULL, 10);
+      continue;
+    } else if (!strcmp(o, "--tpm-ak-handle")) {
+      if (i + 1 >= argc) return -1;
+      char *end = NULL;
+      unsigned long v = strtoul(argv[++i], &end, 0);
+      if (!end || *end || v == 0 || v > 0xffffffffUL) {
+        fprintf(stderr, "cdh: --tpm-ak-handle needs a handle such as 0x81010002\n");
+        return -1;
+      }
+      a->ak_handle = (uint32_t)v;
       continue;
     } else if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
       return -1;
@@ -487,7 +499,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cdh: configuration: %s\n", err.msg);
     goto out;
   }
-  guest_cfg g = {.root = a.root, .tpm_tcti = a.tcti, .imds_url = a.imds, .az_report_delay_ms = -1};
+  guest_cfg g = {.root = a.root, .tpm_tcti = a.tcti, .tpm_ak_handle = a.ak_handle,
+                 .imds_url = a.imds, .az_report_delay_ms = -1};
   guest_tee tee = GUEST_TEE_NONE;
   if (a.tee ? guest_tee_parse(a.tee, &tee, &err) : guest_tee_detect(&g, &tee, &err)) {
     fprintf(stderr, "cdh: TEE: %s\n", err.msg);
