@@ -517,6 +517,28 @@ static void jwe_round_trip(const char *alg, const char *crv, const char *expect_
   size_t hdr_len = 0;
   CT_ASSERT_OK(ct_b64_decode(CT_B64_URL, prot, strlen(prot), &hdr, &hdr_len, &err), &err);
   assert_true(strncmp((char *)hdr, expect_protected_prefix, strlen(expect_protected_prefix)) == 0);
+  /* Upstream guests rebuild the AAD by re-serialising the parsed header with serde (alg, enc,
+   * then the other members sorted, compact): that must reproduce our bytes exactly. Sorted-key
+   * compact JSON (JCS) is that form for these headers. */
+  json_t *parsed = NULL;
+  CT_ASSERT_OK(ct_json_parse((char *)hdr, hdr_len, 8, &parsed, &err), &err);
+  char *canon = NULL;
+  size_t canon_len = 0;
+  CT_ASSERT_OK(ct_jcs_string(parsed, &canon, &canon_len, &err), &err);
+  assert_int_equal(canon_len, hdr_len);
+  assert_memory_equal(canon, hdr, hdr_len);
+  free(canon);
+  json_t *epk = json_object_get(parsed, "epk");
+  if (epk) {
+    size_t coord = strcmp(json_string_value(json_object_get(epk, "crv")), "P-256") == 0 ? 43 : 88;
+    assert_int_equal(json_string_length(json_object_get(epk, "x")), coord);
+    assert_int_equal(json_string_length(json_object_get(epk, "y")), coord);
+    assert_int_equal(json_object_size(epk), 4);
+    assert_int_equal(json_object_size(parsed), 3);
+  } else {
+    assert_int_equal(json_object_size(parsed), 2);
+  }
+  json_decref(parsed);
   free(hdr);
   const char *iv = json_string_value(json_object_get(jwe, "iv"));
   const char *tag = json_string_value(json_object_get(jwe, "tag"));
