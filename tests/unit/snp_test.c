@@ -13,6 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "as_verifier.h"
 #include "ct_codec.h"
 #include "ct_digest.h"
@@ -529,6 +532,48 @@ static void test_concurrent_verify(void **state) {
   json_decref(ev);
 }
 
+/* Appends {cert_type, data} with the DER of the idx-th certificate (0 ASK, 1 ARK, 2 ASVK) of a
+ * pinned PEM bundle to the evidence's cert_chain. */
+static void add_pinned(json_t *ev, const char *pem, int idx, const char *type) {
+  BIO *bio = BIO_new_mem_buf(pem, -1);
+  X509 *x = NULL;
+  for (int i = 0; i <= idx; i++) {
+    X509_free(x);
+    x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+  }
+  BIO_free(bio);
+  assert_non_null(x);
+  unsigned char *der = NULL;
+  int n = i2d_X509(x, &der);
+  X509_free(x);
+  json_t *data = json_array();
+  for (int i = 0; i < n; i++) json_array_append_new(data, json_integer(der[i]));
+  OPENSSL_free(der);
+  json_array_insert_new(json_object_get(ev, "cert_chain"), 0,
+                        json_pack("{s:s, s:o}", "cert_type", type, "data", data));
+}
+
+/* A cert_chain carrying AMD's ARK and ASK (as the firmware's certificate table does) verifies;
+ * an ARK of another generation is refused. */
+static void test_chain_with_ark_ask(void **state) {
+  (void)state;
+  uint8_t *b = NULL;
+  size_t n = 0;
+  ct_err err;
+  CT_READ_VECTOR("snp/genoa-evidence-with-vcek.json", &b, &n);
+  json_t *ev = NULL;
+  CT_ASSERT_OK(ct_json_parse((const char *)b, n, 16, &ev, &err), &err);
+  free(b);
+  add_pinned(ev, snp_amd_roots_genoa_pem, 0, "ASK");
+  add_pinned(ev, snp_amd_roots_genoa_pem, 1, "ARK");
+  json_t *claims = NULL;
+  CT_ASSERT_OK(run(NULL, ev, NULL, 0, NULL, 0, &claims, &err), &err);
+  json_decref(claims);
+  add_pinned(ev, snp_amd_roots_milan_pem, 1, "ARK");
+  expect_fail(NULL, ev, NULL, 0, "the ARK it carries is not AMD's pinned Genoa ARK");
+  json_decref(ev);
+}
+
 /* Runs the offline verify command; returns its exit code and what it printed. */
 static int cli(char **argv, int argc, char **out, char **errs) {
   size_t ol = 0, el = 0;
@@ -619,6 +664,7 @@ int main(void) {
       cmocka_unit_test(test_cli),
       cmocka_unit_test(test_kds_turin_request),
       cmocka_unit_test(test_concurrent_verify),
+      cmocka_unit_test(test_chain_with_ark_ask),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

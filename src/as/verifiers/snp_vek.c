@@ -32,7 +32,7 @@
 
 typedef struct snp_roots {
   X509 *ask, *ark, *asvk;
-  uint8_t ark_hash[32];
+  uint8_t ark_hash[32], ask_hash[32], asvk_hash[32];
 } snp_roots;
 
 typedef struct snp_cache_entry {
@@ -68,11 +68,15 @@ static ct_status snp__load_roots(const char *pem, snp_gen g, snp_roots *out, ct_
                         snp_gen_name(g));
   }
   out->ask = c[0], out->ark = c[1], out->asvk = c[2];
-  unsigned char *der = NULL;
-  int n = i2d_X509(out->ark, &der);
-  CT_ENSURE(n > 0, err, CT_EINTERNAL, "pinned ARK for %s does not encode", snp_gen_name(g));
-  ct_sha256(der, (size_t)n, out->ark_hash);
-  OPENSSL_free(der);
+  X509 *certs[3] = {out->ark, out->ask, out->asvk};
+  uint8_t *hashes[3] = {out->ark_hash, out->ask_hash, out->asvk_hash};
+  for (int i = 0; i < 3; i++) {
+    unsigned char *der = NULL;
+    int n = i2d_X509(certs[i], &der);
+    CT_ENSURE(n > 0, err, CT_EINTERNAL, "pinned AMD roots for %s do not encode", snp_gen_name(g));
+    ct_sha256(der, (size_t)n, hashes[i]);
+    OPENSSL_free(der);
+  }
   return CT_OK;
 }
 
@@ -293,6 +297,27 @@ CT_RESULT snp_vek_verify(snp_ctx *c, const uint8_t *der, size_t len, snp_gen gen
             "snp VEK: certificate size %zu is out of range", len);
   uint8_t h[32];
   ct_sha256(der, len, h);
+  /* Evidence usually repeats AMD's ARK and ASK (the firmware's certificate table): copies of
+   * the pinned certificates add nothing, and dropping them keeps the result cacheable. */
+  snp_der kept[8];
+  size_t n_kept = 0;
+  for (size_t i = 0; i < n_extra; i++) {
+    uint8_t eh[32];
+    ct_sha256(extra[i].der, extra[i].len, eh);
+    bool pinned = false;
+    for (snp_gen g = SNP_GEN_MILAN; g <= SNP_GEN_TURIN; g++) {
+      if (gen != SNP_GEN_UNKNOWN && g != gen) continue;
+      const snp_roots *r = &c->roots[g];
+      pinned |= !memcmp(eh, r->ark_hash, 32) || !memcmp(eh, r->ask_hash, 32) ||
+                !memcmp(eh, r->asvk_hash, 32);
+    }
+    if (pinned) continue;
+    CT_ENSURE(n_kept < sizeof kept / sizeof *kept, err, CT_ELIMIT,
+              "snp cert_chain: more than %zu intermediate certificates", sizeof kept / sizeof *kept);
+    kept[n_kept++] = extra[i];
+  }
+  extra = kept;
+  n_extra = n_kept;
   /* Extra intermediates can only matter when the pinned ones do not verify the VEK, and such a
    * result is not cached, so a cache hit is valid whatever they are. */
   pthread_mutex_lock(&c->lock);
