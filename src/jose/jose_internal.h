@@ -45,4 +45,7 @@ CT_RESULT jose__pkey_public_json(EVP_PKEY *pkey, json_t **out, ct_err *err);
 /* Big-endian affine x and y of an EC public key, each padded to `size` bytes. */
 CT_RESULT jose__ec_xy(EVP_PKEY *pkey, size_t size, uint8_t *x, uint8_t *y, ct_err *err);
 
+/* Generates an EC key on the JOSE curve `crv` ("P-256", "P-384", "P-521") from a cached group. */
+CT_RESULT jose__ec_keygen(const char *crv, EVP_PKEY **out, ct_err *err);
+
 #endif

