@@ -35,6 +35,8 @@ typedef struct cdh_config {
   size_t ncreds;
   char *image_security_policy_uri;
   bool skip_sealed_secret_verification;
+  bool eventlog_enabled;  /* aa.toml [eventlog_config] enable_eventlog */
+  int eventlog_init_pcr;  /* [eventlog_config] init_pcr; 0 means the default 17 */
 } cdh_config;
 
 /* Parses cdh.toml text into `cfg` (merging; later values win). [kbc] name must be "cc_kbc".
@@ -109,6 +111,9 @@ CT_RESULT cdh_hub_unseal(cdh_hub *h, const char *secret, size_t len, uint8_t **o
 CT_RESULT cdh_hub_token(cdh_hub *h, char **json, ct_err *err);
 /* Evidence JSON for raw runtime data (at most 64 bytes). Caller frees *json. */
 CT_RESULT cdh_hub_evidence(cdh_hub *h, const uint8_t *rd, size_t len, char **json, ct_err *err);
+/* Records a runtime measurement (POST /aa/aael); `pcr` < 0 means [eventlog_config] init_pcr. */
+CT_RESULT cdh_hub_measure(cdh_hub *h, const char *domain, const char *operation,
+                          const char *content, int pcr, ct_err *err);
 /* Writes every [[credentials]] resource to its path (mode 0600). */
 CT_RESULT cdh_hub_provision_credentials(cdh_hub *h, ct_err *err);
 /* Status for GET /info. Caller json_decref()s. */

@@ -121,9 +121,19 @@ ct_status cdh_config_parse_aa(const char *text, size_t len, cdh_config *cfg, ct_
                                  &n.tee_key_alg, err), out);
   if (!n.tee_key_alg)
     CT_GUARD_GOTO(st, cdh__opt_str(doc, "tee_key_algorithm", "aa.toml", &n.tee_key_alg, err), out);
+  const json_t *el = cdh__table(doc, "eventlog_config", "aa.toml", err, &st);
+  if (st) goto out;
+  const json_t *en = json_object_get(el, "enable_eventlog"), *ip = json_object_get(el, "init_pcr");
+  CT_ENSURE_GOTO(st, !en || json_is_boolean(en), out, err, CT_EINVAL,
+                 "aa.toml: [eventlog_config] enable_eventlog must be a boolean");
+  CT_ENSURE_GOTO(st, !ip || (json_is_integer(ip) && json_integer_value(ip) >= 0 &&
+                             json_integer_value(ip) < 24),
+                 out, err, CT_EINVAL, "aa.toml: [eventlog_config] init_pcr must be 0..23");
   if (n.aa_kbs_url) { free(cfg->aa_kbs_url); cfg->aa_kbs_url = n.aa_kbs_url; n.aa_kbs_url = NULL; }
   if (n.aa_kbs_cert) { free(cfg->aa_kbs_cert); cfg->aa_kbs_cert = n.aa_kbs_cert; n.aa_kbs_cert = NULL; }
   if (n.tee_key_alg) { free(cfg->tee_key_alg); cfg->tee_key_alg = n.tee_key_alg; n.tee_key_alg = NULL; }
+  if (en) cfg->eventlog_enabled = json_is_true(en);
+  if (ip) cfg->eventlog_init_pcr = (int)json_integer_value(ip);
 out:
   cdh_config_free(&n);
   json_decref(doc);

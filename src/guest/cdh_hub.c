@@ -178,6 +178,15 @@ ct_status cdh_hub_evidence(cdh_hub *h, const uint8_t *rd, size_t len, char **jso
   return st;
 }
 
+ct_status cdh_hub_measure(cdh_hub *h, const char *domain, const char *operation,
+                          const char *content, int pcr, ct_err *err) {
+  CT_ENSURE(h->cfg->eventlog_enabled && h->guest.eventlog_path, err, CT_EUNSUPPORTED,
+            "runtime measurements are not enabled (aa.toml [eventlog_config] enable_eventlog)");
+  unsigned reg = pcr >= 0 ? (unsigned)pcr
+                          : h->cfg->eventlog_init_pcr ? (unsigned)h->cfg->eventlog_init_pcr : 17u;
+  return guest_runtime_measure(&h->guest, h->tee, reg, domain, operation, content, err);
+}
+
 static ct_status cdh__mkdirs(const char *file, ct_err *err) {
   char p[4096];
   CT_ENSURE(strlen(file) < sizeof p, err, CT_ELIMIT, "path too long");
@@ -218,5 +227,5 @@ json_t *cdh_hub_info(cdh_hub *h) {
                    c->kbs_url && *c->kbs_url ? c->kbs_url : c->aa_kbs_url,
                    "attestations", (json_int_t)(rs.attestations + ts.attestations), "fetches",
                    (json_int_t)rs.fetches, "apis", "/cdh/resource", "/cdh/unseal", "/aa/token",
-                   "/aa/evidence");
+                   "/aa/evidence", "/aa/aael");
 }

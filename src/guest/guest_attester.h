@@ -45,6 +45,9 @@ typedef struct guest_cfg {
   int az_report_delay_ms;
   /* Fixed configfs TSM entry name (tests pre-populate it); NULL: a fresh random name. */
   const char *tsm_entry;
+  /* The AA runtime event log (AAEL); NULL: runtime measurements are not enabled. TDX evidence
+   * appends it to the CC event log. Not prefixed with `root`. */
+  const char *eventlog_path;
 } guest_cfg;
 
 /* "sample", "snp", ... as spelt in kbs-types; NULL for GUEST_TEE_NONE. */
@@ -65,6 +68,17 @@ CT_RESULT guest_get_evidence(const guest_cfg *cfg, guest_tee tee, const uint8_t 
  * sample accepts anything. A mismatch is CT_EDENIED. */
 CT_RESULT guest_bind_init_data(const guest_cfg *cfg, guest_tee tee, const uint8_t *digest,
                                size_t digest_len, ct_err *err);
+
+/* Records a runtime measurement as upstream's attestation agent does: one TCG2 EV_EVENT_TAG
+ * entry holding the tagged event {"AAEL", len, "domain operation content"} is appended to
+ * cfg->eventlog_path, then its digest (sha384 on TDX, sha256 on TPMs) is extended into the
+ * register for `pcr` (TDX: RTMR by the PCR map, written to the sysfs rtmr<N>:sha384 file; TPMs:
+ * the sha256 PCR itself). Domain and operation are single words; no part holds a newline.
+ * CT_EUNSUPPORTED for TEEs without runtime registers (sample, snp). */
+#define GUEST_AAEL_FIELD_MAX 4096
+CT_RESULT guest_runtime_measure(const guest_cfg *cfg, guest_tee tee, unsigned pcr,
+                                const char *domain, const char *operation, const char *content,
+                                ct_err *err);
 
 /* --- per-TEE pieces, exposed for tests and fuzzing ------------------------------------- */
 
@@ -91,6 +105,9 @@ CT_RESULT guest_tsm_report(const guest_cfg *cfg, const char *provider, int privl
 CT_RESULT guest_hcl_parse(const uint8_t *hcl, size_t len, uint32_t *report_type,
                           const uint8_t **hw_report, size_t *hw_len, const uint8_t **var_data,
                           size_t *var_len, ct_err *err);
+
+/* Length of a CCEL table up to its end marker (upstream trim_ccel). */
+CT_RESULT guest_tdx_trim_ccel(const uint8_t *ccel, size_t len, size_t *out, ct_err *err);
 
 /* Joins cfg->root and an absolute path into buf. */
 CT_RESULT guest_path(const guest_cfg *cfg, const char *abs, char *buf, size_t cap, ct_err *err);

@@ -16,6 +16,7 @@ CT_RESULT guest_snp_get_report(const guest_cfg *cfg, const uint8_t rd[64], uint8
 CT_RESULT guest_snp_bind(const guest_cfg *cfg, const uint8_t *digest, size_t len, ct_err *err);
 CT_RESULT guest_tdx_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t len, json_t **ev,
                              ct_err *err);
+CT_RESULT guest_tdx_eventlog(const guest_cfg *cfg, char **out, ct_err *err);
 CT_RESULT guest_tdx_bind(const guest_cfg *cfg, const uint8_t *digest, size_t len, ct_err *err);
 /* The TCTI for TPM-based attesters: cfg->tpm_tcti, else a device under cfg->root. `generic`
  * selects the generic TPM attester's rules (AA_TPM_DEVICE, /dev/tpm0..2). */

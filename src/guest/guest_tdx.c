@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ct_buf.h"
 #include "ct_codec.h"
 #include "ct_file.h"
 #include "ct_json.h"
@@ -37,15 +38,7 @@ ct_status guest_tdx_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t len
   ct_status st = ct_b64_encode(CT_B64_STD, quote, qlen, &q64, err);
   free(quote);
   CT_GUARD(st);
-  char ccel[4096];
-  st = guest_path(cfg, "/sys/firmware/acpi/tables/data/CCEL", ccel, sizeof ccel, err);
-  if (!st && access(ccel, R_OK) == 0) {
-    uint8_t *el = NULL;
-    size_t ellen = 0;
-    st = ct_file_read(ccel, GUEST_TDX__CCEL_MAX, &el, &ellen, err);
-    if (!st) st = ct_b64_encode(CT_B64_STD, el, ellen, &el64, err);
-    free(el);
-  }
+  st = guest_tdx_eventlog(cfg, &el64, err);
   if (st) {
     free(q64);
     return ct_err_prefix(err, "tdx event log: ");
@@ -55,6 +48,96 @@ ct_status guest_tdx_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t len
   free(el64);
   CT_ENSURE(*ev, err, CT_ENOMEM, "tdx evidence: out of memory");
   return CT_OK;
+}
+
+/* The firmware's CCEL table ends in padding: keep the entries up to the first all-ones or
+ * all-zero 8-byte end marker, as upstream's trim_ccel does. Returns the kept length. */
+ct_status guest_tdx_trim_ccel(const uint8_t *c, size_t len, size_t *out, ct_err *err) {
+  size_t i = 4;
+#define NEED(n, what) CT_ENSURE(len >= i && len - i >= (size_t)(n), err, CT_EINVAL, "invalid CCEL: %s", what)
+  NEED(4, "not enough length");
+  uint32_t type = (uint32_t)c[i] | (uint32_t)c[i + 1] << 8 | (uint32_t)c[i + 2] << 16 |
+                  (uint32_t)c[i + 3] << 24;
+  i += 4 + 20;
+  if (type == 3) { /* EV_NO_ACTION spec-id header */
+    NEED(4, "not enough length");
+    uint32_t n = (uint32_t)c[i] | (uint32_t)c[i + 1] << 8 | (uint32_t)c[i + 2] << 16 |
+                 (uint32_t)c[i + 3] << 24;
+    i += 4;
+    NEED(n, "header runs past the table");
+    i += n;
+  }
+  for (;;) {
+    NEED(8, "no end flag");
+    static const uint8_t ones[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, zeros[8] = {0};
+    if (!memcmp(c + i, ones, 8) || !memcmp(c + i, zeros, 8)) {
+      *out = i;
+      return CT_OK;
+    }
+    i += 8;
+    NEED(4, "no digest count");
+    uint32_t nd = (uint32_t)c[i] | (uint32_t)c[i + 1] << 8 | (uint32_t)c[i + 2] << 16 |
+                  (uint32_t)c[i + 3] << 24;
+    i += 4;
+    CT_ENSURE(nd <= 8, err, CT_EINVAL, "invalid CCEL: %u digests in one entry", nd);
+    for (uint32_t k = 0; k < nd; k++) {
+      NEED(2, "no digest algorithm");
+      uint16_t alg = (uint16_t)(c[i] | c[i + 1] << 8);
+      i += 2;
+      size_t dl = alg == 0x0b || alg == 0x12 ? 32 : alg == 0x0c ? 48 : alg == 0x0d ? 64 : 0;
+      CT_ENSURE(dl, err, CT_EINVAL, "invalid CCEL: unsupported digest algorithm 0x%x", alg);
+      NEED(dl, "digest runs past the table");
+      i += dl;
+    }
+    NEED(4, "no event data size");
+    uint32_t n = (uint32_t)c[i] | (uint32_t)c[i + 1] << 8 | (uint32_t)c[i + 2] << 16 |
+                 (uint32_t)c[i + 3] << 24;
+    i += 4;
+    NEED(n, "event data runs past the table");
+    i += n;
+  }
+#undef NEED
+}
+
+/* A fixed spec-id header (EV_NO_ACTION; sha256, sha384 and sm3 digest sizes) put in front of
+ * the AAEL when the platform has no CCEL, so that parsers can size the digests. */
+static const uint8_t guest_tdx__el_header[73] = {
+    0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, [28] = 0x29, [56] = 0x03,
+    [60] = 0x0B, [62] = 0x20, [64] = 0x0C, [66] = 0x30, [68] = 0x12, [70] = 0x20};
+
+/* cc_eventlog: the trimmed CCEL (or the fixed header), the AAEL, and an 8-byte end flag, standard
+ * base64; NULL when there is neither. */
+ct_status guest_tdx_eventlog(const guest_cfg *cfg, char **out, ct_err *err) {
+  *out = NULL;
+  char ccel[4096];
+  CT_GUARD(guest_path(cfg, "/sys/firmware/acpi/tables/data/CCEL", ccel, sizeof ccel, err));
+  ct_buf el;
+  ct_buf_init(&el, GUEST_TDX__CCEL_MAX * 2);
+  ct_status st = CT_OK;
+  if (access(ccel, R_OK) == 0) {
+    uint8_t *raw = NULL;
+    size_t rlen = 0, keep = 0;
+    st = ct_file_read(ccel, GUEST_TDX__CCEL_MAX, &raw, &rlen, err);
+    if (!st) st = guest_tdx_trim_ccel(raw, rlen, &keep, err);
+    if (!st) st = ct_buf_append(&el, raw, keep, err);
+    free(raw);
+  }
+  if (!st && cfg && cfg->eventlog_path && access(cfg->eventlog_path, R_OK) == 0) {
+    uint8_t *aael = NULL;
+    size_t alen = 0;
+    st = ct_file_read(cfg->eventlog_path, GUEST_TDX__CCEL_MAX, &aael, &alen, err);
+    if (!st && alen && el.len == 0)
+      st = ct_buf_append(&el, guest_tdx__el_header, sizeof guest_tdx__el_header, err);
+    if (!st) st = ct_buf_append(&el, aael, alen, err);
+    free(aael);
+  }
+  if (!st && el.len) {
+    static const uint8_t end[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    st = ct_buf_append(&el, end, sizeof end, err);
+    if (!st) st = ct_b64_encode(CT_B64_STD, el.data, el.len, out, err);
+  }
+  ct_buf_free(&el);
+  return st;
 }
 
 /* MRCONFIGID from the TDREPORT (TDINFO starts at 512; MRCONFIGID follows attributes, xfam and

@@ -378,3 +378,31 @@ def test_tpm_initdata_pcr8_extended_exactly_once(swtpm, tmp_path):
     (tmp_path / "other.toml").write_text(toml + "# changed\n")
     out = subprocess.run(cmd[:6] + [str(tmp_path / "other.toml"), "evidence", "x"], capture_output=True)
     assert out.returncode != 0 and b"PCR8" in out.stderr
+
+
+def test_runtime_measurement_api(swtpm, tmp_path, start_cdh):
+    import hashlib
+    tcti, env = swtpm
+    (tmp_path / "aa.toml").write_text("[eventlog_config]\nenable_eventlog = true\ninit_pcr = 23\n")
+    log = tmp_path / "aael"
+    # Later options win: this CDH attests with the TPM.
+    cdh = start_cdh("", "--aa-config", tmp_path / "aa.toml", "--tee", "tpm", "--tpm-tcti", tcti,
+                    "--eventlog-path", log)
+    body = json.dumps({"domain": "github.com/confidential-containers", "operation": "PullImage",
+                       "content": '{"image":"busybox"}'}).encode()
+    status, resp = cdh.request("POST", "/aa/aael", body=body)
+    assert status == 200 and json.loads(resp) == {"success": "true"}, resp
+    text = b'github.com/confidential-containers PullImage {"image":"busybox"}'
+    tagged = (0x4141454C).to_bytes(4, "little") + len(text).to_bytes(4, "little") + text
+    want = hashlib.sha256(bytes(32) + hashlib.sha256(tagged).digest()).hexdigest()
+    pcr = subprocess.run(["tpm2_pcrread", "sha256:23"], env=env, capture_output=True, text=True).stdout
+    assert want.upper() in pcr.upper().replace("0X", "")
+    assert log.read_bytes().endswith(tagged)
+    status, resp = cdh.request("POST", "/aa/aael", body=b'{"domain":"a b","operation":"o","content":"c"}')
+    assert status == 400
+
+
+def test_runtime_measurement_disabled(start_cdh, tmp_path):
+    cdh = start_cdh("")
+    status, body = cdh.request("POST", "/aa/aael", body=b'{"domain":"d","operation":"o","content":"c"}')
+    assert status == 501 and b"not enabled" in body

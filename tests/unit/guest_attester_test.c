@@ -350,9 +350,15 @@ static void test_tdx_tsm_evidence_and_mrconfigid(void **state) {
   assert_int_equal(n, qlen);
   assert_memory_equal(q, quote, qlen);
   free(q);
+  /* cc_eventlog: the CCEL up to its end marker, then an 8-byte all-ones end flag. */
   const char *e64 = json_string_value(json_object_get(ev, "cc_eventlog"));
   CT_ASSERT_OK(ct_b64_decode(CT_B64_STD, e64, strlen(e64), &q, &n, &err), &err);
-  assert_int_equal(n, clen);
+  size_t keep = 0;
+  CT_ASSERT_OK(guest_tdx_trim_ccel(ccel, clen, &keep, &err), &err);
+  assert_true(keep > 1000 && keep < clen);
+  assert_int_equal(n, keep + 8);
+  assert_memory_equal(q, ccel, keep);
+  for (size_t i = keep; i < n; i++) assert_int_equal(q[i], 0xff);
   free(q);
   json_decref(ev);
   uint8_t *in = NULL;
@@ -369,6 +375,99 @@ static void test_tdx_tsm_evidence_and_mrconfigid(void **state) {
   put("/sys/kernel/config/tsm/report/e1/outblob", "", 0);
   assert_int_equal(guest_get_evidence(&cfg, GUEST_TEE_TDX, rd, sizeof rd, &ev, &err), CT_EIO);
   assert_non_null(strstr(err.msg, "empty outblob"));
+  free(quote);
+  free(ccel);
+}
+
+/* A runtime measurement on TDX: one TCG2 entry in the AAEL, RTMR3 extended with its SHA-384, and
+ * the entry appended to the CCEL in the evidence where a CCEL parser finds it. */
+static void test_tdx_runtime_measurement(void **state) {
+  (void)state;
+  uint8_t *quote = NULL, *ccel = NULL;
+  size_t qlen = 0, clen = 0;
+  CT_READ_VECTOR("tdx/tdx_quote_4.dat", &quote, &qlen);
+  CT_READ_VECTOR("tdx/CCEL_data", &ccel, &clen);
+  mkdirs("/sys/kernel/config/tsm/report/e1");
+  mkdirs("/sys/firmware/acpi/tables/data");
+  mkdirs("/sys/class/misc/tdx_guest/measurements");
+  put("/sys/kernel/config/tsm/report/e1/provider", "tdx_guest\n", 10);
+  put("/sys/kernel/config/tsm/report/e1/generation", "1\n", 2);
+  put("/sys/kernel/config/tsm/report/e1/outblob", quote, qlen);
+  put("/sys/firmware/acpi/tables/data/CCEL", ccel, clen);
+  put("/sys/class/misc/tdx_guest/measurements/rtmr3:sha384", "", 0);
+  char logpath[512];
+  snprintf(logpath, sizeof logpath, "%s/run/attestation-agent/eventlog", g_root);
+  guest_cfg cfg = fixture_cfg();
+  ct_err err;
+  /* Disabled unless an event log is configured; sample has no registers. */
+  assert_int_equal(guest_runtime_measure(&cfg, GUEST_TEE_TDX, 17, "d", "o", "c", &err), CT_EUNSUPPORTED);
+  cfg.eventlog_path = logpath;
+  assert_int_equal(guest_runtime_measure(&cfg, GUEST_TEE_SAMPLE, 17, "d", "o", "c", &err),
+                   CT_EUNSUPPORTED);
+  assert_int_equal(guest_runtime_measure(&cfg, GUEST_TEE_TDX, 17, "two words", "o", "c", &err), CT_EINVAL);
+  assert_int_equal(guest_runtime_measure(&cfg, GUEST_TEE_TDX, 17, "d", "o", "a\nb", &err), CT_EINVAL);
+  const char *content = "{\"image\":\"docker.io/library/busybox:latest\",\"digest\":\"sha256:abc\"}";
+  CT_ASSERT_OK(guest_runtime_measure(&cfg, GUEST_TEE_TDX, 17, "github.com/confidential-containers",
+                                     "PullImage", content, &err), &err);
+  /* The entry: MR index 4 (RTMR3 + 1), EV_EVENT_TAG, one SHA-384 digest, tagged event. */
+  char text[256];
+  snprintf(text, sizeof text, "github.com/confidential-containers PullImage %s", content);
+  size_t tl = strlen(text);
+  uint8_t tagged[300];
+  memcpy(tagged, "LEAA", 4); /* 0x4141454c little-endian */
+  uint32_t l32 = (uint32_t)tl;
+  memcpy(tagged + 4, &l32, 4);
+  memcpy(tagged + 8, text, tl);
+  uint8_t d384[48];
+  ct_sha384(tagged, tl + 8, d384);
+  uint8_t *log = NULL, *rtmr = NULL;
+  size_t loglen = 0, rlen = 0;
+  CT_ASSERT_OK(ct_file_read(logpath, 1 << 20, &log, &loglen, &err), &err);
+  assert_int_equal(loglen, 4 + 4 + 4 + 2 + 48 + 4 + tl + 8);
+  uint32_t u;
+  memcpy(&u, log, 4);
+  assert_int_equal(u, 4);
+  memcpy(&u, log + 4, 4);
+  assert_int_equal(u, 6);
+  memcpy(&u, log + 8, 4);
+  assert_int_equal(u, 1);
+  assert_int_equal(log[12], 0x0c);
+  assert_memory_equal(log + 14, d384, 48);
+  memcpy(&u, log + 62, 4);
+  assert_int_equal(u, tl + 8);
+  assert_memory_equal(log + 66, tagged, tl + 8);
+  get("/sys/class/misc/tdx_guest/measurements/rtmr3:sha384", &rtmr, &rlen);
+  assert_int_equal(rlen, 48);
+  assert_memory_equal(rtmr, d384, 48);
+  /* The evidence log is CCEL ++ AAEL ++ end flag, and parses through to our entry. */
+  uint8_t rd[48] = {0};
+  json_t *ev = NULL;
+  CT_ASSERT_OK(guest_get_evidence(&cfg, GUEST_TEE_TDX, rd, sizeof rd, &ev, &err), &err);
+  const char *e64 = json_string_value(json_object_get(ev, "cc_eventlog"));
+  uint8_t *el = NULL;
+  size_t elen = 0, keep = 0, all = 0;
+  CT_ASSERT_OK(ct_b64_decode(CT_B64_STD, e64, strlen(e64), &el, &elen, &err), &err);
+  CT_ASSERT_OK(guest_tdx_trim_ccel(ccel, clen, &keep, &err), &err);
+  assert_int_equal(elen, keep + loglen + 8);
+  assert_memory_equal(el + keep, log, loglen);
+  CT_ASSERT_OK(guest_tdx_trim_ccel(el, elen, &all, &err), &err);
+  assert_int_equal(all, keep + loglen);
+  /* Without a CCEL, the fixed spec-id header stands in front of the AAEL. */
+  char ccel_path[512];
+  snprintf(ccel_path, sizeof ccel_path, "%s/sys/firmware/acpi/tables/data/CCEL", g_root);
+  unlink(ccel_path);
+  json_decref(ev);
+  free(el);
+  CT_ASSERT_OK(guest_get_evidence(&cfg, GUEST_TEE_TDX, rd, sizeof rd, &ev, &err), &err);
+  e64 = json_string_value(json_object_get(ev, "cc_eventlog"));
+  CT_ASSERT_OK(ct_b64_decode(CT_B64_STD, e64, strlen(e64), &el, &elen, &err), &err);
+  assert_int_equal(elen, 73 + loglen + 8);
+  CT_ASSERT_OK(guest_tdx_trim_ccel(el, elen, &all, &err), &err);
+  assert_int_equal(all, 73 + loglen);
+  json_decref(ev);
+  free(el);
+  free(log);
+  free(rtmr);
   free(quote);
   free(ccel);
 }
@@ -432,6 +531,7 @@ int main(void) {
       cmocka_unit_test(test_snp_cert_table_bounds),
       cmocka_unit_test_setup_teardown(test_tdx_tsm_evidence_and_mrconfigid, setup, teardown),
       cmocka_unit_test_setup_teardown(test_snp_hostdata_binding, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_tdx_runtime_measurement, setup, teardown),
       cmocka_unit_test(test_hcl_report_vector),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -45,11 +45,18 @@ static void test_cdh_toml(void **state) {
     assert_int_equal(cfg.ncreds, 1);
   }
   const char *aa = "[token_configs.kbs]\nurl = \"https://kbs:8443\"\ncert = \"PEM\"\n"
-                   "tee_key_algorithm = \"RSA-OAEP-256\"\n[eventlog_config]\nenable_eventlog = false\n";
+                   "tee_key_algorithm = \"RSA-OAEP-256\"\n[eventlog_config]\nenable_eventlog = true\n"
+                   "init_pcr = 23\n";
   CT_ASSERT_OK(cdh_config_parse_aa(aa, strlen(aa), &cfg, &err), &err);
   assert_string_equal(cfg.aa_kbs_url, "https://kbs:8443");
   assert_string_equal(cfg.aa_kbs_cert, "PEM");
   assert_string_equal(cfg.tee_key_alg, "RSA-OAEP-256");
+  assert_true(cfg.eventlog_enabled);
+  assert_int_equal(cfg.eventlog_init_pcr, 23);
+  const char *bad_el[] = {"[eventlog_config]\ninit_pcr = 24\n", "[eventlog_config]\nenable_eventlog = 1\n"};
+  for (size_t i = 0; i < 2; i++)
+    if (cdh_config_parse_aa(bad_el[i], strlen(bad_el[i]), &cfg, &err) == CT_OK) fail_msg("accepted %s", bad_el[i]);
+  assert_int_equal(cfg.eventlog_init_pcr, 23);
   const char *skip = "skip_sealed_secret_verification = true\n";
   CT_ASSERT_OK(cdh_config_parse_cdh(skip, strlen(skip), &cfg, &err), &err);
   assert_true(cfg.skip_sealed_secret_verification);

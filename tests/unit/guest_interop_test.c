@@ -8,6 +8,10 @@
 #include <unistd.h>
 
 #include "as_verifier.h"
+#include "ccel.h"
+#include "ct_codec.h"
+#include "ct_digest.h"
+#include "guest_internal.h"
 #include "ct_json.h"
 #include "guest_attester.h"
 
@@ -92,10 +96,85 @@ static void test_snp_roundtrip(void **state) {
   free(vcek);
 }
 
+/* Runtime measurements appended to the real CCEL parse with this project's CC event log parser
+ * (Trustee's eventlog crate rules), and replay to the RTMR3 value the extends produce. */
+static void test_aael_parses_as_cc_eventlog(void **state) {
+  (void)state;
+  uint8_t *ccel = NULL;
+  size_t clen = 0;
+  CT_READ_VECTOR("tdx/CCEL_data", &ccel, &clen);
+  char root[] = "/tmp/guest-aael-XXXXXX";
+  assert_non_null(mkdtemp(root));
+  char cmd[600], p[600], logpath[600];
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s/sys/class/misc/tdx_guest/measurements' '%s/sys/firmware/acpi/tables/data'",
+           root, root);
+  assert_int_equal(system(cmd), 0);
+  snprintf(p, sizeof p, "%s/sys/firmware/acpi/tables/data/CCEL", root);
+  FILE *f = fopen(p, "wb");
+  fwrite(ccel, 1, clen, f);
+  fclose(f);
+  snprintf(p, sizeof p, "%s/sys/class/misc/tdx_guest/measurements/rtmr3:sha384", root);
+  fclose(fopen(p, "wb"));
+  snprintf(logpath, sizeof logpath, "%s/aael", root);
+  guest_cfg cfg = {.root = root, .eventlog_path = logpath};
+  ct_err err;
+  const char *ops[] = {"PullImage", "CreateContainer"};
+  uint8_t rtmr3[48] = {0};
+  for (int i = 0; i < 2; i++) {
+    CT_ASSERT_OK(guest_runtime_measure(&cfg, GUEST_TEE_TDX, 17, "github.com/confidential-containers",
+                                       ops[i], "{\"image\":\"busybox\"}", &err), &err);
+    uint8_t *d = NULL;
+    size_t dl = 0;
+    CT_ASSERT_OK(ct_file_read(p, 64, &d, &dl, &err), &err);
+    assert_int_equal(dl, 48);
+    uint8_t cat[96];
+    memcpy(cat, rtmr3, 48);
+    memcpy(cat + 48, d, 48);
+    ct_sha384(cat, sizeof cat, rtmr3); /* what the TDX module computes */
+    free(d);
+  }
+  char *b64 = NULL;
+  CT_ASSERT_OK(guest_tdx_eventlog(&cfg, &b64, &err), &err);
+  uint8_t *el = NULL;
+  size_t elen = 0;
+  CT_ASSERT_OK(ct_b64_decode(CT_B64_STD, b64, strlen(b64), &el, &elen, &err), &err);
+  ccel_log log = {0};
+  CT_ASSERT_OK(ccel_parse(el, elen, &log, &err), &err);
+  assert_true(log.count > 2);
+  const ccel_event *last = &log.events[log.count - 1];
+  assert_int_equal(last->index, 4);
+  assert_int_equal(last->type, 6);
+  assert_int_equal(last->ndigests, 1);
+  assert_int_equal(last->digests[0].alg, CCEL_ALG_SHA384);
+  uint8_t mr[64];
+  size_t mlen = 0;
+  CT_ASSERT_OK(ccel_replay(&log, 4, CCEL_ALG_SHA384, mr, &mlen, &err), &err);
+  assert_int_equal(mlen, 48);
+  assert_memory_equal(mr, rtmr3, 48);
+  ccel_free(&log);
+  free(el);
+  free(b64);
+  /* Without a CCEL the fixed spec-id header makes the AAEL parseable on its own. */
+  snprintf(p, sizeof p, "%s/sys/firmware/acpi/tables/data/CCEL", root);
+  unlink(p);
+  CT_ASSERT_OK(guest_tdx_eventlog(&cfg, &b64, &err), &err);
+  CT_ASSERT_OK(ct_b64_decode(CT_B64_STD, b64, strlen(b64), &el, &elen, &err), &err);
+  CT_ASSERT_OK(ccel_parse(el, elen, &log, &err), &err);
+  CT_ASSERT_OK(ccel_replay(&log, 4, CCEL_ALG_SHA384, mr, &mlen, &err), &err);
+  assert_memory_equal(mr, rtmr3, 48);
+  ccel_free(&log);
+  free(el);
+  free(b64);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  assert_int_equal(system(cmd), 0);
+  free(ccel);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sample_roundtrip),
       cmocka_unit_test(test_snp_roundtrip),
+      cmocka_unit_test(test_aael_parses_as_cc_eventlog),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -477,6 +477,36 @@ static void test_tpm_evidence_and_pcr8_binding(void **state) {
   uint8_t d48[48] = {0};
   assert_int_equal(guest_bind_init_data(&cfg, GUEST_TEE_AZ_SNP_VTPM, d48, 48, &err), CT_EINVAL);
   assert_non_null(strstr(err.msg, "sha256"));
+  /* A runtime measurement extends the sha256 PCR with the entry's SHA-256 (MR index = PCR).
+   * PCR 23 (application use): 17-22 need a higher locality than swtpm's default. */
+  char logpath[400];
+  snprintf(logpath, sizeof logpath, "%s/aael", g_dir);
+  cfg.eventlog_path = logpath;
+  CT_ASSERT_OK(guest_runtime_measure(&cfg, GUEST_TEE_TPM, 23, "domain", "operation", "content", &err),
+               &err);
+  const char *text = "domain operation content";
+  uint8_t tagged[64];
+  memcpy(tagged, "LEAA", 4);
+  uint32_t tl = (uint32_t)strlen(text);
+  memcpy(tagged + 4, &tl, 4);
+  memcpy(tagged + 8, text, tl);
+  uint8_t d256[32], cat2[64] = {0}, want17[32];
+  ct_sha256(tagged, tl + 8, d256);
+  memcpy(cat2 + 32, d256, 32);
+  ct_sha256(cat2, 64, want17);
+  CT_ASSERT_OK(guest_tpm_open(g_tcti, &t, &err), &err);
+  CT_ASSERT_OK(guest_tpm_pcr_read(t, after, &err), &err);
+  guest_tpm_close(t);
+  assert_memory_equal(after[23], want17, 32);
+  uint8_t *log = NULL;
+  size_t loglen = 0;
+  CT_ASSERT_OK(ct_file_read(logpath, 1 << 16, &log, &loglen, &err), &err);
+  assert_int_equal(loglen, 14 + 32 + 4 + tl + 8);
+  assert_int_equal(log[0], 23);
+  assert_int_equal(log[12], 0x0b);
+  assert_memory_equal(log + 14, d256, 32);
+  free(log);
+  cfg.eventlog_path = NULL;
   /* A missing AK is a clear error. */
   cfg.tpm_ak_handle = 0x81010077;
   assert_int_equal(guest_get_evidence(&cfg, GUEST_TEE_TPM, rd, 48, &ev, &err), CT_ENOTFOUND);

@@ -33,12 +33,13 @@
 #include "ct_buf.h"
 #include "ct_codec.h"
 #include "ct_file.h"
+#include "ct_json.h"
 #include "ct_log.h"
 #include "ct_mem.h"
 
 typedef struct cdh__args {
   const char *cdh_config, *aa_config, *initdata, *listen, *tee, *root, *tcti, *imds, *key_dir;
-  const char *token_file, *tee_key_file;
+  const char *token_file, *tee_key_file, *eventlog;
   unsigned attempts;
   uint32_t ak_handle;
   int argi;
@@ -50,6 +51,7 @@ static void cdh__usage(void) {
           "           [--tee sample|snp|tdx|az-snp-vtpm|az-tdx-vtpm|tpm] [--root DIR]\n"
           "           [--tpm-tcti CONF] [--tpm-ak-handle H] [--imds-url URL] [--sealed-key-dir DIR] [--kbs-attempts N]\n"
           "           [--attestation-token FILE --tee-key-file FILE]   (passport mode)\n"
+          "           [--eventlog-path FILE]   (AAEL, when aa.toml enables the event log)\n"
           "           [get-resource URI | unseal SECRET|- | token | evidence RUNTIME_DATA]\n");
 }
 
@@ -71,6 +73,7 @@ static int cdh__parse_args(int argc, char **argv, cdh__args *a) {
     else if (!strcmp(o, "--sealed-key-dir")) dst = &a->key_dir;
     else if (!strcmp(o, "--attestation-token")) dst = &a->token_file;
     else if (!strcmp(o, "--tee-key-file")) dst = &a->tee_key_file;
+    else if (!strcmp(o, "--eventlog-path")) dst = &a->eventlog;
     else if (!strcmp(o, "--kbs-attempts")) {
       if (i + 1 >= argc) return -1;
       a->attempts = (unsigned)strtoul(argv[++i], NULL, 10);
@@ -312,6 +315,41 @@ static void cdh__handle(struct evhttp_request *req, void *ud) {
     free(out);
     return;
   }
+  if (m == EVHTTP_REQ_POST && !strcmp(path, "/aa/aael")) {
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    char *body = n <= 4 * GUEST_AAEL_FIELD_MAX ? malloc(n + 1) : NULL;
+    json_t *j = NULL;
+    ct_status st;
+    if (!body) {
+      st = ct_fail(&err, CT_ELIMIT, "request body too large");
+    } else {
+      evbuffer_remove(in, body, n);
+      st = ct_json_parse(body, n, 4, &j, &err);
+      free(body);
+    }
+    const char *d = NULL, *o = NULL, *c = NULL;
+    if (!st) st = ct_json_get_string(j, "domain", "aael request", &d, &err);
+    if (!st) st = ct_json_get_string(j, "operation", "aael request", &o, &err);
+    if (!st) st = ct_json_get_string(j, "content", "aael request", &c, &err);
+    int pcr = -1;
+    json_t *ri = j ? json_object_get(j, "register_index") : NULL;
+    if (!st && ri) {
+      if (json_is_integer(ri) && json_integer_value(ri) >= 0 && json_integer_value(ri) < 24)
+        pcr = (int)json_integer_value(ri);
+      else
+        st = ct_fail(&err, CT_EINVAL, "register_index must be 0..23");
+    }
+    if (!st) st = cdh_hub_measure(s->hub, d, o, c, pcr, &err);
+    json_decref(j);
+    if (st) {
+      cdh__reply_err(req, &err);
+      return;
+    }
+    static const char ok[] = "{\"success\":\"true\"}";
+    cdh__reply(req, 200, "application/json", ok, sizeof ok - 1);
+    return;
+  }
   if (m == EVHTTP_REQ_GET && !strcmp(path, "/info")) {
     json_t *info = cdh_hub_info(s->hub);
     char *txt = info ? json_dumps(info, JSON_COMPACT) : NULL;
@@ -501,6 +539,12 @@ int main(int argc, char **argv) {
   }
   guest_cfg g = {.root = a.root, .tpm_tcti = a.tcti, .tpm_ak_handle = a.ak_handle,
                  .imds_url = a.imds, .az_report_delay_ms = -1};
+  char aael[4200];
+  if (cfg.eventlog_enabled) {
+    snprintf(aael, sizeof aael, "%s%s", a.eventlog ? "" : a.root ? a.root : "",
+             a.eventlog ? a.eventlog : "/run/attestation-agent/eventlog");
+    g.eventlog_path = aael;
+  }
   guest_tee tee = GUEST_TEE_NONE;
   if (a.tee ? guest_tee_parse(a.tee, &tee, &err) : guest_tee_detect(&g, &tee, &err)) {
     fprintf(stderr, "cdh: TEE: %s\n", err.msg);
