@@ -41,6 +41,7 @@ struct kbc_client {
   char *token;
   int64_t token_exp; /* 0: no exp claim */
   jose_jwk *key;
+  jose_jwk *fixed_key; /* rcar_key_pem, when given */
   kbc_stats stats;
 };
 
@@ -163,6 +164,23 @@ static ct_status kbc__key_alg(kbc_client *c, const char *alg, ct_err *err) {
   return CT_OK;
 }
 
+/* Loads the fixed RCAR key and gives it the key-agreement algorithm its type implies. */
+static ct_status kbc__load_fixed_key(kbc_client *c, const char *pem, ct_err *err) {
+  jose_jwk *k = NULL;
+  CT_GUARD(jose_jwk_from_pem(pem, strlen(pem), NULL, &k, err));
+  ct_status st = CT_OK;
+  int type = EVP_PKEY_get_base_id(jose_jwk_pkey(k));
+  if (!jose_jwk_is_private(k))
+    st = ct_fail(err, CT_EINVAL, "kbc: the TEE key file holds no private key");
+  else if (type != EVP_PKEY_EC && type != EVP_PKEY_RSA)
+    st = ct_fail(err, CT_EUNSUPPORTED, "kbc: the TEE key must be EC (P-256, P-521) or RSA");
+  else
+    st = jose_jwk_from_pkey(jose_jwk_pkey(k), type == EVP_PKEY_EC ? "ECDH-ES+A256KW" : "RSA-OAEP-256",
+                            &c->fixed_key, err);
+  jose_jwk_free(k);
+  return st;
+}
+
 static int64_t kbc__token_exp(const char *token) {
   uint8_t *payload = NULL;
   size_t len = 0;
@@ -225,6 +243,7 @@ ct_status kbc_client_new(const char *url, const char *cert_pem, const kbc_opts *
   } else {
     CT_ENSURE_GOTO(st, c->tee[0] && c->evidence, fail, err, CT_EINVAL,
                    "kbc: RCAR mode needs a TEE name and an evidence provider");
+    if (opts->rcar_key_pem) CT_GUARD_GOTO(st, kbc__load_fixed_key(c, opts->rcar_key_pem, err), fail);
   }
   c->curl = curl_easy_init();
   CT_ENSURE_GOTO(st, c->curl, fail, err, CT_ENOMEM, "kbc: cannot create a curl handle");
@@ -252,6 +271,7 @@ void kbc_client_free(kbc_client *c) {
   if (!c) return;
   c->passport = 0;
   kbc_invalidate(c);
+  jose_jwk_free(c->fixed_key);
   if (c->curl) curl_easy_cleanup(c->curl);
   free(c->cert_pem);
   free(c->init_data);
@@ -447,7 +467,10 @@ static ct_status kbc__rcar(kbc_client *c, ct_err *err) {
   CT_GUARD_GOTO(st, ct_json_get_string(chal, "nonce", "RCAR challenge", &nonce, err), out);
   CT_ENSURE_GOTO(st, strlen(nonce) <= 1024, out, err, CT_ELIMIT, "RCAR challenge: nonce too long");
 
-  CT_GUARD_GOTO(st, jose_jwk_generate(c->key_alg, c->key_crv[0] ? c->key_crv : NULL, &key, err), out);
+  if (c->fixed_key)
+    CT_GUARD_GOTO(st, jose_jwk_from_pkey(jose_jwk_pkey(c->fixed_key), jose_jwk_alg(c->fixed_key), &key, err), out);
+  else
+    CT_GUARD_GOTO(st, jose_jwk_generate(c->key_alg, c->key_crv[0] ? c->key_crv : NULL, &key, err), out);
   CT_GUARD_GOTO(st, kbc__tee_pubkey(key, &pub, err), out);
   uint8_t rd[48];
   CT_GUARD_GOTO(st, kbc_report_data(nonce, pub, rd, err), out);

@@ -34,6 +34,10 @@ typedef struct kbc_opts {
    * "ECDH-ES+A256KW-P521" or "RSA-OAEP-256" (RSA-2048). */
   const char *tee_key_alg;
   const char *init_data_toml;   /* sent in /attest as {"format":"toml","body":...}; may be NULL */
+  /* RCAR mode with a fixed TEE key (PEM private key, EC P-256/P-521 or RSA) instead of a fresh
+   * ephemeral key per attestation: what `kbs-client attest --tee-key-file` needs to hand the
+   * token to a passport-mode client holding the same key. */
+  const char *rcar_key_pem;
   /* Passport mode: an attestation token and the PEM private key it was issued for. */
   const char *token;
   const char *tee_key_pem;

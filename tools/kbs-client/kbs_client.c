@@ -20,12 +20,12 @@
 
 #include "ct_buf.h"
 #include "ct_codec.h"
-#include "ct_digest.h"
 #include "ct_file.h"
 #include "ct_json.h"
 #include "ct_mem.h"
 #include "ct_policies.h"
 #include "jose.h"
+#include "kbc.h"
 #include "kbs_client_http.h"
 
 #define KC_MAX_RESPONSE (64u << 20)
@@ -75,10 +75,89 @@ static int kc__fail(const char *what, const ct_err *err) {
   return 1;
 }
 
-/* --- attestation ----------------------------------------------------------------------------- */
+/* --- attestation (the shared KBS client library) ---------------------------------------------- */
 
-static ct_status kc__load_or_make_key(const char *path, jose_jwk **key, ct_err *err) {
-  if (!path) return jose_jwk_generate("ECDH-ES+A256KW", "P-256", key, err);
+/* This tool runs outside a TEE: it attests with the sample TEE's evidence. */
+static ct_status kc__sample_evidence(void *ud, const uint8_t *report_data, size_t len, json_t **evidence, ct_err *err) {
+  (void)ud;
+  char *b64 = NULL;
+  CT_GUARD(ct_b64_encode(CT_B64_STD, report_data, len, &b64, err));
+  *evidence = json_pack("{s:s, s:s}", "svn", "1", "report_data", b64);
+  free(b64);
+  return *evidence ? CT_OK : ct_fail(err, CT_ENOMEM, "out of memory");
+}
+
+static int kc__read_text(const char *path, const char *what, char **out) {
+  ct_err err;
+  uint8_t *data = NULL;
+  size_t len = 0;
+  if (ct_file_read(path, 1u << 20, &data, &len, &err) != CT_OK) return kc__fail(what, &err);
+  while (len && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' ')) data[--len] = 0;
+  *out = (char *)data;
+  return 0;
+}
+
+/* A client for RCAR (sample evidence, optionally a fixed TEE key) or, with a token, passport mode. */
+static int kc__client(const kc_opts *o, kbc_client **out) {
+  char *ca = NULL, *key = NULL, *token = NULL;
+  int rc = 0;
+  if (o->cert_file) rc = kc__read_text(o->cert_file, "--cert-file", &ca);
+  if (!rc && o->tee_key_file) rc = kc__read_text(o->tee_key_file, "--tee-key-file", &key);
+  if (!rc && o->token_file) rc = kc__read_text(o->token_file, "--attestation-token", &token);
+  if (!rc) {
+    kbc_opts ko = {.tee = "sample", .evidence = kc__sample_evidence, .init_data_toml = o->init_data, .attempts = 1};
+    if (token) {
+      ko.token = token;
+      ko.tee_key_pem = key;
+    } else {
+      ko.rcar_key_pem = key;
+    }
+    ct_err err;
+    if (kbc_client_new(o->url, ca, &ko, out, &err) != CT_OK) rc = kc__fail("client", &err);
+  }
+  free(ca);
+  if (key) ct_wipe(key, strlen(key));
+  free(key);
+  free(token);
+  return rc;
+}
+
+static int kc__attest(const kc_opts *o) {
+  kbc_client *c = NULL;
+  int rc = kc__client(o, &c);
+  if (rc) return rc;
+  ct_err err;
+  if (kbc_attest(c, &err) != CT_OK) rc = kc__fail("attest", &err);
+  else printf("%s\n", kbc_token(c));
+  kbc_client_free(c);
+  return rc;
+}
+
+static int kc__get_resource(const kc_opts *o) {
+  if (!o->path) return kc__usage();
+  if (o->token_file && !o->tee_key_file) {
+    fprintf(stderr, "kbs-client: --attestation-token needs --tee-key-file (the key the token binds)\n");
+    return 2;
+  }
+  kbc_client *c = NULL;
+  int rc = kc__client(o, &c);
+  if (rc) return rc;
+  ct_err err;
+  uint8_t *secret = NULL;
+  size_t len = 0;
+  char *b64 = NULL;
+  if (kbc_get_resource(c, o->path, &secret, &len, &err) != CT_OK) rc = kc__fail("get-resource", &err);
+  else if (ct_b64_encode(CT_B64_STD, secret, len, &b64, &err) != CT_OK) rc = kc__fail("encoding", &err);
+  else printf("%s\n", b64);
+  if (secret) ct_wipe(secret, len);
+  free(secret);
+  free(b64);
+  kbc_client_free(c);
+  return rc;
+}
+
+/* Loads a PEM private key (the admin's signing key). */
+static ct_status kc__load_key(const char *path, jose_jwk **key, ct_err *err) {
   uint8_t *pem = NULL;
   size_t len = 0;
   CT_GUARD(ct_file_read(path, 1u << 20, &pem, &len, err));
@@ -89,191 +168,12 @@ static ct_status kc__load_or_make_key(const char *path, jose_jwk **key, ct_err *
   return CT_OK;
 }
 
-/* The TEE public key exactly as Trustee hashes it: {kty,crv,alg,x,y} or {kty,alg,n,e}. */
-static ct_status kc__tee_pubkey(const jose_jwk *key, json_t **out, ct_err *err) {
-  json_t *jwk = NULL;
-  CT_GUARD(jose_jwk_to_json(key, &jwk, err));
-  const char *kty = json_string_value(json_object_get(jwk, "kty"));
-  json_t *c;
-  if (kty && !strcmp(kty, "EC"))
-    c = json_pack("{s:s, s:O, s:s, s:O, s:O}", "kty", "EC", "crv", json_object_get(jwk, "crv"), "alg", "ECDH-ES+A256KW",
-                  "x", json_object_get(jwk, "x"), "y", json_object_get(jwk, "y"));
-  else if (kty && !strcmp(kty, "RSA"))
-    c = json_pack("{s:s, s:s, s:O, s:O}", "kty", "RSA", "alg", "RSA-OAEP-256", "n", json_object_get(jwk, "n"), "e",
-                  json_object_get(jwk, "e"));
-  else
-    c = NULL;
-  json_decref(jwk);
-  CT_ENSURE(c, err, CT_EINVAL, "the TEE key must be EC (P-256/P-521) or RSA");
-  *out = c;
-  return CT_OK;
-}
-
-static ct_status kc__post_json(kc_http *h, const char *path, json_t *body, long *status, ct_buf *out, ct_err *err) {
-  char *text = NULL;
-  CT_GUARD(ct_json_dump(body, &text, err));
-  ct_status st = kc_http_call(h, "POST", path, "application/json", text, strlen(text), status, out, err);
-  free(text);
-  return st;
-}
-
-/* Runs the RCAR handshake with sample evidence; *token is the EAR (caller frees). Returns 0 or
- * the process exit status. */
-static int kc__rcar(kc_http *h, const jose_jwk *key, const char *init_data, char **token) {
-  ct_err err;
-  ct_buf body;
-  ct_buf_init(&body, KC_MAX_RESPONSE);
-  long status = 0;
-  json_t *req = json_pack("{s:s, s:s, s:s}", "version", "0.4.0", "tee", "sample", "extra-params", "");
-  ct_status st = kc__post_json(h, "/kbs/v0/auth", req, &status, &body, &err);
-  json_decref(req);
-  if (st != CT_OK) return kc__fail("auth", &err);
-  if (status != 200) {
-    int rc = kc__http_failure("auth", status, &body);
-    ct_buf_free(&body);
-    return rc;
-  }
-  json_t *challenge = NULL;
-  const char *nonce = NULL;
-  st = ct_json_parse((const char *)body.data, body.len, 8, &challenge, &err);
-  if (st == CT_OK) st = ct_json_get_string(challenge, "nonce", "challenge", &nonce, &err);
-  ct_buf_free(&body);
-  if (st != CT_OK) return kc__fail("auth response", &err);
-
-  json_t *teekey = NULL;
-  if (kc__tee_pubkey(key, &teekey, &err) != CT_OK) {
-    json_decref(challenge);
-    return kc__fail("TEE key", &err);
-  }
-  json_t *runtime = json_pack("{s:O, s:s, s:s}", "tee-pubkey", teekey, "nonce", nonce, "additional-evidence", "");
-  char *canon = NULL;
-  size_t canon_len = 0;
-  st = ct_jcs_string(runtime, &canon, &canon_len, &err);
-  json_decref(runtime);
-  uint8_t digest[48];
-  char *report_data = NULL;
-  if (st == CT_OK) {
-    ct_sha384(canon, canon_len, digest);
-    st = ct_b64_encode(CT_B64_STD, digest, sizeof digest, &report_data, &err);
-  }
-  free(canon);
-  json_t *attestation = NULL;
-  if (st == CT_OK) {
-    attestation = json_pack("{s:{s:s, s:O}, s:{s:{s:s, s:s}, s:s}}", "runtime-data", "nonce", nonce, "tee-pubkey",
-                            teekey, "tee-evidence", "primary_evidence", "svn", "1", "report_data", report_data,
-                            "additional_evidence", "");
-    if (attestation && init_data)
-      json_object_set_new(attestation, "init-data", json_pack("{s:s, s:s}", "format", "toml", "body", init_data));
-    if (!attestation) st = ct_fail(&err, CT_ENOMEM, "out of memory");
-  }
-  free(report_data);
-  json_decref(teekey);
-  json_decref(challenge);
-  if (st != CT_OK) return kc__fail("building evidence", &err);
-  ct_buf_init(&body, KC_MAX_RESPONSE);
-  st = kc__post_json(h, "/kbs/v0/attest", attestation, &status, &body, &err);
-  json_decref(attestation);
-  if (st != CT_OK) return kc__fail("attest", &err);
-  if (status != 200) {
-    int rc = kc__http_failure("attest", status, &body);
-    ct_buf_free(&body);
-    return rc;
-  }
-  json_t *resp = NULL;
-  const char *tok = NULL;
-  st = ct_json_parse((const char *)body.data, body.len, 8, &resp, &err);
-  if (st == CT_OK) st = ct_json_get_string(resp, "token", "attest response", &tok, &err);
-  if (st == CT_OK) st = ct_strdup(tok, token, &err);
-  json_decref(resp);
-  ct_buf_free(&body);
-  if (st != CT_OK) return kc__fail("attest response", &err);
-  return 0;
-}
-
-static int kc__attest(kc_http *h, const kc_opts *o) {
-  ct_err err;
-  jose_jwk *key = NULL;
-  if (kc__load_or_make_key(o->tee_key_file, &key, &err) != CT_OK) return kc__fail("TEE key", &err);
-  char *token = NULL;
-  int rc = kc__rcar(h, key, o->init_data, &token);
-  jose_jwk_free(key);
-  if (rc) return rc;
-  printf("%s\n", token);
-  free(token);
-  return 0;
-}
-
-static int kc__get_resource(kc_http *h, const kc_opts *o) {
-  ct_err err;
-  if (!o->path) return kc__usage();
-  if (!!o->token_file != !!o->tee_key_file && o->token_file) {
-    fprintf(stderr, "kbs-client: --attestation-token needs --tee-key-file (the key the token binds)\n");
-    return 2;
-  }
-  jose_jwk *key = NULL;
-  if (kc__load_or_make_key(o->tee_key_file, &key, &err) != CT_OK) return kc__fail("TEE key", &err);
-  char *token = NULL;
-  int rc = 0;
-  if (o->token_file) {
-    uint8_t *t = NULL;
-    size_t n = 0;
-    if (ct_file_read(o->token_file, 1u << 20, &t, &n, &err) != CT_OK) {
-      jose_jwk_free(key);
-      return kc__fail("attestation token", &err);
-    }
-    while (n && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ')) t[--n] = 0;
-    token = (char *)t;
-    h->bearer = token;
-  } else {
-    rc = kc__rcar(h, key, o->init_data, &token);
-  }
-  if (rc) {
-    jose_jwk_free(key);
-    return rc;
-  }
-  char path[1024];
-  snprintf(path, sizeof path, "/kbs/v0/resource/%s", o->path);
-  ct_buf body;
-  ct_buf_init(&body, KC_MAX_RESPONSE);
-  long status = 0;
-  ct_status st = kc_http_call(h, "GET", path, NULL, NULL, 0, &status, &body, &err);
-  h->bearer = NULL;
-  free(token);
-  if (st != CT_OK) {
-    jose_jwk_free(key);
-    return kc__fail("get-resource", &err);
-  }
-  if (status != 200) {
-    rc = kc__http_failure("get-resource", status, &body);
-    ct_buf_free(&body);
-    jose_jwk_free(key);
-    return rc;
-  }
-  json_t *jwe = NULL;
-  uint8_t *secret = NULL;
-  size_t len = 0;
-  st = ct_json_parse((const char *)body.data, body.len, 8, &jwe, &err);
-  ct_buf_free(&body);
-  if (st == CT_OK) st = jose_jwe_decrypt(key, jwe, &secret, &len, &err);
-  json_decref(jwe);
-  jose_jwk_free(key);
-  if (st != CT_OK) return kc__fail("decrypting the resource", &err);
-  char *b64 = NULL;
-  st = ct_b64_encode(CT_B64_STD, secret, len, &b64, &err);
-  ct_wipe(secret, len);
-  free(secret);
-  if (st != CT_OK) return kc__fail("encoding", &err);
-  printf("%s\n", b64);
-  free(b64);
-  return 0;
-}
-
 /* --- admin ----------------------------------------------------------------------------------- */
 
 /* A short-lived admin token signed with the admin's private key (Trustee 1.0's simple admin). */
 static ct_status kc__sign_admin_token(const char *key_path, char **token, ct_err *err) {
   jose_jwk *key = NULL;
-  CT_GUARD(kc__load_or_make_key(key_path, &key, err));
+  CT_GUARD(kc__load_key(key_path, &key, err));
   EVP_PKEY *pk = jose_jwk_pkey(key);
   const char *alg = EVP_PKEY_get_base_id(pk) == EVP_PKEY_ED25519 ? "EdDSA"
                     : EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC   ? "ES256"
@@ -456,7 +356,7 @@ int main(int argc, char **argv) {
     else if (argv[i][0] != '-' && !o.init_data) o.init_data = argv[i];
     else return kc__usage();
   }
-  if (!strcmp(cmd, "attest")) return kc__attest(&h, &o);
-  if (!strcmp(cmd, "get-resource")) return kc__get_resource(&h, &o);
+  if (!strcmp(cmd, "attest")) return kc__attest(&o);
+  if (!strcmp(cmd, "get-resource")) return kc__get_resource(&o);
   return kc__usage();
 }
