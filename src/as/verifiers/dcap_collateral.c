@@ -616,9 +616,22 @@ static void dcap__crl_times(X509_CRL *crl, long *num, dcap_tcb_result *r) {
   }
 }
 
+static ct_status dcap__tcb_evaluate(const dcap_collateral *c, const dcap_quote *q,
+                                   const dcap_pck_info *pck, STACK_OF(X509) *pck_chain, time_t now,
+                                   dcap_tcb_result *res, ct_err *err);
+
+/* On failure nothing is left allocated in `res`. */
 ct_status dcap_tcb_evaluate(const dcap_collateral *c, const dcap_quote *q, const dcap_pck_info *pck,
                             STACK_OF(X509) *pck_chain, time_t now, dcap_tcb_result *res, ct_err *err) {
   memset(res, 0, sizeof *res);
+  ct_status st = dcap__tcb_evaluate(c, q, pck, pck_chain, now, res, err);
+  if (st) dcap_tcb_result_clear(res);
+  return st;
+}
+
+static ct_status dcap__tcb_evaluate(const dcap_collateral *c, const dcap_quote *q,
+                                   const dcap_pck_info *pck, STACK_OF(X509) *pck_chain, time_t now,
+                                   dcap_tcb_result *res, ct_err *err) {
   const json_t *ti = c->tcb.obj, *qi = c->qe.obj;
   const uint8_t *body = q->body;
   const uint8_t *tee_tcb_svn = body + DCAP_TD_TEE_TCB_SVN;
