@@ -285,7 +285,11 @@ static ct_status ccel__p_efi_variable(const uint8_t *p, size_t n, json_t *d, ct_
             "event log: EFI variable: out of bounds while reading variable_data");
   ct_buf name;
   ct_buf_init(&name, 2 * name_bytes + 1);
-  CT_GUARD(ccel__utf16(p + 32, name_bytes, false, &name, err));
+  ct_status ust = ccel__utf16(p + 32, name_bytes, false, &name, err);
+  if (ust) {
+    ct_buf_free(&name);
+    return ust;
+  }
   char guid[40];
   char h[33];
   ct_hex_into(p, 16, h);
