@@ -19,8 +19,8 @@
 #include "ct_log.h"
 #include "kbs_config.h"
 #include "kbs_server.h"
+#include "verify_cli.h"
 
-int as_verify_cli_main(int argc, char **argv) __attribute__((weak));
 
 static volatile sig_atomic_t kbs__stop;
 static void kbs__on_signal(int sig) { kbs__stop = sig; }
@@ -34,13 +34,7 @@ static void kbs__usage(FILE *f) {
 
 int main(int argc, char **argv) {
   ct_log_init_from_env();
-  if (argc > 1 && !strcmp(argv[1], "verify")) {
-    if (!as_verify_cli_main) {
-      fprintf(stderr, "kbs verify: this build has no offline verifier\n");
-      return 2;
-    }
-    return as_verify_cli_main(argc - 1, argv + 1);
-  }
+  if (argc > 1 && !strcmp(argv[1], "verify")) return as_verify_cli_main(argc - 1, argv + 1);
   const char *path = getenv("KBS_CONFIG_FILE");
   for (int i = 1; i < argc; i++) {
     if ((!strcmp(argv[i], "--config-file") || !strcmp(argv[i], "-c")) && i + 1 < argc) {
