@@ -70,6 +70,24 @@ static void test_golden(void **s) {
   assert_non_null(json_object_get(c, "tcb_status"));
   assert_non_null(json_object_get(c, "platform_instance_id"));
   json_decref(c);
+  /* The serde Vec<u8> form (arrays of byte values) is accepted too. */
+  json_t *ev = json_deep_copy(f.ev);
+  const char *keys[] = {"hcl_report", "td_quote"};
+  for (int k = 0; k < 2; k++) {
+    const char *b64 = json_string_value(json_object_get(ev, keys[k]));
+    uint8_t *raw = NULL;
+    size_t n = 0;
+    CT_ASSERT_OK(ct_b64_decode(CT_B64_ANY, b64, strlen(b64), &raw, &n, &err), &err);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(arr, json_integer(raw[i]));
+    json_object_set_new(ev, keys[k], arr);
+    free(raw);
+  }
+  CT_ASSERT_OK(azt__verify(&f, ev, "challenge", NULL, 0, &c, &err), &err);
+  json_decref(c);
+  json_array_set_new(json_object_get(ev, "td_quote"), 3, json_integer(256));
+  assert_int_equal(azt__verify(&f, ev, "challenge", NULL, 0, &c, &err), CT_EINVAL);
+  json_decref(ev);
   azt__teardown(&f);
 }
 

@@ -3,7 +3,8 @@
  * where TDX sits behind a paravisor that exposes a vTPM.
  *
  * Evidence: {"version":1, "tpm_quote":{"signature":<hex>, "message":<hex TPMS_ATTEST>,
- * "pcrs":[<hex>...]}, "hcl_report":<base64url>, "td_quote":<base64url DCAP quote>}.
+ * "pcrs":[<hex>...]}, "hcl_report":<base64url>, "td_quote":<base64url DCAP quote>} (the two
+ * byte fields are also accepted as JSON arrays of byte values, serde's default Vec<u8> form).
  *
  * Checks, in Trustee's order: the TPM quote is signed (RSASSA-SHA256) by the AK published in
  * the HCL variable data; its nonce (extraData) equals the expected report data exactly;
@@ -56,6 +57,24 @@ static ct_status azt__hex(const json_t *o, const char *k, size_t max, uint8_t **
 
 static ct_status azt__b64(const json_t *o, const char *k, uint8_t **out, size_t *len, ct_err *err) {
   json_t *v = json_object_get(o, k);
+  if (json_is_array(v)) {
+    /* The serde default form of Vec<u8>: an array of byte values. */
+    size_t n = json_array_size(v);
+    CT_ENSURE(n <= AZT__MAX_B64, err, CT_ELIMIT, "az-tdx-vtpm evidence: %s is too long", k);
+    uint8_t *b = malloc(n ? n : 1);
+    CT_ENSURE(b, err, CT_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+      json_t *e = json_array_get(v, i);
+      if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > 255) {
+        free(b);
+        return ct_fail(err, CT_EINVAL, "az-tdx-vtpm evidence: %s[%zu] is not a byte value", k, i);
+      }
+      b[i] = (uint8_t)json_integer_value(e);
+    }
+    *out = b;
+    *len = n;
+    return CT_OK;
+  }
   CT_ENSURE(json_is_string(v) && json_string_length(v) <= AZT__MAX_B64, err, CT_EINVAL,
             "az-tdx-vtpm evidence: %s must be a base64url string", k);
   if (ct_b64_decode(CT_B64_ANY, json_string_value(v), json_string_length(v), out, len, err) != CT_OK)

@@ -326,6 +326,12 @@ static size_t dcap__on_body(char *p, size_t sz, size_t n, void *ud) {
 static size_t dcap__on_header(char *p, size_t sz, size_t n, void *ud) {
   dcap__http *h = ud;
   size_t len = sz * n, hl = strlen(h->header);
+  /* PCS v3 prefixes the TCB Info chain header with "SGX-". */
+  if (len > 4 && strncasecmp(p, "SGX-", 4) == 0 && strncasecmp(h->header, "SGX-", 4) != 0 &&
+      len > hl + 5 && strncasecmp(p + 4, h->header, hl) == 0 && p[hl + 4] == ':') {
+    p += 4;
+    len -= 4;
+  }
   if (len > hl + 1 && strncasecmp(p, h->header, hl) == 0 && p[hl] == ':') {
     size_t i = hl + 1;
     while (i < len && p[i] == ' ') i++;

@@ -11,6 +11,9 @@
  *   pck-crl-platform.der | pck-crl-processor.der | pck.crl.der   optional PCK CRL (DER or PEM)
  *   root-ca.crl.der                                           optional Intel SGX Root CA CRL
  * A missing issuer-chain file falls back to the other one (both are the TCB Signing chain).
+ * Without a directory, collateral comes from `tdx_pccs_url`, or Intel's PCS
+ * (https://api.trustedservices.intel.com) when that is unset too, as Trustee's default QCNL
+ * configuration does; `tdx_collateral_cache_dir` keeps the last responses for outages.
  */
 #ifndef DCAP_COLLATERAL_H
 #define DCAP_COLLATERAL_H

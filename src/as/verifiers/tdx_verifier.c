@@ -23,6 +23,7 @@
 
 #define TDX__CACHE_MAX 64
 #define TDX__CACHE_TTL 3600 /* seconds a verified collateral set is reused */
+#define TDX__INTEL_PCS "https://api.trustedservices.intel.com"
 
 typedef struct tdx__cache_entry {
   uint8_t fmspc[6];
@@ -230,11 +231,10 @@ static ct_status tdx__collateral(tdx_state *s, const dcap_pck_info *pck, const d
   ct_status st;
   if (s->collateral_dir) {
     st = dcap_collateral_load_dir(s->collateral_dir, pck->fmspc, pck->platform_ca, &c, err);
-  } else if (s->pccs_url) {
-    st = dcap_collateral_fetch(s->pccs_url, s->cache_dir, pck->fmspc, pck->platform_ca, &c, err);
   } else {
-    return ct_fail(err, CT_EUNSUPPORTED, "tdx: no collateral source configured (set "
-                   "tdx_collateral_dir or tdx_pccs_url)");
+    /* Like Trustee's default QCNL configuration: Intel's PCS when nothing else is set. */
+    st = dcap_collateral_fetch(s->pccs_url ? s->pccs_url : TDX__INTEL_PCS, s->cache_dir, pck->fmspc,
+                               pck->platform_ca, &c, err);
   }
   if (st) return st;
   st = dcap_collateral_verify(c, s->collateral_root, s->fixed_now, err);
