@@ -881,6 +881,7 @@ static ct_status ps_expr_inner(rg_ps *p, rg_expr **out) {
     return CT_OK;
   }
   if (is_kw(&t, "not")) {
+    if (++p->depth > RG_MAX_PARSE_DEPTH) return ps_fail(p, t.row, t.col, "nesting too deep");
     CT_GUARD(ps_adv(p));
     rg_expr *e = mk_expr(p, E_NOT, t.row, t.col);
     if (!e) return OOM(p);
@@ -897,6 +898,7 @@ static ct_status ps_expr_inner(rg_ps *p, rg_expr **out) {
       ct_status st = ps_body_until(p, K_RBRACE, &e->body);
       if (st == CT_OK && p->t.k == K_RBRACE) {
         CT_GUARD(ps_adv(p));
+        p->depth = save_depth - 1;
         *out = e;
         return CT_OK;
       }
@@ -912,6 +914,7 @@ static ct_status ps_expr_inner(rg_ps *p, rg_expr **out) {
       p->depth = save_depth;
     }
     CT_GUARD(ps_expr_inner(p, &e->sub));
+    p->depth--;
     *out = e;
     return CT_OK;
   }
@@ -945,8 +948,17 @@ static ct_status ps_expr(rg_ps *p, rg_expr **out) {
   return ps_with(p, *out);
 }
 
-/* Parses expressions until `close` (not consumed). */
+static ct_status ps_body_until_inner(rg_ps *p, int close, rg_body **out);
+
+/* Parses expressions until `close` (not consumed); bodies nest (every, comprehensions). */
 static ct_status ps_body_until(rg_ps *p, int close, rg_body **out) {
+  if (++p->depth > RG_MAX_PARSE_DEPTH) return ps_fail(p, p->t.row, p->t.col, "nesting too deep");
+  ct_status st = ps_body_until_inner(p, close, out);
+  p->depth--;
+  return st;
+}
+
+static ct_status ps_body_until_inner(rg_ps *p, int close, rg_body **out) {
   pvec es = {0};
   ct_status st = CT_OK;
   while (p->t.k != close) {
