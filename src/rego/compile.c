@@ -28,7 +28,45 @@ typedef struct {
   ct_err *err;
   const char *file;
   const char ***slotnames;
+  int *uses;          /* references per slot */
+  size_t cap_uses;
+  rg_term **decls;    /* vars declared by some / every (must be used) */
+  size_t ndecls, cap_decls;
 } rc_ctx;
+
+static void note_use(rc_ctx *c, int slot) {
+  if ((size_t)slot >= c->cap_uses) {
+    size_t nc = c->cap_uses ? c->cap_uses * 2 : 64;
+    while (nc <= (size_t)slot) nc *= 2;
+    int *nu = rg_alloc(c->a, nc * sizeof(int));
+    if (!nu) return;
+    if (c->cap_uses) memcpy(nu, c->uses, c->cap_uses * sizeof(int));
+    c->uses = nu;
+    c->cap_uses = nc;
+  }
+  c->uses[slot]++;
+}
+
+static void note_decl(rc_ctx *c, rg_term *t) {
+  if (!t || t->kind != T_VAR || t->wildcard) return;
+  if (c->ndecls == c->cap_decls) {
+    size_t nc = c->cap_decls ? c->cap_decls * 2 : 16;
+    rg_term **nd = rg_alloc(c->a, nc * sizeof(rg_term *));
+    if (!nd) return;
+    if (c->ndecls) memcpy(nd, c->decls, c->ndecls * sizeof(rg_term *));
+    c->decls = nd;
+    c->cap_decls = nc;
+  }
+  c->decls[c->ndecls++] = t;
+}
+
+static void note_decl_pattern(rc_ctx *c, rg_term *t) {
+  if (!t) return;
+  if (t->kind == T_VAR) note_decl(c, t);
+  else if (t->kind == T_ARR || t->kind == T_OBJ)
+    for (size_t i = 0; i < t->n; i++)
+      if (t->kind == T_ARR || i % 2) note_decl_pattern(c, t->elems[i]);
+}
 
 static ct_status rc_fail(rc_ctx *c, const char *code, int row, int col, const char *fmt, ...) CT_PRINTF(5, 6);
 static ct_status rc_fail(rc_ctx *c, const char *code, int row, int col, const char *fmt, ...) {
@@ -42,9 +80,16 @@ static ct_status rc_fail(rc_ctx *c, const char *code, int row, int col, const ch
 #define RC_OOM(c) ct_fail((c)->err, CT_ENOMEM, "rego: out of memory while compiling")
 
 /* ---------------------------------------------------------------- rule tree */
+/* Children are kept sorted by name (node_get), so lookups bisect. */
 rg_node *rg_node_child(const rg_node *n, const char *name) {
-  for (size_t i = 0; i < n->nkids; i++)
-    if (!strcmp(n->kids[i]->name, name)) return n->kids[i];
+  size_t lo = 0, hi = n->nkids;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    int c = strcmp(n->kids[mid]->name, name);
+    if (!c) return n->kids[mid];
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
   return NULL;
 }
 
@@ -268,6 +313,7 @@ static ct_status resolve_var(rc_ctx *c, rc_scope *s, rg_term **tp) {
   int slot = scope_find(s, t->name, NULL);
   if (slot >= 0) {
     t->slot = slot;
+    note_use(c, slot);
     return CT_OK;
   }
   if (!strcmp(t->name, "input")) {
@@ -304,6 +350,7 @@ static ct_status resolve_var(rc_ctx *c, rc_scope *s, rg_term **tp) {
   /* not declared in pass 1: declare in the innermost scope (e.g. head-only vars) */
   CT_GUARD(scope_add(c, s, t->name, false, &slot));
   t->slot = slot;
+  note_use(c, slot);
   return CT_OK;
 }
 
@@ -548,7 +595,10 @@ static ct_status resolve_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
   for (size_t i = 0; i < e->nwith; i++) CT_GUARD(resolve_with(c, s, &e->with[i]));
   switch (e->kind) {
     case E_SOME:
-      for (size_t i = 0; i < e->a->n; i++) CT_GUARD(resolve_term(c, s, &e->a->elems[i]));
+      for (size_t i = 0; i < e->a->n; i++) {
+        note_decl(c, e->a->elems[i]);
+        CT_GUARD(resolve_term(c, s, &e->a->elems[i]));
+      }
       return CT_OK;
     case E_SOMEIN:
       if (e->a) CT_GUARD(resolve_term(c, s, &e->a));
@@ -573,6 +623,8 @@ static ct_status resolve_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
         CT_GUARD(scope_add(c, inner, e->a->name, true, &slot));
       }
       CT_GUARD(declare_pattern_vars(c, inner, e->b, true));
+      note_decl(c, e->a);
+      note_decl_pattern(c, e->b);
       if (e->a) CT_GUARD(resolve_term(c, inner, &e->a));
       CT_GUARD(resolve_term(c, inner, &e->b));
       for (size_t i = 0; i < e->body->n; i++) CT_GUARD(declare_expr(c, inner, e->body->e[i]));
@@ -593,8 +645,20 @@ static ct_status resolve_body(rc_ctx *c, rc_scope *parent, rg_body *b, rc_scope 
   return CT_OK;
 }
 
+/* OPA rejects variables introduced by `some` / `every` that nothing else refers to. */
+static ct_status check_unused(rc_ctx *c) {
+  for (size_t i = 0; i < c->ndecls; i++) {
+    rg_term *t = c->decls[i];
+    if (t->slot >= 0 && (size_t)t->slot < c->cap_uses && c->uses[t->slot] <= 1)
+      return rc_fail(c, "rego_compile_error", t->row, t->col, "declared var %s unused", t->name);
+  }
+  return CT_OK;
+}
+
 static ct_status compile_rule(rc_ctx *c, rg_rule *r) {
   c->nslots = 0;
+  c->ndecls = 0;
+  if (c->cap_uses) memset(c->uses, 0, c->cap_uses * sizeof(int));
   c->file = r->file;
   rc_scope *s = rg_alloc(c->a, sizeof(rc_scope));
   if (!s) return RC_OOM(c);
@@ -608,6 +672,7 @@ static ct_status compile_rule(rc_ctx *c, rg_rule *r) {
     if (x->value) CT_GUARD(resolve_term(c, s, &x->value));
   }
   for (rg_rule *x = r; x; x = x->els) x->nslots = c->nslots;
+  CT_GUARD(check_unused(c));
   if (r->is_default && r->value && !r->value->ground && r->value->kind != T_ACOMP && r->value->kind != T_SCOMP &&
       r->value->kind != T_OCOMP && r->value->kind != T_ARR && r->value->kind != T_OBJ && r->value->kind != T_SET &&
       r->value->kind != T_CALL)
@@ -630,13 +695,15 @@ static ct_status add_rule_to_tree(rego_policy *p, rg_module *m, rg_rule *r, ct_e
     if (!n) return ct_fail(err, CT_ENOMEM, "rego: out of memory");
   }
   for (rg_rule *x = r; x; x = x->els) x->node = n;
-  if (n->kind >= 0 && n->kind != r->kind)
+  bool objlike = (n->kind == R_POBJ || n->kind == R_GENERAL) && (r->kind == R_POBJ || r->kind == R_GENERAL);
+  if (objlike && n->kind != r->kind) n->kind = R_GENERAL;
+  if (n->kind >= 0 && n->kind != r->kind && !objlike)
     return ct_fail(err, CT_EINVAL, "rego_type_error: %s:%d:%d: conflicting rules %s found", r->file, r->row, r->col,
                    n->name);
   if (r->kind == R_FUNC && n->kind == R_FUNC && n->arity != r->nargs)
     return ct_fail(err, CT_EINVAL, "rego_type_error: %s:%d:%d: conflicting rules %s found (arity)", r->file, r->row,
                    r->col, n->name);
-  n->kind = r->kind;
+  if (!objlike) n->kind = r->kind;
   n->arity = r->nargs;
   if (r->is_default) {
     if (n->dflt)
@@ -669,6 +736,7 @@ CT_RESULT rego_compile(const rego_module *modules, size_t n_modules, const rego_
   CT_ENSURE(n_modules <= 10000, err, CT_ELIMIT, "rego: too many modules");
   rego_policy *p = calloc(1, sizeof(*p));
   CT_ENSURE(p, err, CT_ENOMEM, "rego: out of memory");
+  pthread_mutex_init(&p->qlock, NULL);
   ct_status st = CT_OK;
   p->root = rg_alloc(&p->arena, sizeof(rg_node));
   p->mods = rg_alloc(&p->arena, (n_modules + 1) * sizeof(rg_module *));
@@ -726,8 +794,12 @@ fail:
   return st;
 }
 
+void rg_qcache_free(rego_policy *p);
+
 void rego_policy_free(rego_policy *p) {
   if (!p) return;
+  rg_qcache_free(p);
+  pthread_mutex_destroy(&p->qlock);
   rg_arena_free(&p->arena);
   free(p);
 }
@@ -740,6 +812,7 @@ CT_RESULT rg_compile_query(const rego_policy *p, rg_arena *a, const char *query,
   rc_ctx c = {.p = p, .a = a, .err = err, .file = "query"};
   rc_scope *s = NULL;
   CT_GUARD(resolve_body(&c, NULL, out->body, &s));
+  CT_GUARD(check_unused(&c));
   out->nslots = c.nslots;
   out->slotnames = rg_alloc(a, (size_t)(c.nslots + 1) * sizeof(char *));
   if (!out->slotnames) return ct_fail(err, CT_ENOMEM, "rego: out of memory");

@@ -84,7 +84,15 @@ static ct_status ev_oom(rg_ev *ev) {
 }
 
 rg_arena *rg_ev_arena(rg_ev *ev) { return &ev->a; }
-int64_t rg_ev_now(rg_ev *ev) { return ev->now; }
+int64_t rg_ev_now(rg_ev *ev) {
+  if (!ev->now) {
+    /* read once per evaluation, on first use, so every call sees the same instant */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ev->now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+  }
+  return ev->now;
+}
 ct_status rg_bi_oom(rg_ev *ev) { return ev_oom(ev); }
 
 static char rg__bimsg[512];
@@ -817,8 +825,10 @@ typedef struct {
   rg_rule *r;
   rv **result;
   bool *found;
-  const char *what;
+  bool func; /* conflict message wording */
 } k_ruleval;
+
+static const char *node_path(rg_ev *ev, const rg_node *n);
 
 static ct_status k_ruleval_store(rg_ev *ev, const rk *k, rv *v) {
   const k_ruleval *kr = (const k_ruleval *)k;
@@ -827,8 +837,13 @@ static ct_status k_ruleval_store(rg_ev *ev, const rk *k, rv *v) {
     *kr->found = true;
     return CT_OK;
   }
-  if (!rv_eq(*kr->result, v))
-    return ev_fail(ev, "eval_conflict_error", kr->r->file, kr->r->row, kr->r->col, "%s", kr->what);
+  if (!rv_eq(*kr->result, v)) {
+    if (kr->func)
+      return ev_fail(ev, "eval_conflict_error", kr->r->file, kr->r->row, kr->r->col,
+                     "function %s produced conflicting values for the same inputs", node_path(ev, kr->r->node));
+    return ev_fail(ev, "eval_conflict_error", kr->r->file, kr->r->row, kr->r->col,
+                   "rule %s produced conflicting values", node_path(ev, kr->r->node));
+  }
   *kr->found = true;
   return CT_OK;
 }
@@ -886,6 +901,166 @@ typedef struct {
   rv **slots;
   const char *file;
 } frame_save;
+
+/* ---------------------------------------------------------------- object documents (ref heads) */
+typedef struct mt mt;
+struct mt {
+  rv *leaf;     /* value at this path */
+  bool is_set;  /* leaf collects a set (contains) */
+  vvec set;
+  rv **keys;
+  mt **kids;
+  size_t n, cap;
+};
+
+static ct_status mt_conflict(rg_ev *ev, rg_node *n) {
+  rg_rule *r = n->nrules ? n->rules[0] : NULL;
+  return ev_fail(ev, "eval_conflict_error", r ? r->file : NULL, r ? r->row : 0, r ? r->col : 0,
+                 "object keys must be unique");
+}
+
+static ct_status mt_insert(rg_ev *ev, rg_node *node, mt *t, rv **path, size_t np, rv *value, bool multi) {
+  for (size_t d = 0; d < np; d++) {
+    if (t->leaf || t->is_set) return mt_conflict(ev, node);
+    mt *k = NULL;
+    for (size_t i = 0; i < t->n; i++)
+      if (rv_eq(t->keys[i], path[d])) {
+        k = t->kids[i];
+        break;
+      }
+    if (!k) {
+      if (t->n == t->cap) {
+        size_t nc = t->cap ? t->cap * 2 : 4;
+        rv **nk = rg_alloc(&ev->a, nc * sizeof(rv *));
+        mt **nm = rg_alloc(&ev->a, nc * sizeof(mt *));
+        if (!nk || !nm) return ev_oom(ev);
+        if (t->n) {
+          memcpy(nk, t->keys, t->n * sizeof(rv *));
+          memcpy(nm, t->kids, t->n * sizeof(mt *));
+        }
+        t->keys = nk;
+        t->kids = nm;
+        t->cap = nc;
+      }
+      k = rg_alloc(&ev->a, sizeof(mt));
+      if (!k) return ev_oom(ev);
+      t->keys[t->n] = path[d];
+      t->kids[t->n++] = k;
+    }
+    t = k;
+  }
+  if (multi) {
+    if (t->leaf || t->n) return mt_conflict(ev, node);
+    t->is_set = true;
+    if (!vv_push(ev, &t->set, value)) return ev_oom(ev);
+    return CT_OK;
+  }
+  if (t->n || t->is_set) return mt_conflict(ev, node);
+  if (t->leaf && !rv_eq(t->leaf, value)) return mt_conflict(ev, node);
+  t->leaf = value;
+  return CT_OK;
+}
+
+/* Merges the document of a rule defined below the node: objects merge key by key, sets by element. */
+static ct_status mt_merge(rg_ev *ev, rg_node *node, mt *t, rv **path, size_t np, rv *value) {
+  if (value->t == RV_OBJ && value->n) {
+    rv **p2 = rg_alloc(&ev->a, (np + 1) * sizeof(rv *));
+    if (!p2) return ev_oom(ev);
+    memcpy(p2, path, np * sizeof(rv *));
+    for (size_t i = 0; i < value->n; i++) {
+      p2[np] = value->u.o.k[i];
+      CT_GUARD(mt_merge(ev, node, t, p2, np + 1, value->u.o.v[i]));
+    }
+    return CT_OK;
+  }
+  if (value->t == RV_SET && value->n) {
+    for (size_t i = 0; i < value->n; i++) CT_GUARD(mt_insert(ev, node, t, path, np, value->u.a[i], true));
+    return CT_OK;
+  }
+  return mt_insert(ev, node, t, path, np, value, false);
+}
+
+static rv *mt_value(rg_ev *ev, mt *t) {
+  if (t->leaf) return t->leaf;
+  if (t->is_set) return rv_set(&ev->a, t->set.v, t->set.n);
+  rv **vs = rg_alloc(&ev->a, (t->n + 1) * sizeof(rv *));
+  if (!vs) return NULL;
+  for (size_t i = 0; i < t->n; i++)
+    if (!(vs[i] = mt_value(ev, t->kids[i]))) return NULL;
+  return rv_obj(&ev->a, t->keys, vs, t->n, NULL);
+}
+
+typedef struct {
+  rk k;
+  rg_rule *r;
+  rg_node *node;
+  mt *root;
+  rv *keys;
+} k_gen;
+
+static ct_status k_gen_val(rg_ev *ev, const rk *k, rv *v) {
+  const k_gen *kg = (const k_gen *)k;
+  return mt_insert(ev, kg->node, kg->root, kg->keys->u.a, kg->keys->n, v, kg->r->multi);
+}
+
+static ct_status k_gen_keys(rg_ev *ev, const rk *k, rv *keys) {
+  const k_gen *kg = (const k_gen *)k;
+  k_gen nx = *kg;
+  nx.k.fn = k_gen_val;
+  nx.keys = keys;
+  return eval_term(ev, kg->r->value, &nx.k);
+}
+
+static ct_status k_gen_pobj_key(rg_ev *ev, const rk *k, rv *key) {
+  const k_gen *kg = (const k_gen *)k;
+  k_gen nx = *kg;
+  nx.k.fn = k_gen_val;
+  nx.keys = rv_arr(&ev->a, &key, 1);
+  if (!nx.keys) return ev_oom(ev);
+  return eval_term(ev, kg->r->value, &nx.k);
+}
+
+static ct_status k_gen_body(rg_ev *ev, const rk *k, rv *v) {
+  (void)v;
+  const k_gen *kg = (const k_gen *)k;
+  k_gen nx = *kg;
+  nx.k.fn = kg->r->kind == R_GENERAL ? k_gen_keys : k_gen_pobj_key;
+  return eval_term(ev, kg->r->key, &nx.k);
+}
+
+static ct_status enter_frame(rg_ev *ev, const rg_rule *r, frame_save *saved);
+static void leave_frame(rg_ev *ev, frame_save *saved);
+static ct_status data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out);
+
+/* The document of a node defined by partial-object or general ref-head rules, merged with the
+ * documents of rules defined below it. */
+static ct_status object_doc(rg_ev *ev, rg_node *n, rv **out) {
+  mt root = {0};
+  for (size_t i = 0; i < n->nrules; i++) {
+    rg_rule *x = n->rules[i];
+    k_gen kg = {{k_gen_body}, x, n, &root, NULL};
+    frame_save saved;
+    CT_GUARD(enter_frame(ev, x, &saved));
+    ct_status st = eval_body(ev, x->body, 0, &kg.k);
+    leave_frame(ev, &saved);
+    if (st) return st;
+  }
+  for (size_t i = 0; i < n->nkids; i++) {
+    rv *d;
+    CT_GUARD(data_doc(ev, n->kids[i], NULL, &d));
+    if (!d) continue;
+    rv *key = rv_cstr(&ev->a, n->kids[i]->name);
+    if (!key) return ev_oom(ev);
+    CT_GUARD(mt_merge(ev, n, &root, &key, 1, d));
+  }
+  if (!root.n && n->dflt) {
+    *out = n->dflt->value->val;
+    return CT_OK;
+  }
+  *out = mt_value(ev, &root);
+  if (!*out) return ev_oom(ev);
+  return CT_OK;
+}
 
 static ct_status enter_frame(rg_ev *ev, const rg_rule *r, frame_save *saved) {
   if (++ev->depth > ev->p->limits.max_depth)
@@ -947,9 +1122,7 @@ static ct_status rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
     for (size_t i = 0; i < n->nrules; i++) {
       for (rg_rule *x = n->rules[i]; x; x = x->els) {
         bool found = false;
-        char what[300];
-        snprintf(what, sizeof(what), "rule %s produced conflicting values", node_path(ev, n));
-        k_ruleval store = {{k_ruleval_store}, x, &result, &found, what};
+        k_ruleval store = {{k_ruleval_store}, x, &result, &found, false};
         k_rulebody kb = {{k_rulebody_fn}, x, &store};
         frame_save saved;
         CT_GUARD(enter_frame(ev, x, &saved));
@@ -963,6 +1136,7 @@ static ct_status rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
     *out = result;
     return CT_OK;
   }
+  if (n->kind == R_GENERAL || (n->kind == R_POBJ && n->nkids)) return object_doc(ev, n, out);
   vvec keys = {0}, vals = {0};
   for (size_t i = 0; i < n->nrules; i++) {
     rg_rule *x = n->rules[i];
@@ -1034,9 +1208,7 @@ static ct_status call_func(rg_ev *ev, rg_node *n, rv **args, rv **out) {
   for (size_t i = 0; i < n->nrules; i++) {
     for (rg_rule *x = n->rules[i]; x; x = x->els) {
       bool found = false;
-      char what[300];
-      snprintf(what, sizeof(what), "function %s produced conflicting values for the same inputs", node_path(ev, n));
-      k_ruleval store = {{k_ruleval_store}, x, &result, &found, what};
+      k_ruleval store = {{k_ruleval_store}, x, &result, &found, true};
       k_rulebody kb = {{k_rulebody_fn}, x, &store};
       k_fargs ka = {{k_fargs_fn}, x, args, 0, &kb};
       frame_save saved;
@@ -1511,9 +1683,6 @@ static ct_status ev_init(rg_ev *ev, const rego_policy *p, ct_err *err) {
   ev->cache = rg_alloc(&ev->a, ((size_t)p->nnodes + 1) * sizeof(rv *));
   ev->cstate = rg_alloc(&ev->a, (size_t)p->nnodes + 1);
   if (!ev->cache || !ev->cstate) return ev_oom(ev);
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ev->now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
   return CT_OK;
 }
 
@@ -1527,6 +1696,63 @@ typedef struct {
   rv **out;
 } k_result;
 
+/* Compiled queries of rego_eval, kept per policy: the KBS and the attestation service evaluate
+ * the same few queries over and over. Entries are immutable once published. */
+#define RG_QCACHE_MAX 32
+struct rg_qcache_entry {
+  rg_qcache_entry *next;
+  char *query;
+  rg_arena arena;
+  rg_compiled_query q;
+};
+
+void rg_qcache_free(rego_policy *p) {
+  rg_qcache_entry *e = p->qcache;
+  while (e) {
+    rg_qcache_entry *nx = e->next;
+    free(e->query);
+    rg_arena_free(&e->arena);
+    free(e);
+    e = nx;
+  }
+  p->qcache = NULL;
+}
+
+static ct_status cached_query(const rego_policy *cp, const char *query, rg_compiled_query *out, bool *hit, ct_err *err) {
+  rego_policy *p = (rego_policy *)cp; /* only the mutex-guarded cache is written */
+  *hit = false;
+  pthread_mutex_lock(&p->qlock);
+  size_t n = 0;
+  for (rg_qcache_entry *e = p->qcache; e; e = e->next, n++)
+    if (!strcmp(e->query, query)) {
+      *out = e->q;
+      *hit = true;
+      pthread_mutex_unlock(&p->qlock);
+      return CT_OK;
+    }
+  ct_status st = CT_OK;
+  if (n < RG_QCACHE_MAX && strlen(query) < 4096) {
+    rg_qcache_entry *e = calloc(1, sizeof(*e));
+    if (e && (e->query = strdup(query)) != NULL) {
+      st = rg_compile_query(p, &e->arena, query, &e->q, err);
+      if (!st) {
+        e->next = p->qcache;
+        p->qcache = e;
+        *out = e->q;
+        *hit = true;
+        e = NULL;
+      }
+    }
+    if (e) {
+      free(e->query);
+      rg_arena_free(&e->arena);
+      free(e);
+    }
+  }
+  pthread_mutex_unlock(&p->qlock);
+  return st;
+}
+
 CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input, const json_t *data,
                     json_t **result, ct_err *err) {
   *result = NULL;
@@ -1534,7 +1760,9 @@ CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input
   rg_ev ev;
   ct_status st = ev_init(&ev, p, err);
   rg_compiled_query q;
-  if (!st) st = rg_compile_query(p, &ev.a, query, &q, err);
+  bool hit = false;
+  if (!st) st = cached_query(p, query, &q, &hit, err);
+  if (!st && !hit) st = rg_compile_query(p, &ev.a, query, &q, err);
   if (!st && (q.body->n != 1 || q.body->e[0]->kind != E_TERM || q.body->e[0]->nwith))
     st = ct_fail(err, CT_EINVAL, "rego_eval: query must be a single reference such as data.policy.allow");
   if (!st && input) st = rg_from_jansson(&ev.a, input, 0, &ev.input, err);

@@ -797,10 +797,11 @@ static rg_expr *mk_expr(rg_ps *p, int kind, int row, int col) {
 static ct_status ps_with(rg_ps *p, rg_expr *e) {
   pvec ws = {0};
   while (is_kw(&p->t, "with")) {
-    CT_GUARD(ps_adv(p));
-    rg_with *w = rg_alloc(p->a, sizeof(rg_with));
-    if (!w) return OOM(p);
-    ct_status st = ps_rel(p, false, &w->target);
+    ct_status st = ps_adv(p);
+    rg_with *w = st ? NULL : rg_alloc(p->a, sizeof(rg_with));
+    if (!st && !w) st = OOM(p);
+    if (st) { free(ws.v); return st; }
+    st = ps_rel(p, false, &w->target);
     if (!st && !is_kw(&p->t, "as")) st = ps_fail(p, p->t.row, p->t.col, "expected 'as' in with modifier");
     if (!st) st = ps_adv(p);
     if (!st) st = ps_term(p, false, &w->value);
@@ -1115,7 +1116,8 @@ static ct_status ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
       else if (!st && p->t.k != K_RPAREN) st = ps_fail(p, p->t.row, p->t.col, "expected ',' or ')'");
       if (st) { free(args.v); return st; }
     }
-    CT_GUARD(ps_adv(p));
+    st = ps_adv(p);
+    if (st) { free(args.v); return st; }
     r->kind = R_FUNC;
     r->nargs = args.n;
     r->args = (rg_term **)pv_done(p, &args);
@@ -1138,7 +1140,26 @@ static ct_status ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
   rg_term *last = head->elems[head->n - 1];
   bool last_dyn = head->n > 1 && !(last->kind == T_SCALAR && last->val->t == RV_STR);
   size_t static_n = head->n;
-  if (r->kind == R_FUNC) {
+  size_t first_dyn = head->n;
+  for (size_t i = 1; i < head->n; i++)
+    if (!(head->elems[i]->kind == T_SCALAR && head->elems[i]->val->t == RV_STR)) {
+      first_dyn = i;
+      break;
+    }
+  if (r->kind != R_FUNC && first_dyn < head->n && (first_dyn < head->n - 1 || is_contains)) {
+    /* general ref head: a.b[x].c[y] := v / a[x] contains y */
+    rg_term *kp = mk_term(p, T_ARR, head->row, head->col);
+    if (!kp) return OOM(p);
+    kp->n = head->n - first_dyn;
+    kp->elems = head->elems + first_dyn;
+    if (is_contains) {
+      r->value = r->key;
+      r->multi = true;
+    }
+    r->key = kp;
+    r->kind = R_GENERAL;
+    static_n = first_dyn;
+  } else if (r->kind == R_FUNC) {
     /* value defaults to true */
   } else if (is_contains) {
     r->kind = R_PSET;

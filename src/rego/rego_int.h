@@ -5,6 +5,7 @@
 #ifndef REGO_INT_H
 #define REGO_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,7 +24,24 @@ typedef struct rg_arena {
   size_t limit;
   bool exceeded;
 } rg_arena;
-void *rg_alloc(rg_arena *a, size_t n); /* zeroed; NULL when out of memory or over the limit */
+struct rg_chunk {
+  rg_chunk *next;
+  size_t cap, used;
+  _Alignas(16) unsigned char mem[];
+};
+void *rg_alloc_slow(rg_arena *a, size_t n);
+/* zeroed; NULL when out of memory or over the limit */
+static inline void *rg_alloc(rg_arena *a, size_t n) {
+  size_t r = (n + 15) & ~(size_t)15;
+  rg_chunk *c = a->head;
+  if (r && c && c->cap - c->used >= r) {
+    void *p = c->mem + c->used;
+    c->used += r;
+    __builtin_memset(p, 0, r);
+    return p;
+  }
+  return rg_alloc_slow(a, n);
+}
 char *rg_strndup(rg_arena *a, const char *s, size_t n);
 void rg_arena_free(rg_arena *a);
 
@@ -154,12 +172,13 @@ struct rg_body {
   size_t n;
 };
 
-enum { R_COMPLETE, R_PSET, R_POBJ, R_FUNC };
+enum { R_COMPLETE, R_PSET, R_POBJ, R_FUNC, R_GENERAL /* ref head with a dynamic path: key is an array term */ };
 
 typedef struct rg_rule {
   int kind;
   bool is_default;
   bool v0body;         /* written without `if` */
+  bool multi;          /* R_GENERAL with `contains`: the leaf is a set */
   const char *file;
   int row, col;
   rg_term *key;        /* partial set element / partial object key */
@@ -208,8 +227,12 @@ CT_RESULT rg_parse_module(rg_arena *a, const char *file, const char *src, rg_mod
 CT_RESULT rg_parse_query(rg_arena *a, const char *src, rg_body **out, ct_err *err);
 
 /* ---------------------------------------------------------------- policy */
+typedef struct rg_qcache_entry rg_qcache_entry;
+
 struct rego_policy {
   rg_arena arena;
+  pthread_mutex_t qlock; /* guards qcache */
+  rg_qcache_entry *qcache;
   rg_module **mods;
   size_t nmods;
   rg_node *root;

@@ -3,6 +3,7 @@
  * model, and conversion to/from jansson.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,15 +12,26 @@
 #include "rego_int.h"
 
 /* ---------------------------------------------------------------- arena */
-struct rg_chunk {
-  rg_chunk *next;
-  size_t cap, used;
-  _Alignas(16) unsigned char mem[];
-};
+/* struct rg_chunk is in rego_int.h (rg_alloc's inline fast path) */
 
 #define RG_CHUNK 65536
 
-void *rg_alloc(rg_arena *a, size_t n) {
+/* Each thread keeps a few standard chunks for its next evaluation, so evaluating a policy in a
+ * loop does not return 64 KiB to malloc and ask for it again every time. */
+#define RG_SPARE_MAX 4
+static _Thread_local rg_chunk *rg_spare[RG_SPARE_MAX];
+static _Thread_local int rg_nspare;
+static _Thread_local bool rg_spare_registered;
+static pthread_key_t rg_spare_key;
+static pthread_once_t rg_spare_once = PTHREAD_ONCE_INIT;
+
+static void rg_spare_release(void *unused) {
+  (void)unused;
+  while (rg_nspare) free(rg_spare[--rg_nspare]);
+}
+static void rg_spare_init(void) { (void)pthread_key_create(&rg_spare_key, rg_spare_release); }
+
+void *rg_alloc_slow(rg_arena *a, size_t n) {
   n = (n + 15) & ~(size_t)15;
   if (n == 0) n = 16;
   rg_chunk *c = a->head;
@@ -29,7 +41,7 @@ void *rg_alloc(rg_arena *a, size_t n) {
       a->exceeded = true;
       return NULL;
     }
-    rg_chunk *nc = malloc(sizeof(rg_chunk) + cap);
+    rg_chunk *nc = (cap == RG_CHUNK && rg_nspare) ? rg_spare[--rg_nspare] : malloc(sizeof(rg_chunk) + cap);
     if (!nc) {
       a->exceeded = true;
       return NULL;
@@ -65,7 +77,16 @@ void rg_arena_free(rg_arena *a) {
   rg_chunk *c = a->head;
   while (c) {
     rg_chunk *nx = c->next;
-    free(c);
+    if (c->cap == RG_CHUNK && rg_nspare < RG_SPARE_MAX) {
+      if (!rg_spare_registered) {
+        /* frees this thread's spares when it exits */
+        (void)pthread_once(&rg_spare_once, rg_spare_init);
+        (void)pthread_setspecific(rg_spare_key, (void *)1);
+        rg_spare_registered = true;
+      }
+      rg_spare[rg_nspare++] = c;
+    } else
+      free(c);
     c = nx;
   }
   a->head = NULL;
@@ -187,7 +208,8 @@ rv *rv_obj(rg_arena *a, rv **keys, rv **vals, size_t n, bool *conflict) {
   if (!o) return NULL;
   o->t = RV_OBJ;
   if (!n) return o;
-  rv__kv *kv = malloc(n * sizeof(rv__kv));
+  rv__kv small[16];
+  rv__kv *kv = n <= 16 ? small : malloc(n * sizeof(rv__kv));
   if (!kv) return NULL;
   for (size_t i = 0; i < n; i++) kv[i] = (rv__kv){keys[i], vals[i]};
   /* mergesort keeps insertion order stable for equal keys (not needed, but deterministic) */
@@ -195,14 +217,14 @@ rv *rv_obj(rg_arena *a, rv **keys, rv **vals, size_t n, bool *conflict) {
   o->u.o.k = rg_alloc(a, n * sizeof(rv *));
   o->u.o.v = rg_alloc(a, n * sizeof(rv *));
   if (!o->u.o.k || !o->u.o.v) {
-    free(kv);
+    if (kv != small) free(kv);
     return NULL;
   }
   size_t w = 0;
   for (size_t i = 0; i < n; i++) {
     if (w && rv_cmp(o->u.o.k[w - 1], kv[i].k) == 0) {
       if (!rv_eq(o->u.o.v[w - 1], kv[i].v)) {
-        free(kv);
+        if (kv != small) free(kv);
         if (conflict) *conflict = true;
         return NULL;
       }
@@ -213,7 +235,7 @@ rv *rv_obj(rg_arena *a, rv **keys, rv **vals, size_t n, bool *conflict) {
     w++;
   }
   o->n = (uint32_t)w;
-  free(kv);
+  if (kv != small) free(kv);
   return o;
 }
 
@@ -832,7 +854,17 @@ CT_RESULT rg_from_jansson(rg_arena *a, const json_t *j, size_t depth, rv **out, 
     case JSON_FALSE: *out = RV_FALSE; return CT_OK;
     case JSON_INTEGER: *out = rv_int(a, (int64_t)json_integer_value(j)); break;
     case JSON_REAL: *out = rv_dbl(a, json_real_value(j)); break;
-    case JSON_STRING: *out = rv_str(a, json_string_value(j), json_string_length(j)); break;
+    case JSON_STRING: {
+      /* borrowed: the caller's JSON outlives the evaluation */
+      rv *v = rg_alloc(a, sizeof(rv));
+      if (v) {
+        v->t = RV_STR;
+        v->n = (uint32_t)json_string_length(j);
+        v->u.s = json_string_value(j);
+      }
+      *out = v;
+      break;
+    }
     case JSON_ARRAY: {
       size_t n = json_array_size(j);
       rv *v = rv_arr(a, NULL, 0);
@@ -854,8 +886,11 @@ CT_RESULT rg_from_jansson(rg_arena *a, const json_t *j, size_t depth, rv **out, 
       const char *key;
       json_t *val;
       json_object_foreach((json_t *)j, key, val) {
-        ks[i] = rv_cstr(a, key);
+        ks[i] = rg_alloc(a, sizeof(rv));
         CT_ENSURE(ks[i], err, CT_ENOMEM, "out of memory");
+        ks[i]->t = RV_STR;
+        ks[i]->n = (uint32_t)strlen(key);
+        ks[i]->u.s = key;
         CT_GUARD(rg_from_jansson(a, val, depth + 1, &vs[i], err));
         i++;
       }
