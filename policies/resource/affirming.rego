@@ -8,7 +8,7 @@ default allow := false
 allow if {
 	data.plugin == "resource"
 	count(input.submods) > 0
-	every name, submod in input.submods {
+	every submod in input.submods {
 		submod["ear.status"] == "affirming"
 	}
 }

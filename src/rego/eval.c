@@ -1243,7 +1243,7 @@ static ct_status call_host(rg_ev *ev, int idx, rv **args, size_t nargs, rv **out
   }
   *out = NULL;
   if (res) {
-    st = rg_from_jansson(&ev->a, res, 0, out, ev->err);
+    st = rg_from_jansson(&ev->a, res, 0, false, out, ev->err); /* res is freed below */
     json_decref(res);
   }
   return st;
@@ -1765,8 +1765,8 @@ CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input
   if (!st && !hit) st = rg_compile_query(p, &ev.a, query, &q, err);
   if (!st && (q.body->n != 1 || q.body->e[0]->kind != E_TERM || q.body->e[0]->nwith))
     st = ct_fail(err, CT_EINVAL, "rego_eval: query must be a single reference such as data.policy.allow");
-  if (!st && input) st = rg_from_jansson(&ev.a, input, 0, &ev.input, err);
-  if (!st && data) st = rg_from_jansson(&ev.a, data, 0, &ev.data, err);
+  if (!st && input) st = rg_from_jansson(&ev.a, input, 0, true, &ev.input, err);
+  if (!st && data) st = rg_from_jansson(&ev.a, data, 0, true, &ev.data, err);
   if (!st) {
     ev.slots = rg_alloc(&ev.a, ((size_t)q.nslots + 1) * sizeof(rv *));
     if (!ev.slots) st = ev_oom(&ev);

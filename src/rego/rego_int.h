@@ -98,7 +98,8 @@ bool rv_truthy_false(const rv *x); /* the value is boolean false */
 CT_RESULT rg_json_parse(rg_arena *a, const char *s, size_t n, size_t max_depth, rv **out, ct_err *err);
 CT_RESULT rg_json_write(const rv *v, ct_buf *out, bool pretty, int indent, ct_err *err);
 CT_RESULT rg_num_write(const rv *v, ct_buf *out, ct_err *err);
-CT_RESULT rg_from_jansson(rg_arena *a, const json_t *j, size_t depth, rv **out, ct_err *err);
+/* borrow: strings point into `j`, which must outlive the values */
+CT_RESULT rg_from_jansson(rg_arena *a, const json_t *j, size_t depth, bool borrow, rv **out, ct_err *err);
 CT_RESULT rg_to_jansson(const rv *v, json_t **out, ct_err *err);
 /* Rego text of a value (strings quoted, sets as {..}), used by sprintf %v and messages. */
 CT_RESULT rg_value_write_rego(const rv *v, ct_buf *out, ct_err *err);

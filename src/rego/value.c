@@ -846,7 +846,7 @@ CT_RESULT rg_value_write_rego(const rv *v, ct_buf *out, ct_err *err) {
 }
 
 /* ---------------------------------------------------------------- jansson */
-CT_RESULT rg_from_jansson(rg_arena *a, const json_t *j, size_t depth, rv **out, ct_err *err) {
+CT_RESULT rg_from_jansson(rg_arena *a, const json_t *j, size_t depth, bool borrow, rv **out, ct_err *err) {
   CT_ENSURE(depth < 512, err, CT_ELIMIT, "rego: JSON value nested too deeply");
   switch (json_typeof(j)) {
     case JSON_NULL: *out = &rv_null_v; return CT_OK;
@@ -855,6 +855,10 @@ CT_RESULT rg_from_jansson(rg_arena *a, const json_t *j, size_t depth, rv **out, 
     case JSON_INTEGER: *out = rv_int(a, (int64_t)json_integer_value(j)); break;
     case JSON_REAL: *out = rv_dbl(a, json_real_value(j)); break;
     case JSON_STRING: {
+      if (!borrow) {
+        *out = rv_str(a, json_string_value(j), json_string_length(j));
+        break;
+      }
       /* borrowed: the caller's JSON outlives the evaluation */
       rv *v = rg_alloc(a, sizeof(rv));
       if (v) {
@@ -872,7 +876,7 @@ CT_RESULT rg_from_jansson(rg_arena *a, const json_t *j, size_t depth, rv **out, 
       if (n) {
         v->u.a = rg_alloc(a, n * sizeof(rv *));
         CT_ENSURE(v->u.a, err, CT_ENOMEM, "out of memory");
-        for (size_t i = 0; i < n; i++) CT_GUARD(rg_from_jansson(a, json_array_get(j, i), depth + 1, &v->u.a[i], err));
+        for (size_t i = 0; i < n; i++) CT_GUARD(rg_from_jansson(a, json_array_get(j, i), depth + 1, borrow, &v->u.a[i], err));
         v->n = (uint32_t)n;
       }
       *out = v;
@@ -886,12 +890,17 @@ CT_RESULT rg_from_jansson(rg_arena *a, const json_t *j, size_t depth, rv **out, 
       const char *key;
       json_t *val;
       json_object_foreach((json_t *)j, key, val) {
-        ks[i] = rg_alloc(a, sizeof(rv));
-        CT_ENSURE(ks[i], err, CT_ENOMEM, "out of memory");
-        ks[i]->t = RV_STR;
-        ks[i]->n = (uint32_t)strlen(key);
-        ks[i]->u.s = key;
-        CT_GUARD(rg_from_jansson(a, val, depth + 1, &vs[i], err));
+        if (borrow) {
+          ks[i] = rg_alloc(a, sizeof(rv));
+          CT_ENSURE(ks[i], err, CT_ENOMEM, "out of memory");
+          ks[i]->t = RV_STR;
+          ks[i]->n = (uint32_t)strlen(key);
+          ks[i]->u.s = key;
+        } else {
+          ks[i] = rv_cstr(a, key);
+          CT_ENSURE(ks[i], err, CT_ENOMEM, "out of memory");
+        }
+        CT_GUARD(rg_from_jansson(a, val, depth + 1, borrow, &vs[i], err));
         i++;
       }
       *out = rv_obj(a, ks, vs, i, NULL);

@@ -62,6 +62,27 @@ static CT_RESULT failing_host(void *ctx, json_t *const *args, size_t nargs, json
   return ct_fail(err, CT_EIO, "backend unavailable");
 }
 
+/* Returns a fresh value each call (the engine must copy it before the reference is dropped). */
+static CT_RESULT greet_host(void *ctx, json_t *const *args, size_t nargs, json_t **result, ct_err *err) {
+  (void)ctx;
+  CT_ENSURE(nargs == 1 && json_is_string(args[0]), err, CT_EINVAL, "greet: want one string");
+  char buf[128];
+  snprintf(buf, sizeof(buf), "hello %s", json_string_value(args[0]));
+  *result = json_pack("{s:s,s:[s,i]}", "text", buf, "parts", buf, 7);
+  return CT_OK;
+}
+
+static void test_host_fresh_values(void **state) {
+  (void)state;
+  rego_host_function hf = {"ext.greet", 1, greet_host, NULL};
+  rego_options o = {.host_functions = &hf, .n_host_functions = 1};
+  rego_policy *p = compile1("package x\nimport rego.v1\n"
+                            "p := concat(\"|\", [ext.greet(\"a\").text, ext.greet(\"b\").parts[0], upper(ext.greet(\"c\").text)])\n",
+                            &o);
+  expect_eval(p, "data.x.p", NULL, NULL, "\"hello a|hello b|HELLO C\"");
+  rego_policy_free(p);
+}
+
 /* Equivalent in logic to Trustee's ear_default_policy_cpu.rego (sample, SNP and TDX parts). */
 static const char CPU_POLICY[] =
     "package policy\n"
@@ -416,6 +437,7 @@ int main(void) {
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_host_fresh_values),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
