@@ -6,6 +6,7 @@
 #include "ct_test_util.h"
 
 #include <openssl/pem.h>
+#include <pthread.h>
 #include <openssl/x509.h>
 
 #include "as_verifier.h"
@@ -467,6 +468,48 @@ static void test_cli(void **state) {
   free(out), free(errs);
 }
 
+typedef struct thr_arg {
+  const as_verifier *v;
+  void *state;
+  const json_t *ev;
+  int ok;
+} thr_arg;
+
+static void *thr_run(void *p) {
+  thr_arg *a = p;
+  for (int i = 0; i < 15; i++) {
+    as_verify_request req = {.tee = "az-snp-vtpm", .evidence = a->ev, .report_data = challenge,
+                             .report_data_len = 9};
+    json_t *claims = NULL;
+    ct_err err;
+    if (a->v->verify(a->state, &req, &claims, &err) == CT_OK) a->ok++;
+    json_decref(claims);
+  }
+  return NULL;
+}
+
+/* Several threads verify on one state at once (shared VEK and AK caches). */
+static void test_concurrent_verify(void **state) {
+  (void)state;
+  json_t *ev = load_json("az-snp-vtpm/evidence-v1.json");
+  const as_verifier *v = as_verifier_find("az-snp-vtpm");
+  void *st = NULL;
+  ct_err err;
+  CT_ASSERT_OK(v->create(NULL, &st, &err), &err);
+  pthread_t t[4];
+  thr_arg a[4];
+  for (int i = 0; i < 4; i++) {
+    a[i] = (thr_arg){.v = v, .state = st, .ev = ev};
+    assert_int_equal(pthread_create(&t[i], NULL, thr_run, &a[i]), 0);
+  }
+  for (int i = 0; i < 4; i++) {
+    pthread_join(t[i], NULL);
+    assert_int_equal(a[i].ok, 15);
+  }
+  v->destroy(st);
+  json_decref(ev);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_v1_golden),
@@ -477,6 +520,7 @@ int main(void) {
       cmocka_unit_test(test_tamper_every_part),
       cmocka_unit_test(test_v0_form),
       cmocka_unit_test(test_cli),
+      cmocka_unit_test(test_concurrent_verify),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
  */
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,14 +48,115 @@ static void az__ev_free(az__ev *e) {
   free(e->pcrs);
 }
 
+/* What the HCL variable data yields, cached by its SHA-256 (the AK of a VM is the same for every
+ * quote, and building the key and parsing the JSON each time is a tenth of a verification). */
+#define AZ_AK_SLOTS 32
+typedef struct az__ak_entry {
+  bool used;
+  uint8_t hash[32];
+  EVP_PKEY *ak;
+  uint8_t *user;
+  size_t user_len;
+  bool has_user;
+  uint64_t last_use;
+} az__ak_entry;
+
+typedef struct az__state {
+  snp_ctx *snp;
+  pthread_mutex_t lock;
+  az__ak_entry ak[AZ_AK_SLOTS];
+  uint64_t clock;
+} az__state;
+
 static ct_status az__create(const as_verifier_config *cfg, void **state, ct_err *err) {
-  snp_ctx *c = NULL;
-  CT_GUARD(snp_ctx_new(cfg, &c, err));
-  *state = c;
+  az__state *s = calloc(1, sizeof *s);
+  CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
+  ct_status st = snp_ctx_new(cfg, &s->snp, err);
+  if (st != CT_OK) {
+    free(s);
+    return st;
+  }
+  pthread_mutex_init(&s->lock, NULL);
+  *state = s;
   return CT_OK;
 }
 
-static void az__destroy(void *state) { snp_ctx_free(state); }
+static void az__destroy(void *state) {
+  az__state *s = state;
+  if (!s) return;
+  for (int i = 0; i < AZ_AK_SLOTS; i++) {
+    EVP_PKEY_free(s->ak[i].ak);
+    free(s->ak[i].user);
+  }
+  pthread_mutex_destroy(&s->lock);
+  snp_ctx_free(s->snp);
+  free(s);
+}
+
+/* The AK (new reference) and the decoded user-data (malloc'd copy, NULL if absent) of the
+ * variable data, from the cache or by parsing it. */
+static ct_status az__var_data(az__state *s, const az_hcl_report *h, EVP_PKEY **ak, uint8_t **user,
+                              size_t *user_len, ct_err *err) {
+  *ak = NULL, *user = NULL, *user_len = 0;
+  pthread_mutex_lock(&s->lock);
+  for (int i = 0; i < AZ_AK_SLOTS; i++) {
+    az__ak_entry *e = &s->ak[i];
+    if (!e->used || memcmp(e->hash, h->var_data_sha256, 32) != 0) continue;
+    e->last_use = ++s->clock;
+    EVP_PKEY_up_ref(e->ak);
+    *ak = e->ak;
+    if (e->has_user && (*user = malloc(e->user_len ? e->user_len : 1)) != NULL) {
+      memcpy(*user, e->user, e->user_len);
+      *user_len = e->user_len;
+    }
+    bool oom = e->has_user && !*user;
+    pthread_mutex_unlock(&s->lock);
+    if (oom) {
+      EVP_PKEY_free(*ak);
+      *ak = NULL;
+      return ct_fail(err, CT_ENOMEM, "out of memory");
+    }
+    return CT_OK;
+  }
+  pthread_mutex_unlock(&s->lock);
+
+  json_t *var = NULL;
+  ct_status st = az_hcl_var_data_json(h, &var, err);
+  if (st == CT_OK) st = az_hcl_ak_pub(var, ak, err);
+  if (st != CT_OK) {
+    json_decref(var);
+    return ct_err_prefix(err, "az-snp-vtpm: AK public key unreadable: ");
+  }
+  ct_err uerr;
+  if (json_object_get(var, "user-data") &&
+      az_hcl_user_data(var, user, user_len, &uerr) != CT_OK) {
+    *user = NULL, *user_len = 0;
+  }
+  json_decref(var);
+  /* Cache a copy. */
+  uint8_t *ucopy = NULL;
+  if (*user && (ucopy = malloc(*user_len ? *user_len : 1)) == NULL) return CT_OK;
+  if (ucopy) memcpy(ucopy, *user, *user_len);
+  pthread_mutex_lock(&s->lock);
+  int slot = 0;
+  for (int i = 0; i < AZ_AK_SLOTS; i++) {
+    if (!s->ak[i].used) { slot = i; break; }
+    if (s->ak[i].last_use < s->ak[slot].last_use) slot = i;
+  }
+  az__ak_entry *e = &s->ak[slot];
+  EVP_PKEY_free(e->ak);
+  free(e->user);
+  e->used = true;
+  memcpy(e->hash, h->var_data_sha256, 32);
+  EVP_PKEY_up_ref(*ak);
+  e->ak = *ak;
+  e->user = ucopy;
+  e->user_len = *user_len;
+  e->has_user = ucopy != NULL;
+  e->last_use = ++s->clock;
+  pthread_mutex_unlock(&s->lock);
+  return CT_OK;
+}
 
 static ct_status az__hex_member(const json_t *o, const char *k, size_t max, uint8_t **out,
                                 size_t *len, ct_err *err) {
@@ -224,14 +326,15 @@ static ct_status az__claims(const snp_report *r, const az__ev *e, const tpm_atte
 
 static ct_status az__verify(void *state, const as_verify_request *req, json_t **claims,
                             ct_err *err) {
-  snp_ctx *ctx = state;
-  CT_ENSURE(ctx, err, CT_EINTERNAL, "az-snp-vtpm verifier used without create()");
+  az__state *s = state;
+  CT_ENSURE(s, err, CT_EINTERNAL, "az-snp-vtpm verifier used without create()");
+  snp_ctx *ctx = s->snp;
   CT_ENSURE(req->report_data, err, CT_EINVAL,
             "az-snp-vtpm: expected report data is required (the TPM quote nonce)");
   az__ev e;
-  json_t *var = NULL;
   EVP_PKEY *ak = NULL, *vek = NULL;
   uint8_t *user = NULL;
+  size_t user_len = 0;
   snp_report *r = malloc(sizeof *r);
   CT_ENSURE(r, err, CT_ENOMEM, "out of memory");
   ct_status st = az__parse_evidence(req->evidence, &e, err);
@@ -244,19 +347,16 @@ static ct_status az__verify(void *state, const as_verify_request *req, json_t **
   CT_ENSURE_GOTO(st, h.report_type == AZ_HCL_REPORT_TYPE_SNP, out, err, CT_EINVAL,
                  "az-snp-vtpm: HCL report carries a TDX report, not SNP");
   /* 1. The quote is signed by the vTPM AK published in the HCL variable data. */
-  if ((st = az_hcl_var_data_json(&h, &var, err)) != CT_OK ||
-      (st = az_hcl_ak_pub(var, &ak, err)) != CT_OK) {
-    ct_err_prefix(err, "az-snp-vtpm: AK public key unreadable: ");
-    goto out;
-  }
+  CT_GUARD_GOTO(st, az__var_data(s, &h, &ak, &user, &user_len, err), out);
   CT_GUARD_GOTO(st, tpm_quote_verify_rsassa_sha256(ak, e.msg, e.msg_len, e.sig, e.sig_len, err), out);
   CT_GUARD_GOTO(st, tpm_attest_parse(e.msg, e.msg_len, &a, err), out);
   /* v2 also carries the report data in the variable data's user-data (checked against the
    * SNP report in step 4, since the variable data is hashed into it). */
   if (e.version == 2) {
-    size_t ul = 0;
-    CT_GUARD_GOTO(st, az_hcl_user_data(var, &user, &ul, err), out);
-    CT_ENSURE_GOTO(st, ul >= req->report_data_len && memcmp(user, req->report_data, req->report_data_len) == 0,
+    CT_ENSURE_GOTO(st, user, out, err, CT_EINVAL,
+                   "az-snp-vtpm: HCL variable data has no hex \"user-data\" (evidence v2)");
+    CT_ENSURE_GOTO(st, user_len >= req->report_data_len &&
+                           memcmp(user, req->report_data, req->report_data_len) == 0,
                    out, err, CT_ECRYPTO,
                    "az-snp-vtpm: HCL user-data does not start with the expected report data");
   }
@@ -315,7 +415,6 @@ static ct_status az__verify(void *state, const as_verify_request *req, json_t **
   st = az__claims(r, &e, &a, pcr_no, claims, err);
 out:
   free(user);
-  json_decref(var);
   EVP_PKEY_free(ak);
   EVP_PKEY_free(vek);
   az__ev_free(&e);
