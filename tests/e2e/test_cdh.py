@@ -406,3 +406,15 @@ def test_runtime_measurement_disabled(start_cdh, tmp_path):
     cdh = start_cdh("")
     status, body = cdh.request("POST", "/aa/aael", body=b'{"domain":"d","operation":"o","content":"c"}')
     assert status == 501 and b"not enabled" in body
+
+
+def test_credentials_provisioned_at_start(pki, start_kbs, start_cdh, tmp_path):
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+    secret = os.urandom(12)
+    set_resource(kbs, pki, tmp_path, "default/cred/one", secret)
+    set_policy(kbs, pki, tmp_path)
+    target = tmp_path / "run" / "cdh" / "kbs" / "one"
+    cdh_cfg = cdh_toml(kbs.url(), pki, f'[[credentials]]\nresource_uri = "kbs:///default/cred/one"\npath = "{target}"\n')
+    start_cdh(cdh_cfg)
+    assert target.read_bytes() == secret
+    assert (target.stat().st_mode & 0o777) == 0o600
