@@ -209,6 +209,36 @@ static void test_tamper(void **s) {
   free(quote);
 }
 
+/* Every byte of every signed or binding region, one bit each: header, TD report body, quote
+ * signature, attestation key, QE report, QE report signature, QE authentication data. */
+static void test_tamper_sweep(void **s) {
+  (void)s;
+  const char *files[] = {"tdx/tdx_quote_4.dat", "tdx/tdx_quote_5.dat"};
+  for (size_t fi = 0; fi < 2; fi++) {
+    uint8_t *quote = NULL;
+    size_t ql = 0;
+    CT_READ_VECTOR(files[fi], &quote, &ql);
+    ct_err err;
+    dcap_quote q;
+    CT_ASSERT_OK(dcap_quote_parse(quote, ql, &q, &err), &err);
+    size_t end = (size_t)(q.qe_auth - quote) + q.qe_auth_len;
+    size_t sig_start = (size_t)(q.signature - quote), checked = 0;
+    for (size_t off = 0; off < end; off++) {
+      /* The signature-data length and certification-data header are structure, not content. */
+      if (off >= q.signed_len && off < sig_start) continue;
+      if (off >= sig_start + 128 && off < sig_start + 134) continue;
+      if (off >= (size_t)(q.qe_auth - quote) - 2 && off < (size_t)(q.qe_auth - quote)) continue;
+      quote[off] ^= 0x10;
+      ct_status st = tdx_test__sigchain(quote, ql, &err);
+      quote[off] ^= 0x10;
+      if (st == CT_OK) fail_msg("%s: bit flip at offset %zu accepted", files[fi], off);
+      checked++;
+    }
+    assert_true(checked >= q.signed_len + 128 + DCAP_QE_REPORT_LEN + 64 + q.qe_auth_len);
+    free(quote);
+  }
+}
+
 /* ---- collateral ---------------------------------------------------------------------------- */
 
 static char tdx_test_dir[256];
@@ -741,6 +771,7 @@ int main(void) {
       cmocka_unit_test(test_parse_truncations),
       cmocka_unit_test(test_signature_chain_real_quotes),
       cmocka_unit_test(test_tamper),
+      cmocka_unit_test(test_tamper_sweep),
       cmocka_unit_test(test_span_scanner),
       cmocka_unit_test(test_collateral_signatures),
       cmocka_unit_test(test_tcb_evaluation),
