@@ -39,6 +39,7 @@ struct kbs_server {
   const kbs_config *cfg;
   kvs *store;
   kvs *resources;          /* the legacy plugin dir_path, or the main store */
+  kvs *rv_store;           /* rvps_config storage, or the main store */
   rvps *rvps;
   as_service *as;
   kbs_sessions *sessions;
@@ -729,6 +730,7 @@ static ct_status kbs__drop_privileges(kbs_server *s, const char *user, ct_err *e
   CT_ENSURE(pw, err, CT_EINVAL, "KBS_USER \"%s\" does not exist", user);
   CT_GUARD(kvs_chown(s->store, pw->pw_uid, pw->pw_gid, err));
   if (s->resources != s->store) CT_GUARD(kvs_chown(s->resources, pw->pw_uid, pw->pw_gid, err));
+  if (s->rv_store != s->store) CT_GUARD(kvs_chown(s->rv_store, pw->pw_uid, pw->pw_gid, err));
   CT_ENSURE(setgroups(0, NULL) == 0 && setgid(pw->pw_gid) == 0 && setuid(pw->pw_uid) == 0, err, CT_EIO,
             "cannot switch to user %s: %s", user, strerror(errno));
   CT_ENSURE(setuid(0) != 0, err, CT_EINTERNAL, "privileges could be regained after dropping them");
@@ -752,7 +754,16 @@ ct_status kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err
   CT_GUARD_GOTO(st, kbs_sessions_new(KBS_MAX_ATTESTED_SESSIONS, &s->sessions, err), fail);
   CT_GUARD_GOTO(st, kbs_token_verifier_new(cfg, &s->tokens, err), fail);
   CT_GUARD_GOTO(st, kbs_admin_new(cfg, &s->admin, err), fail);
-  CT_GUARD_GOTO(st, rvps_new(s->store, &s->rvps, err), fail);
+  s->rv_store = s->store;
+  if (cfg->rvps_store_dir) {
+    kvs_config rc = {.type = KVS_LOCAL_JSON, .dir_path = cfg->rvps_store_dir};
+    if (kvs_open(&rc, &s->rv_store, err) != CT_OK) {
+      s->rv_store = s->store;
+      st = ct_err_prefix(err, "attestation_service.rvps_config.storage: ");
+      goto fail;
+    }
+  }
+  CT_GUARD_GOTO(st, rvps_new(s->rv_store, &s->rvps, err), fail);
   if (cfg->as_enabled) {
     as_config ac = {
         .store = s->store,
@@ -821,6 +832,7 @@ void kbs_server_stop(kbs_server *s) {
   kbs_sessions_free(s->sessions);
   rego_policy_free(s->resource_policy);
   if (s->resources != s->store) kvs_close(s->resources);
+  if (s->rv_store && s->rv_store != s->store) kvs_close(s->rv_store);
   kvs_close(s->store);
   pthread_rwlock_destroy(&s->policy_lock);
   free(s);

@@ -129,3 +129,37 @@ def test_presets_and_reference_values(pki, start_kbs, tmp_path):
     assert base64.b64decode(out.stdout.strip()) == b"preset"
     admin(kbs, pki, tmp_path, "set-resource-policy", "--deny-all")
     assert client(kbs, pki, "get-resource", "--path", "a/b/c", check=False).returncode == 1
+
+
+def test_metrics_and_reference_value_store(pki, start_kbs, tmp_path):
+    """/metrics speaks Prometheus text with Trustee's names; rvps_config storage persists."""
+    import requests
+    rv_dir = tmp_path / "rvps"
+    cfg = bgcheck_config(pki, tmp_path / "storage").replace(
+        '[attestation_service.attestation_token_broker]',
+        f'[attestation_service.rvps_config]\ntype = "BuiltIn"\n[attestation_service.rvps_config.storage]\n'
+        f'type = "LocalJson"\nfile_path = "{rv_dir}/reference-values.json"\n\n'
+        '[attestation_service.attestation_token_broker]')
+    kbs = start_kbs(cfg)
+    admin(kbs, pki, tmp_path, "set-sample-reference-value", "svn", "7")
+    assert (rv_dir / "reference_value.json").exists()
+    client(kbs, pki, "attest")
+    text = requests.get(f"{kbs.url()}/metrics", verify=str(pki.tls_cert)).text
+    for name in ("kbs_http_requests_total", "kbs_auth_requests_total", "kbs_attestation_requests_total",
+                 "kbs_policy_evaluations_total", "kbs_http_request_duration_seconds_bucket"):
+        assert f"# TYPE {name.removesuffix('_bucket')}" in text, name
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line and not line.startswith("#")}
+    assert values["kbs_auth_requests_total"] >= 1
+    assert values['kbs_attestation_successes_total{tee_type="sample"}'] >= 1
+
+
+def test_bad_configuration_exits_2(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[http_server]\ninsecure_http = true\nsockts = ["127.0.0.1:0"]\n[admin]\n'
+                   '[attestation_token]\ninsecure_header_jwk = true\n')
+    out = run([BIN / "kbs", "--config-file", cfg], check=False)
+    assert out.returncode == 2
+    assert 'unknown key "sockts" in [http_server]' in out.stderr
+    out = run([BIN / "kbs", "-c", tmp_path / "missing.toml"], check=False)
+    assert out.returncode == 2 and "missing.toml" in out.stderr
