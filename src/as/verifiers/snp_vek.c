@@ -578,7 +578,9 @@ static ct_status snp__kds_get(const char *url, uint8_t **der, size_t *len, ct_er
       st = ct_fail(err, status == 404 ? CT_ENOTFOUND : CT_EIO, "AMD KDS answered HTTP %ld for %s",
                    status, url);
     if (!retry || attempt == SNP_KDS_MAX_ATTEMPTS) break;
+    /* Honour Retry-After, but never hold a verification for more than 10 s per attempt. */
     long wait_ms = h.retry_after >= 0 ? h.retry_after * 1000 : delay_ms;
+    if (wait_ms > 10000) wait_ms = 10000;
     CT_LOG_WARN_("snp", "event=kds_retry status=%ld attempt=%d wait_ms=%ld", status, attempt, wait_ms);
     struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
