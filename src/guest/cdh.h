@@ -47,6 +47,12 @@ CT_RESULT cdh_config_parse_aa(const char *text, size_t len, cdh_config *cfg, ct_
 /* Fills kbs_url from AA_KBC_PARAMS or the kernel command line (`agent.aa_kbc_params=cc_kbc::<url>`
  * in `cmdline_path`) when no configuration file set one. Absent everywhere is not an error. */
 CT_RESULT cdh_config_kbc_params(cdh_config *cfg, const char *cmdline_path, ct_err *err);
+/* Appends credentials from the kernel command line, `cdh.kbs_resources=<uri>::<path>,...` (as
+ * upstream does). The command line is host-controlled, so every path must lie under
+ * CDH_CMDLINE_CRED_DIR. */
+#define CDH_CMDLINE_CRED_DIR "/run/confidential-containers/cdh/kbs/"
+CT_RESULT cdh_config_cmdline_credentials(cdh_config *cfg, const char *cmdline, size_t len,
+                                         ct_err *err);
 void cdh_config_free(cdh_config *cfg);
 
 /* --- init-data ------------------------------------------------------------------------- */

@@ -178,6 +178,70 @@ ct_status cdh_config_kbc_params(cdh_config *cfg, const char *cmdline_path, ct_er
   return st;
 }
 
+ct_status cdh_config_cmdline_credentials(cdh_config *cfg, const char *cmd, size_t len,
+                                         ct_err *err) {
+  static const char key[] = "cdh.kbs_resources=";
+  const char *v = NULL;
+  size_t vlen = 0;
+  for (size_t i = 0; i < len;) {
+    while (i < len && isspace((unsigned char)cmd[i])) i++;
+    size_t s = i;
+    while (i < len && !isspace((unsigned char)cmd[i])) i++;
+    if (i - s >= sizeof key - 1 && !memcmp(cmd + s, key, sizeof key - 1)) {
+      v = cmd + s + sizeof key - 1;
+      vlen = i - s - (sizeof key - 1);
+      break;
+    }
+  }
+  if (!v) return CT_OK;
+  /* Validate everything first, then append: a bad entry changes nothing. */
+  cdh_credential add[CDH_MAX_CREDENTIALS];
+  size_t n = 0;
+  ct_status st = CT_OK;
+  for (size_t i = 0; i < vlen && !st;) {
+    size_t e = i;
+    while (e < vlen && v[e] != ',') e++;
+    if (e > i) {
+      const char *item = v + i, *sep = NULL;
+      size_t ilen = e - i;
+      for (size_t k = 0; k + 1 < ilen && !sep; k++) /* upstream: split_once("::") */
+        if (item[k] == ':' && item[k + 1] == ':') sep = item + k;
+      if (!sep) {
+        st = ct_fail(err, CT_EINVAL, "cdh.kbs_resources: entry without <uri>::<path>");
+        break;
+      }
+      CT_ENSURE_GOTO(st, cfg->ncreds + n < CDH_MAX_CREDENTIALS, fail, err, CT_ELIMIT,
+                     "cdh.kbs_resources: more than %d credentials", CDH_MAX_CREDENTIALS);
+      char *uri = NULL, *path = NULL;
+      CT_GUARD_GOTO(st, ct_strndup(item, (size_t)(sep - item), &uri, err), fail);
+      st = ct_strndup(sep + 2, ilen - (size_t)(sep + 2 - item), &path, err);
+      add[n].resource_uri = uri;
+      add[n].path = path;
+      n++;
+      if (st) goto fail;
+      char plugin[64], p[KBC_URI_MAX];
+      CT_GUARD_GOTO(st, kbc_parse_uri(uri, plugin, sizeof plugin, p, sizeof p, err), fail);
+      size_t pl = strlen(path);
+      CT_ENSURE_GOTO(st, !strncmp(path, CDH_CMDLINE_CRED_DIR, sizeof CDH_CMDLINE_CRED_DIR - 1) &&
+                             pl > sizeof CDH_CMDLINE_CRED_DIR - 1 && !strstr(path, "/..") &&
+                             !strstr(path, "//"),
+                     fail, err, CT_EDENIED,
+                     "cdh.kbs_resources: path \"%.200s\" is outside %s", path, CDH_CMDLINE_CRED_DIR);
+    }
+    i = e + 1;
+  }
+  if (st) goto fail;
+  memcpy(cfg->creds + cfg->ncreds, add, n * sizeof *add);
+  cfg->ncreds += n;
+  return CT_OK;
+fail:
+  for (size_t k = 0; k < n; k++) {
+    free(add[k].resource_uri);
+    free(add[k].path);
+  }
+  return st;
+}
+
 void cdh_config_free(cdh_config *cfg) {
   free(cfg->kbs_url);
   free(cfg->kbs_cert);

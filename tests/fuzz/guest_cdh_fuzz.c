@@ -1,9 +1,10 @@
 /*
  * Fuzzes the CDH's parsers of untrusted text: cdh.toml, aa.toml, init-data (from the host) and
- * sealed secrets (from the control plane). The first byte selects the parser.
+ * sealed secrets (from the control plane), kernel command line credentials (from the host). The first byte selects the parser.
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cdh.h"
 
@@ -12,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *t = (const char *)data + 1;
   size_t n = size - 1;
   ct_err err;
-  switch (data[0] % 4) {
+  switch (data[0] % 5) {
   case 0: {
     cdh_config c = {0};
     if (cdh_config_parse_cdh(t, n, &c, &err) == CT_OK && c.ncreds > CDH_MAX_CREDENTIALS) abort();
@@ -31,6 +32,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (d.digest_len != 32 && d.digest_len != 48 && d.digest_len != 64) abort();
       cdh_initdata_free(&d);
     }
+    break;
+  }
+  case 4: {
+    cdh_config c = {0};
+    if (cdh_config_cmdline_credentials(&c, t, n, &err) == CT_OK)
+      for (size_t i = 0; i < c.ncreds; i++)
+        if (strncmp(c.creds[i].path, CDH_CMDLINE_CRED_DIR, strlen(CDH_CMDLINE_CRED_DIR))) abort();
+    cdh_config_free(&c);
     break;
   }
   default: {

@@ -95,6 +95,35 @@ static void test_kbc_params(void **state) {
   rmdir(dir);
 }
 
+static void test_cmdline_credentials(void **state) {
+  (void)state;
+  ct_err err;
+  cdh_config cfg = {0};
+  const char *ok = "quiet cdh.kbs_resources=kbs:///default/key/1::/run/confidential-containers/cdh/kbs/one,"
+                   "kbs://kbs:8080/default/key/2::/run/confidential-containers/cdh/kbs/sub/two root=/dev/vda";
+  CT_ASSERT_OK(cdh_config_cmdline_credentials(&cfg, ok, strlen(ok), &err), &err);
+  assert_int_equal(cfg.ncreds, 2);
+  assert_string_equal(cfg.creds[0].resource_uri, "kbs:///default/key/1");
+  assert_string_equal(cfg.creds[0].path, "/run/confidential-containers/cdh/kbs/one");
+  assert_string_equal(cfg.creds[1].resource_uri, "kbs://kbs:8080/default/key/2");
+  /* The host controls the command line: nothing outside the credential directory, and one bad
+   * entry rejects them all. */
+  const char *bad[] = {
+      "cdh.kbs_resources=kbs:///a/b/c::/etc/shadow",
+      "cdh.kbs_resources=kbs:///a/b/c::/run/confidential-containers/cdh/kbs/../../../etc/x",
+      "cdh.kbs_resources=kbs:///a/b/c::/run/confidential-containers/cdh/kbs/x,kbs:///a/b::/run/x",
+      "cdh.kbs_resources=kbs:///a/b/c",
+      "cdh.kbs_resources=kbs:///a/b/c::/run/confidential-containers/cdh/kbs/"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    if (cdh_config_cmdline_credentials(&cfg, bad[i], strlen(bad[i]), &err) == CT_OK)
+      fail_msg("accepted %s", bad[i]);
+    assert_int_equal(cfg.ncreds, 2);
+  }
+  CT_ASSERT_OK(cdh_config_cmdline_credentials(&cfg, "ro quiet", 8, &err), &err);
+  assert_int_equal(cfg.ncreds, 2);
+  cdh_config_free(&cfg);
+}
+
 static const char k_initdata[] =
     "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n"
     "\"cdh.toml\" = '''\n[kbc]\nname = \"cc_kbc\"\nurl = \"http://127.0.0.1:1\"\n'''\n"
@@ -236,6 +265,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cdh_toml),
       cmocka_unit_test(test_kbc_params),
+      cmocka_unit_test(test_cmdline_credentials),
       cmocka_unit_test(test_initdata),
       cmocka_unit_test(test_sealed_secrets),
   };

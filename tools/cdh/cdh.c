@@ -161,7 +161,14 @@ static ct_status cdh__load(const cdh__args *a, cdh_config *cfg, cdh_initdata *id
     CT_GUARD(st);
   }
   snprintf(p, sizeof p, "%s/proc/cmdline", a->root ? a->root : "");
-  return cdh_config_kbc_params(cfg, p, err);
+  CT_GUARD(cdh_config_kbc_params(cfg, p, err));
+  if (access(p, R_OK) == 0) {
+    CT_GUARD(cdh__read_text(p, &text, &len, err));
+    ct_status st = cdh_config_cmdline_credentials(cfg, text, len, err);
+    free(text);
+    if (st) return ct_err_prefix(err, "kernel command line: ");
+  }
+  return CT_OK;
 }
 
 /* --- REST server ------------------------------------------------------------------------ */
