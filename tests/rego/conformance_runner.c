@@ -39,7 +39,7 @@ static rv *result_set(rg_arena *a, rv *res, bool sort_bindings, bool ignore_gen)
     for (size_t j = 0; j < b->n; j++) {
       if (ignore_gen && b->u.o.k[j]->t == RV_STR && !strncmp(b->u.o.k[j]->u.s, "__localq", 8)) continue;
       rv *v = b->u.o.v[j];
-      if (sort_bindings && v->t == RV_ARR) {
+      if (sort_bindings && v->t == RV_ARR && v->n > 1) {
         v = rv_arr(a, v->u.a, v->n);
         qsort(v->u.a, v->n, sizeof(rv *), cmp_q);
       }
