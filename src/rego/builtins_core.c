@@ -423,13 +423,13 @@ static ct_status bi_to_number(rg_ev *ev, rv **a, rv **out) {
       ct_err e2 = {0};
       const char *s = x->u.s;
       size_t n = x->n;
-      if (n && s[0] == '+') return rg_bi_fail(ev, "strconv.ParseFloat: parsing %s: invalid syntax", s);
+      if (n && s[0] == '+') return rg_bi_fail(ev, "to_number: strconv.ParseFloat: parsing \"%s\": invalid syntax", s);
       if (rg_json_parse(A, s, n, 1, &v, &e2) != CT_OK || v->t != RV_NUM) {
         /* Go accepts forms JSON does not (".5", "1.", "0x1p3", "Inf") */
         char *end;
         double d = strtod(s, &end);
         if (!n || *end || isnan(d) || isinf(d))
-          return rg_bi_fail(ev, "strconv.ParseFloat: parsing %s: invalid syntax", s);
+          return rg_bi_fail(ev, "to_number: strconv.ParseFloat: parsing \"%s\": invalid syntax", s);
         RET(rv_dbl(A, d));
       }
       *out = v;

@@ -250,6 +250,8 @@ static ct_status declare_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
       return declare_term(c, s, e->b);
     case E_TERM: return declare_term(c, s, e->a);
     case E_NOT: return e->sub ? declare_expr(c, s, e->sub) : CT_OK;
+    case E_AND:
+    case E_OR: return CT_OK;
     case E_EVERY: return declare_term(c, s, e->c);
   }
   return CT_OK;
@@ -612,6 +614,10 @@ static ct_status resolve_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
     case E_NOT:
       if (e->sub) return resolve_expr(c, s, e->sub);
       return resolve_body(c, s, e->body, NULL);
+    case E_AND:
+    case E_OR:
+      for (size_t i = 0; i < e->nops; i++) CT_GUARD(resolve_body(c, s, e->ops[i], NULL));
+      return CT_OK;
     case E_EVERY: {
       CT_GUARD(resolve_term(c, s, &e->c));
       rc_scope *inner = rg_alloc(c->a, sizeof(rc_scope));

@@ -436,6 +436,29 @@ static ct_status eval_expr(rg_ev *ev, const rg_expr *e, const rk *k) {
       k_coll kc = {{k_every_coll}, e, k};
       return eval_term(ev, e->c, &kc.k);
     }
+    case E_AND:
+    case E_OR: {
+      /* short-circuit; succeeds at most once, operands' bindings stay inside */
+      bool want_all = e->kind == E_AND, ok = want_all;
+      for (size_t i = 0; i < e->nops; i++) {
+        size_t mark = ev->ntrail;
+        ct_status st = eval_body(ev, e->ops[i], 0, &k_halt);
+        undo(ev, mark);
+        if (st && st != RG_HALT) return st;
+        bool found = st == RG_HALT;
+        if (want_all && !found) {
+          ok = false;
+          break;
+        }
+        if (!want_all && found) {
+          ok = true;
+          break;
+        }
+      }
+      if (!ok) return CT_OK;
+      CT_GUARD(record_true(ev, e));
+      return KCALL(ev, k, NULL);
+    }
     case E_NOT: {
       size_t mark = ev->ntrail;
       ct_status st;

@@ -41,6 +41,7 @@ typedef struct {
   int depth;
   int nwild;
   bool v1;
+  bool logic; /* `and` / `or` keywords imported (future.keywords.and/or) */
 } rg_ps;
 
 static ct_status ps_fail(rg_ps *p, int row, int col, const char *fmt, ...) CT_PRINTF(4, 5);
@@ -349,6 +350,18 @@ static void **pv_done(rg_ps *p, pvec *v) {
 static ct_status ps_term(rg_ps *p, bool nopipe, rg_term **out); /* `in` level */
 static ct_status ps_body_until(rg_ps *p, int close, rg_body **out);
 static ct_status ps_expr(rg_ps *p, rg_expr **out);
+static ct_status ps_expr_plain(rg_ps *p, rg_expr **out);
+typedef struct ps_mark ps_mark;
+struct ps_mark {
+  size_t pos;
+  int row, col, depth;
+  rg_tok t, peek;
+  bool has_peek;
+  ct_err err;
+};
+static void ps_save(rg_ps *p, ps_mark *m);
+static void ps_restore(rg_ps *p, const ps_mark *m);
+static ct_status ps_logic_atom(rg_ps *p, rg_body **out);
 static ct_status ps_rel(rg_ps *p, bool nopipe, rg_term **out);
 static ct_status ps_kv_in(rg_ps *p, rg_term *k, rg_term **out);
 
@@ -886,6 +899,19 @@ static ct_status ps_expr_inner(rg_ps *p, rg_expr **out) {
     CT_GUARD(ps_adv(p));
     rg_expr *e = mk_expr(p, E_NOT, t.row, t.col);
     if (!e) return OOM(p);
+    if (p->logic && p->t.k == K_LPAREN) {
+      /* not (a or b) */
+      ps_mark m;
+      ps_save(p, &m);
+      rg_body *b = NULL;
+      if (ps_logic_atom(p, &b) == CT_OK && b->n == 1 && (b->e[0]->kind == E_AND || b->e[0]->kind == E_OR)) {
+        e->body = b;
+        p->depth--;
+        *out = e;
+        return CT_OK;
+      }
+      ps_restore(p, &m);
+    }
     if (p->t.k == K_LBRACE) {
       /* `not { ... }` negates a whole body, unless the braces are an object/set literal */
       size_t save_pos = p->pos;
@@ -944,9 +970,140 @@ static ct_status ps_expr_inner(rg_ps *p, rg_expr **out) {
   return CT_OK;
 }
 
-static ct_status ps_expr(rg_ps *p, rg_expr **out) {
+static ct_status ps_expr_plain(rg_ps *p, rg_expr **out) {
   CT_GUARD(ps_expr_inner(p, out));
   return ps_with(p, *out);
+}
+
+/* ---------------------------------------------------------------- and / or */
+
+static void ps_save(rg_ps *p, ps_mark *m) {
+  m->pos = p->pos;
+  m->row = p->row;
+  m->col = p->col;
+  m->depth = p->depth;
+  m->t = p->t;
+  m->peek = p->peek;
+  m->has_peek = p->has_peek;
+  m->err = *p->err;
+}
+
+static void ps_restore(rg_ps *p, const ps_mark *m) {
+  p->pos = m->pos;
+  p->row = m->row;
+  p->col = m->col;
+  p->depth = m->depth;
+  p->t = m->t;
+  p->peek = m->peek;
+  p->has_peek = m->has_peek;
+  *p->err = m->err;
+}
+
+static bool ends_operand(rg_ps *p) {
+  return is_kw(&p->t, "and") || is_kw(&p->t, "or") || p->t.k == K_RPAREN || p->t.k == K_RBRACE ||
+         p->t.k == K_SEMI || p->t.k == K_EOF || p->t.k == K_RBRACK || p->t.nl || is_kw(&p->t, "with");
+}
+
+static ct_status ps_logic_or(rg_ps *p, rg_body **out);
+
+static rg_body *one_body(rg_ps *p, rg_expr *e) {
+  rg_body *b = rg_alloc(p->a, sizeof(rg_body));
+  if (!b) return NULL;
+  b->e = rg_alloc(p->a, sizeof(rg_expr *));
+  if (!b->e) return NULL;
+  b->e[0] = e;
+  b->n = 1;
+  return b;
+}
+
+/* atom := '(' or ')' | '{' body '}' | literal -- the first two only when they are followed by
+ * and/or/end; otherwise they are parsed again as an ordinary expression. */
+static ct_status ps_logic_atom(rg_ps *p, rg_body **out) {
+  if (++p->depth > RG_MAX_PARSE_DEPTH) return ps_fail(p, p->t.row, p->t.col, "nesting too deep");
+  ps_mark m;
+  ps_save(p, &m);
+  ct_status st;
+  if (p->t.k == K_LPAREN || p->t.k == K_LBRACE) {
+    bool paren = p->t.k == K_LPAREN;
+    st = ps_adv(p);
+    rg_body *b = NULL;
+    if (!st && paren) {
+      rg_expr *ex = NULL;
+      st = ps_expr(p, &ex);
+      if (!st && !(b = one_body(p, ex))) st = OOM(p);
+    } else if (!st)
+      st = ps_body_until(p, K_RBRACE, &b);
+    if (!st && p->t.k == (paren ? K_RPAREN : K_RBRACE)) {
+      st = ps_adv(p);
+      if (!st && ends_operand(p)) {
+        *out = b;
+        p->depth--;
+        return CT_OK;
+      }
+    }
+    ps_restore(p, &m);
+  }
+  rg_expr *e;
+  st = ps_expr_inner(p, &e);
+  if (st) return st;
+  *out = one_body(p, e);
+  p->depth--;
+  return *out ? CT_OK : OOM(p);
+}
+
+static ct_status ps_logic_chain(rg_ps *p, const char *kw, int kind, ct_status (*sub)(rg_ps *, rg_body **),
+                                rg_body **out) {
+  int row = p->t.row, col = p->t.col;
+  rg_body *first;
+  CT_GUARD(sub(p, &first));
+  if (!is_kw(&p->t, kw)) {
+    *out = first;
+    return CT_OK;
+  }
+  pvec ops = {0};
+  if (!pv_push(&ops, first)) return OOM(p);
+  while (is_kw(&p->t, kw)) {
+    rg_body *b = NULL;
+    ct_status st = ps_adv(p);
+    if (!st) st = sub(p, &b);
+    if (!st && !pv_push(&ops, b)) st = OOM(p);
+    if (st) {
+      free(ops.v);
+      return st;
+    }
+  }
+  rg_expr *e = mk_expr(p, kind, row, col);
+  if (!e) {
+    free(ops.v);
+    return OOM(p);
+  }
+  e->nops = ops.n;
+  e->ops = (rg_body **)pv_done(p, &ops);
+  if (!e->ops) return OOM(p);
+  *out = one_body(p, e);
+  return *out ? CT_OK : OOM(p);
+}
+
+static ct_status ps_logic_and(rg_ps *p, rg_body **out) { return ps_logic_chain(p, "and", E_AND, ps_logic_atom, out); }
+static ct_status ps_logic_or(rg_ps *p, rg_body **out) { return ps_logic_chain(p, "or", E_OR, ps_logic_and, out); }
+
+static ct_status ps_expr(rg_ps *p, rg_expr **out) {
+  if (!p->logic) return ps_expr_plain(p, out);
+  rg_body *b;
+  CT_GUARD(ps_logic_or(p, &b));
+  if (b->n == 1) {
+    *out = b->e[0];
+    return ps_with(p, *out);
+  }
+  /* a braced or parenthesised group on its own: an AND of one operand */
+  rg_expr *e = mk_expr(p, E_AND, b->e[0]->row, b->e[0]->col);
+  if (!e) return OOM(p);
+  e->ops = rg_alloc(p->a, sizeof(rg_body *));
+  if (!e->ops) return OOM(p);
+  e->ops[0] = b;
+  e->nops = 1;
+  *out = e;
+  return ps_with(p, e);
 }
 
 static ct_status ps_body_until_inner(rg_ps *p, int close, rg_body **out);
@@ -1267,6 +1424,13 @@ CT_RESULT rg_parse_module(rg_arena *a, const char *file, const char *src, rg_mod
       goto fail;
     }
     if (!strcmp(root->name, "rego")) m->v1 = true;
+    if (!strcmp(root->name, "rego") && ip->kind == T_REF && ip->n == 2 && ip->elems[1]->kind == T_SCALAR &&
+        ip->elems[1]->val->t == RV_STR && !strcmp(ip->elems[1]->val->u.s, "v2"))
+      p.logic = true;
+    if (!strcmp(root->name, "future") && ip->kind == T_REF && ip->n == 3 && ip->elems[2]->kind == T_SCALAR &&
+        ip->elems[2]->val->t == RV_STR &&
+        (!strcmp(ip->elems[2]->val->u.s, "and") || !strcmp(ip->elems[2]->val->u.s, "or")))
+      p.logic = true;
     if (!im->alias) {
       rg_term *last = ip->kind == T_REF ? ip->elems[ip->n - 1] : ip;
       im->alias = last->kind == T_VAR ? last->name : last->val->t == RV_STR ? last->val->u.s : NULL;

@@ -151,6 +151,8 @@ enum {
   E_SOMEIN, /* some a, b in c  (a may be NULL) */
   E_EVERY,  /* every a, b in c { body } */
   E_NOT,    /* not sub */
+  E_AND,    /* ops[0] and ops[1] ... (experimental logic operators) */
+  E_OR,     /* ops[0] or ops[1] ... */
 };
 
 typedef struct rg_with {
@@ -164,6 +166,8 @@ typedef struct rg_expr {
   rg_term *a, *b, *c;
   rg_body *body;            /* every */
   struct rg_expr *sub;      /* not */
+  rg_body **ops;            /* and / or operands */
+  size_t nops;
   rg_with *with;
   size_t nwith;
 } rg_expr;
