@@ -481,6 +481,9 @@ static ct_status resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp) {
     case T_SCOMP:
     case T_OCOMP: return resolve_comp(c, s, t);
     case T_CALL: return resolve_call(c, s, t);
+    case T_TMPL:
+      for (size_t i = 0; i < t->n; i++) CT_GUARD(resolve_term(c, s, &t->elems[i]));
+      return CT_OK;
     default: return CT_OK;
   }
 }

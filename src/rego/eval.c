@@ -1514,6 +1514,36 @@ static ct_status eval_comp(rg_ev *ev, rg_term *t, const rk *k) {
   return KCALL(ev, k, v);
 }
 
+static ct_status first_value(rg_ev *ev, rg_term *t, rv **out);
+
+/* $"...{x}...": strings are inserted as they are, other values in Rego syntax, undefined
+ * expressions as <undefined>. */
+static ct_status eval_template(rg_ev *ev, rg_term *t, const rk *k) {
+  ct_buf b;
+  ct_buf_init(&b, 1u << 26);
+  ct_err e2;
+  ct_status st = CT_OK;
+  for (size_t i = 0; i <= t->n && !st; i++) {
+    rv *lit = t->val->u.a[i];
+    st = ct_buf_append(&b, lit->u.s, lit->n, &e2);
+    if (st || i == t->n) break;
+    rv *v = NULL;
+    st = first_value(ev, t->elems[i], &v);
+    if (st) break;
+    if (!v) st = ct_buf_append_str(&b, "<undefined>", &e2);
+    else if (v->t == RV_STR) st = ct_buf_append(&b, v->u.s, v->n, &e2);
+    else st = rg_value_write_rego(v, &b, &e2);
+  }
+  if (st) {
+    ct_buf_free(&b);
+    return st == CT_ELIMIT ? ct_fail(ev->err, CT_ELIMIT, "eval_builtin_error: template string too large") : st;
+  }
+  rv *out = rv_str(&ev->a, b.data ? (const char *)b.data : "", b.len);
+  ct_buf_free(&b);
+  if (!out) return ev_oom(ev);
+  return KCALL(ev, k, out);
+}
+
 static ct_status eval_term(rg_ev *ev, rg_term *t, const rk *k) {
   if (t->ground) return KCALL(ev, k, t->val);
   switch (t->kind) {
@@ -1539,6 +1569,7 @@ static ct_status eval_term(rg_ev *ev, rg_term *t, const rk *k) {
     case T_SCOMP:
     case T_OCOMP: return eval_comp(ev, t, k);
     case T_CALL: return eval_call(ev, t, k);
+    case T_TMPL: return eval_template(ev, t, k);
     default: return ev_fail(ev, "eval_internal_error", NULL, 0, 0, "unexpected term kind %d", t->kind);
   }
 }

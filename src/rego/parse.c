@@ -16,11 +16,13 @@ enum {
   K_DOT, K_COMMA, K_SEMI, K_COLON, K_BAR, K_AMP,
   K_UNIFY, K_ASSIGN, K_EQ, K_NE, K_LT, K_GT, K_LE, K_GE,
   K_PLUS, K_MINUS, K_STAR, K_SLASH, K_PCT,
+  K_TMPL, /* $"..." or $`...`: s/n = the raw text between the quotes; raw flag in `n` high bit */
 };
 
 typedef struct {
   int k;
   bool nl; /* a newline precedes this token */
+  bool raw; /* K_TMPL written with backquotes */
   int row, col;
   const char *s; /* ident/num text, or decoded string */
   size_t n;
@@ -130,6 +132,47 @@ static ct_status lx_next(rg_ps *p, rg_tok *t) {
     t->k = K_NUM;
     t->s = s;
     t->n = n;
+  } else if (c == '$' && p->pos + 1 < p->len && (s[1] == '"' || s[1] == '`')) {
+    /* template string: find the closing quote outside {...} expressions */
+    char q = s[1];
+    size_t i = 2;
+    int depth = 0;
+    bool closed = false;
+    while (p->pos + i < p->len) {
+      char d = s[i];
+      if (d == '\\' && q == '"' && depth == 0) {
+        i += 2;
+        continue;
+      }
+      if (d == '\\' && q == '`' && depth == 0 && p->pos + i + 1 < p->len && s[i + 1] == '{') {
+        i += 2;
+        continue;
+      }
+      if (depth > 0 && (d == '"' || d == '`')) {
+        /* a string inside an expression */
+        size_t j = i + 1;
+        while (p->pos + j < p->len && s[j] != d) j += (d == '"' && s[j] == '\\') ? 2 : 1;
+        i = j + 1;
+        continue;
+      }
+      if (d == '{') depth++;
+      else if (d == '}' && depth > 0) depth--;
+      else if (d == q && depth == 0) {
+        closed = true;
+        break;
+      } else if (d == '\n') {
+        if (q == '"' && depth == 0) break;
+        p->row++;
+        p->col = 1 - (int)(i + 1);
+      }
+      i++;
+    }
+    if (!closed) return ps_fail(p, t->row, t->col, "non-terminated template string");
+    t->k = K_TMPL;
+    t->raw = q == '`';
+    t->s = s + 2;
+    t->n = i - 2;
+    n = i + 1;
   } else if (c == '"') {
     char *buf = rg_alloc(p->a, p->len - p->pos + 1);
     if (!buf) return OOM(p);
@@ -262,9 +305,19 @@ static ct_status ps_peek(rg_ps *p, rg_tok **out) {
   return CT_OK;
 }
 
-static bool is_kw(const rg_tok *t, const char *kw) {
+static bool is_kw_raw(const rg_tok *t, const char *kw) {
   return t->k == K_IDENT && t->n == strlen(kw) && !memcmp(t->s, kw, t->n);
 }
+
+/* A keyword directly followed by '.' is the first segment of a reference (if.foo, data.x.as). */
+static bool kw_dotted(rg_ps *p) {
+  if (p->t.k != K_IDENT) return false;
+  rg_tok *pk;
+  if (ps_peek(p, &pk) != CT_OK) return false;
+  return pk->k == K_DOT && pk->row == p->t.row && pk->col == p->t.col + (int)p->t.n;
+}
+
+static bool is_kw(const rg_tok *t, const char *kw) { return is_kw_raw(t, kw); }
 
 static bool is_reserved(const rg_tok *t) {
   static const char *const kws[] = {"if", "contains", "in", "every", "some", "not", "with", "as",
@@ -364,6 +417,7 @@ static void ps_restore(rg_ps *p, const ps_mark *m);
 static ct_status ps_logic_atom(rg_ps *p, rg_body **out);
 static ct_status ps_rel(rg_ps *p, bool nopipe, rg_term **out);
 static ct_status ps_kv_in(rg_ps *p, rg_term *k, rg_term **out);
+static ct_status ps_template(rg_ps *p, const rg_tok *t, rg_term **out);
 
 static ct_status ps_var_or_ref(rg_ps *p, rg_term *head, rg_term **out) {
   /* Ref continuation: .ident, [term], (args) */
@@ -468,6 +522,112 @@ fail:
   return st;
 }
 
+/* Splits a template string into literal parts and {expression}s, each parsed on its own. */
+static ct_status ps_template(rg_ps *p, const rg_tok *t, rg_term **out) {
+  const char *s = t->s;
+  size_t n = t->n;
+  char *lit = rg_alloc(p->a, n + 1);
+  if (!lit) return OOM(p);
+  size_t w = 0;
+  pvec lits = {0}, exprs = {0};
+  ct_status st = CT_OK;
+  for (size_t i = 0; i < n && !st;) {
+    char c = s[i];
+    if (c == '\\' && i + 1 < n && s[i + 1] == '{') {
+      lit[w++] = '{';
+      i += 2;
+      continue;
+    }
+    if (c == '\\' && !t->raw && i + 1 < n) {
+      char d = s[i + 1];
+      i += 2;
+      switch (d) {
+        case 'n': lit[w++] = '\n'; break;
+        case 't': lit[w++] = '\t'; break;
+        case 'r': lit[w++] = '\r'; break;
+        case 'b': lit[w++] = '\b'; break;
+        case 'f': lit[w++] = '\f'; break;
+        case '/': lit[w++] = '/'; break;
+        case '"': lit[w++] = '"'; break;
+        case '\\': lit[w++] = '\\'; break;
+        case 'u': {
+          uint32_t cp = 0;
+          for (int k = 0; k < 4 && i < n; k++, i++) cp = cp * 16 + (uint32_t)(lx_hex(s[i]) < 0 ? 0 : lx_hex(s[i]));
+          w += lx_utf8(lit + w, cp);
+          break;
+        }
+        default: st = ps_fail(p, t->row, t->col, "invalid escape sequence in template string");
+      }
+      continue;
+    }
+    if (c != '{') {
+      lit[w++] = c;
+      i++;
+      continue;
+    }
+    /* an expression: up to the matching brace */
+    size_t j = i + 1;
+    int depth = 1;
+    while (j < n && depth) {
+      char d = s[j];
+      if (d == '"' || d == '`') {
+        size_t k = j + 1;
+        while (k < n && s[k] != d) k += (d == '"' && s[k] == '\\') ? 2 : 1;
+        j = k + 1;
+        continue;
+      }
+      if (d == '{') depth++;
+      else if (d == '}') depth--;
+      if (depth) j++;
+    }
+    if (depth) {
+      st = ps_fail(p, t->row, t->col, "unterminated expression in template string");
+      break;
+    }
+    rv *lv = rv_str(p->a, lit, w);
+    if (!lv || !pv_push(&lits, lv)) {
+      st = OOM(p);
+      break;
+    }
+    w = 0;
+    char *src = rg_strndup(p->a, s + i + 1, j - i - 1);
+    if (!src) {
+      st = OOM(p);
+      break;
+    }
+    rg_ps sub = {.a = p->a, .file = p->file, .src = src, .len = j - i - 1, .row = t->row, .col = t->col,
+                 .err = p->err, .depth = p->depth + 1, .nwild = p->nwild + 1000, .logic = p->logic};
+    rg_term *e = NULL;
+    st = ps_adv(&sub);
+    if (!st) st = ps_term(&sub, false, &e);
+    if (!st && sub.t.k != K_EOF) st = ps_fail(p, t->row, t->col, "unexpected text in template expression");
+    p->nwild = sub.nwild;
+    if (!st && !pv_push(&exprs, e)) st = OOM(p);
+    i = j + 1;
+  }
+  rv *lv = st ? NULL : rv_str(p->a, lit, w);
+  if (!st && (!lv || !pv_push(&lits, lv))) st = OOM(p);
+  if (st) {
+    free(lits.v);
+    free(exprs.v);
+    return st;
+  }
+  rg_term *r = mk_term(p, T_TMPL, t->row, t->col);
+  if (!r) {
+    free(lits.v);
+    free(exprs.v);
+    return OOM(p);
+  }
+  size_t nl = lits.n;
+  rv **lv2 = (rv **)pv_done(p, &lits);
+  r->val = lv2 ? rv_arr(p->a, lv2, nl) : NULL;
+  r->n = exprs.n;
+  r->elems = (rg_term **)pv_done(p, &exprs);
+  if (!r->val || !r->elems) return OOM(p);
+  *out = r;
+  return CT_OK;
+}
+
 static ct_status ps_comp_body(rg_ps *p, int close, rg_body **out) {
   return ps_body_until(p, close, out);
 }
@@ -486,6 +646,10 @@ static ct_status ps_primary(rg_ps *p, rg_term **out) {
     case K_STR:
       r = mk_scalar(p, rv_str(p->a, t.s, t.n), t.row, t.col);
       if (!r) return OOM(p);
+      CT_GUARD(ps_adv(p));
+      break;
+    case K_TMPL:
+      CT_GUARD(ps_template(p, &t, &r));
       CT_GUARD(ps_adv(p));
       break;
     case K_MINUS: {
@@ -508,7 +672,7 @@ static ct_status ps_primary(rg_ps *p, rg_term **out) {
       break;
     }
     case K_IDENT: {
-      if (is_kw(&t, "true") || is_kw(&t, "false") || is_kw(&t, "null")) {
+      if ((is_kw(&t, "true") || is_kw(&t, "false") || is_kw(&t, "null")) && !kw_dotted(p)) {
         r = mk_scalar(p, t.s[0] == 'n' ? &rv_null_v : rv_bool(t.s[0] == 't'), t.row, t.col);
         if (!r) return OOM(p);
         CT_GUARD(ps_adv(p));
@@ -529,7 +693,7 @@ static ct_status ps_primary(rg_ps *p, rg_term **out) {
       if (is_reserved(&t)) {
         rg_tok *pk;
         CT_GUARD(ps_peek(p, &pk));
-        if (!(is_kw(&t, "contains") && pk->k == K_LPAREN && !pk->nl))
+        if (!(is_kw(&t, "contains") && pk->k == K_LPAREN && !pk->nl) && !kw_dotted(p))
           return ps_fail(p, t.row, t.col, "unexpected %s keyword", tok_desc(&t));
       }
       r = mk_term(p, T_VAR, t.row, t.col);
@@ -832,7 +996,7 @@ static ct_status ps_with(rg_ps *p, rg_expr *e) {
 
 static ct_status ps_expr_inner(rg_ps *p, rg_expr **out) {
   rg_tok t = p->t;
-  if (is_kw(&t, "some")) {
+  if (is_kw(&t, "some") && !kw_dotted(p)) {
     CT_GUARD(ps_adv(p));
     pvec xs = {0};
     ct_status st;
@@ -874,7 +1038,7 @@ static ct_status ps_expr_inner(rg_ps *p, rg_expr **out) {
     *out = e;
     return CT_OK;
   }
-  if (is_kw(&t, "every")) {
+  if (is_kw(&t, "every") && !kw_dotted(p)) {
     CT_GUARD(ps_adv(p));
     rg_expr *e = mk_expr(p, E_EVERY, t.row, t.col);
     if (!e) return OOM(p);
@@ -894,7 +1058,7 @@ static ct_status ps_expr_inner(rg_ps *p, rg_expr **out) {
     *out = e;
     return CT_OK;
   }
-  if (is_kw(&t, "not")) {
+  if (is_kw(&t, "not") && !kw_dotted(p)) {
     if (++p->depth > RG_MAX_PARSE_DEPTH) return ps_fail(p, t.row, t.col, "nesting too deep");
     CT_GUARD(ps_adv(p));
     rg_expr *e = mk_expr(p, E_NOT, t.row, t.col);
@@ -1217,11 +1381,11 @@ static ct_status ps_rule_body(rg_ps *p, rg_rule *r, bool *had_if) {
 static ct_status ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
   rg_tok start = p->t;
   bool is_default = false;
-  if (is_kw(&start, "default")) {
+  if (is_kw(&start, "default") && !kw_dotted(p)) {
     is_default = true;
     CT_GUARD(ps_adv(p));
   }
-  if (p->t.k != K_IDENT || is_reserved(&p->t))
+  if (p->t.k != K_IDENT || (is_reserved(&p->t) && !kw_dotted(p)))
     return ps_fail(p, p->t.row, p->t.col, "unexpected %s, expected rule", tok_desc(&p->t));
   rg_rule *r = rg_alloc(p->a, sizeof(rg_rule));
   if (!r) return OOM(p);
@@ -1346,7 +1510,7 @@ static ct_status ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
   if (!pv_push(rules, r)) return OOM(p);
   /* else chain */
   rg_rule *prev = r;
-  while (is_kw(&p->t, "else")) {
+  while (is_kw(&p->t, "else") && !kw_dotted(p)) {
     rg_tok et = p->t;
     CT_GUARD(ps_adv(p));
     rg_rule *e = rg_alloc(p->a, sizeof(rg_rule));
@@ -1403,7 +1567,7 @@ CT_RESULT rg_parse_module(rg_arena *a, const char *file, const char *src, rg_mod
   }
   pvec imps = {0}, rules = {0};
   ct_status st = CT_OK;
-  while (is_kw(&p.t, "import")) {
+  while (is_kw(&p.t, "import") && !kw_dotted(&p)) {
     rg_tok it = p.t;
     CT_GUARD_GOTO(st, ps_adv(&p), fail);
     rg_import *im = rg_alloc(a, sizeof(rg_import));
@@ -1438,8 +1602,8 @@ CT_RESULT rg_parse_module(rg_arena *a, const char *file, const char *src, rg_mod
     if (!pv_push(&imps, im)) { st = OOM(&p); goto fail; }
   }
   while (p.t.k != K_EOF) {
-    if (is_kw(&p.t, "import")) { st = ps_fail(&p, p.t.row, p.t.col, "import must come before rules"); goto fail; }
-    if (is_kw(&p.t, "package")) { st = ps_fail(&p, p.t.row, p.t.col, "unexpected package declaration"); goto fail; }
+    if (is_kw(&p.t, "import") && !kw_dotted(&p)) { st = ps_fail(&p, p.t.row, p.t.col, "import must come before rules"); goto fail; }
+    if (is_kw(&p.t, "package") && !kw_dotted(&p)) { st = ps_fail(&p, p.t.row, p.t.col, "unexpected package declaration"); goto fail; }
     CT_GUARD_GOTO(st, ps_rule(&p, m, &rules), fail);
   }
   m->nimports = imps.n;

@@ -118,6 +118,7 @@ enum {
   T_CALL,   /* elems: args; fname; resolved target */
   T_DATA,   /* the root `data` */
   T_INPUT,  /* the root `input` */
+  T_TMPL,   /* $"..{x}..": val = array of n+1 literal strings, elems = n expressions */
 };
 
 typedef struct rg_body rg_body;
