@@ -277,6 +277,12 @@ ct_status guest_snp_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t rd_
     json_decref(rep);
     return ct_err_prefix(err, "snp evidence: ");
   }
+  /* An empty table means the host supplied no certificates: say null, as sev does, so that the
+   * verifier fetches the VCEK itself. */
+  if (chain && json_array_size(chain) == 0) {
+    json_decref(chain);
+    chain = NULL;
+  }
   *ev = json_pack("{s:o,s:o}", "attestation_report", rep, "cert_chain", chain ? chain : json_null());
   CT_ENSURE(*ev, err, CT_ENOMEM, "snp evidence: out of memory");
   return CT_OK;

@@ -495,6 +495,12 @@ static void test_snp_hostdata_binding(void **state) {
   CT_ASSERT_OK(guest_get_evidence(&cfg, GUEST_TEE_SNP, digest, 48, &ev, &err), &err);
   assert_true(json_is_null(json_object_get(ev, "cert_chain")));
   json_decref(ev);
+  /* ... and so does an empty one (a zero terminator only). */
+  uint8_t empty[4096] = {0};
+  put("/sys/kernel/config/tsm/report/e1/auxblob", empty, sizeof empty);
+  CT_ASSERT_OK(guest_get_evidence(&cfg, GUEST_TEE_SNP, digest, 48, &ev, &err), &err);
+  assert_true(json_is_null(json_object_get(ev, "cert_chain")));
+  json_decref(ev);
   free(report);
 }
 
