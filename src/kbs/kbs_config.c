@@ -474,6 +474,9 @@ ct_status kbs_config_from_json(const json_t *doc, kbs_config **out, ct_err *err)
                  CT_EINVAL,
                  "[attestation_token] configures no trust anchor (trusted_certs_paths, trusted_jwk_sets) "
                  "and insecure_header_jwk = false: no attestation token could ever be verified");
+  /* As Trustee: without configured vcek_sources the SNP verifier asks AMD's KDS. */
+  if (c->as_enabled && !c->snp_kds_base_url && !c->snp_vcek_offline_dir)
+    CT_GUARD_GOTO(st, ct_strdup("https://kdsintf.amd.com", &c->snp_kds_base_url, err), fail);
   if (c->issuer_name == NULL) CT_GUARD_GOTO(st, ct_strdup("CoCo-Attestation-Service", &c->issuer_name, err), fail);
   if (c->developer_name == NULL)
     CT_GUARD_GOTO(st, ct_strdup("https://confidentialcontainers.org", &c->developer_name, err), fail);

@@ -44,6 +44,7 @@ static void test_full_config(void **state) {
   assert_false(c->verbose_token);
   assert_string_equal(c->signer_cert_path, "/tc");
   assert_string_equal(c->snp_vcek_offline_dir, "/vcek");
+  assert_null(c->snp_kds_base_url); /* only the configured source */
   assert_int_equal(c->storage_type, KVS_LOCAL_JSON);
   assert_string_equal(c->storage_dir, "/j");
   assert_true(c->resource_plugin);
@@ -78,6 +79,7 @@ static void test_pattern_legacy_config(void **state) {
   assert_string_equal(c->resource_dir, "/opt/confidential-containers/kbs/repository");
   assert_string_equal(c->resource_policy_path, "/opt/confidential-containers/opa/policy.rego");
   assert_string_equal(c->rvps_store_dir, "/opt/confidential-containers/rvps/reference-values");
+  assert_string_equal(c->snp_kds_base_url, "https://kdsintf.amd.com"); /* Trustee's default source */
   kbs_config_free(c);
 }
 
