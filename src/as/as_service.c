@@ -25,6 +25,7 @@
 
 typedef struct as__policy {
   char id[128];
+  uint8_t digest[32]; /* of the text it was compiled from; zero for the built-in default */
   rego_policy *compiled;
   unsigned refs; /* evaluations in flight plus one for the table */
 } as__policy;
@@ -79,13 +80,15 @@ static void as__policy_release(as_service *as, as__policy *p) {
   }
 }
 
-static ct_status as__install(as_service *as, const char *id, rego_policy *compiled, ct_err *err) {
+static ct_status as__install(as_service *as, const char *id, const char *text, rego_policy *compiled,
+                             ct_err *err) {
   as__policy *p = calloc(1, sizeof *p);
   if (!p) {
     rego_policy_free(compiled);
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
   snprintf(p->id, sizeof p->id, "%s", id);
+  if (text) ct_sha256(text, strlen(text), p->digest);
   p->compiled = compiled;
   p->refs = 1;
   as__policy *old = NULL;
@@ -147,10 +150,33 @@ ct_status as_set_policy(as_service *as, const char *policy_id, const char *rego,
   rego_policy *compiled = NULL;
   ct_status st = as__compile(as, policy_id, text, &compiled, err);
   if (st == CT_OK) st = kvs_put(as->cfg.store, AS_POLICY_NS, policy_id, text, len, err);
-  if (st == CT_OK) st = as__install(as, policy_id, compiled, err);
+  if (st == CT_OK) st = as__install(as, policy_id, text, compiled, err);
   else rego_policy_free(compiled);
   free(text);
   return st;
+}
+
+void as_reload_policies(as_service *as) {
+  json_t *ids = NULL;
+  ct_err err;
+  if (kvs_list(as->cfg.store, AS_POLICY_NS, &ids, &err) != CT_OK) return;
+  for (size_t i = 0; i < json_array_size(ids); i++) {
+    const char *id = json_string_value(json_array_get(ids, i));
+    char *text = NULL;
+    if (as_get_policy(as, id, &text, &err) != CT_OK) continue;
+    uint8_t digest[32];
+    ct_sha256(text, strlen(text), digest);
+    as__policy *p = as__acquire(as, id);
+    bool same = p && !memcmp(p->digest, digest, sizeof digest);
+    if (p) as__policy_release(as, p);
+    rego_policy *compiled = NULL;
+    if (!same && as__compile(as, id, text, &compiled, &err) == CT_OK && as__install(as, id, text, compiled, &err) == CT_OK)
+      CT_LOG_INFO_("as", "attestation policy %s reloaded from storage", id);
+    else if (!same)
+      CT_LOG_WARN_("as", "attestation policy %s in storage not reloaded: %s", id, err.msg);
+    free(text);
+  }
+  json_decref(ids);
 }
 
 ct_status as_get_policy(as_service *as, const char *policy_id, char **rego, ct_err *err) {
@@ -175,7 +201,7 @@ static ct_status as__load_policies(as_service *as, ct_err *err) {
     st = as_get_policy(as, id, &text, err);
     rego_policy *compiled = NULL;
     if (st == CT_OK) st = as__compile(as, id, text, &compiled, err);
-    if (st == CT_OK) st = as__install(as, id, compiled, err);
+    if (st == CT_OK) st = as__install(as, id, text, compiled, err);
     free(text);
     if (!strcmp(id, "default_cpu")) have_default = true;
   }
@@ -184,7 +210,7 @@ static ct_status as__load_policies(as_service *as, ct_err *err) {
   if (!have_default) {
     rego_policy *compiled = NULL;
     CT_GUARD(as__compile(as, "default_cpu", ct_policy_default_cpu, &compiled, err));
-    CT_GUARD(as__install(as, "default_cpu", compiled, err));
+    CT_GUARD(as__install(as, "default_cpu", NULL, compiled, err));
   }
   return CT_OK;
 }

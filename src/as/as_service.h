@@ -40,6 +40,9 @@ void as_service_free(as_service *as);
 
 /* Compiles and stores an attestation policy; a policy that does not compile changes nothing. */
 CT_RESULT as_set_policy(as_service *as, const char *policy_id, const char *rego, size_t len, ct_err *err);
+/* Recompiles stored policies whose text changed since they were loaded (another replica wrote
+ * them to shared storage). Failures keep the policy in force and are logged. */
+void as_reload_policies(as_service *as);
 /* Returns the stored policy text (caller frees). */
 CT_RESULT as_get_policy(as_service *as, const char *policy_id, char **rego, ct_err *err);
 

@@ -90,7 +90,7 @@ int main(int argc, char **argv) {
   unsigned ticks = 0;
   while (!kbs__stop) {
     sleep(1);
-    if (++ticks % 60 == 0) kbs_server_tick(s);
+    if (++ticks % 2 == 0) kbs_server_tick(s);
   }
   CT_LOG_INFO_("kbs", "shutting down on signal %d", (int)kbs__stop);
   kbs_server_stop(s);

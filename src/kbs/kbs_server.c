@@ -14,6 +14,7 @@
 
 #include "as_service.h"
 #include "ct_codec.h"
+#include "ct_digest.h"
 #include "ct_file.h"
 #include "ct_json.h"
 #include "ct_log.h"
@@ -47,6 +48,7 @@ struct kbs_server {
   kbs_admin *admin;
   pthread_rwlock_t policy_lock;
   rego_policy *resource_policy;
+  uint8_t resource_policy_digest[32]; /* of the text in force, to notice changes in shared storage */
   kbs_http_server *http;
 };
 
@@ -157,6 +159,7 @@ static ct_status kbs__set_resource_policy(kbs_server *s, const char *text, size_
   pthread_rwlock_wrlock(&s->policy_lock);
   rego_policy *old = s->resource_policy;
   s->resource_policy = compiled;
+  ct_sha256(text, len, s->resource_policy_digest);
   pthread_rwlock_unlock(&s->policy_lock);
   rego_policy_free(old);
   return CT_OK;
@@ -738,6 +741,37 @@ static ct_status kbs__drop_privileges(kbs_server *s, const char *user, ct_err *e
   return CT_OK;
 }
 
+/* KBS_SESSION_KEY_FILE names 32 random bytes (raw, or 64 hex digits) shared by the replicas of
+ * one KBS, so that a handshake begun on one replica can finish on another. The variable keeps
+ * the TOML configuration identical to Trustee's. */
+static ct_status kbs__session_key(uint8_t key[32], bool *shared, ct_err *err) {
+  const char *path = getenv("KBS_SESSION_KEY_FILE");
+  *shared = false;
+  if (!path || !*path) return CT_OK;
+  uint8_t *data = NULL;
+  size_t len = 0;
+  if (ct_file_read(path, 4096, &data, &len, err) != CT_OK) return ct_err_prefix(err, "KBS_SESSION_KEY_FILE: ");
+  while (len && (data[len - 1] == '\n' || data[len - 1] == '\r')) len--;
+  ct_status st = CT_OK;
+  if (len == 32) {
+    memcpy(key, data, 32);
+  } else if (len == 64) {
+    uint8_t *raw = NULL;
+    size_t raw_len = 0;
+    st = ct_hex_decode((const char *)data, 64, &raw, &raw_len, err);
+    if (st == CT_OK) memcpy(key, raw, 32);
+    if (raw) ct_wipe(raw, raw_len);
+    free(raw);
+  } else {
+    st = ct_fail(err, CT_EINVAL, "KBS_SESSION_KEY_FILE %s must hold 32 bytes or 64 hex digits (found %zu bytes)",
+                 path, len);
+  }
+  ct_wipe(data, len);
+  free(data);
+  if (st == CT_OK) *shared = true;
+  return st;
+}
+
 ct_status kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err) {
   kbs_server *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
@@ -751,7 +785,12 @@ ct_status kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err
     kvs_config rc = {.type = KVS_LOCAL_FS, .dir_path = cfg->resource_dir};
     CT_GUARD_GOTO(st, kvs_open(&rc, &s->resources, err), fail);
   }
-  CT_GUARD_GOTO(st, kbs_sessions_new(KBS_MAX_ATTESTED_SESSIONS, &s->sessions, err), fail);
+  uint8_t session_key[32];
+  bool shared_key = false;
+  CT_GUARD_GOTO(st, kbs__session_key(session_key, &shared_key, err), fail);
+  st = kbs_sessions_new(KBS_MAX_ATTESTED_SESSIONS, shared_key ? session_key : NULL, &s->sessions, err);
+  ct_wipe(session_key, sizeof session_key);
+  if (st != CT_OK) goto fail;
   CT_GUARD_GOTO(st, kbs_token_verifier_new(cfg, &s->tokens, err), fail);
   CT_GUARD_GOTO(st, kbs_admin_new(cfg, &s->admin, err), fail);
   s->rv_store = s->store;
@@ -820,7 +859,32 @@ fail:
 
 int kbs_server_port(const kbs_server *s, size_t i) { return s->http ? kbs_http_bound_port(s->http, i) : 0; }
 
-void kbs_server_tick(kbs_server *s) { kbs_sessions_sweep(s->sessions); }
+/* Replicas share storage but compile policies once: a policy stored through another replica is
+ * picked up here. */
+static void kbs__reload_resource_policy(kbs_server *s) {
+  uint8_t *text = NULL;
+  size_t len = 0;
+  ct_err err;
+  if (kvs_get(s->store, KBS_KBS_NS, "resource-policy", &text, &len, &err) != CT_OK) return;
+  uint8_t digest[32];
+  ct_sha256(text, len, digest);
+  pthread_rwlock_rdlock(&s->policy_lock);
+  bool same = !memcmp(digest, s->resource_policy_digest, sizeof digest);
+  pthread_rwlock_unlock(&s->policy_lock);
+  if (!same) {
+    if (kbs__set_resource_policy(s, (const char *)text, len, false, &err) == CT_OK)
+      CT_LOG_INFO_("kbs", "resource policy reloaded from storage");
+    else
+      CT_LOG_WARN_("kbs", "resource policy in storage does not compile, keeping the current one: %s", err.msg);
+  }
+  free(text);
+}
+
+void kbs_server_tick(kbs_server *s) {
+  kbs_sessions_sweep(s->sessions);
+  kbs__reload_resource_policy(s);
+  if (s->as) as_reload_policies(s->as);
+}
 
 void kbs_server_stop(kbs_server *s) {
   if (!s) return;

@@ -20,7 +20,8 @@ CT_RESULT kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err
 void kbs_server_handle(kbs_server *s, const kbs_http_request *req, kbs_http_response *resp);
 /* The TCP port bound for sockets[i] (after port 0 was resolved). */
 int kbs_server_port(const kbs_server *s, size_t i);
-/* Sweeps expired sessions; call about once a minute. */
+/* Sweeps expired attested sessions and reloads policies changed in shared storage; call every
+ * few seconds. */
 void kbs_server_tick(kbs_server *s);
 void kbs_server_stop(kbs_server *s);
 

@@ -33,10 +33,11 @@ struct kbs_sessions {
   kbs__entry *head, *tail;
 };
 
-ct_status kbs_sessions_new(size_t max_attested, kbs_sessions **out, ct_err *err) {
+ct_status kbs_sessions_new(size_t max_attested, const uint8_t *key, kbs_sessions **out, ct_err *err) {
   kbs_sessions *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
-  if (ct_random(s->key, sizeof s->key, err) != CT_OK) {
+  if (key) memcpy(s->key, key, sizeof s->key);
+  else if (ct_random(s->key, sizeof s->key, err) != CT_OK) {
     free(s);
     return CT_ECRYPTO;
   }

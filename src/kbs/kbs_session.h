@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "ct_status.h"
@@ -32,8 +33,9 @@ typedef struct kbs_session_view {
 
 typedef struct kbs_sessions kbs_sessions;
 
-/* `max_attested` bounds the attested-token cache. */
-CT_RESULT kbs_sessions_new(size_t max_attested, kbs_sessions **out, ct_err *err);
+/* `max_attested` bounds the attested-token cache. `key` (32 bytes) seals the cookies; replicas
+ * that share it continue each other's handshakes. NULL draws a random key. */
+CT_RESULT kbs_sessions_new(size_t max_attested, const uint8_t *key, kbs_sessions **out, ct_err *err);
 void kbs_sessions_free(kbs_sessions *s);
 /* Starts a session: fills the cookie value, the nonce (standard base64 of 32 random bytes) and
  * the expiry. */

@@ -68,10 +68,10 @@ class Pki:
 
 
 class Kbs:
-    def __init__(self, config: Path, log: Path):
+    def __init__(self, config: Path, log: Path, env=None):
         self.log = log
         self.proc = subprocess.Popen([str(BIN / "kbs"), "--config-file", str(config)], stdout=subprocess.PIPE,
-                                     stderr=open(log, "w"), text=True)
+                                     stderr=open(log, "w"), text=True, env=env)
         deadline = time.time() + 20
         line = ""
         while time.time() < deadline:
@@ -110,10 +110,10 @@ def pki(tmp_path_factory):
 def start_kbs(tmp_path):
     started = []
 
-    def start(config_text: str, name="kbs"):
+    def start(config_text: str, name="kbs", env=None):
         cfg = tmp_path / f"{name}.toml"
         cfg.write_text(config_text)
-        k = Kbs(cfg, tmp_path / f"{name}.log")
+        k = Kbs(cfg, tmp_path / f"{name}.log", env=env)
         started.append(k)
         return k
 
