@@ -217,7 +217,8 @@ static bool tpmt__have(const char *prog) {
 /* Two consecutive free TCP ports on 127.0.0.1 (the swtpm TCTI uses port+1 for control). */
 static int tpmt__ports(void) {
   for (int tries = 0; tries < 200; tries++) {
-    int p = 20000 + (int)((getpid() * 7 + tries * 131) % 20000) * 2 % 40000;
+    /* Below the kernel's ephemeral range (32768+), where other tests' port-0 binds land. */
+    int p = 12000 + (int)(((unsigned)getpid() * 7919u + (unsigned)tries * 131u) % 9000u) * 2;
     int s1 = socket(AF_INET, SOCK_STREAM, 0), s2 = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     a.sin_port = htons((uint16_t)p);
@@ -313,30 +314,42 @@ static void test_live_swtpm(void **s) {
   mkdir(dir, 0700);
   mkdir(state, 0700);
   snprintf(tpmt_swtpm_dir, sizeof tpmt_swtpm_dir, "%s", dir);
-  int port = tpmt__ports();
-  assert_true(port > 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    char srv[128], ctl[128], st[400];
-    snprintf(srv, sizeof srv, "type=tcp,port=%d,bindaddr=127.0.0.1", port);
-    snprintf(ctl, sizeof ctl, "type=tcp,port=%d,bindaddr=127.0.0.1", port + 1);
-    snprintf(st, sizeof st, "dir=%s", state);
-    int devnull = open("/dev/null", O_WRONLY);
-    if (devnull >= 0) dup2(devnull, 2);
-    execlp("swtpm", "swtpm", "socket", "--tpm2", "--server", srv, "--ctrl", ctl, "--flags",
-           "not-need-init,startup-clear", "--tpmstate", st, (char *)NULL);
-    _exit(127);
-  }
-  tpmt_swtpm_pid = pid;
-  /* Wait for the server socket. */
+  /* Start swtpm; on a port race (the server exits or never listens) try other ports. */
+  int port = -1;
   bool up = false;
-  for (int i = 0; i < 100 && !up; i++) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    up = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    if (!up) usleep(50000);
+  for (int attempt = 0; attempt < 4 && !up; attempt++) {
+    port = tpmt__ports();
+    assert_true(port > 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+      char srv[128], ctl[128], st[400];
+      snprintf(srv, sizeof srv, "type=tcp,port=%d,bindaddr=127.0.0.1", port);
+      snprintf(ctl, sizeof ctl, "type=tcp,port=%d,bindaddr=127.0.0.1", port + 1);
+      snprintf(st, sizeof st, "dir=%s", state);
+      int devnull = open("/dev/null", O_WRONLY);
+      if (devnull >= 0) dup2(devnull, 2);
+      execlp("swtpm", "swtpm", "socket", "--tpm2", "--server", srv, "--ctrl", ctl, "--flags",
+             "not-need-init,startup-clear", "--tpmstate", st, (char *)NULL);
+      _exit(127);
+    }
+    tpmt_swtpm_pid = pid;
+    for (int i = 0; i < 100 && !up; i++) {
+      if (waitpid(pid, NULL, WNOHANG) == pid) {
+        tpmt_swtpm_pid = 0;
+        break;
+      }
+      int fd = socket(AF_INET, SOCK_STREAM, 0);
+      struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+      up = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+      close(fd);
+      if (!up) usleep(50000);
+    }
+    if (!up && tpmt_swtpm_pid > 0) {
+      kill(tpmt_swtpm_pid, SIGTERM);
+      waitpid(tpmt_swtpm_pid, NULL, 0);
+      tpmt_swtpm_pid = 0;
+    }
   }
   assert_true(up);
   const char *nonce = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
