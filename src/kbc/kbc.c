@@ -404,8 +404,10 @@ static ct_status kbc__kbs_error(const char *what, kbc__resp *r, char *variant, s
   }
   ct_status code = r->status == 404 ? CT_ENOTFOUND : r->status == 401 || r->status == 403 ? CT_EDENIED
                                                                                          : CT_EIO;
+  /* Trustee answers a missing resource with 401 PluginInternalError; its detail tells. */
   if (!strcmp(variant, "PluginInternalError") && detail &&
-      (strcasestr(detail, "not found") || strcasestr(detail, "notfound")))
+      (strcasestr(detail, "not found") || strcasestr(detail, "notfound") ||
+       strcasestr(detail, "no such file")))
     code = CT_ENOTFOUND;
   ct_status st = ct_fail(err, code, "%s: KBS answered HTTP %ld%s%s%s%.300s", what, r->status,
                          variant[0] ? " " : "", variant, detail ? ": " : "", detail ? detail : "");
