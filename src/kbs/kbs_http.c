@@ -291,6 +291,9 @@ void kbs_http_stop(kbs_http_server *s) {
   for (unsigned i = 0; i < s->n_workers; i++)
     if (s->workers[i].started) pthread_join(s->workers[i].thread, NULL);
   for (unsigned i = 0; i < s->n_workers; i++) {
+    /* Connections whose peer just closed still have their teardown queued in the loop: let it
+     * run, so that nothing (a TLS session, its buffers) outlives the server. */
+    for (int k = 0; k < 4 && s->workers[i].base; k++) event_base_loop(s->workers[i].base, EVLOOP_NONBLOCK);
     if (s->workers[i].stop_check) event_free(s->workers[i].stop_check);
     if (s->workers[i].http) evhttp_free(s->workers[i].http);
     if (s->workers[i].base) event_base_free(s->workers[i].base);
