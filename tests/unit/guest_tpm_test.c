@@ -16,6 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
+
+#include "as_verifier.h"
 #include "ct_codec.h"
 #include "ct_digest.h"
 #include "ct_json.h"
@@ -411,6 +414,100 @@ static void test_az_tdx_vtpm_evidence(void **state) {
   free(hcl);
 }
 
+static char *b64url_bn(EVP_PKEY *k, const char *name) {
+  BIGNUM *bn = NULL;
+  assert_int_equal(EVP_PKEY_get_bn_param(k, name, &bn), 1);
+  uint8_t buf[512];
+  int n = BN_bn2bin(bn, buf);
+  BN_free(bn);
+  char *out = NULL;
+  ct_err err;
+  CT_ASSERT_OK(ct_b64_encode(CT_B64_URL, buf, (size_t)n, &out, &err), &err);
+  return out;
+}
+
+/* Our az-snp-vtpm evidence through this project's az-snp-vtpm verifier (Trustee's rules): the
+ * simulated paravisor publishes the swtpm AK as HCLAkPub and our report data as user-data, so
+ * the verifier gets past the JSON, the HCL layout, the quote signature, user-data and the quote
+ * nonce, and stops only where the vector's SNP report (signed by AMD) does not hash our VarData. */
+static void test_az_evidence_through_verifier(void **state) {
+  (void)state;
+  NEED_TPM();
+  const as_verifier *v = as_verifier_find("az-snp-vtpm");
+  if (!v) skip();
+  size_t hlen = 0;
+  uint8_t *hcl = load_hcl(&hlen);
+  if (!hcl) skip();
+  ct_err err;
+  guest_tpm *t = NULL;
+  uint8_t *spki = NULL;
+  size_t spki_len = 0;
+  CT_ASSERT_OK(guest_tpm_open(g_tcti, &t, &err), &err);
+  CT_ASSERT_OK(guest_tpm_ak_spki(t, GUEST_AZ_AK_HANDLE, &spki, &spki_len, &err), &err);
+  guest_tpm_close(t);
+  EVP_PKEY *ak = spki_key(spki, spki_len);
+  char *n = b64url_bn(ak, OSSL_PKEY_PARAM_RSA_N), *e = b64url_bn(ak, OSSL_PKEY_PARAM_RSA_E);
+  EVP_PKEY_free(ak);
+  uint8_t rd[48], ud[64] = {0};
+  for (int i = 0; i < 48; i++) rd[i] = (uint8_t)(7 * i + 1);
+  memcpy(ud, rd, 48);
+  char udhex[129];
+  ct_hex_into(ud, 64, udhex);
+  char var[1024];
+  int vl = snprintf(var, sizeof var,
+                    "{\"keys\":[{\"kid\":\"HCLAkPub\",\"key_ops\":[\"sign\"],\"kty\":\"RSA\","
+                    "\"e\":\"%s\",\"n\":\"%s\"}],\"user-data\":\"%s\"}", e, n, udhex);
+  free(n);
+  free(e);
+  assert_true(vl > 0 && 1236 + (size_t)vl <= 2048);
+  memcpy(hcl + 1236, var, (size_t)vl);
+  hcl[1232] = (uint8_t)vl;
+  hcl[1233] = (uint8_t)(vl >> 8);
+  hlen = 1236 + (size_t)vl;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/hcl-ak.bin", g_dir);
+  FILE *f = fopen(path, "wb");
+  fwrite(hcl, 1, hlen, f);
+  fclose(f);
+  assert_int_equal(run("tpm2_nvundefine 0x01400001 -C o 2>/dev/null; "
+                       "tpm2_nvdefine 0x01400001 -C o -s %zu -a 'ownerread|ownerwrite' && "
+                       "tpm2_nvwrite 0x01400001 -C o -i hcl-ak.bin", hlen), 0);
+  uint8_t *pem = NULL;
+  size_t plen = 0;
+  CT_READ_VECTOR("az-snp-vtpm/vcek.pem", &pem, &plen);
+  json_t *body = json_pack("{s:s}", "vcekCert", (char *)pem);
+  char *bs = json_dumps(body, JSON_COMPACT);
+  g_imds = start_imds(bs, &g_imds_port);
+  free(bs);
+  json_decref(body);
+  char imds[64];
+  snprintf(imds, sizeof imds, "http://127.0.0.1:%d", g_imds_port);
+  guest_cfg cfg = {.tpm_tcti = g_tcti, .imds_url = imds, .az_report_delay_ms = 0};
+  json_t *ev = NULL;
+  CT_ASSERT_OK(guest_get_evidence(&cfg, GUEST_TEE_AZ_SNP_VTPM, rd, sizeof rd, &ev, &err), &err);
+  as_verifier_config vc = {0};
+  void *st = NULL;
+  if (v->create) CT_ASSERT_OK(v->create(&vc, &st, &err), &err);
+  as_verify_request req = {.tee = "az-snp-vtpm", .evidence = ev, .report_data = rd,
+                           .report_data_len = sizeof rd};
+  json_t *claims = NULL;
+  assert_int_equal(v->verify(st, &req, &claims, &err), CT_ECRYPTO);
+  assert_non_null(strstr(err.msg, "SNP report report_data mismatch"));
+  /* A different expected report data is caught earlier, at the user-data / nonce checks. */
+  uint8_t other[48];
+  memcpy(other, rd, 48);
+  other[47] ^= 1;
+  req.report_data = other;
+  assert_int_equal(v->verify(st, &req, &claims, &err), CT_ECRYPTO);
+  assert_null(strstr(err.msg, "SNP report report_data mismatch"));
+  if (v->destroy) v->destroy(st);
+  json_decref(ev);
+  stop_imds();
+  free(pem);
+  free(spki);
+  free(hcl);
+}
+
 static void test_tpm_evidence_and_pcr8_binding(void **state) {
   (void)state;
   NEED_TPM();
@@ -516,6 +613,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_az_snp_vtpm_evidence),
       cmocka_unit_test(test_az_tdx_vtpm_evidence),
+      cmocka_unit_test(test_az_evidence_through_verifier),
       cmocka_unit_test(test_tpm_evidence_and_pcr8_binding),
   };
   return cmocka_run_group_tests(tests, setup_group, teardown_group);
