@@ -346,7 +346,8 @@ static ct_status bi_add_date(rg_ev *ev, rv **a, rv **out) {
   ny += floordiv(nm - 1, 12);
   nm = nm - 1 - floordiv(nm - 1, 12) * 12 + 1;
   int64_t nd = days_from_civil(ny, nm, 1) + d - 1 + dd;
-  int64_t sub = ns - floordiv(ns, 1000000000) * 1000000000;
+  int64_t sub = ns % 1000000000;
+  if (sub < 0) sub += 1000000000;
   int64_t sec = nd * 86400 + secs - off;
   if (sec > 9223372036LL || sec < -9223372036LL) return rg_bi_fail(ev, "time.add_date: time outside of valid range");
   return ns_of(ev, "time.add_date", sec, sub, out);
@@ -395,7 +396,8 @@ static ct_status bi_format(rg_ev *ev, rv **a, rv **out) {
   if (a[0]->t == RV_ARR && a[0]->n == 3) return rg_bi_fail(ev, "time.format: custom layouts are not supported");
   split_ns(ns, off, &days, &secs);
   civil_from_days(days, &y, &m, &d);
-  int64_t frac = ns - floordiv(ns, 1000000000) * 1000000000;
+  int64_t frac = ns % 1000000000;
+  if (frac < 0) frac += 1000000000;
   char buf[96], fr[16] = "";
   if (frac) {
     snprintf(fr, sizeof(fr), ".%09lld", (long long)frac);
