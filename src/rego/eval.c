@@ -129,9 +129,11 @@ ct_status rg_bi_want(rg_ev *ev, const char *name, int argn, rv *v, int type) {
 /* ---------------------------------------------------------------- bindings */
 static ct_status bind(rg_ev *ev, int slot, rv *v) {
   if (ev->ntrail == ev->captrail) {
-    size_t nc = ev->captrail ? ev->captrail * 2 : 256;
-    rv ***nt = realloc(ev->trail, nc * sizeof(rv **));
-    if (!nt) return ct_fail(ev->err, CT_ENOMEM, "rego: out of memory");
+    /* the trail lives in the arena: grow by doubling (the old block is simply abandoned) */
+    size_t nc = ev->captrail ? ev->captrail * 2 : 128;
+    rv ***nt = rg_alloc(&ev->a, nc * sizeof(rv **));
+    if (!nt) return ev_oom(ev);
+    if (ev->ntrail) memcpy(nt, ev->trail, ev->ntrail * sizeof(rv **));
     ev->trail = nt;
     ev->captrail = nc;
   }
@@ -1740,10 +1742,7 @@ static ct_status ev_init(rg_ev *ev, const rego_policy *p, ct_err *err) {
   return CT_OK;
 }
 
-static void ev_free(rg_ev *ev) {
-  rg_arena_free(&ev->a);
-  free(ev->trail);
-}
+static void ev_free(rg_ev *ev) { rg_arena_free(&ev->a); }
 
 typedef struct {
   rk k;

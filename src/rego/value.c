@@ -212,8 +212,19 @@ rv *rv_obj(rg_arena *a, rv **keys, rv **vals, size_t n, bool *conflict) {
   rv__kv *kv = n <= 16 ? small : malloc(n * sizeof(rv__kv));
   if (!kv) return NULL;
   for (size_t i = 0; i < n; i++) kv[i] = (rv__kv){keys[i], vals[i]};
-  /* mergesort keeps insertion order stable for equal keys (not needed, but deterministic) */
-  qsort(kv, n, sizeof(rv__kv), rv__kv_cmp);
+  if (n <= 16) {
+    /* insertion sort: small objects dominate (JSON input, rule documents) */
+    for (size_t i = 1; i < n; i++) {
+      rv__kv x = kv[i];
+      size_t j = i;
+      while (j > 0 && rv_cmp(kv[j - 1].k, x.k) > 0) {
+        kv[j] = kv[j - 1];
+        j--;
+      }
+      kv[j] = x;
+    }
+  } else
+    qsort(kv, n, sizeof(rv__kv), rv__kv_cmp);
   o->u.o.k = rg_alloc(a, n * sizeof(rv *));
   o->u.o.v = rg_alloc(a, n * sizeof(rv *));
   if (!o->u.o.k || !o->u.o.v) {
