@@ -278,6 +278,7 @@ extern const rg_builtin rg_builtins_coll[];
 extern const rg_builtin rg_builtins_enc[];
 extern const rg_builtin rg_builtins_time[];
 extern const rg_builtin rg_builtins_regex[];
+extern const rg_builtin rg_builtins_net[];
 
 rg_arena *rg_ev_arena(rg_ev *ev);
 int64_t rg_ev_now(rg_ev *ev);
