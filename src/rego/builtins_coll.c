@@ -1,6 +1,7 @@
 /*
  * builtins_coll.c - arrays, sets and objects.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "rego_int.h"
@@ -289,5 +290,153 @@ const rg_builtin rg_builtins_coll[] = {
     {"object.subset", 2, bi_object_subset, false},
     {"intersection", 1, bi_intersection, false},
     {"union", 1, bi_union, false},
+    {NULL, 0, NULL, false},
+};
+
+/* ---------------------------------------------------------------- json.filter / json.remove */
+typedef struct {
+  rv **seg;
+  size_t n;
+} jpath;
+
+/* Paths: strings "a/b/0" (leading '/' optional, "~1" = '/', "~0" = '~') or arrays of keys. */
+static ct_status parse_paths(rg_ev *ev, const char *name, rv *ps, jpath **out, size_t *np) {
+  if (ps->t != RV_ARR && ps->t != RV_SET)
+    return rg_bi_type(ev, "%s: operand 2 must be one of {set, array} but got %s", name, rg_type_name(ps));
+  jpath *p = rg_alloc(A, (ps->n + 1) * sizeof(jpath));
+  if (!p) return rg_bi_oom(ev);
+  for (size_t i = 0; i < ps->n; i++) {
+    rv *x = ps->u.a[i];
+    if (x->t == RV_ARR) {
+      p[i].seg = x->u.a;
+      p[i].n = x->n;
+      continue;
+    }
+    if (x->t != RV_STR)
+      return rg_bi_type(ev, "%s: operand 2 must be one of {set, array} containing string paths or array of path segments but got %s",
+                        name, rg_type_name(x));
+    const char *s = x->u.s;
+    size_t n = x->n, st = 0;
+    if (n && s[0] == '/') st = 1;
+    rv **segs = rg_alloc(A, (n + 2) * sizeof(rv *));
+    if (!segs) return rg_bi_oom(ev);
+    size_t m = 0;
+    if (st < n || n == 0) {
+      for (size_t j = st; j <= n; j++)
+        if (j == n || s[j] == '/') {
+          char *buf = rg_alloc(A, j - st + 1);
+          if (!buf) return rg_bi_oom(ev);
+          size_t w = 0;
+          for (size_t q = st; q < j; q++) {
+            if (s[q] == '~' && q + 1 < j && (s[q + 1] == '0' || s[q + 1] == '1')) {
+              buf[w++] = s[q + 1] == '0' ? '~' : '/';
+              q++;
+            } else
+              buf[w++] = s[q];
+          }
+          if (!(segs[m++] = rv_str(A, buf, w))) return rg_bi_oom(ev);
+          st = j + 1;
+        }
+    }
+    p[i].seg = segs;
+    p[i].n = (n == 0 || (n == 1 && s[0] == '/')) ? 0 : m;
+  }
+  *out = p;
+  *np = ps->n;
+  return CT_OK;
+}
+
+static bool seg_match(rv *key, rv *seg, bool is_array) {
+  if (rv_eq(key, seg)) return true;
+  if (is_array && seg->t == RV_STR && key->t == RV_NUM) {
+    char b[32];
+    int64_t i;
+    if (!rv_num_is_int(key, &i)) return false;
+    snprintf(b, sizeof(b), "%lld", (long long)i);
+    return strlen(b) == seg->n && !memcmp(b, seg->u.s, seg->n);
+  }
+  return false;
+}
+
+/* Keeps only the given paths (depth d into each path). */
+static rv *jfilter(rg_ev *ev, rv *v, jpath *p, size_t np, size_t d) {
+  for (size_t i = 0; i < np; i++)
+    if (p[i].n == d) return v;
+  if (v->t != RV_OBJ && v->t != RV_ARR && v->t != RV_SET) return NULL;
+  size_t n = v->n;
+  rv **ks = rg_alloc(A, (n + 1) * sizeof(rv *)), **vs = rg_alloc(A, (n + 1) * sizeof(rv *));
+  jpath *sub = rg_alloc(A, (np + 1) * sizeof(jpath));
+  if (!ks || !vs || !sub) return NULL;
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    rv *key = v->t == RV_OBJ ? v->u.o.k[i] : v->t == RV_SET ? v->u.a[i] : rv_int(A, (int64_t)i);
+    rv *val = v->t == RV_OBJ ? v->u.o.v[i] : v->u.a[i];
+    if (!key) return NULL;
+    size_t ns = 0;
+    for (size_t j = 0; j < np; j++)
+      if (p[j].n > d && seg_match(key, p[j].seg[d], v->t == RV_ARR)) sub[ns++] = p[j];
+    if (!ns) continue;
+    rv *f = jfilter(ev, val, sub, ns, d + 1);
+    if (!f) continue;
+    ks[m] = key;
+    vs[m++] = f;
+  }
+  if (v->t == RV_OBJ) return rv_obj(A, ks, vs, m, NULL);
+  if (v->t == RV_SET) return rv_set(A, vs, m);
+  return rv_arr(A, vs, m);
+}
+
+static rv *jremove(rg_ev *ev, rv *v, jpath *p, size_t np, size_t d) {
+  if (v->t != RV_OBJ && v->t != RV_ARR && v->t != RV_SET) return v;
+  size_t n = v->n;
+  rv **ks = rg_alloc(A, (n + 1) * sizeof(rv *)), **vs = rg_alloc(A, (n + 1) * sizeof(rv *));
+  jpath *sub = rg_alloc(A, (np + 1) * sizeof(jpath));
+  if (!ks || !vs || !sub) return NULL;
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    rv *key = v->t == RV_OBJ ? v->u.o.k[i] : v->t == RV_SET ? v->u.a[i] : rv_int(A, (int64_t)i);
+    rv *val = v->t == RV_OBJ ? v->u.o.v[i] : v->u.a[i];
+    if (!key) return NULL;
+    bool drop = false;
+    size_t ns = 0;
+    for (size_t j = 0; j < np; j++)
+      if (p[j].n > d && seg_match(key, p[j].seg[d], v->t == RV_ARR)) {
+        if (p[j].n == d + 1) drop = true;
+        else sub[ns++] = p[j];
+      }
+    if (drop) continue;
+    rv *r = ns ? jremove(ev, val, sub, ns, d + 1) : val;
+    if (!r) return NULL;
+    ks[m] = key;
+    vs[m++] = r;
+  }
+  if (v->t == RV_OBJ) return rv_obj(A, ks, vs, m, NULL);
+  if (v->t == RV_SET) return rv_set(A, vs, m);
+  return rv_arr(A, vs, m);
+}
+
+static ct_status bi_json_filter(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "json.filter", 1, a[0], RV_OBJ));
+  jpath *p;
+  size_t np;
+  CT_GUARD(parse_paths(ev, "json.filter", a[1], &p, &np));
+  if (!np) RET(rv_obj(A, NULL, NULL, 0, NULL));
+  *out = jfilter(ev, a[0], p, np, 0);
+  if (!*out) *out = rv_obj(A, NULL, NULL, 0, NULL);
+  if (!*out) return rg_bi_oom(ev);
+  return CT_OK;
+}
+
+static ct_status bi_json_remove(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "json.remove", 1, a[0], RV_OBJ));
+  jpath *p;
+  size_t np;
+  CT_GUARD(parse_paths(ev, "json.remove", a[1], &p, &np));
+  RET(jremove(ev, a[0], p, np, 0));
+}
+
+const rg_builtin rg_builtins_json[] = {
+    {"json.filter", 2, bi_json_filter, false},
+    {"json.remove", 2, bi_json_remove, false},
     {NULL, 0, NULL, false},
 };

@@ -279,6 +279,7 @@ extern const rg_builtin rg_builtins_enc[];
 extern const rg_builtin rg_builtins_time[];
 extern const rg_builtin rg_builtins_regex[];
 extern const rg_builtin rg_builtins_net[];
+extern const rg_builtin rg_builtins_json[];
 
 rg_arena *rg_ev_arena(rg_ev *ev);
 int64_t rg_ev_now(rg_ev *ev);
