@@ -435,7 +435,108 @@ static ct_status bi_json_remove(rg_ev *ev, rv **a, rv **out) {
   RET(jremove(ev, a[0], p, np, 0));
 }
 
+
+/* ---------------------------------------------------------------- walk and graphs */
+typedef struct {
+  rv **v;
+  size_t n, cap;
+} acc_t;
+
+static ct_status acc_add(rg_ev *ev, acc_t *a, rv *x) {
+  if (!x) return rg_bi_oom(ev);
+  if (a->n == a->cap) {
+    size_t nc = a->cap ? a->cap * 2 : 16;
+    rv **nv = rg_alloc(A, nc * sizeof(rv *));
+    if (!nv) return rg_bi_oom(ev);
+    if (a->n) memcpy(nv, a->v, a->n * sizeof(rv *));
+    a->v = nv;
+    a->cap = nc;
+  }
+  a->v[a->n++] = x;
+  return CT_OK;
+}
+
+/* walk(x): every [path, value] pair, pre-order (a relation: the evaluator iterates the result) */
+static ct_status walk_into(rg_ev *ev, rv *v, rv **path, size_t depth, acc_t *acc) {
+  if (depth > 10000) return rg_bi_fail(ev, "walk: too deep");
+  rv *pair[2] = {rv_arr(A, path, depth), v};
+  if (!pair[0]) return rg_bi_oom(ev);
+  CT_GUARD(acc_add(ev, acc, rv_arr(A, pair, 2)));
+  if (v->t != RV_ARR && v->t != RV_OBJ && v->t != RV_SET) return CT_OK;
+  rv **p2 = rg_alloc(A, (depth + 2) * sizeof(rv *));
+  if (!p2) return rg_bi_oom(ev);
+  if (depth) memcpy(p2, path, depth * sizeof(rv *));
+  for (size_t i = 0; i < v->n; i++) {
+    rv *k = v->t == RV_OBJ ? v->u.o.k[i] : v->t == RV_SET ? v->u.a[i] : rv_int(A, (int64_t)i);
+    if (!k) return rg_bi_oom(ev);
+    p2[depth] = k;
+    CT_GUARD(walk_into(ev, v->t == RV_OBJ ? v->u.o.v[i] : v->u.a[i], p2, depth + 1, acc));
+  }
+  return CT_OK;
+}
+
+ct_status rg_bi_walk(rg_ev *ev, rv **a, rv **out) {
+  acc_t acc = {0};
+  CT_GUARD(walk_into(ev, a[0], NULL, 0, &acc));
+  RET(rv_arr(A, acc.v, acc.n));
+}
+
+static rv *edges_of(rv *graph, rv *node) {
+  rv *e = rv_obj_get(graph, node);
+  return e && (e->t == RV_ARR || e->t == RV_SET) ? e : NULL;
+}
+
+static ct_status bi_graph_reachable(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "graph.reachable", 1, a[0], RV_OBJ));
+  if (a[1]->t != RV_ARR && a[1]->t != RV_SET)
+    return rg_bi_type(ev, "graph.reachable: operand 2 must be one of {array, set} but got %s", rg_type_name(a[1]));
+  acc_t seen = {0}, queue = {0};
+  for (size_t i = 0; i < a[1]->n; i++) CT_GUARD(acc_add(ev, &queue, a[1]->u.a[i]));
+  for (size_t q = 0; q < queue.n; q++) {
+    rv *node = queue.v[q];
+    bool dup = false;
+    for (size_t i = 0; i < seen.n && !dup; i++) dup = rv_eq(seen.v[i], node);
+    if (dup) continue;
+    if (!rv_obj_get(a[0], node)) continue;
+    CT_GUARD(acc_add(ev, &seen, node));
+    rv *e = edges_of(a[0], node);
+    for (size_t i = 0; e && i < e->n; i++) CT_GUARD(acc_add(ev, &queue, e->u.a[i]));
+  }
+  RET(rv_set(A, seen.v, seen.n));
+}
+
+static ct_status paths_from(rg_ev *ev, rv *g, rv *node, rv **path, size_t depth, acc_t *acc) {
+  if (depth > 1000) return rg_bi_fail(ev, "graph.reachable_paths: too deep");
+  for (size_t i = 0; i < depth; i++)
+    if (rv_eq(path[i], node)) return acc_add(ev, acc, rv_arr(A, path, depth)); /* cycle: stop */
+  if (!rv_obj_get(g, node)) return depth ? acc_add(ev, acc, rv_arr(A, path, depth)) : CT_OK;
+  rv **p2 = rg_alloc(A, (depth + 2) * sizeof(rv *));
+  if (!p2) return rg_bi_oom(ev);
+  if (depth) memcpy(p2, path, depth * sizeof(rv *));
+  p2[depth] = node;
+  rv *e = edges_of(g, node);
+  bool any = false;
+  for (size_t i = 0; e && i < e->n; i++) {
+    any = true;
+    CT_GUARD(paths_from(ev, g, e->u.a[i], p2, depth + 1, acc));
+  }
+  if (!any) return acc_add(ev, acc, rv_arr(A, p2, depth + 1));
+  return CT_OK;
+}
+
+static ct_status bi_graph_reachable_paths(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "graph.reachable_paths", 1, a[0], RV_OBJ));
+  if (a[1]->t != RV_ARR && a[1]->t != RV_SET)
+    return rg_bi_type(ev, "graph.reachable_paths: operand 2 must be one of {array, set} but got %s", rg_type_name(a[1]));
+  acc_t acc = {0};
+  for (size_t i = 0; i < a[1]->n; i++) CT_GUARD(paths_from(ev, a[0], a[1]->u.a[i], NULL, 0, &acc));
+  RET(rv_set(A, acc.v, acc.n));
+}
+
 const rg_builtin rg_builtins_json[] = {
+    {"walk", 1, rg_bi_walk, false},
+    {"graph.reachable", 2, bi_graph_reachable, false},
+    {"graph.reachable_paths", 2, bi_graph_reachable_paths, false},
     {"json.filter", 2, bi_json_filter, false},
     {"json.remove", 2, bi_json_remove, false},
     {NULL, 0, NULL, false},

@@ -1355,6 +1355,20 @@ static ct_status call_finish(rg_ev *ev, rg_term *t, rv **vals, size_t nin, rg_te
   rv *out;
   CT_GUARD(call_value(ev, t, vals, nin, &out));
   if (!out) return CT_OK;
+  if (t->bi && t->bi->fn == rg_bi_walk && !(ev->nov && find_override(ev, t))) {
+    /* a relation: every element is one result */
+    for (size_t i = 0; i < out->n; i++) {
+      CT_GUARD(step(ev));
+      ct_status st;
+      if (outt) {
+        k_true kt = {{k_true_fn}, k};
+        st = match(ev, outt, out->u.a[i], &kt.k);
+      } else
+        st = KCALL(ev, k, out->u.a[i]);
+      if (st) return st;
+    }
+    return CT_OK;
+  }
   if (outt) {
     k_true kt = {{k_true_fn}, k};
     return match(ev, outt, out, &kt.k);
