@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -252,8 +253,12 @@ int main(int argc, char **argv) {
   unsigned kept = n < MAX_SAMPLES ? n : MAX_SAMPLES;
   qsort(b.lat_ms, kept, sizeof *b.lat_ms, cmp_double);
   double p50 = kept ? b.lat_ms[kept / 2] : 0, p99 = kept ? b.lat_ms[(size_t)(kept * 0.99)] : 0;
-  printf("clients=%d seconds=%.1f handshakes=%u errors=%lu handshakes_per_s=%.0f p50_ms=%.2f p99_ms=%.2f\n", clients,
-         elapsed, n, atomic_load(&b.errors), n / elapsed, p50, p99);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  printf("clients=%d seconds=%.1f handshakes=%u errors=%lu handshakes_per_s=%.0f p50_ms=%.2f p99_ms=%.2f "
+         "loadgen_cpu_us=%.0f\n",
+         clients, elapsed, n, atomic_load(&b.errors), n / elapsed, p50, p99, n ? cpu / n * 1e6 : 0);
   free(b.lat_ms);
   SSL_CTX_free(b.ssl);
   return atomic_load(&b.errors) ? 1 : 0;
