@@ -10,6 +10,7 @@
 #include <openssl/ecdsa.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -660,6 +661,75 @@ static void test_verifier_ccel_replay(void **s) {
   free(ccel);
 }
 
+/* The registered verifier (create() with the pinned Intel root) on the Intel samples: the real
+ * TCB Signing chain and signatures pass, and the quote is refused for the FMSPC mismatch. */
+static void test_verifier_intel_samples(void **s) {
+  (void)s;
+  const char *dir = tdx_test__collateral_dir(NULL, 0);
+  if (!dir) skip();
+  uint8_t *quote = NULL;
+  size_t ql = 0;
+  CT_READ_VECTOR("tdx/tdx_quote_5.dat", &quote, &ql);
+  as_verifier_config cfg = {.tdx_collateral_dir = dir};
+  const as_verifier *v = as_verifier_find("tdx");
+  void *st = NULL;
+  ct_err err;
+  CT_ASSERT_OK(v->create(&cfg, &st, &err), &err);
+  json_t *claims = NULL;
+  assert_int_equal(tdx_test__verify(st, quote, ql, NULL, 0, NULL, 0, NULL, 0, &claims, &err), CT_EDENIED);
+  assert_non_null(strstr(err.msg, "FMSPC 00a06d080000"));
+  assert_non_null(strstr(err.msg, "90c06f000000"));
+  v->destroy(st);
+  tdx_test__rmdir();
+  free(quote);
+}
+
+typedef struct tdx_test_thread {
+  tdx_state *st;
+  const uint8_t *quote;
+  size_t len;
+  int ok;
+} tdx_test_thread;
+
+static void *tdx_test__worker(void *arg) {
+  tdx_test_thread *t = arg;
+  for (int i = 0; i < 25; i++) {
+    ct_err err;
+    json_t *c = NULL;
+    if (tdx_verify_quote(t->st, t->quote, t->len, NULL, 0, NULL, 0, NULL, NULL, &c, &err) == CT_OK) {
+      t->ok++;
+      json_decref(c);
+    }
+  }
+  return NULL;
+}
+
+/* One state, four threads: the collateral and PCK caches are shared safely. */
+static void test_verifier_threads(void **s) {
+  (void)s;
+  tdx_test_quote t;
+  if (!tdx_test__load("tdx/tdx_quote_5.dat", &t)) skip();
+  tdx_test_env env;
+  if (!tdx_test__env(&t, &env)) skip();
+  as_verifier_config cfg = {.tdx_collateral_dir = env.dir};
+  tdx_state *st = NULL;
+  ct_err err;
+  CT_ASSERT_OK(tdx_state_new(&cfg, env.root_pem, 0, &st, &err), &err);
+  pthread_t th[4];
+  tdx_test_thread w[4];
+  for (int i = 0; i < 4; i++) {
+    w[i] = (tdx_test_thread){.st = st, .quote = t.raw, .len = t.len};
+    assert_int_equal(pthread_create(&th[i], NULL, tdx_test__worker, &w[i]), 0);
+  }
+  for (int i = 0; i < 4; i++) {
+    pthread_join(th[i], NULL);
+    assert_int_equal(w[i].ok, 25);
+  }
+  tdx_state_free(st);
+  tdx_test__env_free(&env);
+  tdx_test__unload(&t);
+}
+
 /* ---- PCCS fetching against a local python http.server on 127.0.0.1 ---------------------------- */
 
 static const char tdx_test_pccs_py[] =
@@ -780,6 +850,8 @@ int main(void) {
       cmocka_unit_test(test_verifier_end_to_end),
       cmocka_unit_test(test_verifier_ccel_replay),
       cmocka_unit_test(test_pccs_fetch_and_cache),
+      cmocka_unit_test(test_verifier_intel_samples),
+      cmocka_unit_test(test_verifier_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
