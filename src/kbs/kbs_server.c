@@ -20,6 +20,7 @@
 #include "ct_log.h"
 #include "ct_mem.h"
 #include "ct_policies.h"
+#include <event2/http.h>
 #include "jose.h"
 #include "kbs_auth.h"
 #include "kbs_http.h"
@@ -173,10 +174,16 @@ static ct_status kbs__policy_allows(kbs_server *s, const json_t *claims, char pa
     char *dup = NULL;
     CT_GUARD(ct_strdup(query, &dup, err));
     char *save = NULL;
-    for (char *kv = strtok_r(dup, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
+    size_t n = 0;
+    for (char *kv = strtok_r(dup, "&", &save); kv && n < 32; kv = strtok_r(NULL, "&", &save), n++) {
       char *eq = strchr(kv, '=');
       if (eq) *eq = 0;
-      json_object_set_new(q, kv, json_string(eq ? eq + 1 : ""));
+      /* Percent-decoded like Trustee's query map; a value that does not decode to UTF-8 is
+       * dropped rather than handed to the policy half-formed. */
+      char *key = evhttp_uridecode(kv, 1, NULL), *val = evhttp_uridecode(eq ? eq + 1 : "", 1, NULL);
+      if (key && val) json_object_set_new(q, key, json_string(val));
+      free(key);
+      free(val);
     }
     free(dup);
   }
@@ -204,11 +211,23 @@ static ct_status kbs__policy_allows(kbs_server *s, const json_t *claims, char pa
 static const char *const kbs__tees[] = {"az-snp-vtpm", "az-tdx-vtpm", "nvidia", "sgx", "snp", "tdx", "cca", "csv",
                                         "se", "hygondcu", "tpm", "sample", "sampledevice", NULL};
 
-/* Trustee requires =0.4.0; older clients whose messages have the 0.4.0 shape are accepted too. */
+/* Trustee requires =0.4.0; older clients whose messages have the 0.4.0 shape are accepted too.
+ * Strict semver digits: no sign, no spaces, no leading zeros. */
+static bool kbs__semver_part(const char **p, unsigned *out) {
+  const char *s = *p;
+  if (*s < '0' || *s > '9' || (*s == '0' && s[1] >= '0' && s[1] <= '9')) return false;
+  unsigned v = 0;
+  while (*s >= '0' && *s <= '9' && v < 100000) v = v * 10 + (unsigned)(*s++ - '0');
+  *out = v;
+  *p = s;
+  return true;
+}
+
 static ct_status kbs__check_version(const char *v, ct_err *err) {
-  unsigned major, minor, patch;
-  char tail;
-  bool ok = sscanf(v, "%u.%u.%u%c", &major, &minor, &patch, &tail) == 3 && major == 0 && minor >= 1 && minor <= 4;
+  const char *p = v;
+  unsigned major = 0, minor = 0, patch = 0;
+  bool ok = kbs__semver_part(&p, &major) && *p++ == '.' && kbs__semver_part(&p, &minor) && *p++ == '.' &&
+            kbs__semver_part(&p, &patch) && *p == 0 && major == 0 && minor >= 1 && minor <= 4;
   CT_ENSURE(ok, err, CT_EINVAL, "KBS Client Protocol Version Mismatch: expect =0.4.0 (0.1.x-0.4.x accepted) while the "
             "request is %.32s", v);
   return CT_OK;

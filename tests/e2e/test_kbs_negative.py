@@ -51,7 +51,7 @@ def test_roundtrip_with_independent_client(kbs_env):
     assert rcar.decrypt(r.json(), key) == b"top-secret"
 
 
-@pytest.mark.parametrize("version", ["1.0.0", "0.5.0", "0.4", "banana", ""])
+@pytest.mark.parametrize("version", ["1.0.0", "0.5.0", "0.4", "banana", "", " 0.4.0", "+0.4.0", "0.04.0", "0.4.0-rc1"])
 def test_unknown_protocol_version(kbs_env, version):
     _, s, _, _ = kbs_env
     r = s.auth(version=version)
@@ -281,3 +281,18 @@ def test_malformed_json_everywhere(kbs_env, pki, body):
     assert snapshot(storage) == before
     # Still serving.
     assert requests.get(f"{kbs.url()}/healthz", verify=str(pki.tls_cert)).status_code == 200
+
+
+def test_query_reaches_the_policy_decoded(kbs_env):
+    kbs, s, hdr, _ = kbs_env
+    policy = ('package policy\nimport rego.v1\ndefault allow := false\n'
+              'allow if {\n\tdata.plugin == "resource"\n\tdata.query.purpose == "a b/c"\n}\n')
+    assert s.http.post(f"{kbs.url()}/kbs/v0/resource-policy", json={"policy": b64url(policy)},
+                       headers=hdr).status_code == 200
+    key = rcar.TeeKey()
+    s.handshake(key)
+    r = s.http.get(f"{kbs.url()}/kbs/v0/resource/one/two/three?purpose=a%20b%2Fc")
+    assert r.status_code == 200, r.text
+    assert rcar.decrypt(r.json(), key) == b"top-secret"
+    r = s.http.get(f"{kbs.url()}/kbs/v0/resource/one/two/three?purpose=other")
+    assert r.status_code == 401 and rcar.error_type(r) == "PolicyDeny"
