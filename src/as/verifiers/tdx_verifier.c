@@ -412,6 +412,10 @@ static ct_status tdx__verify(void *state, const as_verify_request *req, json_t *
   CT_GUARD(ct_json_get_string(req->evidence, "quote", "TDX evidence", &quote_b64, err));
   CT_GUARD(ct_json_opt_string(req->evidence, "cc_eventlog", "TDX evidence", &ccel_b64, err));
   CT_ENSURE(*quote_b64, err, CT_EINVAL, "TDX Quote is empty.");
+  CT_ENSURE(strlen(quote_b64) <= DCAP_QUOTE_MAX_BYTES / 3 * 4 + 4, err, CT_ELIMIT,
+            "TDX evidence: quote exceeds %u bytes", DCAP_QUOTE_MAX_BYTES);
+  CT_ENSURE(!ccel_b64 || strlen(ccel_b64) <= CCEL_MAX_LOG_BYTES / 3 * 4 + 4, err, CT_ELIMIT,
+            "TDX evidence: cc_eventlog exceeds %u bytes", CCEL_MAX_LOG_BYTES);
   uint8_t *quote = NULL, *ccel = NULL;
   size_t quote_len = 0, ccel_len = 0;
   ccel_log log = {0};
