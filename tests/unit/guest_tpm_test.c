@@ -45,14 +45,25 @@ static int run(const char *fmt, ...) {
   return system(full);
 }
 
-static int free_port(void) {
+static int port_free(int port) {
   int s = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  bind(s, (struct sockaddr *)&a, sizeof a);
-  socklen_t l = sizeof a;
-  getsockname(s, (struct sockaddr *)&a, &l);
+  int one = 1;
+  setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int ok = bind(s, (struct sockaddr *)&a, sizeof a) == 0;
   close(s);
-  return ntohs(a.sin_port);
+  return ok;
+}
+
+/* swtpm needs two adjacent ports (server, control = server + 1). Ports below the kernel's
+ * ephemeral range are never handed out by a bind to port 0 in a parallel test. */
+static int free_port_pair(void) {
+  for (int tries = 0; tries < 200; tries++) {
+    int port = 20000 + (int)(((unsigned)getpid() * 7919u + (unsigned)tries * 104729u) % 12000u) * 2;
+    if (port_free(port) && port_free(port + 1)) return port;
+  }
+  return 0;
 }
 
 /* A tiny IMDS: answers every request with the given JSON body. */
@@ -103,19 +114,35 @@ static int setup_group(void **state) {
   }
   snprintf(g_dir, sizeof g_dir, "/tmp/guest-tpm-XXXXXX");
   assert_non_null(mkdtemp(g_dir));
-  int port = free_port(), ctrl = port + 1; /* the swtpm TCTI expects control on port+1 */
-  snprintf(g_tcti, sizeof g_tcti, "swtpm:host=127.0.0.1,port=%d", port);
-  g_swtpm = fork();
-  if (g_swtpm == 0) {
-    char srv[128], ctl[128], st[300];
-    snprintf(srv, sizeof srv, "type=tcp,port=%d,bindaddr=127.0.0.1", port);
-    snprintf(ctl, sizeof ctl, "type=tcp,port=%d,bindaddr=127.0.0.1", ctrl);
-    snprintf(st, sizeof st, "dir=%s", g_dir);
-    execlp("swtpm", "swtpm", "socket", "--tpm2", "--server", srv, "--ctrl", ctl, "--flags",
-           "not-need-init,startup-clear", "--tpmstate", st, (char *)NULL);
-    _exit(127);
+  /* A port taken between the check and swtpm's bind makes swtpm exit: then try another pair. */
+  int up = 0;
+  for (int attempt = 0; attempt < 5 && !up; attempt++) {
+    int port = free_port_pair(), ctrl = port + 1; /* the swtpm TCTI expects control on port+1 */
+    assert_int_not_equal(port, 0);
+    snprintf(g_tcti, sizeof g_tcti, "swtpm:host=127.0.0.1,port=%d", port);
+    g_swtpm = fork();
+    if (g_swtpm == 0) {
+      char srv[128], ctl[128], st[300];
+      snprintf(srv, sizeof srv, "type=tcp,port=%d,bindaddr=127.0.0.1", port);
+      snprintf(ctl, sizeof ctl, "type=tcp,port=%d,bindaddr=127.0.0.1", ctrl);
+      snprintf(st, sizeof st, "dir=%s", g_dir);
+      execlp("swtpm", "swtpm", "socket", "--tpm2", "--server", srv, "--ctrl", ctl, "--flags",
+             "not-need-init,startup-clear", "--tpmstate", st, (char *)NULL);
+      _exit(127);
+    }
+    for (int i = 0; i < 50; i++) {
+      if (run("tpm2_getrandom 4 >/dev/null") == 0) {
+        up = 1;
+        break;
+      }
+      if (waitpid(g_swtpm, NULL, WNOHANG) == g_swtpm) {
+        g_swtpm = 0;
+        break;
+      }
+      usleep(100000);
+    }
   }
-  for (int i = 0; i < 50 && run("tpm2_getrandom 4 >/dev/null") != 0; i++) usleep(100000);
+  assert_true(up);
   /* Restricted RSASSA signing keys, persisted where the paravisor and the tpm attester look. */
   const char *attrs = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign";
   assert_int_equal(run("tpm2_createprimary -Q -C o -G rsa2048:rsassa-sha256:null -a '%s' -c ak.ctx"
