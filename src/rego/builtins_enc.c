@@ -146,7 +146,9 @@ static ct_status bi_jwt_decode(rg_ev *ev, rv **a, rv **out) {
   rv *cty = rv_obj_gets(hdr, "cty");
   if (cty && cty->t == RV_STR && !strcasecmp(cty->u.s, "JWT")) {
     /* a nested JWT: decode the inner token */
-    rv *inner = rv_str(A, (const char *)p, pl);
+    rv *inner = NULL;
+    if (rg_json_parse(A, (const char *)p, pl, 4, &inner, &e2) || inner->t != RV_STR)
+      inner = rv_str(A, (const char *)p, pl);
     if (!inner) return rg_bi_oom(ev);
     return bi_jwt_decode(ev, &inner, out);
   }
