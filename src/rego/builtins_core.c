@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/bn.h>
 
@@ -247,8 +248,10 @@ static ct_status bi_abs(rg_ev *ev, rv **a, rv **out) {
 
 static ct_status bi_numbers_range(rg_ev *ev, rv **a, rv **out) {
   int64_t x, y;
-  if (!rv_num_is_int(a[0], &x)) return rg_bi_fail(ev, "numbers.range: operand 1 must be integer number but got floating-point number");
-  if (!rv_num_is_int(a[1], &y)) return rg_bi_fail(ev, "numbers.range: operand 2 must be integer number but got floating-point number");
+  CT_GUARD(rg_bi_want(ev, "numbers.range", 1, a[0], RV_NUM));
+  CT_GUARD(rg_bi_want(ev, "numbers.range", 2, a[1], RV_NUM));
+  if (!rv_num_is_int(a[0], &x)) return rg_bi_type(ev, "numbers.range: operand 1 must be integer number but got floating-point number");
+  if (!rv_num_is_int(a[1], &y)) return rg_bi_type(ev, "numbers.range: operand 2 must be integer number but got floating-point number");
   int64_t n = (x <= y ? y - x : x - y) + 1;
   if (n > 10000000) return rg_bi_fail(ev, "numbers.range: range too large");
   rv **items = rg_alloc(A, (size_t)n * sizeof(rv *));
@@ -423,6 +426,11 @@ static ct_status bi_to_number(rg_ev *ev, rv **a, rv **out) {
       ct_err e2 = {0};
       const char *s = x->u.s;
       size_t n = x->n;
+      {
+        const char *q = s + (n && (s[0] == '+' || s[0] == '-'));
+        if (!strcasecmp(q, "nan") || !strcasecmp(q, "inf") || !strcasecmp(q, "infinity"))
+          return rg_bi_type(ev, "to_number: operand 1 must be a finite number but got %s", s);
+      }
       if (n && s[0] == '+') return rg_bi_fail(ev, "to_number: strconv.ParseFloat: parsing \"%s\": invalid syntax", s);
       if (rg_json_parse(A, s, n, 1, &v, &e2) != CT_OK || v->t != RV_NUM) {
         /* Go accepts forms JSON does not (".5", "1.", "0x1p3", "Inf") */

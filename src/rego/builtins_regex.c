@@ -332,8 +332,10 @@ static ct_status bi_glob_match(rg_ev *ev, rv **a, rv **out) {
   WANT_S("glob.match", 2);
   char dl[64];
   size_t nd = 0;
-  if (a[1]->t == RV_NULL) dl[nd++] = '.';
-  else if (a[1]->t == RV_ARR) {
+  /* OPA: null = no delimiters; an empty array = the default delimiter '.' */
+  if (a[1]->t == RV_NULL) {
+  } else if (a[1]->t == RV_ARR) {
+    if (!a[1]->n) dl[nd++] = '.';
     for (size_t i = 0; i < a[1]->n; i++) {
       rv *d = a[1]->u.a[i];
       if (d->t != RV_STR) return rg_bi_type(ev, "glob.match: operand 2 must be array of strings");

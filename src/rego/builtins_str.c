@@ -176,18 +176,24 @@ static ct_status bi_strings_replace_n(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "strings.replace_n", 2, a[1], RV_STR));
   rv *cur = a[1];
   for (size_t i = 0; i < a[0]->n; i++) {
-    if (a[0]->u.o.k[i]->t != RV_STR || a[0]->u.o.v[i]->t != RV_STR)
-      return rg_bi_type(ev, "strings.replace_n: operand 1 must be object[string: string]");
+    if (a[0]->u.o.k[i]->t != RV_STR) return rg_bi_type(ev, "strings.replace_n: operand 1 non-string key found in pattern object");
+    if (a[0]->u.o.v[i]->t != RV_STR) return rg_bi_type(ev, "strings.replace_n: operand 1 non-string value found in pattern object");
   }
+  /* Go's NewReplacer: an empty old string matches at every rune boundary */
+  rv *empty_new = NULL;
+  for (size_t k = 0; k < a[0]->n; k++)
+    if (!a[0]->u.o.k[k]->n) empty_new = a[0]->u.o.v[k];
   /* Go's strings.NewReplacer: left-to-right, first matching pattern in argument order (sorted keys here) */
   ct_buf b;
   ct_buf_init(&b, 1u << 28);
   ct_err e2;
   size_t i = 0;
   ct_status st = CT_OK;
-  while (i < cur->n && !st) {
+  while (i <= cur->n && !st) {
     bool hit = false;
-    for (size_t k = 0; k < a[0]->n; k++) {
+    if (empty_new) st = ct_buf_append(&b, empty_new->u.s, empty_new->n, &e2);
+    if (i >= cur->n || st) break;
+    for (size_t k = 0; k < a[0]->n && i < cur->n; k++) {
       rv *old = a[0]->u.o.k[k];
       if (old->n && old->n <= cur->n - i && !memcmp(cur->u.s + i, old->u.s, old->n)) {
         st = ct_buf_append(&b, a[0]->u.o.v[k]->u.s, a[0]->u.o.v[k]->n, &e2);
@@ -196,7 +202,11 @@ static ct_status bi_strings_replace_n(rg_ev *ev, rv **a, rv **out) {
         break;
       }
     }
-    if (!hit && !st) st = ct_buf_append(&b, cur->u.s + i++, 1, &e2);
+    if (hit || st) continue;
+    size_t j = i + 1;
+    while (j < cur->n && ((unsigned char)cur->u.s[j] & 0xC0) == 0x80) j++;
+    st = ct_buf_append(&b, cur->u.s + i, j - i, &e2);
+    i = j;
   }
   if (st) {
     ct_buf_free(&b);
