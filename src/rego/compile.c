@@ -654,6 +654,193 @@ static ct_status resolve_body(rc_ctx *c, rc_scope *parent, rg_body *b, rc_scope 
   return CT_OK;
 }
 
+/* ---------------------------------------------------------------- safety reordering */
+/* Like OPA, expressions of a body are reordered so that each runs after the expressions that
+ * bind its input variables ("x > 1; x := 2" evaluates the assignment first). An expression keeps
+ * its place when its inputs are bound; a body whose inputs can never be bound is left for the
+ * evaluator, which reports rego_unsafe_var_error. */
+typedef struct {
+  uint8_t *in, *out; /* per-slot flags */
+  int n;
+} varsets;
+
+static void vs_mark(uint8_t *set, int n, const rg_term *t) {
+  if (t->slot >= 0 && t->slot < n && !t->wildcard) set[t->slot] = 1;
+}
+
+static void collect_vars(const rg_term *t, bool out_pos, varsets *v);
+static void collect_body_free(const rg_body *b, varsets *v);
+
+static void collect_vars(const rg_term *t, bool out_pos, varsets *v) {
+  if (!t || t->ground) return;
+  switch (t->kind) {
+    case T_VAR: vs_mark(out_pos ? v->out : v->in, v->n, t); return;
+    case T_ARR:
+      for (size_t i = 0; i < t->n; i++) collect_vars(t->elems[i], out_pos, v);
+      return;
+    case T_OBJ:
+      for (size_t i = 0; i < t->n; i++) collect_vars(t->elems[i], out_pos && (i % 2), v);
+      return;
+    case T_SET:
+    case T_TMPL:
+      for (size_t i = 0; i < t->n; i++) collect_vars(t->elems[i], false, v);
+      return;
+    case T_REF:
+      collect_vars(t->elems[0], false, v);
+      for (size_t i = 1; i < t->n; i++) collect_vars(t->elems[i], t->elems[i]->kind == T_VAR, v);
+      return;
+    case T_CALL: {
+      long arity = t->fn ? (long)t->fn->arity : t->bi ? t->bi->arity : -1;
+      for (size_t i = 0; i < t->n; i++)
+        collect_vars(t->elems[i], arity >= 0 && (long)i == arity, v);
+      return;
+    }
+    case T_ACOMP:
+    case T_SCOMP:
+    case T_OCOMP: {
+      /* free variables of a closure are inputs */
+      varsets inner = {calloc((size_t)v->n + 1, 1), calloc((size_t)v->n + 1, 1), v->n};
+      if (!inner.in || !inner.out) {
+        free(inner.in);
+        free(inner.out);
+        return;
+      }
+      collect_body_free(t->body, &inner);
+      for (size_t i = 0; i < t->n; i++) collect_vars(t->elems[i], false, &inner);
+      for (int i = 0; i < v->n; i++)
+        if (inner.in[i] && !inner.out[i]) v->in[i] = 1;
+      free(inner.in);
+      free(inner.out);
+      return;
+    }
+    default: return;
+  }
+}
+
+static void collect_expr(const rg_expr *e, varsets *v) {
+  for (size_t i = 0; i < e->nwith; i++) collect_vars(e->with[i].value, false, v);
+  switch (e->kind) {
+    case E_TERM: collect_vars(e->a, false, v); break;
+    case E_UNIFY:
+    case E_ASSIGN:
+      collect_vars(e->a, true, v);
+      collect_vars(e->b, true, v);
+      break;
+    case E_SOMEIN:
+      collect_vars(e->a, true, v);
+      collect_vars(e->b, true, v);
+      collect_vars(e->c, false, v);
+      break;
+    case E_EVERY: collect_vars(e->c, false, v); break;
+    case E_NOT:
+      if (e->sub) {
+        varsets inner = {calloc((size_t)v->n + 1, 1), calloc((size_t)v->n + 1, 1), v->n};
+        if (inner.in && inner.out) {
+          collect_expr(e->sub, &inner);
+          /* negation binds nothing: every variable it mentions must be bound before */
+          for (int i = 0; i < v->n; i++)
+            if (inner.in[i] || inner.out[i]) v->in[i] = 1;
+        }
+        free(inner.in);
+        free(inner.out);
+      }
+      break;
+    default: break;
+  }
+}
+
+static void collect_body_free(const rg_body *b, varsets *v) {
+  for (size_t i = 0; i < b->n; i++) collect_expr(b->e[i], v);
+}
+
+static void reorder_body(rg_body *b, uint8_t *bound, int n);
+
+static void reorder_nested(rg_term *t, uint8_t *bound, int n) {
+  if (!t || t->ground) return;
+  if ((t->kind == T_ACOMP || t->kind == T_SCOMP || t->kind == T_OCOMP) && t->body) {
+    uint8_t *copy = malloc((size_t)n + 1);
+    if (copy) {
+      memcpy(copy, bound, (size_t)n);
+      reorder_body(t->body, copy, n);
+      free(copy);
+    }
+  }
+  for (size_t i = 0; i < t->n; i++) reorder_nested(t->elems[i], bound, n);
+}
+
+static void reorder_body(rg_body *b, uint8_t *bound, int n) {
+  if (!b || b->n > 4096) return;
+  size_t cnt = b->n;
+  rg_expr **order = malloc(cnt * sizeof(rg_expr *));
+  bool *placed = calloc(cnt, sizeof(bool));
+  varsets *vs = calloc(cnt, sizeof(varsets));
+  bool ok = order && placed && vs;
+  for (size_t i = 0; ok && i < cnt; i++) {
+    vs[i] = (varsets){calloc((size_t)n + 1, 1), calloc((size_t)n + 1, 1), n};
+    if (!vs[i].in || !vs[i].out) ok = false;
+    else collect_expr(b->e[i], &vs[i]);
+  }
+  size_t w = 0;
+  while (ok && w < cnt) {
+    size_t pick = cnt;
+    for (size_t i = 0; i < cnt && pick == cnt; i++) {
+      if (placed[i]) continue;
+      bool ready = true;
+      for (int k = 0; k < n && ready; k++)
+        if (vs[i].in[k] && !bound[k]) ready = false;
+      if (ready) pick = i;
+    }
+    if (pick == cnt) {
+      /* nothing is ready: keep the rest in written order */
+      for (size_t i = 0; i < cnt; i++)
+        if (!placed[i]) {
+          placed[i] = true;
+          order[w++] = b->e[i];
+        }
+      break;
+    }
+    placed[pick] = true;
+    order[w++] = b->e[pick];
+    rg_expr *e = b->e[pick];
+    /* nested bodies see what is bound at this point */
+    if (e->kind == E_TERM) reorder_nested(e->a, bound, n);
+    if (e->kind == E_UNIFY || e->kind == E_ASSIGN) {
+      reorder_nested(e->a, bound, n);
+      reorder_nested(e->b, bound, n);
+    }
+    for (int k = 0; k < n; k++)
+      if (vs[pick].out[k]) bound[k] = 1;
+  }
+  if (ok && w == cnt) memcpy(b->e, order, cnt * sizeof(rg_expr *));
+  for (size_t i = 0; vs && i < cnt; i++) {
+    free(vs[i].in);
+    free(vs[i].out);
+  }
+  free(vs);
+  free(order);
+  free(placed);
+}
+
+static void reorder_rule(rg_rule *r) {
+  int n = r->nslots;
+  uint8_t *bound = calloc((size_t)n + 1, 1);
+  if (!bound) return;
+  for (rg_rule *x = r; x; x = x->els) {
+    memset(bound, 0, (size_t)n);
+    varsets args = {bound, calloc((size_t)n + 1, 1), n};
+    if (!args.out) break;
+    for (size_t i = 0; i < x->nargs; i++) {
+      collect_vars(x->args[i], true, &args);
+      collect_vars(x->args[i], false, &args);
+    }
+    for (int k = 0; k < n; k++)
+      if (args.out[k]) bound[k] = 1;
+    free(args.out);
+    reorder_body(x->body, bound, n);
+  }
+  free(bound);
+}
+
 /* OPA rejects variables introduced by `some` / `every` that nothing else refers to. */
 static ct_status check_unused(rc_ctx *c) {
   for (size_t i = 0; i < c->ndecls; i++) {
@@ -682,6 +869,7 @@ static ct_status compile_rule(rc_ctx *c, rg_rule *r) {
   }
   for (rg_rule *x = r; x; x = x->els) x->nslots = c->nslots;
   CT_GUARD(check_unused(c));
+  reorder_rule(r);
   if (r->is_default && r->value && !r->value->ground && r->value->kind != T_ACOMP && r->value->kind != T_SCOMP &&
       r->value->kind != T_OCOMP && r->value->kind != T_ARR && r->value->kind != T_OBJ && r->value->kind != T_SET &&
       r->value->kind != T_CALL)
@@ -822,6 +1010,14 @@ CT_RESULT rg_compile_query(const rego_policy *p, rg_arena *a, const char *query,
   rc_scope *s = NULL;
   CT_GUARD(resolve_body(&c, NULL, out->body, &s));
   CT_GUARD(check_unused(&c));
+  /* query expressions are reordered too (bindings stay with their expressions) */
+  {
+    uint8_t *bound = calloc((size_t)c.nslots + 1, 1);
+    if (bound) {
+      reorder_body(out->body, bound, c.nslots);
+      free(bound);
+    }
+  }
   out->nslots = c.nslots;
   out->slotnames = rg_alloc(a, (size_t)(c.nslots + 1) * sizeof(char *));
   if (!out->slotnames) return ct_fail(err, CT_ENOMEM, "rego: out of memory");

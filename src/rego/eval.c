@@ -1340,6 +1340,7 @@ typedef struct {
   size_t i, nin;
   rg_term *outt;
   const rk *next;
+  const uint8_t *order; /* argument evaluation order: refs and calls before bare variables */
 } k_cargs;
 
 typedef struct {
@@ -1378,14 +1379,11 @@ static ct_status call_finish(rg_ev *ev, rg_term *t, rv **vals, size_t nin, rg_te
 
 static ct_status k_cargs_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_cargs *ka = (const k_cargs *)k;
-  ka->vals[ka->i] = v;
-  if (ka->i + 1 == ka->nin) {
-    /* copy: deeper iterations reuse the array */
-    return call_finish(ev, ka->t, ka->vals, ka->nin, ka->outt, ka->next);
-  }
+  ka->vals[ka->order[ka->i]] = v;
+  if (ka->i + 1 == ka->nin) return call_finish(ev, ka->t, ka->vals, ka->nin, ka->outt, ka->next);
   k_cargs nx = *ka;
   nx.i++;
-  return eval_term(ev, ka->t->elems[nx.i], &nx.k);
+  return eval_term(ev, ka->t->elems[ka->order[nx.i]], &nx.k);
 }
 
 static ct_status eval_call(rg_ev *ev, rg_term *t, const rk *k) {
@@ -1422,8 +1420,16 @@ static ct_status eval_call(rg_ev *ev, rg_term *t, const rk *k) {
     vals = rg_alloc(&ev->a, (nin + 1) * sizeof(rv *));
     if (!vals) return ev_oom(ev);
   }
-  k_cargs ka = {{k_cargs_fn}, t, vals, 0, nin, outt, k};
-  return eval_term(ev, t->elems[0], &ka.k);
+  if (nin > 255) return ev_fail(ev, "rego_type_error", NULL, 0, 0, "%s: too many arguments", t->name);
+  uint8_t *order = rg_alloc(&ev->a, nin + 1);
+  if (!order) return ev_oom(ev);
+  size_t w = 0;
+  for (size_t i = 0; i < nin; i++)
+    if (t->elems[i]->kind != T_VAR) order[w++] = (uint8_t)i;
+  for (size_t i = 0; i < nin; i++)
+    if (t->elems[i]->kind == T_VAR) order[w++] = (uint8_t)i;
+  k_cargs ka = {{k_cargs_fn}, t, vals, 0, nin, outt, k, order};
+  return eval_term(ev, t->elems[order[0]], &ka.k);
 }
 
 /* ---------------------------------------------------------------- collections and comprehensions */
