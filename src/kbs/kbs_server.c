@@ -444,6 +444,38 @@ static const json_t *kbs__find_teekey(const kbs_server *s, const json_t *claims)
   return NULL;
 }
 
+/* "cpu0: ear.status=warning (configuration=0 executables=33 hardware=2)": the part of a token that
+ * usually explains a denial, and none of it secret. */
+static void kbs__appraisal_summary(const json_t *claims, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = 0;
+  json_t *submods = json_object_get(claims, "submods");
+  const char *name;
+  json_t *sm;
+  json_object_foreach(submods, name, sm) {
+    const char *status = json_string_value(json_object_get(sm, "ear.status"));
+    int w = snprintf(out + n, cap - n, "%s%.32s: ear.status=%.20s", n ? "; " : "", name, status ? status : "?");
+    if (w < 0 || (size_t)w >= cap - n) return;
+    n += (size_t)w;
+    json_t *tv = json_object_get(sm, "ear.trustworthiness-vector");
+    const char *claim;
+    json_t *v;
+    bool first = true;
+    json_object_foreach(tv, claim, v) {
+      if (!json_is_integer(v) || json_integer_value(v) == 0) continue;
+      w = snprintf(out + n, cap - n, "%s%.24s=%lld", first ? " (" : " ", claim, (long long)json_integer_value(v));
+      if (w < 0 || (size_t)w >= cap - n) return;
+      n += (size_t)w;
+      first = false;
+    }
+    if (!first && n + 1 < cap) {
+      out[n++] = ')';
+      out[n] = 0;
+    }
+  }
+  if (!n) snprintf(out, cap, "the token carries no appraisal");
+}
+
 static void kbs__resource_get(kbs_server *s, const kbs_http_request *req, const char *rest, kbs_http_response *r) {
   ct_err err;
   char parts[3][KBS_MAX_ID_PART + 1];
@@ -498,9 +530,11 @@ static void kbs__resource_get(kbs_server *s, const kbs_http_request *req, const 
     return;
   }
   if (!allowed) {
+    char why[512];
+    kbs__appraisal_summary(claims, why, sizeof why);
     json_decref(claims);
     kbs__error(r, "PolicyDeny", "Access denied by policy: resource policy rule data.policy.allow is not true for "
-               "%s/%s/%s with this token's claims", parts[0], parts[1], parts[2]);
+               "%s/%s/%s with this token's claims (%s)", parts[0], parts[1], parts[2], why);
     return;
   }
   char key[3 * KBS_MAX_ID_PART + 3];

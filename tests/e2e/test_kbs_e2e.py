@@ -105,6 +105,8 @@ def test_default_policy_refuses_sample(pki, start_kbs, tmp_path):
     out = client(kbs, pki, "get-resource", "--path", "one/two/three", check=False)
     assert out.returncode == 1
     assert "PolicyDeny" in out.stderr and "HTTP 401" in out.stderr
+    # The refusal explains itself: no reference values, so the appraisal is contraindicated.
+    assert "cpu0: ear.status=contraindicated (" in out.stderr and "hardware=97" in out.stderr
 
 
 def test_presets_and_reference_values(pki, start_kbs, tmp_path):
