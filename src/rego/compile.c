@@ -687,7 +687,8 @@ static void collect_vars(const rg_term *t, bool out_pos, varsets *v) {
       return;
     case T_REF:
       collect_vars(t->elems[0], false, v);
-      for (size_t i = 1; i < t->n; i++) collect_vars(t->elems[i], t->elems[i]->kind == T_VAR, v);
+      /* index positions enumerate: variables and patterns there are outputs */
+      for (size_t i = 1; i < t->n; i++) collect_vars(t->elems[i], true, v);
       return;
     case T_CALL: {
       long arity = t->fn ? (long)t->fn->arity : t->bi ? t->bi->arity : -1;
@@ -754,6 +755,7 @@ static void collect_body_free(const rg_body *b, varsets *v) {
 }
 
 static void reorder_body(rg_body *b, uint8_t *bound, int n);
+static const rg_term *unsafe_term; /* set by reorder_body_top (compile is single-threaded per policy) */
 
 static void reorder_nested(rg_term *t, uint8_t *bound, int n) {
   if (!t || t->ground) return;
@@ -768,7 +770,30 @@ static void reorder_nested(rg_term *t, uint8_t *bound, int n) {
   for (size_t i = 0; i < t->n; i++) reorder_nested(t->elems[i], bound, n);
 }
 
-static void reorder_body(rg_body *b, uint8_t *bound, int n) {
+static const rg_term *find_var_term(const rg_term *t, int slot) {
+  if (!t) return NULL;
+  if (t->kind == T_VAR && t->slot == slot) return t;
+  for (size_t i = 0; i < t->n; i++) {
+    const rg_term *r = find_var_term(t->elems[i], slot);
+    if (r) return r;
+  }
+  return NULL;
+}
+
+static const rg_term *find_var(const rg_expr *e, int slot) {
+  const rg_term *r = find_var_term(e->a, slot);
+  if (!r) r = find_var_term(e->b, slot);
+  if (!r) r = find_var_term(e->c, slot);
+  if (!r && e->sub) r = find_var(e->sub, slot);
+  for (size_t i = 0; !r && i < e->nwith; i++) r = find_var_term(e->with[i].value, slot);
+  return r;
+}
+
+static void reorder_body_ex(rg_body *b, uint8_t *bound, int n, const rg_term **report_unsafe);
+
+static void reorder_body(rg_body *b, uint8_t *bound, int n) { reorder_body_ex(b, bound, n, NULL); }
+
+static void reorder_body_ex(rg_body *b, uint8_t *bound, int n, const rg_term **report_unsafe) {
   if (!b || b->n > 4096) return;
   size_t cnt = b->n;
   rg_expr **order = malloc(cnt * sizeof(rg_expr *));
@@ -786,12 +811,18 @@ static void reorder_body(rg_body *b, uint8_t *bound, int n) {
     for (size_t i = 0; i < cnt && pick == cnt; i++) {
       if (placed[i]) continue;
       bool ready = true;
+      /* a variable the expression binds itself (x == input.a[x]) is not an input */
       for (int k = 0; k < n && ready; k++)
-        if (vs[i].in[k] && !bound[k]) ready = false;
+        if (vs[i].in[k] && !vs[i].out[k] && !bound[k]) ready = false;
       if (ready) pick = i;
     }
     if (pick == cnt) {
-      /* nothing is ready: keep the rest in written order */
+      /* nothing is ready: keep the rest in written order (and remember the culprit) */
+      for (size_t i = 0; i < cnt && report_unsafe && !*report_unsafe; i++) {
+        if (placed[i]) continue;
+        for (int k = 0; k < n && !*report_unsafe; k++)
+          if (vs[i].in[k] && !vs[i].out[k] && !bound[k]) *report_unsafe = find_var(b->e[i], k);
+      }
       for (size_t i = 0; i < cnt; i++)
         if (!placed[i]) {
           placed[i] = true;
@@ -836,7 +867,7 @@ static void reorder_rule(rg_rule *r) {
     for (int k = 0; k < n; k++)
       if (args.out[k]) bound[k] = 1;
     free(args.out);
-    reorder_body(x->body, bound, n);
+    reorder_body_ex(x->body, bound, n, unsafe_term ? NULL : &unsafe_term);
   }
   free(bound);
 }
@@ -869,7 +900,13 @@ static ct_status compile_rule(rc_ctx *c, rg_rule *r) {
   }
   for (rg_rule *x = r; x; x = x->els) x->nslots = c->nslots;
   CT_GUARD(check_unused(c));
+  unsafe_term = NULL;
   reorder_rule(r);
+  if (unsafe_term) {
+    const rg_term *t = unsafe_term;
+    unsafe_term = NULL;
+    return rc_fail(c, "rego_unsafe_var_error", t->row, t->col, "var %s is unsafe", t->name);
+  }
   if (r->is_default && r->value && !r->value->ground && r->value->kind != T_ACOMP && r->value->kind != T_SCOMP &&
       r->value->kind != T_OCOMP && r->value->kind != T_ARR && r->value->kind != T_OBJ && r->value->kind != T_SET &&
       r->value->kind != T_CALL)

@@ -320,7 +320,8 @@ static void test_language_core(void **state) {
       "every_big if { every x in [1, 20] { x > 10 } }\n"
       "w := x if { x := input.a with input.a as 42 }\n"
       "big := 123456789012345678901234567890\n"
-      "str := concat(\"/\", [\"a\", sprintf(\"%d-%s\", [5, \"z\"]), trim_space(\"  q \")])\n",
+      "str := concat(\"/\", [\"a\", sprintf(\"%d-%s\", [5, \"z\"]), trim_space(\"  q \")])\n"
+      "reordered := x if { x > 1; x = 2 }\n",
       NULL);
   expect_eval(p, "data.t.s", NULL, NULL, "[1,2,3]");
   expect_eval(p, "data.t.o", NULL, NULL, "{\"a\":1,\"b\":2}");
@@ -333,6 +334,7 @@ static void test_language_core(void **state) {
   expect_eval(p, "data.t.w", NULL, NULL, "42");
   expect_eval(p, "data.t.str", NULL, NULL, "\"a/5-z/q\"");
   expect_eval(p, "data.t.missing", NULL, NULL, "undefined");
+  expect_eval(p, "data.t.reordered", NULL, NULL, "2");
   rego_policy_free(p);
 }
 
@@ -347,6 +349,9 @@ static void test_errors(void **state) {
   rego_module m2 = {"t.rego", "package x\np := undefined_fn(1)\n"};
   assert_int_not_equal(rego_compile(&m2, 1, NULL, &p, &err), CT_OK);
   assert_non_null(strstr(err.msg, "rego_type_error"));
+  rego_module m4 = {"u.rego", "package x\nimport rego.v1\np if {\n  y > 1\n}\n"};
+  assert_int_not_equal(rego_compile(&m4, 1, NULL, &p, &err), CT_OK);
+  assert_non_null(strstr(err.msg, "rego_unsafe_var_error: u.rego:4:3: var y is unsafe"));
   rego_module m3 = {"t.rego", "package x\np := 1 if { x := 1; x := 2 }\n"};
   assert_int_not_equal(rego_compile(&m3, 1, NULL, &p, &err), CT_OK);
   assert_non_null(strstr(err.msg, "rego_compile_error"));
