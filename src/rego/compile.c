@@ -755,7 +755,6 @@ static void collect_body_free(const rg_body *b, varsets *v) {
 }
 
 static void reorder_body(rg_body *b, uint8_t *bound, int n);
-static const rg_term *unsafe_term; /* set by reorder_body_top (compile is single-threaded per policy) */
 
 static void reorder_nested(rg_term *t, uint8_t *bound, int n) {
   if (!t || t->ground) return;
@@ -852,7 +851,8 @@ static void reorder_body_ex(rg_body *b, uint8_t *bound, int n, const rg_term **r
   free(placed);
 }
 
-static void reorder_rule(rg_rule *r) {
+/* Reorders every body of the rule; *unsafe receives the first variable that can never be bound. */
+static void reorder_rule(rg_rule *r, const rg_term **unsafe) {
   int n = r->nslots;
   uint8_t *bound = calloc((size_t)n + 1, 1);
   if (!bound) return;
@@ -867,7 +867,7 @@ static void reorder_rule(rg_rule *r) {
     for (int k = 0; k < n; k++)
       if (args.out[k]) bound[k] = 1;
     free(args.out);
-    reorder_body_ex(x->body, bound, n, unsafe_term ? NULL : &unsafe_term);
+    reorder_body_ex(x->body, bound, n, *unsafe ? NULL : unsafe);
   }
   free(bound);
 }
@@ -900,13 +900,9 @@ static ct_status compile_rule(rc_ctx *c, rg_rule *r) {
   }
   for (rg_rule *x = r; x; x = x->els) x->nslots = c->nslots;
   CT_GUARD(check_unused(c));
-  unsafe_term = NULL;
-  reorder_rule(r);
-  if (unsafe_term) {
-    const rg_term *t = unsafe_term;
-    unsafe_term = NULL;
-    return rc_fail(c, "rego_unsafe_var_error", t->row, t->col, "var %s is unsafe", t->name);
-  }
+  const rg_term *unsafe = NULL;
+  reorder_rule(r, &unsafe);
+  if (unsafe) return rc_fail(c, "rego_unsafe_var_error", unsafe->row, unsafe->col, "var %s is unsafe", unsafe->name);
   if (r->is_default && r->value && !r->value->ground && r->value->kind != T_ACOMP && r->value->kind != T_SCOMP &&
       r->value->kind != T_OCOMP && r->value->kind != T_ARR && r->value->kind != T_OBJ && r->value->kind != T_SET &&
       r->value->kind != T_CALL)
