@@ -95,14 +95,12 @@ int64_t rg_ev_now(rg_ev *ev) {
 }
 ct_status rg_bi_oom(rg_ev *ev) { return ev_oom(ev); }
 
-static char rg__bimsg[512];
 ct_status rg_bi_fail(rg_ev *ev, const char *fmt, ...) {
   char msg[400];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  (void)rg__bimsg;
   return ct_fail(ev->err, CT_EINVAL, "eval_builtin_error: %s", msg);
 }
 

@@ -24,13 +24,12 @@ CORE = ["aggregates", "arithmetic", "array", "assignments", "comparisonexpr", "c
         "inputvalues", "negation", "partialsetdoc", "partialobjectdoc", "refheads", "sets",
         "strings", "virtualdocs", "withkeyword"]
 # Ratchet: the fraction of all cases that passed last time the threshold was raised.
-THRESHOLD = 0.8235
+THRESHOLD = 0.8245
 # Core-folder cases not passing yet (tracked; a core failure outside this list fails the test,
 # and so does a listed case that starts passing, so the list only shrinks).
 KNOWN_CORE_GAPS = {
     'inputvalues/input set',
     'inputvalues/simple',
-    'negation/not-body: explicit body, future.keywords wildcard import',
     'withkeyword/builtin: http.send example',
     'withkeyword/builtin: mock will not call other mock',
     'withkeyword/builtin: nested, multiple mocks',
