@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -154,7 +155,169 @@ static ct_status bi_hs256(rg_ev *ev, rv **a, rv **out) { return verify_hs(ev, "i
 static ct_status bi_hs384(rg_ev *ev, rv **a, rv **out) { return verify_hs(ev, "io.jwt.verify_hs384", "SHA384", a, out); }
 static ct_status bi_hs512(rg_ev *ev, rv **a, rv **out) { return verify_hs(ev, "io.jwt.verify_hs512", "SHA512", a, out); }
 
+/* ---------------------------------------------------------------- io.jwt.decode_verify */
+static bool b64u_decode(rg_ev *ev, const char *s, size_t n, char **out, size_t *ol) {
+  char *o = rg_alloc(A, n + 1);
+  if (!o) return false;
+  size_t w = 0;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '=') break;
+    int v = b64u_val(s[i]);
+    if (v < 0) return false;
+    acc = (acc << 6) | (uint32_t)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      o[w++] = (char)(acc >> bits);
+    }
+  }
+  o[w] = 0;
+  *out = o;
+  *ol = w;
+  return true;
+}
+
+static bool hs_ok(const char *tok, const char *dot2, const rv *secret, const char *md, const char *sig, size_t sl) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  size_t ml = 0;
+  static const unsigned char empty[1] = {0};
+  if (!EVP_Q_mac(NULL, "HMAC", NULL, md, NULL, secret->n ? (const void *)secret->u.s : empty, secret->n,
+                 (const unsigned char *)tok, (size_t)(dot2 - tok), mac, sizeof(mac), &ml))
+    return false;
+  return sl == ml && CRYPTO_memcmp(sig, mac, ml) == 0;
+}
+
+static ct_status bi_decode_verify(rg_ev *ev, rv **a, rv **out) {
+  static const char name[] = "io.jwt.decode_verify";
+  CT_GUARD(rg_bi_want(ev, name, 1, a[0], RV_STR));
+  CT_GUARD(rg_bi_want(ev, name, 2, a[1], RV_OBJ));
+  rv *cert = NULL, *secret = NULL, *alg = NULL, *iss = NULL, *aud = NULL;
+  double now = (double)rg_ev_now(ev);
+  for (size_t i = 0; i < a[1]->n; i++) {
+    rv *k = a[1]->u.o.k[i], *v = a[1]->u.o.v[i];
+    const char *kn = k->t == RV_STR ? k->u.s : "";
+    if (!strcmp(kn, "cert")) cert = v;
+    else if (!strcmp(kn, "secret")) secret = v;
+    else if (!strcmp(kn, "alg")) alg = v;
+    else if (!strcmp(kn, "iss")) iss = v;
+    else if (!strcmp(kn, "aud")) aud = v;
+    else if (!strcmp(kn, "time")) {
+      if (v->t != RV_NUM) return rg_bi_fail(ev, "%s: time constraint: must be a number", name);
+      now = rv_num_dbl(v);
+    } else
+      return rg_bi_fail(ev, "%s: unknown token validation constraint: %s", name, kn);
+    if (v->t != RV_STR && strcmp(kn, "time")) return rg_bi_fail(ev, "%s: %s constraint: must be a string", name, kn);
+  }
+  if (cert && secret) return rg_bi_fail(ev, "%s: duplicate key constraints", name);
+  if (!cert && !secret) return rg_bi_fail(ev, "%s: no key constraint", name);
+  rv *unv[3] = {RV_FALSE, &rv_empty_obj_v, &rv_empty_obj_v};
+  rv *unverified = rv_arr(A, unv, 3);
+  if (!unverified) return rg_bi_oom(ev);
+  EVP_PKEY **keys = NULL;
+  size_t nkeys = 0;
+  if (cert) CT_GUARD(load_keys(ev, name, cert, &keys, &nkeys));
+  rv *tok = a[0], *hdr = NULL, *pay = NULL;
+  ct_status st = CT_OK;
+  *out = unverified;
+  for (int depth = 0; depth < 8; depth++) {
+    if ((st = check_sections(ev, name, tok))) goto done;
+    const char *s = tok->u.s, *d1 = strchr(s, '.'), *d2 = strrchr(s, '.');
+    char *hj, *pj, *sig;
+    size_t hl, pl, sl;
+    if (!b64u_decode(ev, s, (size_t)(d1 - s), &hj, &hl)) {
+      st = rg_bi_fail(ev, "%s: JWT header had invalid encoding", name);
+      goto done;
+    }
+    ct_err e2;
+    if (rg_json_parse(A, hj, hl, 100, &hdr, &e2) || hdr->t != RV_OBJ) {
+      st = rg_bi_fail(ev, "%s: JWT header had invalid encoding: %s", name, e2.msg);
+      goto done;
+    }
+    rv *halg = rv_obj_gets(hdr, "alg");
+    if (!halg || halg->t != RV_STR) goto done; /* invalid header: unverified */
+    if (alg && !(alg->n == halg->n && !memcmp(alg->u.s, halg->u.s, alg->n))) goto done;
+    if (!b64u_decode(ev, d2 + 1, strlen(d2 + 1), &sig, &sl)) {
+      st = rg_bi_fail(ev, "%s: JWT signature had invalid encoding", name);
+      goto done;
+    }
+    bool ok = false;
+    if (secret) {
+      const char *md = !strcmp(halg->u.s, "HS256") ? "SHA256" : !strcmp(halg->u.s, "HS384") ? "SHA384"
+                       : !strcmp(halg->u.s, "HS512") ? "SHA512" : NULL;
+      ok = md && hs_ok(s, d2, secret, md, sig, sl);
+    } else {
+      for (size_t i = 0; i < nkeys && !ok; i++) {
+        ct_err e3 = {0};
+        ok = jose_jws_verify(s, keys[i], halg->u.s, NULL, NULL, NULL, &e3) == CT_OK;
+      }
+    }
+    if (!ok) goto done;
+    if (!b64u_decode(ev, d1 + 1, (size_t)(d2 - d1 - 1), &pj, &pl)) {
+      st = rg_bi_fail(ev, "%s: JWT payload had invalid encoding", name);
+      goto done;
+    }
+    rv *cty = rv_obj_gets(hdr, "cty");
+    if (cty && cty->t == RV_STR && !strcasecmp(cty->u.s, "JWT")) {
+      tok = rv_str(A, pj, pl);
+      if (!tok) {
+        st = rg_bi_oom(ev);
+        goto done;
+      }
+      continue;
+    }
+    if (rg_json_parse(A, pj, pl, 100, &pay, &e2) || pay->t != RV_OBJ) {
+      st = rg_bi_fail(ev, "%s: JWT payload had invalid encoding", name);
+      goto done;
+    }
+    break;
+  }
+  if (!pay) goto done;
+  if (iss) {
+    rv *t = rv_obj_gets(pay, "iss");
+    if (!t || !rv_eq(t, iss)) goto done;
+  }
+  rv *ta = rv_obj_gets(pay, "aud");
+  if (ta) {
+    bool okaud = false;
+    if (aud) {
+      if (ta->t == RV_STR) okaud = rv_eq(ta, aud);
+      else if (ta->t == RV_ARR)
+        for (size_t i = 0; i < ta->n && !okaud; i++) okaud = rv_eq(ta->u.a[i], aud);
+    }
+    if (!okaud) goto done;
+  } else if (aud && aud->n)
+    goto done;
+  rv *exp = rv_obj_gets(pay, "exp");
+  if (exp) {
+    if (exp->t != RV_NUM) {
+      st = rg_bi_fail(ev, "%s: exp value must be a number", name);
+      goto done;
+    }
+    if (now / 1e9 >= rv_num_dbl(exp)) goto done;
+  }
+  rv *nbf = rv_obj_gets(pay, "nbf");
+  if (nbf) {
+    if (nbf->t != RV_NUM) {
+      st = rg_bi_fail(ev, "%s: nbf value must be a number", name);
+      goto done;
+    }
+    if (now / 1e9 < rv_num_dbl(nbf)) goto done;
+  }
+  {
+    rv *ver[3] = {RV_TRUE, hdr, pay};
+    *out = rv_arr(A, ver, 3);
+    if (!*out) st = rg_bi_oom(ev);
+  }
+done:
+  for (size_t i = 0; i < nkeys; i++) EVP_PKEY_free(keys[i]);
+  free(keys);
+  return st;
+}
+
 const rg_builtin rg_builtins_jwt[] = {
+    {"io.jwt.decode_verify", 2, bi_decode_verify, false},
     {"io.jwt.verify_rs256", 2, bi_rs256, false},
     {"io.jwt.verify_rs384", 2, bi_rs384, false},
     {"io.jwt.verify_rs512", 2, bi_rs512, false},
