@@ -342,6 +342,71 @@ static ct_status bi_json_marshal(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
+/* Go's json.MarshalIndent layout with a prefix on every line (OPA also puts it first). */
+static ct_status json_indent(const rv *v, ct_buf *b, const rv *prefix, const rv *indent, int depth, ct_err *err) {
+  if ((v->t != RV_ARR && v->t != RV_SET && v->t != RV_OBJ) || !v->n) {
+    if (v->t == RV_SET && !v->n) return ct_buf_append_str(b, "[]", err);
+    return rg_json_write(v, b, false, 0, err);
+  }
+  CT_GUARD(ct_buf_append_str(b, v->t == RV_OBJ ? "{" : "[", err));
+  for (size_t i = 0; i < v->n; i++) {
+    if (i) CT_GUARD(ct_buf_append_str(b, ",", err));
+    CT_GUARD(ct_buf_append_str(b, "\n", err));
+    CT_GUARD(ct_buf_append(b, prefix->u.s, prefix->n, err));
+    for (int d = 0; d <= depth; d++) CT_GUARD(ct_buf_append(b, indent->u.s, indent->n, err));
+    if (v->t == RV_OBJ) {
+      CT_GUARD(rg_json_write(v->u.o.k[i], b, false, 0, err));
+      CT_GUARD(ct_buf_append_str(b, ": ", err));
+      CT_GUARD(json_indent(v->u.o.v[i], b, prefix, indent, depth + 1, err));
+    } else
+      CT_GUARD(json_indent(v->u.a[i], b, prefix, indent, depth + 1, err));
+  }
+  CT_GUARD(ct_buf_append_str(b, "\n", err));
+  CT_GUARD(ct_buf_append(b, prefix->u.s, prefix->n, err));
+  for (int d = 0; d < depth; d++) CT_GUARD(ct_buf_append(b, indent->u.s, indent->n, err));
+  return ct_buf_append_str(b, v->t == RV_OBJ ? "}" : "]", err);
+}
+
+static ct_status bi_json_marshal_opts(rg_ev *ev, rv **a, rv **out) {
+  CT_GUARD(rg_bi_want(ev, "json.marshal_with_options", 2, a[1], RV_OBJ));
+  rv *o = a[1];
+  bool pretty = false, explicit_pretty = false;
+  rv tab = {.t = RV_STR, .n = 1, .u.s = "\t"}, none = {.t = RV_STR, .n = 0, .u.s = ""};
+  rv *indent = &tab, *prefix = &none;
+  for (size_t i = 0; i < o->n; i++) {
+    rv *k = o->u.o.k[i], *v = o->u.o.v[i];
+    const char *kn = k->t == RV_STR ? k->u.s : "";
+    if (!strcmp(kn, "pretty")) {
+      if (v->t != RV_BOOL) return rg_bi_type(ev, "json.marshal_with_options: pretty must be a boolean");
+      pretty = v->b;
+      explicit_pretty = true;
+    } else if (!strcmp(kn, "indent")) {
+      if (v->t != RV_STR) return rg_bi_type(ev, "json.marshal_with_options: indent must be a string");
+      indent = v;
+      if (!explicit_pretty) pretty = true;
+    } else if (!strcmp(kn, "prefix")) {
+      if (v->t != RV_STR) return rg_bi_type(ev, "json.marshal_with_options: prefix must be a string");
+      prefix = v;
+      if (!explicit_pretty) pretty = true;
+    } else
+      return rg_bi_type(ev, "json.marshal_with_options: object contained unknown key \"%s\"", kn);
+  }
+  if (!pretty) return bi_json_marshal(ev, a, out);
+  ct_buf b;
+  ct_err e2;
+  ct_buf_init(&b, 1u << 28);
+  ct_status st = ct_buf_append(&b, prefix->u.s, prefix->n, &e2);
+  if (!st) st = json_indent(a[0], &b, prefix, indent, 0, &e2);
+  if (st) {
+    ct_buf_free(&b);
+    return rg_bi_fail(ev, "json.marshal_with_options: %s", e2.msg);
+  }
+  *out = rv_str(A, (const char *)b.data, b.len);
+  ct_buf_free(&b);
+  if (!*out) return rg_bi_oom(ev);
+  return CT_OK;
+}
+
 /* OPA refuses numbers whose exponent goes beyond what big.Float supports */
 static bool num_in_range(const rv *v) {
   switch (v->t) {
@@ -834,6 +899,7 @@ const rg_builtin rg_builtins_enc[] = {
     {"urlquery.encode_object", 1, bi_urlquery_encode_object, false},
     {"urlquery.decode_object", 1, bi_urlquery_decode_object, false},
     {"json.marshal", 1, bi_json_marshal, false},
+    {"json.marshal_with_options", 2, bi_json_marshal_opts, false},
     {"json.unmarshal", 1, bi_json_unmarshal, false},
     {"json.is_valid", 1, bi_json_is_valid, false},
     {"crypto.md5", 1, bi_md5, false},
