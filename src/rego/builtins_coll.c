@@ -533,8 +533,206 @@ static ct_status bi_graph_reachable_paths(rg_ev *ev, rv **a, rv **out) {
   RET(rv_set(A, acc.v, acc.n));
 }
 
+
+/* ---------------------------------------------------------------- json.patch (RFC 6902) */
+/* Splits a JSON pointer ("/a/b/0", "~0" = '~', "~1" = '/'); path arrays are taken as is. */
+static bool pointer_segs(rg_ev *ev, rv *p, rv ***segs, size_t *n) {
+  if (p->t == RV_ARR) {
+    *segs = p->u.a;
+    *n = p->n;
+    return true;
+  }
+  if (p->t != RV_STR) return false;
+  if (!p->n) {
+    *segs = NULL;
+    *n = 0;
+    return true;
+  }
+  if (p->n == 1 && p->u.s[0] == '/') {
+    /* "/" addresses the key "" */
+    *segs = rg_alloc(A, sizeof(rv *));
+    if (!*segs || !((*segs)[0] = rv_str(A, "", 0))) return false;
+    *n = 1;
+    return true;
+  }
+  jpath jp;
+  rv one = {.t = RV_ARR, .n = 1};
+  rv *pp[1] = {p};
+  one.u.a = pp;
+  jpath *all;
+  size_t np;
+  if (parse_paths(ev, "json.patch", &one, &all, &np) != CT_OK) return false;
+  jp = all[0];
+  *segs = jp.seg;
+  *n = jp.n;
+  return true;
+}
+
+/* Returns a copy of `doc` with `fn` applied at path[0..n). op: 'a' add, 'r' remove, 'p' replace */
+static rv *patch_at(rg_ev *ev, rv *doc, rv **path, size_t n, int op, rv *value, bool *ok) {
+  if (!n) {
+    if (op == 'r') {
+      *ok = false;
+      return NULL;
+    }
+    return value;
+  }
+  rv *key = path[0];
+  if (doc->t == RV_OBJ) {
+    rv *cur = rv_obj_get(doc, key);
+    if (n > 1 || op != 'a') {
+      if (!cur) {
+        *ok = false;
+        return NULL;
+      }
+    }
+    rv **ks = rg_alloc(A, (doc->n + 1) * sizeof(rv *)), **vs = rg_alloc(A, (doc->n + 1) * sizeof(rv *));
+    if (!ks || !vs) return NULL;
+    size_t m = 0;
+    for (size_t i = 0; i < doc->n; i++) {
+      if (rv_eq(doc->u.o.k[i], key)) continue;
+      ks[m] = doc->u.o.k[i];
+      vs[m++] = doc->u.o.v[i];
+    }
+    if (n == 1 && op == 'r') return rv_obj(A, ks, vs, m, NULL);
+    rv *nv = n == 1 ? value : patch_at(ev, cur, path + 1, n - 1, op, value, ok);
+    if (!*ok || !nv) return NULL;
+    ks[m] = key;
+    vs[m++] = nv;
+    return rv_obj(A, ks, vs, m, NULL);
+  }
+  if (doc->t == RV_SET) {
+    /* sets: the path segment is the element */
+    bool has = rv_set_has(doc, key);
+    rv **items = rg_alloc(A, (doc->n + 2) * sizeof(rv *));
+    if (!items) return NULL;
+    size_t m = 0;
+    for (size_t i = 0; i < doc->n; i++)
+      if (!rv_eq(doc->u.a[i], key)) items[m++] = doc->u.a[i];
+    if (n == 1) {
+      if (op == 'r' && !has) {
+        *ok = false;
+        return NULL;
+      }
+      if (op != 'r') items[m++] = value;
+      return rv_set(A, items, m);
+    }
+    if (!has) {
+      *ok = false;
+      return NULL;
+    }
+    rv *nv = patch_at(ev, key, path + 1, n - 1, op, value, ok);
+    if (!*ok || !nv) return NULL;
+    items[m++] = nv;
+    return rv_set(A, items, m);
+  }
+  if (doc->t == RV_ARR) {
+    int64_t idx = -1;
+    if (key->t == RV_STR && key->n == 1 && key->u.s[0] == '-') idx = doc->n;
+    else if (key->t == RV_STR) {
+      char *end;
+      char tmp[32];
+      if (!key->n || key->n >= sizeof(tmp)) {
+        *ok = false;
+        return NULL;
+      }
+      memcpy(tmp, key->u.s, key->n);
+      tmp[key->n] = 0;
+      idx = strtoll(tmp, &end, 10);
+      if (*end || (key->n > 1 && tmp[0] == '0') || tmp[0] == '-' || tmp[0] == '+') idx = -1;
+    } else if (key->t == RV_NUM && !rv_num_is_int(key, &idx))
+      idx = -1;
+    bool insert = n == 1 && op == 'a';
+    if (idx < 0 || (uint64_t)idx > doc->n || (!insert && (uint64_t)idx == doc->n)) {
+      *ok = false;
+      return NULL;
+    }
+    rv **items = rg_alloc(A, (doc->n + 2) * sizeof(rv *));
+    if (!items) return NULL;
+    size_t m = 0;
+    for (size_t i = 0; i <= doc->n; i++) {
+      if ((int64_t)i == idx) {
+        if (insert) items[m++] = value;
+        else if (n == 1 && op == 'r') {
+        } else if (n == 1 && op == 'p')
+          items[m++] = value;
+        else {
+          rv *nv = patch_at(ev, doc->u.a[i], path + 1, n - 1, op, value, ok);
+          if (!*ok || !nv) return NULL;
+          items[m++] = nv;
+        }
+        if (!insert) continue;
+      }
+      if (i < doc->n) items[m++] = doc->u.a[i];
+    }
+    return rv_arr(A, items, m);
+  }
+  *ok = false;
+  return NULL;
+}
+
+static rv *get_at(rv *doc, rv **path, size_t n) {
+  for (size_t i = 0; i < n && doc; i++) {
+    rv *key = path[i];
+    if (doc->t == RV_OBJ) doc = rv_obj_get(doc, key);
+    else if (doc->t == RV_SET) doc = rv_set_has(doc, key) ? key : NULL;
+    else if (doc->t == RV_ARR) {
+      int64_t idx = -1;
+      if (key->t == RV_STR && key->n && key->n < 31) {
+        char tmp[32], *end;
+        memcpy(tmp, key->u.s, key->n);
+        tmp[key->n] = 0;
+        idx = strtoll(tmp, &end, 10);
+        if (*end || (key->n > 1 && tmp[0] == '0') || tmp[0] == '-' || tmp[0] == '+') idx = -1;
+      } else if (key->t == RV_NUM && !rv_num_is_int(key, &idx))
+        idx = -1;
+      doc = idx >= 0 && (uint64_t)idx < doc->n ? doc->u.a[idx] : NULL;
+    } else
+      doc = NULL;
+  }
+  return doc;
+}
+
+static ct_status bi_json_patch(rg_ev *ev, rv **a, rv **out) {
+  if (a[1]->t != RV_ARR) return rg_bi_type(ev, "json.patch: operand 2 must be array but got %s", rg_type_name(a[1]));
+  rv *doc = a[0];
+  for (size_t i = 0; i < a[1]->n; i++) {
+    rv *p = a[1]->u.a[i];
+    if (p->t != RV_OBJ) return rg_bi_type(ev, "json.patch: operand 2 must be an array of objects");
+    rv *op = rv_obj_gets(p, "op"), *path = rv_obj_gets(p, "path"), *value = rv_obj_gets(p, "value"),
+       *from = rv_obj_gets(p, "from");
+    rv **segs, **fsegs = NULL;
+    size_t ns, nf = 0;
+    if (!op || op->t != RV_STR || !path || !pointer_segs(ev, path, &segs, &ns)) return CT_OK; /* undefined */
+    if (from && !pointer_segs(ev, from, &fsegs, &nf)) return CT_OK;
+    bool ok = true;
+    const char *o = op->u.s;
+    if (!strcmp(o, "add") || !strcmp(o, "replace")) {
+      if (!value) return CT_OK;
+      doc = patch_at(ev, doc, segs, ns, o[0] == 'a' ? 'a' : 'p', value, &ok);
+    } else if (!strcmp(o, "remove")) {
+      doc = patch_at(ev, doc, segs, ns, 'r', NULL, &ok);
+    } else if (!strcmp(o, "move") || !strcmp(o, "copy")) {
+      if (!from) return CT_OK;
+      rv *v = get_at(doc, fsegs, nf);
+      if (!v) return CT_OK;
+      if (o[0] == 'm') doc = patch_at(ev, doc, fsegs, nf, 'r', NULL, &ok);
+      if (ok && doc) doc = patch_at(ev, doc, segs, ns, 'a', v, &ok);
+    } else if (!strcmp(o, "test")) {
+      rv *v = get_at(doc, segs, ns);
+      if (!v || !value || !rv_eq(v, value)) return CT_OK;
+    } else
+      return CT_OK;
+    if (!ok) return CT_OK;
+    if (!doc) return rg_bi_oom(ev);
+  }
+  *out = doc;
+  return CT_OK;
+}
+
 const rg_builtin rg_builtins_json[] = {
     {"walk", 1, rg_bi_walk, false},
+    {"json.patch", 2, bi_json_patch, false},
     {"graph.reachable", 2, bi_graph_reachable, false},
     {"graph.reachable_paths", 2, bi_graph_reachable_paths, false},
     {"json.filter", 2, bi_json_filter, false},
