@@ -1,0 +1,1633 @@
+/*
+ * graphql_validate.c - GraphQL schema building and query validation over the JSON AST.
+ *
+ * Follows gqlparser: a schema document is merged with the spec's built-in prelude and checked
+ * (ValidateSchemaDocument); a query is walked once and the default rules report errors at the
+ * walker's events, in rule-name order within an event. gqlparser's "did you mean" suggestions
+ * are not reproduced. Errors format as OPA's formatGqlParserError does.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gq_int.h"
+#include "graphql.h"
+
+#define GQ_MAX_WALK_DEPTH 4000
+
+/* The spec's built-in scalars, directives and introspection types (gqlparser's prelude). */
+static const char gq_prelude[] =
+    "scalar Int\nscalar Float\nscalar String\nscalar Boolean\nscalar ID\n"
+    "directive @defer(if: Boolean = true, label: String) on FRAGMENT_SPREAD | INLINE_FRAGMENT\n"
+    "directive @include(if: Boolean!) on FIELD | FRAGMENT_SPREAD | INLINE_FRAGMENT\n"
+    "directive @skip(if: Boolean!) on FIELD | FRAGMENT_SPREAD | INLINE_FRAGMENT\n"
+    "directive @deprecated(reason: String = \"No longer supported\") on FIELD_DEFINITION | "
+    "ARGUMENT_DEFINITION | INPUT_FIELD_DEFINITION | ENUM_VALUE | DIRECTIVE_DEFINITION\n"
+    "directive @specifiedBy(url: String!) on SCALAR\n"
+    "directive @oneOf on INPUT_OBJECT\n"
+    "type __Schema { description: String types: [__Type!]! queryType: __Type! mutationType: __Type "
+    "subscriptionType: __Type directives: [__Directive!]! }\n"
+    "type __Type { kind: __TypeKind! name: String description: String specifiedByURL: String "
+    "fields(includeDeprecated: Boolean = false): [__Field!] interfaces: [__Type!] possibleTypes: [__Type!] "
+    "enumValues(includeDeprecated: Boolean = false): [__EnumValue!] "
+    "inputFields(includeDeprecated: Boolean = false): [__InputValue!] ofType: __Type isOneOf: Boolean }\n"
+    "enum __TypeKind { SCALAR OBJECT INTERFACE UNION ENUM INPUT_OBJECT LIST NON_NULL }\n"
+    "type __Field { name: String! description: String args(includeDeprecated: Boolean = false): [__InputValue!]! "
+    "type: __Type! isDeprecated: Boolean! deprecationReason: String }\n"
+    "type __InputValue { name: String! description: String type: __Type! defaultValue: String "
+    "isDeprecated: Boolean! deprecationReason: String }\n"
+    "type __EnumValue { name: String! description: String isDeprecated: Boolean! deprecationReason: String }\n"
+    "type __Directive { name: String! description: String isRepeatable: Boolean! "
+    "locations: [__DirectiveLocation!]! args(includeDeprecated: Boolean = false): [__InputValue!]! }\n"
+    "enum __DirectiveLocation { QUERY MUTATION SUBSCRIPTION FIELD FRAGMENT_DEFINITION FRAGMENT_SPREAD "
+    "INLINE_FRAGMENT VARIABLE_DEFINITION SCHEMA SCALAR OBJECT FIELD_DEFINITION ARGUMENT_DEFINITION INTERFACE "
+    "UNION ENUM ENUM_VALUE INPUT_OBJECT INPUT_FIELD_DEFINITION }\n";
+
+/* ---------------------------------------------------------------- AST access */
+
+/* Shape errors (an AST object of the wrong form, as Go's json.Unmarshal would reject) set bad. */
+typedef struct {
+  bool bad;
+} shape;
+
+static const char *S(shape *sh, const rv *o, const char *k) {
+  rv *v = o && o->t == RV_OBJ ? rv_obj_gets(o, k) : NULL;
+  if (!v || v->t == RV_NULL) return "";
+  if (v->t != RV_STR) {
+    sh->bad = true;
+    return "";
+  }
+  return v->u.s;
+}
+static bool B(shape *sh, const rv *o, const char *k) {
+  rv *v = o && o->t == RV_OBJ ? rv_obj_gets(o, k) : NULL;
+  if (!v || v->t == RV_NULL) return false;
+  if (v->t != RV_BOOL) {
+    sh->bad = true;
+    return false;
+  }
+  return v->b;
+}
+static rv *O(shape *sh, const rv *o, const char *k) {
+  rv *v = o && o->t == RV_OBJ ? rv_obj_gets(o, k) : NULL;
+  if (!v || v->t == RV_NULL) return NULL;
+  if (v->t != RV_OBJ) {
+    sh->bad = true;
+    return NULL;
+  }
+  return v;
+}
+static const rv *const *L(shape *sh, const rv *o, const char *k, size_t *n) {
+  rv *v = o && o->t == RV_OBJ ? rv_obj_gets(o, k) : NULL;
+  *n = 0;
+  if (!v || v->t == RV_NULL) return NULL;
+  if (v->t != RV_ARR) {
+    sh->bad = true;
+    return NULL;
+  }
+  for (size_t i = 0; i < v->n; i++)
+    if (v->u.a[i]->t != RV_OBJ && v->u.a[i]->t != RV_STR && v->u.a[i]->t != RV_NULL) sh->bad = true;
+  *n = v->n;
+  return (const rv *const *)v->u.a;
+}
+static int64_t N(shape *sh, const rv *o, const char *k) {
+  rv *v = o && o->t == RV_OBJ ? rv_obj_gets(o, k) : NULL;
+  int64_t i = 0;
+  if (!v || v->t == RV_NULL) return 0;
+  if (v->t != RV_NUM || !rv_num_is_int(v, &i)) sh->bad = true;
+  return i;
+}
+
+/* ---------------------------------------------------------------- types */
+
+static const char *type_name(const rv *t, int depth) {
+  shape sh = {0};
+  while (t && depth++ < 2000) {
+    const char *n = S(&sh, t, "NamedType");
+    if (*n) return n;
+    t = O(&sh, t, "Elem");
+  }
+  return "";
+}
+
+static void type_str(const rv *t, char *o, size_t cap, int depth) {
+  shape sh = {0};
+  if (!t || depth > 50) {
+    snprintf(o, cap, "?");
+    return;
+  }
+  const char *n = S(&sh, t, "NamedType");
+  const char *nn = B(&sh, t, "NonNull") ? "!" : "";
+  if (*n) {
+    snprintf(o, cap, "%s%s", n, nn);
+    return;
+  }
+  char in[200];
+  type_str(O(&sh, t, "Elem"), in, sizeof(in), depth + 1);
+  snprintf(o, cap, "[%.200s]%s", in, nn);
+}
+
+/* gqlparser Type.IsCompatible */
+static bool type_compat(const rv *t, const rv *other, bool other_nonnull, int depth) {
+  shape sh = {0};
+  if (depth > 2000 || !t || !other) return false;
+  if (strcmp(S(&sh, t, "NamedType"), S(&sh, other, "NamedType"))) return false;
+  const rv *te = O(&sh, t, "Elem"), *oe = O(&sh, other, "Elem");
+  if (te && !oe) return false;
+  if (te && !type_compat(te, oe, B(&sh, oe, "NonNull"), depth + 1)) return false;
+  if (other_nonnull) return B(&sh, t, "NonNull");
+  return true;
+}
+
+/* ---------------------------------------------------------------- schema */
+
+typedef struct {
+  const rv **v;
+  size_t n, cap;
+} vec;
+
+typedef struct gq_def {
+  const char *name, *kind;
+  bool builtin;
+  const rv *src;
+  vec dirs, ifs, fields, types, enums; /* ifs / types hold string values */
+  vec possible;                        /* gq_def* cast to rv* */
+} gq_def;
+
+typedef struct {
+  const char *name;
+  const rv *def;
+  vec dirs;
+} gq_dirdef;
+
+typedef struct {
+  const char **k;
+  void **v;
+  size_t n, cap;
+} smap;
+
+struct gq_schema {
+  rg_arena *a;
+  smap types, dirs;
+  gq_def **deflist;
+  size_t ndefs, capdefs;
+  gq_def *query, *mutation, *subscription;
+  const rv *typename_field, *schema_field, *type_field;
+  bool oom;
+};
+
+static bool vpush(rg_arena *a, vec *v, const void *x) {
+  if (v->n == v->cap) {
+    size_t nc = v->cap ? v->cap * 2 : 8;
+    const rv **nv = rg_alloc(a, nc * sizeof(rv *));
+    if (!nv) return false;
+    if (v->n) memcpy(nv, v->v, v->n * sizeof(rv *));
+    v->v = nv, v->cap = nc;
+  }
+  v->v[v->n++] = x;
+  return true;
+}
+static bool vcat(rg_arena *a, vec *v, const rv *const *items, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!vpush(a, v, items[i])) return false;
+  return true;
+}
+
+static size_t shash(const char *s) {
+  size_t h = 1469598103934665603ull;
+  while (*s) h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+  return h;
+}
+static void *smap_get(const smap *m, const char *k) {
+  if (!m->cap) return NULL;
+  size_t h = shash(k) & (m->cap - 1);
+  while (m->k[h]) {
+    if (!strcmp(m->k[h], k)) return m->v[h];
+    h = (h + 1) & (m->cap - 1);
+  }
+  return NULL;
+}
+static bool smap_put(rg_arena *a, smap *m, const char *k, void *v) {
+  if ((m->n + 1) * 2 > m->cap) {
+    size_t nc = m->cap ? m->cap * 2 : 64;
+    const char **nk = rg_alloc(a, nc * sizeof(char *));
+    void **nv = rg_alloc(a, nc * sizeof(void *));
+    if (!nk || !nv) return false;
+    for (size_t i = 0; i < m->cap; i++)
+      if (m->k[i]) {
+        size_t h = shash(m->k[i]) & (nc - 1);
+        while (nk[h]) h = (h + 1) & (nc - 1);
+        nk[h] = m->k[i], nv[h] = m->v[i];
+      }
+    m->k = nk, m->v = nv, m->cap = nc;
+  }
+  size_t h = shash(k) & (m->cap - 1);
+  while (m->k[h] && strcmp(m->k[h], k)) h = (h + 1) & (m->cap - 1);
+  if (!m->k[h]) m->n++;
+  m->k[h] = k, m->v[h] = v;
+  return true;
+}
+
+static gq_def *sdef(const gq_schema *s, const char *name) { return smap_get(&s->types, name); }
+
+static const rv *list_for_name(const vec *v, const char *name) {
+  shape sh = {0};
+  for (size_t i = 0; i < v->n; i++)
+    if (!strcmp(S(&sh, v->v[i], "Name"), name)) return v->v[i];
+  return NULL;
+}
+static const rv *arr_for_name(const rv *o, const char *key, const char *name) {
+  shape sh = {0};
+  size_t n;
+  const rv *const *it = L(&sh, o, key, &n);
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(S(&sh, it[i], "Name"), name)) return it[i];
+  return NULL;
+}
+
+static bool kind_in(const char *k, const char *list) {
+  /* list: space-separated kinds */
+  size_t n = strlen(k);
+  for (const char *p = list; *p;) {
+    const char *e = strchr(p, ' ');
+    size_t m = e ? (size_t)(e - p) : strlen(p);
+    if (m == n && !memcmp(p, k, n)) return true;
+    if (!e) break;
+    p = e + 1;
+  }
+  return false;
+}
+static bool is_input_kind(const char *k) { return kind_in(k, "SCALAR ENUM INPUT_OBJECT"); }
+static bool is_composite_kind(const char *k) { return kind_in(k, "OBJECT INTERFACE UNION"); }
+static bool is_leaf_kind(const char *k) { return kind_in(k, "ENUM SCALAR"); }
+
+typedef struct {
+  gq_schema *s;
+  shape sh;
+  char msg[400];
+  bool failed;
+} sv;
+
+static bool sv_fail(sv *c, const char *fmt, ...) CT_PRINTF(2, 3);
+static bool sv_fail(sv *c, const char *fmt, ...) {
+  if (c->failed) return false;
+  c->failed = true;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+  va_end(ap);
+  return false;
+}
+
+static bool reserved(sv *c, const char *name) {
+  if (!strncmp(name, "__", 2))
+    return sv_fail(c, "Name \"%s\" must not begin with \"__\", which is reserved by GraphQL introspection.", name);
+  return true;
+}
+
+/* no duplicate input object field names in a (default) value */
+static bool input_field_names(sv *c, const rv *v, int depth) {
+  if (!v || depth > 2000) return true;
+  size_t n;
+  const rv *const *ch = L(&c->sh, v, "Children", &n);
+  bool obj = N(&c->sh, v, "Kind") == 9;
+  for (size_t i = 0; i < n; i++) {
+    if (obj)
+      for (size_t j = 0; j < i; j++)
+        if (!strcmp(S(&c->sh, ch[i], "Name"), S(&c->sh, ch[j], "Name")))
+          return sv_fail(c, "There can be only one input field named \"%s\".", S(&c->sh, ch[i], "Name"));
+    if (!input_field_names(c, O(&c->sh, ch[i], "Value"), depth + 1)) return false;
+  }
+  return true;
+}
+
+static bool type_ref(sv *c, const rv *t) {
+  if (!t) {
+    c->sh.bad = true;
+    return sv_fail(c, "missing type");
+  }
+  const char *n = type_name(t, 0);
+  if (!sdef(c->s, n)) return sv_fail(c, "Undefined type %s.", n);
+  return true;
+}
+
+static bool validate_directives(sv *c, const rv *const *dirs, size_t nd, const char *loc, const char *current,
+                                bool single) {
+  for (size_t i = 0; i < nd; i++) {
+    const rv *d = dirs[i];
+    const char *name = S(&c->sh, d, "Name");
+    if (!reserved(c, name)) return false;
+    if (current && !strcmp(name, current)) return sv_fail(c, "Directive %s cannot refer to itself.", current);
+    gq_dirdef *def = smap_get(&c->s->dirs, name);
+    if (!def) return sv_fail(c, "Undefined directive %s.", name);
+    if (single) {
+      for (size_t j = 0; j < i; j++)
+        if (!strcmp(S(&c->sh, dirs[j], "Name"), name) && !B(&c->sh, def->def, "IsRepeatable"))
+          return sv_fail(c, "The directive %s can only be used once at this location.", name);
+    }
+    size_t nl;
+    const rv *const *locs = L(&c->sh, def->def, "Locations", &nl);
+    bool ok = false;
+    for (size_t j = 0; j < nl; j++)
+      if (locs[j]->t == RV_STR && !strcmp(locs[j]->u.s, loc)) ok = true;
+    if (!ok) return sv_fail(c, "Directive %s is not applicable on %s.", name, loc);
+    size_t na;
+    const rv *const *args = L(&c->sh, d, "Arguments", &na);
+    for (size_t j = 0; j < na; j++) {
+      const char *an = S(&c->sh, args[j], "Name");
+      if (!arr_for_name(def->def, "Arguments", an)) return sv_fail(c, "Undefined argument %s for directive %s.", an, name);
+      for (size_t k = 0; k < j; k++)
+        if (!strcmp(S(&c->sh, args[k], "Name"), an)) return sv_fail(c, "There can be only one argument named %s.", an);
+    }
+    size_t nda;
+    const rv *const *dargs = L(&c->sh, def->def, "Arguments", &nda);
+    for (size_t j = 0; j < nda; j++) {
+      const rv *t = O(&c->sh, dargs[j], "Type");
+      if (B(&c->sh, t, "NonNull") && !O(&c->sh, dargs[j], "DefaultValue")) {
+        const rv *arg = arr_for_name(d, "Arguments", S(&c->sh, dargs[j], "Name"));
+        if (!arg || N(&c->sh, O(&c->sh, arg, "Value"), "Kind") == 6)
+          return sv_fail(c, "Argument %s for directive %s cannot be null.", S(&c->sh, dargs[j], "Name"), name);
+      }
+    }
+    for (size_t j = 0; j < na; j++)
+      if (!input_field_names(c, O(&c->sh, args[j], "Value"), 0)) return false;
+  }
+  return true;
+}
+
+static bool validate_args(sv *c, const rv *const *args, size_t na, const char *current) {
+  for (size_t i = 0; i < na; i++) {
+    const rv *a = args[i];
+    const rv *t = O(&c->sh, a, "Type");
+    if (!reserved(c, S(&c->sh, a, "Name")) || !type_ref(c, t)) return false;
+    if (!input_field_names(c, O(&c->sh, a, "DefaultValue"), 0)) return false;
+    gq_def *d = sdef(c->s, type_name(t, 0));
+    if (!is_input_kind(d->kind)) {
+      char ts[256];
+      type_str(t, ts, sizeof(ts), 0);
+      return sv_fail(c, "cannot use %s as argument %s because %s is not a valid input type", ts,
+                     S(&c->sh, a, "Name"), d->kind);
+    }
+    size_t nd;
+    const rv *const *dirs = L(&c->sh, a, "Directives", &nd);
+    if (!validate_directives(c, dirs, nd, "ARGUMENT_DEFINITION", current, true)) return false;
+  }
+  return true;
+}
+
+static bool possible_has(const gq_def *d, const char *name) {
+  for (size_t i = 0; i < d->possible.n; i++)
+    if (!strcmp(((const gq_def *)(const void *)d->possible.v[i])->name, name)) return true;
+  return false;
+}
+
+static bool covariant(sv *c, const rv *req, const rv *act, int depth) {
+  if (depth > 2000 || !req || !act) return false;
+  if (B(&c->sh, req, "NonNull") && !B(&c->sh, act, "NonNull")) return false;
+  const char *rn = S(&c->sh, req, "NamedType");
+  if (*rn) {
+    if (!strcmp(rn, S(&c->sh, act, "NamedType"))) return true;
+    gq_def *d = sdef(c->s, rn);
+    return d && possible_has(d, S(&c->sh, act, "NamedType"));
+  }
+  const rv *re = O(&c->sh, req, "Elem"), *ae = O(&c->sh, act, "Elem");
+  if (re && !ae) return false;
+  return covariant(c, re, ae, depth + 1);
+}
+
+static bool vec_has_str(const vec *v, const char *s, size_t upto) {
+  for (size_t i = 0; i < upto && i < v->n; i++)
+    if (v->v[i]->t == RV_STR && !strcmp(v->v[i]->u.s, s)) return true;
+  return false;
+}
+
+static bool validate_implements(sv *c, gq_def *def, const char *iname) {
+  gq_def *intf = sdef(c->s, iname);
+  if (!intf) return sv_fail(c, "Undefined type \"%s\".", iname);
+  if (strcmp(intf->kind, "INTERFACE")) return sv_fail(c, "\"%s\" is a non interface type %s.", iname, intf->kind);
+  if (!strcmp(intf->name, def->name))
+    return sv_fail(c, "Type %s cannot implement itself because it would create a circular reference.", def->name);
+  for (size_t i = 0; i < intf->fields.n; i++) {
+    const rv *rf = intf->fields.v[i];
+    const char *fname = S(&c->sh, rf, "Name");
+    const rv *ff = list_for_name(&def->fields, fname);
+    if (!ff) return sv_fail(c, "For %s to implement %s it must have a field called %s.", def->name, intf->name, fname);
+    if (!covariant(c, O(&c->sh, rf, "Type"), O(&c->sh, ff, "Type"), 0))
+      return sv_fail(c, "For %s to implement %s the field %s must have the right type.", def->name, intf->name, fname);
+    size_t nra, nfa;
+    const rv *const *ra = L(&c->sh, rf, "Arguments", &nra);
+    const rv *const *fa = L(&c->sh, ff, "Arguments", &nfa);
+    for (size_t j = 0; j < nra; j++) {
+      const rv *found = arr_for_name(ff, "Arguments", S(&c->sh, ra[j], "Name"));
+      if (!found)
+        return sv_fail(c, "For %s to implement %s the field %s must have the same arguments but it is missing %s.",
+                       def->name, intf->name, fname, S(&c->sh, ra[j], "Name"));
+      const rv *rt = O(&c->sh, ra[j], "Type"), *ft = O(&c->sh, found, "Type");
+      if (!type_compat(rt, ft, B(&c->sh, ft, "NonNull"), 0))
+        return sv_fail(c, "For %s to implement %s the field %s must have the same arguments but %s has the wrong type.",
+                       def->name, intf->name, fname, S(&c->sh, ra[j], "Name"));
+    }
+    for (size_t j = 0; j < nfa; j++)
+      if (!arr_for_name(rf, "Arguments", S(&c->sh, fa[j], "Name")) && B(&c->sh, O(&c->sh, fa[j], "Type"), "NonNull") &&
+          !O(&c->sh, fa[j], "DefaultValue"))
+        return sv_fail(c, "For %s to implement %s any additional arguments on %s must be optional or have a default value but %s is required.",
+                       def->name, intf->name, fname, S(&c->sh, fa[j], "Name"));
+  }
+  for (size_t i = 0; i < intf->ifs.n; i++) {
+    const char *tr = intf->ifs.v[i]->t == RV_STR ? intf->ifs.v[i]->u.s : "";
+    if (!vec_has_str(&def->ifs, tr, def->ifs.n)) {
+      if (!strcmp(tr, def->name))
+        return sv_fail(c, "Type %s cannot implement %s because it would create a circular reference.", def->name, iname);
+      return sv_fail(c, "Type %s must implement %s because it is implemented by %s.", def->name, tr, iname);
+    }
+  }
+  return true;
+}
+
+static bool validate_definition(sv *c, gq_def *def) {
+  bool input = !strcmp(def->kind, "INPUT_OBJECT");
+  for (size_t i = 0; i < def->fields.n; i++) {
+    const rv *f = def->fields.v[i];
+    const char *fname = S(&c->sh, f, "Name");
+    if (!reserved(c, fname) || !type_ref(c, O(&c->sh, f, "Type"))) return false;
+    if (!input_field_names(c, O(&c->sh, f, "DefaultValue"), 0)) return false;
+    size_t na;
+    const rv *const *args = L(&c->sh, f, "Arguments", &na);
+    for (size_t j = 0; j < na; j++)
+      for (size_t k = j + 1; k < na; k++)
+        if (!strcmp(S(&c->sh, args[j], "Name"), S(&c->sh, args[k], "Name")))
+          return sv_fail(c, "Argument %s.%s(%s:) can only be defined once.", def->name, fname, S(&c->sh, args[k], "Name"));
+    if (!validate_args(c, args, na, NULL)) return false;
+    size_t nd;
+    const rv *const *dirs = L(&c->sh, f, "Directives", &nd);
+    if (!validate_directives(c, dirs, nd, input ? "INPUT_FIELD_DEFINITION" : "FIELD_DEFINITION", NULL, true)) return false;
+  }
+  for (size_t i = 0; i < def->types.n; i++) {
+    const char *t = def->types.v[i]->t == RV_STR ? def->types.v[i]->u.s : "";
+    gq_def *td = sdef(c->s, t);
+    if (!td) return sv_fail(c, "Undefined type \"%s\".", t);
+    if (strcmp(td->kind, "OBJECT")) return sv_fail(c, "%s type \"%s\" must be OBJECT.", def->kind, t);
+  }
+  for (size_t i = 0; i < def->ifs.n; i++) {
+    const char *t = def->ifs.v[i]->t == RV_STR ? def->ifs.v[i]->u.s : "";
+    if (vec_has_str(&def->ifs, t, i)) return sv_fail(c, "Type %s can only implement %s once.", def->name, t);
+    if (!validate_implements(c, def, t)) return false;
+  }
+  const char *k = def->kind;
+  if (!strcmp(k, "OBJECT") || !strcmp(k, "INTERFACE")) {
+    if (!def->fields.n) return sv_fail(c, "%s %s: must define one or more fields.", k, def->name);
+    for (size_t i = 0; i < def->fields.n; i++) {
+      gq_def *td = sdef(c->s, type_name(O(&c->sh, def->fields.v[i], "Type"), 0));
+      if (td && !kind_in(td->kind, "SCALAR OBJECT INTERFACE UNION ENUM"))
+        return sv_fail(c, "%s %s: field must be one of SCALAR, OBJECT, INTERFACE, UNION, ENUM.", k, def->name);
+    }
+  } else if (!strcmp(k, "ENUM")) {
+    if (!def->enums.n) return sv_fail(c, "%s %s: must define one or more unique enum values.", k, def->name);
+    for (size_t i = 0; i < def->enums.n; i++) {
+      const char *vn = S(&c->sh, def->enums.v[i], "Name");
+      if (!reserved(c, vn)) return false;
+      if (!strcmp(vn, "true") || !strcmp(vn, "false") || !strcmp(vn, "null"))
+        return sv_fail(c, "%s %s: non-enum value %s.", k, def->name, vn);
+      size_t nd;
+      const rv *const *dirs = L(&c->sh, def->enums.v[i], "Directives", &nd);
+      if (!validate_directives(c, dirs, nd, "ENUM_VALUE", NULL, true)) return false;
+    }
+  } else if (input) {
+    if (!def->fields.n) return sv_fail(c, "%s %s: must define one or more input fields.", k, def->name);
+    for (size_t i = 0; i < def->fields.n; i++) {
+      gq_def *td = sdef(c->s, type_name(O(&c->sh, def->fields.v[i], "Type"), 0));
+      if (td && !kind_in(td->kind, "SCALAR ENUM INPUT_OBJECT"))
+        return sv_fail(c, "%s %s: field must be one of SCALAR, ENUM, INPUT_OBJECT.", td->kind,
+                       S(&c->sh, def->fields.v[i], "Name"));
+    }
+  } else if (!strcmp(k, "UNION")) {
+    if (!def->types.n) return sv_fail(c, "%s %s: must define one or more unique member types.", k, def->name);
+  }
+  for (size_t i = 0; i < def->fields.n; i++)
+    for (size_t j = i + 1; j < def->fields.n; j++)
+      if (!strcmp(S(&c->sh, def->fields.v[i], "Name"), S(&c->sh, def->fields.v[j], "Name")))
+        return sv_fail(c, "Field %s.%s can only be defined once.", def->name, S(&c->sh, def->fields.v[j], "Name"));
+  for (size_t i = 0; i < def->enums.n; i++)
+    for (size_t j = i + 1; j < def->enums.n; j++)
+      if (!strcmp(S(&c->sh, def->enums.v[i], "Name"), S(&c->sh, def->enums.v[j], "Name")))
+        return sv_fail(c, "Enum value %s.%s can only be defined once.", def->name, S(&c->sh, def->enums.v[j], "Name"));
+  for (size_t i = 0; i < def->types.n; i++)
+    for (size_t j = i + 1; j < def->types.n; j++)
+      if (rv_eq(def->types.v[i], def->types.v[j]))
+        return sv_fail(c, "Union type %s can only include type %s once.", def->name,
+                       def->types.v[j]->t == RV_STR ? def->types.v[j]->u.s : "");
+  if (!def->builtin && !reserved(c, def->name)) return false;
+  return validate_directives(c, def->dirs.v, def->dirs.n, def->kind, NULL, false);
+}
+
+/* Input objects may not reference themselves through non-null fields. */
+static bool input_cycles(sv *c, gq_def *def, smap *visited, smap *onpath, int depth) {
+  if (smap_get(visited, def->name)) return true;
+  if (depth > 2000) return sv_fail(c, "input object nesting too deep");
+  if (!smap_put(c->s->a, visited, def->name, def) || !smap_put(c->s->a, onpath, def->name, def)) {
+    c->s->oom = true;
+    return sv_fail(c, "out of memory");
+  }
+  for (size_t i = 0; i < def->fields.n; i++) {
+    const rv *t = O(&c->sh, def->fields.v[i], "Type");
+    if (!B(&c->sh, t, "NonNull") || !*S(&c->sh, t, "NamedType")) continue;
+    gq_def *ft = sdef(c->s, S(&c->sh, t, "NamedType"));
+    if (!ft || strcmp(ft->kind, "INPUT_OBJECT")) continue;
+    if (smap_get(onpath, ft->name))
+      return sv_fail(c, "Cannot reference Input Object \"%s\" within itself through a series of non-null fields.", ft->name);
+    if (!input_cycles(c, ft, visited, onpath, depth + 1)) return false;
+  }
+  smap_put(c->s->a, onpath, def->name, NULL);
+  /* smap_get on a NULL value reads as absent */
+  return true;
+}
+
+static int cmp_str(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
+
+static gq_def *new_def(gq_schema *s, const char *name, const char *kind, bool builtin, const rv *src) {
+  gq_def *d = rg_alloc(s->a, sizeof(*d));
+  if (!d) return NULL;
+  d->name = name, d->kind = kind, d->builtin = builtin, d->src = src;
+  if (s->ndefs == s->capdefs) {
+    size_t nc = s->capdefs ? s->capdefs * 2 : 64;
+    gq_def **nl = rg_alloc(s->a, nc * sizeof(*nl));
+    if (!nl) return NULL;
+    if (s->ndefs) memcpy(nl, s->deflist, s->ndefs * sizeof(*nl));
+    s->deflist = nl, s->capdefs = nc;
+  }
+  s->deflist[s->ndefs++] = d;
+  return d;
+}
+
+static bool add_members(sv *c, gq_def *d, const rv *src) {
+  size_t n;
+  const rv *const *it;
+  rg_arena *a = c->s->a;
+  it = L(&c->sh, src, "Directives", &n);
+  if (!vcat(a, &d->dirs, it, n)) return false;
+  it = L(&c->sh, src, "Interfaces", &n);
+  if (!vcat(a, &d->ifs, it, n)) return false;
+  it = L(&c->sh, src, "Fields", &n);
+  if (!vcat(a, &d->fields, it, n)) return false;
+  it = L(&c->sh, src, "Types", &n);
+  if (!vcat(a, &d->types, it, n)) return false;
+  it = L(&c->sh, src, "EnumValues", &n);
+  return vcat(a, &d->enums, it, n);
+}
+
+static const char *def_kind(sv *c, const rv *src) {
+  const char *k = S(&c->sh, src, "Kind");
+  static const char *const kinds[] = {"SCALAR", "OBJECT", "INTERFACE", "UNION", "ENUM", "INPUT_OBJECT"};
+  for (size_t i = 0; i < 6; i++)
+    if (!strcmp(k, kinds[i])) return kinds[i];
+  return k; /* an unknown kind (AST input): kept as is, fails later checks */
+}
+
+static bool set_root(sv *c, const rv *const *ops, size_t n, bool *seen) {
+  for (size_t i = 0; i < n; i++) {
+    const char *op = S(&c->sh, ops[i], "Operation");
+    int idx = !strcmp(op, "query") ? 0 : !strcmp(op, "mutation") ? 1 : !strcmp(op, "subscription") ? 2 : -1;
+    if (idx >= 0 && seen[idx]) return sv_fail(c, "There can be only one %s type in schema.", op);
+    if (idx >= 0) seen[idx] = true;
+    gq_def *d = sdef(c->s, S(&c->sh, ops[i], "Type"));
+    if (!d) return sv_fail(c, "Schema root %s refers to a type %s that does not exist.", op, S(&c->sh, ops[i], "Type"));
+    if (idx == 0) c->s->query = d;
+    else if (idx == 1) c->s->mutation = d;
+    else if (idx == 2) c->s->subscription = d;
+  }
+  return true;
+}
+
+static bool load_doc(sv *c, const rv *doc, bool builtin, vec *defs) {
+  gq_schema *s = c->s;
+  size_t n;
+  const rv *const *it = L(&c->sh, doc, "Definitions", &n);
+  for (size_t i = 0; i < n; i++) {
+    const char *name = S(&c->sh, it[i], "Name");
+    if (sdef(s, name)) return sv_fail(c, "Cannot redeclare type %s.", name);
+    gq_def *d = new_def(s, name, def_kind(c, it[i]), builtin || B(&c->sh, it[i], "BuiltIn"), it[i]);
+    if (!d || !smap_put(s->a, &s->types, name, d) || !add_members(c, d, it[i]) || !vpush(s->a, defs, (rv *)(void *)d)) {
+      s->oom = true;
+      return sv_fail(c, "out of memory");
+    }
+  }
+  return true;
+}
+
+static bool load_exts(sv *c, const rv *doc, vec *defs) {
+  gq_schema *s = c->s;
+  size_t n;
+  const rv *const *it = L(&c->sh, doc, "Extensions", &n);
+  for (size_t i = 0; i < n; i++) {
+    const char *name = S(&c->sh, it[i], "Name");
+    const char *kind = def_kind(c, it[i]);
+    gq_def *d = sdef(s, name);
+    if (!d) {
+      d = new_def(s, name, kind, B(&c->sh, it[i], "BuiltIn"), it[i]);
+      if (!d || !smap_put(s->a, &s->types, name, d) || !vpush(s->a, defs, (rv *)(void *)d)) {
+        s->oom = true;
+        return sv_fail(c, "out of memory");
+      }
+    }
+    if (strcmp(d->kind, kind))
+      return sv_fail(c, "Cannot extend type %s because the base type is a %s, not %s.", name, d->kind, kind);
+    if (!add_members(c, d, it[i])) {
+      s->oom = true;
+      return sv_fail(c, "out of memory");
+    }
+  }
+  return true;
+}
+
+static bool add_possible(gq_schema *s, const char *name, gq_def *d) {
+  gq_def *t = sdef(s, name);
+  if (!t) return true; /* gqlparser files it under a name with no type; never read back */
+  return vpush(s->a, &t->possible, (rv *)(void *)d);
+}
+
+static bool load_dirs(sv *c, const rv *doc, bool prelude) {
+  size_t n;
+  const rv *const *it = L(&c->sh, doc, "Directives", &n);
+  static const char *const pre[] = {"defer", "deprecated", "include", "oneOf", "skip", "specifiedBy"};
+  for (size_t i = 0; i < n; i++) {
+    const char *name = S(&c->sh, it[i], "Name");
+    if (smap_get(&c->s->dirs, name)) {
+      bool ok = false;
+      for (size_t j = 0; j < 6; j++) ok |= !strcmp(pre[j], name);
+      if (!ok) return sv_fail(c, "Cannot redeclare directive %s.", name);
+    }
+    gq_dirdef *d = rg_alloc(c->s->a, sizeof(*d));
+    if (!d || !smap_put(c->s->a, &c->s->dirs, name, d)) {
+      c->s->oom = true;
+      return sv_fail(c, "out of memory");
+    }
+    d->name = name, d->def = it[i];
+  }
+  (void)prelude;
+  return true;
+}
+
+static rv *prelude_doc(rg_arena *a, ct_err *err) {
+  rv *doc;
+  if (gq_parse_schema(a, gq_prelude, sizeof(gq_prelude) - 1, &doc, err)) return NULL;
+  return doc;
+}
+
+CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, gq_schema **out, ct_err *err) {
+  if (!schema_ast || schema_ast->t != RV_OBJ) return ct_fail(err, CT_EINVAL, "schema AST must be an object");
+  gq_schema *s = rg_alloc(a, sizeof(*s));
+  if (!s) return ct_fail(err, CT_ENOMEM, "out of memory");
+  s->a = a;
+  rv *pre = prelude_doc(a, err);
+  if (!pre) return err->code ? err->code : ct_fail(err, CT_ENOMEM, "out of memory");
+  sv c = {.s = s};
+  vec defs = {0};
+  const rv *docs[2] = {pre, schema_ast};
+  bool ok = load_doc(&c, pre, true, &defs) && load_doc(&c, schema_ast, false, &defs) && load_exts(&c, pre, &defs) &&
+            load_exts(&c, schema_ast, &defs);
+  for (size_t i = 0; ok && i < defs.n; i++) {
+    gq_def *d = (gq_def *)(void *)defs.v[i];
+    if (!strcmp(d->kind, "UNION")) {
+      for (size_t j = 0; ok && j < d->types.n; j++) {
+        gq_def *m = sdef(s, d->types.v[j]->t == RV_STR ? d->types.v[j]->u.s : "");
+        if (m) ok = vpush(a, &d->possible, (rv *)(void *)m);
+      }
+    } else if (!strcmp(d->kind, "INPUT_OBJECT") || !strcmp(d->kind, "OBJECT") || !strcmp(d->kind, "INTERFACE")) {
+      for (size_t j = 0; ok && j < d->ifs.n; j++) ok = add_possible(s, d->ifs.v[j]->t == RV_STR ? d->ifs.v[j]->u.s : "", d);
+      if (ok && strcmp(d->kind, "INTERFACE")) ok = vpush(a, &d->possible, (rv *)(void *)d);
+    }
+    if (!ok) {
+      s->oom = true;
+      sv_fail(&c, "out of memory");
+    }
+  }
+  ok = ok && load_dirs(&c, pre, true) && load_dirs(&c, schema_ast, false);
+  /* directive extensions */
+  for (size_t di = 0; ok && di < 2; di++) {
+    size_t n;
+    const rv *const *it = L(&c.sh, docs[di], "DirectiveExtensions", &n);
+    for (size_t i = 0; ok && i < n; i++) {
+      gq_dirdef *d = smap_get(&s->dirs, S(&c.sh, it[i], "Name"));
+      if (!d) ok = sv_fail(&c, "Cannot extend directive @%s because it is not defined.", S(&c.sh, it[i], "Name"));
+    }
+  }
+  size_t nsch = 0, nsch2 = 0;
+  const rv *const *sch = ok ? L(&c.sh, schema_ast, "Schema", &nsch) : NULL;
+  const rv *const *psch = ok ? L(&c.sh, pre, "Schema", &nsch2) : NULL;
+  (void)psch;
+  bool seen[3] = {false, false, false};
+  if (ok && nsch > 1) ok = sv_fail(&c, "Cannot have multiple schema entry points, consider schema extensions instead.");
+  if (ok && nsch == 1) {
+    size_t n, nd;
+    const rv *const *ops = L(&c.sh, sch[0], "OperationTypes", &n);
+    const rv *const *dirs = L(&c.sh, sch[0], "Directives", &nd);
+    ok = set_root(&c, ops, n, seen) && validate_directives(&c, dirs, nd, "SCHEMA", NULL, true);
+  }
+  if (ok) {
+    size_t ne;
+    const rv *const *ext = L(&c.sh, schema_ast, "SchemaExtension", &ne);
+    for (size_t i = 0; ok && i < ne; i++) {
+      size_t n, nd;
+      const rv *const *ops = L(&c.sh, ext[i], "OperationTypes", &n);
+      const rv *const *dirs = L(&c.sh, ext[i], "Directives", &nd);
+      ok = set_root(&c, ops, n, seen) && validate_directives(&c, dirs, nd, "SCHEMA", NULL, true);
+    }
+  }
+  if (ok) {
+    /* type definitions, in name order */
+    const char **names = rg_alloc(a, (s->types.n + 1) * sizeof(char *));
+    size_t k = 0;
+    if (!names) {
+      s->oom = true;
+      ok = sv_fail(&c, "out of memory");
+    } else {
+      for (size_t i = 0; i < s->types.cap; i++)
+        if (s->types.k[i]) names[k++] = s->types.k[i];
+      qsort(names, k, sizeof(char *), cmp_str);
+      for (size_t i = 0; ok && i < k; i++) ok = validate_definition(&c, sdef(s, names[i]));
+      smap visited = {0}, onpath = {0};
+      for (size_t i = 0; ok && i < k; i++) {
+        gq_def *d = sdef(s, names[i]);
+        if (!strcmp(d->kind, "INPUT_OBJECT")) ok = input_cycles(&c, d, &visited, &onpath, 0);
+      }
+    }
+  }
+  if (ok) {
+    /* directive definitions */
+    for (size_t i = 0; ok && i < s->dirs.cap; i++) {
+      gq_dirdef *d = s->dirs.k[i] ? s->dirs.v[i] : NULL;
+      if (!d) continue;
+      size_t na, nd;
+      const rv *const *args = L(&c.sh, d->def, "Arguments", &na);
+      const rv *const *dirs = L(&c.sh, d->def, "Directives", &nd);
+      ok = reserved(&c, d->name);
+      for (size_t j = 0; ok && j < na; j++)
+        for (size_t m = j + 1; ok && m < na; m++)
+          if (!strcmp(S(&c.sh, args[j], "Name"), S(&c.sh, args[m], "Name")))
+            ok = sv_fail(&c, "Argument @%s(%s:) can only be defined once.", d->name, S(&c.sh, args[m], "Name"));
+      ok = ok && validate_directives(&c, dirs, nd, "DIRECTIVE_DEFINITION", d->name, true) &&
+           validate_args(&c, args, na, d->name);
+    }
+  }
+  if (ok && nsch == 0) {
+    if (!s->query) s->query = sdef(s, "Query");
+    if (!s->mutation) s->mutation = sdef(s, "Mutation");
+    if (!s->subscription) s->subscription = sdef(s, "Subscription");
+  }
+  if (ok && s->query && strcmp(s->query->kind, "OBJECT"))
+    ok = sv_fail(&c, "Query root type must be Object type, it cannot be %s.", s->query->name);
+  if (ok && s->mutation && strcmp(s->mutation->kind, "OBJECT"))
+    ok = sv_fail(&c, "Mutation root type must be Object type if provided, it cannot be %s.", s->mutation->name);
+  if (ok && s->subscription && strcmp(s->subscription->kind, "OBJECT"))
+    ok = sv_fail(&c, "Subscription root type must be Object type if provided, it cannot be %s.", s->subscription->name);
+  if (s->oom) return ct_fail(err, CT_ENOMEM, "out of memory");
+  if (c.sh.bad) return ct_fail(err, CT_EINVAL, "GraphQL parse error: schema AST has an unexpected shape");
+  if (!ok) return ct_fail(err, CT_EINVAL, "Error in gqlparser SchemaDocument to Schema conversion: input: %s", c.msg);
+  /* __schema / __type on the query root, __typename everywhere */
+  rv *tn, *sch_f, *typ_f;
+  ct_err e2;
+  static const char intro[] = "type X { __typename: String __schema: __Schema! __type(name: String!): __Type }";
+  if (gq_parse_schema(a, intro, sizeof(intro) - 1, &tn, &e2))
+    return ct_fail(err, e2.code, "%s", e2.msg);
+  shape sh = {0};
+  size_t n;
+  const rv *const *fs = L(&sh, L(&sh, tn, "Definitions", &n)[0], "Fields", &n);
+  s->typename_field = fs[0], sch_f = (rv *)fs[1], typ_f = (rv *)fs[2];
+  s->schema_field = sch_f, s->type_field = typ_f;
+  *out = s;
+  return CT_OK;
+}
+
+/* ---------------------------------------------------------------- query validation */
+
+typedef struct {
+  gq_schema *s;
+  rg_arena *a;
+  const gq_posmap *pm;
+  shape sh;
+  ct_buf errs;
+  bool any, oom;
+  const rv *doc;
+  smap frags;             /* first fragment definition by name */
+  const rv *cur;          /* current operation */
+  smap validated;         /* fragment names walked in this operation/fragment */
+  smap used_vars;         /* variable definitions (by address) used */
+  smap used_frags;        /* NoUnusedFragments */
+  bool in_frag_defs;
+  bool from_obj; /* the query came in as an AST object */
+  smap seen_frag_names, seen_op_names, visited_frags;
+  int depth;
+} qv;
+
+static void qv_err(qv *q, const rv *at, const char *fmt, ...) CT_PRINTF(3, 4);
+static void qv_err(qv *q, const rv *at, const char *fmt, ...) {
+  char m[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(m, sizeof(m), fmt, ap);
+  va_end(ap);
+  long line, col;
+  ct_err e;
+  if (q->errs.len > 8192) return;
+  if (at && gq_pos_get(q->pm, at, &line, &col)) {
+    if (ct_buf_printf(&q->errs, &e, "input:%ld:%ld: %s\n", line, col, m)) q->oom = true;
+  } else if (ct_buf_printf(&q->errs, &e, "input: %s\n", m)) {
+    q->oom = true;
+  }
+  q->any = true;
+}
+
+static const char *addr_key(qv *q, const void *p) {
+  char *k = rg_alloc(q->a, 24);
+  if (!k) {
+    q->oom = true;
+    return "";
+  }
+  snprintf(k, 24, "%p", p);
+  return k;
+}
+
+static void qv_put(qv *q, smap *m, const char *k) {
+  if (!smap_put(q->a, m, k, (void *)1)) q->oom = true;
+}
+
+static const rv *field_def(qv *q, const gq_def *parent, const char *name) {
+  if (!strcmp(name, "__typename")) return q->s->typename_field;
+  if (!parent) return NULL;
+  const rv *f = list_for_name(&parent->fields, name);
+  if (!f && parent == q->s->query) {
+    if (!strcmp(name, "__schema")) return q->s->schema_field;
+    if (!strcmp(name, "__type")) return q->s->type_field;
+  }
+  return f;
+}
+
+/* A bounded text buffer for messages (silently truncates). */
+typedef struct {
+  char b[400];
+  size_t n;
+} sbuf;
+static void sb_printf(sbuf *o, const char *fmt, ...) CT_PRINTF(2, 3);
+static void sb_printf(sbuf *o, const char *fmt, ...) {
+  if (o->n >= sizeof(o->b) - 1) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int w = vsnprintf(o->b + o->n, sizeof(o->b) - o->n, fmt, ap);
+  va_end(ap);
+  if (w > 0) o->n += (size_t)w < sizeof(o->b) - o->n ? (size_t)w : sizeof(o->b) - 1 - o->n;
+}
+
+static void value_str(const rv *v, sbuf *b, int depth) {
+  shape sh = {0};
+  if (!v || depth > 100) return;
+  int64_t k = N(&sh, v, "Kind");
+  const char *raw = S(&sh, v, "Raw");
+  size_t n;
+  const rv *const *ch = L(&sh, v, "Children", &n);
+  switch (k) {
+    case 0: sb_printf(b, "$%s", raw); break;
+    case 3: case 4: {
+      sb_printf(b, "\"");
+      for (const char *p = raw; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\') sb_printf(b, "\\%c", c);
+        else if (c == '\n') sb_printf(b, "%s", "\\n");
+        else if (c == '\t') sb_printf(b, "%s", "\\t");
+        else if (c == '\r') sb_printf(b, "%s", "\\r");
+        else if (c == '\b') sb_printf(b, "%s", "\\b");
+        else if (c == '\f') sb_printf(b, "%s", "\\f");
+        else if (c < 0x20 || c == 0x7f) sb_printf(b, "\\u00%02X", c);
+        else sb_printf(b, "%c", c);
+      }
+      sb_printf(b, "\"");
+      break;
+    }
+    case 8:
+      sb_printf(b, "%s", "[");
+      for (size_t i = 0; i < n; i++) {
+        if (i) sb_printf(b, "%s", ",");
+        value_str(O(&sh, ch[i], "Value"), b, depth + 1);
+      }
+      sb_printf(b, "%s", "]");
+      break;
+    case 9:
+      sb_printf(b, "%s", "{");
+      for (size_t i = 0; i < n; i++) {
+        if (i) sb_printf(b, "%s", ",");
+        sb_printf(b, "%s:", S(&sh, ch[i], "Name"));
+        value_str(O(&sh, ch[i], "Value"), b, depth + 1);
+      }
+      sb_printf(b, "%s", "}");
+      break;
+    default: sb_printf(b, "%s", raw);
+  }
+}
+
+/* A value's text for messages (gqlparser Value.String), truncated. */
+static const char *vstr(qv *q, const rv *v) {
+  sbuf b = {.n = 0};
+  b.b[0] = 0;
+  value_str(v, &b, 0);
+  char *s = rg_strndup(q->a, b.b, b.n);
+  return s ? s : "";
+}
+
+/* Go's Value.Value(nil) fails on unparsable Int/Float/Boolean literals */
+static bool value_parses(const rv *v, int depth) {
+  shape sh = {0};
+  if (!v || depth > 2000) return true;
+  int64_t k = N(&sh, v, "Kind");
+  const char *raw = S(&sh, v, "Raw");
+  if (k == 1) {
+    errno = 0;
+    char *end;
+    (void)strtoll(raw, &end, 10);
+    return *raw && !*end && errno != ERANGE;
+  }
+  if (k == 2) {
+    errno = 0;
+    char *end;
+    (void)strtod(raw, &end);
+    return *raw && !*end && errno != ERANGE;
+  }
+  if (k == 5) return !strcmp(raw, "true") || !strcmp(raw, "false") || !strcmp(raw, "1") || !strcmp(raw, "0") ||
+                     !strcmp(raw, "t") || !strcmp(raw, "f") || !strcmp(raw, "T") || !strcmp(raw, "F") ||
+                     !strcmp(raw, "TRUE") || !strcmp(raw, "FALSE") || !strcmp(raw, "True") || !strcmp(raw, "False");
+  if (k == 8 || k == 9) {
+    size_t n;
+    const rv *const *ch = L(&sh, v, "Children", &n);
+    for (size_t i = 0; i < n; i++) {
+      const rv *cv = O(&sh, ch[i], "Value");
+      if (k == 9 && N(&sh, cv, "Kind") == 0) continue; /* unset variable */
+      if (!value_parses(cv, depth + 1)) return false;
+    }
+  }
+  return true;
+}
+
+static void unexpected_type(qv *q, const rv *v, const rv *expected, const gq_def *def) {
+  char ts[256];
+  type_str(expected, ts, sizeof(ts), 0);
+  const char *vs = vstr(q, v);
+  if (!strcmp(ts, "Int") || !strcmp(ts, "Int!")) {
+    errno = 0;
+    char *end;
+    long long x = strtoll(S(&q->sh, v, "Raw"), &end, 10);
+    bool range = (errno == ERANGE || x > 2147483647LL || x < -2147483648LL) && !*end && end != S(&q->sh, v, "Raw");
+    if (range) qv_err(q, v, "Int cannot represent non 32-bit signed integer value: %s", vs);
+    else qv_err(q, v, "Int cannot represent non-integer value: %s", vs);
+  } else if (!strcmp(ts, "String") || !strcmp(ts, "String!") || !strcmp(ts, "[String]")) {
+    qv_err(q, v, "String cannot represent a non string value: %s", vs);
+  } else if (!strcmp(ts, "Boolean") || !strcmp(ts, "Boolean!")) {
+    qv_err(q, v, "Boolean cannot represent a non boolean value: %s", vs);
+  } else if (!strcmp(ts, "Float") || !strcmp(ts, "Float!")) {
+    qv_err(q, v, "Float cannot represent non numeric value: %s", vs);
+  } else if (!strcmp(ts, "ID") || !strcmp(ts, "ID!")) {
+    qv_err(q, v, "ID cannot represent a non-string and non-integer value: %s", vs);
+  } else if (def && !strcmp(def->kind, "ENUM")) {
+    qv_err(q, v, "Enum \"%s\" cannot represent non-enum value: %s.", ts, vs);
+  } else {
+    qv_err(q, v, "Expected value of type \"%s\", found %s.", ts, vs);
+  }
+}
+
+static bool name_in(const gq_def *d, const char *list) { return kind_in(d->name, list); }
+
+/* OnValue observers, in rule order. */
+static void on_value(qv *q, const rv *v, const rv *expected, const gq_def *def, bool has_default, const rv *vardef) {
+  int64_t k = N(&q->sh, v, "Kind");
+  /* NoUndefinedVariables */
+  if (q->cur && k == 0 && !vardef) {
+    const char *on = S(&q->sh, q->cur, "Name");
+    if (*on) qv_err(q, v, "Variable \"%s\" is not defined by operation \"%s\".", vstr(q, v), on);
+    else qv_err(q, v, "Variable \"%s\" is not defined.", vstr(q, v));
+  }
+  size_t n;
+  const rv *const *ch = L(&q->sh, v, "Children", &n);
+  /* UniqueInputFieldNames */
+  if (k == 9)
+    for (size_t i = 0; i < n; i++)
+      for (size_t j = 0; j < i; j++)
+        if (!strcmp(S(&q->sh, ch[i], "Name"), S(&q->sh, ch[j], "Name"))) {
+          qv_err(q, ch[i], "There can be only one input field named \"%s\".", S(&q->sh, ch[i], "Name"));
+          break;
+        }
+  /* ValuesOfCorrectType */
+  if (def && expected) {
+    char ts[256];
+    type_str(expected, ts, sizeof(ts), 0);
+    bool skip = false;
+    if (k == 6 && B(&q->sh, expected, "NonNull")) qv_err(q, v, "Expected value of type \"%s\", found %s.", ts, vstr(q, v));
+    if (!strcmp(def->kind, "SCALAR") && !name_in(def, "Int Float String Boolean ID")) skip = true;
+    if (!skip) {
+      if (!value_parses(v, 0)) unexpected_type(q, v, expected, def);
+      switch (k) {
+        case 8:
+          if (!O(&q->sh, expected, "Elem")) unexpected_type(q, v, expected, def);
+          break;
+        case 1:
+          if (!name_in(def, "Int Float ID")) unexpected_type(q, v, expected, def);
+          break;
+        case 2:
+          if (!name_in(def, "Float")) unexpected_type(q, v, expected, def);
+          break;
+        case 3: case 4:
+          if (!strcmp(def->kind, "ENUM")) qv_err(q, v, "Enum \"%s\" cannot represent non-enum value: %s.", ts, vstr(q, v));
+          else if (!name_in(def, "String ID")) unexpected_type(q, v, expected, def);
+          break;
+        case 7:
+          if (strcmp(def->kind, "ENUM")) unexpected_type(q, v, expected, def);
+          else if (!list_for_name(&def->enums, S(&q->sh, v, "Raw")))
+            qv_err(q, v, "Value \"%s\" does not exist in \"%s\" enum.", vstr(q, v), ts);
+          break;
+        case 5:
+          if (!name_in(def, "Boolean")) unexpected_type(q, v, expected, def);
+          break;
+        case 9: {
+          for (size_t i = 0; i < def->fields.n; i++) {
+            const rv *f = def->fields.v[i];
+            if (!B(&q->sh, O(&q->sh, f, "Type"), "NonNull")) continue;
+            bool found = false;
+            for (size_t j = 0; j < n; j++) found |= !strcmp(S(&q->sh, ch[j], "Name"), S(&q->sh, f, "Name"));
+            if (!found && !O(&q->sh, f, "DefaultValue")) {
+              char fts[256];
+              type_str(O(&q->sh, f, "Type"), fts, sizeof(fts), 0);
+              qv_err(q, v, "Field \"%s.%s\" of required type \"%s\" was not provided.", def->name, S(&q->sh, f, "Name"), fts);
+            }
+          }
+          for (size_t i = 0; i < def->dirs.n; i++) {
+            if (strcmp(S(&q->sh, def->dirs.v[i], "Name"), "oneOf")) continue;
+            if (n != 1) {
+              qv_err(q, v, "OneOf Input Object \"%s\" must specify exactly one key.", def->name);
+              continue;
+            }
+            const rv *fv = O(&q->sh, ch[0], "Value");
+            if (!fv || N(&q->sh, fv, "Kind") == 6)
+              qv_err(q, fv, "Field \"%s.%s\" must be non-null.", def->name,
+                     def->fields.n ? S(&q->sh, def->fields.v[0], "Name") : "");
+          }
+          for (size_t j = 0; j < n; j++)
+            if (!list_for_name(&def->fields, S(&q->sh, ch[j], "Name")))
+              qv_err(q, ch[j], "Field \"%s\" is not defined by type \"%s\".", S(&q->sh, ch[j], "Name"), def->name);
+          break;
+        }
+        default: break;
+      }
+    }
+  }
+  /* VariablesInAllowedPosition */
+  if (k == 0 && expected && vardef && q->cur) {
+    bool nn = B(&q->sh, expected, "NonNull");
+    const rv *dv = O(&q->sh, vardef, "DefaultValue");
+    if (dv && N(&q->sh, dv, "Kind") != 6 && nn) nn = false;
+    if (has_default) nn = false;
+    const rv *vt = O(&q->sh, vardef, "Type");
+    if (!type_compat(vt, expected, nn, 0)) {
+      char a1[256], a2[256];
+      type_str(vt, a1, sizeof(a1), 0);
+      type_str(expected, a2, sizeof(a2), 0);
+      qv_err(q, v, "Variable \"%s\" of type \"%s\" used in position expecting type \"%s\".", vstr(q, v), a1, a2);
+    }
+  }
+  if (k == 9 && def) {
+    bool oneof = false;
+    for (size_t i = 0; i < def->dirs.n; i++) oneof |= !strcmp(S(&q->sh, def->dirs.v[i], "Name"), "oneOf");
+    if (oneof)
+      for (size_t j = 0; j < n; j++) {
+        const rv *fv = O(&q->sh, ch[j], "Value");
+        if (!fv || N(&q->sh, fv, "Kind") != 0 || !q->cur) continue;
+        const rv *vd = arr_for_name(q->cur, "VariableDefinitions", "");
+        size_t nv;
+        const rv *const *vds = L(&q->sh, q->cur, "VariableDefinitions", &nv);
+        vd = NULL;
+        for (size_t m = 0; m < nv; m++)
+          if (!strcmp(S(&q->sh, vds[m], "Variable"), S(&q->sh, fv, "Raw"))) {
+            vd = vds[m];
+            break;
+          }
+        if (vd && !B(&q->sh, O(&q->sh, vd, "Type"), "NonNull")) {
+          char a1[256];
+          type_str(O(&q->sh, vd, "Type"), a1, sizeof(a1), 0);
+          qv_err(q, vd, "Variable \"%s\" is of type \"%s\" but must be non-nullable to be used for OneOf Input Object \"%s\".",
+                 vstr(q, fv), a1, def->name);
+        }
+      }
+  }
+}
+
+static const rv *find_vardef(qv *q, const char *name) {
+  size_t nv;
+  const rv *const *vds = L(&q->sh, q->cur, "VariableDefinitions", &nv);
+  for (size_t m = 0; m < nv; m++)
+    if (!strcmp(S(&q->sh, vds[m], "Variable"), name)) return vds[m];
+  return NULL;
+}
+
+static void walk_value(qv *q, const rv *v, const rv *expected, const gq_def *def, bool has_default) {
+  if (!v) return;
+  if (++q->depth > GQ_MAX_WALK_DEPTH) {
+    qv_err(q, NULL, "exceeded maximum nesting depth of %d", GQ_MAX_WALK_DEPTH);
+    q->depth--;
+    return;
+  }
+  int64_t k = N(&q->sh, v, "Kind");
+  const rv *vardef = NULL;
+  if (k == 0 && q->cur) {
+    vardef = find_vardef(q, S(&q->sh, v, "Raw"));
+    if (vardef) qv_put(q, &q->used_vars, addr_key(q, vardef));
+  }
+  size_t n;
+  const rv *const *ch = L(&q->sh, v, "Children", &n);
+  if (k == 9) {
+    for (size_t i = 0; i < n; i++) {
+      const rv *cv = O(&q->sh, ch[i], "Value");
+      const rv *cexp = O(&q->sh, cv, "ExpectedType");
+      const gq_def *cdef = NULL;
+      bool chd = B(&q->sh, cv, "ExpectedTypeHasDefault");
+      if (def) {
+        const rv *fd = list_for_name(&def->fields, S(&q->sh, ch[i], "Name"));
+        if (fd) {
+          cexp = O(&q->sh, fd, "Type");
+          const rv *dv = O(&q->sh, fd, "DefaultValue");
+          chd = dv && N(&q->sh, dv, "Kind") != 6;
+          cdef = sdef(q->s, type_name(cexp, 0));
+        }
+      }
+      walk_value(q, cv, cexp, cdef, chd);
+    }
+  }
+  if (k == 8) {
+    for (size_t i = 0; i < n; i++) {
+      const rv *cv = O(&q->sh, ch[i], "Value");
+      const rv *cexp = O(&q->sh, cv, "ExpectedType");
+      const gq_def *cdef = NULL;
+      if (expected && O(&q->sh, expected, "Elem")) {
+        cexp = O(&q->sh, expected, "Elem");
+        cdef = def;
+      }
+      walk_value(q, cv, cexp, cdef, B(&q->sh, cv, "ExpectedTypeHasDefault"));
+    }
+  }
+  on_value(q, v, expected, def, has_default, vardef);
+  q->depth--;
+}
+
+static void walk_argument(qv *q, const rv *argdef, const rv *arg) {
+  const rv *v = O(&q->sh, arg, "Value");
+  if (!v) {
+    q->sh.bad = true;
+    return;
+  }
+  if (argdef) {
+    const rv *t = O(&q->sh, argdef, "Type");
+    const rv *dv = O(&q->sh, argdef, "DefaultValue");
+    walk_value(q, v, t, sdef(q->s, type_name(t, 0)), dv && N(&q->sh, dv, "Kind") != 6);
+  } else {
+    walk_value(q, v, O(&q->sh, v, "ExpectedType"), NULL, B(&q->sh, v, "ExpectedTypeHasDefault"));
+  }
+}
+
+static void unique_args(qv *q, const rv *node) {
+  size_t n;
+  const rv *const *args = L(&q->sh, node, "Arguments", &n);
+  for (size_t i = 0; i < n; i++) {
+    int seen = 0;
+    for (size_t j = 0; j < i; j++) seen += !strcmp(S(&q->sh, args[i], "Name"), S(&q->sh, args[j], "Name"));
+    if (seen == 1) qv_err(q, args[i], "There can be only one argument named \"%s\".", S(&q->sh, args[i], "Name"));
+  }
+}
+
+static void required_args(qv *q, const rv *node, const rv *def, const char *fmt_name, bool directive) {
+  size_t nd, na;
+  const rv *const *dargs = L(&q->sh, def, "Arguments", &nd);
+  const rv *const *args = L(&q->sh, node, "Arguments", &na);
+  for (size_t i = 0; i < nd; i++) {
+    const rv *t = O(&q->sh, dargs[i], "Type");
+    if (!B(&q->sh, t, "NonNull") || O(&q->sh, dargs[i], "DefaultValue")) continue;
+    bool found = false;
+    for (size_t j = 0; j < na; j++) found |= !strcmp(S(&q->sh, args[j], "Name"), S(&q->sh, dargs[i], "Name"));
+    if (found) continue;
+    char ts[256];
+    type_str(t, ts, sizeof(ts), 0);
+    if (directive)
+      qv_err(q, node, "Directive \"@%s\" argument \"%s\" of type \"%s\" is required, but it was not provided.", fmt_name,
+             S(&q->sh, dargs[i], "Name"), ts);
+    else
+      qv_err(q, node, "Field \"%s\" argument \"%s\" of type \"%s\" is required, but it was not provided.", fmt_name,
+             S(&q->sh, dargs[i], "Name"), ts);
+  }
+}
+
+static void walk_directives(qv *q, const rv *const *dirs, size_t nd, const char *loc) {
+  for (size_t i = 0; i < nd; i++) {
+    const rv *d = dirs[i];
+    const char *name = S(&q->sh, d, "Name");
+    gq_dirdef *def = smap_get(&q->s->dirs, name);
+    size_t na;
+    const rv *const *args = L(&q->sh, d, "Arguments", &na);
+    for (size_t j = 0; j < na; j++)
+      walk_argument(q, def ? arr_for_name(def->def, "Arguments", S(&q->sh, args[j], "Name")) : NULL, args[j]);
+    /* KnownArgumentNames */
+    if (def)
+      for (size_t j = 0; j < na; j++)
+        if (!arr_for_name(def->def, "Arguments", S(&q->sh, args[j], "Name")))
+          qv_err(q, d, "Unknown argument \"%s\" on directive \"@%s\".", S(&q->sh, args[j], "Name"), name);
+    /* KnownDirectives */
+    if (!def) {
+      qv_err(q, d, "Unknown directive \"@%s\".", name);
+    } else {
+      size_t nl;
+      const rv *const *locs = L(&q->sh, def->def, "Locations", &nl);
+      bool ok = false;
+      for (size_t j = 0; j < nl; j++) ok |= locs[j]->t == RV_STR && !strcmp(locs[j]->u.s, loc);
+      if (!ok) qv_err(q, d, "Directive \"@%s\" may not be used on %s.", name, loc);
+    }
+    /* ProvidedRequiredArguments */
+    if (def) required_args(q, d, def->def, S(&q->sh, def->def, "Name"), true);
+    /* UniqueArgumentNames */
+    unique_args(q, d);
+  }
+  /* UniqueDirectivesPerLocation */
+  for (size_t i = 0; i < nd; i++) {
+    const char *name = S(&q->sh, dirs[i], "Name");
+    gq_dirdef *def = smap_get(&q->s->dirs, name);
+    bool seen = false;
+    for (size_t j = 0; j < i; j++) seen |= !strcmp(S(&q->sh, dirs[j], "Name"), name);
+    if (seen && (!def || !B(&q->sh, def->def, "IsRepeatable")))
+      qv_err(q, dirs[i], "The directive \"@%s\" can only be used once at this location.", name);
+  }
+}
+
+static void walk_dirs_of(qv *q, const rv *node, const char *loc) {
+  size_t nd;
+  const rv *const *dirs = L(&q->sh, node, "Directives", &nd);
+  walk_directives(q, dirs, nd, loc);
+}
+
+static bool fragment_possible(qv *q, const gq_def *parent, const char *frag_type) {
+  if (!parent) return true;
+  const gq_def *const *pdefs;
+  size_t np;
+  const gq_def *one[1] = {parent};
+  if (!strcmp(parent->kind, "OBJECT")) pdefs = one, np = 1;
+  else if (!strcmp(parent->kind, "INTERFACE") || !strcmp(parent->kind, "UNION"))
+    pdefs = (const gq_def *const *)(const void *)parent->possible.v, np = parent->possible.n;
+  else return true;
+  const gq_def *fd = sdef(q->s, frag_type);
+  if (!fd || !is_composite_kind(fd->kind)) return true;
+  for (size_t i = 0; i < fd->possible.n; i++)
+    for (size_t j = 0; j < np; j++)
+      if (!strcmp(((const gq_def *)(const void *)fd->possible.v[i])->name, pdefs[j]->name)) return true;
+  return false;
+}
+
+/* Which Go type a selection decodes to. Parsed documents carry Alias on fields and
+ * TypeCondition on inline fragments; gqlparser decodes every selection of an AST handed in as
+ * an object as a Field (its JSON decoder tries Field first, which accepts any object). */
+enum { SEL_FIELD, SEL_SPREAD, SEL_INLINE };
+static int sel_kind(const qv *q, const rv *sel) {
+  if (q->from_obj || rv_obj_gets(sel, "Alias")) return SEL_FIELD;
+  if (rv_obj_gets(sel, "TypeCondition")) return SEL_INLINE;
+  return SEL_SPREAD;
+}
+
+static void walk_selection_set(qv *q, const gq_def *parent, const rv *node);
+
+static void walk_selection(qv *q, const gq_def *parent, const rv *sel) {
+  int k = sel_kind(q, sel);
+  if (k == SEL_FIELD) {
+    const char *name = S(&q->sh, sel, "Name");
+    const rv *def = field_def(q, parent, name);
+    const gq_def *next = def ? sdef(q->s, type_name(O(&q->sh, def, "Type"), 0)) : NULL;
+    size_t na;
+    const rv *const *args = L(&q->sh, sel, "Arguments", &na);
+    for (size_t i = 0; i < na; i++) walk_argument(q, def ? arr_for_name(def, "Arguments", S(&q->sh, args[i], "Name")) : NULL, args[i]);
+    walk_dirs_of(q, sel, "FIELD");
+    walk_selection_set(q, next, sel);
+    /* FieldsOnCorrectType */
+    if (parent && !def) qv_err(q, sel, "Cannot query field \"%s\" on type \"%s\".", name, parent->name);
+    /* KnownArgumentNames */
+    if (def && parent)
+      for (size_t i = 0; i < na; i++)
+        if (!arr_for_name(def, "Arguments", S(&q->sh, args[i], "Name")))
+          qv_err(q, sel, "Unknown argument \"%s\" on field \"%s.%s\".", S(&q->sh, args[i], "Name"), parent->name, name);
+    /* ProvidedRequiredArguments */
+    if (def) required_args(q, sel, def, name, false);
+    /* ScalarLeafs */
+    if (def) {
+      const gq_def *ft = sdef(q->s, type_name(O(&q->sh, def, "Type"), 0));
+      size_t ns;
+      L(&q->sh, sel, "SelectionSet", &ns);
+      if (ft && is_leaf_kind(ft->kind) && ns)
+        qv_err(q, sel, "Field \"%s\" must not have a selection since type \"%s\" has no subfields.", name, ft->name);
+      if (ft && !is_leaf_kind(ft->kind) && !ns) {
+        char ts[256];
+        type_str(O(&q->sh, def, "Type"), ts, sizeof(ts), 0);
+        qv_err(q, sel, "Field \"%s\" of type \"%s\" must have a selection of subfields. Did you mean \"%s { ... }\"?", name, ts, name);
+      }
+    }
+    /* UniqueArgumentNames */
+    unique_args(q, sel);
+  } else if (k == SEL_INLINE) {
+    const char *tc = S(&q->sh, sel, "TypeCondition");
+    const gq_def *next = *tc ? sdef(q->s, tc) : parent;
+    walk_dirs_of(q, sel, "INLINE_FRAGMENT");
+    walk_selection_set(q, next, sel);
+    /* FragmentsOnCompositeTypes */
+    const gq_def *ft = sdef(q->s, tc);
+    if (ft && !is_composite_kind(ft->kind)) qv_err(q, sel, "Fragment cannot condition on non composite type \"%s\".", tc);
+    /* KnownTypeNames */
+    if (*tc && !ft) qv_err(q, sel, "Unknown type \"%s\".", tc);
+    /* PossibleFragmentSpreads */
+    if (!fragment_possible(q, parent, tc))
+      qv_err(q, sel, "Fragment cannot be spread here as objects of type \"%s\" can never be of type \"%s\".", parent->name, tc);
+  } else {
+    const char *name = S(&q->sh, sel, "Name");
+    const rv *fd = smap_get(&q->frags, name);
+    const gq_def *next = fd ? sdef(q->s, S(&q->sh, fd, "TypeCondition")) : NULL;
+    walk_dirs_of(q, sel, "FRAGMENT_SPREAD");
+    if (fd && !smap_get(&q->validated, name)) {
+      qv_put(q, &q->validated, name);
+      walk_dirs_of(q, fd, "FRAGMENT_DEFINITION");
+      walk_selection_set(q, next, fd);
+    }
+    /* KnownFragmentNames */
+    if (!fd) qv_err(q, sel, "Unknown fragment \"%s\".", name);
+    /* NoUnusedFragments */
+    if (!q->in_frag_defs) qv_put(q, &q->used_frags, name);
+    /* PossibleFragmentSpreads */
+    if (fd && !fragment_possible(q, parent, S(&q->sh, fd, "TypeCondition")))
+      qv_err(q, sel, "Fragment \"%s\" cannot be spread here as objects of type \"%s\" can never be of type \"%s\".", name,
+             parent->name, S(&q->sh, fd, "TypeCondition"));
+  }
+}
+
+static void walk_selection_set(qv *q, const gq_def *parent, const rv *node) {
+  size_t n;
+  const rv *const *sels = L(&q->sh, node, "SelectionSet", &n);
+  if (++q->depth > GQ_MAX_WALK_DEPTH) {
+    qv_err(q, NULL, "exceeded maximum nesting depth of %d", GQ_MAX_WALK_DEPTH);
+    q->depth--;
+    return;
+  }
+  for (size_t i = 0; i < n && !q->oom; i++)
+    if (sels[i]->t == RV_OBJ) walk_selection(q, parent, sels[i]);
+  q->depth--;
+}
+
+/* Spreads in a selection set, in gqlparser's (stack) order. */
+static void collect_spreads(qv *q, const rv *node, vec *out) {
+  vec stack = {0};
+  if (!vpush(q->a, &stack, node)) {
+    q->oom = true;
+    return;
+  }
+  while (stack.n && !q->oom) {
+    const rv *set = stack.v[--stack.n];
+    size_t n;
+    const rv *const *sels = L(&q->sh, set, "SelectionSet", &n);
+    for (size_t i = 0; i < n; i++) {
+      if (sels[i]->t != RV_OBJ) continue;
+      bool ok = sel_kind(q, sels[i]) == SEL_SPREAD ? vpush(q->a, out, sels[i]) : vpush(q->a, &stack, sels[i]);
+      if (!ok) q->oom = true;
+    }
+  }
+}
+
+static const rv *first_fragment(qv *q, const char *name) { return smap_get(&q->frags, name); }
+
+static void frag_cycles(qv *q, const rv *frag, vec *path, smap *index, int depth) {
+  const char *fname = S(&q->sh, frag, "Name");
+  if (smap_get(&q->visited_frags, fname)) return;
+  if (depth > GQ_MAX_WALK_DEPTH) {
+    qv_err(q, NULL, "exceeded maximum nesting depth of %d", GQ_MAX_WALK_DEPTH);
+    return;
+  }
+  qv_put(q, &q->visited_frags, fname);
+  vec spreads = {0};
+  collect_spreads(q, frag, &spreads);
+  if (!spreads.n) return;
+  if (!smap_put(q->a, index, fname, (void *)(uintptr_t)(path->n + 1))) q->oom = true;
+  for (size_t i = 0; i < spreads.n && !q->oom; i++) {
+    const char *sn = S(&q->sh, spreads.v[i], "Name");
+    uintptr_t ci = (uintptr_t)smap_get(index, sn);
+    if (!vpush(q->a, path, spreads.v[i])) {
+      q->oom = true;
+      return;
+    }
+    if (!ci) {
+      const rv *sf = first_fragment(q, sn);
+      if (sf) frag_cycles(q, sf, path, index, depth + 1);
+    } else {
+      sbuf via = {.n = 0};
+      via.b[0] = 0;
+      for (size_t j = ci - 1; j + 1 < path->n; j++)
+        sb_printf(&via, "%s\"%s\"", j + 1 == ci ? " via " : ", ", S(&q->sh, path->v[j], "Name"));
+      qv_err(q, spreads.v[i], "Cannot spread fragment \"%s\" within itself%s.", sn, via.b);
+    }
+    path->n--;
+  }
+  smap_put(q->a, index, fname, NULL);
+}
+
+static void walk_operation(qv *q, const rv *op, size_t nops) {
+  q->cur = op;
+  size_t nv;
+  const rv *const *vds = L(&q->sh, op, "VariableDefinitions", &nv);
+  for (size_t i = 0; i < nv; i++) {
+    /* KnownTypeNames */
+    const char *tn = type_name(O(&q->sh, vds[i], "Type"), 0);
+    if (!sdef(q->s, tn)) qv_err(q, vds[i], "Unknown type \"%s\".", tn);
+  }
+  const char *opn = S(&q->sh, op, "Operation");
+  const gq_def *root = NULL;
+  const char *loc = "QUERY";
+  if (!strcmp(opn, "query") || !*opn) root = q->s->query;
+  else if (!strcmp(opn, "mutation")) root = q->s->mutation, loc = "MUTATION";
+  else if (!strcmp(opn, "subscription")) root = q->s->subscription, loc = "SUBSCRIPTION";
+  else q->sh.bad = true;
+  for (size_t i = 0; i < nv; i++) {
+    const rv *dv = O(&q->sh, vds[i], "DefaultValue");
+    const rv *t = O(&q->sh, vds[i], "Type");
+    if (dv) walk_value(q, dv, t, sdef(q->s, type_name(t, 0)), B(&q->sh, dv, "ExpectedTypeHasDefault"));
+    walk_dirs_of(q, vds[i], "VARIABLE_DEFINITION");
+  }
+  walk_dirs_of(q, op, loc);
+  walk_selection_set(q, root, op);
+  const char *name = S(&q->sh, op, "Name");
+  /* KnownRootType */
+  if (!root) qv_err(q, op, "Schema does not support operation type \"%s\"", opn);
+  /* LoneAnonymousOperation */
+  if (!*name && nops > 1) qv_err(q, op, "This anonymous operation must be the only defined operation.");
+  /* NoUnusedVariables */
+  for (size_t i = 0; i < nv; i++) {
+    if (smap_get(&q->used_vars, addr_key(q, vds[i]))) continue;
+    if (*name) qv_err(q, vds[i], "Variable \"$%s\" is never used in operation \"%s\".", S(&q->sh, vds[i], "Variable"), name);
+    else qv_err(q, vds[i], "Variable \"$%s\" is never used.", S(&q->sh, vds[i], "Variable"));
+  }
+  /* SingleFieldSubscriptions */
+  if (q->s->subscription && !strcmp(opn, "subscription")) {
+    /* top-level field names through inline fragments and spreads, de-duplicated */
+    vec fields = {0}, stack = {0};
+    smap infrag = {0};
+    if (!vpush(q->a, &stack, op)) q->oom = true;
+    /* gqlparser recurses depth-first in order; emulate with an explicit order-preserving walk */
+    size_t nsel;
+    const rv *const *sels = L(&q->sh, op, "SelectionSet", &nsel);
+    const rv *const *wl[64];
+    size_t wn[64], wi[64];
+    int top = 0;
+    wl[0] = sels, wn[0] = nsel, wi[0] = 0;
+    while (top >= 0 && !q->oom) {
+      if (wi[top] >= wn[top]) {
+        top--;
+        continue;
+      }
+      const rv *s = wl[top][wi[top]++];
+      if (s->t != RV_OBJ) continue;
+      int sk = sel_kind(q, s);
+      if (sk == SEL_FIELD) {
+        if (!vpush(q->a, &fields, s)) q->oom = true;
+      } else if (top < 63) {
+        const rv *src = s;
+        if (sk == SEL_SPREAD) {
+          const char *fn = S(&q->sh, s, "Name");
+          src = first_fragment(q, fn);
+          if (!src) {
+            top--; /* gqlparser returns from this level */
+            continue;
+          }
+          if (smap_get(&infrag, fn)) continue;
+          if (!smap_put(q->a, &infrag, fn, (void *)1)) q->oom = true;
+        }
+        size_t cn;
+        const rv *const *cs = L(&q->sh, src, "SelectionSet", &cn);
+        top++;
+        wl[top] = cs, wn[top] = cn, wi[top] = 0;
+      }
+    }
+    const char *label = *name ? NULL : "Anonymous Subscription";
+    char lb[300];
+    if (!label) {
+      snprintf(lb, sizeof(lb), "Subscription \"%s\"", name);
+      label = lb;
+    }
+    vec uniq = {0};
+    for (size_t i = 0; i < fields.n; i++) {
+      bool dup = false;
+      for (size_t j = 0; j < uniq.n; j++) dup |= !strcmp(S(&q->sh, uniq.v[j], "Name"), S(&q->sh, fields.v[i], "Name"));
+      if (!dup && !vpush(q->a, &uniq, fields.v[i])) q->oom = true;
+    }
+    if (uniq.n > 1) qv_err(q, uniq.v[1], "%s must select only one top level field.", label);
+    for (size_t i = 0; i < uniq.n; i++)
+      if (!strncmp(S(&q->sh, uniq.v[i], "Name"), "__", 2))
+        qv_err(q, uniq.v[i], "%s must not select an introspection top level field.", label);
+  }
+  /* UniqueOperationNames */
+  if (smap_get(&q->seen_op_names, name)) qv_err(q, op, "There can be only one operation named \"%s\".", name);
+  qv_put(q, &q->seen_op_names, name);
+  /* UniqueVariableNames */
+  for (size_t i = 0; i < nv; i++) {
+    int seen = 0;
+    for (size_t j = 0; j < i; j++) seen += !strcmp(S(&q->sh, vds[i], "Variable"), S(&q->sh, vds[j], "Variable"));
+    if (seen == 1) qv_err(q, vds[i], "There can be only one variable named \"$%s\".", S(&q->sh, vds[i], "Variable"));
+  }
+  /* VariablesAreInputTypes */
+  for (size_t i = 0; i < nv; i++) {
+    const rv *t = O(&q->sh, vds[i], "Type");
+    const gq_def *d = sdef(q->s, type_name(t, 0));
+    if (d && !is_input_kind(d->kind)) {
+      char ts[256];
+      type_str(t, ts, sizeof(ts), 0);
+      qv_err(q, vds[i], "Variable \"$%s\" cannot be non-input type \"%s\".", S(&q->sh, vds[i], "Variable"), ts);
+    }
+  }
+  q->cur = NULL;
+}
+
+static void walk_fragment(qv *q, const rv *frag) {
+  const char *tc = S(&q->sh, frag, "TypeCondition");
+  const gq_def *def = sdef(q->s, tc);
+  walk_dirs_of(q, frag, "FRAGMENT_DEFINITION");
+  walk_selection_set(q, def, frag);
+  const char *name = S(&q->sh, frag, "Name");
+  /* FragmentsOnCompositeTypes */
+  if (def && *tc && !is_composite_kind(def->kind))
+    qv_err(q, frag, "Fragment \"%s\" cannot condition on non composite type \"%s\".", name, tc);
+  /* KnownTypeNames */
+  if (!def) qv_err(q, frag, "Unknown type \"%s\".", tc);
+  /* NoFragmentCycles */
+  vec path = {0};
+  smap index = {0};
+  frag_cycles(q, frag, &path, &index, 0);
+  /* NoUnusedFragments */
+  q->in_frag_defs = true;
+  if (!smap_get(&q->used_frags, name)) qv_err(q, frag, "Fragment \"%s\" is never used.", name);
+  /* UniqueFragmentNames */
+  if (smap_get(&q->seen_frag_names, name)) qv_err(q, frag, "There can be only one fragment named \"%s\".", name);
+  qv_put(q, &q->seen_frag_names, name);
+}
+
+/* OPA's formatGqlParserError over the joined error list. */
+static ct_status format_errors(const char *all, ct_err *err) {
+  const char *p1 = strchr(all, ':');
+  const char *p2 = p1 ? strchr(p1 + 1, ':') : NULL;
+  const char *p3 = p2 ? strchr(p2 + 1, ':') : NULL;
+  if (p3) {
+    char *e1, *e2;
+    unsigned long line = strtoul(p1 + 1, &e1, 10), col = strtoul(p2 + 1, &e2, 10);
+    if (e1 == p2 && e2 == p3 && e1 != p1 + 1 && e2 != p2 + 1) {
+      const char *m = p3 + 1;
+      while (*m == ' ') m++;
+      size_t ml = strlen(m);
+      if (ml >= 2 && m[ml - 2] == '.' && m[ml - 1] == '\n') ml -= 2;
+      return ct_fail(err, CT_EINVAL, "%.*s in GraphQL string at location %lu:%lu", (int)ml, m, line, col);
+    }
+  }
+  return ct_fail(err, CT_EINVAL, "GraphQL parse error: %s", all);
+}
+
+CT_RESULT gq_validate_query(rg_arena *a, const gq_schema *s, const rv *query_ast, const gq_posmap *pm, ct_err *err) {
+  if (!query_ast || query_ast->t != RV_OBJ) return ct_fail(err, CT_EINVAL, "query AST must be an object");
+  qv q;
+  memset(&q, 0, sizeof(q));
+  q.s = (gq_schema *)(uintptr_t)s, q.a = a, q.pm = pm, q.doc = query_ast;
+  q.from_obj = !pm;
+  ct_buf_init(&q.errs, 1u << 16);
+  size_t nops, nfr;
+  const rv *const *ops = L(&q.sh, query_ast, "Operations", &nops);
+  const rv *const *frs = L(&q.sh, query_ast, "Fragments", &nfr);
+  for (size_t i = 0; i < nfr; i++) {
+    if (frs[i]->t != RV_OBJ) {
+      q.sh.bad = true;
+      continue;
+    }
+    const char *n = S(&q.sh, frs[i], "Name");
+    if (!smap_get(&q.frags, n) && !smap_put(a, &q.frags, n, (void *)(uintptr_t)frs[i])) q.oom = true;
+  }
+  for (size_t i = 0; i < nops && !q.oom; i++) {
+    if (ops[i]->t != RV_OBJ) {
+      q.sh.bad = true;
+      continue;
+    }
+    memset(&q.validated, 0, sizeof(q.validated));
+    walk_operation(&q, ops[i], nops);
+  }
+  for (size_t i = 0; i < nfr && !q.oom; i++) {
+    if (frs[i]->t != RV_OBJ) continue;
+    memset(&q.validated, 0, sizeof(q.validated));
+    walk_fragment(&q, frs[i]);
+  }
+  ct_status st = CT_OK;
+  if (q.oom) st = ct_fail(err, CT_ENOMEM, "out of memory");
+  else if (q.sh.bad) st = ct_fail(err, CT_EINVAL, "GraphQL parse error: query AST has an unexpected shape");
+  else if (q.any) {
+    ct_err e;
+    if (ct_buf_append(&q.errs, "", 1, &e)) st = ct_fail(err, CT_ENOMEM, "out of memory");
+    else st = format_errors((const char *)q.errs.data, err);
+  }
+  ct_buf_free(&q.errs);
+  return st;
+}

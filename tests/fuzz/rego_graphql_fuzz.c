@@ -1,0 +1,46 @@
+/*
+ * libFuzzer target for the GraphQL lexer / parser / validator behind the Rego graphql.*
+ * built-ins. Input: "<query>\n----\n<schema>" (the schema part optional). Both documents are
+ * parsed; when both parse, the schema is built and the query validated, and the parsed ASTs are
+ * also fed back in as AST objects (the path policies use). Everything must end in a result or
+ * a clean error.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "gq_int.h"
+#include "graphql.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size > 1 << 16) return 0;
+  const char *s = (const char *)data;
+  size_t qn = size;
+  const char *schema = NULL;
+  size_t sn = 0;
+  for (size_t i = 0; i + 6 <= size; i++)
+    if (!memcmp(s + i, "\n----\n", 6)) {
+      qn = i;
+      schema = s + i + 6;
+      sn = size - i - 6;
+      break;
+    }
+  rg_arena a = {0};
+  a.limit = 256u << 20;
+  ct_err err = {0};
+  gq_posmap pm = {.a = &a};
+  rv *q = NULL, *sd = NULL;
+  gq_schema *sch = NULL;
+  bool qok = gq_parse_query_pm(&a, s, qn, &pm, &q, &err) == CT_OK;
+  /* the query text is also tried as a schema document */
+  rv *tmp;
+  int invalid = 0;
+  if (gq_parse_schema(&a, s, qn, &tmp, &err) == CT_OK && gq_schema_build(&a, tmp, &sch, &err) == CT_OK && qok)
+    invalid += gq_validate_query(&a, sch, q, &pm, &err) != CT_OK;
+  if (schema && gq_parse_schema(&a, schema, sn, &sd, &err) == CT_OK && gq_schema_build(&a, sd, &sch, &err) == CT_OK &&
+      qok) {
+    invalid += gq_validate_query(&a, sch, q, &pm, &err) != CT_OK;
+    invalid += gq_validate_query(&a, sch, q, NULL, &err) != CT_OK;
+  }
+  rg_arena_free(&a);
+  return invalid < 0; /* always 0; keeps the results used */
+}
