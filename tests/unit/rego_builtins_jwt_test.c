@@ -1,10 +1,18 @@
 /*
  * Unit tests for the Rego built-in families added beside the engine's core: uri.* and uuid.*
- * (src/rego/builtins_uri.c). Each expression is evaluated through the public API and its
- * JSON result compared with what OPA returns.
+ * (src/rego/builtins_uri.c), crypto.x509.* and crypto.parse_private_keys
+ * (src/rego/builtins_x509.c). Each expression is evaluated through the public API and its
+ * JSON result compared with what OPA returns; certificates and keys are made here with OpenSSL.
  */
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
 #include "ct_test_util.h"
 #include "rego.h"
+
+static const char *g_input; /* input JSON for the next evaluations (NULL: none) */
 
 /* Evaluates `x = <expr>` and returns the JSON text of x (or "undefined"); caller frees. */
 static char *eval_expr(const char *expr, bool strict, char **errmsg) {
@@ -13,7 +21,7 @@ static char *eval_expr(const char *expr, bool strict, char **errmsg) {
   CT_ASSERT_OK(rego_compile(NULL, 0, NULL, &p, &err), &err);
   char q[4096];
   snprintf(q, sizeof(q), "x = %s", expr);
-  rego_query_opts qo = {.strict_builtin_errors = strict};
+  rego_query_opts qo = {.input_json = g_input, .strict_builtin_errors = strict};
   char *res = NULL;
   ct_status st = rego_query(p, q, &qo, &res, &err);
   rego_policy_free(p);
@@ -91,10 +99,144 @@ static void test_uuid(void **state) {
   free(u2);
 }
 
+/* ---------------------------------------------------------------- x509 */
+static EVP_PKEY *gen(const char *type) {
+  EVP_PKEY *k = !strcmp(type, "EC") ? EVP_EC_gen("P-256") : EVP_RSA_gen(2048);
+  assert_non_null(k);
+  return k;
+}
+
+/* A certificate for `key` with common name cn, signed by (issuer, ikey) or self-signed. */
+static X509 *mkcert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *ikey, bool ca, const char *san) {
+  X509 *x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), ca ? 1 : 4242);
+  X509_gmtime_adj(X509_getm_notBefore(x), -60);
+  X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+  X509_set_pubkey(x, key);
+  X509_NAME *n = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"coco", -1, -1, 0);
+  X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+  X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : n);
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+  X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE");
+  X509_add_ext(x, e, -1);
+  X509_EXTENSION_free(e);
+  if (san) {
+    e = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+  }
+  assert_true(X509_sign(x, ikey ? ikey : key, EVP_sha256()) > 0);
+  return x;
+}
+
+static char *pem_of(X509 *x, EVP_PKEY *priv) {
+  BIO *b = BIO_new(BIO_s_mem());
+  if (x) PEM_write_bio_X509(b, x);
+  if (priv) PEM_write_bio_PrivateKey(b, priv, NULL, NULL, 0, NULL, NULL);
+  char *p = NULL;
+  long n = BIO_get_mem_data(b, &p);
+  char *s = strndup(p, (size_t)n);
+  BIO_free(b);
+  return s;
+}
+
+static void set_input(json_t *in) {
+  static char *buf;
+  free(buf);
+  buf = in ? json_dumps(in, JSON_COMPACT) : NULL;
+  json_decref(in);
+  g_input = buf;
+}
+
+static void test_x509(void **state) {
+  (void)state;
+  EVP_PKEY *rk = gen("EC"), *lk = gen("RSA"), *other = gen("EC");
+  X509 *root = mkcert(rk, "Test Root", NULL, NULL, true, NULL);
+  X509 *leaf = mkcert(lk, "leaf.example", root, rk, false, "DNS:leaf.example,DNS:alt.example,URI:spiffe://x/y");
+  char *rootp = pem_of(root, NULL), *leafp = pem_of(leaf, NULL), *lkp = pem_of(NULL, lk), *okp = pem_of(NULL, other);
+  char *chain = NULL, *bad_order = NULL, *two_keys = NULL;
+  assert_true(asprintf(&chain, "%s%s", rootp, leafp) > 0);
+  assert_true(asprintf(&bad_order, "%s%s", leafp, rootp) > 0);
+  assert_true(asprintf(&two_keys, "%s%s", lkp, okp) > 0);
+  set_input(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "chain", chain, "bad", bad_order, "leaf", leafp, "lk", lkp, "ok", okp,
+                      "keys", two_keys));
+  expect("[c.Subject.CommonName | c := crypto.x509.parse_certificates(input.chain)[_]]", "[\"Test Root\",\"leaf.example\"]");
+  expect("crypto.x509.parse_certificates(input.leaf)[0].DNSNames", "[\"leaf.example\",\"alt.example\"]");
+  expect("crypto.x509.parse_certificates(input.leaf)[0].URIStrings", "[\"spiffe://x/y\"]");
+  expect("crypto.x509.parse_certificates(input.chain)[0].URIStrings", "null");
+  expect("[c.IsCA | c := crypto.x509.parse_certificates(input.chain)[_]]", "[true,false]");
+  expect("crypto.x509.parse_certificates(input.leaf)[0].SerialNumber", "4242");
+  expect("crypto.x509.parse_certificates(input.leaf)[0].Subject.Organization", "[\"coco\"]");
+  expect("crypto.x509.parse_certificates(input.leaf)[0].Issuer.CommonName", "\"Test Root\"");
+  expect("crypto.x509.parse_certificates(input.leaf)[0].PublicKey.E", "65537");
+  /* base64 of the PEM is accepted as well */
+  expect("crypto.x509.parse_certificates(base64.encode(input.leaf))[0].Subject.CommonName", "\"leaf.example\"");
+  expect_err("crypto.x509.parse_certificates(\"!!\")", "illegal base64 data at input byte 0");
+  /* chain verification: root first, leaf last; the result is leaf first */
+  expect("[crypto.x509.parse_and_verify_certificates(input.chain)[0], [c.Subject.CommonName | c := "
+         "crypto.x509.parse_and_verify_certificates(input.chain)[1][_]]]",
+         "[true,[\"leaf.example\",\"Test Root\"]]");
+  expect("crypto.x509.parse_and_verify_certificates(input.bad)", "[false,[]]");
+  expect("crypto.x509.parse_and_verify_certificates(input.leaf)", "[false,[]]");
+  /* key pair: the leaf's DER comes back; a key that does not match is an error */
+  expect("crypto.x509.parse_keypair(input.leaf, input.lk).Certificate[0] == crypto.x509.parse_certificates(input.leaf)[0].Raw",
+         "true");
+  expect_err("crypto.x509.parse_keypair(input.leaf, input.ok)", "private key does not match public key");
+  /* private keys */
+  expect("count(crypto.parse_private_keys(input.keys))", "2");
+  expect("crypto.parse_private_keys(\"\")", "null");
+  expect("crypto.parse_private_keys(\"nope\")", "[]");
+  expect("crypto.x509.parse_rsa_private_key(input.lk).e", "\"AQAB\"");
+  expect("object.keys(crypto.x509.parse_rsa_private_key(input.lk))", "[\"d\",\"dp\",\"dq\",\"e\",\"kty\",\"n\",\"p\",\"q\",\"qi\"]");
+  expect_err("crypto.x509.parse_rsa_private_key(\"invalid\")", "illegal base64");
+  set_input(NULL);
+  free(chain);
+  free(bad_order);
+  free(two_keys);
+  free(rootp);
+  free(leafp);
+  free(lkp);
+  free(okp);
+  X509_free(root);
+  X509_free(leaf);
+  EVP_PKEY_free(rk);
+  EVP_PKEY_free(lk);
+  EVP_PKEY_free(other);
+}
+
+static void test_csr(void **state) {
+  (void)state;
+  EVP_PKEY *k = gen("EC");
+  X509_REQ *r = X509_REQ_new();
+  X509_NAME *n = X509_REQ_get_subject_name(r);
+  X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"csr.example", -1, -1, 0);
+  X509_REQ_set_pubkey(r, k);
+  assert_true(X509_REQ_sign(r, k, EVP_sha256()) > 0);
+  BIO *b = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509_REQ(b, r);
+  char *p = NULL;
+  long len = BIO_get_mem_data(b, &p);
+  char *pem = strndup(p, (size_t)len);
+  BIO_free(b);
+  set_input(json_pack("{s:s}", "csr", pem));
+  expect("crypto.x509.parse_certificate_request(input.csr).Subject.CommonName", "\"csr.example\"");
+  expect("crypto.x509.parse_certificate_request(base64.encode(input.csr)).PublicKeyAlgorithm", "3");
+  expect_err("crypto.x509.parse_certificate_request(\"YmFkc3RyaW5n\")", "crypto.x509.parse_certificate_request");
+  set_input(NULL);
+  free(pem);
+  X509_REQ_free(r);
+  EVP_PKEY_free(k);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_uri_parse),
       cmocka_unit_test(test_uuid),
+      cmocka_unit_test(test_x509),
+      cmocka_unit_test(test_csr),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
