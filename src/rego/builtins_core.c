@@ -456,6 +456,14 @@ static ct_status bi_opa_runtime(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
+/* Policies must not reach the network from the trust plane: http.send exists (so that policies
+ * mocking it with `with` compile and run) but always fails. */
+static ct_status bi_http_send(rg_ev *ev, rv **a, rv **out) {
+  (void)a;
+  (void)out;
+  return rg_bi_fail(ev, "http.send: disabled in coco-trust (policies cannot make network requests)");
+}
+
 static ct_status bi_print(rg_ev *ev, rv **a, rv **out) {
   (void)ev;
   (void)a;
@@ -502,5 +510,6 @@ const rg_builtin rg_builtins_core[] = {
     {"to_number", 1, bi_to_number, false},
     {"print", -1, bi_print, false},
     {"opa.runtime", 0, bi_opa_runtime, true},
+    {"http.send", 1, bi_http_send, true},
     {NULL, 0, NULL, false},
 };

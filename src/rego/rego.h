@@ -72,6 +72,7 @@ CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input
 typedef struct rego_query_opts {
   const char *input_json; /* may be NULL (no input) */
   const char *data_json;  /* may be NULL (empty data) */
+  const char *input_term; /* Rego term text (may hold sets); overrides input_json when set */
   bool strict_builtin_errors;
   int64_t now_ns; /* time.now_ns(); 0 = the real clock */
 } rego_query_opts;

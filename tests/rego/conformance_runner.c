@@ -111,25 +111,11 @@ static void run_case(rv *c) {
   rv *in = rv_obj_gets(c, "input");
   const char *in_term = sget(c, "input_term");
   if (in_term) {
-    /* evaluate the term with an empty policy; sets become arrays (an approximation) */
-    rego_policy *e = NULL;
-    char q[4096];
-    snprintf(q, sizeof(q), "__x = %s", in_term);
-    char *r = NULL;
-    if (rego_compile(NULL, 0, NULL, &e, &err) == CT_OK && rego_query(e, q, NULL, &r, &err) == CT_OK) {
-      rv *rr;
-      if (rg_json_parse(&a, r, strlen(r), 0, &rr, &err) == CT_OK && rr->n) {
-        rv *b = rv_obj_gets(rr->u.a[0], "bindings");
-        rv *x = b ? rv_obj_gets(b, "__x") : NULL;
-        if (x) input = to_text(x);
-      }
-    }
-    free(r);
-    rego_policy_free(e);
+    /* passed as a Rego term (sets stay sets) */
   } else if (in)
     input = to_text(in);
   rego_query_opts qo = {.input_json = input, .data_json = data, .strict_builtin_errors = strict && strict->b,
-                        .now_ns = 0};
+                        .now_ns = 0, .input_term = in_term};
   if (rego_query(p, query, &qo, &res, &err)) {
     if (unimplemented(err.msg, fname, sizeof(fname))) {
       snprintf(reason, sizeof(reason), "unimplemented built-in %s", fname);
