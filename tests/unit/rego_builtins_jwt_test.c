@@ -231,12 +231,35 @@ static void test_csr(void **state) {
   EVP_PKEY_free(k);
 }
 
+/* ---------------------------------------------------------------- regex.globs_match */
+static void test_globs_match(void **state) {
+  (void)state;
+  expect("regex.globs_match(\"a.a.[0-9]+z\", \".b.b2359825792*594823z\")", "true");
+  expect("regex.globs_match(\"[a-z]+\", \"[0-9]*\")", "false"); /* '+' needs one letter, the other only digits */
+  expect("regex.globs_match(\"[a-z]+\", \"[0-9]+\")", "false");
+  expect("regex.globs_match(\"ab*c\", \"a.c\")", "true");
+  expect("regex.globs_match(\"ab*c\", \"a[xy]c\")", "false");
+  expect("regex.globs_match(\"x*\", \"y*\")", "true"); /* the empty string */
+  expect("regex.globs_match(\"x+\", \"y*\")", "false");
+  expect("regex.globs_match(\"\\\\.\", \".\")", "true");
+  expect("regex.globs_match(\"\\\\.\", \"a\")", "false");
+  expect("regex.globs_match(\"é+\", \"[à-ê]\")", "true");
+  expect("regex.globs_match(\"[]\", \".*\")", "false");
+  expect_err("regex.globs_match(\"pqrs]\", \"[a-b]+\")",
+             "input:pqrs], pos:5, set-close ']' with no preceding '[': the input provided is invalid");
+  expect_err("regex.globs_match(\"a**\", \"a\")", "flag '*' must be preceded by a non-flag");
+  expect_err("regex.globs_match(\"[a-\", \"a\")", "range character '-' must be followed by a Unicode character");
+  expect_err("regex.globs_match(\"[z-a]\", \"a\")", "range is out of order");
+  expect_err("regex.globs_match(\"[ab\", \"a\")", "found [ without matching ]");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_uri_parse),
       cmocka_unit_test(test_uuid),
       cmocka_unit_test(test_x509),
       cmocka_unit_test(test_csr),
+      cmocka_unit_test(test_globs_match),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
