@@ -818,6 +818,11 @@ typedef struct {
   bool in_frag_defs;
   bool from_obj; /* the query came in as an AST object */
   smap seen_frag_names, seen_op_names, visited_frags;
+  smap objdef;            /* field (by address) -> parent type at its last walk (ObjectDefinition) */
+  smap ov_cache;          /* selection set (by address) -> collected fields and spreads */
+  smap ov_pairs;          /* compared (fields map, fragment) pairs -> mutual exclusivity + 1 */
+  smap ov_frag_pairs;     /* compared fragment pairs */
+  int ov_depth;
   int depth;
 } qv;
 
@@ -1293,12 +1298,331 @@ static int sel_kind(const qv *q, const rv *sel) {
   return SEL_SPREAD;
 }
 
+
+/* ---------------------------------------------------------------- OverlappingFieldsCanBeMerged */
+/* gqlparser's algorithm (itself graphql-js's): fields with one response name must be the same
+ * field with the same arguments unless their parents are distinct object types, must not return
+ * conflicting types, and their sub-selections must merge, compared within a selection set,
+ * against referenced fragments, and between fragments, with the same pair caches. */
+
+typedef struct {
+  vec names;  /* response names in first-seen order (rv strings are not needed: const char*) */
+  vec lists;  /* per name: a vec* of fields */
+  vec spreads;
+} ov_fields;
+
+typedef struct ov_conflict {
+  const char *response;
+  char msg[300];
+  const rv *at;
+  vec subs; /* ov_conflict* */
+} ov_conflict;
+
+static const char *response_name(qv *q, const rv *f) {
+  const char *al = S(&q->sh, f, "Alias");
+  return *al ? al : S(&q->sh, f, "Name");
+}
+
+static void ov_collect(qv *q, ov_fields *m, const rv *const *sels, size_t n, int depth) {
+  if (depth > GQ_MAX_WALK_DEPTH) return;
+  for (size_t i = 0; i < n && !q->oom; i++) {
+    if (sels[i]->t != RV_OBJ) continue;
+    int k = sel_kind(q, sels[i]);
+    if (k == SEL_FIELD) {
+      const char *rn = response_name(q, sels[i]);
+      size_t j;
+      for (j = 0; j < m->names.n; j++)
+        if (!strcmp((const char *)(const void *)m->names.v[j], rn)) break;
+      if (j == m->names.n) {
+        vec *l = rg_alloc(q->a, sizeof(vec));
+        if (!l || !vpush(q->a, &m->names, (const rv *)(const void *)rn) || !vpush(q->a, &m->lists, (const rv *)(void *)l)) {
+          q->oom = true;
+          return;
+        }
+      }
+      if (!vpush(q->a, (vec *)(void *)m->lists.v[j], sels[i])) q->oom = true;
+    } else if (k == SEL_INLINE) {
+      size_t cn;
+      const rv *const *cs = L(&q->sh, sels[i], "SelectionSet", &cn);
+      ov_collect(q, m, cs, cn, depth + 1);
+    } else if (!vpush(q->a, &m->spreads, sels[i])) {
+      q->oom = true;
+    }
+  }
+}
+
+/* Collected fields of a selection set (the array value under "SelectionSet"), cached. */
+static ov_fields *ov_get(qv *q, const rv *owner) {
+  rv *set = owner && owner->t == RV_OBJ ? rv_obj_gets(owner, "SelectionSet") : NULL;
+  static ov_fields empty;
+  if (!set || set->t != RV_ARR || !set->n) return &empty; /* shared, like gqlparser's cache entry */
+  const char *key = addr_key(q, set);
+  ov_fields *m = smap_get(&q->ov_cache, key);
+  if (m) return m;
+  m = rg_alloc(q->a, sizeof(*m));
+  if (!m) {
+    q->oom = true;
+    return &empty;
+  }
+  ov_collect(q, m, (const rv *const *)set->u.a, set->n, 0);
+  if (!smap_put(q->a, &q->ov_cache, key, m)) q->oom = true;
+  return m;
+}
+
+static bool same_value(qv *q, const rv *a, const rv *b, int depth);
+
+static int cmp_child(const void *x, const void *y) {
+  shape sh = {0};
+  return strcmp(S(&sh, *(const rv *const *)x, "Name"), S(&sh, *(const rv *const *)y, "Name"));
+}
+
+static bool same_value(qv *q, const rv *a, const rv *b, int depth) {
+  if (!a || !b) return a == b;
+  if (depth > 200) return false;
+  if (N(&q->sh, a, "Kind") != N(&q->sh, b, "Kind") || strcmp(S(&q->sh, a, "Raw"), S(&q->sh, b, "Raw"))) return false;
+  size_t na, nb;
+  const rv *const *ca = L(&q->sh, a, "Children", &na);
+  const rv *const *cb = L(&q->sh, b, "Children", &nb);
+  if (na != nb) return false;
+  if (!na) return true;
+  const rv **sa = rg_alloc(q->a, na * sizeof(rv *)), **sb = rg_alloc(q->a, nb * sizeof(rv *));
+  if (!sa || !sb) {
+    q->oom = true;
+    return false;
+  }
+  memcpy(sa, ca, na * sizeof(rv *));
+  memcpy(sb, cb, nb * sizeof(rv *));
+  if (N(&q->sh, a, "Kind") == 9) {
+    /* a stable sort by name: insertion sort keeps equal names in order */
+    for (size_t i = 1; i < na; i++)
+      for (size_t j = i; j > 0 && cmp_child(&sa[j - 1], &sa[j]) > 0; j--) {
+        const rv *t = sa[j];
+        sa[j] = sa[j - 1], sa[j - 1] = t;
+      }
+    for (size_t i = 1; i < nb; i++)
+      for (size_t j = i; j > 0 && cmp_child(&sb[j - 1], &sb[j]) > 0; j--) {
+        const rv *t = sb[j];
+        sb[j] = sb[j - 1], sb[j - 1] = t;
+      }
+  }
+  for (size_t i = 0; i < na; i++)
+    if (strcmp(S(&q->sh, sa[i], "Name"), S(&q->sh, sb[i], "Name")) ||
+        !same_value(q, O(&q->sh, sa[i], "Value"), O(&q->sh, sb[i], "Value"), depth + 1))
+      return false;
+  return true;
+}
+
+static bool same_arguments(qv *q, const rv *fa, const rv *fb) {
+  size_t na, nb;
+  const rv *const *aa = L(&q->sh, fa, "Arguments", &na);
+  const rv *const *ab = L(&q->sh, fb, "Arguments", &nb);
+  if (na != nb) return false;
+  for (size_t i = 0; i < na; i++) {
+    bool matched = false;
+    for (size_t j = 0; j < nb && !matched; j++)
+      matched = !strcmp(S(&q->sh, aa[i], "Name"), S(&q->sh, ab[j], "Name")) &&
+                same_value(q, O(&q->sh, aa[i], "Value"), O(&q->sh, ab[j], "Value"), 0);
+    if (!matched) return false;
+  }
+  return true;
+}
+
+static bool types_conflict(qv *q, const rv *t1, const rv *t2, int depth) {
+  if (!t1 || !t2 || depth > 200) return false;
+  const rv *e1 = O(&q->sh, t1, "Elem"), *e2 = O(&q->sh, t2, "Elem");
+  if (B(&q->sh, t1, "NonNull") != B(&q->sh, t2, "NonNull") || (!e1) != (!e2)) return true;
+  if (e1) return types_conflict(q, e1, e2, depth + 1);
+  const gq_def *d1 = sdef(q->s, S(&q->sh, t1, "NamedType")), *d2 = sdef(q->s, S(&q->sh, t2, "NamedType"));
+  if (!d1 || !d2) return false; /* gqlparser would dereference nil; unreachable for validated schemas */
+  if (is_leaf_kind(d1->kind) || is_leaf_kind(d2->kind)) return strcmp(d1->name, d2->name) != 0;
+  return false;
+}
+
+static void ov_between(qv *q, vec *out, bool mutex, ov_fields *a, ov_fields *b);
+static void ov_fields_fragment(qv *q, vec *out, bool mutex, ov_fields *m, const rv *spread);
+static void ov_fragments(qv *q, vec *out, bool mutex, const rv *sa, const rv *sb);
+
+static vec ov_sub_sets(qv *q, bool mutex, const rv *fa, const rv *fb) {
+  vec out = {0};
+  ov_fields *ma = ov_get(q, fa), *mb = ov_get(q, fb);
+  ov_between(q, &out, mutex, ma, mb);
+  for (size_t i = 0; i < mb->spreads.n; i++) ov_fields_fragment(q, &out, mutex, ma, mb->spreads.v[i]);
+  for (size_t i = 0; i < ma->spreads.n; i++) ov_fields_fragment(q, &out, mutex, mb, ma->spreads.v[i]);
+  for (size_t i = 0; i < ma->spreads.n; i++)
+    for (size_t j = 0; j < mb->spreads.n; j++) ov_fragments(q, &out, mutex, ma->spreads.v[i], mb->spreads.v[j]);
+  return out;
+}
+
+static ov_conflict *ov_find(qv *q, bool parent_mutex, const rv *fa, const rv *fb) {
+  const gq_def *pa = smap_get(&q->objdef, addr_key(q, fa)), *pb = smap_get(&q->objdef, addr_key(q, fb));
+  if (!pa || !pb) return NULL;
+  if (++q->ov_depth > GQ_MAX_WALK_DEPTH) {
+    q->ov_depth--;
+    return NULL;
+  }
+  const rv *da = field_def(q, pa, S(&q->sh, fa, "Name")), *db = field_def(q, pb, S(&q->sh, fb, "Name"));
+  bool mutex = parent_mutex;
+  if (!mutex)
+    mutex = strcmp(pa->name, pb->name) && !strcmp(pa->kind, "OBJECT") && !strcmp(pb->kind, "OBJECT") && da && db;
+  ov_conflict *c = rg_alloc(q->a, sizeof(*c));
+  if (!c) {
+    q->oom = true;
+    q->ov_depth--;
+    return NULL;
+  }
+  c->response = response_name(q, fa);
+  c->at = fb;
+  bool found = false;
+  if (!mutex) {
+    if (strcmp(S(&q->sh, fa, "Name"), S(&q->sh, fb, "Name"))) {
+      snprintf(c->msg, sizeof(c->msg), "\"%s\" and \"%s\" are different fields", S(&q->sh, fa, "Name"), S(&q->sh, fb, "Name"));
+      found = true;
+    } else if (!same_arguments(q, fa, fb)) {
+      snprintf(c->msg, sizeof(c->msg), "they have differing arguments");
+      found = true;
+    }
+  }
+  if (!found && da && db && types_conflict(q, O(&q->sh, da, "Type"), O(&q->sh, db, "Type"), 0)) {
+    char t1[128], t2[128];
+    type_str(O(&q->sh, da, "Type"), t1, sizeof(t1), 0);
+    type_str(O(&q->sh, db, "Type"), t2, sizeof(t2), 0);
+    snprintf(c->msg, sizeof(c->msg), "they return conflicting types \"%s\" and \"%s\"", t1, t2);
+    found = true;
+  }
+  if (!found) {
+    c->subs = ov_sub_sets(q, mutex, fa, fb);
+    found = c->subs.n > 0;
+  }
+  q->ov_depth--;
+  return found ? c : NULL;
+}
+
+static void ov_within(qv *q, vec *out, ov_fields *m) {
+  for (size_t i = 0; i < m->names.n; i++) {
+    const vec *l = (const vec *)(const void *)m->lists.v[i];
+    for (size_t a = 0; a < l->n; a++)
+      for (size_t b = a + 1; b < l->n; b++) {
+        ov_conflict *c = ov_find(q, false, l->v[a], l->v[b]);
+        if (c && !vpush(q->a, out, (const rv *)(void *)c)) q->oom = true;
+      }
+  }
+}
+
+static void ov_between(qv *q, vec *out, bool mutex, ov_fields *a, ov_fields *b) {
+  for (size_t i = 0; i < a->names.n && !q->oom; i++) {
+    const char *rn = (const char *)(const void *)a->names.v[i];
+    const vec *lb = NULL;
+    for (size_t j = 0; j < b->names.n; j++)
+      if (!strcmp((const char *)(const void *)b->names.v[j], rn)) lb = (const vec *)(const void *)b->lists.v[j];
+    if (!lb) continue;
+    const vec *la = (const vec *)(const void *)a->lists.v[i];
+    for (size_t x = 0; x < la->n; x++)
+      for (size_t y = 0; y < lb->n; y++) {
+        ov_conflict *c = ov_find(q, mutex, la->v[x], lb->v[y]);
+        if (c && !vpush(q->a, out, (const rv *)(void *)c)) q->oom = true;
+      }
+  }
+}
+
+/* orderedPairSet: Has(a, b, mutex) */
+static bool pair_has(qv *q, smap *m, const char *key, bool mutex) {
+  uintptr_t v = (uintptr_t)smap_get(m, key);
+  if (!v) return false;
+  bool stored = v == 2;
+  return mutex ? true : !stored;
+}
+static void pair_add(qv *q, smap *m, const char *key, bool mutex) {
+  if (!smap_put(q->a, m, key, (void *)(uintptr_t)(mutex ? 2 : 1))) q->oom = true;
+}
+static const char *pair_key(qv *q, const char *a, const char *b) {
+  size_t n = strlen(a) + strlen(b) + 2;
+  char *k = rg_alloc(q->a, n);
+  if (!k) {
+    q->oom = true;
+    return "";
+  }
+  snprintf(k, n, "%s\x01%s", a, b);
+  return k;
+}
+
+static void ov_fields_fragment(qv *q, vec *out, bool mutex, ov_fields *m, const rv *spread) {
+  const char *fname = S(&q->sh, spread, "Name");
+  const char *key = pair_key(q, addr_key(q, m), fname);
+  if (q->oom || pair_has(q, &q->ov_pairs, key, mutex)) return;
+  pair_add(q, &q->ov_pairs, key, mutex);
+  const rv *fd = smap_get(&q->frags, fname);
+  if (!fd) return;
+  ov_fields *mb = ov_get(q, fd);
+  if (m == mb) return;
+  if (++q->ov_depth > GQ_MAX_WALK_DEPTH) {
+    q->ov_depth--;
+    return;
+  }
+  ov_between(q, out, mutex, m, mb);
+  for (size_t i = 0; i < mb->spreads.n; i++) ov_fields_fragment(q, out, mutex, m, mb->spreads.v[i]);
+  q->ov_depth--;
+}
+
+static void ov_fragments(qv *q, vec *out, bool mutex, const rv *sa, const rv *sb) {
+  const char *na = S(&q->sh, sa, "Name"), *nb = S(&q->sh, sb, "Name");
+  if (!strcmp(na, nb)) return;
+  if (pair_has(q, &q->ov_frag_pairs, pair_key(q, na, nb), mutex)) return;
+  pair_add(q, &q->ov_frag_pairs, pair_key(q, na, nb), mutex);
+  pair_add(q, &q->ov_frag_pairs, pair_key(q, nb, na), mutex);
+  const rv *fa = smap_get(&q->frags, na), *fb = smap_get(&q->frags, nb);
+  if (!fa || !fb || q->oom) return;
+  if (++q->ov_depth > GQ_MAX_WALK_DEPTH) {
+    q->ov_depth--;
+    return;
+  }
+  ov_fields *ma = ov_get(q, fa), *mb = ov_get(q, fb);
+  ov_between(q, out, mutex, ma, mb);
+  for (size_t i = 0; i < mb->spreads.n; i++) ov_fragments(q, out, mutex, sa, mb->spreads.v[i]);
+  for (size_t i = 0; i < ma->spreads.n; i++) ov_fragments(q, out, mutex, ma->spreads.v[i], sb);
+  q->ov_depth--;
+}
+
+static void ov_str(const ov_conflict *c, sbuf *b, int depth) {
+  if (!c->subs.n || depth > 50) {
+    sb_printf(b, "%s", c->msg);
+    return;
+  }
+  for (size_t i = 0; i < c->subs.n; i++) {
+    const ov_conflict *s = (const ov_conflict *)(const void *)c->subs.v[i];
+    sb_printf(b, "subfields \"%s\" conflict because ", s->response);
+    ov_str(s, b, depth + 1);
+    if (i + 1 != c->subs.n) sb_printf(b, " and ");
+  }
+}
+
+/* findConflictsWithinSelectionSet on a node's selection set, reporting each conflict. */
+static void overlapping(qv *q, const rv *node) {
+  rv *set = rv_obj_gets(node, "SelectionSet");
+  if (!set || set->t != RV_ARR || !set->n) return;
+  vec out = {0};
+  ov_fields *m = ov_get(q, node);
+  ov_within(q, &out, m);
+  for (size_t i = 0; i < m->spreads.n; i++) {
+    ov_fields_fragment(q, &out, false, m, m->spreads.v[i]);
+    for (size_t j = i + 1; j < m->spreads.n; j++) ov_fragments(q, &out, false, m->spreads.v[i], m->spreads.v[j]);
+  }
+  for (size_t i = 0; i < out.n; i++) {
+    const ov_conflict *c = (const ov_conflict *)(const void *)out.v[i];
+    sbuf b = {.n = 0};
+    b.b[0] = 0;
+    ov_str(c, &b, 0);
+    qv_err(q, c->at, "Fields \"%s\" conflict because %s. Use different aliases on the fields to fetch both if this was intentional.",
+           c->response, b.b);
+  }
+}
+
 static void walk_selection_set(qv *q, const gq_def *parent, const rv *node);
 
 static void walk_selection(qv *q, const gq_def *parent, const rv *sel) {
   int k = sel_kind(q, sel);
   if (k == SEL_FIELD) {
     const char *name = S(&q->sh, sel, "Name");
+    if (!smap_put(q->a, &q->objdef, addr_key(q, sel), (void *)(uintptr_t)parent)) q->oom = true;
     const rv *def = field_def(q, parent, name);
     const gq_def *next = def ? sdef(q->s, type_name(O(&q->sh, def, "Type"), 0)) : NULL;
     size_t na;
@@ -1313,6 +1637,8 @@ static void walk_selection(qv *q, const gq_def *parent, const rv *sel) {
       for (size_t i = 0; i < na; i++)
         if (!arr_for_name(def, "Arguments", S(&q->sh, args[i], "Name")))
           qv_err(q, sel, "Unknown argument \"%s\" on field \"%s.%s\".", S(&q->sh, args[i], "Name"), parent->name, name);
+    /* OverlappingFieldsCanBeMerged */
+    if (q->cur) overlapping(q, sel);
     /* ProvidedRequiredArguments */
     if (def) required_args(q, sel, def, name, false);
     /* ScalarLeafs */
@@ -1340,6 +1666,8 @@ static void walk_selection(qv *q, const gq_def *parent, const rv *sel) {
     if (ft && !is_composite_kind(ft->kind)) qv_err(q, sel, "Fragment cannot condition on non composite type \"%s\".", tc);
     /* KnownTypeNames */
     if (*tc && !ft) qv_err(q, sel, "Unknown type \"%s\".", tc);
+    /* OverlappingFieldsCanBeMerged */
+    overlapping(q, sel);
     /* PossibleFragmentSpreads */
     if (!fragment_possible(q, parent, tc))
       qv_err(q, sel, "Fragment cannot be spread here as objects of type \"%s\" can never be of type \"%s\".", parent->name, tc);
@@ -1467,6 +1795,8 @@ static void walk_operation(qv *q, const rv *op, size_t nops) {
     if (*name) qv_err(q, vds[i], "Variable \"$%s\" is never used in operation \"%s\".", S(&q->sh, vds[i], "Variable"), name);
     else qv_err(q, vds[i], "Variable \"$%s\" is never used.", S(&q->sh, vds[i], "Variable"));
   }
+  /* OverlappingFieldsCanBeMerged */
+  overlapping(q, op);
   /* SingleFieldSubscriptions */
   if (q->s->subscription && !strcmp(opn, "subscription")) {
     /* top-level field names through inline fragments and spreads, de-duplicated */
@@ -1565,6 +1895,8 @@ static void walk_fragment(qv *q, const rv *frag) {
   /* NoUnusedFragments */
   q->in_frag_defs = true;
   if (!smap_get(&q->used_frags, name)) qv_err(q, frag, "Fragment \"%s\" is never used.", name);
+  /* OverlappingFieldsCanBeMerged */
+  overlapping(q, frag);
   /* UniqueFragmentNames */
   if (smap_get(&q->seen_frag_names, name)) qv_err(q, frag, "There can be only one fragment named \"%s\".", name);
   qv_put(q, &q->seen_frag_names, name);

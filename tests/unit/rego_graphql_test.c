@@ -247,6 +247,24 @@ static void test_query_validation(void **state) {
   expect_query(sch, "subscription { s }", "Schema does not support operation type \"subscription\"\n in GraphQL string at location 1:1");
   expect_query(sch, "{ s @skip(if: true) @skip(if: false) }",
                "The directive \"@skip\" can only be used once at this location in GraphQL string at location 1:22");
+  /* OverlappingFieldsCanBeMerged (messages checked against opa 1.22.3) */
+  const char *pets = "type Query { dog: Dog, pet: Pet }\ninterface Pet { name: String }\n"
+                     "type Dog implements Pet { name: String, nick: String, age: Int }\n"
+                     "type Cat implements Pet { name: String, meow: String, age: String }";
+  expect_query(pets, "{ dog { name } dog { nick: name } }", NULL);
+  expect_query(pets, "{ pet { ... on Dog { x: name } ... on Cat { x: meow } } }", NULL);
+  expect_query(pets, "{ dog { name: nick } dog { name } }",
+               "Fields \"dog\" conflict because subfields \"name\" conflict because \"nick\" and \"name\" are different "
+               "fields. Use different aliases on the fields to fetch both if this was intentional in GraphQL string at location 1:22");
+  expect_query(pets, "{ pet { ... on Dog { age } ... on Cat { age } } }",
+               "Fields \"age\" conflict because they return conflicting types \"Int\" and \"String\". Use different aliases on "
+               "the fields to fetch both if this was intentional in GraphQL string at location 1:41");
+  expect_query(pets, "{ dog { ...A ...B } } fragment A on Dog { x: name } fragment B on Dog { x: nick }",
+               "Fields \"x\" conflict because \"name\" and \"nick\" are different fields. Use different aliases on the fields "
+               "to fetch both if this was intentional in GraphQL string at location 1:73");
+  expect_query(sch, "{ n(x: 1) n(x: 2) }",
+               "Fields \"n\" conflict because they have differing arguments. Use different aliases on the fields to fetch both "
+               "if this was intentional in GraphQL string at location 1:11");
   /* two errors: OPA keeps the first location and everything after it */
   expect_query("type Query { longfieldname: Int }", "{ a b }",
                "Cannot query field \"a\" on type \"Query\".\ninput:1:5: Cannot query field \"b\" on type \"Query\" in GraphQL string at location 1:3");
