@@ -17,7 +17,7 @@ static ct_status operand_doc(rg_ev *ev, rv *v, bool schema, gq_posmap *pm, rv **
   *doc = NULL;
   if (v->t == RV_STR)
     return schema ? gq_parse_schema_pm(A, v->u.s, v->n, pm, doc, err) : gq_parse_query_pm(A, v->u.s, v->n, pm, doc, err);
-  if (v->t == RV_OBJ) *doc = v;
+  if (v->t == RV_OBJ) return gq_normalize(A, v, schema, doc, err);
   return CT_OK;
 }
 

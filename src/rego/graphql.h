@@ -36,4 +36,9 @@ CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, gq_schema **out, ct
  * positions of a query parsed from text; NULL for a query given as an AST object. */
 CT_RESULT gq_validate_query(rg_arena *a, const gq_schema *s, const rv *query_ast, const gq_posmap *pm, ct_err *err);
 
+/* Round-trips an AST handed in as an object the way OPA does (through gqlparser's Go structs):
+ * unknown keys dropped, zero values filled in, every selection a field, pruned. Fails with
+ * CT_EINVAL when a key has the wrong JSON type. */
+CT_RESULT gq_normalize(rg_arena *a, const rv *ast, bool schema, rv **out, ct_err *err);
+
 #endif

@@ -1963,3 +1963,240 @@ CT_RESULT gq_validate_query(rg_arena *a, const gq_schema *s, const rv *query_ast
   ct_buf_free(&q.errs);
   return st;
 }
+
+/* ---------------------------------------------------------------- AST objects */
+/* OPA turns an AST given as an object into gqlparser's Go structs (encoding/json) and back:
+ * unknown keys vanish, missing ones take Go's zero values, every selection decodes as a Field,
+ * and the result is pruned again. Struct layouts follow gqlparser's ast package (field names
+ * matched exactly; Go's decoder would also accept other letter cases). */
+
+typedef struct gq_sd gq_sd;
+typedef struct {
+  const char *name;
+  char kind;            /* s string, b bool, i int, o struct, l list of struct, L list of string, c comment group */
+  const gq_sd *sub;
+} gq_fd;
+struct gq_sd {
+  const gq_fd *f;
+};
+
+static const gq_sd SD_type, SD_value, SD_child, SD_arg, SD_dir, SD_dirdef, SD_def, SD_fielddef, SD_argdef, SD_enumval,
+    SD_vardef, SD_field, SD_op, SD_frag, SD_qdoc, SD_sdoc, SD_schemadef, SD_optype;
+
+#define F(n, k, s) {n, k, s}
+static const gq_fd FD_type[] = {F("NamedType", 's', NULL), F("Elem", 'o', &SD_type), F("NonNull", 'b', NULL), {0}};
+static const gq_fd FD_value[] = {F("Raw", 's', NULL), F("Children", 'l', &SD_child), F("Kind", 'i', NULL),
+                                 F("Comment", 'c', NULL), F("Definition", 'o', &SD_def),
+                                 F("VariableDefinition", 'o', &SD_vardef), F("ExpectedType", 'o', &SD_type),
+                                 F("ExpectedTypeHasDefault", 'b', NULL), {0}};
+static const gq_fd FD_child[] = {F("Name", 's', NULL), F("Value", 'o', &SD_value), F("Comment", 'c', NULL), {0}};
+static const gq_fd FD_arg[] = {F("Name", 's', NULL), F("Value", 'o', &SD_value), F("Comment", 'c', NULL), {0}};
+static const gq_fd FD_dir[] = {F("Name", 's', NULL), F("Arguments", 'l', &SD_arg), F("ParentDefinition", 'o', &SD_def),
+                               F("Definition", 'o', &SD_dirdef), F("Location", 's', NULL), {0}};
+static const gq_fd FD_argdef[] = {F("Description", 's', NULL), F("Name", 's', NULL), F("DefaultValue", 'o', &SD_value),
+                                  F("Type", 'o', &SD_type), F("Directives", 'l', &SD_dir),
+                                  F("BeforeDescriptionComment", 'c', NULL), F("AfterDescriptionComment", 'c', NULL), {0}};
+static const gq_fd FD_dirdef[] = {F("Description", 's', NULL), F("Name", 's', NULL), F("Arguments", 'l', &SD_argdef),
+                                  F("Directives", 'l', &SD_dir), F("Locations", 'L', NULL), F("IsRepeatable", 'b', NULL),
+                                  F("BeforeDescriptionComment", 'c', NULL), F("AfterDescriptionComment", 'c', NULL), {0}};
+static const gq_fd FD_fielddef[] = {F("Description", 's', NULL), F("Name", 's', NULL), F("Arguments", 'l', &SD_argdef),
+                                    F("DefaultValue", 'o', &SD_value), F("Type", 'o', &SD_type),
+                                    F("Directives", 'l', &SD_dir), F("BeforeDescriptionComment", 'c', NULL),
+                                    F("AfterDescriptionComment", 'c', NULL), {0}};
+static const gq_fd FD_enumval[] = {F("Description", 's', NULL), F("Name", 's', NULL), F("Directives", 'l', &SD_dir),
+                                   F("BeforeDescriptionComment", 'c', NULL), F("AfterDescriptionComment", 'c', NULL), {0}};
+static const gq_fd FD_def[] = {F("Kind", 's', NULL), F("Description", 's', NULL), F("Name", 's', NULL),
+                               F("Directives", 'l', &SD_dir), F("Interfaces", 'L', NULL), F("Fields", 'l', &SD_fielddef),
+                               F("Types", 'L', NULL), F("EnumValues", 'l', &SD_enumval), F("BuiltIn", 'b', NULL),
+                               F("BeforeDescriptionComment", 'c', NULL), F("AfterDescriptionComment", 'c', NULL),
+                               F("EndOfDefinitionComment", 'c', NULL), {0}};
+static const gq_fd FD_vardef[] = {F("Description", 's', NULL), F("Variable", 's', NULL), F("Type", 'o', &SD_type),
+                                  F("DefaultValue", 'o', &SD_value), F("Directives", 'l', &SD_dir),
+                                  F("Comment", 'c', NULL), F("Definition", 'o', &SD_def), F("Used", 'b', NULL), {0}};
+/* gqlparser's own decoders for these keep only the listed keys */
+static const gq_fd FD_field[] = {F("Alias", 's', NULL), F("Name", 's', NULL), F("Arguments", 'l', &SD_arg),
+                                 F("Directives", 'l', &SD_dir), F("SelectionSet", 'l', &SD_field),
+                                 F("Definition", 'o', &SD_fielddef), F("ObjectDefinition", 'o', &SD_def), {0}};
+static const gq_fd FD_op[] = {F("Description", 's', NULL), F("Operation", 's', NULL), F("Name", 's', NULL),
+                              F("VariableDefinitions", 'l', &SD_vardef), F("Directives", 'l', &SD_dir),
+                              F("SelectionSet", 'l', &SD_field), {0}};
+static const gq_fd FD_frag[] = {F("Description", 's', NULL), F("Name", 's', NULL),
+                                F("VariableDefinition", 'l', &SD_vardef), F("TypeCondition", 's', NULL),
+                                F("Directives", 'l', &SD_dir), F("SelectionSet", 'l', &SD_field),
+                                F("Definition", 'o', &SD_def), {0}};
+static const gq_fd FD_qdoc[] = {F("Operations", 'l', &SD_op), F("Fragments", 'l', &SD_frag), F("Comment", 'c', NULL), {0}};
+static const gq_fd FD_optype[] = {F("Operation", 's', NULL), F("Type", 's', NULL), F("Comment", 'c', NULL), {0}};
+static const gq_fd FD_schemadef[] = {F("Description", 's', NULL), F("Directives", 'l', &SD_dir),
+                                     F("OperationTypes", 'l', &SD_optype), F("BeforeDescriptionComment", 'c', NULL),
+                                     F("AfterDescriptionComment", 'c', NULL), F("EndOfDefinitionComment", 'c', NULL), {0}};
+static const gq_fd FD_sdoc[] = {F("Schema", 'l', &SD_schemadef), F("SchemaExtension", 'l', &SD_schemadef),
+                                F("Directives", 'l', &SD_dirdef), F("DirectiveExtensions", 'l', &SD_dirdef),
+                                F("Definitions", 'l', &SD_def), F("Extensions", 'l', &SD_def), F("Comment", 'c', NULL), {0}};
+#undef F
+static const gq_sd SD_type = {FD_type}, SD_value = {FD_value}, SD_child = {FD_child}, SD_arg = {FD_arg},
+                   SD_dir = {FD_dir}, SD_dirdef = {FD_dirdef}, SD_def = {FD_def}, SD_fielddef = {FD_fielddef},
+                   SD_argdef = {FD_argdef}, SD_enumval = {FD_enumval}, SD_vardef = {FD_vardef},
+                   SD_field = {FD_field}, SD_op = {FD_op}, SD_frag = {FD_frag}, SD_qdoc = {FD_qdoc},
+                   SD_sdoc = {FD_sdoc}, SD_schemadef = {FD_schemadef}, SD_optype = {FD_optype};
+
+typedef struct {
+  rg_arena *a;
+  bool bad, oom;
+  char why[160];
+} nz;
+
+static void nz_bad(nz *z, const char *key, const char *want) {
+  if (z->bad) return;
+  z->bad = true;
+  snprintf(z->why, sizeof(z->why), "json: cannot unmarshal into field %s of type %s", key, want);
+}
+
+static rv *nz_struct(nz *z, const rv *in, const gq_sd *sd, int depth);
+
+/* a pruned list: nulls and empty objects dropped (OPA's pruning) */
+static rv *nz_list(nz *z, const rv *in, const char *key, const gq_sd *sd, bool strings, int depth) {
+  if (in->t != RV_ARR) {
+    nz_bad(z, key, "array");
+    return NULL;
+  }
+  rv **items = rg_alloc(z->a, (in->n + 1) * sizeof(rv *));
+  if (!items) {
+    z->oom = true;
+    return NULL;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < in->n; i++) {
+    const rv *e = in->u.a[i];
+    if (e->t == RV_NULL) continue; /* a nil pointer: pruned */
+    if (strings) {
+      if (e->t != RV_STR) {
+        nz_bad(z, key, "string");
+        return NULL;
+      }
+      items[k++] = (rv *)(uintptr_t)e;
+      continue;
+    }
+    rv *o = nz_struct(z, e, sd, depth + 1);
+    if (z->bad || z->oom) return NULL;
+    if (o && o->n) items[k++] = o;
+  }
+  if (!k) return NULL;
+  rv *r = rv_arr(z->a, items, k);
+  if (!r) z->oom = true;
+  return r;
+}
+
+static rv *nz_comment(nz *z, const rv *in, const char *key) {
+  if (in->t != RV_OBJ) {
+    nz_bad(z, key, "CommentGroup");
+    return NULL;
+  }
+  rv *list = rv_obj_gets(in, "List");
+  if (!list || list->t == RV_NULL) return NULL;
+  if (list->t != RV_ARR) {
+    nz_bad(z, "List", "array");
+    return NULL;
+  }
+  rv **items = rg_alloc(z->a, (list->n + 1) * sizeof(rv *));
+  if (!items) {
+    z->oom = true;
+    return NULL;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < list->n; i++) {
+    const rv *c = list->u.a[i];
+    if (c->t == RV_NULL) continue;
+    if (c->t != RV_OBJ) {
+      nz_bad(z, "List", "Comment");
+      return NULL;
+    }
+    rv *v = rv_obj_gets(c, "Value");
+    if (v && v->t != RV_STR && v->t != RV_NULL) {
+      nz_bad(z, "Value", "string");
+      return NULL;
+    }
+    rv *key_v = rv_cstr(z->a, "Value");
+    rv *val = v && v->t == RV_STR ? v : rv_str(z->a, "", 0);
+    if (!key_v || !val) {
+      z->oom = true;
+      return NULL;
+    }
+    items[k++] = rv_obj(z->a, &key_v, &val, 1, NULL);
+    if (!items[k - 1]) {
+      z->oom = true;
+      return NULL;
+    }
+  }
+  if (!k) return NULL;
+  rv *arr = rv_arr(z->a, items, k), *lk = rv_cstr(z->a, "List");
+  rv *r = arr && lk ? rv_obj(z->a, &lk, &arr, 1, NULL) : NULL;
+  if (!r) z->oom = true;
+  return r;
+}
+
+static rv *nz_struct(nz *z, const rv *in, const gq_sd *sd, int depth) {
+  if (depth > GQ_MAX_WALK_DEPTH) {
+    nz_bad(z, "(nesting)", "too deep");
+    return NULL;
+  }
+  if (in->t != RV_OBJ) {
+    nz_bad(z, "(struct)", "object");
+    return NULL;
+  }
+  rv *ks[16], *vs[16];
+  size_t n = 0;
+  for (const gq_fd *f = sd->f; f->name; f++) {
+    rv *v = rv_obj_gets(in, f->name), *o = NULL;
+    switch (f->kind) {
+      case 's':
+        if (v && v->t != RV_STR && v->t != RV_NULL) nz_bad(z, f->name, "string");
+        o = v && v->t == RV_STR ? v : rv_str(z->a, "", 0);
+        break;
+      case 'b':
+        if (v && v->t != RV_BOOL && v->t != RV_NULL) nz_bad(z, f->name, "bool");
+        o = rv_bool(v && v->t == RV_BOOL && v->b);
+        break;
+      case 'i': {
+        int64_t i = 0;
+        if (v && v->t != RV_NULL && (v->t != RV_NUM || !rv_num_is_int(v, &i))) nz_bad(z, f->name, "int");
+        o = rv_int(z->a, i);
+        break;
+      }
+      case 'o':
+        if (v && v->t != RV_NULL) o = nz_struct(z, v, f->sub, depth + 1);
+        if (o && !o->n) o = NULL;
+        break;
+      case 'l':
+      case 'L':
+        if (v && v->t != RV_NULL) o = nz_list(z, v, f->name, f->sub, f->kind == 'L', depth);
+        break;
+      case 'c':
+        if (v && v->t != RV_NULL) o = nz_comment(z, v, f->name);
+        break;
+      default: break;
+    }
+    if (z->bad || z->oom) return NULL;
+    if (!o) {
+      if (f->kind == 's' || f->kind == 'b' || f->kind == 'i') z->oom = true;
+      continue;
+    }
+    ks[n] = rv_cstr(z->a, f->name);
+    if (!ks[n]) {
+      z->oom = true;
+      return NULL;
+    }
+    vs[n++] = o;
+  }
+  rv *r = rv_obj(z->a, ks, vs, n, NULL);
+  if (!r) z->oom = true;
+  return r;
+}
+
+CT_RESULT gq_normalize(rg_arena *a, const rv *ast, bool schema, rv **out, ct_err *err) {
+  nz z = {.a = a};
+  rv *r = nz_struct(&z, ast, schema ? &SD_sdoc : &SD_qdoc, 0);
+  if (z.oom) return ct_fail(err, CT_ENOMEM, "out of memory");
+  if (z.bad || !r) return ct_fail(err, CT_EINVAL, "%s", z.why[0] ? z.why : "json: cannot unmarshal GraphQL AST");
+  *out = r;
+  return CT_OK;
+}

@@ -281,14 +281,23 @@ static void test_builtins(void **state) {
       "ast_ok := graphql.is_valid(graphql.parse_query(`{ a(x: 1) }`), graphql.parse_schema(schema))\n"
       "sv := graphql.schema_is_valid(`type Query { a: Nope }`)\n"
       "pv := graphql.parse_and_verify(`{ a }`, schema)\n"
-      "p := graphql.parse(`{ a(x: 2) }`, schema)[0].Operations[0].SelectionSet[0].Arguments[0].Value.Raw\n";
+      "p := graphql.parse(`{ a(x: 2) }`, schema)[0].Operations[0].SelectionSet[0].Arguments[0].Value.Raw\n"
+      /* AST objects round-trip like OPA's Go structs: zero values filled in, unknown keys dropped */
+      "rt := graphql.parse_and_verify({\"Operations\": [{\"Operation\": \"query\", \"SelectionSet\": [{\"Alias\": \"a\", "
+      "\"Name\": \"a\", \"Extra\": 1, \"Arguments\": [{\"Name\": \"x\", \"Value\": {\"Kind\": 1, \"Raw\": \"3\"}}]}]}]}, schema)[1]\n"
+      /* an inline fragment handed in as an object decodes as a field named "" (gqlparser) */
+      "inl := graphql.is_valid(graphql.parse_query(`{ ... on Query { a(x: 1) } }`), schema)\n"
+      "shape := graphql.schema_is_valid({\"Definitions\": \"x\"})\n";
   rego_module m = {"g.rego", src};
   rego_policy *p = NULL;
   ct_err err = {0};
   CT_ASSERT_OK(rego_compile(&m, 1, NULL, &p, &err), &err);
   json_t *res = NULL;
   CT_ASSERT_OK(rego_eval(p, "data.g", NULL, NULL, &res, &err), &err);
-  json_t *want = json_loads("{\"ok\":true,\"bad\":false,\"ast_ok\":true,\"sv\":false,\"pv\":[false,{},{}],\"p\":\"2\"}", 0, NULL);
+  json_t *want = json_loads("{\"ok\":true,\"bad\":false,\"ast_ok\":true,\"sv\":false,\"pv\":[false,{},{}],\"p\":\"2\","
+                        "\"inl\":false,\"shape\":false,\"rt\":{\"Operations\":[{\"Description\":\"\",\"Name\":\"\","
+                        "\"Operation\":\"query\",\"SelectionSet\":[{\"Alias\":\"a\",\"Arguments\":[{\"Name\":\"x\","
+                        "\"Value\":{\"ExpectedTypeHasDefault\":false,\"Kind\":1,\"Raw\":\"3\"}}],\"Name\":\"a\"}]}]}}", 0, NULL);
   json_object_del(res, "schema");
   if (!json_equal(res, want)) {
     char *g = json_dumps(res, JSON_SORT_KEYS);
