@@ -285,6 +285,7 @@ extern const rg_builtin rg_builtins_uri[];
 extern const rg_builtin rg_builtins_graphql[];
 extern const rg_builtin rg_builtins_x509[];
 extern const rg_builtin rg_builtins_glob[];
+extern const rg_builtin rg_builtins_yaml[];
 ct_status rg_bi_walk(rg_ev *ev, rv **args, rv **out); /* a relation: one result per element */
 
 rg_arena *rg_ev_arena(rg_ev *ev);

@@ -1,7 +1,7 @@
 /*
  * Unit tests for the Rego built-in families added beside the engine's core: uri.* and uuid.*
  * (src/rego/builtins_uri.c), crypto.x509.* and crypto.parse_private_keys
- * (src/rego/builtins_x509.c). Each expression is evaluated through the public API and its
+ * (src/rego/builtins_x509.c), regex.globs_match (builtins_glob.c), yaml.* (builtins_yaml.c). Each expression is evaluated through the public API and its
  * JSON result compared with what OPA returns; certificates and keys are made here with OpenSSL.
  */
 #include <openssl/evp.h>
@@ -253,6 +253,30 @@ static void test_globs_match(void **state) {
   expect_err("regex.globs_match(\"[ab\", \"a\")", "found [ without matching ]");
 }
 
+/* ---------------------------------------------------------------- yaml */
+static void test_yaml(void **state) {
+  (void)state;
+  expect("yaml.unmarshal(\"a: 1\\nb: [x, 'y', \\\"2\\\"]\\nc: {d: null, e: ~, f: true, g: yes, h: 1.5, i: 0x1F}\\n\")",
+         "{\"a\":1,\"b\":[\"x\",\"y\",\"2\"],\"c\":{\"d\":null,\"e\":null,\"f\":true,\"g\":\"yes\",\"h\":1.5,\"i\":31}}");
+  /* the first document is returned; a later one must still parse */
+  expect("yaml.unmarshal(\"a: 1\\n---\\nb: 2\\n\")", "{\"a\":1}");
+  expect("yaml.is_valid(\"a: 1\\n---\\n\\tb: 2\\n\")", "false");
+  expect("yaml.unmarshal(\"k: 1\\nk: 2\\n\")", "{\"k\":2}");
+  expect("yaml.unmarshal(\"x: &a [1, 2]\\ny: *a\\n\")", "{\"x\":[1,2],\"y\":[1,2]}");
+  expect("yaml.unmarshal(\"\")", "null");
+  expect_err("yaml.unmarshal(\"[1,2,3\")", "yaml: line 1: did not find expected ',' or ']'");
+  expect("yaml.is_valid(\"{\\\"json\\\": \\\"ok\\\"}\")", "true");
+  expect("yaml.is_valid(1)", "false");
+  /* strings that would read back as other types are quoted; the round trip is exact */
+  expect("yaml.unmarshal(yaml.marshal({\"a\": [\"true\", \"1\", \"null\", \"\", \"x: y\"], \"b\": {1, 2}, \"c\": 2.5}))",
+         "{\"a\":[\"true\",\"1\",\"null\",\"\",\"x: y\"],\"b\":[1,2],\"c\":2.5}");
+  expect("yaml.marshal({\"k\": [1, \"v\"]})", "\"k:\\n- 1\\n- v\\n\"");
+  /* an alias bomb is bounded, not expanded without limit */
+  expect_err("yaml.unmarshal(\"a: &a [x,x,x,x,x,x,x,x,x,x]\\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\\n"
+             "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\\nf: [*e,*e,*e,*e]\\n\")",
+             "too many values");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_uri_parse),
@@ -260,6 +284,7 @@ int main(void) {
       cmocka_unit_test(test_x509),
       cmocka_unit_test(test_csr),
       cmocka_unit_test(test_globs_match),
+      cmocka_unit_test(test_yaml),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
