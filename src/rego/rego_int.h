@@ -286,6 +286,7 @@ extern const rg_builtin rg_builtins_graphql[];
 extern const rg_builtin rg_builtins_x509[];
 extern const rg_builtin rg_builtins_glob[];
 extern const rg_builtin rg_builtins_yaml[];
+extern const rg_builtin rg_builtins_tmpl[];
 ct_status rg_bi_walk(rg_ev *ev, rv **args, rv **out); /* a relation: one result per element */
 
 rg_arena *rg_ev_arena(rg_ev *ev);

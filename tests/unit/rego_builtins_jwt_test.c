@@ -1,7 +1,8 @@
 /*
  * Unit tests for the Rego built-in families added beside the engine's core: uri.* and uuid.*
  * (src/rego/builtins_uri.c), crypto.x509.* and crypto.parse_private_keys
- * (src/rego/builtins_x509.c), regex.globs_match (builtins_glob.c), yaml.* (builtins_yaml.c). Each expression is evaluated through the public API and its
+ * (src/rego/builtins_x509.c), regex.globs_match (builtins_glob.c), yaml.* (builtins_yaml.c),
+ * strings.render_template (builtins_tmpl.c). Each expression is evaluated through the public API and its
  * JSON result compared with what OPA returns; certificates and keys are made here with OpenSSL.
  */
 #include <openssl/evp.h>
@@ -277,6 +278,43 @@ static void test_yaml(void **state) {
              "too many values");
 }
 
+/* ---------------------------------------------------------------- strings.render_template */
+static void tmpl(const char *t, const char *vars, const char *want) {
+  char expr[1024], w[512];
+  snprintf(expr, sizeof(expr), "strings.render_template(input.t, %s)", vars);
+  set_input(json_pack("{s:s}", "t", t));
+  json_t *ws = json_string(want);
+  char *wj = json_dumps(ws, JSON_ENCODE_ANY);
+  snprintf(w, sizeof(w), "%s", wj);
+  free(wj);
+  json_decref(ws);
+  expect(expr, w);
+  set_input(NULL);
+}
+
+static void test_render_template(void **state) {
+  (void)state;
+  tmpl("{{.a.b}}-{{.n}}", "{\"a\": {\"b\": \"x\"}, \"n\": 12}", "x-12");
+  tmpl("{{range $i, $v := .l}}{{if $i}},{{end}}{{$v}}{{end}}", "{\"l\": [\"p\", \"q\", \"r\"]}", "p,q,r");
+  tmpl("{{range $k, $v := .m}}{{$k}}={{$v}};{{end}}", "{\"m\": {\"b\": 2, \"a\": 1}}", "a=1;b=2;");
+  tmpl("{{range .l}}[{{.}}]{{else}}none{{end}}", "{\"l\": []}", "none");
+  tmpl("{{if eq .x \"a\"}}A{{else if eq .x \"b\"}}B{{else}}C{{end}}", "{\"x\": \"b\"}", "B");
+  tmpl("{{with .o}}{{.k}}{{end}}{{with .missing}}no{{else}}dflt{{end}}", "{\"o\": {\"k\": \"v\"}}", "vdflt");
+  tmpl("a  {{- .x -}}  b", "{\"x\": 1}", "a1b");
+  tmpl("{{/* note */}}{{$n := len .l}}{{$n}} {{index .l 1}} {{.l | len}}", "{\"l\": [5, 6]}", "2 6 2");
+  tmpl("{{printf \"%s:%v%%\" .s .n}} {{print 1 2}} {{.l}} {{.m}}", "{\"s\": \"k\", \"n\": 3, \"l\": [1, \"a\"], \"m\": {\"z\": true}}",
+       "k:3% 1 2 [1 a] map[z:true]");
+  tmpl("{{and .t .f}} {{or .f .t}} {{not .t}} {{lt 1 2}} {{ge \"a\" \"b\"}}", "{\"t\": true, \"f\": false}", "false true false true false");
+  tmpl("{{.nope}} {{.a.nope}}", "{\"a\": {}}", "<undefined> <undefined>");
+  set_input(json_pack("{s:s}", "t", "{{if .x}}unterminated"));
+  expect_err("strings.render_template(input.t, {})", "template: template:1: unexpected EOF");
+  set_input(json_pack("{s:s}", "t", "{{nosuchfn 1}}"));
+  expect_err("strings.render_template(input.t, {})", "function \"nosuchfn\" not defined");
+  set_input(json_pack("{s:s}", "t", "{{.s.x}}"));
+  expect_err("strings.render_template(input.t, {\"s\": \"str\"})", "can't evaluate field x");
+  set_input(NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_uri_parse),
@@ -285,6 +323,7 @@ int main(void) {
       cmocka_unit_test(test_csr),
       cmocka_unit_test(test_globs_match),
       cmocka_unit_test(test_yaml),
+      cmocka_unit_test(test_render_template),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
