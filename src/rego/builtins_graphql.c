@@ -48,7 +48,7 @@ static ct_status bi_schema_is_valid(rg_ev *ev, rv **a, rv **out) {
   *out = RV_FALSE;
   if (operand_doc(ev, a[0], true, NULL, &doc, &e)) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
   if (!doc) return CT_OK;
-  if (gq_schema_build(A, doc, &s, &e)) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
+  if (gq_schema_build(A, doc, NULL, &s, &e)) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
   *out = RV_TRUE;
   return CT_OK;
 }
@@ -63,7 +63,7 @@ static ct_status bi_is_valid(rg_ev *ev, rv **a, rv **out) {
   *out = RV_FALSE;
   if (operand_doc(ev, a[0], false, pm, &q, &e) || !q) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
   if (operand_doc(ev, a[1], true, NULL, &sd, &e) || !sd) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
-  if (gq_schema_build(A, sd, &s, &e)) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
+  if (gq_schema_build(A, sd, NULL, &s, &e)) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
   if (gq_validate_query(A, s, q, a[0]->t == RV_STR ? pm : NULL, &e)) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
   *out = RV_TRUE;
   return CT_OK;
@@ -71,11 +71,11 @@ static ct_status bi_is_valid(rg_ev *ev, rv **a, rv **out) {
 
 /* Shared by graphql.parse (errors) and graphql.parse_and_verify (false on any error). */
 static ct_status parse_both(rg_ev *ev, rv **a, rv **q, rv **sd, ct_err *e, bool *type_err, int *which) {
-  gq_posmap *pm = rg_alloc(A, sizeof(*pm));
+  gq_posmap *pm = rg_alloc(A, sizeof(*pm)), *spm = rg_alloc(A, sizeof(*spm));
   gq_schema *s;
   *type_err = false;
-  if (!pm) return ct_fail(e, CT_ENOMEM, "out of memory");
-  pm->a = A;
+  if (!pm || !spm) return ct_fail(e, CT_ENOMEM, "out of memory");
+  pm->a = A, spm->a = A;
   *which = 1;
   CT_GUARD(operand_doc(ev, a[0], false, pm, q, e));
   if (!*q) {
@@ -83,12 +83,12 @@ static ct_status parse_both(rg_ev *ev, rv **a, rv **q, rv **sd, ct_err *e, bool 
     return CT_EINVAL;
   }
   *which = 2;
-  CT_GUARD(operand_doc(ev, a[1], true, NULL, sd, e));
+  CT_GUARD(operand_doc(ev, a[1], true, spm, sd, e));
   if (!*sd) {
     *type_err = true;
     return CT_EINVAL;
   }
-  CT_GUARD(gq_schema_build(A, *sd, &s, e));
+  CT_GUARD(gq_schema_build(A, *sd, a[1]->t == RV_STR ? spm : NULL, &s, e));
   return gq_validate_query(A, s, *q, a[0]->t == RV_STR ? pm : NULL, e);
 }
 

@@ -1288,6 +1288,7 @@ static rv *p_union_members(gq_p *p) {
     gq_tok nm = p_name(p);
     rv *s = rv_str(p->a, nm.v, nm.vn);
     if (!s) p_oom(p);
+    else if (p->pm && !p->failed) gq_pos_put(p->pm, s, nm.line, nm.col); /* TypePositions */
     ls_add(&items, p, s);
   } while (p_skip(p, TK_PIPE) && !p->failed);
   return ls_done(&items, p);

@@ -24,12 +24,12 @@ CT_RESULT gq_parse_query(rg_arena *a, const char *src, size_t n, rv **out, ct_er
 CT_RESULT gq_parse_schema(rg_arena *a, const char *src, size_t n, rv **out, ct_err *err);
 
 typedef struct gq_schema gq_schema;
-typedef struct gq_posmap gq_posmap;
+typedef struct gq_posmap gq_posmap; /* node positions of a parsed document (gq_int.h) */
 
 /* Builds a schema from a (parsed or policy-supplied) schema AST merged with the built-in
  * prelude, applying gqlparser's schema validation. Fails with CT_EINVAL and a message when the
- * schema is invalid. */
-CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, gq_schema **out, ct_err *err);
+ * schema is invalid ("...: input:L:C: msg" with positions from `pm`, which may be NULL). */
+CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, const gq_posmap *pm, gq_schema **out, ct_err *err);
 
 /* Validates a query AST against a schema with gqlparser's default rules; fails with CT_EINVAL
  * and the first error ("... in GraphQL string at location L:C") when invalid. `pm` holds the

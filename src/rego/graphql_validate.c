@@ -17,6 +17,22 @@
 
 #define GQ_MAX_WALK_DEPTH 4000
 
+/* A bounded text buffer for messages (silently truncates). */
+typedef struct {
+  char b[400];
+  size_t n;
+} sbuf;
+static void sb_printf(sbuf *o, const char *fmt, ...) CT_PRINTF(2, 3);
+static void sb_printf(sbuf *o, const char *fmt, ...) {
+  if (o->n >= sizeof(o->b) - 1) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int w = vsnprintf(o->b + o->n, sizeof(o->b) - o->n, fmt, ap);
+  va_end(ap);
+  if (w > 0) o->n += (size_t)w < sizeof(o->b) - o->n ? (size_t)w : sizeof(o->b) - 1 - o->n;
+}
+
+
 /* The spec's built-in scalars, directives and introspection types (gqlparser's prelude). */
 static const char gq_prelude[] =
     "scalar Int\nscalar Float\nscalar String\nscalar Boolean\nscalar ID\n"
@@ -268,15 +284,22 @@ typedef struct {
   shape sh;
   char msg[400];
   bool failed;
+  const rv *at;          /* the node errors are reported at (gqlparser's Position) */
+  const gq_posmap *pm;   /* positions of the schema text, when parsed here */
+  const rv *root_at[3];  /* schema entry points (query, mutation, subscription) */
 } sv;
 
 static bool sv_fail(sv *c, const char *fmt, ...) CT_PRINTF(2, 3);
 static bool sv_fail(sv *c, const char *fmt, ...) {
   if (c->failed) return false;
   c->failed = true;
+  long line, col;
+  size_t w = 0;
+  if (c->at && gq_pos_get(c->pm, c->at, &line, &col)) w = (size_t)snprintf(c->msg, sizeof(c->msg), "input:%ld:%ld: ", line, col);
+  else w = (size_t)snprintf(c->msg, sizeof(c->msg), "input: ");
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+  vsnprintf(c->msg + w, sizeof(c->msg) - w, fmt, ap);
   va_end(ap);
   return false;
 }
@@ -309,6 +332,7 @@ static bool type_ref(sv *c, const rv *t) {
     return sv_fail(c, "missing type");
   }
   const char *n = type_name(t, 0);
+  c->at = t;
   if (!sdef(c->s, n)) return sv_fail(c, "Undefined type %s.", n);
   return true;
 }
@@ -318,6 +342,7 @@ static bool validate_directives(sv *c, const rv *const *dirs, size_t nd, const c
   for (size_t i = 0; i < nd; i++) {
     const rv *d = dirs[i];
     const char *name = S(&c->sh, d, "Name");
+    c->at = d;
     if (!reserved(c, name)) return false;
     if (current && !strcmp(name, current)) return sv_fail(c, "Directive %s cannot refer to itself.", current);
     gq_dirdef *def = smap_get(&c->s->dirs, name);
@@ -337,6 +362,7 @@ static bool validate_directives(sv *c, const rv *const *dirs, size_t nd, const c
     const rv *const *args = L(&c->sh, d, "Arguments", &na);
     for (size_t j = 0; j < na; j++) {
       const char *an = S(&c->sh, args[j], "Name");
+      c->at = args[j];
       if (!arr_for_name(def->def, "Arguments", an)) return sv_fail(c, "Undefined argument %s for directive %s.", an, name);
       for (size_t k = 0; k < j; k++)
         if (!strcmp(S(&c->sh, args[k], "Name"), an)) return sv_fail(c, "There can be only one argument named %s.", an);
@@ -347,6 +373,7 @@ static bool validate_directives(sv *c, const rv *const *dirs, size_t nd, const c
       const rv *t = O(&c->sh, dargs[j], "Type");
       if (B(&c->sh, t, "NonNull") && !O(&c->sh, dargs[j], "DefaultValue")) {
         const rv *arg = arr_for_name(d, "Arguments", S(&c->sh, dargs[j], "Name"));
+        c->at = d;
         if (!arg || N(&c->sh, O(&c->sh, arg, "Value"), "Kind") == 6)
           return sv_fail(c, "Argument %s for directive %s cannot be null.", S(&c->sh, dargs[j], "Name"), name);
       }
@@ -361,9 +388,11 @@ static bool validate_args(sv *c, const rv *const *args, size_t na, const char *c
   for (size_t i = 0; i < na; i++) {
     const rv *a = args[i];
     const rv *t = O(&c->sh, a, "Type");
+    c->at = a;
     if (!reserved(c, S(&c->sh, a, "Name")) || !type_ref(c, t)) return false;
     if (!input_field_names(c, O(&c->sh, a, "DefaultValue"), 0)) return false;
     gq_def *d = sdef(c->s, type_name(t, 0));
+    c->at = a;
     if (!is_input_kind(d->kind)) {
       char ts[256];
       type_str(t, ts, sizeof(ts), 0);
@@ -405,6 +434,7 @@ static bool vec_has_str(const vec *v, const char *s, size_t upto) {
 
 static bool validate_implements(sv *c, gq_def *def, const char *iname) {
   gq_def *intf = sdef(c->s, iname);
+  c->at = def->src;
   if (!intf) return sv_fail(c, "Undefined type \"%s\".", iname);
   if (strcmp(intf->kind, "INTERFACE")) return sv_fail(c, "\"%s\" is a non interface type %s.", iname, intf->kind);
   if (!strcmp(intf->name, def->name))
@@ -414,8 +444,13 @@ static bool validate_implements(sv *c, gq_def *def, const char *iname) {
     const char *fname = S(&c->sh, rf, "Name");
     const rv *ff = list_for_name(&def->fields, fname);
     if (!ff) return sv_fail(c, "For %s to implement %s it must have a field called %s.", def->name, intf->name, fname);
+    c->at = ff;
     if (!covariant(c, O(&c->sh, rf, "Type"), O(&c->sh, ff, "Type"), 0))
-      return sv_fail(c, "For %s to implement %s the field %s must have the right type.", def->name, intf->name, fname);
+    {
+      char ts[256];
+      type_str(O(&c->sh, rf, "Type"), ts, sizeof(ts), 0);
+      return sv_fail(c, "For %s to implement %s the field %s must have type %s.", def->name, intf->name, fname, ts);
+    }
     size_t nra, nfa;
     const rv *const *ra = L(&c->sh, rf, "Arguments", &nra);
     const rv *const *fa = L(&c->sh, ff, "Arguments", &nfa);
@@ -425,6 +460,7 @@ static bool validate_implements(sv *c, gq_def *def, const char *iname) {
         return sv_fail(c, "For %s to implement %s the field %s must have the same arguments but it is missing %s.",
                        def->name, intf->name, fname, S(&c->sh, ra[j], "Name"));
       const rv *rt = O(&c->sh, ra[j], "Type"), *ft = O(&c->sh, found, "Type");
+      c->at = found;
       if (!type_compat(rt, ft, B(&c->sh, ft, "NonNull"), 0))
         return sv_fail(c, "For %s to implement %s the field %s must have the same arguments but %s has the wrong type.",
                        def->name, intf->name, fname, S(&c->sh, ra[j], "Name"));
@@ -435,6 +471,7 @@ static bool validate_implements(sv *c, gq_def *def, const char *iname) {
         return sv_fail(c, "For %s to implement %s any additional arguments on %s must be optional or have a default value but %s is required.",
                        def->name, intf->name, fname, S(&c->sh, fa[j], "Name"));
   }
+  c->at = def->src;
   for (size_t i = 0; i < intf->ifs.n; i++) {
     const char *tr = intf->ifs.v[i]->t == RV_STR ? intf->ifs.v[i]->u.s : "";
     if (!vec_has_str(&def->ifs, tr, def->ifs.n)) {
@@ -451,19 +488,22 @@ static bool validate_definition(sv *c, gq_def *def) {
   for (size_t i = 0; i < def->fields.n; i++) {
     const rv *f = def->fields.v[i];
     const char *fname = S(&c->sh, f, "Name");
+    c->at = f;
     if (!reserved(c, fname) || !type_ref(c, O(&c->sh, f, "Type"))) return false;
+    c->at = f;
     if (!input_field_names(c, O(&c->sh, f, "DefaultValue"), 0)) return false;
     size_t na;
     const rv *const *args = L(&c->sh, f, "Arguments", &na);
     for (size_t j = 0; j < na; j++)
       for (size_t k = j + 1; k < na; k++)
-        if (!strcmp(S(&c->sh, args[j], "Name"), S(&c->sh, args[k], "Name")))
+        if (!strcmp(S(&c->sh, args[j], "Name"), S(&c->sh, args[k], "Name")) && (c->at = args[k]))
           return sv_fail(c, "Argument %s.%s(%s:) can only be defined once.", def->name, fname, S(&c->sh, args[k], "Name"));
     if (!validate_args(c, args, na, NULL)) return false;
     size_t nd;
     const rv *const *dirs = L(&c->sh, f, "Directives", &nd);
     if (!validate_directives(c, dirs, nd, input ? "INPUT_FIELD_DEFINITION" : "FIELD_DEFINITION", NULL, true)) return false;
   }
+  c->at = def->src;
   for (size_t i = 0; i < def->types.n; i++) {
     const char *t = def->types.v[i]->t == RV_STR ? def->types.v[i]->u.s : "";
     gq_def *td = sdef(c->s, t);
@@ -476,10 +516,12 @@ static bool validate_definition(sv *c, gq_def *def) {
     if (!validate_implements(c, def, t)) return false;
   }
   const char *k = def->kind;
+  c->at = def->src;
   if (!strcmp(k, "OBJECT") || !strcmp(k, "INTERFACE")) {
     if (!def->fields.n) return sv_fail(c, "%s %s: must define one or more fields.", k, def->name);
     for (size_t i = 0; i < def->fields.n; i++) {
       gq_def *td = sdef(c->s, type_name(O(&c->sh, def->fields.v[i], "Type"), 0));
+      c->at = def->fields.v[i];
       if (td && !kind_in(td->kind, "SCALAR OBJECT INTERFACE UNION ENUM"))
         return sv_fail(c, "%s %s: field must be one of SCALAR, OBJECT, INTERFACE, UNION, ENUM.", k, def->name);
     }
@@ -487,6 +529,7 @@ static bool validate_definition(sv *c, gq_def *def) {
     if (!def->enums.n) return sv_fail(c, "%s %s: must define one or more unique enum values.", k, def->name);
     for (size_t i = 0; i < def->enums.n; i++) {
       const char *vn = S(&c->sh, def->enums.v[i], "Name");
+      c->at = def->enums.v[i];
       if (!reserved(c, vn)) return false;
       if (!strcmp(vn, "true") || !strcmp(vn, "false") || !strcmp(vn, "null"))
         return sv_fail(c, "%s %s: non-enum value %s.", k, def->name, vn);
@@ -498,35 +541,40 @@ static bool validate_definition(sv *c, gq_def *def) {
     if (!def->fields.n) return sv_fail(c, "%s %s: must define one or more input fields.", k, def->name);
     for (size_t i = 0; i < def->fields.n; i++) {
       gq_def *td = sdef(c->s, type_name(O(&c->sh, def->fields.v[i], "Type"), 0));
+      c->at = def->fields.v[i];
       if (td && !kind_in(td->kind, "SCALAR ENUM INPUT_OBJECT"))
         return sv_fail(c, "%s %s: field must be one of SCALAR, ENUM, INPUT_OBJECT.", td->kind,
                        S(&c->sh, def->fields.v[i], "Name"));
     }
   } else if (!strcmp(k, "UNION")) {
-    if (!def->types.n) return sv_fail(c, "%s %s: must define one or more unique member types.", k, def->name);
+    c->at = def->src;
+    if (!def->types.n) return sv_fail(c, "%s %s: must define one or more member types.", k, def->name);
   }
   for (size_t i = 0; i < def->fields.n; i++)
     for (size_t j = i + 1; j < def->fields.n; j++)
-      if (!strcmp(S(&c->sh, def->fields.v[i], "Name"), S(&c->sh, def->fields.v[j], "Name")))
+      if (!strcmp(S(&c->sh, def->fields.v[i], "Name"), S(&c->sh, def->fields.v[j], "Name")) && (c->at = def->fields.v[j]))
         return sv_fail(c, "Field %s.%s can only be defined once.", def->name, S(&c->sh, def->fields.v[j], "Name"));
   for (size_t i = 0; i < def->enums.n; i++)
     for (size_t j = i + 1; j < def->enums.n; j++)
-      if (!strcmp(S(&c->sh, def->enums.v[i], "Name"), S(&c->sh, def->enums.v[j], "Name")))
+      if (!strcmp(S(&c->sh, def->enums.v[i], "Name"), S(&c->sh, def->enums.v[j], "Name")) && (c->at = def->enums.v[j]))
         return sv_fail(c, "Enum value %s.%s can only be defined once.", def->name, S(&c->sh, def->enums.v[j], "Name"));
   for (size_t i = 0; i < def->types.n; i++)
     for (size_t j = i + 1; j < def->types.n; j++)
-      if (rv_eq(def->types.v[i], def->types.v[j]))
+      if (rv_eq(def->types.v[i], def->types.v[j]) && (c->at = def->types.v[j]))
         return sv_fail(c, "Union type %s can only include type %s once.", def->name,
                        def->types.v[j]->t == RV_STR ? def->types.v[j]->u.s : "");
+  c->at = def->src;
   if (!def->builtin && !reserved(c, def->name)) return false;
   return validate_directives(c, def->dirs.v, def->dirs.n, def->kind, NULL, false);
 }
 
 /* Input objects may not reference themselves through non-null fields. */
-static bool input_cycles(sv *c, gq_def *def, smap *visited, smap *onpath, int depth) {
+static bool input_cycles(sv *c, gq_def *def, smap *visited, smap *onpath, vec *path, int depth) {
   if (smap_get(visited, def->name)) return true;
   if (depth > 2000) return sv_fail(c, "input object nesting too deep");
-  if (!smap_put(c->s->a, visited, def->name, def) || !smap_put(c->s->a, onpath, def->name, def)) {
+  /* onpath: type name -> index into path + 1 */
+  if (!smap_put(c->s->a, visited, def->name, def) ||
+      !smap_put(c->s->a, onpath, def->name, (void *)(uintptr_t)(path->n + 1))) {
     c->s->oom = true;
     return sv_fail(c, "out of memory");
   }
@@ -535,12 +583,23 @@ static bool input_cycles(sv *c, gq_def *def, smap *visited, smap *onpath, int de
     if (!B(&c->sh, t, "NonNull") || !*S(&c->sh, t, "NamedType")) continue;
     gq_def *ft = sdef(c->s, S(&c->sh, t, "NamedType"));
     if (!ft || strcmp(ft->kind, "INPUT_OBJECT")) continue;
-    if (smap_get(onpath, ft->name))
-      return sv_fail(c, "Cannot reference Input Object \"%s\" within itself through a series of non-null fields.", ft->name);
-    if (!input_cycles(c, ft, visited, onpath, depth + 1)) return false;
+    if (!vpush(c->s->a, path, def->fields.v[i])) {
+      c->s->oom = true;
+      return sv_fail(c, "out of memory");
+    }
+    uintptr_t ci = (uintptr_t)smap_get(onpath, ft->name);
+    if (ci) {
+      sbuf names = {.n = 0};
+      names.b[0] = 0;
+      for (size_t j = ci - 1; j < path->n; j++) sb_printf(&names, "%s%s", j + 1 == ci ? "" : ".", S(&c->sh, path->v[j], "Name"));
+      c->at = path->v[ci - 1];
+      return sv_fail(c, "Cannot reference Input Object \"%s\" within itself through a series of non-null fields: \"%s\".",
+                     ft->name, names.b);
+    }
+    if (!input_cycles(c, ft, visited, onpath, path, depth + 1)) return false;
+    path->n--;
   }
-  smap_put(c->s->a, onpath, def->name, NULL);
-  /* smap_get on a NULL value reads as absent */
+  smap_put(c->s->a, onpath, def->name, NULL); /* a NULL value reads as absent */
   return true;
 }
 
@@ -588,9 +647,13 @@ static const char *def_kind(sv *c, const rv *src) {
 static bool set_root(sv *c, const rv *const *ops, size_t n, bool *seen) {
   for (size_t i = 0; i < n; i++) {
     const char *op = S(&c->sh, ops[i], "Operation");
+    c->at = ops[i];
     int idx = !strcmp(op, "query") ? 0 : !strcmp(op, "mutation") ? 1 : !strcmp(op, "subscription") ? 2 : -1;
     if (idx >= 0 && seen[idx]) return sv_fail(c, "There can be only one %s type in schema.", op);
-    if (idx >= 0) seen[idx] = true;
+    if (idx >= 0) {
+      seen[idx] = true;
+      c->root_at[idx] = ops[i];
+    }
     gq_def *d = sdef(c->s, S(&c->sh, ops[i], "Type"));
     if (!d) return sv_fail(c, "Schema root %s refers to a type %s that does not exist.", op, S(&c->sh, ops[i], "Type"));
     if (idx == 0) c->s->query = d;
@@ -606,6 +669,7 @@ static bool load_doc(sv *c, const rv *doc, bool builtin, vec *defs) {
   const rv *const *it = L(&c->sh, doc, "Definitions", &n);
   for (size_t i = 0; i < n; i++) {
     const char *name = S(&c->sh, it[i], "Name");
+    c->at = it[i];
     if (sdef(s, name)) return sv_fail(c, "Cannot redeclare type %s.", name);
     gq_def *d = new_def(s, name, def_kind(c, it[i]), builtin || B(&c->sh, it[i], "BuiltIn"), it[i]);
     if (!d || !smap_put(s->a, &s->types, name, d) || !add_members(c, d, it[i]) || !vpush(s->a, defs, (rv *)(void *)d)) {
@@ -624,6 +688,7 @@ static bool load_exts(sv *c, const rv *doc, vec *defs) {
     const char *name = S(&c->sh, it[i], "Name");
     const char *kind = def_kind(c, it[i]);
     gq_def *d = sdef(s, name);
+    c->at = it[i];
     if (!d) {
       d = new_def(s, name, kind, B(&c->sh, it[i], "BuiltIn"), it[i]);
       if (!d || !smap_put(s->a, &s->types, name, d) || !vpush(s->a, defs, (rv *)(void *)d)) {
@@ -653,6 +718,7 @@ static bool load_dirs(sv *c, const rv *doc, bool prelude) {
   static const char *const pre[] = {"defer", "deprecated", "include", "oneOf", "skip", "specifiedBy"};
   for (size_t i = 0; i < n; i++) {
     const char *name = S(&c->sh, it[i], "Name");
+    c->at = it[i];
     if (smap_get(&c->s->dirs, name)) {
       bool ok = false;
       for (size_t j = 0; j < 6; j++) ok |= !strcmp(pre[j], name);
@@ -675,14 +741,14 @@ static rv *prelude_doc(rg_arena *a, ct_err *err) {
   return doc;
 }
 
-CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, gq_schema **out, ct_err *err) {
+CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, const gq_posmap *pm, gq_schema **out, ct_err *err) {
   if (!schema_ast || schema_ast->t != RV_OBJ) return ct_fail(err, CT_EINVAL, "schema AST must be an object");
   gq_schema *s = rg_alloc(a, sizeof(*s));
   if (!s) return ct_fail(err, CT_ENOMEM, "out of memory");
   s->a = a;
   rv *pre = prelude_doc(a, err);
   if (!pre) return err->code ? err->code : ct_fail(err, CT_ENOMEM, "out of memory");
-  sv c = {.s = s};
+  sv c = {.s = s, .pm = pm};
   vec defs = {0};
   const rv *docs[2] = {pre, schema_ast};
   bool ok = load_doc(&c, pre, true, &defs) && load_doc(&c, schema_ast, false, &defs) && load_exts(&c, pre, &defs) &&
@@ -710,6 +776,7 @@ CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, gq_schema **out, ct
     const rv *const *it = L(&c.sh, docs[di], "DirectiveExtensions", &n);
     for (size_t i = 0; ok && i < n; i++) {
       gq_dirdef *d = smap_get(&s->dirs, S(&c.sh, it[i], "Name"));
+      c.at = it[i];
       if (!d) ok = sv_fail(&c, "Cannot extend directive @%s because it is not defined.", S(&c.sh, it[i], "Name"));
     }
   }
@@ -718,7 +785,7 @@ CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, gq_schema **out, ct
   const rv *const *psch = ok ? L(&c.sh, pre, "Schema", &nsch2) : NULL;
   (void)psch;
   bool seen[3] = {false, false, false};
-  if (ok && nsch > 1) ok = sv_fail(&c, "Cannot have multiple schema entry points, consider schema extensions instead.");
+  if (ok && nsch > 1 && (c.at = sch[1])) ok = sv_fail(&c, "Cannot have multiple schema entry points, consider schema extensions instead.");
   if (ok && nsch == 1) {
     size_t n, nd;
     const rv *const *ops = L(&c.sh, sch[0], "OperationTypes", &n);
@@ -748,9 +815,10 @@ CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, gq_schema **out, ct
       qsort(names, k, sizeof(char *), cmp_str);
       for (size_t i = 0; ok && i < k; i++) ok = validate_definition(&c, sdef(s, names[i]));
       smap visited = {0}, onpath = {0};
+      vec path = {0};
       for (size_t i = 0; ok && i < k; i++) {
         gq_def *d = sdef(s, names[i]);
-        if (!strcmp(d->kind, "INPUT_OBJECT")) ok = input_cycles(&c, d, &visited, &onpath, 0);
+        if (!strcmp(d->kind, "INPUT_OBJECT")) ok = input_cycles(&c, d, &visited, &onpath, &path, 0);
       }
     }
   }
@@ -762,10 +830,11 @@ CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, gq_schema **out, ct
       size_t na, nd;
       const rv *const *args = L(&c.sh, d->def, "Arguments", &na);
       const rv *const *dirs = L(&c.sh, d->def, "Directives", &nd);
+      c.at = d->def;
       ok = reserved(&c, d->name);
       for (size_t j = 0; ok && j < na; j++)
         for (size_t m = j + 1; ok && m < na; m++)
-          if (!strcmp(S(&c.sh, args[j], "Name"), S(&c.sh, args[m], "Name")))
+          if (!strcmp(S(&c.sh, args[j], "Name"), S(&c.sh, args[m], "Name")) && (c.at = args[m]))
             ok = sv_fail(&c, "Argument @%s(%s:) can only be defined once.", d->name, S(&c.sh, args[m], "Name"));
       ok = ok && validate_directives(&c, dirs, nd, "DIRECTIVE_DEFINITION", d->name, true) &&
            validate_args(&c, args, na, d->name);
@@ -776,15 +845,16 @@ CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, gq_schema **out, ct
     if (!s->mutation) s->mutation = sdef(s, "Mutation");
     if (!s->subscription) s->subscription = sdef(s, "Subscription");
   }
-  if (ok && s->query && strcmp(s->query->kind, "OBJECT"))
+  if (ok && s->query && strcmp(s->query->kind, "OBJECT") && (c.at = c.root_at[0] ? c.root_at[0] : s->query->src))
     ok = sv_fail(&c, "Query root type must be Object type, it cannot be %s.", s->query->name);
-  if (ok && s->mutation && strcmp(s->mutation->kind, "OBJECT"))
+  if (ok && s->mutation && strcmp(s->mutation->kind, "OBJECT") && (c.at = c.root_at[1] ? c.root_at[1] : s->mutation->src))
     ok = sv_fail(&c, "Mutation root type must be Object type if provided, it cannot be %s.", s->mutation->name);
-  if (ok && s->subscription && strcmp(s->subscription->kind, "OBJECT"))
+  if (ok && s->subscription && strcmp(s->subscription->kind, "OBJECT") &&
+      (c.at = c.root_at[2] ? c.root_at[2] : s->subscription->src))
     ok = sv_fail(&c, "Subscription root type must be Object type if provided, it cannot be %s.", s->subscription->name);
   if (s->oom) return ct_fail(err, CT_ENOMEM, "out of memory");
   if (c.sh.bad) return ct_fail(err, CT_EINVAL, "GraphQL parse error: schema AST has an unexpected shape");
-  if (!ok) return ct_fail(err, CT_EINVAL, "Error in gqlparser SchemaDocument to Schema conversion: input: %s", c.msg);
+  if (!ok) return ct_fail(err, CT_EINVAL, "Error in gqlparser SchemaDocument to Schema conversion: %s", c.msg);
   /* __schema / __type on the query root, __typename everywhere */
   rv *tn, *sch_f, *typ_f;
   ct_err e2;
@@ -822,6 +892,7 @@ typedef struct {
   smap ov_cache;          /* selection set (by address) -> collected fields and spreads */
   smap ov_pairs;          /* compared (fields map, fragment) pairs -> mutual exclusivity + 1 */
   smap ov_frag_pairs;     /* compared fragment pairs */
+  smap mi_visiting, mi_memo; /* MaxIntrospectionDepth */
   int ov_depth;
   int depth;
 } qv;
@@ -867,21 +938,6 @@ static const rv *field_def(qv *q, const gq_def *parent, const char *name) {
     if (!strcmp(name, "__type")) return q->s->type_field;
   }
   return f;
-}
-
-/* A bounded text buffer for messages (silently truncates). */
-typedef struct {
-  char b[400];
-  size_t n;
-} sbuf;
-static void sb_printf(sbuf *o, const char *fmt, ...) CT_PRINTF(2, 3);
-static void sb_printf(sbuf *o, const char *fmt, ...) {
-  if (o->n >= sizeof(o->b) - 1) return;
-  va_list ap;
-  va_start(ap, fmt);
-  int w = vsnprintf(o->b + o->n, sizeof(o->b) - o->n, fmt, ap);
-  va_end(ap);
-  if (w > 0) o->n += (size_t)w < sizeof(o->b) - o->n ? (size_t)w : sizeof(o->b) - 1 - o->n;
 }
 
 static void value_str(const rv *v, sbuf *b, int depth) {
@@ -972,6 +1028,75 @@ static bool value_parses(const rv *v, int depth) {
   return true;
 }
 
+/* ---------------------------------------------------------------- suggestions */
+/* gqlparser's SuggestionList: options within a lexical distance (Levenshtein; a pure case change
+ * counts 1) of 40 % of the typed length + 1, closest first. */
+static size_t lex_distance(const char *a, const char *b) {
+  if (!strcmp(a, b)) return 0;
+  size_t na = strlen(a), nb = strlen(b);
+  if (na > 256 || nb > 256) return (size_t)-1;
+  char la[257], lb[257];
+  for (size_t i = 0; i <= na; i++) la[i] = (char)((a[i] >= 'A' && a[i] <= 'Z') ? a[i] + 32 : a[i]);
+  for (size_t i = 0; i <= nb; i++) lb[i] = (char)((b[i] >= 'A' && b[i] <= 'Z') ? b[i] + 32 : b[i]);
+  if (!strcmp(la, lb)) return 1;
+  size_t row[257];
+  for (size_t j = 0; j <= nb; j++) row[j] = j;
+  for (size_t i = 1; i <= na; i++) {
+    size_t prev = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= nb; j++) {
+      size_t cur = row[j];
+      size_t cost = la[i - 1] == lb[j - 1] ? 0 : 1;
+      size_t best = prev + cost;
+      if (row[j] + 1 < best) best = row[j] + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      row[j] = best;
+      prev = cur;
+    }
+  }
+  return row[nb];
+}
+
+/* Writes " <prefix> "A", "B", or "C"?" (quoted) or with bare names, or "" when nothing is close. */
+static void suggest(char *out, size_t cap, const char *prefix, const char *typed, const char *const *opts, size_t n,
+                    bool quoted) {
+  out[0] = 0;
+  const char *pick[5];
+  size_t dist[5], k = 0;
+  size_t thr = (size_t)(strlen(typed) * 4 / 10) + 1;
+  for (size_t i = 0; i < n; i++) {
+    size_t d = lex_distance(typed, opts[i]);
+    if (d > thr) continue;
+    /* stable insertion by distance, keeping the five closest */
+    size_t at = k;
+    while (at > 0 && dist[at - 1] > d) at--;
+    if (at >= 5) continue;
+    size_t end = k < 5 ? k : 4;
+    for (size_t j = end; j > at; j--) pick[j] = pick[j - 1], dist[j] = dist[j - 1];
+    pick[at] = opts[i], dist[at] = d;
+    if (k < 5) k++;
+  }
+  if (!k) return;
+  size_t w = (size_t)snprintf(out, cap, " %s ", prefix);
+  const char *q = quoted ? "\"" : "";
+  for (size_t i = 0; i < k && w < cap; i++) {
+    const char *sep = !i ? "" : (k == 2 ? " or " : (i == k - 1 ? ", or " : ", "));
+    w += (size_t)snprintf(out + w, cap - w, "%s%s%s%s", sep, q, pick[i], q);
+  }
+  if (w < cap) snprintf(out + w, cap - w, "?");
+}
+
+/* names of a list of definitions / arguments / enum values */
+static const char **names_of(qv *q, const rv *const *items, size_t n) {
+  const char **o = rg_alloc(q->a, (n + 1) * sizeof(char *));
+  if (!o) {
+    q->oom = true;
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) o[i] = S(&q->sh, items[i], "Name");
+  return o;
+}
+
 static void unexpected_type(qv *q, const rv *v, const rv *expected, const gq_def *def) {
   char ts[256];
   type_str(expected, ts, sizeof(ts), 0);
@@ -1039,13 +1164,23 @@ static void on_value(qv *q, const rv *v, const rv *expected, const gq_def *def, 
           if (!name_in(def, "Float")) unexpected_type(q, v, expected, def);
           break;
         case 3: case 4:
-          if (!strcmp(def->kind, "ENUM")) qv_err(q, v, "Enum \"%s\" cannot represent non-enum value: %s.", ts, vstr(q, v));
+          if (!strcmp(def->kind, "ENUM")) {
+            char sg[300];
+            const char **en = names_of(q, def->enums.v, def->enums.n);
+            suggest(sg, sizeof(sg), "Did you mean the enum value", S(&q->sh, v, "Raw"), en, en ? def->enums.n : 0, true);
+            qv_err(q, v, "Enum \"%s\" cannot represent non-enum value: %s.%s", ts, vstr(q, v), sg);
+          }
           else if (!name_in(def, "String ID")) unexpected_type(q, v, expected, def);
           break;
         case 7:
           if (strcmp(def->kind, "ENUM")) unexpected_type(q, v, expected, def);
           else if (!list_for_name(&def->enums, S(&q->sh, v, "Raw")))
-            qv_err(q, v, "Value \"%s\" does not exist in \"%s\" enum.", vstr(q, v), ts);
+          {
+            char sg[300];
+            const char **en = names_of(q, def->enums.v, def->enums.n);
+            suggest(sg, sizeof(sg), "Did you mean the enum value", S(&q->sh, v, "Raw"), en, en ? def->enums.n : 0, true);
+            qv_err(q, v, "Value \"%s\" does not exist in \"%s\" enum.%s", vstr(q, v), ts, sg);
+          }
           break;
         case 5:
           if (!name_in(def, "Boolean")) unexpected_type(q, v, expected, def);
@@ -1238,7 +1373,14 @@ static void walk_directives(qv *q, const rv *const *dirs, size_t nd, const char 
     if (def)
       for (size_t j = 0; j < na; j++)
         if (!arr_for_name(def->def, "Arguments", S(&q->sh, args[j], "Name")))
-          qv_err(q, d, "Unknown argument \"%s\" on directive \"@%s\".", S(&q->sh, args[j], "Name"), name);
+        {
+          size_t nda;
+          const rv *const *dargs = L(&q->sh, def->def, "Arguments", &nda);
+          const char **an = names_of(q, dargs, nda);
+          char sg[300];
+          suggest(sg, sizeof(sg), "Did you mean", S(&q->sh, args[j], "Name"), an, an ? nda : 0, true);
+          qv_err(q, d, "Unknown argument \"%s\" on directive \"@%s\".%s", S(&q->sh, args[j], "Name"), name, sg);
+        }
     /* KnownDirectives */
     if (!def) {
       qv_err(q, d, "Unknown directive \"@%s\".", name);
@@ -1618,6 +1760,108 @@ static void overlapping(qv *q, const rv *node) {
 
 static void walk_selection_set(qv *q, const gq_def *parent, const rv *node);
 
+/* ---------------------------------------------------------------- MaxIntrospectionDepth */
+/* An introspection field may not nest fields / interfaces / possibleTypes / inputFields three
+ * deep (through fragments too); the fragment memo lives for the whole document, as in gqlparser. */
+static bool mi_set(qv *q, const rv *node, int depth, int guard);
+
+static bool mi_field(qv *q, const rv *f, int depth, int guard) {
+  const char *n = S(&q->sh, f, "Name");
+  if (!strcmp(n, "fields") || !strcmp(n, "interfaces") || !strcmp(n, "possibleTypes") || !strcmp(n, "inputFields")) {
+    if (++depth >= 3) return true;
+  }
+  return mi_set(q, f, depth, guard + 1);
+}
+
+static bool mi_spread(qv *q, const rv *sp, int depth, int guard) {
+  const char *name = S(&q->sh, sp, "Name");
+  uintptr_t entry = (uintptr_t)smap_get(&q->mi_visiting, name);
+  if (entry) return depth > (int)(entry - 1);
+  const rv *fd = smap_get(&q->frags, name);
+  if (!fd) return false;
+  char key[300];
+  snprintf(key, sizeof(key), "%d\x01%.250s", depth, name);
+  uintptr_t memo = (uintptr_t)smap_get(&q->mi_memo, key);
+  if (memo) return memo == 2;
+  if (!smap_put(q->a, &q->mi_visiting, name, (void *)(uintptr_t)(depth + 1))) q->oom = true;
+  bool ex = mi_set(q, fd, depth, guard + 1);
+  smap_put(q->a, &q->mi_visiting, name, NULL);
+  char *k = rg_strndup(q->a, key, strlen(key));
+  if (!k || !smap_put(q->a, &q->mi_memo, k, (void *)(uintptr_t)(ex ? 2 : 1))) q->oom = true;
+  return ex;
+}
+
+static bool mi_set(qv *q, const rv *node, int depth, int guard) {
+  if (guard > GQ_MAX_WALK_DEPTH || q->oom) return false;
+  size_t n;
+  const rv *const *sels = L(&q->sh, node, "SelectionSet", &n);
+  for (size_t i = 0; i < n; i++) {
+    if (sels[i]->t != RV_OBJ) continue;
+    int k = sel_kind(q, sels[i]);
+    if (k == SEL_FIELD && mi_field(q, sels[i], depth, guard)) return true;
+    if (k == SEL_SPREAD && mi_spread(q, sels[i], depth, guard)) return true;
+    if (k == SEL_INLINE && mi_set(q, sels[i], depth, guard + 1)) return true;
+  }
+  return false;
+}
+
+/* FieldsOnCorrectType's hint: types of an abstract parent that have the field (interfaces used
+ * most first, then by name), else similarly named fields. */
+static void field_suggestion(qv *q, const gq_def *parent, const char *name, char *out, size_t cap) {
+  out[0] = 0;
+  if (!strcmp(parent->kind, "INTERFACE") || !strcmp(parent->kind, "UNION")) {
+    const char *names[64];
+    int counts[64];
+    size_t nn = 0, nobj = 0;
+    const char *objs[64];
+    for (size_t i = 0; i < parent->possible.n; i++) {
+      const gq_def *pt = (const gq_def *)(const void *)parent->possible.v[i];
+      if (!list_for_name(&pt->fields, name)) continue;
+      if (nobj < 64) objs[nobj++] = pt->name;
+      for (size_t j = 0; j < pt->ifs.n; j++) {
+        const char *in = pt->ifs.v[j]->t == RV_STR ? pt->ifs.v[j]->u.s : "";
+        const gq_def *idef = sdef(q->s, in);
+        if (!idef || !list_for_name(&idef->fields, name)) continue;
+        size_t m;
+        for (m = 0; m < nn; m++)
+          if (!strcmp(names[m], in)) break;
+        if (m == nn && nn < 64) names[nn] = in, counts[nn++] = 0;
+        if (m < 64) counts[m]++;
+      }
+    }
+    const char *all[128];
+    int cnt[128];
+    size_t k = 0;
+    for (size_t i = 0; i < nn; i++) all[k] = names[i], cnt[k++] = counts[i];
+    for (size_t i = 0; i < nobj; i++) all[k] = objs[i], cnt[k++] = 0;
+    for (size_t i = 1; i < k; i++)
+      for (size_t j = i; j > 0; j--) {
+        int d = cnt[j] - cnt[j - 1];
+        if (d > 0 || (d == 0 && strcmp(all[j - 1], all[j]) > 0)) {
+          const char *t = all[j];
+          int c = cnt[j];
+          all[j] = all[j - 1], cnt[j] = cnt[j - 1];
+          all[j - 1] = t, cnt[j - 1] = c;
+        } else {
+          break;
+        }
+      }
+    if (k) {
+      size_t w = (size_t)snprintf(out, cap, " Did you mean to use an inline fragment on ");
+      size_t lim = k > 5 ? 5 : k;
+      for (size_t i = 0; i < lim && w < cap; i++) {
+        const char *sep = !i ? "" : (lim == 2 ? " or " : (i == lim - 1 ? ", or " : ", "));
+        w += (size_t)snprintf(out + w, cap - w, "%s\"%s\"", sep, all[i]);
+      }
+      if (w < cap) snprintf(out + w, cap - w, "?");
+      return;
+    }
+  }
+  if (strcmp(parent->kind, "OBJECT") && strcmp(parent->kind, "INTERFACE")) return;
+  const char **fn = names_of(q, parent->fields.v, parent->fields.n);
+  if (fn) suggest(out, cap, "Did you mean", name, fn, parent->fields.n, true);
+}
+
 static void walk_selection(qv *q, const gq_def *parent, const rv *sel) {
   int k = sel_kind(q, sel);
   if (k == SEL_FIELD) {
@@ -1631,12 +1875,26 @@ static void walk_selection(qv *q, const gq_def *parent, const rv *sel) {
     walk_dirs_of(q, sel, "FIELD");
     walk_selection_set(q, next, sel);
     /* FieldsOnCorrectType */
-    if (parent && !def) qv_err(q, sel, "Cannot query field \"%s\" on type \"%s\".", name, parent->name);
+    if (parent && !def) {
+      char sg[400];
+      field_suggestion(q, parent, name, sg, sizeof(sg));
+      qv_err(q, sel, "Cannot query field \"%s\" on type \"%s\".%s", name, parent->name, sg);
+    }
     /* KnownArgumentNames */
     if (def && parent)
       for (size_t i = 0; i < na; i++)
         if (!arr_for_name(def, "Arguments", S(&q->sh, args[i], "Name")))
-          qv_err(q, sel, "Unknown argument \"%s\" on field \"%s.%s\".", S(&q->sh, args[i], "Name"), parent->name, name);
+        {
+          size_t nda;
+          const rv *const *dargs = L(&q->sh, def, "Arguments", &nda);
+          const char **an = names_of(q, dargs, nda);
+          char sg[300];
+          suggest(sg, sizeof(sg), "Did you mean", S(&q->sh, args[i], "Name"), an, an ? nda : 0, true);
+          qv_err(q, sel, "Unknown argument \"%s\" on field \"%s.%s\".%s", S(&q->sh, args[i], "Name"), parent->name, name, sg);
+        }
+    /* MaxIntrospectionDepth */
+    if ((!strcmp(name, "__schema") || !strcmp(name, "__type")) && mi_field(q, sel, 0, 0))
+      qv_err(q, sel, "Maximum introspection depth exceeded");
     /* OverlappingFieldsCanBeMerged */
     if (q->cur) overlapping(q, sel);
     /* ProvidedRequiredArguments */
@@ -1887,7 +2145,21 @@ static void walk_fragment(qv *q, const rv *frag) {
   if (def && *tc && !is_composite_kind(def->kind))
     qv_err(q, frag, "Fragment \"%s\" cannot condition on non composite type \"%s\".", name, tc);
   /* KnownTypeNames */
-  if (!def) qv_err(q, frag, "Unknown type \"%s\".", tc);
+  if (!def) {
+    /* gqlparser offers every schema type (in map order); we offer them in name order */
+    const char **tn = rg_alloc(q->a, (q->s->types.n + 1) * sizeof(char *));
+    size_t k = 0;
+    char sg[300] = "";
+    if (tn) {
+      for (size_t i = 0; i < q->s->types.cap; i++)
+        if (q->s->types.k[i]) tn[k++] = q->s->types.k[i];
+      qsort(tn, k, sizeof(char *), cmp_str);
+      suggest(sg, sizeof(sg), "Did you mean", tc, tn, k, true);
+    } else {
+      q->oom = true;
+    }
+    qv_err(q, frag, "Unknown type \"%s\".%s", tc, sg);
+  }
   /* NoFragmentCycles */
   vec path = {0};
   smap index = {0};

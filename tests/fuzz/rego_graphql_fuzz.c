@@ -34,9 +34,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* the query text is also tried as a schema document */
   rv *tmp;
   int invalid = 0;
-  if (gq_parse_schema(&a, s, qn, &tmp, &err) == CT_OK && gq_schema_build(&a, tmp, &sch, &err) == CT_OK && qok)
+  if (gq_parse_schema(&a, s, qn, &tmp, &err) == CT_OK && gq_schema_build(&a, tmp, NULL, &sch, &err) == CT_OK && qok)
     invalid += gq_validate_query(&a, sch, q, &pm, &err) != CT_OK;
-  if (schema && gq_parse_schema(&a, schema, sn, &sd, &err) == CT_OK && gq_schema_build(&a, sd, &sch, &err) == CT_OK &&
+  if (schema && gq_parse_schema(&a, schema, sn, &sd, &err) == CT_OK && gq_schema_build(&a, sd, NULL, &sch, &err) == CT_OK &&
       qok) {
     invalid += gq_validate_query(&a, sch, q, &pm, &err) != CT_OK;
     invalid += gq_validate_query(&a, sch, q, NULL, &err) != CT_OK;

@@ -162,7 +162,7 @@ static void test_bounds(void **state) {
 static ct_status build(rg_arena *a, const char *schema, gq_schema **s, ct_err *err) {
   rv *doc;
   CT_GUARD(gq_parse_schema(a, schema, strlen(schema), &doc, err));
-  return gq_schema_build(a, doc, s, err);
+  return gq_schema_build(a, doc, NULL, s, err);
 }
 
 static void expect_schema_valid(const char *schema, bool want) {
@@ -196,6 +196,36 @@ static void test_schema_validation(void **state) {
   expect_schema_valid("type __Q { a: Int }", false);                           /* reserved name */
   expect_schema_valid("schema { query: Nope }", false);
   expect_schema_valid("scalar Query", false); /* root must be an object */
+}
+
+static void expect_schema_error(const char *schema, const char *want) {
+  rg_arena a = {0};
+  ct_err err = {0};
+  gq_schema *s;
+  rv *doc;
+  gq_posmap pm = {.a = &a};
+  CT_ASSERT_OK(gq_parse_schema_pm(&a, schema, strlen(schema), &pm, &doc, &err), &err);
+  assert_int_not_equal(gq_schema_build(&a, doc, &pm, &s, &err), CT_OK);
+  if (strcmp(err.msg, want)) fail_msg("schema %s: got '%s', want '%s'", schema, err.msg, want);
+  rg_arena_free(&a);
+}
+
+static void test_schema_errors(void **state) {
+  (void)state;
+  /* messages and positions as OPA reports them */
+  const char *pre = "Error in gqlparser SchemaDocument to Schema conversion: input:";
+  char want[512];
+  snprintf(want, sizeof(want), "%s1:17: Undefined type Nope.", pre);
+  expect_schema_error("type Query { a: Nope }", want);
+  snprintf(want, sizeof(want), "%s1:53: For Query to implement I the field a must have type String.", pre);
+  expect_schema_error("interface I { a: String } type Query implements I { a: Int }", want);
+  snprintf(want, sizeof(want),
+           "%s1:37: Cannot reference Input Object \"B\" within itself through a series of non-null fields: \"d.a\".", pre);
+  expect_schema_error("input In { a: B! } input B { c: Int d: In! } type Query { a(i: In): Int }", want);
+  snprintf(want, sizeof(want), "%s1:15: Union type U can only include type A once.", pre);
+  expect_schema_error("union U = A | A type A { a: Int } type Query { u: U }", want);
+  snprintf(want, sizeof(want), "%s1:8: Cannot redeclare type String.", pre);
+  expect_schema_error("scalar String", want);
 }
 
 static void expect_query(const char *schema, const char *query, const char *want_err) {
@@ -265,6 +295,17 @@ static void test_query_validation(void **state) {
   expect_query(sch, "{ n(x: 1) n(x: 2) }",
                "Fields \"n\" conflict because they have differing arguments. Use different aliases on the fields to fetch both "
                "if this was intentional in GraphQL string at location 1:11");
+  /* "did you mean" hints and the introspection depth limit (checked against opa 1.22.3) */
+  expect_query(pets, "{ pet { nme } }",
+               "Cannot query field \"nme\" on type \"Pet\". Did you mean \"name\"?\n in GraphQL string at location 1:9");
+  expect_query(pets, "{ pet { nick } }",
+               "Cannot query field \"nick\" on type \"Pet\". Did you mean to use an inline fragment on \"Dog\"?\n in GraphQL "
+               "string at location 1:9");
+  expect_query(sch, "{ hero(ep: C) { name } }",
+               "Value \"C\" does not exist in \"Ep!\" enum. Did you mean the enum value \"A\" or \"B\"?\n in GraphQL string at "
+               "location 1:12");
+  expect_query(sch, "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }",
+               "Maximum introspection depth exceeded\n in GraphQL string at location 1:3");
   /* two errors: OPA keeps the first location and everything after it */
   expect_query("type Query { longfieldname: Int }", "{ a b }",
                "Cannot query field \"a\" on type \"Query\".\ninput:1:5: Cannot query field \"b\" on type \"Query\" in GraphQL string at location 1:3");
@@ -322,7 +363,7 @@ int main(void) {
       cmocka_unit_test(test_query_ast),      cmocka_unit_test(test_schema_ast),
       cmocka_unit_test(test_parse_errors),   cmocka_unit_test(test_bounds),
       cmocka_unit_test(test_schema_validation), cmocka_unit_test(test_query_validation),
-      cmocka_unit_test(test_builtins),
+      cmocka_unit_test(test_schema_errors),  cmocka_unit_test(test_builtins),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
