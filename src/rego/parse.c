@@ -973,7 +973,7 @@ static rg_expr *mk_expr(rg_ps *p, int kind, int row, int col) {
 
 static ct_status ps_with(rg_ps *p, rg_expr *e) {
   pvec ws = {0};
-  while (is_kw(&p->t, "with")) {
+  while (is_kw(&p->t, "with") && !kw_dotted(p)) {
     ct_status st = ps_adv(p);
     rg_with *w = st ? NULL : rg_alloc(p->a, sizeof(rg_with));
     if (!st && !w) st = OOM(p);
@@ -1324,7 +1324,7 @@ static rg_body *true_body(rg_ps *p, int row, int col) {
 /* After the head: `if body`, `if expr`, `{ body }`, or nothing. Sets *had_if, *had_body. */
 static ct_status ps_rule_body(rg_ps *p, rg_rule *r, bool *had_if) {
   *had_if = false;
-  if (is_kw(&p->t, "if")) {
+  if (is_kw(&p->t, "if") && !kw_dotted(p)) {
     *had_if = true;
     CT_GUARD(ps_adv(p));
     if (p->t.k == K_LBRACE) {
