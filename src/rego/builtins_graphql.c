@@ -11,7 +11,7 @@
 
 #define A (rg_ev_arena(ev))
 
-/* A query or schema operand: a string is parsed, an object is taken as an AST. Returns CT_OK
+/* A query or schema operand: a string is parsed, an object is normalized as an AST. Returns CT_OK
  * with *doc NULL when the operand has another type. */
 static ct_status operand_doc(rg_ev *ev, rv *v, bool schema, gq_posmap *pm, rv **doc, ct_err *err) {
   *doc = NULL;
@@ -99,7 +99,8 @@ static ct_status bi_parse(rg_ev *ev, rv **a, rv **out) {
   int which;
   if (parse_both(ev, a, &q, &sd, &e, &type_err, &which)) {
     if (type_err)
-      return rg_bi_type(ev, "graphql.parse: operand %d must be one of {object, string} but got %s", which,
+      /* OPA numbers this operand from 0 (builtins.NewOperandTypeErr(0, ...)) */
+      return rg_bi_type(ev, "graphql.parse: operand %d must be one of {string, object} but got %s", which - 1,
                         rg_type_name(a[which - 1]));
     return gq_fail(ev, "graphql.parse", &e);
   }

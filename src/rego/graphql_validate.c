@@ -246,6 +246,43 @@ static bool smap_put(rg_arena *a, smap *m, const char *k, void *v) {
   return true;
 }
 
+/* A map keyed by address (AST nodes, collected field maps), for the validator's side tables. */
+typedef struct {
+  const void **k;
+  void **v;
+  size_t n, cap;
+} pmap;
+static size_t phash(const void *k) { return (size_t)(((uintptr_t)k >> 4) * 0x9E3779B97F4A7C15ull); }
+static void *pmap_get(const pmap *m, const void *k) {
+  if (!m->cap) return NULL;
+  size_t h = phash(k) & (m->cap - 1);
+  while (m->k[h]) {
+    if (m->k[h] == k) return m->v[h];
+    h = (h + 1) & (m->cap - 1);
+  }
+  return NULL;
+}
+static bool pmap_put(rg_arena *a, pmap *m, const void *k, void *v) {
+  if ((m->n + 1) * 2 > m->cap) {
+    size_t nc = m->cap ? m->cap * 2 : 64;
+    const void **nk = rg_alloc(a, nc * sizeof(void *));
+    void **nv = rg_alloc(a, nc * sizeof(void *));
+    if (!nk || !nv) return false;
+    for (size_t i = 0; i < m->cap; i++)
+      if (m->k[i]) {
+        size_t h = phash(m->k[i]) & (nc - 1);
+        while (nk[h]) h = (h + 1) & (nc - 1);
+        nk[h] = m->k[i], nv[h] = m->v[i];
+      }
+    m->k = nk, m->v = nv, m->cap = nc;
+  }
+  size_t h = phash(k) & (m->cap - 1);
+  while (m->k[h] && m->k[h] != k) h = (h + 1) & (m->cap - 1);
+  if (!m->k[h]) m->n++;
+  m->k[h] = k, m->v[h] = v;
+  return true;
+}
+
 static gq_def *sdef(const gq_schema *s, const char *name) { return smap_get(&s->types, name); }
 
 static const rv *list_for_name(const vec *v, const char *name) {
@@ -883,15 +920,15 @@ typedef struct {
   smap frags;             /* first fragment definition by name */
   const rv *cur;          /* current operation */
   smap validated;         /* fragment names walked in this operation/fragment */
-  smap used_vars;         /* variable definitions (by address) used */
+  pmap used_vars;         /* variable definitions used */
   smap used_frags;        /* NoUnusedFragments */
   bool in_frag_defs;
   bool from_obj; /* the query came in as an AST object */
   smap seen_frag_names, seen_op_names, visited_frags;
-  smap objdef;            /* field (by address) -> parent type at its last walk (ObjectDefinition) */
-  smap ov_cache;          /* selection set (by address) -> collected fields and spreads */
-  smap ov_pairs;          /* compared (fields map, fragment) pairs -> mutual exclusivity + 1 */
-  smap ov_frag_pairs;     /* compared fragment pairs */
+  pmap objdef;            /* field -> parent type at its last walk (ObjectDefinition) */
+  pmap ov_cache;          /* selection set -> collected fields and spreads */
+  pmap ov_pairs;          /* fields map -> smap of fragment names -> mutual exclusivity + 1 */
+  smap ov_frag_pairs;     /* fragment name -> smap of fragment names -> mutual exclusivity + 1 */
   smap mi_visiting, mi_memo; /* MaxIntrospectionDepth */
   int ov_depth;
   int depth;
@@ -913,16 +950,6 @@ static void qv_err(qv *q, const rv *at, const char *fmt, ...) {
     q->oom = true;
   }
   q->any = true;
-}
-
-static const char *addr_key(qv *q, const void *p) {
-  char *k = rg_alloc(q->a, 24);
-  if (!k) {
-    q->oom = true;
-    return "";
-  }
-  snprintf(k, 24, "%p", p);
-  return k;
 }
 
 static void qv_put(qv *q, smap *m, const char *k) {
@@ -1276,7 +1303,7 @@ static void walk_value(qv *q, const rv *v, const rv *expected, const gq_def *def
   const rv *vardef = NULL;
   if (k == 0 && q->cur) {
     vardef = find_vardef(q, S(&q->sh, v, "Raw"));
-    if (vardef) qv_put(q, &q->used_vars, addr_key(q, vardef));
+    if (vardef && !pmap_put(q->a, &q->used_vars, vardef, (void *)1)) q->oom = true;
   }
   size_t n;
   const rv *const *ch = L(&q->sh, v, "Children", &n);
@@ -1498,8 +1525,7 @@ static ov_fields *ov_get(qv *q, const rv *owner) {
   rv *set = owner && owner->t == RV_OBJ ? rv_obj_gets(owner, "SelectionSet") : NULL;
   static ov_fields empty;
   if (!set || set->t != RV_ARR || !set->n) return &empty; /* shared, like gqlparser's cache entry */
-  const char *key = addr_key(q, set);
-  ov_fields *m = smap_get(&q->ov_cache, key);
+  ov_fields *m = pmap_get(&q->ov_cache, set);
   if (m) return m;
   m = rg_alloc(q->a, sizeof(*m));
   if (!m) {
@@ -1507,7 +1533,7 @@ static ov_fields *ov_get(qv *q, const rv *owner) {
     return &empty;
   }
   ov_collect(q, m, (const rv *const *)set->u.a, set->n, 0);
-  if (!smap_put(q->a, &q->ov_cache, key, m)) q->oom = true;
+  if (!pmap_put(q->a, &q->ov_cache, set, m)) q->oom = true;
   return m;
 }
 
@@ -1596,7 +1622,7 @@ static vec ov_sub_sets(qv *q, bool mutex, const rv *fa, const rv *fb) {
 }
 
 static ov_conflict *ov_find(qv *q, bool parent_mutex, const rv *fa, const rv *fb) {
-  const gq_def *pa = smap_get(&q->objdef, addr_key(q, fa)), *pb = smap_get(&q->objdef, addr_key(q, fb));
+  const gq_def *pa = pmap_get(&q->objdef, fa), *pb = pmap_get(&q->objdef, fb);
   if (!pa || !pb) return NULL;
   if (++q->ov_depth > GQ_MAX_WALK_DEPTH) {
     q->ov_depth--;
@@ -1606,12 +1632,8 @@ static ov_conflict *ov_find(qv *q, bool parent_mutex, const rv *fa, const rv *fb
   bool mutex = parent_mutex;
   if (!mutex)
     mutex = strcmp(pa->name, pb->name) && !strcmp(pa->kind, "OBJECT") && !strcmp(pb->kind, "OBJECT") && da && db;
-  ov_conflict *c = rg_alloc(q->a, sizeof(*c));
-  if (!c) {
-    q->oom = true;
-    q->ov_depth--;
-    return NULL;
-  }
+  ov_conflict tmp, *c = &tmp;
+  memset(&tmp, 0, sizeof(tmp));
   c->response = response_name(q, fa);
   c->at = fb;
   bool found = false;
@@ -1636,7 +1658,14 @@ static ov_conflict *ov_find(qv *q, bool parent_mutex, const rv *fa, const rv *fb
     found = c->subs.n > 0;
   }
   q->ov_depth--;
-  return found ? c : NULL;
+  if (!found) return NULL;
+  c = rg_alloc(q->a, sizeof(*c));
+  if (!c) {
+    q->oom = true;
+    return NULL;
+  }
+  *c = tmp;
+  return c;
 }
 
 static void ov_within(qv *q, vec *out, ov_fields *m) {
@@ -1666,32 +1695,39 @@ static void ov_between(qv *q, vec *out, bool mutex, ov_fields *a, ov_fields *b) 
   }
 }
 
-/* orderedPairSet: Has(a, b, mutex) */
-static bool pair_has(qv *q, smap *m, const char *key, bool mutex) {
-  uintptr_t v = (uintptr_t)smap_get(m, key);
+/* orderedPairSet: Has(a, b, mutex) / Add(a, b, mutex), over an inner name map */
+static bool pair_has(const smap *inner, const char *b, bool mutex) {
+  uintptr_t v = inner ? (uintptr_t)smap_get(inner, b) : 0;
   if (!v) return false;
-  bool stored = v == 2;
-  return mutex ? true : !stored;
+  return mutex ? true : v != 2;
 }
-static void pair_add(qv *q, smap *m, const char *key, bool mutex) {
-  if (!smap_put(q->a, m, key, (void *)(uintptr_t)(mutex ? 2 : 1))) q->oom = true;
+static smap *pair_inner(qv *q, smap *inner) {
+  if (inner) return inner;
+  inner = rg_alloc(q->a, sizeof(smap));
+  if (!inner) q->oom = true;
+  return inner;
 }
-static const char *pair_key(qv *q, const char *a, const char *b) {
-  size_t n = strlen(a) + strlen(b) + 2;
-  char *k = rg_alloc(q->a, n);
-  if (!k) {
-    q->oom = true;
-    return "";
+static void pair_add(qv *q, smap *inner, const char *b, bool mutex) {
+  if (inner && !smap_put(q->a, inner, b, (void *)(uintptr_t)(mutex ? 2 : 1))) q->oom = true;
+}
+static smap *frag_inner(qv *q, const char *a) {
+  smap *in = smap_get(&q->ov_frag_pairs, a);
+  if (!in) {
+    in = pair_inner(q, NULL);
+    if (in && !smap_put(q->a, &q->ov_frag_pairs, a, in)) q->oom = true;
   }
-  snprintf(k, n, "%s\x01%s", a, b);
-  return k;
+  return in;
 }
 
 static void ov_fields_fragment(qv *q, vec *out, bool mutex, ov_fields *m, const rv *spread) {
   const char *fname = S(&q->sh, spread, "Name");
-  const char *key = pair_key(q, addr_key(q, m), fname);
-  if (q->oom || pair_has(q, &q->ov_pairs, key, mutex)) return;
-  pair_add(q, &q->ov_pairs, key, mutex);
+  smap *inner = pmap_get(&q->ov_pairs, m);
+  if (q->oom || pair_has(inner, fname, mutex)) return;
+  if (!inner) {
+    inner = pair_inner(q, NULL);
+    if (inner && !pmap_put(q->a, &q->ov_pairs, m, inner)) q->oom = true;
+  }
+  pair_add(q, inner, fname, mutex);
   const rv *fd = smap_get(&q->frags, fname);
   if (!fd) return;
   ov_fields *mb = ov_get(q, fd);
@@ -1708,9 +1744,9 @@ static void ov_fields_fragment(qv *q, vec *out, bool mutex, ov_fields *m, const 
 static void ov_fragments(qv *q, vec *out, bool mutex, const rv *sa, const rv *sb) {
   const char *na = S(&q->sh, sa, "Name"), *nb = S(&q->sh, sb, "Name");
   if (!strcmp(na, nb)) return;
-  if (pair_has(q, &q->ov_frag_pairs, pair_key(q, na, nb), mutex)) return;
-  pair_add(q, &q->ov_frag_pairs, pair_key(q, na, nb), mutex);
-  pair_add(q, &q->ov_frag_pairs, pair_key(q, nb, na), mutex);
+  if (pair_has(smap_get(&q->ov_frag_pairs, na), nb, mutex)) return;
+  pair_add(q, frag_inner(q, na), nb, mutex);
+  pair_add(q, frag_inner(q, nb), na, mutex);
   const rv *fa = smap_get(&q->frags, na), *fb = smap_get(&q->frags, nb);
   if (!fa || !fb || q->oom) return;
   if (++q->ov_depth > GQ_MAX_WALK_DEPTH) {
@@ -1866,7 +1902,7 @@ static void walk_selection(qv *q, const gq_def *parent, const rv *sel) {
   int k = sel_kind(q, sel);
   if (k == SEL_FIELD) {
     const char *name = S(&q->sh, sel, "Name");
-    if (!smap_put(q->a, &q->objdef, addr_key(q, sel), (void *)(uintptr_t)parent)) q->oom = true;
+    if (!pmap_put(q->a, &q->objdef, sel, (void *)(uintptr_t)parent)) q->oom = true;
     const rv *def = field_def(q, parent, name);
     const gq_def *next = def ? sdef(q->s, type_name(O(&q->sh, def, "Type"), 0)) : NULL;
     size_t na;
@@ -2049,7 +2085,7 @@ static void walk_operation(qv *q, const rv *op, size_t nops) {
   if (!*name && nops > 1) qv_err(q, op, "This anonymous operation must be the only defined operation.");
   /* NoUnusedVariables */
   for (size_t i = 0; i < nv; i++) {
-    if (smap_get(&q->used_vars, addr_key(q, vds[i]))) continue;
+    if (pmap_get(&q->used_vars, vds[i])) continue;
     if (*name) qv_err(q, vds[i], "Variable \"$%s\" is never used in operation \"%s\".", S(&q->sh, vds[i], "Variable"), name);
     else qv_err(q, vds[i], "Variable \"$%s\" is never used.", S(&q->sh, vds[i], "Variable"));
   }
