@@ -495,7 +495,17 @@ static void quote(char *o, size_t cap, const char *s, size_t n) {
     else if (c == '\t') o[w++] = '\\', o[w++] = 't';
     else if (c == '\r') o[w++] = '\\', o[w++] = 'r';
     else if (c < 0x20 || c == 0x7f) w += (size_t)snprintf(o + w, cap - w, "\\x%02x", c);
-    else o[w++] = (char)c;
+    else if (c >= 0x80) {
+      /* strconv.Quote: valid UTF-8 kept, invalid bytes escaped */
+      size_t cw;
+      uint32_t r = u8dec((const unsigned char *)s + i, n - i, &cw);
+      if (r == 0xFFFD && cw == 1) {
+        w += (size_t)snprintf(o + w, cap - w, "\\x%02x", c);
+      } else {
+        memcpy(o + w, s + i, cw);
+        w += cw, i += cw - 1;
+      }
+    } else o[w++] = (char)c;
   }
   o[w++] = '"';
   o[w] = 0;
