@@ -515,12 +515,15 @@ static void p_error(gq_p *p, const gq_tok *t, const char *fmt, ...) CT_PRINTF(3,
 static void p_error(gq_p *p, const gq_tok *t, const char *fmt, ...) {
   if (p->failed) return;
   p->failed = true;
-  char m[CT_ERR_MSG_MAX - 64];
+  char m[CT_ERR_MSG_MAX - 128];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(m, sizeof(m), fmt, ap);
   va_end(ap);
-  snprintf(p->msg, sizeof(p->msg), "%s in GraphQL string at location %ld:%ld", m, t->line, t->col);
+  /* OPA reads the location back with ParseUint: a negative column (block strings spanning lines
+   * make gqlparser compute one) falls back to the raw error text */
+  if (t->line < 0 || t->col < 0) snprintf(p->msg, sizeof(p->msg), "GraphQL parse error: input:%ld:%ld: %s", t->line, t->col, m);
+  else snprintf(p->msg, sizeof(p->msg), "%s in GraphQL string at location %ld:%ld", m, t->line, t->col);
 }
 static void p_oom(gq_p *p) {
   if (p->failed) return;
@@ -531,8 +534,8 @@ static void p_oom(gq_p *p) {
 /* tok.String(): kind, plus the quoted value when there is one */
 static const char *tok_str(const gq_tok *t, char *buf, size_t cap) {
   if (!t->vn) return tk_str[t->kind];
-  char q[200];
-  quote(q, sizeof(q), t->v, t->vn < 150 ? t->vn : 150);
+  char q[CT_ERR_MSG_MAX];
+  quote(q, sizeof(q), t->v, t->vn); /* error messages are bounded by ct_err anyway */
   snprintf(buf, cap, "%s %s", tk_str[t->kind], q);
   return buf;
 }
@@ -656,13 +659,13 @@ static gq_tok p_expect_kw(gq_p *p, const char *kw, rv **comment) {
   gq_tok t = p_peek(p);
   if (comment) *comment = p->comment;
   if (t.kind == TK_NAME && t.vn == strlen(kw) && !memcmp(t.v, kw, t.vn)) return p_next(p);
-  char b[256];
+  char b[CT_ERR_MSG_MAX + 32];
   p_error(p, &t, "Expected \"%s\", found %s", kw, tok_str(&t, b, sizeof(b)));
   return t;
 }
 
 static void p_unexpected_tok(gq_p *p, const gq_tok *t) {
-  char b[256];
+  char b[CT_ERR_MSG_MAX + 32];
   p_error(p, t, "Unexpected %s", tok_str(t, b, sizeof(b)));
 }
 static void p_unexpected(gq_p *p) {

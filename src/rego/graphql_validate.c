@@ -2218,7 +2218,8 @@ static ct_status format_errors(const char *all, ct_err *err) {
   if (p3) {
     char *e1, *e2;
     unsigned long line = strtoul(p1 + 1, &e1, 10), col = strtoul(p2 + 1, &e2, 10);
-    if (e1 == p2 && e2 == p3 && e1 != p1 + 1 && e2 != p2 + 1) {
+    if (e1 == p2 && e2 == p3 && e1 != p1 + 1 && e2 != p2 + 1 && p1[1] >= '0' && p1[1] <= '9' && p2[1] >= '0' &&
+        p2[1] <= '9') {
       const char *m = p3 + 1;
       while (*m == ' ') m++;
       size_t ml = strlen(m);
