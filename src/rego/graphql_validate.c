@@ -1236,8 +1236,12 @@ static void on_value(qv *q, const rv *v, const rv *expected, const gq_def *def, 
                      def->fields.n ? S(&q->sh, def->fields.v[0], "Name") : "");
           }
           for (size_t j = 0; j < n; j++)
-            if (!list_for_name(&def->fields, S(&q->sh, ch[j], "Name")))
-              qv_err(q, ch[j], "Field \"%s\" is not defined by type \"%s\".", S(&q->sh, ch[j], "Name"), def->name);
+            if (!list_for_name(&def->fields, S(&q->sh, ch[j], "Name"))) {
+              char sg[300];
+              const char **fnames = names_of(q, def->fields.v, def->fields.n);
+              suggest(sg, sizeof(sg), "Did you mean", S(&q->sh, ch[j], "Name"), fnames, fnames ? def->fields.n : 0, true);
+              qv_err(q, ch[j], "Field \"%s\" is not defined by type \"%s\".%s", S(&q->sh, ch[j], "Name"), def->name, sg);
+            }
           break;
         }
         default: break;
