@@ -2291,6 +2291,7 @@ typedef struct {
 } gq_fd;
 struct gq_sd {
   const gq_fd *f;
+  bool exact; /* decoded by gqlparser's own UnmarshalJSON (exact key names) */
 };
 
 static const gq_sd SD_type, SD_value, SD_child, SD_arg, SD_dir, SD_dirdef, SD_def, SD_fielddef, SD_argdef, SD_enumval,
@@ -2346,11 +2347,11 @@ static const gq_fd FD_sdoc[] = {F("Schema", 'l', &SD_schemadef), F("SchemaExtens
                                 F("Directives", 'l', &SD_dirdef), F("DirectiveExtensions", 'l', &SD_dirdef),
                                 F("Definitions", 'l', &SD_def), F("Extensions", 'l', &SD_def), F("Comment", 'c', NULL), {0}};
 #undef F
-static const gq_sd SD_type = {FD_type}, SD_value = {FD_value}, SD_child = {FD_child}, SD_arg = {FD_arg},
-                   SD_dir = {FD_dir}, SD_dirdef = {FD_dirdef}, SD_def = {FD_def}, SD_fielddef = {FD_fielddef},
-                   SD_argdef = {FD_argdef}, SD_enumval = {FD_enumval}, SD_vardef = {FD_vardef},
-                   SD_field = {FD_field}, SD_op = {FD_op}, SD_frag = {FD_frag}, SD_qdoc = {FD_qdoc},
-                   SD_sdoc = {FD_sdoc}, SD_schemadef = {FD_schemadef}, SD_optype = {FD_optype};
+static const gq_sd SD_type = {FD_type, false}, SD_value = {FD_value, false}, SD_child = {FD_child, false}, SD_arg = {FD_arg, false},
+                   SD_dir = {FD_dir, false}, SD_dirdef = {FD_dirdef, false}, SD_def = {FD_def, false}, SD_fielddef = {FD_fielddef, false},
+                   SD_argdef = {FD_argdef, false}, SD_enumval = {FD_enumval, false}, SD_vardef = {FD_vardef, false},
+                   SD_field = {FD_field, true}, SD_op = {FD_op, true}, SD_frag = {FD_frag, true}, SD_qdoc = {FD_qdoc, false},
+                   SD_sdoc = {FD_sdoc, false}, SD_schemadef = {FD_schemadef, false}, SD_optype = {FD_optype, false};
 
 typedef struct {
   rg_arena *a;
@@ -2365,6 +2366,29 @@ static void nz_bad(nz *z, const char *key, const char *want) {
 }
 
 static rv *nz_struct(nz *z, const rv *in, const gq_sd *sd, int depth);
+
+static bool ascii_fold_eq(const char *a, const char *b) {
+  for (; *a && *b; a++, b++) {
+    char x = (char)((*a >= 'A' && *a <= 'Z') ? *a + 32 : *a), y = (char)((*b >= 'A' && *b <= 'Z') ? *b + 32 : *b);
+    if (x != y) return false;
+  }
+  return *a == *b;
+}
+
+/* The value encoding/json assigns to a struct field: keys are decoded in order (OPA serialises
+ * objects with sorted keys), each matching its field exactly or case-insensitively, the last one
+ * winning; null leaves a string / bool / int untouched but clears a pointer or slice. */
+static rv *nz_get(const rv *in, const char *name, bool exact, bool scalar) {
+  if (exact) return rv_obj_gets(in, name);
+  rv *v = NULL;
+  for (size_t i = 0; i < in->n; i++) {
+    const rv *k = in->u.o.k[i];
+    if (k->t != RV_STR || !ascii_fold_eq(k->u.s, name)) continue;
+    if (scalar && in->u.o.v[i]->t == RV_NULL) continue;
+    v = in->u.o.v[i];
+  }
+  return v;
+}
 
 /* a pruned list: nulls and empty objects dropped (OPA's pruning) */
 static rv *nz_list(nz *z, const rv *in, const char *key, const gq_sd *sd, bool strings, int depth) {
@@ -2404,7 +2428,7 @@ static rv *nz_comment(nz *z, const rv *in, const char *key) {
     nz_bad(z, key, "CommentGroup");
     return NULL;
   }
-  rv *list = rv_obj_gets(in, "List");
+  rv *list = nz_get(in, "List", false, false);
   if (!list || list->t == RV_NULL) return NULL;
   if (list->t != RV_ARR) {
     nz_bad(z, "List", "array");
@@ -2423,7 +2447,7 @@ static rv *nz_comment(nz *z, const rv *in, const char *key) {
       nz_bad(z, "List", "Comment");
       return NULL;
     }
-    rv *v = rv_obj_gets(c, "Value");
+    rv *v = nz_get(c, "Value", false, true);
     if (v && v->t != RV_STR && v->t != RV_NULL) {
       nz_bad(z, "Value", "string");
       return NULL;
@@ -2459,7 +2483,7 @@ static rv *nz_struct(nz *z, const rv *in, const gq_sd *sd, int depth) {
   rv *ks[16], *vs[16];
   size_t n = 0;
   for (const gq_fd *f = sd->f; f->name; f++) {
-    rv *v = rv_obj_gets(in, f->name), *o = NULL;
+    rv *v = nz_get(in, f->name, sd->exact, f->kind == 's' || f->kind == 'b' || f->kind == 'i'), *o = NULL;
     switch (f->kind) {
       case 's':
         if (v && v->t != RV_STR && v->t != RV_NULL) nz_bad(z, f->name, "string");
