@@ -477,7 +477,9 @@ ct_status as_evaluate(as_service *as, const as_request *req, char **token, json_
   CT_ENSURE(ear, err, CT_ENOMEM, "out of memory building the EAR");
   char *payload = NULL;
   st = ct_json_dump(ear, &payload, err);
-  json_t *header = json_pack("{s:s, s:O}", "typ", "JWT", "jwk", as->header_jwk);
+  /* A private copy: jansson's reference counting reads the count non-atomically, so a JSON value
+   * shared by concurrent evaluations must never be referenced, only copied. */
+  json_t *header = json_pack("{s:s, s:o}", "typ", "JWT", "jwk", json_deep_copy(as->header_jwk));
   if (st == CT_OK)
     st = jose_jws_sign("ES256", as->signer, header, (const uint8_t *)payload, strlen(payload), token, err);
   json_decref(header);

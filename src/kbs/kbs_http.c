@@ -20,10 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "ct_log.h"
+#include "ct_mem.h"
 
 #define KBS_HTTP_MAX_WORKERS 64
 #define KBS_HTTP_MAX_SOCKETS 16
@@ -38,8 +40,35 @@ typedef struct kbs_http__worker {
   bool started;
 } kbs_http__worker;
 
+/* A request handed from a loop thread to the compute pool. It owns copies of everything a handler
+ * reads, because the loop may free the evhttp request (peer closed) while the job is queued. */
+typedef struct kbs_http__job {
+  struct kbs_http_server *server;
+  struct kbs_http__worker *loop;  /* the loop that owns the connection and sends the reply */
+  struct evhttp_request *ereq;    /* touched only on the owning loop thread */
+  struct evhttp_connection *evcon;
+  bool dead;                      /* the connection closed: never touch ereq again */
+  kbs_http_request req;
+  kbs_http_response resp;
+  char *uri, *query, *authorization, *cookie;
+  uint8_t *body;
+  struct kbs_http__job *next;
+} kbs_http__job;
+
+#define KBS_HTTP_MAX_QUEUE 4096
+#define KBS_HTTP_MAX_POOL 64
+
 struct kbs_http_server {
   atomic_bool stopping;
+  /* Compute pool: handlers run here, in global FIFO order, so a connection's position on a loop
+   * does not decide its latency (SO_REUSEPORT splits connections unevenly across loops). */
+  pthread_mutex_t qlock;
+  pthread_cond_t qcond;
+  kbs_http__job *qhead, *qtail;
+  size_t qlen;
+  unsigned n_pool;
+  pthread_t pool[KBS_HTTP_MAX_POOL];
+  bool pool_started[KBS_HTTP_MAX_POOL];
   kbs_http_handler handler;
   void *ctx;
   SSL_CTX *ssl;
@@ -51,9 +80,7 @@ struct kbs_http_server {
 
 const char *kbs_http_header(const kbs_http_request *req, const char *name) { return req->header(req, name); }
 
-static const char *kbs_http__evhttp_header(const kbs_http_request *req, const char *name) {
-  return evhttp_find_header(evhttp_request_get_input_headers(req->native), name);
-}
+
 
 /* "IPv4:port" or "[IPv6]:port"; port 0 asks the kernel for a free port (tests use it). */
 static ct_status kbs_http__parse_addr(const char *spec, struct sockaddr_storage *ss, socklen_t *len,
@@ -134,39 +161,137 @@ static kbs_http_method kbs_http__method(enum evhttp_cmd_type t) {
   }
 }
 
-static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
+static const char *kbs_http__job_header(const kbs_http_request *req, const char *name) {
+  const kbs_http__job *j = req->native;
+  if (!strcasecmp(name, "Authorization")) return j->authorization;
+  if (!strcasecmp(name, "Cookie")) return j->cookie;
+  return NULL;
+}
+
+static void kbs_http__job_free(kbs_http__job *j) {
+  ct_buf_free_secret(&j->resp.body);
+  if (j->body) {
+    ct_wipe(j->body, j->req.body_len);
+    free(j->body);
+  }
+  free(j->req.path);
+  free(j->uri);
+  free(j->query);
+  if (j->authorization) ct_wipe(j->authorization, strlen(j->authorization));
+  free(j->authorization);
+  free(j->cookie);
+  free(j);
+}
+
+static void kbs_http__send(struct evhttp_request *ereq, kbs_http_response *resp) {
+  struct evkeyvalq *oh = evhttp_request_get_output_headers(ereq);
+  if (resp->content_type) evhttp_add_header(oh, "Content-Type", resp->content_type);
+  if (resp->set_cookie[0]) evhttp_add_header(oh, "Set-Cookie", resp->set_cookie);
+  struct evbuffer *out = evbuffer_new();
+  if (out && resp->body.len) evbuffer_add(out, resp->body.data, resp->body.len);
+  evhttp_send_reply(ereq, resp->status, resp->status < 400 ? "OK" : "Error", out);
+  if (out) evbuffer_free(out);
+}
+
+/* Runs on the owning loop when the peer closes while its request is still being handled. */
+static void kbs_http__conn_closed(struct evhttp_connection *evcon, void *arg) {
+  (void)evcon;
+  ((kbs_http__job *)arg)->dead = true;
+}
+
+/* Runs on the owning loop once the pool has built the response. */
+static void kbs_http__complete(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  kbs_http__job *j = arg;
+  if (!j->dead) {
+    evhttp_connection_set_closecb(j->evcon, NULL, NULL);
+    kbs_http__send(j->ereq, &j->resp);
+  }
+  kbs_http__job_free(j);
+}
+
+static void *kbs_http__pool_run(void *arg) {
   kbs_http_server *s = arg;
-  kbs_http_request req = {0};
-  kbs_http_response resp = {0};
-  resp.status = 500;
-  ct_buf_init(&resp.body, 64u << 20);
-  req.native = ereq;
-  req.header = kbs_http__evhttp_header;
-  req.method = kbs_http__method(evhttp_request_get_command(ereq));
-  req.uri = evhttp_request_get_uri(ereq);
-  const struct evhttp_uri *parsed = evhttp_request_get_evhttp_uri(ereq);
-  const char *raw_path = parsed ? evhttp_uri_get_path(parsed) : NULL;
-  req.query = parsed ? evhttp_uri_get_query(parsed) : NULL;
-  size_t decoded_len = 0;
-  req.path = evhttp_uridecode(raw_path ? raw_path : "/", 0, &decoded_len);
-  req.path_len = decoded_len;
-  struct evbuffer *in = evhttp_request_get_input_buffer(ereq);
-  req.body_len = evbuffer_get_length(in);
-  req.body = req.body_len ? evbuffer_pullup(in, -1) : (const uint8_t *)"";
-  if (!req.path) {
-    evhttp_send_error(ereq, 400, "Bad path");
+  for (;;) {
+    pthread_mutex_lock(&s->qlock);
+    while (!s->qhead && !atomic_load(&s->stopping)) pthread_cond_wait(&s->qcond, &s->qlock);
+    kbs_http__job *j = s->qhead;
+    if (j) {
+      s->qhead = j->next;
+      if (!s->qhead) s->qtail = NULL;
+      s->qlen--;
+    }
+    pthread_mutex_unlock(&s->qlock);
+    if (!j) return NULL; /* stopping and drained */
+    s->handler(s->ctx, &j->req, &j->resp);
+    /* Hand the reply back to the connection's loop; if that fails the loop is gone (shutdown)
+     * and evhttp_free releases the request. */
+    struct timeval now = {0, 0};
+    if (event_base_once(j->loop->base, -1, EV_TIMEOUT, kbs_http__complete, j, &now) != 0) kbs_http__job_free(j);
+  }
+}
+
+static char *kbs_http__dup(const char *v) { return v ? strdup(v) : NULL; }
+
+static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
+  kbs_http__worker *w = arg;
+  kbs_http_server *s = w->server;
+  kbs_http__job *j = calloc(1, sizeof *j);
+  if (!j) {
+    evhttp_send_error(ereq, 503, "Out of memory");
     return;
   }
-  s->handler(s->ctx, &req, &resp);
-  struct evkeyvalq *oh = evhttp_request_get_output_headers(ereq);
-  if (resp.content_type) evhttp_add_header(oh, "Content-Type", resp.content_type);
-  if (resp.set_cookie[0]) evhttp_add_header(oh, "Set-Cookie", resp.set_cookie);
-  struct evbuffer *out = evbuffer_new();
-  if (out && resp.body.len) evbuffer_add(out, resp.body.data, resp.body.len);
-  evhttp_send_reply(ereq, resp.status, resp.status < 400 ? "OK" : "Error", out);
-  if (out) evbuffer_free(out);
-  ct_buf_free_secret(&resp.body);
-  free(req.path);
+  j->server = s;
+  j->loop = w;
+  j->ereq = ereq;
+  j->evcon = evhttp_request_get_connection(ereq);
+  j->resp.status = 500;
+  ct_buf_init(&j->resp.body, 64u << 20);
+  kbs_http_request *req = &j->req;
+  req->native = j;
+  req->header = kbs_http__job_header;
+  req->method = kbs_http__method(evhttp_request_get_command(ereq));
+  const struct evhttp_uri *parsed = evhttp_request_get_evhttp_uri(ereq);
+  const char *raw_path = parsed ? evhttp_uri_get_path(parsed) : NULL;
+  size_t decoded_len = 0;
+  req->path = evhttp_uridecode(raw_path ? raw_path : "/", 0, &decoded_len);
+  req->path_len = decoded_len;
+  struct evkeyvalq *in_headers = evhttp_request_get_input_headers(ereq);
+  j->uri = kbs_http__dup(evhttp_request_get_uri(ereq));
+  j->query = kbs_http__dup(parsed ? evhttp_uri_get_query(parsed) : NULL);
+  j->authorization = kbs_http__dup(evhttp_find_header(in_headers, "Authorization"));
+  j->cookie = kbs_http__dup(evhttp_find_header(in_headers, "Cookie"));
+  struct evbuffer *in = evhttp_request_get_input_buffer(ereq);
+  req->body_len = evbuffer_get_length(in);
+  j->body = malloc(req->body_len + 1);
+  bool ok = req->path && j->uri && j->body;
+  if (ok && req->body_len) evbuffer_copyout(in, j->body, req->body_len);
+  if (j->body) j->body[req->body_len] = 0;
+  req->uri = j->uri;
+  req->query = j->query;
+  req->body = j->body;
+  if (!ok) {
+    evhttp_send_error(ereq, req->path ? 503 : 400, req->path ? "Out of memory" : "Bad path");
+    kbs_http__job_free(j);
+    return;
+  }
+  pthread_mutex_lock(&s->qlock);
+  bool full = s->qlen >= KBS_HTTP_MAX_QUEUE;
+  if (!full) {
+    if (s->qtail) s->qtail->next = j;
+    else s->qhead = j;
+    s->qtail = j;
+    s->qlen++;
+    pthread_cond_signal(&s->qcond);
+  }
+  pthread_mutex_unlock(&s->qlock);
+  if (full) {
+    evhttp_send_error(ereq, 503, "Busy");
+    kbs_http__job_free(j);
+    return;
+  }
+  evhttp_connection_set_closecb(j->evcon, kbs_http__conn_closed, j);
 }
 
 /* A loopbreak sent before a loop starts is lost, so each loop also polls the stop flag. */
@@ -214,6 +339,8 @@ ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   s->handler = handler;
   s->ctx = ctx;
+  pthread_mutex_init(&s->qlock, NULL);
+  pthread_cond_init(&s->qcond, NULL);
   s->max_body = cfg->max_body;
   unsigned n = cfg->workers ? cfg->workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
   if (n == 0) n = 1;
@@ -235,7 +362,7 @@ ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_DELETE);
     evhttp_set_default_content_type(w->http, "application/json");
-    evhttp_set_gencb(w->http, kbs_http__dispatch, s);
+    evhttp_set_gencb(w->http, kbs_http__dispatch, w);
     struct timeval poll = {0, 200 * 1000};
     w->stop_check = event_new(w->base, -1, EV_PERSIST, kbs_http__stop_check, w);
     CT_ENSURE_GOTO(st, w->stop_check && event_add(w->stop_check, &poll) == 0, fail, err, CT_ENOMEM,
@@ -271,6 +398,13 @@ fail:
 }
 
 ct_status kbs_http_run(kbs_http_server *s, ct_err *err) {
+  /* As many handler threads as loops: the work is CPU-bound. */
+  s->n_pool = s->n_workers < KBS_HTTP_MAX_POOL ? s->n_workers : KBS_HTTP_MAX_POOL;
+  for (unsigned i = 0; i < s->n_pool; i++) {
+    if (pthread_create(&s->pool[i], NULL, kbs_http__pool_run, s) != 0)
+      return ct_fail(err, CT_EIO, "cannot start handler thread %u", i);
+    s->pool_started[i] = true;
+  }
   for (unsigned i = 0; i < s->n_workers; i++) {
     if (pthread_create(&s->workers[i].thread, NULL, kbs_http__run, &s->workers[i]) != 0)
       return ct_fail(err, CT_EIO, "cannot start worker thread %u", i);
@@ -286,6 +420,12 @@ int kbs_http_bound_port(const kbs_http_server *s, size_t socket_index) {
 void kbs_http_stop(kbs_http_server *s) {
   if (!s) return;
   atomic_store(&s->stopping, true);
+  /* Handlers first: they may still hand replies to the loops. */
+  pthread_mutex_lock(&s->qlock);
+  pthread_cond_broadcast(&s->qcond);
+  pthread_mutex_unlock(&s->qlock);
+  for (unsigned i = 0; i < s->n_pool; i++)
+    if (s->pool_started[i]) pthread_join(s->pool[i], NULL);
   for (unsigned i = 0; i < s->n_workers; i++)
     if (s->workers[i].base) event_base_loopbreak(s->workers[i].base);
   for (unsigned i = 0; i < s->n_workers; i++)
@@ -298,6 +438,12 @@ void kbs_http_stop(kbs_http_server *s) {
     if (s->workers[i].http) evhttp_free(s->workers[i].http);
     if (s->workers[i].base) event_base_free(s->workers[i].base);
   }
+  for (kbs_http__job *j = s->qhead, *n; j; j = n) { /* queued but never handled */
+    n = j->next;
+    kbs_http__job_free(j);
+  }
+  pthread_cond_destroy(&s->qcond);
+  pthread_mutex_destroy(&s->qlock);
   if (s->ssl) SSL_CTX_free(s->ssl);
   free(s);
 }

@@ -2,8 +2,9 @@
  * kbs_http.h - the KBS's HTTP(S) server: libevent evhttp, one event loop per worker thread,
  * each with its own SO_REUSEPORT listeners, TLS through bufferevent_openssl.
  *
- * Handlers run on the worker's loop thread and must not block for long; every handler is
- * called with a fully-read body bounded by max_body bytes.
+ * Loops do I/O and TLS only; handlers run on a pool of as many threads, fed in one FIFO order
+ * across all connections. A handler gets copies of the request line, the Authorization and
+ * Cookie headers and the body (bounded by max_body), so it never touches libevent objects.
  */
 #ifndef KBS_HTTP_H
 #define KBS_HTTP_H
@@ -25,8 +26,8 @@ typedef struct kbs_http_request {
   const char *query;  /* raw query string without '?', or NULL */
   const uint8_t *body;
   size_t body_len;
-  /* Header lookup (case-insensitive name); NULL when absent. Lets handlers run without a socket
-   * (fuzzing, tests). */
+  /* Header lookup (case-insensitive name); NULL when absent. The server provides Authorization
+   * and Cookie; synthetic requests (fuzzing, tests) provide their own. */
   const char *(*header)(const struct kbs_http_request *req, const char *name);
   void *native;       /* struct evhttp_request *, or the header source of a synthetic request */
 } kbs_http_request;
