@@ -131,7 +131,7 @@ static void test_tamper(void **s) {
   json_t *c = NULL, *ev;
 
   assert_int_equal(azt__verify(&f, f.ev, "challengf", NULL, 0, &c, &err), CT_ECRYPTO);
-  assert_non_null(strstr(err.msg, "nonce doesn't match"));
+  assert_non_null(strstr(err.msg, "nonce (extraData) does not match"));
   assert_int_not_equal(azt__verify(&f, f.ev, NULL, NULL, 0, &c, &err), CT_OK);
 
   ev = json_deep_copy(f.ev);

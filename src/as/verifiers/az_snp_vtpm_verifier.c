@@ -22,6 +22,7 @@
 
 #include "as_verifier.h"
 #include "az_hcl.h"
+#include "az_vtpm.h"
 #include "ct_codec.h"
 #include "ct_digest.h"
 #include "ct_json.h"
@@ -29,7 +30,6 @@
 #include "snp.h"
 #include "tpm_quote.h"
 
-#define AZ_INITDATA_PCR 8
 #define AZ_HCL_MAX (256u << 10)
 
 typedef struct az__ev {
@@ -158,16 +158,6 @@ static ct_status az__var_data(az__state *s, const az_hcl_report *h, EVP_PKEY **a
   return CT_OK;
 }
 
-static ct_status az__hex_member(const json_t *o, const char *k, size_t max, uint8_t **out,
-                                size_t *len, ct_err *err) {
-  json_t *v = json_object_get(o, k);
-  CT_ENSURE(json_is_string(v) && json_string_length(v) <= 2 * max, err, CT_EINVAL,
-            "az-snp-vtpm evidence: tpm_quote.%s must be a hex string of at most %zu bytes", k, max);
-  if (ct_hex_decode(json_string_value(v), json_string_length(v), out, len, err) != CT_OK)
-    return ct_err_prefix(err, "az-snp-vtpm evidence: tpm_quote.%s: ", k);
-  return CT_OK;
-}
-
 /* A JSON array of byte values (the v0 serde form). */
 static ct_status az__int_bytes(const json_t *a, const char *what, size_t max, uint8_t **out,
                                size_t *len, ct_err *err) {
@@ -261,8 +251,8 @@ static ct_status az__parse_evidence(const json_t *ev, az__ev *e, ct_err *err) {
   e->version = (int)json_integer_value(ver);
   json_t *q = json_object_get(ev, "tpm_quote");
   CT_ENSURE(json_is_object(q), err, CT_EINVAL, "az-snp-vtpm evidence: tpm_quote is missing");
-  CT_GUARD(az__hex_member(q, "signature", 1024, &e->sig, &e->sig_len, err));
-  CT_GUARD(az__hex_member(q, "message", 4096, &e->msg, &e->msg_len, err));
+  CT_GUARD(az_vtpm_hex_member("az-snp-vtpm", q, "signature", 1024, &e->sig, &e->sig_len, err));
+  CT_GUARD(az_vtpm_hex_member("az-snp-vtpm", q, "message", 4096, &e->msg, &e->msg_len, err));
   CT_GUARD(az__pcrs(json_object_get(q, "pcrs"), true, e, err));
   CT_GUARD(az__b64_member(ev, "hcl_report", &e->hcl, &e->hcl_len, err));
   CT_GUARD(az__b64_member(ev, "vcek", &e->vcek, &e->vcek_len, err));
@@ -276,13 +266,6 @@ static json_t *az__fmt(unsigned v) {
 }
 
 static json_t *az__bool(bool b) { return json_string(b ? "true" : "false"); }
-
-static json_t *az__hex(const uint8_t *p, size_t n) {
-  char b[129];
-  if (n > 64) return NULL;
-  ct_hex_into(p, n, b);
-  return json_string(b);
-}
 
 /* Trustee's parse_tee_evidence_az plus extend_claim: everything rendered as strings. */
 static ct_status az__claims(const snp_report *r, const az__ev *e, const tpm_attest *a,
@@ -310,16 +293,12 @@ static ct_status az__claims(const snp_report *r, const az__ev *e, const tpm_atte
       "init_data", host);
   free(meas);
   free(host);
-  json_t *tpm = json_object();
-  CT_ENSURE(c && tpm, err, CT_ENOMEM, "out of memory building az-snp-vtpm claims");
-  for (size_t i = 0; i < e->n_pcrs; i++) {
-    char k[8];
-    snprintf(k, sizeof k, "pcr%02u", pcr_no[i]);
-    json_object_set_new(tpm, k, az__hex(e->pcrs[i], 32));
-    if (pcr_no[i] == AZ_INITDATA_PCR) json_object_set_new(c, "init_data", az__hex(e->pcrs[i], 32));
+  CT_ENSURE(c, err, CT_ENOMEM, "out of memory building az-snp-vtpm claims");
+  ct_status cst = az_vtpm_claims(c, (const uint8_t(*)[32])e->pcrs, pcr_no, e->n_pcrs, a, err);
+  if (cst != CT_OK) {
+    json_decref(c);
+    return cst;
   }
-  json_object_set_new(c, "tpm", tpm);
-  json_object_set_new(c, "report_data", az__hex(a->extra_data, a->extra_data_len));
   *out = c;
   return CT_OK;
 }
@@ -361,15 +340,7 @@ static ct_status az__verify(void *state, const as_verify_request *req, json_t **
                    "az-snp-vtpm: HCL user-data does not start with the expected report data");
   }
   /* 2. The quote's nonce is this session's report data, byte for byte. */
-  if (!ct_memeq(a.extra_data, a.extra_data_len, req->report_data, req->report_data_len)) {
-    char want[129] = "", got[129] = "";
-    if (req->report_data_len <= 64) ct_hex_into(req->report_data, req->report_data_len, want);
-    ct_hex_into(a.extra_data, a.extra_data_len, got);
-    st = ct_fail(err, CT_ECRYPTO,
-                 "az-snp-vtpm: TPM quote nonce (extraData) does not match the expected report "
-                 "data: expected %s, found %s", want, got);
-    goto out;
-  }
+  CT_GUARD_GOTO(st, az_vtpm_check_nonce("az-snp-vtpm", &a, req->report_data, req->report_data_len, err), out);
   /* 3. The PCR values are the quoted ones. */
   CT_GUARD_GOTO(st, tpm_quote_check_pcrs(&a, (const uint8_t(*)[32])e.pcrs, e.n_pcrs, pcr_no, err), out);
   /* 4. The variable data (hence the AK) is bound to the SNP report. */
@@ -391,27 +362,8 @@ static ct_status az__verify(void *state, const as_verify_request *req, json_t **
   CT_ENSURE_GOTO(st, r->vmpl == 0, out, err, CT_EDENIED,
                  "az-snp-vtpm: VMPL of SNP report is %u, expected 0", r->vmpl);
   /* 7. init-data: PCR8 = SHA-256(32 zero bytes || digest). */
-  if (req->init_data_digest) {
-    CT_ENSURE_GOTO(st, req->init_data_digest_len == 32, out, err, CT_EINVAL,
-                   "az-snp-vtpm: init-data digest is %zu bytes; PCR%d binding needs a SHA-256 "
-                   "digest (32 bytes)", req->init_data_digest_len, AZ_INITDATA_PCR);
-    const uint8_t *pcr8 = NULL;
-    for (size_t i = 0; i < e.n_pcrs; i++)
-      if (pcr_no[i] == AZ_INITDATA_PCR) pcr8 = e.pcrs[i];
-    CT_ENSURE_GOTO(st, pcr8, out, err, CT_EINVAL, "az-snp-vtpm: the quote does not cover PCR%d",
-                   AZ_INITDATA_PCR);
-    uint8_t in[64] = {0}, want[32];
-    memcpy(in + 32, req->init_data_digest, 32);
-    ct_sha256(in, 64, want);
-    if (memcmp(want, pcr8, 32) != 0) {
-      char w[65], g[65];
-      ct_hex_into(want, 32, w);
-      ct_hex_into(pcr8, 32, g);
-      st = ct_fail(err, CT_ECRYPTO, "az-snp-vtpm: init-data mismatch: PCR%d is %s, expected "
-                                    "SHA-256(0^32 || digest) = %s", AZ_INITDATA_PCR, g, w);
-      goto out;
-    }
-  }
+  CT_GUARD_GOTO(st, az_vtpm_check_init_data("az-snp-vtpm", (const uint8_t(*)[32])e.pcrs, pcr_no, e.n_pcrs,
+                                            req->init_data_digest, req->init_data_digest_len, err), out);
   st = az__claims(r, &e, &a, pcr_no, claims, err);
 out:
   free(user);

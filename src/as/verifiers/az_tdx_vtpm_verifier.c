@@ -20,6 +20,7 @@
 
 #include "as_verifier.h"
 #include "az_hcl.h"
+#include "az_vtpm.h"
 #include "ct_codec.h"
 #include "ct_digest.h"
 #include "ct_json.h"
@@ -27,7 +28,6 @@
 #include "tdx.h"
 #include "tpm_quote.h"
 
-#define AZT__INITDATA_PCR 8
 #define AZT__MAX_B64 (256u << 10)
 
 typedef struct azt__ev {
@@ -43,16 +43,6 @@ static void azt__ev_free(azt__ev *e) {
   free(e->msg);
   free(e->sig);
   free(e->pcrs);
-}
-
-static ct_status azt__hex(const json_t *o, const char *k, size_t max, uint8_t **out, size_t *len,
-                          ct_err *err) {
-  json_t *v = json_object_get(o, k);
-  CT_ENSURE(json_is_string(v) && json_string_length(v) <= 2 * max, err, CT_EINVAL,
-            "az-tdx-vtpm evidence: tpm_quote.%s must be a hex string of at most %zu bytes", k, max);
-  if (ct_hex_decode(json_string_value(v), json_string_length(v), out, len, err) != CT_OK)
-    return ct_err_prefix(err, "az-tdx-vtpm evidence: tpm_quote.%s: ", k);
-  return CT_OK;
 }
 
 static ct_status azt__b64(const json_t *o, const char *k, uint8_t **out, size_t *len, ct_err *err) {
@@ -90,8 +80,8 @@ static ct_status azt__parse(const json_t *ev, azt__ev *e, ct_err *err) {
             "az-tdx-vtpm evidence: version must be 1");
   json_t *q = json_object_get(ev, "tpm_quote");
   CT_ENSURE(json_is_object(q), err, CT_EINVAL, "az-tdx-vtpm evidence: tpm_quote is missing");
-  CT_GUARD(azt__hex(q, "signature", 1024, &e->sig, &e->sig_len, err));
-  CT_GUARD(azt__hex(q, "message", 4096, &e->msg, &e->msg_len, err));
+  CT_GUARD(az_vtpm_hex_member("az-tdx-vtpm", q, "signature", 1024, &e->sig, &e->sig_len, err));
+  CT_GUARD(az_vtpm_hex_member("az-tdx-vtpm", q, "message", 4096, &e->msg, &e->msg_len, err));
   json_t *a = json_object_get(q, "pcrs");
   CT_ENSURE(json_is_array(a) && json_array_size(a) <= TPM_PCRS_MAX, err, CT_EINVAL,
             "az-tdx-vtpm evidence: pcrs must be an array of at most %d hex values", TPM_PCRS_MAX);
@@ -152,14 +142,7 @@ static ct_status azt__verify(void *state, const as_verify_request *req, json_t *
   }
   CT_GUARD_GOTO(st, tpm_attest_parse(e.msg, e.msg_len, &a, err), out);
   /* 2. Nonce. */
-  if (!ct_memeq(a.extra_data, a.extra_data_len, req->report_data, req->report_data_len)) {
-    char want[129] = "", got[129] = "";
-    if (req->report_data_len <= 64) ct_hex_into(req->report_data, req->report_data_len, want);
-    if (a.extra_data_len <= 64) ct_hex_into(a.extra_data, a.extra_data_len, got);
-    st = ct_fail(err, CT_ECRYPTO, "az-tdx-vtpm: TPM quote nonce doesn't match expected report_data: "
-                 "expected %s, found %s", want, got);
-    goto out;
-  }
+  CT_GUARD_GOTO(st, az_vtpm_check_nonce("az-tdx-vtpm", &a, req->report_data, req->report_data_len, err), out);
   /* 3. PCR digest. */
   st = tpm_quote_check_pcrs(&a, (const uint8_t(*)[32])e.pcrs, e.n_pcrs, pcr_no, err);
   if (st) {
@@ -183,47 +166,10 @@ static ct_status azt__verify(void *state, const as_verify_request *req, json_t *
     goto out;
   }
   /* 6. init-data in PCR8. */
-  const uint8_t *pcr8 = NULL;
-  for (size_t i = 0; i < e.n_pcrs; i++)
-    if (pcr_no[i] == AZT__INITDATA_PCR) pcr8 = e.pcrs[i];
-  if (req->init_data_digest) {
-    CT_ENSURE_GOTO(st, req->init_data_digest_len == 32, out, err, CT_EINVAL,
-                   "az-tdx-vtpm: init-data digest is %zu bytes; PCR%d binding needs a SHA-256 digest",
-                   req->init_data_digest_len, AZT__INITDATA_PCR);
-    CT_ENSURE_GOTO(st, pcr8, out, err, CT_EINVAL, "az-tdx-vtpm: the quote does not cover PCR%d",
-                   AZT__INITDATA_PCR);
-    uint8_t in[64] = {0}, want[32];
-    memcpy(in + 32, req->init_data_digest, 32);
-    ct_sha256(in, 64, want);
-    if (memcmp(want, pcr8, 32) != 0) {
-      char w[65], g[65];
-      ct_hex_into(want, 32, w);
-      ct_hex_into(pcr8, 32, g);
-      st = ct_fail(err, CT_ECRYPTO, "az-tdx-vtpm: init-data mismatch: PCR%d is %s, expected "
-                   "SHA-256(0^32 || digest) = %s", AZT__INITDATA_PCR, g, w);
-      goto out;
-    }
-  }
+  CT_GUARD_GOTO(st, az_vtpm_check_init_data("az-tdx-vtpm", (const uint8_t(*)[32])e.pcrs, pcr_no, e.n_pcrs,
+                                            req->init_data_digest, req->init_data_digest_len, err), out);
   /* Claims: the TD claims, then Trustee's extend_claim. */
-  json_t *tpm = json_object();
-  CT_ENSURE_GOTO(st, tpm, out, err, CT_ENOMEM, "out of memory");
-  for (size_t i = 0; i < e.n_pcrs && st == CT_OK; i++) {
-    char k[8], hex[65];
-    snprintf(k, sizeof k, "pcr%02u", pcr_no[i]);
-    ct_hex_into(e.pcrs[i], 32, hex);
-    st = ct_json_set_new(tpm, k, json_string(hex), err);
-  }
-  if (st == CT_OK) st = ct_json_set_new(c, "tpm", tpm, err);
-  else json_decref(tpm);
-  char *nonce = NULL;
-  if (st == CT_OK) st = ct_hex_encode(a.extra_data, a.extra_data_len, &nonce, err);
-  if (st == CT_OK) st = ct_json_set_new(c, "report_data", json_string(nonce), err);
-  free(nonce);
-  if (st == CT_OK && pcr8) {
-    char hex[65];
-    ct_hex_into(pcr8, 32, hex);
-    st = ct_json_set_new(c, "init_data", json_string(hex), err);
-  }
+  st = az_vtpm_claims(c, (const uint8_t(*)[32])e.pcrs, pcr_no, e.n_pcrs, &a, err);
   if (st) goto out;
   *claims = c;
   c = NULL;
