@@ -249,11 +249,8 @@ static int kc__config(kc_http *h, int argc, char **argv) {
       }
     }
     if (token_file) {
-      uint8_t *t = NULL;
-      size_t n = 0;
-      if (ct_file_read(token_file, 1u << 20, &t, &n, &err) != CT_OK) return kc__fail("admin token", &err);
-      while (n && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' ')) t[--n] = 0;
-      token = (char *)t;
+      int rc = kc__read_text(token_file, "admin token", &token);
+      if (rc) return rc;
     }
   }
   h->bearer = token;
