@@ -61,6 +61,8 @@ struct rg_ev {
   rv **exprvals; /* query mode: value of each top-level expression */
   const char *file; /* module of the rule being evaluated (error locations) */
   const rg_body *qbody;
+  const rg_node *watch;  /* rego_eval_decision: the rule whose deciding definition is recorded */
+  rego_decision *why;
 };
 
 /* ---------------------------------------------------------------- errors */
@@ -1162,10 +1164,19 @@ static const char *node_path(rg_ev *ev, const rg_node *n) {
   return s;
 }
 
+static void rg__record_decision(rego_decision *why, const rg_rule *r) {
+  why->defined = true;
+  why->by_default = r->is_default;
+  snprintf(why->file, sizeof why->file, "%s", r->file ? r->file : "");
+  why->row = r->row;
+  why->col = r->col;
+}
+
 static ct_status rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
   *out = NULL;
   if (n->kind == R_COMPLETE) {
     rv *result = NULL;
+    const rg_rule *decided = NULL;
     for (size_t i = 0; i < n->nrules; i++) {
       for (rg_rule *x = n->rules[i]; x; x = x->els) {
         bool found = false;
@@ -1176,10 +1187,15 @@ static ct_status rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
         ct_status st = eval_body(ev, x->body, 0, &kb.k);
         leave_frame(ev, &saved);
         if (st) return st;
+        if (found && !decided) decided = x;
         if (found) break;
       }
     }
-    if (!result && n->dflt) CT_GUARD(default_value(ev, n->dflt, &result));
+    if (!result && n->dflt) {
+      CT_GUARD(default_value(ev, n->dflt, &result));
+      if (result) decided = n->dflt;
+    }
+    if (n == ev->watch && decided) rg__record_decision(ev->why, decided);
     *out = result;
     return CT_OK;
   }
@@ -1873,6 +1889,57 @@ CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input
     if (st == CT_EINVAL && ev.a.exceeded) st = ev_oom(&ev);
   }
   if (!st && out) st = rg_to_jansson(out, result, err);
+  ev_free(&ev);
+  return st;
+}
+
+/* The rule node a plain "data.a.b" reference names, or NULL. */
+static const rg_node *rg__rule_node(const rego_policy *p, const char *ref) {
+  if (strncmp(ref, "data.", 5) != 0) return NULL;
+  const rg_node *n = p->root;
+  const char *s = ref + 5;
+  while (n && *s) {
+    const char *dot = strchr(s, '.');
+    size_t len = dot ? (size_t)(dot - s) : strlen(s);
+    char seg[256];
+    if (len == 0 || len >= sizeof seg) return NULL;
+    memcpy(seg, s, len);
+    seg[len] = '\0';
+    n = rg_node_child(n, seg);
+    s += len + (dot ? 1 : 0);
+  }
+  return n;
+}
+
+CT_RESULT rego_eval_decision(const rego_policy *p, const char *rule_ref, const json_t *input,
+                             const json_t *data, json_t **result, rego_decision *why, ct_err *err) {
+  *result = NULL;
+  memset(why, 0, sizeof *why);
+  CT_ENSURE(p && rule_ref && strlen(rule_ref) < 1024, err, CT_EINVAL,
+            "rego_eval_decision: missing policy or rule reference");
+  const rg_node *n = rg__rule_node(p, rule_ref);
+  CT_ENSURE(n && n->kind == R_COMPLETE, err, CT_ENOTFOUND,
+            "rego_eval_decision: %s is not a rule with a single value in this policy", rule_ref);
+  rg_ev ev;
+  ct_status st = ev_init(&ev, p, err);
+  ev.watch = n;
+  ev.why = why;
+  rg_compiled_query q;
+  if (!st) st = rg_compile_query(p, &ev.a, rule_ref, &q, err);
+  if (!st) {
+    ev.slots = rg_alloc(&ev.a, ((size_t)q.nslots + 1) * sizeof(rv *));
+    if (!ev.slots) st = ev_oom(&ev);
+  }
+  if (!st && input) st = rg_from_jansson(&ev.a, input, 0, true, &ev.input, err);
+  if (!st && data) st = rg_from_jansson(&ev.a, data, 0, true, &ev.data, err);
+  rv *out = NULL;
+  if (!st) {
+    st = first_value(&ev, q.body->e[0]->a, &out);
+    if (st == CT_EINVAL && ev.a.exceeded) st = ev_oom(&ev);
+  }
+  if (!st && out) st = rg_to_jansson(out, result, err);
+  if (st) memset(why, 0, sizeof *why);
+  else why->definitions = n->nrules;
   ev_free(&ev);
   return st;
 }

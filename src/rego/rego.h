@@ -61,6 +61,22 @@ void rego_policy_free(rego_policy *p);
 CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input,
                     const json_t *data, json_t **result, ct_err *err);
 
+/* Which definition decided a complete rule's value: the first definition whose body succeeded
+ * (in source order, `else` branches included), or the rule's `default`. */
+typedef struct rego_decision {
+  bool defined;    /* the rule has a value */
+  bool by_default; /* ... and it came from the `default` definition */
+  char file[128];  /* module name as given to rego_compile */
+  int row, col;    /* 1-based position of the deciding definition */
+  size_t definitions; /* non-default definitions of the rule (an else chain counts once) */
+} rego_decision;
+
+/* Evaluates one complete rule ("data.pkg.rule") like rego_eval and also reports which definition
+ * produced its value (for "why was this allowed/denied" explanations). CT_ENOTFOUND when the
+ * reference does not name a complete rule of the policy. */
+CT_RESULT rego_eval_decision(const rego_policy *p, const char *rule_ref, const json_t *input,
+                             const json_t *data, json_t **result, rego_decision *why, ct_err *err);
+
 /*
  * General queries (used by the CLI and the conformance runner). Input and data are JSON texts
  * (parsed with OPA's number model: integers of any size, decimals kept exactly); data may hold

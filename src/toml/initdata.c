@@ -211,3 +211,33 @@ CT_RESULT initdata_decode_annotation(const char *b64, char **out, size_t *out_le
   free(gz);
   return st;
 }
+
+CT_RESULT initdata_encode_annotation(const char *toml_text, size_t len, char **out, ct_err *err) {
+  CT_ENSURE(len <= INITDATA_MAX_SIZE, err, CT_ELIMIT, "init-data: document of %zu bytes exceeds %u",
+            len, INITDATA_MAX_SIZE);
+  z_stream zs;
+  memset(&zs, 0, sizeof zs);
+  /* 16 + MAX_WBITS: a gzip wrapper; zlib writes mtime 0 and no name, so the output is stable. */
+  if (deflateInit2(&zs, Z_BEST_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return ct_fail(err, CT_ENOMEM, "init-data annotation: cannot initialise zlib");
+  uLong cap = deflateBound(&zs, (uLong)len);
+  uint8_t *gz = malloc(cap ? cap : 1);
+  if (!gz) {
+    deflateEnd(&zs);
+    return ct_fail(err, CT_ENOMEM, "init-data annotation: out of memory");
+  }
+  zs.next_in = (Bytef *)(uintptr_t)toml_text;
+  zs.avail_in = (uInt)len;
+  zs.next_out = gz;
+  zs.avail_out = (uInt)cap;
+  int zr = deflate(&zs, Z_FINISH);
+  size_t gz_len = (size_t)zs.total_out;
+  deflateEnd(&zs);
+  ct_status st = CT_OK;
+  if (zr != Z_STREAM_END)
+    st = ct_fail(err, CT_EINTERNAL, "init-data annotation: gzip did not finish (zlib %d)", zr);
+  else
+    st = ct_b64_encode(CT_B64_STD, gz, gz_len, out, err);
+  free(gz);
+  return st;
+}

@@ -59,4 +59,9 @@ CT_RESULT initdata_pcr8(const uint8_t *digest, size_t digest_len, uint8_t out[32
  * bytes (the raw TOML, whose digest is the init-data digest); the caller frees it. */
 CT_RESULT initdata_decode_annotation(const char *b64, char **out, size_t *out_len, ct_err *err);
 
+/* The inverse: gzip (one member, no file name, mtime 0, maximum compression) of the TOML text,
+ * then standard base64 on one line, as `gzip | base64 -w0` makes it for the pod annotation.
+ * *out is a malloc'd NUL-terminated string the caller frees. */
+CT_RESULT initdata_encode_annotation(const char *toml_text, size_t len, char **out, ct_err *err);
+
 #endif
