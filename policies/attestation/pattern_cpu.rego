@@ -51,12 +51,17 @@ unregistered contains pcr if {
 	reference(pcr) == null
 }
 
+# A registered PCR the evidence does not match (or does not report at all).
 mismatched contains pcr if {
 	some pcr in pattern_pcrs
 	refs := reference(pcr)
 	refs != null
-	not platform.pcrs[pcr] in refs
+	not matches(pcr, refs)
 }
+
+# A helper, so that `not` sees only bound arguments: OPA leaves `not x in refs` undefined (not
+# true) when x itself is undefined.
+matches(pcr, refs) if platform.pcrs[pcr] in refs
 
 executables := 3 if {
 	platform
