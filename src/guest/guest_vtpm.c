@@ -2,7 +2,6 @@
  * guest_vtpm.c - TPM-based attesters: Azure confidential VMs (az-snp-vtpm, az-tdx-vtpm), where
  * a paravisor vTPM carries the hardware report, and the generic `tpm` attester.
  */
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include "ct_buf.h"
 #include "ct_codec.h"
 #include "ct_digest.h"
+#include "ct_http.h"
 #include "ct_json.h"
 #include "ct_log.h"
 #include "guest_internal.h"
@@ -96,43 +96,28 @@ ct_status guest_az_probe(const guest_cfg *cfg, uint32_t *report_type, ct_err *er
 
 /* --- IMDS ------------------------------------------------------------------------------- */
 
-static size_t guest_vtpm__sink(char *p, size_t sz, size_t n, void *ud) {
-  ct_err e;
-  return ct_buf_append(ud, p, sz * n, &e) ? 0 : sz * n;
-}
-
 static ct_status guest_vtpm__imds(const guest_cfg *cfg, const char *path, const char *post,
                                   json_t **out, ct_err *err) {
   char url[1024];
   const char *base = cfg && cfg->imds_url ? cfg->imds_url : GUEST_VTPM__IMDS_DEFAULT;
   CT_ENSURE((size_t)snprintf(url, sizeof url, "%s%s", base, path) < sizeof url, err, CT_ELIMIT,
             "imds: URL too long");
-  CURL *c = curl_easy_init();
-  CT_ENSURE(c, err, CT_ENOMEM, "imds: cannot create a curl handle");
-  ct_buf body;
-  ct_buf_init(&body, GUEST_VTPM__HTTP_MAX);
-  struct curl_slist *hdr = curl_slist_append(NULL, "Metadata: true");
-  if (post) hdr = curl_slist_append(hdr, "Content-Type: application/json");
-  curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-  curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, guest_vtpm__sink);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-  if (post) curl_easy_setopt(c, CURLOPT_POSTFIELDS, post);
-  CURLcode rc = curl_easy_perform(c);
-  long code = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-  curl_slist_free_all(hdr);
-  curl_easy_cleanup(c);
-  ct_status st = CT_OK;
-  CT_ENSURE_GOTO(st, rc == CURLE_OK, out, err, CT_EIO, "imds: %s: %s", url, curl_easy_strerror(rc));
-  CT_ENSURE_GOTO(st, code == 200, out, err, CT_EIO, "imds: %s answered HTTP %ld", url, code);
-  st = ct_json_parse((const char *)body.data, body.len, 16, out, err);
+  const char *hdr[] = {"Metadata: true", post ? "Content-Type: application/json" : NULL, NULL};
+  ct_http_opts o = {.no_proxy = 1, .timeout_ms = 30000, .connect_timeout_ms = 30000,
+                    .max_body = GUEST_VTPM__HTTP_MAX};
+  ct_http_req req = {.method = post ? "POST" : "GET", .url = url, .headers = hdr, .body = post,
+                     .body_len = post ? strlen(post) : 0};
+  ct_http_resp r;
+  ct_status st = ct_http_call(&o, &req, &r, err);
+  if (st) {
+    ct_err_prefix(err, "imds: ");
+    goto out;
+  }
+  CT_ENSURE_GOTO(st, r.status == 200, out, err, CT_EIO, "imds: %s answered HTTP %ld", url, r.status);
+  st = ct_json_parse((const char *)r.body.data, r.body.len, 16, out, err);
   if (st) ct_err_prefix(err, "imds: %s: ", url);
 out:
-  ct_buf_free(&body);
+  ct_http_resp_free(&r);
   return st;
 }
 

@@ -1,9 +1,8 @@
 /*
- * kbc.c - the KBS client (see kbc.h): RCAR over libcurl, token reuse, JWE decryption.
+ * kbc.c - the KBS client (see kbc.h): RCAR over ct_http, token reuse, JWE decryption.
  */
 #include "kbc.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include "ct_buf.h"
 #include "ct_codec.h"
 #include "ct_digest.h"
+#include "ct_http.h"
 #include "ct_json.h"
 #include "ct_log.h"
 #include "ct_mem.h"
@@ -37,7 +37,7 @@ struct kbc_client {
   int passport;
   unsigned attempts, backoff_ms;
   long timeout_s;
-  CURL *curl;
+  ct_http_client *http; /* keeps the connection and the session cookie */
   char *token;
   int64_t token_exp; /* 0: no exp claim */
   jose_jwk *key;
@@ -130,12 +130,6 @@ ct_status kbc_report_data(const char *nonce, const json_t *tee_pubkey, uint8_t o
   ct_sha384(canon, len, out);
   free(canon);
   return CT_OK;
-}
-
-static void kbc__sleep_ms(unsigned ms) {
-  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0) {
-  }
 }
 
 /* --- client ----------------------------------------------------------------------------- */
@@ -245,9 +239,19 @@ ct_status kbc_client_new(const char *url, const char *cert_pem, const kbc_opts *
                    "kbc: RCAR mode needs a TEE name and an evidence provider");
     if (opts->rcar_key_pem) CT_GUARD_GOTO(st, kbc__load_fixed_key(c, opts->rcar_key_pem, err), fail);
   }
-  c->curl = curl_easy_init();
-  CT_ENSURE_GOTO(st, c->curl, fail, err, CT_ENOMEM, "kbc: cannot create a curl handle");
-  curl_easy_setopt(c->curl, CURLOPT_COOKIEFILE, ""); /* in-memory cookie engine */
+  ct_http_opts ho = {.ca_pem = c->cert_pem,
+                     .no_proxy = 1,
+                     .timeout_ms = c->timeout_s * 1000,
+                     .connect_timeout_ms = (c->timeout_s < 10 ? c->timeout_s : 10) * 1000,
+                     .max_body = (size_t)KBC_RESOURCE_MAX * 2,
+                     .attempts = c->attempts,
+                     .retry_on = CT_HTTP_RETRY_TRANSPORT | CT_HTTP_RETRY_5XX,
+                     .backoff_ms = c->backoff_ms,
+                     .backoff_max_ms = KBC__BACKOFF_CAP_MS,
+                     .cookies = 1,
+                     .user_agent = KBC__USER_AGENT,
+                     .log_tag = "kbc"};
+  CT_GUARD_GOTO(st, ct_http_client_new(&ho, &c->http, err), fail);
   *out = c;
   return CT_OK;
 fail:
@@ -272,7 +276,7 @@ void kbc_client_free(kbc_client *c) {
   c->passport = 0;
   kbc_invalidate(c);
   jose_jwk_free(c->fixed_key);
-  if (c->curl) curl_easy_cleanup(c->curl);
+  ct_http_client_free(c->http);
   free(c->cert_pem);
   free(c->init_data);
   free(c);
@@ -305,84 +309,46 @@ typedef struct kbc__resp {
   ct_buf body;
 } kbc__resp;
 
-static size_t kbc__sink(char *p, size_t sz, size_t n, void *ud) {
-  ct_err e;
-  return ct_buf_append(ud, p, sz * n, &e) ? 0 : sz * n;
-}
-
 /* One HTTP exchange; transport failures and 5xx answers are retried with backoff. */
 static ct_status kbc__request(kbc_client *c, const char *path, const char *post_body,
                               int bearer, kbc__resp *r, ct_err *err) {
   char url[KBC__URL_MAX + KBC_URI_MAX + 16];
   int un = snprintf(url, sizeof url, "%s/kbs/v0/%s", c->url, path);
   CT_ENSURE(un > 0 && (size_t)un < sizeof url, err, CT_ELIMIT, "kbc: request URL too long");
-  struct curl_slist *hdr = curl_slist_append(NULL, "Accept: application/json");
+  const char *hdr[4] = {"Accept: application/json"};
+  size_t nh = 1;
   char *auth = NULL;
-  if (post_body) hdr = curl_slist_append(hdr, "Content-Type: application/json");
+  if (post_body) hdr[nh++] = "Content-Type: application/json";
   if (bearer && c->token) {
     size_t n = strlen(c->token) + 32;
     auth = malloc(n);
-    if (auth) {
-      snprintf(auth, n, "Authorization: Bearer %s", c->token);
-      hdr = curl_slist_append(hdr, auth);
-    }
+    CT_ENSURE(auth, err, CT_ENOMEM, "kbc: out of memory");
+    snprintf(auth, n, "Authorization: Bearer %s", c->token);
+    hdr[nh++] = auth;
   }
-  ct_status st = CT_OK;
-  CT_ENSURE_GOTO(st, hdr && (!bearer || !c->token || auth), out, err, CT_ENOMEM,
-                 "kbc: out of memory");
-  CURL *h = c->curl;
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-  curl_easy_setopt(h, CURLOPT_USERAGENT, KBC__USER_AGENT);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT, c->timeout_s);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, c->timeout_s < 10 ? c->timeout_s : 10L);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, kbc__sink);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-  if (c->cert_pem) {
-    struct curl_blob blob = {.data = c->cert_pem, .len = strlen(c->cert_pem),
-                             .flags = CURL_BLOB_COPY};
-    curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
-  }
-  if (post_body) {
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, post_body);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(post_body));
-  } else {
-    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-  }
-  unsigned delay = c->backoff_ms;
-  for (unsigned attempt = 1;; attempt++) {
-    ct_buf_init(&r->body, (size_t)KBC_RESOURCE_MAX * 2);
-    CURLcode rc = curl_easy_perform(h);
-    r->status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-    int retry = rc != CURLE_OK || r->status >= 500;
-    if (!retry) break;
-    if (attempt >= c->attempts) {
-      if (rc != CURLE_OK)
-        st = ct_fail(err, CT_EIO, "kbc: %s: %s (after %u attempts)", url, curl_easy_strerror(rc),
-                     attempt);
-      else
-        st = ct_fail(err, CT_EIO, "kbc: %s answered HTTP %ld (after %u attempts)", url, r->status,
-                     attempt);
-      ct_buf_free(&r->body);
-      break;
-    }
-    CT_LOG_WARN_("kbc", "retrying KBS request %s (attempt %u): %s", path,
-                 attempt, rc != CURLE_OK ? curl_easy_strerror(rc) : "server error");
-    ct_buf_free(&r->body);
-    kbc__sleep_ms(delay);
-    delay = delay * 2 > KBC__BACKOFF_CAP_MS ? KBC__BACKOFF_CAP_MS : delay * 2;
-  }
-out:
-  curl_slist_free_all(hdr);
+  ct_http_req req = {.method = post_body ? "POST" : "GET", .url = url, .headers = hdr,
+                     .body = post_body, .body_len = post_body ? strlen(post_body) : 0};
+  ct_http_resp resp;
+  ct_status st = ct_http_do(c->http, &req, &resp, err);
   if (auth) {
     ct_wipe(auth, strlen(auth));
     free(auth);
   }
-  return st;
+  if (st) {
+    ct_http_resp_free(&resp);
+    return ct_err_prefix(err, "kbc: ");
+  }
+  if (resp.status >= 500) {
+    st = ct_fail(err, CT_EIO, "kbc: %s answered HTTP %ld (after %u attempts)", url, resp.status,
+                 resp.attempts);
+    ct_http_resp_free(&resp);
+    return st;
+  }
+  r->status = resp.status;
+  r->body = resp.body;
+  resp.body = (ct_buf){0};
+  ct_http_resp_free(&resp);
+  return CT_OK;
 }
 
 /* Turns a non-200 KBS answer into an error carrying Trustee's ErrorInformation. `variant`

@@ -345,7 +345,11 @@ int main(int argc, char **argv) {
   if (i >= argc) return kc__usage();
   kc_http h = {.base_url = o.url, .cert_file = o.cert_file};
   const char *cmd = argv[i++];
-  if (!strcmp(cmd, "config")) return kc__config(&h, argc - i, argv + i);
+  if (!strcmp(cmd, "config")) {
+    int rc = kc__config(&h, argc - i, argv + i);
+    kc_http_close(&h);
+    return rc;
+  }
   for (; i < argc; i++) {
     if (!strcmp(argv[i], "--tee-key-file") && i + 1 < argc) o.tee_key_file = argv[++i];
     else if (!strcmp(argv[i], "--attestation-token") && i + 1 < argc) o.token_file = argv[++i];

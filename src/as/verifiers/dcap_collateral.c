@@ -13,7 +13,6 @@
 #include "dcap_collateral.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -27,6 +26,7 @@
 #include "ct_buf.h"
 #include "ct_codec.h"
 #include "ct_file.h"
+#include "ct_http.h"
 #include "ct_json.h"
 #include "ct_log.h"
 
@@ -317,62 +317,54 @@ typedef struct dcap__http {
   const char *header;
 } dcap__http;
 
-static size_t dcap__on_body(char *p, size_t sz, size_t n, void *ud) {
-  dcap__http *h = ud;
-  ct_err e;
-  return ct_buf_append(&h->body, p, sz * n, &e) == CT_OK ? sz * n : 0;
-}
-
-static size_t dcap__on_header(char *p, size_t sz, size_t n, void *ud) {
-  dcap__http *h = ud;
-  size_t len = sz * n, hl = strlen(h->header);
-  /* PCS v3 prefixes the TCB Info chain header with "SGX-". */
-  if (len > 4 && strncasecmp(p, "SGX-", 4) == 0 && strncasecmp(h->header, "SGX-", 4) != 0 &&
-      len > hl + 5 && strncasecmp(p + 4, h->header, hl) == 0 && p[hl + 4] == ':') {
-    p += 4;
-    len -= 4;
-  }
-  if (len > hl + 1 && strncasecmp(p, h->header, hl) == 0 && p[hl] == ':') {
-    size_t i = hl + 1;
-    while (i < len && p[i] == ' ') i++;
-    ct_buf_reset(&h->chain);
-    ct_err e;
-    for (; i < len && p[i] != '\r' && p[i] != '\n'; i++) {
-      char c = p[i];
-      if (c == '%' && i + 2 < len && isxdigit((unsigned char)p[i + 1]) && isxdigit((unsigned char)p[i + 2])) {
-        char hx[3] = {p[i + 1], p[i + 2], 0};
-        c = (char)strtol(hx, NULL, 16);
-        i += 2;
-      }
-      if (ct_buf_append(&h->chain, &c, 1, &e) != CT_OK) return 0;
+/* URL-decodes an issuer chain header value into `chain`. */
+static ct_status dcap__decode_chain(const char *v, ct_buf *chain, ct_err *err) {
+  size_t len = strlen(v);
+  for (size_t i = 0; i < len; i++) {
+    char c = v[i];
+    if (c == '%' && i + 2 < len && isxdigit((unsigned char)v[i + 1]) && isxdigit((unsigned char)v[i + 2])) {
+      char hx[3] = {v[i + 1], v[i + 2], 0};
+      c = (char)strtol(hx, NULL, 16);
+      i += 2;
     }
+    CT_GUARD(ct_buf_append(chain, &c, 1, err));
   }
-  return len;
+  return CT_OK;
 }
 
 static ct_status dcap__get(const char *url, const char *header, dcap__http *h, ct_err *err) {
   ct_buf_init(&h->body, DCAP_COLLATERAL_MAX_BYTES);
   ct_buf_init(&h->chain, 65536);
   h->header = header;
-  CURL *c = curl_easy_init();
-  CT_ENSURE(c, err, CT_ENOMEM, "collateral: cannot create an HTTP handle");
-  curl_easy_setopt(c, CURLOPT_URL, url);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, dcap__on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, h);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, dcap__on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, h);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, 15L);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  CURLcode rc = curl_easy_perform(c);
-  long code = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-  curl_easy_cleanup(c);
-  CT_ENSURE(rc == CURLE_OK, err, CT_EIO, "collateral: GET %s failed: %s", url, curl_easy_strerror(rc));
-  CT_ENSURE(code == 200, err, code == 404 ? CT_ENOTFOUND : CT_EIO, "collateral: GET %s: HTTP %ld", url,
-            code);
-  return CT_OK;
+  ct_http_opts o = {.timeout_ms = 15000, .connect_timeout_ms = 5000,
+                    .max_body = DCAP_COLLATERAL_MAX_BYTES, .log_tag = "tdx"};
+  ct_http_req req = {.url = url};
+  ct_http_resp r;
+  ct_status st = ct_http_call(&o, &req, &r, err);
+  if (st) {
+    ct_http_resp_free(&r);
+    return ct_err_prefix(err, "collateral: ");
+  }
+  /* The chain header, last occurrence winning; PCS v3 prefixes the TCB Info one with "SGX-". */
+  const char *n, *v, *chain = NULL;
+  size_t hl = strlen(header);
+  for (size_t i = 0; ct_http_resp_header_at(&r, i, &n, &v); i++) {
+    if (!strncasecmp(n, "SGX-", 4) && strncasecmp(header, "SGX-", 4) != 0) n += 4;
+    if (strlen(n) == hl && !strncasecmp(n, header, hl)) chain = v;
+  }
+  if (chain && r.status == 200) {
+    st = dcap__decode_chain(chain, &h->chain, err);
+    if (st) ct_err_prefix(err, "collateral: GET %s: issuer chain header: ", url);
+  }
+  if (!st && r.status != 200)
+    st = ct_fail(err, r.status == 404 ? CT_ENOTFOUND : CT_EIO, "collateral: GET %s: HTTP %ld", url,
+                 r.status);
+  if (!st) {
+    h->body = r.body;
+    r.body = (ct_buf){0};
+  }
+  ct_http_resp_free(&r);
+  return st;
 }
 
 static void dcap__http_free(dcap__http *h) {

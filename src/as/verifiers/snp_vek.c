@@ -3,7 +3,6 @@
  * SPL/hwID extensions, the report signature, and the VCEK sources (offline store, AMD KDS with
  * an on-disk cache). Verified keys are cached by the SHA-256 of their DER.
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <openssl/bn.h>
 #include <openssl/ecdsa.h>
@@ -22,6 +21,7 @@
 #include "ct_codec.h"
 #include "ct_digest.h"
 #include "ct_file.h"
+#include "ct_http.h"
 #include "ct_log.h"
 #include "ct_mem.h"
 #include "snp.h"
@@ -52,9 +52,6 @@ struct snp_ctx {
   snp_cache_entry cache[SNP_CACHE_SLOTS];
   uint64_t clock;
 };
-
-static pthread_once_t snp__curl_once = PTHREAD_ONCE_INIT;
-static void snp__curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 static ct_status snp__load_roots(const char *pem, snp_gen g, snp_roots *out, ct_err *err) {
   BIO *bio = BIO_new_mem_buf(pem, -1);
@@ -103,7 +100,6 @@ CT_RESULT snp_ctx_new(const as_verifier_config *cfg, snp_ctx **out, ct_err *err)
     c->kds_url = snp__dup_opt(cfg->snp_kds_base_url);
     c->kds_cache_dir = snp__dup_opt(cfg->snp_kds_cache_dir);
   }
-  if (c->kds_url) pthread_once(&snp__curl_once, snp__curl_init);
   *out = c;
   return CT_OK;
 fail:
@@ -519,73 +515,32 @@ static ct_status snp__mkdirs(const char *path, ct_err *err) {
   return CT_OK;
 }
 
-typedef struct snp__http {
-  ct_buf body;
-  long retry_after;
-} snp__http;
-
-static size_t snp__curl_write(char *p, size_t sz, size_t n, void *ud) {
-  snp__http *h = ud;
-  ct_err e;
-  if (ct_buf_append(&h->body, p, sz * n, &e) != CT_OK) return 0;
-  return sz * n;
-}
-
-static size_t snp__curl_header(char *p, size_t sz, size_t n, void *ud) {
-  snp__http *h = ud;
-  size_t len = sz * n;
-  static const char k[] = "retry-after:";
-  if (len > sizeof k - 1 && strncasecmp(p, k, sizeof k - 1) == 0) {
-    long v = strtol(p + sizeof k - 1, NULL, 10);
-    if (v >= 0 && v <= 60) h->retry_after = v;
-  }
-  return len;
-}
-
-/* GETs url; retries on HTTP 429 (and transport errors) with exponential backoff, honouring a
- * small Retry-After. */
+/* GETs url; retries on HTTP 429 and 5xx (and timeouts) with exponential backoff, honouring a
+ * small Retry-After, but never holding a verification for more than 10 s per wait. */
 static ct_status snp__kds_get(const char *url, uint8_t **der, size_t *len, ct_err *err) {
-  long delay_ms = 500;
-  ct_status st = CT_EIO;
-  for (int attempt = 1; attempt <= SNP_KDS_MAX_ATTEMPTS; attempt++) {
-    CURL *curl = curl_easy_init();
-    CT_ENSURE(curl, err, CT_ENOMEM, "out of memory");
-    snp__http h = {.retry_after = -1};
-    ct_buf_init(&h.body, SNP_VEK_MAX_DER);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, snp__curl_write);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &h);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, snp__curl_header);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &h);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 15L);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 5L);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    CURLcode rc = curl_easy_perform(curl);
-    long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(curl);
-    if (rc == CURLE_OK && status == 200) {
-      CT_ENSURE(h.body.len > 0, err, CT_EIO, "AMD KDS returned an empty VCEK for %s", url);
-      *der = ct_buf_take(&h.body, len);
-      return CT_OK;
-    }
-    ct_buf_free(&h.body);
-    bool retry = rc == CURLE_OPERATION_TIMEDOUT || (rc == CURLE_OK && (status == 429 || status >= 500));
-    if (rc != CURLE_OK)
-      st = ct_fail(err, CT_EIO, "AMD KDS request %s failed: %s", url, curl_easy_strerror(rc));
-    else
-      st = ct_fail(err, status == 404 ? CT_ENOTFOUND : CT_EIO, "AMD KDS answered HTTP %ld for %s",
-                   status, url);
-    if (!retry || attempt == SNP_KDS_MAX_ATTEMPTS) break;
-    /* Honour Retry-After, but never hold a verification for more than 10 s per attempt. */
-    long wait_ms = h.retry_after >= 0 ? h.retry_after * 1000 : delay_ms;
-    if (wait_ms > 10000) wait_ms = 10000;
-    CT_LOG_WARN_("snp", "event=kds_retry status=%ld attempt=%d wait_ms=%ld", status, attempt, wait_ms);
-    struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-    delay_ms *= 2;
+  ct_http_opts o = {.timeout_ms = 15000,
+                    .connect_timeout_ms = 5000,
+                    .max_body = SNP_VEK_MAX_DER,
+                    .attempts = SNP_KDS_MAX_ATTEMPTS,
+                    .retry_on = CT_HTTP_RETRY_TIMEOUT | CT_HTTP_RETRY_429 | CT_HTTP_RETRY_5XX,
+                    .backoff_ms = 500,
+                    .backoff_max_ms = 10000,
+                    .retry_after_max_ms = 10000,
+                    .log_tag = "snp"};
+  ct_http_req req = {.url = url};
+  ct_http_resp r;
+  ct_status st = ct_http_call(&o, &req, &r, err);
+  if (st) {
+    st = ct_fail(err, st, "AMD KDS request %s failed: %s", url, r.cause);
+  } else if (r.status != 200) {
+    st = ct_fail(err, r.status == 404 ? CT_ENOTFOUND : CT_EIO, "AMD KDS answered HTTP %ld for %s",
+                 r.status, url);
+  } else if (r.body.len == 0) {
+    st = ct_fail(err, CT_EIO, "AMD KDS returned an empty VCEK for %s", url);
+  } else {
+    *der = ct_buf_take(&r.body, len);
   }
+  ct_http_resp_free(&r);
   return st;
 }
 
