@@ -79,7 +79,8 @@ static void kbs__error(kbs_http_response *r, const char *variant, const char *fm
 }
 
 static void kbs__json(kbs_http_response *r, json_t *body) {
-  char *text = json_dumps(body, JSON_COMPACT);
+  /* Any JSON value: a reference value registered with --as-single-value is a bare string. */
+  char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
   json_decref(body);
   ct_err e;
   if (!text || ct_buf_append_str(&r->body, text, &e) != CT_OK) {
@@ -680,7 +681,11 @@ static void kbs__reference_value(kbs_server *s, const kbs_http_request *req, con
       kbs__error(r, "RvpsError", "RVPS error: %s", err.msg);
       return;
     }
-    kbs__json(r, v ? v : json_null());
+    if (!v) {  /* as upstream: an unknown id is an RvpsError, not a null value */
+      kbs__error(r, "RvpsError", "RVPS error: no reference value found for the given id: %s", id);
+      return;
+    }
+    kbs__json(r, v);
     return;
   }
   json_t *body = NULL;

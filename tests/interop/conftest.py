@@ -1,0 +1,321 @@
+"""Fixtures for the interop suite: our KBS and the upstream Trustee KBS side by side on loopback,
+their clients, a PKI both accept, and a configuration text both read.
+
+Upstream binaries come from CT_UPSTREAM_BIN (set by run_interop.py after unpacking and checking
+them); ours from CT_BUILD_DIR/bin. Every server binds port 0: ours prints "kbs: ready on port N",
+upstream's actix logs "listening on: 127.0.0.1:N".
+"""
+import base64
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import upstream  # noqa: E402
+
+BUILD = Path(os.environ.get("CT_BUILD_DIR", HERE.parents[1] / "build"))
+BIN = BUILD / "bin"
+UP = Path(os.environ.get("CT_UPSTREAM_BIN", BUILD / "upstream"))
+VECTORS = Path(os.environ.get("CT_VECTORS_DIR", HERE.parents[2] / "shared" / "vectors"))
+
+# Upstream's Rust binaries: warnings only, no backtraces (their errors are one line each).
+UP_ENV = dict(os.environ, RUST_LOG="error", RUST_BACKTRACE="0")
+
+
+def pytest_configure(config):
+    if not (UP / "kbs").exists():
+        if not upstream.available():
+            pytest.exit("upstream binaries absent (run through run_interop.py)", returncode=77)
+        upstream.unpack(BUILD)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def run(cmd, check=True, env=None, **kw):
+    out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=120, **kw)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} exited {out.returncode}\nstdout: {out.stdout[-2000:]}\n"
+                             f"stderr: {out.stderr[-3000:]}")
+    return out
+
+
+def openssl(*args):
+    run(["openssl", *args])
+
+
+def token_claims(token: str) -> dict:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+class TokenCa:
+    """A token-signing CA and its EC P-256 signer; `chain` is leaf + CA (what upstream wants)."""
+
+    def __init__(self, d: Path, name: str):
+        d.mkdir(parents=True, exist_ok=True)
+        self.ca_key, self.ca_cert = d / f"{name}-ca.key", d / f"{name}-ca.crt"
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", self.ca_key, "-out", self.ca_cert, "-days", "2", "-subj", f"/CN={name} token CA",
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+        self.key, csr, self.cert = d / f"{name}-signer.key", d / f"{name}-signer.csr", d / f"{name}-signer.crt"
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", self.key,
+                "-out", csr, "-subj", f"/CN={name} token signer")
+        openssl("x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key, "-CAcreateserial",
+                "-out", self.cert, "-days", "2")
+        self.chain = d / f"{name}-signer-chain.pem"
+        self.chain.write_text(self.cert.read_text() + self.ca_cert.read_text())
+
+
+class Pki:
+    """TLS: a test CA and a leaf for 127.0.0.1 (upstream's rustls refuses a CA certificate as the
+    server's end-entity). Tokens: one signing CA per KBS implementation, so that passport trust is
+    always explicit. Admin: an Ed25519 key and the JWT upstream's kbs-client sends."""
+
+    def __init__(self, d: Path):
+        self.dir = d
+        self.tls_ca_key, self.tls_ca = d / "tls-ca.key", d / "tls-ca.crt"
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", self.tls_ca_key, "-out", self.tls_ca, "-days", "2", "-subj", "/CN=interop TLS CA",
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+        self.tls_key, self.tls_cert = d / "tls.key", d / "tls.crt"
+        csr, ext = d / "tls.csr", d / "tls.ext"
+        ext.write_text("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                       "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", self.tls_key,
+                "-out", csr, "-subj", "/CN=127.0.0.1")
+        openssl("x509", "-req", "-in", csr, "-CA", self.tls_ca, "-CAkey", self.tls_ca_key, "-CAcreateserial",
+                "-out", self.tls_cert, "-days", "2", "-extfile", ext)
+        self.ours = TokenCa(d, "ours")
+        self.theirs = TokenCa(d, "upstream")
+        self.admin_key, self.admin_pub = d / "admin.key", d / "admin.pub"
+        openssl("genpkey", "-algorithm", "ed25519", "-out", self.admin_key)
+        openssl("pkey", "-in", self.admin_key, "-pubout", "-out", self.admin_pub)
+        self.admin_token_file = d / "admin-token"
+        self.admin_token_file.write_text(self.admin_token())
+        # TEE keys in the forms upstream's kbs-client reads: RSA PKCS#1, EC P-256/P-521 PKCS#8.
+        self.tee_keys = {"rsa": d / "tee-rsa.key", "ec-p256": d / "tee-p256.key", "ec-p521": d / "tee-p521.key"}
+        openssl("genrsa", "-traditional", "-out", self.tee_keys["rsa"], "2048")
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", self.tee_keys["ec-p256"])
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521", "-out", self.tee_keys["ec-p521"])
+
+    def admin_token(self, role="admin", exp_delta=3600):
+        """An EdDSA JWT with the issuer/audience/role the shared configuration names."""
+        from cryptography.hazmat.primitives import serialization
+
+        priv = serialization.load_pem_private_key(self.admin_key.read_bytes(), password=None)
+        now = int(time.time())
+        claims = {"iss": "interop-admin", "aud": ["kbs"], "role": role, "iat": now, "exp": now + exp_delta}
+        header = b64url(json.dumps({"alg": "EdDSA", "typ": "JWT"}).encode())
+        payload = b64url(json.dumps(claims).encode())
+        return f"{header}.{payload}.{b64url(priv.sign(f'{header}.{payload}'.encode()))}"
+
+
+def _ours_knows(key: str) -> bool:
+    # The sample TEE becomes opt-in (`enable_sample_tee`) in our KBS; upstream ignores unknown
+    # keys, so the shared configuration carries the line once our KBS understands it.
+    try:
+        return key.encode() in (BIN / "kbs").read_bytes()
+    except OSError:
+        return False
+
+
+def kbs_config(pki: Pki, storage: Path, *, tls=True, signer: TokenCa = None, trusted=(), admin=True,
+               attestation=True, extra=""):
+    """A KBS configuration both implementations read unchanged (upstream trustee 78962cd schema)."""
+    http = (f'private_key = "{pki.tls_key}"\ncertificate = "{pki.tls_cert}"\ninsecure_http = false\n' if tls
+            else "insecure_http = true\n")
+    if admin:
+        admin_block = f"""[admin]
+authorization_mode = "AuthenticatedAuthorization"
+
+[admin.authentication.bearer_jwt]
+identity_providers = [{{ issuer = "interop-admin", audience = "kbs", public_key_uri = "{pki.admin_pub}" }}]
+
+[admin.authorization.regex_acl]
+acls = [{{ role = "admin", allowed_endpoints = "^/kbs/.+$" }}]
+"""
+    else:
+        admin_block = '[admin]\nauthorization_mode = "DenyAll"\n'
+    trust = ", ".join(f'"{t.ca_cert}"' for t in trusted)
+    token_block = f"[attestation_token]\ntrusted_certs_paths = [{trust}]\n" if trusted else ""
+    as_block = ""
+    if attestation:
+        sample = "enable_sample_tee = true\n" if _ours_knows("enable_sample_tee") else ""
+        as_block = f"""[attestation_service]
+type = "coco_as_builtin"
+{sample}
+[attestation_service.attestation_token_broker]
+duration_min = 5
+"""
+        if signer:
+            as_block += f"""
+[attestation_service.attestation_token_broker.signer]
+key_path = "{signer.key}"
+cert_path = "{signer.chain}"
+"""
+        as_block += '\n[attestation_service.rvps_config]\ntype = "BuiltIn"\n'
+    return f"""[http_server]
+sockets = ["127.0.0.1:0"]
+{http}worker_count = 2
+
+{admin_block}
+{token_block}
+{as_block}
+[storage_backend]
+storage_type = "LocalFs"
+
+[storage_backend.backends.local_fs]
+dir_path = "{storage}"
+
+[[plugins]]
+name = "resource"
+storage_backend_type = "kvstorage"
+{extra}"""
+
+
+class Server:
+    kind = "?"
+
+    def __init__(self, config: Path, log: Path, tls: bool, cwd=None):
+        self.config, self.log, self.tls = config, log, tls
+        self.proc = None
+        self.port = None
+        self._start(cwd)
+
+    def url(self):
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def log_text(self):
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+class OurKbs(Server):
+    kind = "ours"
+
+    def _start(self, cwd):
+        self.proc = subprocess.Popen([str(BIN / "kbs"), "--config-file", str(self.config)], stdout=subprocess.PIPE,
+                                     stderr=open(self.log, "w"), text=True, cwd=cwd)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if r:
+                line = self.proc.stdout.readline()
+                if line.startswith("kbs: ready on port "):
+                    self.port = int(line.rsplit(" ", 1)[1])
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"our kbs exited with {self.proc.returncode}: {self.log_text()[-3000:]}")
+        self.proc.kill()
+        raise RuntimeError(f"our kbs did not start: {self.log_text()[-3000:]}")
+
+
+class UpstreamKbs(Server):
+    kind = "upstream"
+
+    def _start(self, cwd):
+        env = dict(os.environ, RUST_LOG="warn,actix_server=info", RUST_BACKTRACE="0", NO_COLOR="1")
+        self.proc = subprocess.Popen([str(UP / "kbs"), "--config-file", str(self.config)], stdout=open(self.log, "w"),
+                                     stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            m = re.search(r"listening on: 127\.0\.0\.1:(\d+)", self.log_text())
+            if m:
+                self.port = int(m.group(1))
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"upstream kbs exited with {self.proc.returncode}: {self.log_text()[-3000:]}")
+            time.sleep(0.05)
+        self.proc.kill()
+        raise RuntimeError(f"upstream kbs did not start: {self.log_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+class Servers:
+    """Starts KBSes of either kind; stops them all at teardown and checks ours exits cleanly."""
+
+    def __init__(self, d: Path):
+        self.dir = d
+        self.started = []
+        self.n = 0
+
+    def start(self, kind, config_text, tls=True, cwd=None):
+        self.n += 1
+        cfg = self.dir / f"{kind}-{self.n}.toml"
+        cfg.write_text(config_text)
+        cls = OurKbs if kind == "ours" else UpstreamKbs
+        s = cls(cfg, self.dir / f"{kind}-{self.n}.log", tls, cwd=cwd)
+        self.started.append(s)
+        return s
+
+    def stop_all(self):
+        bad = []
+        for s in self.started:
+            rc = s.stop()
+            if s.kind == "ours" and rc != 0:
+                bad.append(f"our kbs exited {rc}: {s.log_text()[-2000:]}")
+        self.started = []
+        assert not bad, "\n".join(bad)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    s = Servers(tmp_path_factory.mktemp("servers"))
+    yield s
+    s.stop_all()
+
+
+def up_client(kbs, pki, *args, check=True, url=None):
+    """Upstream's kbs-client against `kbs` (its TLS root given when the KBS speaks TLS)."""
+    cert = ["--cert-file", pki.tls_ca] if kbs.tls else []
+    return run([UP / "kbs-client", "--url", url or kbs.url(), *cert, *args], check=check, env=UP_ENV)
+
+
+def up_admin(kbs, pki, *args, check=True):
+    return up_client(kbs, pki, "config", "--admin-token-file", pki.admin_token_file, *args, check=check)
+
+
+def our_client(kbs, pki, *args, check=True, url=None):
+    cert = ["--cert-file", pki.tls_ca] if kbs.tls else []
+    return run([BIN / "kbs-client", "--url", url or kbs.url(), *cert, *args], check=check)
+
+
+def our_admin(kbs, pki, *args, check=True):
+    return our_client(kbs, pki, "config", "--admin-token-file", pki.admin_token_file, *args, check=check)
+
+
+def attester(kbs, pki, *args, check=True, url=None):
+    cert = ["--cert-file", pki.tls_ca] if kbs.tls else []
+    return run([UP / "trustee-attester", "--url", url or kbs.url(), *cert, *args], check=check, env=UP_ENV)
+
+
+def up_error(out) -> str:
+    """The error line upstream's Rust clients end with ("Error: ...")."""
+    lines = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
+    return lines[-1] if lines else out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ""
