@@ -57,6 +57,7 @@ typedef struct kbs_http__job {
 
 #define KBS_HTTP_MAX_QUEUE 4096
 #define KBS_HTTP_MAX_POOL 64
+#define KBS_HTTP_HANDLER_STACK ((size_t)8 << 20)
 
 struct kbs_http_server {
   atomic_bool stopping;
@@ -400,11 +401,19 @@ fail:
 ct_status kbs_http_run(kbs_http_server *s, ct_err *err) {
   /* As many handler threads as loops: the work is CPU-bound. */
   s->n_pool = s->n_workers < KBS_HTTP_MAX_POOL ? s->n_workers : KBS_HTTP_MAX_POOL;
+  /* Handlers evaluate Rego policies, whose evaluator stops at a fraction of the thread's stack:
+   * give them a known stack rather than whatever `ulimit -s` the service was started with. */
+  pthread_attr_t at;
+  CT_ENSURE(pthread_attr_init(&at) == 0, err, CT_ENOMEM, "cannot create thread attributes");
+  pthread_attr_setstacksize(&at, KBS_HTTP_HANDLER_STACK);
   for (unsigned i = 0; i < s->n_pool; i++) {
-    if (pthread_create(&s->pool[i], NULL, kbs_http__pool_run, s) != 0)
+    if (pthread_create(&s->pool[i], &at, kbs_http__pool_run, s) != 0) {
+      pthread_attr_destroy(&at);
       return ct_fail(err, CT_EIO, "cannot start handler thread %u", i);
+    }
     s->pool_started[i] = true;
   }
+  pthread_attr_destroy(&at);
   for (unsigned i = 0; i < s->n_workers; i++) {
     if (pthread_create(&s->workers[i].thread, NULL, kbs_http__run, &s->workers[i]) != 0)
       return ct_fail(err, CT_EIO, "cannot start worker thread %u", i);

@@ -7,6 +7,7 @@
  * the compiled policy is only read, so concurrent evaluations are safe.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,7 @@ struct rg_ev {
   rv **cache;
   uint8_t *cstate;
   size_t steps, depth;
+  uintptr_t stack_floor; /* evaluation stops with eval_depth_limit_error below this address */
   ct_err *err;
   bool strict;
   int64_t now;
@@ -59,6 +61,7 @@ struct rg_ev {
   rg_dover *dov;
   size_t ndov;
   rv **exprvals; /* query mode: value of each top-level expression */
+  const rg_expr *capture; /* query mode: this expression's value is a result even when false */
   const char *file; /* module of the rule being evaluated (error locations) */
   const rg_body *qbody;
   const rg_node *watch;  /* rego_eval_decision: the rule whose deciding definition is recorded */
@@ -146,7 +149,44 @@ static void undo(rg_ev *ev, size_t mark) {
   while (ev->ntrail > mark) *ev->trail[--ev->ntrail] = NULL;
 }
 
+/* The evaluator passes continuations, so its stack grows with every conjunct, argument, element
+ * and nested rule on the current proof path -- a policy's shape does not bound it. Instead each
+ * thread's own stack is measured once and an evaluation stops with a clear error while a reserve
+ * (1/8 of the stack, 64 KiB..1 MiB, for built-ins and libc) is still free. */
+#define EVAL_STACK_FALLBACK ((uintptr_t)512 << 10) /* budget when the thread's stack is unknown */
+static _Thread_local uintptr_t eval__tl_floor;
+static uintptr_t eval__stack_floor(void) {
+  if (eval__tl_floor) return eval__tl_floor;
+  uintptr_t here = (uintptr_t)__builtin_frame_address(0), floor = 0;
+  pthread_attr_t at;
+  if (pthread_getattr_np(pthread_self(), &at) == 0) {
+    void *lo = NULL;
+    size_t sz = 0;
+    if (pthread_attr_getstack(&at, &lo, &sz) == 0 && here > (uintptr_t)lo && here - (uintptr_t)lo <= sz) {
+      size_t reserve = sz / 8;
+      if (reserve < ((size_t)64 << 10)) reserve = (size_t)64 << 10;
+      if (reserve > ((size_t)1 << 20)) reserve = (size_t)1 << 20;
+      if ((uintptr_t)lo + reserve < here) floor = (uintptr_t)lo + reserve;
+    }
+    pthread_attr_destroy(&at);
+  }
+  if (!floor) floor = here > EVAL_STACK_FALLBACK ? here - EVAL_STACK_FALLBACK : 1;
+  eval__tl_floor = floor;
+  return floor;
+}
+
+static ct_status eval__too_deep(rg_ev *ev) {
+  return ct_fail(ev->err, CT_ELIMIT,
+                 "eval_depth_limit_error: evaluation too deep: the policy nests rules, expressions or "
+                 "conjunctions beyond what the evaluator's stack allows");
+}
+#define EVAL_STACK_CHECK(ev)                                                                        \
+  do {                                                                                              \
+    if ((uintptr_t)__builtin_frame_address(0) < (ev)->stack_floor) return eval__too_deep(ev);       \
+  } while (0)
+
 static ct_status step(rg_ev *ev) {
+  EVAL_STACK_CHECK(ev);
   if (++ev->steps > ev->p->limits.max_steps)
     return ct_fail(ev->err, CT_ELIMIT, "eval_step_limit_error: evaluation exceeded the limit of %zu steps",
                    ev->p->limits.max_steps);
@@ -229,7 +269,7 @@ typedef struct {
 
 static ct_status k_truthy_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_truthy *kt = (const k_truthy *)k;
-  if (rv_truthy_false(v)) return CT_OK;
+  if (rv_truthy_false(v) && kt->e != ev->capture) return CT_OK;
   if (ev->exprvals && ev->qbody) {
     for (size_t i = 0; i < ev->qbody->n; i++)
       if (ev->qbody->e[i] == kt->e) ev->exprvals[i] = v;
@@ -393,6 +433,7 @@ static ct_status k_unify_arr_fn(rg_ev *ev, const rk *k, rv *v) {
 }
 
 static ct_status unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k) {
+  EVAL_STACK_CHECK(ev);
   bool ua = term_has_unbound(ev, a), ub = term_has_unbound(ev, b);
   if (ua && ub) {
     if (a->kind == T_ARR && b->kind == T_ARR) {
@@ -540,6 +581,7 @@ static ct_status k_eq_fn(rg_ev *ev, const rk *k, rv *x) {
 }
 
 static ct_status match(rg_ev *ev, rg_term *t, rv *v, const rk *k) {
+  EVAL_STACK_CHECK(ev);
   if (t->ground) {
     if (!rv_eq(t->val, v)) return CT_OK;
     return KCALL(ev, k, NULL);
@@ -605,6 +647,7 @@ static ct_status k_pkey_fn(rg_ev *ev, const rk *k, rv *unused) {
 }
 
 static ct_status walk(rg_ev *ev, rv *v, rg_term *ref, size_t i, const rk *k) {
+  EVAL_STACK_CHECK(ev);
   if (i == ref->n) return KCALL(ev, k, v);
   rg_term *e = ref->elems[i];
   if (e->ground) {
@@ -711,6 +754,7 @@ static ct_status k_datakey_fn(rg_ev *ev, const rk *k, rv *key) {
 }
 
 static ct_status eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, const rk *k) {
+  EVAL_STACK_CHECK(ev);
   bool below = false;
   if (ev->ndov) {
     rv *ov = dov_find(ev, path, i - 1, &below);
@@ -1606,6 +1650,7 @@ static ct_status eval_template(rg_ev *ev, rg_term *t, const rk *k) {
 }
 
 static ct_status eval_term(rg_ev *ev, rg_term *t, const rk *k) {
+  EVAL_STACK_CHECK(ev);
   if (t->ground) return KCALL(ev, k, t->val);
   switch (t->kind) {
     case T_VAR: {
@@ -1794,6 +1839,7 @@ static ct_status ev_init(rg_ev *ev, const rego_policy *p, ct_err *err) {
   memset(ev, 0, sizeof(*ev));
   ev->p = p;
   ev->err = err;
+  ev->stack_floor = eval__stack_floor();
   ev->a.limit = p->limits.max_memory_bytes;
   ev->cache = rg_alloc(&ev->a, ((size_t)p->nnodes + 1) * sizeof(rv *));
   ev->cstate = rg_alloc(&ev->a, (size_t)p->nnodes + 1);
@@ -2021,6 +2067,27 @@ static ct_status k_qres_fn(rg_ev *ev, const rk *k, rv *v) {
   return ct_buf_append_str(o, "}", err);
 }
 
+/* OPA's test for whether a query iterates (then a false value is no result): a ref with a
+ * variable after its head, or the relation built-in walk; comprehensions do not count. */
+static bool eval__iterates(const rg_term *t) {
+  if (!t || t->kind == T_ACOMP || t->kind == T_SCOMP || t->kind == T_OCOMP) return false;
+  if (t->kind == T_REF)
+    for (size_t i = 1; i < t->n; i++)
+      if (t->elems[i]->kind == T_VAR) return true;
+  if (t->kind == T_CALL && t->name && !strcmp(t->name, "walk")) return true;
+  for (size_t i = 0; i < t->n; i++)
+    if (t->elems && eval__iterates(t->elems[i])) return true;
+  return false;
+}
+
+static const rg_expr *eval__capture_expr(const rg_body *b) {
+  if (b->n != 1) return NULL;
+  const rg_expr *e = b->e[0];
+  if (e->kind != E_TERM || eval__iterates(e->a)) return NULL;
+  if (e->a->kind == T_CALL && e->a->name && !strcmp(e->a->name, "print")) return NULL; /* no value */
+  return e;
+}
+
 CT_RESULT rego_query(const rego_policy *p, const char *query, const rego_query_opts *qo, char **result_json,
                      ct_err *err) {
   *result_json = NULL;
@@ -2051,6 +2118,7 @@ CT_RESULT rego_query(const rego_policy *p, const char *query, const rego_query_o
     ev.slots = rg_alloc(&ev.a, ((size_t)q.nslots + 1) * sizeof(rv *));
     ev.exprvals = rg_alloc(&ev.a, (q.body->n + 1) * sizeof(rv *));
     ev.qbody = q.body;
+    if (qo && qo->capture_values) ev.capture = eval__capture_expr(q.body);
     if (!ev.slots || !ev.exprvals) st = ev_oom(&ev);
   }
   ct_buf out;

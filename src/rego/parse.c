@@ -29,6 +29,11 @@ typedef struct {
 } rg_tok;
 
 #define RG_MAX_PARSE_DEPTH 200
+/* Operator chains (`1-1-1-...`) and nested calls build one AST level per operator without any
+ * bracket, so RG_MAX_PARSE_DEPTH does not see them; the compiler's passes recurse once per AST
+ * level. Every module and query is checked against this bound once it is parsed, so no later
+ * recursive pass can run out of stack on an admin-supplied policy. */
+#define RG_MAX_AST_DEPTH 1000
 
 typedef struct {
   rg_arena *a;
@@ -1542,6 +1547,53 @@ static ct_status ps_ref_path(rg_ps *p, rg_term **out) {
   return ps_primary(p, out);
 }
 
+/* ---------------------------------------------------------------- AST depth bound */
+/* Recursion here stops at RG_MAX_AST_DEPTH, so the check itself is bounded. */
+static ct_status parse__too_deep(rg_ps *p, int row, int col) {
+  return ps_fail(p, row, col, "expression nested too deeply (more than %d levels of operators, calls, "
+                              "collections or bodies)", RG_MAX_AST_DEPTH);
+}
+static ct_status parse__depth_body(rg_ps *p, const rg_body *b, int d, int row, int col);
+static ct_status parse__depth_term(rg_ps *p, const rg_term *t, int d) {
+  if (!t) return CT_OK;
+  if (d > RG_MAX_AST_DEPTH) return parse__too_deep(p, t->row, t->col);
+  for (size_t i = 0; i < t->n; i++)
+    if (t->elems) CT_GUARD(parse__depth_term(p, t->elems[i], d + 1));
+  CT_GUARD(parse__depth_term(p, t->fnref, d + 1));
+  return parse__depth_body(p, t->body, d + 1, t->row, t->col);
+}
+static ct_status parse__depth_expr(rg_ps *p, const rg_expr *e, int d) {
+  if (!e) return CT_OK;
+  if (d > RG_MAX_AST_DEPTH) return parse__too_deep(p, e->row, e->col);
+  CT_GUARD(parse__depth_term(p, e->a, d + 1));
+  CT_GUARD(parse__depth_term(p, e->b, d + 1));
+  CT_GUARD(parse__depth_term(p, e->c, d + 1));
+  CT_GUARD(parse__depth_body(p, e->body, d + 1, e->row, e->col));
+  CT_GUARD(parse__depth_expr(p, e->sub, d + 1));
+  for (size_t i = 0; i < e->nops; i++) CT_GUARD(parse__depth_body(p, e->ops[i], d + 1, e->row, e->col));
+  for (size_t i = 0; i < e->nwith; i++) {
+    CT_GUARD(parse__depth_term(p, e->with[i].target, d + 1));
+    CT_GUARD(parse__depth_term(p, e->with[i].value, d + 1));
+  }
+  return CT_OK;
+}
+static ct_status parse__depth_body(rg_ps *p, const rg_body *b, int d, int row, int col) {
+  if (!b) return CT_OK;
+  if (d > RG_MAX_AST_DEPTH) return parse__too_deep(p, row, col);
+  for (size_t i = 0; i < b->n; i++) CT_GUARD(parse__depth_expr(p, b->e[i], d + 1));
+  return CT_OK;
+}
+static ct_status parse__depth_rule(rg_ps *p, const rg_rule *r) {
+  /* else chains are walked iteratively by the compiler and the evaluator */
+  for (const rg_rule *x = r; x; x = x->els) {
+    CT_GUARD(parse__depth_term(p, x->key, 1));
+    CT_GUARD(parse__depth_term(p, x->value, 1));
+    for (size_t i = 0; i < x->nargs; i++) CT_GUARD(parse__depth_term(p, x->args[i], 1));
+    CT_GUARD(parse__depth_body(p, x->body, 1, x->row, x->col));
+  }
+  return CT_OK;
+}
+
 CT_RESULT rg_parse_module(rg_arena *a, const char *file, const char *src, rg_module **out, ct_err *err) {
   rg_ps p = {.a = a, .file = file ? file : "policy.rego", .src = src, .len = strlen(src), .row = 1, .col = 1, .err = err};
   rg_module *m = rg_alloc(a, sizeof(rg_module));
@@ -1616,6 +1668,7 @@ CT_RESULT rg_parse_module(rg_arena *a, const char *file, const char *src, rg_mod
   m->nrules = rules.n;
   m->rules = (rg_rule **)pv_done(&p, &rules);
   if (!m->rules) return OOM(&p);
+  for (size_t i = 0; i < m->nrules; i++) CT_GUARD(parse__depth_rule(&p, m->rules[i]));
   *out = m;
   return CT_OK;
 fail:
@@ -1627,5 +1680,6 @@ fail:
 CT_RESULT rg_parse_query(rg_arena *a, const char *src, rg_body **out, ct_err *err) {
   rg_ps p = {.a = a, .file = "query", .src = src, .len = strlen(src), .row = 1, .col = 1, .err = err};
   CT_GUARD(ps_adv(&p));
-  return ps_body_until(&p, K_EOF, out);
+  CT_GUARD(ps_body_until(&p, K_EOF, out));
+  return parse__depth_body(&p, *out, 0, 1, 1);
 }

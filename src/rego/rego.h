@@ -91,6 +91,10 @@ typedef struct rego_query_opts {
   const char *input_term; /* Rego term text (may hold sets); overrides input_json when set */
   bool strict_builtin_errors;
   int64_t now_ns; /* time.now_ns(); 0 = the real clock */
+  /* Like `opa eval`: a query of one expression that does not iterate reports its value even
+   * when it is false (`data.policy.allow` -> false rather than no result). Off, every
+   * expression must be true, as in OPA's topdown tests. */
+  bool capture_values;
 } rego_query_opts;
 CT_RESULT rego_query(const rego_policy *p, const char *query, const rego_query_opts *qo,
                      char **result_json, ct_err *err);

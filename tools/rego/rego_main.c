@@ -215,7 +215,8 @@ static int cmd_eval(int argc, char **argv) {
     print_error(&err, format);
     rc = 1;
   } else {
-    rego_query_opts qo = {.input_json = input, .data_json = data, .strict_builtin_errors = strict};
+    rego_query_opts qo = {.input_json = input, .data_json = data, .strict_builtin_errors = strict,
+                          .capture_values = true};
     if (rego_query(p, query, &qo, &res, &err)) {
       print_error(&err, format);
       rc = 1;

@@ -1,0 +1,170 @@
+/*
+ * Regression tests for the hardening findings of issue 13, one test per finding, named
+ * test_regress_NN_<what> after the finding's number (the end-to-end ones live in
+ * tests/e2e/test_regress.py under the same names).
+ */
+#include <pthread.h>
+
+#include "ct_test_util.h"
+#include "rego.h"
+
+/* ---------------------------------------------------------------- helpers */
+/* "package policy ... x := 1-1-...-1 (n terms) ... allow if x < 0" */
+static char *regress__chain_policy(size_t n) {
+  size_t cap = 128 + 2 * n;
+  char *s = malloc(cap);
+  assert_non_null(s);
+  size_t o = (size_t)snprintf(s, cap, "package policy\nimport rego.v1\nx := 1");
+  for (size_t i = 1; i < n; i++) o += (size_t)snprintf(s + o, cap - o, "-1");
+  snprintf(s + o, cap - o, "\nallow if x < 0\n");
+  return s;
+}
+
+/* A rule body of n conjunctions, each reading the input. */
+static char *regress__conj_policy(size_t n) {
+  size_t cap = 128 + 32 * n;
+  char *s = malloc(cap);
+  assert_non_null(s);
+  size_t o = (size_t)snprintf(s, cap, "package policy\nimport rego.v1\nallow if {\n");
+  for (size_t i = 0; i < n; i++) o += (size_t)snprintf(s + o, cap - o, "  x%zu := input.a\n", i);
+  snprintf(s + o, cap - o, "}\n");
+  return s;
+}
+
+static ct_status regress__compile(const char *src, rego_policy **p, ct_err *err) {
+  rego_module m = {"regress.rego", src};
+  return rego_compile(&m, 1, NULL, p, err);
+}
+
+typedef struct {
+  const rego_policy *p;
+  ct_status st;
+  ct_err err;
+  json_t *res;
+} regress__eval_arg;
+
+static void *regress__eval_thread(void *arg) {
+  regress__eval_arg *a = arg;
+  json_t *in = json_pack("{s:i}", "a", 1);
+  a->st = rego_eval(a->p, "data.policy.allow", in, NULL, &a->res, &a->err);
+  json_decref(in);
+  return NULL;
+}
+
+/* Evaluates data.policy.allow on a thread with the given stack size. */
+static void regress__eval_on_stack(const rego_policy *p, size_t stack, regress__eval_arg *a) {
+  memset(a, 0, sizeof(*a));
+  a->p = p;
+  pthread_attr_t at;
+  pthread_t th;
+  assert_int_equal(pthread_attr_init(&at), 0);
+  assert_int_equal(pthread_attr_setstacksize(&at, stack), 0);
+  assert_int_equal(pthread_create(&th, &at, regress__eval_thread, a), 0);
+  pthread_join(th, NULL);
+  pthread_attr_destroy(&at);
+}
+
+/* ---------------------------------------------------------------- 10 */
+/* `rego eval data.policy.allow` printed {} for false: the CLI asks rego_query to capture the
+ * value of a single non-iterating expression, as opa eval does. */
+static void test_regress_10_rego_eval_false(void **state) {
+  (void)state;
+  ct_err err = {0};
+  rego_policy *p = NULL;
+  CT_ASSERT_OK(regress__compile("package policy\nimport rego.v1\ndefault allow := false\nallow if input.x == 1\n"
+                                "xs := [false, true]\n",
+                                &p, &err),
+               &err);
+  char *res = NULL;
+  rego_query_opts qo = {.capture_values = true};
+  CT_ASSERT_OK(rego_query(p, "data.policy.allow", &qo, &res, &err), &err);
+  assert_non_null(strstr(res, "\"value\":false"));
+  free(res);
+  /* a comparison is an expression with a value too */
+  CT_ASSERT_OK(rego_query(p, "1 > 2", &qo, &res, &err), &err);
+  assert_non_null(strstr(res, "\"value\":false"));
+  free(res);
+  /* iteration and several expressions keep filtering false out, like opa */
+  CT_ASSERT_OK(rego_query(p, "data.policy.xs[_]", &qo, &res, &err), &err);
+  assert_null(strstr(res, "\"value\":false"));
+  assert_non_null(strstr(res, "\"value\":true"));
+  free(res);
+  CT_ASSERT_OK(rego_query(p, "data.policy.allow; true", &qo, &res, &err), &err);
+  assert_string_equal(res, "[]");
+  free(res);
+  /* undefined stays undefined */
+  CT_ASSERT_OK(rego_query(p, "data.policy.nothing", &qo, &res, &err), &err);
+  assert_string_equal(res, "[]");
+  free(res);
+  /* without capture (OPA's topdown semantics, used by the conformance suite) false is no result */
+  rego_query_opts plain = {0};
+  CT_ASSERT_OK(rego_query(p, "data.policy.allow", &plain, &res, &err), &err);
+  assert_string_equal(res, "[]");
+  free(res);
+  rego_policy_free(p);
+}
+
+/* ---------------------------------------------------------------- 13 */
+/* A 20,000-term operator chain overflowed the stack in the compiler and the evaluator (KBS
+ * worker crash on the next resource GET). Now: the parser bounds the AST depth with a
+ * "nested too deeply" error, and the evaluator stops with eval_depth_limit_error before the
+ * thread's stack runs out, whatever the policy's shape. */
+static void test_regress_13_rego_recursion(void **state) {
+  (void)state;
+  ct_err err = {0};
+  rego_policy *p = NULL;
+
+  char *deep = regress__chain_policy(20000);
+  assert_int_not_equal(regress__compile(deep, &p, &err), CT_OK);
+  assert_null(p);
+  assert_non_null(strstr(err.msg, "rego_parse_error: regress.rego:3:"));
+  assert_non_null(strstr(err.msg, "nested too deeply"));
+  free(deep);
+
+  /* a long but legal chain compiles and evaluates exactly */
+  char *ok = regress__chain_policy(300);
+  CT_ASSERT_OK(regress__compile(ok, &p, &err), &err);
+  json_t *res = NULL;
+  CT_ASSERT_OK(rego_eval(p, "data.policy.x", NULL, NULL, &res, &err), &err);
+  assert_int_equal(json_integer_value(res), 1 - 299);
+  json_decref(res);
+  rego_policy_free(p);
+  free(ok);
+
+  /* at the AST bound: compiles; evaluating it on a small stack is a clean error, not a crash */
+  char *edge = regress__chain_policy(999);
+  CT_ASSERT_OK(regress__compile(edge, &p, &err), &err);
+  regress__eval_arg a;
+  regress__eval_on_stack(p, 128u << 10, &a);
+  assert_int_equal(a.st, CT_ELIMIT);
+  assert_null(a.res);
+  assert_non_null(strstr(a.err.msg, "eval_depth_limit_error: evaluation too deep"));
+  regress__eval_on_stack(p, 8u << 20, &a);
+  if (a.st == CT_OK) assert_true(json_is_true(a.res));
+  else assert_non_null(strstr(a.err.msg, "eval_depth_limit_error"));
+  json_decref(a.res);
+  rego_policy_free(p);
+  free(edge);
+
+  /* depth that no static bound sees: a long conjunction (the evaluator passes continuations) */
+  char *conj = regress__conj_policy(2000);
+  CT_ASSERT_OK(regress__compile(conj, &p, &err), &err);
+  regress__eval_on_stack(p, 128u << 10, &a);
+  assert_int_equal(a.st, CT_ELIMIT);
+  assert_non_null(strstr(a.err.msg, "eval_depth_limit_error"));
+  /* the same policy on an ordinary stack evaluates */
+  regress__eval_on_stack(p, 8u << 20, &a);
+  CT_ASSERT_OK(a.st, &a.err);
+  assert_true(json_is_true(a.res));
+  json_decref(a.res);
+  rego_policy_free(p);
+  free(conj);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_regress_10_rego_eval_false),
+      cmocka_unit_test(test_regress_13_rego_recursion),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
