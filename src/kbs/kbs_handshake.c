@@ -1,0 +1,218 @@
+/*
+ * kbs_handshake.c - the RCAR handshake: POST /kbs/v0/auth and POST /kbs/v0/attest.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ct_json.h"
+#include "ct_mem.h"
+#include "jose.h"
+#include "kbs_internal.h"
+#include "kbs_metrics.h"
+
+static const char *const kbs__tees[] = {"az-snp-vtpm", "az-tdx-vtpm", "nvidia", "sgx", "snp", "tdx", "cca", "csv",
+                                        "se", "hygondcu", "tpm", "sample", "sampledevice", NULL};
+
+/* Trustee requires =0.4.0; older clients whose messages have the 0.4.0 shape are accepted too.
+ * Strict semver digits: no sign, no spaces, no leading zeros. */
+static bool kbs__semver_part(const char **p, unsigned *out) {
+  const char *s = *p;
+  if (*s < '0' || *s > '9' || (*s == '0' && s[1] >= '0' && s[1] <= '9')) return false;
+  unsigned v = 0;
+  while (*s >= '0' && *s <= '9' && v < 100000) v = v * 10 + (unsigned)(*s++ - '0');
+  *out = v;
+  *p = s;
+  return true;
+}
+
+static ct_status kbs__check_version(const char *v, ct_err *err) {
+  const char *p = v;
+  unsigned major = 0, minor = 0, patch = 0;
+  bool ok = kbs__semver_part(&p, &major) && *p++ == '.' && kbs__semver_part(&p, &minor) && *p++ == '.' &&
+            kbs__semver_part(&p, &patch) && *p == 0 && major == 0 && minor >= 1 && minor <= 4;
+  CT_ENSURE(ok, err, CT_EINVAL, "KBS Client Protocol Version Mismatch: expect =0.4.0 (0.1.x-0.4.x accepted) while the "
+            "request is %.32s", v);
+  return CT_OK;
+}
+
+const char *kbs_session_cookie(const kbs_http_request *req, char out[KBS_COOKIE_MAX]) {
+  const char *c = kbs_http_header(req, "Cookie");
+  while (c) {
+    while (*c == ' ' || *c == ';') c++;
+    if (!strncmp(c, "kbs-session-id=", 15)) {
+      c += 15;
+      size_t n = strcspn(c, "; ");
+      if (n == 0 || n >= KBS_COOKIE_MAX) return NULL;
+      memcpy(out, c, n);
+      out[n] = 0;
+      return out;
+    }
+    c = strchr(c, ';');
+  }
+  return NULL;
+}
+
+static void kbs__set_cookie(kbs_http_response *r, const char *id, time_t expires) {
+  struct tm tm;
+  gmtime_r(&expires, &tm);
+  char when[64];
+  strftime(when, sizeof when, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  snprintf(r->set_cookie, sizeof r->set_cookie, "kbs-session-id=%s; Expires=%s", id, when);
+}
+
+void kbs_handle_auth(kbs_server *s, const kbs_http_request *req, kbs_http_response *r) {
+  kbs_metrics_inc(KBS_M_AUTH_REQUESTS);
+  ct_err err;
+  json_t *body = NULL;
+  if (kbs_parse_json_body(req, &body, &err) != CT_OK) {
+    kbs_metrics_inc(KBS_M_AUTH_ERRORS);
+    kbs_reply_error(r, "AttestationError", "RCAR handshake Auth failed: %s", err.msg);
+    return;
+  }
+  const char *version = NULL, *tee = NULL;
+  ct_status st = ct_json_get_string(body, "version", "auth request", &version, &err);
+  if (st == CT_OK) st = kbs__check_version(version, &err);
+  if (st == CT_OK) st = ct_json_get_string(body, "tee", "auth request", &tee, &err);
+  if (st == CT_OK) {
+    bool known = false;
+    for (size_t i = 0; kbs__tees[i]; i++) known |= !strcmp(tee, kbs__tees[i]);
+    if (!known) st = ct_fail(&err, CT_EINVAL, "unknown tee \"%.32s\"", tee);
+  }
+  if (st == CT_OK && !json_object_get(body, "extra-params"))
+    st = ct_fail(&err, CT_EINVAL, "auth request: member \"extra-params\" is missing");
+  char id[KBS_COOKIE_MAX], nonce[KBS_NONCE_B64_LEN + 1];
+  time_t expires;
+  if (st == CT_OK) st = kbs_sessions_create(s->sessions, tee, s->cfg->as_timeout_min * 60u, id, nonce, &expires, &err);
+  json_decref(body);
+  if (st != CT_OK) {
+    kbs_metrics_inc(KBS_M_AUTH_ERRORS);
+    kbs_reply_error(r, "AttestationError", "RCAR handshake Auth failed: %s", err.msg);
+    return;
+  }
+  kbs_metrics_inc(KBS_M_AUTH_SUCCESSES);
+  kbs__set_cookie(r, id, expires);
+  kbs_reply_json(r, json_pack("{s:s, s:s}", "nonce", nonce, "extra-params", ""));
+}
+
+/* Re-serialises the client's TEE key with exactly the members Trustee hashes: unknown JWK
+ * members (kid, use, ...) never reach report_data. */
+static ct_status kbs__canonical_teekey(const json_t *jwk, json_t **out, ct_err *err) {
+  CT_ENSURE(json_is_object(jwk), err, CT_EINVAL, "runtime-data: tee-pubkey must be a JWK object");
+  const char *kty = json_string_value(json_object_get(jwk, "kty"));
+  const char *alg = json_string_value(json_object_get(jwk, "alg"));
+  CT_ENSURE(kty && alg, err, CT_EINVAL, "runtime-data: tee-pubkey needs kty and alg");
+  json_t *c;
+  if (!strcmp(kty, "EC")) {
+    const char *crv = json_string_value(json_object_get(jwk, "crv"));
+    const char *x = json_string_value(json_object_get(jwk, "x"));
+    const char *y = json_string_value(json_object_get(jwk, "y"));
+    CT_ENSURE(crv && x && y, err, CT_EINVAL, "runtime-data: EC tee-pubkey needs crv, x and y");
+    CT_ENSURE(!strcmp(alg, "ECDH-ES+A256KW"), err, CT_EINVAL, "runtime-data: EC tee-pubkey alg must be ECDH-ES+A256KW");
+    CT_ENSURE(!strcmp(crv, "P-256") || !strcmp(crv, "P-521"), err, CT_EINVAL,
+              "runtime-data: tee-pubkey curve %.16s is not P-256 or P-521", crv);
+    c = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", kty, "crv", crv, "alg", alg, "x", x, "y", y);
+  } else if (!strcmp(kty, "RSA")) {
+    const char *n = json_string_value(json_object_get(jwk, "n"));
+    const char *e = json_string_value(json_object_get(jwk, "e"));
+    CT_ENSURE(n && e, err, CT_EINVAL, "runtime-data: RSA tee-pubkey needs n and e");
+    CT_ENSURE(!strcmp(alg, "RSA-OAEP-256") || !strcmp(alg, "RSA1_5"), err, CT_EINVAL,
+              "runtime-data: RSA tee-pubkey alg must be RSA-OAEP-256 or RSA1_5");
+    c = json_pack("{s:s, s:s, s:s, s:s}", "kty", kty, "alg", alg, "n", n, "e", e);
+  } else {
+    return ct_fail(err, CT_EINVAL, "runtime-data: tee-pubkey kty %.16s is not EC or RSA", kty);
+  }
+  CT_ENSURE(c, err, CT_ENOMEM, "out of memory");
+  /* The key must be usable: a point off the curve would make every later JWE fail. */
+  jose_jwk *k = NULL;
+  if (jose_jwk_from_json(c, &k, err) != CT_OK) {
+    json_decref(c);
+    return ct_err_prefix(err, "runtime-data: tee-pubkey: ");
+  }
+  jose_jwk_free(k);
+  *out = c;
+  return CT_OK;
+}
+
+static ct_status kbs__do_attest(kbs_server *s, const kbs_session_view *sv, const json_t *body, char **token,
+                                ct_err *err) {
+  json_t *runtime, *evidence;
+  CT_GUARD(ct_json_get_object(body, "runtime-data", "attestation", &runtime, err));
+  CT_GUARD(ct_json_get_object(body, "tee-evidence", "attestation", &evidence, err));
+  const char *nonce;
+  CT_GUARD(ct_json_get_string(runtime, "nonce", "runtime-data", &nonce, err));
+  CT_ENSURE(ct_streq_secret(nonce, sv->nonce), err, CT_ECRYPTO,
+            "runtime-data nonce does not match the nonce issued for this session");
+  json_t *primary = json_object_get(evidence, "primary_evidence");
+  CT_ENSURE(primary && !json_is_null(primary), err, CT_EINVAL, "tee-evidence: primary_evidence is missing");
+  json_t *additional = json_object_get(evidence, "additional_evidence");
+  const char *additional_str = "";
+  if (additional && !json_is_null(additional)) {
+    CT_ENSURE(json_is_string(additional), err, CT_EINVAL, "tee-evidence: additional_evidence must be a JSON string");
+    additional_str = json_string_value(additional);
+  }
+  const char *init_body = NULL;
+  size_t init_len = 0;
+  json_t *init = json_object_get(body, "init-data");
+  if (init && !json_is_null(init)) {
+    const char *format;
+    CT_GUARD(ct_json_get_string(init, "format", "init-data", &format, err));
+    CT_ENSURE(!strcmp(format, "toml"), err, CT_EUNSUPPORTED, "init-data format \"%.16s\" is not supported (only toml)",
+              format);
+    CT_GUARD(ct_json_get_string(init, "body", "init-data", &init_body, err));
+    init_len = strlen(init_body);
+  }
+  json_t *teekey = NULL;
+  CT_GUARD(kbs__canonical_teekey(json_object_get(runtime, "tee-pubkey"), &teekey, err));
+  json_t *rt = json_pack("{s:o, s:s, s:s}", "tee-pubkey", teekey, "nonce", sv->nonce, "additional-evidence",
+                         additional_str);
+  CT_ENSURE(rt, err, CT_ENOMEM, "out of memory");
+  as_request areq = {.tee = sv->tee, .evidence = primary, .runtime_data = rt, .init_data_toml = init_body,
+                     .init_data_len = init_len, .policy_id = "default"};
+  ct_status st = as_evaluate(s->as, &areq, token, NULL, err);
+  json_decref(rt);
+  return st;
+}
+
+void kbs_handle_attest(kbs_server *s, const kbs_http_request *req, kbs_http_response *r) {
+  kbs_metrics_inc(KBS_M_ATTESTATION_REQUESTS);
+  ct_err err;
+  char idbuf[KBS_COOKIE_MAX];
+  const char *id = kbs_session_cookie(req, idbuf);
+  if (!id) {
+    kbs_metrics_inc(KBS_M_ATTESTATION_ERRORS);
+    kbs_reply_error(r, "AttestationError", "RCAR handshake Attest failed: no kbs-session-id cookie; call /auth first");
+    return;
+  }
+  kbs_session_view sv;
+  ct_status st = kbs_sessions_get(s->sessions, id, &sv, &err);
+  if (st != CT_OK) {
+    kbs_metrics_inc(KBS_M_ATTESTATION_ERRORS);
+    kbs_reply_error(r, "AttestationError", "RCAR handshake Attest failed: %s", err.msg);
+    return;
+  }
+  kbs__set_cookie(r, id, sv.expires);
+  if (sv.attested) {
+    /* Idempotent, as Trustee: a repeated /attest returns the session's token. */
+    kbs_reply_json(r, json_pack("{s:s}", "token", sv.token));
+    free(sv.token);
+    return;
+  }
+  json_t *body = NULL;
+  char *token = NULL;
+  st = kbs_parse_json_body(req, &body, &err);
+  if (st == CT_OK) st = kbs__do_attest(s, &sv, body, &token, &err);
+  json_decref(body);
+  if (st == CT_OK) st = kbs_sessions_attest(s->sessions, id, token, &err);
+  if (st != CT_OK) {
+    kbs_metrics_attestation(sv.tee, 0);
+    kbs_reply_error(r, "AttestationError", "RCAR handshake Attest failed: %s", err.msg);
+    free(token);
+    return;
+  }
+  kbs_metrics_attestation(sv.tee, 1);
+  kbs_reply_json(r, json_pack("{s:s}", "token", token));
+  free(token);
+}

@@ -1,0 +1,241 @@
+/*
+ * kbs_resource.c - GET /kbs/v0/resource/<repo>/<type>/<tag>: the token's claims, the resource
+ * policy's verdict and the JWE-wrapped secret.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/http.h>
+
+#include "ct_json.h"
+#include "ct_mem.h"
+#include "jose.h"
+#include "kbs_internal.h"
+#include "kbs_metrics.h"
+
+/* Trustee: each part matches [A-Za-z0-9_-]+[A-Za-z0-9_.-]* (no leading dot), bounded here. */
+static ct_status kbs__check_id_part(const char *part, const char *what, ct_err *err) {
+  size_t n = strlen(part);
+  CT_ENSURE(n > 0, err, CT_EINVAL, "resource %s is empty", what);
+  CT_ENSURE(n <= KBS_MAX_ID_PART, err, CT_EINVAL, "resource %s is longer than %d characters", what, KBS_MAX_ID_PART);
+  CT_ENSURE(part[0] != '.', err, CT_EINVAL, "resource %s \"%.64s\" starts with a dot", what, part);
+  for (size_t i = 0; i < n; i++) {
+    char c = part[i];
+    CT_ENSURE((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+                  c == '.',
+              err, CT_EINVAL, "resource %s \"%.64s\" has a character outside [A-Za-z0-9_.-]", what, part);
+  }
+  return CT_OK;
+}
+
+/* Splits "repo/type/tag" (exactly three parts) and validates each part. */
+ct_status kbs_resource_id(const char *rest, char parts[3][KBS_MAX_ID_PART + 1], ct_err *err) {
+  static const char *const names[] = {"repository", "type", "tag"};
+  const char *p = rest;
+  for (int i = 0; i < 3; i++) {
+    const char *slash = strchr(p, '/');
+    size_t n = slash ? (size_t)(slash - p) : strlen(p);
+    CT_ENSURE((i < 2) == (slash != NULL), err, CT_EINVAL,
+              "resource path must be <repository>/<type>/<tag> (exactly three parts)");
+    CT_ENSURE(n <= KBS_MAX_ID_PART, err, CT_EINVAL, "resource %s is longer than %d characters", names[i],
+              KBS_MAX_ID_PART);
+    memcpy(parts[i], p, n);
+    parts[i][n] = 0;
+    CT_GUARD(kbs__check_id_part(parts[i], names[i], err));
+    p = slash ? slash + 1 : p + n;
+  }
+  return CT_OK;
+}
+
+/* Evaluates data.policy.allow: input = token claims, data = {plugin, resource-path, query}. */
+static ct_status kbs__policy_allows(kbs_server *s, const json_t *claims, char parts[3][KBS_MAX_ID_PART + 1],
+                                    const char *query, bool *allowed, ct_err *err) {
+  json_t *q = json_object();
+  if (query) {
+    char *dup = NULL;
+    CT_GUARD(ct_strdup(query, &dup, err));
+    char *save = NULL;
+    size_t n = 0;
+    for (char *kv = strtok_r(dup, "&", &save); kv && n < 32; kv = strtok_r(NULL, "&", &save), n++) {
+      char *eq = strchr(kv, '=');
+      if (eq) *eq = 0;
+      /* Percent-decoded like Trustee's query map; a value that does not decode to UTF-8 is
+       * dropped rather than handed to the policy half-formed. */
+      char *key = evhttp_uridecode(kv, 1, NULL), *val = evhttp_uridecode(eq ? eq + 1 : "", 1, NULL);
+      if (key && val) json_object_set_new(q, key, json_string(val));
+      free(key);
+      free(val);
+    }
+    free(dup);
+  }
+  json_t *data = json_pack("{s:s, s:[s,s,s], s:o}", "plugin", "resource", "resource-path", parts[0], parts[1], parts[2],
+                           "query", q);
+  CT_ENSURE(data, err, CT_ENOMEM, "out of memory");
+  json_t *result = NULL;
+  kbs_metrics_inc(KBS_M_POLICY_EVALUATIONS);
+  pthread_rwlock_rdlock(&s->policy_lock);
+  ct_status st = rego_eval(s->resource_policy, "data.policy.allow", claims, data, &result, err);
+  pthread_rwlock_unlock(&s->policy_lock);
+  json_decref(data);
+  if (st != CT_OK) {
+    kbs_metrics_inc(KBS_M_POLICY_ERRORS);
+    return st;
+  }
+  *allowed = json_is_true(result);
+  json_decref(result);
+  kbs_metrics_inc(*allowed ? KBS_M_POLICY_APPROVALS : KBS_M_POLICY_VIOLATIONS);
+  return CT_OK;
+}
+
+/* The TEE key the resource is encrypted to (Trustee kbs/src/token: first hit wins). */
+static const json_t *kbs__find_teekey(const kbs_server *s, const json_t *claims) {
+  const char *defaults[] = {"/tdx/attester_runtime_data/tee-pubkey", "/tdx/attester_user_data/tee-pubkey",
+                            "/customized_claims/runtime_data/tee-pubkey",
+                            "/submods/cpu0/ear.veraison.annotated-evidence/runtime_data_claims/tee-pubkey",
+                            "/tee-pubkey"};
+  size_t n = s->cfg->n_extra_teekey_paths + 5;
+  for (size_t i = 0; i < n; i++) {
+    const char *path = i < s->cfg->n_extra_teekey_paths ? s->cfg->extra_teekey_paths[i]
+                                                        : defaults[i - s->cfg->n_extra_teekey_paths];
+    const json_t *cur = claims;
+    char seg[256];
+    const char *p = path;
+    while (cur && *p == '/') {
+      p++;
+      size_t len = strcspn(p, "/");
+      if (len >= sizeof seg) {
+        cur = NULL;
+        break;
+      }
+      memcpy(seg, p, len);
+      seg[len] = 0;
+      cur = json_object_get(cur, seg);
+      p += len;
+    }
+    if (cur && json_is_object(cur)) return cur;
+  }
+  return NULL;
+}
+
+/* "cpu0: ear.status=warning (configuration=0 executables=33 hardware=2)": the part of a token that
+ * usually explains a denial, and none of it secret. */
+static void kbs__appraisal_summary(const json_t *claims, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = 0;
+  json_t *submods = json_object_get(claims, "submods");
+  const char *name;
+  json_t *sm;
+  json_object_foreach(submods, name, sm) {
+    const char *status = json_string_value(json_object_get(sm, "ear.status"));
+    int w = snprintf(out + n, cap - n, "%s%.32s: ear.status=%.20s", n ? "; " : "", name, status ? status : "?");
+    if (w < 0 || (size_t)w >= cap - n) return;
+    n += (size_t)w;
+    json_t *tv = json_object_get(sm, "ear.trustworthiness-vector");
+    const char *claim;
+    json_t *v;
+    bool first = true;
+    json_object_foreach(tv, claim, v) {
+      if (!json_is_integer(v) || json_integer_value(v) == 0) continue;
+      w = snprintf(out + n, cap - n, "%s%.24s=%lld", first ? " (" : " ", claim, (long long)json_integer_value(v));
+      if (w < 0 || (size_t)w >= cap - n) return;
+      n += (size_t)w;
+      first = false;
+    }
+    if (!first && n + 1 < cap) {
+      out[n++] = ')';
+      out[n] = 0;
+    }
+  }
+  if (!n) snprintf(out, cap, "the token carries no appraisal");
+}
+
+void kbs_handle_resource_get(kbs_server *s, const kbs_http_request *req, const char *rest, kbs_http_response *r) {
+  ct_err err;
+  char parts[3][KBS_MAX_ID_PART + 1];
+  if (kbs_resource_id(rest, parts, &err) != CT_OK) {
+    kbs_reply_error(r, "InvalidRequestPath", "%s", err.msg);
+    return;
+  }
+  /* A token this KBS issued into an attested session is held server-side and never was out of
+   * our hands, so its claims are used as stored (their expiry still applies); any other token
+   * is verified in full. Trustee re-verifies the session token: same outcome, one ES256
+   * verification less per request. */
+  json_t *claims = NULL;
+  ct_status st = CT_OK;
+  char idbuf[KBS_COOKIE_MAX];
+  const char *id = kbs_session_cookie(req, idbuf);
+  if (id) {
+    kbs_session_view sv;
+    if (kbs_sessions_get(s->sessions, id, &sv, &err) == CT_OK && sv.token) {
+      json_t *hdr = NULL;
+      uint8_t *payload = NULL;
+      size_t plen = 0;
+      st = jose_jws_decode_unverified(sv.token, &hdr, &payload, &plen, &err);
+      json_decref(hdr);
+      if (st == CT_OK) st = ct_json_parse((const char *)payload, plen, 64, &claims, &err);
+      free(payload);
+      free(sv.token);
+      if (st == CT_OK && jose_jwt_check_times(claims, (int64_t)time(NULL), 60, true, &err) != CT_OK) st = CT_EEXPIRED;
+      if (st != CT_OK) {
+        json_decref(claims);
+        kbs_reply_error(r, "TokenVerifierError", "Token Verifier error: the session's attestation token: %s", err.msg);
+        return;
+      }
+    }
+  }
+  if (!claims) {
+    const char *auth = kbs_http_header(req, "Authorization");
+    if (!auth || strncasecmp(auth, "Bearer ", 7)) {
+      kbs_reply_error(r, "TokenNotFound", "Attestation Token not found: no attested session cookie and no "
+                 "\"Authorization: Bearer\" header");
+      return;
+    }
+    st = kbs_token_verify(s->tokens, auth + 7, &claims, &err);
+    if (st != CT_OK) {
+      kbs_reply_error(r, "TokenVerifierError", "Token Verifier error: %s", err.msg);
+      return;
+    }
+  }
+  bool allowed = false;
+  if (kbs__policy_allows(s, claims, parts, req->query, &allowed, &err) != CT_OK) {
+    json_decref(claims);
+    kbs_reply_error(r, "PolicyEngineError", "Policy Engine error: %s", err.msg);
+    return;
+  }
+  if (!allowed) {
+    char why[512];
+    kbs__appraisal_summary(claims, why, sizeof why);
+    json_decref(claims);
+    kbs_reply_error(r, "PolicyDeny", "Access denied by policy: resource policy rule data.policy.allow is not true for "
+               "%s/%s/%s with this token's claims (%s)", parts[0], parts[1], parts[2], why);
+    return;
+  }
+  char key[3 * KBS_MAX_ID_PART + 3];
+  snprintf(key, sizeof key, "%s/%s/%s", parts[0], parts[1], parts[2]);
+  uint8_t *secret = NULL;
+  size_t len = 0;
+  st = kvs_get(s->resources, KBS_RESOURCE_NS, key, &secret, &len, &err);
+  if (st != CT_OK) {
+    json_decref(claims);
+    kbs_reply_error(r, "PluginInternalError", "Plugin internal error: resource %s: %s", key,
+               st == CT_ENOTFOUND ? "not found" : err.msg);
+    return;
+  }
+  const json_t *teekey = kbs__find_teekey(s, claims);
+  json_t *jwe = NULL;
+  if (!teekey) st = ct_fail(&err, CT_EINVAL, "the token carries no TEE public key to encrypt the resource to");
+  else st = jose_jwe_encrypt(teekey, secret, len, &jwe, &err);
+  ct_wipe(secret, len);
+  free(secret);
+  json_decref(claims);
+  if (st != CT_OK) {
+    kbs_reply_error(r, "JweError", "JWE error: %s", err.msg);
+    return;
+  }
+  kbs_metrics_resource(key, 0);
+  kbs_reply_json(r, jwe);
+}
