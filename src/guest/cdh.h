@@ -92,6 +92,9 @@ void cdh_sealed_free(cdh_sealed *s);
 
 /* --- the hub --------------------------------------------------------------------------- */
 
+/* A hub is thread-safe: the daemon calls it from its worker threads. One client attests (under
+ * a lock); resource fetches run in parallel through passport-mode clients that share its token
+ * and TEE key. */
 typedef struct cdh_hub cdh_hub;
 
 typedef struct cdh_hub_opts {
@@ -124,5 +127,57 @@ CT_RESULT cdh_hub_measure(cdh_hub *h, const char *domain, const char *operation,
 CT_RESULT cdh_hub_provision_credentials(cdh_hub *h, ct_err *err);
 /* Status for GET /info. Caller json_decref()s. */
 json_t *cdh_hub_info(cdh_hub *h);
+/* The TEE name as kbs-types spells it ("snp", "az-snp-vtpm", "sample", ...). */
+const char *cdh_hub_tee_name(const cdh_hub *h);
+/* The AA's GetAdditionalEvidence: a JSON map of evidence from additional devices (TEE name to
+ * evidence); "{}" when the guest has none. Caller frees *json. */
+CT_RESULT cdh_hub_additional_evidence(cdh_hub *h, const uint8_t *rd, size_t len, char **json,
+                                      ct_err *err);
+
+/* --- ocicrypt key provider (keyprovider.KeyProviderService/UnWrapKey) ------------------- */
+
+/* Name of the ocicrypt key provider and suffix of the layer annotation that carries the
+ * annotation packet: org.opencontainers.image.enc.keys.provider.attestation-agent. */
+#define CDH_KEYPROVIDER_NAME "attestation-agent"
+/* Unwraps a layer key: the input is ocicrypt's KeyProviderKeyWrapProtocolInput JSON
+ * ({"op":"keyunwrap","keyunwrapparams":{"annotation":b64(packet)}}); the packet names the KEK
+ * (kid, a kbs:// URI fetched from the KBS) and carries wrapped_data and iv (A256GCM). The output
+ * is {"keyunwrapresults":{"optsdata":[bytes...]}}. Caller wipes and frees *out. */
+CT_RESULT cdh_hub_unwrap_key(cdh_hub *h, const uint8_t *input, size_t len, uint8_t **out,
+                             size_t *olen, ct_err *err);
+/* Decrypts an annotation packet (the decoded JSON) into the layer's private options. */
+CT_RESULT cdh_hub_unwrap_packet(cdh_hub *h, const char *packet, size_t len, uint8_t **out,
+                                size_t *olen, ct_err *err);
+
+/* --- image pull (api.ImagePullService/PullImage) ---------------------------------------- */
+
+/* Pulls `image` under the image security policy into bundle/rootfs. *digest: the manifest
+ * digest ("sha256:..."), caller frees. */
+CT_RESULT cdh_hub_pull_image(cdh_hub *h, const char *image, const char *bundle, char **digest,
+                             ct_err *err);
+
+/* --- secure mount (api.SecureMountService/SecureMount) ---------------------------------- */
+
+#define CDH_MOUNT_OPTIONS_MAX 32
+#define CDH_MOUNT_FLAGS_MAX 32
+
+typedef struct cdh_mount_request {
+  char *volume_type;                 /* "block-device" */
+  char *keys[CDH_MOUNT_OPTIONS_MAX];  /* options map */
+  char *values[CDH_MOUNT_OPTIONS_MAX];
+  size_t noptions;
+  char *flags[CDH_MOUNT_FLAGS_MAX];
+  size_t nflags;
+  char *mount_point;
+} cdh_mount_request;
+
+CT_RESULT cdh_mount_request_new(cdh_mount_request **out, ct_err *err);
+/* Later values for the same key win (a protobuf map). */
+CT_RESULT cdh_mount_request_set_option(cdh_mount_request *m, const char *key, const char *value,
+                                       ct_err *err);
+CT_RESULT cdh_mount_request_add_flag(cdh_mount_request *m, const char *flag, ct_err *err);
+const char *cdh_mount_request_option(const cdh_mount_request *m, const char *key);
+void cdh_mount_request_free(cdh_mount_request *m);
+CT_RESULT cdh_hub_secure_mount(cdh_hub *h, const cdh_mount_request *m, ct_err *err);
 
 #endif

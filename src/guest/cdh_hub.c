@@ -2,6 +2,7 @@
  * cdh_hub.c - the data hub: resources, sealed secrets, AA tokens and evidence over kbc.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,18 +14,37 @@
 #include "ct_log.h"
 #include "ct_mem.h"
 
+/* Fetch clients: passport-mode kbc clients holding the current token and TEE key of the
+ * attesting client, so resource fetches run in parallel on the worker threads while one client
+ * attests (kbc clients are not thread-safe). */
+#define CDH__IDLE_MAX 32
+
 struct cdh_hub {
   const cdh_config *cfg;
   guest_tee tee;
   guest_cfg guest;
+  pthread_mutex_t mu;     /* attestation state of res/tok, the credentials snapshot, idle */
+  pthread_mutex_t ev_mu;  /* evidence collection and runtime measurements (one TEE device) */
   kbc_client *res; /* resources: cdh.toml [kbc] */
   kbc_client *tok; /* AA tokens: aa.toml [token_configs.kbs]; may alias res */
+  char *res_url, *res_cert;
+  unsigned attempts, backoff_ms;
+  char *cur_token;        /* snapshot of res's token and key ... */
+  char *cur_key_pem;
+  unsigned gen;           /* ... and its generation */
+  kbc_client *idle[CDH__IDLE_MAX];
+  unsigned idle_gen[CDH__IDLE_MAX];
+  size_t nidle;
+  unsigned long fetches;  /* atomic */
   char *sealed_key_dir;
 };
 
 static ct_status cdh__evidence(void *ud, const uint8_t *rd, size_t len, json_t **ev, ct_err *err) {
   cdh_hub *h = ud;
-  return guest_get_evidence(&h->guest, h->tee, rd, len, ev, err);
+  pthread_mutex_lock(&h->ev_mu);
+  ct_status st = guest_get_evidence(&h->guest, h->tee, rd, len, ev, err);
+  pthread_mutex_unlock(&h->ev_mu);
+  return st;
 }
 
 static ct_status cdh__client(cdh_hub *h, const cdh_hub_opts *o, const char *url, const char *cert,
@@ -51,12 +71,18 @@ ct_status cdh_hub_new(const cdh_hub_opts *o, cdh_hub **out, ct_err *err) {
   h->cfg = o->config;
   h->tee = o->tee;
   h->guest = *o->guest;
+  pthread_mutex_init(&h->mu, NULL);
+  pthread_mutex_init(&h->ev_mu, NULL);
+  h->attempts = o->kbs_attempts;
+  h->backoff_ms = o->kbs_backoff_ms;
   ct_status st = ct_strdup(o->sealed_key_dir ? o->sealed_key_dir : CDH_DEFAULT_SEALED_KEY_DIR,
                            &h->sealed_key_dir, err);
   const cdh_config *c = o->config;
   const char *rurl = c->kbs_url && *c->kbs_url ? c->kbs_url : c->aa_kbs_url;
   const char *rcert = c->kbs_url && *c->kbs_url ? c->kbs_cert : c->aa_kbs_cert;
   if (!st && rurl && *rurl) st = cdh__client(h, o, rurl, rcert, &h->res, err);
+  if (!st && rurl && *rurl) st = ct_strdup(rurl, &h->res_url, err);
+  if (!st && rcert && *rcert) st = ct_strdup(rcert, &h->res_cert, err);
   if (!st && c->aa_kbs_url && *c->aa_kbs_url && rurl && strcmp(c->aa_kbs_url, rurl) != 0)
     st = cdh__client(h, o, c->aa_kbs_url, c->aa_kbs_cert, &h->tok, err);
   if (st) {
@@ -67,12 +93,90 @@ ct_status cdh_hub_new(const cdh_hub_opts *o, cdh_hub **out, ct_err *err) {
   return CT_OK;
 }
 
+static void cdh__free_secret_str(char **s) {
+  if (*s) {
+    ct_wipe(*s, strlen(*s));
+    free(*s);
+    *s = NULL;
+  }
+}
+
 void cdh_hub_free(cdh_hub *h) {
   if (!h) return;
   kbc_client_free(h->res);
   kbc_client_free(h->tok);
+  for (size_t i = 0; i < h->nidle; i++) kbc_client_free(h->idle[i]);
+  cdh__free_secret_str(&h->cur_token);
+  cdh__free_secret_str(&h->cur_key_pem);
+  free(h->res_url);
+  free(h->res_cert);
   free(h->sealed_key_dir);
+  pthread_mutex_destroy(&h->mu);
+  pthread_mutex_destroy(&h->ev_mu);
   free(h);
+}
+
+/* Under h->mu: makes sure res holds a fresh token and the snapshot matches it. */
+static CT_RESULT cdh__attest_locked(cdh_hub *h, ct_err *err) {
+  CT_GUARD(kbc_attest(h->res, err));
+  const char *t = kbc_token(h->res);
+  if (h->cur_token && t && !strcmp(h->cur_token, t)) return CT_OK;
+  char *tok = NULL, *pem = NULL;
+  CT_GUARD(ct_strdup(t ? t : "", &tok, err));
+  ct_status st = kbc_tee_key_pem(h->res, &pem, err);
+  if (st) {
+    cdh__free_secret_str(&tok);
+    return st;
+  }
+  cdh__free_secret_str(&h->cur_token);
+  cdh__free_secret_str(&h->cur_key_pem);
+  h->cur_token = tok;
+  h->cur_key_pem = pem;
+  h->gen++;
+  return CT_OK;
+}
+
+/* Takes an idle fetch client for the current credentials or makes one. */
+static CT_RESULT cdh__checkout(cdh_hub *h, kbc_client **out, unsigned *gen, ct_err *err) {
+  pthread_mutex_lock(&h->mu);
+  ct_status st = cdh__attest_locked(h, err);
+  kbc_client *c = NULL;
+  char *tok = NULL, *pem = NULL;
+  while (!st && h->nidle) {
+    h->nidle--;
+    if (h->idle_gen[h->nidle] == h->gen) {
+      c = h->idle[h->nidle];
+      break;
+    }
+    kbc_client_free(h->idle[h->nidle]);
+  }
+  *gen = h->gen;
+  if (!st && !c) {
+    st = ct_strdup(h->cur_token, &tok, err);
+    if (!st) st = ct_strdup(h->cur_key_pem, &pem, err);
+  }
+  pthread_mutex_unlock(&h->mu);
+  if (!st && !c) {
+    kbc_opts ko = {.token = tok, .tee_key_pem = pem, .attempts = h->attempts,
+                   .backoff_ms = h->backoff_ms};
+    st = kbc_client_new(h->res_url, h->res_cert, &ko, &c, err);
+    if (st) ct_err_prefix(err, "KBS %s: ", h->res_url);
+  }
+  cdh__free_secret_str(&tok);
+  cdh__free_secret_str(&pem);
+  if (!st) *out = c;
+  return st;
+}
+
+static void cdh__checkin(cdh_hub *h, kbc_client *c, unsigned gen) {
+  pthread_mutex_lock(&h->mu);
+  if (gen == h->gen && h->nidle < CDH__IDLE_MAX) {
+    h->idle[h->nidle] = c;
+    h->idle_gen[h->nidle++] = gen;
+    c = NULL;
+  }
+  pthread_mutex_unlock(&h->mu);
+  kbc_client_free(c);
 }
 
 ct_status cdh_hub_get_resource(cdh_hub *h, const char *uri, uint8_t **out, size_t *len,
@@ -89,7 +193,25 @@ ct_status cdh_hub_get_resource(cdh_hub *h, const char *uri, uint8_t **out, size_
     snprintf(full, sizeof full, "kbs:///%s", uri);
     CT_GUARD(kbc_parse_uri(full, plugin, sizeof plugin, path, sizeof path, err));
   }
-  return kbc_get(h->res, plugin, path, out, len, err);
+  for (int round = 0;; round++) {
+    kbc_client *c = NULL;
+    unsigned gen = 0;
+    CT_GUARD(cdh__checkout(h, &c, &gen, err));
+    ct_status st = kbc_get(c, plugin, path, out, len, err);
+    int rejected = st && kbc_token_rejected(c);
+    cdh__checkin(h, c, gen);
+    if (!st) {
+      __atomic_add_fetch(&h->fetches, 1, __ATOMIC_RELAXED);
+      return CT_OK;
+    }
+    if (!rejected || round > 0) return st;
+    /* The KBS refused the token (restarted with a new signer, expired early, ...): attest anew
+     * unless another thread already did. */
+    CT_LOG_INFO_("cdh", "token rejected for %s/%s, re-attesting", plugin, path);
+    pthread_mutex_lock(&h->mu);
+    if (gen == h->gen) kbc_invalidate(h->res);
+    pthread_mutex_unlock(&h->mu);
+  }
 }
 
 static int cdh__kid_name_ok(const char *kid) {
@@ -158,21 +280,27 @@ out:
 ct_status cdh_hub_token(cdh_hub *h, char **json, ct_err *err) {
   kbc_client *c = h->tok ? h->tok : h->res;
   CT_ENSURE(c, err, CT_EUNSUPPORTED, "cdh: no KBS configured for tokens");
-  CT_GUARD(kbc_attest(c, err));
   char *pem = NULL;
-  CT_GUARD(kbc_tee_key_pem(c, &pem, err));
-  json_t *o = json_pack("{s:s,s:s}", "token", kbc_token(c), "tee_keypair", pem);
-  ct_wipe(pem, strlen(pem));
-  free(pem);
+  json_t *o = NULL;
+  pthread_mutex_lock(&h->mu);
+  ct_status st = kbc_attest(c, err);
+  if (!st) st = kbc_tee_key_pem(c, &pem, err);
+  if (!st) o = json_pack("{s:s,s:s}", "token", kbc_token(c), "tee_keypair", pem);
+  pthread_mutex_unlock(&h->mu);
+  if (pem) {
+    ct_wipe(pem, strlen(pem));
+    free(pem);
+  }
+  CT_GUARD(st);
   CT_ENSURE(o, err, CT_ENOMEM, "cdh: out of memory");
-  ct_status st = ct_json_dump(o, json, err);
+  st = ct_json_dump(o, json, err);
   json_decref(o);
   return st;
 }
 
 ct_status cdh_hub_evidence(cdh_hub *h, const uint8_t *rd, size_t len, char **json, ct_err *err) {
   json_t *ev = NULL;
-  CT_GUARD(guest_get_evidence(&h->guest, h->tee, rd, len, &ev, err));
+  CT_GUARD(cdh__evidence(h, rd, len, &ev, err));
   ct_status st = ct_json_dump(ev, json, err);
   json_decref(ev);
   return st;
@@ -184,7 +312,10 @@ ct_status cdh_hub_measure(cdh_hub *h, const char *domain, const char *operation,
             "runtime measurements are not enabled (aa.toml [eventlog_config] enable_eventlog)");
   unsigned reg = pcr >= 0 ? (unsigned)pcr
                           : h->cfg->eventlog_init_pcr ? (unsigned)h->cfg->eventlog_init_pcr : 17u;
-  return guest_runtime_measure(&h->guest, h->tee, reg, domain, operation, content, err);
+  pthread_mutex_lock(&h->ev_mu);
+  ct_status st = guest_runtime_measure(&h->guest, h->tee, reg, domain, operation, content, err);
+  pthread_mutex_unlock(&h->ev_mu);
+  return st;
 }
 
 static ct_status cdh__mkdirs(const char *file, ct_err *err) {
@@ -219,8 +350,11 @@ ct_status cdh_hub_provision_credentials(cdh_hub *h, ct_err *err) {
 
 json_t *cdh_hub_info(cdh_hub *h) {
   kbc_stats rs = {0}, ts = {0};
+  pthread_mutex_lock(&h->mu);
   if (h->res) kbc_get_stats(h->res, &rs);
   if (h->tok) kbc_get_stats(h->tok, &ts);
+  pthread_mutex_unlock(&h->mu);
+  rs.fetches = __atomic_load_n(&h->fetches, __ATOMIC_RELAXED);
   const cdh_config *c = h->cfg;
   return json_pack("{s:s,s:s,s:s,s:s?,s:I,s:I,s:[ssss]}", "name", "coco-trust-cdh", "version",
                    "0.1.0", "tee", guest_tee_name(h->tee), "kbs_url",
@@ -228,4 +362,16 @@ json_t *cdh_hub_info(cdh_hub *h) {
                    "attestations", (json_int_t)(rs.attestations + ts.attestations), "fetches",
                    (json_int_t)rs.fetches, "apis", "/cdh/resource", "/cdh/unseal", "/aa/token",
                    "/aa/evidence", "/aa/aael");
+}
+
+const char *cdh_hub_tee_name(const cdh_hub *h) { return guest_tee_name(h->tee); }
+
+ct_status cdh_hub_additional_evidence(cdh_hub *h, const uint8_t *rd, size_t len, char **json,
+                                      ct_err *err) {
+  (void)h;
+  /* Additional devices (GPUs, ...) are not attested by this guest: their map is empty, but the
+   * runtime data is still checked as for the primary evidence. */
+  CT_ENSURE(len <= 64, err, CT_EINVAL, "runtime data is %zu bytes (at most 64)", len);
+  (void)rd;
+  return ct_strdup("{}", json, err);
 }

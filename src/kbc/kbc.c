@@ -43,6 +43,7 @@ struct kbc_client {
   jose_jwk *key;
   jose_jwk *fixed_key; /* rcar_key_pem, when given */
   kbc_stats stats;
+  int token_rejected;  /* the last kbc_get failed on a 401 that re-attesting can fix */
 };
 
 /* --- helpers ---------------------------------------------------------------------------- */
@@ -286,6 +287,8 @@ const char *kbc_token(const kbc_client *c) { return c ? c->token : NULL; }
 
 void kbc_get_stats(const kbc_client *c, kbc_stats *out) { *out = c->stats; }
 
+int kbc_token_rejected(const kbc_client *c) { return c->token_rejected; }
+
 ct_status kbc_tee_key_pem(const kbc_client *c, char **pem, ct_err *err) {
   CT_ENSURE(c->key, err, CT_ENOTFOUND, "kbc: no TEE key yet (attest first)");
   BIO *b = BIO_new(BIO_s_secmem());
@@ -520,6 +523,7 @@ ct_status kbc_get(kbc_client *c, const char *plugin, const char *path, uint8_t *
   char rel[KBC_URI_MAX + 80];
   snprintf(rel, sizeof rel, "%s/%s", plugin, path);
   ct_status st = CT_OK;
+  c->token_rejected = 0;
   for (int round = 0;; round++) {
     CT_GUARD(kbc_attest(c, err));
     kbc__resp r = {0};
@@ -538,6 +542,7 @@ ct_status kbc_get(kbc_client *c, const char *plugin, const char *path, uint8_t *
     char variant[64];
     st = kbc__kbs_error(rel, &r, variant, sizeof variant, err);
     ct_buf_free(&r.body);
+    c->token_rejected = r.status == 401 && kbc__reattest_helps(variant);
     if (r.status == 401 && round == 0 && !c->passport && kbc__reattest_helps(variant)) {
       CT_LOG_INFO_("kbc", "token rejected for %s (%s), re-attesting", rel,
                    variant[0] ? variant : "-");

@@ -84,6 +84,10 @@ CT_RESULT kbc_get_resource(kbc_client *c, const char *path, uint8_t **out, size_
                            ct_err *err);
 
 void kbc_get_stats(const kbc_client *c, kbc_stats *out);
+/* After a failed kbc_get: nonzero when the KBS refused the token itself (401 other than a policy
+ * verdict), so a fresh attestation may succeed. Passport-mode clients fed by a separate
+ * attesting client use it to ask for a new token. */
+int kbc_token_rejected(const kbc_client *c);
 
 /* Parses a resource URI `kbs[+plugin]://[host[:port]]/seg/.../seg[?query]` (host and port are
  * ignored, as upstream does). Segments must match [A-Za-z0-9_-][A-Za-z0-9_.-]*; the resource

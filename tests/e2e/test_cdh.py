@@ -87,8 +87,12 @@ kbs_cert = '''{cert}'''
 class Cdh:
     def __init__(self, config: Path, log: Path, *extra):
         self.log = log
+        # ttRPC sockets in the test's directory: never upstream's paths, which another agent (or
+        # a concurrent run) may serve.
+        self.cdh_socket, self.aa_socket = log.parent / f"{log.stem}-cdh.sock", log.parent / f"{log.stem}-aa.sock"
         self.proc = subprocess.Popen([str(BIN / "cdh"), "-c", str(config), "--tee", "sample", "--listen",
-                                      "127.0.0.1:0", "--kbs-attempts", "2", *map(str, extra)],
+                                      "127.0.0.1:0", "--kbs-attempts", "2", "--cdh-socket", str(self.cdh_socket),
+                                      "--aa-socket", str(self.aa_socket), *map(str, extra)],
                                      stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
         deadline = time.time() + 20
         while time.time() < deadline:

@@ -2,6 +2,7 @@
  * cdh - the guest agent: attestation agent plus confidential data hub in one daemon.
  *
  *   cdh [options]                              serve the REST API on loopback (default :8006)
+ *                                              and the AA and CDH ttRPC services (unix sockets)
  *   cdh [options] get-resource kbs:///r/t/t    print the resource bytes
  *   cdh [options] unseal SECRET|-              print the unsealed secret
  *   cdh [options] token                        print {"token","tee_keypair"}
@@ -11,25 +12,19 @@
  * --root DIR (prefix for /dev, /sys, /proc, /run paths), --tpm-tcti CONF, --tpm-ak-handle H
  * (generic TPM attester; default AA_TPM_AK_HANDLE or 0x81010002), --imds-url URL,
  * --sealed-key-dir DIR, --kbs-attempts N; passport mode (no attestation, a token obtained
- * elsewhere): --attestation-token FILE --tee-key-file FILE.
+ * elsewhere): --attestation-token FILE --tee-key-file FILE. Daemon: --cdh-socket PATH and
+ * --aa-socket PATH (default: upstream's paths under /run/confidential-containers; "none" turns a
+ * service off; --listen none turns REST off), --workers N (threads for KBS, registry and device
+ * work; default 16).
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "cdh.h"
+#include "cdh_server.h"
 #include "ct_buf.h"
 #include "ct_codec.h"
 #include "ct_file.h"
@@ -39,8 +34,8 @@
 
 typedef struct cdh__args {
   const char *cdh_config, *aa_config, *initdata, *listen, *tee, *root, *tcti, *imds, *key_dir;
-  const char *token_file, *tee_key_file, *eventlog;
-  unsigned attempts;
+  const char *token_file, *tee_key_file, *eventlog, *cdh_socket, *aa_socket;
+  unsigned attempts, workers;
   uint32_t ak_handle;
   int argi;
 } cdh__args;
@@ -52,6 +47,7 @@ static void cdh__usage(void) {
           "           [--tpm-tcti CONF] [--tpm-ak-handle H] [--imds-url URL] [--sealed-key-dir DIR] [--kbs-attempts N]\n"
           "           [--attestation-token FILE --tee-key-file FILE]   (passport mode)\n"
           "           [--eventlog-path FILE]   (AAEL, when aa.toml enables the event log)\n"
+          "           [--cdh-socket PATH|none] [--aa-socket PATH|none] [--workers N]   (daemon)\n"
           "           [get-resource URI | unseal SECRET|- | token | evidence RUNTIME_DATA]\n");
 }
 
@@ -74,9 +70,18 @@ static int cdh__parse_args(int argc, char **argv, cdh__args *a) {
     else if (!strcmp(o, "--attestation-token")) dst = &a->token_file;
     else if (!strcmp(o, "--tee-key-file")) dst = &a->tee_key_file;
     else if (!strcmp(o, "--eventlog-path")) dst = &a->eventlog;
-    else if (!strcmp(o, "--kbs-attempts")) {
+    else if (!strcmp(o, "--cdh-socket")) dst = &a->cdh_socket;
+    else if (!strcmp(o, "--aa-socket")) dst = &a->aa_socket;
+    else if (!strcmp(o, "--kbs-attempts") || !strcmp(o, "--workers")) {
       if (i + 1 >= argc) return -1;
-      a->attempts = (unsigned)strtoul(argv[++i], NULL, 10);
+      char *end = NULL;
+      unsigned long v = strtoul(argv[++i], &end, 10);
+      if (!end || *end || v > 1000) {
+        fprintf(stderr, "cdh: %s needs a number\n", o);
+        return -1;
+      }
+      if (o[2] == 'k') a->attempts = (unsigned)v;
+      else a->workers = (unsigned)v;
       continue;
     } else if (!strcmp(o, "--tpm-ak-handle")) {
       if (i + 1 >= argc) return -1;
@@ -171,286 +176,6 @@ static ct_status cdh__load(const cdh__args *a, cdh_config *cfg, cdh_initdata *id
   return CT_OK;
 }
 
-/* --- REST server ------------------------------------------------------------------------ */
-
-typedef struct cdh__server {
-  cdh_hub *hub;
-  struct event_base *base;
-} cdh__server;
-
-static int cdh__status_for(ct_status st) {
-  switch (st) {
-  case CT_ENOTFOUND: return 404;
-  case CT_EDENIED: return 403;
-  case CT_EINVAL:
-  case CT_ELIMIT: return 400;
-  case CT_EUNSUPPORTED: return 501;
-  case CT_EIO:
-  case CT_EEXPIRED: return 502;
-  default: return 500;
-  }
-}
-
-static void cdh__reply(struct evhttp_request *req, int code, const char *type, const void *body,
-                       size_t len) {
-  struct evbuffer *b = evbuffer_new();
-  if (b && len) evbuffer_add(b, body, len);
-  evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
-  evhttp_send_reply(req, code, code == 200 ? "OK" : "Error", b);
-  if (b) evbuffer_free(b);
-}
-
-static void cdh__reply_err(struct evhttp_request *req, const ct_err *err) {
-  char msg[CT_ERR_MSG_MAX + 2];
-  int n = snprintf(msg, sizeof msg, "%s\n", err->msg);
-  cdh__reply(req, cdh__status_for(err->code), "text/plain", msg, (size_t)n);
-}
-
-static int cdh__peer_is_loopback(struct evhttp_request *req) {
-  struct evhttp_connection *conn = evhttp_request_get_connection(req);
-  const struct sockaddr *sa = conn ? evhttp_connection_get_addr(conn) : NULL;
-  if (!sa) return 0;
-  if (sa->sa_family == AF_INET)
-    return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-  if (sa->sa_family == AF_INET6) {
-    const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-    return IN6_IS_ADDR_LOOPBACK(a6) ||
-           (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
-  }
-  return 0;
-}
-
-static void cdh__handle(struct evhttp_request *req, void *ud) {
-  cdh__server *s = ud;
-  ct_err err;
-  ct_err_clear(&err);
-  if (!cdh__peer_is_loopback(req)) {
-    cdh__reply(req, 403, "text/plain", "loopback clients only\n", 22);
-    return;
-  }
-  const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
-  const char *path = u ? evhttp_uri_get_path(u) : NULL;
-  const char *query = u ? evhttp_uri_get_query(u) : NULL;
-  enum evhttp_cmd_type m = evhttp_request_get_command(req);
-  if (!path) {
-    cdh__reply(req, 400, "text/plain", "bad request\n", 12);
-    return;
-  }
-  CT_LOG_DEBUG_("cdh", "%s %s", m == EVHTTP_REQ_POST ? "POST" : "GET", path);
-  if (m == EVHTTP_REQ_GET && !strncmp(path, "/cdh/resource/", 14)) {
-    char uri[KBC_URI_MAX + 16];
-    if (strlen(path + 14) >= KBC_URI_MAX) {
-      cdh__reply(req, 400, "text/plain", "resource path too long\n", 23);
-      return;
-    }
-    snprintf(uri, sizeof uri, "kbs:///%s", path + 14);
-    uint8_t *data = NULL;
-    size_t len = 0;
-    if (cdh_hub_get_resource(s->hub, uri, &data, &len, &err)) {
-      CT_LOG_WARN_("cdh", "resource %s: %s", path + 14, err.msg);
-      cdh__reply_err(req, &err);
-      return;
-    }
-    cdh__reply(req, 200, "application/octet-stream", data, len);
-    ct_wipe(data, len);
-    free(data);
-    return;
-  }
-  if (m == EVHTTP_REQ_POST && !strcmp(path, "/cdh/unseal")) {
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t n = evbuffer_get_length(in);
-    if (n > CDH_SEALED_MAX) {
-      cdh__reply(req, 413, "text/plain", "sealed secret too large\n", 24);
-      return;
-    }
-    char *secret = malloc(n + 1);
-    if (!secret) {
-      cdh__reply(req, 500, "text/plain", "out of memory\n", 14);
-      return;
-    }
-    evbuffer_remove(in, secret, n);
-    while (n && (secret[n - 1] == '\n' || secret[n - 1] == '\r')) n--;
-    secret[n] = 0;
-    uint8_t *data = NULL;
-    size_t len = 0;
-    ct_status st = cdh_hub_unseal(s->hub, secret, n, &data, &len, &err);
-    free(secret);
-    if (st) {
-      cdh__reply_err(req, &err);
-      return;
-    }
-    cdh__reply(req, 200, "application/octet-stream", data, len);
-    ct_wipe(data, len);
-    free(data);
-    return;
-  }
-  if (m == EVHTTP_REQ_GET && (!strcmp(path, "/aa/token") || !strcmp(path, "/aa/evidence"))) {
-    struct evkeyvalq q;
-    TAILQ_INIT(&q);
-    if (query && evhttp_parse_query_str(query, &q) != 0) {
-      cdh__reply(req, 400, "text/plain", "malformed query\n", 16);
-      return;
-    }
-    char *out = NULL;
-    ct_status st;
-    if (!strcmp(path, "/aa/token")) {
-      const char *tt = evhttp_find_header(&q, "token_type");
-      st = tt && !strcmp(tt, "kbs") ? cdh_hub_token(s->hub, &out, &err)
-                                    : ct_fail(&err, CT_EINVAL, "token_type must be kbs");
-    } else {
-      const char *rd = evhttp_find_header(&q, "runtime_data");
-      const char *enc = evhttp_find_header(&q, "encoding");
-      uint8_t *raw = NULL;
-      size_t rlen = 0;
-      if (!rd) {
-        st = ct_fail(&err, CT_EINVAL, "runtime_data is required");
-      } else if (enc && !strcmp(enc, "base64")) {
-        st = ct_b64_decode(CT_B64_ANY, rd, strlen(rd), &raw, &rlen, &err);
-        if (!st) st = cdh_hub_evidence(s->hub, raw, rlen, &out, &err);
-        free(raw);
-      } else {
-        st = cdh_hub_evidence(s->hub, (const uint8_t *)rd, strlen(rd), &out, &err);
-      }
-    }
-    evhttp_clear_headers(&q);
-    if (st) {
-      cdh__reply_err(req, &err);
-      return;
-    }
-    cdh__reply(req, 200, "application/json", out, strlen(out));
-    ct_wipe(out, strlen(out));
-    free(out);
-    return;
-  }
-  if (m == EVHTTP_REQ_POST && !strcmp(path, "/aa/aael")) {
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t n = evbuffer_get_length(in);
-    char *body = n <= 4 * GUEST_AAEL_FIELD_MAX ? malloc(n + 1) : NULL;
-    json_t *j = NULL;
-    ct_status st;
-    if (!body) {
-      st = ct_fail(&err, CT_ELIMIT, "request body too large");
-    } else {
-      evbuffer_remove(in, body, n);
-      st = ct_json_parse(body, n, 4, &j, &err);
-      free(body);
-    }
-    const char *d = NULL, *o = NULL, *c = NULL;
-    if (!st) st = ct_json_get_string(j, "domain", "aael request", &d, &err);
-    if (!st) st = ct_json_get_string(j, "operation", "aael request", &o, &err);
-    if (!st) st = ct_json_get_string(j, "content", "aael request", &c, &err);
-    int pcr = -1;
-    json_t *ri = j ? json_object_get(j, "register_index") : NULL;
-    if (!st && ri) {
-      if (json_is_integer(ri) && json_integer_value(ri) >= 0 && json_integer_value(ri) < 24)
-        pcr = (int)json_integer_value(ri);
-      else
-        st = ct_fail(&err, CT_EINVAL, "register_index must be 0..23");
-    }
-    if (!st) st = cdh_hub_measure(s->hub, d, o, c, pcr, &err);
-    json_decref(j);
-    if (st) {
-      cdh__reply_err(req, &err);
-      return;
-    }
-    static const char ok[] = "{\"success\":\"true\"}";
-    cdh__reply(req, 200, "application/json", ok, sizeof ok - 1);
-    return;
-  }
-  if (m == EVHTTP_REQ_GET && !strcmp(path, "/info")) {
-    json_t *info = cdh_hub_info(s->hub);
-    char *txt = info ? json_dumps(info, JSON_COMPACT) : NULL;
-    json_decref(info);
-    if (!txt) {
-      cdh__reply(req, 500, "text/plain", "out of memory\n", 14);
-      return;
-    }
-    cdh__reply(req, 200, "application/json", txt, strlen(txt));
-    free(txt);
-    return;
-  }
-  cdh__reply(req, 404, "text/plain", "no such endpoint\n", 17);
-}
-
-static void cdh__on_signal(evutil_socket_t fd, short what, void *ud) {
-  (void)fd;
-  (void)what;
-  event_base_loopbreak(((cdh__server *)ud)->base);
-}
-
-/* Only loopback listen addresses: the API hands out secrets to whoever can connect. */
-static ct_status cdh__parse_listen(const char *spec, char *host, size_t cap, unsigned *port,
-                                   ct_err *err) {
-  const char *colon = strrchr(spec, ':');
-  CT_ENSURE(colon && colon != spec, err, CT_EINVAL, "--listen must be HOST:PORT");
-  size_t hl = (size_t)(colon - spec);
-  if (spec[0] == '[' && hl >= 2 && spec[hl - 1] == ']') {
-    spec++;
-    hl -= 2;
-  }
-  CT_ENSURE(hl < cap, err, CT_EINVAL, "--listen host too long");
-  memcpy(host, spec, hl);
-  host[hl] = 0;
-  char *end = NULL;
-  unsigned long p = strtoul(colon + 1, &end, 10);
-  CT_ENSURE(end && !*end && p <= 65535, err, CT_EINVAL, "--listen port \"%s\" is invalid", colon + 1);
-  if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
-  struct in_addr a4;
-  struct in6_addr a6;
-  int loop = (inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) ||
-             (inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6));
-  CT_ENSURE(loop, err, CT_EDENIED,
-            "refusing to listen on %s: the CDH API serves secrets and binds to loopback only",
-            host);
-  *port = (unsigned)p;
-  return CT_OK;
-}
-
-static int cdh__serve(cdh_hub *hub, const char *listen_spec) {
-  ct_err err;
-  char host[64];
-  unsigned port = 0;
-  if (cdh__parse_listen(listen_spec, host, sizeof host, &port, &err)) {
-    fprintf(stderr, "cdh: %s\n", err.msg);
-    return 2;
-  }
-  cdh__server s = {.hub = hub, .base = event_base_new()};
-  struct evhttp *http = s.base ? evhttp_new(s.base) : NULL;
-  if (!http) {
-    fprintf(stderr, "cdh: cannot create the HTTP server\n");
-    return 1;
-  }
-  evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
-  evhttp_set_max_body_size(http, CDH_SEALED_MAX + 1024);
-  evhttp_set_max_headers_size(http, 16 << 10);
-  evhttp_set_gencb(http, cdh__handle, &s);
-  struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(http, host, (uint16_t)port);
-  if (!bs) {
-    fprintf(stderr, "cdh: cannot listen on %s: %s\n", listen_spec, strerror(errno));
-    evhttp_free(http);
-    event_base_free(s.base);
-    return 1;
-  }
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl);
-  unsigned actual = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                             : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  struct event *sigint = evsignal_new(s.base, SIGINT, cdh__on_signal, &s);
-  struct event *sigterm = evsignal_new(s.base, SIGTERM, cdh__on_signal, &s);
-  event_add(sigint, NULL);
-  event_add(sigterm, NULL);
-  printf("cdh: listening on %s:%u\n", host, actual);
-  fflush(stdout);
-  CT_LOG_INFO_("cdh", "listening on %s:%u", host, actual);
-  event_base_dispatch(s.base);
-  event_free(sigint);
-  event_free(sigterm);
-  evhttp_free(http);
-  event_base_free(s.base);
-  return 0;
-}
-
 /* --- one-shot commands ------------------------------------------------------------------ */
 
 static int cdh__write_all(const uint8_t *d, size_t n) {
@@ -536,6 +261,13 @@ int main(int argc, char **argv) {
   }
   ct_err err;
   ct_err_clear(&err);
+  char host[64];
+  unsigned port = 0;
+  if (a.argi >= argc && strcmp(a.listen, "none") &&
+      cdh_server_parse_listen(a.listen, host, sizeof host, &port, &err)) {
+    fprintf(stderr, "cdh: %s\n", err.msg);
+    return 2;
+  }
   cdh_config cfg = {0};
   cdh_initdata id = {0};
   int have_id = 0, rc = 1;
@@ -600,7 +332,27 @@ int main(int argc, char **argv) {
   }
   if (cfg.ncreds && cdh_hub_provision_credentials(hub, &err))
     CT_LOG_ERROR_("cdh", "provisioning credentials: %s", err.msg);
-  rc = cdh__serve(hub, a.listen);
+  /* Upstream's socket paths by default; a default path that cannot be used (not root, another
+   * agent already serving it) leaves that service off with a warning, an explicit one is an
+   * error. "none" turns a service off. */
+  cdh_server_opts so = {
+      .hub = hub,
+      .listen = a.listen,
+      .cdh_socket = a.cdh_socket ? a.cdh_socket : CDH_DEFAULT_CDH_SOCKET,
+      .aa_socket = a.aa_socket ? a.aa_socket : CDH_DEFAULT_AA_SOCKET,
+      .cdh_socket_optional = !a.cdh_socket,
+      .aa_socket_optional = !a.aa_socket,
+      .workers = a.workers,
+  };
+  if (!strcmp(so.cdh_socket, "none")) so.cdh_socket = NULL;
+  if (!strcmp(so.aa_socket, "none")) so.aa_socket = NULL;
+  if (a.listen && !strcmp(a.listen, "none")) so.listen = NULL;
+  if (cdh_server_run(&so, &err)) {
+    fprintf(stderr, "cdh: %s\n", err.msg);
+    rc = 1;
+  } else {
+    rc = 0;
+  }
 out:
   cdh_hub_free(hub);
   cdh_initdata_free(&id);

@@ -1,0 +1,303 @@
+/*
+ * ttRPC codec, worker pool and server tests: protobuf wire edge cases, Request/Response
+ * round trips, and the server over a socketpair (synchronous and deferred answers, a caller
+ * that hangs up before its answer).
+ */
+#include "ct_test_util.h"
+
+#include <event2/event.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "guest_pb.h"
+#include "guest_pool.h"
+#include "guest_ttrpc.h"
+
+static void test_pb_codec(void **state) {
+  (void)state;
+  ct_err err;
+  ct_buf b;
+  ct_buf_init(&b, 1024);
+  CT_ASSERT_OK(guest_pb_put_varint(&b, 1, 300, &err), &err);
+  CT_ASSERT_OK(guest_pb_put_varint(&b, 2, 0, &err), &err); /* default: omitted */
+  CT_ASSERT_OK(guest_pb_put_str(&b, 3, "hi", &err), &err);
+  CT_ASSERT_OK(guest_pb_put_bytes(&b, 4, NULL, 0, 1, &err), &err); /* forced empty */
+  CT_ASSERT_OK(guest_pb_put_varint(&b, 536870911, UINT64_MAX, &err), &err);
+  static const uint8_t want[] = {0x08, 0xac, 0x02, 0x1a, 0x02, 'h', 'i', 0x22, 0x00,
+                                 0xf8, 0xff, 0xff, 0xff, 0x0f, 0xff, 0xff, 0xff, 0xff,
+                                 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+  assert_int_equal(b.len, sizeof want);
+  assert_memory_equal(b.data, want, sizeof want);
+  guest_pb_in in = guest_pb_in_make(b.data, b.len);
+  guest_pb_field f;
+  int more = 1, n = 0;
+  for (;;) {
+    CT_ASSERT_OK(guest_pb_next(&in, &f, &more, &err), &err);
+    if (!more) break;
+    n++;
+    if (f.num == 1) assert_int_equal(f.u, 300);
+    if (f.num == 3) assert_memory_equal(f.data, "hi", 2);
+    if (f.num == 536870911) assert_true(f.u == UINT64_MAX);
+  }
+  assert_int_equal(n, 4);
+  ct_buf_free(&b);
+  /* Malformed: truncated varint, 11-byte varint, overflowing tenth byte, length past the end,
+   * groups, field number 0. */
+  static const struct {
+    const char *bytes;
+    size_t len;
+  } bad[] = {{"\x08\x80", 2},
+             {"\x08\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 12},
+             {"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", 11},
+             {"\x0a\x05hi", 4},
+             {"\x0b", 1},
+             {"\x0c", 1},
+             {"\x00\x01", 2},
+             {"\x0d\x01\x02", 3}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    in = guest_pb_in_make(bad[i].bytes, bad[i].len);
+    ct_status st = CT_OK;
+    for (more = 1; !st && more;) st = guest_pb_next(&in, &f, &more, &err);
+    if (st == CT_OK) fail_msg("malformed input %zu accepted", i);
+  }
+  /* Strings: NUL bytes and caps. */
+  guest_pb_field s = {.num = 1, .wire = GUEST_PB_LEN, .data = (const uint8_t *)"a\0b", .len = 3};
+  char buf[8];
+  assert_int_equal(guest_pb_string(&s, buf, sizeof buf, "x", &err), CT_EINVAL);
+  s.data = (const uint8_t *)"abcdefgh";
+  s.len = 8;
+  assert_int_equal(guest_pb_string(&s, buf, sizeof buf, "x", &err), CT_ELIMIT);
+}
+
+static void test_request_response(void **state) {
+  (void)state;
+  ct_err err;
+  ct_buf b;
+  ct_buf_init(&b, 4096);
+  CT_ASSERT_OK(guest_ttrpc_request_encode("api.GetResourceService", "GetResource",
+                                          (const uint8_t *)"\x0a\x03x/y", 5, &b, &err), &err);
+  guest_ttrpc_request r;
+  CT_ASSERT_OK(guest_ttrpc_request_decode(b.data, b.len, &r, &err), &err);
+  assert_string_equal(r.service, "api.GetResourceService");
+  assert_string_equal(r.method, "GetResource");
+  assert_int_equal(r.payload_len, 5);
+  ct_buf_free(&b);
+  /* Unknown fields are skipped; timeout and metadata are read. */
+  static const uint8_t extra[] = {0x0a, 0x01, 's', 0x12, 0x01, 'm', 0x20, 0x80, 0x94, 0xeb, 0xdc,
+                                  0x03, 0x2a, 0x06, 0x0a, 0x01, 'k', 0x12, 0x01, 'v', 0x78, 0x05,
+                                  0x31, 1, 2, 3, 4, 5, 6, 7, 8};
+  CT_ASSERT_OK(guest_ttrpc_request_decode(extra, sizeof extra, &r, &err), &err);
+  assert_int_equal(r.timeout_nano, 1000000000);
+  assert_int_equal(r.metadata, 1);
+  assert_null(r.payload);
+  /* No method: refused. */
+  assert_int_equal(guest_ttrpc_request_decode((const uint8_t *)"\x0a\x01s", 3, &r, &err), CT_EINVAL);
+
+  ct_buf_init(&b, 4096);
+  CT_ASSERT_OK(guest_ttrpc_response_encode(GUEST_RPC_NOT_FOUND, "no such thing", NULL, 0, &b, &err),
+               &err);
+  int code;
+  char msg[64];
+  const uint8_t *p;
+  size_t n;
+  CT_ASSERT_OK(guest_ttrpc_response_decode(b.data, b.len, &code, msg, sizeof msg, &p, &n, &err), &err);
+  assert_int_equal(code, 5);
+  assert_string_equal(msg, "no such thing");
+  assert_int_equal(n, 0);
+  ct_buf_reset(&b);
+  CT_ASSERT_OK(guest_ttrpc_response_encode(GUEST_RPC_OK, NULL, (const uint8_t *)"pay", 3, &b, &err),
+               &err);
+  CT_ASSERT_OK(guest_ttrpc_response_decode(b.data, b.len, &code, msg, sizeof msg, &p, &n, &err), &err);
+  assert_int_equal(code, 0);
+  assert_int_equal(n, 3);
+  ct_buf_free(&b);
+
+  uint8_t hdr[GUEST_TTRPC_HEADER_LEN];
+  guest_ttrpc_header h = {.length = 0x00012345, .stream = 0x80000001, .type = 2, .flags = 1}, h2;
+  guest_ttrpc_header_write(&h, hdr);
+  static const uint8_t want[] = {0x00, 0x01, 0x23, 0x45, 0x80, 0x00, 0x00, 0x01, 0x02, 0x01};
+  assert_memory_equal(hdr, want, sizeof want);
+  guest_ttrpc_header_parse(hdr, &h2);
+  assert_true(h.length == h2.length && h.stream == h2.stream && h.type == h2.type &&
+              h.flags == h2.flags);
+
+  assert_int_equal(guest_ttrpc_code_for(CT_EDENIED), GUEST_RPC_PERMISSION_DENIED);
+  assert_int_equal(guest_ttrpc_code_for(CT_EUNSUPPORTED), GUEST_RPC_UNIMPLEMENTED);
+}
+
+/* --- pool ----------------------------------------------------------------------------------- */
+
+typedef struct pool_job {
+  int value, worked, done, cancelled;
+  struct event_base *base;
+  int *remaining;
+} pool_job;
+
+static void pool_work(void *ud) {
+  pool_job *j = ud;
+  usleep(1000);
+  j->worked = j->value * 2;
+}
+
+static void pool_done(void *ud, int cancelled) {
+  pool_job *j = ud;
+  j->done = 1;
+  j->cancelled = cancelled;
+  if (--*j->remaining == 0) event_base_loopbreak(j->base);
+}
+
+static void test_pool(void **state) {
+  (void)state;
+  ct_err err;
+  struct event_base *base = event_base_new();
+  guest_pool *p = NULL;
+  CT_ASSERT_OK(guest_pool_new(base, 4, 64, &p, &err), &err);
+  pool_job jobs[40];
+  int remaining = 40;
+  for (int i = 0; i < 40; i++) {
+    jobs[i] = (pool_job){.value = i, .base = base, .remaining = &remaining};
+    CT_ASSERT_OK(guest_pool_submit(p, pool_work, pool_done, &jobs[i], &err), &err);
+  }
+  event_base_dispatch(base);
+  for (int i = 0; i < 40; i++) {
+    assert_true(jobs[i].done && !jobs[i].cancelled);
+    assert_int_equal(jobs[i].worked, 2 * i);
+  }
+  guest_pool_stats st;
+  guest_pool_get_stats(p, &st);
+  assert_int_equal(st.completed, 40);
+  guest_pool_free(p);
+  /* A full queue refuses; freeing cancels what never ran and still calls `done`. */
+  CT_ASSERT_OK(guest_pool_new(base, 1, 2, &p, &err), &err);
+  remaining = 100;
+  for (int i = 0; i < 4; i++) jobs[i] = (pool_job){.value = i, .base = base, .remaining = &remaining};
+  int accepted = 0;
+  for (int i = 0; i < 4; i++)
+    if (guest_pool_submit(p, pool_work, pool_done, &jobs[i], &err) == CT_OK) accepted++;
+    else assert_int_equal(err.code, CT_ELIMIT);
+  assert_true(accepted >= 2 && accepted <= 3);
+  guest_pool_free(p);
+  for (int i = 0; i < accepted; i++) assert_true(jobs[i].done);
+  event_base_free(base);
+}
+
+/* --- server ------------------------------------------------------------------------------- */
+
+static guest_ttrpc_call *held;
+
+static void srv_echo(guest_ttrpc_call *call, const guest_ttrpc_request *req, void *ud) {
+  (void)ud;
+  guest_ttrpc_reply(call, GUEST_RPC_OK, NULL, req->payload, req->payload_len);
+}
+
+static void srv_hold(guest_ttrpc_call *call, const guest_ttrpc_request *req, void *ud) {
+  (void)req;
+  (void)ud;
+  held = call;
+}
+
+static const guest_ttrpc_method srv_methods[] = {{"t.S", "Echo", srv_echo}, {"t.S", "Hold", srv_hold}};
+
+static void send_call(int fd, uint32_t stream, const char *method, const char *payload) {
+  ct_err err;
+  ct_buf b;
+  ct_buf_init(&b, 4096);
+  CT_ASSERT_OK(guest_ttrpc_request_encode("t.S", method, (const uint8_t *)payload, strlen(payload), &b,
+                                          &err), &err);
+  uint8_t hdr[GUEST_TTRPC_HEADER_LEN];
+  guest_ttrpc_header h = {.length = (uint32_t)b.len, .stream = stream, .type = GUEST_TTRPC_REQUEST};
+  guest_ttrpc_header_write(&h, hdr);
+  assert_int_equal(write(fd, hdr, sizeof hdr), (ssize_t)sizeof hdr);
+  assert_int_equal(write(fd, b.data, b.len), (ssize_t)b.len);
+  ct_buf_free(&b);
+}
+
+/* Runs the loop until a whole response frame is readable; returns its stream and code. */
+static void read_response(struct event_base *base, int fd, uint32_t *stream, int *code, char *payload,
+                          size_t cap) {
+  uint8_t buf[4096];
+  size_t have = 0;
+  for (int i = 0; i < 200; i++) {
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    ssize_t r = recv(fd, buf + have, sizeof buf - have, MSG_DONTWAIT);
+    if (r > 0) have += (size_t)r;
+    if (have >= GUEST_TTRPC_HEADER_LEN) {
+      guest_ttrpc_header h;
+      guest_ttrpc_header_parse(buf, &h);
+      if (have >= GUEST_TTRPC_HEADER_LEN + h.length) {
+        assert_int_equal(h.type, GUEST_TTRPC_RESPONSE);
+        ct_err err;
+        const uint8_t *p;
+        size_t n;
+        char msg[128];
+        CT_ASSERT_OK(guest_ttrpc_response_decode(buf + GUEST_TTRPC_HEADER_LEN, h.length, code, msg,
+                                                 sizeof msg, &p, &n, &err), &err);
+        *stream = h.stream;
+        snprintf(payload, cap, "%.*s", (int)n, (const char *)p);
+        return;
+      }
+    }
+    usleep(1000);
+  }
+  fail_msg("no response");
+}
+
+static void test_server(void **state) {
+  (void)state;
+  ct_err err;
+  struct event_base *base = event_base_new();
+  guest_ttrpc_server *s = NULL;
+  CT_ASSERT_OK(guest_ttrpc_server_new(base, NULL, srv_methods, 2, NULL, &s, &err), &err);
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  guest_ttrpc_server_adopt(s, sv[0]);
+  uint32_t stream;
+  int code;
+  char payload[256];
+  send_call(sv[1], 1, "Echo", "ping");
+  read_response(base, sv[1], &stream, &code, payload, sizeof payload);
+  assert_int_equal(stream, 1);
+  assert_int_equal(code, 0);
+  assert_string_equal(payload, "ping");
+  send_call(sv[1], 3, "Nope", "");
+  read_response(base, sv[1], &stream, &code, payload, sizeof payload);
+  assert_int_equal(stream, 3);
+  assert_int_equal(code, GUEST_RPC_UNIMPLEMENTED);
+  /* A deferred answer, sent after the caller's next call was answered. */
+  send_call(sv[1], 5, "Hold", "");
+  send_call(sv[1], 7, "Echo", "second");
+  read_response(base, sv[1], &stream, &code, payload, sizeof payload);
+  assert_int_equal(stream, 7);
+  assert_non_null(held);
+  guest_ttrpc_reply(held, GUEST_RPC_OK, NULL, (const uint8_t *)"late", 4);
+  held = NULL;
+  read_response(base, sv[1], &stream, &code, payload, sizeof payload);
+  assert_int_equal(stream, 5);
+  assert_string_equal(payload, "late");
+  /* The caller hangs up while its call is held: the late answer is dropped, nothing leaks. */
+  send_call(sv[1], 9, "Hold", "");
+  for (int i = 0; i < 50 && !held; i++) {
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    usleep(1000);
+  }
+  assert_non_null(held);
+  close(sv[1]);
+  for (int i = 0; i < 20; i++) event_base_loop(base, EVLOOP_NONBLOCK);
+  guest_ttrpc_stats st;
+  guest_ttrpc_get_stats(s, &st);
+  assert_int_equal(st.connections, 1);
+  assert_int_equal(st.calls, 4);
+  guest_ttrpc_server_free(s);
+  guest_ttrpc_reply(held, GUEST_RPC_OK, NULL, (const uint8_t *)"gone", 4);
+  event_base_free(base);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_pb_codec),
+      cmocka_unit_test(test_request_response),
+      cmocka_unit_test(test_pool),
+      cmocka_unit_test(test_server),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
