@@ -839,6 +839,12 @@ ct_status cdh_server_run(const cdh_server_opts *o, ct_err *err) {
   ct_status st = CT_OK;
   s.base = event_base_new();
   CT_ENSURE_GOTO(st, s.base, out, err, CT_ENOMEM, "cdh: cannot create the event loop");
+  /* Before anything announces readiness: a supervisor may stop us as soon as it reads it. */
+  sigint = evsignal_new(s.base, SIGINT, cdh__on_signal, s.base);
+  sigterm = evsignal_new(s.base, SIGTERM, cdh__on_signal, s.base);
+  CT_ENSURE_GOTO(st, sigint && sigterm && !event_add(sigint, NULL) && !event_add(sigterm, NULL),
+                 out, err, CT_ENOMEM, "cdh: cannot install signal handlers");
+  signal(SIGPIPE, SIG_IGN);
   CT_GUARD_GOTO(st, guest_pool_new(s.base, o->workers ? o->workers : CDH_DEFAULT_WORKERS,
                                    CDH_QUEUE_MAX, &s.pool, err), out);
   if (o->listen) {
@@ -868,11 +874,6 @@ ct_status cdh_server_run(const cdh_server_opts *o, ct_err *err) {
                                     sizeof cdh__aa_methods / sizeof *cdh__aa_methods, &aa_tt, err),
                 out);
   fflush(stdout);
-  sigint = evsignal_new(s.base, SIGINT, cdh__on_signal, s.base);
-  sigterm = evsignal_new(s.base, SIGTERM, cdh__on_signal, s.base);
-  CT_ENSURE_GOTO(st, sigint && sigterm && !event_add(sigint, NULL) && !event_add(sigterm, NULL),
-                 out, err, CT_ENOMEM, "cdh: cannot install signal handlers");
-  signal(SIGPIPE, SIG_IGN);
   event_base_dispatch(s.base);
   CT_LOG_INFO_("cdh", "shutting down");
 out:
