@@ -448,7 +448,7 @@ ct_status as_evaluate(as_service *as, const as_request *req, char **token, json_
   json_t *id = json_object_get(claims, "init_data");
   if (id) {
     json_object_set(annotated, "init_data", id);
-    json_object_set(annotated, "init_data_claims", init_claims ? init_claims : json_object());
+    json_object_set_new(annotated, "init_data_claims", init_claims ? json_incref(init_claims) : json_object());
     json_object_del(claims, "init_data");
   }
   json_t *rd = json_object_get(claims, "report_data");

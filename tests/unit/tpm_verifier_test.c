@@ -16,9 +16,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "as_service.h"
 #include "as_verifier.h"
 #include "ct_codec.h"
+#include "ct_digest.h"
 #include "ct_file.h"
+#include "ct_json.h"
+#include "kvs.h"
+#include "rvps.h"
 
 typedef struct tpmt_env {
   char dir[256];  /* trusted AK directory */
@@ -297,8 +302,9 @@ static int tpmt__live_teardown(void **s) {
   return 0;
 }
 
-static void test_live_swtpm(void **s) {
-  (void)s;
+/* Starts swtpm in a fresh directory `dir` (256 bytes) and makes an EK and an AK there; skips
+ * when the tools are missing (fails under CI). The teardown stops it. */
+static void tpmt__swtpm_up(char *dir, int *port_out) {
   const char *progs[] = {"swtpm", "tpm2_createek", "tpm2_createak", "tpm2_quote", "tpm2_pcrread",
                          "tpm2_pcrextend", "tpm2_flushcontext"};
   for (size_t i = 0; i < sizeof progs / sizeof progs[0]; i++) {
@@ -308,8 +314,8 @@ static void test_live_swtpm(void **s) {
       skip();
     }
   }
-  char dir[256], state[300];
-  snprintf(dir, sizeof dir, "/tmp/tpm_swtpm_%d", (int)getpid());
+  char state[300];
+  snprintf(dir, 256, "/tmp/tpm_swtpm_%d", (int)getpid());
   snprintf(state, sizeof state, "%s/state", dir);
   mkdir(dir, 0700);
   mkdir(state, 0700);
@@ -352,17 +358,14 @@ static void test_live_swtpm(void **s) {
     }
   }
   assert_true(up);
-  const char *nonce = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-                      "0011223344556677889900000000000000000000000000000000000000000000";
-  char cmd[1024];
+  *port_out = port;
   assert_int_equal(tpmt__sh(dir, port, "tpm2_createek -c ek.ctx -G rsa -u ek.pub && tpm2_flushcontext -t"), 0);
   assert_int_equal(tpmt__sh(dir, port, "tpm2_createak -C ek.ctx -c ak.ctx -G rsa -g sha256 -s rsassa "
                                        "-u ak.pem -f pem -n ak.name && tpm2_flushcontext -t"), 0);
-  snprintf(cmd, sizeof cmd, "tpm2_quote -c ak.ctx -l sha256:all -q %s -m q.msg -s q.sig -g sha256 && "
-           "tpm2_flushcontext -t && tpm2_pcrread sha256:all -o pcrs.bin", nonce);
-  assert_int_equal(tpmt__sh(dir, port, cmd), 0);
+}
 
-  /* The AK as base64 DER SPKI. */
+/* The AK the swtpm made, as base64 DER SPKI. */
+static char *tpmt__ak_b64(const char *dir) {
   char p[512];
   snprintf(p, sizeof p, "%s/ak.pem", dir);
   FILE *f = fopen(p, "r");
@@ -377,6 +380,23 @@ static void test_live_swtpm(void **s) {
   ct_err err;
   CT_ASSERT_OK(ct_b64_encode(CT_B64_STD, der, (size_t)dl, &ak_b64, &err), &err);
   OPENSSL_free(der);
+  return ak_b64;
+}
+
+static void test_live_swtpm(void **s) {
+  (void)s;
+  char dir[256];
+  int port = -1;
+  tpmt__swtpm_up(dir, &port);
+  const char *nonce = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+                      "0011223344556677889900000000000000000000000000000000000000000000";
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "tpm2_quote -c ak.ctx -l sha256:all -q %s -m q.msg -s q.sig -g sha256 && "
+           "tpm2_flushcontext -t && tpm2_pcrread sha256:all -o pcrs.bin", nonce);
+  assert_int_equal(tpmt__sh(dir, port, cmd), 0);
+
+  char *ak_b64 = tpmt__ak_b64(dir);
+  ct_err err;
 
   uint8_t *rd = NULL;
   size_t rdl = 0;
@@ -415,11 +435,74 @@ static void test_live_swtpm(void **s) {
   free(ak_b64);
 }
 
+/* Issue 13, finding 7: as_evaluate leaked a JSON object per attestation on every hardware TEE
+ * without init-data (the verifier reports init_data, the request has no init-data TOML). No test
+ * ran as_evaluate through a hardware verifier; this one does, with a live swtpm quote over the
+ * report data the service derives, so LeakSanitizer (make test-asan) sees any leak. */
+static void test_regress_07_as_service_leak(void **s) {
+  (void)s;
+  char dir[256];
+  int port = -1;
+  tpmt__swtpm_up(dir, &port);
+  json_t *rt = json_pack("{s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s}", "tee-pubkey", "kty", "EC", "crv", "P-256",
+                         "alg", "ECDH-ES+A256KW", "x", "AAAA", "y", "BBBB", "nonce", "bm9uY2U=",
+                         "additional-evidence", "");
+  ct_err err;
+  char *canon = NULL;
+  size_t clen = 0;
+  CT_ASSERT_OK(ct_jcs_string(rt, &canon, &clen, &err), &err);
+  uint8_t rd[64] = {0}; /* SHA-384, zero-padded to the quote's 64 bytes of qualifying data */
+  ct_sha384(canon, clen, rd);
+  free(canon);
+  char rd_hex[129], cmd[1024];
+  ct_hex_into(rd, sizeof rd, rd_hex);
+  snprintf(cmd, sizeof cmd, "tpm2_quote -c ak.ctx -l sha256:all -q %s -m q.msg -s q.sig -g sha256 && "
+           "tpm2_flushcontext -t && tpm2_pcrread sha256:all -o pcrs.bin", rd_hex);
+  assert_int_equal(tpmt__sh(dir, port, cmd), 0);
+  char *ak_b64 = tpmt__ak_b64(dir);
+  json_t *ev = tpmt__evidence(dir, ak_b64);
+  tpmt_env e;
+  tpmt__trust(&e, ak_b64);
+
+  kvs *store = NULL;
+  rvps *rv = NULL;
+  as_service *as = NULL;
+  kvs_config kc = {.type = KVS_MEMORY};
+  CT_ASSERT_OK(kvs_open(&kc, &store, &err), &err);
+  CT_ASSERT_OK(rvps_new(store, &rv, &err), &err);
+  as_config cfg = {.store = store, .rvps = rv, .token_duration_min = 5,
+                   .verifiers = {.tpm_trusted_ak_keys_dir = e.dir}};
+  CT_ASSERT_OK(as_service_new(&cfg, &as, &err), &err);
+  for (int i = 0; i < 3; i++) {
+    as_request req = {.tee = "tpm", .evidence = ev, .runtime_data = rt};
+    char *token = NULL;
+    json_t *claims = NULL;
+    CT_ASSERT_OK(as_evaluate(as, &req, &token, &claims, &err), &err);
+    assert_non_null(token);
+    /* the hardware verifier's init_data moved to the top, with empty init-data claims */
+    json_t *ann = json_object_get(json_object_get(json_object_get(claims, "submods"), "cpu0"),
+                                  "ear.veraison.annotated-evidence");
+    assert_non_null(json_object_get(ann, "init_data"));
+    json_t *idc = json_object_get(ann, "init_data_claims");
+    assert_true(json_is_object(idc) && json_object_size(idc) == 0);
+    free(token);
+    json_decref(claims);
+  }
+  as_service_free(as);
+  rvps_free(rv);
+  kvs_close(store);
+  tpmt__untrust(&e);
+  json_decref(ev);
+  json_decref(rt);
+  free(ak_b64);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_vector),
       cmocka_unit_test(test_tamper),
       cmocka_unit_test_teardown(test_live_swtpm, tpmt__live_teardown),
+      cmocka_unit_test_teardown(test_regress_07_as_service_leak, tpmt__live_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
