@@ -2,6 +2,7 @@
 finding, named test_regress_NN_<what> after the finding's number (the in-process ones are in
 tests/unit/regress_test.c under the same names)."""
 import base64
+import os
 import json
 import shutil
 import subprocess
@@ -74,3 +75,25 @@ def test_regress_13_rego_recursion(kbs_env):
     r = s.resource("one/two/three")
     assert r.status_code == 200, r.text
     assert rcar.decrypt(r.json(), key) == b"top-secret"
+
+
+def test_regress_12_unit_skips_reported(tmp_path):
+    """A unit test lacking its vectors passed silently; now it exits 77, which ctest counts as a
+    skip (SKIP_RETURN_CODE), and fails under CI."""
+    from conftest import BUILD
+
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["CT_VECTORS_DIR"] = str(tmp_path)  # empty: every vector is missing
+    r = subprocess.run([str(BUILD / "tests" / "snp_test")], env=env, capture_output=True, text=True)
+    assert r.returncode == 77, r.stderr[-2000:]
+    assert "SKIPPED" in r.stdout + r.stderr
+    r = subprocess.run([str(BUILD / "tests" / "snp_test")], env={**env, "CI": "1"}, capture_output=True, text=True)
+    assert r.returncode not in (0, 77)
+    # every unit test declares the skip code to ctest
+    listing = subprocess.run(["ctest", "--show-only=json-v1"], cwd=BUILD, capture_output=True, text=True,
+                             check=True).stdout
+    tests = [t for t in json.loads(listing)["tests"] if t["name"].startswith("unit.")]
+    assert tests
+    for t in tests:
+        props = {p["name"]: p["value"] for p in t.get("properties", [])}
+        assert props.get("SKIP_RETURN_CODE") == 77, t["name"]
