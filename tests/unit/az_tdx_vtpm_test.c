@@ -220,8 +220,72 @@ static void test_tamper(void **s) {
   azt__teardown(&f);
 }
 
+static json_t *azt__int_array(const uint8_t *b, size_t n) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++) json_array_append_new(a, json_integer(b[i]));
+  return a;
+}
+
+static json_t *azt__hex_to_ints(const json_t *hex) {
+  uint8_t *raw = NULL;
+  size_t n = 0;
+  ct_err err;
+  CT_ASSERT_OK(ct_hex_decode(json_string_value(hex), json_string_length(hex), &raw, &n, &err), &err);
+  json_t *a = azt__int_array(raw, n);
+  free(raw);
+  return a;
+}
+
+/* Issue 13, finding 9: evidence in the older guest-components format (no "version"; every byte
+ * field in serde's default form, a JSON array of byte values, pcrs as arrays of 32) was refused
+ * as invalid input; Trustee accepts it. The v1 vector rewritten into that form verifies with the
+ * same claims. */
+static void test_regress_09_az_tdx_vtpm_v0(void **s) {
+  (void)s;
+  azt_fixture f;
+  if (!azt__setup(&f)) skip();
+  ct_err err;
+  json_t *v0 = json_object();
+  json_t *q1 = azt__tpm(f.ev), *q0 = json_object();
+  json_object_set_new(q0, "signature", azt__hex_to_ints(json_object_get(q1, "signature")));
+  json_object_set_new(q0, "message", azt__hex_to_ints(json_object_get(q1, "message")));
+  json_t *pcrs = json_array();
+  for (size_t i = 0; i < json_array_size(json_object_get(q1, "pcrs")); i++)
+    json_array_append_new(pcrs, azt__hex_to_ints(json_array_get(json_object_get(q1, "pcrs"), i)));
+  json_object_set_new(q0, "pcrs", pcrs);
+  json_object_set_new(v0, "tpm_quote", q0);
+  const char *keys[] = {"hcl_report", "td_quote"};
+  for (int k = 0; k < 2; k++) {
+    const char *b64 = json_string_value(json_object_get(f.ev, keys[k]));
+    uint8_t *raw = NULL;
+    size_t n = 0;
+    CT_ASSERT_OK(ct_b64_decode(CT_B64_ANY, b64, strlen(b64), &raw, &n, &err), &err);
+    json_object_set_new(v0, keys[k], azt__int_array(raw, n));
+    free(raw);
+  }
+  json_t *c0 = NULL, *c1 = NULL;
+  CT_ASSERT_OK(azt__verify(&f, v0, "challenge", NULL, 0, &c0, &err), &err);
+  CT_ASSERT_OK(azt__verify(&f, f.ev, "challenge", NULL, 0, &c1, &err), &err);
+  assert_true(json_equal(c0, c1));
+  assert_string_equal(json_string_value(json_object_get(c0, "report_data")), "6368616c6c656e6765");
+  json_decref(c0);
+  json_decref(c1);
+  /* still verified: another nonce, a changed PCR */
+  assert_int_not_equal(azt__verify(&f, v0, "challengf", NULL, 0, &c0, &err), CT_OK);
+  json_t *pcr0 = json_array_get(json_object_get(q0, "pcrs"), 0);
+  json_array_set_new(pcr0, 0, json_integer((json_integer_value(json_array_get(pcr0, 0)) + 1) & 0xff));
+  assert_int_not_equal(azt__verify(&f, v0, "challenge", NULL, 0, &c0, &err), CT_OK);
+  /* without a version the byte fields must be in the v0 form */
+  json_object_set(q0, "signature", json_object_get(q1, "signature"));
+  assert_int_equal(azt__verify(&f, v0, "challenge", NULL, 0, &c0, &err), CT_EINVAL);
+  assert_non_null(strstr(err.msg, "tpm_quote.signature must be an array of at most 1024 byte values"));
+  json_decref(v0);
+  azt__teardown(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_regress_09_az_tdx_vtpm_v0),
       cmocka_unit_test(test_golden),
       cmocka_unit_test(test_parts),
       cmocka_unit_test(test_tamper),

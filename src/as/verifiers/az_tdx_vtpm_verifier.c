@@ -2,9 +2,12 @@
  * The `az-tdx-vtpm` verifier (Trustee deps/verifier/src/az_tdx_vtpm): an Azure confidential VM
  * where TDX sits behind a paravisor that exposes a vTPM.
  *
- * Evidence: {"version":1, "tpm_quote":{"signature":<hex>, "message":<hex TPMS_ATTEST>,
+ * Evidence v1: {"version":1, "tpm_quote":{"signature":<hex>, "message":<hex TPMS_ATTEST>,
  * "pcrs":[<hex>...]}, "hcl_report":<base64url>, "td_quote":<base64url DCAP quote>} (the two
  * byte fields are also accepted as JSON arrays of byte values, serde's default Vec<u8> form).
+ * Legacy v0 (older guest-components; no "version"): the same members with every byte field in
+ * serde's default form - signature, message, hcl_report and td_quote as arrays of byte values,
+ * pcrs as arrays of 32 byte values - as Trustee still accepts.
  *
  * Checks, in Trustee's order: the TPM quote is signed (RSASSA-SHA256) by the AK published in
  * the HCL variable data; its nonce (extraData) equals the expected report data exactly;
@@ -47,28 +50,35 @@ static void azt__ev_free(azt__ev *e) {
 
 static ct_status azt__b64(const json_t *o, const char *k, uint8_t **out, size_t *len, ct_err *err) {
   json_t *v = json_object_get(o, k);
-  if (json_is_array(v)) {
-    /* The serde default form of Vec<u8>: an array of byte values. */
-    size_t n = json_array_size(v);
-    CT_ENSURE(n <= AZT__MAX_B64, err, CT_ELIMIT, "az-tdx-vtpm evidence: %s is too long", k);
-    uint8_t *b = malloc(n ? n : 1);
-    CT_ENSURE(b, err, CT_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-      json_t *e = json_array_get(v, i);
-      if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > 255) {
-        free(b);
-        return ct_fail(err, CT_EINVAL, "az-tdx-vtpm evidence: %s[%zu] is not a byte value", k, i);
-      }
-      b[i] = (uint8_t)json_integer_value(e);
-    }
-    *out = b;
-    *len = n;
-    return CT_OK;
-  }
+  if (json_is_array(v)) return az_vtpm_int_bytes("az-tdx-vtpm", v, k, AZT__MAX_B64, out, len, err);
   CT_ENSURE(json_is_string(v) && json_string_length(v) <= AZT__MAX_B64, err, CT_EINVAL,
             "az-tdx-vtpm evidence: %s must be a base64url string", k);
   if (ct_b64_decode(CT_B64_ANY, json_string_value(v), json_string_length(v), out, len, err) != CT_OK)
     return ct_err_prefix(err, "az-tdx-vtpm evidence: %s: ", k);
+  return CT_OK;
+}
+
+/* The v0 tpm_quote: the az-tdx-vtpm crate's Quote in serde's default form. */
+static ct_status azt__parse_v0_quote(const json_t *q, azt__ev *e, ct_err *err) {
+  CT_GUARD(az_vtpm_int_bytes("az-tdx-vtpm", json_object_get(q, "signature"), "tpm_quote.signature", 1024, &e->sig,
+                             &e->sig_len, err));
+  CT_GUARD(az_vtpm_int_bytes("az-tdx-vtpm", json_object_get(q, "message"), "tpm_quote.message", 4096, &e->msg,
+                             &e->msg_len, err));
+  json_t *a = json_object_get(q, "pcrs");
+  CT_ENSURE(json_is_array(a) && json_array_size(a) <= TPM_PCRS_MAX, err, CT_EINVAL,
+            "az-tdx-vtpm evidence: tpm_quote.pcrs must be an array of at most %d PCR values", TPM_PCRS_MAX);
+  e->n_pcrs = json_array_size(a);
+  e->pcrs = calloc(e->n_pcrs ? e->n_pcrs : 1, 32);
+  CT_ENSURE(e->pcrs, err, CT_ENOMEM, "out of memory");
+  for (size_t i = 0; i < e->n_pcrs; i++) {
+    uint8_t *b = NULL;
+    size_t n = 0;
+    CT_GUARD(az_vtpm_int_bytes("az-tdx-vtpm", json_array_get(a, i), "tpm_quote.pcrs[]", 32, &b, &n, err));
+    bool ok = n == 32;
+    if (ok) memcpy(e->pcrs[i], b, 32);
+    free(b);
+    CT_ENSURE(ok, err, CT_EINVAL, "az-tdx-vtpm evidence: tpm_quote.pcrs[%zu] is %zu bytes, expected 32", i, n);
+  }
   return CT_OK;
 }
 
@@ -80,6 +90,13 @@ static ct_status azt__parse(const json_t *ev, azt__ev *e, ct_err *err) {
             "az-tdx-vtpm evidence: version must be 1");
   json_t *q = json_object_get(ev, "tpm_quote");
   CT_ENSURE(json_is_object(q), err, CT_EINVAL, "az-tdx-vtpm evidence: tpm_quote is missing");
+  if (!ver) {
+    CT_GUARD(azt__parse_v0_quote(q, e, err));
+    CT_GUARD(az_vtpm_int_bytes("az-tdx-vtpm", json_object_get(ev, "hcl_report"), "hcl_report", AZT__MAX_B64,
+                               &e->hcl, &e->hcl_len, err));
+    return az_vtpm_int_bytes("az-tdx-vtpm", json_object_get(ev, "td_quote"), "td_quote", AZT__MAX_B64, &e->td,
+                             &e->td_len, err);
+  }
   CT_GUARD(az_vtpm_hex_member("az-tdx-vtpm", q, "signature", 1024, &e->sig, &e->sig_len, err));
   CT_GUARD(az_vtpm_hex_member("az-tdx-vtpm", q, "message", 4096, &e->msg, &e->msg_len, err));
   json_t *a = json_object_get(q, "pcrs");

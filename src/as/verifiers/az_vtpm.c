@@ -19,6 +19,26 @@ ct_status az_vtpm_hex_member(const char *tee, const json_t *o, const char *k, si
   return CT_OK;
 }
 
+ct_status az_vtpm_int_bytes(const char *tee, const json_t *a, const char *what, size_t max, uint8_t **out,
+                            size_t *len, ct_err *err) {
+  CT_ENSURE(json_is_array(a) && json_array_size(a) <= max, err, CT_EINVAL,
+            "%s evidence: %s must be an array of at most %zu byte values", tee, what, max);
+  size_t n = json_array_size(a);
+  uint8_t *b = malloc(n ? n : 1);
+  CT_ENSURE(b, err, CT_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    json_t *e = json_array_get(a, i);
+    if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > 255) {
+      free(b);
+      return ct_fail(err, CT_EINVAL, "%s evidence: %s[%zu] is not a byte value", tee, what, i);
+    }
+    b[i] = (uint8_t)json_integer_value(e);
+  }
+  *out = b;
+  *len = n;
+  return CT_OK;
+}
+
 ct_status az_vtpm_check_nonce(const char *tee, const tpm_attest *a, const uint8_t *report_data, size_t len,
                               ct_err *err) {
   if (ct_memeq(a->extra_data, a->extra_data_len, report_data, len)) return CT_OK;

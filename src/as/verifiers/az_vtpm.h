@@ -19,6 +19,10 @@
 /* Decodes tpm_quote.<k>, a hex string of at most `max` bytes (caller frees *out). */
 CT_RESULT az_vtpm_hex_member(const char *tee, const json_t *o, const char *k, size_t max, uint8_t **out,
                              size_t *len, ct_err *err);
+/* Decodes `a`, serde's default form of Vec<u8> (a JSON array of byte values) of at most `max`
+ * bytes, as the legacy (v0) evidence carries its byte fields (caller frees *out). */
+CT_RESULT az_vtpm_int_bytes(const char *tee, const json_t *a, const char *what, size_t max, uint8_t **out,
+                            size_t *len, ct_err *err);
 /* The quote's extraData must be this session's report data, byte for byte. */
 CT_RESULT az_vtpm_check_nonce(const char *tee, const tpm_attest *a, const uint8_t *report_data, size_t len,
                               ct_err *err);
