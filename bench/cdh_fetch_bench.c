@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
           "[admin.authentication.bearer_jwt]\nidentity_providers = [{ public_key_uri = \"%1$s/admin.pub\" }]\n\n"
           "[admin.authorization.regex_acl]\nacls = [{ role = \"admin\", allowed_endpoints = \"^/kbs/v0/.+$\" }]\n\n"
           "[attestation_token]\ntrusted_certs_paths = [\"%1$s/ca.crt\"]\n\n"
-          "[attestation_service]\ntype = \"coco_as_builtin\"\n\n"
+          "[attestation_service]\ntype = \"coco_as_builtin\"\nenable_sample_tee = true\n\n"
           "[attestation_service.attestation_token_broker]\nduration_min = 30\n\n"
           "[attestation_service.attestation_token_broker.signer]\nkey_path = \"%1$s/signer.key\"\n"
           "cert_path = \"%1$s/signer.crt\"\n\n[storage_backend]\nstorage_type = \"LocalFs\"\n\n"

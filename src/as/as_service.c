@@ -406,6 +406,11 @@ ct_status as_evaluate(as_service *as, const as_request *req, char **token, json_
       break;
     }
   CT_ENSURE(v, err, CT_EUNSUPPORTED, "no verifier for TEE \"%s\" is built in", req->tee);
+  /* Sample evidence is a JSON object anyone can write; with matching reference values it reaches
+   * "affirming". A production service must never take it. */
+  CT_ENSURE(strcmp(v->tee, "sample") || as->cfg.enable_sample_tee, err, CT_EDENIED,
+            "the sample TEE is disabled (its evidence can be forged): set [attestation_service] "
+            "enable_sample_tee = true only for tests and demos");
 
   /* report_data binds the session nonce and the TEE key to the hardware evidence. */
   char *canon = NULL;

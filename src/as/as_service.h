@@ -29,6 +29,7 @@ typedef struct as_config {
   const char *build_name;
   const char *profile_name;
   bool verbose_token;
+  bool enable_sample_tee;             /* false: evidence of the (forgeable) sample TEE is refused */
   const char *signer_key_path;        /* PEM P-256 key; NULL = ephemeral key */
   const char *signer_cert_path;       /* PEM chain, leaf first; goes into the header jwk x5c */
 } as_config;

@@ -245,7 +245,7 @@ static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
   if (!t) return CT_OK;
   static const char *const keys[] = {"type", "timeout", "attestation_token_broker", "rvps_config",
                                      "verifier_config", "work_dir", "policy_engine",
-                                     "attestation_token_config", "policy_ids", NULL};
+                                     "attestation_token_config", "policy_ids", "enable_sample_tee", NULL};
   CT_GUARD(kbs_config__only(t, "attestation_service", keys, err));
   char *type = NULL;
   CT_GUARD(kbs_config__str(t, "type", "attestation_service", &type, err));
@@ -256,6 +256,7 @@ static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
   free(type);
   CT_GUARD(st);
   c->as_enabled = true;
+  CT_GUARD(kbs_config__bool(t, "enable_sample_tee", "attestation_service", &c->enable_sample_tee, err));
   CT_GUARD(kbs_config__uint(t, "timeout", "attestation_service", 1, 24 * 60, &c->as_timeout_min, err));
 
   json_t *broker = NULL;

@@ -65,6 +65,7 @@ typedef struct kbs_config {
 
   /* [attestation_service] */
   bool as_enabled;
+  bool enable_sample_tee;        /* the sample TEE takes evidence anyone can forge: off unless asked */
   unsigned as_timeout_min;       /* session lifetime */
   unsigned token_duration_min;
   char *issuer_name;

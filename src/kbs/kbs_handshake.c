@@ -80,6 +80,11 @@ void kbs_handle_auth(kbs_server *s, const kbs_http_request *req, kbs_http_respon
     bool known = false;
     for (size_t i = 0; kbs__tees[i]; i++) known |= !strcmp(tee, kbs__tees[i]);
     if (!known) st = ct_fail(&err, CT_EINVAL, "unknown tee \"%.32s\"", tee);
+    /* Refused here already so that a client learns it before building evidence (the attestation
+     * service refuses it too). */
+    else if (!strcmp(tee, "sample") && s->cfg->as_enabled && !s->cfg->enable_sample_tee)
+      st = ct_fail(&err, CT_EDENIED, "the sample TEE is disabled (its evidence can be forged): set "
+                   "[attestation_service] enable_sample_tee = true only for tests and demos");
   }
   if (st == CT_OK && !json_object_get(body, "extra-params"))
     st = ct_fail(&err, CT_EINVAL, "auth request: member \"extra-params\" is missing");

@@ -225,6 +225,7 @@ ct_status kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err
         .build_name = cfg->build_name,
         .profile_name = cfg->profile_name,
         .verbose_token = cfg->verbose_token,
+        .enable_sample_tee = cfg->enable_sample_tee,
         .signer_key_path = cfg->signer_key_path,
         .signer_cert_path = cfg->signer_cert_path,
     };

@@ -162,6 +162,7 @@ trusted_certs_paths = ["{pki.ca_cert}"]
 [attestation_service]
 type = "coco_as_builtin"
 timeout = 5
+enable_sample_tee = true
 
 [attestation_service.attestation_token_broker]
 duration_min = 5

@@ -97,3 +97,19 @@ def test_regress_12_unit_skips_reported(tmp_path):
     for t in tests:
         props = {p["name"]: p["value"] for p in t.get("properties", [])}
         assert props.get("SKIP_RETURN_CODE") == 77, t["name"]
+
+
+def test_regress_08_sample_tee_opt_in(pki, start_kbs, tmp_path):
+    """The sample TEE (evidence anyone can forge) is refused unless [attestation_service]
+    enable_sample_tee = true; with it, the handshake works."""
+    cfg = bgcheck_config(pki, tmp_path / "storage")
+    assert "enable_sample_tee = true\n" in cfg
+    kbs = start_kbs(cfg.replace("enable_sample_tee = true\n", ""), name="production")
+    s = rcar.Session(kbs.url(), pki.tls_cert)
+    r = s.auth(tee="sample")
+    assert r.status_code == 401 and rcar.error_type(r) == "AttestationError"
+    assert "sample TEE is disabled" in r.json()["detail"] and "enable_sample_tee = true" in r.json()["detail"]
+    assert s.auth(tee="snp").status_code == 200  # other TEEs are unaffected
+    demo = start_kbs(cfg, name="demo")
+    s = rcar.Session(demo.url(), pki.tls_cert)
+    assert s.handshake(rcar.TeeKey())

@@ -54,6 +54,7 @@ static void init(void) {
   ct_log_set_level(CT_LOG_ERROR);
   const char *text = "[http_server]\ninsecure_http = true\n[admin]\nauthorization_mode = \"InsecureAllowAll\"\n"
                      "[attestation_token]\ninsecure_header_jwk = true\n[attestation_service]\ntype = \"coco_as_builtin\"\n"
+                     "enable_sample_tee = true\n"
                      "[[plugins]]\nname = \"resource\"\n";
   json_t *doc = NULL;
   ct_err err;

@@ -19,7 +19,8 @@ static int setup(void **state) {
   ct_err err;
   kvs_config kc = {.type = KVS_MEMORY};
   if (kvs_open(&kc, &f->store, &err) != CT_OK || rvps_new(f->store, &f->rv, &err) != CT_OK) return -1;
-  as_config cfg = {.store = f->store, .rvps = f->rv, .token_duration_min = 5, .verbose_token = true};
+  as_config cfg = {.store = f->store, .rvps = f->rv, .token_duration_min = 5, .verbose_token = true,
+                   .enable_sample_tee = true};
   if (as_service_new(&cfg, &f->as, &err) != CT_OK) {
     fprintf(stderr, "as_service_new: %s\n", err.msg);
     return -1;

@@ -6,7 +6,14 @@
 #include <pthread.h>
 
 #include "ct_test_util.h"
+
+#include "as_service.h"
+#include "ct_codec.h"
+#include "ct_digest.h"
+#include "ct_json.h"
+#include "kvs.h"
 #include "rego.h"
+#include "rvps.h"
 
 /* ---------------------------------------------------------------- helpers */
 /* "package policy ... x := 1-1-...-1 (n terms) ... allow if x < 0" */
@@ -62,6 +69,53 @@ static void regress__eval_on_stack(const rego_policy *p, size_t stack, regress__
   assert_int_equal(pthread_create(&th, &at, regress__eval_thread, a), 0);
   pthread_join(th, NULL);
   pthread_attr_destroy(&at);
+}
+
+
+/* ---------------------------------------------------------------- 08 */
+/* The sample verifier is always built in and, with matching reference values, can reach
+ * "affirming": the attestation service refuses its evidence unless enable_sample_tee is set. */
+static void test_regress_08_sample_tee_opt_in(void **state) {
+  (void)state;
+  ct_err err;
+  kvs *store = NULL;
+  rvps *rv = NULL;
+  kvs_config kc = {.type = KVS_MEMORY};
+  CT_ASSERT_OK(kvs_open(&kc, &store, &err), &err);
+  CT_ASSERT_OK(rvps_new(store, &rv, &err), &err);
+  json_t *rt = json_pack("{s:s, s:s, s:s}", "nonce", "bm9uY2U=", "tee-pubkey", "k", "additional-evidence", "");
+  char *canon = NULL;
+  size_t clen = 0;
+  CT_ASSERT_OK(ct_jcs_string(rt, &canon, &clen, &err), &err);
+  uint8_t d[48];
+  ct_sha384(canon, clen, d);
+  free(canon);
+  char *b64 = NULL;
+  CT_ASSERT_OK(ct_b64_encode(CT_B64_STD, d, sizeof d, &b64, &err), &err);
+  json_t *ev = json_pack("{s:s, s:s}", "svn", "1", "report_data", b64);
+  free(b64);
+  for (int enabled = 0; enabled < 2; enabled++) {
+    as_service *as = NULL;
+    as_config cfg = {.store = store, .rvps = rv, .token_duration_min = 5, .enable_sample_tee = enabled};
+    CT_ASSERT_OK(as_service_new(&cfg, &as, &err), &err);
+    as_request req = {.tee = "sample", .evidence = ev, .runtime_data = rt};
+    char *token = NULL;
+    ct_status st = as_evaluate(as, &req, &token, NULL, &err);
+    if (enabled) {
+      CT_ASSERT_OK(st, &err);
+      assert_non_null(token);
+    } else {
+      assert_int_equal(st, CT_EDENIED);
+      assert_null(token);
+      assert_non_null(strstr(err.msg, "enable_sample_tee = true"));
+    }
+    free(token);
+    as_service_free(as);
+  }
+  json_decref(ev);
+  json_decref(rt);
+  rvps_free(rv);
+  kvs_close(store);
 }
 
 /* ---------------------------------------------------------------- 10 */
@@ -163,6 +217,7 @@ static void test_regress_13_rego_recursion(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_regress_08_sample_tee_opt_in),
       cmocka_unit_test(test_regress_10_rego_eval_false),
       cmocka_unit_test(test_regress_13_rego_recursion),
   };
