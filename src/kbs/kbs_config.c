@@ -339,8 +339,9 @@ static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
     CT_GUARD(kbs_config__table(vc, "dcap_verifier", "verifier_config.dcap_verifier", &dcap, err));
     CT_GUARD(kbs_config__table(vc, "tpm_verifier", "verifier_config.tpm_verifier", &tpm, err));
     if (snp) {
-      static const char *const k[] = {"vcek_sources", NULL};
+      static const char *const k[] = {"vcek_sources", "insecure_test_only_roots", NULL};
       CT_GUARD(kbs_config__only(snp, "attestation_service.verifier_config.snp_verifier", k, err));
+      CT_GUARD(kbs_config__str(snp, "insecure_test_only_roots", "snp_verifier", &c->snp_insecure_test_only_roots, err));
       json_t *src = json_object_get(snp, "vcek_sources");
       for (size_t i = 0; json_is_array(src) && i < json_array_size(src); i++) {
         json_t *e = json_array_get(src, i);
@@ -538,6 +539,7 @@ void kbs_config_free(kbs_config *c) {
   free(c->tdx_collateral_dir);
   free(c->tdx_pccs_url);
   free(c->tpm_trusted_ak_keys_dir);
+  free(c->snp_insecure_test_only_roots);
   free(c->storage_dir);
   free(c->resource_dir);
   free(c->resource_policy_path);

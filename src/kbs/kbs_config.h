@@ -81,6 +81,7 @@ typedef struct kbs_config {
   char *tdx_collateral_dir;
   char *tdx_pccs_url;
   char *tpm_trusted_ak_keys_dir;
+  char *snp_insecure_test_only_roots; /* TESTS ONLY: see as_verifier_config */
 
   /* [storage_backend] */
   kvs_type storage_type;

@@ -29,6 +29,10 @@ typedef struct as_verifier_config {
   const char *tdx_pccs_url;           /* PCS/PCCS base URL; NULL disables fetching */
   const char *tdx_collateral_cache_dir;
   const char *tpm_trusted_ak_keys_dir;/* directory of trusted AK public keys (PEM) */
+  /* TESTS ONLY: a PEM file (ASK, ARK, ASVK) whose ARK replaces AMD's pinned ARK of the
+   * generation its CN names; its subject must say TEST-ONLY. Evidence it endorses is forged by
+   * construction (the attack suite and the synthetic-SNP load generator make it). */
+  const char *snp_insecure_test_only_roots;
 } as_verifier_config;
 
 /* What the attestation service asks a verifier to check. */

@@ -79,6 +79,49 @@ static ct_status snp__load_roots(const char *pem, snp_gen g, snp_roots *out, ct_
 
 static char *snp__dup_opt(const char *s) { return s && *s ? strdup(s) : NULL; }
 
+/* The test-only roots replace the pinned roots of the generation their ARK names. The TEST-ONLY
+ * marker keeps this from becoming a way to trust some other real PKI: whatever it endorses is
+ * forged by whoever holds the file's keys. */
+static ct_status snp__load_test_roots(snp_ctx *c, const char *path, ct_err *err) {
+  uint8_t *pem = NULL;
+  size_t len = 0;
+  if (ct_file_read(path, 64u << 10, &pem, &len, err) != CT_OK)
+    return ct_err_prefix(err, "snp_verifier.insecure_test_only_roots: ");
+  char *text = realloc(pem, len + 1);
+  if (!text) {
+    free(pem);
+    return ct_fail(err, CT_ENOMEM, "out of memory");
+  }
+  text[len] = 0;
+  snp_roots r = {0};
+  ct_status st = snp__load_roots(text, SNP_GEN_UNKNOWN, &r, err);
+  free(text);
+  if (st != CT_OK) return ct_err_prefix(err, "snp_verifier.insecure_test_only_roots %s (ASK, ARK, ASVK): ", path);
+  char subject[512] = {0}, cn[64] = {0};
+  X509_NAME_oneline(X509_get_subject_name(r.ark), subject, sizeof subject);
+  X509_NAME_get_text_by_NID(X509_get_subject_name(r.ark), NID_commonName, cn, sizeof cn);
+  const char *dash = strrchr(cn, '-');
+  snp_gen g = SNP_GEN_UNKNOWN;
+  for (snp_gen k = SNP_GEN_MILAN; dash && k <= SNP_GEN_TURIN; k++)
+    if (!strcmp(dash + 1, snp_gen_name(k))) g = k;
+  if (!strstr(subject, "TEST-ONLY") || g == SNP_GEN_UNKNOWN || X509_check_issued(r.ark, r.ark) != X509_V_OK) {
+    st = ct_fail(err, CT_EINVAL, "snp_verifier.insecure_test_only_roots %s: the ARK (%s) must be self-signed, "
+                 "say TEST-ONLY in its subject and name a generation in its CN (ARK-Milan, ...)", path, subject);
+    X509_free(r.ask);
+    X509_free(r.ark);
+    X509_free(r.asvk);
+    return st;
+  }
+  X509_free(c->roots[g].ask);
+  X509_free(c->roots[g].ark);
+  X509_free(c->roots[g].asvk);
+  c->roots[g] = r;
+  CT_LOG_ERROR_("snp", "INSECURE TEST-ONLY CONFIGURATION: the %s ARK is replaced by %s from %s; SNP evidence "
+                "endorsed by it is forged by construction. Never use snp_verifier.insecure_test_only_roots "
+                "outside tests.", snp_gen_name(g), subject, path);
+  return CT_OK;
+}
+
 CT_RESULT snp_ctx_new(const as_verifier_config *cfg, snp_ctx **out, ct_err *err) {
   snp_ctx *c = calloc(1, sizeof *c);
   CT_ENSURE(c, err, CT_ENOMEM, "out of memory");
@@ -99,6 +142,8 @@ CT_RESULT snp_ctx_new(const as_verifier_config *cfg, snp_ctx **out, ct_err *err)
     c->offline_dir = snp__dup_opt(cfg->snp_vcek_offline_dir);
     c->kds_url = snp__dup_opt(cfg->snp_kds_base_url);
     c->kds_cache_dir = snp__dup_opt(cfg->snp_kds_cache_dir);
+    if (cfg->snp_insecure_test_only_roots)
+      CT_GUARD_GOTO(st, snp__load_test_roots(c, cfg->snp_insecure_test_only_roots, err), fail);
   }
   *out = c;
   return CT_OK;
