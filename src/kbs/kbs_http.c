@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 #include <event2/util.h>
 #include <netinet/in.h>
@@ -21,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ct_log.h"
@@ -295,6 +298,39 @@ static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
   evhttp_connection_set_closecb(j->evcon, kbs_http__conn_closed, j);
 }
 
+static void kbs_http__accept_resume(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  evconnlistener_enable(arg);
+}
+
+/* accept() failing for lack of descriptors or memory leaves the connection queued, so the loop
+ * would retry at once: a core spinning and, by libevent's default, a log line per failure
+ * (millions a minute, found by the attack suite's fd_exhaustion case). The listener rests for
+ * 100 ms instead and the failure is logged at most once a second. */
+static void kbs_http__accept_error(struct evconnlistener *l, void *arg) {
+  (void)arg;
+  int e = EVUTIL_SOCKET_ERROR();
+  static _Atomic long last_log;
+  long now = (long)time(NULL);
+  long prev = atomic_load(&last_log);
+  if (now != prev && atomic_compare_exchange_strong(&last_log, &prev, now))
+    CT_LOG_WARN_("kbs", "accept failed (%s): not accepting connections for 100 ms", evutil_socket_error_to_string(e));
+  evconnlistener_disable(l);
+  struct timeval pause = {0, 100 * 1000};
+  if (event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, kbs_http__accept_resume, l, &pause) != 0)
+    evconnlistener_enable(l);
+}
+
+/* The default soft limit (often 1024) would make a few hundred idle clients enough to stop
+ * new connections; the hard limit is what the administrator granted. */
+static void kbs_http__raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rl.rlim_cur = rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) CT_LOG_WARN_("kbs", "cannot raise the open-file limit: %s", strerror(errno));
+}
+
 /* A loopbreak sent before a loop starts is lost, so each loop also polls the stop flag. */
 static void kbs_http__stop_check(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
@@ -336,6 +372,7 @@ ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
             "http_server.sockets must list 1 to %d addresses", KBS_HTTP_MAX_SOCKETS);
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, (void (*)(void))evthread_use_pthreads);
+  kbs_http__raise_fd_limit();
   kbs_http_server *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   s->handler = handler;
@@ -384,11 +421,13 @@ ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
         goto fail;
       }
       s->ports[k] = port;
-      if (!evhttp_accept_socket_with_handle(w->http, fd)) {
+      struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(w->http, fd);
+      if (!bound) {
         close(fd);
         st = ct_fail(err, CT_EIO, "cannot accept on %s", cfg->sockets[k]);
         goto fail;
       }
+      evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(bound), kbs_http__accept_error);
     }
   }
   *out = s;
