@@ -5,7 +5,7 @@ BUILD_FUZZ  ?= build-fuzz
 JOBS        ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-asan fuzz-smoke bench demo clean
+.PHONY: all deps build test test-asan fuzz-smoke bench demo clean attack
 
 all: build
 
@@ -40,6 +40,10 @@ $(BUILD_FUZZ)/build.ninja:
 fuzz-smoke: $(BUILD_FUZZ)/build.ninja
 	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz-targets
 	./scripts/fuzz-smoke $(BUILD_FUZZ) $${FUZZ_SECONDS:-20}
+
+# The named attack suite alone, with its pass/fail list per case (also part of `make test`).
+attack: build
+	CT_BUILD_DIR=$(abspath $(BUILD)) CT_SOURCE_DIR=$(CURDIR) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/attack
 
 bench: build
 	./scripts/bench $(BUILD)
