@@ -251,3 +251,25 @@ def test_unsupported_methods(target, attack):
         assert status in ("400", "405", "501"), (m, status)
     attack.observed(" ".join(seen))
     target.assert_unchanged(before)
+
+
+def test_log_injection(target, attack):
+    """Paths carrying a forged log line, terminal escapes and invalid UTF-8 end up in the KBS log
+    (every refusal is logged with its reason): the log must stay one valid UTF-8 record per line."""
+    attack.expect("refused; the log stays valid UTF-8, free of control bytes, with no forged record")
+    before = target.state()
+    size0 = target.kbs.log.stat().st_size
+    forged = "%0Ats=2000-01-01T00:00:00.000Z%20level=error%20module=kbs%20msg=%22FORGED%22"
+    for path in (f"/kbs/v0/{forged}", f"/kbs/v0/resource/a/b/c{forged}", "/kbs/v0/%1b%5b2J%1b%5d0;pwned%07",
+                 "/kbs/v0/%08%08%08%7f", "/kbs/v0/resource/%c0%ae%c0%ae/a/b", "/kbs/v0/%ff%fe"):
+        exchange(target, "GET", path)
+    time.sleep(0.2)
+    with open(target.kbs.log, "rb") as f:
+        f.seek(size0)
+        new = f.read()
+    new.decode("utf-8")  # raises on invalid UTF-8
+    bad = sorted({b for b in new if (b < 0x20 and b != 0x0A) or b == 0x7F})
+    assert not bad, f"control bytes {bad} in the log"
+    assert not any(line.startswith(b"ts=2000-01-01") for line in new.splitlines()), "a forged record"
+    attack.observed(f"{len(new.splitlines())} log lines, valid UTF-8, no control bytes, no forged record")
+    target.assert_unchanged(before)
