@@ -3,7 +3,12 @@
  * POST /attest with evidence bound to a fresh TEE key) and a resource GET decrypted from its JWE,
  * per iteration, over one TLS keep-alive connection, for D seconds.
  *
- *   kbs_loadgen HOST:PORT CA_PEM RESOURCE_PATH EXPECTED_PLAINTEXT CLIENTS SECONDS
+ *   kbs_loadgen HOST:PORT CA_PEM RESOURCE_PATH EXPECTED_PLAINTEXT CLIENTS SECONDS [--snp DIR] [--no-get]
+ *   kbs_loadgen --snp-init DIR CHIPS
+ *
+ * --snp: synthetic-SNP mode (loadgen_snp.h): the TEE is "snp" and each /attest carries a report
+ * freshly signed by the VCEK of one of the TEST-ONLY chips in DIR (made by --snp-init).
+ * --no-get: an iteration is the handshake alone (/auth + /attest).
  *
  * A purpose-built HTTP/1.1 client on OpenSSL keeps the load generator's own CPU low: it shares
  * the machine with the KBS it measures. Protocol pieces come from the project's libraries
@@ -29,6 +34,7 @@
 #include "ct_json.h"
 #include "jose.h"
 #include "kbc.h"
+#include "loadgen_snp.h"
 
 #define MAX_CLIENTS 256
 #define MAX_SAMPLES (1u << 20)
@@ -39,12 +45,16 @@ typedef struct bench {
   SSL_CTX *ssl;
   const char *path, *expected;
   double seconds;
+  loadgen_snp *snp; /* NULL: sample evidence */
+  bool get;         /* an iteration ends with the resource GET */
+  atomic_uint next_id;
   atomic_uint n;
   atomic_ulong errors;
   double *lat_ms;
 } bench;
 
 typedef struct conn {
+  unsigned id;
   int fd;
   SSL *ssl;
   char cookie[400];
@@ -153,9 +163,9 @@ static int iteration(bench *b, conn *c) {
   size_t len;
   ct_err err;
   c->cookie[0] = 0;
-  if (http(c, "POST", "/kbs/v0/auth", "{\"version\":\"0.4.0\",\"tee\":\"sample\",\"extra-params\":\"\"}", &body, &len) !=
-      200)
-    return -1;
+  const char *auth = b->snp ? "{\"version\":\"0.4.0\",\"tee\":\"snp\",\"extra-params\":\"\"}"
+                            : "{\"version\":\"0.4.0\",\"tee\":\"sample\",\"extra-params\":\"\"}";
+  if (http(c, "POST", "/kbs/v0/auth", auth, &body, &len) != 200) return -1;
   json_t *challenge = json_loadb(body, len, 0, NULL);
   const char *nonce = json_string_value(json_object_get(challenge, "nonce"));
   jose_jwk *key = NULL;
@@ -167,8 +177,20 @@ static int iteration(bench *b, conn *c) {
     goto done;
   teekey = json_pack("{s:s, s:O, s:s, s:O, s:O}", "kty", "EC", "crv", json_object_get(pub, "crv"), "alg",
                      "ECDH-ES+A256KW", "x", json_object_get(pub, "x"), "y", json_object_get(pub, "y"));
-  if (!teekey || sample_evidence_json(nonce, teekey, &attest, &err) != CT_OK) goto done;
+  if (!teekey) goto done;
+  if (b->snp) {
+    uint8_t rd[48];
+    if (kbc_report_data(nonce, teekey, rd, &err) != CT_OK ||
+        !(attest = loadgen_snp_attest_body(b->snp, c->id, nonce, teekey, rd)))
+      goto done;
+  } else if (sample_evidence_json(nonce, teekey, &attest, &err) != CT_OK) {
+    goto done;
+  }
   if (http(c, "POST", "/kbs/v0/attest", attest, &body, &len) != 200) goto done;
+  if (!b->get) {
+    rc = 0;
+    goto done;
+  }
   char path[512];
   snprintf(path, sizeof path, "/kbs/v0/resource/%s", b->path);
   if (http(c, "GET", path, NULL, &body, &len) != 200) goto done;
@@ -193,6 +215,7 @@ static void *client(void *arg) {
   bench *b = arg;
   conn *c = calloc(1, sizeof *c);
   c->fd = -1;
+  c->id = atomic_fetch_add(&b->next_id, 1);
   if (conn_open(b, c) != 0) {
     atomic_fetch_add(&b->errors, 1);
     conn_close(c);
@@ -222,11 +245,23 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 7) {
-    fprintf(stderr, "usage: kbs_loadgen HOST:PORT CA_PEM RESOURCE_PATH EXPECTED_PLAINTEXT CLIENTS SECONDS\n");
+  if (argc == 4 && !strcmp(argv[1], "--snp-init")) return loadgen_snp_init(argv[2], atoi(argv[3]));
+  if (argc < 7) {
+    fprintf(stderr, "usage: kbs_loadgen HOST:PORT CA_PEM RESOURCE_PATH EXPECTED_PLAINTEXT CLIENTS SECONDS [--snp DIR] "
+                    "[--no-get]\n       kbs_loadgen --snp-init DIR CHIPS\n");
     return 2;
   }
-  bench b = {.path = argv[3], .expected = argv[4], .seconds = atof(argv[6])};
+  bench b = {.path = argv[3], .expected = argv[4], .seconds = atof(argv[6]), .get = true};
+  for (int i = 7; i < argc; i++) {
+    if (!strcmp(argv[i], "--snp") && i + 1 < argc) {
+      if (!(b.snp = loadgen_snp_open(argv[++i]))) return 1;
+    } else if (!strcmp(argv[i], "--no-get")) {
+      b.get = false;
+    } else {
+      fprintf(stderr, "kbs_loadgen: unknown option %s\n", argv[i]);
+      return 2;
+    }
+  }
   int clients = atoi(argv[5]);
   char host[64];
   const char *colon = strrchr(argv[1], ':');
@@ -260,6 +295,7 @@ int main(int argc, char **argv) {
          "loadgen_cpu_us=%.0f\n",
          clients, elapsed, n, atomic_load(&b.errors), n / elapsed, p50, p99, n ? cpu / n * 1e6 : 0);
   free(b.lat_ms);
+  loadgen_snp_close(b.snp);
   SSL_CTX_free(b.ssl);
   return atomic_load(&b.errors) ? 1 : 0;
 }
