@@ -361,8 +361,6 @@ def test_policy_recursion(own_target, attack):
         t.assert_unchanged(before)
 
 
-@pytest.mark.xfail(reason="issue 13 item 8 (sample TEE refused unless enable_sample_tee) not on main yet",
-                   strict=False)
 def test_sample_tee_disabled_by_default(pki, snp, tmp_path, attack):
     """A KBS configured without enable_sample_tee refuses the sample TEE outright."""
     attack.expect("401 AttestationError: the sample TEE is disabled")
