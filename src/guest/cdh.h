@@ -33,7 +33,13 @@ typedef struct cdh_config {
   char *tee_key_alg;      /* [token_configs.kbs] tee_key_algorithm or top-level */
   cdh_credential creds[CDH_MAX_CREDENTIALS];
   size_t ncreds;
-  char *image_security_policy_uri;
+  char *image_security_policy_uri; /* [image] image_security_policy_uri: kbs:///, file path */
+  char *image_security_policy;     /* [image] image_security_policy: inline policy JSON */
+  char *registry_credentials_uri;  /* [image] authenticated_registry_credentials_uri */
+  char *extra_root_certificates;   /* [image] extra_root_certificates, concatenated PEM */
+  char *https_proxy, *http_proxy, *no_proxy; /* [image.image_pull_proxy] */
+  char *socket;                    /* socket (the CDH ttRPC socket) */
+  char *aa_socket;                 /* [aa] aa_socket */
   bool skip_sealed_secret_verification;
   bool eventlog_enabled;  /* aa.toml [eventlog_config] enable_eventlog */
   int eventlog_init_pcr;  /* [eventlog_config] init_pcr; 0 means the default 17 */
@@ -151,10 +157,18 @@ CT_RESULT cdh_hub_unwrap_packet(cdh_hub *h, const char *packet, size_t len, uint
 
 /* --- image pull (api.ImagePullService/PullImage) ---------------------------------------- */
 
-/* Pulls `image` under the image security policy into bundle/rootfs. *digest: the manifest
- * digest ("sha256:..."), caller frees. */
+/* Pulls `image` under the image security policy ([image] image_security_policy or
+ * image_security_policy_uri; none configured accepts every image) into bundle/rootfs, which
+ * must be absent or empty, and records the AAEL PullImage event when the event log is on.
+ * *digest: the manifest digest ("sha256:..."), caller frees. A policy denial is CT_EDENIED
+ * with a message naming the failed check. */
 CT_RESULT cdh_hub_pull_image(cdh_hub *h, const char *image, const char *bundle, char **digest,
                              ct_err *err);
+/* Resolves `image` and applies the policy without fetching layers. CT_OK: *verdict says why it
+ * is allowed (caller frees); CT_EDENIED: err says why not. */
+CT_RESULT cdh_hub_check_image(cdh_hub *h, const char *image, char **verdict, ct_err *err);
+/* The configuration the hub was made with (borrowed). */
+const cdh_config *cdh_hub_config(const cdh_hub *h);
 
 /* --- secure mount (api.SecureMountService/SecureMount) ---------------------------------- */
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cdh.h"
+#include "ct_buf.h"
 #include "ct_codec.h"
 #include "ct_digest.h"
 #include "ct_file.h"
@@ -79,17 +80,63 @@ ct_status cdh_config_parse_cdh(const char *text, size_t len, cdh_config *cfg, ct
   if (st) goto out;
   CT_GUARD_GOTO(st, cdh__opt_str(image, "image_security_policy_uri", "cdh.toml [image]",
                                  &n.image_security_policy_uri, err), out);
+  CT_GUARD_GOTO(st, cdh__opt_str(image, "image_security_policy", "cdh.toml [image]",
+                                 &n.image_security_policy, err), out);
+  CT_GUARD_GOTO(st, cdh__opt_str(image, "authenticated_registry_credentials_uri", "cdh.toml [image]",
+                                 &n.registry_credentials_uri, err), out);
+  const json_t *roots = image ? json_object_get(image, "extra_root_certificates") : NULL;
+  if (roots) {
+    CT_ENSURE_GOTO(st, json_is_array(roots) && json_array_size(roots) <= 64, out, err, CT_EINVAL,
+                   "cdh.toml: [image] extra_root_certificates must be an array of PEM strings");
+    ct_buf pem;
+    ct_buf_init(&pem, CDH_CONFIG_MAX);
+    size_t i;
+    const json_t *c;
+    json_array_foreach(roots, i, c) {
+      CT_ENSURE_GOTO(st, json_is_string(c) && strstr(json_string_value(c), "-----BEGIN CERTIFICATE-----"),
+                     roots_out, err, CT_EINVAL,
+                     "cdh.toml: [image] extra_root_certificates[%zu] is not a PEM certificate", i);
+      CT_GUARD_GOTO(st, ct_buf_printf(&pem, err, "%s\n", json_string_value(c)), roots_out);
+    }
+    n.extra_root_certificates = (char *)ct_buf_take(&pem, NULL);
+  roots_out:
+    ct_buf_free(&pem);
+    if (st) goto out;
+  }
+  const json_t *proxy = image ? cdh__table(image, "image_pull_proxy", "cdh.toml [image]", err, &st) : NULL;
+  if (st) goto out;
+  CT_GUARD_GOTO(st, cdh__opt_str(proxy, "https_proxy", "cdh.toml [image.image_pull_proxy]",
+                                 &n.https_proxy, err), out);
+  CT_GUARD_GOTO(st, cdh__opt_str(proxy, "http_proxy", "cdh.toml [image.image_pull_proxy]",
+                                 &n.http_proxy, err), out);
+  CT_GUARD_GOTO(st, cdh__opt_str(proxy, "no_proxy", "cdh.toml [image.image_pull_proxy]",
+                                 &n.no_proxy, err), out);
+  CT_GUARD_GOTO(st, cdh__opt_str(doc, "socket", "cdh.toml", &n.socket, err), out);
+  const json_t *aa = cdh__table(doc, "aa", "cdh.toml", err, &st);
+  if (st) goto out;
+  CT_GUARD_GOTO(st, cdh__opt_str(aa, "aa_socket", "cdh.toml [aa]", &n.aa_socket, err), out);
   const json_t *skip = json_object_get(doc, "skip_sealed_secret_verification");
   CT_ENSURE_GOTO(st, !skip || json_is_boolean(skip), out, err, CT_EINVAL,
                  "cdh.toml: skip_sealed_secret_verification must be a boolean");
   /* Merge: set members replace the old ones. */
   if (n.kbs_url) { free(cfg->kbs_url); cfg->kbs_url = n.kbs_url; n.kbs_url = NULL; }
   if (n.kbs_cert) { free(cfg->kbs_cert); cfg->kbs_cert = n.kbs_cert; n.kbs_cert = NULL; }
-  if (n.image_security_policy_uri) {
-    free(cfg->image_security_policy_uri);
-    cfg->image_security_policy_uri = n.image_security_policy_uri;
-    n.image_security_policy_uri = NULL;
+#define CDH__TAKE(field)                                                                           \
+  if (n.field) {                                                                                   \
+    free(cfg->field);                                                                              \
+    cfg->field = n.field;                                                                          \
+    n.field = NULL;                                                                                \
   }
+  CDH__TAKE(image_security_policy_uri)
+  CDH__TAKE(image_security_policy)
+  CDH__TAKE(registry_credentials_uri)
+  CDH__TAKE(extra_root_certificates)
+  CDH__TAKE(https_proxy)
+  CDH__TAKE(http_proxy)
+  CDH__TAKE(no_proxy)
+  CDH__TAKE(socket)
+  CDH__TAKE(aa_socket)
+#undef CDH__TAKE
   if (creds) {
     for (size_t i = 0; i < cfg->ncreds; i++) {
       free(cfg->creds[i].resource_uri);
@@ -249,6 +296,14 @@ void cdh_config_free(cdh_config *cfg) {
   free(cfg->aa_kbs_cert);
   free(cfg->tee_key_alg);
   free(cfg->image_security_policy_uri);
+  free(cfg->image_security_policy);
+  free(cfg->registry_credentials_uri);
+  free(cfg->extra_root_certificates);
+  free(cfg->https_proxy);
+  free(cfg->http_proxy);
+  free(cfg->no_proxy);
+  free(cfg->socket);
+  free(cfg->aa_socket);
   for (size_t i = 0; i < cfg->ncreds; i++) {
     free(cfg->creds[i].resource_uri);
     free(cfg->creds[i].path);

@@ -375,3 +375,5 @@ ct_status cdh_hub_additional_evidence(cdh_hub *h, const uint8_t *rd, size_t len,
   (void)rd;
   return ct_strdup("{}", json, err);
 }
+
+const cdh_config *cdh_hub_config(const cdh_hub *h) { return h->cfg; }

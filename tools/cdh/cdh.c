@@ -7,6 +7,9 @@
  *   cdh [options] unseal SECRET|-              print the unsealed secret
  *   cdh [options] token                        print {"token","tee_keypair"}
  *   cdh [options] evidence RUNTIME_DATA        print the evidence JSON
+ *   cdh [options] pull-image REF --bundle DIR  pull under the image policy into DIR/rootfs,
+ *                                              print the manifest digest
+ *   cdh [options] check-image REF              "allowed, because ..." or "denied, because ..."
  *
  * Options: -c cdh.toml, --aa-config aa.toml, --initdata FILE, --listen HOST:PORT, --tee TEE,
  * --root DIR (prefix for /dev, /sys, /proc, /run paths), --tpm-tcti CONF, --tpm-ak-handle H
@@ -48,7 +51,8 @@ static void cdh__usage(void) {
           "           [--attestation-token FILE --tee-key-file FILE]   (passport mode)\n"
           "           [--eventlog-path FILE]   (AAEL, when aa.toml enables the event log)\n"
           "           [--cdh-socket PATH|none] [--aa-socket PATH|none] [--workers N]   (daemon)\n"
-          "           [get-resource URI | unseal SECRET|- | token | evidence RUNTIME_DATA]\n");
+          "           [get-resource URI | unseal SECRET|- | token | evidence RUNTIME_DATA |\n"
+          "            pull-image REF --bundle DIR | check-image REF]\n");
 }
 
 static int cdh__parse_args(int argc, char **argv, cdh__args *a) {
@@ -227,6 +231,19 @@ static int cdh__oneshot(cdh_hub *hub, int argc, char **argv, int i) {
     while (!st && n && (secret[n - 1] == '\n' || secret[n - 1] == '\r')) secret[--n] = 0;
     if (!st) st = cdh_hub_unseal(hub, secret, n, &out, &len, &err);
     free(secret);
+  } else if (!strcmp(cmd, "pull-image") && i + 3 < argc && !strcmp(argv[i + 2], "--bundle")) {
+    st = cdh_hub_pull_image(hub, argv[i + 1], argv[i + 3], &txt, &err);
+  } else if (!strcmp(cmd, "check-image") && i + 1 < argc) {
+    st = cdh_hub_check_image(hub, argv[i + 1], &txt, &err);
+    if (st == CT_EDENIED) {
+      printf("denied, because %s\n", err.msg);
+      return 3;
+    }
+    if (!st) {
+      printf("allowed, because %s\n", txt);
+      free(txt);
+      return 0;
+    }
   } else if (!strcmp(cmd, "token")) {
     st = cdh_hub_token(hub, &txt, &err);
   } else if (!strcmp(cmd, "evidence") && i + 1 < argc) {
@@ -338,10 +355,10 @@ int main(int argc, char **argv) {
   cdh_server_opts so = {
       .hub = hub,
       .listen = a.listen,
-      .cdh_socket = a.cdh_socket ? a.cdh_socket : CDH_DEFAULT_CDH_SOCKET,
-      .aa_socket = a.aa_socket ? a.aa_socket : CDH_DEFAULT_AA_SOCKET,
-      .cdh_socket_optional = !a.cdh_socket,
-      .aa_socket_optional = !a.aa_socket,
+      .cdh_socket = a.cdh_socket ? a.cdh_socket : cfg.socket ? cfg.socket : CDH_DEFAULT_CDH_SOCKET,
+      .aa_socket = a.aa_socket ? a.aa_socket : cfg.aa_socket ? cfg.aa_socket : CDH_DEFAULT_AA_SOCKET,
+      .cdh_socket_optional = !a.cdh_socket && !cfg.socket,
+      .aa_socket_optional = !a.aa_socket && !cfg.aa_socket,
       .workers = a.workers,
   };
   if (!strcmp(so.cdh_socket, "none")) so.cdh_socket = NULL;

@@ -1,0 +1,328 @@
+"""Image pull under the image security policy, end to end: a real registry (docker-registry over
+TLS with token auth) holding images pushed with skopeo and signed with the real cosign, a real
+KBS serving the policy and the cosign public key, and cdh pulling through its ttRPC service
+(with containerd's Go ttrpc client) and its one-shot verbs."""
+import json
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+import registry as R
+import ttrpc_client as tc
+from conftest import BIN, bgcheck_config
+from test_cdh import cdh_toml, set_policy, set_resource, start_cdh, swtpm  # noqa: F401 (fixtures)
+
+FILES = {"bin/hello": b"#!/bin/sh\necho hello from a signed image\n", "etc/motd": b"signed and verified\n",
+         "bin/sh": ("symlink", "/bin/hello"), "usr/share/doc/": ("dir",)}
+
+
+class World:
+    """Registry, images, signatures and keys, shared by the tests of this module."""
+
+    def __init__(self, d: Path):
+        self.reg = R.Registry(d / "registry")
+        host = self.reg.host
+        self.key_a = R.Cosign(d, self.reg, "key-a")
+        self.key_b = R.Cosign(d, self.reg, "key-b")
+        # app:v1, signed with key A.
+        self.reg.push_layout(R.oci_layout(d / "app", FILES), "test/app:v1")
+        self.digest = self.ref_digest("test/app", "v1")
+        self.key_a.sign(f"{host}/test/app@{self.digest}")
+        # Unsigned, and signed by another key.
+        self.reg.push_layout(R.oci_layout(d / "unsigned", {**FILES, "etc/motd": b"nobody signed me\n"}),
+                             "test/app:unsigned")
+        self.reg.push_layout(R.oci_layout(d / "otherkey", {**FILES, "etc/motd": b"signed by key B\n"}),
+                             "test/app:other-key")
+        self.key_b.sign(f"{host}/test/app@{self.ref_digest('test/app', 'other-key')}")
+        # Re-tagged: the signed image and its signature copied into another repository.
+        sig_tag = f"sha256-{self.digest[7:]}.sig"
+        self.reg.copy_manifest("test/app", "v1", "test/other", "v1")
+        self.reg.copy_manifest("test/app", sig_tag, "test/other", sig_tag)
+        # Tampered: the manifest changed (an annotation added), the original signature moved to it.
+        mt, body = self.reg.manifest("test/app", "v1")
+        m = json.loads(body)
+        m["annotations"] = {"org.example.tampered": "yes"}
+        tampered = json.dumps(m).encode()
+        self.reg.put_manifest("test/app", "tampered", mt, tampered)
+        import hashlib
+        self.tampered_digest = "sha256:" + hashlib.sha256(tampered).hexdigest()
+        self.reg.copy_manifest("test/app", sig_tag, "test/app", f"sha256-{self.tampered_digest[7:]}.sig")
+        # Hostile layers (pulled under the insecure policy, refused by the unpacker).
+        import io
+        import tarfile
+        dotdot = tarfile.TarInfo("../../escaped")
+        dotdot.size = 5
+        self.reg.push_layout(R.oci_layout(d / "evil1", {}, layers=[R.make_layer({"ok": b"fine\n"}, [(dotdot, b"evil\n")])]),
+                             "test/evil:dotdot")
+        absolute = tarfile.TarInfo("/etc/evil")
+        absolute.size = 5
+        self.reg.push_layout(R.oci_layout(d / "evil2", {}, layers=[R.make_layer({}, [(absolute, b"evil\n")])]),
+                             "test/evil:absolute")
+        self.reg.push_layout(R.oci_layout(d / "evil3", {}, layers=[R.make_layer({"a/link": ("symlink", "../../../../etc")})]),
+                             "test/evil:symlink")
+        through = tarfile.TarInfo("tmp-link/pwned")
+        through.size = 5
+        self.reg.push_layout(R.oci_layout(d / "evil4", {}, layers=[
+            R.make_layer({"tmp-link": ("symlink", str(d))}), R.make_layer({}, [(through, b"evil\n")])]),
+            "test/evil:through-symlink")
+        del io
+
+    def ref_digest(self, repo, tag):
+        import hashlib
+        return "sha256:" + hashlib.sha256(self.reg.manifest(repo, tag)[1]).hexdigest()
+
+    def ref(self, name):
+        return f"{self.reg.host}/{name}"
+
+    def stop(self):
+        self.reg.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    w = World(tmp_path_factory.mktemp("image-world"))
+    yield w
+    w.stop()
+
+
+def policy(kind, w, key_uri="kbs:///default/cosign-keys/key-0", identity=None):
+    if kind == "signed":
+        req = {"type": "sigstoreSigned", "keyPath": key_uri}
+        if identity:
+            req["signedIdentity"] = identity
+        return {"default": [{"type": "reject"}], "transports": {"docker": {f"{w.reg.host}/test": [req]}}}
+    if kind == "reject":
+        return {"default": [{"type": "reject"}]}
+    return {"default": [{"type": "insecureAcceptAnything"}]}
+
+
+@pytest.fixture
+def kbs_with_policies(world, pki, start_kbs, tmp_path):
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+    set_resource(kbs, pki, tmp_path, "default/cosign-keys/key-0", world.key_a.pub.read_bytes())
+    for kind in ("signed", "reject", "insecure"):
+        set_resource(kbs, pki, tmp_path, f"default/security-policy/{kind}", json.dumps(policy(kind, world)).encode())
+    set_policy(kbs, pki, tmp_path)
+    return kbs
+
+
+def image_toml(w, extra=""):
+    return f"[image]\nextra_root_certificates = ['''{w.reg.ca.read_text()}''']\n{extra}\n"
+
+
+def cdh_cfg(kbs, pki, w, kind, tmp_path, extra=""):
+    cfg = tmp_path / f"cdh-{kind}.toml"
+    cfg.write_text(cdh_toml(kbs.url(), pki) + image_toml(
+        w, f'image_security_policy_uri = "kbs:///default/security-policy/{kind}"\n{extra}'))
+    return cfg
+
+
+def oneshot(cfg, *args, extra=()):
+    return subprocess.run([str(BIN / "cdh"), "-c", str(cfg), "--tee", "sample", "--kbs-attempts", "2", *extra,
+                           *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def assert_rootfs(rootfs: Path, files=FILES):
+    for name, content in files.items():
+        p = rootfs / name
+        if isinstance(content, tuple) and content[0] == "symlink":
+            assert os.readlink(p) == content[1]
+        elif isinstance(content, tuple):
+            assert p.is_dir()
+        else:
+            assert p.read_bytes() == content, name
+    assert os.stat(rootfs / "bin/hello").st_mode & 0o777 == 0o755
+
+
+def test_signed_image_pulled_through_ttrpc(world, kbs_with_policies, pki, start_cdh, tmp_path):
+    go = tc.GoClient(tc.build_client())
+    cdh = start_cdh(cdh_toml(kbs_with_policies.url(), pki) + image_toml(
+        world, 'image_security_policy_uri = "kbs:///default/security-policy/signed"'))
+    bundle = tmp_path / "bundle"
+    code, resp = go.call(cdh.cdh_socket, "api.ImagePullService", "PullImage",
+                         {"image_url": world.ref("test/app:v1"), "bundle_path": str(bundle)})
+    assert code == 0, resp
+    assert resp == {"manifest_digest": world.digest}
+    assert_rootfs(bundle / "rootfs")
+    # Anonymous pulls: the registry demanded a bearer token and cdh fetched one without credentials.
+    assert any(r["user"] is None and r["scope"] == ["repository:test/app:pull"] for r in world.reg.tokens.requests)
+    # A denial through ttRPC names the failed check and leaves nothing behind.
+    bundle2 = tmp_path / "bundle2"
+    code, msg = go.call(cdh.cdh_socket, "api.ImagePullService", "PullImage",
+                        {"image_url": world.ref("test/app:unsigned"), "bundle_path": str(bundle2)})
+    assert code == 7 and "unsigned" in msg, msg
+    assert not (bundle2 / "rootfs").exists() or not any((bundle2 / "rootfs").iterdir())
+
+
+def test_signed_policy_denials_name_the_failed_check(world, kbs_with_policies, pki, tmp_path):
+    cfg = cdh_cfg(kbs_with_policies, pki, world, "signed", tmp_path)
+    r = oneshot(cfg, "check-image", world.ref("test/app:v1"))
+    assert r.returncode == 0 and r.stdout.startswith("allowed, because") and world.digest in r.stdout, r
+    cases = {
+        "test/app:unsigned": "the image is unsigned",
+        "test/app:other-key": "does not verify with the policy's public key",
+        "test/other:v1": f"signedIdentity matchRepository: the signature is for repository {world.reg.host}/test/app",
+        "test/app:tampered": f"docker-manifest-digest {world.digest} in the signature does not match",
+    }
+    for ref, reason in cases.items():
+        r = oneshot(cfg, "check-image", world.ref(ref))
+        assert r.returncode == 3 and r.stdout.startswith("denied, because") and reason in r.stdout, (ref, r.stdout, r.stderr)
+        assert "sigstoreSigned" in r.stdout and f"{world.reg.host}/test" in r.stdout  # the scope and requirement
+    # Outside the signed scope the default (reject) applies.
+    r = oneshot(cfg, "check-image", world.ref("test-elsewhere/app:v1"))
+    assert r.returncode != 0
+    # The one-shot pull: digest on stdout, or a reason and no rootfs.
+    bundle = tmp_path / "b1"
+    r = oneshot(cfg, "pull-image", world.ref("test/app:v1"), "--bundle", bundle)
+    assert r.returncode == 0 and r.stdout.strip() == world.digest, r.stderr
+    assert_rootfs(bundle / "rootfs")
+    bundle = tmp_path / "b2"
+    r = oneshot(cfg, "pull-image", world.ref("test/other:v1"), "--bundle", bundle)
+    assert r.returncode != 0 and "matchRepository" in r.stderr and r.stdout == ""
+    # matchExact cannot be met by a cosign signature (it binds a repository, not a tag).
+    cfg2 = tmp_path / "exact.toml"
+    cfg2.write_text(cdh_toml(kbs_with_policies.url(), pki) + image_toml(
+        world, "image_security_policy = '''" + json.dumps(policy("signed", world, identity={"type": "matchExact"})) + "'''"))
+    r = oneshot(cfg2, "check-image", world.ref("test/app:v1"))
+    assert r.returncode == 3 and "signedIdentity matchExact" in r.stdout, r.stdout
+
+
+def test_reject_denies_and_insecure_allows_everything(world, kbs_with_policies, pki, tmp_path):
+    refs = ["test/app:v1", "test/app:unsigned", "test/app:other-key", "test/other:v1", "test/app:tampered"]
+    reject = cdh_cfg(kbs_with_policies, pki, world, "reject", tmp_path)
+    insecure = cdh_cfg(kbs_with_policies, pki, world, "insecure", tmp_path)
+    for ref in refs:
+        r = oneshot(reject, "check-image", world.ref(ref))
+        assert r.returncode == 3 and 'requirement "reject"' in r.stdout, r.stdout
+        r = oneshot(insecure, "check-image", world.ref(ref))
+        assert r.returncode == 0 and "allowed" in r.stdout, r.stdout + r.stderr
+    bundle = tmp_path / "unsigned-bundle"
+    r = oneshot(insecure, "pull-image", world.ref("test/app:unsigned"), "--bundle", bundle)
+    assert r.returncode == 0, r.stderr
+    assert (bundle / "rootfs/etc/motd").read_bytes() == b"nobody signed me\n"
+
+
+def test_hostile_layers_are_refused(world, kbs_with_policies, pki, tmp_path):
+    insecure = cdh_cfg(kbs_with_policies, pki, world, "insecure", tmp_path)
+    cases = {"dotdot": "climbs out of the tree", "absolute": "absolute path",
+             "symlink": "escapes the tree", "through-symlink": "written through the symlink"}
+    for tag, reason in cases.items():
+        bundle = tmp_path / f"evil-{tag}"
+        r = oneshot(insecure, "pull-image", world.ref(f"test/evil:{tag}"), "--bundle", bundle)
+        assert r.returncode != 0 and reason in r.stderr, (tag, r.stderr)
+        assert not any((bundle / "rootfs").iterdir()), f"{tag}: a refused image left files behind"
+    assert not (Path(world.reg.dir).parent / "pwned").exists()
+    assert not Path("/etc/evil").exists()
+
+
+class ConnectProxy:
+    """An HTTP CONNECT proxy on loopback that records the targets it tunnels to."""
+
+    def __init__(self):
+        self.targets = []
+        self.s = socket.socket()
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen(16)
+        self.port = self.s.getsockname()[1]
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(c,), daemon=True).start()
+
+    def handle(self, c):
+        req = b""
+        while b"\r\n\r\n" not in req:
+            d = c.recv(4096)
+            if not d:
+                return
+            req += d
+        line = req.split(b"\r\n")[0].decode()
+        method, target, _ = line.split(" ", 2)
+        if method != "CONNECT":
+            c.close()
+            return
+        self.targets.append(target)
+        host, port = target.rsplit(":", 1)
+        u = socket.create_connection((host, int(port)))
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pipe(a, b):
+            try:
+                while (d := a.recv(65536)):
+                    b.sendall(d)
+            except OSError:
+                pass
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+        pipe(c, u)
+
+    def stop(self):
+        self.s.close()
+
+
+def test_pull_proxy_and_registry_credentials(world, kbs_with_policies, pki, tmp_path):
+    import base64
+    proxy = ConnectProxy()
+    try:
+        creds = {"auths": {world.reg.host: {"auth": base64.b64encode(f"{R.USER}:{R.PASSWORD}".encode()).decode()}}}
+        set_resource(kbs_with_policies, pki, tmp_path, "default/credential/registry", json.dumps(creds).encode())
+        cfg = cdh_cfg(kbs_with_policies, pki, world, "signed", tmp_path, extra=(
+            'authenticated_registry_credentials_uri = "kbs:///default/credential/registry"\n'
+            f'[image.image_pull_proxy]\nhttps_proxy = "http://127.0.0.1:{proxy.port}"\n'))
+        before = len(world.reg.tokens.requests)
+        r = oneshot(cfg, "check-image", world.ref("test/app:v1"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert world.reg.host in proxy.targets  # the registry was reached through the proxy
+        assert any(t["user"] == R.USER for t in world.reg.tokens.requests[before:])  # with the credentials
+        # no_proxy bypasses it.
+        cfg.write_text(cfg.read_text() + 'no_proxy = "127.0.0.1"\n')
+        n = len(proxy.targets)
+        assert oneshot(cfg, "check-image", world.ref("test/app:v1")).returncode == 0
+        assert len(proxy.targets) == n
+    finally:
+        proxy.stop()
+    # Without the registry's CA, TLS fails and says so.
+    cfg = tmp_path / "noca.toml"
+    cfg.write_text(cdh_toml(kbs_with_policies.url(), pki) +
+                   '[image]\nimage_security_policy_uri = "kbs:///default/security-policy/insecure"\n')
+    r = oneshot(cfg, "check-image", world.ref("test/app:v1"))
+    assert r.returncode != 0 and ("certificate" in r.stderr.lower() or "ssl" in r.stderr.lower()), r.stderr
+
+
+def test_pull_records_the_aael_event(world, swtpm, tmp_path):  # noqa: F811
+    import base64
+    import hashlib
+    tcti, env = swtpm
+    (tmp_path / "aa.toml").write_text("[eventlog_config]\nenable_eventlog = true\ninit_pcr = 23\n")
+    pol = policy("signed", world, key_uri=str(world.key_a.pub))
+    pol["transports"]["docker"][f"{world.reg.host}/test"][0].pop("keyPath")
+    pol["transports"]["docker"][f"{world.reg.host}/test"][0]["keyData"] = base64.b64encode(world.key_a.pub.read_bytes()).decode()
+    cfg = tmp_path / "cdh.toml"
+    cfg.write_text(image_toml(world, "image_security_policy = '''" + json.dumps(pol) + "'''"))
+    log = tmp_path / "aael"
+    ref = world.ref("test/app:v1")
+    r = subprocess.run([str(BIN / "cdh"), "-c", str(cfg), "--aa-config", str(tmp_path / "aa.toml"), "--tee", "tpm",
+                        "--tpm-tcti", tcti, "--eventlog-path", str(log), "pull-image", ref, "--bundle",
+                        str(tmp_path / "b")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == world.digest, r.stderr
+    text = ('github.com/confidential-containers PullImage ' +
+            json.dumps({"image": ref, "digest": world.digest}, separators=(",", ":"))).encode()
+    tagged = (0x4141454C).to_bytes(4, "little") + len(text).to_bytes(4, "little") + text
+    assert log.read_bytes().endswith(tagged), log.read_bytes()[-300:]
+    want = hashlib.sha256(bytes(32) + hashlib.sha256(tagged).digest()).hexdigest()
+    pcr = subprocess.run(["tpm2_pcrread", "sha256:23"], env=env, capture_output=True, text=True).stdout
+    assert want.upper() in pcr.upper().replace("0X", "")

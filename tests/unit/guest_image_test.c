@@ -1,0 +1,235 @@
+/*
+ * Image pull pieces without a registry: reference parsing, policy scope lookup, and layer
+ * unpacking against hostile tar archives built here with libarchive.
+ */
+#include "ct_test_util.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cdh_image.h"
+
+static void test_references(void **state) {
+  (void)state;
+  ct_err err;
+  cdh_image_ref r;
+  char buf[1200];
+  CT_ASSERT_OK(cdh_image_ref_parse("busybox", &r, &err), &err);
+  cdh_image_ref_whole(&r, buf, sizeof buf);
+  assert_string_equal(buf, "docker.io/library/busybox:latest");
+  CT_ASSERT_OK(cdh_image_ref_parse("127.0.0.1:5000/test/app:v1", &r, &err), &err);
+  assert_string_equal(r.registry, "127.0.0.1:5000");
+  assert_string_equal(r.repository, "test/app");
+  assert_string_equal(r.tag, "v1");
+  CT_ASSERT_OK(cdh_image_ref_parse("Quay.IO/org/app@sha256:"
+                                   "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                                   &r, &err), &err);
+  assert_string_equal(r.registry, "quay.io");
+  assert_string_equal(r.tag, "");
+  cdh_image_ref_name(&r, buf, sizeof buf);
+  assert_string_equal(buf, "quay.io/org/app");
+  CT_ASSERT_OK(cdh_image_ref_parse("index.docker.io/library/alpine:3", &r, &err), &err);
+  assert_string_equal(r.registry, "docker.io");
+  CT_ASSERT_OK(cdh_image_ref_parse("localhost/x", &r, &err), &err);
+  assert_string_equal(r.registry, "localhost");
+  const char *bad[] = {"", "UPPER/case", "a//b", "x:", "x@sha256:abc", "repo:tag with space",
+                       "-lead", "a/b/../c", "host:5000/../x"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    if (cdh_image_ref_parse(bad[i], &r, &err) == CT_OK) fail_msg("accepted \"%s\"", bad[i]);
+}
+
+static void test_policy_scopes(void **state) {
+  (void)state;
+  ct_err err;
+  const char *text =
+      "{\"default\":[{\"type\":\"reject\"}],\"transports\":{\"docker\":{"
+      "\"registry.example.com:8443/org/app:v1\":[{\"type\":\"insecureAcceptAnything\"}],"
+      "\"registry.example.com:8443/org\":[{\"type\":\"sigstoreSigned\",\"keyData\":\"eA==\"}],"
+      "\"*.example.com\":[{\"type\":\"reject\"}],"
+      "\"\":[{\"type\":\"insecureAcceptAnything\"}]}}}";
+  json_t *p = NULL;
+  CT_ASSERT_OK(cdh_policy_parse(text, strlen(text), &p, &err), &err);
+  cdh_image_ref r;
+  char scope[1200];
+  CT_ASSERT_OK(cdh_image_ref_parse("registry.example.com:8443/org/app:v1", &r, &err), &err);
+  cdh_policy_requirements(p, &r, scope, sizeof scope);
+  assert_string_equal(scope, "docker:registry.example.com:8443/org/app:v1");
+  CT_ASSERT_OK(cdh_image_ref_parse("registry.example.com:8443/org/app:v2", &r, &err), &err);
+  cdh_policy_requirements(p, &r, scope, sizeof scope);
+  assert_string_equal(scope, "docker:registry.example.com:8443/org");
+  CT_ASSERT_OK(cdh_image_ref_parse("registry.example.com:8443/other/app", &r, &err), &err);
+  cdh_policy_requirements(p, &r, scope, sizeof scope);
+  assert_string_equal(scope, "docker:*.example.com");
+  CT_ASSERT_OK(cdh_image_ref_parse("quay.io/x/y", &r, &err), &err);
+  cdh_policy_requirements(p, &r, scope, sizeof scope);
+  assert_string_equal(scope, "docker:\"\"");
+  json_decref(p);
+  const char *no_transport = "{\"default\":[{\"type\":\"insecureAcceptAnything\"}]}";
+  CT_ASSERT_OK(cdh_policy_parse(no_transport, strlen(no_transport), &p, &err), &err);
+  cdh_policy_requirements(p, &r, scope, sizeof scope);
+  assert_string_equal(scope, "default");
+  json_decref(p);
+  const char *bad[] = {
+      "{}", "[]", "{\"default\":{}}", "{\"default\":[{\"type\":\"bogus\"}]}",
+      "{\"default\":[{\"type\":\"sigstoreSigned\"}]}",
+      "{\"default\":[{\"type\":\"sigstoreSigned\",\"keyPath\":\"a\",\"keyData\":\"b\"}]}",
+      "{\"default\":[{\"type\":\"sigstoreSigned\",\"keyPath\":\"a\",\"signedIdentity\":{\"type\":\"x\"}}]}",
+      "{\"default\":[],\"transports\":{\"docker\":{\"a\":{}}}}"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    p = NULL;
+    if (cdh_policy_parse(bad[i], strlen(bad[i]), &p, &err) == CT_OK) fail_msg("accepted %s", bad[i]);
+  }
+}
+
+/* --- layers --------------------------------------------------------------------------------- */
+
+typedef struct member {
+  const char *name;
+  char type;           /* 'f' file, 'd' dir, 'l' symlink, 'h' hard link, 'c' char device */
+  const char *data;    /* file contents or link target */
+} member;
+
+static uint8_t *make_tar(const member *m, size_t n, int gzip, size_t *len) {
+  struct archive *a = archive_write_new();
+  archive_write_set_format_pax_restricted(a);
+  if (gzip) archive_write_add_filter_gzip(a);
+  size_t cap = 1 << 20;
+  uint8_t *buf = malloc(cap);
+  size_t used = 0;
+  assert_int_equal(archive_write_open_memory(a, buf, cap, &used), ARCHIVE_OK);
+  for (size_t i = 0; i < n; i++) {
+    struct archive_entry *e = archive_entry_new();
+    archive_entry_set_pathname(e, m[i].name);
+    archive_entry_set_mtime(e, 1700000000, 0);
+    switch (m[i].type) {
+    case 'd':
+      archive_entry_set_filetype(e, AE_IFDIR);
+      archive_entry_set_perm(e, 0755);
+      break;
+    case 'l':
+      archive_entry_set_filetype(e, AE_IFLNK);
+      archive_entry_set_symlink(e, m[i].data);
+      archive_entry_set_perm(e, 0777);
+      break;
+    case 'h':
+      archive_entry_set_filetype(e, AE_IFREG);
+      archive_entry_set_hardlink(e, m[i].data);
+      break;
+    case 'c':
+      archive_entry_set_filetype(e, AE_IFCHR);
+      archive_entry_set_rdevmajor(e, 1);
+      archive_entry_set_rdevminor(e, 3);
+      break;
+    default:
+      archive_entry_set_filetype(e, AE_IFREG);
+      archive_entry_set_perm(e, 0640);
+      archive_entry_set_size(e, (la_int64_t)strlen(m[i].data));
+    }
+    assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
+    if (m[i].type == 'f') archive_write_data(a, m[i].data, strlen(m[i].data));
+    archive_entry_free(e);
+  }
+  archive_write_close(a);
+  archive_write_free(a);
+  *len = used;
+  return buf;
+}
+
+static char root[PATH_MAX];
+
+static int setup(void **state) {
+  (void)state;
+  char tmpl[] = "/tmp/cdh-unpack-XXXXXX";
+  assert_non_null(mkdtemp(tmpl));
+  assert_non_null(realpath(tmpl, root));
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  cdh_unpack_clear(root);
+  rmdir(root);
+  return 0;
+}
+
+static ct_status unpack(const member *m, size_t n, int gzip, ct_err *err) {
+  size_t len = 0;
+  uint8_t *tar = make_tar(m, n, gzip, &len);
+  cdh_unpack_state us = {0};
+  ct_status st = cdh_unpack_layer(root, tar, len, &us, err);
+  free(tar);
+  return st;
+}
+
+static int exists(const char *rel) {
+  char p[PATH_MAX + 64];
+  struct stat st;
+  snprintf(p, sizeof p, "%s/%s", root, rel);
+  return lstat(p, &st) == 0;
+}
+
+static void test_unpack_and_whiteouts(void **state) {
+  (void)state;
+  ct_err err;
+  const member base[] = {{"./etc/", 'd', NULL},        {"./etc/motd", 'f', "hello\n"},
+                         {"bin/tool", 'f', "#!x\n"},    {"bin/alias", 'l', "/bin/tool"},
+                         {"lib/rel", 'l', "../bin/tool"}, {"bin/hard", 'h', "bin/tool"},
+                         {"opaque/old", 'f', "old\n"},  {"dev/null", 'c', NULL}};
+  CT_ASSERT_OK(unpack(base, sizeof base / sizeof *base, 1, &err), &err);
+  assert_true(exists("etc/motd") && exists("bin/alias") && exists("bin/hard") && exists("opaque/old"));
+  assert_false(exists("dev/null")); /* device nodes are skipped */
+  const member upper[] = {{"etc/.wh.motd", 'f', ""},
+                          {"opaque/.wh..wh..opq", 'f', ""},
+                          {"opaque/new", 'f', "new\n"},
+                          {"bin/alias", 'f', "now a file\n"}};
+  CT_ASSERT_OK(unpack(upper, sizeof upper / sizeof *upper, 0, &err), &err);
+  assert_false(exists("etc/motd"));
+  assert_false(exists("opaque/old"));
+  assert_true(exists("opaque/new"));
+  struct stat st;
+  char p[PATH_MAX + 64];
+  snprintf(p, sizeof p, "%s/bin/alias", root);
+  assert_int_equal(lstat(p, &st), 0);
+  assert_true(S_ISREG(st.st_mode)); /* replaced, not written through */
+}
+
+static void test_hostile_layers(void **state) {
+  (void)state;
+  ct_err err;
+  struct {
+    member m[2];
+    size_t n;
+    const char *reason;
+  } cases[] = {
+      {{{"../escape", 'f', "x"}}, 1, "climbs out"},
+      {{{"a/../../escape", 'f', "x"}}, 1, "climbs out"},
+      {{{"/etc/evil", 'f', "x"}}, 1, "absolute path"},
+      {{{"a/link", 'l', "../../x"}}, 1, "escapes the tree"},
+      {{{"link", 'l', "/tmp"}, {"link/pwned", 'f', "x"}}, 2, "through the symlink"},
+      {{{"h", 'h', "../outside"}}, 1, "climbs out"},
+      {{{"h", 'h', "missing"}}, 1, "no such file"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    ct_status st = unpack(cases[i].m, cases[i].n, 1, &err);
+    if (st == CT_OK) fail_msg("case %zu accepted", i);
+    if (!strstr(err.msg, cases[i].reason)) fail_msg("case %zu: %s", i, err.msg);
+    cdh_unpack_clear(root);
+  }
+  assert_int_equal(access("/tmp/pwned", F_OK), -1);
+  /* Garbage is not a layer. */
+  cdh_unpack_state us = {0};
+  assert_int_not_equal(cdh_unpack_layer(root, (const uint8_t *)"not a tar at all", 16, &us, &err), CT_OK);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_references),
+      cmocka_unit_test(test_policy_scopes),
+      cmocka_unit_test_setup_teardown(test_unpack_and_whiteouts, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_hostile_layers, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
