@@ -95,9 +95,9 @@ ct_status cdh_image_ref_parse(const char *s, cdh_image_ref *r, ct_err *err) {
     c = e + 1;
   }
   if (!strcmp(r->registry, "docker.io") && !strchr(path, '/'))
-    snprintf(r->repository, sizeof r->repository, "library/%s", path);
+    snprintf(r->repository, sizeof r->repository, "library/%.255s", path);
   else
-    snprintf(r->repository, sizeof r->repository, "%s", path);
+    snprintf(r->repository, sizeof r->repository, "%.255s", path);
   if (!r->tag[0] && !r->digest[0]) snprintf(r->tag, sizeof r->tag, "latest");
   return CT_OK;
 }
