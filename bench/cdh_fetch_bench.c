@@ -5,7 +5,6 @@
  *
  * Prints p50/p90/p99 and ends with `RESULT cdh_fetch_p50_ms=… p99_ms=…`.
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -19,6 +18,7 @@
 
 #include "ct_buf.h"
 #include "ct_file.h"
+#include "ct_http.h"
 #include "jose.h"
 
 #define N_FETCH 2000
@@ -85,11 +85,6 @@ static double cpu_s(pid_t pid) {
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
-}
-
-static size_t sink(char *p, size_t sz, size_t n, void *ud) {
-  ct_err e;
-  return ct_buf_append(ud, p, sz * n, &e) ? 0 : sz * n;
 }
 
 static const char k_policy[] =
@@ -206,28 +201,25 @@ int main(int argc, char **argv) {
   cdh = spawn(cargv, log, "cdh: listening on ", &cport);
   if (cdh < 0) goto out;
 
-  CURL *h = curl_easy_init();
+  ct_http_client *h = NULL;
+  ct_http_opts ho = {.no_proxy = 1, .max_body = 1 << 16};
+  if (ct_http_client_new(&ho, &h, &err)) goto out;
   char url[128];
   snprintf(url, sizeof url, "http://127.0.0.1:%d/cdh/resource/bench/key/one", cport);
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
-  curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-  ct_buf body;
+  ct_http_req req = {.url = url};
+  ct_http_resp resp;
   double *ms = calloc(N_FETCH, sizeof *ms);
   struct timespec t0, t1, a, b;
   clock_gettime(CLOCK_MONOTONIC, &a);
   int ok = 1;
   double cdh_cpu0 = 0, kbs_cpu0 = 0;
   for (int i = -1; i < N_FETCH && ok; i++) { /* i = -1 attests and is not counted */
-    ct_buf_init(&body, 1 << 16);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    CURLcode cc = curl_easy_perform(h);
+    ct_status hst = ct_http_do(h, &req, &resp, &err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    long code = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-    if (cc != CURLE_OK || code != 200 || body.len != 32) {
-      fprintf(stderr, "cdh_fetch_bench: fetch %d failed (%s, HTTP %ld)\n", i, curl_easy_strerror(cc), code);
+    if (hst || resp.status != 200 || resp.body.len != 32) {
+      fprintf(stderr, "cdh_fetch_bench: fetch %d failed (%s, HTTP %ld)\n", i, hst ? err.msg : "ok",
+              resp.status);
       ok = 0;
     }
     if (i == -1) {
@@ -239,10 +231,10 @@ int main(int argc, char **argv) {
     } else {
       ms[i] = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     }
-    ct_buf_free(&body);
+    ct_http_resp_free(&resp);
   }
   clock_gettime(CLOCK_MONOTONIC, &b);
-  curl_easy_cleanup(h);
+  ct_http_client_free(h);
   if (ok) {
     qsort(ms, N_FETCH, sizeof *ms, cmp_double);
     double total = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;

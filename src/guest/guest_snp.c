@@ -15,15 +15,10 @@
 #include "ct_codec.h"
 #include "ct_json.h"
 #include "ct_mem.h"
+#include "ct_reader.h"
 #include "guest_attester.h"
 #include "guest_internal.h"
 
-static uint32_t guest_snp__u32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t guest_snp__u64(const uint8_t *p) {
-  return (uint64_t)guest_snp__u32(p) | (uint64_t)guest_snp__u32(p + 4) << 32;
-}
 
 static json_t *guest_snp__bytes(const uint8_t *p, size_t n) {
   json_t *a = json_array();
@@ -51,7 +46,9 @@ static json_t *guest_snp__opt_u8(int present, uint8_t v) {
 ct_status guest_snp_report_to_json(const uint8_t *r, size_t len, json_t **out, ct_err *err) {
   CT_ENSURE(len == GUEST_SNP_REPORT_SIZE, err, CT_EINVAL,
             "snp report: %zu bytes, expected %d", len, GUEST_SNP_REPORT_SIZE);
-  uint32_t version = guest_snp__u32(r);
+  ct_reader rd;
+  ct_reader_init(&rd, r, len, "snp report");
+  uint32_t version = ct_peek_u32le(&rd, 0, "version");
   CT_ENSURE(version >= 2 && version <= 5, err, CT_EUNSUPPORTED,
             "snp report: unsupported report version %u", version);
   int has_cpuid = version >= 3;
@@ -61,15 +58,15 @@ ct_status guest_snp_report_to_json(const uint8_t *r, size_t len, json_t **out, c
   int bad = 0;
 #define SET(k, v) bad |= json_object_set_new(o, k, (v)) != 0
   SET("version", json_integer(version));
-  SET("guest_svn", json_integer(guest_snp__u32(r + 0x04)));
-  SET("policy", json_integer((json_int_t)guest_snp__u64(r + 0x08)));
+  SET("guest_svn", json_integer(ct_peek_u32le(&rd, 0x04, "guest_svn")));
+  SET("policy", json_integer((json_int_t)ct_peek_u64le(&rd, 0x08, "policy")));
   SET("family_id", guest_snp__bytes(r + 0x10, 16));
   SET("image_id", guest_snp__bytes(r + 0x20, 16));
-  SET("vmpl", json_integer(guest_snp__u32(r + 0x30)));
-  SET("sig_algo", json_integer(guest_snp__u32(r + 0x34)));
+  SET("vmpl", json_integer(ct_peek_u32le(&rd, 0x30, "vmpl")));
+  SET("sig_algo", json_integer(ct_peek_u32le(&rd, 0x34, "sig_algo")));
   SET("current_tcb", guest_snp__tcb(r + 0x38, turin));
-  SET("plat_info", json_integer((json_int_t)guest_snp__u64(r + 0x40)));
-  SET("key_info", json_integer(guest_snp__u32(r + 0x48)));
+  SET("plat_info", json_integer((json_int_t)ct_peek_u64le(&rd, 0x40, "plat_info")));
+  SET("key_info", json_integer(ct_peek_u32le(&rd, 0x48, "key_info")));
   SET("report_data", guest_snp__bytes(r + 0x50, 64));
   SET("measurement", guest_snp__bytes(r + 0x90, 48));
   SET("host_data", guest_snp__bytes(r + 0xC0, 32));
@@ -90,7 +87,8 @@ ct_status guest_snp_report_to_json(const uint8_t *r, size_t len, json_t **out, c
   /* Mitigation vectors exist from report version 5 on; sev serialises them as options. JSON
    * integers are signed, so a vector with bit 63 set would not survive: refuse it. */
   if (version >= 5) {
-    uint64_t lm = guest_snp__u64(r + 0x1F8), cm = guest_snp__u64(r + 0x200);
+    uint64_t lm = ct_peek_u64le(&rd, 0x1F8, "launch_mit_vector"),
+             cm = ct_peek_u64le(&rd, 0x200, "current_mit_vector");
     if ((lm | cm) >> 63) {
       json_decref(o);
       return ct_fail(err, CT_EUNSUPPORTED, "snp report: mitigation vector uses bit 63");
@@ -147,7 +145,9 @@ ct_status guest_snp_cert_table_to_json(const uint8_t *t, size_t len, json_t **ou
     if (memcmp(e, zero, 16) == 0) break;
     CT_ENSURE_GOTO(st, i < GUEST_SNP__MAX_CERTS, fail, err, CT_ELIMIT,
                    "snp certs: more than %d entries", GUEST_SNP__MAX_CERTS);
-    uint32_t coff = guest_snp__u32(e + 16), clen = guest_snp__u32(e + 20);
+    ct_reader er;
+    ct_reader_init(&er, e, 24, "snp certs: table entry");
+    uint32_t coff = ct_peek_u32le(&er, 16, "offset"), clen = ct_peek_u32le(&er, 20, "length");
     CT_ENSURE_GOTO(st, coff <= len && clen <= len - coff, fail, err, CT_EINVAL,
                    "snp certs: entry %zu points outside the table (%u+%u > %zu)", i, coff, clen, len);
     json_t *type = NULL;
@@ -214,7 +214,9 @@ static ct_status guest_snp__ioctl(const char *dev, const uint8_t rd[64], uint8_t
       goto out;
     }
     /* MSG_REPORT_RSP: status, report_size, 24 reserved bytes, then the report. */
-    uint32_t status = guest_snp__u32(resp.data), size = guest_snp__u32(resp.data + 4);
+    ct_reader rr;
+    ct_reader_init(&rr, resp.data, sizeof resp.data, "snp: MSG_REPORT_RSP");
+    uint32_t status = ct_read_u32le(&rr, "status"), size = ct_read_u32le(&rr, "report_size");
     CT_ENSURE_GOTO(st, status == 0 && size == 1184, out, err, CT_EIO,
                    "snp: firmware answered status 0x%x with a %u-byte report", status, size);
     memcpy(report, resp.data + 32, 1184);

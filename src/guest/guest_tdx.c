@@ -15,6 +15,7 @@
 #include "ct_file.h"
 #include "ct_json.h"
 #include "ct_mem.h"
+#include "ct_reader.h"
 #include "guest_internal.h"
 
 #define GUEST_TDX__CCEL_MAX (16u << 20)
@@ -53,48 +54,45 @@ ct_status guest_tdx_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t len
 /* The firmware's CCEL table ends in padding: keep the entries up to the first all-ones or
  * all-zero 8-byte end marker, as upstream's trim_ccel does. Returns the kept length. */
 ct_status guest_tdx_trim_ccel(const uint8_t *c, size_t len, size_t *out, ct_err *err) {
-  size_t i = 4;
-#define NEED(n, what) CT_ENSURE(len >= i && len - i >= (size_t)(n), err, CT_EINVAL, "invalid CCEL: %s", what)
+  ct_reader r;
+  ct_reader_init(&r, c, len, "invalid CCEL");
+#define NEED(n, what) CT_ENSURE(ct_reader_remaining(&r) >= (size_t)(n), err, CT_EINVAL, "invalid CCEL: %s", what)
   NEED(4, "not enough length");
-  uint32_t type = (uint32_t)c[i] | (uint32_t)c[i + 1] << 8 | (uint32_t)c[i + 2] << 16 |
-                  (uint32_t)c[i + 3] << 24;
-  i += 4 + 20;
+  ct_read_skip(&r, 4, "PCR index");
+  NEED(4, "not enough length");
+  uint32_t type = ct_read_u32le(&r, "event type");
+  NEED(20, "not enough length");
+  ct_read_skip(&r, 20, "SHA-1 digest");
   if (type == 3) { /* EV_NO_ACTION spec-id header */
     NEED(4, "not enough length");
-    uint32_t n = (uint32_t)c[i] | (uint32_t)c[i + 1] << 8 | (uint32_t)c[i + 2] << 16 |
-                 (uint32_t)c[i + 3] << 24;
-    i += 4;
+    uint32_t n = ct_read_u32le(&r, "header size");
     NEED(n, "header runs past the table");
-    i += n;
+    ct_read_skip(&r, n, "header");
   }
   for (;;) {
     NEED(8, "no end flag");
     static const uint8_t ones[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, zeros[8] = {0};
-    if (!memcmp(c + i, ones, 8) || !memcmp(c + i, zeros, 8)) {
-      *out = i;
+    const uint8_t *flag = ct_peek_bytes(&r, ct_reader_offset(&r), 8, "end flag");
+    if (!memcmp(flag, ones, 8) || !memcmp(flag, zeros, 8)) {
+      *out = ct_reader_offset(&r);
       return CT_OK;
     }
-    i += 8;
+    ct_read_skip(&r, 8, "PCR index and event type");
     NEED(4, "no digest count");
-    uint32_t nd = (uint32_t)c[i] | (uint32_t)c[i + 1] << 8 | (uint32_t)c[i + 2] << 16 |
-                  (uint32_t)c[i + 3] << 24;
-    i += 4;
+    uint32_t nd = ct_read_u32le(&r, "digest count");
     CT_ENSURE(nd <= 8, err, CT_EINVAL, "invalid CCEL: %u digests in one entry", nd);
     for (uint32_t k = 0; k < nd; k++) {
       NEED(2, "no digest algorithm");
-      uint16_t alg = (uint16_t)(c[i] | c[i + 1] << 8);
-      i += 2;
+      uint16_t alg = ct_read_u16le(&r, "digest algorithm");
       size_t dl = alg == 0x0b || alg == 0x12 ? 32 : alg == 0x0c ? 48 : alg == 0x0d ? 64 : 0;
       CT_ENSURE(dl, err, CT_EINVAL, "invalid CCEL: unsupported digest algorithm 0x%x", alg);
       NEED(dl, "digest runs past the table");
-      i += dl;
+      ct_read_skip(&r, dl, "digest");
     }
     NEED(4, "no event data size");
-    uint32_t n = (uint32_t)c[i] | (uint32_t)c[i + 1] << 8 | (uint32_t)c[i + 2] << 16 |
-                 (uint32_t)c[i + 3] << 24;
-    i += 4;
+    uint32_t n = ct_read_u32le(&r, "event data size");
     NEED(n, "event data runs past the table");
-    i += n;
+    ct_read_skip(&r, n, "event data");
   }
 #undef NEED
 }
@@ -164,7 +162,9 @@ static ct_status guest_tdx__mrconfigid(const guest_cfg *cfg, uint8_t out[48], ct
   CT_GUARD(guest_tsm_report(cfg, "tdx_guest", -1, zero, 64, &q, &qlen, NULL, NULL, err));
   ct_status st = CT_OK;
   size_t body = 48;
-  uint16_t ver = qlen >= 2 ? (uint16_t)(q[0] | q[1] << 8) : 0;
+  ct_reader qr;
+  ct_reader_init(&qr, q, qlen, "tdx quote");
+  uint16_t ver = ct_peek_u16le(&qr, 0, "version");
   if (ver == 5) body = 48 + 6;
   if ((ver == 4 || ver == 5) && qlen >= body + 184 + 48) {
     memcpy(out, q + body + 184, 48);

@@ -17,6 +17,7 @@
 #include "ct_http.h"
 #include "ct_json.h"
 #include "ct_log.h"
+#include "ct_reader.h"
 #include "guest_internal.h"
 #include "guest_tpm.h"
 
@@ -50,10 +51,6 @@ ct_status guest_tpm_tcti(const guest_cfg *cfg, int generic, char *buf, size_t ca
   return ct_fail(err, CT_ENOTFOUND, "tpm: no TPM device found");
 }
 
-static uint32_t guest_vtpm__u32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* HCL layout: 32-byte header ("HCLA", version, size, request type, status, 3 reserved), a
  * 1184-byte hardware report slot, then IGVM request data (data_size, version, report_type,
  * hash_type, variable_data_size) followed by VarData. */
@@ -66,8 +63,11 @@ ct_status guest_hcl_parse(const uint8_t *hcl, size_t len, uint32_t *report_type,
                           size_t *var_len, ct_err *err) {
   CT_ENSURE(len >= GUEST_HCL__VAR, err, CT_EINVAL, "hcl report: %zu bytes is too short", len);
   CT_ENSURE(memcmp(hcl, "HCLA", 4) == 0, err, CT_EINVAL, "hcl report: bad signature");
-  uint32_t type = guest_vtpm__u32(hcl + GUEST_HCL__IGVM + 8);
-  uint32_t vlen = guest_vtpm__u32(hcl + GUEST_HCL__IGVM + 16);
+  ct_reader r;
+  ct_reader_init(&r, hcl, len, "hcl report");
+  uint32_t type = ct_peek_u32le(&r, GUEST_HCL__IGVM + 8, "report_type");
+  uint32_t vlen = ct_peek_u32le(&r, GUEST_HCL__IGVM + 16, "variable_data_size");
+  CT_GUARD(ct_reader_status(&r, err));
   CT_ENSURE(type == GUEST_HCL_TYPE_SNP || type == GUEST_HCL_TYPE_TDX, err, CT_EINVAL,
             "hcl report: unknown report type %u", type);
   CT_ENSURE(vlen <= len - GUEST_HCL__VAR, err, CT_EINVAL,

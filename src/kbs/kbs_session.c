@@ -9,6 +9,7 @@
 
 #include "ct_codec.h"
 #include "ct_mem.h"
+#include "ct_reader.h"
 
 /* Sealed cookie plaintext: version(1) | expires(8, big-endian) | session id(16) | nonce(32) | tee.
  * The cookie is "v1." + base64url(iv(12) | ciphertext | tag(16)). */
@@ -128,8 +129,11 @@ ct_status kbs_sessions_create(kbs_sessions *s, const char *tee, unsigned timeout
 
 /* --- attested-token LRU ------------------------------------------------------------------------- */
 
+/* The session id is random: any two of its bytes, in host order, spread the buckets. */
 static size_t kbs__bucket(const uint8_t sid[KBS_SID_LEN]) {
-  return ((size_t)sid[0] << 8 | sid[1]) % KBS_BUCKETS;
+  uint16_t h;
+  memcpy(&h, sid, sizeof h);
+  return h % KBS_BUCKETS;
 }
 
 static kbs__entry **kbs__find(kbs_sessions *s, const uint8_t sid[KBS_SID_LEN]) {
@@ -167,9 +171,9 @@ ct_status kbs_sessions_get(kbs_sessions *s, const char *cookie, kbs_session_view
   size_t len = 0;
   CT_GUARD(kbs__open(s, cookie, plain, &len, err));
   CT_ENSURE(plain[0] == 1 && len >= KBS_PLAIN_FIXED, err, CT_ENOTFOUND, "session cookie has an unknown version");
-  uint64_t exp = 0;
-  for (int i = 0; i < 8; i++) exp = exp << 8 | plain[1 + i];
-  view->expires = (time_t)exp;
+  ct_reader pr;
+  ct_reader_init(&pr, plain, len, "session cookie");
+  view->expires = (time_t)ct_peek_u64be(&pr, 1, "expiry");
   CT_ENSURE(view->expires > time(NULL), err, CT_EEXPIRED, "session expired");
   memcpy(view->tee, plain + KBS_PLAIN_FIXED, len - KBS_PLAIN_FIXED);
   view->tee[len - KBS_PLAIN_FIXED] = 0;
@@ -200,9 +204,9 @@ ct_status kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *t
     return CT_ENOMEM;
   }
   memcpy(e->sid, plain + 9, KBS_SID_LEN);
-  uint64_t exp = 0;
-  for (int i = 0; i < 8; i++) exp = exp << 8 | plain[1 + i];
-  e->expires = (time_t)exp;
+  ct_reader pr;
+  ct_reader_init(&pr, plain, len, "session cookie");
+  e->expires = (time_t)ct_peek_u64be(&pr, 1, "expiry");
   pthread_mutex_lock(&s->lock);
   kbs__entry **old = kbs__find(s, e->sid);
   if (old) kbs__unlink(s, old);

@@ -8,28 +8,27 @@
 #include "ct_codec.h"
 #include "ct_digest.h"
 #include "ct_json.h"
+#include "ct_reader.h"
 #include "tpm_quote.h"
 
 #define AZ_HCL_SIGNATURE 0x414c4348u /* "HCLA" little-endian */
 #define AZ_HCL_HASH_SHA256 1
 
-static uint32_t az__le32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 CT_RESULT az_hcl_parse(const uint8_t *buf, size_t len, az_hcl_report *out, ct_err *err) {
   CT_ENSURE(len >= AZ_HCL_VAR_DATA_OFFSET, err, CT_EINVAL,
             "HCL report: %zu bytes is shorter than the fixed part (%d bytes)", len,
             AZ_HCL_VAR_DATA_OFFSET);
-  CT_ENSURE(az__le32(buf) == AZ_HCL_SIGNATURE, err, CT_EINVAL,
-            "HCL report: header signature is 0x%08x, expected \"HCLA\"", az__le32(buf));
+  ct_reader rd;
+  ct_reader_init(&rd, buf, len, "HCL report");
+  uint32_t sig = ct_peek_u32le(&rd, 0, "header signature");
   az_hcl_report h;
   memset(&h, 0, sizeof h);
-  const uint8_t *igvm = buf + AZ_HCL_IGVM_OFFSET;
-  h.report_type = az__le32(igvm + 8);
-  uint32_t hash_type = az__le32(igvm + 12);
-  uint32_t var_len = az__le32(igvm + 16);
-  h.hw_report = buf + AZ_HCL_HEADER_SIZE;
+  h.report_type = ct_peek_u32le(&rd, AZ_HCL_IGVM_OFFSET + 8, "report_type");
+  uint32_t hash_type = ct_peek_u32le(&rd, AZ_HCL_IGVM_OFFSET + 12, "report_data_hash_type");
+  uint32_t var_len = ct_peek_u32le(&rd, AZ_HCL_IGVM_OFFSET + 16, "variable_data_size");
+  CT_GUARD(ct_reader_status(&rd, err));
+  CT_ENSURE(sig == AZ_HCL_SIGNATURE, err, CT_EINVAL,
+            "HCL report: header signature is 0x%08x, expected \"HCLA\"", sig);
   if (h.report_type == AZ_HCL_REPORT_TYPE_SNP) h.hw_report_len = AZ_HCL_HW_AREA_SIZE;
   else if (h.report_type == AZ_HCL_REPORT_TYPE_TDX) h.hw_report_len = AZ_HCL_TD_REPORT_SIZE;
   else
@@ -40,8 +39,10 @@ CT_RESULT az_hcl_parse(const uint8_t *buf, size_t len, az_hcl_report *out, ct_er
   CT_ENSURE(var_len <= AZ_HCL_VAR_DATA_MAX && var_len <= len - AZ_HCL_VAR_DATA_OFFSET, err,
             CT_EINVAL, "HCL report: variable_data_size %u exceeds the %zu bytes present", var_len,
             len - AZ_HCL_VAR_DATA_OFFSET);
-  h.var_data = buf + AZ_HCL_VAR_DATA_OFFSET;
+  h.hw_report = ct_peek_bytes(&rd, AZ_HCL_HEADER_SIZE, h.hw_report_len, "hardware report");
+  h.var_data = ct_peek_bytes(&rd, AZ_HCL_VAR_DATA_OFFSET, var_len, "variable data");
   h.var_data_len = var_len;
+  CT_GUARD(ct_reader_status(&rd, err));
   ct_sha256(h.var_data, h.var_data_len, h.var_data_sha256);
   *out = h;
   return CT_OK;

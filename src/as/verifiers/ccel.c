@@ -17,6 +17,7 @@
 #include "ct_buf.h"
 #include "ct_codec.h"
 #include "ct_json.h"
+#include "ct_reader.h"
 
 #define CCEL__MAX_ALGS 16u
 
@@ -99,14 +100,6 @@ static const EVP_MD *ccel__md(uint16_t alg) {
   }
 }
 
-static uint16_t ccel__le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t ccel__le32(const uint8_t *p) {
-  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-static uint64_t ccel__le64(const uint8_t *p) {
-  return (uint64_t)ccel__le32(p) | ((uint64_t)ccel__le32(p + 4) << 32);
-}
-
 /* ---- text helpers: strict UTF-8 check, UTF-16LE decoding ------------------------------------ */
 
 /* Length of the valid UTF-8 sequence at p (1-4), or 0 when invalid (Rust's from_utf8 rules). */
@@ -159,15 +152,16 @@ static ct_status ccel__put_cp(ct_buf *b, uint32_t cp, ct_err *err) {
 /* UTF-16LE to UTF-8 into `b`. `lossy` replaces unpaired surrogates with U+FFFD (Rust's
  * from_utf16_lossy); otherwise they are an error (from_utf16). nbytes must be even. */
 static ct_status ccel__utf16(const uint8_t *p, size_t nbytes, bool lossy, ct_buf *b, ct_err *err) {
-  size_t n = nbytes / 2;
-  for (size_t i = 0; i < n; i++) {
-    uint32_t u = ccel__le16(p + 2 * i);
+  ct_reader rd;
+  ct_reader_init(&rd, p, nbytes & ~(size_t)1, "event log: UTF-16 text");
+  while (ct_reader_remaining(&rd) > 0) {
+    uint32_t u = ct_read_u16le(&rd, "code unit");
     uint32_t cp = u;
-    if (u >= 0xd800 && u <= 0xdbff && i + 1 < n) {
-      uint32_t lo = ccel__le16(p + 2 * (i + 1));
+    if (u >= 0xd800 && u <= 0xdbff && ct_reader_remaining(&rd) >= 2) {
+      uint32_t lo = ct_peek_u16le(&rd, ct_reader_offset(&rd), "low surrogate");
       if (lo >= 0xdc00 && lo <= 0xdfff) {
         cp = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
-        i++;
+        ct_read_skip(&rd, 2, "low surrogate");
         CT_GUARD(ccel__put_cp(b, cp, err));
         continue;
       }
@@ -178,7 +172,7 @@ static ct_status ccel__utf16(const uint8_t *p, size_t nbytes, bool lossy, ct_buf
     }
     CT_GUARD(ccel__put_cp(b, cp, err));
   }
-  return CT_OK;
+  return ct_reader_status(&rd, err);
 }
 
 /* ---- event detail parsers (one per Trustee parser) --------------------------------------- */
@@ -234,9 +228,13 @@ static ct_status ccel__p_platform_config(const uint8_t *p, size_t n, json_t *d, 
 /* EV_EVENT_TAG: u32 id, u32 size, data[size]; NULs removed. */
 static ct_status ccel__p_event_tag(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
   CT_ENSURE(n >= 8, err, CT_EINVAL, "event log: event tag: cannot read length");
-  uint32_t sz = ccel__le32(p + 4);
-  CT_ENSURE(sz <= n - 8, err, CT_EINVAL, "event log: event tag: description past the event");
-  const uint8_t *s = p + 8;
+  ct_reader rd;
+  ct_reader_init(&rd, p, n, "event log: event tag");
+  ct_read_skip(&rd, 4, "id");
+  uint32_t sz = ct_read_u32le(&rd, "size");
+  CT_ENSURE(sz <= ct_reader_remaining(&rd), err, CT_EINVAL, "event log: event tag: description past the event");
+  const uint8_t *s = ct_read_bytes(&rd, sz, "description");
+  CT_GUARD(ct_reader_status(&rd, err));
   CT_ENSURE(ccel__utf8_valid(s, sz), err, CT_EINVAL, "event log: event tag is not UTF-8");
   ct_buf b;
   ct_buf_init(&b, (size_t)sz + 1);
@@ -276,27 +274,34 @@ static ct_status ccel__p_efi_variable(const uint8_t *p, size_t n, json_t *d, ct_
   CT_ENSURE(n >= 16, err, CT_EINVAL, "event log: EFI variable: failed to read GUID");
   CT_ENSURE(n >= 24, err, CT_EINVAL, "event log: EFI variable: failed to read unicode name length");
   CT_ENSURE(n >= 32, err, CT_EINVAL, "event log: EFI variable: failed to read variable data length");
-  uint64_t name_len = ccel__le64(p + 16), data_len = ccel__le64(p + 24);
-  size_t avail = n - 32;
+  ct_reader rd;
+  ct_reader_init(&rd, p, n, "event log: EFI variable");
+  const uint8_t *vguid = ct_read_bytes(&rd, 16, "variable name GUID");
+  uint64_t name_len = ct_read_u64le(&rd, "unicode name length");
+  uint64_t data_len = ct_read_u64le(&rd, "variable data length");
+  size_t avail = ct_reader_remaining(&rd);
   CT_ENSURE(name_len <= avail / 2, err, CT_EINVAL,
             "event log: EFI variable: out of bounds while reading description bytes");
   size_t name_bytes = (size_t)name_len * 2;
   CT_ENSURE(data_len <= avail - name_bytes, err, CT_EINVAL,
             "event log: EFI variable: out of bounds while reading variable_data");
+  const uint8_t *uname = ct_read_bytes(&rd, name_bytes, "unicode name");
+  const uint8_t *vdata = ct_read_bytes(&rd, (size_t)data_len, "variable data");
+  CT_GUARD(ct_reader_status(&rd, err));
   ct_buf name;
   ct_buf_init(&name, 2 * name_bytes + 1);
-  ct_status ust = ccel__utf16(p + 32, name_bytes, false, &name, err);
+  ct_status ust = ccel__utf16(uname, name_bytes, false, &name, err);
   if (ust) {
     ct_buf_free(&name);
     return ust;
   }
   char guid[40];
   char h[33];
-  ct_hex_into(p, 16, h);
+  ct_hex_into(vguid, 16, h);
   snprintf(guid, sizeof guid, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
   char *vd = NULL;
   ct_status st = CT_OK;
-  if (data_len > 0) st = ct_b64_encode(CT_B64_STD, p + 32 + name_bytes, (size_t)data_len, &vd, err);
+  if (data_len > 0) st = ct_b64_encode(CT_B64_STD, vdata, (size_t)data_len, &vd, err);
   if (st == CT_OK) {
     json_t *nm = json_stringn(name.data ? (const char *)name.data : "", name.len);
     if (!nm) st = ct_fail(err, CT_EINVAL, "event log: EFI variable name is not valid text");
@@ -311,29 +316,36 @@ static ct_status ccel__p_efi_variable(const uint8_t *p, size_t n, json_t *d, ct_
   return st;
 }
 
+/* `g` holds 16 bytes (the callers check). */
 static void ccel__uefi_guid(const uint8_t *g, char out[37]) {
-  snprintf(out, 37, "%08X-%04X-%04X-%02X%02X-%02X%02X%02X%02X%02X%02X", ccel__le32(g), ccel__le16(g + 4),
-           ccel__le16(g + 6), g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+  ct_reader rd;
+  ct_reader_init(&rd, g, 16, "GUID");
+  uint32_t d1 = ct_read_u32le(&rd, "data1");
+  uint16_t d2 = ct_read_u16le(&rd, "data2"), d3 = ct_read_u16le(&rd, "data3");
+  snprintf(out, 37, "%08X-%04X-%04X-%02X%02X-%02X%02X%02X%02X%02X%02X", d1, d2, d3, g[8], g[9], g[10],
+           g[11], g[12], g[13], g[14], g[15]);
 }
 
 /* One device path node in UEFI text form; CT_EUNSUPPORTED makes the caller print the generic
  * Path(type,subtype,hex) form, as Trustee does for nodes it has no formatter for. */
 static ct_status ccel__dp_node(uint8_t type, uint8_t sub, const uint8_t *v, size_t n, ct_buf *b,
                                ct_err *err) {
+  ct_reader rd;
+  ct_reader_init(&rd, v, n, "event log: device path node");
   if (type == 1 && sub == 1 && n >= 2) return ct_buf_printf(b, err, "Pci(%u,%u)", v[0], v[1]);
   if (type == 2 && sub == 1 && n >= 8) {
-    uint32_t hid = ccel__le32(v), uid = ccel__le32(v + 4);
+    uint32_t hid = ct_peek_u32le(&rd, 0, "HID"), uid = ct_peek_u32le(&rd, 4, "UID");
     uint32_t vendor = hid & 0xffff;
     return ct_buf_printf(b, err, "ACPI(%c%c%c%04X,%u)", (char)(((vendor >> 10) & 0x1f) + '@'),
                          (char)(((vendor >> 5) & 0x1f) + '@'), (char)((vendor & 0x1f) + '@'),
                          hid >> 16, uid);
   }
   if (type == 4 && sub == 1 && n >= 38) {
-    uint32_t part = ccel__le32(v);
-    uint64_t start = ccel__le64(v + 4), size = ccel__le64(v + 12);
+    uint32_t part = ct_peek_u32le(&rd, 0, "partition number");
+    uint64_t start = ct_peek_u64le(&rd, 4, "partition start"), size = ct_peek_u64le(&rd, 12, "partition size");
     char sig[40];
     const char *fmt;
-    if (v[36] == 1) fmt = "MBR", snprintf(sig, sizeof sig, "0x%08x", ccel__le32(v + 20));
+    if (v[36] == 1) fmt = "MBR", snprintf(sig, sizeof sig, "0x%08x", ct_peek_u32le(&rd, 20, "MBR signature"));
     else if (v[36] == 2) fmt = "GPT", ccel__uefi_guid(v + 20, sig);
     else return CT_EUNSUPPORTED;
     CT_GUARD(ct_buf_printf(b, err, "HD(%u,%s,%s", part, fmt, sig));
@@ -364,14 +376,17 @@ static ct_status ccel__dp_node(uint8_t type, uint8_t sub, const uint8_t *v, size
 static ct_status ccel__p_boot_app(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
   CT_ENSURE(n >= 32, err, CT_EINVAL, "event log: image load event: data is too short: expected at "
             "least 32 bytes");
-  uint64_t dp_len = ccel__le64(p + 24);
+  ct_reader rd;
+  ct_reader_init(&rd, p, n, "event log: image load event");
+  uint64_t dp_len = ct_peek_u64le(&rd, 24, "device path length");
+  CT_GUARD(ct_reader_status(&rd, err));
   if (dp_len == 0) return CT_OK;
   /* The last 4 bytes are the End node, which Trustee does not render. */
   CT_ENSURE(dp_len >= 4 && dp_len - 4 <= n - 32, err, CT_EINVAL,
             "event log: image load event: data is shorter than its device path length");
-  const uint8_t *dp = p + 32;
   size_t left = (size_t)dp_len - 4;
   CT_ENSURE(left >= 4, err, CT_EINVAL, "event log: remaining device path is shorter than 4 bytes");
+  ct_reader_init(&rd, p + 32, left, "event log: device path");
   json_t *paths = json_array();
   CT_ENSURE(paths, err, CT_ENOMEM, "out of memory");
   ct_status st = CT_OK;
@@ -381,19 +396,21 @@ static ct_status ccel__p_boot_app(const uint8_t *p, size_t n, json_t *d, ct_err 
       st = ct_fail(err, CT_EINVAL, "event log: device path node truncated or too many nodes");
       break;
     }
-    uint8_t type = dp[0], sub = dp[1];
-    size_t nl = ccel__le16(dp + 2);
+    uint8_t type = ct_read_u8(&rd, "node type"), sub = ct_read_u8(&rd, "node subtype");
+    size_t nl = ct_read_u16le(&rd, "node length");
     if (nl < 4 || nl > left) {
       st = ct_fail(err, CT_EINVAL, "event log: device path node length %zu out of range", nl);
       break;
     }
+    const uint8_t *nv = ct_read_bytes(&rd, nl - 4, "node data");
+    if ((st = ct_reader_status(&rd, err))) break;
     ct_buf b;
     ct_buf_init(&b, 1u << 16);
-    st = ccel__dp_node(type, sub, dp + 4, nl - 4, &b, err);
+    st = ccel__dp_node(type, sub, nv, nl - 4, &b, err);
     if (st == CT_EUNSUPPORTED) {
       ct_buf_reset(&b);
       char *hex = NULL;
-      st = ct_hex_encode(dp + 4, nl - 4, &hex, err);
+      st = ct_hex_encode(nv, nl - 4, &hex, err);
       if (st == CT_OK) st = ct_buf_printf(&b, err, "Path(%u,%u,%s)", type, sub, hex);
       free(hex);
     }
@@ -403,7 +420,6 @@ static ct_status ccel__p_boot_app(const uint8_t *p, size_t n, json_t *d, ct_err 
     }
     ct_buf_free(&b);
     if (st) break;
-    dp += nl;
     left -= nl;
   }
   if (st) {
@@ -447,22 +463,25 @@ static ct_status ccel__details(uint32_t type, const uint8_t *p, size_t n, json_t
 static ct_status ccel__spec_id(const uint8_t *p, size_t n, ccel__alg_size *algs, size_t *nalgs,
                                ct_err *err) {
   CT_ENSURE(n >= 28, err, CT_EINVAL, "event log: spec ID event: cannot read algorithm count");
-  uint32_t count = ccel__le32(p + 24);
+  ct_reader rd;
+  ct_reader_init(&rd, p, n, "event log: spec ID event");
+  ct_read_skip(&rd, 24, "signature, platform class and versions");
+  uint32_t count = ct_read_u32le(&rd, "number of algorithms");
   CT_ENSURE(count >= 1 && count <= CCEL__MAX_ALGS, err, CT_EINVAL,
             "event log: spec ID event lists %u algorithms (1..%u allowed)", count, CCEL__MAX_ALGS);
-  size_t off = 28;
-  CT_ENSURE(n - off >= (size_t)count * 4 + 1, err, CT_EINVAL,
+  CT_ENSURE(ct_reader_remaining(&rd) >= (size_t)count * 4 + 1, err, CT_EINVAL,
             "event log: spec ID event: algorithm list truncated");
-  for (uint32_t i = 0; i < count; i++, off += 4) {
-    uint16_t alg = ccel__le16(p + off), size = ccel__le16(p + off + 2);
+  for (uint32_t i = 0; i < count; i++) {
+    uint16_t alg = ct_read_u16le(&rd, "algorithm id"), size = ct_read_u16le(&rd, "digest size");
     CT_ENSURE(ccel__alg_name(alg), err, CT_EINVAL, "event log: unknown algorithm type %x", alg);
     CT_ENSURE(size >= 1 && size <= 64, err, CT_EINVAL, "event log: digest size %u for algorithm %x",
               size, alg);
     algs[i].alg = alg;
     algs[i].size = size;
   }
-  size_t vendor = p[off];
-  off += 1 + vendor;
+  size_t vendor = ct_read_u8(&rd, "vendor info size");
+  CT_GUARD(ct_reader_status(&rd, err));
+  size_t off = ct_reader_offset(&rd) + vendor;
   CT_ENSURE(off == n, err, CT_EINVAL,
             "event log: unexpected data size consumed for detecting digests (%zu of %zu)", off, n);
   *nalgs = count;
@@ -498,26 +517,32 @@ ct_status ccel_parse(const uint8_t *data, size_t len, ccel_log *out, ct_err *err
   log.raw = malloc(len ? len : 1);
   CT_ENSURE(log.raw, err, CT_ENOMEM, "out of memory");
   if (len) memcpy(log.raw, data, len);
+  else log.raw[0] = 0;
   log.raw_len = len;
-  const uint8_t *p = log.raw;
+  ct_reader rd;
+  ct_reader_init(&rd, log.raw, len, "event log");
   size_t cap = 0;
 
   /* First event: TCG_PCR_EVENT {u32 pcr, u32 type, sha1[20], u32 size, data}. */
   CT_ENSURE_GOTO(st, len >= 32, fail, err, CT_EINVAL, "event log: too short for the first event");
-  uint32_t type0 = ccel__le32(p + 4);
+  ct_read_skip(&rd, 4, "first event PCR index");
+  uint32_t type0 = ct_read_u32le(&rd, "first event type");
   CT_ENSURE_GOTO(st, type0 == 0x3, fail, err, CT_EINVAL,
                  "event log: first event has type %#x, expected EV_NO_ACTION (spec ID event)", type0);
-  uint32_t size0 = ccel__le32(p + 28);
-  CT_ENSURE_GOTO(st, size0 <= len - 32, fail, err, CT_EINVAL, "event log: spec ID event truncated");
+  ct_read_skip(&rd, 20, "first event SHA-1 digest");
+  uint32_t size0 = ct_read_u32le(&rd, "spec ID event size");
+  CT_ENSURE_GOTO(st, size0 <= ct_reader_remaining(&rd), fail, err, CT_EINVAL,
+                 "event log: spec ID event truncated");
   ccel__alg_size algs[CCEL__MAX_ALGS];
   size_t nalgs = 0;
-  CT_GUARD_GOTO(st, ccel__spec_id(p + 32, size0, algs, &nalgs, err), fail);
-  size_t off = 32 + (size_t)size0;
+  const uint8_t *spec = ct_read_bytes(&rd, size0, "spec ID event");
+  CT_GUARD_GOTO(st, ct_reader_status(&rd, err), fail);
+  CT_GUARD_GOTO(st, ccel__spec_id(spec, size0, algs, &nalgs, err), fail);
 
-  while (off < len) {
-    CT_ENSURE_GOTO(st, len - off >= 8, fail, err, CT_EINVAL,
-                   "event log: failed to read potential stop flag at offset %zu", off);
-    uint64_t stop = ccel__le64(p + off);
+  while (ct_reader_remaining(&rd) > 0) {
+    CT_ENSURE_GOTO(st, ct_reader_remaining(&rd) >= 8, fail, err, CT_EINVAL,
+                   "event log: failed to read potential stop flag at offset %zu", ct_reader_offset(&rd));
+    uint64_t stop = ct_peek_u64le(&rd, ct_reader_offset(&rd), "stop flag");
     if (stop == UINT64_MAX || stop == 0) break;
     CT_ENSURE_GOTO(st, log.count < CCEL_MAX_EVENTS, fail, err, CT_ELIMIT,
                    "event log has more than %u events", CCEL_MAX_EVENTS);
@@ -530,20 +555,19 @@ ct_status ccel_parse(const uint8_t *data, size_t len, ccel_log *out, ct_err *err
     }
     ccel_event *e = &log.events[log.count];
     memset(e, 0, sizeof *e);
-    e->index = ccel__le32(p + off);
-    e->type = ccel__le32(p + off + 4);
-    off += 8;
+    e->index = ct_read_u32le(&rd, "PCR index");
+    e->type = ct_read_u32le(&rd, "event type");
     CT_ENSURE_GOTO(st, ccel_event_type_name(e->type), fail, err, CT_EINVAL,
                    "event log: unknown event type detected: %#x", e->type);
-    CT_ENSURE_GOTO(st, len - off >= 4, fail, err, CT_EINVAL, "event log: cannot read digest count");
-    uint32_t nd = ccel__le32(p + off);
-    off += 4;
+    CT_ENSURE_GOTO(st, ct_reader_remaining(&rd) >= 4, fail, err, CT_EINVAL,
+                   "event log: cannot read digest count");
+    uint32_t nd = ct_read_u32le(&rd, "digest count");
     CT_ENSURE_GOTO(st, nd <= CCEL_MAX_DIGESTS_PER_EVENT, fail, err, CT_ELIMIT,
                    "event log: event has %u digests (limit %u)", nd, CCEL_MAX_DIGESTS_PER_EVENT);
     for (uint32_t i = 0; i < nd; i++) {
-      CT_ENSURE_GOTO(st, len - off >= 2, fail, err, CT_EINVAL, "event log: cannot read algorithm id");
-      uint16_t alg = ccel__le16(p + off);
-      off += 2;
+      CT_ENSURE_GOTO(st, ct_reader_remaining(&rd) >= 2, fail, err, CT_EINVAL,
+                     "event log: cannot read algorithm id");
+      uint16_t alg = ct_read_u16le(&rd, "digest algorithm");
       CT_ENSURE_GOTO(st, ccel__alg_name(alg), fail, err, CT_EINVAL,
                      "event log: unknown algorithm type detected: %x", alg);
       size_t dsz = 0;
@@ -551,21 +575,21 @@ ct_status ccel_parse(const uint8_t *data, size_t len, ccel_log *out, ct_err *err
         if (algs[k].alg == alg) dsz = algs[k].size;
       CT_ENSURE_GOTO(st, dsz, fail, err, CT_EINVAL, "event log: missing digest size for algorithm: %x",
                      alg);
-      CT_ENSURE_GOTO(st, len - off >= dsz, fail, err, CT_EINVAL, "event log: digest truncated");
+      CT_ENSURE_GOTO(st, ct_reader_remaining(&rd) >= dsz, fail, err, CT_EINVAL,
+                     "event log: digest truncated");
       e->digests[i].alg = alg;
       e->digests[i].len = (uint16_t)dsz;
-      e->digests[i].value = p + off;
-      off += dsz;
+      e->digests[i].value = ct_read_bytes(&rd, dsz, "digest");
     }
     e->ndigests = nd;
-    CT_ENSURE_GOTO(st, len - off >= 4, fail, err, CT_EINVAL, "event log: cannot read event data size");
-    uint32_t dsize = ccel__le32(p + off);
-    off += 4;
-    CT_ENSURE_GOTO(st, dsize <= len - off, fail, err, CT_EINVAL,
+    CT_ENSURE_GOTO(st, ct_reader_remaining(&rd) >= 4, fail, err, CT_EINVAL,
+                   "event log: cannot read event data size");
+    uint32_t dsize = ct_read_u32le(&rd, "event data size");
+    CT_ENSURE_GOTO(st, dsize <= ct_reader_remaining(&rd), fail, err, CT_EINVAL,
                    "event log: event data (%u bytes) runs past the end of the log", dsize);
-    e->data = p + off;
+    e->data = ct_read_bytes(&rd, dsize, "event data");
     e->data_len = dsize;
-    off += dsize;
+    CT_GUARD_GOTO(st, ct_reader_status(&rd, err), fail);
     CT_GUARD_GOTO(st, ccel__details(e->type, e->data, e->data_len, &e->details, err), fail);
     log.count++;
   }

@@ -29,6 +29,7 @@
 #include "ct_http.h"
 #include "ct_json.h"
 #include "ct_log.h"
+#include "ct_reader.h"
 
 #define DCAP__MAX_DEPTH 32
 
@@ -733,8 +734,11 @@ static ct_status dcap__tcb_evaluate(const dcap_collateral *c, const dcap_quote *
               "QE report ATTRIBUTES do not match the QE Identity");
   CT_ENSURE(memcmp(qr + DCAP_QE_MRSIGNER, qsigner, 32) == 0, err, CT_EDENIED,
             "QE report MRSIGNER does not match the QE Identity");
-  uint16_t prodid = (uint16_t)(qr[DCAP_QE_ISVPRODID] | (qr[DCAP_QE_ISVPRODID + 1] << 8));
-  uint16_t isvsvn = (uint16_t)(qr[DCAP_QE_ISVSVN] | (qr[DCAP_QE_ISVSVN + 1] << 8));
+  ct_reader qrd;
+  ct_reader_init(&qrd, qr, DCAP_QE_REPORT_LEN, "QE report");
+  uint16_t prodid = ct_peek_u16le(&qrd, DCAP_QE_ISVPRODID, "ISVPRODID");
+  uint16_t isvsvn = ct_peek_u16le(&qrd, DCAP_QE_ISVSVN, "ISVSVN");
+  CT_GUARD(ct_reader_status(&qrd, err));
   CT_ENSURE(json_integer_value(json_object_get(qi, "isvprodid")) == prodid, err, CT_EDENIED,
             "QE report ISVPRODID %u does not match the QE Identity", prodid);
   const json_t *ql = dcap__isv_level(json_object_get(qi, "tcbLevels"), isvsvn);

@@ -22,11 +22,7 @@
 
 #include "ct_digest.h"
 #include "ct_mem.h"
-
-static uint16_t dcap__le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t dcap__le32(const uint8_t *p) {
-  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
+#include "ct_reader.h"
 
 ct_status dcap_quote_parse(const uint8_t *data, size_t len, dcap_quote *q, ct_err *err) {
   memset(q, 0, sizeof *q);
@@ -34,78 +30,73 @@ ct_status dcap_quote_parse(const uint8_t *data, size_t len, dcap_quote *q, ct_er
             DCAP_QUOTE_MAX_BYTES);
   CT_ENSURE(len >= DCAP_HEADER_LEN, err, CT_EINVAL, "TDX quote: %zu bytes, too short for a header",
             len);
+  ct_reader rd;
+  ct_reader_init(&rd, data, len, "TDX quote");
   dcap_quote r = {.raw = data, .len = len, .header = data};
-  r.version = dcap__le16(data);
-  r.att_key_type = dcap__le16(data + 2);
-  r.tee_type = dcap__le32(data + 4);
+  r.version = ct_read_u16le(&rd, "version");
+  r.att_key_type = ct_read_u16le(&rd, "attestation key type");
+  r.tee_type = ct_read_u32le(&rd, "TEE type");
+  ct_read_skip(&rd, DCAP_HEADER_LEN - 8, "header");
   CT_ENSURE(r.version == 4 || r.version == 5, err, CT_EUNSUPPORTED,
             "TDX quote: version %u is not supported (4 or 5)", r.version);
   CT_ENSURE(r.tee_type == DCAP_TEE_TDX, err, CT_EUNSUPPORTED,
             "TDX quote: TEE type %#x is not TDX (0x81)", r.tee_type);
   CT_ENSURE(r.att_key_type == 2, err, CT_EUNSUPPORTED,
             "TDX quote: attestation key type %u is not ECDSA-256-with-P-256 (2)", r.att_key_type);
-  size_t off = DCAP_HEADER_LEN;
   if (r.version == 4) {
     r.body_type = 2;
     r.body_size = DCAP_TDX10_BODY_LEN;
   } else {
-    CT_ENSURE(len - off >= 6, err, CT_EINVAL, "TDX quote v5: truncated body descriptor");
-    r.v5_type_size = data + off;
-    r.body_type = dcap__le16(data + off);
-    r.body_size = dcap__le32(data + off + 2);
-    off += 6;
+    r.v5_type_size = ct_peek_bytes(&rd, ct_reader_offset(&rd), 6, "v5 body descriptor");
+    r.body_type = ct_read_u16le(&rd, "v5 body type");
+    r.body_size = ct_read_u32le(&rd, "v5 body size");
+    CT_GUARD(ct_reader_status(&rd, err));
     CT_ENSURE((r.body_type == 2 && r.body_size == DCAP_TDX10_BODY_LEN) ||
                   (r.body_type == 3 && r.body_size == DCAP_TDX15_BODY_LEN),
               err, CT_EUNSUPPORTED, "TDX quote v5: body type %u with size %u is not a TD report "
               "(2/584 or 3/648)", r.body_type, r.body_size);
   }
-  CT_ENSURE(len - off >= r.body_size, err, CT_EINVAL, "TDX quote: truncated TD report body");
-  r.body = data + off;
-  off += r.body_size;
-  r.signed_len = off;
-  CT_ENSURE(len - off >= 4, err, CT_EINVAL, "TDX quote: missing signature data length");
-  uint32_t sig_len = dcap__le32(data + off);
-  off += 4;
+  r.body = ct_read_bytes(&rd, r.body_size, "TD report body");
+  r.signed_len = ct_reader_offset(&rd);
+  uint32_t sig_len = ct_read_u32le(&rd, "signature data length");
+  CT_GUARD(ct_reader_status(&rd, err));
+  size_t off = ct_reader_offset(&rd);
   CT_ENSURE(sig_len <= len - off, err, CT_EINVAL,
             "TDX quote: signature data length %u exceeds the %zu remaining bytes", sig_len, len - off);
   /* Some attesters (Azure's paravisor) hand out the quote in a zero-padded buffer. */
   for (size_t i = off + sig_len; i < len; i++)
     CT_ENSURE(data[i] == 0, err, CT_EINVAL, "TDX quote: non-zero bytes after the signature data");
-  len = off + sig_len;
-  r.len = len;
+  r.len = off + sig_len;
   CT_ENSURE(sig_len >= 64 + 64 + 6, err, CT_EINVAL, "TDX quote: signature data too short");
-  r.signature = data + off;
-  r.att_key = data + off + 64;
-  off += 128;
-  uint16_t ctype = dcap__le16(data + off);
-  uint32_t csize = dcap__le32(data + off + 2);
-  off += 6;
+  ct_reader sig = ct_reader_sub(&rd, sig_len, "TDX quote signature data");
+  r.signature = ct_read_bytes(&sig, 64, "signature");
+  r.att_key = ct_read_bytes(&sig, 64, "attestation key");
+  uint16_t ctype = ct_read_u16le(&sig, "certification data type");
+  uint32_t csize = ct_read_u32le(&sig, "certification data size");
   CT_ENSURE(ctype == 6, err, CT_EUNSUPPORTED,
             "TDX quote: certification data type %u is not 6 (QE report certification data)", ctype);
-  CT_ENSURE(csize == len - off, err, CT_EINVAL,
+  CT_ENSURE(csize == ct_reader_remaining(&sig), err, CT_EINVAL,
             "TDX quote: certification data size %u does not match the %zu remaining bytes", csize,
-            len - off);
+            ct_reader_remaining(&sig));
   CT_ENSURE(csize >= DCAP_QE_REPORT_LEN + 64 + 2, err, CT_EINVAL,
             "TDX quote: QE report certification data too short");
-  r.qe_report = data + off;
-  r.qe_report_sig = data + off + DCAP_QE_REPORT_LEN;
-  off += DCAP_QE_REPORT_LEN + 64;
-  r.qe_auth_len = dcap__le16(data + off);
-  off += 2;
-  CT_ENSURE(len - off >= r.qe_auth_len + 6u, err, CT_EINVAL,
+  r.qe_report = ct_read_bytes(&sig, DCAP_QE_REPORT_LEN, "QE report");
+  r.qe_report_sig = ct_read_bytes(&sig, 64, "QE report signature");
+  r.qe_auth_len = ct_read_u16le(&sig, "QE authentication data length");
+  CT_ENSURE(ct_reader_remaining(&sig) >= r.qe_auth_len + 6u, err, CT_EINVAL,
             "TDX quote: QE authentication data (%zu bytes) runs past the quote", r.qe_auth_len);
-  r.qe_auth = data + off;
-  off += r.qe_auth_len;
-  uint16_t itype = dcap__le16(data + off);
-  uint32_t isize = dcap__le32(data + off + 2);
-  off += 6;
+  r.qe_auth = ct_read_bytes(&sig, r.qe_auth_len, "QE authentication data");
+  uint16_t itype = ct_read_u16le(&sig, "inner certification data type");
+  uint32_t isize = ct_read_u32le(&sig, "PCK chain size");
   CT_ENSURE(itype == 5, err, CT_EUNSUPPORTED,
             "TDX quote: inner certification data type %u is not 5 (PCK certificate chain)", itype);
-  CT_ENSURE(isize == len - off, err, CT_EINVAL,
-            "TDX quote: PCK chain size %u does not match the %zu remaining bytes", isize, len - off);
+  CT_ENSURE(isize == ct_reader_remaining(&sig), err, CT_EINVAL,
+            "TDX quote: PCK chain size %u does not match the %zu remaining bytes", isize,
+            ct_reader_remaining(&sig));
   CT_ENSURE(isize > 0, err, CT_EINVAL, "TDX quote: empty PCK certificate chain");
-  r.pck_chain = data + off;
+  r.pck_chain = ct_read_bytes(&sig, isize, "PCK certificate chain");
   r.pck_chain_len = isize;
+  CT_GUARD(ct_reader_status(&sig, err));
   *q = r;
   return CT_OK;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ct_codec.h"
+#include "ct_reader.h"
 #include "snp.h"
 
 #define OFF_VERSION 0x00
@@ -48,14 +49,6 @@ const char *snp_gen_name(snp_gen g) {
   case SNP_GEN_TURIN: return "Turin";
   default: return "unknown";
   }
-}
-
-static uint32_t snp__le32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t snp__le64(const uint8_t *p) {
-  return (uint64_t)snp__le32(p) | (uint64_t)snp__le32(p + 4) << 32;
 }
 
 static void snp__put_le(uint8_t *p, uint64_t v, size_t n) {
@@ -113,15 +106,18 @@ CT_RESULT snp_report_parse(const uint8_t *buf, size_t len, snp_report *out, ct_e
   snp_report r;
   memset(&r, 0, sizeof r);
   memcpy(r.raw, buf, SNP_REPORT_SIZE);
-  r.version = snp__le32(r.raw + OFF_VERSION);
+  ct_reader rd;
+  ct_reader_init(&rd, r.raw, SNP_REPORT_SIZE, "snp report");
+  r.version = ct_peek_u32le(&rd, OFF_VERSION, "version");
+  r.guest_svn = ct_peek_u32le(&rd, OFF_GUEST_SVN, "guest_svn");
+  r.policy = ct_peek_u64le(&rd, OFF_POLICY, "policy");
+  r.vmpl = ct_peek_u32le(&rd, OFF_VMPL, "vmpl");
+  r.sig_algo = ct_peek_u32le(&rd, OFF_SIG_ALGO, "signature_algo");
+  r.plat_info = ct_peek_u64le(&rd, OFF_PLAT_INFO, "platform_info");
+  CT_GUARD(ct_reader_status(&rd, err));
   CT_ENSURE(r.version >= SNP_REPORT_VERSION_MIN && r.version <= SNP_REPORT_VERSION_MAX, err,
             CT_EUNSUPPORTED, "snp report: version %u is not supported (expected %d to %d)",
             r.version, SNP_REPORT_VERSION_MIN, SNP_REPORT_VERSION_MAX);
-  r.guest_svn = snp__le32(r.raw + OFF_GUEST_SVN);
-  r.policy = snp__le64(r.raw + OFF_POLICY);
-  r.vmpl = snp__le32(r.raw + OFF_VMPL);
-  r.sig_algo = snp__le32(r.raw + OFF_SIG_ALGO);
-  r.plat_info = snp__le64(r.raw + OFF_PLAT_INFO);
   CT_ENSURE(r.sig_algo == 1, err, CT_EUNSUPPORTED,
             "snp report: signature_algo is %u, expected 1 (ECDSA P-384 with SHA-384)", r.sig_algo);
   snp_gen g = SNP_GEN_UNKNOWN;

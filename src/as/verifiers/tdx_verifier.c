@@ -19,6 +19,7 @@
 #include "ct_json.h"
 #include "ct_log.h"
 #include "ct_mem.h"
+#include "ct_reader.h"
 #include "tdx.h"
 
 #define TDX__CACHE_MAX 64
@@ -118,8 +119,11 @@ ct_status tdx_claims_build(const dcap_quote *q, const ccel_log *log, const dcap_
   }
   if (st) goto fail;
   /* TD attributes: a little-endian u64. */
-  uint64_t ta = 0;
-  for (int i = 7; i >= 0; i--) ta = (ta << 8) | b[DCAP_TD_TD_ATTRIBUTES + i];
+  ct_reader brd;
+  ct_reader_init(&brd, b, q->body_size, "TD report");
+  uint64_t ta = ct_peek_u64le(&brd, DCAP_TD_TD_ATTRIBUTES, "TD_ATTRIBUTES");
+  st = ct_reader_status(&brd, err);
+  if (st) goto fail;
   st = ct_json_set_new(attrs, "debug", json_boolean(ta & 1ull), err);
   if (st == CT_OK) st = ct_json_set_new(attrs, "septve_disable", json_boolean(ta & (1ull << 28)), err);
   if (st == CT_OK) st = ct_json_set_new(attrs, "protection_keys", json_boolean(ta & (1ull << 30)), err);

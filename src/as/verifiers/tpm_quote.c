@@ -1,6 +1,6 @@
 /*
- * TPM 2.0 quote parsing and verification (see tpm_quote.h). Every read is bounds-checked
- * against the remaining input; a short or over-long structure is an error, never a read past
+ * TPM 2.0 quote parsing and verification (see tpm_quote.h). Every read goes through ct_reader,
+ * bounded by the remaining input; a short or over-long structure is an error, never a read past
  * the buffer.
  */
 #include <openssl/bn.h>
@@ -13,88 +13,63 @@
 
 #include "ct_digest.h"
 #include "ct_mem.h"
+#include "ct_reader.h"
 #include "tpm_quote.h"
 
-typedef struct tpm__rd {
-  const uint8_t *p;
-  size_t left;
-} tpm__rd;
-
-static bool tpm__u8(tpm__rd *r, uint8_t *v) {
-  if (r->left < 1) return false;
-  *v = r->p[0];
-  r->p++, r->left--;
-  return true;
-}
-
-static bool tpm__u16(tpm__rd *r, uint16_t *v) {
-  if (r->left < 2) return false;
-  *v = (uint16_t)(r->p[0] << 8 | r->p[1]);
-  r->p += 2, r->left -= 2;
-  return true;
-}
-
-static bool tpm__u32(tpm__rd *r, uint32_t *v) {
-  if (r->left < 4) return false;
-  *v = (uint32_t)r->p[0] << 24 | (uint32_t)r->p[1] << 16 | (uint32_t)r->p[2] << 8 | r->p[3];
-  r->p += 4, r->left -= 4;
-  return true;
-}
-
-static bool tpm__u64(tpm__rd *r, uint64_t *v) {
-  uint32_t hi, lo;
-  if (!tpm__u32(r, &hi) || !tpm__u32(r, &lo)) return false;
-  *v = (uint64_t)hi << 32 | lo;
-  return true;
-}
-
-/* A TPM2B: u16 size then that many bytes, at most `max`. */
-static bool tpm__2b(tpm__rd *r, size_t max, const uint8_t **p, size_t *len) {
-  uint16_t n;
-  if (!tpm__u16(r, &n) || n > max || r->left < n) return false;
-  *p = r->p, *len = n;
-  r->p += n, r->left -= n;
-  return true;
+/* A TPM2B: u16 size then that many bytes, at most `max`. False when truncated or too long (the
+ * reader then has failed). */
+static bool tpm__2b(ct_reader *r, size_t max, const char *field, const uint8_t **p, size_t *len) {
+  uint16_t n = ct_read_u16be(r, field);
+  if (ct_reader_ok(r) && n > max) ct_reader_fail(r, field, "longer than allowed");
+  *p = ct_read_bytes(r, n, field);
+  *len = n;
+  return ct_reader_ok(r);
 }
 
 CT_RESULT tpm_attest_parse(const uint8_t *msg, size_t len, tpm_attest *out, ct_err *err) {
   tpm_attest a;
   memset(&a, 0, sizeof a);
-  tpm__rd r = {msg, len};
-  CT_ENSURE(tpm__u32(&r, &a.magic) && tpm__u16(&r, &a.type), err, CT_EINVAL,
-            "TPM quote: message too short for a TPMS_ATTEST header");
+  ct_reader r;
+  ct_reader_init(&r, msg, len, "TPM quote");
+  a.magic = ct_read_u32be(&r, "magic");
+  a.type = ct_read_u16be(&r, "type");
+  CT_ENSURE(ct_reader_ok(&r), err, CT_EINVAL, "TPM quote: message too short for a TPMS_ATTEST header");
   CT_ENSURE(a.magic == TPM_GENERATED_VALUE, err, CT_EINVAL,
             "TPM quote: magic is 0x%08x, expected TPM_GENERATED_VALUE 0xff544347", a.magic);
   CT_ENSURE(a.type == TPM_ST_ATTEST_QUOTE, err, CT_EINVAL,
             "TPM quote: attestation type is 0x%04x, expected TPM_ST_ATTEST_QUOTE 0x8018", a.type);
   /* TPMU_NAME is at most a digest plus its algorithm; TPMU_HA at most 64 bytes. */
-  CT_ENSURE(tpm__2b(&r, 2 + 64, &a.qualified_signer, &a.qualified_signer_len), err, CT_EINVAL,
-            "TPM quote: qualifiedSigner is truncated or too long");
-  CT_ENSURE(tpm__2b(&r, 64, &a.extra_data, &a.extra_data_len), err, CT_EINVAL,
+  CT_ENSURE(tpm__2b(&r, 2 + 64, "qualifiedSigner", &a.qualified_signer, &a.qualified_signer_len), err,
+            CT_EINVAL, "TPM quote: qualifiedSigner is truncated or too long");
+  CT_ENSURE(tpm__2b(&r, 64, "extraData", &a.extra_data, &a.extra_data_len), err, CT_EINVAL,
             "TPM quote: extraData is truncated or longer than 64 bytes");
-  CT_ENSURE(tpm__u64(&r, &a.clock) && tpm__u32(&r, &a.reset_count) &&
-                tpm__u32(&r, &a.restart_count) && tpm__u8(&r, &a.safe) &&
-                tpm__u64(&r, &a.firmware_version),
-            err, CT_EINVAL, "TPM quote: clockInfo/firmwareVersion truncated");
-  uint32_t count;
-  CT_ENSURE(tpm__u32(&r, &count), err, CT_EINVAL, "TPM quote: pcrSelect truncated");
+  a.clock = ct_read_u64be(&r, "clock");
+  a.reset_count = ct_read_u32be(&r, "resetCount");
+  a.restart_count = ct_read_u32be(&r, "restartCount");
+  a.safe = ct_read_u8(&r, "safe");
+  a.firmware_version = ct_read_u64be(&r, "firmwareVersion");
+  CT_ENSURE(ct_reader_ok(&r), err, CT_EINVAL, "TPM quote: clockInfo/firmwareVersion truncated");
+  uint32_t count = ct_read_u32be(&r, "pcrSelect count");
+  CT_ENSURE(ct_reader_ok(&r), err, CT_EINVAL, "TPM quote: pcrSelect truncated");
   CT_ENSURE(count <= TPM_PCR_BANKS_MAX, err, CT_EINVAL,
             "TPM quote: pcrSelect has %u banks, at most %d supported", count, TPM_PCR_BANKS_MAX);
   a.n_banks = count;
   for (uint32_t i = 0; i < count; i++) {
     tpm_pcr_bank *b = &a.banks[i];
-    CT_ENSURE(tpm__u16(&r, &b->hash_alg) && tpm__u8(&r, &b->size_of_select), err, CT_EINVAL,
-              "TPM quote: pcrSelect bank %u truncated", i);
-    CT_ENSURE(b->size_of_select <= TPM_PCR_SELECT_MAX && r.left >= b->size_of_select, err,
-              CT_EINVAL, "TPM quote: pcrSelect bank %u has a bad sizeofSelect %u", i,
+    b->hash_alg = ct_read_u16be(&r, "pcrSelect hash");
+    b->size_of_select = ct_read_u8(&r, "sizeofSelect");
+    CT_ENSURE(ct_reader_ok(&r), err, CT_EINVAL, "TPM quote: pcrSelect bank %u truncated", i);
+    CT_ENSURE(b->size_of_select <= TPM_PCR_SELECT_MAX && ct_reader_remaining(&r) >= b->size_of_select,
+              err, CT_EINVAL, "TPM quote: pcrSelect bank %u has a bad sizeofSelect %u", i,
               b->size_of_select);
-    memcpy(b->select, r.p, b->size_of_select);
-    r.p += b->size_of_select, r.left -= b->size_of_select;
+    const uint8_t *sel = ct_read_bytes(&r, b->size_of_select, "pcrSelect");
+    if (sel) memcpy(b->select, sel, b->size_of_select);
   }
-  CT_ENSURE(tpm__2b(&r, 64, &a.pcr_digest, &a.pcr_digest_len), err, CT_EINVAL,
+  CT_ENSURE(tpm__2b(&r, 64, "pcrDigest", &a.pcr_digest, &a.pcr_digest_len), err, CT_EINVAL,
             "TPM quote: pcrDigest is truncated or longer than 64 bytes");
-  CT_ENSURE(r.left == 0, err, CT_EINVAL, "TPM quote: %zu unexpected bytes after the TPMS_ATTEST",
-            r.left);
+  CT_ENSURE(ct_reader_remaining(&r) == 0, err, CT_EINVAL,
+            "TPM quote: %zu unexpected bytes after the TPMS_ATTEST", ct_reader_remaining(&r));
+  CT_GUARD(ct_reader_status(&r, err));
   *out = a;
   return CT_OK;
 }
@@ -134,17 +109,17 @@ CT_RESULT tpm_quote_verify_rsassa_sha256(EVP_PKEY *ak, const uint8_t *msg, size_
 
 CT_RESULT tpm_quote_verify_tpmt_signature(EVP_PKEY *ak, const uint8_t *msg, size_t msg_len,
                                           const uint8_t *sig, size_t sig_len, ct_err *err) {
-  tpm__rd r = {sig, sig_len};
-  uint16_t alg, hash;
-  CT_ENSURE(tpm__u16(&r, &alg) && tpm__u16(&r, &hash), err, CT_EINVAL,
-            "TPM quote: TPMT_SIGNATURE truncated");
+  ct_reader r;
+  ct_reader_init(&r, sig, sig_len, "TPM quote signature");
+  uint16_t alg = ct_read_u16be(&r, "sigAlg"), hash = ct_read_u16be(&r, "hash");
+  CT_ENSURE(ct_reader_ok(&r), err, CT_EINVAL, "TPM quote: TPMT_SIGNATURE truncated");
   const EVP_MD *md = tpm__md(hash);
   CT_ENSURE(md, err, CT_EUNSUPPORTED, "TPM quote: signature hash algorithm 0x%04x unsupported", hash);
   bool ok = false;
   if (alg == TPM_ALG_RSASSA || alg == TPM_ALG_RSAPSS) {
     const uint8_t *s;
     size_t n;
-    CT_ENSURE(tpm__2b(&r, 512, &s, &n) && r.left == 0, err, CT_EINVAL,
+    CT_ENSURE(tpm__2b(&r, 512, "signature", &s, &n) && ct_reader_remaining(&r) == 0, err, CT_EINVAL,
               "TPM quote: RSA signature malformed");
     CT_ENSURE(EVP_PKEY_get_base_id(ak) == EVP_PKEY_RSA, err, CT_EINVAL,
               "TPM quote: RSA signature but the AK is not RSA");
@@ -152,7 +127,8 @@ CT_RESULT tpm_quote_verify_tpmt_signature(EVP_PKEY *ak, const uint8_t *msg, size
   } else if (alg == TPM_ALG_ECDSA) {
     const uint8_t *rp, *sp;
     size_t rn, sn;
-    CT_ENSURE(tpm__2b(&r, 66, &rp, &rn) && tpm__2b(&r, 66, &sp, &sn) && r.left == 0, err,
+    CT_ENSURE(tpm__2b(&r, 66, "signatureR", &rp, &rn) && tpm__2b(&r, 66, "signatureS", &sp, &sn) &&
+                  ct_reader_remaining(&r) == 0, err,
               CT_EINVAL, "TPM quote: ECDSA signature malformed");
     CT_ENSURE(EVP_PKEY_get_base_id(ak) == EVP_PKEY_EC, err, CT_EINVAL,
               "TPM quote: ECDSA signature but the AK is not an EC key");

@@ -29,6 +29,7 @@
 #include "ct_json.h"
 #include "ct_log.h"
 #include "ct_mem.h"
+#include "ct_reader.h"
 #include "tpm_quote.h"
 
 #define TPMV__MAX_KEYS 100
@@ -108,16 +109,20 @@ static ct_status tpmv__b64(const json_t *o, const char *k, const char *what, uin
 static ct_status tpmv__rsassa(const uint8_t *p, size_t n, const uint8_t **sig, size_t *sig_len,
                              ct_err *err) {
   CT_ENSURE(n >= 6, err, CT_EINVAL, "tpm: failed to unmarshal TSS signature (too short)");
-  uint16_t alg = (uint16_t)(p[0] << 8 | p[1]), hash = (uint16_t)(p[2] << 8 | p[3]);
-  size_t sz = (size_t)(p[4] << 8 | p[5]);
+  ct_reader r;
+  ct_reader_init(&r, p, n, "tpm: TSS signature");
+  uint16_t alg = ct_read_u16be(&r, "sigAlg"), hash = ct_read_u16be(&r, "hash");
+  size_t sz = ct_read_u16be(&r, "size");
+  CT_GUARD(ct_reader_status(&r, err));
   CT_ENSURE(alg == TPM_ALG_RSASSA, err, CT_EUNSUPPORTED,
             "tpm: unsupported signature type %#06x, expected RSA-SSA", alg);
   CT_ENSURE(hash == TPM_ALG_SHA256, err, CT_EUNSUPPORTED,
             "tpm: signature hash %#06x is not SHA-256", hash);
   CT_ENSURE(sz == n - 6, err, CT_EINVAL, "tpm: failed to unmarshal TSS signature (size %zu of %zu)",
             sz, n - 6);
-  *sig = p + 6;
+  *sig = ct_read_bytes(&r, sz, "signature");
   *sig_len = sz;
+  CT_GUARD(ct_reader_status(&r, err));
   return CT_OK;
 }
 
