@@ -27,6 +27,8 @@ typedef enum guest_tee {
 
 #define GUEST_REPORT_DATA_MAX 64
 #define GUEST_TPM_AK_DEFAULT 0x81010002u
+/* Bytes of report data the generic TPM attester binds in the quote nonce (upstream's size). */
+#define GUEST_TPM_REPORT_DATA 32
 #define GUEST_AZ_AK_HANDLE 0x81000003u
 #define GUEST_AZ_HCL_NV 0x01400001u
 #define GUEST_AZ_REPORT_DATA_NV 0x01400002u

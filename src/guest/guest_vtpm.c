@@ -274,8 +274,10 @@ static uint32_t guest_vtpm__ak(const guest_cfg *cfg) {
 ct_status guest_tpm_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t len, json_t **ev,
                              ct_err *err) {
   CT_ENSURE(len <= 64, err, CT_EINVAL, "tpm: report data must be at most 64 bytes");
-  uint8_t padded[64] = {0};
-  if (len) memcpy(padded, rd, len);
+  /* The quote binds the report data cut or zero-padded to 32 bytes, as upstream's attester
+   * does and upstream's verifier expects (ours accepts it, and the older 64-byte form). */
+  uint8_t padded[GUEST_TPM_REPORT_DATA] = {0};
+  if (len) memcpy(padded, rd, len < sizeof padded ? len : sizeof padded);
   char tcti[4200];
   CT_GUARD(guest_tpm_tcti(cfg, 1, tcti, sizeof tcti, err));
   guest_tpm *t = NULL;

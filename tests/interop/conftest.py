@@ -291,6 +291,57 @@ def servers(tmp_path_factory):
     s.stop_all()
 
 
+def _free_port_pair() -> int:
+    """A port p with p and p + 1 free (swtpm's TCTI expects its control channel on p + 1)."""
+    import socket
+    for _ in range(50):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        try:
+            c = socket.socket()
+            c.bind(("127.0.0.1", port + 1))
+            c.close()
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair for swtpm")
+
+
+@pytest.fixture(scope="module")
+def swtpm(tmp_path_factory):
+    """A software TPM on loopback with an RSA AK persisted at 0x81010002 (our attester's default)."""
+    import shutil
+    if not shutil.which("swtpm") or not shutil.which("tpm2_createprimary"):
+        if os.environ.get("CI"):
+            pytest.fail("swtpm / tpm2-tools missing under CI")
+        pytest.skip("swtpm or tpm2-tools not installed")
+    d = tmp_path_factory.mktemp("swtpm")
+    port = _free_port_pair()
+    (d / "state").mkdir()
+    proc = subprocess.Popen(["swtpm", "socket", "--tpm2", "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
+                             "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1", "--flags",
+                             "not-need-init,startup-clear", "--tpmstate", f"dir={d / 'state'}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tcti = f"swtpm:host=127.0.0.1,port={port}"
+    env = {**os.environ, "TPM2TOOLS_TCTI": tcti}
+    try:
+        for _ in range(50):
+            if subprocess.run(["tpm2_getrandom", "4"], env=env, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        attrs = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign"
+        run(["tpm2_createprimary", "-Q", "-C", "o", "-G", "rsa2048:rsassa-sha256:null", "-a", attrs, "-c",
+             d / "ak.ctx"], env=env)
+        run(["tpm2_evictcontrol", "-Q", "-C", "o", "-c", d / "ak.ctx", "0x81010002"], env=env)
+        run(["tpm2_flushcontext", "-t"], env=env)
+        yield tcti
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def up_client(kbs, pki, *args, check=True, url=None):
     """Upstream's kbs-client against `kbs` (its TLS root given when the KBS speaks TLS)."""
     cert = ["--cert-file", pki.tls_ca] if kbs.tls else []
@@ -319,3 +370,19 @@ def up_error(out) -> str:
     """The error line upstream's Rust clients end with ("Error: ...")."""
     lines = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
     return lines[-1] if lines else out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ""
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The verifier-parity table: every case with both verdicts and what was compared."""
+    mod = sys.modules.get("test_verifier_parity")
+    rows = getattr(mod, "PARITY", None)
+    if not rows:
+        return
+    tr = terminalreporter
+    tr.section("verifier parity: ours (kbs verify) vs upstream-claims (trustee deps/verifier)")
+    same = sum(1 for r in rows if r[1] == r[2])
+    tr.write_line(f"{len(rows)} cases: {sum(1 for r in rows if r[1] == r[2] == 'accept')} accepted by both "
+                  f"(claims identical), {sum(1 for r in rows if r[1] == r[2] == 'refuse')} refused by both, "
+                  f"{len(rows) - same} documented differences")
+    for case, ours, up, note in rows:
+        tr.write_line(f"  {case:44} ours={ours:6} upstream={up:6} {str(note)[:90]}")

@@ -14,6 +14,7 @@
 #include "guest_internal.h"
 #include "ct_json.h"
 #include "guest_attester.h"
+#include "snp.h"
 
 static void run_verifier(const char *tee, const json_t *ev, const uint8_t *rd, size_t rdlen,
                          ct_status expect) {
@@ -47,12 +48,35 @@ static void test_sample_roundtrip(void **state) {
   json_decref(ev);
 }
 
+/* The Genoa vector's raw report and VCEK: a version 3 report, which the snp verifier requires
+ * (as upstream does). */
+static void genoa_raw(uint8_t **rep, size_t *rn, uint8_t **vcek, size_t *vn) {
+  uint8_t *b = NULL;
+  size_t n = 0;
+  ct_err err;
+  CT_READ_VECTOR("snp/genoa-evidence-with-vcek.json", &b, &n);
+  json_t *ev = NULL;
+  CT_ASSERT_OK(ct_json_parse((const char *)b, n, 16, &ev, &err), &err);
+  free(b);
+  snp_report r;
+  CT_ASSERT_OK(snp_report_from_json(json_object_get(ev, "attestation_report"), &r, &err), &err);
+  *rep = malloc(SNP_REPORT_SIZE);
+  assert_non_null(*rep);
+  memcpy(*rep, r.raw, SNP_REPORT_SIZE);
+  *rn = SNP_REPORT_SIZE;
+  json_t *data = json_object_get(json_array_get(json_object_get(ev, "cert_chain"), 0), "data");
+  *vn = json_array_size(data);
+  *vcek = malloc(*vn);
+  assert_non_null(*vcek);
+  for (size_t i = 0; i < *vn; i++) (*vcek)[i] = (uint8_t)json_integer_value(json_array_get(data, i));
+  json_decref(ev);
+}
+
 static void test_snp_roundtrip(void **state) {
   (void)state;
   uint8_t *report = NULL, *vcek = NULL;
   size_t rlen = 0, vlen = 0;
-  CT_READ_VECTOR("snp/test-report.bin", &report, &rlen);
-  CT_READ_VECTOR("snp/test-vcek.der", &vcek, &vlen);
+  genoa_raw(&report, &rlen, &vcek, &vlen);
   char root[] = "/tmp/guest-interop-XXXXXX";
   assert_non_null(mkdtemp(root));
   char dir[512], p[600];

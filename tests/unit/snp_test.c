@@ -71,25 +71,59 @@ static void expect_fail(const as_verifier_config *cfg, const json_t *ev, const u
   assert_null(claims);
 }
 
+/* The Genoa vector as raw report bytes and its VCEK (DER). The snp verifier refuses the Milan
+ * test-report.bin (a version 2 report) as upstream does, so the full-verifier paths run on this
+ * version 3 report; the lower-level checks still use both. */
+static void genoa_raw(uint8_t **rep, size_t *rn, uint8_t **vcek, size_t *vn) {
+  uint8_t *b = NULL;
+  size_t n = 0;
+  ct_err err;
+  CT_READ_VECTOR("snp/genoa-evidence-with-vcek.json", &b, &n);
+  json_t *ev = NULL;
+  CT_ASSERT_OK(ct_json_parse((const char *)b, n, 16, &ev, &err), &err);
+  free(b);
+  snp_report r;
+  CT_ASSERT_OK(snp_report_from_json(json_object_get(ev, "attestation_report"), &r, &err), &err);
+  *rep = malloc(SNP_REPORT_SIZE);
+  assert_non_null(*rep);
+  memcpy(*rep, r.raw, SNP_REPORT_SIZE);
+  *rn = SNP_REPORT_SIZE;
+  json_t *data = json_object_get(json_array_get(json_object_get(ev, "cert_chain"), 0), "data");
+  *vn = json_array_size(data);
+  *vcek = malloc(*vn);
+  assert_non_null(*vcek);
+  for (size_t i = 0; i < *vn; i++) (*vcek)[i] = (uint8_t)json_integer_value(json_array_get(data, i));
+  json_decref(ev);
+}
+
+#define GENOA_CHIP_ID                                                                              \
+  "371c55d6d15cb50f16dc31d39a24e300caaabff4431e841111429b73ec45ad67"                               \
+  "ea6e687ffae7bf84b54a5d0e6d79b3ef6ff0bd8b4cff94c2163af5c5de8718e8"
+
 static void test_vcek_report_golden(void **state) {
   (void)state;
   uint8_t *rep = NULL, *vcek = NULL;
   size_t rn = 0, vn = 0;
   ct_err err;
+  /* The Milan vector is a version 2 report: refused as too old, as upstream does. */
   CT_READ_VECTOR("snp/test-report.bin", &rep, &rn);
   CT_READ_VECTOR("snp/test-vcek.der", &vcek, &vn);
   json_t *ev = raw_evidence(rep, rn, "VCEK", vcek, vn);
+  expect_fail(NULL, ev, NULL, 0, "version 2 is too old: version 3 or later is required");
+  json_decref(ev);
+  free(rep);
+  free(vcek);
+
+  genoa_raw(&rep, &rn, &vcek, &vn);
+  ev = raw_evidence(rep, rn, "VCEK", vcek, vn);
   json_t *claims = NULL;
-  /* The report data the guest asked for, given shorter than 64 bytes: zero-padded. */
-  CT_ASSERT_OK(run(NULL, ev, rep + SNP_OFF_REPORT_DATA, 32, rep + SNP_OFF_HOST_DATA, 32, &claims, &err), &err);
-  assert_int_equal(json_integer_value(json_object_get(claims, "reported_tcb_bootloader")), 3);
+  CT_ASSERT_OK(run(NULL, ev, rep + SNP_OFF_REPORT_DATA, 64, rep + SNP_OFF_HOST_DATA, 32, &claims, &err), &err);
+  assert_int_equal(json_integer_value(json_object_get(claims, "reported_tcb_bootloader")), 10);
   assert_int_equal(json_integer_value(json_object_get(claims, "reported_tcb_tee")), 0);
-  assert_int_equal(json_integer_value(json_object_get(claims, "reported_tcb_snp")), 8);
-  assert_int_equal(json_integer_value(json_object_get(claims, "reported_tcb_microcode")), 115);
+  assert_int_equal(json_integer_value(json_object_get(claims, "reported_tcb_snp")), 23);
+  assert_int_equal(json_integer_value(json_object_get(claims, "reported_tcb_microcode")), 25);
   assert_true(json_is_boolean(json_object_get(claims, "policy_debug_allowed")));
-  assert_string_equal(json_string_value(json_object_get(claims, "chip_id")),
-                      "c38427a30d4c7af9d96f7a15b97269825a64cb76a2352ffd5d18115d89ad473f"
-                      "8e8c0bcd9a5d9286612bad4aadfb4426205a3b9e4fea82301135a170e477524e");
+  assert_string_equal(json_string_value(json_object_get(claims, "chip_id")), GENOA_CHIP_ID);
   char hex[129];
   ct_hex_into(rep + SNP_OFF_MEASUREMENT, 48, hex);
   assert_string_equal(json_string_value(json_object_get(claims, "measurement")), hex);
@@ -118,7 +152,7 @@ static void test_vcek_report_golden(void **state) {
   /* VCEK byte 42 incremented: still a certificate, but the chain fails. */
   vcek[42]++;
   ev = raw_evidence(rep, rn, "VCEK", vcek, vn);
-  expect_fail(NULL, ev, NULL, 0, "does not chain to AMD's Milan ARK");
+  expect_fail(NULL, ev, NULL, 0, "does not chain to AMD's Genoa ARK");
   json_decref(ev);
   vcek[42]--;
   /* Without any VCEK source the verifier says where it looked. */
@@ -298,8 +332,7 @@ static void test_offline_store(void **state) {
   uint8_t *rep = NULL, *vcek = NULL;
   size_t rn = 0, vn = 0;
   ct_err err;
-  CT_READ_VECTOR("snp/test-report.bin", &rep, &rn);
-  CT_READ_VECTOR("snp/test-vcek.der", &vcek, &vn);
+  genoa_raw(&rep, &rn, &vcek, &vn);
   char dir[] = "/tmp/snp-store-XXXXXX";
   assert_non_null(mkdtemp(dir));
   char hw[129], path[512];
@@ -308,7 +341,7 @@ static void test_offline_store(void **state) {
   mkdir(path, 0755);
   snprintf(path, sizeof path, "%s/vcek/%s", dir, hw);
   mkdir(path, 0755);
-  snprintf(path, sizeof path, "%s/vcek/%s/bl03_tee00_snp08_ucode115_vcek.der", dir, hw);
+  snprintf(path, sizeof path, "%s/vcek/%s/bl10_tee00_snp23_ucode25_vcek.der", dir, hw);
   write_file(path, vcek, vn);
   as_verifier_config cfg = {.snp_vcek_offline_dir = dir};
   json_t *ev = raw_evidence(rep, rn, NULL, NULL, 0);
@@ -370,13 +403,12 @@ static void test_kds_fetch_with_429_and_cache(void **state) {
   uint8_t *rep = NULL, *vcek = NULL;
   size_t rn = 0, vn = 0;
   ct_err err;
-  CT_READ_VECTOR("snp/test-report.bin", &rep, &rn);
-  char vpath[4096];
-  assert_non_null(ct_test_vector_path("snp/test-vcek.der", vpath, sizeof vpath));
-  CT_READ_VECTOR("snp/test-vcek.der", &vcek, &vn);
+  genoa_raw(&rep, &rn, &vcek, &vn);
   char dir[] = "/tmp/snp-kds-XXXXXX";
   assert_non_null(mkdtemp(dir));
-  char portf[512], logf[512], cache[512];
+  char vpath[512], portf[512], logf[512], cache[512];
+  snprintf(vpath, sizeof vpath, "%s/served-vcek.der", dir);
+  write_file(vpath, vcek, vn);
   snprintf(portf, sizeof portf, "%s/port", dir);
   snprintf(logf, sizeof logf, "%s/requests.log", dir);
   snprintf(cache, sizeof cache, "%s/cache", dir);
@@ -402,7 +434,7 @@ static void test_kds_fetch_with_429_and_cache(void **state) {
   CT_ASSERT_OK(ct_file_read(logf, 1 << 16, &log, &ln, &err), &err);
   char hw[129], want[512];
   ct_hex_into(rep + SNP_OFF_CHIP_ID, 64, hw);
-  snprintf(want, sizeof want, "/vcek/v1/Milan/%s?blSPL=03&teeSPL=00&snpSPL=08&ucodeSPL=115\n", hw);
+  snprintf(want, sizeof want, "/vcek/v1/Genoa/%s?blSPL=10&teeSPL=00&snpSPL=23&ucodeSPL=25\n", hw);
   size_t wl = strlen(want);
   assert_int_equal(ln, 2 * wl);
   assert_memory_equal(log, want, wl);
@@ -412,7 +444,7 @@ static void test_kds_fetch_with_429_and_cache(void **state) {
   CT_ASSERT_OK(run(&cfg, ev, NULL, 0, NULL, 0, &claims, &err), &err);
   json_decref(claims);
   char cached[1024];
-  snprintf(cached, sizeof cached, "%s/vcek/%s/bl03_tee00_snp08_ucode115_vcek.der", cache, hw);
+  snprintf(cached, sizeof cached, "%s/vcek/%s/bl10_tee00_snp23_ucode25_vcek.der", cache, hw);
   uint8_t *cd = NULL;
   size_t cn = 0;
   CT_ASSERT_OK(ct_file_read(cached, 1 << 16, &cd, &cn, &err), &err);
@@ -572,6 +604,25 @@ static void test_chain_with_ark_ask(void **state) {
   add_pinned(ev, snp_amd_roots_milan_pem, 1, "ARK");
   expect_fail(NULL, ev, NULL, 0, "the ARK it carries is not AMD's pinned Genoa ARK");
   json_decref(ev);
+
+  /* As upstream: an ASK in the chain must verify even though the pinned one would (a Genoa VCEK
+   * with Milan's ASK is inconsistent evidence); a chain must carry a VEK (an empty one too). */
+  CT_READ_VECTOR("snp/genoa-evidence-with-vcek.json", &b, &n);
+  CT_ASSERT_OK(ct_json_parse((const char *)b, n, 16, &ev, &err), &err);
+  free(b);
+  json_t *vek = json_incref(json_array_get(json_object_get(ev, "cert_chain"), 0));
+  add_pinned(ev, snp_amd_roots_milan_pem, 0, "ASK");
+  expect_fail(NULL, ev, NULL, 0, "the ASK it carries is not signed by AMD's Genoa ARK");
+  json_object_set_new(ev, "cert_chain", json_array());
+  expect_fail(NULL, ev, NULL, 0, "a cert chain, if provided, must include a VCEK or VLEK");
+  add_pinned(ev, snp_amd_roots_genoa_pem, 0, "ASK");
+  expect_fail(NULL, ev, NULL, 0, "a cert chain, if provided, must include a VCEK or VLEK");
+  /* Genoa's ASVK given as the ASK of a VCEK: signed by the right ARK, but it does not sign it. */
+  json_object_set_new(ev, "cert_chain", json_pack("[O]", vek));
+  add_pinned(ev, snp_amd_roots_genoa_pem, 2, "ASK");
+  expect_fail(NULL, ev, NULL, 0, "the ASK it carries does not sign the VEK");
+  json_decref(vek);
+  json_decref(ev);
 }
 
 /* Runs the offline verify command; returns its exit code and what it printed. */
@@ -589,8 +640,7 @@ static void test_cli(void **state) {
   uint8_t *rep = NULL, *vcek = NULL;
   size_t rn = 0, vn = 0;
   ct_err err;
-  CT_READ_VECTOR("snp/test-report.bin", &rep, &rn);
-  CT_READ_VECTOR("snp/test-vcek.der", &vcek, &vn);
+  genoa_raw(&rep, &rn, &vcek, &vn);
   char dir[] = "/tmp/snp-cli-XXXXXX";
   assert_non_null(mkdtemp(dir));
   char evp[512], vp[512], rtp[512], idp[512];
@@ -610,8 +660,8 @@ static void test_cli(void **state) {
 
   char *ok[] = {"verify", "--tee", "snp", "--evidence", evp, "--report-data", rd_hex, "--collateral", dir};
   assert_int_equal(cli(ok, 9, &out, &errs), 0);
-  assert_non_null(strstr(out, "\"chip_id\": \"c38427a30d4c"));
-  assert_non_null(strstr(out, "\"reported_tcb_microcode\": 115"));
+  assert_non_null(strstr(out, "\"chip_id\": \"371c55d6d15c"));
+  assert_non_null(strstr(out, "\"reported_tcb_microcode\": 25"));
   free(out), free(errs);
 
   /* --runtime-data: SHA-384 of the JCS form is the expected report data, named in the refusal. */

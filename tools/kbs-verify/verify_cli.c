@@ -65,10 +65,12 @@ static int cli__parse(int argc, char **argv, cli__opts *o, FILE *errf) {
   return 0;
 }
 
-/* A top-level vcek.der / vlek.der in the collateral directory becomes the snp cert_chain. */
+/* A top-level vcek.der / vlek.der in the collateral directory becomes the snp cert_chain when the
+ * evidence has none (absent or null); a chain the evidence carries, even an empty one, is
+ * verified as it is, as the KBS would. */
 static ct_status cli__snp_chain(json_t *ev, const char *dir, ct_err *err) {
   json_t *cc = json_object_get(ev, "cert_chain");
-  if (!dir || (cc && json_is_array(cc) && json_array_size(cc) > 0)) return CT_OK;
+  if (!dir || (cc && !json_is_null(cc))) return CT_OK;
   static const char *names[][2] = {{"vcek.der", "VCEK"}, {"vlek.der", "VLEK"}};
   for (int i = 0; i < 2; i++) {
     char path[4096];

@@ -120,6 +120,13 @@ CT_RESULT snp_vek_verify(snp_ctx *ctx, const uint8_t *der, size_t len, snp_gen g
                          snp_vek_type want, const snp_der *extra, size_t n_extra, EVP_PKEY **pkey,
                          snp_vek_info *info, ct_err *err);
 
+/* Upstream's rule for a cert_chain that carries CA certificates: an ARK entry must be AMD's
+ * pinned ARK of `gen`; an ASK entry must be signed by that ARK and must itself sign the VEK
+ * (`vek`, DER). A chain whose ASK does not verify is refused even when the pinned ASK would
+ * have verified the VEK: the evidence is internally inconsistent. */
+CT_RESULT snp_vek_check_supplied_ca(snp_ctx *ctx, snp_gen gen, const uint8_t *vek, size_t vek_len,
+                                    const snp_der *ca, bool is_ark, ct_err *err);
+
 /* Reads the hwID and SPL extensions of a VEK certificate without verifying its chain (for
  * diagnostics and tests); `gen` selects whether an FMC SPL is expected (Turin). */
 CT_RESULT snp_vek_inspect(snp_ctx *ctx, const uint8_t *der, size_t len, snp_gen gen,

@@ -331,6 +331,42 @@ out:
   return st;
 }
 
+CT_RESULT snp_vek_check_supplied_ca(snp_ctx *c, snp_gen gen, const uint8_t *vek, size_t vek_len,
+                                    const snp_der *ca, bool is_ark, ct_err *err) {
+  CT_ENSURE(gen >= SNP_GEN_MILAN && gen <= SNP_GEN_TURIN, err, CT_EINVAL,
+            "snp cert_chain: the processor generation is unknown");
+  const snp_roots *r = &c->roots[gen];
+  if (is_ark) {
+    uint8_t h[32];
+    ct_sha256(ca->der, ca->len, h);
+    CT_ENSURE(memcmp(h, r->ark_hash, 32) == 0, err, CT_ECRYPTO,
+              "snp cert_chain: the ARK it carries is not AMD's pinned %s ARK", snp_gen_name(gen));
+    return CT_OK;
+  }
+  const unsigned char *p = ca->der, *q = vek;
+  X509 *ask = d2i_X509(NULL, &p, (long)ca->len), *leaf = d2i_X509(NULL, &q, (long)vek_len);
+  ct_status st = CT_OK;
+  if (!ask || !leaf) {
+    st = ct_fail_ossl(err, CT_EINVAL, "snp cert_chain: %s is not DER X.509", ask ? "the VEK" : "the ASK");
+    goto out;
+  }
+  EVP_PKEY *ark_key = X509_get0_pubkey(r->ark), *ask_key = X509_get0_pubkey(ask);
+  if (!ark_key || X509_verify(ask, ark_key) != 1) {
+    st = ct_fail(err, CT_ECRYPTO, "snp cert_chain: the ASK it carries is not signed by AMD's %s ARK",
+                 snp_gen_name(gen));
+    goto out;
+  }
+  if (!ask_key || X509_verify(leaf, ask_key) != 1) {
+    st = ct_fail(err, CT_ECRYPTO, "snp cert_chain: the ASK it carries does not sign the VEK");
+    goto out;
+  }
+out:
+  ERR_clear_error();
+  X509_free(ask);
+  X509_free(leaf);
+  return st;
+}
+
 CT_RESULT snp_vek_verify(snp_ctx *c, const uint8_t *der, size_t len, snp_gen gen,
                          snp_vek_type want, const snp_der *extra, size_t n_extra, EVP_PKEY **pkey,
                          snp_vek_info *info, ct_err *err) {

@@ -5,8 +5,10 @@
  * standard base64 string of the raw 1184 bytes>, "cert_chain": [{"cert_type": "VCEK"|"VLEK"|
  * "ASK"|"ARK", "data": [DER bytes]}] | null}.
  *
- * Checks, in Trustee's order: report version 2-5 and processor generation; the VEK (from the
- * cert_chain, else the offline store, else AMD KDS) chains to the pinned ARK of that generation;
+ * Checks, in Trustee's order: report version 3-5 (as upstream: a version 2 report does not name
+ * its processor generation) and processor generation; the VEK (from the cert_chain, else - only
+ * when cert_chain is absent or null - the offline store, else AMD KDS) chains to the pinned ARK
+ * of that generation, and an ASK or ARK the cert_chain carries must verify too;
  * its hwID and SPL extensions equal CHIP_ID and REPORTED_TCB; the report signature; VMPL 0;
  * REPORT_DATA = expected report data zero-padded/truncated to 64 bytes; HOST_DATA = init-data
  * digest regularised to 32 bytes. Claims as Trustee's parse_tee_evidence: numbers and booleans,
@@ -22,6 +24,7 @@
 #include "snp.h"
 
 #define SNP_CHAIN_MAX 8
+#define SNP_BARE_METAL_MIN_VERSION 3
 
 static ct_status snp_v__create(const as_verifier_config *cfg, void **state, ct_err *err) {
   snp_ctx *c = NULL;
@@ -33,10 +36,12 @@ static ct_status snp_v__create(const as_verifier_config *cfg, void **state, ct_e
 static void snp_v__destroy(void *state) { snp_ctx_free(state); }
 
 typedef struct snp_v__chain {
+  bool present; /* cert_chain is an array (even an empty one): the VEK must come from it */
   uint8_t *vek;
   size_t vek_len;
   snp_vek_type vek_type;
   snp_der extra[SNP_CHAIN_MAX];
+  bool extra_is_ark[SNP_CHAIN_MAX];
   uint8_t *extra_buf[SNP_CHAIN_MAX];
   size_t n_extra;
 } snp_v__chain;
@@ -74,6 +79,7 @@ static ct_status snp_v__parse_chain(const json_t *chain, snp_v__chain *out, ct_e
   CT_ENSURE(json_is_array(chain) && json_array_size(chain) <= SNP_CHAIN_MAX, err, CT_EINVAL,
             "snp evidence: cert_chain must be null or an array of at most %d entries",
             SNP_CHAIN_MAX);
+  out->present = true;
   for (size_t i = 0; i < json_array_size(chain); i++) {
     json_t *e = json_array_get(chain, i);
     CT_ENSURE(json_is_object(e), err, CT_EINVAL, "snp cert_chain[%zu] must be an object", i);
@@ -90,6 +96,7 @@ static ct_status snp_v__parse_chain(const json_t *chain, snp_v__chain *out, ct_e
       out->vek_type = vcek ? SNP_VEK_VCEK : SNP_VEK_VLEK;
     } else {
       out->extra_buf[out->n_extra] = der;
+      out->extra_is_ark[out->n_extra] = strcmp(type, "ARK") == 0;
       out->extra[out->n_extra].der = der;
       out->extra[out->n_extra].len = len;
       out->n_extra++;
@@ -152,18 +159,26 @@ static ct_status snp_v__verify(void *state, const as_verify_request *req, json_t
   CT_GUARD_GOTO(st, snp_report_from_json(jr, r, err), out);
   CT_GUARD_GOTO(st, snp_v__parse_chain(json_object_get(req->evidence, "cert_chain"), &chain, err), out);
 
+  CT_ENSURE_GOTO(st, r->version >= SNP_BARE_METAL_MIN_VERSION, out, err, CT_EUNSUPPORTED,
+                 "snp report: version %u is too old: version %d or later is required (it names the "
+                 "processor generation); update the SEV-SNP firmware", r->version,
+                 SNP_BARE_METAL_MIN_VERSION);
   snp_vek_info info;
-  if (chain.vek) {
-    /* A v2 report names no generation: the VEK's issuer does, and the chain confirms it. */
+  if (chain.present) {
+    /* As upstream: a supplied chain is the VEK's only source, and what it carries must verify. */
+    CT_ENSURE_GOTO(st, chain.vek, out, err, CT_EINVAL,
+                   "snp cert_chain: a cert chain, if provided, must include a VCEK or VLEK");
+    for (size_t i = 0; i < chain.n_extra; i++)
+      CT_GUARD_GOTO(st, snp_vek_check_supplied_ca(ctx, r->gen, chain.vek, chain.vek_len, &chain.extra[i],
+                                                  chain.extra_is_ark[i], err), out);
     CT_GUARD_GOTO(st, snp_vek_verify(ctx, chain.vek, chain.vek_len, r->gen, chain.vek_type,
                                      chain.extra, chain.n_extra, &pkey, &info, err), out);
   } else {
-    snp_gen g = r->gen != SNP_GEN_UNKNOWN ? r->gen : SNP_GEN_MILAN;
     size_t len = 0;
-    CT_GUARD_GOTO(st, snp_vcek_find(ctx, r, g, &fetched, &len, err), out);
-    CT_GUARD_GOTO(st, snp_vek_verify(ctx, fetched, len, g, SNP_VEK_ANY, NULL, 0, &pkey, &info, err), out);
+    CT_GUARD_GOTO(st, snp_vcek_find(ctx, r, r->gen, &fetched, &len, err), out);
+    CT_GUARD_GOTO(st, snp_vek_verify(ctx, fetched, len, r->gen, SNP_VEK_ANY, NULL, 0, &pkey, &info, err),
+                  out);
   }
-  if (r->gen == SNP_GEN_UNKNOWN) snp_report_set_gen(r, info.gen);
   CT_GUARD_GOTO(st, snp_report_verify_signature(r, &info, pkey, err), out);
   CT_ENSURE_GOTO(st, r->vmpl == 0, out, err, CT_EDENIED,
                  "snp report: VMPL check failed: expected 0, found %u", r->vmpl);

@@ -11,7 +11,8 @@
  *
  * Checks, in Trustee's order: the AK is trusted; the quote signature (RSASSA-PKCS1-v1_5 SHA-256)
  * verifies with it; SHA-256 of the PCR values equals the quote's pcrDigest; the quote nonce
- * (extraData) equals the expected report data zero-padded (or truncated) to 64 bytes; PCR8 =
+ * (extraData) equals the expected report data truncated or zero-padded to 32 bytes (upstream's
+ * form, what current attesters send) or, from older attesters, to 64 bytes; PCR8 =
  * SHA-256(32 zero bytes || init-data digest). Claims: pcr00..pcr23, init_data (hex PCR8),
  * report_data (hex nonce), ak_public (as received).
  */
@@ -35,7 +36,8 @@
 #define TPMV__MAX_KEYS 100
 #define TPMV__DEFAULT_DIR "/etc/tpm/trusted_ak_keys"
 #define TPMV__INITDATA_PCR 8
-#define TPMV__REPORT_DATA_SIZE 64
+#define TPMV__REPORT_DATA_SHORT 32 /* upstream verifier and current attesters */
+#define TPMV__REPORT_DATA_MAX 64   /* older attesters */
 
 typedef struct tpmv_state {
   size_t n;
@@ -194,17 +196,22 @@ static ct_status tpmv__verify(void *state, const as_verify_request *req, json_t 
   for (size_t i = 0; i < n; i++)
     if (pcr_no[i] == TPMV__INITDATA_PCR) pcr8 = pcrs[i];
   CT_ENSURE_GOTO(st, pcr8, out, err, CT_EINVAL, "tpm: the quote does not cover PCR%d", TPMV__INITDATA_PCR);
-  /* 4. Nonce = report data, zero-padded (or truncated) to 64 bytes as the attester does. */
+  /* 4. Nonce = report data. Today's attesters (upstream guest-components and ours) bind it
+   * truncated or zero-padded to 32 bytes, as upstream's verifier expects; older ones padded it to
+   * 64. Either form binds the whole SHA-384 prefix that fits, so both are accepted. */
   if (req->report_data) {
-    uint8_t want[TPMV__REPORT_DATA_SIZE] = {0};
-    memcpy(want, req->report_data,
-           req->report_data_len < sizeof want ? req->report_data_len : sizeof want);
-    if (!ct_memeq(a.extra_data, a.extra_data_len, want, sizeof want)) {
-      char w[129], g[129] = "";
-      ct_hex_into(want, sizeof want, w);
+    uint8_t want[TPMV__REPORT_DATA_MAX] = {0};
+    size_t n_rd = req->report_data_len < sizeof want ? req->report_data_len : sizeof want;
+    memcpy(want, req->report_data, n_rd);
+    size_t form =
+        a.extra_data_len == TPMV__REPORT_DATA_SHORT ? TPMV__REPORT_DATA_SHORT : TPMV__REPORT_DATA_MAX;
+    if (!ct_memeq(a.extra_data, a.extra_data_len, want, form)) {
+      char w32[2 * TPMV__REPORT_DATA_SHORT + 1], w64[2 * TPMV__REPORT_DATA_MAX + 1], g[129] = "";
+      ct_hex_into(want, TPMV__REPORT_DATA_SHORT, w32);
+      ct_hex_into(want, TPMV__REPORT_DATA_MAX, w64);
       if (a.extra_data_len <= 64) ct_hex_into(a.extra_data, a.extra_data_len, g);
       st = ct_fail(err, CT_EDENIED, "tpm: TPM quote nonce doesn't match expected report_data: "
-                   "expected %s, quote has %s", w, g);
+                   "expected %s (32-byte form) or %s (64-byte form), quote has %s", w32, w64, g);
       goto out;
     }
   }
