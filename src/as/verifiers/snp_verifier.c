@@ -168,9 +168,12 @@ static ct_status snp_v__verify(void *state, const as_verify_request *req, json_t
     /* As upstream: a supplied chain is the VEK's only source, and what it carries must verify. */
     CT_ENSURE_GOTO(st, chain.vek, out, err, CT_EINVAL,
                    "snp cert_chain: a cert chain, if provided, must include a VCEK or VLEK");
-    for (size_t i = 0; i < chain.n_extra; i++)
-      CT_GUARD_GOTO(st, snp_vek_check_supplied_ca(ctx, r->gen, chain.vek, chain.vek_len, &chain.extra[i],
-                                                  chain.extra_is_ark[i], err), out);
+    /* ARKs first, as upstream checks them while reading the chain and the ASK only after. */
+    for (int pass = 1; pass >= 0; pass--)
+      for (size_t i = 0; i < chain.n_extra; i++)
+        if (chain.extra_is_ark[i] == (pass == 1))
+          CT_GUARD_GOTO(st, snp_vek_check_supplied_ca(ctx, r->gen, chain.vek, chain.vek_len,
+                                                      &chain.extra[i], chain.extra_is_ark[i], err), out);
     CT_GUARD_GOTO(st, snp_vek_verify(ctx, chain.vek, chain.vek_len, r->gen, chain.vek_type,
                                      chain.extra, chain.n_extra, &pkey, &info, err), out);
   } else {
