@@ -3,6 +3,7 @@
  *
  *   kbs --config-file FILE | -c FILE     (or KBS_CONFIG_FILE)   serve
  *   kbs verify ...                                               offline evidence check
+ *   kbs audit verify FILE                                        check an audit log's hash chain
  *
  * Exit status: 0 after a clean shutdown (SIGINT/SIGTERM), 1 on a runtime failure, 2 on a bad
  * command line or configuration.
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "ct_log.h"
+#include "kbs_audit.h"
 #include "kbs_config.h"
 #include "kbs_server.h"
 #include "verify_cli.h"
@@ -29,12 +31,14 @@ static void kbs__usage(FILE *f) {
   fprintf(f, "usage: kbs (--config-file FILE | -c FILE)\n"
              "       kbs verify --tee TEE --evidence FILE (--report-data HEX | --runtime-data FILE.json)\n"
              "                  [--init-data FILE.toml] [--collateral DIR]\n"
+             "       kbs audit verify FILE\n"
              "The configuration file may also be given in KBS_CONFIG_FILE.\n");
 }
 
 int main(int argc, char **argv) {
   ct_log_init_from_env();
   if (argc > 1 && !strcmp(argv[1], "verify")) return as_verify_cli_main(argc - 1, argv + 1);
+  if (argc > 1 && !strcmp(argv[1], "audit")) return kbs_audit_cli_main(argc - 1, argv + 1);
   const char *path = getenv("KBS_CONFIG_FILE");
   for (int i = 1; i < argc; i++) {
     if ((!strcmp(argv[i], "--config-file") || !strcmp(argv[i], "-c")) && i + 1 < argc) {

@@ -1,0 +1,225 @@
+#include "kbs_audit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ct_codec.h"
+#include "ct_digest.h"
+#include "ct_json.h"
+#include "ct_log.h"
+#include "ct_mem.h"
+
+#define KBS_AUDIT_MAX_LINE (64u << 10)
+#define KBS_AUDIT_MAX_FILE (1ull << 34)
+#define KBS_AUDIT_ZERO "0000000000000000000000000000000000000000000000000000000000000000"
+
+struct kbs_audit {
+  pthread_mutex_t lock;
+  int fd;
+  char *path;
+  uint64_t seq;     /* of the last entry written */
+  char prev[65];    /* its hash */
+};
+
+/* The hash of an entry: SHA-256 over the JCS of the object without "hash". */
+static ct_status kbs_audit__hash(json_t *obj, char out[65], ct_err *err) {
+  json_t *copy = json_copy(obj);
+  CT_ENSURE(copy, err, CT_ENOMEM, "out of memory");
+  json_object_del(copy, "hash");
+  char *jcs = NULL;
+  size_t n = 0;
+  ct_status st = ct_jcs_string(copy, &jcs, &n, err);
+  json_decref(copy);
+  CT_GUARD(st);
+  uint8_t d[32];
+  ct_sha256(jcs, n, d);
+  free(jcs);
+  ct_hex_into(d, sizeof d, out);
+  out[64] = 0;
+  return CT_OK;
+}
+
+typedef struct kbs_audit__state {
+  uint64_t seq;
+  char hash[65];
+} kbs_audit__state;
+
+/* Checks one line against the chain so far; on success advances the state. */
+static ct_status kbs_audit__check_line(const char *line, size_t len, size_t lineno, kbs_audit__state *st_,
+                                       ct_err *err) {
+  json_t *obj = NULL;
+  if (ct_json_parse(line, len, 4, &obj, err) != CT_OK) return ct_err_prefix(err, "line %zu: not JSON: ", lineno);
+  ct_status st = CT_OK;
+  json_t *seq = json_object_get(obj, "seq");
+  const char *prev = json_string_value(json_object_get(obj, "prev"));
+  const char *hash = json_string_value(json_object_get(obj, "hash"));
+  char want[65];
+  if (!json_is_object(obj) || !json_is_integer(seq) || !prev || !hash) {
+    st = ct_fail(err, CT_EINVAL, "line %zu: not an audit entry (seq, prev and hash are required)", lineno);
+  } else if (kbs_audit__hash(obj, want, err) != CT_OK) {
+    st = err->code;
+  } else if (strcmp(want, hash)) {
+    st = ct_fail(err, CT_ECRYPTO, "line %zu (entry #%lld): its content does not match its hash: the line was "
+                 "edited", lineno, (long long)json_integer_value(seq));
+  } else if ((uint64_t)json_integer_value(seq) != st_->seq + 1) {
+    st = ct_fail(err, CT_ECRYPTO, "line %zu: expected entry #%llu, found #%lld: %s", lineno,
+                 (unsigned long long)(st_->seq + 1), (long long)json_integer_value(seq),
+                 (uint64_t)json_integer_value(seq) > st_->seq + 1 ? "entries before this line were deleted"
+                                                                   : "entries were reordered or duplicated");
+  } else if (strcmp(prev, st_->hash)) {
+    st = ct_fail(err, CT_ECRYPTO, "line %zu (entry #%lld): \"prev\" does not match the hash of the entry before it: "
+                 "a line was replaced or the file spliced", lineno, (long long)json_integer_value(seq));
+  } else {
+    st_->seq = (uint64_t)json_integer_value(seq);
+    memcpy(st_->hash, hash, 65);
+  }
+  json_decref(obj);
+  return st;
+}
+
+/* Reads the file and calls the checker on every line. A trailing partial line (a crash during
+ * a write) is reported as such. */
+static ct_status kbs_audit__scan(int fd, const char *path, kbs_audit__state *state, size_t *entries, ct_err *err) {
+  struct stat sb;
+  CT_ENSURE(fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode), err, CT_EIO, "%s is not a regular file", path);
+  CT_ENSURE((unsigned long long)sb.st_size <= KBS_AUDIT_MAX_FILE, err, CT_ELIMIT, "%s is too large", path);
+  FILE *f = fdopen(dup(fd), "r");
+  CT_ENSURE(f, err, CT_EIO, "cannot read %s: %s", path, strerror(errno));
+  char *line = NULL;
+  size_t cap = 0, n_lines = 0;
+  ssize_t got;
+  ct_status st = CT_OK;
+  *state = (kbs_audit__state){.seq = 0, .hash = KBS_AUDIT_ZERO};
+  while (st == CT_OK && (got = getline(&line, &cap, f)) >= 0) {
+    n_lines++;
+    if (got == 0 || line[got - 1] != '\n') {
+      st = ct_fail(err, CT_EINVAL, "line %zu: incomplete (no newline: a write was interrupted)", n_lines);
+      break;
+    }
+    if ((size_t)got > KBS_AUDIT_MAX_LINE) {
+      st = ct_fail(err, CT_ELIMIT, "line %zu: longer than %u bytes", n_lines, KBS_AUDIT_MAX_LINE);
+      break;
+    }
+    st = kbs_audit__check_line(line, (size_t)got - 1, n_lines, state, err);
+  }
+  free(line);
+  fclose(f);
+  if (st == CT_OK) *entries = n_lines;
+  return st;
+}
+
+ct_status kbs_audit_verify_file(const char *path, size_t *entries, ct_err *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  CT_ENSURE(fd >= 0, err, errno == ENOENT ? CT_ENOTFOUND : CT_EIO, "cannot open %s: %s", path, strerror(errno));
+  kbs_audit__state state;
+  ct_status st = kbs_audit__scan(fd, path, &state, entries, err);
+  close(fd);
+  return st;
+}
+
+ct_status kbs_audit_open(const char *path, kbs_audit **out, ct_err *err) {
+  int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  CT_ENSURE(fd >= 0, err, CT_EIO, "audit log %s: cannot open: %s", path,
+            errno == ELOOP ? "it is a symbolic link" : strerror(errno));
+  kbs_audit__state state;
+  size_t entries = 0;
+  ct_status st = kbs_audit__scan(fd, path, &state, &entries, err);
+  if (st != CT_OK) {
+    close(fd);
+    /* Appending to a broken chain would make the break look like ours. */
+    return ct_err_prefix(err, "audit log %s does not verify, refusing to continue it (move it aside): ", path);
+  }
+  kbs_audit *a = calloc(1, sizeof *a);
+  if (!a || ct_strdup(path, &a->path, err) != CT_OK) {
+    free(a);
+    close(fd);
+    return ct_fail(err, CT_ENOMEM, "out of memory");
+  }
+  pthread_mutex_init(&a->lock, NULL);
+  a->fd = fd;
+  a->seq = state.seq;
+  memcpy(a->prev, state.hash, 65);
+  CT_LOG_INFO_("kbs", "audit log %s: %zu entries, head #%llu %s", path, entries, (unsigned long long)a->seq, a->prev);
+  *out = a;
+  return CT_OK;
+}
+
+void kbs_audit_close(kbs_audit *a) {
+  if (!a) return;
+  if (a->seq) CT_LOG_INFO_("kbs", "audit log %s: head #%llu %s", a->path, (unsigned long long)a->seq, a->prev);
+  close(a->fd);
+  pthread_mutex_destroy(&a->lock);
+  free(a->path);
+  free(a);
+}
+
+static ct_status kbs_audit__set(json_t *o, const char *k, const char *v, ct_err *err) {
+  if (!v) return CT_OK;
+  return ct_json_set_new(o, k, json_string(v), err);
+}
+
+ct_status kbs_audit_append(kbs_audit *a, const kbs_audit_event *e, ct_err *err) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  char when[40], stamp[64];
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(stamp, sizeof stamp, "%.32s.%03dZ", when, (int)(ts.tv_nsec / 1000000));
+  json_t *o = json_object();
+  CT_ENSURE(o, err, CT_ENOMEM, "out of memory");
+  ct_status st = ct_json_set_new(o, "time", json_string(stamp), err);
+  if (st == CT_OK) st = kbs_audit__set(o, "event", e->event, err);
+  if (st == CT_OK) st = kbs_audit__set(o, "tee", e->tee, err);
+  if (st == CT_OK) st = kbs_audit__set(o, "tee_key", e->tee_key, err);
+  if (st == CT_OK) st = kbs_audit__set(o, "claims_sha256", e->claims_sha256, err);
+  if (st == CT_OK) st = kbs_audit__set(o, "path", e->path, err);
+  if (st == CT_OK) st = kbs_audit__set(o, "decision", e->decision, err);
+  if (st == CT_OK) st = kbs_audit__set(o, "reason", e->reason, err);
+  pthread_mutex_lock(&a->lock);
+  if (st == CT_OK) st = ct_json_set_new(o, "seq", json_integer((json_int_t)(a->seq + 1)), err);
+  if (st == CT_OK) st = ct_json_set_new(o, "prev", json_string(a->prev), err);
+  char hash[65];
+  if (st == CT_OK) st = kbs_audit__hash(o, hash, err);
+  if (st == CT_OK) st = ct_json_set_new(o, "hash", json_string(hash), err);
+  char *line = NULL;
+  size_t n = 0;
+  if (st == CT_OK) st = ct_jcs_string(o, &line, &n, err);
+  if (st == CT_OK) {
+    line[n] = '\n'; /* ct_jcs_string's NUL terminator becomes the newline: one write, one line */
+    ssize_t w = write(a->fd, line, n + 1);
+    if (w != (ssize_t)(n + 1)) {
+      st = ct_fail(err, CT_EIO, "audit log %s: write failed: %s", a->path, w < 0 ? strerror(errno) : "short write");
+    } else {
+      a->seq++;
+      memcpy(a->prev, hash, 65);
+    }
+  }
+  pthread_mutex_unlock(&a->lock);
+  free(line);
+  json_decref(o);
+  return st;
+}
+
+int kbs_audit_cli_main(int argc, char **argv) {
+  if (argc != 3 || strcmp(argv[1], "verify")) {
+    fprintf(stderr, "usage: kbs audit verify FILE\n");
+    return 2;
+  }
+  ct_err err;
+  size_t entries = 0;
+  if (kbs_audit_verify_file(argv[2], &entries, &err) != CT_OK) {
+    fprintf(stderr, "audit log %s: BROKEN: %s\n", argv[2], err.msg);
+    return 1;
+  }
+  printf("audit log %s: %zu entries, chain intact\n", argv[2], entries);
+  return 0;
+}
