@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ct_file.h"
 #include "ct_mem.h"
 #include "toml.h"
 
@@ -311,6 +312,14 @@ static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
          : ct_fail(err, CT_EUNSUPPORTED, "rvps_config.type = \"%s\" is not supported (only BuiltIn)", rtype);
     free(rtype);
     CT_GUARD(st);
+    char *rvps_type = NULL;
+    CT_GUARD(kbs_config__str(rvps, "storage_type", "rvps_config", &rvps_type, err));
+    if (rvps_type) {
+      st = kbs_config_storage_type(rvps_type, "attestation_service.rvps_config.storage_type", &c->rvps_storage_type, err);
+      free(rvps_type);
+      CT_GUARD(st);
+      c->rvps_storage_type_set = true;
+    }
     json_t *storage = NULL;
     CT_GUARD(kbs_config__table(rvps, "storage", "attestation_service.rvps_config.storage", &storage, err));
     if (storage) {
@@ -376,45 +385,178 @@ static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
   return CT_OK;
 }
 
+ct_status kbs_config_storage_type(const char *name, const char *where, kvs_type *out, ct_err *err) {
+  static const struct {
+    const char *name, *alias;
+    kvs_type type;
+  } types[] = {{"Memory", "memory", KVS_MEMORY},       {"LocalFs", "local_fs", KVS_LOCAL_FS},
+               {"LocalJson", "local_json", KVS_LOCAL_JSON}, {"Postgres", "postgres", KVS_POSTGRES},
+               {"Redis", "redis", KVS_REDIS}};
+  for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+    if (!strcmp(name, types[i].name) || !strcmp(name, types[i].alias)) {
+      *out = types[i].type;
+      return CT_OK;
+    }
+  }
+  return ct_fail(err, CT_EUNSUPPORTED, "%s = \"%s\" is not supported (Memory, LocalFs, LocalJson, Postgres, Redis)",
+                 where, name);
+}
+
+void kbs_config_kvs(const kbs_config *c, kvs_type type, kvs_config *out) {
+  *out = (kvs_config){
+      .type = type,
+      .dir_path = type == KVS_LOCAL_FS ? c->local_fs_dir : c->local_json_dir,
+      .pg_db = c->pg_db,
+      .pg_username = c->pg_username,
+      .pg_password = c->pg_password,
+      .pg_host = c->pg_host,
+      .pg_port = c->pg_port,
+      .pg_url = c->pg_url,
+      .redis_url = c->redis_url,
+      .timeout_ms = c->storage_timeout_ms,
+  };
+}
+
 static ct_status kbs_config__storage(const json_t *doc, kbs_config *c, ct_err *err) {
   json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "storage_backend", "storage_backend", &t, err));
-  if (!t) return CT_OK;
-  static const char *const keys[] = {"storage_type", "backends", NULL};
-  CT_GUARD(kbs_config__only(t, "storage_backend", keys, err));
+  /* Upstream reads these from the environment so that credentials stay out of the file. */
+  const char *pg_url = getenv("POSTGRES_URL"), *redis_url = getenv("REDIS_URL");
+  if (pg_url && *pg_url) CT_GUARD(ct_strdup(pg_url, &c->pg_url, err));
+  if (t) {
+    static const char *const keys[] = {"storage_type", "backends", "session_storage_type", "session_key_file",
+                                       "session_previous_key_files", "timeout_ms", NULL};
+    CT_GUARD(kbs_config__only(t, "storage_backend", keys, err));
+  }
   char *type = NULL;
   CT_GUARD(kbs_config__str(t, "storage_type", "storage_backend", &type, err));
-  ct_status st = CT_OK;
-  if (!type || !strcmp(type, "Memory")) c->storage_type = KVS_MEMORY;
-  else if (!strcmp(type, "LocalFs")) c->storage_type = KVS_LOCAL_FS;
-  else if (!strcmp(type, "LocalJson")) c->storage_type = KVS_LOCAL_JSON;
-  else st = ct_fail(err, CT_EUNSUPPORTED, "storage_backend.storage_type = \"%s\" is not supported "
-                    "(Memory, LocalFs, LocalJson)", type);
+  ct_status st = type ? kbs_config_storage_type(type, "storage_backend.storage_type", &c->storage_type, err) : CT_OK;
   free(type);
   CT_GUARD(st);
+  unsigned timeout = 3000;
+  CT_GUARD(kbs_config__uint(t, "timeout_ms", "storage_backend", 100, 600000, &timeout, err));
+  c->storage_timeout_ms = timeout;
   json_t *backends = NULL;
   CT_GUARD(kbs_config__table(t, "backends", "storage_backend.backends", &backends, err));
   if (backends) {
-    static const char *const bk[] = {"local_fs", "local_json", NULL};
+    static const char *const bk[] = {"local_fs", "local_json", "postgres", "redis", NULL};
     CT_GUARD(kbs_config__only(backends, "storage_backend.backends", bk, err));
-    json_t *fs = NULL, *js = NULL;
+    json_t *fs = NULL, *js = NULL, *pg = NULL, *rd = NULL;
     CT_GUARD(kbs_config__table(backends, "local_fs", "storage_backend.backends.local_fs", &fs, err));
     CT_GUARD(kbs_config__table(backends, "local_json", "storage_backend.backends.local_json", &js, err));
-    if (fs && c->storage_type == KVS_LOCAL_FS) {
+    CT_GUARD(kbs_config__table(backends, "postgres", "storage_backend.backends.postgres", &pg, err));
+    CT_GUARD(kbs_config__table(backends, "redis", "storage_backend.backends.redis", &rd, err));
+    if (fs) {
       static const char *const k[] = {"dir_path", NULL};
       CT_GUARD(kbs_config__only(fs, "storage_backend.backends.local_fs", k, err));
-      CT_GUARD(kbs_config__str(fs, "dir_path", "storage_backend.backends.local_fs", &c->storage_dir, err));
+      CT_GUARD(kbs_config__str(fs, "dir_path", "storage_backend.backends.local_fs", &c->local_fs_dir, err));
     }
-    if (js && c->storage_type == KVS_LOCAL_JSON) {
+    if (js) {
       static const char *const k[] = {"file_dir_path", NULL};
       CT_GUARD(kbs_config__only(js, "storage_backend.backends.local_json", k, err));
-      CT_GUARD(kbs_config__str(js, "file_dir_path", "storage_backend.backends.local_json", &c->storage_dir, err));
+      CT_GUARD(kbs_config__str(js, "file_dir_path", "storage_backend.backends.local_json", &c->local_json_dir, err));
+    }
+    if (pg) {
+      /* `table` exists in upstream's struct but is replaced by the namespace. */
+      static const char *const k[] = {"db", "username", "password", "port", "host", "table", NULL};
+      CT_GUARD(kbs_config__only(pg, "storage_backend.backends.postgres", k, err));
+      CT_GUARD(kbs_config__str(pg, "db", "storage_backend.backends.postgres", &c->pg_db, err));
+      CT_GUARD(kbs_config__str(pg, "username", "storage_backend.backends.postgres", &c->pg_username, err));
+      CT_GUARD(kbs_config__str(pg, "password", "storage_backend.backends.postgres", &c->pg_password, err));
+      CT_GUARD(kbs_config__str(pg, "host", "storage_backend.backends.postgres", &c->pg_host, err));
+      CT_GUARD(kbs_config__uint(pg, "port", "storage_backend.backends.postgres", 1, 65535, &c->pg_port, err));
+    }
+    if (rd) {
+      static const char *const k[] = {"url", NULL};
+      CT_GUARD(kbs_config__only(rd, "storage_backend.backends.redis", k, err));
+      CT_GUARD(kbs_config__str(rd, "url", "storage_backend.backends.redis", &c->redis_url, err));
     }
   }
-  if (c->storage_type != KVS_MEMORY && !c->storage_dir)
-    CT_GUARD(ct_strdup(c->storage_type == KVS_LOCAL_FS ? "/opt/confidential-containers/storage/local_fs"
-                                                       : "/opt/confidential-containers/storage/local_json",
-                       &c->storage_dir, err));
+  if (redis_url && *redis_url) {
+    free(c->redis_url);
+    c->redis_url = NULL;
+    CT_GUARD(ct_strdup(redis_url, &c->redis_url, err));
+  }
+  if (!c->local_fs_dir) CT_GUARD(ct_strdup("/opt/confidential-containers/storage/local_fs", &c->local_fs_dir, err));
+  if (!c->local_json_dir)
+    CT_GUARD(ct_strdup("/opt/confidential-containers/storage/local_json", &c->local_json_dir, err));
+  if (c->storage_type == KVS_LOCAL_FS) CT_GUARD(ct_strdup(c->local_fs_dir, &c->storage_dir, err));
+  if (c->storage_type == KVS_LOCAL_JSON) CT_GUARD(ct_strdup(c->local_json_dir, &c->storage_dir, err));
+
+  char *sess = NULL;
+  CT_GUARD(kbs_config__str(t, "session_storage_type", "storage_backend", &sess, err));
+  c->session_storage_type = c->storage_type;
+  if (sess && !strcmp(sess, "Stateless")) c->session_stateless = true;
+  else if (sess) st = kbs_config_storage_type(sess, "storage_backend.session_storage_type", &c->session_storage_type, err);
+  free(sess);
+  CT_GUARD(st);
+  CT_GUARD(kbs_config__str(t, "session_key_file", "storage_backend", &c->session_key_file, err));
+  CT_GUARD(kbs_config__strs(t, "session_previous_key_files", "storage_backend", &c->session_previous_key_files,
+                            &c->n_session_previous_key_files, err));
+  CT_ENSURE(!c->n_session_previous_key_files || c->session_key_file || getenv("KBS_SESSION_KEY_FILE"), err, CT_EINVAL,
+            "storage_backend.session_previous_key_files needs session_key_file (the current key)");
+  return CT_OK;
+}
+
+/* "{repo}/{type}/{tag}" style templates: only those three names, braces balanced. */
+static ct_status kbs_config__template(const char *t, const char *what, ct_err *err) {
+  CT_ENSURE(*t && strlen(t) <= 512, err, CT_EINVAL, "%s must be 1 to 512 characters", what);
+  for (const char *p = t; *p; p++) {
+    if (*p == '}') return ct_fail(err, CT_EINVAL, "%s: unmatched '}'", what);
+    if (*p != '{') continue;
+    if (!strncmp(p, "{repo}", 6)) p += 5;
+    else if (!strncmp(p, "{type}", 6)) p += 5;
+    else if (!strncmp(p, "{tag}", 5)) p += 4;
+    else return ct_fail(err, CT_EINVAL, "%s: only {repo}, {type} and {tag} may be substituted", what);
+  }
+  return CT_OK;
+}
+
+static ct_status kbs_config__vault(const json_t *e, size_t i, kbs_config *c, ct_err *err) {
+  kbs_vault_config *v = &c->vault;
+  char where[64];
+  snprintf(where, sizeof where, "plugins[%zu] (Vault)", i);
+  CT_GUARD(kbs_config__str(e, "vault_url", where, &v->url, err));
+  CT_ENSURE(v->url && (!strncmp(v->url, "http://", 7) || !strncmp(v->url, "https://", 8)), err, CT_EINVAL,
+            "%s needs vault_url = \"http(s)://host:port\"", where);
+  CT_GUARD(kbs_config__str(e, "token", where, &v->token, err));
+  char *token_file = NULL;
+  CT_GUARD(kbs_config__str(e, "token_file", where, &token_file, err));
+  if (token_file) {
+    CT_ENSURE(!v->token, err, CT_EINVAL, "%s: give token or token_file, not both", where);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    ct_status st = ct_file_read(token_file, 4096, &data, &len, err);
+    if (st != CT_OK) ct_err_prefix(err, "%s.token_file: ", where);
+    free(token_file);
+    CT_GUARD(st);
+    while (len && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' ')) data[--len] = 0;
+    v->token = (char *)data;
+  }
+  if (!v->token && getenv("VAULT_TOKEN")) CT_GUARD(ct_strdup(getenv("VAULT_TOKEN"), &v->token, err));
+  CT_ENSURE(v->token && *v->token, err, CT_EINVAL, "%s needs a token (token, token_file or VAULT_TOKEN)", where);
+  for (const char *p = v->token; *p; p++)
+    CT_ENSURE(*p > ' ' && *p < 127, err, CT_EINVAL, "%s: the token holds a character that cannot go in a header", where);
+  CT_GUARD(kbs_config__str(e, "mount_path", where, &v->mount_path, err));
+  if (!v->mount_path) CT_GUARD(ct_strdup("secret", &v->mount_path, err));
+  v->verify_ssl = true;
+  CT_GUARD(kbs_config__bool(e, "verify_ssl", where, &v->verify_ssl, err));
+  CT_GUARD(kbs_config__strs(e, "ca_certs", where, &v->ca_certs, &v->n_ca_certs, err));
+  v->kv_version = 1;
+  CT_GUARD(kbs_config__uint(e, "kv_version", where, 1, 2, &v->kv_version, err));
+  CT_GUARD(kbs_config__str(e, "secret_path", where, &v->secret_path, err));
+  CT_GUARD(kbs_config__str(e, "secret_field", where, &v->secret_field, err));
+  if (!v->secret_path) CT_GUARD(ct_strdup("{repo}/{type}/{tag}", &v->secret_path, err));
+  if (!v->secret_field) CT_GUARD(ct_strdup("data", &v->secret_field, err));
+  CT_GUARD(kbs_config__template(v->secret_path, "secret_path", err));
+  CT_GUARD(kbs_config__template(v->secret_field, "secret_field", err));
+  CT_GUARD(kbs_config__uint(e, "cache_ttl_seconds", where, 0, 24 * 3600, &v->cache_ttl_s, err));
+  v->timeout_ms = 5000;
+  CT_GUARD(kbs_config__uint(e, "timeout_ms", where, 100, 120000, &v->timeout_ms, err));
+  for (const char *p = v->mount_path; *p; p++)
+    CT_ENSURE((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+                  *p == '-' || *p == '/' || *p == '.',
+              err, CT_EINVAL, "%s.mount_path has a character outside [A-Za-z0-9_./-]", where);
   return CT_OK;
 }
 
@@ -429,17 +571,52 @@ static ct_status kbs_config__plugins(const json_t *doc, kbs_config *c, ct_err *e
     CT_ENSURE(name, err, CT_EINVAL, "plugins[%zu] needs a name", i);
     CT_ENSURE(!strcmp(name, "resource"), err, CT_EUNSUPPORTED,
               "plugins[%zu]: plugin \"%s\" is not supported (only resource)", i, name);
-    static const char *const k[] = {"name", "storage_backend_type", "type", "dir_path", NULL};
-    CT_GUARD(kbs_config__only(e, "plugins", k, err));
-    const char *sbt = json_string_value(json_object_get(e, "storage_backend_type"));
-    CT_ENSURE(!json_object_get(e, "storage_backend_type") || (sbt && !strcmp(sbt, "kvstorage")), err,
-              CT_EUNSUPPORTED, "plugins[%zu].storage_backend_type must be \"kvstorage\"", i);
-    const char *legacy = json_string_value(json_object_get(e, "type"));
-    CT_ENSURE(!json_object_get(e, "type") || (legacy && !strcmp(legacy, "LocalFs")), err,
-              CT_EUNSUPPORTED, "plugins[%zu].type must be \"LocalFs\"", i);
-    CT_GUARD(kbs_config__str(e, "dir_path", "plugins", &c->resource_dir, err));
+    CT_ENSURE(!c->resource_plugin, err, CT_EINVAL, "plugins[%zu]: the resource plugin is configured twice", i);
+    /* The backend is named by storage_backend_type (upstream's docs), `backend` (its serde tag in
+     * some releases) or, in older configs, `type` ("LocalFs" + dir_path, or "Vault"). */
+    const char *tag = NULL, *tag_key = NULL;
+    static const char *const tag_keys[] = {"storage_backend_type", "backend", "type"};
+    for (size_t k = 0; k < 3; k++) {
+      json_t *v = json_object_get(e, tag_keys[k]);
+      if (!v) continue;
+      CT_ENSURE(json_is_string(v) && !tag, err, CT_EINVAL,
+                "plugins[%zu]: give the backend once, as a string (storage_backend_type)", i);
+      tag = json_string_value(v);
+      tag_key = tag_keys[k];
+    }
+    if (!tag || !strcmp(tag, "KvStorage") || !strcmp(tag, "kvstorage")) {
+      static const char *const k[] = {"name", "storage_backend_type", "backend", NULL};
+      CT_GUARD(kbs_config__only(e, "plugins", k, err));
+      c->resource_backend = KBS_RESOURCE_KVSTORAGE;
+    } else if (!strcmp(tag, "LocalFs") && !strcmp(tag_key, "type")) {
+      static const char *const k[] = {"name", "type", "dir_path", NULL};
+      CT_GUARD(kbs_config__only(e, "plugins", k, err));
+      CT_GUARD(kbs_config__str(e, "dir_path", "plugins", &c->resource_dir, err));
+      c->resource_backend = KBS_RESOURCE_KVSTORAGE;
+    } else if (!strcmp(tag, "Vault") || !strcmp(tag, "vault")) {
+      static const char *const k[] = {"name", "storage_backend_type", "backend", "type", "vault_url", "token",
+                                      "token_file", "mount_path", "verify_ssl", "ca_certs", "kv_version",
+                                      "secret_path", "secret_field", "cache_ttl_seconds", "timeout_ms", NULL};
+      CT_GUARD(kbs_config__only(e, "plugins (Vault)", k, err));
+      CT_GUARD(kbs_config__vault(e, i, c, err));
+      c->resource_backend = KBS_RESOURCE_VAULT;
+    } else {
+      return ct_fail(err, CT_EUNSUPPORTED, "plugins[%zu].%s = \"%s\" is not supported (KvStorage, Vault)", i, tag_key,
+                     tag);
+    }
     c->resource_plugin = true;
   }
+  return CT_OK;
+}
+
+static ct_status kbs_config__audit(const json_t *doc, kbs_config *c, ct_err *err) {
+  json_t *t = NULL;
+  CT_GUARD(kbs_config__table(doc, "audit", "audit", &t, err));
+  if (!t) return CT_OK;
+  static const char *const keys[] = {"path", NULL};
+  CT_GUARD(kbs_config__only(t, "audit", keys, err));
+  CT_GUARD(kbs_config__str(t, "path", "audit", &c->audit_path, err));
+  CT_ENSURE(c->audit_path, err, CT_EINVAL, "[audit] needs path");
   return CT_OK;
 }
 
@@ -455,7 +632,7 @@ static ct_status kbs_config__policy_engine(const json_t *doc, kbs_config *c, ct_
 ct_status kbs_config_from_json(const json_t *doc, kbs_config **out, ct_err *err) {
   CT_ENSURE(json_is_object(doc), err, CT_EINVAL, "configuration must be a table");
   static const char *const top[] = {"http_server", "admin", "attestation_token", "attestation_service",
-                                    "storage_backend", "plugins", "policy_engine", NULL};
+                                    "storage_backend", "plugins", "policy_engine", "audit", NULL};
   CT_GUARD(kbs_config__only(doc, "top level", top, err));
   kbs_config *c = calloc(1, sizeof *c);
   CT_ENSURE(c, err, CT_ENOMEM, "out of memory");
@@ -471,6 +648,7 @@ ct_status kbs_config_from_json(const json_t *doc, kbs_config **out, ct_err *err)
   CT_GUARD_GOTO(st, kbs_config__storage(doc, c, err), fail);
   CT_GUARD_GOTO(st, kbs_config__plugins(doc, c, err), fail);
   CT_GUARD_GOTO(st, kbs_config__policy_engine(doc, c, err), fail);
+  CT_GUARD_GOTO(st, kbs_config__audit(doc, c, err), fail);
   /* Trustee refuses to start when it could not verify any attestation token. */
   CT_ENSURE_GOTO(st, c->n_trusted_certs_paths || c->n_trusted_jwk_sets || c->insecure_header_jwk, fail, err,
                  CT_EINVAL,
@@ -541,6 +719,27 @@ void kbs_config_free(kbs_config *c) {
   free(c->tpm_trusted_ak_keys_dir);
   free(c->snp_insecure_test_only_roots);
   free(c->storage_dir);
+  free(c->local_fs_dir);
+  free(c->local_json_dir);
+  free(c->pg_db);
+  free(c->pg_username);
+  if (c->pg_password) ct_wipe(c->pg_password, strlen(c->pg_password));
+  free(c->pg_password);
+  free(c->pg_host);
+  if (c->pg_url) ct_wipe(c->pg_url, strlen(c->pg_url));
+  free(c->pg_url);
+  if (c->redis_url) ct_wipe(c->redis_url, strlen(c->redis_url));
+  free(c->redis_url);
+  free(c->session_key_file);
+  kbs_config__free_strs(c->session_previous_key_files, c->n_session_previous_key_files);
+  free(c->vault.url);
+  if (c->vault.token) ct_wipe(c->vault.token, strlen(c->vault.token));
+  free(c->vault.token);
+  free(c->vault.mount_path);
+  kbs_config__free_strs(c->vault.ca_certs, c->vault.n_ca_certs);
+  free(c->vault.secret_path);
+  free(c->vault.secret_field);
+  free(c->audit_path);
   free(c->resource_dir);
   free(c->resource_policy_path);
   free(c);

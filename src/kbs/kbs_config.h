@@ -3,9 +3,10 @@
  *
  * Supported sections: [http_server], [admin] (authorization_mode or the older insecure_api /
  * auth_public_key form), [attestation_token], [attestation_service] (coco_as_builtin),
- * [storage_backend], [[plugins]] (resource), [policy_engine]. An unknown key or a bad value is an
- * error naming it. Relative paths are used as given (relative to the working directory), as
- * Trustee does.
+ * [storage_backend] (Memory, LocalFs, LocalJson, Postgres, Redis; session_storage_type),
+ * [[plugins]] (resource: KvStorage or Vault), [policy_engine], and our [audit]. An unknown key or
+ * a bad value is an error naming it. Relative paths are used as given (relative to the working
+ * directory), as Trustee does. docs/storage.md describes the storage keys.
  */
 #ifndef KBS_CONFIG_H
 #define KBS_CONFIG_H
@@ -35,6 +36,24 @@ typedef struct kbs_acl_rule {
   char *role;
   char *allowed_endpoints; /* regex anchored ^/kbs ... $ */
 } kbs_acl_rule;
+
+typedef enum kbs_resource_backend { KBS_RESOURCE_KVSTORAGE, KBS_RESOURCE_VAULT } kbs_resource_backend;
+
+/* [[plugins]] name = "resource", storage_backend_type = "Vault": upstream's keys (vault_url,
+ * token, mount_path, verify_ssl, ca_certs) and ours (the rest). */
+typedef struct kbs_vault_config {
+  char *url;
+  char *token;          /* secret: never logged; from token, token_file or VAULT_TOKEN */
+  char *mount_path;     /* "secret" */
+  bool verify_ssl;      /* default true (upstream: false); false needs an explicit setting */
+  char **ca_certs;
+  size_t n_ca_certs;
+  unsigned kv_version;  /* 1 (upstream) or 2 */
+  char *secret_path;    /* template over {repo} {type} {tag}; "{repo}/{type}/{tag}" */
+  char *secret_field;   /* template; "data" */
+  unsigned cache_ttl_s; /* 0: no cache */
+  unsigned timeout_ms;  /* one fetch, queueing included; 5000 */
+} kbs_vault_config;
 
 typedef struct kbs_config {
   /* [http_server] */
@@ -85,15 +104,43 @@ typedef struct kbs_config {
 
   /* [storage_backend] */
   kvs_type storage_type;
-  char *storage_dir;
+  char *storage_dir;      /* the selected local backend's directory */
+  char *local_fs_dir;     /* backends.local_fs.dir_path (for per-component type overrides) */
+  char *local_json_dir;   /* backends.local_json.file_dir_path */
+  char *pg_db, *pg_username, *pg_password, *pg_host; /* backends.postgres */
+  unsigned pg_port;
+  char *pg_url;           /* POSTGRES_URL (environment), as upstream */
+  char *redis_url;        /* backends.redis.url, or REDIS_URL (environment) */
+  unsigned storage_timeout_ms;  /* our timeout_ms: bound on one remote storage operation */
+  /* session_storage_type: "Stateless" (cookie sealed with session_key_file), or a storage type
+   * (upstream's meaning: where sessions live; here: where replicas share the cookie-sealing key
+   * and the single-use nonce records). Unset: storage_type, as upstream. */
+  bool session_stateless;
+  kvs_type session_storage_type;
+  char *session_key_file;
+  char **session_previous_key_files; /* older keys, still accepted for opening cookies */
+  size_t n_session_previous_key_files;
+  bool rvps_storage_type_set;        /* attestation_service.rvps_config.storage_type override */
+  kvs_type rvps_storage_type;
 
   /* [[plugins]] resource */
   bool resource_plugin;
   char *resource_dir; /* legacy `type = "LocalFs", dir_path = ...` on the plugin */
+  kbs_resource_backend resource_backend;
+  kbs_vault_config vault;
+
+  /* [audit] (ours) */
+  char *audit_path;
 
   /* [policy_engine] */
   char *resource_policy_path;
 } kbs_config;
+
+/* Fills a storage configuration of the given type from [storage_backend] (backends reused for
+ * per-component overrides, as upstream). Strings stay owned by the configuration. */
+void kbs_config_kvs(const kbs_config *c, kvs_type type, kvs_config *out);
+/* Parses a storage type name as upstream does ("LocalFs" or "local_fs", ...). */
+CT_RESULT kbs_config_storage_type(const char *name, const char *where, kvs_type *out, ct_err *err);
 
 /* Builds a configuration from the parsed TOML document. */
 CT_RESULT kbs_config_from_json(const json_t *doc, kbs_config **out, ct_err *err);

@@ -146,12 +146,84 @@ static void test_defaults(void **state) {
   kbs_config_free(c);
 }
 
+#define BASE "[http_server]\ninsecure_http = true\n[admin]\n[attestation_token]\ninsecure_header_jwk = true\n"
+
+/* Upstream's storage and plugin keys, accepted unchanged, and ours beside them. */
+static void test_storage_config(void **state) {
+  (void)state;
+  kbs_config *c = NULL;
+  ct_err err;
+  CT_ASSERT_OK(parse(BASE "[storage_backend]\nstorage_type = \"postgres\"\n"
+                          "[storage_backend.backends.postgres]\ndb = \"kbs\"\nusername = \"u\"\npassword = \"p\"\n"
+                          "port = 6432\nhost = \"db\"\n[storage_backend.backends.local_json]\nfile_dir_path = \"/j\"\n"
+                          "[attestation_service]\ntype = \"coco_as_builtin\"\n"
+                          "[attestation_service.rvps_config]\ntype = \"BuiltIn\"\nstorage_type = \"LocalJson\"\n"
+                          "[[plugins]]\nname = \"resource\"\nstorage_backend_type = \"kvstorage\"\n",
+                     &c, &err), &err);
+  assert_int_equal(c->storage_type, KVS_POSTGRES);
+  assert_string_equal(c->pg_username, "u");
+  assert_string_equal(c->pg_password, "p");
+  assert_int_equal(c->pg_port, 6432);
+  assert_true(c->rvps_storage_type_set);
+  assert_int_equal(c->rvps_storage_type, KVS_LOCAL_JSON);
+  assert_int_equal(c->session_storage_type, KVS_POSTGRES); /* upstream: falls back to storage_type */
+  assert_false(c->session_stateless);
+  assert_int_equal(c->resource_backend, KBS_RESOURCE_KVSTORAGE);
+  kvs_config kc;
+  kbs_config_kvs(c, KVS_LOCAL_JSON, &kc);
+  assert_string_equal(kc.dir_path, "/j");
+  kbs_config_free(c);
+
+  CT_ASSERT_OK(parse(BASE "[storage_backend]\nstorage_type = \"Redis\"\nsession_storage_type = \"Stateless\"\n"
+                          "session_key_file = \"/k\"\nsession_previous_key_files = [\"/old1\", \"/old2\"]\n"
+                          "[storage_backend.backends.redis]\nurl = \"redis://10.0.0.1:6380/2\"\n"
+                          "[[plugins]]\nname = \"resource\"\nstorage_backend_type = \"Vault\"\n"
+                          "vault_url = \"https://vault:8200\"\ntoken = \"s.abc\"\nca_certs = [\"/ca.pem\"]\n"
+                          "kv_version = 2\nsecret_path = \"hub/{type}\"\nsecret_field = \"{tag}\"\n"
+                          "cache_ttl_seconds = 30\n[audit]\npath = \"/var/log/kbs-audit.jsonl\"\n",
+                     &c, &err), &err);
+  assert_int_equal(c->storage_type, KVS_REDIS);
+  assert_string_equal(c->redis_url, "redis://10.0.0.1:6380/2");
+  assert_true(c->session_stateless);
+  assert_string_equal(c->session_key_file, "/k");
+  assert_int_equal(c->n_session_previous_key_files, 2);
+  assert_int_equal(c->resource_backend, KBS_RESOURCE_VAULT);
+  assert_string_equal(c->vault.mount_path, "secret");
+  assert_true(c->vault.verify_ssl);
+  assert_int_equal(c->vault.kv_version, 2);
+  assert_string_equal(c->vault.secret_path, "hub/{type}");
+  assert_string_equal(c->vault.secret_field, "{tag}");
+  assert_int_equal(c->vault.cache_ttl_s, 30);
+  assert_string_equal(c->audit_path, "/var/log/kbs-audit.jsonl");
+  kbs_config_free(c);
+
+  /* Upstream's Vault defaults: mount "secret", KV v1, value under "data". */
+  CT_ASSERT_OK(parse(BASE "[[plugins]]\nname = \"resource\"\nstorage_backend_type = \"vault\"\n"
+                          "vault_url = \"http://127.0.0.1:8200\"\ntoken = \"t\"\nverify_ssl = false\n",
+                     &c, &err), &err);
+  assert_int_equal(c->vault.kv_version, 1);
+  assert_string_equal(c->vault.secret_path, "{repo}/{type}/{tag}");
+  assert_string_equal(c->vault.secret_field, "data");
+  assert_false(c->vault.verify_ssl);
+  kbs_config_free(c);
+
+  expect_error(BASE "[storage_backend]\nstorage_type = \"Etcd\"\n", "\"Etcd\" is not supported");
+  expect_error(BASE "[storage_backend.backends.postgres]\ndatabase = \"x\"\n", "unknown key \"database\"");
+  expect_error(BASE "[[plugins]]\nname = \"resource\"\nstorage_backend_type = \"Aliyun\"\n", "not supported");
+  expect_error(BASE "[[plugins]]\nname = \"resource\"\nstorage_backend_type = \"Vault\"\n", "vault_url");
+  expect_error(BASE "[[plugins]]\nname = \"resource\"\nstorage_backend_type = \"Vault\"\n"
+                    "vault_url = \"http://v\"\ntoken = \"t\"\nsecret_path = \"{repo}/{secret}\"\n",
+               "only {repo}, {type} and {tag}");
+  expect_error(BASE "[storage_backend]\nsession_storage_type = \"Sticky\"\n", "session_storage_type");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_full_config),
       cmocka_unit_test(test_pattern_legacy_config),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_defaults),
+      cmocka_unit_test(test_storage_config),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
