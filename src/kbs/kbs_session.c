@@ -13,10 +13,10 @@
 
 /* Sealed cookie plaintext: version(1) | expires(8, big-endian) | session id(16) | nonce(32) | tee.
  * The cookie is "v1." + base64url(iv(12) | ciphertext | tag(16)). */
-#define KBS_SID_LEN 16
 #define KBS_PLAIN_FIXED (1 + 8 + KBS_SID_LEN + 32)
 #define KBS_TEE_MAX 31
 #define KBS_BUCKETS 4096
+#define KBS_NONCE_SET 65536 /* open addressing, power of two; at most half full */
 
 typedef struct kbs__entry {
   uint8_t sid[KBS_SID_LEN];
@@ -26,8 +26,17 @@ typedef struct kbs__entry {
   struct kbs__entry *prev, *next;    /* LRU list, most recent first */
 } kbs__entry;
 
+typedef struct kbs__used {
+  uint8_t sid[KBS_SID_LEN];
+  time_t expires; /* 0: free slot */
+} kbs__used;
+
 struct kbs_sessions {
   uint8_t key[32];
+  uint8_t old_keys[KBS_MAX_OLD_KEYS][32];
+  size_t n_old_keys;
+  kbs__used *used; /* nonces already presented to /attest */
+  size_t n_used;
   pthread_mutex_t lock;
   size_t max, count;
   kbs__entry *buckets[KBS_BUCKETS];
@@ -44,6 +53,11 @@ ct_status kbs_sessions_new(size_t max_attested, const uint8_t *key, kbs_sessions
   }
   pthread_mutex_init(&s->lock, NULL);
   s->max = max_attested ? max_attested : 1;
+  s->used = calloc(KBS_NONCE_SET, sizeof *s->used);
+  if (!s->used) {
+    kbs_sessions_free(s);
+    return ct_fail(err, CT_ENOMEM, "out of memory");
+  }
   *out = s;
   return CT_OK;
 }
@@ -60,6 +74,8 @@ void kbs_sessions_free(kbs_sessions *s) {
     kbs__entry_free(e);
   }
   ct_wipe(s->key, sizeof s->key);
+  ct_wipe(s->old_keys, sizeof s->old_keys);
+  free(s->used);
   pthread_mutex_destroy(&s->lock);
   free(s);
 }
@@ -100,10 +116,14 @@ static ct_status kbs__open(const kbs_sessions *s, const char *cookie, uint8_t *p
   if (ct_b64_decode(CT_B64_URL, cookie + 3, strlen(cookie + 3), &blob, &n, err) != CT_OK)
     return ct_fail(err, CT_ENOTFOUND, "session cookie was not issued by this KBS");
   ct_status st = CT_OK;
-  if (n < 12 + KBS_PLAIN_FIXED + 16 || n > 12 + KBS_PLAIN_FIXED + KBS_TEE_MAX + 16)
+  if (n < 12 + KBS_PLAIN_FIXED + 16 || n > 12 + KBS_PLAIN_FIXED + KBS_TEE_MAX + 16) {
     st = ct_fail(err, CT_ENOTFOUND, "session cookie was not issued by this KBS");
-  else
+  } else {
     st = kbs__gcm(s->key, false, blob, blob + 12, n - 28, plain, blob + n - 16, err);
+    /* Rotation: cookies sealed under a previous key stay valid until they expire. */
+    for (size_t i = 0; st != CT_OK && i < s->n_old_keys; i++)
+      st = kbs__gcm(s->old_keys[i], false, blob, blob + 12, n - 28, plain, blob + n - 16, err);
+  }
   if (st == CT_OK) *len = n - 28;
   free(blob);
   return st;
@@ -175,6 +195,7 @@ ct_status kbs_sessions_get(kbs_sessions *s, const char *cookie, kbs_session_view
   ct_reader_init(&pr, plain, len, "session cookie");
   view->expires = (time_t)ct_peek_u64be(&pr, 1, "expiry");
   CT_ENSURE(view->expires > time(NULL), err, CT_EEXPIRED, "session expired");
+  memcpy(view->sid, plain + 9, KBS_SID_LEN);
   memcpy(view->tee, plain + KBS_PLAIN_FIXED, len - KBS_PLAIN_FIXED);
   view->tee[len - KBS_PLAIN_FIXED] = 0;
   char *b64 = NULL;
@@ -223,7 +244,68 @@ ct_status kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *t
   return CT_OK;
 }
 
+ct_status kbs_sessions_add_old_key(kbs_sessions *s, const uint8_t key[32], ct_err *err) {
+  CT_ENSURE(s->n_old_keys < KBS_MAX_OLD_KEYS, err, CT_ELIMIT, "more than %d previous session keys", KBS_MAX_OLD_KEYS);
+  memcpy(s->old_keys[s->n_old_keys++], key, 32);
+  return CT_OK;
+}
+
+/* Linear probing from a hash of the (random) session id; deletion by rebuilding in the sweep. */
+static size_t kbs__used_slot(const uint8_t sid[KBS_SID_LEN]) {
+  size_t h = 0;
+  memcpy(&h, sid, sizeof h);
+  return h & (KBS_NONCE_SET - 1);
+}
+
+ct_status kbs_sessions_claim_nonce(kbs_sessions *s, const kbs_session_view *v, ct_err *err) {
+  time_t now = time(NULL);
+  ct_status st = CT_OK;
+  pthread_mutex_lock(&s->lock);
+  size_t i = kbs__used_slot(v->sid);
+  for (;; i = (i + 1) & (KBS_NONCE_SET - 1)) {
+    kbs__used *u = &s->used[i];
+    if (!u->expires) {
+      if (s->n_used >= KBS_NONCE_SET / 2) {
+        st = ct_fail(err, CT_ELIMIT, "%zu sessions are being attested at once: cannot guarantee single-use nonces "
+                     "for more; retry shortly", s->n_used);
+        break;
+      }
+      memcpy(u->sid, v->sid, KBS_SID_LEN);
+      u->expires = v->expires > now ? v->expires : now + 1;
+      s->n_used++;
+      break;
+    }
+    if (!memcmp(u->sid, v->sid, KBS_SID_LEN)) {
+      st = ct_fail(err, CT_EDENIED, "this session's nonce was already used: a replayed /attest (nonces are "
+                   "single-use; start again with /auth)");
+      break;
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+  return st;
+}
+
 size_t kbs_sessions_sweep(kbs_sessions *s) {
+  /* Expired nonce records go; the table is rebuilt so that probe chains stay intact. */
+  time_t then = time(NULL);
+  pthread_mutex_lock(&s->lock);
+  kbs__used *fresh = s->n_used ? calloc(KBS_NONCE_SET, sizeof *fresh) : NULL;
+  if (fresh) {
+    size_t kept = 0;
+    for (size_t i = 0; i < KBS_NONCE_SET; i++) {
+      kbs__used *u = &s->used[i];
+      if (!u->expires || u->expires <= then) continue;
+      size_t j = kbs__used_slot(u->sid);
+      while (fresh[j].expires) j = (j + 1) & (KBS_NONCE_SET - 1);
+      fresh[j] = *u;
+      kept++;
+    }
+    free(s->used);
+    s->used = fresh;
+    s->n_used = kept;
+  }
+  pthread_mutex_unlock(&s->lock);
+
   size_t removed = 0;
   time_t now = time(NULL);
   pthread_mutex_lock(&s->lock);

@@ -23,7 +23,11 @@
 #define KBS_COOKIE_MAX 192
 #define KBS_NONCE_B64_LEN 44
 
+#define KBS_SID_LEN 16
+#define KBS_MAX_OLD_KEYS 8
+
 typedef struct kbs_session_view {
+  uint8_t sid[KBS_SID_LEN]; /* the session's random id (names its shared records) */
   char tee[32];
   char nonce[KBS_NONCE_B64_LEN + 1];
   time_t expires;
@@ -43,6 +47,13 @@ CT_RESULT kbs_sessions_create(kbs_sessions *s, const char *tee, unsigned timeout
                               char nonce[KBS_NONCE_B64_LEN + 1], time_t *expires, ct_err *err);
 /* Opens a cookie: CT_ENOTFOUND when it was not sealed by this KBS, CT_EEXPIRED when too old. */
 CT_RESULT kbs_sessions_get(kbs_sessions *s, const char *cookie, kbs_session_view *view, ct_err *err);
+/* Adds an older cookie-sealing key: cookies sealed with it still open (key rotation across
+ * replicas: new key first, old one kept until its cookies expired). At most KBS_MAX_OLD_KEYS. */
+CT_RESULT kbs_sessions_add_old_key(kbs_sessions *s, const uint8_t key[32], ct_err *err);
+/* Marks the session's nonce as used in this process: CT_EDENIED when it already was (a replayed
+ * /attest). Records live until the session expires; `max_live` of them are kept (beyond that,
+ * CT_ELIMIT rather than forgetting a live one). Replicas share this through their backend. */
+CT_RESULT kbs_sessions_claim_nonce(kbs_sessions *s, const kbs_session_view *v, ct_err *err);
 /* Remembers the token issued to a session until the session expires or is evicted. */
 CT_RESULT kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *token, ct_err *err);
 /* Drops expired tokens; returns how many. */
