@@ -339,7 +339,8 @@ class OpenBao:
         _signal_tree(self.proc.pid, signal.SIGCONT)
 
     def env(self):
-        e = {"VAULT_ADDR": self.addr, "VAULT_TOKEN": self.token}
+        e = {"VAULT_ADDR": self.addr, "VAULT_TOKEN": self.token, "CT_BAO_BIN": self.bin, "CT_BAO_PID": str(self.proc.pid),
+             "BAO_ADDR": self.addr, "BAO_TOKEN": self.token}
         if self.ca_cert:
             e["VAULT_CACERT"] = str(self.ca_cert)
         return e
