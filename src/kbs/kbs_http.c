@@ -45,8 +45,22 @@ typedef struct kbs_http__worker {
 
 /* A request handed from a loop thread to the compute pool. It owns copies of everything a handler
  * reads, because the loop may free the evhttp request (peer closed) while the job is queued. */
+/* A job's life with respect to deferral (see kbs_http_defer). */
+typedef enum kbs_http__state {
+  KBS_HTTP__RUNNING,  /* a pool thread runs its handler or continuation */
+  KBS_HTTP__DEFERRED, /* ... and the handler deferred it */
+  KBS_HTTP__PARKED,   /* deferred, handler returned: waits for resume/offload/done */
+  KBS_HTTP__QUEUED,
+} kbs_http__state;
+
 typedef struct kbs_http__job {
   struct kbs_http_server *server;
+  pthread_mutex_t mu;             /* state, next_fn/next_arg/next_pool */
+  kbs_http__state state;
+  kbs_http_continuation next_fn;  /* NULL: run the server's handler */
+  void *next_arg;
+  int next_pool;                  /* 0 compute, 1 blocking, -1 finished (send the reply) */
+  bool action;                    /* resume/offload/done arrived while DEFERRED */
   struct kbs_http__worker *loop;  /* the loop that owns the connection and sends the reply */
   struct evhttp_request *ereq;    /* touched only on the owning loop thread */
   struct evhttp_connection *evcon;
@@ -62,17 +76,25 @@ typedef struct kbs_http__job {
 #define KBS_HTTP_MAX_POOL 64
 #define KBS_HTTP_HANDLER_STACK ((size_t)8 << 20)
 
+typedef struct kbs_http__queue {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct kbs_http__job *head, *tail;
+  size_t len;
+  unsigned n_threads;
+  pthread_t threads[KBS_HTTP_MAX_POOL];
+  bool started[KBS_HTTP_MAX_POOL];
+  bool blocking;
+  struct kbs_http_server *server;
+} kbs_http__queue;
+
 struct kbs_http_server {
   atomic_bool stopping;
+  kbs_http__queue blocking; /* kbs_http_pending_offload */
+  unsigned n_blocking;
   /* Compute pool: handlers run here, in global FIFO order, so a connection's position on a loop
    * does not decide its latency (SO_REUSEPORT splits connections unevenly across loops). */
-  pthread_mutex_t qlock;
-  pthread_cond_t qcond;
-  kbs_http__job *qhead, *qtail;
-  size_t qlen;
-  unsigned n_pool;
-  pthread_t pool[KBS_HTTP_MAX_POOL];
-  bool pool_started[KBS_HTTP_MAX_POOL];
+  kbs_http__queue compute;
   kbs_http_handler handler;
   void *ctx;
   SSL_CTX *ssl;
@@ -173,6 +195,7 @@ static const char *kbs_http__job_header(const kbs_http_request *req, const char 
 }
 
 static void kbs_http__job_free(kbs_http__job *j) {
+  pthread_mutex_destroy(&j->mu);
   ct_buf_free_secret(&j->resp.body);
   if (j->body) {
     ct_wipe(j->body, j->req.body_len);
@@ -215,26 +238,112 @@ static void kbs_http__complete(evutil_socket_t fd, short what, void *arg) {
   kbs_http__job_free(j);
 }
 
-static void *kbs_http__pool_run(void *arg) {
-  kbs_http_server *s = arg;
-  for (;;) {
-    pthread_mutex_lock(&s->qlock);
-    while (!s->qhead && !atomic_load(&s->stopping)) pthread_cond_wait(&s->qcond, &s->qlock);
-    kbs_http__job *j = s->qhead;
-    if (j) {
-      s->qhead = j->next;
-      if (!s->qhead) s->qtail = NULL;
-      s->qlen--;
-    }
-    pthread_mutex_unlock(&s->qlock);
-    if (!j) return NULL; /* stopping and drained */
-    s->handler(s->ctx, &j->req, &j->resp);
-    /* Hand the reply back to the connection's loop; if that fails the loop is gone (shutdown)
-     * and evhttp_free releases the request. */
-    struct timeval now = {0, 0};
-    if (event_base_once(j->loop->base, -1, EV_TIMEOUT, kbs_http__complete, j, &now) != 0) kbs_http__job_free(j);
+static _Thread_local kbs_http__job *kbs_http__current; /* the job this pool thread runs */
+static _Thread_local bool kbs_http__blocking_thread;
+
+static void kbs_http__finish(kbs_http__job *j) {
+  /* Hand the reply back to the connection's loop; if that fails the loop is gone (shutdown)
+   * and evhttp_free releases the request. */
+  struct timeval now = {0, 0};
+  if (event_base_once(j->loop->base, -1, EV_TIMEOUT, kbs_http__complete, j, &now) != 0) kbs_http__job_free(j);
+}
+
+static void kbs_http__enqueue(kbs_http__queue *q, kbs_http__job *j) {
+  pthread_mutex_lock(&q->lock);
+  j->next = NULL;
+  if (q->tail) q->tail->next = j;
+  else q->head = j;
+  q->tail = j;
+  q->len++;
+  pthread_cond_signal(&q->cond);
+  pthread_mutex_unlock(&q->lock);
+}
+
+/* Carries out what was asked for a deferred job (called with j->mu not held). */
+static void kbs_http__dispatch_next(kbs_http__job *j) {
+  if (j->next_pool < 0) {
+    kbs_http__finish(j);
+  } else {
+    j->state = KBS_HTTP__QUEUED;
+    kbs_http__enqueue(j->next_pool == 1 ? &j->server->blocking : &j->server->compute, j);
   }
 }
+
+/* Runs one job on a pool thread, then replies, parks it or passes it on. */
+static void kbs_http__run_job(kbs_http_server *s, kbs_http__job *j) {
+  pthread_mutex_lock(&j->mu);
+  j->state = KBS_HTTP__RUNNING;
+  kbs_http_continuation fn = j->next_fn;
+  void *arg = j->next_arg;
+  j->next_fn = NULL;
+  j->next_arg = NULL;
+  j->action = false;
+  pthread_mutex_unlock(&j->mu);
+  kbs_http__current = j;
+  if (fn) fn(s->ctx, &j->req, &j->resp, arg);
+  else s->handler(s->ctx, &j->req, &j->resp);
+  kbs_http__current = NULL;
+  pthread_mutex_lock(&j->mu);
+  if (j->state == KBS_HTTP__RUNNING) {
+    pthread_mutex_unlock(&j->mu);
+    kbs_http__finish(j);
+    return;
+  }
+  bool act = j->action;
+  if (!act) j->state = KBS_HTTP__PARKED;
+  pthread_mutex_unlock(&j->mu);
+  if (act) kbs_http__dispatch_next(j);
+}
+
+static void *kbs_http__queue_run(void *arg) {
+  kbs_http__queue *q = arg;
+  kbs_http_server *s = q->server;
+  kbs_http__blocking_thread = q->blocking;
+  for (;;) {
+    pthread_mutex_lock(&q->lock);
+    while (!q->head && !atomic_load(&s->stopping)) pthread_cond_wait(&q->cond, &q->lock);
+    kbs_http__job *j = q->head;
+    if (j) {
+      q->head = j->next;
+      if (!q->head) q->tail = NULL;
+      q->len--;
+    }
+    pthread_mutex_unlock(&q->lock);
+    if (!j) return NULL; /* stopping and drained */
+    kbs_http__run_job(s, j);
+  }
+}
+
+kbs_http_pending *kbs_http_defer(const kbs_http_request *req) {
+  kbs_http__job *j = req->native;
+  if (!j || j != kbs_http__current) return NULL; /* synthetic requests (fuzzing) cannot defer */
+  pthread_mutex_lock(&j->mu);
+  j->state = KBS_HTTP__DEFERRED;
+  pthread_mutex_unlock(&j->mu);
+  return (kbs_http_pending *)j;
+}
+
+static void kbs_http__post(kbs_http_pending *p, kbs_http_continuation fn, void *arg, int pool) {
+  kbs_http__job *j = (kbs_http__job *)p;
+  pthread_mutex_lock(&j->mu);
+  j->next_fn = fn;
+  j->next_arg = arg;
+  j->next_pool = pool;
+  if (j->state == KBS_HTTP__DEFERRED) {
+    /* The deferring handler still runs: it passes the job on when it returns. */
+    j->action = true;
+    pthread_mutex_unlock(&j->mu);
+    return;
+  }
+  pthread_mutex_unlock(&j->mu);
+  kbs_http__dispatch_next(j);
+}
+
+void kbs_http_pending_resume(kbs_http_pending *p, kbs_http_continuation fn, void *arg) { kbs_http__post(p, fn, arg, 0); }
+void kbs_http_pending_offload(kbs_http_pending *p, kbs_http_continuation fn, void *arg) { kbs_http__post(p, fn, arg, 1); }
+void kbs_http_pending_done(kbs_http_pending *p) { kbs_http__post(p, NULL, NULL, -1); }
+kbs_http_response *kbs_http_pending_response(kbs_http_pending *p) { return &((kbs_http__job *)p)->resp; }
+bool kbs_http_on_blocking_thread(void) { return kbs_http__blocking_thread; }
 
 static char *kbs_http__dup(const char *v) { return v ? strdup(v) : NULL; }
 
@@ -246,6 +355,7 @@ static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
     evhttp_send_error(ereq, 503, "Out of memory");
     return;
   }
+  pthread_mutex_init(&j->mu, NULL);
   j->server = s;
   j->loop = w;
   j->ereq = ereq;
@@ -280,16 +390,18 @@ static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
     kbs_http__job_free(j);
     return;
   }
-  pthread_mutex_lock(&s->qlock);
-  bool full = s->qlen >= KBS_HTTP_MAX_QUEUE;
+  j->state = KBS_HTTP__QUEUED;
+  kbs_http__queue *q = &s->compute;
+  pthread_mutex_lock(&q->lock);
+  bool full = q->len >= KBS_HTTP_MAX_QUEUE;
   if (!full) {
-    if (s->qtail) s->qtail->next = j;
-    else s->qhead = j;
-    s->qtail = j;
-    s->qlen++;
-    pthread_cond_signal(&s->qcond);
+    if (q->tail) q->tail->next = j;
+    else q->head = j;
+    q->tail = j;
+    q->len++;
+    pthread_cond_signal(&q->cond);
   }
-  pthread_mutex_unlock(&s->qlock);
+  pthread_mutex_unlock(&q->lock);
   if (full) {
     evhttp_send_error(ereq, 503, "Busy");
     kbs_http__job_free(j);
@@ -377,8 +489,15 @@ ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   s->handler = handler;
   s->ctx = ctx;
-  pthread_mutex_init(&s->qlock, NULL);
-  pthread_cond_init(&s->qcond, NULL);
+  kbs_http__queue *queues[2] = {&s->compute, &s->blocking};
+  for (int i = 0; i < 2; i++) {
+    pthread_mutex_init(&queues[i]->lock, NULL);
+    pthread_cond_init(&queues[i]->cond, NULL);
+    queues[i]->server = s;
+    queues[i]->blocking = i == 1;
+  }
+  s->n_blocking = cfg->blocking_threads ? cfg->blocking_threads : 8;
+  if (s->n_blocking > KBS_HTTP_MAX_POOL) s->n_blocking = KBS_HTTP_MAX_POOL;
   s->max_body = cfg->max_body;
   unsigned n = cfg->workers ? cfg->workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
   if (n == 0) n = 1;
@@ -439,18 +558,22 @@ fail:
 
 ct_status kbs_http_run(kbs_http_server *s, ct_err *err) {
   /* As many handler threads as loops: the work is CPU-bound. */
-  s->n_pool = s->n_workers < KBS_HTTP_MAX_POOL ? s->n_workers : KBS_HTTP_MAX_POOL;
+  s->compute.n_threads = s->n_workers < KBS_HTTP_MAX_POOL ? s->n_workers : KBS_HTTP_MAX_POOL;
+  s->blocking.n_threads = s->n_blocking;
   /* Handlers evaluate Rego policies, whose evaluator stops at a fraction of the thread's stack:
    * give them a known stack rather than whatever `ulimit -s` the service was started with. */
   pthread_attr_t at;
   CT_ENSURE(pthread_attr_init(&at) == 0, err, CT_ENOMEM, "cannot create thread attributes");
   pthread_attr_setstacksize(&at, KBS_HTTP_HANDLER_STACK);
-  for (unsigned i = 0; i < s->n_pool; i++) {
-    if (pthread_create(&s->pool[i], &at, kbs_http__pool_run, s) != 0) {
-      pthread_attr_destroy(&at);
-      return ct_fail(err, CT_EIO, "cannot start handler thread %u", i);
+  kbs_http__queue *queues[2] = {&s->compute, &s->blocking};
+  for (int k = 0; k < 2; k++) {
+    for (unsigned i = 0; i < queues[k]->n_threads; i++) {
+      if (pthread_create(&queues[k]->threads[i], &at, kbs_http__queue_run, queues[k]) != 0) {
+        pthread_attr_destroy(&at);
+        return ct_fail(err, CT_EIO, "cannot start handler thread %u", i);
+      }
+      queues[k]->started[i] = true;
     }
-    s->pool_started[i] = true;
   }
   pthread_attr_destroy(&at);
   for (unsigned i = 0; i < s->n_workers; i++) {
@@ -469,11 +592,15 @@ void kbs_http_stop(kbs_http_server *s) {
   if (!s) return;
   atomic_store(&s->stopping, true);
   /* Handlers first: they may still hand replies to the loops. */
-  pthread_mutex_lock(&s->qlock);
-  pthread_cond_broadcast(&s->qcond);
-  pthread_mutex_unlock(&s->qlock);
-  for (unsigned i = 0; i < s->n_pool; i++)
-    if (s->pool_started[i]) pthread_join(s->pool[i], NULL);
+  kbs_http__queue *queues[2] = {&s->compute, &s->blocking};
+  for (int k = 0; k < 2; k++) {
+    pthread_mutex_lock(&queues[k]->lock);
+    pthread_cond_broadcast(&queues[k]->cond);
+    pthread_mutex_unlock(&queues[k]->lock);
+  }
+  for (int k = 0; k < 2; k++)
+    for (unsigned i = 0; i < queues[k]->n_threads; i++)
+      if (queues[k]->started[i]) pthread_join(queues[k]->threads[i], NULL);
   for (unsigned i = 0; i < s->n_workers; i++)
     if (s->workers[i].base) event_base_loopbreak(s->workers[i].base);
   for (unsigned i = 0; i < s->n_workers; i++)
@@ -486,12 +613,14 @@ void kbs_http_stop(kbs_http_server *s) {
     if (s->workers[i].http) evhttp_free(s->workers[i].http);
     if (s->workers[i].base) event_base_free(s->workers[i].base);
   }
-  for (kbs_http__job *j = s->qhead, *n; j; j = n) { /* queued but never handled */
-    n = j->next;
-    kbs_http__job_free(j);
+  for (int k = 0; k < 2; k++) {
+    for (kbs_http__job *j = queues[k]->head, *n; j; j = n) { /* queued but never handled */
+      n = j->next;
+      kbs_http__job_free(j);
+    }
+    pthread_cond_destroy(&queues[k]->cond);
+    pthread_mutex_destroy(&queues[k]->lock);
   }
-  pthread_cond_destroy(&s->qcond);
-  pthread_mutex_destroy(&s->qlock);
   if (s->ssl) SSL_CTX_free(s->ssl);
   free(s);
 }

@@ -44,6 +44,24 @@ typedef struct kbs_http_response {
 
 typedef void (*kbs_http_handler)(void *ctx, const kbs_http_request *req, kbs_http_response *resp);
 
+/* --- replies that wait --------------------------------------------------------------------
+ * A handler that needs slow I/O (a remote storage backend, Vault) must not hold a compute
+ * thread. It calls kbs_http_defer: when it returns, no reply is sent; the request and response
+ * stay valid until the reply is finished with kbs_http_pending_done, or the work continues with
+ * kbs_http_pending_resume (on the compute pool) or kbs_http_pending_offload (on the blocking
+ * pool, whose threads may wait on the network). A continuation may defer again. resume, offload
+ * and done may be called from any thread, also before the deferring handler returned. */
+typedef struct kbs_http_pending kbs_http_pending;
+typedef void (*kbs_http_continuation)(void *ctx, const kbs_http_request *req, kbs_http_response *resp, void *arg);
+/* Only from inside a handler or continuation, for the request it was given. */
+kbs_http_pending *kbs_http_defer(const kbs_http_request *req);
+void kbs_http_pending_resume(kbs_http_pending *p, kbs_http_continuation fn, void *arg);
+void kbs_http_pending_offload(kbs_http_pending *p, kbs_http_continuation fn, void *arg);
+void kbs_http_pending_done(kbs_http_pending *p);
+kbs_http_response *kbs_http_pending_response(kbs_http_pending *p);
+/* True on a blocking-pool thread (where waiting on I/O is allowed). */
+bool kbs_http_on_blocking_thread(void);
+
 typedef struct kbs_http_config {
   const char *const *sockets; /* "IP:port" or "[IPv6]:port" */
   size_t n_sockets;
@@ -52,6 +70,7 @@ typedef struct kbs_http_config {
   const char *key_path;
   size_t max_body;           /* bytes */
   unsigned workers;          /* event-loop threads; 0 = number of CPUs */
+  unsigned blocking_threads; /* threads for kbs_http_pending_offload; 0 = 8 */
   unsigned timeout_seconds;  /* idle/read/write timeout per connection */
 } kbs_http_config;
 
