@@ -98,8 +98,15 @@ void kbs_handle_resource_put(kbs_server *s, const kbs_http_request *req, const c
   if (!kbs__admin_ok(s, req, r, true)) return;
   char key[3 * KBS_MAX_ID_PART + 3];
   snprintf(key, sizeof key, "%s/%s/%s", parts[0], parts[1], parts[2]);
-  ct_status st = del ? kvs_delete(s->resources, KBS_RESOURCE_NS, key, &err)
-                     : kvs_put(s->resources, KBS_RESOURCE_NS, key, req->body, req->body_len, &err);
+  ct_status st;
+  if (s->vault && del)
+    st = ct_fail(&err, CT_EUNSUPPORTED, "vault: delete %s: not supported through the KBS; delete the secret in Vault", key);
+  else if (s->vault)
+    st = vault_kv_put(s->vault, parts[0], parts[1], parts[2], req->body, req->body_len, &err);
+  else if (del)
+    st = kvs_delete(s->resources, KBS_RESOURCE_NS, key, &err);
+  else
+    st = kvs_put(s->resources, KBS_RESOURCE_NS, key, req->body, req->body_len, &err);
   if (st != CT_OK) {
     kbs_reply_error(r, "PluginInternalError", "Plugin internal error: %s", err.msg);
     return;

@@ -486,6 +486,7 @@ static ct_status kbs_config__storage(const json_t *doc, kbs_config *c, ct_err *e
   char *sess = NULL;
   CT_GUARD(kbs_config__str(t, "session_storage_type", "storage_backend", &sess, err));
   c->session_storage_type = c->storage_type;
+  c->session_storage_type_set = sess != NULL;
   if (sess && !strcmp(sess, "Stateless")) c->session_stateless = true;
   else if (sess) st = kbs_config_storage_type(sess, "storage_backend.session_storage_type", &c->session_storage_type, err);
   free(sess);

@@ -116,6 +116,7 @@ typedef struct kbs_config {
    * (upstream's meaning: where sessions live; here: where replicas share the cookie-sealing key
    * and the single-use nonce records). Unset: storage_type, as upstream. */
   bool session_stateless;
+  bool session_storage_type_set; /* given explicitly (not defaulted to storage_type) */
   kvs_type session_storage_type;
   char *session_key_file;
   char **session_previous_key_files; /* older keys, still accepted for opening cookies */

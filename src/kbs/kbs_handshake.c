@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "ct_codec.h"
 #include "ct_json.h"
+#include "ct_log.h"
 #include "ct_mem.h"
 #include "jose.h"
 #include "kbs_internal.h"
@@ -181,6 +183,60 @@ static ct_status kbs__do_attest(kbs_server *s, const kbs_session_view *sv, const
   return st;
 }
 
+static void kbs__sid_key(const char *prefix, const kbs_session_view *sv, char out[64]) {
+  char hex[2 * KBS_SID_LEN + 1];
+  ct_hex_into(sv->sid, KBS_SID_LEN, hex);
+  hex[2 * KBS_SID_LEN] = 0;
+  snprintf(out, 64, "%s/%s", prefix, hex);
+}
+
+/* Session records live a little longer than the session, so that a clock step between replicas
+ * never lets one expire early. */
+static unsigned kbs__record_ttl(const kbs_session_view *sv) {
+  time_t left = sv->expires - time(NULL);
+  return (unsigned)(left > 0 ? left : 1) + 60;
+}
+
+ct_status kbs_session_claim_nonce(kbs_server *s, const kbs_session_view *sv, bool attested_here, ct_err *err) {
+  CT_ENSURE(!attested_here, err, CT_EDENIED, "this session is already attested and its nonce was used: a replayed "
+            "/attest (nonces are single-use; start again with /auth)");
+  if (!s->session_shared) return kbs_sessions_claim_nonce(s->sessions, sv, err);
+  char key[64];
+  kbs__sid_key("nonce", sv, key);
+  bool inserted = false;
+  if (kvs_put_nx(s->session_store, KBS_SESSION_NS, key, "used", 4, kbs__record_ttl(sv), &inserted, err) != CT_OK)
+    return ct_err_prefix(err, "session storage (%s): cannot record the nonce as used: ",
+                         kvs_type_name(kvs_get_type(s->session_store)));
+  CT_ENSURE(inserted, err, CT_EDENIED, "this session's nonce was already used (on this or another replica): a "
+            "replayed /attest (nonces are single-use; start again with /auth)");
+  return CT_OK;
+}
+
+void kbs_session_share_token(kbs_server *s, const kbs_session_view *sv, const char *token) {
+  if (!s->session_shared) return;
+  char key[64];
+  kbs__sid_key("attested", sv, key);
+  ct_err err;
+  if (kvs_put_ttl(s->session_store, KBS_SESSION_NS, key, token, strlen(token), kbs__record_ttl(sv), &err) != CT_OK)
+    CT_LOG_WARN_("kbs", "the attested session is not shared with other replicas (its cookie works here only): %s",
+                 err.msg);
+}
+
+char *kbs_session_shared_token(kbs_server *s, const kbs_session_view *sv) {
+  if (!s->session_shared) return NULL;
+  char key[64];
+  kbs__sid_key("attested", sv, key);
+  uint8_t *v = NULL;
+  size_t n = 0;
+  ct_err err;
+  ct_status st = kvs_get(s->session_store, KBS_SESSION_NS, key, &v, &n, &err);
+  if (st != CT_OK) {
+    if (st != CT_ENOTFOUND) CT_LOG_WARN_("kbs", "looking up a session attested on another replica: %s", err.msg);
+    return NULL;
+  }
+  return (char *)v;
+}
+
 void kbs_handle_attest(kbs_server *s, const kbs_http_request *req, kbs_http_response *r) {
   kbs_metrics_inc(KBS_M_ATTESTATION_REQUESTS);
   ct_err err;
@@ -199,15 +255,15 @@ void kbs_handle_attest(kbs_server *s, const kbs_http_request *req, kbs_http_resp
     return;
   }
   kbs__set_cookie(r, id, sv.expires);
-  if (sv.attested) {
-    /* Idempotent, as Trustee: a repeated /attest returns the session's token. */
-    kbs_reply_json(r, json_pack("{s:s}", "token", sv.token));
-    free(sv.token);
-    return;
-  }
+  free(sv.token);
+  /* A nonce is single-use: a second /attest for a session, here or on any replica sharing the
+   * session storage, is a replay. (Trustee answers a repeated /attest with the session's token;
+   * a client that lost it starts again with /auth.) */
   json_t *body = NULL;
   char *token = NULL;
+  /* Malformed input changes nothing: the nonce is spent only on a well-formed request. */
   st = kbs_parse_json_body(req, &body, &err);
+  if (st == CT_OK) st = kbs_session_claim_nonce(s, &sv, sv.attested, &err);
   if (st == CT_OK) st = kbs__do_attest(s, &sv, body, &token, &err);
   json_decref(body);
   if (st == CT_OK) st = kbs_sessions_attest(s->sessions, id, token, &err);
@@ -217,6 +273,7 @@ void kbs_handle_attest(kbs_server *s, const kbs_http_request *req, kbs_http_resp
     free(token);
     return;
   }
+  kbs_session_share_token(s, &sv, token);
   kbs_metrics_attestation(sv.tee, 1);
   kbs_reply_json(r, json_pack("{s:s}", "token", token));
   free(token);

@@ -345,6 +345,15 @@ void kbs_http_pending_done(kbs_http_pending *p) { kbs_http__post(p, NULL, NULL, 
 kbs_http_response *kbs_http_pending_response(kbs_http_pending *p) { return &((kbs_http__job *)p)->resp; }
 bool kbs_http_on_blocking_thread(void) { return kbs_http__blocking_thread; }
 
+bool kbs_http_is_deferred(const kbs_http_request *req) {
+  kbs_http__job *j = req->native;
+  if (!j || j != kbs_http__current) return false;
+  pthread_mutex_lock(&j->mu);
+  bool d = j->state != KBS_HTTP__RUNNING;
+  pthread_mutex_unlock(&j->mu);
+  return d;
+}
+
 static char *kbs_http__dup(const char *v) { return v ? strdup(v) : NULL; }
 
 static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {

@@ -59,6 +59,8 @@ void kbs_http_pending_resume(kbs_http_pending *p, kbs_http_continuation fn, void
 void kbs_http_pending_offload(kbs_http_pending *p, kbs_http_continuation fn, void *arg);
 void kbs_http_pending_done(kbs_http_pending *p);
 kbs_http_response *kbs_http_pending_response(kbs_http_pending *p);
+/* True once the handler running this request deferred it (its response is no longer its own). */
+bool kbs_http_is_deferred(const kbs_http_request *req);
 /* True on a blocking-pool thread (where waiting on I/O is allowed). */
 bool kbs_http_on_blocking_thread(void);
 

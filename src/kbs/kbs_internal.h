@@ -16,6 +16,7 @@
 
 #include "as_service.h"
 #include "ct_status.h"
+#include "kbs_audit.h"
 #include "kbs_auth.h"
 #include "kbs_http.h"
 #include "kbs_server.h"
@@ -23,6 +24,7 @@
 #include "kvs.h"
 #include "rego.h"
 #include "rvps.h"
+#include "vault_kv.h"
 
 #define KBS_ERR_PREFIX "https://github.com/confidential-containers/kbs/errors/"
 #define KBS_RESOURCE_NS "repository"
@@ -30,12 +32,21 @@
 #define KBS_MAX_ATTESTED_SESSIONS 2048
 #define KBS_MAX_ID_PART 128
 #define KBS_JSON_DEPTH 32
+#define KBS_SESSION_NS "kbs_protocol_session"
 
 struct kbs_server {
   const kbs_config *cfg;
   kvs *store;
   kvs *resources;          /* the legacy plugin dir_path, or the main store */
   kvs *rv_store;           /* rvps_config storage, or the main store */
+  kvs *session_store;      /* session_storage_type's store (often the main store) */
+  bool session_shared;     /* replicas share nonce and attested-session records through it */
+  vault_kv *vault;         /* the resource plugin's Vault backend, or NULL */
+  pthread_rwlock_t vault_lock; /* readers submit reads; shutdown takes it to stop them */
+  bool vault_closed;
+  kbs_audit *audit;        /* [audit] path, or NULL */
+  pthread_mutex_t health_lock;
+  char *health;            /* NULL: ready; else why not (from the last probe, never secret) */
   rvps *rvps;
   as_service *as;
   kbs_sessions *sessions;
@@ -57,12 +68,26 @@ void kbs_reply_json(kbs_http_response *r, json_t *body);
 /* The request body as a JSON object (bounded depth). */
 CT_RESULT kbs_parse_json_body(const kbs_http_request *req, json_t **out, ct_err *err);
 
+/* True when handling this request may wait on a remote backend (it then runs on the blocking
+ * pool). */
+bool kbs_store_is_remote(const kvs *k);
+/* Appends to the audit log when one is configured; failures are logged, never fatal. */
+void kbs_audit_note(kbs_server *s, const char *event, const json_t *claims, const char *tee, const char *path,
+                    const char *decision, const char *reason);
+
 /* --- RCAR handshake (kbs_handshake.c) -------------------------------------------------------------- */
 
 /* The kbs-session-id cookie's value, copied into `out`; NULL when absent or oversized. */
 const char *kbs_session_cookie(const kbs_http_request *req, char out[KBS_COOKIE_MAX]);
 void kbs_handle_auth(kbs_server *s, const kbs_http_request *req, kbs_http_response *r);
 void kbs_handle_attest(kbs_server *s, const kbs_http_request *req, kbs_http_response *r);
+/* Marks a session's nonce used (in the shared session storage, or in this process): CT_EDENIED
+ * for a replay. */
+CT_RESULT kbs_session_claim_nonce(kbs_server *s, const kbs_session_view *sv, bool attested_here, ct_err *err);
+/* Shares an attested session's token with the replicas (shared session storage only). */
+void kbs_session_share_token(kbs_server *s, const kbs_session_view *sv, const char *token);
+/* The token of a session attested on another replica, or NULL (caller frees). */
+char *kbs_session_shared_token(kbs_server *s, const kbs_session_view *sv);
 
 /* --- resources (kbs_resource.c) -------------------------------------------------------------------- */
 

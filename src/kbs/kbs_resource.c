@@ -14,6 +14,7 @@
 #include "ct_json.h"
 #include "ct_mem.h"
 #include "jose.h"
+#include "ct_log.h"
 #include "kbs_internal.h"
 #include "kbs_metrics.h"
 
@@ -153,6 +154,123 @@ static void kbs__appraisal_summary(const json_t *claims, char *out, size_t cap) 
   if (!n) snprintf(out, cap, "the token carries no appraisal");
 }
 
+/* Encrypts the secret to the token's TEE key and answers; consumes `secret` and `claims`. */
+static void kbs__release(kbs_server *s, kbs_http_response *r, json_t *claims, const char *tee, const char *key,
+                         uint8_t *secret, size_t len) {
+  ct_err err;
+  char path[3 * KBS_MAX_ID_PART + 24];
+  snprintf(path, sizeof path, "/kbs/v0/resource/%s", key);
+  const json_t *teekey = kbs__find_teekey(s, claims);
+  json_t *jwe = NULL;
+  ct_status st;
+  if (!teekey) st = ct_fail(&err, CT_EINVAL, "the token carries no TEE public key to encrypt the resource to");
+  else st = jose_jwe_encrypt(teekey, secret, len, &jwe, &err);
+  ct_wipe(secret, len);
+  free(secret);
+  if (st != CT_OK) {
+    kbs_audit_note(s, "resource-refusal", claims, tee, path, "error", err.msg);
+    json_decref(claims);
+    kbs_reply_error(r, "JweError", "JWE error: %s", err.msg);
+    return;
+  }
+  kbs_audit_note(s, "resource-release", claims, tee, path, "allow", NULL);
+  json_decref(claims);
+  kbs_metrics_resource(key, 0);
+  kbs_reply_json(r, jwe);
+}
+
+static void kbs__fetch_failed(kbs_server *s, kbs_http_response *r, json_t *claims, const char *tee, const char *key,
+                              ct_status st, const char *why) {
+  char path[3 * KBS_MAX_ID_PART + 24];
+  snprintf(path, sizeof path, "/kbs/v0/resource/%s", key);
+  kbs_audit_note(s, "resource-refusal", claims, tee, path, "error", st == CT_ENOTFOUND ? "not found" : why);
+  json_decref(claims);
+  kbs_reply_error(r, "PluginInternalError", "Plugin internal error: resource %s: %s", key,
+                  st == CT_ENOTFOUND && !strstr(why, "vault") ? "not found" : why);
+}
+
+/* A Vault read in flight: completes on the HTTP pool's thread, continues on the compute pool. */
+typedef struct kbs__vault_read {
+  kbs_server *s;
+  kbs_http_pending *p;
+  json_t *claims;
+  char tee[32];
+  char key[3 * KBS_MAX_ID_PART + 3];
+  ct_status st;
+  uint8_t *secret;
+  size_t len;
+  char why[CT_ERR_MSG_MAX];
+} kbs__vault_read;
+
+static void kbs__vault_continue(void *ctx, const kbs_http_request *req, kbs_http_response *r, void *arg) {
+  (void)ctx;
+  (void)req;
+  kbs__vault_read *vr = arg;
+  if (vr->st == CT_OK) kbs__release(vr->s, r, vr->claims, vr->tee[0] ? vr->tee : NULL, vr->key, vr->secret, vr->len);
+  else kbs__fetch_failed(vr->s, r, vr->claims, vr->tee[0] ? vr->tee : NULL, vr->key, vr->st, vr->why);
+  free(vr);
+}
+
+static void kbs__vault_done(void *ud, ct_status st, uint8_t *value, size_t len, const ct_err *err) {
+  kbs__vault_read *vr = ud;
+  vr->st = st;
+  vr->secret = value;
+  vr->len = len;
+  if (st != CT_OK) snprintf(vr->why, sizeof vr->why, "%s", err ? err->msg : "vault read failed");
+  kbs_http_pending_resume(vr->p, kbs__vault_continue, vr);
+}
+
+/* Reads the secret from Vault without holding this thread; consumes claims. */
+static void kbs__vault_fetch(kbs_server *s, const kbs_http_request *req, kbs_http_response *r, json_t *claims,
+                             const char *tee, const char *key, char parts[3][KBS_MAX_ID_PART + 1]) {
+  ct_err err;
+  kbs_http_pending *p = kbs_http_defer(req);
+  if (!p) { /* a synthetic request (fuzzing): read in place */
+    uint8_t *secret = NULL;
+    size_t len = 0;
+    ct_status st = vault_kv_get(s->vault, parts[0], parts[1], parts[2], &secret, &len, &err);
+    if (st == CT_OK) kbs__release(s, r, claims, tee, key, secret, len);
+    else kbs__fetch_failed(s, r, claims, tee, key, st, err.msg);
+    return;
+  }
+  kbs__vault_read *vr = calloc(1, sizeof *vr);
+  if (!vr) {
+    kbs__fetch_failed(s, r, claims, tee, key, CT_ENOMEM, "out of memory");
+    kbs_http_pending_done(p);
+    return;
+  }
+  *vr = (kbs__vault_read){.s = s, .p = p, .claims = claims};
+  snprintf(vr->tee, sizeof vr->tee, "%s", tee ? tee : "");
+  snprintf(vr->key, sizeof vr->key, "%s", key);
+  pthread_rwlock_rdlock(&s->vault_lock);
+  ct_status st = s->vault_closed ? ct_fail(&err, CT_EIO, "vault: the KBS is shutting down")
+                                 : vault_kv_get_async(s->vault, parts[0], parts[1], parts[2], kbs__vault_done, vr, &err);
+  pthread_rwlock_unlock(&s->vault_lock);
+  if (st != CT_OK) {
+    kbs__fetch_failed(s, r, claims, tee, key, st, err.msg);
+    free(vr);
+    kbs_http_pending_done(p);
+  }
+}
+
+/* Claims of a token this KBS issued into an attested session (ours, held server-side or in the
+ * shared session storage): used as stored, their expiry still applies. */
+static ct_status kbs__session_claims(const char *token, json_t **claims, ct_err *err) {
+  json_t *hdr = NULL;
+  uint8_t *payload = NULL;
+  size_t plen = 0;
+  ct_status st = jose_jws_decode_unverified(token, &hdr, &payload, &plen, err);
+  json_decref(hdr);
+  if (st == CT_OK) st = ct_json_parse((const char *)payload, plen, 64, claims, err);
+  free(payload);
+  if (st == CT_OK && jose_jwt_check_times(*claims, (int64_t)time(NULL), 60, true, err) != CT_OK) {
+    json_decref(*claims);
+    *claims = NULL;
+    st = CT_EEXPIRED;
+  }
+  return st;
+}
+
 void kbs_handle_resource_get(kbs_server *s, const kbs_http_request *req, const char *rest, kbs_http_response *r) {
   ct_err err;
   char parts[3][KBS_MAX_ID_PART + 1];
@@ -163,31 +281,35 @@ void kbs_handle_resource_get(kbs_server *s, const kbs_http_request *req, const c
   /* A token this KBS issued into an attested session is held server-side and never was out of
    * our hands, so its claims are used as stored (their expiry still applies); any other token
    * is verified in full. Trustee re-verifies the session token: same outcome, one ES256
-   * verification less per request. */
+   * verification less per request. A session attested on another replica is found in the
+   * shared session storage. */
   json_t *claims = NULL;
   ct_status st = CT_OK;
-  char idbuf[KBS_COOKIE_MAX];
+  char idbuf[KBS_COOKIE_MAX], tee[32] = "";
   const char *id = kbs_session_cookie(req, idbuf);
   if (id) {
     kbs_session_view sv;
-    if (kbs_sessions_get(s->sessions, id, &sv, &err) == CT_OK && sv.token) {
-      json_t *hdr = NULL;
-      uint8_t *payload = NULL;
-      size_t plen = 0;
-      st = jose_jws_decode_unverified(sv.token, &hdr, &payload, &plen, &err);
-      json_decref(hdr);
-      if (st == CT_OK) st = ct_json_parse((const char *)payload, plen, 64, &claims, &err);
-      free(payload);
-      free(sv.token);
-      if (st == CT_OK && jose_jwt_check_times(claims, (int64_t)time(NULL), 60, true, &err) != CT_OK) st = CT_EEXPIRED;
-      if (st != CT_OK) {
-        json_decref(claims);
-        kbs_reply_error(r, "TokenVerifierError", "Token Verifier error: the session's attestation token: %s", err.msg);
-        return;
+    if (kbs_sessions_get(s->sessions, id, &sv, &err) == CT_OK) {
+      snprintf(tee, sizeof tee, "%s", sv.tee);
+      char *token = sv.token ? sv.token : kbs_session_shared_token(s, &sv);
+      if (token) {
+        /* A token from the shared storage was issued by some replica: verified in full (a
+         * rotated signer's tokens, or rows written by someone else, are not taken on trust). */
+        st = sv.token ? kbs__session_claims(token, &claims, &err) : kbs_token_verify(s->tokens, token, &claims, &err);
+        /* Remembered here too: the next request with this cookie needs no storage read. */
+        ct_err ignored;
+        if (st == CT_OK && !sv.token && kbs_sessions_attest(s->sessions, id, token, &ignored) != CT_OK)
+          CT_LOG_WARN_("kbs", "caching a session attested elsewhere: %s", ignored.msg);
+        free(token);
+        if (st != CT_OK) {
+          kbs_reply_error(r, "TokenVerifierError", "Token Verifier error: the session's attestation token: %s", err.msg);
+          return;
+        }
       }
     }
   }
   if (!claims) {
+    tee[0] = 0;
     const char *auth = kbs_http_header(req, "Authorization");
     if (!auth || strncasecmp(auth, "Bearer ", 7)) {
       kbs_reply_error(r, "TokenNotFound", "Attestation Token not found: no attested session cookie and no "
@@ -200,8 +322,13 @@ void kbs_handle_resource_get(kbs_server *s, const kbs_http_request *req, const c
       return;
     }
   }
+  char key[3 * KBS_MAX_ID_PART + 3], path[3 * KBS_MAX_ID_PART + 24];
+  snprintf(key, sizeof key, "%s/%s/%s", parts[0], parts[1], parts[2]);
+  snprintf(path, sizeof path, "/kbs/v0/resource/%s", key);
+  const char *tee_name = tee[0] ? tee : NULL;
   bool allowed = false;
   if (kbs__policy_allows(s, claims, parts, req->query, &allowed, &err) != CT_OK) {
+    kbs_audit_note(s, "resource-refusal", claims, tee_name, path, "error", err.msg);
     json_decref(claims);
     kbs_reply_error(r, "PolicyEngineError", "Policy Engine error: %s", err.msg);
     return;
@@ -209,33 +336,22 @@ void kbs_handle_resource_get(kbs_server *s, const kbs_http_request *req, const c
   if (!allowed) {
     char why[512];
     kbs__appraisal_summary(claims, why, sizeof why);
+    kbs_audit_note(s, "resource-refusal", claims, tee_name, path, "deny", why);
     json_decref(claims);
     kbs_reply_error(r, "PolicyDeny", "Access denied by policy: resource policy rule data.policy.allow is not true for "
                "%s/%s/%s with this token's claims (%s)", parts[0], parts[1], parts[2], why);
     return;
   }
-  char key[3 * KBS_MAX_ID_PART + 3];
-  snprintf(key, sizeof key, "%s/%s/%s", parts[0], parts[1], parts[2]);
+  if (s->vault) {
+    kbs__vault_fetch(s, req, r, claims, tee_name, key, parts);
+    return;
+  }
   uint8_t *secret = NULL;
   size_t len = 0;
   st = kvs_get(s->resources, KBS_RESOURCE_NS, key, &secret, &len, &err);
   if (st != CT_OK) {
-    json_decref(claims);
-    kbs_reply_error(r, "PluginInternalError", "Plugin internal error: resource %s: %s", key,
-               st == CT_ENOTFOUND ? "not found" : err.msg);
+    kbs__fetch_failed(s, r, claims, tee_name, key, st, err.msg);
     return;
   }
-  const json_t *teekey = kbs__find_teekey(s, claims);
-  json_t *jwe = NULL;
-  if (!teekey) st = ct_fail(&err, CT_EINVAL, "the token carries no TEE public key to encrypt the resource to");
-  else st = jose_jwe_encrypt(teekey, secret, len, &jwe, &err);
-  ct_wipe(secret, len);
-  free(secret);
-  json_decref(claims);
-  if (st != CT_OK) {
-    kbs_reply_error(r, "JweError", "JWE error: %s", err.msg);
-    return;
-  }
-  kbs_metrics_resource(key, 0);
-  kbs_reply_json(r, jwe);
+  kbs__release(s, r, claims, tee_name, key, secret, len);
 }

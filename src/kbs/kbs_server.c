@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ct_codec.h"
+#include "ct_digest.h"
 #include "ct_file.h"
 #include "ct_json.h"
 #include "ct_log.h"
@@ -70,12 +71,135 @@ ct_status kbs_parse_json_body(const kbs_http_request *req, json_t **out, ct_err 
   return CT_OK;
 }
 
+/* --- audit ------------------------------------------------------------------------------------ */
+
+/* The TEE an EAR appraised: the annotated evidence's member that is not one of the AS's own. */
+static const char *kbs__claims_tee(const json_t *claims) {
+  const char *name;
+  json_t *sm;
+  json_object_foreach((json_t *)json_object_get(claims, "submods"), name, sm) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(sm, "ear.veraison.annotated-evidence"), k, v) {
+      if (strcmp(k, "init_data") && strcmp(k, "init_data_claims") && strcmp(k, "report_data") &&
+          strcmp(k, "runtime_data_claims"))
+        return k;
+    }
+  }
+  return NULL;
+}
+
+/* RFC 7638 thumbprint (SHA-256, base64url) of the TEE key a resource is encrypted to. */
+static void kbs__thumbprint(const json_t *claims, const kbs_config *cfg, char *out, size_t cap) {
+  out[0] = 0;
+  const char *paths[] = {"/tdx/attester_runtime_data/tee-pubkey", "/customized_claims/runtime_data/tee-pubkey",
+                         "/submods/cpu0/ear.veraison.annotated-evidence/runtime_data_claims/tee-pubkey", "/tee-pubkey"};
+  (void)cfg;
+  const json_t *jwk = NULL;
+  for (size_t i = 0; i < 4 && !jwk; i++) {
+    const json_t *cur = claims;
+    char seg[128];
+    for (const char *p = paths[i]; cur && *p == '/';) {
+      p++;
+      size_t n = strcspn(p, "/");
+      if (n >= sizeof seg) cur = NULL;
+      if (!cur) break;
+      memcpy(seg, p, n);
+      seg[n] = 0;
+      cur = json_object_get(cur, seg);
+      p += n;
+    }
+    if (json_is_object(cur)) jwk = cur;
+  }
+  if (!jwk) return;
+  const char *kty = json_string_value(json_object_get(jwk, "kty"));
+  json_t *req = NULL;
+  if (kty && !strcmp(kty, "EC"))
+    req = json_pack("{s:O?, s:s, s:O?, s:O?}", "crv", json_object_get(jwk, "crv"), "kty", kty, "x",
+                    json_object_get(jwk, "x"), "y", json_object_get(jwk, "y"));
+  else if (kty && !strcmp(kty, "RSA"))
+    req = json_pack("{s:O?, s:s, s:O?}", "e", json_object_get(jwk, "e"), "kty", kty, "n", json_object_get(jwk, "n"));
+  char *jcs = NULL;
+  size_t n = 0;
+  ct_err err;
+  if (req && ct_jcs_string(req, &jcs, &n, &err) == CT_OK) {
+    uint8_t d[32];
+    ct_sha256(jcs, n, d);
+    char *b64 = NULL;
+    if (ct_b64_encode(CT_B64_URL, d, sizeof d, &b64, &err) == CT_OK) snprintf(out, cap, "%s", b64);
+    free(b64);
+  }
+  free(jcs);
+  json_decref(req);
+}
+
+void kbs_audit_note(kbs_server *s, const char *event, const json_t *claims, const char *tee, const char *path,
+                    const char *decision, const char *reason) {
+  if (!s->audit) return;
+  char digest[65] = "", thumb[64] = "";
+  ct_err err;
+  if (claims) {
+    char *jcs = NULL;
+    size_t n = 0;
+    if (ct_jcs_string(claims, &jcs, &n, &err) == CT_OK) {
+      uint8_t d[32];
+      ct_sha256(jcs, n, d);
+      ct_hex_into(d, sizeof d, digest);
+      digest[64] = 0;
+    }
+    free(jcs);
+    kbs__thumbprint(claims, s->cfg, thumb, sizeof thumb);
+    if (!tee) tee = kbs__claims_tee(claims);
+  }
+  kbs_audit_event e = {.event = event, .tee = tee, .tee_key = thumb[0] ? thumb : NULL,
+                       .claims_sha256 = digest[0] ? digest : NULL, .path = path, .decision = decision, .reason = reason};
+  if (kbs_audit_append(s->audit, &e, &err) != CT_OK) CT_LOG_WARN_("kbs", "%s", err.msg);
+}
+
 /* --- routing ---------------------------------------------------------------------------------- */
+
+bool kbs_store_is_remote(const kvs *k) {
+  return k && (kvs_get_type(k) == KVS_POSTGRES || kvs_get_type(k) == KVS_REDIS);
+}
+
+/* /readyz: the backends as the last probe (kbs_server_tick) found them. Probing here would make
+ * a request wait on the network. */
+static void kbs__readyz(kbs_server *s, kbs_http_response *r) {
+  pthread_mutex_lock(&s->health_lock);
+  json_t *body = s->health ? json_pack("{s:s, s:s}", "status", "unavailable", "reason", s->health)
+                           : json_pack("{s:s}", "status", "ready");
+  pthread_mutex_unlock(&s->health_lock);
+  bool ready = body && !json_object_get(body, "reason");
+  kbs_reply_json(r, body ? body : json_object());
+  if (!ready) r->status = 503;
+}
+
+/* Requests whose handling may wait on a remote storage backend (PostgreSQL, Redis, a Vault
+ * write). They run on the blocking pool, so a slow backend never holds a compute thread:
+ * /auth, /healthz and other handshakes go on. Vault reads need not: they are asynchronous. */
+static bool kbs__needs_blocking(kbs_server *s, const kbs_http_request *req) {
+  const char *rest = req->path + (strncmp(req->path, "/kbs/v0/", 8) ? strlen(req->path) : 8);
+  if (!*rest) return false;
+  bool remote_main = kbs_store_is_remote(s->store) || kbs_store_is_remote(s->rv_store);
+  bool remote_session = s->session_shared && kbs_store_is_remote(s->session_store);
+  if (!strcmp(rest, "auth")) return false;
+  if (!strcmp(rest, "attest")) return remote_session;
+  if (!strncmp(rest, "resource/", 9) && req->method == KBS_GET) {
+    char buf[KBS_COOKIE_MAX];
+    return (!s->vault && kbs_store_is_remote(s->resources)) || (remote_session && kbs_session_cookie(req, buf));
+  }
+  /* The admin API. */
+  return remote_main || kbs_store_is_remote(s->resources) || (s->vault && !strncmp(rest, "resource/", 9));
+}
 
 static void kbs__route(kbs_server *s, const kbs_http_request *req, kbs_http_response *r) {
   const char *path = req->path;
   if (!strcmp(path, "/healthz") && req->method == KBS_GET) {
     r->status = 200;
+    return;
+  }
+  if (!strcmp(path, "/readyz") && req->method == KBS_GET) {
+    kbs__readyz(s, r);
     return;
   }
   if (!strcmp(path, "/metrics") && req->method == KBS_GET) {
@@ -118,13 +242,53 @@ static void kbs__route(kbs_server *s, const kbs_http_request *req, kbs_http_resp
   kbs_reply_error(r, "PluginNotFound", "Plugin %.*s not found (or method not allowed on it)", (int)(n < 64 ? n : 64), rest);
 }
 
+static void kbs__handle(void *ctx, const kbs_http_request *req, kbs_http_response *r);
+
+/* Every admin write (and its refusal) goes to the audit log: decided here, after the handler,
+ * so that no admin path can forget it. */
+static void kbs__audit_admin(kbs_server *s, const kbs_http_request *req, const kbs_http_response *r) {
+  if (!s->audit || req->method == KBS_GET || strncmp(req->path, "/kbs/v0/", 8)) return;
+  const char *rest = req->path + 8;
+  if (!strcmp(rest, "auth") || !strcmp(rest, "attest")) return;
+  char reason[600] = "";
+  if (r->status != 200 && r->body.len) {
+    json_t *e = NULL;
+    ct_err ignored;
+    if (ct_json_parse((const char *)r->body.data, r->body.len, 4, &e, &ignored) == CT_OK) {
+      const char *type = json_string_value(json_object_get(e, "type"));
+      const char *detail = json_string_value(json_object_get(e, "detail"));
+      const char *variant = type && strrchr(type, '/') ? strrchr(type, '/') + 1 : "error";
+      snprintf(reason, sizeof reason, "%.64s: %.500s", variant, detail ? detail : "");
+      json_decref(e);
+    }
+  }
+  const char *decision = r->status == 200 ? "allow" : strstr(reason, "AdminAuth") ? "deny" : "error";
+  kbs_audit_note(s, req->method == KBS_DELETE ? "admin-delete" : "admin-write", NULL, NULL, req->path, decision,
+                 reason[0] ? reason : NULL);
+}
+
+static void kbs__handle_blocking(void *ctx, const kbs_http_request *req, kbs_http_response *r, void *arg) {
+  (void)arg;
+  kbs__handle(ctx, req, r);
+}
+
 static void kbs__handle(void *ctx, const kbs_http_request *req, kbs_http_response *r) {
   kbs_server *s = ctx;
+  if (!kbs_http_on_blocking_thread() && kbs__needs_blocking(s, req)) {
+    kbs_http_pending *p = kbs_http_defer(req);
+    if (p) {
+      kbs_http_pending_offload(p, kbs__handle_blocking, NULL);
+      return;
+    }
+  }
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   kbs_metrics_connections(1);
   kbs__route(s, req, r);
   kbs_metrics_connections(-1);
+  /* A deferred reply is finished on another thread: its response is not ours to read. */
+  if (kbs_http_is_deferred(req)) return;
+  kbs__audit_admin(s, req, r);
   if (strcmp(req->path, "/metrics")) {
     kbs_metrics_inc(KBS_M_HTTP_REQUESTS);
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -143,6 +307,7 @@ static ct_status kbs__drop_privileges(kbs_server *s, const char *user, ct_err *e
   CT_GUARD(kvs_chown(s->store, pw->pw_uid, pw->pw_gid, err));
   if (s->resources != s->store) CT_GUARD(kvs_chown(s->resources, pw->pw_uid, pw->pw_gid, err));
   if (s->rv_store != s->store) CT_GUARD(kvs_chown(s->rv_store, pw->pw_uid, pw->pw_gid, err));
+  if (s->session_store != s->store) CT_GUARD(kvs_chown(s->session_store, pw->pw_uid, pw->pw_gid, err));
   CT_ENSURE(setgroups(0, NULL) == 0 && setgid(pw->pw_gid) == 0 && setuid(pw->pw_uid) == 0, err, CT_EIO,
             "cannot switch to user %s: %s", user, strerror(errno));
   CT_ENSURE(setuid(0) != 0, err, CT_EINTERNAL, "privileges could be regained after dropping them");
@@ -150,16 +315,13 @@ static ct_status kbs__drop_privileges(kbs_server *s, const char *user, ct_err *e
   return CT_OK;
 }
 
-/* KBS_SESSION_KEY_FILE names 32 random bytes (raw, or 64 hex digits) shared by the replicas of
- * one KBS, so that a handshake begun on one replica can finish on another. The variable keeps
- * the TOML configuration identical to Trustee's. */
-static ct_status kbs__session_key(uint8_t key[32], bool *shared, ct_err *err) {
-  const char *path = getenv("KBS_SESSION_KEY_FILE");
-  *shared = false;
-  if (!path || !*path) return CT_OK;
+/* A cookie-sealing key file holds 32 random bytes (raw, or 64 hex digits). Replicas of one KBS
+ * share it (storage_backend.session_key_file, or KBS_SESSION_KEY_FILE), so that a handshake
+ * begun on one replica can finish on another. */
+static ct_status kbs__read_key_file(const char *what, const char *path, uint8_t key[32], ct_err *err) {
   uint8_t *data = NULL;
   size_t len = 0;
-  if (ct_file_read(path, 4096, &data, &len, err) != CT_OK) return ct_err_prefix(err, "KBS_SESSION_KEY_FILE: ");
+  if (ct_file_read(path, 4096, &data, &len, err) != CT_OK) return ct_err_prefix(err, "%s: ", what);
   while (len && (data[len - 1] == '\n' || data[len - 1] == '\r')) len--;
   ct_status st = CT_OK;
   if (len == 32) {
@@ -172,13 +334,64 @@ static ct_status kbs__session_key(uint8_t key[32], bool *shared, ct_err *err) {
     if (raw) ct_wipe(raw, raw_len);
     free(raw);
   } else {
-    st = ct_fail(err, CT_EINVAL, "KBS_SESSION_KEY_FILE %s must hold 32 bytes or 64 hex digits (found %zu bytes)",
-                 path, len);
+    st = ct_fail(err, CT_EINVAL, "%s %s must hold 32 bytes or 64 hex digits (found %zu bytes)", what, path, len);
   }
   ct_wipe(data, len);
   free(data);
-  if (st == CT_OK) *shared = true;
   return st;
+}
+
+/* The sealing key: a key file when configured; otherwise, when session_storage_type names a
+ * backend the replicas share (upstream's meaning: sessions live there), one random key the first
+ * replica stores there and the others read; otherwise a random key of this process (sessions do
+ * not outlive it). */
+static ct_status kbs__session_key(kbs_server *s, uint8_t key[32], bool *have, ct_err *err) {
+  const kbs_config *cfg = s->cfg;
+  const char *env = getenv("KBS_SESSION_KEY_FILE");
+  *have = false;
+  if (cfg->session_key_file) {
+    CT_GUARD(kbs__read_key_file("storage_backend.session_key_file", cfg->session_key_file, key, err));
+    *have = true;
+  } else if (env && *env) {
+    CT_GUARD(kbs__read_key_file("KBS_SESSION_KEY_FILE", env, key, err));
+    *have = true;
+  } else if (s->session_shared && cfg->session_storage_type_set && !cfg->session_stateless) {
+    uint8_t fresh[32];
+    CT_GUARD(ct_random(fresh, sizeof fresh, err));
+    bool inserted = false;
+    ct_status st = kvs_put_nx(s->session_store, KBS_SESSION_NS, "cookie-sealing-key", fresh, sizeof fresh, 0,
+                              &inserted, err);
+    ct_wipe(fresh, sizeof fresh);
+    uint8_t *v = NULL;
+    size_t n = 0;
+    if (st == CT_OK) st = kvs_get(s->session_store, KBS_SESSION_NS, "cookie-sealing-key", &v, &n, err);
+    if (st == CT_OK && n != 32) st = ct_fail(err, CT_EINVAL, "the shared cookie-sealing key in storage is not 32 bytes");
+    if (st == CT_OK) memcpy(key, v, 32);
+    if (v) ct_wipe(v, n);
+    free(v);
+    if (st != CT_OK) return ct_err_prefix(err, "session storage (%s): ", kvs_type_name(kvs_get_type(s->session_store)));
+    *have = true;
+  }
+  return CT_OK;
+}
+
+static ct_status kbs__open_vault(kbs_server *s, ct_err *err) {
+  const kbs_vault_config *v = &s->cfg->vault;
+  vault_kv_config vc = {.url = v->url, .token = v->token, .mount_path = v->mount_path, .verify_ssl = v->verify_ssl,
+                        .ca_certs = (const char *const *)v->ca_certs, .n_ca_certs = v->n_ca_certs,
+                        .kv_version = v->kv_version, .secret_path = v->secret_path, .secret_field = v->secret_field,
+                        .cache_ttl_s = v->cache_ttl_s, .timeout_ms = v->timeout_ms};
+  CT_GUARD(vault_kv_new(&vc, &s->vault, err));
+  CT_LOG_INFO_("kbs", "resources from Vault %s (mount %s, KV v%u, path \"%s\", field \"%s\", cache %u s)", v->url,
+               v->mount_path, v->kv_version, v->secret_path, v->secret_field, v->cache_ttl_s);
+  return CT_OK;
+}
+
+static ct_status kbs__open_store(const kbs_config *cfg, kvs_type type, kvs **out, ct_err *err) {
+  kvs_config kc;
+  kbs_config_kvs(cfg, type, &kc);
+  if (kvs_open(&kc, out, err) != CT_OK) return ct_err_prefix(err, "storage_backend (%s): ", kvs_type_name(type));
+  return CT_OK;
 }
 
 ct_status kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err) {
@@ -186,24 +399,46 @@ ct_status kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   s->cfg = cfg;
   pthread_rwlock_init(&s->policy_lock, NULL);
+  pthread_rwlock_init(&s->vault_lock, NULL);
+  pthread_mutex_init(&s->health_lock, NULL);
   ct_status st;
-  kvs_config kc = {.type = cfg->storage_type, .dir_path = cfg->storage_dir};
-  CT_GUARD_GOTO(st, kvs_open(&kc, &s->store, err), fail);
+  CT_GUARD_GOTO(st, kbs__open_store(cfg, cfg->storage_type, &s->store, err), fail);
   s->resources = s->store;
   if (cfg->resource_dir) {
     kvs_config rc = {.type = KVS_LOCAL_FS, .dir_path = cfg->resource_dir};
     CT_GUARD_GOTO(st, kvs_open(&rc, &s->resources, err), fail);
   }
+  if (cfg->resource_plugin && cfg->resource_backend == KBS_RESOURCE_VAULT) CT_GUARD_GOTO(st, kbs__open_vault(s, err), fail);
+  kvs_type sess_type = cfg->session_stateless ? cfg->storage_type : cfg->session_storage_type;
+  s->session_store = s->store;
+  if (sess_type != cfg->storage_type) CT_GUARD_GOTO(st, kbs__open_store(cfg, sess_type, &s->session_store, err), fail);
+  s->session_shared = kvs_is_shared(s->session_store);
   uint8_t session_key[32];
-  bool shared_key = false;
-  CT_GUARD_GOTO(st, kbs__session_key(session_key, &shared_key, err), fail);
-  st = kbs_sessions_new(KBS_MAX_ATTESTED_SESSIONS, shared_key ? session_key : NULL, &s->sessions, err);
+  bool have_key = false;
+  CT_GUARD_GOTO(st, kbs__session_key(s, session_key, &have_key, err), fail);
+  st = kbs_sessions_new(KBS_MAX_ATTESTED_SESSIONS, have_key ? session_key : NULL, &s->sessions, err);
   ct_wipe(session_key, sizeof session_key);
   if (st != CT_OK) goto fail;
+  for (size_t i = 0; i < cfg->n_session_previous_key_files; i++) {
+    uint8_t old[32];
+    st = kbs__read_key_file("storage_backend.session_previous_key_files", cfg->session_previous_key_files[i], old, err);
+    if (st == CT_OK) st = kbs_sessions_add_old_key(s->sessions, old, err);
+    ct_wipe(old, sizeof old);
+    if (st != CT_OK) goto fail;
+  }
+  CT_LOG_INFO_("kbs", "sessions: %s cookie key; nonces single-use %s", have_key ? "shared" : "per-process",
+               s->session_shared ? "across replicas (shared storage)" : "within this process only");
+  if (cfg->audit_path) CT_GUARD_GOTO(st, kbs_audit_open(cfg->audit_path, &s->audit, err), fail);
   CT_GUARD_GOTO(st, kbs_token_verifier_new(cfg, &s->tokens, err), fail);
   CT_GUARD_GOTO(st, kbs_admin_new(cfg, &s->admin, err), fail);
   s->rv_store = s->store;
-  if (cfg->rvps_store_dir) {
+  if (cfg->rvps_storage_type_set && cfg->rvps_storage_type != cfg->storage_type) {
+    if (kbs__open_store(cfg, cfg->rvps_storage_type, &s->rv_store, err) != CT_OK) {
+      s->rv_store = s->store;
+      st = ct_err_prefix(err, "attestation_service.rvps_config.storage_type: ");
+      goto fail;
+    }
+  } else if (cfg->rvps_store_dir) {
     kvs_config rc = {.type = KVS_LOCAL_JSON, .dir_path = cfg->rvps_store_dir};
     if (kvs_open(&rc, &s->rv_store, err) != CT_OK) {
       s->rv_store = s->store;
@@ -270,14 +505,53 @@ fail:
 
 int kbs_server_port(const kbs_server *s, size_t i) { return s->http ? kbs_http_bound_port(s->http, i) : 0; }
 
+/* Probes every backend (bounded by their timeouts) for /readyz; logs changes. */
+static void kbs__probe(kbs_server *s) {
+  char why[1024] = "";
+  ct_err err;
+  kvs *stores[] = {s->store, s->resources, s->rv_store, s->session_store};
+  const char *names[] = {"storage", "resource storage", "reference value storage", "session storage"};
+  for (size_t i = 0; i < 4; i++) {
+    bool seen = false;
+    for (size_t j = 0; j < i; j++) seen |= stores[j] == stores[i];
+    if (seen || !stores[i] || kvs_ping(stores[i], &err) == CT_OK) continue;
+    size_t n = strlen(why);
+    snprintf(why + n, sizeof why - n, "%s%s (%s): %s", n ? "; " : "", names[i], kvs_type_name(kvs_get_type(stores[i])),
+             err.msg);
+  }
+  if (s->vault && vault_kv_ping(s->vault, &err) != CT_OK) {
+    size_t n = strlen(why);
+    snprintf(why + n, sizeof why - n, "%sresource backend (Vault): %s", n ? "; " : "", err.msg);
+  }
+  pthread_mutex_lock(&s->health_lock);
+  bool changed = (s->health == NULL) != (why[0] == 0) || (s->health && strcmp(s->health, why));
+  free(s->health);
+  s->health = why[0] ? strdup(why) : NULL;
+  pthread_mutex_unlock(&s->health_lock);
+  if (changed && why[0]) CT_LOG_WARN_("kbs", "not ready: %s", why);
+  else if (changed) CT_LOG_INFO_("kbs", "ready: every backend answers");
+}
+
 void kbs_server_tick(kbs_server *s) {
   kbs_sessions_sweep(s->sessions);
   kbs_resource_policy_reload(s);
   if (s->as) as_reload_policies(s->as);
+  kbs__probe(s);
+  static unsigned ticks;
+  ct_err err;
+  /* Expired nonce and session records in shared storage (Redis expires its own). */
+  if (s->session_shared && ++ticks % 30 == 0 && kvs_sweep(s->session_store, KBS_SESSION_NS, &err) != CT_OK)
+    CT_LOG_WARN_("kbs", "sweeping expired session records: %s", err.msg);
 }
 
 void kbs_server_stop(kbs_server *s) {
   if (!s) return;
+  /* Vault reads in flight complete (cancelled) into the still-running pools; none start after. */
+  pthread_rwlock_wrlock(&s->vault_lock);
+  s->vault_closed = true;
+  vault_kv_free(s->vault);
+  s->vault = NULL;
+  pthread_rwlock_unlock(&s->vault_lock);
   if (s->http) kbs_http_stop(s->http);
   as_service_free(s->as);
   rvps_free(s->rvps);
@@ -287,7 +561,12 @@ void kbs_server_stop(kbs_server *s) {
   rego_policy_free(s->resource_policy);
   if (s->resources != s->store) kvs_close(s->resources);
   if (s->rv_store && s->rv_store != s->store) kvs_close(s->rv_store);
+  if (s->session_store && s->session_store != s->store) kvs_close(s->session_store);
   kvs_close(s->store);
+  kbs_audit_close(s->audit);
+  free(s->health);
+  pthread_mutex_destroy(&s->health_lock);
+  pthread_rwlock_destroy(&s->vault_lock);
   pthread_rwlock_destroy(&s->policy_lock);
   free(s);
 }

@@ -39,13 +39,15 @@ def snapshot(storage):
 def test_roundtrip_with_independent_client(kbs_env):
     kbs, s, _, _ = kbs_env
     key = rcar.TeeKey()
-    s.handshake(key)
+    token = s.handshake(key)
     r = s.resource("one/two/three")
     assert r.status_code == 200, r.text
     assert list(r.json()) == ["protected", "encrypted_key", "iv", "ciphertext", "tag"]
     assert rcar.decrypt(r.json(), key) == b"top-secret"
-    # The same token works as a bearer token from a fresh connection.
-    token = s.attest("ignored", key).json()["token"]  # idempotent: attested session returns its token
+    # A nonce is single-use: a second /attest in the session is a replay.
+    r = s.attest("ignored", key)
+    assert r.status_code == 401 and "replayed /attest" in r.json()["detail"], r.text
+    # The token works as a bearer token from a fresh connection.
     fresh = rcar.Session(kbs.url(), s.http.verify)
     r = fresh.resource("one/two/three", bearer=token)
     assert rcar.decrypt(r.json(), key) == b"top-secret"
