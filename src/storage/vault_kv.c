@@ -321,8 +321,9 @@ ct_status vault_kv_get_async(vault_kv *v, const char *repo, const char *type, co
   /* One source for all reads: the pool's per-source cap bounds what we ask of Vault at once. */
   st = ct_http_submit(v->pool, &o, &req, "vault", vault__read_done, rd, err);
   if (st != CT_OK) {
+    ct_err_prefix(err, "vault: get %s: ", rd->path);
     free(rd);
-    return ct_err_prefix(err, "vault: get %s: ", rd->path);
+    return st;
   }
   return CT_OK;
 }
