@@ -187,7 +187,7 @@ static ct_status ct_json__jcs(const json_t *v, ct_buf *out, int depth, ct_err *e
     const char *key;
     json_t *member;
     json_object_foreach((json_t *)v, key, member) keys[i++] = key;
-    qsort(keys, n, sizeof *keys, ct_json__key_cmp);
+    if (n) qsort(keys, n, sizeof *keys, ct_json__key_cmp); /* qsort(NULL, 0) is undefined */
     ct_status st = ct_buf_append(out, "{", 1, err);
     for (i = 0; st == CT_OK && i < n; i++) {
       if (i) st = ct_buf_append(out, ",", 1, err);
