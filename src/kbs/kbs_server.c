@@ -412,7 +412,12 @@ ct_status kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err
   kvs_type sess_type = cfg->session_stateless ? cfg->storage_type : cfg->session_storage_type;
   s->session_store = s->store;
   if (sess_type != cfg->storage_type) CT_GUARD_GOTO(st, kbs__open_store(cfg, sess_type, &s->session_store, err), fail);
-  s->session_shared = kvs_is_shared(s->session_store);
+  /* Replica mode is asked for by naming the session storage, or by a shared cookie key: only
+   * then do nonce and attested-session records go to storage (a lone KBS keeps them in memory). */
+  const char *env_key = getenv("KBS_SESSION_KEY_FILE");
+  bool replicas = (cfg->session_storage_type_set && !cfg->session_stateless) || cfg->session_key_file ||
+                  (env_key && *env_key);
+  s->session_shared = replicas && kvs_is_shared(s->session_store);
   uint8_t session_key[32];
   bool have_key = false;
   CT_GUARD_GOTO(st, kbs__session_key(s, session_key, &have_key, err), fail);

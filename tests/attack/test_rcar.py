@@ -198,13 +198,14 @@ def test_cookie_swapped(target, attack):
     tkey = rcar.TeeKey()
     nonce = "stolen"
     r = thief.http.post(f"{target.url}/kbs/v0/attest", json=attest_body(nonce, tkey, sample_evidence(nonce, tkey)))
-    assert r.status_code == 200 and r.json()["token"] == token, "an attested session was rebound"
+    # Nonces are single-use (docs/storage.md): the second /attest of a session is a refused replay.
+    assert r.status_code == 401 and "replayed /attest" in r.json()["detail"], "an attested session was rebound"
     r = thief.resource("attack/secret/key")
     assert r.status_code == 200
     with pytest.raises(Exception):
         rcar.decrypt(r.json(), tkey)
     assert rcar.decrypt(r.json(), vkey) == SECRET
-    attack.observed("200 JWE for the victim's key only; /attest returned the victim's unchanged token")
+    attack.observed("200 JWE for the victim's key only; /attest refused as a replay, the session unchanged")
 
 
 def test_cookie_from_another_kbs(target, other_kbs, attack):
