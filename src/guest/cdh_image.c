@@ -4,6 +4,8 @@
  * checked against keys from the KBS), then fetch, verify and unpack the layers.
  */
 #include <dirent.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include "cdh.h"
 #include "cdh_image.h"
 #include "ct_codec.h"
+#include "ct_digest.h"
 #include "ct_file.h"
 #include "ct_json.h"
 #include "ct_log.h"
@@ -298,7 +301,116 @@ static CT_RESULT cdh__rootfs(const char *bundle, char *out, size_t cap, ct_err *
   return CT_OK;
 }
 
-static CT_RESULT cdh__layers(cdh_registry *g, const cdh__image *img, const char *rootfs, ct_err *err) {
+/* --- encrypted layers (ocicrypt, key provider "attestation-agent") ------------------------- */
+
+#define CDH__ANN_KEYS "org.opencontainers.image.enc.keys.provider." CDH_KEYPROVIDER_NAME
+#define CDH__ANN_PUBOPTS "org.opencontainers.image.enc.pubopts"
+
+static CT_RESULT cdh__b64_json(const char *b64, const char *what, json_t **out, ct_err *err) {
+  uint8_t *d = NULL;
+  size_t n = 0;
+  CT_ENSURE(b64 && strlen(b64) < (1u << 20), err, CT_EINVAL, "encrypted layer: %s annotation missing", what);
+  ct_status st = ct_b64_decode(CT_B64_ANY, b64, strlen(b64), &d, &n, err);
+  if (!st) st = ct_json_parse((const char *)d, n, 8, out, err);
+  if (d) {
+    ct_wipe(d, n);
+    free(d);
+  }
+  if (st) return ct_err_prefix(err, "encrypted layer: %s: ", what);
+  return CT_OK;
+}
+
+static CT_RESULT cdh__b64_field(const json_t *o, const char *key, size_t want, uint8_t **out,
+                                size_t *len, ct_err *err) {
+  const char *v = json_string_value(json_object_get(o, key));
+  CT_ENSURE(v, err, CT_EINVAL, "encrypted layer: %s missing from the layer options", key);
+  CT_GUARD(ct_b64_decode(CT_B64_ANY, v, strlen(v), out, len, err));
+  if (want && *len != want) {
+    ct_wipe(*out, *len);
+    free(*out);
+    *out = NULL;
+    return ct_fail(err, CT_EINVAL, "encrypted layer: %s has %zu bytes (%zu expected)", key, *len, want);
+  }
+  return CT_OK;
+}
+
+/* Decrypts an ocicrypt AES_256_CTR_HMAC_SHA256 layer in place: the private options (symmetric key,
+ * nonce, plaintext digest) come from the annotation packet, unwrapped with the KEK the KBS
+ * releases; the HMAC over the ciphertext is checked before anything is decrypted. */
+static CT_RESULT cdh__decrypt_layer(cdh_hub *h, const json_t *desc, uint8_t *blob, size_t len,
+                                    ct_err *err) {
+  const json_t *ann = json_object_get(desc, "annotations");
+  json_t *packet = NULL, *pub = NULL, *priv = NULL;
+  uint8_t *opts = NULL, *key = NULL, *nonce = NULL, *hmac = NULL;
+  size_t olen = 0, klen = 0, nlen = 0, hlen = 0;
+  ct_status st = cdh__b64_json(json_string_value(json_object_get(ann, CDH__ANN_KEYS)),
+                               CDH__ANN_KEYS, &packet, err);
+  char *ptxt = NULL;
+  if (!st) {
+    ptxt = json_dumps(packet, JSON_COMPACT);
+    st = ptxt ? cdh_hub_unwrap_packet(h, ptxt, strlen(ptxt), &opts, &olen, err)
+              : ct_fail(err, CT_ENOMEM, "out of memory");
+  }
+  if (!st) st = cdh__b64_json(json_string_value(json_object_get(ann, CDH__ANN_PUBOPTS)), CDH__ANN_PUBOPTS,
+                              &pub, err);
+  if (!st) {
+    st = ct_json_parse((const char *)opts, olen, 8, &priv, err);
+    if (st) ct_err_prefix(err, "encrypted layer: private options: ");
+  }
+  const char *cipher = pub ? json_string_value(json_object_get(pub, "cipher")) : NULL;
+  if (!st && (!cipher || strcmp(cipher, "AES_256_CTR_HMAC_SHA256")))
+    st = ct_fail(err, CT_EUNSUPPORTED, "encrypted layer: cipher \"%s\" is not supported "
+                 "(AES_256_CTR_HMAC_SHA256 is)", cipher ? cipher : "");
+  if (!st) st = cdh__b64_field(priv, "symkey", 32, &key, &klen, err);
+  if (!st) st = cdh__b64_field(json_object_get(priv, "cipheroptions"), "nonce", 16, &nonce, &nlen, err);
+  if (!st) {
+    const json_t *co = json_object_get(pub, "cipheroptions");
+    st = cdh__b64_field(json_object_get(co, "hmac") ? co : pub, "hmac", 32, &hmac, &hlen, err);
+  }
+  if (!st) {
+    uint8_t mac[32];
+    unsigned ml = 0;
+    if (!HMAC(EVP_sha256(), key, (int)klen, blob, len, mac, &ml) || ml != 32 || !ct_memeq(mac, 32, hmac, 32))
+      st = ct_fail(err, CT_ECRYPTO, "encrypted layer: the HMAC over the ciphertext does not match "
+                   "(wrong key or tampered layer)");
+  }
+  if (!st) {
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int outl = 0;
+    /* CTR is a stream cipher: decrypt in place, in chunks below INT_MAX. */
+    int ok = c && EVP_DecryptInit_ex(c, EVP_aes_256_ctr(), NULL, key, nonce) == 1;
+    for (size_t off = 0; ok && off < len; off += 1u << 30) {
+      size_t n = len - off < (1u << 30) ? len - off : 1u << 30;
+      ok = EVP_DecryptUpdate(c, blob + off, &outl, blob + off, (int)n) == 1 && (size_t)outl == n;
+    }
+    EVP_CIPHER_CTX_free(c);
+    if (!ok) st = ct_fail_ossl(err, CT_ECRYPTO, "encrypted layer: AES-CTR decryption failed");
+  }
+  const char *dg = priv ? json_string_value(json_object_get(priv, "digest")) : NULL;
+  if (!st && dg && *dg) {
+    uint8_t d[32];
+    char hex[65];
+    ct_sha256(blob, len, d);
+    ct_hex_into(d, 32, hex);
+    if (strncmp(dg, "sha256:", 7) || strcmp(dg + 7, hex))
+      st = ct_fail(err, CT_ECRYPTO, "encrypted layer: the decrypted layer's digest is sha256:%s, the "
+                   "layer options say %.80s", hex, dg);
+  }
+  if (key) ct_wipe(key, klen);
+  if (opts) ct_wipe(opts, olen);
+  free(key);
+  free(nonce);
+  free(hmac);
+  free(opts);
+  free(ptxt);
+  json_decref(packet);
+  json_decref(pub);
+  json_decref(priv);
+  return st;
+}
+
+static CT_RESULT cdh__layers(cdh_hub *h, cdh_registry *g, const cdh__image *img, const char *rootfs,
+                             ct_err *err) {
   const json_t *layers = json_object_get(img->manifest, "layers"), *l;
   size_t i;
   cdh_unpack_state us = {0};
@@ -308,15 +420,18 @@ static CT_RESULT cdh__layers(cdh_registry *g, const cdh__image *img, const char 
     const json_t *sz = json_object_get(l, "size");
     CT_ENSURE(mt && dg && json_is_integer(sz), err, CT_EINVAL, "%s: layer %zu lacks mediaType, digest or size",
               img->whole, i);
-    if (strstr(mt, "+encrypted"))
-      return ct_fail(err, CT_EUNSUPPORTED, "%s: layer %zu is encrypted (%s); encrypted layers are not "
-                     "supported by this CDH yet", img->whole, i, mt);
-    CT_ENSURE(cdh__layer_type_ok(mt), err, CT_EUNSUPPORTED, "%s: layer %zu has media type %.100s",
+    char plain[128];
+    snprintf(plain, sizeof plain, "%s", mt);
+    size_t pl = strlen(plain);
+    int encrypted = pl > 10 && !strcmp(plain + pl - 10, "+encrypted");
+    if (encrypted) plain[pl - 10] = 0;
+    CT_ENSURE(cdh__layer_type_ok(plain), err, CT_EUNSUPPORTED, "%s: layer %zu has media type %.100s",
               img->whole, i, mt);
     uint8_t *blob = NULL;
     size_t len = 0;
     CT_GUARD(cdh_registry_blob(g, dg, json_integer_value(sz), CDH_LAYER_MAX, &blob, &len, err));
-    ct_status st = cdh_unpack_layer(rootfs, blob, len, &us, err);
+    ct_status st = encrypted ? cdh__decrypt_layer(h, l, blob, len, err) : CT_OK;
+    if (!st) st = cdh_unpack_layer(rootfs, blob, len, &us, err);
     free(blob);
     if (st) return ct_err_prefix(err, "%s: layer %zu (%.80s): ", img->whole, i, dg);
   }
@@ -340,7 +455,7 @@ ct_status cdh_hub_pull_image(cdh_hub *h, const char *image, const char *bundle, 
     st = cdh__rootfs(bundle, rootfs, sizeof rootfs, err);
     if (st) rootfs[0] = 0;
   }
-  if (!st) st = cdh__layers(g, &img, rootfs, err);
+  if (!st) st = cdh__layers(h, g, &img, rootfs, err);
   if (!st && cdh_hub_config(h)->eventlog_enabled) {
     json_t *ev = json_pack("{s:s,s:s}", "image", image, "digest", img.manifest_digest);
     char *content = ev ? json_dumps(ev, JSON_COMPACT) : NULL;

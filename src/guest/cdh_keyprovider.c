@@ -103,6 +103,7 @@ ct_status cdh_hub_unwrap_packet(cdh_hub *h, const char *packet, size_t len, uint
   CT_ENSURE_GOTO(st, klen == 32, done, err, CT_EINVAL,
                  "key encryption key %s: %zu bytes (an AES-256 key has 32)", kid, klen);
   st = cdh__aes_decrypt(kek, wrap_type, iv, ivlen, wrapped, wlen, out, olen, err);
+  if (st) ct_err_prefix(err, "key encryption key %.200s: ", kid);
 done:
   if (kek) {
     ct_wipe(kek, klen);

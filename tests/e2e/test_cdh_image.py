@@ -326,3 +326,66 @@ def test_pull_records_the_aael_event(world, swtpm, tmp_path):  # noqa: F811
     want = hashlib.sha256(bytes(32) + hashlib.sha256(tagged).digest()).hexdigest()
     pcr = subprocess.run(["tpm2_pcrread", "sha256:23"], env=env, capture_output=True, text=True).stdout
     assert want.upper() in pcr.upper().replace("0X", "")
+
+
+def encrypt_layout(src: Path, dst: Path, kek: bytes, kid: str, d: Path):
+    """Encrypts an OCI layout with skopeo's ocicrypt (JWE recipient: the layer cipher, its options
+    and HMAC are ocicrypt's own), then re-wraps each layer's private options for the CDH's
+    "attestation-agent" key provider: AES-256-GCM under `kek`, named by `kid`."""
+    import base64
+    import hashlib
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    R.openssl("genrsa", "-out", d / "rsa.key", "2048")
+    R.openssl("rsa", "-in", d / "rsa.key", "-pubout", "-out", d / "rsa.pub")
+    r = subprocess.run([R.need("skopeo"), "copy", "--quiet", "--encryption-key", f"jwe:{d / 'rsa.pub'}",
+                        f"oci:{src}:v1", f"oci:{dst}:v1"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rsa = serialization.load_pem_private_key((d / "rsa.key").read_bytes(), None)
+    ub = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))  # noqa: E731
+    index = json.loads((dst / "index.json").read_text())
+    blobs = dst / "blobs" / "sha256"
+    m = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_text())
+    for layer in m["layers"]:
+        assert layer["mediaType"].endswith("+encrypted")
+        ann = layer["annotations"]
+        j = json.loads(base64.b64decode(ann.pop("org.opencontainers.image.enc.keys.jwe")))
+        cek = rsa.decrypt(ub(j["encrypted_key"]), padding.OAEP(mgf=padding.MGF1(hashes.SHA1()),
+                                                               algorithm=hashes.SHA1(), label=None))
+        optsdata = AESGCM(cek).decrypt(ub(j["iv"]), ub(j["ciphertext"]) + ub(j["tag"]), j["protected"].encode())
+        iv = os.urandom(12)
+        packet = {"kid": kid, "wrapped_data": base64.b64encode(AESGCM(kek).encrypt(iv, optsdata, None)).decode(),
+                  "iv": base64.b64encode(iv).decode(), "wrap_type": "A256GCM"}
+        ann["org.opencontainers.image.enc.keys.provider.attestation-agent"] = \
+            base64.b64encode(json.dumps(packet).encode()).decode()
+    mb = json.dumps(m).encode()
+    digest = hashlib.sha256(mb).hexdigest()
+    (blobs / digest).write_bytes(mb)
+    index["manifests"][0].update({"digest": "sha256:" + digest, "size": len(mb)})
+    (dst / "index.json").write_text(json.dumps(index))
+    return dst
+
+
+def test_encrypted_layers_decrypted_with_a_kek_from_the_kbs(world, pki, start_kbs, tmp_path):
+    secret_files = {"etc/app.conf": b"password = layers are encrypted\n", "bin/run": b"#!/bin/sh\n"}
+    kek = os.urandom(32)
+    enc = encrypt_layout(R.oci_layout(tmp_path / "plain", secret_files), tmp_path / "enc", kek,
+                         "kbs:///default/key/image-kek", tmp_path)
+    world.reg.push_layout(enc, "test/secret:v1")
+    for good in (True, False):
+        kbs = start_kbs(bgcheck_config(pki, tmp_path / f"storage-{good}"), name=f"kbs-{good}")
+        set_resource(kbs, pki, tmp_path, "default/key/image-kek", kek if good else os.urandom(32))
+        set_resource(kbs, pki, tmp_path, "default/security-policy/insecure", json.dumps(policy("insecure", world)).encode())
+        set_policy(kbs, pki, tmp_path)
+        cfg = cdh_cfg(kbs, pki, world, "insecure", tmp_path)
+        bundle = tmp_path / f"bundle-{good}"
+        r = oneshot(cfg, "pull-image", world.ref("test/secret:v1"), "--bundle", bundle)
+        if good:
+            assert r.returncode == 0, r.stderr
+            for name, content in secret_files.items():
+                assert (bundle / "rootfs" / name).read_bytes() == content
+        else:
+            assert r.returncode != 0 and "GCM" in r.stderr and "image-kek" in r.stderr, r.stderr
+            assert not any((bundle / "rootfs").iterdir())
