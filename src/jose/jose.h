@@ -81,6 +81,11 @@ CT_RESULT jose_jws_sign(const char *alg, EVP_PKEY *key, const json_t *extra_head
                         const uint8_t *payload, size_t payload_len, char **out_compact,
                         ct_err *err);
 
+/* A short-lived KBS admin token, as Trustee's kbs-client makes with --auth-private-key:
+ * {"iat","exp":iat+ttl_s,"role":"admin","iss":issuer} signed with `key` (a private key: Ed25519
+ * as EdDSA, EC P-256 as ES256, RSA as RS256), header {"alg","typ":"JWT"}. */
+CT_RESULT jose_admin_token(const jose_jwk *key, const char *issuer, int64_t ttl_s, char **token, ct_err *err);
+
 /* Splits a compact JWS and decodes header and payload WITHOUT verifying anything (use it only
  * to choose a key by kid/jwk). Any out pointer may be NULL. Caller json_decref()s *header and
  * free()s *payload (NUL-terminated, not counted in *payload_len). */

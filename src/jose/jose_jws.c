@@ -5,7 +5,9 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/rsa.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ct_buf.h"
 #include "ct_codec.h"
@@ -346,4 +348,25 @@ ct_status jose_jwt_check_times(const json_t *claims, int64_t now, int64_t leeway
               "jwt: token not valid before %lld (now %lld, leeway %llds)", (long long)nbf,
               (long long)now, (long long)leeway);
   return CT_OK;
+}
+
+CT_RESULT jose_admin_token(const jose_jwk *key, const char *issuer, int64_t ttl_s, char **token, ct_err *err) {
+  CT_ENSURE(key && jose_jwk_is_private(key), err, CT_EINVAL, "admin token: the signing key must be a private key");
+  CT_ENSURE(ttl_s > 0 && ttl_s <= 24 * 3600, err, CT_EINVAL, "admin token: lifetime %lld s is not within 1 s..24 h",
+            (long long)ttl_s);
+  EVP_PKEY *pk = jose_jwk_pkey(key);
+  int id = EVP_PKEY_get_base_id(pk);
+  const char *alg = id == EVP_PKEY_ED25519 ? "EdDSA" : id == EVP_PKEY_EC ? "ES256" : id == EVP_PKEY_RSA ? "RS256" : NULL;
+  CT_ENSURE(alg, err, CT_EUNSUPPORTED, "admin token: key type is not Ed25519, EC P-256 or RSA");
+  int64_t now = (int64_t)time(NULL);
+  json_t *claims = json_pack("{s:I, s:I, s:s, s:s}", "iat", (json_int_t)now, "exp", (json_int_t)(now + ttl_s), "role",
+                             "admin", "iss", issuer ? issuer : "coco-trust");
+  json_t *hdr = json_pack("{s:s}", "typ", "JWT");
+  char *payload = claims ? json_dumps(claims, JSON_COMPACT) : NULL;
+  ct_status st = payload && hdr ? jose_jws_sign(alg, pk, hdr, (const uint8_t *)payload, strlen(payload), token, err)
+                                : ct_fail(err, CT_ENOMEM, "admin token: out of memory");
+  free(payload);
+  json_decref(hdr);
+  json_decref(claims);
+  return st;
 }

@@ -244,6 +244,25 @@ static ct_status bi_yaml_is_valid(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
+/* Public: the same decoding for callers outside policies (coco secrets load reads the pattern's
+ * values-secret YAML with it). */
+CT_RESULT rego_yaml_parse(const char *text, size_t len, json_t **out, ct_err *err) {
+  *out = NULL;
+  CT_ENSURE(len <= YAML_INPUT_MAX, err, CT_ELIMIT, "yaml: input larger than %u bytes", YAML_INPUT_MAX);
+  rg_arena a = {0};
+  a.limit = 64u << 20;
+  char msg[256] = "";
+  bool oom = false;
+  rv *v = NULL;
+  ct_status st = CT_OK;
+  if (!ym_load(&a, text, len, true, &v, msg, sizeof msg, &oom))
+    st = oom ? ct_fail(err, CT_ENOMEM, "yaml: out of memory") : ct_fail(err, CT_EINVAL, "%s", msg);
+  else
+    st = rg_to_jansson(v ? v : &rv_null_v, out, err);
+  rg_arena_free(&a);
+  return st;
+}
+
 /* ---------------------------------------------------------------- emit */
 static int ym_write(void *data, unsigned char *buf, size_t size) {
   ct_err e;

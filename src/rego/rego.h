@@ -77,6 +77,11 @@ typedef struct rego_decision {
 CT_RESULT rego_eval_decision(const rego_policy *p, const char *rule_ref, const json_t *input,
                              const json_t *data, json_t **result, rego_decision *why, ct_err *err);
 
+/* Decodes a YAML stream like the policy built-in yaml.unmarshal (the first document; every
+ * document must parse; YAML 1.2 core scalars; bounded size, depth and alias expansion). *out is a
+ * new reference (JSON null for an empty stream). Errors read "yaml: line N: problem". */
+CT_RESULT rego_yaml_parse(const char *text, size_t len, json_t **out, ct_err *err);
+
 /*
  * General queries (used by the CLI and the conformance runner). Input and data are JSON texts
  * (parsed with OPA's number model: integers of any size, decimals kept exactly); data may hold

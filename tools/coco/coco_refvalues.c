@@ -63,6 +63,88 @@ static ct_status coco__check_time(const char *t, ct_err *err) {
   return CT_OK;
 }
 
+static ct_status coco__prefixes(const char *list, char pfx[COCO__MAX_PREFIXES][8], size_t *npfx, ct_err *err) {
+  const char *p = list ? list : "snp,tdx";
+  *npfx = 0;
+  while (*p) {
+    size_t n = strcspn(p, ",");
+    CT_ENSURE(*npfx < COCO__MAX_PREFIXES, err, CT_EINVAL, "--prefix lists more than %d prefixes", COCO__MAX_PREFIXES);
+    CT_ENSURE((n == 3 && (!strncmp(p, "snp", 3) || !strncmp(p, "tdx", 3) || !strncmp(p, "tpm", 3))), err, CT_EINVAL,
+              "--prefix: \"%.*s\" is not snp, tdx or tpm", (int)(n < 16 ? n : 16), p);
+    memcpy(pfx[*npfx], p, 3);
+    pfx[(*npfx)++][3] = '\0';
+    p += n + (p[n] == ',');
+  }
+  CT_ENSURE(*npfx, err, CT_EINVAL, "--prefix names no prefix");
+  return CT_OK;
+}
+
+ct_status coco_refvalues_build(const json_t *doc, const char *what, const uint8_t *pcr8, const char *prefixes,
+                               json_t **values, ct_err *err) {
+  *values = NULL;
+  char pfx[COCO__MAX_PREFIXES][8];
+  size_t npfx = 0;
+  CT_GUARD(coco__prefixes(prefixes, pfx, &npfx, err));
+  json_t *sha = json_object_get(json_object_get(doc, "measurements"), "sha256");
+  CT_ENSURE(json_is_object(sha), err, CT_EINVAL,
+            "%s: no measurements.sha256 object (the dm-verity image's measurements.json)", what);
+  char pcr[COCO__NPCRS][65];
+  for (size_t i = 0; i < COCO__NPCRS; i++) {
+    bool is8 = !strcmp(coco__pcrs[i], "pcr08");
+    if (is8 && pcr8) {
+      /* PCR8 binds the init-data: computed, never taken from the image. */
+      ct_hex_into(pcr8, 32, pcr[i]);
+      continue;
+    }
+    const char *s = json_string_value(json_object_get(sha, coco__pcrs[i]));
+    CT_ENSURE(s, err, CT_EINVAL, "%s: measurements.sha256.%s is missing or not a string%s", what, coco__pcrs[i],
+              is8 ? " (give --initdata to compute PCR8)" : "");
+    ct_status st = coco__pcr_hex(coco__pcrs[i], s, pcr[i], err);
+    if (st) return ct_err_prefix(err, "%s: ", what);
+  }
+  json_t *v = json_object();
+  CT_ENSURE(v, err, CT_ENOMEM, "out of memory");
+  for (size_t i = 0; i < COCO__NPCRS; i++) {
+    for (size_t k = 0; k < npfx; k++) {
+      char name[40];
+      snprintf(name, sizeof name, "%s_%s", pfx[k], coco__pcrs[i]);
+      if (json_object_set_new(v, name, json_pack("[s]", pcr[i])) != 0) {
+        json_decref(v);
+        return ct_fail(err, CT_ENOMEM, "out of memory");
+      }
+    }
+  }
+  *values = v;
+  return CT_OK;
+}
+
+ct_status coco_refvalues_message(const json_t *values, char **message, ct_err *err) {
+  char *payload = NULL, *b64 = NULL;
+  CT_GUARD(ct_json_dump(values, &payload, err));
+  ct_status st = ct_b64_encode(CT_B64_STD, (const uint8_t *)payload, strlen(payload), &b64, err);
+  free(payload);
+  CT_GUARD(st);
+  json_t *msg = json_pack("{s:s, s:s, s:s}", "version", "0.1.0", "type", "sample", "payload", b64);
+  free(b64);
+  CT_ENSURE(msg, err, CT_ENOMEM, "out of memory");
+  st = ct_json_dump(msg, message, err);
+  json_decref(msg);
+  return st;
+}
+
+ct_status coco_initdata_pcr8_of(const char *path, uint8_t pcr8[32], ct_err *err) {
+  char *toml = NULL;
+  size_t tl = 0;
+  initdata *d = NULL;
+  CT_GUARD(coco_read(path, COCO_FILE_MAX, &toml, &tl, err));
+  ct_status st = initdata_parse(toml, tl, &d, err);
+  if (!st) st = initdata_pcr8(d->digest, d->digest_len, pcr8, err);
+  initdata_free(d);
+  free(toml);
+  if (st) ct_err_prefix(err, "%s: ", path);
+  return st;
+}
+
 typedef struct coco__rv_args {
   const char *file, *initdata, *expiration, *prefixes, *format, *out;
 } coco__rv_args;
@@ -81,21 +163,8 @@ static ct_status coco__from_measurements(const coco__rv_args *a, ct_buf *out, ct
     gmtime_r(&t, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
   }
-  /* prefixes */
-  char pfx[COCO__MAX_PREFIXES][8];
-  size_t npfx = 0;
-  const char *p = a->prefixes ? a->prefixes : "snp,tdx";
-  while (*p) {
-    size_t n = strcspn(p, ",");
-    CT_ENSURE(npfx < COCO__MAX_PREFIXES, err, CT_EINVAL, "--prefix lists more than %d prefixes", COCO__MAX_PREFIXES);
-    CT_ENSURE((n == 3 && (!strncmp(p, "snp", 3) || !strncmp(p, "tdx", 3) || !strncmp(p, "tpm", 3))), err, CT_EINVAL,
-              "--prefix: \"%.*s\" is not snp, tdx or tpm", (int)(n < 16 ? n : 16), p);
-    memcpy(pfx[npfx], p, 3);
-    pfx[npfx++][3] = '\0';
-    p += n + (p[n] == ',');
-  }
-  CT_ENSURE(npfx, err, CT_EINVAL, "--prefix names no prefix");
-
+  uint8_t pcr8[32];
+  if (a->initdata) CT_GUARD(coco_initdata_pcr8_of(a->initdata, pcr8, err));
   char *text = NULL;
   size_t len = 0;
   CT_GUARD(coco_read(a->file, COCO_FILE_MAX, &text, &len, err));
@@ -103,86 +172,35 @@ static ct_status coco__from_measurements(const coco__rv_args *a, ct_buf *out, ct
   ct_status st = ct_json_parse(text, len, 16, &doc, err);
   free(text);
   if (st) return ct_err_prefix(err, "%s: ", a->file);
-  json_t *sha = json_object_get(json_object_get(doc, "measurements"), "sha256");
-  json_t *values = NULL, *list = NULL;
-  char pcr[COCO__NPCRS][65];
-  if (!json_is_object(sha)) {
-    st = ct_fail(err, CT_EINVAL, "%s: no measurements.sha256 object (the dm-verity image's measurements.json)", a->file);
-    goto out;
-  }
-  for (size_t i = 0; i < COCO__NPCRS; i++) {
-    bool is8 = !strcmp(coco__pcrs[i], "pcr08");
-    if (is8 && a->initdata) {
-      /* PCR8 binds the init-data: computed, never taken from the image. */
-      char *toml = NULL;
-      size_t tl = 0;
-      initdata *d = NULL;
-      uint8_t v[32];
-      CT_GUARD_GOTO(st, coco_read(a->initdata, COCO_FILE_MAX, &toml, &tl, err), out);
-      st = initdata_parse(toml, tl, &d, err);
-      if (!st) st = initdata_pcr8(d->digest, d->digest_len, v, err);
-      initdata_free(d);
-      free(toml);
-      if (st) {
-        ct_err_prefix(err, "%s: ", a->initdata);
-        goto out;
-      }
-      ct_hex_into(v, 32, pcr[i]);
-      continue;
-    }
-    const char *s = json_string_value(json_object_get(sha, coco__pcrs[i]));
-    if (!s) {
-      st = ct_fail(err, CT_EINVAL, "%s: measurements.sha256.%s is missing or not a string%s", a->file, coco__pcrs[i],
-                   is8 ? " (give --initdata to compute PCR8)" : "");
-      goto out;
-    }
-    CT_GUARD_GOTO(st, coco__pcr_hex(coco__pcrs[i], s, pcr[i], err), out);
-  }
-  values = json_object();
-  list = json_array();
-  if (!values || !list) {
-    st = ct_fail(err, CT_ENOMEM, "out of memory");
-    goto out;
-  }
-  for (size_t i = 0; i < COCO__NPCRS; i++) {
-    for (size_t k = 0; k < npfx; k++) {
-      char name[40];
-      snprintf(name, sizeof name, "%s_%s", pfx[k], coco__pcrs[i]);
-      json_t *v = json_pack("[s]", pcr[i]);
-      json_t *rec = json_pack("{s:s, s:s, s:O}", "name", name, "expiration", when, "value", v);
-      if (!v || !rec || json_object_set_new(values, name, v) != 0 || json_array_append_new(list, rec) != 0) {
-        st = ct_fail(err, CT_ENOMEM, "out of memory");
-        goto out;
-      }
-      if (!strcmp(fmt, "kbs-client")) CT_GUARD_GOTO(st, ct_buf_printf(out, err, "%s %s\n", name, pcr[i]), out);
-    }
-  }
-  if (!strcmp(fmt, "kbs-client")) goto out;
-  char *s = NULL;
-  if (!strcmp(fmt, "list")) {
-    CT_GUARD_GOTO(st, ct_json_dump(list, &s, err), out);
-  } else {
-    char *payload = NULL, *b64 = NULL;
-    CT_GUARD_GOTO(st, ct_json_dump(values, &payload, err), out);
-    st = ct_b64_encode(CT_B64_STD, (const uint8_t *)payload, strlen(payload), &b64, err);
-    free(payload);
-    if (st) goto out;
-    json_t *msg = json_pack("{s:s, s:s, s:s}", "version", "0.1.0", "type", "sample", "payload", b64);
-    free(b64);
-    if (!msg) {
-      st = ct_fail(err, CT_ENOMEM, "out of memory");
-      goto out;
-    }
-    st = ct_json_dump(msg, &s, err);
-    json_decref(msg);
-    if (st) goto out;
-  }
-  st = ct_buf_printf(out, err, "%s\n", s);
-  free(s);
-out:
-  json_decref(values);
-  json_decref(list);
+  json_t *values = NULL;
+  st = coco_refvalues_build(doc, a->file, a->initdata ? pcr8 : NULL, a->prefixes, &values, err);
   json_decref(doc);
+  CT_GUARD(st);
+  char *s = NULL;
+  if (!strcmp(fmt, "message")) {
+    st = coco_refvalues_message(values, &s, err);
+    if (!st) st = ct_buf_printf(out, err, "%s\n", s);
+  } else {
+    /* Sorted by PCR, then prefix (json objects keep insertion order in coco_refvalues_build). */
+    json_t *list = json_array();
+    const char *name;
+    json_t *v;
+    if (!list) st = ct_fail(err, CT_ENOMEM, "out of memory");
+    json_object_foreach(values, name, v) {
+      if (st) break;
+      if (!strcmp(fmt, "kbs-client")) {
+        st = ct_buf_printf(out, err, "%s %s\n", name, json_string_value(json_array_get(v, 0)));
+      } else if (json_array_append_new(list, json_pack("{s:s, s:s, s:O}", "name", name, "expiration", when,
+                                                       "value", v)) != 0) {
+        st = ct_fail(err, CT_ENOMEM, "out of memory");
+      }
+    }
+    if (!st && !strcmp(fmt, "list")) st = ct_json_dump(list, &s, err);
+    if (!st && s) st = ct_buf_printf(out, err, "%s\n", s);
+    json_decref(list);
+  }
+  free(s);
+  json_decref(values);
   return st;
 }
 
