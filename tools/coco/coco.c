@@ -4,6 +4,7 @@
  *   coco initdata render|encode|decode|digest|pcr8|check|explain-policy ...
  *   coco refvalues from-measurements ...
  *   coco secrets load ...
+ *   coco kbs-seed ...
  *
  * Exit status: 0 success, 1 failure (the reason is printed), 2 bad usage; `initdata check` and
  * `initdata explain-policy` use 3 for "refused" / "denied" (see their usage).
@@ -29,7 +30,9 @@ static void coco__usage(void) {
           "                            [--prefix snp,tdx] [--format message|list] [-o FILE]\n"
           "       coco secrets load VALUES-SECRET.yaml (--kbs-url URL [--kbs-cert PEM] --admin-key KEY |\n"
           "                            --vault-url URL --vault-token-file FILE [--vault-cacert PEM])\n"
-          "                            [--base-dir DIR] [--dry-run]\n");
+          "                            [--base-dir DIR] [--dry-run]\n"
+          "       coco kbs-seed --storage-dir DIR [--attestation-policy-dir DIR] [--reference-values FILE]\n"
+          "                            [--resources-dir DIR]   (the kbs chart's init container)\n");
 }
 
 int coco_fail(const char *what, const ct_err *err) {
@@ -93,6 +96,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "initdata")) return coco_initdata_main(argc - 2, argv + 2);
   if (!strcmp(argv[1], "refvalues")) return coco_refvalues_main(argc - 2, argv + 2);
   if (!strcmp(argv[1], "secrets")) return coco_secrets_main(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "kbs-seed")) return coco_kbs_seed_main(argc - 2, argv + 2);
   fprintf(stderr, "coco: unknown command \"%s\"\n", argv[1]);
   coco__usage();
   return 2;

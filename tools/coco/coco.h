@@ -40,5 +40,6 @@ CT_RESULT coco_initdata_pcr8_of(const char *path, uint8_t pcr8[32], ct_err *err)
 int coco_initdata_main(int argc, char **argv);
 int coco_refvalues_main(int argc, char **argv);
 int coco_secrets_main(int argc, char **argv);
+int coco_kbs_seed_main(int argc, char **argv);
 
 #endif

@@ -1,0 +1,1 @@
+../../../../policies/resource/affirming.rego

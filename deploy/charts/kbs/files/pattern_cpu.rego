@@ -1,0 +1,1 @@
+../../../../policies/attestation/pattern_cpu.rego
