@@ -4,11 +4,13 @@
  * per iteration, over one TLS keep-alive connection, for D seconds.
  *
  *   kbs_loadgen HOST:PORT CA_PEM RESOURCE_PATH EXPECTED_PLAINTEXT CLIENTS SECONDS [--snp DIR] [--no-get]
+ *               [--rate N]
  *   kbs_loadgen --snp-init DIR CHIPS
  *
  * --snp: synthetic-SNP mode (loadgen_snp.h): the TEE is "snp" and each /attest carries a report
  * freshly signed by the VCEK of one of the TEST-ONLY chips in DIR (made by --snp-init).
  * --no-get: an iteration is the handshake alone (/auth + /attest).
+ * --rate N: offer N iterations/s in total instead of as many as the KBS answers (the soak test).
  *
  * A purpose-built HTTP/1.1 client on OpenSSL keeps the load generator's own CPU low: it shares
  * the machine with the KBS it measures. Protocol pieces come from the project's libraries
@@ -46,6 +48,8 @@ typedef struct bench {
   const char *path, *expected;
   double seconds;
   loadgen_snp *snp; /* NULL: sample evidence */
+  double rate;      /* total handshakes/s to offer; 0 = as fast as the KBS answers */
+  int clients;
   bool get;         /* an iteration ends with the resource GET */
   atomic_uint next_id;
   atomic_uint n;
@@ -222,8 +226,22 @@ static void *client(void *arg) {
     free(c);
     return NULL;
   }
-  double end = now_s() + b->seconds;
+  double start = now_s(), end = start + b->seconds;
+  /* --rate: each client keeps its share of the total rate on a fixed schedule (staggered so the
+   * clients do not start in step); one that falls behind does not burst to catch up. */
+  double interval = b->rate > 0 ? b->clients / b->rate : 0, next = start + interval * c->id / b->clients;
   while (now_s() < end) {
+    if (interval > 0) {
+      double wait = next - now_s();
+      if (wait > 0) {
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        nanosleep(&ts, NULL);
+      } else if (wait < -1.0) {
+        next = now_s();
+      }
+      next += interval;
+      if (now_s() >= end) break;
+    }
     double t0 = now_s();
     if (iteration(b, c) != 0) {
       atomic_fetch_add(&b->errors, 1);
@@ -248,7 +266,7 @@ int main(int argc, char **argv) {
   if (argc == 4 && !strcmp(argv[1], "--snp-init")) return loadgen_snp_init(argv[2], atoi(argv[3]));
   if (argc < 7) {
     fprintf(stderr, "usage: kbs_loadgen HOST:PORT CA_PEM RESOURCE_PATH EXPECTED_PLAINTEXT CLIENTS SECONDS [--snp DIR] "
-                    "[--no-get]\n       kbs_loadgen --snp-init DIR CHIPS\n");
+                    "[--no-get] [--rate N]\n       kbs_loadgen --snp-init DIR CHIPS\n");
     return 2;
   }
   bench b = {.path = argv[3], .expected = argv[4], .seconds = atof(argv[6]), .get = true};
@@ -257,12 +275,15 @@ int main(int argc, char **argv) {
       if (!(b.snp = loadgen_snp_open(argv[++i]))) return 1;
     } else if (!strcmp(argv[i], "--no-get")) {
       b.get = false;
+    } else if (!strcmp(argv[i], "--rate") && i + 1 < argc) {
+      b.rate = atof(argv[++i]);
     } else {
       fprintf(stderr, "kbs_loadgen: unknown option %s\n", argv[i]);
       return 2;
     }
   }
   int clients = atoi(argv[5]);
+  b.clients = clients;
   char host[64];
   const char *colon = strrchr(argv[1], ':');
   if (clients < 1 || clients > MAX_CLIENTS || b.seconds <= 0 || !colon || (size_t)(colon - argv[1]) >= sizeof host)
