@@ -89,10 +89,11 @@ static ct_status kbs_config__http(const json_t *doc, kbs_config *c, ct_err *err)
   CT_GUARD(kbs_config__table(doc, "http_server", "http_server", &t, err));
   CT_ENSURE(t, err, CT_EINVAL, "missing [http_server] section (Trustee requires it)");
   static const char *const keys[] = {"sockets", "insecure_http", "private_key", "certificate",
-                                     "payload_request_size", "worker_count", NULL};
+                                     "payload_request_size", "worker_count", "reuse_port", NULL};
   CT_GUARD(kbs_config__only(t, "http_server", keys, err));
   CT_GUARD(kbs_config__strs(t, "sockets", "http_server", &c->sockets, &c->n_sockets, err));
   CT_GUARD(kbs_config__bool(t, "insecure_http", "http_server", &c->insecure_http, err));
+  CT_GUARD(kbs_config__bool(t, "reuse_port", "http_server", &c->reuse_port, err));
   CT_GUARD(kbs_config__str(t, "private_key", "http_server", &c->private_key, err));
   CT_GUARD(kbs_config__str(t, "certificate", "http_server", &c->certificate, err));
   unsigned mib = 2, workers = 0;

@@ -60,6 +60,7 @@ typedef struct kbs_config {
   char **sockets;
   size_t n_sockets;
   bool insecure_http;
+  bool reuse_port;               /* replicas share the listening port (SO_REUSEPORT) */
   char *private_key;
   char *certificate;
   size_t payload_request_size_mib;

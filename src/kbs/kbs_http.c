@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -102,6 +103,7 @@ struct kbs_http_server {
   unsigned n_workers;
   kbs_http__worker workers[KBS_HTTP_MAX_WORKERS];
   int ports[KBS_HTTP_MAX_SOCKETS];
+  int listen_fds[KBS_HTTP_MAX_SOCKETS]; /* the first loop's listeners (owned by its evhttp) */
 };
 
 const char *kbs_http_header(const kbs_http_request *req, const char *name) { return req->header(req, name); }
@@ -145,19 +147,24 @@ static ct_status kbs_http__parse_addr(const char *spec, struct sockaddr_storage 
   return CT_OK;
 }
 
-/* One listener per worker with SO_REUSEPORT lets the kernel spread connections over the loops
- * without a shared accept lock. TCP_NODELAY is inherited by accepted sockets on Linux. */
-static ct_status kbs_http__listen(const struct sockaddr_storage *ss, socklen_t len, int *fd_out,
+/* Without reuse_port the socket is bound exclusively (SO_REUSEADDR only lets a restart reuse a
+ * port in TIME_WAIT; it never joins a live listener) and every loop accepts on a dup of it. With
+ * reuse_port each loop has its own SO_REUSEPORT listener, which other processes may join.
+ * TCP_NODELAY is inherited by accepted sockets on Linux. */
+static ct_status kbs_http__listen(const struct sockaddr_storage *ss, socklen_t len, bool reuse_port, int *fd_out,
                                   int *port_out, ct_err *err) {
   int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ct_fail(err, CT_EIO, "socket: %s", strerror(errno));
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, 1024) != 0) {
     int e = errno;
     close(fd);
+    if (e == EADDRINUSE && !reuse_port)
+      return ct_fail(err, CT_EIO, "cannot listen: address in use (another process serves this port; replicas "
+                     "that share a port need [http_server] reuse_port = true in every one of them)");
     return ct_fail(err, CT_EIO, "cannot listen: %s", strerror(e));
   }
   struct sockaddr_storage bound;
@@ -539,16 +546,24 @@ ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
       socklen_t len = 0;
       int fd = -1, port = 0;
       CT_GUARD_GOTO(st, kbs_http__parse_addr(cfg->sockets[k], &ss, &len, err), fail);
-      /* Port 0 asks for any port: the first worker picks it, the others join the same one. */
-      if (i > 0 && s->ports[k]) {
-        if (ss.ss_family == AF_INET6) ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)s->ports[k]);
-        else ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)s->ports[k]);
+      if (i > 0 && !cfg->reuse_port) {
+        /* the other loops accept on the first loop's socket */
+        fd = fcntl(s->listen_fds[k], F_DUPFD_CLOEXEC, 0);
+        CT_ENSURE_GOTO(st, fd >= 0, fail, err, CT_EIO, "http_server.sockets \"%s\": dup: %s", cfg->sockets[k],
+                       strerror(errno));
+      } else {
+        /* Port 0 asks for any port: the first worker picks it, the others join the same one. */
+        if (i > 0 && s->ports[k]) {
+          if (ss.ss_family == AF_INET6) ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)s->ports[k]);
+          else ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)s->ports[k]);
+        }
+        if (kbs_http__listen(&ss, len, cfg->reuse_port, &fd, &port, err) != CT_OK) {
+          st = ct_err_prefix(err, "http_server.sockets \"%s\": ", cfg->sockets[k]);
+          goto fail;
+        }
+        s->ports[k] = port;
+        if (i == 0) s->listen_fds[k] = fd;
       }
-      if (kbs_http__listen(&ss, len, &fd, &port, err) != CT_OK) {
-        st = ct_err_prefix(err, "http_server.sockets \"%s\": ", cfg->sockets[k]);
-        goto fail;
-      }
-      s->ports[k] = port;
       struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(w->http, fd);
       if (!bound) {
         close(fd);

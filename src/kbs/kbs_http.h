@@ -1,6 +1,7 @@
 /*
  * kbs_http.h - the KBS's HTTP(S) server: libevent evhttp, one event loop per worker thread,
- * each with its own SO_REUSEPORT listeners, TLS through bufferevent_openssl.
+ * all accepting on one listening socket per address (or, with reuse_port, each with its own
+ * SO_REUSEPORT listener), TLS through bufferevent_openssl.
  *
  * Loops do I/O and TLS only; handlers run on a pool of as many threads, fed in one FIFO order
  * across all connections. A handler gets copies of the request line, the Authorization and
@@ -74,6 +75,10 @@ typedef struct kbs_http_config {
   unsigned workers;          /* event-loop threads; 0 = number of CPUs */
   unsigned blocking_threads; /* threads for kbs_http_pending_offload; 0 = 8 */
   unsigned timeout_seconds;  /* idle/read/write timeout per connection */
+  /* SO_REUSEPORT: other processes (replicas) may listen on the same port and the kernel splits
+   * connections between them. Off, a port that another process serves fails start-up with
+   * "address in use", so a stale or misconfigured instance never silently takes traffic. */
+  bool reuse_port;
 } kbs_http_config;
 
 typedef struct kbs_http_server kbs_http_server;

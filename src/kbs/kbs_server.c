@@ -496,6 +496,7 @@ ct_status kbs_server_start(const kbs_config *cfg, const char *run_as, kbs_server
       .max_body = cfg->payload_request_size_mib << 20,
       .workers = cfg->worker_count,
       .timeout_seconds = 30,
+      .reuse_port = cfg->reuse_port,
   };
   ct_status st;
   CT_GUARD_GOTO(st, kbs_http_start(&hc, kbs__handle, s, &s->http, err), fail);

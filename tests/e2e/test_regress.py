@@ -114,3 +114,25 @@ def test_regress_08_sample_tee_opt_in(pki, start_kbs, tmp_path):
     demo = start_kbs(cfg, name="demo")
     s = rcar.Session(demo.url(), pki.tls_cert)
     assert s.handshake(rcar.TeeKey())
+
+
+def test_regress_11_port_in_use(pki, start_kbs, tmp_path):
+    """A second kbs on a port one already serves took part of its traffic (SO_REUSEPORT); now it
+    fails to start with "address in use" unless [http_server] reuse_port = true asks for replicas."""
+    cfg = bgcheck_config(pki, tmp_path / "storage")
+    first = start_kbs(cfg, name="first")
+    same_port = cfg.replace('sockets = ["127.0.0.1:0"]', f'sockets = ["127.0.0.1:{first.port}"]')
+    with pytest.raises(RuntimeError) as e:
+        start_kbs(same_port, name="second")
+    assert "address in use" in str(e.value) and "reuse_port = true" in str(e.value)
+    # the first one still serves every connection
+    s = rcar.Session(first.url(), pki.tls_cert)
+    for _ in range(8):
+        assert s.http.get(f"{first.url()}/healthz").status_code == 200
+    # replicas that ask for it share a port
+    shared = cfg.replace("worker_count = 2\n", "worker_count = 2\nreuse_port = true\n")
+    a = start_kbs(shared, name="replica-a")
+    b = start_kbs(shared.replace('sockets = ["127.0.0.1:0"]', f'sockets = ["127.0.0.1:{a.port}"]'),
+                  name="replica-b")
+    assert b.port == a.port
+    assert rcar.Session(a.url(), pki.tls_cert).handshake(rcar.TeeKey())
