@@ -12,6 +12,7 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <event2/util.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -30,16 +31,18 @@
 
 #include "ct_log.h"
 #include "ct_mem.h"
+#include "kbs_http_frame.h"
 
 #define KBS_HTTP_MAX_WORKERS 64
 #define KBS_HTTP_MAX_SOCKETS 16
-#define KBS_HTTP_MAX_HEADERS 16384
+#define KBS_HTTP_MAX_HEADERS (2 * KBS_HTTP_FRAME_MAX_HEAD)
 
 typedef struct kbs_http__worker {
   struct kbs_http_server *server;
   struct event_base *base;
   struct evhttp *http;
   struct event *stop_check;
+  struct kbs_http__conn *conns;
   pthread_t thread;
   bool started;
 } kbs_http__worker;
@@ -176,12 +179,141 @@ static ct_status kbs_http__listen(const struct sockaddr_storage *ss, socklen_t l
   return CT_OK;
 }
 
+/* Per connection: the framer (kbs_http_frame.h) rewrites the connection's input buffer in place,
+ * from a callback that runs when bytes arrive and before evhttp's read callback sees them. The
+ * buffer then holds only framed requests (`framed` bytes at its front, which evhttp drains);
+ * bytes the framer cannot use yet wait in `pending`. Replies go out unchanged.
+ * libevent has no hook for "evhttp freed this bufferevent", so each connection holds a reference
+ * on its bufferevent and the loop's periodic check releases connections whose bufferevent evhttp
+ * has freed (bufferevent_free clears its callbacks); their socket closes then, within 200 ms.
+ * The reference also gives the lingering close after a refusal: evhttp has sent the answer and
+ * shut the socket down for writing, and the connection keeps reading and dropping what the peer
+ * still sends until it closes, the framer's byte budget is spent or KBS_HTTP_LINGER_MS pass. */
+typedef struct kbs_http__conn {
+  struct kbs_http__conn *prev, *next; /* the loop's connections */
+  kbs_http_frame *frame;
+  struct bufferevent *bev;
+  struct evbuffer *pending, *scratch;
+  size_t framed;
+  bool busy;
+  int64_t freed_at; /* ms when evhttp was seen to have freed the bufferevent, 0 before */
+} kbs_http__conn;
+
+#define KBS_HTTP_LINGER_MS 2000
+
+static int64_t kbs_http__now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* evhttp frees a connection's bufferevent with bufferevent_free, which clears its callbacks. */
+static bool kbs_http__conn_released(kbs_http__conn *c) {
+  if (c->freed_at) return true;
+  bufferevent_data_cb rd = NULL, wr = NULL;
+  bufferevent_event_cb ev = NULL;
+  bufferevent_getcb(c->bev, &rd, &wr, &ev, NULL);
+  if (rd || wr || ev) return false;
+  c->freed_at = kbs_http__now_ms();
+  return true;
+}
+
+static void kbs_http__conn_free(kbs_http__conn *c) {
+  if (!c) return;
+  kbs_http_frame_free(c->frame);
+  if (c->pending) evbuffer_free(c->pending);
+  if (c->scratch) evbuffer_free(c->scratch);
+  free(c);
+}
+
+static void kbs_http__frame_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg) {
+  kbs_http__conn *c = arg;
+  if (c->busy) return; /* our own rewrite below */
+  if (kbs_http__conn_released(c)) { /* lingering close, or waiting for the sweep */
+    c->busy = true;
+    bool unused = false;
+    evbuffer_add_buffer(c->pending, buf);
+    if (kbs_http_frame_lingering(c->frame)) kbs_http_frame_feed(c->frame, c->pending, c->scratch, &unused);
+    evbuffer_drain(c->pending, evbuffer_get_length(c->pending));
+    evbuffer_drain(c->scratch, evbuffer_get_length(c->scratch));
+    evbuffer_drain(buf, evbuffer_get_length(buf));
+    if (!kbs_http_frame_lingering(c->frame)) bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    c->busy = false;
+    return;
+  }
+  c->framed = info->n_deleted >= c->framed ? 0 : c->framed - info->n_deleted;
+  size_t len = evbuffer_get_length(buf);
+  if (len <= c->framed) {
+    c->framed = len;
+    return;
+  }
+  c->busy = true;
+  evbuffer_remove_buffer(buf, c->scratch, c->framed);
+  evbuffer_add_buffer(c->pending, buf);
+  bool send_continue = false;
+  if (kbs_http_frame_feed(c->frame, c->pending, c->scratch, &send_continue) == KBS_HTTP_FRAME_FATAL) {
+    /* out of memory: nothing more is passed on; the connection times out */
+    evbuffer_drain(c->pending, evbuffer_get_length(c->pending));
+    CT_LOG_WARN_("kbs", "http: out of memory framing a request; connection abandoned");
+  }
+  evbuffer_prepend_buffer(buf, c->scratch);
+  c->framed = evbuffer_get_length(buf);
+  c->busy = false;
+  if (send_continue) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    bufferevent_write(c->bev, cont, sizeof cont - 1);
+  }
+}
+
 static struct bufferevent *kbs_http__bevcb(struct event_base *base, void *arg) {
-  kbs_http_server *s = arg;
-  SSL *ssl = SSL_new(s->ssl);
-  if (!ssl) return NULL;
-  return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                        BEV_OPT_CLOSE_ON_FREE);
+  kbs_http__worker *w = arg;
+  kbs_http_server *s = w->server;
+  kbs_http__conn *c = calloc(1, sizeof *c);
+  ct_err err;
+  if (!c || kbs_http_frame_new(s->max_body, &c->frame, &err) != CT_OK || !(c->pending = evbuffer_new()) ||
+      !(c->scratch = evbuffer_new())) {
+    kbs_http__conn_free(c);
+    return NULL;
+  }
+  if (s->ssl) {
+    SSL *ssl = SSL_new(s->ssl);
+    c->bev = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+                 : NULL;
+  } else {
+    c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+  }
+  if (!c->bev || !evbuffer_add_cb(bufferevent_get_input(c->bev), kbs_http__frame_cb, c)) {
+    if (c->bev) bufferevent_free(c->bev);
+    kbs_http__conn_free(c);
+    return NULL;
+  }
+  bufferevent_incref(c->bev);
+  c->next = w->conns;
+  if (w->conns) w->conns->prev = c;
+  w->conns = c;
+  return c->bev;
+}
+
+/* Releases the connections whose bufferevent evhttp freed (see kbs_http__conn); all of them when
+ * `all` (the loop is gone). */
+static void kbs_http__conns_sweep(kbs_http__worker *w, bool all) {
+  int64_t now = kbs_http__now_ms();
+  for (kbs_http__conn *c = w->conns, *next; c; c = next) {
+    next = c->next;
+    if (!all) {
+      if (!kbs_http__conn_released(c)) continue;
+      /* still lingering: the peer has not closed and has budget and time left */
+      if ((bufferevent_get_enabled(c->bev) & EV_READ) && kbs_http_frame_lingering(c->frame) &&
+          now - c->freed_at < KBS_HTTP_LINGER_MS)
+        continue;
+    }
+    if (c->prev) c->prev->next = c->next;
+    else w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    evbuffer_remove_cb(bufferevent_get_input(c->bev), kbs_http__frame_cb, c);
+    bufferevent_decref(c->bev);
+    kbs_http__conn_free(c);
+  }
 }
 
 static kbs_http_method kbs_http__method(enum evhttp_cmd_type t) {
@@ -363,9 +495,56 @@ bool kbs_http_is_deferred(const kbs_http_request *req) {
 
 static char *kbs_http__dup(const char *v) { return v ? strdup(v) : NULL; }
 
+/* Refusals of the HTTP layer: the status, Trustee's error shape and a closed connection. */
+static void kbs_http__refuse(struct evhttp_request *ereq, int status, const char *why) {
+  char body[512];
+  json_t *e = json_pack("{s:s, s:s}", "type", "https://github.com/confidential-containers/kbs/errors/HttpError",
+                        "detail", why);
+  char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
+  snprintf(body, sizeof body, "%s", text ? text : "{}");
+  free(text);
+  json_decref(e);
+  struct evkeyvalq *oh = evhttp_request_get_output_headers(ereq);
+  evhttp_add_header(oh, "Content-Type", "application/json");
+  evhttp_add_header(oh, "Connection", "close");
+  struct evbuffer *out = evbuffer_new();
+  if (out) evbuffer_add(out, body, strlen(body));
+  const char *reason = status == 413 ? "Payload Too Large" : status == 431 ? "Request Header Fields Too Large"
+                       : status == 501 ? "Not Implemented" : "Bad Request";
+  evhttp_send_reply(ereq, status, reason, out);
+  if (out) evbuffer_free(out);
+}
+
+static bool kbs_http__utf8(const unsigned char *s, size_t n) {
+  for (size_t i = 0; i < n;) {
+    unsigned char c = s[i];
+    size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    if (!len || i + len > n) return false;
+    uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1fu : len == 3 ? c & 0x0fu : c & 0x07u;
+    for (size_t k = 1; k < len; k++) {
+      if ((s[i + k] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (s[i + k] & 0x3fu);
+    }
+    /* overlong forms, surrogates, beyond U+10FFFF */
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
 static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
   kbs_http__worker *w = arg;
   kbs_http_server *s = w->server;
+  struct evkeyvalq *in_headers = evhttp_request_get_input_headers(ereq);
+  const char *refusal = evhttp_find_header(in_headers, KBS_HTTP_FRAME_ERROR_HEADER);
+  if (refusal) { /* only the framer writes it: "<status> <reason>" */
+    char *end = NULL;
+    long status = strtol(refusal, &end, 10);
+    kbs_http__refuse(ereq, status >= 400 && status < 600 ? (int)status : 400, end && *end ? end + 1 : "bad request");
+    return;
+  }
   kbs_http__job *j = calloc(1, sizeof *j);
   if (!j) {
     evhttp_send_error(ereq, 503, "Out of memory");
@@ -387,7 +566,11 @@ static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
   size_t decoded_len = 0;
   req->path = evhttp_uridecode(raw_path ? raw_path : "/", 0, &decoded_len);
   req->path_len = decoded_len;
-  struct evkeyvalq *in_headers = evhttp_request_get_input_headers(ereq);
+  if (!req->path || !kbs_http__utf8((const unsigned char *)req->path, decoded_len)) {
+    kbs_http__refuse(ereq, 400, req->path ? "the request path does not decode to UTF-8" : "the request path does not decode");
+    kbs_http__job_free(j);
+    return;
+  }
   j->uri = kbs_http__dup(evhttp_request_get_uri(ereq));
   j->query = kbs_http__dup(parsed ? evhttp_uri_get_query(parsed) : NULL);
   j->authorization = kbs_http__dup(evhttp_find_header(in_headers, "Authorization"));
@@ -402,7 +585,7 @@ static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
   req->query = j->query;
   req->body = j->body;
   if (!ok) {
-    evhttp_send_error(ereq, req->path ? 503 : 400, req->path ? "Out of memory" : "Bad path");
+    evhttp_send_error(ereq, 503, "Out of memory");
     kbs_http__job_free(j);
     return;
   }
@@ -464,6 +647,7 @@ static void kbs_http__stop_check(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   kbs_http__worker *w = arg;
+  kbs_http__conns_sweep(w, false);
   if (atomic_load(&w->server->stopping)) event_base_loopbreak(w->base);
 }
 
@@ -530,6 +714,8 @@ ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
     CT_ENSURE_GOTO(st, w->http, fail, err, CT_ENOMEM, "cannot create an event loop");
     s->n_workers = i + 1;
     evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->max_body);
+    /* the framer bounds the head (KBS_HTTP_FRAME_MAX_HEAD) and answers 431 with a body; the head
+     * it passes on is never larger, so this is only a backstop */
     evhttp_set_max_headers_size(w->http, KBS_HTTP_MAX_HEADERS);
     evhttp_set_timeout_tv(w->http, &tv);
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
@@ -540,7 +726,7 @@ ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
     w->stop_check = event_new(w->base, -1, EV_PERSIST, kbs_http__stop_check, w);
     CT_ENSURE_GOTO(st, w->stop_check && event_add(w->stop_check, &poll) == 0, fail, err, CT_ENOMEM,
                    "cannot create an event");
-    if (s->ssl) evhttp_set_bevcb(w->http, kbs_http__bevcb, s);
+    evhttp_set_bevcb(w->http, kbs_http__bevcb, w);
     for (size_t k = 0; k < cfg->n_sockets; k++) {
       struct sockaddr_storage ss;
       socklen_t len = 0;
@@ -635,6 +821,7 @@ void kbs_http_stop(kbs_http_server *s) {
     for (int k = 0; k < 4 && s->workers[i].base; k++) event_base_loop(s->workers[i].base, EVLOOP_NONBLOCK);
     if (s->workers[i].stop_check) event_free(s->workers[i].stop_check);
     if (s->workers[i].http) evhttp_free(s->workers[i].http);
+    kbs_http__conns_sweep(&s->workers[i], true);
     if (s->workers[i].base) event_base_free(s->workers[i].base);
   }
   for (int k = 0; k < 2; k++) {

@@ -136,3 +136,116 @@ def test_regress_11_port_in_use(pki, start_kbs, tmp_path):
                   name="replica-b")
     assert b.port == a.port
     assert rcar.Session(a.url(), pki.tls_cert).handshake(rcar.TeeKey())
+
+
+def _tls(kbs, pki):
+    import socket
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(pki.tls_cert))
+    raw = socket.create_connection(("127.0.0.1", kbs.port), timeout=10)
+    return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def _exchange(kbs, pki, data: bytes) -> bytes:
+    """Sends `data` on a fresh TLS connection and reads until the server closes it."""
+    with _tls(kbs, pki) as t:
+        t.sendall(data)
+        out = b""
+        try:
+            while True:
+                d = t.recv(65536)
+                if not d:
+                    break
+                out += d
+        except (TimeoutError, OSError):
+            pass
+    return out
+
+
+def _status_and_body(reply: bytes):
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), head, body
+
+
+def test_regress_05_early_413_readable(kbs_env, pki):
+    """An oversized body got its 413 while the connection closed under the client still sending: an
+    ordinary client (Python requests, curl with a large upload) saw a reset. Now the KBS answers at
+    once and keeps reading (and dropping) the body before it closes."""
+    import requests
+    kbs, s, hdr, storage = kbs_env
+    big = b"x" * (8 << 20)  # payload_request_size = 1 MiB
+    # requests sends the whole body before it reads the answer
+    r = s.http.post(f"{kbs.url()}/kbs/v0/resource/one/two/big", data=big, headers=hdr)
+    assert r.status_code == 413
+    assert r.headers["Content-Type"] == "application/json"
+    assert "larger than the limit" in r.json()["detail"]
+    # curl: a large upload with Expect: 100-continue, and one without
+    path = storage.parent / "big.bin"
+    path.write_bytes(big)
+    for extra in ([], ["-H", "Expect:"]):
+        out = subprocess.run(["curl", "-sS", "--cacert", str(pki.tls_cert), "-o", "/dev/null", "-w", "%{http_code}",
+                              "-H", hdr["Authorization"].join(["Authorization: ", ""]), "--data-binary", f"@{path}",
+                              *extra, f"{kbs.url()}/kbs/v0/resource/one/two/big"], capture_output=True, text=True)
+        assert out.stdout == "413", (extra, out.stdout, out.stderr)
+    # chunked, sent in one go before reading
+    chunk = b"%x\r\n" % (256 << 10) + b"y" * (256 << 10) + b"\r\n"
+    reply = _exchange(kbs, pki, b"POST /kbs/v0/auth HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      + chunk * 8 + b"0\r\n\r\n")
+    assert _status_and_body(reply)[0] == 413
+    assert not (storage / "one" / "two" / "big").exists()
+    # within the limit still works, on a connection that stays open
+    assert s.http.post(f"{kbs.url()}/kbs/v0/resource/one/two/big", data=b"z" * (1 << 20), headers=hdr).status_code == 200
+
+
+HEAD = b"POST /kbs/v0/auth HTTP/1.1\r\nHost: x\r\n"
+AUTH = b'{"version":"0.4.0","tee":"sample","extra-params":""}'
+
+
+@pytest.mark.parametrize("name,request_bytes,status", [
+    ("conflicting Content-Length", HEAD + b"Content-Length: 2\r\nContent-Length: %d\r\n\r\n" % len(AUTH) + AUTH, 400),
+    ("Content-Length list", HEAD + b"Content-Length: 2, 2\r\n\r\n{}", 400),
+    ("Transfer-Encoding and Content-Length", HEAD + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                             b"2\r\n{}\r\n0\r\n\r\n", 400),
+    ("Transfer-Encoding twice", HEAD + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                b"2\r\n{}\r\n0\r\n\r\n", 400),
+    ("Transfer-Encoding gzip", HEAD + b"Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 501),
+    ("Transfer-Encoding in HTTP/1.0", b"POST /kbs/v0/auth HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                      b"2\r\n{}\r\n0\r\n\r\n", 400),
+    ("invalid chunk size", HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400),
+    ("chunk without line end", HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n", 400),
+    ("space before colon", HEAD + b"Content-Length : 2\r\n\r\n{}", 400),
+    ("obsolete line folding", HEAD + b"Transfer-Encoding:\r\n chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 400),
+    ("head too large", b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
+    ("path decoding to invalid UTF-8", b"GET /kbs/v0/resource/a/b/%ff HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+])
+def test_regress_06_http_framing(kbs_env, pki, name, request_bytes, status):
+    """Ambiguous framing is refused with 400 (or 501/431) and a JSON body, before any handler runs;
+    the connection closes, so nothing after it is read as another request."""
+    kbs, _, _, _ = kbs_env
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    reply = _exchange(kbs, pki, request_bytes + smuggled)
+    got, head, body = _status_and_body(reply)
+    assert got == status, (name, reply[:300])
+    assert b"Connection: close" in head
+    detail = json.loads(body)["detail"]
+    assert detail, name
+    assert reply.count(b"HTTP/1.1 ") == 1, (name, reply)  # the smuggled request was not answered
+
+
+def test_regress_06_chunk_extensions_accepted(kbs_env, pki):
+    """A valid chunk extension ("34;a=b") was refused with 413; chunked bodies with extensions and
+    trailers are read like any other body."""
+    kbs, _, _, _ = kbs_env
+    body = HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+    body += b"%x;a=b\r\n" % 10 + AUTH[:10] + b"\r\n"
+    body += b"%X ; name=\"quoted value\"\r\n" % (len(AUTH) - 10) + AUTH[10:] + b"\r\n"
+    body += b"0;last\r\nX-Trailer: yes\r\n\r\n"
+    with _tls(kbs, pki) as t:
+        t.sendall(body + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive: both answered
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 2:
+            d = t.recv(65536)
+            assert d, data
+            data += d
+    first = data.split(b"\r\n\r\n", 1)[1]
+    assert b'"nonce"' in first
