@@ -271,7 +271,11 @@ struct rg_builtin {
   bool nondet;
 };
 const rg_builtin *rg_builtin_find(const char *name);
-/* Per-family registries, each NULL-terminated. */
+/* Adds the OPA-only families (a NULL-terminated list of tables); called before main by
+ * ct_rego_extras when it is linked. */
+void rg_builtins_add_extras(const rg_builtin *const *tables);
+/* Per-family registries, each NULL-terminated. The OPA-only ones (net to tmpl) are defined in
+ * ct_rego_extras. */
 extern const rg_builtin rg_builtins_core[];
 extern const rg_builtin rg_builtins_str[];
 extern const rg_builtin rg_builtins_coll[];
