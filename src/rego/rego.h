@@ -79,7 +79,8 @@ CT_RESULT rego_eval_decision(const rego_policy *p, const char *rule_ref, const j
 
 /* Decodes a YAML stream like the policy built-in yaml.unmarshal (the first document; every
  * document must parse; YAML 1.2 core scalars; bounded size, depth and alias expansion). *out is a
- * new reference (JSON null for an empty stream). Errors read "yaml: line N: problem". */
+ * new reference (JSON null for an empty stream). Errors read "yaml: line N: problem". Lives in
+ * ct_rego_extras (with libyaml): link that library to use it. */
 CT_RESULT rego_yaml_parse(const char *text, size_t len, json_t **out, ct_err *err);
 
 /*
