@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cdh.h"
 #include "cdh_image.h"
 
 static void test_references(void **state) {
@@ -224,10 +225,38 @@ static void test_hostile_layers(void **state) {
   assert_int_not_equal(cdh_unpack_layer(root, (const uint8_t *)"not a tar at all", 16, &us, &err), CT_OK);
 }
 
+static void test_image_config(void **state) {
+  (void)state;
+  ct_err err;
+  cdh_config cfg = {0};
+  const char *t = "socket = \"unix:///tmp/x/cdh.sock\"\n[aa]\naa_socket = \"/tmp/x/aa.sock\"\n"
+                  "[image]\nimage_security_policy = '{\"default\":[{\"type\":\"reject\"}]}'\n"
+                  "authenticated_registry_credentials_uri = \"kbs:///default/credential/r\"\n"
+                  "extra_root_certificates = [\"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\"]\n"
+                  "max_concurrent_layer_downloads_per_image = 3\n"
+                  "[image.image_pull_proxy]\nhttps_proxy = \"http://127.0.0.1:3128\"\nno_proxy = \"a.b\"\n";
+  CT_ASSERT_OK(cdh_config_parse_cdh(t, strlen(t), &cfg, &err), &err);
+  assert_string_equal(cfg.socket, "unix:///tmp/x/cdh.sock");
+  assert_string_equal(cfg.aa_socket, "/tmp/x/aa.sock");
+  assert_non_null(strstr(cfg.image_security_policy, "reject"));
+  assert_string_equal(cfg.registry_credentials_uri, "kbs:///default/credential/r");
+  assert_non_null(strstr(cfg.extra_root_certificates, "BEGIN CERTIFICATE"));
+  assert_string_equal(cfg.https_proxy, "http://127.0.0.1:3128");
+  assert_string_equal(cfg.no_proxy, "a.b");
+  const char *bad[] = {"[image]\nextra_root_certificates = \"not an array\"\n",
+                       "[image]\nextra_root_certificates = [\"no pem here\"]\n",
+                       "[image]\nimage_pull_proxy = 5\n", "[aa]\naa_socket = 1\n"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    if (cdh_config_parse_cdh(bad[i], strlen(bad[i]), &cfg, &err) == CT_OK) fail_msg("accepted %s", bad[i]);
+  assert_string_equal(cfg.https_proxy, "http://127.0.0.1:3128"); /* a bad file changes nothing */
+  cdh_config_free(&cfg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_references),
       cmocka_unit_test(test_policy_scopes),
+      cmocka_unit_test(test_image_config),
       cmocka_unit_test_setup_teardown(test_unpack_and_whiteouts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hostile_layers, setup, teardown),
   };
