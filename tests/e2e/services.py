@@ -89,12 +89,27 @@ def _tree(pid):
     return pids
 
 
+def _stopped(pid):
+    """Every thread of pid is stopped (kill returns before they all are)."""
+    for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
+        try:
+            if open(stat).read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                return False
+        except (OSError, IndexError):
+            pass
+    return True
+
+
 def _signal_tree(pid, sig):
-    for p in _tree(pid):
+    pids = _tree(pid)
+    for p in pids:
         try:
             os.kill(p, sig)
         except ProcessLookupError:
             pass
+    deadline = time.time() + 2
+    while sig == signal.SIGSTOP and not all(_stopped(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.01)
 
 
 def _unprivileged():
