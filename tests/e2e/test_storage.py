@@ -331,6 +331,27 @@ def test_backend_down_clean_errors_and_recovery(backend, request, pki, start_kbs
     key = rcar.TeeKey()
     s = rcar.Session(kbs.url(), pki.tls_cert)
     s.handshake(key)
+
+    # Load through the outage: every answer is the secret or a clean, bounded refusal.
+    stop, seen, bad = threading.Event(), {"ok": 0, "refused": 0}, []
+
+    def load():
+        ls = rcar.Session(kbs.url(), pki.tls_cert)
+        lkey = rcar.TeeKey()
+        ls.handshake(lkey)
+        while not stop.is_set():
+            t0 = time.time()
+            resp = ls.resource("default/key/k")
+            took = time.time() - t0
+            if resp.status_code == 200 and rcar.decrypt(resp.json(), lkey) == b"value":
+                seen["ok"] += 1
+            elif resp.status_code == 401 and f"{backend}: " in detail(resp) and took < 4:
+                seen["refused"] += 1
+            else:
+                bad.append((resp.status_code, resp.text[:200], round(took, 2)))
+    loader = threading.Thread(target=load)
+    loader.start()
+    time.sleep(0.5)
     if backend == "postgres":
         svc.stop()
     else:
@@ -365,6 +386,11 @@ def test_backend_down_clean_errors_and_recovery(backend, request, pki, start_kbs
         time.sleep(0.3)
     assert r.status_code == 200, r.text
     assert rcar.decrypt(r.json(), key) == b"value"
+    time.sleep(0.5)
+    stop.set()
+    loader.join()
+    assert not bad, bad[:3]
+    assert seen["refused"] > 0 and seen["ok"] > 0, seen
 
 
 @pytest.mark.parametrize("backend", ["localfs", "postgres"])
@@ -462,3 +488,46 @@ def test_audit_log_records_and_verifies(pki, start_kbs, tmp_path):
     log.write_text("\n".join(lines[:1] + lines[2:]) + "\n")
     bad = run([BIN / "kbs", "audit", "verify", log], check=False)
     assert bad.returncode == 1 and "line 2:" in bad.stderr and "deleted" in bad.stderr, bad.stderr
+
+
+# --- replicas without a database --------------------------------------------------------------------
+
+def test_shared_localfs_replicas_and_key_rotation(pki, start_kbs, tmp_path):
+    """Two replicas on one LocalFs directory with a shared cookie key: a replayed /attest is refused
+    on both (the nonce claim is a link(2) in the shared directory); a replica whose key was rotated
+    still opens cookies sealed with the previous key listed in session_previous_key_files."""
+    old, new = tmp_path / "old.key", tmp_path / "new.key"
+    old.write_text(os.urandom(32).hex())
+    new.write_text(os.urandom(32).hex())
+    shared = (f'[storage_backend]\nstorage_type = "LocalFs"\nsession_storage_type = "Stateless"\n'
+              f'session_key_file = "{old}"\n\n[storage_backend.backends.local_fs]\n'
+              f'dir_path = "{tmp_path / "shared"}"\n\n')
+    a = start_kbs(config(pki, storage_toml=shared), name="a")
+    b = start_kbs(config(pki, storage_toml=shared), name="b")
+    Admin(a, pki).resource("default/key/k", b"shared-dir")
+    Admin(a, pki).policy(ALLOW_ALL)
+    key = rcar.TeeKey()
+    s = rcar.Session(a.url(), pki.tls_cert)
+    nonce = s.auth().json()["nonce"]
+    s.url = b.url()
+    assert s.attest(nonce, key).status_code == 200
+    for k in (a, b):
+        s.url = k.url()
+        r = s.attest(nonce, key)
+        assert r.status_code == 401 and "replayed /attest" in detail(r), r.text
+    s.url = a.url()
+    r = s.resource("default/key/k")
+    assert r.status_code == 200 and rcar.decrypt(r.json(), key) == b"shared-dir", r.text
+
+    # Rotation: c seals with the new key and still accepts the old one; d knows only the new one.
+    rotated = shared.replace(f'session_key_file = "{old}"',
+                             f'session_key_file = "{new}"\nsession_previous_key_files = ["{old}"]')
+    c = start_kbs(config(pki, storage_toml=rotated), name="c")
+    d = start_kbs(config(pki, storage_toml=shared.replace(str(old), str(new))), name="d")
+    s = rcar.Session(a.url(), pki.tls_cert)
+    nonce = s.auth().json()["nonce"]                # sealed with the old key
+    s.url = d.url()
+    r = s.attest(nonce, key)
+    assert r.status_code == 401 and "not issued by this KBS" in detail(r), r.text
+    s.url = c.url()
+    assert s.attest(nonce, key).status_code == 200
