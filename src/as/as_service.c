@@ -19,6 +19,9 @@
 #include "rego.h"
 
 #define AS_POLICY_NS "attestation_service_policy"
+/* Trustee's storage layout: policy <id> lives under the key "<id>.rego". Stores written by
+ * earlier versions of ours used "<id>"; they are still read. */
+#define AS_POLICY_SUFFIX ".rego"
 #define AS_MAX_POLICIES 64
 #define AS_MAX_POLICY_BYTES (1u << 20)
 
@@ -141,6 +144,39 @@ static ct_status as__check_policy_id(const char *id, ct_err *err) {
   return CT_OK;
 }
 
+static ct_status as__policy_key(const char *id, char *key, size_t cap, ct_err *err) {
+  int n = snprintf(key, cap, "%s" AS_POLICY_SUFFIX, id);
+  CT_ENSURE(n > 0 && (size_t)n < cap, err, CT_ELIMIT, "policy id too long");
+  return CT_OK;
+}
+
+/* The stored policy ids: keys without the ".rego" suffix, each once. */
+static ct_status as__policy_ids(as_service *as, json_t **out, ct_err *err) {
+  json_t *keys = NULL;
+  CT_GUARD(kvs_list(as->cfg.store, AS_POLICY_NS, &keys, err));
+  json_t *ids = json_array();
+  const size_t sl = strlen(AS_POLICY_SUFFIX);
+  for (size_t i = 0; ids && i < json_array_size(keys); i++) {
+    const char *k = json_string_value(json_array_get(keys, i));
+    size_t n = k ? strlen(k) : 0;
+    if (!n) continue;
+    if (n > sl && !strcmp(k + n - sl, AS_POLICY_SUFFIX)) n -= sl;
+    bool dup = false;
+    for (size_t j = 0; j < json_array_size(ids); j++) {
+      const char *o = json_string_value(json_array_get(ids, j));
+      dup |= strlen(o) == n && !strncmp(o, k, n);
+    }
+    if (!dup && json_array_append_new(ids, json_stringn(k, n)) != 0) {
+      json_decref(ids);
+      ids = NULL;
+    }
+  }
+  json_decref(keys);
+  CT_ENSURE(ids, err, CT_ENOMEM, "out of memory listing attestation policies");
+  *out = ids;
+  return CT_OK;
+}
+
 ct_status as_set_policy(as_service *as, const char *policy_id, const char *rego, size_t len, ct_err *err) {
   CT_GUARD(as__check_policy_id(policy_id, err));
   CT_ENSURE(len <= AS_MAX_POLICY_BYTES, err, CT_ELIMIT, "policy larger than %u bytes", AS_MAX_POLICY_BYTES);
@@ -149,7 +185,14 @@ ct_status as_set_policy(as_service *as, const char *policy_id, const char *rego,
   CT_GUARD(ct_strndup(rego, len, &text, err));
   rego_policy *compiled = NULL;
   ct_status st = as__compile(as, policy_id, text, &compiled, err);
-  if (st == CT_OK) st = kvs_put(as->cfg.store, AS_POLICY_NS, policy_id, text, len, err);
+  char key[128];
+  if (st == CT_OK) st = as__policy_key(policy_id, key, sizeof key, err);
+  if (st == CT_OK) st = kvs_put(as->cfg.store, AS_POLICY_NS, key, text, len, err);
+  if (st == CT_OK) {  /* a legacy copy under the bare id is superseded: drop it (absent is fine) */
+    ct_err ignored;
+    if (kvs_delete(as->cfg.store, AS_POLICY_NS, policy_id, &ignored) != CT_OK) {
+    }
+  }
   if (st == CT_OK) st = as__install(as, policy_id, text, compiled, err);
   else rego_policy_free(compiled);
   free(text);
@@ -159,7 +202,7 @@ ct_status as_set_policy(as_service *as, const char *policy_id, const char *rego,
 void as_reload_policies(as_service *as) {
   json_t *ids = NULL;
   ct_err err;
-  if (kvs_list(as->cfg.store, AS_POLICY_NS, &ids, &err) != CT_OK) return;
+  if (as__policy_ids(as, &ids, &err) != CT_OK) return;
   for (size_t i = 0; i < json_array_size(ids); i++) {
     const char *id = json_string_value(json_array_get(ids, i));
     char *text = NULL;
@@ -183,7 +226,11 @@ ct_status as_get_policy(as_service *as, const char *policy_id, char **rego, ct_e
   CT_GUARD(as__check_policy_id(policy_id, err));
   uint8_t *data = NULL;
   size_t len = 0;
-  CT_GUARD(kvs_get(as->cfg.store, AS_POLICY_NS, policy_id, &data, &len, err));
+  char key[128];
+  CT_GUARD(as__policy_key(policy_id, key, sizeof key, err));
+  ct_status st = kvs_get(as->cfg.store, AS_POLICY_NS, key, &data, &len, err);
+  if (st == CT_ENOTFOUND) st = kvs_get(as->cfg.store, AS_POLICY_NS, policy_id, &data, &len, err);
+  CT_GUARD(st);
   *rego = (char *)data;
   return CT_OK;
 }
@@ -192,7 +239,7 @@ ct_status as_get_policy(as_service *as, const char *policy_id, char **rego, ct_e
  * overwrite an administrator's policy at start-up). */
 static ct_status as__load_policies(as_service *as, ct_err *err) {
   json_t *ids = NULL;
-  CT_GUARD(kvs_list(as->cfg.store, AS_POLICY_NS, &ids, err));
+  CT_GUARD(as__policy_ids(as, &ids, err));
   bool have_default = false;
   ct_status st = CT_OK;
   for (size_t i = 0; st == CT_OK && i < json_array_size(ids); i++) {

@@ -17,6 +17,16 @@
 #include "kbs_internal.h"
 #include "kbs_metrics.h"
 
+/* Trustee's key for the stored resource policy; earlier versions of ours used the legacy one. */
+#define KBS_RESOURCE_POLICY_KEY "resource-policy.rego"
+#define KBS_RESOURCE_POLICY_KEY_LEGACY "resource-policy"
+
+static ct_status kbs__resource_policy_get(kbs_server *s, uint8_t **text, size_t *len, ct_err *err) {
+  ct_status st = kvs_get(s->store, KBS_KBS_NS, KBS_RESOURCE_POLICY_KEY, text, len, err);
+  if (st == CT_ENOTFOUND) st = kvs_get(s->store, KBS_KBS_NS, KBS_RESOURCE_POLICY_KEY_LEGACY, text, len, err);
+  return st;
+}
+
 static ct_status kbs__compile_resource_policy(const char *text, rego_policy **out, ct_err *err) {
   rego_module mod = {"resource-policy.rego", text};
   if (rego_compile(&mod, 1, NULL, out, err) != CT_OK) return ct_err_prefix(err, "resource policy does not compile: ");
@@ -30,7 +40,7 @@ ct_status kbs_resource_policy_set(kbs_server *s, const char *text, size_t len, b
   CT_GUARD(ct_strndup(text, len, &copy, err));
   rego_policy *compiled = NULL;
   ct_status st = kbs__compile_resource_policy(copy, &compiled, err);
-  if (st == CT_OK && persist) st = kvs_put(s->store, KBS_KBS_NS, "resource-policy", copy, len, err);
+  if (st == CT_OK && persist) st = kvs_put(s->store, KBS_KBS_NS, KBS_RESOURCE_POLICY_KEY, copy, len, err);
   free(copy);
   CT_GUARD(st);
   pthread_rwlock_wrlock(&s->policy_lock);
@@ -45,7 +55,7 @@ ct_status kbs_resource_policy_set(kbs_server *s, const char *text, size_t len, b
 ct_status kbs_resource_policy_load(kbs_server *s, ct_err *err) {
   uint8_t *text = NULL;
   size_t len = 0;
-  ct_status st = kvs_get(s->store, KBS_KBS_NS, "resource-policy", &text, &len, err);
+  ct_status st = kbs__resource_policy_get(s, &text, &len, err);
   if (st == CT_ENOTFOUND && s->cfg->resource_policy_path) {
     st = ct_file_read(s->cfg->resource_policy_path, 1u << 20, &text, &len, err);
     if (st != CT_OK && st != CT_ENOTFOUND) return ct_err_prefix(err, "policy_engine.policy_path: ");
@@ -64,7 +74,7 @@ void kbs_resource_policy_reload(kbs_server *s) {
   uint8_t *text = NULL;
   size_t len = 0;
   ct_err err;
-  if (kvs_get(s->store, KBS_KBS_NS, "resource-policy", &text, &len, &err) != CT_OK) return;
+  if (kbs__resource_policy_get(s, &text, &len, &err) != CT_OK) return;
   uint8_t digest[32];
   ct_sha256(text, len, digest);
   pthread_rwlock_rdlock(&s->policy_lock);

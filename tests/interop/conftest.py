@@ -110,14 +110,23 @@ class Pki:
 
     def admin_token(self, role="admin", exp_delta=3600):
         """An EdDSA JWT with the issuer/audience/role the shared configuration names."""
-        from cryptography.hazmat.primitives import serialization
+        return admin_jwt(self.admin_key, role=role, iss="interop-admin", aud=["kbs"], exp_delta=exp_delta)
 
-        priv = serialization.load_pem_private_key(self.admin_key.read_bytes(), password=None)
-        now = int(time.time())
-        claims = {"iss": "interop-admin", "aud": ["kbs"], "role": role, "iat": now, "exp": now + exp_delta}
-        header = b64url(json.dumps({"alg": "EdDSA", "typ": "JWT"}).encode())
-        payload = b64url(json.dumps(claims).encode())
-        return f"{header}.{payload}.{b64url(priv.sign(f'{header}.{payload}'.encode()))}"
+
+def admin_jwt(key_file: Path, role="admin", iss=None, aud=None, exp_delta=3600):
+    """The EdDSA admin JWT upstream's kbs-client sends (`--admin-token-file`)."""
+    from cryptography.hazmat.primitives import serialization
+
+    priv = serialization.load_pem_private_key(Path(key_file).read_bytes(), password=None)
+    now = int(time.time())
+    claims = {"role": role, "iat": now, "exp": now + exp_delta}
+    if iss:
+        claims["iss"] = iss
+    if aud:
+        claims["aud"] = aud
+    header = b64url(json.dumps({"alg": "EdDSA", "typ": "JWT"}).encode())
+    payload = b64url(json.dumps(claims).encode())
+    return f"{header}.{payload}.{b64url(priv.sign(f'{header}.{payload}'.encode()))}"
 
 
 def _ours_knows(key: str) -> bool:
@@ -186,8 +195,9 @@ storage_backend_type = "kvstorage"
 class Server:
     kind = "?"
 
-    def __init__(self, config: Path, log: Path, tls: bool, cwd=None):
+    def __init__(self, config: Path, log: Path, tls: bool, cwd=None, prefix=()):
         self.config, self.log, self.tls = config, log, tls
+        self.prefix = list(prefix)  # e.g. nsenter into a private network namespace
         self.proc = None
         self.port = None
         self._start(cwd)
@@ -216,7 +226,8 @@ class OurKbs(Server):
     kind = "ours"
 
     def _start(self, cwd):
-        self.proc = subprocess.Popen([str(BIN / "kbs"), "--config-file", str(self.config)], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([*self.prefix, str(BIN / "kbs"), "--config-file", str(self.config)],
+                                     stdout=subprocess.PIPE,
                                      stderr=open(self.log, "w"), text=True, cwd=cwd)
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -237,11 +248,12 @@ class UpstreamKbs(Server):
 
     def _start(self, cwd):
         env = dict(os.environ, RUST_LOG="warn,actix_server=info", RUST_BACKTRACE="0", NO_COLOR="1")
-        self.proc = subprocess.Popen([str(UP / "kbs"), "--config-file", str(self.config)], stdout=open(self.log, "w"),
+        self.proc = subprocess.Popen([*self.prefix, str(UP / "kbs"), "--config-file", str(self.config)],
+                                     stdout=open(self.log, "w"),
                                      stderr=subprocess.STDOUT, env=env, cwd=cwd)
         deadline = time.time() + 30
         while time.time() < deadline:
-            m = re.search(r"listening on: 127\.0\.0\.1:(\d+)", self.log_text())
+            m = re.search(r"listening on: [0-9.]+:(\d+)", self.log_text())
             if m:
                 self.port = int(m.group(1))
                 return
@@ -265,12 +277,12 @@ class Servers:
         self.started = []
         self.n = 0
 
-    def start(self, kind, config_text, tls=True, cwd=None):
+    def start(self, kind, config_text, tls=True, cwd=None, prefix=()):
         self.n += 1
         cfg = self.dir / f"{kind}-{self.n}.toml"
         cfg.write_text(config_text)
         cls = OurKbs if kind == "ours" else UpstreamKbs
-        s = cls(cfg, self.dir / f"{kind}-{self.n}.log", tls, cwd=cwd)
+        s = cls(cfg, self.dir / f"{kind}-{self.n}.log", tls, cwd=cwd, prefix=prefix)
         self.started.append(s)
         return s
 

@@ -71,15 +71,22 @@ def test_admin_verbs(kbses, pki, tmp_path):
         our_admin(up, pki, "set-resource-policy", preset)
     (tmp_path / "ap.rego").write_text(ATTESTATION_POLICY)
     our_admin(up, pki, "set-attestation-policy", "--policy-file", tmp_path / "ap.rego", "--id", "default_cpu")
-    # Reference values: our client reads back what upstream stored, and gets the same from ours.
-    for name, value, flags in [("svn", "1", []), ("major_version", "1", ["--as-integer"]),
-                               ("debug_ok", "false", ["--as-bool"]), ("single", "x", ["--as-single-value"])]:
+    # Reference values: what our client registers is what upstream's client registers (read
+    # back from the upstream KBS), and our KBS answers our client the same.
+    forms = [("svn", "1", []), ("major_version", "1", ["--as-integer"]), ("debug_ok", "false", ["--as-bool"]),
+             ("single", "x", ["--as-single-value"]), ("single_int", "3", ["--as-integer", "--as-single-value"])]
+    for name, value, flags in forms:
+        up_admin(up, pki, "set-sample-reference-value", name + "-up", value, *flags)
+        want = our_admin(up, pki, "get-reference-value", "--id", name + "-up").stdout.strip()
         got = {}
         for kind, kbs in kbses.items():
             our_admin(kbs, pki, "set-sample-reference-value", name, value, *flags)
             got[kind] = our_admin(kbs, pki, "get-reference-value", "--id", name).stdout.strip()
-        assert got["ours"] == got["upstream"], name
-    assert json.loads(got["upstream"]) == "x"
+        assert got["upstream"] == want, f"{name} {flags}: our client stored {got['upstream']}, upstream's {want}"
+        assert got["ours"] == want, name
+    assert json.loads(want) == 3
+    bad = our_admin(up, pki, "set-sample-reference-value", "n", "x", "--as-integer", check=False)
+    assert bad.returncode == 2 and "not an integer" in bad.stderr
     out = our_client(up, pki, "get-resource", "--path", "one/two/three")
     assert base64.b64decode(out.stdout.strip()) == secret
     # The attestation policy set above made the sample evidence affirming on the upstream AS.

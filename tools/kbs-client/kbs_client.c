@@ -256,7 +256,10 @@ static int kc__config(kc_http *h, int argc, char **argv) {
   h->bearer = token;
   const char *cmd = argv[i++];
   const char *path = NULL, *file = NULL, *id = NULL, *preset = NULL;
-  const char *kind = "list";
+  /* As upstream's client: the value is a string unless --as-integer / --as-bool, and a
+   * one-member list unless --as-single-value (the flags combine). */
+  const char *kind = "string";
+  bool single = false;
   const char *positional[2] = {NULL, NULL};
   int npos = 0;
   for (; i < argc; i++) {
@@ -268,7 +271,7 @@ static int kc__config(kc_http *h, int argc, char **argv) {
              !strcmp(argv[i], "--default")) preset = argv[i];
     else if (!strcmp(argv[i], "--as-integer")) kind = "int";
     else if (!strcmp(argv[i], "--as-bool")) kind = "bool";
-    else if (!strcmp(argv[i], "--as-single-value")) kind = "single";
+    else if (!strcmp(argv[i], "--as-single-value")) single = true;
     else if (argv[i][0] != '-' && npos < 2) positional[npos++] = argv[i];
     else {
       free(token);
@@ -302,10 +305,19 @@ static int kc__config(kc_http *h, int argc, char **argv) {
     if (!rc) rc = kc__post_policy(h, "set-attestation-policy", "/kbs/v0/attestation-policy", id ? id : "default_cpu",
                                   (char *)data, len);
   } else if (!strcmp(cmd, "set-sample-reference-value") && npos == 2) {
-    json_t *v = !strcmp(kind, "int")      ? json_integer(strtoll(positional[1], NULL, 10))
-                : !strcmp(kind, "bool")   ? json_boolean(!strcmp(positional[1], "true"))
-                : !strcmp(kind, "single") ? json_string(positional[1])
-                                          : json_pack("[s]", positional[1]);
+    char *end = NULL;
+    long long n = strtoll(positional[1], &end, 10);
+    if ((!strcmp(kind, "int") && (!*positional[1] || *end)) ||
+        (!strcmp(kind, "bool") && strcmp(positional[1], "true") && strcmp(positional[1], "false"))) {
+      fprintf(stderr, "kbs-client: set-sample-reference-value: \"%s\" is not %s\n", positional[1],
+              !strcmp(kind, "int") ? "an integer" : "true or false");
+      free(token);
+      return 2;
+    }
+    json_t *scalar = !strcmp(kind, "int")    ? json_integer(n)
+                     : !strcmp(kind, "bool") ? json_boolean(!strcmp(positional[1], "true"))
+                                             : json_string(positional[1]);
+    json_t *v = single ? scalar : json_pack("[o]", scalar);
     json_t *values = json_object();
     json_object_set_new(values, positional[0], v);
     char *vs = json_dumps(values, JSON_COMPACT);
