@@ -123,8 +123,10 @@ def test_presets_and_reference_values(pki, start_kbs, tmp_path):
     # integration test values).
     admin(kbs, pki, tmp_path, "set-sample-reference-value", "svn", "1")
     admin(kbs, pki, tmp_path, "set-sample-reference-value", "launch_digest", "abcde")
-    admin(kbs, pki, tmp_path, "set-sample-reference-value", "major_version", "1", "--as-integer")
-    admin(kbs, pki, tmp_path, "set-sample-reference-value", "minimum_minor_version", "1", "--as-integer")
+    admin(kbs, pki, tmp_path, "set-sample-reference-value", "major_version", "1", "--as-integer",
+          "--as-single-value")
+    admin(kbs, pki, tmp_path, "set-sample-reference-value", "minimum_minor_version", "1", "--as-integer",
+          "--as-single-value")
     got = admin(kbs, pki, tmp_path, "get-reference-value", "--id", "svn").stdout.strip()
     assert got == '["1"]'
     out = client(kbs, pki, "get-resource", "--path", "a/b/c")
