@@ -174,17 +174,7 @@ static ct_status kc__load_key(const char *path, jose_jwk **key, ct_err *err) {
 static ct_status kc__sign_admin_token(const char *key_path, char **token, ct_err *err) {
   jose_jwk *key = NULL;
   CT_GUARD(kc__load_key(key_path, &key, err));
-  EVP_PKEY *pk = jose_jwk_pkey(key);
-  const char *alg = EVP_PKEY_get_base_id(pk) == EVP_PKEY_ED25519 ? "EdDSA"
-                    : EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC   ? "ES256"
-                                                                : "RS256";
-  time_t now = time(NULL);
-  char payload[256];
-  snprintf(payload, sizeof payload, "{\"iat\":%lld,\"exp\":%lld,\"role\":\"admin\",\"iss\":\"kbs-client\"}", (long long)now,
-           (long long)now + 7200);
-  json_t *hdr = json_pack("{s:s}", "typ", "JWT");
-  ct_status st = jose_jws_sign(alg, pk, hdr, (const uint8_t *)payload, strlen(payload), token, err);
-  json_decref(hdr);
+  ct_status st = jose_admin_token(key, "kbs-client", 7200, token, err);
   jose_jwk_free(key);
   return st;
 }
