@@ -197,7 +197,8 @@ int main(int argc, char **argv) {
   fclose(f);
   free(cert);
   snprintf(log, sizeof log, "%s/cdh.log", g_dir);
-  char *cargv[] = {cdh_bin, "-c", path, "--tee", "sample", "--listen", "127.0.0.1:0", NULL};
+  char *cargv[] = {cdh_bin, "-c", path, "--tee", "sample", "--listen", "127.0.0.1:0",
+                   "--cdh-socket", "none", "--aa-socket", "none", NULL};
   cdh = spawn(cargv, log, "cdh: listening on ", &cport);
   if (cdh < 0) goto out;
 
