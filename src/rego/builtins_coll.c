@@ -4,15 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "rego_int.h"
-
-#define A (rg_ev_arena(ev))
-#define RET(v)                       \
-  do {                               \
-    *out = (v);                      \
-    if (!*out) return rg_bi_oom(ev); \
-    return CT_OK;                    \
-  } while (0)
+#include "rego_bi.h"
 
 static ct_status bi_array_concat(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "array.concat", 1, a[0], RV_ARR));

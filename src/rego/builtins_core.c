@@ -9,15 +9,7 @@
 
 #include <openssl/bn.h>
 
-#include "rego_int.h"
-
-#define A (rg_ev_arena(ev))
-#define RET(v)                              \
-  do {                                      \
-    *out = (v);                             \
-    if (!*out) return rg_bi_oom(ev);        \
-    return CT_OK;                           \
-  } while (0)
+#include "rego_bi.h"
 
 static ct_status bi_equal(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(rv_eq(a[0], a[1])); return CT_OK; }
 static ct_status bi_neq(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(!rv_eq(a[0], a[1])); return CT_OK; }

@@ -13,16 +13,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "rego_int.h"
-
-#define A (rg_ev_arena(ev))
-#define RET(v)                       \
-  do {                               \
-    *out = (v);                      \
-    if (!*out) return rg_bi_oom(ev); \
-    return CT_OK;                    \
-  } while (0)
-#define WANT_S(name, i) CT_GUARD(rg_bi_want(ev, name, (i) + 1, a[i], RV_STR))
+#include "rego_bi.h"
 
 /* ---------------------------------------------------------------- base64 */
 static const char b64std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -13,9 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rego_int.h"
+#include "rego_bi.h"
 
-#define A (rg_ev_arena(ev))
 #define GLOB_MAX_RUNES 2048 /* per glob: bounds the product search to (2048*2+1)^2 states */
 
 typedef struct {

@@ -7,9 +7,7 @@
 
 #include "gq_int.h"
 #include "graphql.h"
-#include "rego_int.h"
-
-#define A (rg_ev_arena(ev))
+#include "rego_bi.h"
 
 /* A query or schema operand: a string is parsed, an object is normalized as an AST. Returns CT_OK
  * with *doc NULL when the operand has another type. */

@@ -23,9 +23,7 @@
 
 #include "ct_mem.h"
 #include "jose.h"
-#include "rego_int.h"
-
-#define A (rg_ev_arena(ev))
+#include "rego_bi.h"
 
 #define JWT_TOKEN_MAX (1u << 20)   /* a compact token */
 #define JWT_KEYSRC_MAX (1u << 20)  /* a PEM block or JWK (Set) text */

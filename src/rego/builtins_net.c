@@ -6,15 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rego_int.h"
-
-#define A (rg_ev_arena(ev))
-#define RET(v)                       \
-  do {                               \
-    *out = (v);                      \
-    if (!*out) return rg_bi_oom(ev); \
-    return CT_OK;                    \
-  } while (0)
+#include "rego_bi.h"
 
 typedef struct {
   int fam;          /* 4 or 6 */

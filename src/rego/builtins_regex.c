@@ -9,16 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rego_int.h"
-
-#define A (rg_ev_arena(ev))
-#define RET(v)                       \
-  do {                               \
-    *out = (v);                      \
-    if (!*out) return rg_bi_oom(ev); \
-    return CT_OK;                    \
-  } while (0)
-#define WANT_S(name, i) CT_GUARD(rg_bi_want(ev, name, (i) + 1, a[i], RV_STR))
+#include "rego_bi.h"
 
 static ct_status re_compile(rg_ev *ev, const char *name, const rv *pat, pcre2_code **out) {
   int ec;

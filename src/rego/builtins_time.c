@@ -8,15 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "rego_int.h"
-
-#define A (rg_ev_arena(ev))
-#define RET(v)                       \
-  do {                               \
-    *out = (v);                      \
-    if (!*out) return rg_bi_oom(ev); \
-    return CT_OK;                    \
-  } while (0)
+#include "rego_bi.h"
 
 /* days from civil (proleptic Gregorian), Howard Hinnant's algorithm */
 static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {

@@ -14,9 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rego_int.h"
+#include "rego_bi.h"
 
-#define A (rg_ev_arena(ev))
 #define TM_SRC_MAX (64u << 10)
 #define TM_OUT_MAX (1u << 20)
 #define TM_DEPTH_MAX 32

@@ -11,9 +11,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "rego_int.h"
+#include "rego_bi.h"
 
-#define A (rg_ev_arena(ev))
 #define URI_MAX (64u << 10) /* longest URI text accepted */
 
 /* ---------------------------------------------------------------- Go net/url */

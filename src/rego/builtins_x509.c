@@ -23,9 +23,8 @@
 #include <openssl/x509v3.h>
 
 #include "ct_mem.h"
-#include "rego_int.h"
+#include "rego_bi.h"
 
-#define A (rg_ev_arena(ev))
 #define X5_INPUT_MAX (4u << 20) /* text of a certificate bundle / key */
 #define X5_MAX_CERTS 64
 #define X5_MAX_KEYS 16

@@ -16,9 +16,8 @@
 
 #include <yaml.h>
 
-#include "rego_int.h"
+#include "rego_bi.h"
 
-#define A (rg_ev_arena(ev))
 #define YAML_INPUT_MAX (4u << 20)
 #define YAML_DEPTH_MAX 64
 #define YAML_NODES_MAX 200000 /* values produced while expanding one document (alias bombs) */
