@@ -6,7 +6,7 @@
 
 #include "rego_bi.h"
 
-static ct_status bi_array_concat(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_array_concat(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "array.concat", 1, a[0], RV_ARR));
   CT_GUARD(rg_bi_want(ev, "array.concat", 2, a[1], RV_ARR));
   rv **items = rg_alloc(A, (a[0]->n + a[1]->n + 1) * sizeof(rv *));
@@ -16,7 +16,7 @@ static ct_status bi_array_concat(rg_ev *ev, rv **a, rv **out) {
   RET(rv_arr(A, items, a[0]->n + a[1]->n));
 }
 
-static ct_status bi_array_slice(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_array_slice(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "array.slice", 1, a[0], RV_ARR));
   CT_GUARD(rg_bi_want(ev, "array.slice", 2, a[1], RV_NUM));
   CT_GUARD(rg_bi_want(ev, "array.slice", 3, a[2], RV_NUM));
@@ -29,7 +29,7 @@ static ct_status bi_array_slice(rg_ev *ev, rv **a, rv **out) {
   RET(rv_arr(A, a[0]->u.a + s, (size_t)(e - s)));
 }
 
-static ct_status bi_array_reverse(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_array_reverse(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "array.reverse", 1, a[0], RV_ARR));
   rv *r = rv_arr(A, a[0]->u.a, a[0]->n);
   if (!r) return rg_bi_oom(ev);
@@ -42,7 +42,7 @@ static ct_status bi_array_reverse(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status flatten_into(rg_ev *ev, rv *x, rv ***items, size_t *n, size_t *cap) {
+static ct_status rego__flatten_into(rg_ev *ev, rv *x, rv ***items, size_t *n, size_t *cap) {
   for (size_t i = 0; i < x->n; i++) {
     rv *e = x->u.a[i];
     if (e->t == RV_ARR && x != e && (x->t == RV_SET)) {
@@ -61,26 +61,26 @@ static ct_status flatten_into(rg_ev *ev, rv *x, rv ***items, size_t *n, size_t *
   return CT_OK;
 }
 
-static ct_status bi_array_flatten(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_array_flatten(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "array.flatten", 1, a[0], RV_ARR));
   rv **items = NULL;
   size_t n = 0, cap = 0;
   for (size_t i = 0; i < a[0]->n; i++) {
     rv *e = a[0]->u.a[i];
-    if (e->t == RV_ARR) CT_GUARD(flatten_into(ev, e, &items, &n, &cap));
+    if (e->t == RV_ARR) CT_GUARD(rego__flatten_into(ev, e, &items, &n, &cap));
     else {
       rv one = {.t = RV_SET, .n = 1};
       rv *ep[1] = {e};
       one.u.a = ep;
       one.t = RV_ARR;
-      CT_GUARD(flatten_into(ev, &one, &items, &n, &cap));
+      CT_GUARD(rego__flatten_into(ev, &one, &items, &n, &cap));
     }
   }
   RET(rv_arr(A, items, n));
 }
 
 /* ---------------------------------------------------------------- objects */
-static ct_status bi_object_get(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_object_get(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "object.get", 1, a[0], RV_OBJ));
   rv *key = a[1];
   if (key->t == RV_ARR) {
@@ -106,12 +106,12 @@ static ct_status bi_object_get(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status bi_object_keys(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_object_keys(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "object.keys", 1, a[0], RV_OBJ));
   RET(rv_set(A, a[0]->u.o.k, a[0]->n));
 }
 
-static ct_status keyset(rg_ev *ev, const char *name, rv *x, rv **out) {
+static ct_status rego__keyset(rg_ev *ev, const char *name, rv *x, rv **out) {
   if (x->t == RV_SET) {
     *out = x;
     return CT_OK;
@@ -121,7 +121,7 @@ static ct_status keyset(rg_ev *ev, const char *name, rv *x, rv **out) {
   return rg_bi_type(ev, "%s: operand 2 must be one of {object, set, array} but got %s", name, rg_type_name(x));
 }
 
-static ct_status obj_filter(rg_ev *ev, rv *o, rv *keys, bool keep, rv **out) {
+static ct_status rego__obj_filter(rg_ev *ev, rv *o, rv *keys, bool keep, rv **out) {
   rv **ks = rg_alloc(A, (o->n + 1) * sizeof(rv *)), **vs = rg_alloc(A, (o->n + 1) * sizeof(rv *));
   if (!ks || !vs) return rg_bi_oom(ev);
   size_t m = 0;
@@ -133,22 +133,22 @@ static ct_status obj_filter(rg_ev *ev, rv *o, rv *keys, bool keep, rv **out) {
   RET(rv_obj(A, ks, vs, m, NULL));
 }
 
-static ct_status bi_object_remove(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_object_remove(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "object.remove", 1, a[0], RV_OBJ));
   rv *ks;
-  CT_GUARD(keyset(ev, "object.remove", a[1], &ks));
-  return obj_filter(ev, a[0], ks, false, out);
+  CT_GUARD(rego__keyset(ev, "object.remove", a[1], &ks));
+  return rego__obj_filter(ev, a[0], ks, false, out);
 }
 
-static ct_status bi_object_filter(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_object_filter(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "object.filter", 1, a[0], RV_OBJ));
   rv *ks;
-  CT_GUARD(keyset(ev, "object.filter", a[1], &ks));
-  return obj_filter(ev, a[0], ks, true, out);
+  CT_GUARD(rego__keyset(ev, "object.filter", a[1], &ks));
+  return rego__obj_filter(ev, a[0], ks, true, out);
 }
 
 /* Recursive merge: values from b win, objects merge. */
-static rv *merge(rg_ev *ev, rv *x, rv *y) {
+static rv *rego__merge(rg_ev *ev, rv *x, rv *y) {
   if (x->t != RV_OBJ || y->t != RV_OBJ) return y;
   rv **ks = rg_alloc(A, (x->n + y->n + 1) * sizeof(rv *)), **vs = rg_alloc(A, (x->n + y->n + 1) * sizeof(rv *));
   if (!ks || !vs) return NULL;
@@ -156,7 +156,7 @@ static rv *merge(rg_ev *ev, rv *x, rv *y) {
   for (size_t i = 0; i < x->n; i++) {
     rv *yv = rv_obj_get(y, x->u.o.k[i]);
     ks[m] = x->u.o.k[i];
-    vs[m] = yv ? merge(ev, x->u.o.v[i], yv) : x->u.o.v[i];
+    vs[m] = yv ? rego__merge(ev, x->u.o.v[i], yv) : x->u.o.v[i];
     if (!vs[m]) return NULL;
     m++;
   }
@@ -168,32 +168,32 @@ static rv *merge(rg_ev *ev, rv *x, rv *y) {
   return rv_obj(A, ks, vs, m, NULL);
 }
 
-static ct_status bi_object_union(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_object_union(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "object.union", 1, a[0], RV_OBJ));
   CT_GUARD(rg_bi_want(ev, "object.union", 2, a[1], RV_OBJ));
-  RET(merge(ev, a[0], a[1]));
+  RET(rego__merge(ev, a[0], a[1]));
 }
 
-static ct_status bi_object_union_n(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_object_union_n(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "object.union_n", 1, a[0], RV_ARR));
   rv *acc = &rv_empty_obj_v;
   for (size_t i = 0; i < a[0]->n; i++) {
     if (a[0]->u.a[i]->t != RV_OBJ)
       return rg_bi_type(ev, "object.union_n: operand 1 must be array[object[any: any]] but got array[any]");
-    acc = merge(ev, acc, a[0]->u.a[i]);
+    acc = rego__merge(ev, acc, a[0]->u.a[i]);
     if (!acc) return rg_bi_oom(ev);
   }
   *out = acc;
   return CT_OK;
 }
 
-static bool subset(rv *sup, rv *sub) {
+static bool rego__subset(rv *sup, rv *sub) {
   if (sup->t == RV_OBJ && sub->t == RV_OBJ) {
     for (size_t i = 0; i < sub->n; i++) {
       rv *v = rv_obj_get(sup, sub->u.o.k[i]);
       if (!v) return false;
       if (v->t == RV_OBJ && sub->u.o.v[i]->t == RV_OBJ) {
-        if (!subset(v, sub->u.o.v[i])) return false;
+        if (!rego__subset(v, sub->u.o.v[i])) return false;
       } else if (!rv_eq(v, sub->u.o.v[i]))
         return false;
     }
@@ -225,18 +225,18 @@ static bool subset(rv *sup, rv *sub) {
   return false;
 }
 
-static ct_status bi_object_subset(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_object_subset(rg_ev *ev, rv **a, rv **out) {
   rv *sup = a[0], *sub = a[1];
   bool ok_types = (sup->t == RV_OBJ && sub->t == RV_OBJ) || (sup->t == RV_SET && sub->t == RV_SET) ||
                   (sup->t == RV_ARR && (sub->t == RV_ARR || sub->t == RV_SET));
   if (!ok_types)
     return rg_bi_type(ev, "object.subset: both arguments must be objects, sets, or arrays");
-  *out = rv_bool(subset(sup, sub));
+  *out = rv_bool(rego__subset(sup, sub));
   return CT_OK;
 }
 
 /* ---------------------------------------------------------------- sets */
-static ct_status bi_intersection(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_intersection(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "intersection", 1, a[0], RV_SET));
   if (!a[0]->n) RET(rv_set(A, NULL, 0));
   for (size_t i = 0; i < a[0]->n; i++)
@@ -253,7 +253,7 @@ static ct_status bi_intersection(rg_ev *ev, rv **a, rv **out) {
   RET(rv_set(A, items, m));
 }
 
-static ct_status bi_union(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_union(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "union", 1, a[0], RV_SET));
   size_t total = 0;
   for (size_t i = 0; i < a[0]->n; i++) {
@@ -269,19 +269,19 @@ static ct_status bi_union(rg_ev *ev, rv **a, rv **out) {
 }
 
 const rg_builtin rg_builtins_coll[] = {
-    {"array.concat", 2, bi_array_concat, false},
-    {"array.slice", 3, bi_array_slice, false},
-    {"array.reverse", 1, bi_array_reverse, false},
-    {"array.flatten", 1, bi_array_flatten, false},
-    {"object.get", 3, bi_object_get, false},
-    {"object.keys", 1, bi_object_keys, false},
-    {"object.remove", 2, bi_object_remove, false},
-    {"object.filter", 2, bi_object_filter, false},
-    {"object.union", 2, bi_object_union, false},
-    {"object.union_n", 1, bi_object_union_n, false},
-    {"object.subset", 2, bi_object_subset, false},
-    {"intersection", 1, bi_intersection, false},
-    {"union", 1, bi_union, false},
+    {"array.concat", 2, rego__bi_array_concat, false},
+    {"array.slice", 3, rego__bi_array_slice, false},
+    {"array.reverse", 1, rego__bi_array_reverse, false},
+    {"array.flatten", 1, rego__bi_array_flatten, false},
+    {"object.get", 3, rego__bi_object_get, false},
+    {"object.keys", 1, rego__bi_object_keys, false},
+    {"object.remove", 2, rego__bi_object_remove, false},
+    {"object.filter", 2, rego__bi_object_filter, false},
+    {"object.union", 2, rego__bi_object_union, false},
+    {"object.union_n", 1, rego__bi_object_union_n, false},
+    {"object.subset", 2, rego__bi_object_subset, false},
+    {"intersection", 1, rego__bi_intersection, false},
+    {"union", 1, rego__bi_union, false},
     {NULL, 0, NULL, false},
 };
 
@@ -292,7 +292,7 @@ typedef struct {
 } jpath;
 
 /* Paths: strings "a/b/0" (leading '/' optional, "~1" = '/', "~0" = '~') or arrays of keys. */
-static ct_status parse_paths(rg_ev *ev, const char *name, rv *ps, jpath **out, size_t *np) {
+static ct_status rego__parse_paths(rg_ev *ev, const char *name, rv *ps, jpath **out, size_t *np) {
   if (ps->t != RV_ARR && ps->t != RV_SET)
     return rg_bi_type(ev, "%s: operand 2 must be one of {set, array} but got %s", name, rg_type_name(ps));
   jpath *p = rg_alloc(A, (ps->n + 1) * sizeof(jpath));
@@ -338,7 +338,7 @@ static ct_status parse_paths(rg_ev *ev, const char *name, rv *ps, jpath **out, s
   return CT_OK;
 }
 
-static bool seg_match(rv *key, rv *seg, bool is_array) {
+static bool rego__seg_match(rv *key, rv *seg, bool is_array) {
   if (rv_eq(key, seg)) return true;
   if (is_array && seg->t == RV_STR && key->t == RV_NUM) {
     char b[32];
@@ -351,7 +351,7 @@ static bool seg_match(rv *key, rv *seg, bool is_array) {
 }
 
 /* Keeps only the given paths (depth d into each path). */
-static rv *jfilter(rg_ev *ev, rv *v, jpath *p, size_t np, size_t d) {
+static rv *rego__jfilter(rg_ev *ev, rv *v, jpath *p, size_t np, size_t d) {
   for (size_t i = 0; i < np; i++)
     if (p[i].n == d) return v;
   if (v->t != RV_OBJ && v->t != RV_ARR && v->t != RV_SET) return NULL;
@@ -366,9 +366,9 @@ static rv *jfilter(rg_ev *ev, rv *v, jpath *p, size_t np, size_t d) {
     if (!key) return NULL;
     size_t ns = 0;
     for (size_t j = 0; j < np; j++)
-      if (p[j].n > d && seg_match(key, p[j].seg[d], v->t == RV_ARR)) sub[ns++] = p[j];
+      if (p[j].n > d && rego__seg_match(key, p[j].seg[d], v->t == RV_ARR)) sub[ns++] = p[j];
     if (!ns) continue;
-    rv *f = jfilter(ev, val, sub, ns, d + 1);
+    rv *f = rego__jfilter(ev, val, sub, ns, d + 1);
     if (!f) continue;
     ks[m] = key;
     vs[m++] = f;
@@ -378,7 +378,7 @@ static rv *jfilter(rg_ev *ev, rv *v, jpath *p, size_t np, size_t d) {
   return rv_arr(A, vs, m);
 }
 
-static rv *jremove(rg_ev *ev, rv *v, jpath *p, size_t np, size_t d) {
+static rv *rego__jremove(rg_ev *ev, rv *v, jpath *p, size_t np, size_t d) {
   if (v->t != RV_OBJ && v->t != RV_ARR && v->t != RV_SET) return v;
   size_t n = v->n;
   rv **ks = rg_alloc(A, (n + 1) * sizeof(rv *)), **vs = rg_alloc(A, (n + 1) * sizeof(rv *));
@@ -392,12 +392,12 @@ static rv *jremove(rg_ev *ev, rv *v, jpath *p, size_t np, size_t d) {
     bool drop = false;
     size_t ns = 0;
     for (size_t j = 0; j < np; j++)
-      if (p[j].n > d && seg_match(key, p[j].seg[d], v->t == RV_ARR)) {
+      if (p[j].n > d && rego__seg_match(key, p[j].seg[d], v->t == RV_ARR)) {
         if (p[j].n == d + 1) drop = true;
         else sub[ns++] = p[j];
       }
     if (drop) continue;
-    rv *r = ns ? jremove(ev, val, sub, ns, d + 1) : val;
+    rv *r = ns ? rego__jremove(ev, val, sub, ns, d + 1) : val;
     if (!r) return NULL;
     ks[m] = key;
     vs[m++] = r;
@@ -407,24 +407,24 @@ static rv *jremove(rg_ev *ev, rv *v, jpath *p, size_t np, size_t d) {
   return rv_arr(A, vs, m);
 }
 
-static ct_status bi_json_filter(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_json_filter(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "json.filter", 1, a[0], RV_OBJ));
   jpath *p;
   size_t np;
-  CT_GUARD(parse_paths(ev, "json.filter", a[1], &p, &np));
+  CT_GUARD(rego__parse_paths(ev, "json.filter", a[1], &p, &np));
   if (!np) RET(rv_obj(A, NULL, NULL, 0, NULL));
-  *out = jfilter(ev, a[0], p, np, 0);
+  *out = rego__jfilter(ev, a[0], p, np, 0);
   if (!*out) *out = rv_obj(A, NULL, NULL, 0, NULL);
   if (!*out) return rg_bi_oom(ev);
   return CT_OK;
 }
 
-static ct_status bi_json_remove(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_json_remove(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "json.remove", 1, a[0], RV_OBJ));
   jpath *p;
   size_t np;
-  CT_GUARD(parse_paths(ev, "json.remove", a[1], &p, &np));
-  RET(jremove(ev, a[0], p, np, 0));
+  CT_GUARD(rego__parse_paths(ev, "json.remove", a[1], &p, &np));
+  RET(rego__jremove(ev, a[0], p, np, 0));
 }
 
 
@@ -434,7 +434,7 @@ typedef struct {
   size_t n, cap;
 } acc_t;
 
-static ct_status acc_add(rg_ev *ev, acc_t *a, rv *x) {
+static ct_status rego__acc_add(rg_ev *ev, acc_t *a, rv *x) {
   if (!x) return rg_bi_oom(ev);
   if (a->n == a->cap) {
     size_t nc = a->cap ? a->cap * 2 : 16;
@@ -449,11 +449,11 @@ static ct_status acc_add(rg_ev *ev, acc_t *a, rv *x) {
 }
 
 /* walk(x): every [path, value] pair, pre-order (a relation: the evaluator iterates the result) */
-static ct_status walk_into(rg_ev *ev, rv *v, rv **path, size_t depth, acc_t *acc) {
+static ct_status rego__walk_into(rg_ev *ev, rv *v, rv **path, size_t depth, acc_t *acc) {
   if (depth > 10000) return rg_bi_fail(ev, "walk: too deep");
   rv *pair[2] = {rv_arr(A, path, depth), v};
   if (!pair[0]) return rg_bi_oom(ev);
-  CT_GUARD(acc_add(ev, acc, rv_arr(A, pair, 2)));
+  CT_GUARD(rego__acc_add(ev, acc, rv_arr(A, pair, 2)));
   if (v->t != RV_ARR && v->t != RV_OBJ && v->t != RV_SET) return CT_OK;
   rv **p2 = rg_alloc(A, (depth + 2) * sizeof(rv *));
   if (!p2) return rg_bi_oom(ev);
@@ -462,73 +462,73 @@ static ct_status walk_into(rg_ev *ev, rv *v, rv **path, size_t depth, acc_t *acc
     rv *k = v->t == RV_OBJ ? v->u.o.k[i] : v->t == RV_SET ? v->u.a[i] : rv_int(A, (int64_t)i);
     if (!k) return rg_bi_oom(ev);
     p2[depth] = k;
-    CT_GUARD(walk_into(ev, v->t == RV_OBJ ? v->u.o.v[i] : v->u.a[i], p2, depth + 1, acc));
+    CT_GUARD(rego__walk_into(ev, v->t == RV_OBJ ? v->u.o.v[i] : v->u.a[i], p2, depth + 1, acc));
   }
   return CT_OK;
 }
 
 ct_status rg_bi_walk(rg_ev *ev, rv **a, rv **out) {
   acc_t acc = {0};
-  CT_GUARD(walk_into(ev, a[0], NULL, 0, &acc));
+  CT_GUARD(rego__walk_into(ev, a[0], NULL, 0, &acc));
   RET(rv_arr(A, acc.v, acc.n));
 }
 
-static rv *edges_of(rv *graph, rv *node) {
+static rv *rego__edges_of(rv *graph, rv *node) {
   rv *e = rv_obj_get(graph, node);
   return e && (e->t == RV_ARR || e->t == RV_SET) ? e : NULL;
 }
 
-static ct_status bi_graph_reachable(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_graph_reachable(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "graph.reachable", 1, a[0], RV_OBJ));
   if (a[1]->t != RV_ARR && a[1]->t != RV_SET)
     return rg_bi_type(ev, "graph.reachable: operand 2 must be one of {array, set} but got %s", rg_type_name(a[1]));
   acc_t seen = {0}, queue = {0};
-  for (size_t i = 0; i < a[1]->n; i++) CT_GUARD(acc_add(ev, &queue, a[1]->u.a[i]));
+  for (size_t i = 0; i < a[1]->n; i++) CT_GUARD(rego__acc_add(ev, &queue, a[1]->u.a[i]));
   for (size_t q = 0; q < queue.n; q++) {
     rv *node = queue.v[q];
     bool dup = false;
     for (size_t i = 0; i < seen.n && !dup; i++) dup = rv_eq(seen.v[i], node);
     if (dup) continue;
     if (!rv_obj_get(a[0], node)) continue;
-    CT_GUARD(acc_add(ev, &seen, node));
-    rv *e = edges_of(a[0], node);
-    for (size_t i = 0; e && i < e->n; i++) CT_GUARD(acc_add(ev, &queue, e->u.a[i]));
+    CT_GUARD(rego__acc_add(ev, &seen, node));
+    rv *e = rego__edges_of(a[0], node);
+    for (size_t i = 0; e && i < e->n; i++) CT_GUARD(rego__acc_add(ev, &queue, e->u.a[i]));
   }
   RET(rv_set(A, seen.v, seen.n));
 }
 
-static ct_status paths_from(rg_ev *ev, rv *g, rv *node, rv **path, size_t depth, acc_t *acc) {
+static ct_status rego__paths_from(rg_ev *ev, rv *g, rv *node, rv **path, size_t depth, acc_t *acc) {
   if (depth > 1000) return rg_bi_fail(ev, "graph.reachable_paths: too deep");
   for (size_t i = 0; i < depth; i++)
-    if (rv_eq(path[i], node)) return acc_add(ev, acc, rv_arr(A, path, depth)); /* cycle: stop */
-  if (!rv_obj_get(g, node)) return depth ? acc_add(ev, acc, rv_arr(A, path, depth)) : CT_OK;
+    if (rv_eq(path[i], node)) return rego__acc_add(ev, acc, rv_arr(A, path, depth)); /* cycle: stop */
+  if (!rv_obj_get(g, node)) return depth ? rego__acc_add(ev, acc, rv_arr(A, path, depth)) : CT_OK;
   rv **p2 = rg_alloc(A, (depth + 2) * sizeof(rv *));
   if (!p2) return rg_bi_oom(ev);
   if (depth) memcpy(p2, path, depth * sizeof(rv *));
   p2[depth] = node;
-  rv *e = edges_of(g, node);
+  rv *e = rego__edges_of(g, node);
   bool any = false;
   for (size_t i = 0; e && i < e->n; i++) {
     any = true;
-    CT_GUARD(paths_from(ev, g, e->u.a[i], p2, depth + 1, acc));
+    CT_GUARD(rego__paths_from(ev, g, e->u.a[i], p2, depth + 1, acc));
   }
-  if (!any) return acc_add(ev, acc, rv_arr(A, p2, depth + 1));
+  if (!any) return rego__acc_add(ev, acc, rv_arr(A, p2, depth + 1));
   return CT_OK;
 }
 
-static ct_status bi_graph_reachable_paths(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_graph_reachable_paths(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "graph.reachable_paths", 1, a[0], RV_OBJ));
   if (a[1]->t != RV_ARR && a[1]->t != RV_SET)
     return rg_bi_type(ev, "graph.reachable_paths: operand 2 must be one of {array, set} but got %s", rg_type_name(a[1]));
   acc_t acc = {0};
-  for (size_t i = 0; i < a[1]->n; i++) CT_GUARD(paths_from(ev, a[0], a[1]->u.a[i], NULL, 0, &acc));
+  for (size_t i = 0; i < a[1]->n; i++) CT_GUARD(rego__paths_from(ev, a[0], a[1]->u.a[i], NULL, 0, &acc));
   RET(rv_set(A, acc.v, acc.n));
 }
 
 
 /* ---------------------------------------------------------------- json.patch (RFC 6902) */
 /* Splits a JSON pointer ("/a/b/0", "~0" = '~', "~1" = '/'); path arrays are taken as is. */
-static bool pointer_segs(rg_ev *ev, rv *p, rv ***segs, size_t *n) {
+static bool rego__pointer_segs(rg_ev *ev, rv *p, rv ***segs, size_t *n) {
   if (p->t == RV_ARR) {
     *segs = p->u.a;
     *n = p->n;
@@ -553,7 +553,7 @@ static bool pointer_segs(rg_ev *ev, rv *p, rv ***segs, size_t *n) {
   one.u.a = pp;
   jpath *all;
   size_t np;
-  if (parse_paths(ev, "json.patch", &one, &all, &np) != CT_OK) return false;
+  if (rego__parse_paths(ev, "json.patch", &one, &all, &np) != CT_OK) return false;
   jp = all[0];
   *segs = jp.seg;
   *n = jp.n;
@@ -561,7 +561,7 @@ static bool pointer_segs(rg_ev *ev, rv *p, rv ***segs, size_t *n) {
 }
 
 /* Returns a copy of `doc` with `fn` applied at path[0..n). op: 'a' add, 'r' remove, 'p' replace */
-static rv *patch_at(rg_ev *ev, rv *doc, rv **path, size_t n, int op, rv *value, bool *ok) {
+static rv *rego__patch_at(rg_ev *ev, rv *doc, rv **path, size_t n, int op, rv *value, bool *ok) {
   if (!n) {
     if (op == 'r') {
       *ok = false;
@@ -587,7 +587,7 @@ static rv *patch_at(rg_ev *ev, rv *doc, rv **path, size_t n, int op, rv *value, 
       vs[m++] = doc->u.o.v[i];
     }
     if (n == 1 && op == 'r') return rv_obj(A, ks, vs, m, NULL);
-    rv *nv = n == 1 ? value : patch_at(ev, cur, path + 1, n - 1, op, value, ok);
+    rv *nv = n == 1 ? value : rego__patch_at(ev, cur, path + 1, n - 1, op, value, ok);
     if (!*ok || !nv) return NULL;
     ks[m] = key;
     vs[m++] = nv;
@@ -613,7 +613,7 @@ static rv *patch_at(rg_ev *ev, rv *doc, rv **path, size_t n, int op, rv *value, 
       *ok = false;
       return NULL;
     }
-    rv *nv = patch_at(ev, key, path + 1, n - 1, op, value, ok);
+    rv *nv = rego__patch_at(ev, key, path + 1, n - 1, op, value, ok);
     if (!*ok || !nv) return NULL;
     items[m++] = nv;
     return rv_set(A, items, m);
@@ -649,7 +649,7 @@ static rv *patch_at(rg_ev *ev, rv *doc, rv **path, size_t n, int op, rv *value, 
         } else if (n == 1 && op == 'p')
           items[m++] = value;
         else {
-          rv *nv = patch_at(ev, doc->u.a[i], path + 1, n - 1, op, value, ok);
+          rv *nv = rego__patch_at(ev, doc->u.a[i], path + 1, n - 1, op, value, ok);
           if (!*ok || !nv) return NULL;
           items[m++] = nv;
         }
@@ -663,7 +663,7 @@ static rv *patch_at(rg_ev *ev, rv *doc, rv **path, size_t n, int op, rv *value, 
   return NULL;
 }
 
-static rv *get_at(rv *doc, rv **path, size_t n) {
+static rv *rego__get_at(rv *doc, rv **path, size_t n) {
   for (size_t i = 0; i < n && doc; i++) {
     rv *key = path[i];
     if (doc->t == RV_OBJ) doc = rv_obj_get(doc, key);
@@ -685,7 +685,7 @@ static rv *get_at(rv *doc, rv **path, size_t n) {
   return doc;
 }
 
-static ct_status bi_json_patch(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_json_patch(rg_ev *ev, rv **a, rv **out) {
   if (a[1]->t != RV_ARR) return rg_bi_type(ev, "json.patch: operand 2 must be array but got %s", rg_type_name(a[1]));
   rv *doc = a[0];
   for (size_t i = 0; i < a[1]->n; i++) {
@@ -695,23 +695,23 @@ static ct_status bi_json_patch(rg_ev *ev, rv **a, rv **out) {
        *from = rv_obj_gets(p, "from");
     rv **segs, **fsegs = NULL;
     size_t ns, nf = 0;
-    if (!op || op->t != RV_STR || !path || !pointer_segs(ev, path, &segs, &ns)) return CT_OK; /* undefined */
-    if (from && !pointer_segs(ev, from, &fsegs, &nf)) return CT_OK;
+    if (!op || op->t != RV_STR || !path || !rego__pointer_segs(ev, path, &segs, &ns)) return CT_OK; /* undefined */
+    if (from && !rego__pointer_segs(ev, from, &fsegs, &nf)) return CT_OK;
     bool ok = true;
     const char *o = op->u.s;
     if (!strcmp(o, "add") || !strcmp(o, "replace")) {
       if (!value) return CT_OK;
-      doc = patch_at(ev, doc, segs, ns, o[0] == 'a' ? 'a' : 'p', value, &ok);
+      doc = rego__patch_at(ev, doc, segs, ns, o[0] == 'a' ? 'a' : 'p', value, &ok);
     } else if (!strcmp(o, "remove")) {
-      doc = patch_at(ev, doc, segs, ns, 'r', NULL, &ok);
+      doc = rego__patch_at(ev, doc, segs, ns, 'r', NULL, &ok);
     } else if (!strcmp(o, "move") || !strcmp(o, "copy")) {
       if (!from) return CT_OK;
-      rv *v = get_at(doc, fsegs, nf);
+      rv *v = rego__get_at(doc, fsegs, nf);
       if (!v) return CT_OK;
-      if (o[0] == 'm') doc = patch_at(ev, doc, fsegs, nf, 'r', NULL, &ok);
-      if (ok && doc) doc = patch_at(ev, doc, segs, ns, 'a', v, &ok);
+      if (o[0] == 'm') doc = rego__patch_at(ev, doc, fsegs, nf, 'r', NULL, &ok);
+      if (ok && doc) doc = rego__patch_at(ev, doc, segs, ns, 'a', v, &ok);
     } else if (!strcmp(o, "test")) {
-      rv *v = get_at(doc, segs, ns);
+      rv *v = rego__get_at(doc, segs, ns);
       if (!v || !value || !rv_eq(v, value)) return CT_OK;
     } else
       return CT_OK;
@@ -724,10 +724,10 @@ static ct_status bi_json_patch(rg_ev *ev, rv **a, rv **out) {
 
 const rg_builtin rg_builtins_json[] = {
     {"walk", 1, rg_bi_walk, false},
-    {"json.patch", 2, bi_json_patch, false},
-    {"graph.reachable", 2, bi_graph_reachable, false},
-    {"graph.reachable_paths", 2, bi_graph_reachable_paths, false},
-    {"json.filter", 2, bi_json_filter, false},
-    {"json.remove", 2, bi_json_remove, false},
+    {"json.patch", 2, rego__bi_json_patch, false},
+    {"graph.reachable", 2, rego__bi_graph_reachable, false},
+    {"graph.reachable_paths", 2, rego__bi_graph_reachable_paths, false},
+    {"json.filter", 2, rego__bi_json_filter, false},
+    {"json.remove", 2, rego__bi_json_remove, false},
     {NULL, 0, NULL, false},
 };
