@@ -19,7 +19,7 @@
 static const char b64std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static rv *b64enc(rg_ev *ev, const uint8_t *in, size_t n, const char *alpha, bool pad) {
+static rv *rego__b64enc(rg_ev *ev, const uint8_t *in, size_t n, const char *alpha, bool pad) {
   char *o = rg_alloc(A, (n + 2) / 3 * 4 + 1);
   if (!o) return NULL;
   size_t w = 0;
@@ -38,7 +38,7 @@ static rv *b64enc(rg_ev *ev, const uint8_t *in, size_t n, const char *alpha, boo
 }
 
 /* Returns the byte offset of the first illegal character, or -1 on success. */
-static long b64dec(const char *s, size_t n, const char *alpha, bool need_pad, uint8_t *o, size_t *olen) {
+static long rego__b64dec(const char *s, size_t n, const char *alpha, bool need_pad, uint8_t *o, size_t *olen) {
   uint32_t acc = 0;
   int bits = 0;
   size_t w = 0, i;
@@ -64,56 +64,56 @@ static long b64dec(const char *s, size_t n, const char *alpha, bool need_pad, ui
   return -1;
 }
 
-static ct_status bi_b64_encode(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_b64_encode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("base64.encode", 0);
-  RET(b64enc(ev, (const uint8_t *)a[0]->u.s, a[0]->n, b64std, true));
+  RET(rego__b64enc(ev, (const uint8_t *)a[0]->u.s, a[0]->n, b64std, true));
 }
-static ct_status bi_b64url_encode(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_b64url_encode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("base64url.encode", 0);
-  RET(b64enc(ev, (const uint8_t *)a[0]->u.s, a[0]->n, b64url, true));
+  RET(rego__b64enc(ev, (const uint8_t *)a[0]->u.s, a[0]->n, b64url, true));
 }
-static ct_status bi_b64url_encode_np(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_b64url_encode_np(rg_ev *ev, rv **a, rv **out) {
   WANT_S("base64url.encode_no_pad", 0);
-  RET(b64enc(ev, (const uint8_t *)a[0]->u.s, a[0]->n, b64url, false));
+  RET(rego__b64enc(ev, (const uint8_t *)a[0]->u.s, a[0]->n, b64url, false));
 }
-static ct_status bi_b64_decode(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_b64_decode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("base64.decode", 0);
   uint8_t *o = rg_alloc(A, a[0]->n + 1);
   if (!o) return rg_bi_oom(ev);
   size_t ol;
-  long bad = b64dec(a[0]->u.s, a[0]->n, b64std, true, o, &ol);
+  long bad = rego__b64dec(a[0]->u.s, a[0]->n, b64std, true, o, &ol);
   if (bad >= 0) return rg_bi_fail(ev, "base64.decode: illegal base64 data at input byte %ld", bad);
   RET(rv_str(A, (const char *)o, ol));
 }
-static ct_status bi_b64_is_valid(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_b64_is_valid(rg_ev *ev, rv **a, rv **out) {
   WANT_S("base64.is_valid", 0);
   uint8_t *o = rg_alloc(A, a[0]->n + 1);
   if (!o) return rg_bi_oom(ev);
   size_t ol;
-  *out = rv_bool(b64dec(a[0]->u.s, a[0]->n, b64std, true, o, &ol) < 0);
+  *out = rv_bool(rego__b64dec(a[0]->u.s, a[0]->n, b64std, true, o, &ol) < 0);
   return CT_OK;
 }
-static ct_status bi_b64url_decode(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_b64url_decode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("base64url.decode", 0);
   uint8_t *o = rg_alloc(A, a[0]->n + 1);
   if (!o) return rg_bi_oom(ev);
   size_t ol;
-  long bad = b64dec(a[0]->u.s, a[0]->n, b64url, false, o, &ol);
+  long bad = rego__b64dec(a[0]->u.s, a[0]->n, b64url, false, o, &ol);
   if (bad >= 0) return rg_bi_fail(ev, "base64url.decode: illegal base64 data at input byte %ld", bad);
   RET(rv_str(A, (const char *)o, ol));
 }
 
 /* ---------------------------------------------------------------- io.jwt.decode */
-static ct_status jwt_part(rg_ev *ev, const char *what, const char *s, size_t n, uint8_t **o, size_t *ol) {
+static ct_status rego__jwt_part(rg_ev *ev, const char *what, const char *s, size_t n, uint8_t **o, size_t *ol) {
   *o = rg_alloc(A, n + 1);
   if (!*o) return rg_bi_oom(ev);
   /* JWS uses unpadded base64url; tolerate padding */
-  long bad = b64dec(s, n, b64url, false, *o, ol);
+  long bad = rego__b64dec(s, n, b64url, false, *o, ol);
   if (bad >= 0) return rg_bi_fail(ev, "io.jwt.decode: JWT %s had invalid encoding: illegal base64 data at input byte %ld", what, bad);
   return CT_OK;
 }
 
-static ct_status bi_jwt_decode(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_jwt_decode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("io.jwt.decode", 0);
   const char *s = a[0]->u.s;
   size_t n = a[0]->n;
@@ -125,14 +125,14 @@ static ct_status bi_jwt_decode(rg_ev *ev, rv **a, rv **out) {
     return rg_bi_fail(ev, "io.jwt.decode: encoded JWT must have 3 sections, found more");
   uint8_t *h, *p, *sig;
   size_t hl, pl, sl;
-  CT_GUARD(jwt_part(ev, "header", s, (size_t)(d1 - s), &h, &hl));
+  CT_GUARD(rego__jwt_part(ev, "header", s, (size_t)(d1 - s), &h, &hl));
   rv *hdr;
   ct_err e2;
   if (rg_json_parse(A, (const char *)h, hl, 100, &hdr, &e2) || hdr->t != RV_OBJ)
     return rg_bi_fail(ev, "io.jwt.decode: JWT header had invalid encoding: %s", e2.msg);
   if (rv_obj_gets(hdr, "enc")) return rg_bi_fail(ev, "io.jwt.decode: JWT is a JWE object, which is not supported");
-  CT_GUARD(jwt_part(ev, "payload", d1 + 1, (size_t)(d2 - d1 - 1), &p, &pl));
-  CT_GUARD(jwt_part(ev, "signature", d2 + 1, (size_t)(s + n - d2 - 1), &sig, &sl));
+  CT_GUARD(rego__jwt_part(ev, "payload", d1 + 1, (size_t)(d2 - d1 - 1), &p, &pl));
+  CT_GUARD(rego__jwt_part(ev, "signature", d2 + 1, (size_t)(s + n - d2 - 1), &sig, &sl));
   rv *pay;
   rv *cty = rv_obj_gets(hdr, "cty");
   if (cty && cty->t == RV_STR && !strcasecmp(cty->u.s, "JWT")) {
@@ -141,7 +141,7 @@ static ct_status bi_jwt_decode(rg_ev *ev, rv **a, rv **out) {
     if (rg_json_parse(A, (const char *)p, pl, 4, &inner, &e2) || inner->t != RV_STR)
       inner = rv_str(A, (const char *)p, pl);
     if (!inner) return rg_bi_oom(ev);
-    return bi_jwt_decode(ev, &inner, out);
+    return rego__bi_jwt_decode(ev, &inner, out);
   }
   if (rg_json_parse(A, (const char *)p, pl, 100, &pay, &e2)) {
     return rg_bi_fail(ev, "io.jwt.decode: JWT payload had invalid encoding: %s", e2.msg);
@@ -156,47 +156,47 @@ static ct_status bi_jwt_decode(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- hex */
-static ct_status bi_hex_encode(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_hex_encode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("hex.encode", 0);
   char *o = rg_alloc(A, a[0]->n * 2 + 1);
   if (!o) return rg_bi_oom(ev);
   for (size_t i = 0; i < a[0]->n; i++) snprintf(o + 2 * i, 3, "%02x", (unsigned char)a[0]->u.s[i]);
   RET(rv_str(A, o, a[0]->n * 2));
 }
-static int hexv(char c) {
+static int rego__hexv(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
-static ct_status bi_hex_decode(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_hex_decode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("hex.decode", 0);
   const char *s = a[0]->u.s;
   size_t n = a[0]->n;
   char *o = rg_alloc(A, n / 2 + 1);
   if (!o) return rg_bi_oom(ev);
   for (size_t i = 0; i + 1 < n; i += 2) {
-    int h = hexv(s[i]), l = hexv(s[i + 1]);
+    int h = rego__hexv(s[i]), l = rego__hexv(s[i + 1]);
     if (h < 0) return rg_bi_fail(ev, "hex.decode: invalid byte: U+%04X '%c'", (unsigned char)s[i], s[i]);
     if (l < 0) return rg_bi_fail(ev, "hex.decode: invalid byte: U+%04X '%c'", (unsigned char)s[i + 1], s[i + 1]);
     o[i / 2] = (char)(h * 16 + l);
   }
   if (n % 2) {
-    if (hexv(s[n - 1]) < 0) return rg_bi_fail(ev, "hex.decode: invalid byte: U+%04X '%c'", (unsigned char)s[n - 1], s[n - 1]);
+    if (rego__hexv(s[n - 1]) < 0) return rg_bi_fail(ev, "hex.decode: invalid byte: U+%04X '%c'", (unsigned char)s[n - 1], s[n - 1]);
     return rg_bi_fail(ev, "hex.decode: encoding/hex: odd length hex string");
   }
   RET(rv_str(A, o, n / 2));
 }
 
 /* ---------------------------------------------------------------- urlquery */
-static bool url_unreserved(unsigned char c) { return isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~'; }
+static bool rego__url_unreserved(unsigned char c) { return isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~'; }
 
-static ct_status urlq_append(rg_ev *ev, ct_buf *b, const char *s, size_t n) {
+static ct_status rego__urlq_append(rg_ev *ev, ct_buf *b, const char *s, size_t n) {
   ct_err e2;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     ct_status st;
-    if (url_unreserved(c)) st = ct_buf_append(b, &s[i], 1, &e2);
+    if (rego__url_unreserved(c)) st = ct_buf_append(b, &s[i], 1, &e2);
     else if (c == ' ') st = ct_buf_append(b, "+", 1, &e2);
     else st = ct_buf_printf(b, &e2, "%%%02X", c);
     if (st) return rg_bi_fail(ev, "urlquery: result too large");
@@ -204,18 +204,18 @@ static ct_status urlq_append(rg_ev *ev, ct_buf *b, const char *s, size_t n) {
   return CT_OK;
 }
 
-static ct_status bi_urlquery_encode(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_urlquery_encode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("urlquery.encode", 0);
   ct_buf b;
   ct_buf_init(&b, 1u << 26);
-  ct_status st = urlq_append(ev, &b, a[0]->u.s, a[0]->n);
+  ct_status st = rego__urlq_append(ev, &b, a[0]->u.s, a[0]->n);
   if (!st) *out = rv_str(A, b.data ? (const char *)b.data : "", b.len);
   ct_buf_free(&b);
   if (!st && !*out) return rg_bi_oom(ev);
   return st;
 }
 
-static ct_status urlq_decode(rg_ev *ev, const char *s, size_t n, rv **out) {
+static ct_status rego__urlq_decode(rg_ev *ev, const char *s, size_t n, rv **out) {
   char *o = rg_alloc(A, n + 1);
   if (!o) return rg_bi_oom(ev);
   size_t w = 0;
@@ -223,7 +223,7 @@ static ct_status urlq_decode(rg_ev *ev, const char *s, size_t n, rv **out) {
     if (s[i] == '+') o[w++] = ' ';
     else if (s[i] == '%') {
       if (i + 2 >= n + 0 && i + 2 > n - 1 + 1) return rg_bi_fail(ev, "urlquery.decode: invalid URL escape \"%.*s\"", (int)(n - i), s + i);
-      int h = i + 1 < n ? hexv(s[i + 1]) : -1, l = i + 2 < n ? hexv(s[i + 2]) : -1;
+      int h = i + 1 < n ? rego__hexv(s[i + 1]) : -1, l = i + 2 < n ? rego__hexv(s[i + 2]) : -1;
       if (h < 0 || l < 0) return rg_bi_fail(ev, "urlquery.decode: invalid URL escape \"%.*s\"", (int)(n - i < 3 ? n - i : 3), s + i);
       o[w++] = (char)(h * 16 + l);
       i += 2;
@@ -233,12 +233,12 @@ static ct_status urlq_decode(rg_ev *ev, const char *s, size_t n, rv **out) {
   RET(rv_str(A, o, w));
 }
 
-static ct_status bi_urlquery_decode(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_urlquery_decode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("urlquery.decode", 0);
-  return urlq_decode(ev, a[0]->u.s, a[0]->n, out);
+  return rego__urlq_decode(ev, a[0]->u.s, a[0]->n, out);
 }
 
-static ct_status bi_urlquery_encode_object(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_urlquery_encode_object(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "urlquery.encode_object", 1, a[0], RV_OBJ));
   ct_buf b;
   ct_err e2;
@@ -268,9 +268,9 @@ static ct_status bi_urlquery_encode_object(rg_ev *ev, rv **a, rv **out) {
       }
       if (!first) st = ct_buf_append(&b, "&", 1, &e2);
       first = false;
-      if (!st) st = urlq_append(ev, &b, k->u.s, k->n);
+      if (!st) st = rego__urlq_append(ev, &b, k->u.s, k->n);
       if (!st) st = ct_buf_append(&b, "=", 1, &e2);
-      if (!st) st = urlq_append(ev, &b, vals[j]->u.s, vals[j]->n);
+      if (!st) st = rego__urlq_append(ev, &b, vals[j]->u.s, vals[j]->n);
     }
   }
   if (!st) {
@@ -281,7 +281,7 @@ static ct_status bi_urlquery_encode_object(rg_ev *ev, rv **a, rv **out) {
   return st;
 }
 
-static ct_status bi_urlquery_decode_object(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_urlquery_decode_object(rg_ev *ev, rv **a, rv **out) {
   WANT_S("urlquery.decode_object", 0);
   const char *s = a[0]->u.s;
   size_t n = a[0]->n;
@@ -294,8 +294,8 @@ static ct_status bi_urlquery_decode_object(rg_ev *ev, rv **a, rv **out) {
     if (j > i) {
       const char *eq = memchr(s + i, '=', j - i);
       rv *k, *v;
-      CT_GUARD(urlq_decode(ev, s + i, eq ? (size_t)(eq - s - i) : j - i, &k));
-      if (eq) CT_GUARD(urlq_decode(ev, eq + 1, (size_t)(s + j - eq - 1), &v));
+      CT_GUARD(rego__urlq_decode(ev, s + i, eq ? (size_t)(eq - s - i) : j - i, &k));
+      if (eq) CT_GUARD(rego__urlq_decode(ev, eq + 1, (size_t)(s + j - eq - 1), &v));
       else v = rv_str(A, "", 0);
       if (!v) return rg_bi_oom(ev);
       /* append to the key's array */
@@ -319,7 +319,7 @@ static ct_status bi_urlquery_decode_object(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- JSON */
-static ct_status bi_json_marshal(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_json_marshal(rg_ev *ev, rv **a, rv **out) {
   ct_buf b;
   ct_err e2;
   ct_buf_init(&b, 1u << 28);
@@ -334,7 +334,7 @@ static ct_status bi_json_marshal(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* Go's json.MarshalIndent layout with a prefix on every line (OPA also puts it first). */
-static ct_status json_indent(const rv *v, ct_buf *b, const rv *prefix, const rv *indent, int depth, ct_err *err) {
+static ct_status rego__json_indent(const rv *v, ct_buf *b, const rv *prefix, const rv *indent, int depth, ct_err *err) {
   if ((v->t != RV_ARR && v->t != RV_SET && v->t != RV_OBJ) || !v->n) {
     if (v->t == RV_SET && !v->n) return ct_buf_append_str(b, "[]", err);
     return rg_json_write(v, b, false, 0, err);
@@ -348,9 +348,9 @@ static ct_status json_indent(const rv *v, ct_buf *b, const rv *prefix, const rv 
     if (v->t == RV_OBJ) {
       CT_GUARD(rg_json_write(v->u.o.k[i], b, false, 0, err));
       CT_GUARD(ct_buf_append_str(b, ": ", err));
-      CT_GUARD(json_indent(v->u.o.v[i], b, prefix, indent, depth + 1, err));
+      CT_GUARD(rego__json_indent(v->u.o.v[i], b, prefix, indent, depth + 1, err));
     } else
-      CT_GUARD(json_indent(v->u.a[i], b, prefix, indent, depth + 1, err));
+      CT_GUARD(rego__json_indent(v->u.a[i], b, prefix, indent, depth + 1, err));
   }
   CT_GUARD(ct_buf_append_str(b, "\n", err));
   CT_GUARD(ct_buf_append(b, prefix->u.s, prefix->n, err));
@@ -358,7 +358,7 @@ static ct_status json_indent(const rv *v, ct_buf *b, const rv *prefix, const rv 
   return ct_buf_append_str(b, v->t == RV_OBJ ? "}" : "]", err);
 }
 
-static ct_status bi_json_marshal_opts(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_json_marshal_opts(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "json.marshal_with_options", 2, a[1], RV_OBJ));
   rv *o = a[1];
   bool pretty = false, explicit_pretty = false;
@@ -382,12 +382,12 @@ static ct_status bi_json_marshal_opts(rg_ev *ev, rv **a, rv **out) {
     } else
       return rg_bi_type(ev, "json.marshal_with_options: object contained unknown key \"%s\"", kn);
   }
-  if (!pretty) return bi_json_marshal(ev, a, out);
+  if (!pretty) return rego__bi_json_marshal(ev, a, out);
   ct_buf b;
   ct_err e2;
   ct_buf_init(&b, 1u << 28);
   ct_status st = ct_buf_append(&b, prefix->u.s, prefix->n, &e2);
-  if (!st) st = json_indent(a[0], &b, prefix, indent, 0, &e2);
+  if (!st) st = rego__json_indent(a[0], &b, prefix, indent, 0, &e2);
   if (st) {
     ct_buf_free(&b);
     return rg_bi_fail(ev, "json.marshal_with_options: %s", e2.msg);
@@ -399,7 +399,7 @@ static ct_status bi_json_marshal_opts(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* OPA refuses numbers whose exponent goes beyond what big.Float supports */
-static bool num_in_range(const rv *v) {
+static bool rego__num_in_range(const rv *v) {
   switch (v->t) {
     case RV_NUM:
       if (v->nk == RN_DBL && v->lit) {
@@ -410,28 +410,28 @@ static bool num_in_range(const rv *v) {
     case RV_ARR:
     case RV_SET:
       for (size_t i = 0; i < v->n; i++)
-        if (!num_in_range(v->u.a[i])) return false;
+        if (!rego__num_in_range(v->u.a[i])) return false;
       return true;
     case RV_OBJ:
       for (size_t i = 0; i < v->n; i++)
-        if (!num_in_range(v->u.o.v[i])) return false;
+        if (!rego__num_in_range(v->u.o.v[i])) return false;
       return true;
     default: return true;
   }
 }
 
-static ct_status bi_json_unmarshal(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_json_unmarshal(rg_ev *ev, rv **a, rv **out) {
   WANT_S("json.unmarshal", 0);
   ct_err e2;
   if (rg_json_parse(A, a[0]->u.s, a[0]->n, 1000, out, &e2)) return rg_bi_fail(ev, "json.unmarshal: %s", e2.msg);
-  if (!num_in_range(*out)) {
+  if (!rego__num_in_range(*out)) {
     *out = NULL;
     return rg_bi_fail(ev, "json.unmarshal: number out of range");
   }
   return CT_OK;
 }
 
-static ct_status bi_json_is_valid(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_json_is_valid(rg_ev *ev, rv **a, rv **out) {
   if (a[0]->t != RV_STR) {
     *out = RV_FALSE;
     return CT_OK;
@@ -443,7 +443,7 @@ static ct_status bi_json_is_valid(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- hashes */
-static ct_status digest_hex(rg_ev *ev, const char *name, const EVP_MD *md, rv **a, rv **out) {
+static ct_status rego__digest_hex(rg_ev *ev, const char *name, const EVP_MD *md, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, name, 1, a[0], RV_STR));
   unsigned char h[EVP_MAX_MD_SIZE];
   unsigned int hl = 0;
@@ -452,11 +452,11 @@ static ct_status digest_hex(rg_ev *ev, const char *name, const EVP_MD *md, rv **
   for (unsigned i = 0; i < hl; i++) snprintf(hex + 2 * i, 3, "%02x", h[i]);
   RET(rv_str(A, hex, 2 * hl));
 }
-static ct_status bi_md5(rg_ev *ev, rv **a, rv **out) { return digest_hex(ev, "crypto.md5", EVP_md5(), a, out); }
-static ct_status bi_sha1(rg_ev *ev, rv **a, rv **out) { return digest_hex(ev, "crypto.sha1", EVP_sha1(), a, out); }
-static ct_status bi_sha256(rg_ev *ev, rv **a, rv **out) { return digest_hex(ev, "crypto.sha256", EVP_sha256(), a, out); }
+static ct_status rego__bi_md5(rg_ev *ev, rv **a, rv **out) { return rego__digest_hex(ev, "crypto.md5", EVP_md5(), a, out); }
+static ct_status rego__bi_sha1(rg_ev *ev, rv **a, rv **out) { return rego__digest_hex(ev, "crypto.sha1", EVP_sha1(), a, out); }
+static ct_status rego__bi_sha256(rg_ev *ev, rv **a, rv **out) { return rego__digest_hex(ev, "crypto.sha256", EVP_sha256(), a, out); }
 
-static ct_status hmac_hex(rg_ev *ev, const char *name, const char *dg, rv **a, rv **out) {
+static ct_status rego__hmac_hex(rg_ev *ev, const char *name, const char *dg, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, name, 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, name, 2, a[1], RV_STR));
   unsigned char h[EVP_MAX_MD_SIZE];
@@ -469,11 +469,11 @@ static ct_status hmac_hex(rg_ev *ev, const char *name, const char *dg, rv **a, r
   for (size_t i = 0; i < hl; i++) snprintf(hex + 2 * i, 3, "%02x", h[i]);
   RET(rv_str(A, hex, 2 * hl));
 }
-static ct_status bi_hmac_md5(rg_ev *ev, rv **a, rv **out) { return hmac_hex(ev, "crypto.hmac.md5", "MD5", a, out); }
-static ct_status bi_hmac_sha1(rg_ev *ev, rv **a, rv **out) { return hmac_hex(ev, "crypto.hmac.sha1", "SHA1", a, out); }
-static ct_status bi_hmac_sha256(rg_ev *ev, rv **a, rv **out) { return hmac_hex(ev, "crypto.hmac.sha256", "SHA256", a, out); }
-static ct_status bi_hmac_sha512(rg_ev *ev, rv **a, rv **out) { return hmac_hex(ev, "crypto.hmac.sha512", "SHA512", a, out); }
-static ct_status bi_hmac_equal(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_hmac_md5(rg_ev *ev, rv **a, rv **out) { return rego__hmac_hex(ev, "crypto.hmac.md5", "MD5", a, out); }
+static ct_status rego__bi_hmac_sha1(rg_ev *ev, rv **a, rv **out) { return rego__hmac_hex(ev, "crypto.hmac.sha1", "SHA1", a, out); }
+static ct_status rego__bi_hmac_sha256(rg_ev *ev, rv **a, rv **out) { return rego__hmac_hex(ev, "crypto.hmac.sha256", "SHA256", a, out); }
+static ct_status rego__bi_hmac_sha512(rg_ev *ev, rv **a, rv **out) { return rego__hmac_hex(ev, "crypto.hmac.sha512", "SHA512", a, out); }
+static ct_status rego__bi_hmac_equal(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "crypto.hmac.equal", 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, "crypto.hmac.equal", 2, a[1], RV_STR));
   *out = rv_bool(a[0]->n == a[1]->n && CRYPTO_memcmp(a[0]->u.s, a[1]->u.s, a[0]->n) == 0);
@@ -482,7 +482,7 @@ static ct_status bi_hmac_equal(rg_ev *ev, rv **a, rv **out) {
 
 /* ---------------------------------------------------------------- units */
 /* Splits "12.5Ki" into number and unit like OPA's extractNumAndUnit; -1 = exponent too large. */
-static int split_num_unit(const char *s, size_t n, size_t *numlen) {
+static int rego__split_num_unit(const char *s, size_t n, size_t *numlen) {
   size_t first = n;
   for (size_t i = 0; i < n; i++) {
     char c = s[i];
@@ -507,7 +507,7 @@ static int split_num_unit(const char *s, size_t n, size_t *numlen) {
 }
 
 /* Parses a decimal number text into mantissa (BN) and a power of ten. */
-static bool dec_to_bn(const char *s, size_t n, BIGNUM **m, long *pow10) {
+static bool rego__dec_to_bn(const char *s, size_t n, BIGNUM **m, long *pow10) {
   char *digits = malloc(n + 2);
   if (!digits) return false;
   size_t w = 0;
@@ -557,7 +557,7 @@ static bool dec_to_bn(const char *s, size_t n, BIGNUM **m, long *pow10) {
 
 /* value = m * 10^p * mul / div; integer result, or decimal text with `prec` digits when inexact
  * (prec < 0: truncate to an integer). */
-static ct_status scaled(rg_ev *ev, BIGNUM *m, long p, uint64_t mul, uint64_t div, int prec, rv **out) {
+static ct_status rego__scaled(rg_ev *ev, BIGNUM *m, long p, uint64_t mul, uint64_t div, int prec, rv **out) {
   BN_CTX *bc = BN_CTX_new();
   BIGNUM *num = BN_dup(m), *den = BN_new(), *t = BN_new(), *q = BN_new(), *r = BN_new();
   ct_status st = CT_OK;
@@ -640,7 +640,7 @@ done:
   return st;
 }
 
-static ct_status bi_units_parse(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_units_parse(rg_ev *ev, rv **a, rv **out) {
   WANT_S("units.parse", 0);
   char *s = rg_alloc(A, a[0]->n + 1);
   if (!s) return rg_bi_oom(ev);
@@ -649,7 +649,7 @@ static ct_status bi_units_parse(rg_ev *ev, rv **a, rv **out) {
     if (a[0]->u.s[i] != '"') s[n++] = a[0]->u.s[i];
   if (memchr(s, ' ', n)) return rg_bi_fail(ev, "units.parse: spaces not allowed in resource strings");
   size_t nl;
-  if (split_num_unit(s, n, &nl) < 0) return rg_bi_fail(ev, "units.parse: exponent too large");
+  if (rego__split_num_unit(s, n, &nl) < 0) return rg_bi_fail(ev, "units.parse: exponent too large");
   if (!nl) return rg_bi_fail(ev, "units.parse: no amount provided");
   char unit[16] = "";
   size_t ul = n - nl;
@@ -675,16 +675,16 @@ static ct_status bi_units_parse(rg_ev *ev, rv **a, rv **out) {
   if (!mul) return rg_bi_fail(ev, "units.parse: unit %s not recognized", unit);
   BIGNUM *m = NULL;
   long p;
-  if (!dec_to_bn(s, nl, &m, &p)) {
+  if (!rego__dec_to_bn(s, nl, &m, &p)) {
     BN_free(m);
     return rg_bi_fail(ev, "units.parse: could not parse amount to a number");
   }
-  ct_status st = scaled(ev, m, p, mul, div, 10, out);
+  ct_status st = rego__scaled(ev, m, p, mul, div, 10, out);
   BN_free(m);
   return st;
 }
 
-static ct_status bi_units_parse_bytes(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_units_parse_bytes(rg_ev *ev, rv **a, rv **out) {
   WANT_S("units.parse_bytes", 0);
   char *s = rg_alloc(A, a[0]->n + 1);
   if (!s) return rg_bi_oom(ev);
@@ -693,7 +693,7 @@ static ct_status bi_units_parse_bytes(rg_ev *ev, rv **a, rv **out) {
     if (a[0]->u.s[i] != '"') s[n++] = (char)tolower((unsigned char)a[0]->u.s[i]);
   if (memchr(s, ' ', n)) return rg_bi_fail(ev, "units.parse_bytes: spaces not allowed in resource strings");
   size_t nl;
-  if (split_num_unit(s, n, &nl) < 0) return rg_bi_fail(ev, "units.parse_bytes: exponent too large");
+  if (rego__split_num_unit(s, n, &nl) < 0) return rg_bi_fail(ev, "units.parse_bytes: exponent too large");
   if (!nl) return rg_bi_fail(ev, "units.parse_bytes: no byte amount provided");
   char unit[16] = "";
   size_t ul = n - nl;
@@ -712,11 +712,11 @@ static ct_status bi_units_parse_bytes(rg_ev *ev, rv **a, rv **out) {
   if (!mul) return rg_bi_fail(ev, "units.parse_bytes: byte unit %s not recognized", unit);
   BIGNUM *m = NULL;
   long p;
-  if (!dec_to_bn(s, nl, &m, &p)) {
+  if (!rego__dec_to_bn(s, nl, &m, &p)) {
     BN_free(m);
     return rg_bi_fail(ev, "units.parse_bytes: could not parse byte amount to a number");
   }
-  ct_status st = scaled(ev, m, p, mul, 1, -1, out);
+  ct_status st = rego__scaled(ev, m, p, mul, 1, -1, out);
   BN_free(m);
   return st;
 }
@@ -728,7 +728,7 @@ typedef struct {
   size_t npre;
 } semver;
 
-static bool semver_parse(const char *s, size_t n, semver *v) {
+static bool rego__semver_parse(const char *s, size_t n, semver *v) {
   memset(v, 0, sizeof(*v));
   size_t i = 0;
   int64_t *parts[3] = {&v->maj, &v->min, &v->pat};
@@ -781,7 +781,7 @@ static bool semver_parse(const char *s, size_t n, semver *v) {
   return true;
 }
 
-static int semver_cmp(const semver *a, const semver *b) {
+static int rego__semver_cmp(const semver *a, const semver *b) {
   if (a->maj != b->maj) return a->maj < b->maj ? -1 : 1;
   if (a->min != b->min) return a->min < b->min ? -1 : 1;
   if (a->pat != b->pat) return a->pat < b->pat ? -1 : 1;
@@ -812,38 +812,38 @@ static int semver_cmp(const semver *a, const semver *b) {
   return 0;
 }
 
-static ct_status bi_semver_is_valid(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_semver_is_valid(rg_ev *ev, rv **a, rv **out) {
   (void)ev;
   semver v;
-  *out = rv_bool(a[0]->t == RV_STR && semver_parse(a[0]->u.s, a[0]->n, &v));
+  *out = rv_bool(a[0]->t == RV_STR && rego__semver_parse(a[0]->u.s, a[0]->n, &v));
   return CT_OK;
 }
 
-static ct_status bi_semver_compare(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_semver_compare(rg_ev *ev, rv **a, rv **out) {
   WANT_S("semver.compare", 0);
   WANT_S("semver.compare", 1);
   semver x, y;
-  if (!semver_parse(a[0]->u.s, a[0]->n, &x))
+  if (!rego__semver_parse(a[0]->u.s, a[0]->n, &x))
     return rg_bi_fail(ev, "semver.compare: operand 1: string \"%s\" is not a valid SemVer", a[0]->u.s);
-  if (!semver_parse(a[1]->u.s, a[1]->n, &y))
+  if (!rego__semver_parse(a[1]->u.s, a[1]->n, &y))
     return rg_bi_fail(ev, "semver.compare: operand 2: string \"%s\" is not a valid SemVer", a[1]->u.s);
-  RET(rv_int(A, semver_cmp(&x, &y)));
+  RET(rv_int(A, rego__semver_cmp(&x, &y)));
 }
 
 /* ---------------------------------------------------------------- bits */
-static ct_status ints2(rg_ev *ev, const char *name, rv **a, int64_t *x, int64_t *y) {
+static ct_status rego__ints2(rg_ev *ev, const char *name, rv **a, int64_t *x, int64_t *y) {
   CT_GUARD(rg_bi_want(ev, name, 1, a[0], RV_NUM));
   CT_GUARD(rg_bi_want(ev, name, 2, a[1], RV_NUM));
   if (!rv_num_is_int(a[0], x) || a[0]->nk == RN_BIG) return rg_bi_type(ev, "%s: operand 1 must be integer number but got floating-point number", name);
   if (!rv_num_is_int(a[1], y) || a[1]->nk == RN_BIG) return rg_bi_type(ev, "%s: operand 2 must be integer number but got floating-point number", name);
   return CT_OK;
 }
-static ct_status bi_bits_or(rg_ev *ev, rv **a, rv **out) { int64_t x, y; CT_GUARD(ints2(ev, "bits.or", a, &x, &y)); RET(rv_int(A, x | y)); }
-static ct_status bi_bits_and(rg_ev *ev, rv **a, rv **out) { int64_t x, y; CT_GUARD(ints2(ev, "bits.and", a, &x, &y)); RET(rv_int(A, x & y)); }
-static ct_status bi_bits_xor(rg_ev *ev, rv **a, rv **out) { int64_t x, y; CT_GUARD(ints2(ev, "bits.xor", a, &x, &y)); RET(rv_int(A, x ^ y)); }
-static ct_status bi_bits_lsh(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_bits_or(rg_ev *ev, rv **a, rv **out) { int64_t x, y; CT_GUARD(rego__ints2(ev, "bits.or", a, &x, &y)); RET(rv_int(A, x | y)); }
+static ct_status rego__bi_bits_and(rg_ev *ev, rv **a, rv **out) { int64_t x, y; CT_GUARD(rego__ints2(ev, "bits.and", a, &x, &y)); RET(rv_int(A, x & y)); }
+static ct_status rego__bi_bits_xor(rg_ev *ev, rv **a, rv **out) { int64_t x, y; CT_GUARD(rego__ints2(ev, "bits.xor", a, &x, &y)); RET(rv_int(A, x ^ y)); }
+static ct_status rego__bi_bits_lsh(rg_ev *ev, rv **a, rv **out) {
   int64_t x, y;
-  CT_GUARD(ints2(ev, "bits.lsh", a, &x, &y));
+  CT_GUARD(rego__ints2(ev, "bits.lsh", a, &x, &y));
   if (y < 0) return rg_bi_type(ev, "bits.lsh: operand 2 must be an unsigned integer number but got a negative integer");
   if (y >= 63 || (x != 0 && (x > (INT64_MAX >> y) || x < (INT64_MIN >> y)))) {
     BIGNUM *b = BN_new();
@@ -862,13 +862,13 @@ static ct_status bi_bits_lsh(rg_ev *ev, rv **a, rv **out) {
   }
   RET(rv_int(A, (int64_t)((uint64_t)x << y)));
 }
-static ct_status bi_bits_rsh(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_bits_rsh(rg_ev *ev, rv **a, rv **out) {
   int64_t x, y;
-  CT_GUARD(ints2(ev, "bits.rsh", a, &x, &y));
+  CT_GUARD(rego__ints2(ev, "bits.rsh", a, &x, &y));
   if (y < 0) return rg_bi_type(ev, "bits.rsh: operand 2 must be an unsigned integer number but got a negative integer");
   RET(rv_int(A, y >= 63 ? (x < 0 ? -1 : 0) : x >> y));
 }
-static ct_status bi_bits_negate(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_bits_negate(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "bits.negate", 1, a[0], RV_NUM));
   int64_t x;
   if (!rv_num_is_int(a[0], &x)) return rg_bi_type(ev, "bits.negate: operand 1 must be integer number but got floating-point number");
@@ -876,40 +876,40 @@ static ct_status bi_bits_negate(rg_ev *ev, rv **a, rv **out) {
 }
 
 const rg_builtin rg_builtins_enc[] = {
-    {"base64.encode", 1, bi_b64_encode, false},
-    {"base64.decode", 1, bi_b64_decode, false},
-    {"base64.is_valid", 1, bi_b64_is_valid, false},
-    {"base64url.encode", 1, bi_b64url_encode, false},
-    {"base64url.encode_no_pad", 1, bi_b64url_encode_np, false},
-    {"base64url.decode", 1, bi_b64url_decode, false},
-    {"hex.encode", 1, bi_hex_encode, false},
-    {"io.jwt.decode", 1, bi_jwt_decode, false},
-    {"hex.decode", 1, bi_hex_decode, false},
-    {"urlquery.encode", 1, bi_urlquery_encode, false},
-    {"urlquery.decode", 1, bi_urlquery_decode, false},
-    {"urlquery.encode_object", 1, bi_urlquery_encode_object, false},
-    {"urlquery.decode_object", 1, bi_urlquery_decode_object, false},
-    {"json.marshal", 1, bi_json_marshal, false},
-    {"json.marshal_with_options", 2, bi_json_marshal_opts, false},
-    {"json.unmarshal", 1, bi_json_unmarshal, false},
-    {"json.is_valid", 1, bi_json_is_valid, false},
-    {"crypto.md5", 1, bi_md5, false},
-    {"crypto.sha1", 1, bi_sha1, false},
-    {"crypto.sha256", 1, bi_sha256, false},
-    {"crypto.hmac.md5", 2, bi_hmac_md5, false},
-    {"crypto.hmac.sha1", 2, bi_hmac_sha1, false},
-    {"crypto.hmac.sha256", 2, bi_hmac_sha256, false},
-    {"crypto.hmac.sha512", 2, bi_hmac_sha512, false},
-    {"crypto.hmac.equal", 2, bi_hmac_equal, false},
-    {"units.parse", 1, bi_units_parse, false},
-    {"units.parse_bytes", 1, bi_units_parse_bytes, false},
-    {"semver.is_valid", 1, bi_semver_is_valid, false},
-    {"semver.compare", 2, bi_semver_compare, false},
-    {"bits.or", 2, bi_bits_or, false},
-    {"bits.and", 2, bi_bits_and, false},
-    {"bits.xor", 2, bi_bits_xor, false},
-    {"bits.lsh", 2, bi_bits_lsh, false},
-    {"bits.rsh", 2, bi_bits_rsh, false},
-    {"bits.negate", 1, bi_bits_negate, false},
+    {"base64.encode", 1, rego__bi_b64_encode, false},
+    {"base64.decode", 1, rego__bi_b64_decode, false},
+    {"base64.is_valid", 1, rego__bi_b64_is_valid, false},
+    {"base64url.encode", 1, rego__bi_b64url_encode, false},
+    {"base64url.encode_no_pad", 1, rego__bi_b64url_encode_np, false},
+    {"base64url.decode", 1, rego__bi_b64url_decode, false},
+    {"hex.encode", 1, rego__bi_hex_encode, false},
+    {"io.jwt.decode", 1, rego__bi_jwt_decode, false},
+    {"hex.decode", 1, rego__bi_hex_decode, false},
+    {"urlquery.encode", 1, rego__bi_urlquery_encode, false},
+    {"urlquery.decode", 1, rego__bi_urlquery_decode, false},
+    {"urlquery.encode_object", 1, rego__bi_urlquery_encode_object, false},
+    {"urlquery.decode_object", 1, rego__bi_urlquery_decode_object, false},
+    {"json.marshal", 1, rego__bi_json_marshal, false},
+    {"json.marshal_with_options", 2, rego__bi_json_marshal_opts, false},
+    {"json.unmarshal", 1, rego__bi_json_unmarshal, false},
+    {"json.is_valid", 1, rego__bi_json_is_valid, false},
+    {"crypto.md5", 1, rego__bi_md5, false},
+    {"crypto.sha1", 1, rego__bi_sha1, false},
+    {"crypto.sha256", 1, rego__bi_sha256, false},
+    {"crypto.hmac.md5", 2, rego__bi_hmac_md5, false},
+    {"crypto.hmac.sha1", 2, rego__bi_hmac_sha1, false},
+    {"crypto.hmac.sha256", 2, rego__bi_hmac_sha256, false},
+    {"crypto.hmac.sha512", 2, rego__bi_hmac_sha512, false},
+    {"crypto.hmac.equal", 2, rego__bi_hmac_equal, false},
+    {"units.parse", 1, rego__bi_units_parse, false},
+    {"units.parse_bytes", 1, rego__bi_units_parse_bytes, false},
+    {"semver.is_valid", 1, rego__bi_semver_is_valid, false},
+    {"semver.compare", 2, rego__bi_semver_compare, false},
+    {"bits.or", 2, rego__bi_bits_or, false},
+    {"bits.and", 2, rego__bi_bits_and, false},
+    {"bits.xor", 2, rego__bi_bits_xor, false},
+    {"bits.lsh", 2, rego__bi_bits_lsh, false},
+    {"bits.rsh", 2, rego__bi_bits_rsh, false},
+    {"bits.negate", 1, rego__bi_bits_negate, false},
     {NULL, 0, NULL, false},
 };
