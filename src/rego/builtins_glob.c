@@ -30,7 +30,7 @@ typedef struct {
 } gl_glob;
 
 /* Decodes UTF-8 into runes (invalid bytes become U+FFFD, as Go's []rune(string) does). */
-static size_t gl_runes(const char *s, size_t n, uint32_t *out, size_t cap) {
+static size_t rego__gl_runes(const char *s, size_t n, uint32_t *out, size_t cap) {
   size_t w = 0;
   for (size_t i = 0; i < n && w < cap;) {
     unsigned char c = (unsigned char)s[i];
@@ -56,7 +56,7 @@ static size_t gl_runes(const char *s, size_t n, uint32_t *out, size_t cap) {
   return w;
 }
 
-static void gl_utf8(const uint32_t *r, size_t n, char *out, size_t cap) {
+static void rego__gl_utf8(const uint32_t *r, size_t n, char *out, size_t cap) {
   size_t w = 0;
   for (size_t i = 0; i < n; i++) {
     uint32_t c = r[i];
@@ -82,22 +82,22 @@ typedef struct {
   char err[512];
 } gl_lex;
 
-static bool gl_fail(gl_lex *lx, size_t pos, const char *msg) {
+static bool rego__gl_fail(gl_lex *lx, size_t pos, const char *msg) {
   char txt[256];
-  gl_utf8(lx->in, lx->n, txt, sizeof(txt));
+  rego__gl_utf8(lx->in, lx->n, txt, sizeof(txt));
   snprintf(lx->err, sizeof(lx->err), "input:%s, pos:%zu, %s: the input provided is invalid", txt, pos, msg);
   return false;
 }
 
 /* The rune at *i (after a possible backslash); false at the end or on a trailing backslash. */
-static bool gl_next(gl_lex *lx, size_t *i, uint32_t *r, bool *esc, bool *end) {
+static bool rego__gl_next(gl_lex *lx, size_t *i, uint32_t *r, bool *esc, bool *end) {
   *end = false;
   if (*i >= lx->n) {
     *end = true;
     return false;
   }
   if (lx->in[*i] == '\\') {
-    if (*i + 1 >= lx->n) return gl_fail(lx, *i, "input ends with a \\ (escape) character");
+    if (*i + 1 >= lx->n) return rego__gl_fail(lx, *i, "input ends with a \\ (escape) character");
     *r = lx->in[*i + 1];
     *esc = true;
     *i += 2;
@@ -108,7 +108,7 @@ static bool gl_next(gl_lex *lx, size_t *i, uint32_t *r, bool *esc, bool *end) {
   return true;
 }
 
-static bool gl_add_range(rg_arena *a, gl_tok *t, uint32_t lo, uint32_t hi, size_t *cap) {
+static bool rego__gl_add_range(rg_arena *a, gl_tok *t, uint32_t lo, uint32_t hi, size_t *cap) {
   if (t->nr == *cap) {
     size_t nc = *cap ? *cap * 2 : 8;
     uint32_t(*nr)[2] = rg_alloc(a, nc * sizeof(*nr));
@@ -124,7 +124,7 @@ static bool gl_add_range(rg_arena *a, gl_tok *t, uint32_t lo, uint32_t hi, size_
 }
 
 /* Tokenizes one glob. Returns 1 on success, 0 with lx->err, -1 when out of memory. */
-static int gl_parse(rg_arena *a, gl_lex *lx, gl_glob *g) {
+static int rego__gl_parse(rg_arena *a, gl_lex *lx, gl_glob *g) {
   g->t = rg_alloc(a, (2 * lx->n + 1) * sizeof(gl_tok));
   if (!g->t) return -1;
   g->n = 0;
@@ -132,7 +132,7 @@ static int gl_parse(rg_arena *a, gl_lex *lx, gl_glob *g) {
   for (;;) {
     uint32_t r;
     bool esc, end;
-    if (!gl_next(lx, &i, &r, &esc, &end)) {
+    if (!rego__gl_next(lx, &i, &r, &esc, &end)) {
       if (end) return 1;
       return 0;
     }
@@ -141,46 +141,46 @@ static int gl_parse(rg_arena *a, gl_lex *lx, gl_glob *g) {
     if (!esc && r == '.') {
       t.any = true;
     } else if (!esc && r == ']') {
-      return gl_fail(lx, i, "set-close ']' with no preceding '['") ? 1 : 0;
+      return rego__gl_fail(lx, i, "set-close ']' with no preceding '['") ? 1 : 0;
     } else if (!esc && r == '[') {
       bool complete = false, prev_ok = false;
       uint32_t prev = 0;
       for (;;) {
-        if (!gl_next(lx, &i, &r, &esc, &end)) {
+        if (!rego__gl_next(lx, &i, &r, &esc, &end)) {
           if (end) break;
           return 0;
         }
         if (!esc && r == '-') {
-          if (!prev_ok) return gl_fail(lx, i, "range character '-' must be preceded by a Unicode character") ? 1 : 0;
-          if (i >= lx->n - 1) return gl_fail(lx, i, "range character '-' must be followed by a Unicode character") ? 1 : 0;
-          if (!gl_next(lx, &i, &r, &esc, &end)) return 0;
+          if (!prev_ok) return rego__gl_fail(lx, i, "range character '-' must be preceded by a Unicode character") ? 1 : 0;
+          if (i >= lx->n - 1) return rego__gl_fail(lx, i, "range character '-' must be followed by a Unicode character") ? 1 : 0;
+          if (!rego__gl_next(lx, &i, &r, &esc, &end)) return 0;
           if (!esc && (r == ']' || r == '-'))
-            return gl_fail(lx, i, "range character '-' cannot be followed by a special symbol") ? 1 : 0;
+            return rego__gl_fail(lx, i, "range character '-' cannot be followed by a special symbol") ? 1 : 0;
           if (r < prev) {
             char m[128], rb[8], pb[8];
-            gl_utf8(&r, 1, rb, sizeof(rb));
-            gl_utf8(&prev, 1, pb, sizeof(pb));
+            rego__gl_utf8(&r, 1, rb, sizeof(rb));
+            rego__gl_utf8(&prev, 1, pb, sizeof(pb));
             snprintf(m, sizeof(m), "range is out of order: '%s' comes before '%s' in Unicode", rb, pb);
-            return gl_fail(lx, i, m) ? 1 : 0;
+            return rego__gl_fail(lx, i, m) ? 1 : 0;
           }
-          if (!gl_add_range(a, &t, prev, r, &cap)) return -1;
+          if (!rego__gl_add_range(a, &t, prev, r, &cap)) return -1;
           prev_ok = false;
         } else if (!esc && r == ']') {
           complete = true;
           break;
         } else {
-          if (!gl_add_range(a, &t, r, r, &cap)) return -1;
+          if (!rego__gl_add_range(a, &t, r, r, &cap)) return -1;
           prev = r;
           prev_ok = true;
         }
       }
-      if (!complete) return gl_fail(lx, i, "found [ without matching ]") ? 1 : 0;
+      if (!complete) return rego__gl_fail(lx, i, "found [ without matching ]") ? 1 : 0;
     } else if (!esc && (r == '*' || r == '+')) {
       char m[64];
       snprintf(m, sizeof(m), "flag '%c' must be preceded by a non-flag", (char)r);
-      return gl_fail(lx, i, m) ? 1 : 0;
+      return rego__gl_fail(lx, i, m) ? 1 : 0;
     } else {
-      if (!gl_add_range(a, &t, r, r, &cap)) return -1;
+      if (!rego__gl_add_range(a, &t, r, r, &cap)) return -1;
     }
     /* an optional flag */
     char flag = 0;
@@ -194,11 +194,11 @@ static int gl_parse(rg_arena *a, gl_lex *lx, gl_glob *g) {
   }
 }
 
-static bool gl_set_nonempty(const gl_tok *t) { return t->any || t->nr > 0; }
+static bool rego__gl_set_nonempty(const gl_tok *t) { return t->any || t->nr > 0; }
 
-static bool gl_meet(const gl_tok *x, const gl_tok *y) {
-  if (x->any) return gl_set_nonempty(y);
-  if (y->any) return gl_set_nonempty(x);
+static bool rego__gl_meet(const gl_tok *x, const gl_tok *y) {
+  if (x->any) return rego__gl_set_nonempty(y);
+  if (y->any) return rego__gl_set_nonempty(x);
   for (size_t i = 0; i < x->nr; i++)
     for (size_t j = 0; j < y->nr; j++)
       if (x->r[i][0] <= y->r[j][1] && y->r[j][0] <= x->r[i][1]) return true;
@@ -206,7 +206,7 @@ static bool gl_meet(const gl_tok *x, const gl_tok *y) {
 }
 
 /* Breadth-first search over (position in g1, position in g2). */
-static int gl_intersect(const gl_glob *g1, const gl_glob *g2) {
+static int rego__gl_intersect(const gl_glob *g1, const gl_glob *g2) {
   size_t w = g2->n + 1, total = (g1->n + 1) * w;
   uint8_t *seen = calloc(total, 1);
   size_t *queue = malloc(total * sizeof(size_t));
@@ -229,7 +229,7 @@ static int gl_intersect(const gl_glob *g1, const gl_glob *g2) {
     size_t nn = 0;
     if (i < g1->n && g1->t[i].star) next[nn++] = (i + 1) * w + j;
     if (j < g2->n && g2->t[j].star) next[nn++] = i * w + j + 1;
-    if (i < g1->n && j < g2->n && gl_meet(&g1->t[i], &g2->t[j]))
+    if (i < g1->n && j < g2->n && rego__gl_meet(&g1->t[i], &g2->t[j]))
       next[nn++] = (g1->t[i].star ? i : i + 1) * w + (g2->t[j].star ? j : j + 1);
     for (size_t k = 0; k < nn; k++)
       if (!seen[next[k]]) {
@@ -242,7 +242,7 @@ static int gl_intersect(const gl_glob *g1, const gl_glob *g2) {
   return found;
 }
 
-static ct_status bi_globs_match(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_globs_match(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "regex.globs_match";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_STR));
@@ -251,19 +251,19 @@ static ct_status bi_globs_match(rg_ev *ev, rv **a, rv **out) {
     if (a[k]->n > 4 * GLOB_MAX_RUNES) return rg_bi_fail(ev, "%s: glob longer than %d characters", fname, GLOB_MAX_RUNES);
     uint32_t *runes = rg_alloc(A, (a[k]->n + 1) * sizeof(uint32_t));
     if (!runes) return rg_bi_oom(ev);
-    gl_lex lx = {.in = runes, .n = gl_runes(a[k]->u.s, a[k]->n, runes, a[k]->n + 1)};
+    gl_lex lx = {.in = runes, .n = rego__gl_runes(a[k]->u.s, a[k]->n, runes, a[k]->n + 1)};
     if (lx.n > GLOB_MAX_RUNES) return rg_bi_fail(ev, "%s: glob longer than %d characters", fname, GLOB_MAX_RUNES);
-    int r = gl_parse(A, &lx, &g[k]);
+    int r = rego__gl_parse(A, &lx, &g[k]);
     if (r < 0) return rg_bi_oom(ev);
     if (r == 0 || lx.err[0]) return rg_bi_fail(ev, "%s: %s", fname, lx.err);
   }
-  int r = gl_intersect(&g[0], &g[1]);
+  int r = rego__gl_intersect(&g[0], &g[1]);
   if (r < 0) return rg_bi_oom(ev);
   *out = rv_bool(r == 1);
   return CT_OK;
 }
 
 const rg_builtin rg_builtins_glob[] = {
-    {"regex.globs_match", 2, bi_globs_match, false},
+    {"regex.globs_match", 2, rego__bi_globs_match, false},
     {NULL, 0, NULL, false},
 };
