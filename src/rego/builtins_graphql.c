@@ -11,7 +11,7 @@
 
 /* A query or schema operand: a string is parsed, an object is normalized as an AST. Returns CT_OK
  * with *doc NULL when the operand has another type. */
-static ct_status operand_doc(rg_ev *ev, rv *v, bool schema, gq_posmap *pm, rv **doc, ct_err *err) {
+static ct_status rego__operand_doc(rg_ev *ev, rv *v, bool schema, gq_posmap *pm, rv **doc, ct_err *err) {
   *doc = NULL;
   if (v->t == RV_STR)
     return schema ? gq_parse_schema_pm(A, v->u.s, v->n, pm, doc, err) : gq_parse_query_pm(A, v->u.s, v->n, pm, doc, err);
@@ -20,38 +20,38 @@ static ct_status operand_doc(rg_ev *ev, rv *v, bool schema, gq_posmap *pm, rv **
 }
 
 /* Maps a failure of the GraphQL code to the built-in's error (out of memory stays fatal). */
-static ct_status gq_fail(rg_ev *ev, const char *name, const ct_err *e) {
+static ct_status rego__gq_fail(rg_ev *ev, const char *name, const ct_err *e) {
   if (e->code == CT_ENOMEM) return rg_bi_oom(ev);
   return rg_bi_fail(ev, "%s: %s", name, e->msg);
 }
 
-static ct_status bi_parse_query(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_parse_query(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "graphql.parse_query", 1, a[0], RV_STR));
   ct_err e = {0};
-  if (gq_parse_query(A, a[0]->u.s, a[0]->n, out, &e)) return gq_fail(ev, "graphql.parse_query", &e);
+  if (gq_parse_query(A, a[0]->u.s, a[0]->n, out, &e)) return rego__gq_fail(ev, "graphql.parse_query", &e);
   return CT_OK;
 }
 
-static ct_status bi_parse_schema(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_parse_schema(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "graphql.parse_schema", 1, a[0], RV_STR));
   ct_err e = {0};
-  if (gq_parse_schema(A, a[0]->u.s, a[0]->n, out, &e)) return gq_fail(ev, "graphql.parse_schema", &e);
+  if (gq_parse_schema(A, a[0]->u.s, a[0]->n, out, &e)) return rego__gq_fail(ev, "graphql.parse_schema", &e);
   return CT_OK;
 }
 
-static ct_status bi_schema_is_valid(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_schema_is_valid(rg_ev *ev, rv **a, rv **out) {
   ct_err e = {0};
   rv *doc;
   gq_schema *s;
   *out = RV_FALSE;
-  if (operand_doc(ev, a[0], true, NULL, &doc, &e)) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
+  if (rego__operand_doc(ev, a[0], true, NULL, &doc, &e)) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
   if (!doc) return CT_OK;
   if (gq_schema_build(A, doc, NULL, &s, &e)) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
   *out = RV_TRUE;
   return CT_OK;
 }
 
-static ct_status bi_is_valid(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_is_valid(rg_ev *ev, rv **a, rv **out) {
   ct_err e = {0};
   rv *q, *sd;
   gq_schema *s;
@@ -59,8 +59,8 @@ static ct_status bi_is_valid(rg_ev *ev, rv **a, rv **out) {
   if (!pm) return rg_bi_oom(ev);
   pm->a = A;
   *out = RV_FALSE;
-  if (operand_doc(ev, a[0], false, pm, &q, &e) || !q) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
-  if (operand_doc(ev, a[1], true, NULL, &sd, &e) || !sd) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
+  if (rego__operand_doc(ev, a[0], false, pm, &q, &e) || !q) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
+  if (rego__operand_doc(ev, a[1], true, NULL, &sd, &e) || !sd) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
   if (gq_schema_build(A, sd, NULL, &s, &e)) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
   if (gq_validate_query(A, s, q, a[0]->t == RV_STR ? pm : NULL, &e)) return e.code == CT_ENOMEM ? rg_bi_oom(ev) : CT_OK;
   *out = RV_TRUE;
@@ -68,20 +68,20 @@ static ct_status bi_is_valid(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* Shared by graphql.parse (errors) and graphql.parse_and_verify (false on any error). */
-static ct_status parse_both(rg_ev *ev, rv **a, rv **q, rv **sd, ct_err *e, bool *type_err, int *which) {
+static ct_status rego__parse_both(rg_ev *ev, rv **a, rv **q, rv **sd, ct_err *e, bool *type_err, int *which) {
   gq_posmap *pm = rg_alloc(A, sizeof(*pm)), *spm = rg_alloc(A, sizeof(*spm));
   gq_schema *s;
   *type_err = false;
   if (!pm || !spm) return ct_fail(e, CT_ENOMEM, "out of memory");
   pm->a = A, spm->a = A;
   *which = 1;
-  CT_GUARD(operand_doc(ev, a[0], false, pm, q, e));
+  CT_GUARD(rego__operand_doc(ev, a[0], false, pm, q, e));
   if (!*q) {
     *type_err = true;
     return CT_EINVAL;
   }
   *which = 2;
-  CT_GUARD(operand_doc(ev, a[1], true, spm, sd, e));
+  CT_GUARD(rego__operand_doc(ev, a[1], true, spm, sd, e));
   if (!*sd) {
     *type_err = true;
     return CT_EINVAL;
@@ -90,29 +90,29 @@ static ct_status parse_both(rg_ev *ev, rv **a, rv **q, rv **sd, ct_err *e, bool 
   return gq_validate_query(A, s, *q, a[0]->t == RV_STR ? pm : NULL, e);
 }
 
-static ct_status bi_parse(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_parse(rg_ev *ev, rv **a, rv **out) {
   ct_err e = {0};
   rv *q = NULL, *sd = NULL;
   bool type_err;
   int which;
-  if (parse_both(ev, a, &q, &sd, &e, &type_err, &which)) {
+  if (rego__parse_both(ev, a, &q, &sd, &e, &type_err, &which)) {
     if (type_err)
       /* OPA numbers this operand from 0 (builtins.NewOperandTypeErr(0, ...)) */
       return rg_bi_type(ev, "graphql.parse: operand %d must be one of {string, object} but got %s", which - 1,
                         rg_type_name(a[which - 1]));
-    return gq_fail(ev, "graphql.parse", &e);
+    return rego__gq_fail(ev, "graphql.parse", &e);
   }
   rv *items[2] = {q, sd};
   *out = rv_arr(A, items, 2);
   return *out ? CT_OK : rg_bi_oom(ev);
 }
 
-static ct_status bi_parse_and_verify(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_parse_and_verify(rg_ev *ev, rv **a, rv **out) {
   ct_err e = {0};
   rv *q = NULL, *sd = NULL;
   bool type_err;
   int which;
-  if (parse_both(ev, a, &q, &sd, &e, &type_err, &which)) {
+  if (rego__parse_both(ev, a, &q, &sd, &e, &type_err, &which)) {
     if (e.code == CT_ENOMEM) return rg_bi_oom(ev);
     rv *items[3] = {RV_FALSE, &rv_empty_obj_v, &rv_empty_obj_v};
     *out = rv_arr(A, items, 3);
@@ -124,11 +124,11 @@ static ct_status bi_parse_and_verify(rg_ev *ev, rv **a, rv **out) {
 }
 
 const rg_builtin rg_builtins_graphql[] = {
-    {"graphql.parse_query", 1, bi_parse_query, false},
-    {"graphql.parse_schema", 1, bi_parse_schema, false},
-    {"graphql.schema_is_valid", 1, bi_schema_is_valid, false},
-    {"graphql.is_valid", 2, bi_is_valid, false},
-    {"graphql.parse", 2, bi_parse, false},
-    {"graphql.parse_and_verify", 2, bi_parse_and_verify, false},
+    {"graphql.parse_query", 1, rego__bi_parse_query, false},
+    {"graphql.parse_schema", 1, rego__bi_parse_schema, false},
+    {"graphql.schema_is_valid", 1, rego__bi_schema_is_valid, false},
+    {"graphql.is_valid", 2, rego__bi_is_valid, false},
+    {"graphql.parse", 2, rego__bi_parse, false},
+    {"graphql.parse_and_verify", 2, rego__bi_parse_and_verify, false},
     {NULL, 0, NULL, false},
 };
