@@ -47,7 +47,7 @@ static const jwt_alg jwt__algs[] = {
     {"EdDSA", JK_ED, NULL},
 };
 
-static const jwt_alg *jwt__alg(const char *name) {
+static const jwt_alg *rego__jwt__alg(const char *name) {
   for (size_t i = 0; i < sizeof(jwt__algs) / sizeof(jwt__algs[0]); i++)
     if (!strcmp(jwt__algs[i].name, name)) return &jwt__algs[i];
   return NULL;
@@ -58,7 +58,7 @@ static const char jwt__b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
 
 /* Decodes unpadded (or padded) base64url into arena memory. Returns the offset of the first
  * illegal byte, or -1 on success (as Go's base64 error "illegal base64 data at input byte N"). */
-static long jwt__b64u_dec(rg_arena *a, const char *s, size_t n, uint8_t **o, size_t *ol) {
+static long rego__jwt__b64u_dec(rg_arena *a, const char *s, size_t n, uint8_t **o, size_t *ol) {
   size_t end = n;
   while (end > 0 && s[end - 1] == '=') end--;
   if (n - end > 2 || (n != end && n % 4)) return (long)end;
@@ -82,7 +82,7 @@ static long jwt__b64u_dec(rg_arena *a, const char *s, size_t n, uint8_t **o, siz
   return -1;
 }
 
-static char *jwt__b64u_enc(rg_arena *a, const uint8_t *in, size_t n, size_t *olen) {
+static char *rego__jwt__b64u_enc(rg_arena *a, const uint8_t *in, size_t n, size_t *olen) {
   char *o = rg_alloc(a, (n + 2) / 3 * 4 + 1);
   if (!o) return NULL;
   size_t w = 0;
@@ -114,7 +114,7 @@ typedef struct {
   size_t n;
 } jwt_keys;
 
-static void jwt__keys_free(jwt_keys *ks) {
+static void rego__jwt__keys_free(jwt_keys *ks) {
   if (!ks->k) return;
   for (size_t i = 0; i < ks->n; i++) {
     EVP_PKEY_free(ks->k[i].pk);
@@ -126,7 +126,7 @@ static void jwt__keys_free(jwt_keys *ks) {
 }
 
 /* One JWK object into *k. Returns false with a reason in `why`. */
-static bool jwt__jwk_one(rg_arena *a, json_t *j, jwt_key *k, char *why, size_t whylen) {
+static bool rego__jwt__jwk_one(rg_arena *a, json_t *j, jwt_key *k, char *why, size_t whylen) {
   memset(k, 0, sizeof(*k));
   k->kid = "";
   const char *kty = json_string_value(json_object_get(j, "kty"));
@@ -150,7 +150,7 @@ static bool jwt__jwk_one(rg_arena *a, json_t *j, jwt_key *k, char *why, size_t w
       snprintf(why, whylen, "required field k is missing");
       return false;
     }
-    if (jwt__b64u_dec(a, kk, strlen(kk), &k->secret, &k->slen) != -1) {
+    if (rego__jwt__b64u_dec(a, kk, strlen(kk), &k->secret, &k->slen) != -1) {
       snprintf(why, whylen, "failed to decode k");
       return false;
     }
@@ -179,7 +179,7 @@ static bool jwt__jwk_one(rg_arena *a, json_t *j, jwt_key *k, char *why, size_t w
 
 /* OPA's parseKeysFromCertOrJWK: a PEM certificate / public key, or a JWK (Set). On failure
  * reports the OPA message through rg_bi_fail. Caller frees ks with jwt__keys_free. */
-static ct_status jwt__keys_parse(rg_ev *ev, const char *fname, const rv *src, jwt_keys *ks) {
+static ct_status rego__jwt__keys_parse(rg_ev *ev, const char *fname, const rv *src, jwt_keys *ks) {
   memset(ks, 0, sizeof(*ks));
   if (src->n > JWT_KEYSRC_MAX) return rg_bi_fail(ev, "%s: key material larger than %u bytes", fname, JWT_KEYSRC_MAX);
   if (strstr(src->u.s, "-----BEGIN")) {
@@ -249,13 +249,13 @@ static ct_status jwt__keys_parse(rg_ev *ev, const char *fname, const rv *src, jw
     json_t *one = json_is_array(arr) ? json_array_get(arr, i) : j;
     char why[200];
     jwt_key k;
-    if (!json_is_object(one) || !jwt__jwk_one(A, one, &k, why, sizeof(why))) {
+    if (!json_is_object(one) || !rego__jwt__jwk_one(A, one, &k, why, sizeof(why))) {
       if (!json_is_object(one)) snprintf(why, sizeof(why), "key is not an object");
       json_decref(j);
-      jwt__keys_free(ks);
+      rego__jwt__keys_free(ks);
       return rg_bi_fail(ev, "%s: failed to parse a JWK key (set): %s", fname, why);
     }
-    if (k.alg[0] && !jwt__alg(k.alg)) { /* unknown algorithms are skipped */
+    if (k.alg[0] && !rego__jwt__alg(k.alg)) { /* unknown algorithms are skipped */
       EVP_PKEY_free(k.pk);
       continue;
     }
@@ -265,21 +265,21 @@ static ct_status jwt__keys_parse(rg_ev *ev, const char *fname, const rv *src, jw
   return CT_OK;
 }
 
-static const jwt_key *jwt__by_kid(const jwt_keys *ks, const char *kid) {
+static const jwt_key *rego__jwt__by_kid(const jwt_keys *ks, const char *kid) {
   for (size_t i = 0; i < ks->n; i++)
     if (!strcmp(ks->k[i].kid, kid)) return &ks->k[i];
   return NULL;
 }
 
 /* ---------------------------------------------------------------- sign / verify */
-static bool jwt__hmac(const jwt_alg *al, const uint8_t *key, size_t klen, const uint8_t *msg, size_t mlen,
+static bool rego__jwt__hmac(const jwt_alg *al, const uint8_t *key, size_t klen, const uint8_t *msg, size_t mlen,
                       uint8_t out[64], size_t *olen) {
   /* a zero-length HMAC key is legal; hand OpenSSL a non-NULL pointer */
   static const uint8_t empty[1];
   return EVP_Q_mac(NULL, "HMAC", NULL, al->md, NULL, klen ? key : empty, klen, msg, mlen, out, 64, olen) != NULL;
 }
 
-static bool jwt__key_fits(const EVP_PKEY *pk, const jwt_alg *al) {
+static bool rego__jwt__key_fits(const EVP_PKEY *pk, const jwt_alg *al) {
   switch (al->kind) {
   case JK_RS:
   case JK_PS:
@@ -294,16 +294,16 @@ static bool jwt__key_fits(const EVP_PKEY *pk, const jwt_alg *al) {
 }
 
 /* True when `sig` is a valid signature of msg under key k with algorithm al. */
-static bool jwt__verify(const jwt_key *k, const jwt_alg *al, const uint8_t *msg, size_t mlen, const uint8_t *sig,
+static bool rego__jwt__verify(const jwt_key *k, const jwt_alg *al, const uint8_t *msg, size_t mlen, const uint8_t *sig,
                         size_t slen) {
   if (al->kind == JK_HS) {
     if (k->pk) return false;
     uint8_t mac[64];
     size_t ml = 0;
-    if (!jwt__hmac(al, k->secret, k->slen, msg, mlen, mac, &ml)) return false;
+    if (!rego__jwt__hmac(al, k->secret, k->slen, msg, mlen, mac, &ml)) return false;
     return ct_memeq(mac, ml, sig, slen);
   }
-  if (!k->pk || !jwt__key_fits(k->pk, al) || slen == 0 || slen > JWT_SIG_MAX) return false;
+  if (!k->pk || !rego__jwt__key_fits(k->pk, al) || slen == 0 || slen > JWT_SIG_MAX) return false;
   unsigned char *der = NULL;
   const uint8_t *vsig = sig;
   size_t vlen = slen;
@@ -341,7 +341,7 @@ static bool jwt__verify(const jwt_key *k, const jwt_alg *al, const uint8_t *msg,
 }
 
 /* Signs msg; the signature goes to arena memory. Returns false with a reason in why. */
-static bool jwt__sign(rg_arena *a, const jwt_key *k, const jwt_alg *al, const uint8_t *msg, size_t mlen,
+static bool rego__jwt__sign(rg_arena *a, const jwt_key *k, const jwt_alg *al, const uint8_t *msg, size_t mlen,
                       uint8_t **sig, size_t *slen, char *why, size_t whylen) {
   if (al->kind == JK_HS) {
     if (k->pk) {
@@ -349,13 +349,13 @@ static bool jwt__sign(rg_arena *a, const jwt_key *k, const jwt_alg *al, const ui
       return false;
     }
     *sig = rg_alloc(a, 64);
-    if (!*sig || !jwt__hmac(al, k->secret, k->slen, msg, mlen, *sig, slen)) {
+    if (!*sig || !rego__jwt__hmac(al, k->secret, k->slen, msg, mlen, *sig, slen)) {
       snprintf(why, whylen, "HMAC failed");
       return false;
     }
     return true;
   }
-  if (!k->pk || !jwt__key_fits(k->pk, al)) {
+  if (!k->pk || !rego__jwt__key_fits(k->pk, al)) {
     snprintf(why, whylen, "invalid key type for %s", al->name);
     return false;
   }
@@ -414,7 +414,7 @@ typedef struct {
 } jwt_tok;
 
 /* OPA's decodeJWT: exactly three dot-separated sections. */
-static ct_status jwt__split(rg_ev *ev, const char *fname, const rv *t, jwt_tok *tk) {
+static ct_status rego__jwt__split(rg_ev *ev, const char *fname, const rv *t, jwt_tok *tk) {
   CT_GUARD(rg_bi_want(ev, fname, 1, (rv *)t, RV_STR));
   if (t->n > JWT_TOKEN_MAX) return rg_bi_fail(ev, "%s: encoded JWT larger than %u bytes", fname, JWT_TOKEN_MAX);
   memset(tk, 0, sizeof(*tk));
@@ -434,18 +434,18 @@ static ct_status jwt__split(rg_ev *ev, const char *fname, const rv *t, jwt_tok *
   return CT_OK;
 }
 
-static ct_status jwt__sig(rg_ev *ev, const char *fname, const jwt_tok *tk, uint8_t **sig, size_t *sl) {
-  long bad = jwt__b64u_dec(A, tk->s, tk->sl, sig, sl);
+static ct_status rego__jwt__sig(rg_ev *ev, const char *fname, const jwt_tok *tk, uint8_t **sig, size_t *sl) {
+  long bad = rego__jwt__b64u_dec(A, tk->s, tk->sl, sig, sl);
   if (bad == -2) return rg_bi_oom(ev);
   if (bad >= 0) return rg_bi_fail(ev, "%s: illegal base64 data at input byte %ld", fname, bad);
   return CT_OK;
 }
 
 /* decodeHeader + parseTokenHeader. */
-static ct_status jwt__header(rg_ev *ev, const char *fname, jwt_tok *tk) {
+static ct_status rego__jwt__header(rg_ev *ev, const char *fname, jwt_tok *tk) {
   uint8_t *h;
   size_t hl;
-  long bad = jwt__b64u_dec(A, tk->h, tk->hl, &h, &hl);
+  long bad = rego__jwt__b64u_dec(A, tk->h, tk->hl, &h, &hl);
   if (bad == -2) return rg_bi_oom(ev);
   if (bad >= 0)
     return rg_bi_fail(ev, "%s: JWT header had invalid encoding: illegal base64 data at input byte %ld", fname, bad);
@@ -494,62 +494,62 @@ static ct_status jwt__header(rg_ev *ev, const char *fname, jwt_tok *tk) {
 #define SIGNING_INPUT(tk) ((const uint8_t *)(tk).h), ((tk).hl + 1 + (tk).pl)
 
 /* ---------------------------------------------------------------- io.jwt.verify_* */
-static ct_status jwt__verify_asym(rg_ev *ev, const char *fname, const char *alg, rv **a, rv **out) {
-  const jwt_alg *al = jwt__alg(alg);
+static ct_status rego__jwt__verify_asym(rg_ev *ev, const char *fname, const char *alg, rv **a, rv **out) {
+  const jwt_alg *al = rego__jwt__alg(alg);
   jwt_tok tk;
-  CT_GUARD(jwt__split(ev, fname, a[0], &tk));
+  CT_GUARD(rego__jwt__split(ev, fname, a[0], &tk));
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_STR));
   jwt_keys ks;
-  CT_GUARD(jwt__keys_parse(ev, fname, a[1], &ks));
+  CT_GUARD(rego__jwt__keys_parse(ev, fname, a[1], &ks));
   uint8_t *sig;
   size_t sl;
-  ct_status st = jwt__sig(ev, fname, &tk, &sig, &sl);
-  if (st == CT_OK) st = jwt__header(ev, fname, &tk);
+  ct_status st = rego__jwt__sig(ev, fname, &tk, &sig, &sl);
+  if (st == CT_OK) st = rego__jwt__header(ev, fname, &tk);
   if (st != CT_OK) {
-    jwt__keys_free(&ks);
+    rego__jwt__keys_free(&ks);
     return st;
   }
   bool ok = false;
-  const jwt_key *byk = tk.kid[0] ? jwt__by_kid(&ks, tk.kid) : NULL;
+  const jwt_key *byk = tk.kid[0] ? rego__jwt__by_kid(&ks, tk.kid) : NULL;
   if (byk) {
-    ok = jwt__verify(byk, al, SIGNING_INPUT(tk), sig, sl);
+    ok = rego__jwt__verify(byk, al, SIGNING_INPUT(tk), sig, sl);
   } else {
     for (size_t i = 0; i < ks.n && !ok; i++) {
       if (ks.k[i].alg[0] && strcmp(ks.k[i].alg, tk.alg)) continue;
-      ok = jwt__verify(&ks.k[i], al, SIGNING_INPUT(tk), sig, sl);
+      ok = rego__jwt__verify(&ks.k[i], al, SIGNING_INPUT(tk), sig, sl);
     }
   }
-  jwt__keys_free(&ks);
+  rego__jwt__keys_free(&ks);
   *out = rv_bool(ok);
   return CT_OK;
 }
 
-static ct_status bi_rs256(rg_ev *ev, rv **a, rv **out) { return jwt__verify_asym(ev, "io.jwt.verify_rs256", "RS256", a, out); }
-static ct_status bi_rs384(rg_ev *ev, rv **a, rv **out) { return jwt__verify_asym(ev, "io.jwt.verify_rs384", "RS384", a, out); }
-static ct_status bi_rs512(rg_ev *ev, rv **a, rv **out) { return jwt__verify_asym(ev, "io.jwt.verify_rs512", "RS512", a, out); }
-static ct_status bi_ps256(rg_ev *ev, rv **a, rv **out) { return jwt__verify_asym(ev, "io.jwt.verify_ps256", "PS256", a, out); }
-static ct_status bi_ps384(rg_ev *ev, rv **a, rv **out) { return jwt__verify_asym(ev, "io.jwt.verify_ps384", "PS384", a, out); }
-static ct_status bi_ps512(rg_ev *ev, rv **a, rv **out) { return jwt__verify_asym(ev, "io.jwt.verify_ps512", "PS512", a, out); }
-static ct_status bi_es256(rg_ev *ev, rv **a, rv **out) { return jwt__verify_asym(ev, "io.jwt.verify_es256", "ES256", a, out); }
-static ct_status bi_es384(rg_ev *ev, rv **a, rv **out) { return jwt__verify_asym(ev, "io.jwt.verify_es384", "ES384", a, out); }
-static ct_status bi_es512(rg_ev *ev, rv **a, rv **out) { return jwt__verify_asym(ev, "io.jwt.verify_es512", "ES512", a, out); }
-static ct_status bi_eddsa(rg_ev *ev, rv **a, rv **out) { return jwt__verify_asym(ev, "io.jwt.verify_eddsa", "EdDSA", a, out); }
+static ct_status rego__bi_rs256(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_rs256", "RS256", a, out); }
+static ct_status rego__bi_rs384(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_rs384", "RS384", a, out); }
+static ct_status rego__bi_rs512(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_rs512", "RS512", a, out); }
+static ct_status rego__bi_ps256(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_ps256", "PS256", a, out); }
+static ct_status rego__bi_ps384(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_ps384", "PS384", a, out); }
+static ct_status rego__bi_ps512(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_ps512", "PS512", a, out); }
+static ct_status rego__bi_es256(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_es256", "ES256", a, out); }
+static ct_status rego__bi_es384(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_es384", "ES384", a, out); }
+static ct_status rego__bi_es512(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_es512", "ES512", a, out); }
+static ct_status rego__bi_eddsa(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_eddsa", "EdDSA", a, out); }
 
-static ct_status jwt__verify_hs(rg_ev *ev, const char *fname, const char *alg, rv **a, rv **out) {
+static ct_status rego__jwt__verify_hs(rg_ev *ev, const char *fname, const char *alg, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_STR));
   jwt_tok tk;
-  CT_GUARD(jwt__split(ev, fname, a[0], &tk));
+  CT_GUARD(rego__jwt__split(ev, fname, a[0], &tk));
   uint8_t *sig;
   size_t sl;
-  CT_GUARD(jwt__sig(ev, fname, &tk, &sig, &sl));
+  CT_GUARD(rego__jwt__sig(ev, fname, &tk, &sig, &sl));
   jwt_key k = {.kid = "", .secret = (uint8_t *)a[1]->u.s, .slen = a[1]->n};
-  *out = rv_bool(jwt__verify(&k, jwt__alg(alg), SIGNING_INPUT(tk), sig, sl));
+  *out = rv_bool(rego__jwt__verify(&k, rego__jwt__alg(alg), SIGNING_INPUT(tk), sig, sl));
   return CT_OK;
 }
-static ct_status bi_hs256(rg_ev *ev, rv **a, rv **out) { return jwt__verify_hs(ev, "io.jwt.verify_hs256", "HS256", a, out); }
-static ct_status bi_hs384(rg_ev *ev, rv **a, rv **out) { return jwt__verify_hs(ev, "io.jwt.verify_hs384", "HS384", a, out); }
-static ct_status bi_hs512(rg_ev *ev, rv **a, rv **out) { return jwt__verify_hs(ev, "io.jwt.verify_hs512", "HS512", a, out); }
+static ct_status rego__bi_hs256(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_hs(ev, "io.jwt.verify_hs256", "HS256", a, out); }
+static ct_status rego__bi_hs384(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_hs(ev, "io.jwt.verify_hs384", "HS384", a, out); }
+static ct_status rego__bi_hs512(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_hs(ev, "io.jwt.verify_hs512", "HS512", a, out); }
 
 /* ---------------------------------------------------------------- io.jwt.decode_verify */
 typedef struct {
@@ -560,14 +560,14 @@ typedef struct {
   double time; /* ns */
 } jwt_cons;
 
-static ct_status jwt__time(rg_ev *ev, const char *fname, const rv *v, double *t) {
+static ct_status rego__jwt__time(rg_ev *ev, const char *fname, const rv *v, double *t) {
   if (v->t != RV_NUM) return rg_bi_fail(ev, "%s: token time constraint: must be a number", fname);
   *t = rv_num_dbl(v);
   if (*t < 0) return rg_bi_fail(ev, "%s: token time constraint: must not be negative", fname);
   return CT_OK;
 }
 
-static ct_status jwt__cons_parse(rg_ev *ev, const char *fname, const rv *o, jwt_cons *c) {
+static ct_status rego__jwt__cons_parse(rg_ev *ev, const char *fname, const rv *o, jwt_cons *c) {
   memset(c, 0, sizeof(*c));
   c->alg = c->iss = c->aud = "";
   c->time = -1;
@@ -576,11 +576,11 @@ static ct_status jwt__cons_parse(rg_ev *ev, const char *fname, const rv *o, jwt_
     const char *name = k->t == RV_STR ? k->u.s : "";
     if (!strcmp(name, "cert")) {
       if (v->t != RV_STR) return rg_bi_fail(ev, "%s: cert constraint: must be a string", fname);
-      if (c->have_keys) jwt__keys_free(&c->keys);
-      CT_GUARD(jwt__keys_parse(ev, fname, v, &c->keys));
+      if (c->have_keys) rego__jwt__keys_free(&c->keys);
+      CT_GUARD(rego__jwt__keys_parse(ev, fname, v, &c->keys));
       c->have_keys = true;
     } else if (!strcmp(name, "time")) {
-      CT_GUARD(jwt__time(ev, fname, v, &c->time));
+      CT_GUARD(rego__jwt__time(ev, fname, v, &c->time));
     } else if (!strcmp(name, "secret") || !strcmp(name, "alg") || !strcmp(name, "iss") || !strcmp(name, "aud")) {
       if (v->t != RV_STR) return rg_bi_fail(ev, "%s: %s constraint: must be a string", fname, name);
       if (name[0] == 's') c->secret = v->n ? v : NULL;
@@ -598,26 +598,26 @@ static ct_status jwt__cons_parse(rg_ev *ev, const char *fname, const rv *o, jwt_
   return CT_OK;
 }
 
-static bool jwt__cons_verify(const jwt_cons *c, const jwt_tok *tk, const uint8_t *sig, size_t sl) {
-  const jwt_alg *al = jwt__alg(tk->alg);
+static bool rego__jwt__cons_verify(const jwt_cons *c, const jwt_tok *tk, const uint8_t *sig, size_t sl) {
+  const jwt_alg *al = rego__jwt__alg(tk->alg);
   if (!al) return false;
   if (c->have_keys) {
     if (tk->kid[0]) {
-      const jwt_key *k = jwt__by_kid(&c->keys, tk->kid);
-      if (k) return jwt__verify(k, al, SIGNING_INPUT(*tk), sig, sl);
+      const jwt_key *k = rego__jwt__by_kid(&c->keys, tk->kid);
+      if (k) return rego__jwt__verify(k, al, SIGNING_INPUT(*tk), sig, sl);
     }
     for (size_t i = 0; i < c->keys.n; i++) {
       if (c->keys.k[i].alg[0] && strcmp(c->keys.k[i].alg, tk->alg)) continue;
-      if (jwt__verify(&c->keys.k[i], al, SIGNING_INPUT(*tk), sig, sl)) return true;
+      if (rego__jwt__verify(&c->keys.k[i], al, SIGNING_INPUT(*tk), sig, sl)) return true;
     }
     return false;
   }
   if (al->kind != JK_HS) return false;
   jwt_key k = {.kid = "", .secret = (uint8_t *)c->secret->u.s, .slen = c->secret->n};
-  return jwt__verify(&k, al, SIGNING_INPUT(*tk), sig, sl);
+  return rego__jwt__verify(&k, al, SIGNING_INPUT(*tk), sig, sl);
 }
 
-static bool jwt__aud_ok(const jwt_cons *c, const rv *aud) {
+static bool rego__jwt__aud_ok(const jwt_cons *c, const rv *aud) {
   if (aud->t == RV_STR) return !strcmp(aud->u.s, c->aud);
   if (aud->t != RV_ARR) return false;
   for (uint32_t i = 0; i < aud->n; i++)
@@ -625,7 +625,7 @@ static bool jwt__aud_ok(const jwt_cons *c, const rv *aud) {
   return false;
 }
 
-static ct_status jwt__decode_verify(rg_ev *ev, const char *fname, rv **a, jwt_cons *c, rv **out) {
+static ct_status rego__jwt__decode_verify(rg_ev *ev, const char *fname, rv **a, jwt_cons *c, rv **out) {
   rv *unverified_items[3] = {RV_FALSE, &rv_empty_obj_v, &rv_empty_obj_v};
   rv *unverified = rv_arr(A, unverified_items, 3);
   if (!unverified) return rg_bi_oom(ev);
@@ -635,15 +635,15 @@ static ct_status jwt__decode_verify(rg_ev *ev, const char *fname, rv **a, jwt_co
   size_t pl = 0;
   for (int level = 0;; level++) {
     if (level >= JWT_MAX_NESTING) return rg_bi_fail(ev, "%s: JWT nested more than %d levels", fname, JWT_MAX_NESTING);
-    CT_GUARD(jwt__split(ev, fname, tok, &tk));
-    CT_GUARD(jwt__header(ev, fname, &tk));
+    CT_GUARD(rego__jwt__split(ev, fname, tok, &tk));
+    CT_GUARD(rego__jwt__header(ev, fname, &tk));
     if (!tk.alg[0] || tk.crit_unknown) goto unver;
     if (c->alg[0] && strcmp(c->alg, tk.alg)) goto unver;
     uint8_t *sig;
     size_t sl;
-    CT_GUARD(jwt__sig(ev, fname, &tk, &sig, &sl));
-    if (!jwt__cons_verify(c, &tk, sig, sl)) goto unver;
-    long bad = jwt__b64u_dec(A, tk.p, tk.pl, &pay, &pl);
+    CT_GUARD(rego__jwt__sig(ev, fname, &tk, &sig, &sl));
+    if (!rego__jwt__cons_verify(c, &tk, sig, sl)) goto unver;
+    long bad = rego__jwt__b64u_dec(A, tk.p, tk.pl, &pay, &pl);
     if (bad == -2) return rg_bi_oom(ev);
     if (bad >= 0)
       return rg_bi_fail(ev, "%s: JWT payload had invalid encoding: illegal base64 data at input byte %ld", fname, bad);
@@ -661,7 +661,7 @@ static ct_status jwt__decode_verify(rg_ev *ev, const char *fname, rv **a, jwt_co
     if (!iss || iss->t != RV_STR || strcmp(iss->u.s, c->iss)) goto unver;
   }
   const rv *aud = rv_obj_gets(payload, "aud");
-  if (aud ? !jwt__aud_ok(c, aud) : c->aud[0] != 0) goto unver;
+  if (aud ? !rego__jwt__aud_ok(c, aud) : c->aud[0] != 0) goto unver;
   double now_s = c->time / 1e9;
   const rv *exp = rv_obj_gets(payload, "exp");
   if (exp) {
@@ -681,18 +681,18 @@ unver:
   return CT_OK;
 }
 
-static ct_status bi_decode_verify(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_decode_verify(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "io.jwt.decode_verify";
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_OBJ));
   jwt_cons c;
-  ct_status st = jwt__cons_parse(ev, fname, a[1], &c);
-  if (st == CT_OK) st = jwt__decode_verify(ev, fname, a, &c, out);
-  if (c.have_keys) jwt__keys_free(&c.keys);
+  ct_status st = rego__jwt__cons_parse(ev, fname, a[1], &c);
+  if (st == CT_OK) st = rego__jwt__decode_verify(ev, fname, a, &c, out);
+  if (c.have_keys) rego__jwt__keys_free(&c.keys);
   return st;
 }
 
 /* ---------------------------------------------------------------- io.jwt.encode_sign */
-static ct_status jwt__encode(rg_ev *ev, const char *fname, const char *hdr, size_t hl, const char *pay, size_t pln,
+static ct_status rego__jwt__encode(rg_ev *ev, const char *fname, const char *hdr, size_t hl, const char *pay, size_t pln,
                              const char *jwk, size_t jl, rv **out) {
   if (hl > JWT_TOKEN_MAX || pln > JWT_TOKEN_MAX)
     return rg_bi_fail(ev, "%s: header or payload larger than %u bytes", fname, JWT_TOKEN_MAX);
@@ -710,7 +710,7 @@ static ct_status jwt__encode(rg_ev *ev, const char *fname, const char *hdr, size
   }
   jwt_key k;
   char why[200];
-  bool kok = jwt__jwk_one(A, one, &k, why, sizeof(why));
+  bool kok = rego__jwt__jwk_one(A, one, &k, why, sizeof(why));
   json_decref(jj);
   if (!kok) return rg_bi_fail(ev, "%s: failed to parse JWK: %s", fname, why);
   /* the alg header, read the way jwsbb reads it */
@@ -728,7 +728,7 @@ static ct_status jwt__encode(rg_ev *ev, const char *fname, const char *hdr, size
   const jwt_alg *al = NULL;
   if (st == CT_OK && (!alg || alg->t != RV_STR))
     st = rg_bi_fail(ev, "%s: missing or invalid 'alg' header: jwsbb: header \"alg\" not found", fname);
-  if (st == CT_OK && !(al = jwt__alg(alg->u.s))) st = rg_bi_fail(ev, "%s: unknown JWS algorithm: %s", fname, alg->u.s);
+  if (st == CT_OK && !(al = rego__jwt__alg(alg->u.s))) st = rg_bi_fail(ev, "%s: unknown JWS algorithm: %s", fname, alg->u.s);
   if (st == CT_OK) {
     const rv *typ = rv_obj_gets(h, "typ");
     rv *pj;
@@ -740,8 +740,8 @@ static ct_status jwt__encode(rg_ev *ev, const char *fname, const char *hdr, size
   uint8_t *sig = NULL;
   size_t sl = 0;
   if (st == CT_OK) {
-    e1 = jwt__b64u_enc(A, (const uint8_t *)hdr, hl, &l1);
-    e2 = jwt__b64u_enc(A, (const uint8_t *)pay, pln, &l2);
+    e1 = rego__jwt__b64u_enc(A, (const uint8_t *)hdr, hl, &l1);
+    e2 = rego__jwt__b64u_enc(A, (const uint8_t *)pay, pln, &l2);
     msg = e1 && e2 ? rg_alloc(A, l1 + l2 + 2) : NULL;
     if (!msg) st = rg_bi_oom(ev);
   }
@@ -749,11 +749,11 @@ static ct_status jwt__encode(rg_ev *ev, const char *fname, const char *hdr, size
     memcpy(msg, e1, l1);
     msg[l1] = '.';
     memcpy(msg + l1 + 1, e2, l2);
-    if (!jwt__sign(A, &k, al, (const uint8_t *)msg, l1 + 1 + l2, &sig, &sl, why, sizeof(why)))
+    if (!rego__jwt__sign(A, &k, al, (const uint8_t *)msg, l1 + 1 + l2, &sig, &sl, why, sizeof(why)))
       st = rg_bi_fail(ev, "%s: %s", fname, why);
   }
   if (st == CT_OK) {
-    e3 = jwt__b64u_enc(A, sig, sl, &l3);
+    e3 = rego__jwt__b64u_enc(A, sig, sl, &l3);
     char *tok = e3 ? rg_alloc(A, l1 + l2 + l3 + 3) : NULL;
     if (!tok) st = rg_bi_oom(ev);
     else {
@@ -769,7 +769,7 @@ static ct_status jwt__encode(rg_ev *ev, const char *fname, const char *hdr, size
   return st;
 }
 
-static ct_status jwt__json(rg_ev *ev, const rv *v, const char **s, size_t *n) {
+static ct_status rego__jwt__json(rg_ev *ev, const rv *v, const char **s, size_t *n) {
   ct_buf b;
   ct_buf_init(&b, JWT_TOKEN_MAX);
   ct_err e = {0};
@@ -783,43 +783,43 @@ static ct_status jwt__json(rg_ev *ev, const rv *v, const char **s, size_t *n) {
   return *s ? CT_OK : rg_bi_oom(ev);
 }
 
-static ct_status bi_encode_sign(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_encode_sign(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "io.jwt.encode_sign";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_OBJ));
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_OBJ));
   CT_GUARD(rg_bi_want(ev, fname, 3, a[2], RV_OBJ));
   const char *h, *p, *k;
   size_t hl, pl, kl;
-  CT_GUARD(jwt__json(ev, a[0], &h, &hl));
-  CT_GUARD(jwt__json(ev, a[1], &p, &pl));
-  CT_GUARD(jwt__json(ev, a[2], &k, &kl));
-  return jwt__encode(ev, fname, h, hl, p, pl, k, kl, out);
+  CT_GUARD(rego__jwt__json(ev, a[0], &h, &hl));
+  CT_GUARD(rego__jwt__json(ev, a[1], &p, &pl));
+  CT_GUARD(rego__jwt__json(ev, a[2], &k, &kl));
+  return rego__jwt__encode(ev, fname, h, hl, p, pl, k, kl, out);
 }
 
-static ct_status bi_encode_sign_raw(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_encode_sign_raw(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "io.jwt.encode_sign_raw";
   CT_GUARD(rg_bi_want(ev, fname, 3, a[2], RV_STR));
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_STR));
-  return jwt__encode(ev, fname, a[0]->u.s, a[0]->n, a[1]->u.s, a[1]->n, a[2]->u.s, a[2]->n, out);
+  return rego__jwt__encode(ev, fname, a[0]->u.s, a[0]->n, a[1]->u.s, a[1]->n, a[2]->u.s, a[2]->n, out);
 }
 
 const rg_builtin rg_builtins_jwt[] = {
-    {"io.jwt.verify_rs256", 2, bi_rs256, false},
-    {"io.jwt.verify_rs384", 2, bi_rs384, false},
-    {"io.jwt.verify_rs512", 2, bi_rs512, false},
-    {"io.jwt.verify_ps256", 2, bi_ps256, false},
-    {"io.jwt.verify_ps384", 2, bi_ps384, false},
-    {"io.jwt.verify_ps512", 2, bi_ps512, false},
-    {"io.jwt.verify_es256", 2, bi_es256, false},
-    {"io.jwt.verify_es384", 2, bi_es384, false},
-    {"io.jwt.verify_es512", 2, bi_es512, false},
-    {"io.jwt.verify_eddsa", 2, bi_eddsa, false},
-    {"io.jwt.verify_hs256", 2, bi_hs256, false},
-    {"io.jwt.verify_hs384", 2, bi_hs384, false},
-    {"io.jwt.verify_hs512", 2, bi_hs512, false},
-    {"io.jwt.decode_verify", 2, bi_decode_verify, true},
-    {"io.jwt.encode_sign", 3, bi_encode_sign, true},
-    {"io.jwt.encode_sign_raw", 3, bi_encode_sign_raw, true},
+    {"io.jwt.verify_rs256", 2, rego__bi_rs256, false},
+    {"io.jwt.verify_rs384", 2, rego__bi_rs384, false},
+    {"io.jwt.verify_rs512", 2, rego__bi_rs512, false},
+    {"io.jwt.verify_ps256", 2, rego__bi_ps256, false},
+    {"io.jwt.verify_ps384", 2, rego__bi_ps384, false},
+    {"io.jwt.verify_ps512", 2, rego__bi_ps512, false},
+    {"io.jwt.verify_es256", 2, rego__bi_es256, false},
+    {"io.jwt.verify_es384", 2, rego__bi_es384, false},
+    {"io.jwt.verify_es512", 2, rego__bi_es512, false},
+    {"io.jwt.verify_eddsa", 2, rego__bi_eddsa, false},
+    {"io.jwt.verify_hs256", 2, rego__bi_hs256, false},
+    {"io.jwt.verify_hs384", 2, rego__bi_hs384, false},
+    {"io.jwt.verify_hs512", 2, rego__bi_hs512, false},
+    {"io.jwt.decode_verify", 2, rego__bi_decode_verify, true},
+    {"io.jwt.encode_sign", 3, rego__bi_encode_sign, true},
+    {"io.jwt.encode_sign_raw", 3, rego__bi_encode_sign_raw, true},
     {NULL, 0, NULL, false},
 };
