@@ -11,7 +11,7 @@
 
 #include "rego_bi.h"
 
-static ct_status re_compile(rg_ev *ev, const char *name, const rv *pat, pcre2_code **out) {
+static ct_status rego__re_compile(rg_ev *ev, const char *name, const rv *pat, pcre2_code **out) {
   int ec;
   PCRE2_SIZE eo;
   *out = pcre2_compile((PCRE2_SPTR)pat->u.s, pat->n, PCRE2_UTF | PCRE2_DUPNAMES, &ec, &eo, NULL);
@@ -26,7 +26,7 @@ static ct_status re_compile(rg_ev *ev, const char *name, const rv *pat, pcre2_co
 /* Calls fn for every non-overlapping match (up to max, -1 = all). */
 typedef ct_status (*re_cb)(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc);
 
-static ct_status re_each(rg_ev *ev, pcre2_code *re, const rv *subj, long max, re_cb cb, void *ctx) {
+static ct_status rego__re_each(rg_ev *ev, pcre2_code *re, const rv *subj, long max, re_cb cb, void *ctx) {
   pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
   if (!md) return rg_bi_oom(ev);
   PCRE2_SIZE start = 0;
@@ -50,11 +50,11 @@ static ct_status re_each(rg_ev *ev, pcre2_code *re, const rv *subj, long max, re
   return st;
 }
 
-static ct_status bi_regex_match(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_regex_match(rg_ev *ev, rv **a, rv **out) {
   WANT_S("regex.match", 0);
   WANT_S("regex.match", 1);
   pcre2_code *re;
-  CT_GUARD(re_compile(ev, "regex.match", a[0], &re));
+  CT_GUARD(rego__re_compile(ev, "regex.match", a[0], &re));
   pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
   if (!md) {
     pcre2_code_free(re);
@@ -67,7 +67,7 @@ static ct_status bi_regex_match(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status bi_regex_is_valid(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_regex_is_valid(rg_ev *ev, rv **a, rv **out) {
   (void)ev;
   if (a[0]->t != RV_STR) {
     *out = RV_FALSE;
@@ -89,7 +89,7 @@ typedef struct {
   int ncap;
 } re_acc;
 
-static ct_status acc_push(rg_ev *ev, re_acc *c, rv *v) {
+static ct_status rego__acc_push(rg_ev *ev, re_acc *c, rv *v) {
   if (!v) return rg_bi_oom(ev);
   if (c->n == c->cap) {
     size_t nc = c->cap ? c->cap * 2 : 8;
@@ -103,9 +103,9 @@ static ct_status acc_push(rg_ev *ev, re_acc *c, rv *v) {
   return CT_OK;
 }
 
-static ct_status cb_find(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc) {
+static ct_status rego__cb_find(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc) {
   re_acc *c = ctx;
-  if (!c->submatch) return acc_push(ev, c, rv_str(A, subj->u.s + ov[0], ov[1] - ov[0]));
+  if (!c->submatch) return rego__acc_push(ev, c, rv_str(A, subj->u.s + ov[0], ov[1] - ov[0]));
   int total = c->ncap + 1;
   rv **g = rg_alloc(A, ((size_t)total + 1) * sizeof(rv *));
   if (!g) return rg_bi_oom(ev);
@@ -114,50 +114,50 @@ static ct_status cb_find(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, i
     else g[i] = rv_str(A, subj->u.s + ov[2 * i], ov[2 * i + 1] - ov[2 * i]);
     if (!g[i]) return rg_bi_oom(ev);
   }
-  return acc_push(ev, c, rv_arr(A, g, (size_t)total));
+  return rego__acc_push(ev, c, rv_arr(A, g, (size_t)total));
 }
 
-static ct_status find_gen(rg_ev *ev, const char *name, rv **a, bool sub, rv **out) {
+static ct_status rego__find_gen(rg_ev *ev, const char *name, rv **a, bool sub, rv **out) {
   WANT_S(name, 0);
   WANT_S(name, 1);
   CT_GUARD(rg_bi_want(ev, name, 3, a[2], RV_NUM));
   int64_t n;
   if (!rv_num_is_int(a[2], &n)) return rg_bi_type(ev, "%s: operand 3 must be integer", name);
   pcre2_code *re;
-  CT_GUARD(re_compile(ev, name, a[0], &re));
+  CT_GUARD(rego__re_compile(ev, name, a[0], &re));
   re_acc c = {.submatch = sub};
   uint32_t cc = 0;
   pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &cc);
   c.ncap = (int)cc;
-  ct_status st = re_each(ev, re, a[1], n < 0 ? -1 : n, cb_find, &c);
+  ct_status st = rego__re_each(ev, re, a[1], n < 0 ? -1 : n, rego__cb_find, &c);
   pcre2_code_free(re);
   CT_GUARD(st);
   RET(rv_arr(A, c.items, c.n));
 }
-static ct_status bi_regex_find_n(rg_ev *ev, rv **a, rv **out) { return find_gen(ev, "regex.find_n", a, false, out); }
-static ct_status bi_regex_find_all_sub(rg_ev *ev, rv **a, rv **out) {
-  return find_gen(ev, "regex.find_all_string_submatch_n", a, true, out);
+static ct_status rego__bi_regex_find_n(rg_ev *ev, rv **a, rv **out) { return rego__find_gen(ev, "regex.find_n", a, false, out); }
+static ct_status rego__bi_regex_find_all_sub(rg_ev *ev, rv **a, rv **out) {
+  return rego__find_gen(ev, "regex.find_all_string_submatch_n", a, true, out);
 }
 
-static ct_status cb_split(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc) {
+static ct_status rego__cb_split(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc) {
   (void)nc;
   re_acc *c = ctx;
   if (ov[1] == 0 && ov[0] == 0 && subj->n > 0) return CT_OK; /* Go: an empty match at 0 adds nothing */
-  CT_GUARD(acc_push(ev, c, rv_str(A, subj->u.s + c->last, ov[0] - c->last)));
+  CT_GUARD(rego__acc_push(ev, c, rv_str(A, subj->u.s + c->last, ov[0] - c->last)));
   c->last = ov[1];
   return CT_OK;
 }
 
-static ct_status bi_regex_split(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_regex_split(rg_ev *ev, rv **a, rv **out) {
   WANT_S("regex.split", 0);
   WANT_S("regex.split", 1);
   pcre2_code *re;
-  CT_GUARD(re_compile(ev, "regex.split", a[0], &re));
+  CT_GUARD(rego__re_compile(ev, "regex.split", a[0], &re));
   re_acc c = {0};
-  ct_status st = re_each(ev, re, a[1], -1, cb_split, &c);
+  ct_status st = rego__re_each(ev, re, a[1], -1, rego__cb_split, &c);
   pcre2_code_free(re);
   CT_GUARD(st);
-  CT_GUARD(acc_push(ev, &c, rv_str(A, a[1]->u.s + c.last, a[1]->n - c.last)));
+  CT_GUARD(rego__acc_push(ev, &c, rv_str(A, a[1]->u.s + c.last, a[1]->n - c.last)));
   RET(rv_arr(A, c.items, c.n));
 }
 
@@ -167,7 +167,7 @@ typedef struct {
   const rv *repl;
 } re_rep;
 
-static ct_status cb_replace(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc) {
+static ct_status rego__cb_replace(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc) {
   re_rep *r = ctx;
   ct_err e2;
   if (ct_buf_append(&r->b, subj->u.s + r->last, ov[0] - r->last, &e2)) return rg_bi_fail(ev, "regex.replace: too large");
@@ -209,15 +209,15 @@ static ct_status cb_replace(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov
   return CT_OK;
 }
 
-static ct_status bi_regex_replace(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_regex_replace(rg_ev *ev, rv **a, rv **out) {
   WANT_S("regex.replace", 0);
   WANT_S("regex.replace", 1);
   WANT_S("regex.replace", 2);
   pcre2_code *re;
-  CT_GUARD(re_compile(ev, "regex.replace", a[1], &re));
+  CT_GUARD(rego__re_compile(ev, "regex.replace", a[1], &re));
   re_rep r = {.repl = a[2]};
   ct_buf_init(&r.b, 1u << 26);
-  ct_status st = re_each(ev, re, a[0], -1, cb_replace, &r);
+  ct_status st = rego__re_each(ev, re, a[0], -1, rego__cb_replace, &r);
   pcre2_code_free(re);
   ct_err e2;
   if (!st && ct_buf_append(&r.b, a[0]->u.s + r.last, a[0]->n - r.last, &e2)) st = rg_bi_fail(ev, "regex.replace: too large");
@@ -235,9 +235,9 @@ typedef struct {
   size_t nd;
 } glob_ctx;
 
-static bool is_delim(const glob_ctx *g, char c) { return memchr(g->delims, c, g->nd) != NULL; }
+static bool rego__is_delim(const glob_ctx *g, char c) { return memchr(g->delims, c, g->nd) != NULL; }
 
-static bool glob_rec(const glob_ctx *g, const char *p, size_t pn, const char *s, size_t sn, int depth) {
+static bool rego__glob_rec(const glob_ctx *g, const char *p, size_t pn, const char *s, size_t sn, int depth) {
   if (depth > 2000) return false;
   size_t i = 0, j = 0;
   while (i < pn) {
@@ -246,13 +246,13 @@ static bool glob_rec(const glob_ctx *g, const char *p, size_t pn, const char *s,
       bool super = i + 1 < pn && p[i + 1] == '*';
       size_t np = i + (super ? 2 : 1);
       for (size_t k = j; k <= sn; k++) {
-        if (glob_rec(g, p + np, pn - np, s + k, sn - k, depth + 1)) return true;
-        if (k < sn && !super && is_delim(g, s[k])) return false;
+        if (rego__glob_rec(g, p + np, pn - np, s + k, sn - k, depth + 1)) return true;
+        if (k < sn && !super && rego__is_delim(g, s[k])) return false;
       }
       return false;
     }
     if (c == '?') {
-      if (j >= sn || is_delim(g, s[j])) return false;
+      if (j >= sn || rego__is_delim(g, s[j])) return false;
       j++;
       while (j < sn && ((unsigned char)s[j] & 0xC0) == 0x80) j++;
       i++;
@@ -299,7 +299,7 @@ static bool glob_rec(const glob_ctx *g, const char *p, size_t pn, const char *s,
           if (!np) return false;
           memcpy(np, p + a0, alen);
           memcpy(np + alen, p + e + 1, rest);
-          bool ok = glob_rec(g, np, alen + rest, s + j, sn - j, depth + 1);
+          bool ok = rego__glob_rec(g, np, alen + rest, s + j, sn - j, depth + 1);
           free(np);
           if (ok) return true;
           a0 = q + 1;
@@ -318,7 +318,7 @@ static bool glob_rec(const glob_ctx *g, const char *p, size_t pn, const char *s,
   return j == sn;
 }
 
-static ct_status bi_glob_match(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_glob_match(rg_ev *ev, rv **a, rv **out) {
   WANT_S("glob.match", 0);
   WANT_S("glob.match", 2);
   char dl[64];
@@ -335,11 +335,11 @@ static ct_status bi_glob_match(rg_ev *ev, rv **a, rv **out) {
   } else
     return rg_bi_type(ev, "glob.match: operand 2 must be one of {null, array} but got %s", rg_type_name(a[1]));
   glob_ctx g = {dl, nd};
-  *out = rv_bool(glob_rec(&g, a[0]->u.s, a[0]->n, a[2]->u.s, a[2]->n, 0));
+  *out = rv_bool(rego__glob_rec(&g, a[0]->u.s, a[0]->n, a[2]->u.s, a[2]->n, 0));
   return CT_OK;
 }
 
-static ct_status bi_glob_quote_meta(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_glob_quote_meta(rg_ev *ev, rv **a, rv **out) {
   WANT_S("glob.quote_meta", 0);
   char *o = rg_alloc(A, a[0]->n * 2 + 1);
   if (!o) return rg_bi_oom(ev);
@@ -352,14 +352,14 @@ static ct_status bi_glob_quote_meta(rg_ev *ev, rv **a, rv **out) {
 }
 
 const rg_builtin rg_builtins_regex[] = {
-    {"regex.match", 2, bi_regex_match, false},
-    {"re_match", 2, bi_regex_match, false},
-    {"regex.is_valid", 1, bi_regex_is_valid, false},
-    {"regex.find_n", 3, bi_regex_find_n, false},
-    {"regex.find_all_string_submatch_n", 3, bi_regex_find_all_sub, false},
-    {"regex.split", 2, bi_regex_split, false},
-    {"regex.replace", 3, bi_regex_replace, false},
-    {"glob.match", 3, bi_glob_match, false},
-    {"glob.quote_meta", 1, bi_glob_quote_meta, false},
+    {"regex.match", 2, rego__bi_regex_match, false},
+    {"re_match", 2, rego__bi_regex_match, false},
+    {"regex.is_valid", 1, rego__bi_regex_is_valid, false},
+    {"regex.find_n", 3, rego__bi_regex_find_n, false},
+    {"regex.find_all_string_submatch_n", 3, rego__bi_regex_find_all_sub, false},
+    {"regex.split", 2, rego__bi_regex_split, false},
+    {"regex.replace", 3, rego__bi_regex_replace, false},
+    {"glob.match", 3, rego__bi_glob_match, false},
+    {"glob.quote_meta", 1, rego__bi_glob_quote_meta, false},
     {NULL, 0, NULL, false},
 };
