@@ -9,7 +9,7 @@
 
 #include "rego_bi.h"
 
-static const char *memfind(const char *h, size_t hn, const char *n, size_t nn) {
+static const char *rego__memfind(const char *h, size_t hn, const char *n, size_t nn) {
   if (!nn) return h;
   if (nn > hn) return NULL;
   for (size_t i = 0; i + nn <= hn; i++)
@@ -17,7 +17,7 @@ static const char *memfind(const char *h, size_t hn, const char *n, size_t nn) {
   return NULL;
 }
 
-static size_t u8count(const char *s, size_t n) {
+static size_t rego__u8count(const char *s, size_t n) {
   size_t c = 0;
   for (size_t i = 0; i < n; i++)
     if (((unsigned char)s[i] & 0xC0) != 0x80) c++;
@@ -25,7 +25,7 @@ static size_t u8count(const char *s, size_t n) {
 }
 
 /* byte offset of the rune with index r (or n when past the end) */
-static size_t u8off(const char *s, size_t n, size_t r) {
+static size_t rego__u8off(const char *s, size_t n, size_t r) {
   size_t c = 0;
   for (size_t i = 0; i < n; i++)
     if (((unsigned char)s[i] & 0xC0) != 0x80) {
@@ -35,7 +35,7 @@ static size_t u8off(const char *s, size_t n, size_t r) {
   return n;
 }
 
-static ct_status bi_concat(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_concat(rg_ev *ev, rv **a, rv **out) {
   WANT_S("concat", 0);
   rv *c = a[1];
   if (c->t != RV_ARR && c->t != RV_SET)
@@ -60,49 +60,49 @@ static ct_status bi_concat(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status bi_contains(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_contains(rg_ev *ev, rv **a, rv **out) {
   WANT_S("contains", 0);
   WANT_S("contains", 1);
-  *out = rv_bool(memfind(a[0]->u.s, a[0]->n, a[1]->u.s, a[1]->n) != NULL);
+  *out = rv_bool(rego__memfind(a[0]->u.s, a[0]->n, a[1]->u.s, a[1]->n) != NULL);
   return CT_OK;
 }
-static ct_status bi_startswith(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_startswith(rg_ev *ev, rv **a, rv **out) {
   WANT_S("startswith", 0);
   WANT_S("startswith", 1);
   *out = rv_bool(a[1]->n <= a[0]->n && !memcmp(a[0]->u.s, a[1]->u.s, a[1]->n));
   return CT_OK;
 }
-static ct_status bi_endswith(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_endswith(rg_ev *ev, rv **a, rv **out) {
   WANT_S("endswith", 0);
   WANT_S("endswith", 1);
   *out = rv_bool(a[1]->n <= a[0]->n && !memcmp(a[0]->u.s + a[0]->n - a[1]->n, a[1]->u.s, a[1]->n));
   return CT_OK;
 }
 
-static ct_status bi_indexof(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_indexof(rg_ev *ev, rv **a, rv **out) {
   WANT_S("indexof", 0);
   WANT_S("indexof", 1);
-  const char *p = memfind(a[0]->u.s, a[0]->n, a[1]->u.s, a[1]->n);
-  RET(rv_int(A, p ? (int64_t)u8count(a[0]->u.s, (size_t)(p - a[0]->u.s)) : -1));
+  const char *p = rego__memfind(a[0]->u.s, a[0]->n, a[1]->u.s, a[1]->n);
+  RET(rv_int(A, p ? (int64_t)rego__u8count(a[0]->u.s, (size_t)(p - a[0]->u.s)) : -1));
 }
 
-static ct_status bi_indexof_n(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_indexof_n(rg_ev *ev, rv **a, rv **out) {
   WANT_S("indexof_n", 0);
   WANT_S("indexof_n", 1);
   rv **items = rg_alloc(A, (a[0]->n + 1) * sizeof(rv *));
   if (!items) return rg_bi_oom(ev);
   size_t m = 0;
   for (size_t off = 0; off <= a[0]->n;) {
-    const char *p = memfind(a[0]->u.s + off, a[0]->n - off, a[1]->u.s, a[1]->n);
+    const char *p = rego__memfind(a[0]->u.s + off, a[0]->n - off, a[1]->u.s, a[1]->n);
     if (!p) break;
-    items[m] = rv_int(A, (int64_t)u8count(a[0]->u.s, (size_t)(p - a[0]->u.s)));
+    items[m] = rv_int(A, (int64_t)rego__u8count(a[0]->u.s, (size_t)(p - a[0]->u.s)));
     if (!items[m++]) return rg_bi_oom(ev);
     off = (size_t)(p - a[0]->u.s) + (a[1]->n ? a[1]->n : 1);
   }
   RET(rv_arr(A, items, m));
 }
 
-static ct_status casemap(rg_ev *ev, rv *x, const char *name, int up, rv **out) {
+static ct_status rego__casemap(rg_ev *ev, rv *x, const char *name, int up, rv **out) {
   CT_GUARD(rg_bi_want(ev, name, 1, x, RV_STR));
   char *s = rg_strndup(A, x->u.s, x->n);
   if (!s) return rg_bi_oom(ev);
@@ -110,10 +110,10 @@ static ct_status casemap(rg_ev *ev, rv *x, const char *name, int up, rv **out) {
     if (!((unsigned char)s[i] & 0x80)) s[i] = (char)(up ? toupper((unsigned char)s[i]) : tolower((unsigned char)s[i]));
   RET(rv_str(A, s, x->n));
 }
-static ct_status bi_lower(rg_ev *ev, rv **a, rv **out) { return casemap(ev, a[0], "lower", 0, out); }
-static ct_status bi_upper(rg_ev *ev, rv **a, rv **out) { return casemap(ev, a[0], "upper", 1, out); }
+static ct_status rego__bi_lower(rg_ev *ev, rv **a, rv **out) { return rego__casemap(ev, a[0], "lower", 0, out); }
+static ct_status rego__bi_upper(rg_ev *ev, rv **a, rv **out) { return rego__casemap(ev, a[0], "upper", 1, out); }
 
-static ct_status replace_n(rg_ev *ev, rv *s, rv *old, rv *nw, long max, rv **out) {
+static ct_status rego__replace_n(rg_ev *ev, rv *s, rv *old, rv *nw, long max, rv **out) {
   ct_buf b;
   ct_buf_init(&b, 1u << 28);
   ct_err e2;
@@ -133,7 +133,7 @@ static ct_status replace_n(rg_ev *ev, rv *s, rv *old, rv *nw, long max, rv **out
     }
   } else {
     while (!st) {
-      const char *p = (max < 0 || done < max) ? memfind(s->u.s + off, s->n - off, old->u.s, old->n) : NULL;
+      const char *p = (max < 0 || done < max) ? rego__memfind(s->u.s + off, s->n - off, old->u.s, old->n) : NULL;
       if (!p) {
         st = ct_buf_append(&b, s->u.s + off, s->n - off, &e2);
         break;
@@ -155,14 +155,14 @@ static ct_status replace_n(rg_ev *ev, rv *s, rv *old, rv *nw, long max, rv **out
   return CT_OK;
 }
 
-static ct_status bi_replace(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_replace(rg_ev *ev, rv **a, rv **out) {
   WANT_S("replace", 0);
   WANT_S("replace", 1);
   WANT_S("replace", 2);
-  return replace_n(ev, a[0], a[1], a[2], -1, out);
+  return rego__replace_n(ev, a[0], a[1], a[2], -1, out);
 }
 
-static ct_status bi_strings_replace_n(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_strings_replace_n(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "strings.replace_n", 1, a[0], RV_OBJ));
   CT_GUARD(rg_bi_want(ev, "strings.replace_n", 2, a[1], RV_STR));
   rv *cur = a[1];
@@ -209,7 +209,7 @@ static ct_status bi_strings_replace_n(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status bi_split(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_split(rg_ev *ev, rv **a, rv **out) {
   WANT_S("split", 0);
   WANT_S("split", 1);
   rv *s = a[0], *d = a[1];
@@ -228,7 +228,7 @@ static ct_status bi_split(rg_ev *ev, rv **a, rv **out) {
   }
   size_t off = 0;
   for (;;) {
-    const char *p = memfind(s->u.s + off, s->n - off, d->u.s, d->n);
+    const char *p = rego__memfind(s->u.s + off, s->n - off, d->u.s, d->n);
     size_t end = p ? (size_t)(p - s->u.s) : s->n;
     items[m] = rv_str(A, s->u.s + off, end - off);
     if (!items[m++]) return rg_bi_oom(ev);
@@ -239,7 +239,7 @@ static ct_status bi_split(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* OPA: n > 0 keeps the first n parts, n < 0 the last |n| parts, 0 none */
-static ct_status bi_split_n(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_split_n(rg_ev *ev, rv **a, rv **out) {
   WANT_S("strings.split_n", 0);
   WANT_S("strings.split_n", 1);
   CT_GUARD(rg_bi_want(ev, "strings.split_n", 3, a[2], RV_NUM));
@@ -247,7 +247,7 @@ static ct_status bi_split_n(rg_ev *ev, rv **a, rv **out) {
   if (!rv_num_is_int(a[2], &lim))
     return rg_bi_type(ev, "strings.split_n: operand 3 must be integer number but got floating-point number");
   rv *all;
-  CT_GUARD(bi_split(ev, a, &all));
+  CT_GUARD(rego__bi_split(ev, a, &all));
   if (lim == 0) RET(rv_arr(A, NULL, 0));
   size_t n = all->n, k = (size_t)(lim < 0 ? -lim : lim);
   if (k >= n) {
@@ -257,7 +257,7 @@ static ct_status bi_split_n(rg_ev *ev, rv **a, rv **out) {
   RET(rv_arr(A, lim > 0 ? all->u.a : all->u.a + (n - k), k));
 }
 
-static ct_status bi_substring(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_substring(rg_ev *ev, rv **a, rv **out) {
   WANT_S("substring", 0);
   CT_GUARD(rg_bi_want(ev, "substring", 2, a[1], RV_NUM));
   CT_GUARD(rg_bi_want(ev, "substring", 3, a[2], RV_NUM));
@@ -265,15 +265,15 @@ static ct_status bi_substring(rg_ev *ev, rv **a, rv **out) {
   if (!rv_num_is_int(a[1], &st)) return rg_bi_fail(ev, "substring: operand 2 must be integer number but got floating-point number");
   if (!rv_num_is_int(a[2], &ln)) return rg_bi_fail(ev, "substring: operand 3 must be integer number but got floating-point number");
   if (st < 0) return rg_bi_fail(ev, "substring: negative offset");
-  size_t runes = u8count(a[0]->u.s, a[0]->n);
+  size_t runes = rego__u8count(a[0]->u.s, a[0]->n);
   if ((uint64_t)st >= runes) RET(rv_str(A, "", 0));
-  size_t b0 = u8off(a[0]->u.s, a[0]->n, (size_t)st);
-  size_t b1 = (ln < 0 || (uint64_t)(st + ln) >= runes) ? a[0]->n : u8off(a[0]->u.s, a[0]->n, (size_t)(st + ln));
+  size_t b0 = rego__u8off(a[0]->u.s, a[0]->n, (size_t)st);
+  size_t b1 = (ln < 0 || (uint64_t)(st + ln) >= runes) ? a[0]->n : rego__u8off(a[0]->u.s, a[0]->n, (size_t)(st + ln));
   RET(rv_str(A, a[0]->u.s + b0, b1 - b0));
 }
 
 /* trim helpers: cutset is a set of runes */
-static bool in_cutset(const char *cs, size_t csn, const char *r, size_t rn) {
+static bool rego__in_cutset(const char *cs, size_t csn, const char *r, size_t rn) {
   for (size_t i = 0; i < csn;) {
     size_t j = i + 1;
     while (j < csn && ((unsigned char)cs[j] & 0xC0) == 0x80) j++;
@@ -283,51 +283,51 @@ static bool in_cutset(const char *cs, size_t csn, const char *r, size_t rn) {
   return false;
 }
 
-static ct_status trim_gen(rg_ev *ev, rv *s, const char *cs, size_t csn, bool left, bool right, rv **out) {
+static ct_status rego__trim_gen(rg_ev *ev, rv *s, const char *cs, size_t csn, bool left, bool right, rv **out) {
   size_t b = 0, e = s->n;
   while (left && b < e) {
     size_t j = b + 1;
     while (j < e && ((unsigned char)s->u.s[j] & 0xC0) == 0x80) j++;
-    if (!in_cutset(cs, csn, s->u.s + b, j - b)) break;
+    if (!rego__in_cutset(cs, csn, s->u.s + b, j - b)) break;
     b = j;
   }
   while (right && e > b) {
     size_t j = e - 1;
     while (j > b && ((unsigned char)s->u.s[j] & 0xC0) == 0x80) j--;
-    if (!in_cutset(cs, csn, s->u.s + j, e - j)) break;
+    if (!rego__in_cutset(cs, csn, s->u.s + j, e - j)) break;
     e = j;
   }
   RET(rv_str(A, s->u.s + b, e - b));
 }
 
-static ct_status bi_trim(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_trim(rg_ev *ev, rv **a, rv **out) {
   WANT_S("trim", 0);
   WANT_S("trim", 1);
-  return trim_gen(ev, a[0], a[1]->u.s, a[1]->n, true, true, out);
+  return rego__trim_gen(ev, a[0], a[1]->u.s, a[1]->n, true, true, out);
 }
-static ct_status bi_trim_left(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_trim_left(rg_ev *ev, rv **a, rv **out) {
   WANT_S("trim_left", 0);
   WANT_S("trim_left", 1);
-  return trim_gen(ev, a[0], a[1]->u.s, a[1]->n, true, false, out);
+  return rego__trim_gen(ev, a[0], a[1]->u.s, a[1]->n, true, false, out);
 }
-static ct_status bi_trim_right(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_trim_right(rg_ev *ev, rv **a, rv **out) {
   WANT_S("trim_right", 0);
   WANT_S("trim_right", 1);
-  return trim_gen(ev, a[0], a[1]->u.s, a[1]->n, false, true, out);
+  return rego__trim_gen(ev, a[0], a[1]->u.s, a[1]->n, false, true, out);
 }
-static ct_status bi_trim_space(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_trim_space(rg_ev *ev, rv **a, rv **out) {
   WANT_S("trim_space", 0);
   static const char ws[] = " \t\n\r\v\f\xc2\x85\xc2\xa0";
-  return trim_gen(ev, a[0], ws, sizeof(ws) - 1, true, true, out);
+  return rego__trim_gen(ev, a[0], ws, sizeof(ws) - 1, true, true, out);
 }
-static ct_status bi_trim_prefix(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_trim_prefix(rg_ev *ev, rv **a, rv **out) {
   WANT_S("trim_prefix", 0);
   WANT_S("trim_prefix", 1);
   if (a[1]->n <= a[0]->n && !memcmp(a[0]->u.s, a[1]->u.s, a[1]->n)) RET(rv_str(A, a[0]->u.s + a[1]->n, a[0]->n - a[1]->n));
   *out = a[0];
   return CT_OK;
 }
-static ct_status bi_trim_suffix(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_trim_suffix(rg_ev *ev, rv **a, rv **out) {
   WANT_S("trim_suffix", 0);
   WANT_S("trim_suffix", 1);
   if (a[1]->n <= a[0]->n && !memcmp(a[0]->u.s + a[0]->n - a[1]->n, a[1]->u.s, a[1]->n))
@@ -336,7 +336,7 @@ static ct_status bi_trim_suffix(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status bi_strings_reverse(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_strings_reverse(rg_ev *ev, rv **a, rv **out) {
   WANT_S("strings.reverse", 0);
   rv *s = a[0];
   char *buf = rg_alloc(A, s->n + 1);
@@ -352,13 +352,13 @@ static ct_status bi_strings_reverse(rg_ev *ev, rv **a, rv **out) {
   RET(rv_str(A, buf, s->n));
 }
 
-static ct_status bi_strings_count(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_strings_count(rg_ev *ev, rv **a, rv **out) {
   WANT_S("strings.count", 0);
   WANT_S("strings.count", 1);
-  if (!a[1]->n) RET(rv_int(A, (int64_t)u8count(a[0]->u.s, a[0]->n) + 1));
+  if (!a[1]->n) RET(rv_int(A, (int64_t)rego__u8count(a[0]->u.s, a[0]->n) + 1));
   int64_t c = 0;
   for (size_t off = 0;;) {
-    const char *p = memfind(a[0]->u.s + off, a[0]->n - off, a[1]->u.s, a[1]->n);
+    const char *p = rego__memfind(a[0]->u.s + off, a[0]->n - off, a[1]->u.s, a[1]->n);
     if (!p) break;
     c++;
     off = (size_t)(p - a[0]->u.s) + a[1]->n;
@@ -366,7 +366,7 @@ static ct_status bi_strings_count(rg_ev *ev, rv **a, rv **out) {
   RET(rv_int(A, c));
 }
 
-static ct_status any_fix(rg_ev *ev, rv **a, bool prefix, rv **out) {
+static ct_status rego__any_fix(rg_ev *ev, rv **a, bool prefix, rv **out) {
   const char *name = prefix ? "strings.any_prefix_match" : "strings.any_suffix_match";
   rv *lists[2] = {a[0], a[1]};
   rv *one[2] = {a[0], a[1]};
@@ -398,10 +398,10 @@ static ct_status any_fix(rg_ev *ev, rv **a, bool prefix, rv **out) {
   *out = RV_FALSE;
   return CT_OK;
 }
-static ct_status bi_any_prefix(rg_ev *ev, rv **a, rv **out) { return any_fix(ev, a, true, out); }
-static ct_status bi_any_suffix(rg_ev *ev, rv **a, rv **out) { return any_fix(ev, a, false, out); }
+static ct_status rego__bi_any_prefix(rg_ev *ev, rv **a, rv **out) { return rego__any_fix(ev, a, true, out); }
+static ct_status rego__bi_any_suffix(rg_ev *ev, rv **a, rv **out) { return rego__any_fix(ev, a, false, out); }
 
-static ct_status bi_format_int(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_format_int(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "format_int", 1, a[0], RV_NUM));
   CT_GUARD(rg_bi_want(ev, "format_int", 2, a[1], RV_NUM));
   int64_t base;
@@ -458,7 +458,7 @@ static ct_status bi_format_int(rg_ev *ev, rv **a, rv **out) {
 /* The format specs passed to snprintf are built from the user's format string after checking
  * that they only hold flags, width and precision, followed by a verb we select. */
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
-static ct_status fmt_value(rg_ev *ev, rv *v, ct_buf *b) {
+static ct_status rego__fmt_value(rg_ev *ev, rv *v, ct_buf *b) {
   ct_err e2;
   if (v->t == RV_STR) {
     if (ct_buf_append(b, v->u.s, v->n, &e2)) return rg_bi_fail(ev, "sprintf: result too large");
@@ -468,7 +468,7 @@ static ct_status fmt_value(rg_ev *ev, rv *v, ct_buf *b) {
   return CT_OK;
 }
 
-static ct_status bi_sprintf(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_sprintf(rg_ev *ev, rv **a, rv **out) {
   WANT_S("sprintf", 0);
   CT_GUARD(rg_bi_want(ev, "sprintf", 2, a[1], RV_ARR));
   const char *f = a[0]->u.s;
@@ -509,7 +509,7 @@ static ct_status bi_sprintf(rg_ev *ev, rv **a, rv **out) {
       case 's':
         if (v->t == RV_NUM && verb == 'v') {
           st = rg_num_write(v, &b, &e2);
-        } else st = fmt_value(ev, v, &b);
+        } else st = rego__fmt_value(ev, v, &b);
         break;
       case 'd':
       case 'x':
@@ -560,7 +560,7 @@ static ct_status bi_sprintf(rg_ev *ev, rv **a, rv **out) {
         } else {
           snprintf(tmp, sizeof(tmp), "%%!%c(", verb);
           st = ct_buf_append_str(&b, tmp, &e2);
-          if (!st) st = fmt_value(ev, v, &b);
+          if (!st) st = rego__fmt_value(ev, v, &b);
           if (!st) st = ct_buf_append_str(&b, ")", &e2);
         }
         break;
@@ -578,7 +578,7 @@ static ct_status bi_sprintf(rg_ev *ev, rv **a, rv **out) {
         } else {
           snprintf(tmp, sizeof(tmp), "%%!%c(", verb);
           st = ct_buf_append_str(&b, tmp, &e2);
-          if (!st) st = fmt_value(ev, v, &b);
+          if (!st) st = rego__fmt_value(ev, v, &b);
           if (!st) st = ct_buf_append_str(&b, ")", &e2);
         }
         break;
@@ -586,18 +586,18 @@ static ct_status bi_sprintf(rg_ev *ev, rv **a, rv **out) {
         if (v->t == RV_BOOL) st = ct_buf_append_str(&b, v->b ? "true" : "false", &e2);
         else {
           st = ct_buf_append_str(&b, "%!t(", &e2);
-          if (!st) st = fmt_value(ev, v, &b);
+          if (!st) st = rego__fmt_value(ev, v, &b);
           if (!st) st = ct_buf_append_str(&b, ")", &e2);
         }
         break;
       case 'q':
         if (v->t == RV_STR) st = rg_json_write(v, &b, false, 0, &e2);
-        else st = fmt_value(ev, v, &b);
+        else st = rego__fmt_value(ev, v, &b);
         break;
       default:
         snprintf(tmp, sizeof(tmp), "%%!%c(", verb);
         st = ct_buf_append_str(&b, tmp, &e2);
-        if (!st) st = fmt_value(ev, v, &b);
+        if (!st) st = rego__fmt_value(ev, v, &b);
         if (!st) st = ct_buf_append_str(&b, ")", &e2);
     }
   }
@@ -606,7 +606,7 @@ static ct_status bi_sprintf(rg_ev *ev, rv **a, rv **out) {
     for (size_t k = ai; k < args->n && !st; k++) {
       if (k > ai) st = ct_buf_append_str(&b, ", ", &e2);
       if (!st) st = ct_buf_printf(&b, &e2, "%s=", args->u.a[k]->t == RV_STR ? "string" : "*ast.Term");
-      if (!st) st = fmt_value(ev, args->u.a[k], &b);
+      if (!st) st = rego__fmt_value(ev, args->u.a[k], &b);
     }
     if (!st) st = ct_buf_append_str(&b, ")", &e2);
   }
@@ -621,30 +621,30 @@ static ct_status bi_sprintf(rg_ev *ev, rv **a, rv **out) {
 }
 
 const rg_builtin rg_builtins_str[] = {
-    {"concat", 2, bi_concat, false},
-    {"contains", 2, bi_contains, false},
-    {"startswith", 2, bi_startswith, false},
-    {"endswith", 2, bi_endswith, false},
-    {"indexof", 2, bi_indexof, false},
-    {"indexof_n", 2, bi_indexof_n, false},
-    {"lower", 1, bi_lower, false},
-    {"upper", 1, bi_upper, false},
-    {"replace", 3, bi_replace, false},
-    {"strings.replace_n", 2, bi_strings_replace_n, false},
-    {"split", 2, bi_split, false},
-    {"strings.split_n", 3, bi_split_n, false},
-    {"substring", 3, bi_substring, false},
-    {"trim", 2, bi_trim, false},
-    {"trim_left", 2, bi_trim_left, false},
-    {"trim_right", 2, bi_trim_right, false},
-    {"trim_space", 1, bi_trim_space, false},
-    {"trim_prefix", 2, bi_trim_prefix, false},
-    {"trim_suffix", 2, bi_trim_suffix, false},
-    {"strings.reverse", 1, bi_strings_reverse, false},
-    {"strings.count", 2, bi_strings_count, false},
-    {"strings.any_prefix_match", 2, bi_any_prefix, false},
-    {"strings.any_suffix_match", 2, bi_any_suffix, false},
-    {"format_int", 2, bi_format_int, false},
-    {"sprintf", 2, bi_sprintf, false},
+    {"concat", 2, rego__bi_concat, false},
+    {"contains", 2, rego__bi_contains, false},
+    {"startswith", 2, rego__bi_startswith, false},
+    {"endswith", 2, rego__bi_endswith, false},
+    {"indexof", 2, rego__bi_indexof, false},
+    {"indexof_n", 2, rego__bi_indexof_n, false},
+    {"lower", 1, rego__bi_lower, false},
+    {"upper", 1, rego__bi_upper, false},
+    {"replace", 3, rego__bi_replace, false},
+    {"strings.replace_n", 2, rego__bi_strings_replace_n, false},
+    {"split", 2, rego__bi_split, false},
+    {"strings.split_n", 3, rego__bi_split_n, false},
+    {"substring", 3, rego__bi_substring, false},
+    {"trim", 2, rego__bi_trim, false},
+    {"trim_left", 2, rego__bi_trim_left, false},
+    {"trim_right", 2, rego__bi_trim_right, false},
+    {"trim_space", 1, rego__bi_trim_space, false},
+    {"trim_prefix", 2, rego__bi_trim_prefix, false},
+    {"trim_suffix", 2, rego__bi_trim_suffix, false},
+    {"strings.reverse", 1, rego__bi_strings_reverse, false},
+    {"strings.count", 2, rego__bi_strings_count, false},
+    {"strings.any_prefix_match", 2, rego__bi_any_prefix, false},
+    {"strings.any_suffix_match", 2, rego__bi_any_suffix, false},
+    {"format_int", 2, rego__bi_format_int, false},
+    {"sprintf", 2, rego__bi_sprintf, false},
     {NULL, 0, NULL, false},
 };
