@@ -11,7 +11,7 @@
 #include "rego_bi.h"
 
 /* days from civil (proleptic Gregorian), Howard Hinnant's algorithm */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+static int64_t rego__days_from_civil(int64_t y, int64_t m, int64_t d) {
   y -= m <= 2;
   int64_t era = (y >= 0 ? y : y - 399) / 400;
   int64_t yoe = y - era * 400;
@@ -20,7 +20,7 @@ static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
   return era * 146097 + doe - 719468;
 }
 
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
+static void rego__civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
   z += 719468;
   int64_t era = (z >= 0 ? z : z - 146096) / 146097;
   int64_t doe = z - era * 146097;
@@ -33,10 +33,10 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
   *y = yy + (*m <= 2);
 }
 
-static int64_t floordiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+static int64_t rego__floordiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
 /* Operand: ns, or [ns, tz] (only UTC offsets supported). Sets seconds offset. */
-static ct_status time_operand(rg_ev *ev, const char *name, rv *x, int64_t *ns, int64_t *off) {
+static ct_status rego__time_operand(rg_ev *ev, const char *name, rv *x, int64_t *ns, int64_t *off) {
   *off = 0;
   rv *n = x;
   if (x->t == RV_ARR) {
@@ -59,13 +59,13 @@ static ct_status time_operand(rg_ev *ev, const char *name, rv *x, int64_t *ns, i
   return CT_OK;
 }
 
-static ct_status bi_now_ns(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_now_ns(rg_ev *ev, rv **a, rv **out) {
   (void)a;
   RET(rv_int(A, rg_ev_now(ev)));
 }
 
 /* Parses RFC 3339 into ns; false on syntax error. */
-static bool parse_rfc3339(const char *s, size_t n, int64_t *sec, int64_t *nsec) {
+static bool rego__parse_rfc3339(const char *s, size_t n, int64_t *sec, int64_t *nsec) {
   int Y, M, D, h, m, se;
   if (n < 20) return false;
   for (size_t i = 0; i < 19; i++) {
@@ -113,12 +113,12 @@ static bool parse_rfc3339(const char *s, size_t n, int64_t *sec, int64_t *nsec) 
   } else
     return false;
   if (i != n) return false;
-  *sec = days_from_civil(Y, M, D) * 86400 + h * 3600 + m * 60 + se - off;
+  *sec = rego__days_from_civil(Y, M, D) * 86400 + h * 3600 + m * 60 + se - off;
   *nsec = frac;
   return true;
 }
 
-static ct_status ns_of(rg_ev *ev, const char *name, int64_t sec, int64_t nsec, rv **out) {
+static ct_status rego__ns_of(rg_ev *ev, const char *name, int64_t sec, int64_t nsec, rv **out) {
   int64_t r;
   if (sec < 0 && nsec > 0) {
     sec++;
@@ -129,13 +129,13 @@ static ct_status ns_of(rg_ev *ev, const char *name, int64_t sec, int64_t nsec, r
   RET(rv_int(A, r));
 }
 
-static ct_status bi_parse_rfc3339_ns(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_parse_rfc3339_ns(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "time.parse_rfc3339_ns", 1, a[0], RV_STR));
   int64_t sec, nsec;
-  if (!parse_rfc3339(a[0]->u.s, a[0]->n, &sec, &nsec))
+  if (!rego__parse_rfc3339(a[0]->u.s, a[0]->n, &sec, &nsec))
     return rg_bi_fail(ev, "time.parse_rfc3339_ns: parsing time \"%s\" as \"2006-01-02T15:04:05Z07:00\": cannot parse",
                       a[0]->u.s);
-  return ns_of(ev, "time.parse_rfc3339_ns", sec, nsec, out);
+  return rego__ns_of(ev, "time.parse_rfc3339_ns", sec, nsec, out);
 }
 
 static const char *const month_names[] = {"January", "February", "March",     "April",   "May",      "June",
@@ -143,7 +143,7 @@ static const char *const month_names[] = {"January", "February", "March",     "A
 static const char *const day_names[] = {"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"};
 
 /* A subset of Go's reference-time layouts. */
-static bool parse_layout(const char *lay, const char *s, int64_t *sec, int64_t *nsec) {
+static bool rego__parse_layout(const char *lay, const char *s, int64_t *sec, int64_t *nsec) {
   int64_t Y = 1;
   int M = 1, D = 1, h = 0, mi = 0, se = 0, pm = -1;
   int64_t frac = 0, off = 0;
@@ -238,21 +238,21 @@ static bool parse_layout(const char *lay, const char *s, int64_t *sec, int64_t *
   if (pm == 1 && h < 12) h += 12;
   if (pm == 0 && h == 12) h = 0;
   if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || mi > 59 || se > 59) return false;
-  *sec = days_from_civil(Y, M, D) * 86400 + h * 3600 + mi * 60 + se - off;
+  *sec = rego__days_from_civil(Y, M, D) * 86400 + h * 3600 + mi * 60 + se - off;
   *nsec = frac;
   return true;
 }
 
-static ct_status bi_parse_ns(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_parse_ns(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "time.parse_ns", 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, "time.parse_ns", 2, a[1], RV_STR));
   int64_t sec, nsec;
-  if (!parse_layout(a[0]->u.s, a[1]->u.s, &sec, &nsec))
+  if (!rego__parse_layout(a[0]->u.s, a[1]->u.s, &sec, &nsec))
     return rg_bi_fail(ev, "time.parse_ns: parsing time \"%s\" as \"%s\": cannot parse", a[1]->u.s, a[0]->u.s);
-  return ns_of(ev, "time.parse_ns", sec, nsec, out);
+  return rego__ns_of(ev, "time.parse_ns", sec, nsec, out);
 }
 
-static ct_status bi_parse_duration_ns(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_parse_duration_ns(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "time.parse_duration_ns", 1, a[0], RV_STR));
   const char *s = a[0]->u.s;
   size_t n = a[0]->n, i = 0;
@@ -291,64 +291,64 @@ bad:
   return rg_bi_fail(ev, "time.parse_duration_ns: time: invalid duration \"%s\"", s);
 }
 
-static void split_ns(int64_t ns, int64_t off, int64_t *days, int64_t *secs) {
-  int64_t sec = floordiv(ns, 1000000000) + off;
-  *days = floordiv(sec, 86400);
+static void rego__split_ns(int64_t ns, int64_t off, int64_t *days, int64_t *secs) {
+  int64_t sec = rego__floordiv(ns, 1000000000) + off;
+  *days = rego__floordiv(sec, 86400);
   *secs = sec - *days * 86400;
 }
 
-static ct_status bi_date(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_date(rg_ev *ev, rv **a, rv **out) {
   int64_t ns, off, days, secs, y;
   int m, d;
-  CT_GUARD(time_operand(ev, "time.date", a[0], &ns, &off));
-  split_ns(ns, off, &days, &secs);
-  civil_from_days(days, &y, &m, &d);
+  CT_GUARD(rego__time_operand(ev, "time.date", a[0], &ns, &off));
+  rego__split_ns(ns, off, &days, &secs);
+  rego__civil_from_days(days, &y, &m, &d);
   rv *items[3] = {rv_int(A, y), rv_int(A, m), rv_int(A, d)};
   if (!items[0] || !items[1] || !items[2]) return rg_bi_oom(ev);
   RET(rv_arr(A, items, 3));
 }
 
-static ct_status bi_clock(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_clock(rg_ev *ev, rv **a, rv **out) {
   int64_t ns, off, days, secs;
-  CT_GUARD(time_operand(ev, "time.clock", a[0], &ns, &off));
-  split_ns(ns, off, &days, &secs);
+  CT_GUARD(rego__time_operand(ev, "time.clock", a[0], &ns, &off));
+  rego__split_ns(ns, off, &days, &secs);
   rv *items[3] = {rv_int(A, secs / 3600), rv_int(A, secs / 60 % 60), rv_int(A, secs % 60)};
   if (!items[0] || !items[1] || !items[2]) return rg_bi_oom(ev);
   RET(rv_arr(A, items, 3));
 }
 
-static ct_status bi_weekday(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_weekday(rg_ev *ev, rv **a, rv **out) {
   int64_t ns, off, days, secs;
-  CT_GUARD(time_operand(ev, "time.weekday", a[0], &ns, &off));
-  split_ns(ns, off, &days, &secs);
+  CT_GUARD(rego__time_operand(ev, "time.weekday", a[0], &ns, &off));
+  rego__split_ns(ns, off, &days, &secs);
   int64_t wd = (days % 7 + 7 + 4) % 7; /* 1970-01-01 was a Thursday */
   RET(rv_cstr(A, day_names[wd]));
 }
 
-static ct_status bi_add_date(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_add_date(rg_ev *ev, rv **a, rv **out) {
   int64_t ns, off, days, secs, y, dy, dm, dd;
   int m, d;
-  CT_GUARD(time_operand(ev, "time.add_date", a[0], &ns, &off));
+  CT_GUARD(rego__time_operand(ev, "time.add_date", a[0], &ns, &off));
   if (!rv_num_is_int(a[1], &dy) || !rv_num_is_int(a[2], &dm) || !rv_num_is_int(a[3], &dd))
     return rg_bi_type(ev, "time.add_date: years, months and days must be integers");
-  split_ns(ns, off, &days, &secs);
-  civil_from_days(days, &y, &m, &d);
+  rego__split_ns(ns, off, &days, &secs);
+  rego__civil_from_days(days, &y, &m, &d);
   int64_t ny = y + dy, nm = m + dm;
   /* normalise month like Go's time.Date */
-  ny += floordiv(nm - 1, 12);
-  nm = nm - 1 - floordiv(nm - 1, 12) * 12 + 1;
-  int64_t nd = days_from_civil(ny, nm, 1) + d - 1 + dd;
+  ny += rego__floordiv(nm - 1, 12);
+  nm = nm - 1 - rego__floordiv(nm - 1, 12) * 12 + 1;
+  int64_t nd = rego__days_from_civil(ny, nm, 1) + d - 1 + dd;
   int64_t sub = ns % 1000000000;
   if (sub < 0) sub += 1000000000;
   int64_t sec = nd * 86400 + secs - off;
   if (sec > 9223372036LL || sec < -9223372036LL) return rg_bi_fail(ev, "time.add_date: time outside of valid range");
-  return ns_of(ev, "time.add_date", sec, sub, out);
+  return rego__ns_of(ev, "time.add_date", sec, sub, out);
 }
 
-static ct_status bi_diff(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_diff(rg_ev *ev, rv **a, rv **out) {
   int64_t n1, n2, o1, o2;
-  CT_GUARD(time_operand(ev, "time.diff", a[0], &n1, &o1));
-  CT_GUARD(time_operand(ev, "time.diff", a[1], &n2, &o2));
+  CT_GUARD(rego__time_operand(ev, "time.diff", a[0], &n1, &o1));
+  CT_GUARD(rego__time_operand(ev, "time.diff", a[1], &n2, &o2));
   if (n1 > n2) {
     int64_t t = n1;
     n1 = n2;
@@ -356,10 +356,10 @@ static ct_status bi_diff(rg_ev *ev, rv **a, rv **out) {
   }
   int64_t d1, s1, d2, s2, y1, y2;
   int m1, dd1, m2, dd2;
-  split_ns(n1, o1, &d1, &s1);
-  split_ns(n2, o2, &d2, &s2);
-  civil_from_days(d1, &y1, &m1, &dd1);
-  civil_from_days(d2, &y2, &m2, &dd2);
+  rego__split_ns(n1, o1, &d1, &s1);
+  rego__split_ns(n2, o2, &d2, &s2);
+  rego__civil_from_days(d1, &y1, &m1, &dd1);
+  rego__civil_from_days(d2, &y2, &m2, &dd2);
   int64_t year = y2 - y1, month = m2 - m1, day = dd2 - dd1;
   int64_t hour = s2 / 3600 - s1 / 3600, min = s2 / 60 % 60 - s1 / 60 % 60, sec = s2 % 60 - s1 % 60;
   if (sec < 0) { sec += 60; min--; }
@@ -370,7 +370,7 @@ static ct_status bi_diff(rg_ev *ev, rv **a, rv **out) {
     int pm = m2 - 1;
     int64_t py = y2;
     if (pm < 1) { pm = 12; py--; }
-    int64_t dim = days_from_civil(pm == 12 ? py + 1 : py, pm == 12 ? 1 : pm + 1, 1) - days_from_civil(py, pm, 1);
+    int64_t dim = rego__days_from_civil(pm == 12 ? py + 1 : py, pm == 12 ? 1 : pm + 1, 1) - rego__days_from_civil(py, pm, 1);
     day += dim;
     month--;
   }
@@ -381,13 +381,13 @@ static ct_status bi_diff(rg_ev *ev, rv **a, rv **out) {
   RET(rv_arr(A, items, 6));
 }
 
-static ct_status bi_format(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_format(rg_ev *ev, rv **a, rv **out) {
   int64_t ns, off, days, secs, y;
   int m, d;
-  CT_GUARD(time_operand(ev, "time.format", a[0], &ns, &off));
+  CT_GUARD(rego__time_operand(ev, "time.format", a[0], &ns, &off));
   if (a[0]->t == RV_ARR && a[0]->n == 3) return rg_bi_fail(ev, "time.format: custom layouts are not supported");
-  split_ns(ns, off, &days, &secs);
-  civil_from_days(days, &y, &m, &d);
+  rego__split_ns(ns, off, &days, &secs);
+  rego__civil_from_days(days, &y, &m, &d);
   int64_t frac = ns % 1000000000;
   if (frac < 0) frac += 1000000000;
   char buf[96], fr[16] = "";
@@ -402,15 +402,15 @@ static ct_status bi_format(rg_ev *ev, rv **a, rv **out) {
 }
 
 const rg_builtin rg_builtins_time[] = {
-    {"time.now_ns", 0, bi_now_ns, true},
-    {"time.parse_rfc3339_ns", 1, bi_parse_rfc3339_ns, false},
-    {"time.parse_ns", 2, bi_parse_ns, false},
-    {"time.parse_duration_ns", 1, bi_parse_duration_ns, false},
-    {"time.date", 1, bi_date, false},
-    {"time.clock", 1, bi_clock, false},
-    {"time.weekday", 1, bi_weekday, false},
-    {"time.add_date", 4, bi_add_date, false},
-    {"time.diff", 2, bi_diff, false},
-    {"time.format", 1, bi_format, false},
+    {"time.now_ns", 0, rego__bi_now_ns, true},
+    {"time.parse_rfc3339_ns", 1, rego__bi_parse_rfc3339_ns, false},
+    {"time.parse_ns", 2, rego__bi_parse_ns, false},
+    {"time.parse_duration_ns", 1, rego__bi_parse_duration_ns, false},
+    {"time.date", 1, rego__bi_date, false},
+    {"time.clock", 1, rego__bi_clock, false},
+    {"time.weekday", 1, rego__bi_weekday, false},
+    {"time.add_date", 4, rego__bi_add_date, false},
+    {"time.diff", 2, rego__bi_diff, false},
+    {"time.format", 1, rego__bi_format, false},
     {NULL, 0, NULL, false},
 };
