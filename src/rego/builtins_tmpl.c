@@ -72,7 +72,7 @@ typedef struct {
   int depth;
 } tm_ps;
 
-static bool tm_perr(tm_ps *ps, const char *msg) {
+static bool rego__tm_perr(tm_ps *ps, const char *msg) {
   if (!ps->err[0]) {
     int line = 1;
     for (const char *q = ps->s; q < ps->p && q < ps->end; q++) line += *q == '\n';
@@ -81,7 +81,7 @@ static bool tm_perr(tm_ps *ps, const char *msg) {
   return false;
 }
 
-static bool tm_push(rg_arena *a, tm_list *l, tm_node *n) {
+static bool rego__tm_push(rg_arena *a, tm_list *l, tm_node *n) {
   if (l->len == l->cap) {
     size_t nc = l->cap ? l->cap * 2 : 8;
     tm_node **nn = rg_alloc(a, nc * sizeof(*nn));
@@ -94,32 +94,32 @@ static bool tm_push(rg_arena *a, tm_list *l, tm_node *n) {
   return true;
 }
 
-static void tm_ws(tm_ps *ps) {
+static void rego__tm_ws(tm_ps *ps) {
   while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\r' || *ps->p == '\n')) ps->p++;
 }
 
-static bool tm_at_close(tm_ps *ps) {
-  tm_ws(ps);
+static bool rego__tm_at_close(tm_ps *ps) {
+  rego__tm_ws(ps);
   return (ps->end - ps->p >= 2 && !strncmp(ps->p, "}}", 2)) || (ps->end - ps->p >= 3 && !strncmp(ps->p, "-}}", 3) && ps->p[-1] == ' ');
 }
 
-static bool tm_ident_char(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; }
+static bool rego__tm_ident_char(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'; }
 
-static const char *tm_word(tm_ps *ps) {
+static const char *rego__tm_word(tm_ps *ps) {
   const char *b = ps->p;
-  while (ps->p < ps->end && tm_ident_char(*ps->p)) ps->p++;
+  while (ps->p < ps->end && rego__tm_ident_char(*ps->p)) ps->p++;
   return rg_strndup(ps->a, b, (size_t)(ps->p - b));
 }
 
-static tm_pipe *tm_pipeline(tm_ps *ps, char close);
+static tm_pipe *rego__tm_pipeline(tm_ps *ps, char close);
 
-static bool tm_fields(tm_ps *ps, tm_operand *o) {
+static bool rego__tm_fields(tm_ps *ps, tm_operand *o) {
   const char *f[32];
   size_t n = 0;
-  while (ps->p < ps->end && *ps->p == '.' && ps->p + 1 < ps->end && tm_ident_char(ps->p[1])) {
+  while (ps->p < ps->end && *ps->p == '.' && ps->p + 1 < ps->end && rego__tm_ident_char(ps->p[1])) {
     ps->p++;
-    if (n == 32) return tm_perr(ps, "field chain too long");
-    if (!(f[n++] = tm_word(ps))) return false;
+    if (n == 32) return rego__tm_perr(ps, "field chain too long");
+    if (!(f[n++] = rego__tm_word(ps))) return false;
   }
   if (n) {
     o->fields = rg_alloc(ps->a, n * sizeof(char *));
@@ -130,15 +130,15 @@ static bool tm_fields(tm_ps *ps, tm_operand *o) {
   return true;
 }
 
-static bool tm_operand_parse(tm_ps *ps, tm_operand *o) {
+static bool rego__tm_operand_parse(tm_ps *ps, tm_operand *o) {
   memset(o, 0, sizeof(*o));
-  tm_ws(ps);
-  if (ps->p >= ps->end) return tm_perr(ps, "unclosed action");
+  rego__tm_ws(ps);
+  if (ps->p >= ps->end) return rego__tm_perr(ps, "unclosed action");
   char c = *ps->p;
   if (c == '.') {
-    if (ps->p + 1 < ps->end && tm_ident_char(ps->p[1])) {
+    if (ps->p + 1 < ps->end && rego__tm_ident_char(ps->p[1])) {
       o->kind = O_FIELD;
-      return tm_fields(ps, o);
+      return rego__tm_fields(ps, o);
     }
     ps->p++;
     o->kind = O_DOT;
@@ -146,10 +146,10 @@ static bool tm_operand_parse(tm_ps *ps, tm_operand *o) {
   }
   if (c == '$') {
     const char *b = ps->p++;
-    while (ps->p < ps->end && tm_ident_char(*ps->p)) ps->p++;
+    while (ps->p < ps->end && rego__tm_ident_char(*ps->p)) ps->p++;
     o->kind = O_VAR;
     o->name = rg_strndup(ps->a, b, (size_t)(ps->p - b));
-    return o->name && tm_fields(ps, o);
+    return o->name && rego__tm_fields(ps, o);
   }
   if (c == '"' || c == '`') {
     const char *b = ++ps->p;
@@ -165,7 +165,7 @@ static bool tm_operand_parse(tm_ps *ps, tm_operand *o) {
         buf[w++] = *ps->p;
       ps->p++;
     }
-    if (ps->p >= ps->end) return tm_perr(ps, "unterminated quoted string");
+    if (ps->p >= ps->end) return rego__tm_perr(ps, "unterminated quoted string");
     ps->p++;
     o->kind = O_STR;
     o->lit = rv_str(ps->a, buf, w);
@@ -173,20 +173,20 @@ static bool tm_operand_parse(tm_ps *ps, tm_operand *o) {
   }
   if ((c >= '0' && c <= '9') || c == '-' || c == '+') {
     const char *b = ps->p++;
-    while (ps->p < ps->end && (tm_ident_char(*ps->p) || *ps->p == '.' || *ps->p == '+' || *ps->p == '-')) ps->p++;
+    while (ps->p < ps->end && (rego__tm_ident_char(*ps->p) || *ps->p == '.' || *ps->p == '+' || *ps->p == '-')) ps->p++;
     o->kind = O_NUM;
     o->lit = rv_num_text(ps->a, b, (size_t)(ps->p - b));
-    if (!o->lit) return tm_perr(ps, "bad number syntax");
+    if (!o->lit) return rego__tm_perr(ps, "bad number syntax");
     return true;
   }
   if (c == '(') {
     ps->p++;
     o->kind = O_PIPE;
-    if (!(o->pipe = tm_pipeline(ps, ')'))) return false;
-    return tm_fields(ps, o);
+    if (!(o->pipe = rego__tm_pipeline(ps, ')'))) return false;
+    return rego__tm_fields(ps, o);
   }
-  if (tm_ident_char(c)) {
-    const char *w = tm_word(ps);
+  if (rego__tm_ident_char(c)) {
+    const char *w = rego__tm_word(ps);
     if (!w) return false;
     if (!strcmp(w, "true") || !strcmp(w, "false")) {
       o->kind = O_BOOL;
@@ -201,16 +201,16 @@ static bool tm_operand_parse(tm_ps *ps, tm_operand *o) {
   }
   char m[64];
   snprintf(m, sizeof(m), "unexpected \"%c\" in command", c);
-  return tm_perr(ps, m);
+  return rego__tm_perr(ps, m);
 }
 
 /* A pipeline up to "}}" (close '}') or ")" (close ')'). */
-static tm_pipe *tm_pipeline(tm_ps *ps, char close) {
+static tm_pipe *rego__tm_pipeline(tm_ps *ps, char close) {
   tm_pipe *pp = rg_alloc(ps->a, sizeof(*pp));
   if (!pp) return NULL;
   /* declarations: $x := / $i, $v := / $x = */
   const char *save = ps->p;
-  tm_ws(ps);
+  rego__tm_ws(ps);
   if (ps->p < ps->end && *ps->p == '$') {
     const char *names[2];
     size_t nn = 0;
@@ -218,12 +218,12 @@ static tm_pipe *tm_pipeline(tm_ps *ps, char close) {
       const char *b = ps->p;
       if (ps->p >= ps->end || *ps->p != '$') break;
       ps->p++;
-      while (ps->p < ps->end && tm_ident_char(*ps->p)) ps->p++;
+      while (ps->p < ps->end && rego__tm_ident_char(*ps->p)) ps->p++;
       names[nn++] = rg_strndup(ps->a, b, (size_t)(ps->p - b));
-      tm_ws(ps);
+      rego__tm_ws(ps);
       if (nn < 2 && ps->p < ps->end && *ps->p == ',') {
         ps->p++;
-        tm_ws(ps);
+        rego__tm_ws(ps);
         continue;
       }
       break;
@@ -247,14 +247,14 @@ static tm_pipe *tm_pipeline(tm_ps *ps, char close) {
     tm_operand ops[16];
     size_t no = 0;
     for (;;) {
-      tm_ws(ps);
-      if (close == ')' ? (ps->p < ps->end && *ps->p == ')') : tm_at_close(ps)) break;
+      rego__tm_ws(ps);
+      if (close == ')' ? (ps->p < ps->end && *ps->p == ')') : rego__tm_at_close(ps)) break;
       if (ps->p < ps->end && *ps->p == '|') break;
-      if (no == 16) return tm_perr(ps, "too many operands"), NULL;
-      if (!tm_operand_parse(ps, &ops[no++])) return NULL;
+      if (no == 16) return rego__tm_perr(ps, "too many operands"), NULL;
+      if (!rego__tm_operand_parse(ps, &ops[no++])) return NULL;
     }
-    if (!no) return tm_perr(ps, "missing value for command"), NULL;
-    if (nc == 16) return tm_perr(ps, "pipeline too long"), NULL;
+    if (!no) return rego__tm_perr(ps, "missing value for command"), NULL;
+    if (nc == 16) return rego__tm_perr(ps, "pipeline too long"), NULL;
     cmds[nc].ops = rg_alloc(ps->a, no * sizeof(tm_operand));
     if (!cmds[nc].ops) return NULL;
     memcpy(cmds[nc].ops, ops, no * sizeof(tm_operand));
@@ -274,26 +274,26 @@ static tm_pipe *tm_pipeline(tm_ps *ps, char close) {
 }
 
 /* Consumes the closing "}}" or "-}}" (trimming the following white space). */
-static bool tm_close(tm_ps *ps) {
-  tm_ws(ps);
+static bool rego__tm_close(tm_ps *ps) {
+  rego__tm_ws(ps);
   if (ps->end - ps->p >= 3 && !strncmp(ps->p, "-}}", 3)) {
     ps->p += 3;
-    tm_ws(ps);
+    rego__tm_ws(ps);
     return true;
   }
   if (ps->end - ps->p >= 2 && !strncmp(ps->p, "}}", 2)) {
     ps->p += 2;
     return true;
   }
-  return tm_perr(ps, "unclosed action");
+  return rego__tm_perr(ps, "unclosed action");
 }
 
 /* Parses a list of nodes until {{end}} / {{else}} (returned in *stop: 0 end of input, 1 end,
  * 2 else, 3 else if). */
-static tm_list *tm_list_parse(tm_ps *ps, int *stop) {
+static tm_list *rego__tm_list_parse(tm_ps *ps, int *stop) {
   tm_list *l = rg_alloc(ps->a, sizeof(*l));
   if (!l) return NULL;
-  if (++ps->depth > TM_DEPTH_MAX) return tm_perr(ps, "nesting too deep"), NULL;
+  if (++ps->depth > TM_DEPTH_MAX) return rego__tm_perr(ps, "nesting too deep"), NULL;
   *stop = 0;
   while (ps->p < ps->end) {
     const char *open = strstr(ps->p, "{{");
@@ -309,38 +309,38 @@ static tm_list *tm_list_parse(tm_ps *ps, int *stop) {
       t->kind = N_TEXT;
       t->text = ps->p;
       t->len = (size_t)(te - ps->p);
-      if (!tm_push(ps->a, l, t)) return NULL;
+      if (!rego__tm_push(ps->a, l, t)) return NULL;
     }
     if (!open) {
       ps->p = ps->end;
       break;
     }
     ps->p = open + (trim_left ? 3 : 2);
-    tm_ws(ps);
+    rego__tm_ws(ps);
     if (ps->end - ps->p >= 2 && !strncmp(ps->p, "/*", 2)) {
       const char *ce = strstr(ps->p, "*/");
-      if (!ce) return tm_perr(ps, "unclosed comment"), NULL;
+      if (!ce) return rego__tm_perr(ps, "unclosed comment"), NULL;
       ps->p = ce + 2;
-      if (!tm_close(ps)) return NULL;
+      if (!rego__tm_close(ps)) return NULL;
       continue;
     }
     const char *kw = ps->p;
-    while (ps->p < ps->end && tm_ident_char(*ps->p)) ps->p++;
+    while (ps->p < ps->end && rego__tm_ident_char(*ps->p)) ps->p++;
     size_t kl = (size_t)(ps->p - kw);
 #define KW(s) (kl == strlen(s) && !strncmp(kw, s, kl))
     if (KW("end")) {
-      if (!tm_close(ps)) return NULL;
+      if (!rego__tm_close(ps)) return NULL;
       *stop = 1;
       break;
     }
     if (KW("else")) {
-      tm_ws(ps);
-      if (ps->end - ps->p >= 2 && !strncmp(ps->p, "if", 2) && !tm_ident_char(ps->p[2])) {
+      rego__tm_ws(ps);
+      if (ps->end - ps->p >= 2 && !strncmp(ps->p, "if", 2) && !rego__tm_ident_char(ps->p[2])) {
         ps->p += 2;
         *stop = 3; /* the caller parses the condition */
         break;
       }
-      if (!tm_close(ps)) return NULL;
+      if (!rego__tm_close(ps)) return NULL;
       *stop = 2;
       break;
     }
@@ -348,32 +348,32 @@ static tm_list *tm_list_parse(tm_ps *ps, int *stop) {
     if (!n) return NULL;
     if (KW("if") || KW("range") || KW("with")) {
       n->kind = KW("if") ? N_IF : KW("range") ? N_RANGE : N_WITH;
-      if (!(n->pipe = tm_pipeline(ps, '}')) || !tm_close(ps)) return NULL;
+      if (!(n->pipe = rego__tm_pipeline(ps, '}')) || !rego__tm_close(ps)) return NULL;
       int st;
-      if (!(n->body = tm_list_parse(ps, &st))) return NULL;
+      if (!(n->body = rego__tm_list_parse(ps, &st))) return NULL;
       tm_node *cur = n;
       while (st == 3) { /* else if: a nested if in the else branch */
         tm_node *in = rg_alloc(ps->a, sizeof(*in));
         tm_list *el = rg_alloc(ps->a, sizeof(*el));
-        if (!in || !el || !tm_push(ps->a, el, in)) return NULL;
+        if (!in || !el || !rego__tm_push(ps->a, el, in)) return NULL;
         in->kind = N_IF;
-        if (!(in->pipe = tm_pipeline(ps, '}')) || !tm_close(ps)) return NULL;
-        if (!(in->body = tm_list_parse(ps, &st))) return NULL;
+        if (!(in->pipe = rego__tm_pipeline(ps, '}')) || !rego__tm_close(ps)) return NULL;
+        if (!(in->body = rego__tm_list_parse(ps, &st))) return NULL;
         cur->els = el;
         cur = in;
       }
       if (st == 2) {
-        if (!(cur->els = tm_list_parse(ps, &st))) return NULL;
-        if (st != 1) return tm_perr(ps, "expected end; found else"), NULL;
+        if (!(cur->els = rego__tm_list_parse(ps, &st))) return NULL;
+        if (st != 1) return rego__tm_perr(ps, "expected end; found else"), NULL;
       }
-      if (st != 1) return tm_perr(ps, "unexpected EOF"), NULL;
+      if (st != 1) return rego__tm_perr(ps, "unexpected EOF"), NULL;
     } else {
       ps->p = kw;
       n->kind = N_ACTION;
-      if (!(n->pipe = tm_pipeline(ps, '}')) || !tm_close(ps)) return NULL;
+      if (!(n->pipe = rego__tm_pipeline(ps, '}')) || !rego__tm_close(ps)) return NULL;
     }
 #undef KW
-    if (!tm_push(ps->a, l, n)) return NULL;
+    if (!rego__tm_push(ps->a, l, n)) return NULL;
   }
   ps->depth--;
   return l;
@@ -391,12 +391,12 @@ typedef struct {
 } tm_ex;
 
 /* NULL value = Go's "no value" (a missing map key / nil). */
-static bool tm_xerr(tm_ex *x, const char *msg) {
+static bool rego__tm_xerr(tm_ex *x, const char *msg) {
   if (!x->err[0]) snprintf(x->err, sizeof(x->err), "template: template: %s", msg);
   return false;
 }
 
-static bool tm_truth(const rv *v) {
+static bool rego__tm_truth(const rv *v) {
   if (!v) return false;
   switch (v->t) {
   case RV_NULL: return false;
@@ -410,7 +410,7 @@ static bool tm_truth(const rv *v) {
   }
 }
 
-static bool tm_print(tm_ex *x, const rv *v, ct_buf *b) {
+static bool rego__tm_print(tm_ex *x, const rv *v, ct_buf *b) {
   ct_err e;
   if (!v) return ct_buf_append_str(b, "<no value>", &e) == CT_OK;
   switch (v->t) {
@@ -422,20 +422,20 @@ static bool tm_print(tm_ex *x, const rv *v, ct_buf *b) {
   case RV_SET:
     if (ct_buf_append_str(b, "[", &e)) return false;
     for (uint32_t i = 0; i < v->n; i++)
-      if ((i && ct_buf_append_str(b, " ", &e)) || !tm_print(x, v->u.a[i], b)) return false;
+      if ((i && ct_buf_append_str(b, " ", &e)) || !rego__tm_print(x, v->u.a[i], b)) return false;
     return ct_buf_append_str(b, "]", &e) == CT_OK;
   case RV_OBJ:
     if (ct_buf_append_str(b, "map[", &e)) return false;
     for (uint32_t i = 0; i < v->n; i++)
-      if ((i && ct_buf_append_str(b, " ", &e)) || !tm_print(x, v->u.o.k[i], b) || ct_buf_append_str(b, ":", &e) ||
-          !tm_print(x, v->u.o.v[i], b))
+      if ((i && ct_buf_append_str(b, " ", &e)) || !rego__tm_print(x, v->u.o.k[i], b) || ct_buf_append_str(b, ":", &e) ||
+          !rego__tm_print(x, v->u.o.v[i], b))
         return false;
     return ct_buf_append_str(b, "]", &e) == CT_OK;
   default: return false;
   }
 }
 
-static bool tm_field(tm_ex *x, rv *v, const char *f, rv **out) {
+static bool rego__tm_field(tm_ex *x, rv *v, const char *f, rv **out) {
   if (!v) {
     *out = NULL;
     return true;
@@ -443,15 +443,15 @@ static bool tm_field(tm_ex *x, rv *v, const char *f, rv **out) {
   if (v->t != RV_OBJ) {
     char m[160];
     snprintf(m, sizeof(m), "can't evaluate field %.64s in type %s", f, rg_type_name(v));
-    return tm_xerr(x, m);
+    return rego__tm_xerr(x, m);
   }
   *out = rv_obj_gets(v, f);
   return true;
 }
 
-static bool tm_pipe_eval(tm_ex *x, tm_pipe *pp, rv *dot, rv **out);
+static bool rego__tm_pipe_eval(tm_ex *x, tm_pipe *pp, rv *dot, rv **out);
 
-static bool tm_var(tm_ex *x, const char *name, rv **out) {
+static bool rego__tm_var(tm_ex *x, const char *name, rv **out) {
   for (size_t i = x->nv; i-- > 0;)
     if (!strcmp(x->vname[i], name)) {
       *out = x->vval[i];
@@ -459,40 +459,40 @@ static bool tm_var(tm_ex *x, const char *name, rv **out) {
     }
   char m[96];
   snprintf(m, sizeof(m), "undefined variable: %.64s", name);
-  return tm_xerr(x, m);
+  return rego__tm_xerr(x, m);
 }
 
-static bool tm_operand_eval(tm_ex *x, tm_operand *o, rv *dot, rv **out) {
+static bool rego__tm_operand_eval(tm_ex *x, tm_operand *o, rv *dot, rv **out) {
   rv *v = NULL;
   switch (o->kind) {
   case O_DOT: v = dot; break;
   case O_FIELD: v = dot; break;
   case O_VAR:
-    if (!tm_var(x, o->name, &v)) return false;
+    if (!rego__tm_var(x, o->name, &v)) return false;
     break;
   case O_STR:
   case O_NUM:
   case O_BOOL: v = o->lit; break;
   case O_NIL: v = &rv_null_v; break;
   case O_PIPE:
-    if (!tm_pipe_eval(x, o->pipe, dot, &v)) return false;
+    if (!rego__tm_pipe_eval(x, o->pipe, dot, &v)) return false;
     break;
-  default: return tm_xerr(x, "unexpected operand");
+  default: return rego__tm_xerr(x, "unexpected operand");
   }
   for (size_t i = 0; i < o->nfields; i++)
-    if (!tm_field(x, v, o->fields[i], &v)) return false;
+    if (!rego__tm_field(x, v, o->fields[i], &v)) return false;
   *out = v;
   return true;
 }
 
-static int tm_cmp(const rv *a, const rv *b, bool *ok) {
+static int rego__tm_cmp(const rv *a, const rv *b, bool *ok) {
   *ok = a && b && a->t == b->t && (a->t == RV_NUM || a->t == RV_STR);
   return *ok ? rv_cmp(a, b) : 0;
 }
 
-static bool tm_printf(tm_ex *x, rv **args, size_t n, ct_buf *b) {
+static bool rego__tm_printf(tm_ex *x, rv **args, size_t n, ct_buf *b) {
   ct_err e;
-  if (!n || !args[0] || args[0]->t != RV_STR) return tm_xerr(x, "printf: format must be a string");
+  if (!n || !args[0] || args[0]->t != RV_STR) return rego__tm_xerr(x, "printf: format must be a string");
   const char *f = args[0]->u.s;
   size_t ai = 1;
   for (size_t i = 0; i < args[0]->n; i++) {
@@ -512,55 +512,55 @@ static bool tm_printf(tm_ex *x, rv **args, size_t n, ct_buf *b) {
     rv *v = args[ai++];
     if (c == 'q' && v && v->t == RV_STR) {
       if (rg_json_write(v, b, false, 0, &e)) return false;
-    } else if (!tm_print(x, v, b))
+    } else if (!rego__tm_print(x, v, b))
       return false;
   }
   return true;
 }
 
 /* Calls a built-in template function. */
-static bool tm_call(tm_ex *x, const char *fn, rv **args, size_t n, rv **out) {
+static bool rego__tm_call(tm_ex *x, const char *fn, rv **args, size_t n, rv **out) {
   rg_arena *a = x->a;
 #define NEED(k)                                                       \
   do {                                                                \
     if (n != (k)) {                                                   \
       char m_[96];                                                    \
       snprintf(m_, sizeof(m_), "wrong number of args for %s", fn);   \
-      return tm_xerr(x, m_);                                          \
+      return rego__tm_xerr(x, m_);                                          \
     }                                                                 \
   } while (0)
   if (!strcmp(fn, "and") || !strcmp(fn, "or")) {
-    if (!n) return tm_xerr(x, "wrong number of args for and/or");
+    if (!n) return rego__tm_xerr(x, "wrong number of args for and/or");
     bool isand = fn[0] == 'a';
     for (size_t i = 0; i < n; i++)
-      if (tm_truth(args[i]) != isand || i == n - 1) {
+      if (rego__tm_truth(args[i]) != isand || i == n - 1) {
         *out = args[i];
         return true;
       }
   }
   if (!strcmp(fn, "not")) {
     NEED(1);
-    *out = rv_bool(!tm_truth(args[0]));
+    *out = rv_bool(!rego__tm_truth(args[0]));
     return true;
   }
   if (!strcmp(fn, "len")) {
     NEED(1);
-    if (!args[0] || args[0]->t < RV_STR) return tm_xerr(x, "error calling len: len of this type");
+    if (!args[0] || args[0]->t < RV_STR) return rego__tm_xerr(x, "error calling len: len of this type");
     *out = rv_int(a, args[0]->t == RV_STR ? (int64_t)args[0]->n : (int64_t)args[0]->n);
     return *out != NULL;
   }
   if (!strcmp(fn, "index")) {
-    if (!n) return tm_xerr(x, "wrong number of args for index");
+    if (!n) return rego__tm_xerr(x, "wrong number of args for index");
     rv *v = args[0];
     for (size_t i = 1; i < n; i++) {
-      if (!v) return tm_xerr(x, "error calling index: index of untyped nil");
+      if (!v) return rego__tm_xerr(x, "error calling index: index of untyped nil");
       if (v->t == RV_OBJ) v = rv_obj_gets(v, args[i] && args[i]->t == RV_STR ? args[i]->u.s : "");
       else if (v->t == RV_ARR) {
         int64_t k;
-        if (!args[i] || !rv_num_is_int(args[i], &k) || k < 0 || k >= (int64_t)v->n) return tm_xerr(x, "error calling index: index out of range");
+        if (!args[i] || !rv_num_is_int(args[i], &k) || k < 0 || k >= (int64_t)v->n) return rego__tm_xerr(x, "error calling index: index out of range");
         v = v->u.a[k];
       } else
-        return tm_xerr(x, "error calling index: can't index item");
+        return rego__tm_xerr(x, "error calling index: can't index item");
     }
     *out = v;
     return true;
@@ -568,7 +568,7 @@ static bool tm_call(tm_ex *x, const char *fn, rv **args, size_t n, rv **out) {
   static const char *const cmps[] = {"eq", "ne", "lt", "le", "gt", "ge"};
   for (int c = 0; c < 6; c++)
     if (!strcmp(fn, cmps[c])) {
-      if (n < 2) return tm_xerr(x, "missing argument for comparison");
+      if (n < 2) return rego__tm_xerr(x, "missing argument for comparison");
       if (c == 0) {
         bool any = false;
         for (size_t i = 1; i < n; i++) any |= args[0] && args[i] && rv_eq(args[0], args[i]);
@@ -580,8 +580,8 @@ static bool tm_call(tm_ex *x, const char *fn, rv **args, size_t n, rv **out) {
         return true;
       }
       bool ok;
-      int r = tm_cmp(args[0], args[1], &ok);
-      if (!ok) return tm_xerr(x, "incompatible types for comparison");
+      int r = rego__tm_cmp(args[0], args[1], &ok);
+      if (!ok) return rego__tm_xerr(x, "incompatible types for comparison");
       *out = rv_bool(c == 2 ? r < 0 : c == 3 ? r <= 0 : c == 4 ? r > 0 : r >= 0);
       return true;
     }
@@ -590,42 +590,42 @@ static bool tm_call(tm_ex *x, const char *fn, rv **args, size_t n, rv **out) {
     ct_buf_init(&b, TM_OUT_MAX);
     ct_err e;
     bool ok = true;
-    if (fn[5] == 'f') ok = tm_printf(x, args, n, &b);
+    if (fn[5] == 'f') ok = rego__tm_printf(x, args, n, &b);
     else
       for (size_t i = 0; i < n && ok; i++) {
         /* print adds spaces between operands when neither is a string; println always */
         if (i && (fn[5] == 'l' || ((!args[i - 1] || args[i - 1]->t != RV_STR) && (!args[i] || args[i]->t != RV_STR))))
           ok = ct_buf_append_str(&b, " ", &e) == CT_OK;
-        ok = ok && tm_print(x, args[i], &b);
+        ok = ok && rego__tm_print(x, args[i], &b);
       }
     if (ok && fn[5] == 'l') ok = ct_buf_append_str(&b, "\n", &e) == CT_OK;
     *out = ok ? rv_str(a, b.len ? (const char *)b.data : "", b.len) : NULL;
     ct_buf_free(&b);
-    return *out ? true : tm_xerr(x, "output too large");
+    return *out ? true : rego__tm_xerr(x, "output too large");
   }
 #undef NEED
   char m[96];
   snprintf(m, sizeof(m), "function \"%.64s\" not defined", fn);
-  return tm_xerr(x, m);
+  return rego__tm_xerr(x, m);
 }
 
-static bool tm_pipe_eval(tm_ex *x, tm_pipe *pp, rv *dot, rv **out) {
+static bool rego__tm_pipe_eval(tm_ex *x, tm_pipe *pp, rv *dot, rv **out) {
   rv *prev = NULL;
   bool have_prev = false;
   for (size_t c = 0; c < pp->n; c++) {
-    if (++x->steps > TM_STEPS_MAX) return tm_xerr(x, "too many steps");
+    if (++x->steps > TM_STEPS_MAX) return rego__tm_xerr(x, "too many steps");
     tm_cmd *cm = &pp->cmds[c];
     rv *v;
     if (cm->ops[0].kind == O_FUNC) {
       rv *args[18];
       size_t na = 0;
       for (size_t i = 1; i < cm->n; i++)
-        if (!tm_operand_eval(x, &cm->ops[i], dot, &args[na++])) return false;
+        if (!rego__tm_operand_eval(x, &cm->ops[i], dot, &args[na++])) return false;
       if (have_prev) args[na++] = prev;
-      if (!tm_call(x, cm->ops[0].name, args, na, &v)) return false;
+      if (!rego__tm_call(x, cm->ops[0].name, args, na, &v)) return false;
     } else {
-      if (cm->n > 1 || have_prev) return tm_xerr(x, "can't give argument to non-function");
-      if (!tm_operand_eval(x, &cm->ops[0], dot, &v)) return false;
+      if (cm->n > 1 || have_prev) return rego__tm_xerr(x, "can't give argument to non-function");
+      if (!rego__tm_operand_eval(x, &cm->ops[0], dot, &v)) return false;
     }
     prev = v;
     have_prev = true;
@@ -638,9 +638,9 @@ static bool tm_pipe_eval(tm_ex *x, tm_pipe *pp, rv *dot, rv **out) {
           x->vval[i] = prev;
           found = true;
         }
-      if (!found) return tm_xerr(x, "undefined variable");
+      if (!found) return rego__tm_xerr(x, "undefined variable");
     } else {
-      if (x->nv == TM_VARS_MAX) return tm_xerr(x, "too many variables");
+      if (x->nv == TM_VARS_MAX) return rego__tm_xerr(x, "too many variables");
       x->vname[x->nv] = pp->decl[0];
       x->vval[x->nv++] = prev;
     }
@@ -649,27 +649,27 @@ static bool tm_pipe_eval(tm_ex *x, tm_pipe *pp, rv *dot, rv **out) {
   return true;
 }
 
-static bool tm_exec(tm_ex *x, tm_list *l, rv *dot);
+static bool rego__tm_exec(tm_ex *x, tm_list *l, rv *dot);
 
-static bool tm_exec_node(tm_ex *x, tm_node *n, rv *dot) {
+static bool rego__tm_exec_node(tm_ex *x, tm_node *n, rv *dot) {
   ct_err e;
-  if (++x->steps > TM_STEPS_MAX) return tm_xerr(x, "too many steps");
+  if (++x->steps > TM_STEPS_MAX) return rego__tm_xerr(x, "too many steps");
   size_t mark = x->nv;
   bool ok = true;
   switch (n->kind) {
-  case N_TEXT: return ct_buf_append(&x->out, n->text, n->len, &e) == CT_OK || tm_xerr(x, "output too large");
+  case N_TEXT: return ct_buf_append(&x->out, n->text, n->len, &e) == CT_OK || rego__tm_xerr(x, "output too large");
   case N_ACTION: {
     rv *v;
-    if (!tm_pipe_eval(x, n->pipe, dot, &v)) return false;
+    if (!rego__tm_pipe_eval(x, n->pipe, dot, &v)) return false;
     if (n->pipe->ndecl) return true; /* declarations print nothing; the variable stays in scope */
-    return tm_print(x, v, &x->out) || tm_xerr(x, "output too large");
+    return rego__tm_print(x, v, &x->out) || rego__tm_xerr(x, "output too large");
   }
   case N_IF:
   case N_WITH: {
     rv *v;
-    if (!tm_pipe_eval(x, n->pipe, dot, &v)) return false;
-    if (tm_truth(v)) ok = tm_exec(x, n->body, n->kind == N_WITH ? v : dot);
-    else if (n->els) ok = tm_exec(x, n->els, dot);
+    if (!rego__tm_pipe_eval(x, n->pipe, dot, &v)) return false;
+    if (rego__tm_truth(v)) ok = rego__tm_exec(x, n->body, n->kind == N_WITH ? v : dot);
+    else if (n->els) ok = rego__tm_exec(x, n->els, dot);
     break;
   }
   case N_RANGE: {
@@ -677,28 +677,28 @@ static bool tm_exec_node(tm_ex *x, tm_node *n, rv *dot) {
     size_t nd = n->pipe->ndecl;
     n->pipe->ndecl = 0;
     rv *v;
-    ok = tm_pipe_eval(x, n->pipe, dot, &v);
+    ok = rego__tm_pipe_eval(x, n->pipe, dot, &v);
     n->pipe->ndecl = nd;
     if (!ok) return false;
     size_t cnt = v && (v->t == RV_ARR || v->t == RV_SET || v->t == RV_OBJ) ? v->n : 0;
     if (v && v->t != RV_ARR && v->t != RV_SET && v->t != RV_OBJ && v->t != RV_NULL) {
       if (v->t == RV_NUM) {
         int64_t k;
-        if (!rv_num_is_int(v, &k) || k < 0) return tm_xerr(x, "range can't iterate over this value");
+        if (!rv_num_is_int(v, &k) || k < 0) return rego__tm_xerr(x, "range can't iterate over this value");
         cnt = (size_t)k;
       } else
-        return tm_xerr(x, "range can't iterate over this value");
+        return rego__tm_xerr(x, "range can't iterate over this value");
     }
     if (!cnt) {
-      if (n->els) ok = tm_exec(x, n->els, dot);
+      if (n->els) ok = rego__tm_exec(x, n->els, dot);
       break;
     }
     for (size_t i = 0; i < cnt && ok; i++) {
       rv *key = v->t == RV_OBJ ? v->u.o.k[i] : rv_int(x->a, (int64_t)i);
       rv *elem = v->t == RV_OBJ ? v->u.o.v[i] : v->t == RV_NUM ? key : v->u.a[i];
-      if (!key) return tm_xerr(x, "out of memory");
+      if (!key) return rego__tm_xerr(x, "out of memory");
       size_t m2 = x->nv;
-      if (x->nv + 2 > TM_VARS_MAX) return tm_xerr(x, "too many variables");
+      if (x->nv + 2 > TM_VARS_MAX) return rego__tm_xerr(x, "too many variables");
       if (nd == 1) {
         x->vname[x->nv] = n->pipe->decl[0];
         x->vval[x->nv++] = elem;
@@ -708,36 +708,36 @@ static bool tm_exec_node(tm_ex *x, tm_node *n, rv *dot) {
         x->vname[x->nv] = n->pipe->decl[1];
         x->vval[x->nv++] = elem;
       }
-      ok = tm_exec(x, n->body, elem);
+      ok = rego__tm_exec(x, n->body, elem);
       x->nv = m2;
     }
     break;
   }
-  default: return tm_xerr(x, "bad node");
+  default: return rego__tm_xerr(x, "bad node");
   }
   x->nv = mark;
   return ok;
 }
 
-static bool tm_exec(tm_ex *x, tm_list *l, rv *dot) {
+static bool rego__tm_exec(tm_ex *x, tm_list *l, rv *dot) {
   size_t mark = x->nv;
   for (size_t i = 0; i < l->len; i++)
-    if (!tm_exec_node(x, l->n[i], dot)) return false;
+    if (!rego__tm_exec_node(x, l->n[i], dot)) return false;
   x->nv = mark;
   return true;
 }
 
-static ct_status bi_render_template(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_render_template(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "strings.render_template";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_OBJ));
   if (a[0]->n > TM_SRC_MAX) return rg_bi_fail(ev, "%s: template larger than %u bytes", fname, TM_SRC_MAX);
   tm_ps ps = {.a = A, .s = a[0]->u.s, .end = a[0]->u.s + a[0]->n, .p = a[0]->u.s};
   int stop;
-  tm_list *root = tm_list_parse(&ps, &stop);
+  tm_list *root = rego__tm_list_parse(&ps, &stop);
   if (root && stop != 0) {
     root = NULL;
-    tm_perr(&ps, stop == 1 ? "unexpected {{end}}" : "unexpected {{else}}");
+    rego__tm_perr(&ps, stop == 1 ? "unexpected {{end}}" : "unexpected {{else}}");
   }
   if (!root) return ps.err[0] ? rg_bi_fail(ev, "%s: %s", fname, ps.err) : rg_bi_oom(ev);
   tm_ex *x = calloc(1, sizeof(*x));
@@ -748,7 +748,7 @@ static ct_status bi_render_template(rg_ev *ev, rv **a, rv **out) {
   x->vval[0] = a[1];
   x->nv = 1;
   ct_status st = CT_OK;
-  if (!tm_exec(x, root, a[1])) {
+  if (!rego__tm_exec(x, root, a[1])) {
     st = x->err[0] ? rg_bi_fail(ev, "%s: %s", fname, x->err) : rg_bi_oom(ev);
   } else {
     /* OPA reports Go's "<no value>" as "<undefined>" */
@@ -775,6 +775,6 @@ static ct_status bi_render_template(rg_ev *ev, rv **a, rv **out) {
 }
 
 const rg_builtin rg_builtins_tmpl[] = {
-    {"strings.render_template", 2, bi_render_template, false},
+    {"strings.render_template", 2, rego__bi_render_template, false},
     {NULL, 0, NULL, false},
 };
