@@ -23,8 +23,8 @@ typedef struct {
   char err[512];
 } uri_parts;
 
-static bool uri__alnum(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
-static int uri__hex(unsigned char c) {
+static bool rego__uri__alnum(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+static int rego__uri__hex(unsigned char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
@@ -32,8 +32,8 @@ static int uri__hex(unsigned char c) {
 }
 
 /* Go's shouldEscape for the modes used here. */
-static bool uri__should_escape(unsigned char c, int mode) {
-  if (uri__alnum(c)) return false;
+static bool rego__uri__should_escape(unsigned char c, int mode) {
+  if (rego__uri__alnum(c)) return false;
   if ((mode == ENC_HOST || mode == ENC_ZONE) && strchr("!$&'()*+,;=:[]<>\"", c) && c) return false;
   if (c && strchr("-_.~", c)) return false;
   if (c && strchr("$&+,/:;=?@", c)) {
@@ -46,29 +46,29 @@ static bool uri__should_escape(unsigned char c, int mode) {
 }
 
 /* Go's unescape: validates escapes (and host characters) and decodes into arena memory. */
-static bool uri__unescape(rg_arena *a, const char *s, size_t n, int mode, const char **out, uri_parts *u) {
+static bool rego__uri__unescape(rg_arena *a, const char *s, size_t n, int mode, const char **out, uri_parts *u) {
   for (size_t i = 0; i < n;) {
     unsigned char c = (unsigned char)s[i];
     if (c == '%') {
-      if (i + 2 >= n || uri__hex((unsigned char)s[i + 1]) < 0 || uri__hex((unsigned char)s[i + 2]) < 0) {
+      if (i + 2 >= n || rego__uri__hex((unsigned char)s[i + 1]) < 0 || rego__uri__hex((unsigned char)s[i + 2]) < 0) {
         size_t l = n - i > 3 ? 3 : n - i;
         snprintf(u->err, sizeof(u->err), "invalid URL escape \"%.*s\"", (int)l, s + i);
         return false;
       }
-      if (mode == ENC_HOST && uri__hex((unsigned char)s[i + 1]) < 8 && strncmp(s + i, "%25", 3)) {
+      if (mode == ENC_HOST && rego__uri__hex((unsigned char)s[i + 1]) < 8 && strncmp(s + i, "%25", 3)) {
         snprintf(u->err, sizeof(u->err), "invalid URL escape \"%.3s\"", s + i);
         return false;
       }
       if (mode == ENC_ZONE) {
-        unsigned v = (unsigned)(uri__hex((unsigned char)s[i + 1]) << 4 | uri__hex((unsigned char)s[i + 2]));
-        if (strncmp(s + i, "%25", 3) && v != ' ' && uri__should_escape((unsigned char)v, ENC_HOST)) {
+        unsigned v = (unsigned)(rego__uri__hex((unsigned char)s[i + 1]) << 4 | rego__uri__hex((unsigned char)s[i + 2]));
+        if (strncmp(s + i, "%25", 3) && v != ' ' && rego__uri__should_escape((unsigned char)v, ENC_HOST)) {
           snprintf(u->err, sizeof(u->err), "invalid URL escape \"%.3s\"", s + i);
           return false;
         }
       }
       i += 3;
     } else {
-      if ((mode == ENC_HOST || mode == ENC_ZONE) && c < 0x80 && uri__should_escape(c, mode)) {
+      if ((mode == ENC_HOST || mode == ENC_ZONE) && c < 0x80 && rego__uri__should_escape(c, mode)) {
         snprintf(u->err, sizeof(u->err), "invalid character \"%c\" in host name", c);
         return false;
       }
@@ -83,7 +83,7 @@ static bool uri__unescape(rg_arena *a, const char *s, size_t n, int mode, const 
   size_t w = 0;
   for (size_t i = 0; i < n; i++) {
     if (s[i] == '%') {
-      o[w++] = (char)(uri__hex((unsigned char)s[i + 1]) << 4 | uri__hex((unsigned char)s[i + 2]));
+      o[w++] = (char)(rego__uri__hex((unsigned char)s[i + 1]) << 4 | rego__uri__hex((unsigned char)s[i + 2]));
       i += 2;
     } else
       o[w++] = s[i];
@@ -93,7 +93,7 @@ static bool uri__unescape(rg_arena *a, const char *s, size_t n, int mode, const 
   return true;
 }
 
-static bool uri__valid_port(const char *p, size_t n) {
+static bool rego__uri__valid_port(const char *p, size_t n) {
   if (n == 0) return true;
   if (p[0] != ':') return false;
   for (size_t i = 1; i < n; i++)
@@ -102,7 +102,7 @@ static bool uri__valid_port(const char *p, size_t n) {
 }
 
 /* Go's %q of a string: printable bytes kept, quotes and backslashes escaped. */
-static void uri__quote(char *dst, size_t cap, const char *s, size_t n) {
+static void rego__uri__quote(char *dst, size_t cap, const char *s, size_t n) {
   size_t w = 0;
   if (w + 1 < cap) dst[w++] = '"';
   for (size_t i = 0; i < n && w + 5 < cap; i++) {
@@ -119,7 +119,7 @@ static void uri__quote(char *dst, size_t cap, const char *s, size_t n) {
   dst[w < cap ? w : cap - 1] = 0;
 }
 
-static bool uri__host(rg_arena *a, const char *h, size_t n, const char **out, uri_parts *u) {
+static bool rego__uri__host(rg_arena *a, const char *h, size_t n, const char **out, uri_parts *u) {
   if (n && h[0] == '[') {
     const char *rb = NULL;
     for (size_t i = n; i-- > 0;)
@@ -133,9 +133,9 @@ static bool uri__host(rg_arena *a, const char *h, size_t n, const char **out, ur
     }
     const char *cp = rb + 1;
     size_t cpl = (size_t)(h + n - cp);
-    if (!uri__valid_port(cp, cpl)) {
+    if (!rego__uri__valid_port(cp, cpl)) {
       char q[128];
-      uri__quote(q, sizeof(q), cp, cpl);
+      rego__uri__quote(q, sizeof(q), cp, cpl);
       snprintf(u->err, sizeof(u->err), "invalid port %s after host", q);
       return false;
     }
@@ -147,9 +147,9 @@ static bool uri__host(rg_arena *a, const char *h, size_t n, const char **out, ur
       }
     if (zone) {
       const char *h1, *h2, *h3;
-      if (!uri__unescape(a, h, (size_t)(zone - h), ENC_HOST, &h1, u) ||
-          !uri__unescape(a, zone, (size_t)(rb - zone), ENC_ZONE, &h2, u) ||
-          !uri__unescape(a, rb, (size_t)(h + n - rb), ENC_HOST, &h3, u))
+      if (!rego__uri__unescape(a, h, (size_t)(zone - h), ENC_HOST, &h1, u) ||
+          !rego__uri__unescape(a, zone, (size_t)(rb - zone), ENC_ZONE, &h2, u) ||
+          !rego__uri__unescape(a, rb, (size_t)(h + n - rb), ENC_HOST, &h3, u))
         return false;
       size_t l1 = strlen(h1), l2 = strlen(h2), l3 = strlen(h3);
       char *o = rg_alloc(a, l1 + l2 + l3 + 1);
@@ -163,29 +163,29 @@ static bool uri__host(rg_arena *a, const char *h, size_t n, const char **out, ur
   } else {
     for (size_t i = n; i-- > 0;)
       if (h[i] == ':') {
-        if (!uri__valid_port(h + i, n - i)) {
+        if (!rego__uri__valid_port(h + i, n - i)) {
           char q[128];
-          uri__quote(q, sizeof(q), h + i, n - i);
+          rego__uri__quote(q, sizeof(q), h + i, n - i);
           snprintf(u->err, sizeof(u->err), "invalid port %s after host", q);
           return false;
         }
         break;
       }
   }
-  return uri__unescape(a, h, n, ENC_HOST, out, u);
+  return rego__uri__unescape(a, h, n, ENC_HOST, out, u);
 }
 
-static bool uri__valid_userinfo(const char *s, size_t n) {
+static bool rego__uri__valid_userinfo(const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (uri__alnum(c)) continue;
+    if (rego__uri__alnum(c)) continue;
     if (!strchr("-._:~!$&'()*+,;=%@", c) || !c) return false;
   }
   return true;
 }
 
 /* Go's parse() on the part before '#'. */
-static bool uri__parse_main(rg_arena *a, const char *s, size_t n, uri_parts *u) {
+static bool rego__uri__parse_main(rg_arena *a, const char *s, size_t n, uri_parts *u) {
   for (size_t i = 0; i < n; i++)
     if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
       snprintf(u->err, sizeof(u->err), "net/url: invalid control character in URL");
@@ -256,19 +256,19 @@ static bool uri__parse_main(rg_arena *a, const char *s, size_t n, uri_parts *u) 
         break;
       }
     const char *hs = at ? at + 1 : auth;
-    if (!uri__host(a, hs, (size_t)(auth + authl - hs), &u->host, u)) return false;
+    if (!rego__uri__host(a, hs, (size_t)(auth + authl - hs), &u->host, u)) return false;
     if (at) {
-      if (!uri__valid_userinfo(auth, (size_t)(at - auth))) {
+      if (!rego__uri__valid_userinfo(auth, (size_t)(at - auth))) {
         snprintf(u->err, sizeof(u->err), "net/url: invalid userinfo");
         return false;
       }
       const char *dummy;
-      if (!uri__unescape(a, auth, (size_t)(at - auth), ENC_USER, &dummy, u)) return false;
+      if (!rego__uri__unescape(a, auth, (size_t)(at - auth), ENC_USER, &dummy, u)) return false;
     }
   }
   /* setPath: RawPath only when the default encoding of the decoded path differs */
   const char *path;
-  if (!uri__unescape(a, rest, rl, ENC_PATH, &path, u)) return false;
+  if (!rego__uri__unescape(a, rest, rl, ENC_PATH, &path, u)) return false;
   if (*path) {
     u->path = path;
     ct_buf b;
@@ -277,7 +277,7 @@ static bool uri__parse_main(rg_arena *a, const char *s, size_t n, uri_parts *u) 
     bool same = true;
     for (const char *p = path; *p && same; p++) {
       unsigned char c = (unsigned char)*p;
-      if (uri__should_escape(c, ENC_PATH)) {
+      if (rego__uri__should_escape(c, ENC_PATH)) {
         if (ct_buf_printf(&b, &e, "%%%02X", c) != CT_OK) same = false;
       } else if (ct_buf_append(&b, p, 1, &e) != CT_OK)
         same = false;
@@ -291,30 +291,30 @@ static bool uri__parse_main(rg_arena *a, const char *s, size_t n, uri_parts *u) 
 }
 
 /* Go's url.Parse. On failure u->err holds the full "parse \"…\": reason" message. */
-static bool uri__parse(rg_arena *a, const char *s, size_t n, uri_parts *u) {
+static bool rego__uri__parse(rg_arena *a, const char *s, size_t n, uri_parts *u) {
   memset(u, 0, sizeof(*u));
   const char *hash = memchr(s, '#', n);
   size_t mainl = hash ? (size_t)(hash - s) : n;
-  bool ok = uri__parse_main(a, s, mainl, u);
+  bool ok = rego__uri__parse_main(a, s, mainl, u);
   size_t ql = mainl;
   if (ok && hash && hash + 1 < s + n) {
-    ok = uri__unescape(a, hash + 1, (size_t)(s + n - hash - 1), ENC_FRAG, &u->frag, u);
+    ok = rego__uri__unescape(a, hash + 1, (size_t)(s + n - hash - 1), ENC_FRAG, &u->frag, u);
     ql = n;
   }
   if (!ok) {
     char reason[160], q[192];
     snprintf(reason, sizeof(reason), "%.150s", u->err[0] ? u->err : "out of memory");
-    uri__quote(q, sizeof(q), s, ql);
+    rego__uri__quote(q, sizeof(q), s, ql);
     snprintf(u->err, sizeof(u->err), "parse %s: %s", q, reason);
   }
   return ok;
 }
 
-static ct_status bi_uri_parse(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_uri_parse(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "uri.parse", 1, a[0], RV_STR));
   if (a[0]->n > URI_MAX) return rg_bi_fail(ev, "uri.parse: URI longer than %u bytes", URI_MAX);
   uri_parts u;
-  if (!uri__parse(A, a[0]->u.s, a[0]->n, &u)) return rg_bi_fail(ev, "uri.parse: %s", u.err);
+  if (!rego__uri__parse(A, a[0]->u.s, a[0]->n, &u)) return rg_bi_fail(ev, "uri.parse: %s", u.err);
   rv *k[8], *v[8];
   size_t n = 0;
 #define PUT(name, val)                     \
@@ -333,7 +333,7 @@ static ct_status bi_uri_parse(rg_ev *ev, rv **a, rv **out) {
     size_t hl = strlen(h);
     const char *colon = strrchr(h, ':');
     const char *port = NULL;
-    if (colon && uri__valid_port(colon, strlen(colon))) {
+    if (colon && rego__uri__valid_port(colon, strlen(colon))) {
       port = colon + 1;
       hl = (size_t)(colon - h);
     }
@@ -356,17 +356,17 @@ static ct_status bi_uri_parse(rg_ev *ev, rv **a, rv **out) {
   return *out ? CT_OK : rg_bi_oom(ev);
 }
 
-static ct_status bi_uri_is_valid(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_uri_is_valid(rg_ev *ev, rv **a, rv **out) {
   uri_parts u;
-  *out = rv_bool(a[0]->t == RV_STR && a[0]->n > 0 && a[0]->n <= URI_MAX && uri__parse(A, a[0]->u.s, a[0]->n, &u));
+  *out = rv_bool(a[0]->t == RV_STR && a[0]->n > 0 && a[0]->n <= URI_MAX && rego__uri__parse(A, a[0]->u.s, a[0]->n, &u));
   return CT_OK;
 }
 
 /* ---------------------------------------------------------------- uuid */
-static bool uuid__parse(const char *s, size_t n, uint8_t u[16]) {
+static bool rego__uuid__parse(const char *s, size_t n, uint8_t u[16]) {
   if (n == 32) {
     for (int i = 0; i < 16; i++) {
-      int h = uri__hex((unsigned char)s[2 * i]), l = uri__hex((unsigned char)s[2 * i + 1]);
+      int h = rego__uri__hex((unsigned char)s[2 * i]), l = rego__uri__hex((unsigned char)s[2 * i + 1]);
       if (h < 0 || l < 0) return false;
       u[i] = (uint8_t)(h << 4 | l);
     }
@@ -383,17 +383,17 @@ static bool uuid__parse(const char *s, size_t n, uint8_t u[16]) {
   if (s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-') return false;
   static const int off[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
   for (int i = 0; i < 16; i++) {
-    int h = uri__hex((unsigned char)s[off[i]]), l = uri__hex((unsigned char)s[off[i] + 1]);
+    int h = rego__uri__hex((unsigned char)s[off[i]]), l = rego__uri__hex((unsigned char)s[off[i] + 1]);
     if (h < 0 || l < 0) return false;
     u[i] = (uint8_t)(h << 4 | l);
   }
   return true;
 }
 
-static ct_status bi_uuid_parse(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_uuid_parse(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "uuid.parse", 1, a[0], RV_STR));
   uint8_t u[16];
-  if (!uuid__parse(a[0]->u.s, a[0]->n, u)) {
+  if (!rego__uuid__parse(a[0]->u.s, a[0]->n, u)) {
     *out = NULL; /* OPA: an unparsable UUID is undefined, not an error */
     return CT_OK;
   }
@@ -450,11 +450,11 @@ static ct_status bi_uuid_parse(rg_ev *ev, rv **a, rv **out) {
 static uint8_t uuid__secret[32];
 static bool uuid__secret_ok;
 static pthread_once_t uuid__once = PTHREAD_ONCE_INIT;
-static void uuid__init(void) { uuid__secret_ok = RAND_bytes(uuid__secret, sizeof(uuid__secret)) == 1; }
+static void rego__uuid__init(void) { uuid__secret_ok = RAND_bytes(uuid__secret, sizeof(uuid__secret)) == 1; }
 
-static ct_status bi_uuid_rfc4122(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_uuid_rfc4122(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "uuid.rfc4122", 1, a[0], RV_STR));
-  pthread_once(&uuid__once, uuid__init);
+  pthread_once(&uuid__once, rego__uuid__init);
   if (!uuid__secret_ok) return rg_bi_fail(ev, "uuid.rfc4122: no randomness available");
   int64_t now = rg_ev_now(ev);
   uint8_t msg[8], mac[32];
@@ -478,9 +478,9 @@ static ct_status bi_uuid_rfc4122(rg_ev *ev, rv **a, rv **out) {
 }
 
 const rg_builtin rg_builtins_uri[] = {
-    {"uri.parse", 1, bi_uri_parse, false},
-    {"uri.is_valid", 1, bi_uri_is_valid, false},
-    {"uuid.parse", 1, bi_uuid_parse, false},
-    {"uuid.rfc4122", 1, bi_uuid_rfc4122, true},
+    {"uri.parse", 1, rego__bi_uri_parse, false},
+    {"uri.is_valid", 1, rego__bi_uri_is_valid, false},
+    {"uuid.parse", 1, rego__bi_uuid_parse, false},
+    {"uuid.rfc4122", 1, rego__bi_uuid_rfc4122, true},
     {NULL, 0, NULL, false},
 };
