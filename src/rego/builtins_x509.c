@@ -37,7 +37,7 @@ typedef struct {
   bool bad;
 } x5_ob;
 
-static void ob_put(x5_ob *o, const char *key, rv *val) {
+static void rego__ob_put(x5_ob *o, const char *key, rv *val) {
   if (!val || o->n >= 48) {
     o->bad = true;
     return;
@@ -50,13 +50,13 @@ static void ob_put(x5_ob *o, const char *key, rv *val) {
   o->k[o->n] = k;
   o->v[o->n++] = val;
 }
-static rv *ob_done(x5_ob *o) {
+static rv *rego__ob_done(x5_ob *o) {
   if (o->bad) return NULL;
   bool c;
   return rv_obj(o->a, o->k, o->v, o->n, &c);
 }
 
-static rv *x5_b64(rg_arena *a, const uint8_t *d, size_t n) {
+static rv *rego__x5_b64(rg_arena *a, const uint8_t *d, size_t n) {
   static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   char *o = rg_alloc(a, (n + 2) / 3 * 4 + 1);
   if (!o) return NULL;
@@ -74,9 +74,9 @@ static rv *x5_b64(rg_arena *a, const uint8_t *d, size_t n) {
 }
 
 /* Go []byte JSON: base64, or null when empty (nil). */
-static rv *x5_bytes(rg_arena *a, const uint8_t *d, size_t n) { return n ? x5_b64(a, d, n) : &rv_null_v; }
+static rv *rego__x5_bytes(rg_arena *a, const uint8_t *d, size_t n) { return n ? rego__x5_b64(a, d, n) : &rv_null_v; }
 
-static rv *x5_bn(rg_arena *a, const BIGNUM *b) {
+static rv *rego__x5_bn(rg_arena *a, const BIGNUM *b) {
   if (!b) return &rv_null_v;
   char *dec = BN_bn2dec(b);
   if (!dec) return NULL;
@@ -87,7 +87,7 @@ static rv *x5_bn(rg_arena *a, const BIGNUM *b) {
 
 /* Go's base64.StdEncoding.DecodeString (which skips \r and \n). Returns -1 on success or the
  * offset of the first illegal byte. */
-static long x5_b64dec(rg_arena *a, const char *s, size_t n, uint8_t **out, size_t *olen) {
+static long rego__x5_b64dec(rg_arena *a, const char *s, size_t n, uint8_t **out, size_t *olen) {
   uint8_t *o = rg_alloc(a, n + 1);
   if (!o) return -2;
   uint32_t acc = 0;
@@ -125,7 +125,7 @@ static long x5_b64dec(rg_arena *a, const char *s, size_t n, uint8_t **out, size_
 }
 
 /* ---------------------------------------------------------------- certificate JSON */
-static rv *x5_oid(rg_arena *a, const ASN1_OBJECT *obj) {
+static rv *rego__x5_oid(rg_arena *a, const ASN1_OBJECT *obj) {
   char txt[128];
   int l = OBJ_obj2txt(txt, sizeof(txt), obj, 1);
   if (l <= 0 || (size_t)l >= sizeof(txt)) return &rv_empty_arr_v;
@@ -142,7 +142,7 @@ static rv *x5_oid(rg_arena *a, const ASN1_OBJECT *obj) {
   return rv_arr(a, items, n);
 }
 
-static rv *x5_strs(rg_arena *a, const char **s, size_t n) {
+static rv *rego__x5_strs(rg_arena *a, const char **s, size_t n) {
   if (!n) return &rv_null_v;
   rv **items = rg_alloc(a, n * sizeof(rv *));
   if (!items) return NULL;
@@ -152,7 +152,7 @@ static rv *x5_strs(rg_arena *a, const char **s, size_t n) {
 }
 
 /* pkix.Name */
-static rv *x5_name(rg_arena *a, const X509_NAME *nm) {
+static rv *rego__x5_name(rg_arena *a, const X509_NAME *nm) {
   static const struct {
     int nid;
     const char *field;
@@ -190,21 +190,21 @@ static rv *x5_name(rg_arena *a, const X509_NAME *nm) {
         else vals[f][0] = s; /* Go keeps the last */
       }
     x5_ob t = {.a = a};
-    ob_put(&t, "Type", x5_oid(a, X509_NAME_ENTRY_get_object(e)));
-    ob_put(&t, "Value", rv_cstr(a, s));
-    if (!(names[nn++] = ob_done(&t))) return NULL;
+    rego__ob_put(&t, "Type", rego__x5_oid(a, X509_NAME_ENTRY_get_object(e)));
+    rego__ob_put(&t, "Value", rv_cstr(a, s));
+    if (!(names[nn++] = rego__ob_done(&t))) return NULL;
   }
   x5_ob o = {.a = a};
   for (size_t f = 0; f < NF; f++) {
-    if (map[f].multi) ob_put(&o, map[f].field, x5_strs(a, vals[f], nv[f]));
-    else ob_put(&o, map[f].field, rv_cstr(a, nv[f] ? vals[f][0] : ""));
+    if (map[f].multi) rego__ob_put(&o, map[f].field, rego__x5_strs(a, vals[f], nv[f]));
+    else rego__ob_put(&o, map[f].field, rv_cstr(a, nv[f] ? vals[f][0] : ""));
   }
-  ob_put(&o, "Names", nn ? rv_arr(a, names, nn) : &rv_null_v);
-  ob_put(&o, "ExtraNames", &rv_null_v);
-  return ob_done(&o);
+  rego__ob_put(&o, "Names", nn ? rv_arr(a, names, nn) : &rv_null_v);
+  rego__ob_put(&o, "ExtraNames", &rv_null_v);
+  return rego__ob_done(&o);
 }
 
-static rv *x5_time(rg_arena *a, const ASN1_TIME *t) {
+static rv *rego__x5_time(rg_arena *a, const ASN1_TIME *t) {
   struct tm tm;
   if (!t || ASN1_TIME_to_tm(t, &tm) != 1) return rv_cstr(a, "0001-01-01T00:00:00Z");
   char buf[40];
@@ -214,7 +214,7 @@ static rv *x5_time(rg_arena *a, const ASN1_TIME *t) {
 }
 
 /* Go's x509.PublicKeyAlgorithm numbering. */
-static int x5_pkalg(const EVP_PKEY *pk) {
+static int rego__x5_pkalg(const EVP_PKEY *pk) {
   if (!pk) return 0;
   if (EVP_PKEY_is_a(pk, "RSA") || EVP_PKEY_is_a(pk, "RSA-PSS")) return 1;
   if (EVP_PKEY_is_a(pk, "DSA")) return 2;
@@ -224,7 +224,7 @@ static int x5_pkalg(const EVP_PKEY *pk) {
 }
 
 /* Go's x509.SignatureAlgorithm numbering. */
-static int x5_sigalg(int nid) {
+static int rego__x5_sigalg(int nid) {
   switch (nid) {
   case NID_md2WithRSAEncryption: return 1;
   case NID_md5WithRSAEncryption: return 2;
@@ -246,41 +246,41 @@ static int x5_sigalg(int nid) {
 
 /* The public key as Go marshals rsa.PublicKey {N,E} / ecdsa.PublicKey {Curve,X,Y} /
  * ed25519.PublicKey (base64). */
-static rv *x5_pubkey(rg_arena *a, const EVP_PKEY *pk) {
+static rv *rego__x5_pubkey(rg_arena *a, const EVP_PKEY *pk) {
   if (!pk) return &rv_null_v;
   x5_ob o = {.a = a};
   if (EVP_PKEY_is_a(pk, "RSA") || EVP_PKEY_is_a(pk, "RSA-PSS")) {
     BIGNUM *n = NULL, *e = NULL;
     EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &n);
     EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e);
-    ob_put(&o, "N", x5_bn(a, n));
-    ob_put(&o, "E", x5_bn(a, e));
+    rego__ob_put(&o, "N", rego__x5_bn(a, n));
+    rego__ob_put(&o, "E", rego__x5_bn(a, e));
     BN_free(n);
     BN_free(e);
-    return ob_done(&o);
+    return rego__ob_done(&o);
   }
   if (EVP_PKEY_is_a(pk, "EC")) {
     BIGNUM *x = NULL, *y = NULL;
     EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_X, &x);
     EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_Y, &y);
-    ob_put(&o, "Curve", &rv_empty_obj_v);
-    ob_put(&o, "X", x5_bn(a, x));
-    ob_put(&o, "Y", x5_bn(a, y));
+    rego__ob_put(&o, "Curve", &rv_empty_obj_v);
+    rego__ob_put(&o, "X", rego__x5_bn(a, x));
+    rego__ob_put(&o, "Y", rego__x5_bn(a, y));
     BN_free(x);
     BN_free(y);
-    return ob_done(&o);
+    return rego__ob_done(&o);
   }
   if (EVP_PKEY_is_a(pk, "ED25519")) {
     uint8_t raw[32];
     size_t rl = sizeof(raw);
     if (EVP_PKEY_get_raw_public_key(pk, raw, &rl) != 1) return &rv_null_v;
-    return x5_b64(a, raw, rl);
+    return rego__x5_b64(a, raw, rl);
   }
   return &rv_null_v;
 }
 
 /* The subjectAltName entries of one kind (GEN_DNS, GEN_EMAIL, GEN_URI) as strings. */
-static rv *x5_sans(rg_arena *a, GENERAL_NAMES *gens, int type) {
+static rv *rego__x5_sans(rg_arena *a, GENERAL_NAMES *gens, int type) {
   const char *vals[256];
   size_t n = 0;
   for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens) && n < 256; i++) {
@@ -291,10 +291,10 @@ static rv *x5_sans(rg_arena *a, GENERAL_NAMES *gens, int type) {
     if (!c) return NULL;
     vals[n++] = c;
   }
-  return x5_strs(a, vals, n);
+  return rego__x5_strs(a, vals, n);
 }
 
-static rv *x5_ips(rg_arena *a, GENERAL_NAMES *gens) {
+static rv *rego__x5_ips(rg_arena *a, GENERAL_NAMES *gens) {
   const char *vals[256];
   size_t n = 0;
   for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens) && n < 256; i++) {
@@ -313,47 +313,47 @@ static rv *x5_ips(rg_arena *a, GENERAL_NAMES *gens) {
     if (!c) return NULL;
     vals[n++] = c;
   }
-  return x5_strs(a, vals, n);
+  return rego__x5_strs(a, vals, n);
 }
 
-static rv *x5_cert(rg_arena *a, X509 *x) {
+static rv *rego__x5_cert(rg_arena *a, X509 *x) {
   x5_ob o = {.a = a};
   unsigned char *der = NULL;
   int dl = i2d_X509(x, &der);
-  ob_put(&o, "Raw", dl > 0 ? x5_b64(a, der, (size_t)dl) : &rv_null_v);
+  rego__ob_put(&o, "Raw", dl > 0 ? rego__x5_b64(a, der, (size_t)dl) : &rv_null_v);
   OPENSSL_free(der);
   der = NULL;
   dl = i2d_re_X509_tbs(x, &der);
-  ob_put(&o, "RawTBSCertificate", dl > 0 ? x5_b64(a, der, (size_t)dl) : &rv_null_v);
+  rego__ob_put(&o, "RawTBSCertificate", dl > 0 ? rego__x5_b64(a, der, (size_t)dl) : &rv_null_v);
   OPENSSL_free(der);
   der = NULL;
   dl = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
-  ob_put(&o, "RawSubjectPublicKeyInfo", dl > 0 ? x5_b64(a, der, (size_t)dl) : &rv_null_v);
+  rego__ob_put(&o, "RawSubjectPublicKeyInfo", dl > 0 ? rego__x5_b64(a, der, (size_t)dl) : &rv_null_v);
   OPENSSL_free(der);
   der = NULL;
   dl = i2d_X509_NAME(X509_get_subject_name(x), &der);
-  ob_put(&o, "RawSubject", dl > 0 ? x5_b64(a, der, (size_t)dl) : &rv_null_v);
+  rego__ob_put(&o, "RawSubject", dl > 0 ? rego__x5_b64(a, der, (size_t)dl) : &rv_null_v);
   OPENSSL_free(der);
   der = NULL;
   dl = i2d_X509_NAME(X509_get_issuer_name(x), &der);
-  ob_put(&o, "RawIssuer", dl > 0 ? x5_b64(a, der, (size_t)dl) : &rv_null_v);
+  rego__ob_put(&o, "RawIssuer", dl > 0 ? rego__x5_b64(a, der, (size_t)dl) : &rv_null_v);
   OPENSSL_free(der);
   const ASN1_BIT_STRING *sig = NULL;
   const X509_ALGOR *salg = NULL;
   X509_get0_signature(&sig, &salg, x);
-  ob_put(&o, "Signature", sig ? x5_bytes(a, ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig)) : &rv_null_v);
-  ob_put(&o, "SignatureAlgorithm", rv_int(a, x5_sigalg(X509_get_signature_nid(x))));
+  rego__ob_put(&o, "Signature", sig ? rego__x5_bytes(a, ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig)) : &rv_null_v);
+  rego__ob_put(&o, "SignatureAlgorithm", rv_int(a, rego__x5_sigalg(X509_get_signature_nid(x))));
   EVP_PKEY *pk = X509_get0_pubkey(x);
-  ob_put(&o, "PublicKeyAlgorithm", rv_int(a, x5_pkalg(pk)));
-  ob_put(&o, "PublicKey", x5_pubkey(a, pk));
-  ob_put(&o, "Version", rv_int(a, X509_get_version(x) + 1));
+  rego__ob_put(&o, "PublicKeyAlgorithm", rv_int(a, rego__x5_pkalg(pk)));
+  rego__ob_put(&o, "PublicKey", rego__x5_pubkey(a, pk));
+  rego__ob_put(&o, "Version", rv_int(a, X509_get_version(x) + 1));
   BIGNUM *sn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-  ob_put(&o, "SerialNumber", x5_bn(a, sn));
+  rego__ob_put(&o, "SerialNumber", rego__x5_bn(a, sn));
   BN_free(sn);
-  ob_put(&o, "Issuer", x5_name(a, X509_get_issuer_name(x)));
-  ob_put(&o, "Subject", x5_name(a, X509_get_subject_name(x)));
-  ob_put(&o, "NotBefore", x5_time(a, X509_get0_notBefore(x)));
-  ob_put(&o, "NotAfter", x5_time(a, X509_get0_notAfter(x)));
+  rego__ob_put(&o, "Issuer", rego__x5_name(a, X509_get_issuer_name(x)));
+  rego__ob_put(&o, "Subject", rego__x5_name(a, X509_get_subject_name(x)));
+  rego__ob_put(&o, "NotBefore", rego__x5_time(a, X509_get0_notBefore(x)));
+  rego__ob_put(&o, "NotAfter", rego__x5_time(a, X509_get0_notAfter(x)));
   uint32_t ku = X509_get_key_usage(x);
   /* OpenSSL's KU bits are the DER bit string reversed per byte; Go numbers bit 0 = digitalSignature */
   int goku = 0;
@@ -364,7 +364,7 @@ static rv *x5_cert(rg_arena *a, X509 *x) {
     for (int i = 0; i < 9; i++)
       if (ku & bits[i]) goku |= 1 << i;
   }
-  ob_put(&o, "KeyUsage", rv_int(a, goku));
+  rego__ob_put(&o, "KeyUsage", rv_int(a, goku));
   /* extensions */
   int next = X509_get_ext_count(x);
   rv *exts[64];
@@ -373,14 +373,14 @@ static rv *x5_cert(rg_arena *a, X509 *x) {
     X509_EXTENSION *e = X509_get_ext(x, i);
     const ASN1_OCTET_STRING *d = X509_EXTENSION_get_data(e);
     x5_ob t = {.a = a};
-    ob_put(&t, "Id", x5_oid(a, X509_EXTENSION_get_object(e)));
-    ob_put(&t, "Critical", rv_bool(X509_EXTENSION_get_critical(e) > 0));
-    ob_put(&t, "Value", x5_bytes(a, ASN1_STRING_get0_data(d), (size_t)ASN1_STRING_length(d)));
-    if (!(exts[ne++] = ob_done(&t))) return NULL;
+    rego__ob_put(&t, "Id", rego__x5_oid(a, X509_EXTENSION_get_object(e)));
+    rego__ob_put(&t, "Critical", rv_bool(X509_EXTENSION_get_critical(e) > 0));
+    rego__ob_put(&t, "Value", rego__x5_bytes(a, ASN1_STRING_get0_data(d), (size_t)ASN1_STRING_length(d)));
+    if (!(exts[ne++] = rego__ob_done(&t))) return NULL;
   }
-  ob_put(&o, "Extensions", ne ? rv_arr(a, exts, ne) : &rv_null_v);
-  ob_put(&o, "ExtraExtensions", &rv_null_v);
-  ob_put(&o, "UnhandledCriticalExtensions", &rv_null_v);
+  rego__ob_put(&o, "Extensions", ne ? rv_arr(a, exts, ne) : &rv_null_v);
+  rego__ob_put(&o, "ExtraExtensions", &rv_null_v);
+  rego__ob_put(&o, "UnhandledCriticalExtensions", &rv_null_v);
   /* extended key usage, Go numbering */
   uint32_t xku = X509_get_extended_key_usage(x);
   rv *ekus[8];
@@ -396,26 +396,26 @@ static rv *x5_cert(rg_arena *a, X509 *x) {
     for (size_t i = 0; i < nek; i++)
       if (!ekus[i]) return NULL;
   }
-  ob_put(&o, "ExtKeyUsage", nek ? rv_arr(a, ekus, nek) : &rv_null_v);
-  ob_put(&o, "UnknownExtKeyUsage", &rv_null_v);
+  rego__ob_put(&o, "ExtKeyUsage", nek ? rv_arr(a, ekus, nek) : &rv_null_v);
+  rego__ob_put(&o, "UnknownExtKeyUsage", &rv_null_v);
   uint32_t fl = X509_get_extension_flags(x);
   bool bc = (fl & EXFLAG_BCONS) != 0, ca = (fl & EXFLAG_CA) != 0 && bc;
   long pl = X509_get_pathlen(x);
-  ob_put(&o, "BasicConstraintsValid", rv_bool(bc));
-  ob_put(&o, "IsCA", rv_bool(ca));
-  ob_put(&o, "MaxPathLen", rv_int(a, bc ? (pl >= 0 ? pl : -1) : 0));
-  ob_put(&o, "MaxPathLenZero", rv_bool(bc && pl == 0));
+  rego__ob_put(&o, "BasicConstraintsValid", rv_bool(bc));
+  rego__ob_put(&o, "IsCA", rv_bool(ca));
+  rego__ob_put(&o, "MaxPathLen", rv_int(a, bc ? (pl >= 0 ? pl : -1) : 0));
+  rego__ob_put(&o, "MaxPathLenZero", rv_bool(bc && pl == 0));
   const ASN1_OCTET_STRING *skid = X509_get0_subject_key_id(x), *akid = X509_get0_authority_key_id(x);
-  ob_put(&o, "SubjectKeyId", skid ? x5_bytes(a, ASN1_STRING_get0_data(skid), (size_t)ASN1_STRING_length(skid)) : &rv_null_v);
-  ob_put(&o, "AuthorityKeyId", akid ? x5_bytes(a, ASN1_STRING_get0_data(akid), (size_t)ASN1_STRING_length(akid)) : &rv_null_v);
+  rego__ob_put(&o, "SubjectKeyId", skid ? rego__x5_bytes(a, ASN1_STRING_get0_data(skid), (size_t)ASN1_STRING_length(skid)) : &rv_null_v);
+  rego__ob_put(&o, "AuthorityKeyId", akid ? rego__x5_bytes(a, ASN1_STRING_get0_data(akid), (size_t)ASN1_STRING_length(akid)) : &rv_null_v);
   GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-  ob_put(&o, "DNSNames", x5_sans(a, gens, GEN_DNS));
-  ob_put(&o, "EmailAddresses", x5_sans(a, gens, GEN_EMAIL));
-  ob_put(&o, "IPAddresses", x5_ips(a, gens));
-  rv *uris = x5_sans(a, gens, GEN_URI);
+  rego__ob_put(&o, "DNSNames", rego__x5_sans(a, gens, GEN_DNS));
+  rego__ob_put(&o, "EmailAddresses", rego__x5_sans(a, gens, GEN_EMAIL));
+  rego__ob_put(&o, "IPAddresses", rego__x5_ips(a, gens));
+  rv *uris = rego__x5_sans(a, gens, GEN_URI);
   GENERAL_NAMES_free(gens);
-  ob_put(&o, "URIStrings", uris);
-  return ob_done(&o);
+  rego__ob_put(&o, "URIStrings", uris);
+  return rego__ob_done(&o);
 }
 
 /* ---------------------------------------------------------------- input decoding */
@@ -424,13 +424,13 @@ typedef struct {
   size_t n;
 } x5_certs;
 
-static void x5_certs_free(x5_certs *cs) {
+static void rego__x5_certs_free(x5_certs *cs) {
   for (size_t i = 0; i < cs->n; i++) X509_free(cs->c[i]);
   cs->n = 0;
 }
 
 /* Concatenated DER certificates (x509.ParseCertificates). */
-static bool x5_parse_der(const uint8_t *d, size_t n, x5_certs *cs, char *why, size_t wl) {
+static bool rego__x5_parse_der(const uint8_t *d, size_t n, x5_certs *cs, char *why, size_t wl) {
   const uint8_t *p = d, *end = d + n;
   while (p < end) {
     if (cs->n == X5_MAX_CERTS) {
@@ -448,7 +448,7 @@ static bool x5_parse_der(const uint8_t *d, size_t n, x5_certs *cs, char *why, si
 }
 
 /* PEM CERTIFICATE blocks (getX509CertsFromPem). */
-static bool x5_parse_pem(const char *s, size_t n, x5_certs *cs, char *why, size_t wl) {
+static bool rego__x5_parse_pem(const char *s, size_t n, x5_certs *cs, char *why, size_t wl) {
   BIO *b = BIO_new_mem_buf(s, (int)n);
   if (!b) {
     snprintf(why, wl, "out of memory");
@@ -464,7 +464,7 @@ static bool x5_parse_pem(const char *s, size_t n, x5_certs *cs, char *why, size_
       snprintf(why, wl, "PEM block type is '%.64s', expected CERTIFICATE", name);
       ok = false;
     } else {
-      ok = x5_parse_der(der, (size_t)dl, cs, why, wl);
+      ok = rego__x5_parse_der(der, (size_t)dl, cs, why, wl);
     }
     OPENSSL_free(name);
     OPENSSL_free(hdr);
@@ -478,7 +478,7 @@ static bool x5_parse_pem(const char *s, size_t n, x5_certs *cs, char *why, size_
 
 /* getX509CertsFromString: PEM, or base64 of PEM or DER. Returns 0, 1 (why says why) or -1
  * (out of memory). */
-static int x5_certs_parse(rg_arena *a, const rv *in, x5_certs *cs, char *why, size_t wl) {
+static int rego__x5_certs_parse(rg_arena *a, const rv *in, x5_certs *cs, char *why, size_t wl) {
   cs->n = 0;
   bool ok;
   if (in->n > X5_INPUT_MAX) {
@@ -486,58 +486,58 @@ static int x5_certs_parse(rg_arena *a, const rv *in, x5_certs *cs, char *why, si
     return 1;
   }
   if (!strncmp(in->u.s, "-----BEGIN", 10)) {
-    ok = x5_parse_pem(in->u.s, in->n, cs, why, wl);
+    ok = rego__x5_parse_pem(in->u.s, in->n, cs, why, wl);
   } else {
     uint8_t *d;
     size_t dl;
-    long bad = x5_b64dec(a, in->u.s, in->n, &d, &dl);
+    long bad = rego__x5_b64dec(a, in->u.s, in->n, &d, &dl);
     if (bad == -2) return -1;
     if (bad >= 0) {
       snprintf(why, wl, "illegal base64 data at input byte %ld", bad);
       ok = false;
     } else if (dl >= 10 && !memcmp(d, "-----BEGIN", 10)) {
-      ok = x5_parse_pem((const char *)d, dl, cs, why, wl);
+      ok = rego__x5_parse_pem((const char *)d, dl, cs, why, wl);
     } else {
-      ok = x5_parse_der(d, dl, cs, why, wl);
+      ok = rego__x5_parse_der(d, dl, cs, why, wl);
     }
   }
-  if (!ok) x5_certs_free(cs);
+  if (!ok) rego__x5_certs_free(cs);
   return ok ? 0 : 1;
 }
 
-static rv *x5_cert_list(rg_arena *a, X509 **c, size_t n) {
+static rv *rego__x5_cert_list(rg_arena *a, X509 **c, size_t n) {
   rv *items[X5_MAX_CERTS];
   for (size_t i = 0; i < n; i++)
-    if (!(items[i] = x5_cert(a, c[i]))) return NULL;
+    if (!(items[i] = rego__x5_cert(a, c[i]))) return NULL;
   return rv_arr(a, items, n);
 }
 
-static ct_status bi_parse_certificates(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_parse_certificates(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "crypto.x509.parse_certificates";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   x5_certs cs;
   char why[160] = "";
-  int r = x5_certs_parse(A, a[0], &cs, why, sizeof(why));
+  int r = rego__x5_certs_parse(A, a[0], &cs, why, sizeof(why));
   if (r < 0) return rg_bi_oom(ev);
   if (r > 0) return rg_bi_fail(ev, "%s: %s", fname, why);
-  *out = x5_cert_list(A, cs.c, cs.n);
-  x5_certs_free(&cs);
+  *out = rego__x5_cert_list(A, cs.c, cs.n);
+  rego__x5_certs_free(&cs);
   return *out ? CT_OK : rg_bi_oom(ev);
 }
 
 /* The first certificate is the root, the last the leaf, those between intermediates; the
  * result is the verified chain leaf first. Any failure is [false, []]. */
-static ct_status bi_parse_and_verify(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_parse_and_verify(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "crypto.x509.parse_and_verify_certificates";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   rv *fail_items[2] = {RV_FALSE, &rv_empty_arr_v};
   x5_certs cs = {0};
   char why[160] = "";
-  int r = x5_certs_parse(A, a[0], &cs, why, sizeof(why));
+  int r = rego__x5_certs_parse(A, a[0], &cs, why, sizeof(why));
   if (r < 0) return rg_bi_oom(ev);
   if (r > 0 || cs.n < 2) {
     /* a parse error is not an error here: the chain is "not verified" */
-    x5_certs_free(&cs);
+    rego__x5_certs_free(&cs);
     *out = rv_arr(A, fail_items, 2);
     return *out ? CT_OK : rg_bi_oom(ev);
   }
@@ -555,7 +555,7 @@ static ct_status bi_parse_and_verify(rg_ev *ev, rv **a, rv **out) {
         size_t cn = (size_t)sk_X509_num(chain);
         X509 *cc[X5_MAX_CERTS];
         for (size_t i = 0; i < cn && i < X5_MAX_CERTS; i++) cc[i] = sk_X509_value(chain, (int)i);
-        rv *list = x5_cert_list(A, cc, cn < X5_MAX_CERTS ? cn : X5_MAX_CERTS);
+        rv *list = rego__x5_cert_list(A, cc, cn < X5_MAX_CERTS ? cn : X5_MAX_CERTS);
         rv *items[2] = {RV_TRUE, list};
         *out = list ? rv_arr(A, items, 2) : NULL;
       }
@@ -565,13 +565,13 @@ static ct_status bi_parse_and_verify(rg_ev *ev, rv **a, rv **out) {
   X509_STORE_CTX_free(ctx);
   sk_X509_free(mid);
   X509_STORE_free(st);
-  x5_certs_free(&cs);
+  rego__x5_certs_free(&cs);
   if (!verified) *out = rv_arr(A, fail_items, 2);
   return *out ? CT_OK : rg_bi_oom(ev);
 }
 
 /* ---------------------------------------------------------------- CSR */
-static ct_status bi_parse_csr(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_parse_csr(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "crypto.x509.parse_certificate_request";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   if (a[0]->n > X5_INPUT_MAX) return rg_bi_fail(ev, "%s: input larger than %u bytes", fname, X5_INPUT_MAX);
@@ -579,7 +579,7 @@ static ct_status bi_parse_csr(rg_ev *ev, rv **a, rv **out) {
   size_t dl = a[0]->n;
   if (strncmp(a[0]->u.s, "-----BEGIN CERTIFICATE REQUEST-----", 35)) {
     uint8_t *dd;
-    long bad = x5_b64dec(A, a[0]->u.s, a[0]->n, &dd, &dl);
+    long bad = rego__x5_b64dec(A, a[0]->u.s, a[0]->n, &dd, &dl);
     if (bad == -2) return rg_bi_oom(ev);
     if (bad >= 0) return rg_bi_fail(ev, "%s: illegal base64 data at input byte %ld", fname, bad);
     d = dd;
@@ -611,31 +611,31 @@ static ct_status bi_parse_csr(rg_ev *ev, rv **a, rv **out) {
   x5_ob o = {.a = A};
   unsigned char *raw = NULL;
   int rl = i2d_X509_REQ(req, &raw);
-  ob_put(&o, "Raw", rl > 0 ? x5_b64(A, raw, (size_t)rl) : &rv_null_v);
+  rego__ob_put(&o, "Raw", rl > 0 ? rego__x5_b64(A, raw, (size_t)rl) : &rv_null_v);
   OPENSSL_free(raw);
-  ob_put(&o, "Version", rv_int(A, X509_REQ_get_version(req)));
+  rego__ob_put(&o, "Version", rv_int(A, X509_REQ_get_version(req)));
   const ASN1_BIT_STRING *sig = NULL;
   const X509_ALGOR *alg = NULL;
   X509_REQ_get0_signature(req, &sig, &alg);
-  ob_put(&o, "Signature", sig ? x5_bytes(A, ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig)) : &rv_null_v);
-  ob_put(&o, "SignatureAlgorithm", rv_int(A, x5_sigalg(X509_REQ_get_signature_nid(req))));
+  rego__ob_put(&o, "Signature", sig ? rego__x5_bytes(A, ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig)) : &rv_null_v);
+  rego__ob_put(&o, "SignatureAlgorithm", rv_int(A, rego__x5_sigalg(X509_REQ_get_signature_nid(req))));
   EVP_PKEY *pk = X509_REQ_get0_pubkey(req);
-  ob_put(&o, "PublicKeyAlgorithm", rv_int(A, x5_pkalg(pk)));
-  ob_put(&o, "PublicKey", x5_pubkey(A, pk));
-  ob_put(&o, "Subject", x5_name(A, X509_REQ_get_subject_name(req)));
+  rego__ob_put(&o, "PublicKeyAlgorithm", rv_int(A, rego__x5_pkalg(pk)));
+  rego__ob_put(&o, "PublicKey", rego__x5_pubkey(A, pk));
+  rego__ob_put(&o, "Subject", rego__x5_name(A, X509_REQ_get_subject_name(req)));
   STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
   GENERAL_NAMES *gens = NULL;
   for (int i = 0; exts && i < sk_X509_EXTENSION_num(exts) && !gens; i++) {
     X509_EXTENSION *e = sk_X509_EXTENSION_value(exts, i);
     if (OBJ_obj2nid(X509_EXTENSION_get_object(e)) == NID_subject_alt_name) gens = X509V3_EXT_d2i(e);
   }
-  ob_put(&o, "DNSNames", x5_sans(A, gens, GEN_DNS));
-  ob_put(&o, "EmailAddresses", x5_sans(A, gens, GEN_EMAIL));
-  ob_put(&o, "IPAddresses", x5_ips(A, gens));
+  rego__ob_put(&o, "DNSNames", rego__x5_sans(A, gens, GEN_DNS));
+  rego__ob_put(&o, "EmailAddresses", rego__x5_sans(A, gens, GEN_EMAIL));
+  rego__ob_put(&o, "IPAddresses", rego__x5_ips(A, gens));
   GENERAL_NAMES_free(gens);
   sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
   X509_REQ_free(req);
-  *out = ob_done(&o);
+  *out = rego__ob_done(&o);
   return *out ? CT_OK : rg_bi_oom(ev);
 }
 
@@ -645,14 +645,14 @@ typedef struct {
   size_t n;
 } x5_keys;
 
-static void x5_keys_free(x5_keys *ks) {
+static void rego__x5_keys_free(x5_keys *ks) {
   for (size_t i = 0; i < ks->n; i++) EVP_PKEY_free(ks->k[i]);
   ks->n = 0;
 }
 
 /* getPrivateKeysFromPEMData: RSA PRIVATE KEY, PRIVATE KEY and EC PRIVATE KEY blocks; other
  * blocks are skipped. A block that does not parse is an error. */
-static bool x5_keys_from_pem(const char *s, size_t n, x5_keys *ks, char *why, size_t wl) {
+static bool rego__x5_keys_from_pem(const char *s, size_t n, x5_keys *ks, char *why, size_t wl) {
   BIO *b = BIO_new_mem_buf(s, (int)n);
   if (!b) return false;
   bool ok = true;
@@ -687,7 +687,7 @@ static bool x5_keys_from_pem(const char *s, size_t n, x5_keys *ks, char *why, si
   return ok;
 }
 
-static rv *x5_b64u_bn(rg_arena *a, const BIGNUM *b) {
+static rv *rego__x5_b64u_bn(rg_arena *a, const BIGNUM *b) {
   static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   if (!b) return NULL;
   int n = BN_num_bytes(b);
@@ -711,7 +711,7 @@ static rv *x5_b64u_bn(rg_arena *a, const BIGNUM *b) {
 }
 
 /* Go's JSON of rsa.PrivateKey / ecdsa.PrivateKey / ed25519.PrivateKey. */
-static rv *x5_privkey(rg_arena *a, const EVP_PKEY *pk) {
+static rv *rego__x5_privkey(rg_arena *a, const EVP_PKEY *pk) {
   x5_ob o = {.a = a};
   if (EVP_PKEY_is_a(pk, "RSA")) {
     BIGNUM *n = NULL, *e = NULL, *d = NULL, *p = NULL, *q = NULL;
@@ -720,44 +720,44 @@ static rv *x5_privkey(rg_arena *a, const EVP_PKEY *pk) {
     EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_D, &d);
     EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_FACTOR1, &p);
     EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_FACTOR2, &q);
-    ob_put(&o, "N", x5_bn(a, n));
-    ob_put(&o, "E", x5_bn(a, e));
-    ob_put(&o, "D", x5_bn(a, d));
-    rv *pr[2] = {x5_bn(a, p), x5_bn(a, q)};
-    ob_put(&o, "Primes", pr[0] && pr[1] ? rv_arr(a, pr, 2) : NULL);
+    rego__ob_put(&o, "N", rego__x5_bn(a, n));
+    rego__ob_put(&o, "E", rego__x5_bn(a, e));
+    rego__ob_put(&o, "D", rego__x5_bn(a, d));
+    rv *pr[2] = {rego__x5_bn(a, p), rego__x5_bn(a, q)};
+    rego__ob_put(&o, "Primes", pr[0] && pr[1] ? rv_arr(a, pr, 2) : NULL);
     BN_free(n);
     BN_free(e);
     BN_clear_free(d);
     BN_clear_free(p);
     BN_clear_free(q);
-    return ob_done(&o);
+    return rego__ob_done(&o);
   }
   if (EVP_PKEY_is_a(pk, "EC")) {
     BIGNUM *x = NULL, *y = NULL, *d = NULL;
     EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_X, &x);
     EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_Y, &y);
     EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_PRIV_KEY, &d);
-    ob_put(&o, "Curve", &rv_empty_obj_v);
-    ob_put(&o, "X", x5_bn(a, x));
-    ob_put(&o, "Y", x5_bn(a, y));
-    ob_put(&o, "D", x5_bn(a, d));
+    rego__ob_put(&o, "Curve", &rv_empty_obj_v);
+    rego__ob_put(&o, "X", rego__x5_bn(a, x));
+    rego__ob_put(&o, "Y", rego__x5_bn(a, y));
+    rego__ob_put(&o, "D", rego__x5_bn(a, d));
     BN_free(x);
     BN_free(y);
     BN_clear_free(d);
-    return ob_done(&o);
+    return rego__ob_done(&o);
   }
   uint8_t raw[64];
   size_t rl = 32, pl = 32;
   if (EVP_PKEY_is_a(pk, "ED25519") && EVP_PKEY_get_raw_private_key(pk, raw, &rl) == 1 &&
       EVP_PKEY_get_raw_public_key(pk, raw + 32, &pl) == 1) {
-    rv *r = x5_b64(a, raw, 64); /* Go's ed25519.PrivateKey is seed || public key */
+    rv *r = rego__x5_b64(a, raw, 64); /* Go's ed25519.PrivateKey is seed || public key */
     ct_wipe(raw, sizeof(raw));
     return r;
   }
   return &rv_null_v;
 }
 
-static ct_status bi_parse_private_keys(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_parse_private_keys(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "crypto.parse_private_keys";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   if (a[0]->n == 0) {
@@ -769,7 +769,7 @@ static ct_status bi_parse_private_keys(rg_ev *ev, rv **a, rv **out) {
   size_t n = a[0]->n;
   uint8_t *d;
   size_t dl;
-  long bad = x5_b64dec(A, s, n, &d, &dl);
+  long bad = rego__x5_b64dec(A, s, n, &d, &dl);
   if (bad == -2) return rg_bi_oom(ev);
   if (bad == -1) {
     s = (const char *)d;
@@ -777,22 +777,22 @@ static ct_status bi_parse_private_keys(rg_ev *ev, rv **a, rv **out) {
   }
   x5_keys ks = {0};
   char why[160] = "";
-  if (!x5_keys_from_pem(s, n, &ks, why, sizeof(why))) {
-    x5_keys_free(&ks);
+  if (!rego__x5_keys_from_pem(s, n, &ks, why, sizeof(why))) {
+    rego__x5_keys_free(&ks);
     return rg_bi_fail(ev, "%s: %s", fname, why);
   }
   rv *items[X5_MAX_KEYS];
   bool ok = true;
-  for (size_t i = 0; i < ks.n; i++) ok = ok && (items[i] = x5_privkey(A, ks.k[i])) != NULL;
+  for (size_t i = 0; i < ks.n; i++) ok = ok && (items[i] = rego__x5_privkey(A, ks.k[i])) != NULL;
   size_t nk = ks.n;
-  x5_keys_free(&ks);
+  rego__x5_keys_free(&ks);
   if (!ok) return rg_bi_oom(ev);
   *out = nk ? rv_arr(A, items, nk) : &rv_empty_arr_v;
   return *out ? CT_OK : rg_bi_oom(ev);
 }
 
 /* A JWK of the first private key (only RSA keys are expected; others are reported). */
-static ct_status bi_parse_rsa_private_key(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_parse_rsa_private_key(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "crypto.x509.parse_rsa_private_key";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   if (a[0]->n == 0) return rg_bi_fail(ev, "%s: input PEM data was empty", fname);
@@ -802,7 +802,7 @@ static ct_status bi_parse_rsa_private_key(rg_ev *ev, rv **a, rv **out) {
   if (strncmp(s, "-----BEGIN", 10)) {
     uint8_t *d;
     size_t dl;
-    long bad = x5_b64dec(A, s, n, &d, &dl);
+    long bad = rego__x5_b64dec(A, s, n, &d, &dl);
     if (bad == -2) return rg_bi_oom(ev);
     if (bad >= 0) return rg_bi_fail(ev, "%s: illegal base64 data at input byte %ld", fname, bad);
     s = (const char *)d;
@@ -810,8 +810,8 @@ static ct_status bi_parse_rsa_private_key(rg_ev *ev, rv **a, rv **out) {
   }
   x5_keys ks = {0};
   char why[160] = "";
-  if (!x5_keys_from_pem(s, n, &ks, why, sizeof(why))) {
-    x5_keys_free(&ks);
+  if (!rego__x5_keys_from_pem(s, n, &ks, why, sizeof(why))) {
+    rego__x5_keys_free(&ks);
     return rg_bi_fail(ev, "%s: %s", fname, why);
   }
   if (!ks.n) {
@@ -828,23 +828,23 @@ static ct_status bi_parse_rsa_private_key(rg_ev *ev, rv **a, rv **out) {
              {OSSL_PKEY_PARAM_RSA_EXPONENT2, "dq"}, {OSSL_PKEY_PARAM_RSA_E, "e"},
              {OSSL_PKEY_PARAM_RSA_N, "n"},         {OSSL_PKEY_PARAM_RSA_FACTOR1, "p"},
              {OSSL_PKEY_PARAM_RSA_FACTOR2, "q"},   {OSSL_PKEY_PARAM_RSA_COEFFICIENT1, "qi"}};
-    ob_put(&o, "kty", rv_cstr(A, "RSA"));
+    rego__ob_put(&o, "kty", rv_cstr(A, "RSA"));
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
       BIGNUM *b = NULL;
-      if (EVP_PKEY_get_bn_param(pk, f[i].param, &b) == 1) ob_put(&o, f[i].jwk, x5_b64u_bn(A, b));
+      if (EVP_PKEY_get_bn_param(pk, f[i].param, &b) == 1) rego__ob_put(&o, f[i].jwk, rego__x5_b64u_bn(A, b));
       BN_clear_free(b);
     }
-    *out = ob_done(&o);
+    *out = rego__ob_done(&o);
     if (!*out) st = rg_bi_oom(ev);
   } else {
     st = rg_bi_fail(ev, "%s: not an RSA private key", fname);
   }
-  x5_keys_free(&ks);
+  rego__x5_keys_free(&ks);
   return st;
 }
 
 /* tls.X509KeyPair: the certificate chain and a matching private key. */
-static ct_status bi_parse_keypair(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_parse_keypair(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "crypto.x509.parse_keypair";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_STR));
@@ -854,34 +854,34 @@ static ct_status bi_parse_keypair(rg_ev *ev, rv **a, rv **out) {
   size_t cn = a[0]->n, kn = a[1]->n;
   if (strncmp(cs_, "-----BEGIN ", 11)) {
     uint8_t *d;
-    long bad = x5_b64dec(A, cs_, cn, &d, &cn);
+    long bad = rego__x5_b64dec(A, cs_, cn, &d, &cn);
     if (bad == -2) return rg_bi_oom(ev);
     if (bad >= 0) return rg_bi_fail(ev, "%s: illegal base64 data at input byte %ld", fname, bad);
     cs_ = (const char *)d;
   }
   if (strncmp(ks_, "-----BEGIN ", 11)) {
     uint8_t *d;
-    long bad = x5_b64dec(A, ks_, kn, &d, &kn);
+    long bad = rego__x5_b64dec(A, ks_, kn, &d, &kn);
     if (bad == -2) return rg_bi_oom(ev);
     if (bad >= 0) return rg_bi_fail(ev, "%s: illegal base64 data at input byte %ld", fname, bad);
     ks_ = (const char *)d;
   }
   x5_certs cs = {0};
   char why[160] = "";
-  bool ok = cn >= 11 && !strncmp(cs_, "-----BEGIN ", 11) ? x5_parse_pem(cs_, cn, &cs, why, sizeof(why))
-                                                          : x5_parse_der((const uint8_t *)cs_, cn, &cs, why, sizeof(why));
+  bool ok = cn >= 11 && !strncmp(cs_, "-----BEGIN ", 11) ? rego__x5_parse_pem(cs_, cn, &cs, why, sizeof(why))
+                                                          : rego__x5_parse_der((const uint8_t *)cs_, cn, &cs, why, sizeof(why));
   if (ok && !cs.n) {
     snprintf(why, sizeof(why), "tls: failed to find any PEM data in certificate input");
     ok = false;
   }
   if (!ok) {
-    x5_certs_free(&cs);
+    rego__x5_certs_free(&cs);
     return rg_bi_fail(ev, "%s: %s", fname, why);
   }
   x5_keys ks = {0};
   EVP_PKEY *key = NULL;
   if (kn >= 11 && !strncmp(ks_, "-----BEGIN ", 11)) {
-    ok = x5_keys_from_pem(ks_, kn, &ks, why, sizeof(why));
+    ok = rego__x5_keys_from_pem(ks_, kn, &ks, why, sizeof(why));
     if (ok && !ks.n) {
       snprintf(why, sizeof(why), "tls: failed to find any PEM data in key input");
       ok = false;
@@ -909,31 +909,31 @@ static ct_status bi_parse_keypair(rg_ev *ev, rv **a, rv **out) {
     for (size_t i = 0; i < cs.n && ok; i++) {
       unsigned char *der = NULL;
       int dl = i2d_X509(cs.c[i], &der);
-      ders[i] = dl > 0 ? x5_b64(A, der, (size_t)dl) : NULL;
+      ders[i] = dl > 0 ? rego__x5_b64(A, der, (size_t)dl) : NULL;
       OPENSSL_free(der);
       ok = ders[i] != NULL;
     }
     x5_ob o = {.a = A};
-    ob_put(&o, "Certificate", ok ? rv_arr(A, ders, cs.n) : NULL);
-    ob_put(&o, "PrivateKey", x5_privkey(A, key));
-    ob_put(&o, "Leaf", x5_cert(A, cs.c[0]));
-    ob_put(&o, "OCSPStaple", &rv_null_v);
-    ob_put(&o, "SignedCertificateTimestamps", &rv_null_v);
-    ob_put(&o, "SupportedSignatureAlgorithms", &rv_null_v);
-    *out = ob_done(&o);
+    rego__ob_put(&o, "Certificate", ok ? rv_arr(A, ders, cs.n) : NULL);
+    rego__ob_put(&o, "PrivateKey", rego__x5_privkey(A, key));
+    rego__ob_put(&o, "Leaf", rego__x5_cert(A, cs.c[0]));
+    rego__ob_put(&o, "OCSPStaple", &rv_null_v);
+    rego__ob_put(&o, "SignedCertificateTimestamps", &rv_null_v);
+    rego__ob_put(&o, "SupportedSignatureAlgorithms", &rv_null_v);
+    *out = rego__ob_done(&o);
     if (!*out) st = rg_bi_oom(ev);
   }
-  x5_keys_free(&ks);
-  x5_certs_free(&cs);
+  rego__x5_keys_free(&ks);
+  rego__x5_certs_free(&cs);
   return st;
 }
 
 const rg_builtin rg_builtins_x509[] = {
-    {"crypto.x509.parse_certificates", 1, bi_parse_certificates, false},
-    {"crypto.x509.parse_and_verify_certificates", 1, bi_parse_and_verify, true},
-    {"crypto.x509.parse_certificate_request", 1, bi_parse_csr, false},
-    {"crypto.x509.parse_keypair", 2, bi_parse_keypair, false},
-    {"crypto.x509.parse_rsa_private_key", 1, bi_parse_rsa_private_key, false},
-    {"crypto.parse_private_keys", 1, bi_parse_private_keys, false},
+    {"crypto.x509.parse_certificates", 1, rego__bi_parse_certificates, false},
+    {"crypto.x509.parse_and_verify_certificates", 1, rego__bi_parse_and_verify, true},
+    {"crypto.x509.parse_certificate_request", 1, rego__bi_parse_csr, false},
+    {"crypto.x509.parse_keypair", 2, rego__bi_parse_keypair, false},
+    {"crypto.x509.parse_rsa_private_key", 1, rego__bi_parse_rsa_private_key, false},
+    {"crypto.parse_private_keys", 1, rego__bi_parse_private_keys, false},
     {NULL, 0, NULL, false},
 };
