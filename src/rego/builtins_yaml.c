@@ -24,7 +24,7 @@
 #define YAML_OUTPUT_MAX (16u << 20)
 
 /* ---------------------------------------------------------------- scalars */
-static bool ym_all(const char *s, size_t n, const char *set) {
+static bool rego__ym_all(const char *s, size_t n, const char *set) {
   if (!n) return false;
   for (size_t i = 0; i < n; i++)
     if (!s[i] || !strchr(set, s[i])) return false;
@@ -34,7 +34,7 @@ static bool ym_all(const char *s, size_t n, const char *set) {
 enum { YS_STR, YS_NULL, YS_TRUE, YS_FALSE, YS_INT, YS_FLOAT, YS_SPECIAL };
 
 /* Classifies a plain scalar the way go-yaml v3 resolves it. */
-static int ym_resolve(const char *s, size_t n) {
+static int rego__ym_resolve(const char *s, size_t n) {
   static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
   static const char *const trues[] = {"true", "True", "TRUE"};
   static const char *const falses[] = {"false", "False", "FALSE"};
@@ -49,9 +49,9 @@ static int ym_resolve(const char *s, size_t n) {
   if (m && (*p == '-' || *p == '+')) p++, m--;
   if (m > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'o' || p[1] == 'b')) {
     const char *set = p[1] == 'x' ? "0123456789abcdefABCDEF" : p[1] == 'o' ? "01234567" : "01";
-    if (ym_all(p + 2, m - 2, set)) return YS_INT;
+    if (rego__ym_all(p + 2, m - 2, set)) return YS_INT;
   }
-  if (ym_all(p, m, "0123456789")) return YS_INT;
+  if (rego__ym_all(p, m, "0123456789")) return YS_INT;
   static const char *const specials[] = {".inf", ".Inf", ".INF", ".nan", ".NaN", ".NAN"};
   for (size_t i = 0; i < 6; i++)
     if (strlen(specials[i]) == m && !memcmp(p, specials[i], m) && (i < 3 || p == s)) return YS_SPECIAL;
@@ -73,7 +73,7 @@ static int ym_resolve(const char *s, size_t n) {
   return i == m ? YS_FLOAT : YS_STR;
 }
 
-static rv *ym_number(rg_arena *a, const char *s, size_t n, int kind) {
+static rv *rego__ym_number(rg_arena *a, const char *s, size_t n, int kind) {
   char buf[128];
   if (n >= sizeof(buf)) return NULL;
   memcpy(buf, s, n);
@@ -106,28 +106,28 @@ typedef struct {
   char err[256];
 } ym_ld;
 
-static rv *ym_value(ym_ld *l, yaml_node_t *nd, int depth);
+static rv *rego__ym_value(ym_ld *l, yaml_node_t *nd, int depth);
 
-static rv *ym_fail(ym_ld *l, const char *msg) {
+static rv *rego__ym_fail(ym_ld *l, const char *msg) {
   if (!l->err[0]) snprintf(l->err, sizeof(l->err), "%s", msg);
   return NULL;
 }
 
 /* The key text of a mapping key (go-yaml decodes into map[string]any after jsonable). */
-static rv *ym_key(ym_ld *l, yaml_node_t *k) {
-  if (!k || k->type != YAML_SCALAR_NODE) return ym_fail(l, "yaml: unsupported map key: only scalar keys can become JSON object keys");
+static rv *rego__ym_key(ym_ld *l, yaml_node_t *k) {
+  if (!k || k->type != YAML_SCALAR_NODE) return rego__ym_fail(l, "yaml: unsupported map key: only scalar keys can become JSON object keys");
   return rv_str(l->a, (const char *)k->data.scalar.value, k->data.scalar.length);
 }
 
-static rv *ym_value(ym_ld *l, yaml_node_t *nd, int depth) {
-  if (!nd) return ym_fail(l, "yaml: dangling node");
-  if (depth > YAML_DEPTH_MAX) return ym_fail(l, "yaml: document nested too deeply");
-  if (++l->produced > YAML_NODES_MAX) return ym_fail(l, "yaml: document expands to too many values");
+static rv *rego__ym_value(ym_ld *l, yaml_node_t *nd, int depth) {
+  if (!nd) return rego__ym_fail(l, "yaml: dangling node");
+  if (depth > YAML_DEPTH_MAX) return rego__ym_fail(l, "yaml: document nested too deeply");
+  if (++l->produced > YAML_NODES_MAX) return rego__ym_fail(l, "yaml: document expands to too many values");
   switch (nd->type) {
   case YAML_SCALAR_NODE: {
     const char *s = (const char *)nd->data.scalar.value;
     size_t n = nd->data.scalar.length;
-    int kind = nd->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? ym_resolve(s, n) : YS_STR;
+    int kind = nd->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? rego__ym_resolve(s, n) : YS_STR;
     if (nd->tag && !strcmp((const char *)nd->tag, YAML_STR_TAG) && nd->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
       kind = YS_STR;
     switch (kind) {
@@ -136,10 +136,10 @@ static rv *ym_value(ym_ld *l, yaml_node_t *nd, int depth) {
     case YS_FALSE: return RV_FALSE;
     case YS_INT:
     case YS_FLOAT: {
-      rv *r = ym_number(l->a, s, n, kind);
-      return r ? r : ym_fail(l, "yaml: number out of range");
+      rv *r = rego__ym_number(l->a, s, n, kind);
+      return r ? r : rego__ym_fail(l, "yaml: number out of range");
     }
-    case YS_SPECIAL: return ym_fail(l, "json: unsupported value: a YAML infinity or NaN");
+    case YS_SPECIAL: return rego__ym_fail(l, "json: unsupported value: a YAML infinity or NaN");
     default: return rv_str(l->a, s, n);
     }
   }
@@ -148,7 +148,7 @@ static rv *ym_value(ym_ld *l, yaml_node_t *nd, int depth) {
     rv **items = n ? rg_alloc(l->a, n * sizeof(rv *)) : NULL;
     if (n && !items) return NULL;
     for (size_t i = 0; i < n; i++)
-      if (!(items[i] = ym_value(l, yaml_document_get_node(l->doc, nd->data.sequence.items.start[i]), depth + 1)))
+      if (!(items[i] = rego__ym_value(l, yaml_document_get_node(l->doc, nd->data.sequence.items.start[i]), depth + 1)))
         return NULL;
     return rv_arr(l->a, items, n);
   }
@@ -159,8 +159,8 @@ static rv *ym_value(ym_ld *l, yaml_node_t *nd, int depth) {
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
       yaml_node_pair_t *pr = &nd->data.mapping.pairs.start[i];
-      rv *k = ym_key(l, yaml_document_get_node(l->doc, pr->key));
-      rv *v = k ? ym_value(l, yaml_document_get_node(l->doc, pr->value), depth + 1) : NULL;
+      rv *k = rego__ym_key(l, yaml_document_get_node(l->doc, pr->key));
+      rv *v = k ? rego__ym_value(l, yaml_document_get_node(l->doc, pr->value), depth + 1) : NULL;
       if (!k || !v) return NULL;
       /* a repeated key keeps its last value */
       size_t j = 0;
@@ -173,13 +173,13 @@ static rv *ym_value(ym_ld *l, yaml_node_t *nd, int depth) {
     return rv_obj(l->a, ks, vs, m, &conflict);
   }
   default:
-    return ym_fail(l, "yaml: unexpected node");
+    return rego__ym_fail(l, "yaml: unexpected node");
   }
 }
 
 /* Parses the whole stream; *first receives the first document's value (NULL for an empty
  * stream). Returns false with `err` set on a syntax or conversion error. */
-static bool ym_load(rg_arena *a, const char *s, size_t n, bool want_value, rv **first, char *err, size_t errlen, bool *oom) {
+static bool rego__ym_load(rg_arena *a, const char *s, size_t n, bool want_value, rv **first, char *err, size_t errlen, bool *oom) {
   yaml_parser_t p;
   *first = NULL;
   *oom = false;
@@ -206,7 +206,7 @@ static bool ym_load(rg_arena *a, const char *s, size_t n, bool want_value, rv **
       have_first = true;
       if (want_value) {
         ym_ld l = {.a = a, .doc = &doc};
-        *first = ym_value(&l, root, 0);
+        *first = rego__ym_value(&l, root, 0);
         if (!*first) {
           if (l.err[0]) snprintf(err, errlen, "%s", l.err);
           else *oom = true;
@@ -221,23 +221,23 @@ static bool ym_load(rg_arena *a, const char *s, size_t n, bool want_value, rv **
   return ok;
 }
 
-static ct_status bi_yaml_unmarshal(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_yaml_unmarshal(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "yaml.unmarshal", 1, a[0], RV_STR));
   if (a[0]->n > YAML_INPUT_MAX) return rg_bi_fail(ev, "yaml.unmarshal: input larger than %u bytes", YAML_INPUT_MAX);
   char err[256];
   bool oom;
   rv *v;
-  if (!ym_load(A, a[0]->u.s, a[0]->n, true, &v, err, sizeof(err), &oom))
+  if (!rego__ym_load(A, a[0]->u.s, a[0]->n, true, &v, err, sizeof(err), &oom))
     return oom ? rg_bi_oom(ev) : rg_bi_fail(ev, "yaml.unmarshal: %s", err);
   *out = v ? v : &rv_null_v;
   return CT_OK;
 }
 
-static ct_status bi_yaml_is_valid(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_yaml_is_valid(rg_ev *ev, rv **a, rv **out) {
   char err[256];
   bool oom = false;
   rv *v;
-  bool ok = a[0]->t == RV_STR && a[0]->n <= YAML_INPUT_MAX && ym_load(A, a[0]->u.s, a[0]->n, true, &v, err, sizeof(err), &oom);
+  bool ok = a[0]->t == RV_STR && a[0]->n <= YAML_INPUT_MAX && rego__ym_load(A, a[0]->u.s, a[0]->n, true, &v, err, sizeof(err), &oom);
   if (oom) return rg_bi_oom(ev);
   *out = rv_bool(ok);
   return CT_OK;
@@ -254,7 +254,7 @@ CT_RESULT rego_yaml_parse(const char *text, size_t len, json_t **out, ct_err *er
   bool oom = false;
   rv *v = NULL;
   ct_status st = CT_OK;
-  if (!ym_load(&a, text, len, true, &v, msg, sizeof msg, &oom))
+  if (!rego__ym_load(&a, text, len, true, &v, msg, sizeof msg, &oom))
     st = oom ? ct_fail(err, CT_ENOMEM, "yaml: out of memory") : ct_fail(err, CT_EINVAL, "%s", msg);
   else
     st = rg_to_jansson(v ? v : &rv_null_v, out, err);
@@ -263,41 +263,41 @@ CT_RESULT rego_yaml_parse(const char *text, size_t len, json_t **out, ct_err *er
 }
 
 /* ---------------------------------------------------------------- emit */
-static int ym_write(void *data, unsigned char *buf, size_t size) {
+static int rego__ym_write(void *data, unsigned char *buf, size_t size) {
   ct_err e;
   return ct_buf_append(data, buf, size, &e) == CT_OK;
 }
 
-static bool ym_scalar(yaml_emitter_t *em, const char *s, size_t n, bool quote) {
+static bool rego__ym_scalar(yaml_emitter_t *em, const char *s, size_t n, bool quote) {
   yaml_event_t e;
   yaml_scalar_style_t st = quote ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE;
   return yaml_scalar_event_initialize(&e, NULL, NULL, (yaml_char_t *)s, (int)n, 1, 1, st) && yaml_emitter_emit(em, &e);
 }
 
-static bool ym_emit(yaml_emitter_t *em, const rv *v, int depth) {
+static bool rego__ym_emit(yaml_emitter_t *em, const rv *v, int depth) {
   if (depth > YAML_DEPTH_MAX) return false;
   yaml_event_t e;
   switch (v->t) {
-  case RV_NULL: return ym_scalar(em, "null", 4, false);
-  case RV_BOOL: return v->b ? ym_scalar(em, "true", 4, false) : ym_scalar(em, "false", 5, false);
+  case RV_NULL: return rego__ym_scalar(em, "null", 4, false);
+  case RV_BOOL: return v->b ? rego__ym_scalar(em, "true", 4, false) : rego__ym_scalar(em, "false", 5, false);
   case RV_NUM: {
     ct_buf b;
     ct_buf_init(&b, 4096);
     ct_err er;
-    bool ok = rg_num_write(v, &b, &er) == CT_OK && ym_scalar(em, (const char *)b.data, b.len, false);
+    bool ok = rg_num_write(v, &b, &er) == CT_OK && rego__ym_scalar(em, (const char *)b.data, b.len, false);
     ct_buf_free(&b);
     return ok;
   }
   case RV_STR: {
-    bool quote = ym_resolve(v->u.s, v->n) != YS_STR;
-    return ym_scalar(em, v->u.s, v->n, quote);
+    bool quote = rego__ym_resolve(v->u.s, v->n) != YS_STR;
+    return rego__ym_scalar(em, v->u.s, v->n, quote);
   }
   case RV_ARR:
   case RV_SET:
     if (!yaml_sequence_start_event_initialize(&e, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE) || !yaml_emitter_emit(em, &e))
       return false;
     for (uint32_t i = 0; i < v->n; i++)
-      if (!ym_emit(em, v->u.a[i], depth + 1)) return false;
+      if (!rego__ym_emit(em, v->u.a[i], depth + 1)) return false;
     return yaml_sequence_end_event_initialize(&e) && yaml_emitter_emit(em, &e);
   case RV_OBJ:
     if (!yaml_mapping_start_event_initialize(&e, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) || !yaml_emitter_emit(em, &e))
@@ -305,16 +305,16 @@ static bool ym_emit(yaml_emitter_t *em, const rv *v, int depth) {
     for (uint32_t i = 0; i < v->n; i++) {
       const rv *k = v->u.o.k[i];
       if (k->t == RV_STR) {
-        if (!ym_scalar(em, k->u.s, k->n, ym_resolve(k->u.s, k->n) != YS_STR)) return false;
+        if (!rego__ym_scalar(em, k->u.s, k->n, rego__ym_resolve(k->u.s, k->n) != YS_STR)) return false;
       } else {
         ct_buf b;
         ct_buf_init(&b, 1u << 16);
         ct_err er;
-        bool ok = rg_json_write(k, &b, false, 0, &er) == CT_OK && ym_scalar(em, (const char *)b.data, b.len, true);
+        bool ok = rg_json_write(k, &b, false, 0, &er) == CT_OK && rego__ym_scalar(em, (const char *)b.data, b.len, true);
         ct_buf_free(&b);
         if (!ok) return false;
       }
-      if (!ym_emit(em, v->u.o.v[i], depth + 1)) return false;
+      if (!rego__ym_emit(em, v->u.o.v[i], depth + 1)) return false;
     }
     return yaml_mapping_end_event_initialize(&e) && yaml_emitter_emit(em, &e);
   default:
@@ -322,19 +322,19 @@ static bool ym_emit(yaml_emitter_t *em, const rv *v, int depth) {
   }
 }
 
-static ct_status bi_yaml_marshal(rg_ev *ev, rv **a, rv **out) {
+static ct_status rego__bi_yaml_marshal(rg_ev *ev, rv **a, rv **out) {
   yaml_emitter_t em;
   if (!yaml_emitter_initialize(&em)) return rg_bi_oom(ev);
   ct_buf b;
   ct_buf_init(&b, YAML_OUTPUT_MAX);
-  yaml_emitter_set_output(&em, ym_write, &b);
+  yaml_emitter_set_output(&em, rego__ym_write, &b);
   yaml_emitter_set_indent(&em, 2);
   yaml_emitter_set_unicode(&em, 1);
   yaml_emitter_set_width(&em, -1);
   yaml_event_t e;
   bool ok = yaml_stream_start_event_initialize(&e, YAML_UTF8_ENCODING) && yaml_emitter_emit(&em, &e) &&
             yaml_document_start_event_initialize(&e, NULL, NULL, NULL, 1) && yaml_emitter_emit(&em, &e) &&
-            ym_emit(&em, a[0], 0) && yaml_document_end_event_initialize(&e, 1) && yaml_emitter_emit(&em, &e) &&
+            rego__ym_emit(&em, a[0], 0) && yaml_document_end_event_initialize(&e, 1) && yaml_emitter_emit(&em, &e) &&
             yaml_stream_end_event_initialize(&e) && yaml_emitter_emit(&em, &e) && yaml_emitter_flush(&em);
   const char *problem = em.problem;
   yaml_emitter_delete(&em);
@@ -348,8 +348,8 @@ static ct_status bi_yaml_marshal(rg_ev *ev, rv **a, rv **out) {
 }
 
 const rg_builtin rg_builtins_yaml[] = {
-    {"yaml.unmarshal", 1, bi_yaml_unmarshal, false},
-    {"yaml.marshal", 1, bi_yaml_marshal, false},
-    {"yaml.is_valid", 1, bi_yaml_is_valid, false},
+    {"yaml.unmarshal", 1, rego__bi_yaml_unmarshal, false},
+    {"yaml.marshal", 1, rego__bi_yaml_marshal, false},
+    {"yaml.is_valid", 1, rego__bi_yaml_is_valid, false},
     {NULL, 0, NULL, false},
 };
