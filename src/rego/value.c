@@ -25,11 +25,11 @@ static _Thread_local bool rg_spare_registered;
 static pthread_key_t rg_spare_key;
 static pthread_once_t rg_spare_once = PTHREAD_ONCE_INIT;
 
-static void rg_spare_release(void *unused) {
+static void rego__spare_release(void *unused) {
   (void)unused;
   while (rg_nspare) free(rg_spare[--rg_nspare]);
 }
-static void rg_spare_init(void) { (void)pthread_key_create(&rg_spare_key, rg_spare_release); }
+static void rego__spare_init(void) { (void)pthread_key_create(&rg_spare_key, rego__spare_release); }
 
 void *rg_alloc_slow(rg_arena *a, size_t n) {
   n = (n + 15) & ~(size_t)15;
@@ -80,7 +80,7 @@ void rg_arena_free(rg_arena *a) {
     if (c->cap == RG_CHUNK && rg_nspare < RG_SPARE_MAX) {
       if (!rg_spare_registered) {
         /* frees this thread's spares when it exits */
-        (void)pthread_once(&rg_spare_once, rg_spare_init);
+        (void)pthread_once(&rg_spare_once, rego__spare_init);
         (void)pthread_setspecific(rg_spare_key, (void *)1);
         rg_spare_registered = true;
       }
@@ -179,14 +179,14 @@ rv *rv_arr(rg_arena *a, rv **items, size_t n) {
   return v;
 }
 
-static int rv__cmp_q(const void *x, const void *y) { return rv_cmp(*(rv *const *)x, *(rv *const *)y); }
+static int rego__rv__cmp_q(const void *x, const void *y) { return rv_cmp(*(rv *const *)x, *(rv *const *)y); }
 
 rv *rv_set(rg_arena *a, rv **items, size_t n) {
   rv *v = rv_arr(a, items, n);
   if (!v) return NULL;
   v->t = RV_SET;
   if (n > 1) {
-    qsort(v->u.a, n, sizeof(rv *), rv__cmp_q);
+    qsort(v->u.a, n, sizeof(rv *), rego__rv__cmp_q);
     size_t w = 1;
     for (size_t i = 1; i < n; i++)
       if (rv_cmp(v->u.a[w - 1], v->u.a[i]) != 0) v->u.a[w++] = v->u.a[i];
@@ -198,7 +198,7 @@ rv *rv_set(rg_arena *a, rv **items, size_t n) {
 typedef struct {
   rv *k, *v;
 } rv__kv;
-static int rv__kv_cmp(const void *x, const void *y) {
+static int rego__rv__kv_cmp(const void *x, const void *y) {
   return rv_cmp(((const rv__kv *)x)->k, ((const rv__kv *)y)->k);
 }
 
@@ -224,7 +224,7 @@ rv *rv_obj(rg_arena *a, rv **keys, rv **vals, size_t n, bool *conflict) {
       kv[j] = x;
     }
   } else
-    qsort(kv, n, sizeof(rv__kv), rv__kv_cmp);
+    qsort(kv, n, sizeof(rv__kv), rego__rv__kv_cmp);
   o->u.o.k = rg_alloc(a, n * sizeof(rv *));
   o->u.o.v = rg_alloc(a, n * sizeof(rv *));
   if (!o->u.o.k || !o->u.o.v) {
@@ -251,7 +251,7 @@ rv *rv_obj(rg_arena *a, rv **keys, rv **vals, size_t n, bool *conflict) {
 }
 
 /* ---------------------------------------------------------------- comparison */
-static int rv__bigcmp(const char *x, const char *y) {
+static int rego__rv__bigcmp(const char *x, const char *y) {
   /* both decimal integer texts (optional '-') */
   bool nx = x[0] == '-', ny = y[0] == '-';
   if (nx != ny) return nx ? -1 : 1;
@@ -275,7 +275,7 @@ double rv_num_dbl(const rv *x) {
 }
 
 /* Decimal text of a number: the literal, an integer, or the shortest round-trip double. */
-static void rv__numtext(const rv *x, char *buf, size_t cap, const char **out) {
+static void rego__rv__numtext(const rv *x, char *buf, size_t cap, const char **out) {
   if (x->nk == RN_BIG) {
     *out = x->u.s;
     return;
@@ -302,7 +302,7 @@ typedef struct {
   long exp;
 } rv__dec;
 
-static void rv__dec_parse(const char *s, rv__dec *o) {
+static void rego__rv__dec_parse(const char *s, rv__dec *o) {
   memset(o, 0, sizeof(*o));
   if (*s == '-') {
     o->neg = true;
@@ -342,11 +342,11 @@ static void rv__dec_parse(const char *s, rv__dec *o) {
 int rg_dec_cmp(const rv *x, const rv *y) {
   char b1[64], b2[64];
   const char *t1, *t2;
-  rv__numtext(x, b1, sizeof(b1), &t1);
-  rv__numtext(y, b2, sizeof(b2), &t2);
+  rego__rv__numtext(x, b1, sizeof(b1), &t1);
+  rego__rv__numtext(y, b2, sizeof(b2), &t2);
   rv__dec a, b;
-  rv__dec_parse(t1, &a);
-  rv__dec_parse(t2, &b);
+  rego__rv__dec_parse(t1, &a);
+  rego__rv__dec_parse(t2, &b);
   int sa = a.nd ? (a.neg ? -1 : 1) : 0, sb = b.nd ? (b.neg ? -1 : 1) : 0;
   if (sa != sb) return sa < sb ? -1 : 1;
   if (!sa) return 0;
@@ -361,15 +361,15 @@ int rg_dec_cmp(const rv *x, const rv *y) {
   return sa < 0 ? -mag : mag;
 }
 
-static int rv__numcmp(const rv *x, const rv *y) {
+static int rego__rv__numcmp(const rv *x, const rv *y) {
   if (x->nk == RN_INT && y->nk == RN_INT) return x->u.i < y->u.i ? -1 : x->u.i > y->u.i;
-  if (x->nk == RN_BIG && y->nk == RN_BIG) return rv__bigcmp(x->u.s, y->u.s);
+  if (x->nk == RN_BIG && y->nk == RN_BIG) return rego__rv__bigcmp(x->u.s, y->u.s);
   if (x->nk == RN_BIG && y->nk == RN_INT) {
     char t[32];
     snprintf(t, sizeof(t), "%lld", (long long)y->u.i);
-    return rv__bigcmp(x->u.s, t);
+    return rego__rv__bigcmp(x->u.s, t);
   }
-  if (y->nk == RN_BIG && x->nk == RN_INT) return -rv__numcmp(y, x);
+  if (y->nk == RN_BIG && x->nk == RN_INT) return -rego__rv__numcmp(y, x);
   double a = rv_num_dbl(x), b = rv_num_dbl(y);
   if (a < b) return -1;
   if (a > b) return 1;
@@ -383,7 +383,7 @@ int rv_cmp(const rv *x, const rv *y) {
   switch (x->t) {
     case RV_NULL: return 0;
     case RV_BOOL: return (int)x->b - (int)y->b;
-    case RV_NUM: return rv__numcmp(x, y);
+    case RV_NUM: return rego__rv__numcmp(x, y);
     case RV_STR: {
       size_t m = x->n < y->n ? x->n : y->n;
       int c = memcmp(x->u.s, y->u.s, m);
@@ -415,7 +415,7 @@ int rv_cmp(const rv *x, const rv *y) {
 
 bool rv_eq(const rv *x, const rv *y) { return rv_cmp(x, y) == 0; }
 
-static long rv__find(rv *const *arr, size_t n, const rv *key) {
+static long rego__rv__find(rv *const *arr, size_t n, const rv *key) {
   size_t lo = 0, hi = n;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
@@ -429,7 +429,7 @@ static long rv__find(rv *const *arr, size_t n, const rv *key) {
 
 rv *rv_obj_get(const rv *o, const rv *key) {
   if (o->t != RV_OBJ || !o->n) return NULL;
-  long i = rv__find(o->u.o.k, o->n, key);
+  long i = rego__rv__find(o->u.o.k, o->n, key);
   return i < 0 ? NULL : o->u.o.v[i];
 }
 
@@ -438,7 +438,7 @@ rv *rv_obj_gets(const rv *o, const char *key) {
   return rv_obj_get(o, &k);
 }
 
-bool rv_set_has(const rv *s, const rv *x) { return s->n && rv__find(s->u.a, s->n, x) >= 0; }
+bool rv_set_has(const rv *s, const rv *x) { return s->n && rego__rv__find(s->u.a, s->n, x) >= 0; }
 
 bool rv_num_is_int(const rv *x, int64_t *out) {
   if (x->t != RV_NUM) return false;
@@ -463,23 +463,23 @@ typedef struct {
   ct_err *err;
 } rg__jp;
 
-static ct_status rg__jfail(rg__jp *p, const char *what) {
+static ct_status rego___jfail(rg__jp *p, const char *what) {
   return ct_fail(p->err, CT_EINVAL, "invalid JSON at offset %zu: %s", p->i, what);
 }
 
-static void rg__jws(rg__jp *p) {
+static void rego___jws(rg__jp *p) {
   while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' || p->s[p->i] == '\r'))
     p->i++;
 }
 
-static int rg__hex(char c) {
+static int rego___hex(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
 
-static size_t rg__utf8_put(char *o, uint32_t cp) {
+static size_t rego___utf8_put(char *o, uint32_t cp) {
   if (cp < 0x80) {
     o[0] = (char)cp;
     return 1;
@@ -502,19 +502,19 @@ static size_t rg__utf8_put(char *o, uint32_t cp) {
   return 4;
 }
 
-static ct_status rg__jstr(rg__jp *p, rv **out) {
+static ct_status rego___jstr(rg__jp *p, rv **out) {
   p->i++; /* opening quote */
   size_t start = p->i;
   bool esc = false;
   while (p->i < p->n && p->s[p->i] != '"') {
-    if ((unsigned char)p->s[p->i] < 0x20) return rg__jfail(p, "control character in string");
+    if ((unsigned char)p->s[p->i] < 0x20) return rego___jfail(p, "control character in string");
     if (p->s[p->i] == '\\') {
       esc = true;
       p->i++;
     }
     p->i++;
   }
-  if (p->i >= p->n) return rg__jfail(p, "unterminated string");
+  if (p->i >= p->n) return rego___jfail(p, "unterminated string");
   size_t end = p->i++;
   if (!esc) {
     *out = rv_str(p->a, p->s + start, end - start);
@@ -541,10 +541,10 @@ static ct_status rg__jstr(rg__jp *p, rv **out) {
       case 't': buf[w++] = '\t'; break;
       case 'u': {
         uint32_t cp = 0;
-        if (i + 4 >= end + 0 && i + 4 > end) return rg__jfail(p, "bad \\u escape");
+        if (i + 4 >= end + 0 && i + 4 > end) return rego___jfail(p, "bad \\u escape");
         for (int k = 1; k <= 4; k++) {
-          int h = rg__hex(p->s[i + k]);
-          if (h < 0) return rg__jfail(p, "bad \\u escape");
+          int h = rego___hex(p->s[i + k]);
+          if (h < 0) return rego___jfail(p, "bad \\u escape");
           cp = cp * 16 + (uint32_t)h;
         }
         i += 4;
@@ -552,7 +552,7 @@ static ct_status rg__jstr(rg__jp *p, rv **out) {
           uint32_t lo = 0;
           bool ok = true;
           for (int k = 3; k <= 6; k++) {
-            int h = rg__hex(p->s[i + k]);
+            int h = rego___hex(p->s[i + k]);
             if (h < 0) ok = false;
             else lo = lo * 16 + (uint32_t)h;
           }
@@ -561,10 +561,10 @@ static ct_status rg__jstr(rg__jp *p, rv **out) {
             i += 6;
           } else cp = 0xFFFD;
         } else if (cp >= 0xD800 && cp < 0xE000) cp = 0xFFFD;
-        w += rg__utf8_put(buf + w, cp);
+        w += rego___utf8_put(buf + w, cp);
         break;
       }
-      default: return rg__jfail(p, "bad escape");
+      default: return rego___jfail(p, "bad escape");
     }
   }
   rv *v = rg_alloc(p->a, sizeof(rv));
@@ -577,10 +577,10 @@ static ct_status rg__jstr(rg__jp *p, rv **out) {
   return CT_OK;
 }
 
-static ct_status rg__jval(rg__jp *p, rv **out);
+static ct_status rego___jval(rg__jp *p, rv **out);
 
-static ct_status rg__jcoll(rg__jp *p, bool obj, rv **out) {
-  if (++p->depth > p->max_depth) return rg__jfail(p, "nesting too deep");
+static ct_status rego___jcoll(rg__jp *p, bool obj, rv **out) {
+  if (++p->depth > p->max_depth) return rego___jfail(p, "nesting too deep");
   p->i++;
   size_t cap = 8, n = 0;
   rv **ks = malloc(cap * sizeof(rv *)), **vs = malloc(cap * sizeof(rv *));
@@ -589,7 +589,7 @@ static ct_status rg__jcoll(rg__jp *p, bool obj, rv **out) {
     st = ct_fail(p->err, CT_ENOMEM, "out of memory");
     goto done;
   }
-  rg__jws(p);
+  rego___jws(p);
   char close = obj ? '}' : ']';
   if (p->i < p->n && p->s[p->i] == close) {
     p->i++;
@@ -606,23 +606,23 @@ static ct_status rg__jcoll(rg__jp *p, bool obj, rv **out) {
           goto done;
         }
       }
-      rg__jws(p);
+      rego___jws(p);
       if (obj) {
         if (p->i >= p->n || p->s[p->i] != '"') {
-          st = rg__jfail(p, "expected object key");
+          st = rego___jfail(p, "expected object key");
           goto done;
         }
-        CT_GUARD_GOTO(st, rg__jstr(p, &ks[n]), done);
-        rg__jws(p);
+        CT_GUARD_GOTO(st, rego___jstr(p, &ks[n]), done);
+        rego___jws(p);
         if (p->i >= p->n || p->s[p->i] != ':') {
-          st = rg__jfail(p, "expected ':'");
+          st = rego___jfail(p, "expected ':'");
           goto done;
         }
         p->i++;
       }
-      CT_GUARD_GOTO(st, rg__jval(p, &vs[n]), done);
+      CT_GUARD_GOTO(st, rego___jval(p, &vs[n]), done);
       n++;
-      rg__jws(p);
+      rego___jws(p);
       if (p->i < p->n && p->s[p->i] == ',') {
         p->i++;
         continue;
@@ -631,7 +631,7 @@ static ct_status rg__jcoll(rg__jp *p, bool obj, rv **out) {
         p->i++;
         break;
       }
-      st = rg__jfail(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+      st = rego___jfail(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
       goto done;
     }
   }
@@ -661,12 +661,12 @@ done:
   return st;
 }
 
-static ct_status rg__jval(rg__jp *p, rv **out) {
-  rg__jws(p);
-  if (p->i >= p->n) return rg__jfail(p, "unexpected end of input");
+static ct_status rego___jval(rg__jp *p, rv **out) {
+  rego___jws(p);
+  if (p->i >= p->n) return rego___jfail(p, "unexpected end of input");
   char c = p->s[p->i];
-  if (c == '{' || c == '[') return rg__jcoll(p, c == '{', out);
-  if (c == '"') return rg__jstr(p, out);
+  if (c == '{' || c == '[') return rego___jcoll(p, c == '{', out);
+  if (c == '"') return rego___jstr(p, out);
   if (p->n - p->i >= 4 && !memcmp(p->s + p->i, "true", 4)) {
     p->i += 4;
     *out = RV_TRUE;
@@ -685,32 +685,32 @@ static ct_status rg__jval(rg__jp *p, rv **out) {
   if (c == '-' || (c >= '0' && c <= '9')) {
     size_t st = p->i;
     if (p->s[p->i] == '-') p->i++;
-    if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return rg__jfail(p, "bad number");
+    if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return rego___jfail(p, "bad number");
     if (p->s[p->i] == '0' && p->i + 1 < p->n && p->s[p->i + 1] >= '0' && p->s[p->i + 1] <= '9')
-      return rg__jfail(p, "leading zero");
+      return rego___jfail(p, "leading zero");
     while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') p->i++;
     if (p->i < p->n && p->s[p->i] == '.') {
       p->i++;
-      if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return rg__jfail(p, "bad number");
+      if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return rego___jfail(p, "bad number");
       while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') p->i++;
     }
     if (p->i < p->n && (p->s[p->i] == 'e' || p->s[p->i] == 'E')) {
       p->i++;
       if (p->i < p->n && (p->s[p->i] == '+' || p->s[p->i] == '-')) p->i++;
-      if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return rg__jfail(p, "bad number");
+      if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return rego___jfail(p, "bad number");
       while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') p->i++;
     }
     *out = rv_num_text(p->a, p->s + st, p->i - st);
     return *out ? CT_OK : ct_fail(p->err, CT_ENOMEM, "out of memory");
   }
-  return rg__jfail(p, "unexpected character");
+  return rego___jfail(p, "unexpected character");
 }
 
 CT_RESULT rg_json_parse(rg_arena *a, const char *s, size_t n, size_t max_depth, rv **out, ct_err *err) {
   rg__jp p = {.a = a, .s = s, .n = n, .max_depth = max_depth ? max_depth : 1000, .err = err};
-  CT_GUARD(rg__jval(&p, out));
-  rg__jws(&p);
-  if (p.i != p.n) return rg__jfail(&p, "trailing characters");
+  CT_GUARD(rego___jval(&p, out));
+  rego___jws(&p);
+  if (p.i != p.n) return rego___jfail(&p, "trailing characters");
   return CT_OK;
 }
 
@@ -753,7 +753,7 @@ CT_RESULT rg_num_write(const rv *v, ct_buf *out, ct_err *err) {
   return ct_buf_append_str(out, t, err);
 }
 
-static ct_status rg__jstr_write(const char *s, size_t n, ct_buf *out, ct_err *err) {
+static ct_status rego___jstr_write(const char *s, size_t n, ct_buf *out, ct_err *err) {
   static const char hexd[] = "0123456789abcdef";
   CT_GUARD(ct_buf_append(out, "\"", 1, err));
   size_t run = 0;
@@ -781,7 +781,7 @@ static ct_status rg__jstr_write(const char *s, size_t n, ct_buf *out, ct_err *er
   return ct_buf_append(out, "\"", 1, err);
 }
 
-static ct_status rg__nl(ct_buf *out, bool pretty, int indent, ct_err *err) {
+static ct_status rego___nl(ct_buf *out, bool pretty, int indent, ct_err *err) {
   if (!pretty) return CT_OK;
   CT_GUARD(ct_buf_append(out, "\n", 1, err));
   for (int i = 0; i < indent; i++) CT_GUARD(ct_buf_append(out, "  ", 2, err));
@@ -794,16 +794,16 @@ CT_RESULT rg_json_write(const rv *v, ct_buf *out, bool pretty, int indent, ct_er
     case RV_NULL: return ct_buf_append_str(out, "null", err);
     case RV_BOOL: return ct_buf_append_str(out, v->b ? "true" : "false", err);
     case RV_NUM: return rg_num_write(v, out, err);
-    case RV_STR: return rg__jstr_write(v->u.s, v->n, out, err);
+    case RV_STR: return rego___jstr_write(v->u.s, v->n, out, err);
     case RV_ARR:
     case RV_SET:
       CT_GUARD(ct_buf_append(out, "[", 1, err));
       for (size_t i = 0; i < v->n; i++) {
         if (i) CT_GUARD(ct_buf_append(out, ",", 1, err));
-        CT_GUARD(rg__nl(out, pretty, indent + 1, err));
+        CT_GUARD(rego___nl(out, pretty, indent + 1, err));
         CT_GUARD(rg_json_write(v->u.a[i], out, pretty, indent + 1, err));
       }
-      if (v->n) CT_GUARD(rg__nl(out, pretty, indent, err));
+      if (v->n) CT_GUARD(rego___nl(out, pretty, indent, err));
       return ct_buf_append(out, "]", 1, err);
     case RV_OBJ: {
       CT_GUARD(ct_buf_append(out, "{", 1, err));
@@ -811,21 +811,21 @@ CT_RESULT rg_json_write(const rv *v, ct_buf *out, bool pretty, int indent, ct_er
        * differ from the order of their text: sort the text forms when any key is not a string */
       for (size_t i = 0; i < v->n; i++) {
         if (i) CT_GUARD(ct_buf_append(out, ",", 1, err));
-        CT_GUARD(rg__nl(out, pretty, indent + 1, err));
+        CT_GUARD(rego___nl(out, pretty, indent + 1, err));
         const rv *k = v->u.o.k[i];
-        if (k->t == RV_STR) CT_GUARD(rg__jstr_write(k->u.s, k->n, out, err));
+        if (k->t == RV_STR) CT_GUARD(rego___jstr_write(k->u.s, k->n, out, err));
         else {
           ct_buf kb;
           ct_buf_init(&kb, 1 << 24);
           CT_GUARD(rg_json_write(k, &kb, false, 0, err));
-          ct_status st = rg__jstr_write((const char *)kb.data, kb.len, out, err);
+          ct_status st = rego___jstr_write((const char *)kb.data, kb.len, out, err);
           ct_buf_free(&kb);
           CT_GUARD(st);
         }
         CT_GUARD(ct_buf_append_str(out, pretty ? ": " : ":", err));
         CT_GUARD(rg_json_write(v->u.o.v[i], out, pretty, indent + 1, err));
       }
-      if (v->n) CT_GUARD(rg__nl(out, pretty, indent, err));
+      if (v->n) CT_GUARD(rego___nl(out, pretty, indent, err));
       return ct_buf_append(out, "}", 1, err);
     }
   }
