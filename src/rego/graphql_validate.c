@@ -22,8 +22,8 @@ typedef struct {
   char b[400];
   size_t n;
 } sbuf;
-static void sb_printf(sbuf *o, const char *fmt, ...) CT_PRINTF(2, 3);
-static void sb_printf(sbuf *o, const char *fmt, ...) {
+static void rego__sb_printf(sbuf *o, const char *fmt, ...) CT_PRINTF(2, 3);
+static void rego__sb_printf(sbuf *o, const char *fmt, ...) {
   if (o->n >= sizeof(o->b) - 1) return;
   va_list ap;
   va_start(ap, fmt);
@@ -63,12 +63,14 @@ static const char gq_prelude[] =
 
 /* ---------------------------------------------------------------- AST access */
 
-/* Shape errors (an AST object of the wrong form, as Go's json.Unmarshal would reject) set bad. */
+/* Typed member reads from an AST object: rego__ast_str/_bool/_obj/_list/_int return the member
+ * `k` (or the empty value when absent or null). Shape errors (a member of the wrong form, as Go's
+ * json.Unmarshal would reject) set bad. */
 typedef struct {
   bool bad;
 } shape;
 
-static const char *S(shape *sh, const rv *o, const char *k) {
+static const char *rego__ast_str(shape *sh, const rv *o, const char *k) {
   rv *v = o && o->t == RV_OBJ ? rv_obj_gets(o, k) : NULL;
   if (!v || v->t == RV_NULL) return "";
   if (v->t != RV_STR) {
@@ -77,7 +79,7 @@ static const char *S(shape *sh, const rv *o, const char *k) {
   }
   return v->u.s;
 }
-static bool B(shape *sh, const rv *o, const char *k) {
+static bool rego__ast_bool(shape *sh, const rv *o, const char *k) {
   rv *v = o && o->t == RV_OBJ ? rv_obj_gets(o, k) : NULL;
   if (!v || v->t == RV_NULL) return false;
   if (v->t != RV_BOOL) {
@@ -86,7 +88,7 @@ static bool B(shape *sh, const rv *o, const char *k) {
   }
   return v->b;
 }
-static rv *O(shape *sh, const rv *o, const char *k) {
+static rv *rego__ast_obj(shape *sh, const rv *o, const char *k) {
   rv *v = o && o->t == RV_OBJ ? rv_obj_gets(o, k) : NULL;
   if (!v || v->t == RV_NULL) return NULL;
   if (v->t != RV_OBJ) {
@@ -95,7 +97,7 @@ static rv *O(shape *sh, const rv *o, const char *k) {
   }
   return v;
 }
-static const rv *const *L(shape *sh, const rv *o, const char *k, size_t *n) {
+static const rv *const *rego__ast_list(shape *sh, const rv *o, const char *k, size_t *n) {
   rv *v = o && o->t == RV_OBJ ? rv_obj_gets(o, k) : NULL;
   *n = 0;
   if (!v || v->t == RV_NULL) return NULL;
@@ -108,7 +110,7 @@ static const rv *const *L(shape *sh, const rv *o, const char *k, size_t *n) {
   *n = v->n;
   return (const rv *const *)v->u.a;
 }
-static int64_t N(shape *sh, const rv *o, const char *k) {
+static int64_t rego__ast_int(shape *sh, const rv *o, const char *k) {
   rv *v = o && o->t == RV_OBJ ? rv_obj_gets(o, k) : NULL;
   int64_t i = 0;
   if (!v || v->t == RV_NULL) return 0;
@@ -118,42 +120,42 @@ static int64_t N(shape *sh, const rv *o, const char *k) {
 
 /* ---------------------------------------------------------------- types */
 
-static const char *type_name(const rv *t, int depth) {
+static const char *rego__type_name(const rv *t, int depth) {
   shape sh = {0};
   while (t && depth++ < 2000) {
-    const char *n = S(&sh, t, "NamedType");
+    const char *n = rego__ast_str(&sh, t, "NamedType");
     if (*n) return n;
-    t = O(&sh, t, "Elem");
+    t = rego__ast_obj(&sh, t, "Elem");
   }
   return "";
 }
 
-static void type_str(const rv *t, char *o, size_t cap, int depth) {
+static void rego__type_str(const rv *t, char *o, size_t cap, int depth) {
   shape sh = {0};
   if (!t || depth > 50) {
     snprintf(o, cap, "?");
     return;
   }
-  const char *n = S(&sh, t, "NamedType");
-  const char *nn = B(&sh, t, "NonNull") ? "!" : "";
+  const char *n = rego__ast_str(&sh, t, "NamedType");
+  const char *nn = rego__ast_bool(&sh, t, "NonNull") ? "!" : "";
   if (*n) {
     snprintf(o, cap, "%s%s", n, nn);
     return;
   }
   char in[200];
-  type_str(O(&sh, t, "Elem"), in, sizeof(in), depth + 1);
+  rego__type_str(rego__ast_obj(&sh, t, "Elem"), in, sizeof(in), depth + 1);
   snprintf(o, cap, "[%.200s]%s", in, nn);
 }
 
 /* gqlparser Type.IsCompatible */
-static bool type_compat(const rv *t, const rv *other, bool other_nonnull, int depth) {
+static bool rego__type_compat(const rv *t, const rv *other, bool other_nonnull, int depth) {
   shape sh = {0};
   if (depth > 2000 || !t || !other) return false;
-  if (strcmp(S(&sh, t, "NamedType"), S(&sh, other, "NamedType"))) return false;
-  const rv *te = O(&sh, t, "Elem"), *oe = O(&sh, other, "Elem");
+  if (strcmp(rego__ast_str(&sh, t, "NamedType"), rego__ast_str(&sh, other, "NamedType"))) return false;
+  const rv *te = rego__ast_obj(&sh, t, "Elem"), *oe = rego__ast_obj(&sh, other, "Elem");
   if (te && !oe) return false;
-  if (te && !type_compat(te, oe, B(&sh, oe, "NonNull"), depth + 1)) return false;
-  if (other_nonnull) return B(&sh, t, "NonNull");
+  if (te && !rego__type_compat(te, oe, rego__ast_bool(&sh, oe, "NonNull"), depth + 1)) return false;
+  if (other_nonnull) return rego__ast_bool(&sh, t, "NonNull");
   return true;
 }
 
@@ -194,7 +196,7 @@ struct gq_schema {
   bool oom;
 };
 
-static bool vpush(rg_arena *a, vec *v, const void *x) {
+static bool rego__vpush(rg_arena *a, vec *v, const void *x) {
   if (v->n == v->cap) {
     size_t nc = v->cap ? v->cap * 2 : 8;
     const rv **nv = rg_alloc(a, nc * sizeof(rv *));
@@ -205,27 +207,27 @@ static bool vpush(rg_arena *a, vec *v, const void *x) {
   v->v[v->n++] = x;
   return true;
 }
-static bool vcat(rg_arena *a, vec *v, const rv *const *items, size_t n) {
+static bool rego__vcat(rg_arena *a, vec *v, const rv *const *items, size_t n) {
   for (size_t i = 0; i < n; i++)
-    if (!vpush(a, v, items[i])) return false;
+    if (!rego__vpush(a, v, items[i])) return false;
   return true;
 }
 
-static size_t shash(const char *s) {
+static size_t rego__shash(const char *s) {
   size_t h = 1469598103934665603ull;
   while (*s) h = (h ^ (unsigned char)*s++) * 1099511628211ull;
   return h;
 }
-static void *smap_get(const smap *m, const char *k) {
+static void *rego__smap_get(const smap *m, const char *k) {
   if (!m->cap) return NULL;
-  size_t h = shash(k) & (m->cap - 1);
+  size_t h = rego__shash(k) & (m->cap - 1);
   while (m->k[h]) {
     if (!strcmp(m->k[h], k)) return m->v[h];
     h = (h + 1) & (m->cap - 1);
   }
   return NULL;
 }
-static bool smap_put(rg_arena *a, smap *m, const char *k, void *v) {
+static bool rego__smap_put(rg_arena *a, smap *m, const char *k, void *v) {
   if ((m->n + 1) * 2 > m->cap) {
     size_t nc = m->cap ? m->cap * 2 : 64;
     const char **nk = rg_alloc(a, nc * sizeof(char *));
@@ -233,13 +235,13 @@ static bool smap_put(rg_arena *a, smap *m, const char *k, void *v) {
     if (!nk || !nv) return false;
     for (size_t i = 0; i < m->cap; i++)
       if (m->k[i]) {
-        size_t h = shash(m->k[i]) & (nc - 1);
+        size_t h = rego__shash(m->k[i]) & (nc - 1);
         while (nk[h]) h = (h + 1) & (nc - 1);
         nk[h] = m->k[i], nv[h] = m->v[i];
       }
     m->k = nk, m->v = nv, m->cap = nc;
   }
-  size_t h = shash(k) & (m->cap - 1);
+  size_t h = rego__shash(k) & (m->cap - 1);
   while (m->k[h] && strcmp(m->k[h], k)) h = (h + 1) & (m->cap - 1);
   if (!m->k[h]) m->n++;
   m->k[h] = k, m->v[h] = v;
@@ -252,17 +254,17 @@ typedef struct {
   void **v;
   size_t n, cap;
 } pmap;
-static size_t phash(const void *k) { return (size_t)(((uintptr_t)k >> 4) * 0x9E3779B97F4A7C15ull); }
-static void *pmap_get(const pmap *m, const void *k) {
+static size_t rego__phash(const void *k) { return (size_t)(((uintptr_t)k >> 4) * 0x9E3779B97F4A7C15ull); }
+static void *rego__pmap_get(const pmap *m, const void *k) {
   if (!m->cap) return NULL;
-  size_t h = phash(k) & (m->cap - 1);
+  size_t h = rego__phash(k) & (m->cap - 1);
   while (m->k[h]) {
     if (m->k[h] == k) return m->v[h];
     h = (h + 1) & (m->cap - 1);
   }
   return NULL;
 }
-static bool pmap_put(rg_arena *a, pmap *m, const void *k, void *v) {
+static bool rego__pmap_put(rg_arena *a, pmap *m, const void *k, void *v) {
   if ((m->n + 1) * 2 > m->cap) {
     size_t nc = m->cap ? m->cap * 2 : 64;
     const void **nk = rg_alloc(a, nc * sizeof(void *));
@@ -270,37 +272,37 @@ static bool pmap_put(rg_arena *a, pmap *m, const void *k, void *v) {
     if (!nk || !nv) return false;
     for (size_t i = 0; i < m->cap; i++)
       if (m->k[i]) {
-        size_t h = phash(m->k[i]) & (nc - 1);
+        size_t h = rego__phash(m->k[i]) & (nc - 1);
         while (nk[h]) h = (h + 1) & (nc - 1);
         nk[h] = m->k[i], nv[h] = m->v[i];
       }
     m->k = nk, m->v = nv, m->cap = nc;
   }
-  size_t h = phash(k) & (m->cap - 1);
+  size_t h = rego__phash(k) & (m->cap - 1);
   while (m->k[h] && m->k[h] != k) h = (h + 1) & (m->cap - 1);
   if (!m->k[h]) m->n++;
   m->k[h] = k, m->v[h] = v;
   return true;
 }
 
-static gq_def *sdef(const gq_schema *s, const char *name) { return smap_get(&s->types, name); }
+static gq_def *rego__sdef(const gq_schema *s, const char *name) { return rego__smap_get(&s->types, name); }
 
-static const rv *list_for_name(const vec *v, const char *name) {
+static const rv *rego__list_for_name(const vec *v, const char *name) {
   shape sh = {0};
   for (size_t i = 0; i < v->n; i++)
-    if (!strcmp(S(&sh, v->v[i], "Name"), name)) return v->v[i];
+    if (!strcmp(rego__ast_str(&sh, v->v[i], "Name"), name)) return v->v[i];
   return NULL;
 }
-static const rv *arr_for_name(const rv *o, const char *key, const char *name) {
+static const rv *rego__arr_for_name(const rv *o, const char *key, const char *name) {
   shape sh = {0};
   size_t n;
-  const rv *const *it = L(&sh, o, key, &n);
+  const rv *const *it = rego__ast_list(&sh, o, key, &n);
   for (size_t i = 0; i < n; i++)
-    if (!strcmp(S(&sh, it[i], "Name"), name)) return it[i];
+    if (!strcmp(rego__ast_str(&sh, it[i], "Name"), name)) return it[i];
   return NULL;
 }
 
-static bool kind_in(const char *k, const char *list) {
+static bool rego__kind_in(const char *k, const char *list) {
   /* list: space-separated kinds */
   size_t n = strlen(k);
   for (const char *p = list; *p;) {
@@ -312,9 +314,9 @@ static bool kind_in(const char *k, const char *list) {
   }
   return false;
 }
-static bool is_input_kind(const char *k) { return kind_in(k, "SCALAR ENUM INPUT_OBJECT"); }
-static bool is_composite_kind(const char *k) { return kind_in(k, "OBJECT INTERFACE UNION"); }
-static bool is_leaf_kind(const char *k) { return kind_in(k, "ENUM SCALAR"); }
+static bool rego__is_input_kind(const char *k) { return rego__kind_in(k, "SCALAR ENUM INPUT_OBJECT"); }
+static bool rego__is_composite_kind(const char *k) { return rego__kind_in(k, "OBJECT INTERFACE UNION"); }
+static bool rego__is_leaf_kind(const char *k) { return rego__kind_in(k, "ENUM SCALAR"); }
 
 typedef struct {
   gq_schema *s;
@@ -326,8 +328,8 @@ typedef struct {
   const rv *root_at[3];  /* schema entry points (query, mutation, subscription) */
 } sv;
 
-static bool sv_fail(sv *c, const char *fmt, ...) CT_PRINTF(2, 3);
-static bool sv_fail(sv *c, const char *fmt, ...) {
+static bool rego__sv_fail(sv *c, const char *fmt, ...) CT_PRINTF(2, 3);
+static bool rego__sv_fail(sv *c, const char *fmt, ...) {
   if (c->failed) return false;
   c->failed = true;
   long line, col;
@@ -341,308 +343,308 @@ static bool sv_fail(sv *c, const char *fmt, ...) {
   return false;
 }
 
-static bool reserved(sv *c, const char *name) {
+static bool rego__reserved(sv *c, const char *name) {
   if (!strncmp(name, "__", 2))
-    return sv_fail(c, "Name \"%s\" must not begin with \"__\", which is reserved by GraphQL introspection.", name);
+    return rego__sv_fail(c, "Name \"%s\" must not begin with \"__\", which is reserved by GraphQL introspection.", name);
   return true;
 }
 
 /* no duplicate input object field names in a (default) value */
-static bool input_field_names(sv *c, const rv *v, int depth) {
+static bool rego__input_field_names(sv *c, const rv *v, int depth) {
   if (!v || depth > 2000) return true;
   size_t n;
-  const rv *const *ch = L(&c->sh, v, "Children", &n);
-  bool obj = N(&c->sh, v, "Kind") == 9;
+  const rv *const *ch = rego__ast_list(&c->sh, v, "Children", &n);
+  bool obj = rego__ast_int(&c->sh, v, "Kind") == 9;
   for (size_t i = 0; i < n; i++) {
     if (obj)
       for (size_t j = 0; j < i; j++)
-        if (!strcmp(S(&c->sh, ch[i], "Name"), S(&c->sh, ch[j], "Name")))
-          return sv_fail(c, "There can be only one input field named \"%s\".", S(&c->sh, ch[i], "Name"));
-    if (!input_field_names(c, O(&c->sh, ch[i], "Value"), depth + 1)) return false;
+        if (!strcmp(rego__ast_str(&c->sh, ch[i], "Name"), rego__ast_str(&c->sh, ch[j], "Name")))
+          return rego__sv_fail(c, "There can be only one input field named \"%s\".", rego__ast_str(&c->sh, ch[i], "Name"));
+    if (!rego__input_field_names(c, rego__ast_obj(&c->sh, ch[i], "Value"), depth + 1)) return false;
   }
   return true;
 }
 
-static bool type_ref(sv *c, const rv *t) {
+static bool rego__type_ref(sv *c, const rv *t) {
   if (!t) {
     c->sh.bad = true;
-    return sv_fail(c, "missing type");
+    return rego__sv_fail(c, "missing type");
   }
-  const char *n = type_name(t, 0);
+  const char *n = rego__type_name(t, 0);
   c->at = t;
-  if (!sdef(c->s, n)) return sv_fail(c, "Undefined type %s.", n);
+  if (!rego__sdef(c->s, n)) return rego__sv_fail(c, "Undefined type %s.", n);
   return true;
 }
 
-static bool validate_directives(sv *c, const rv *const *dirs, size_t nd, const char *loc, const char *current,
+static bool rego__validate_directives(sv *c, const rv *const *dirs, size_t nd, const char *loc, const char *current,
                                 bool single) {
   for (size_t i = 0; i < nd; i++) {
     const rv *d = dirs[i];
-    const char *name = S(&c->sh, d, "Name");
+    const char *name = rego__ast_str(&c->sh, d, "Name");
     c->at = d;
-    if (!reserved(c, name)) return false;
-    if (current && !strcmp(name, current)) return sv_fail(c, "Directive %s cannot refer to itself.", current);
-    gq_dirdef *def = smap_get(&c->s->dirs, name);
-    if (!def) return sv_fail(c, "Undefined directive %s.", name);
+    if (!rego__reserved(c, name)) return false;
+    if (current && !strcmp(name, current)) return rego__sv_fail(c, "Directive %s cannot refer to itself.", current);
+    gq_dirdef *def = rego__smap_get(&c->s->dirs, name);
+    if (!def) return rego__sv_fail(c, "Undefined directive %s.", name);
     if (single) {
       for (size_t j = 0; j < i; j++)
-        if (!strcmp(S(&c->sh, dirs[j], "Name"), name) && !B(&c->sh, def->def, "IsRepeatable"))
-          return sv_fail(c, "The directive %s can only be used once at this location.", name);
+        if (!strcmp(rego__ast_str(&c->sh, dirs[j], "Name"), name) && !rego__ast_bool(&c->sh, def->def, "IsRepeatable"))
+          return rego__sv_fail(c, "The directive %s can only be used once at this location.", name);
     }
     size_t nl;
-    const rv *const *locs = L(&c->sh, def->def, "Locations", &nl);
+    const rv *const *locs = rego__ast_list(&c->sh, def->def, "Locations", &nl);
     bool ok = false;
     for (size_t j = 0; j < nl; j++)
       if (locs[j]->t == RV_STR && !strcmp(locs[j]->u.s, loc)) ok = true;
-    if (!ok) return sv_fail(c, "Directive %s is not applicable on %s.", name, loc);
+    if (!ok) return rego__sv_fail(c, "Directive %s is not applicable on %s.", name, loc);
     size_t na;
-    const rv *const *args = L(&c->sh, d, "Arguments", &na);
+    const rv *const *args = rego__ast_list(&c->sh, d, "Arguments", &na);
     for (size_t j = 0; j < na; j++) {
-      const char *an = S(&c->sh, args[j], "Name");
+      const char *an = rego__ast_str(&c->sh, args[j], "Name");
       c->at = args[j];
-      if (!arr_for_name(def->def, "Arguments", an)) return sv_fail(c, "Undefined argument %s for directive %s.", an, name);
+      if (!rego__arr_for_name(def->def, "Arguments", an)) return rego__sv_fail(c, "Undefined argument %s for directive %s.", an, name);
       for (size_t k = 0; k < j; k++)
-        if (!strcmp(S(&c->sh, args[k], "Name"), an)) return sv_fail(c, "There can be only one argument named %s.", an);
+        if (!strcmp(rego__ast_str(&c->sh, args[k], "Name"), an)) return rego__sv_fail(c, "There can be only one argument named %s.", an);
     }
     size_t nda;
-    const rv *const *dargs = L(&c->sh, def->def, "Arguments", &nda);
+    const rv *const *dargs = rego__ast_list(&c->sh, def->def, "Arguments", &nda);
     for (size_t j = 0; j < nda; j++) {
-      const rv *t = O(&c->sh, dargs[j], "Type");
-      if (B(&c->sh, t, "NonNull") && !O(&c->sh, dargs[j], "DefaultValue")) {
-        const rv *arg = arr_for_name(d, "Arguments", S(&c->sh, dargs[j], "Name"));
+      const rv *t = rego__ast_obj(&c->sh, dargs[j], "Type");
+      if (rego__ast_bool(&c->sh, t, "NonNull") && !rego__ast_obj(&c->sh, dargs[j], "DefaultValue")) {
+        const rv *arg = rego__arr_for_name(d, "Arguments", rego__ast_str(&c->sh, dargs[j], "Name"));
         c->at = d;
-        if (!arg || N(&c->sh, O(&c->sh, arg, "Value"), "Kind") == 6)
-          return sv_fail(c, "Argument %s for directive %s cannot be null.", S(&c->sh, dargs[j], "Name"), name);
+        if (!arg || rego__ast_int(&c->sh, rego__ast_obj(&c->sh, arg, "Value"), "Kind") == 6)
+          return rego__sv_fail(c, "Argument %s for directive %s cannot be null.", rego__ast_str(&c->sh, dargs[j], "Name"), name);
       }
     }
     for (size_t j = 0; j < na; j++)
-      if (!input_field_names(c, O(&c->sh, args[j], "Value"), 0)) return false;
+      if (!rego__input_field_names(c, rego__ast_obj(&c->sh, args[j], "Value"), 0)) return false;
   }
   return true;
 }
 
-static bool validate_args(sv *c, const rv *const *args, size_t na, const char *current) {
+static bool rego__validate_args(sv *c, const rv *const *args, size_t na, const char *current) {
   for (size_t i = 0; i < na; i++) {
     const rv *a = args[i];
-    const rv *t = O(&c->sh, a, "Type");
+    const rv *t = rego__ast_obj(&c->sh, a, "Type");
     c->at = a;
-    if (!reserved(c, S(&c->sh, a, "Name")) || !type_ref(c, t)) return false;
-    if (!input_field_names(c, O(&c->sh, a, "DefaultValue"), 0)) return false;
-    gq_def *d = sdef(c->s, type_name(t, 0));
+    if (!rego__reserved(c, rego__ast_str(&c->sh, a, "Name")) || !rego__type_ref(c, t)) return false;
+    if (!rego__input_field_names(c, rego__ast_obj(&c->sh, a, "DefaultValue"), 0)) return false;
+    gq_def *d = rego__sdef(c->s, rego__type_name(t, 0));
     c->at = a;
-    if (!is_input_kind(d->kind)) {
+    if (!rego__is_input_kind(d->kind)) {
       char ts[256];
-      type_str(t, ts, sizeof(ts), 0);
-      return sv_fail(c, "cannot use %s as argument %s because %s is not a valid input type", ts,
-                     S(&c->sh, a, "Name"), d->kind);
+      rego__type_str(t, ts, sizeof(ts), 0);
+      return rego__sv_fail(c, "cannot use %s as argument %s because %s is not a valid input type", ts,
+                     rego__ast_str(&c->sh, a, "Name"), d->kind);
     }
     size_t nd;
-    const rv *const *dirs = L(&c->sh, a, "Directives", &nd);
-    if (!validate_directives(c, dirs, nd, "ARGUMENT_DEFINITION", current, true)) return false;
+    const rv *const *dirs = rego__ast_list(&c->sh, a, "Directives", &nd);
+    if (!rego__validate_directives(c, dirs, nd, "ARGUMENT_DEFINITION", current, true)) return false;
   }
   return true;
 }
 
-static bool possible_has(const gq_def *d, const char *name) {
+static bool rego__possible_has(const gq_def *d, const char *name) {
   for (size_t i = 0; i < d->possible.n; i++)
     if (!strcmp(((const gq_def *)(const void *)d->possible.v[i])->name, name)) return true;
   return false;
 }
 
-static bool covariant(sv *c, const rv *req, const rv *act, int depth) {
+static bool rego__covariant(sv *c, const rv *req, const rv *act, int depth) {
   if (depth > 2000 || !req || !act) return false;
-  if (B(&c->sh, req, "NonNull") && !B(&c->sh, act, "NonNull")) return false;
-  const char *rn = S(&c->sh, req, "NamedType");
+  if (rego__ast_bool(&c->sh, req, "NonNull") && !rego__ast_bool(&c->sh, act, "NonNull")) return false;
+  const char *rn = rego__ast_str(&c->sh, req, "NamedType");
   if (*rn) {
-    if (!strcmp(rn, S(&c->sh, act, "NamedType"))) return true;
-    gq_def *d = sdef(c->s, rn);
-    return d && possible_has(d, S(&c->sh, act, "NamedType"));
+    if (!strcmp(rn, rego__ast_str(&c->sh, act, "NamedType"))) return true;
+    gq_def *d = rego__sdef(c->s, rn);
+    return d && rego__possible_has(d, rego__ast_str(&c->sh, act, "NamedType"));
   }
-  const rv *re = O(&c->sh, req, "Elem"), *ae = O(&c->sh, act, "Elem");
+  const rv *re = rego__ast_obj(&c->sh, req, "Elem"), *ae = rego__ast_obj(&c->sh, act, "Elem");
   if (re && !ae) return false;
-  return covariant(c, re, ae, depth + 1);
+  return rego__covariant(c, re, ae, depth + 1);
 }
 
-static bool vec_has_str(const vec *v, const char *s, size_t upto) {
+static bool rego__vec_has_str(const vec *v, const char *s, size_t upto) {
   for (size_t i = 0; i < upto && i < v->n; i++)
     if (v->v[i]->t == RV_STR && !strcmp(v->v[i]->u.s, s)) return true;
   return false;
 }
 
-static bool validate_implements(sv *c, gq_def *def, const char *iname) {
-  gq_def *intf = sdef(c->s, iname);
+static bool rego__validate_implements(sv *c, gq_def *def, const char *iname) {
+  gq_def *intf = rego__sdef(c->s, iname);
   c->at = def->src;
-  if (!intf) return sv_fail(c, "Undefined type \"%s\".", iname);
-  if (strcmp(intf->kind, "INTERFACE")) return sv_fail(c, "\"%s\" is a non interface type %s.", iname, intf->kind);
+  if (!intf) return rego__sv_fail(c, "Undefined type \"%s\".", iname);
+  if (strcmp(intf->kind, "INTERFACE")) return rego__sv_fail(c, "\"%s\" is a non interface type %s.", iname, intf->kind);
   if (!strcmp(intf->name, def->name))
-    return sv_fail(c, "Type %s cannot implement itself because it would create a circular reference.", def->name);
+    return rego__sv_fail(c, "Type %s cannot implement itself because it would create a circular reference.", def->name);
   for (size_t i = 0; i < intf->fields.n; i++) {
     const rv *rf = intf->fields.v[i];
-    const char *fname = S(&c->sh, rf, "Name");
-    const rv *ff = list_for_name(&def->fields, fname);
-    if (!ff) return sv_fail(c, "For %s to implement %s it must have a field called %s.", def->name, intf->name, fname);
+    const char *fname = rego__ast_str(&c->sh, rf, "Name");
+    const rv *ff = rego__list_for_name(&def->fields, fname);
+    if (!ff) return rego__sv_fail(c, "For %s to implement %s it must have a field called %s.", def->name, intf->name, fname);
     c->at = ff;
-    if (!covariant(c, O(&c->sh, rf, "Type"), O(&c->sh, ff, "Type"), 0))
+    if (!rego__covariant(c, rego__ast_obj(&c->sh, rf, "Type"), rego__ast_obj(&c->sh, ff, "Type"), 0))
     {
       char ts[256];
-      type_str(O(&c->sh, rf, "Type"), ts, sizeof(ts), 0);
-      return sv_fail(c, "For %s to implement %s the field %s must have type %s.", def->name, intf->name, fname, ts);
+      rego__type_str(rego__ast_obj(&c->sh, rf, "Type"), ts, sizeof(ts), 0);
+      return rego__sv_fail(c, "For %s to implement %s the field %s must have type %s.", def->name, intf->name, fname, ts);
     }
     size_t nra, nfa;
-    const rv *const *ra = L(&c->sh, rf, "Arguments", &nra);
-    const rv *const *fa = L(&c->sh, ff, "Arguments", &nfa);
+    const rv *const *ra = rego__ast_list(&c->sh, rf, "Arguments", &nra);
+    const rv *const *fa = rego__ast_list(&c->sh, ff, "Arguments", &nfa);
     for (size_t j = 0; j < nra; j++) {
-      const rv *found = arr_for_name(ff, "Arguments", S(&c->sh, ra[j], "Name"));
+      const rv *found = rego__arr_for_name(ff, "Arguments", rego__ast_str(&c->sh, ra[j], "Name"));
       if (!found)
-        return sv_fail(c, "For %s to implement %s the field %s must have the same arguments but it is missing %s.",
-                       def->name, intf->name, fname, S(&c->sh, ra[j], "Name"));
-      const rv *rt = O(&c->sh, ra[j], "Type"), *ft = O(&c->sh, found, "Type");
+        return rego__sv_fail(c, "For %s to implement %s the field %s must have the same arguments but it is missing %s.",
+                       def->name, intf->name, fname, rego__ast_str(&c->sh, ra[j], "Name"));
+      const rv *rt = rego__ast_obj(&c->sh, ra[j], "Type"), *ft = rego__ast_obj(&c->sh, found, "Type");
       c->at = found;
-      if (!type_compat(rt, ft, B(&c->sh, ft, "NonNull"), 0))
-        return sv_fail(c, "For %s to implement %s the field %s must have the same arguments but %s has the wrong type.",
-                       def->name, intf->name, fname, S(&c->sh, ra[j], "Name"));
+      if (!rego__type_compat(rt, ft, rego__ast_bool(&c->sh, ft, "NonNull"), 0))
+        return rego__sv_fail(c, "For %s to implement %s the field %s must have the same arguments but %s has the wrong type.",
+                       def->name, intf->name, fname, rego__ast_str(&c->sh, ra[j], "Name"));
     }
     for (size_t j = 0; j < nfa; j++)
-      if (!arr_for_name(rf, "Arguments", S(&c->sh, fa[j], "Name")) && B(&c->sh, O(&c->sh, fa[j], "Type"), "NonNull") &&
-          !O(&c->sh, fa[j], "DefaultValue"))
-        return sv_fail(c, "For %s to implement %s any additional arguments on %s must be optional or have a default value but %s is required.",
-                       def->name, intf->name, fname, S(&c->sh, fa[j], "Name"));
+      if (!rego__arr_for_name(rf, "Arguments", rego__ast_str(&c->sh, fa[j], "Name")) && rego__ast_bool(&c->sh, rego__ast_obj(&c->sh, fa[j], "Type"), "NonNull") &&
+          !rego__ast_obj(&c->sh, fa[j], "DefaultValue"))
+        return rego__sv_fail(c, "For %s to implement %s any additional arguments on %s must be optional or have a default value but %s is required.",
+                       def->name, intf->name, fname, rego__ast_str(&c->sh, fa[j], "Name"));
   }
   c->at = def->src;
   for (size_t i = 0; i < intf->ifs.n; i++) {
     const char *tr = intf->ifs.v[i]->t == RV_STR ? intf->ifs.v[i]->u.s : "";
-    if (!vec_has_str(&def->ifs, tr, def->ifs.n)) {
+    if (!rego__vec_has_str(&def->ifs, tr, def->ifs.n)) {
       if (!strcmp(tr, def->name))
-        return sv_fail(c, "Type %s cannot implement %s because it would create a circular reference.", def->name, iname);
-      return sv_fail(c, "Type %s must implement %s because it is implemented by %s.", def->name, tr, iname);
+        return rego__sv_fail(c, "Type %s cannot implement %s because it would create a circular reference.", def->name, iname);
+      return rego__sv_fail(c, "Type %s must implement %s because it is implemented by %s.", def->name, tr, iname);
     }
   }
   return true;
 }
 
-static bool validate_definition(sv *c, gq_def *def) {
+static bool rego__validate_definition(sv *c, gq_def *def) {
   bool input = !strcmp(def->kind, "INPUT_OBJECT");
   for (size_t i = 0; i < def->fields.n; i++) {
     const rv *f = def->fields.v[i];
-    const char *fname = S(&c->sh, f, "Name");
+    const char *fname = rego__ast_str(&c->sh, f, "Name");
     c->at = f;
-    if (!reserved(c, fname) || !type_ref(c, O(&c->sh, f, "Type"))) return false;
+    if (!rego__reserved(c, fname) || !rego__type_ref(c, rego__ast_obj(&c->sh, f, "Type"))) return false;
     c->at = f;
-    if (!input_field_names(c, O(&c->sh, f, "DefaultValue"), 0)) return false;
+    if (!rego__input_field_names(c, rego__ast_obj(&c->sh, f, "DefaultValue"), 0)) return false;
     size_t na;
-    const rv *const *args = L(&c->sh, f, "Arguments", &na);
+    const rv *const *args = rego__ast_list(&c->sh, f, "Arguments", &na);
     for (size_t j = 0; j < na; j++)
       for (size_t k = j + 1; k < na; k++)
-        if (!strcmp(S(&c->sh, args[j], "Name"), S(&c->sh, args[k], "Name")) && (c->at = args[k]))
-          return sv_fail(c, "Argument %s.%s(%s:) can only be defined once.", def->name, fname, S(&c->sh, args[k], "Name"));
-    if (!validate_args(c, args, na, NULL)) return false;
+        if (!strcmp(rego__ast_str(&c->sh, args[j], "Name"), rego__ast_str(&c->sh, args[k], "Name")) && (c->at = args[k]))
+          return rego__sv_fail(c, "Argument %s.%s(%s:) can only be defined once.", def->name, fname, rego__ast_str(&c->sh, args[k], "Name"));
+    if (!rego__validate_args(c, args, na, NULL)) return false;
     size_t nd;
-    const rv *const *dirs = L(&c->sh, f, "Directives", &nd);
-    if (!validate_directives(c, dirs, nd, input ? "INPUT_FIELD_DEFINITION" : "FIELD_DEFINITION", NULL, true)) return false;
+    const rv *const *dirs = rego__ast_list(&c->sh, f, "Directives", &nd);
+    if (!rego__validate_directives(c, dirs, nd, input ? "INPUT_FIELD_DEFINITION" : "FIELD_DEFINITION", NULL, true)) return false;
   }
   c->at = def->src;
   for (size_t i = 0; i < def->types.n; i++) {
     const char *t = def->types.v[i]->t == RV_STR ? def->types.v[i]->u.s : "";
-    gq_def *td = sdef(c->s, t);
-    if (!td) return sv_fail(c, "Undefined type \"%s\".", t);
-    if (strcmp(td->kind, "OBJECT")) return sv_fail(c, "%s type \"%s\" must be OBJECT.", def->kind, t);
+    gq_def *td = rego__sdef(c->s, t);
+    if (!td) return rego__sv_fail(c, "Undefined type \"%s\".", t);
+    if (strcmp(td->kind, "OBJECT")) return rego__sv_fail(c, "%s type \"%s\" must be OBJECT.", def->kind, t);
   }
   for (size_t i = 0; i < def->ifs.n; i++) {
     const char *t = def->ifs.v[i]->t == RV_STR ? def->ifs.v[i]->u.s : "";
-    if (vec_has_str(&def->ifs, t, i)) return sv_fail(c, "Type %s can only implement %s once.", def->name, t);
-    if (!validate_implements(c, def, t)) return false;
+    if (rego__vec_has_str(&def->ifs, t, i)) return rego__sv_fail(c, "Type %s can only implement %s once.", def->name, t);
+    if (!rego__validate_implements(c, def, t)) return false;
   }
   const char *k = def->kind;
   c->at = def->src;
   if (!strcmp(k, "OBJECT") || !strcmp(k, "INTERFACE")) {
-    if (!def->fields.n) return sv_fail(c, "%s %s: must define one or more fields.", k, def->name);
+    if (!def->fields.n) return rego__sv_fail(c, "%s %s: must define one or more fields.", k, def->name);
     for (size_t i = 0; i < def->fields.n; i++) {
-      gq_def *td = sdef(c->s, type_name(O(&c->sh, def->fields.v[i], "Type"), 0));
+      gq_def *td = rego__sdef(c->s, rego__type_name(rego__ast_obj(&c->sh, def->fields.v[i], "Type"), 0));
       c->at = def->fields.v[i];
-      if (td && !kind_in(td->kind, "SCALAR OBJECT INTERFACE UNION ENUM"))
-        return sv_fail(c, "%s %s: field must be one of SCALAR, OBJECT, INTERFACE, UNION, ENUM.", k, def->name);
+      if (td && !rego__kind_in(td->kind, "SCALAR OBJECT INTERFACE UNION ENUM"))
+        return rego__sv_fail(c, "%s %s: field must be one of SCALAR, OBJECT, INTERFACE, UNION, ENUM.", k, def->name);
     }
   } else if (!strcmp(k, "ENUM")) {
-    if (!def->enums.n) return sv_fail(c, "%s %s: must define one or more unique enum values.", k, def->name);
+    if (!def->enums.n) return rego__sv_fail(c, "%s %s: must define one or more unique enum values.", k, def->name);
     for (size_t i = 0; i < def->enums.n; i++) {
-      const char *vn = S(&c->sh, def->enums.v[i], "Name");
+      const char *vn = rego__ast_str(&c->sh, def->enums.v[i], "Name");
       c->at = def->enums.v[i];
-      if (!reserved(c, vn)) return false;
+      if (!rego__reserved(c, vn)) return false;
       if (!strcmp(vn, "true") || !strcmp(vn, "false") || !strcmp(vn, "null"))
-        return sv_fail(c, "%s %s: non-enum value %s.", k, def->name, vn);
+        return rego__sv_fail(c, "%s %s: non-enum value %s.", k, def->name, vn);
       size_t nd;
-      const rv *const *dirs = L(&c->sh, def->enums.v[i], "Directives", &nd);
-      if (!validate_directives(c, dirs, nd, "ENUM_VALUE", NULL, true)) return false;
+      const rv *const *dirs = rego__ast_list(&c->sh, def->enums.v[i], "Directives", &nd);
+      if (!rego__validate_directives(c, dirs, nd, "ENUM_VALUE", NULL, true)) return false;
     }
   } else if (input) {
-    if (!def->fields.n) return sv_fail(c, "%s %s: must define one or more input fields.", k, def->name);
+    if (!def->fields.n) return rego__sv_fail(c, "%s %s: must define one or more input fields.", k, def->name);
     for (size_t i = 0; i < def->fields.n; i++) {
-      gq_def *td = sdef(c->s, type_name(O(&c->sh, def->fields.v[i], "Type"), 0));
+      gq_def *td = rego__sdef(c->s, rego__type_name(rego__ast_obj(&c->sh, def->fields.v[i], "Type"), 0));
       c->at = def->fields.v[i];
-      if (td && !kind_in(td->kind, "SCALAR ENUM INPUT_OBJECT"))
-        return sv_fail(c, "%s %s: field must be one of SCALAR, ENUM, INPUT_OBJECT.", td->kind,
-                       S(&c->sh, def->fields.v[i], "Name"));
+      if (td && !rego__kind_in(td->kind, "SCALAR ENUM INPUT_OBJECT"))
+        return rego__sv_fail(c, "%s %s: field must be one of SCALAR, ENUM, INPUT_OBJECT.", td->kind,
+                       rego__ast_str(&c->sh, def->fields.v[i], "Name"));
     }
   } else if (!strcmp(k, "UNION")) {
     c->at = def->src;
-    if (!def->types.n) return sv_fail(c, "%s %s: must define one or more member types.", k, def->name);
+    if (!def->types.n) return rego__sv_fail(c, "%s %s: must define one or more member types.", k, def->name);
   }
   for (size_t i = 0; i < def->fields.n; i++)
     for (size_t j = i + 1; j < def->fields.n; j++)
-      if (!strcmp(S(&c->sh, def->fields.v[i], "Name"), S(&c->sh, def->fields.v[j], "Name")) && (c->at = def->fields.v[j]))
-        return sv_fail(c, "Field %s.%s can only be defined once.", def->name, S(&c->sh, def->fields.v[j], "Name"));
+      if (!strcmp(rego__ast_str(&c->sh, def->fields.v[i], "Name"), rego__ast_str(&c->sh, def->fields.v[j], "Name")) && (c->at = def->fields.v[j]))
+        return rego__sv_fail(c, "Field %s.%s can only be defined once.", def->name, rego__ast_str(&c->sh, def->fields.v[j], "Name"));
   for (size_t i = 0; i < def->enums.n; i++)
     for (size_t j = i + 1; j < def->enums.n; j++)
-      if (!strcmp(S(&c->sh, def->enums.v[i], "Name"), S(&c->sh, def->enums.v[j], "Name")) && (c->at = def->enums.v[j]))
-        return sv_fail(c, "Enum value %s.%s can only be defined once.", def->name, S(&c->sh, def->enums.v[j], "Name"));
+      if (!strcmp(rego__ast_str(&c->sh, def->enums.v[i], "Name"), rego__ast_str(&c->sh, def->enums.v[j], "Name")) && (c->at = def->enums.v[j]))
+        return rego__sv_fail(c, "Enum value %s.%s can only be defined once.", def->name, rego__ast_str(&c->sh, def->enums.v[j], "Name"));
   for (size_t i = 0; i < def->types.n; i++)
     for (size_t j = i + 1; j < def->types.n; j++)
       if (rv_eq(def->types.v[i], def->types.v[j]) && (c->at = def->types.v[j]))
-        return sv_fail(c, "Union type %s can only include type %s once.", def->name,
+        return rego__sv_fail(c, "Union type %s can only include type %s once.", def->name,
                        def->types.v[j]->t == RV_STR ? def->types.v[j]->u.s : "");
   c->at = def->src;
-  if (!def->builtin && !reserved(c, def->name)) return false;
-  return validate_directives(c, def->dirs.v, def->dirs.n, def->kind, NULL, false);
+  if (!def->builtin && !rego__reserved(c, def->name)) return false;
+  return rego__validate_directives(c, def->dirs.v, def->dirs.n, def->kind, NULL, false);
 }
 
 /* Input objects may not reference themselves through non-null fields. */
-static bool input_cycles(sv *c, gq_def *def, smap *visited, smap *onpath, vec *path, int depth) {
-  if (smap_get(visited, def->name)) return true;
-  if (depth > 2000) return sv_fail(c, "input object nesting too deep");
+static bool rego__input_cycles(sv *c, gq_def *def, smap *visited, smap *onpath, vec *path, int depth) {
+  if (rego__smap_get(visited, def->name)) return true;
+  if (depth > 2000) return rego__sv_fail(c, "input object nesting too deep");
   /* onpath: type name -> index into path + 1 */
-  if (!smap_put(c->s->a, visited, def->name, def) ||
-      !smap_put(c->s->a, onpath, def->name, (void *)(uintptr_t)(path->n + 1))) {
+  if (!rego__smap_put(c->s->a, visited, def->name, def) ||
+      !rego__smap_put(c->s->a, onpath, def->name, (void *)(uintptr_t)(path->n + 1))) {
     c->s->oom = true;
-    return sv_fail(c, "out of memory");
+    return rego__sv_fail(c, "out of memory");
   }
   for (size_t i = 0; i < def->fields.n; i++) {
-    const rv *t = O(&c->sh, def->fields.v[i], "Type");
-    if (!B(&c->sh, t, "NonNull") || !*S(&c->sh, t, "NamedType")) continue;
-    gq_def *ft = sdef(c->s, S(&c->sh, t, "NamedType"));
+    const rv *t = rego__ast_obj(&c->sh, def->fields.v[i], "Type");
+    if (!rego__ast_bool(&c->sh, t, "NonNull") || !*rego__ast_str(&c->sh, t, "NamedType")) continue;
+    gq_def *ft = rego__sdef(c->s, rego__ast_str(&c->sh, t, "NamedType"));
     if (!ft || strcmp(ft->kind, "INPUT_OBJECT")) continue;
-    if (!vpush(c->s->a, path, def->fields.v[i])) {
+    if (!rego__vpush(c->s->a, path, def->fields.v[i])) {
       c->s->oom = true;
-      return sv_fail(c, "out of memory");
+      return rego__sv_fail(c, "out of memory");
     }
-    uintptr_t ci = (uintptr_t)smap_get(onpath, ft->name);
+    uintptr_t ci = (uintptr_t)rego__smap_get(onpath, ft->name);
     if (ci) {
       sbuf names = {.n = 0};
       names.b[0] = 0;
-      for (size_t j = ci - 1; j < path->n; j++) sb_printf(&names, "%s%s", j + 1 == ci ? "" : ".", S(&c->sh, path->v[j], "Name"));
+      for (size_t j = ci - 1; j < path->n; j++) rego__sb_printf(&names, "%s%s", j + 1 == ci ? "" : ".", rego__ast_str(&c->sh, path->v[j], "Name"));
       c->at = path->v[ci - 1];
-      return sv_fail(c, "Cannot reference Input Object \"%s\" within itself through a series of non-null fields: \"%s\".",
+      return rego__sv_fail(c, "Cannot reference Input Object \"%s\" within itself through a series of non-null fields: \"%s\".",
                      ft->name, names.b);
     }
-    if (!input_cycles(c, ft, visited, onpath, path, depth + 1)) return false;
+    if (!rego__input_cycles(c, ft, visited, onpath, path, depth + 1)) return false;
     path->n--;
   }
-  smap_put(c->s->a, onpath, def->name, NULL); /* a NULL value reads as absent */
+  rego__smap_put(c->s->a, onpath, def->name, NULL); /* a NULL value reads as absent */
   return true;
 }
 
-static int cmp_str(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
+static int rego__cmp_str(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
 
-static gq_def *new_def(gq_schema *s, const char *name, const char *kind, bool builtin, const rv *src) {
+static gq_def *rego__new_def(gq_schema *s, const char *name, const char *kind, bool builtin, const rv *src) {
   gq_def *d = rg_alloc(s->a, sizeof(*d));
   if (!d) return NULL;
   d->name = name, d->kind = kind, d->builtin = builtin, d->src = src;
@@ -657,42 +659,42 @@ static gq_def *new_def(gq_schema *s, const char *name, const char *kind, bool bu
   return d;
 }
 
-static bool add_members(sv *c, gq_def *d, const rv *src) {
+static bool rego__add_members(sv *c, gq_def *d, const rv *src) {
   size_t n;
   const rv *const *it;
   rg_arena *a = c->s->a;
-  it = L(&c->sh, src, "Directives", &n);
-  if (!vcat(a, &d->dirs, it, n)) return false;
-  it = L(&c->sh, src, "Interfaces", &n);
-  if (!vcat(a, &d->ifs, it, n)) return false;
-  it = L(&c->sh, src, "Fields", &n);
-  if (!vcat(a, &d->fields, it, n)) return false;
-  it = L(&c->sh, src, "Types", &n);
-  if (!vcat(a, &d->types, it, n)) return false;
-  it = L(&c->sh, src, "EnumValues", &n);
-  return vcat(a, &d->enums, it, n);
+  it = rego__ast_list(&c->sh, src, "Directives", &n);
+  if (!rego__vcat(a, &d->dirs, it, n)) return false;
+  it = rego__ast_list(&c->sh, src, "Interfaces", &n);
+  if (!rego__vcat(a, &d->ifs, it, n)) return false;
+  it = rego__ast_list(&c->sh, src, "Fields", &n);
+  if (!rego__vcat(a, &d->fields, it, n)) return false;
+  it = rego__ast_list(&c->sh, src, "Types", &n);
+  if (!rego__vcat(a, &d->types, it, n)) return false;
+  it = rego__ast_list(&c->sh, src, "EnumValues", &n);
+  return rego__vcat(a, &d->enums, it, n);
 }
 
-static const char *def_kind(sv *c, const rv *src) {
-  const char *k = S(&c->sh, src, "Kind");
+static const char *rego__def_kind(sv *c, const rv *src) {
+  const char *k = rego__ast_str(&c->sh, src, "Kind");
   static const char *const kinds[] = {"SCALAR", "OBJECT", "INTERFACE", "UNION", "ENUM", "INPUT_OBJECT"};
   for (size_t i = 0; i < 6; i++)
     if (!strcmp(k, kinds[i])) return kinds[i];
   return k; /* an unknown kind (AST input): kept as is, fails later checks */
 }
 
-static bool set_root(sv *c, const rv *const *ops, size_t n, bool *seen) {
+static bool rego__set_root(sv *c, const rv *const *ops, size_t n, bool *seen) {
   for (size_t i = 0; i < n; i++) {
-    const char *op = S(&c->sh, ops[i], "Operation");
+    const char *op = rego__ast_str(&c->sh, ops[i], "Operation");
     c->at = ops[i];
     int idx = !strcmp(op, "query") ? 0 : !strcmp(op, "mutation") ? 1 : !strcmp(op, "subscription") ? 2 : -1;
-    if (idx >= 0 && seen[idx]) return sv_fail(c, "There can be only one %s type in schema.", op);
+    if (idx >= 0 && seen[idx]) return rego__sv_fail(c, "There can be only one %s type in schema.", op);
     if (idx >= 0) {
       seen[idx] = true;
       c->root_at[idx] = ops[i];
     }
-    gq_def *d = sdef(c->s, S(&c->sh, ops[i], "Type"));
-    if (!d) return sv_fail(c, "Schema root %s refers to a type %s that does not exist.", op, S(&c->sh, ops[i], "Type"));
+    gq_def *d = rego__sdef(c->s, rego__ast_str(&c->sh, ops[i], "Type"));
+    if (!d) return rego__sv_fail(c, "Schema root %s refers to a type %s that does not exist.", op, rego__ast_str(&c->sh, ops[i], "Type"));
     if (idx == 0) c->s->query = d;
     else if (idx == 1) c->s->mutation = d;
     else if (idx == 2) c->s->subscription = d;
@@ -700,71 +702,71 @@ static bool set_root(sv *c, const rv *const *ops, size_t n, bool *seen) {
   return true;
 }
 
-static bool load_doc(sv *c, const rv *doc, bool builtin, vec *defs) {
+static bool rego__load_doc(sv *c, const rv *doc, bool builtin, vec *defs) {
   gq_schema *s = c->s;
   size_t n;
-  const rv *const *it = L(&c->sh, doc, "Definitions", &n);
+  const rv *const *it = rego__ast_list(&c->sh, doc, "Definitions", &n);
   for (size_t i = 0; i < n; i++) {
-    const char *name = S(&c->sh, it[i], "Name");
+    const char *name = rego__ast_str(&c->sh, it[i], "Name");
     c->at = it[i];
-    if (sdef(s, name)) return sv_fail(c, "Cannot redeclare type %s.", name);
-    gq_def *d = new_def(s, name, def_kind(c, it[i]), builtin || B(&c->sh, it[i], "BuiltIn"), it[i]);
-    if (!d || !smap_put(s->a, &s->types, name, d) || !add_members(c, d, it[i]) || !vpush(s->a, defs, (rv *)(void *)d)) {
+    if (rego__sdef(s, name)) return rego__sv_fail(c, "Cannot redeclare type %s.", name);
+    gq_def *d = rego__new_def(s, name, rego__def_kind(c, it[i]), builtin || rego__ast_bool(&c->sh, it[i], "BuiltIn"), it[i]);
+    if (!d || !rego__smap_put(s->a, &s->types, name, d) || !rego__add_members(c, d, it[i]) || !rego__vpush(s->a, defs, (rv *)(void *)d)) {
       s->oom = true;
-      return sv_fail(c, "out of memory");
+      return rego__sv_fail(c, "out of memory");
     }
   }
   return true;
 }
 
-static bool load_exts(sv *c, const rv *doc, vec *defs) {
+static bool rego__load_exts(sv *c, const rv *doc, vec *defs) {
   gq_schema *s = c->s;
   size_t n;
-  const rv *const *it = L(&c->sh, doc, "Extensions", &n);
+  const rv *const *it = rego__ast_list(&c->sh, doc, "Extensions", &n);
   for (size_t i = 0; i < n; i++) {
-    const char *name = S(&c->sh, it[i], "Name");
-    const char *kind = def_kind(c, it[i]);
-    gq_def *d = sdef(s, name);
+    const char *name = rego__ast_str(&c->sh, it[i], "Name");
+    const char *kind = rego__def_kind(c, it[i]);
+    gq_def *d = rego__sdef(s, name);
     c->at = it[i];
     if (!d) {
-      d = new_def(s, name, kind, B(&c->sh, it[i], "BuiltIn"), it[i]);
-      if (!d || !smap_put(s->a, &s->types, name, d) || !vpush(s->a, defs, (rv *)(void *)d)) {
+      d = rego__new_def(s, name, kind, rego__ast_bool(&c->sh, it[i], "BuiltIn"), it[i]);
+      if (!d || !rego__smap_put(s->a, &s->types, name, d) || !rego__vpush(s->a, defs, (rv *)(void *)d)) {
         s->oom = true;
-        return sv_fail(c, "out of memory");
+        return rego__sv_fail(c, "out of memory");
       }
     }
     if (strcmp(d->kind, kind))
-      return sv_fail(c, "Cannot extend type %s because the base type is a %s, not %s.", name, d->kind, kind);
-    if (!add_members(c, d, it[i])) {
+      return rego__sv_fail(c, "Cannot extend type %s because the base type is a %s, not %s.", name, d->kind, kind);
+    if (!rego__add_members(c, d, it[i])) {
       s->oom = true;
-      return sv_fail(c, "out of memory");
+      return rego__sv_fail(c, "out of memory");
     }
   }
   return true;
 }
 
-static bool add_possible(gq_schema *s, const char *name, gq_def *d) {
-  gq_def *t = sdef(s, name);
+static bool rego__add_possible(gq_schema *s, const char *name, gq_def *d) {
+  gq_def *t = rego__sdef(s, name);
   if (!t) return true; /* gqlparser files it under a name with no type; never read back */
-  return vpush(s->a, &t->possible, (rv *)(void *)d);
+  return rego__vpush(s->a, &t->possible, (rv *)(void *)d);
 }
 
-static bool load_dirs(sv *c, const rv *doc, bool prelude) {
+static bool rego__load_dirs(sv *c, const rv *doc, bool prelude) {
   size_t n;
-  const rv *const *it = L(&c->sh, doc, "Directives", &n);
+  const rv *const *it = rego__ast_list(&c->sh, doc, "Directives", &n);
   static const char *const pre[] = {"defer", "deprecated", "include", "oneOf", "skip", "specifiedBy"};
   for (size_t i = 0; i < n; i++) {
-    const char *name = S(&c->sh, it[i], "Name");
+    const char *name = rego__ast_str(&c->sh, it[i], "Name");
     c->at = it[i];
-    if (smap_get(&c->s->dirs, name)) {
+    if (rego__smap_get(&c->s->dirs, name)) {
       bool ok = false;
       for (size_t j = 0; j < 6; j++) ok |= !strcmp(pre[j], name);
-      if (!ok) return sv_fail(c, "Cannot redeclare directive %s.", name);
+      if (!ok) return rego__sv_fail(c, "Cannot redeclare directive %s.", name);
     }
     gq_dirdef *d = rg_alloc(c->s->a, sizeof(*d));
-    if (!d || !smap_put(c->s->a, &c->s->dirs, name, d)) {
+    if (!d || !rego__smap_put(c->s->a, &c->s->dirs, name, d)) {
       c->s->oom = true;
-      return sv_fail(c, "out of memory");
+      return rego__sv_fail(c, "out of memory");
     }
     d->name = name, d->def = it[i];
   }
@@ -772,7 +774,7 @@ static bool load_dirs(sv *c, const rv *doc, bool prelude) {
   return true;
 }
 
-static rv *prelude_doc(rg_arena *a, ct_err *err) {
+static rv *rego__prelude_doc(rg_arena *a, ct_err *err) {
   rv *doc;
   if (gq_parse_schema(a, gq_prelude, sizeof(gq_prelude) - 1, &doc, err)) return NULL;
   return doc;
@@ -783,60 +785,60 @@ CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, const gq_posmap *pm
   gq_schema *s = rg_alloc(a, sizeof(*s));
   if (!s) return ct_fail(err, CT_ENOMEM, "out of memory");
   s->a = a;
-  rv *pre = prelude_doc(a, err);
+  rv *pre = rego__prelude_doc(a, err);
   if (!pre) return err->code ? err->code : ct_fail(err, CT_ENOMEM, "out of memory");
   sv c = {.s = s, .pm = pm};
   vec defs = {0};
   const rv *docs[2] = {pre, schema_ast};
-  bool ok = load_doc(&c, pre, true, &defs) && load_doc(&c, schema_ast, false, &defs) && load_exts(&c, pre, &defs) &&
-            load_exts(&c, schema_ast, &defs);
+  bool ok = rego__load_doc(&c, pre, true, &defs) && rego__load_doc(&c, schema_ast, false, &defs) && rego__load_exts(&c, pre, &defs) &&
+            rego__load_exts(&c, schema_ast, &defs);
   for (size_t i = 0; ok && i < defs.n; i++) {
     gq_def *d = (gq_def *)(void *)defs.v[i];
     if (!strcmp(d->kind, "UNION")) {
       for (size_t j = 0; ok && j < d->types.n; j++) {
-        gq_def *m = sdef(s, d->types.v[j]->t == RV_STR ? d->types.v[j]->u.s : "");
-        if (m) ok = vpush(a, &d->possible, (rv *)(void *)m);
+        gq_def *m = rego__sdef(s, d->types.v[j]->t == RV_STR ? d->types.v[j]->u.s : "");
+        if (m) ok = rego__vpush(a, &d->possible, (rv *)(void *)m);
       }
     } else if (!strcmp(d->kind, "INPUT_OBJECT") || !strcmp(d->kind, "OBJECT") || !strcmp(d->kind, "INTERFACE")) {
-      for (size_t j = 0; ok && j < d->ifs.n; j++) ok = add_possible(s, d->ifs.v[j]->t == RV_STR ? d->ifs.v[j]->u.s : "", d);
-      if (ok && strcmp(d->kind, "INTERFACE")) ok = vpush(a, &d->possible, (rv *)(void *)d);
+      for (size_t j = 0; ok && j < d->ifs.n; j++) ok = rego__add_possible(s, d->ifs.v[j]->t == RV_STR ? d->ifs.v[j]->u.s : "", d);
+      if (ok && strcmp(d->kind, "INTERFACE")) ok = rego__vpush(a, &d->possible, (rv *)(void *)d);
     }
     if (!ok) {
       s->oom = true;
-      sv_fail(&c, "out of memory");
+      rego__sv_fail(&c, "out of memory");
     }
   }
-  ok = ok && load_dirs(&c, pre, true) && load_dirs(&c, schema_ast, false);
+  ok = ok && rego__load_dirs(&c, pre, true) && rego__load_dirs(&c, schema_ast, false);
   /* directive extensions */
   for (size_t di = 0; ok && di < 2; di++) {
     size_t n;
-    const rv *const *it = L(&c.sh, docs[di], "DirectiveExtensions", &n);
+    const rv *const *it = rego__ast_list(&c.sh, docs[di], "DirectiveExtensions", &n);
     for (size_t i = 0; ok && i < n; i++) {
-      gq_dirdef *d = smap_get(&s->dirs, S(&c.sh, it[i], "Name"));
+      gq_dirdef *d = rego__smap_get(&s->dirs, rego__ast_str(&c.sh, it[i], "Name"));
       c.at = it[i];
-      if (!d) ok = sv_fail(&c, "Cannot extend directive @%s because it is not defined.", S(&c.sh, it[i], "Name"));
+      if (!d) ok = rego__sv_fail(&c, "Cannot extend directive @%s because it is not defined.", rego__ast_str(&c.sh, it[i], "Name"));
     }
   }
   size_t nsch = 0, nsch2 = 0;
-  const rv *const *sch = ok ? L(&c.sh, schema_ast, "Schema", &nsch) : NULL;
-  const rv *const *psch = ok ? L(&c.sh, pre, "Schema", &nsch2) : NULL;
+  const rv *const *sch = ok ? rego__ast_list(&c.sh, schema_ast, "Schema", &nsch) : NULL;
+  const rv *const *psch = ok ? rego__ast_list(&c.sh, pre, "Schema", &nsch2) : NULL;
   (void)psch;
   bool seen[3] = {false, false, false};
-  if (ok && nsch > 1 && (c.at = sch[1])) ok = sv_fail(&c, "Cannot have multiple schema entry points, consider schema extensions instead.");
+  if (ok && nsch > 1 && (c.at = sch[1])) ok = rego__sv_fail(&c, "Cannot have multiple schema entry points, consider schema extensions instead.");
   if (ok && nsch == 1) {
     size_t n, nd;
-    const rv *const *ops = L(&c.sh, sch[0], "OperationTypes", &n);
-    const rv *const *dirs = L(&c.sh, sch[0], "Directives", &nd);
-    ok = set_root(&c, ops, n, seen) && validate_directives(&c, dirs, nd, "SCHEMA", NULL, true);
+    const rv *const *ops = rego__ast_list(&c.sh, sch[0], "OperationTypes", &n);
+    const rv *const *dirs = rego__ast_list(&c.sh, sch[0], "Directives", &nd);
+    ok = rego__set_root(&c, ops, n, seen) && rego__validate_directives(&c, dirs, nd, "SCHEMA", NULL, true);
   }
   if (ok) {
     size_t ne;
-    const rv *const *ext = L(&c.sh, schema_ast, "SchemaExtension", &ne);
+    const rv *const *ext = rego__ast_list(&c.sh, schema_ast, "SchemaExtension", &ne);
     for (size_t i = 0; ok && i < ne; i++) {
       size_t n, nd;
-      const rv *const *ops = L(&c.sh, ext[i], "OperationTypes", &n);
-      const rv *const *dirs = L(&c.sh, ext[i], "Directives", &nd);
-      ok = set_root(&c, ops, n, seen) && validate_directives(&c, dirs, nd, "SCHEMA", NULL, true);
+      const rv *const *ops = rego__ast_list(&c.sh, ext[i], "OperationTypes", &n);
+      const rv *const *dirs = rego__ast_list(&c.sh, ext[i], "Directives", &nd);
+      ok = rego__set_root(&c, ops, n, seen) && rego__validate_directives(&c, dirs, nd, "SCHEMA", NULL, true);
     }
   }
   if (ok) {
@@ -845,17 +847,17 @@ CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, const gq_posmap *pm
     size_t k = 0;
     if (!names) {
       s->oom = true;
-      ok = sv_fail(&c, "out of memory");
+      ok = rego__sv_fail(&c, "out of memory");
     } else {
       for (size_t i = 0; i < s->types.cap; i++)
         if (s->types.k[i]) names[k++] = s->types.k[i];
-      qsort(names, k, sizeof(char *), cmp_str);
-      for (size_t i = 0; ok && i < k; i++) ok = validate_definition(&c, sdef(s, names[i]));
+      qsort(names, k, sizeof(char *), rego__cmp_str);
+      for (size_t i = 0; ok && i < k; i++) ok = rego__validate_definition(&c, rego__sdef(s, names[i]));
       smap visited = {0}, onpath = {0};
       vec path = {0};
       for (size_t i = 0; ok && i < k; i++) {
-        gq_def *d = sdef(s, names[i]);
-        if (!strcmp(d->kind, "INPUT_OBJECT")) ok = input_cycles(&c, d, &visited, &onpath, &path, 0);
+        gq_def *d = rego__sdef(s, names[i]);
+        if (!strcmp(d->kind, "INPUT_OBJECT")) ok = rego__input_cycles(&c, d, &visited, &onpath, &path, 0);
       }
     }
   }
@@ -865,30 +867,30 @@ CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, const gq_posmap *pm
       gq_dirdef *d = s->dirs.k[i] ? s->dirs.v[i] : NULL;
       if (!d) continue;
       size_t na, nd;
-      const rv *const *args = L(&c.sh, d->def, "Arguments", &na);
-      const rv *const *dirs = L(&c.sh, d->def, "Directives", &nd);
+      const rv *const *args = rego__ast_list(&c.sh, d->def, "Arguments", &na);
+      const rv *const *dirs = rego__ast_list(&c.sh, d->def, "Directives", &nd);
       c.at = d->def;
-      ok = reserved(&c, d->name);
+      ok = rego__reserved(&c, d->name);
       for (size_t j = 0; ok && j < na; j++)
         for (size_t m = j + 1; ok && m < na; m++)
-          if (!strcmp(S(&c.sh, args[j], "Name"), S(&c.sh, args[m], "Name")) && (c.at = args[m]))
-            ok = sv_fail(&c, "Argument @%s(%s:) can only be defined once.", d->name, S(&c.sh, args[m], "Name"));
-      ok = ok && validate_directives(&c, dirs, nd, "DIRECTIVE_DEFINITION", d->name, true) &&
-           validate_args(&c, args, na, d->name);
+          if (!strcmp(rego__ast_str(&c.sh, args[j], "Name"), rego__ast_str(&c.sh, args[m], "Name")) && (c.at = args[m]))
+            ok = rego__sv_fail(&c, "Argument @%s(%s:) can only be defined once.", d->name, rego__ast_str(&c.sh, args[m], "Name"));
+      ok = ok && rego__validate_directives(&c, dirs, nd, "DIRECTIVE_DEFINITION", d->name, true) &&
+           rego__validate_args(&c, args, na, d->name);
     }
   }
   if (ok && nsch == 0) {
-    if (!s->query) s->query = sdef(s, "Query");
-    if (!s->mutation) s->mutation = sdef(s, "Mutation");
-    if (!s->subscription) s->subscription = sdef(s, "Subscription");
+    if (!s->query) s->query = rego__sdef(s, "Query");
+    if (!s->mutation) s->mutation = rego__sdef(s, "Mutation");
+    if (!s->subscription) s->subscription = rego__sdef(s, "Subscription");
   }
   if (ok && s->query && strcmp(s->query->kind, "OBJECT") && (c.at = c.root_at[0] ? c.root_at[0] : s->query->src))
-    ok = sv_fail(&c, "Query root type must be Object type, it cannot be %s.", s->query->name);
+    ok = rego__sv_fail(&c, "Query root type must be Object type, it cannot be %s.", s->query->name);
   if (ok && s->mutation && strcmp(s->mutation->kind, "OBJECT") && (c.at = c.root_at[1] ? c.root_at[1] : s->mutation->src))
-    ok = sv_fail(&c, "Mutation root type must be Object type if provided, it cannot be %s.", s->mutation->name);
+    ok = rego__sv_fail(&c, "Mutation root type must be Object type if provided, it cannot be %s.", s->mutation->name);
   if (ok && s->subscription && strcmp(s->subscription->kind, "OBJECT") &&
       (c.at = c.root_at[2] ? c.root_at[2] : s->subscription->src))
-    ok = sv_fail(&c, "Subscription root type must be Object type if provided, it cannot be %s.", s->subscription->name);
+    ok = rego__sv_fail(&c, "Subscription root type must be Object type if provided, it cannot be %s.", s->subscription->name);
   if (s->oom) return ct_fail(err, CT_ENOMEM, "out of memory");
   if (c.sh.bad) return ct_fail(err, CT_EINVAL, "GraphQL parse error: schema AST has an unexpected shape");
   if (!ok) return ct_fail(err, CT_EINVAL, "Error in gqlparser SchemaDocument to Schema conversion: %s", c.msg);
@@ -900,7 +902,7 @@ CT_RESULT gq_schema_build(rg_arena *a, const rv *schema_ast, const gq_posmap *pm
     return ct_fail(err, e2.code, "%s", e2.msg);
   shape sh = {0};
   size_t n;
-  const rv *const *fs = L(&sh, L(&sh, tn, "Definitions", &n)[0], "Fields", &n);
+  const rv *const *fs = rego__ast_list(&sh, rego__ast_list(&sh, tn, "Definitions", &n)[0], "Fields", &n);
   s->typename_field = fs[0], sch_f = (rv *)fs[1], typ_f = (rv *)fs[2];
   s->schema_field = sch_f, s->type_field = typ_f;
   *out = s;
@@ -934,8 +936,8 @@ typedef struct {
   int depth;
 } qv;
 
-static void qv_err(qv *q, const rv *at, const char *fmt, ...) CT_PRINTF(3, 4);
-static void qv_err(qv *q, const rv *at, const char *fmt, ...) {
+static void rego__qv_err(qv *q, const rv *at, const char *fmt, ...) CT_PRINTF(3, 4);
+static void rego__qv_err(qv *q, const rv *at, const char *fmt, ...) {
   char m[400];
   va_list ap;
   va_start(ap, fmt);
@@ -952,14 +954,14 @@ static void qv_err(qv *q, const rv *at, const char *fmt, ...) {
   q->any = true;
 }
 
-static void qv_put(qv *q, smap *m, const char *k) {
-  if (!smap_put(q->a, m, k, (void *)1)) q->oom = true;
+static void rego__qv_put(qv *q, smap *m, const char *k) {
+  if (!rego__smap_put(q->a, m, k, (void *)1)) q->oom = true;
 }
 
-static const rv *field_def(qv *q, const gq_def *parent, const char *name) {
+static const rv *rego__field_def(qv *q, const gq_def *parent, const char *name) {
   if (!strcmp(name, "__typename")) return q->s->typename_field;
   if (!parent) return NULL;
-  const rv *f = list_for_name(&parent->fields, name);
+  const rv *f = rego__list_for_name(&parent->fields, name);
   if (!f && parent == q->s->query) {
     if (!strcmp(name, "__schema")) return q->s->schema_field;
     if (!strcmp(name, "__type")) return q->s->type_field;
@@ -967,67 +969,67 @@ static const rv *field_def(qv *q, const gq_def *parent, const char *name) {
   return f;
 }
 
-static void value_str(const rv *v, sbuf *b, int depth) {
+static void rego__value_str(const rv *v, sbuf *b, int depth) {
   shape sh = {0};
   if (!v || depth > 100) return;
-  int64_t k = N(&sh, v, "Kind");
-  const char *raw = S(&sh, v, "Raw");
+  int64_t k = rego__ast_int(&sh, v, "Kind");
+  const char *raw = rego__ast_str(&sh, v, "Raw");
   size_t n;
-  const rv *const *ch = L(&sh, v, "Children", &n);
+  const rv *const *ch = rego__ast_list(&sh, v, "Children", &n);
   switch (k) {
-    case 0: sb_printf(b, "$%s", raw); break;
+    case 0: rego__sb_printf(b, "$%s", raw); break;
     case 3: case 4: {
-      sb_printf(b, "\"");
+      rego__sb_printf(b, "\"");
       for (const char *p = raw; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\') sb_printf(b, "\\%c", c);
-        else if (c == '\n') sb_printf(b, "%s", "\\n");
-        else if (c == '\t') sb_printf(b, "%s", "\\t");
-        else if (c == '\r') sb_printf(b, "%s", "\\r");
-        else if (c == '\b') sb_printf(b, "%s", "\\b");
-        else if (c == '\f') sb_printf(b, "%s", "\\f");
-        else if (c < 0x20 || c == 0x7f) sb_printf(b, "\\u00%02X", c);
-        else sb_printf(b, "%c", c);
+        if (c == '"' || c == '\\') rego__sb_printf(b, "\\%c", c);
+        else if (c == '\n') rego__sb_printf(b, "%s", "\\n");
+        else if (c == '\t') rego__sb_printf(b, "%s", "\\t");
+        else if (c == '\r') rego__sb_printf(b, "%s", "\\r");
+        else if (c == '\b') rego__sb_printf(b, "%s", "\\b");
+        else if (c == '\f') rego__sb_printf(b, "%s", "\\f");
+        else if (c < 0x20 || c == 0x7f) rego__sb_printf(b, "\\u00%02X", c);
+        else rego__sb_printf(b, "%c", c);
       }
-      sb_printf(b, "\"");
+      rego__sb_printf(b, "\"");
       break;
     }
     case 8:
-      sb_printf(b, "%s", "[");
+      rego__sb_printf(b, "%s", "[");
       for (size_t i = 0; i < n; i++) {
-        if (i) sb_printf(b, "%s", ",");
-        value_str(O(&sh, ch[i], "Value"), b, depth + 1);
+        if (i) rego__sb_printf(b, "%s", ",");
+        rego__value_str(rego__ast_obj(&sh, ch[i], "Value"), b, depth + 1);
       }
-      sb_printf(b, "%s", "]");
+      rego__sb_printf(b, "%s", "]");
       break;
     case 9:
-      sb_printf(b, "%s", "{");
+      rego__sb_printf(b, "%s", "{");
       for (size_t i = 0; i < n; i++) {
-        if (i) sb_printf(b, "%s", ",");
-        sb_printf(b, "%s:", S(&sh, ch[i], "Name"));
-        value_str(O(&sh, ch[i], "Value"), b, depth + 1);
+        if (i) rego__sb_printf(b, "%s", ",");
+        rego__sb_printf(b, "%s:", rego__ast_str(&sh, ch[i], "Name"));
+        rego__value_str(rego__ast_obj(&sh, ch[i], "Value"), b, depth + 1);
       }
-      sb_printf(b, "%s", "}");
+      rego__sb_printf(b, "%s", "}");
       break;
-    default: sb_printf(b, "%s", raw);
+    default: rego__sb_printf(b, "%s", raw);
   }
 }
 
 /* A value's text for messages (gqlparser Value.String), truncated. */
-static const char *vstr(qv *q, const rv *v) {
+static const char *rego__vstr(qv *q, const rv *v) {
   sbuf b = {.n = 0};
   b.b[0] = 0;
-  value_str(v, &b, 0);
+  rego__value_str(v, &b, 0);
   char *s = rg_strndup(q->a, b.b, b.n);
   return s ? s : "";
 }
 
 /* Go's Value.Value(nil) fails on unparsable Int/Float/Boolean literals */
-static bool value_parses(const rv *v, int depth) {
+static bool rego__value_parses(const rv *v, int depth) {
   shape sh = {0};
   if (!v || depth > 2000) return true;
-  int64_t k = N(&sh, v, "Kind");
-  const char *raw = S(&sh, v, "Raw");
+  int64_t k = rego__ast_int(&sh, v, "Kind");
+  const char *raw = rego__ast_str(&sh, v, "Raw");
   if (k == 1) {
     errno = 0;
     char *end;
@@ -1045,11 +1047,11 @@ static bool value_parses(const rv *v, int depth) {
                      !strcmp(raw, "TRUE") || !strcmp(raw, "FALSE") || !strcmp(raw, "True") || !strcmp(raw, "False");
   if (k == 8 || k == 9) {
     size_t n;
-    const rv *const *ch = L(&sh, v, "Children", &n);
+    const rv *const *ch = rego__ast_list(&sh, v, "Children", &n);
     for (size_t i = 0; i < n; i++) {
-      const rv *cv = O(&sh, ch[i], "Value");
-      if (k == 9 && N(&sh, cv, "Kind") == 0) continue; /* unset variable */
-      if (!value_parses(cv, depth + 1)) return false;
+      const rv *cv = rego__ast_obj(&sh, ch[i], "Value");
+      if (k == 9 && rego__ast_int(&sh, cv, "Kind") == 0) continue; /* unset variable */
+      if (!rego__value_parses(cv, depth + 1)) return false;
     }
   }
   return true;
@@ -1058,7 +1060,7 @@ static bool value_parses(const rv *v, int depth) {
 /* ---------------------------------------------------------------- suggestions */
 /* gqlparser's SuggestionList: options within a lexical distance (Levenshtein; a pure case change
  * counts 1) of 40 % of the typed length + 1, closest first. */
-static size_t lex_distance(const char *a, const char *b) {
+static size_t rego__lex_distance(const char *a, const char *b) {
   if (!strcmp(a, b)) return 0;
   size_t na = strlen(a), nb = strlen(b);
   if (na > 256 || nb > 256) return (size_t)-1;
@@ -1085,14 +1087,14 @@ static size_t lex_distance(const char *a, const char *b) {
 }
 
 /* Writes " <prefix> "A", "B", or "C"?" (quoted) or with bare names, or "" when nothing is close. */
-static void suggest(char *out, size_t cap, const char *prefix, const char *typed, const char *const *opts, size_t n,
+static void rego__suggest(char *out, size_t cap, const char *prefix, const char *typed, const char *const *opts, size_t n,
                     bool quoted) {
   out[0] = 0;
   const char *pick[5];
   size_t dist[5], k = 0;
   size_t thr = (size_t)(strlen(typed) * 4 / 10) + 1;
   for (size_t i = 0; i < n; i++) {
-    size_t d = lex_distance(typed, opts[i]);
+    size_t d = rego__lex_distance(typed, opts[i]);
     if (d > thr) continue;
     /* stable insertion by distance, keeping the five closest */
     size_t at = k;
@@ -1114,133 +1116,133 @@ static void suggest(char *out, size_t cap, const char *prefix, const char *typed
 }
 
 /* names of a list of definitions / arguments / enum values */
-static const char **names_of(qv *q, const rv *const *items, size_t n) {
+static const char **rego__names_of(qv *q, const rv *const *items, size_t n) {
   const char **o = rg_alloc(q->a, (n + 1) * sizeof(char *));
   if (!o) {
     q->oom = true;
     return NULL;
   }
-  for (size_t i = 0; i < n; i++) o[i] = S(&q->sh, items[i], "Name");
+  for (size_t i = 0; i < n; i++) o[i] = rego__ast_str(&q->sh, items[i], "Name");
   return o;
 }
 
-static void unexpected_type(qv *q, const rv *v, const rv *expected, const gq_def *def) {
+static void rego__unexpected_type(qv *q, const rv *v, const rv *expected, const gq_def *def) {
   char ts[256];
-  type_str(expected, ts, sizeof(ts), 0);
-  const char *vs = vstr(q, v);
+  rego__type_str(expected, ts, sizeof(ts), 0);
+  const char *vs = rego__vstr(q, v);
   if (!strcmp(ts, "Int") || !strcmp(ts, "Int!")) {
     errno = 0;
     char *end;
-    long long x = strtoll(S(&q->sh, v, "Raw"), &end, 10);
-    bool range = (errno == ERANGE || x > 2147483647LL || x < -2147483648LL) && !*end && end != S(&q->sh, v, "Raw");
-    if (range) qv_err(q, v, "Int cannot represent non 32-bit signed integer value: %s", vs);
-    else qv_err(q, v, "Int cannot represent non-integer value: %s", vs);
+    long long x = strtoll(rego__ast_str(&q->sh, v, "Raw"), &end, 10);
+    bool range = (errno == ERANGE || x > 2147483647LL || x < -2147483648LL) && !*end && end != rego__ast_str(&q->sh, v, "Raw");
+    if (range) rego__qv_err(q, v, "Int cannot represent non 32-bit signed integer value: %s", vs);
+    else rego__qv_err(q, v, "Int cannot represent non-integer value: %s", vs);
   } else if (!strcmp(ts, "String") || !strcmp(ts, "String!") || !strcmp(ts, "[String]")) {
-    qv_err(q, v, "String cannot represent a non string value: %s", vs);
+    rego__qv_err(q, v, "String cannot represent a non string value: %s", vs);
   } else if (!strcmp(ts, "Boolean") || !strcmp(ts, "Boolean!")) {
-    qv_err(q, v, "Boolean cannot represent a non boolean value: %s", vs);
+    rego__qv_err(q, v, "Boolean cannot represent a non boolean value: %s", vs);
   } else if (!strcmp(ts, "Float") || !strcmp(ts, "Float!")) {
-    qv_err(q, v, "Float cannot represent non numeric value: %s", vs);
+    rego__qv_err(q, v, "Float cannot represent non numeric value: %s", vs);
   } else if (!strcmp(ts, "ID") || !strcmp(ts, "ID!")) {
-    qv_err(q, v, "ID cannot represent a non-string and non-integer value: %s", vs);
+    rego__qv_err(q, v, "ID cannot represent a non-string and non-integer value: %s", vs);
   } else if (def && !strcmp(def->kind, "ENUM")) {
-    qv_err(q, v, "Enum \"%s\" cannot represent non-enum value: %s.", ts, vs);
+    rego__qv_err(q, v, "Enum \"%s\" cannot represent non-enum value: %s.", ts, vs);
   } else {
-    qv_err(q, v, "Expected value of type \"%s\", found %s.", ts, vs);
+    rego__qv_err(q, v, "Expected value of type \"%s\", found %s.", ts, vs);
   }
 }
 
-static bool name_in(const gq_def *d, const char *list) { return kind_in(d->name, list); }
+static bool rego__name_in(const gq_def *d, const char *list) { return rego__kind_in(d->name, list); }
 
 /* OnValue observers, in rule order. */
-static void on_value(qv *q, const rv *v, const rv *expected, const gq_def *def, bool has_default, const rv *vardef) {
-  int64_t k = N(&q->sh, v, "Kind");
+static void rego__on_value(qv *q, const rv *v, const rv *expected, const gq_def *def, bool has_default, const rv *vardef) {
+  int64_t k = rego__ast_int(&q->sh, v, "Kind");
   /* NoUndefinedVariables */
   if (q->cur && k == 0 && !vardef) {
-    const char *on = S(&q->sh, q->cur, "Name");
-    if (*on) qv_err(q, v, "Variable \"%s\" is not defined by operation \"%s\".", vstr(q, v), on);
-    else qv_err(q, v, "Variable \"%s\" is not defined.", vstr(q, v));
+    const char *on = rego__ast_str(&q->sh, q->cur, "Name");
+    if (*on) rego__qv_err(q, v, "Variable \"%s\" is not defined by operation \"%s\".", rego__vstr(q, v), on);
+    else rego__qv_err(q, v, "Variable \"%s\" is not defined.", rego__vstr(q, v));
   }
   size_t n;
-  const rv *const *ch = L(&q->sh, v, "Children", &n);
+  const rv *const *ch = rego__ast_list(&q->sh, v, "Children", &n);
   /* UniqueInputFieldNames */
   if (k == 9)
     for (size_t i = 0; i < n; i++)
       for (size_t j = 0; j < i; j++)
-        if (!strcmp(S(&q->sh, ch[i], "Name"), S(&q->sh, ch[j], "Name"))) {
-          qv_err(q, ch[i], "There can be only one input field named \"%s\".", S(&q->sh, ch[i], "Name"));
+        if (!strcmp(rego__ast_str(&q->sh, ch[i], "Name"), rego__ast_str(&q->sh, ch[j], "Name"))) {
+          rego__qv_err(q, ch[i], "There can be only one input field named \"%s\".", rego__ast_str(&q->sh, ch[i], "Name"));
           break;
         }
   /* ValuesOfCorrectType */
   if (def && expected) {
     char ts[256];
-    type_str(expected, ts, sizeof(ts), 0);
+    rego__type_str(expected, ts, sizeof(ts), 0);
     bool skip = false;
-    if (k == 6 && B(&q->sh, expected, "NonNull")) qv_err(q, v, "Expected value of type \"%s\", found %s.", ts, vstr(q, v));
-    if (!strcmp(def->kind, "SCALAR") && !name_in(def, "Int Float String Boolean ID")) skip = true;
+    if (k == 6 && rego__ast_bool(&q->sh, expected, "NonNull")) rego__qv_err(q, v, "Expected value of type \"%s\", found %s.", ts, rego__vstr(q, v));
+    if (!strcmp(def->kind, "SCALAR") && !rego__name_in(def, "Int Float String Boolean ID")) skip = true;
     if (!skip) {
-      if (!value_parses(v, 0)) unexpected_type(q, v, expected, def);
+      if (!rego__value_parses(v, 0)) rego__unexpected_type(q, v, expected, def);
       switch (k) {
         case 8:
-          if (!O(&q->sh, expected, "Elem")) unexpected_type(q, v, expected, def);
+          if (!rego__ast_obj(&q->sh, expected, "Elem")) rego__unexpected_type(q, v, expected, def);
           break;
         case 1:
-          if (!name_in(def, "Int Float ID")) unexpected_type(q, v, expected, def);
+          if (!rego__name_in(def, "Int Float ID")) rego__unexpected_type(q, v, expected, def);
           break;
         case 2:
-          if (!name_in(def, "Float")) unexpected_type(q, v, expected, def);
+          if (!rego__name_in(def, "Float")) rego__unexpected_type(q, v, expected, def);
           break;
         case 3: case 4:
           if (!strcmp(def->kind, "ENUM")) {
             char sg[300];
-            const char **en = names_of(q, def->enums.v, def->enums.n);
-            suggest(sg, sizeof(sg), "Did you mean the enum value", S(&q->sh, v, "Raw"), en, en ? def->enums.n : 0, true);
-            qv_err(q, v, "Enum \"%s\" cannot represent non-enum value: %s.%s", ts, vstr(q, v), sg);
+            const char **en = rego__names_of(q, def->enums.v, def->enums.n);
+            rego__suggest(sg, sizeof(sg), "Did you mean the enum value", rego__ast_str(&q->sh, v, "Raw"), en, en ? def->enums.n : 0, true);
+            rego__qv_err(q, v, "Enum \"%s\" cannot represent non-enum value: %s.%s", ts, rego__vstr(q, v), sg);
           }
-          else if (!name_in(def, "String ID")) unexpected_type(q, v, expected, def);
+          else if (!rego__name_in(def, "String ID")) rego__unexpected_type(q, v, expected, def);
           break;
         case 7:
-          if (strcmp(def->kind, "ENUM")) unexpected_type(q, v, expected, def);
-          else if (!list_for_name(&def->enums, S(&q->sh, v, "Raw")))
+          if (strcmp(def->kind, "ENUM")) rego__unexpected_type(q, v, expected, def);
+          else if (!rego__list_for_name(&def->enums, rego__ast_str(&q->sh, v, "Raw")))
           {
             char sg[300];
-            const char **en = names_of(q, def->enums.v, def->enums.n);
-            suggest(sg, sizeof(sg), "Did you mean the enum value", S(&q->sh, v, "Raw"), en, en ? def->enums.n : 0, true);
-            qv_err(q, v, "Value \"%s\" does not exist in \"%s\" enum.%s", vstr(q, v), ts, sg);
+            const char **en = rego__names_of(q, def->enums.v, def->enums.n);
+            rego__suggest(sg, sizeof(sg), "Did you mean the enum value", rego__ast_str(&q->sh, v, "Raw"), en, en ? def->enums.n : 0, true);
+            rego__qv_err(q, v, "Value \"%s\" does not exist in \"%s\" enum.%s", rego__vstr(q, v), ts, sg);
           }
           break;
         case 5:
-          if (!name_in(def, "Boolean")) unexpected_type(q, v, expected, def);
+          if (!rego__name_in(def, "Boolean")) rego__unexpected_type(q, v, expected, def);
           break;
         case 9: {
           for (size_t i = 0; i < def->fields.n; i++) {
             const rv *f = def->fields.v[i];
-            if (!B(&q->sh, O(&q->sh, f, "Type"), "NonNull")) continue;
+            if (!rego__ast_bool(&q->sh, rego__ast_obj(&q->sh, f, "Type"), "NonNull")) continue;
             bool found = false;
-            for (size_t j = 0; j < n; j++) found |= !strcmp(S(&q->sh, ch[j], "Name"), S(&q->sh, f, "Name"));
-            if (!found && !O(&q->sh, f, "DefaultValue")) {
+            for (size_t j = 0; j < n; j++) found |= !strcmp(rego__ast_str(&q->sh, ch[j], "Name"), rego__ast_str(&q->sh, f, "Name"));
+            if (!found && !rego__ast_obj(&q->sh, f, "DefaultValue")) {
               char fts[256];
-              type_str(O(&q->sh, f, "Type"), fts, sizeof(fts), 0);
-              qv_err(q, v, "Field \"%s.%s\" of required type \"%s\" was not provided.", def->name, S(&q->sh, f, "Name"), fts);
+              rego__type_str(rego__ast_obj(&q->sh, f, "Type"), fts, sizeof(fts), 0);
+              rego__qv_err(q, v, "Field \"%s.%s\" of required type \"%s\" was not provided.", def->name, rego__ast_str(&q->sh, f, "Name"), fts);
             }
           }
           for (size_t i = 0; i < def->dirs.n; i++) {
-            if (strcmp(S(&q->sh, def->dirs.v[i], "Name"), "oneOf")) continue;
+            if (strcmp(rego__ast_str(&q->sh, def->dirs.v[i], "Name"), "oneOf")) continue;
             if (n != 1) {
-              qv_err(q, v, "OneOf Input Object \"%s\" must specify exactly one key.", def->name);
+              rego__qv_err(q, v, "OneOf Input Object \"%s\" must specify exactly one key.", def->name);
               continue;
             }
-            const rv *fv = O(&q->sh, ch[0], "Value");
-            if (!fv || N(&q->sh, fv, "Kind") == 6)
-              qv_err(q, fv, "Field \"%s.%s\" must be non-null.", def->name,
-                     def->fields.n ? S(&q->sh, def->fields.v[0], "Name") : "");
+            const rv *fv = rego__ast_obj(&q->sh, ch[0], "Value");
+            if (!fv || rego__ast_int(&q->sh, fv, "Kind") == 6)
+              rego__qv_err(q, fv, "Field \"%s.%s\" must be non-null.", def->name,
+                     def->fields.n ? rego__ast_str(&q->sh, def->fields.v[0], "Name") : "");
           }
           for (size_t j = 0; j < n; j++)
-            if (!list_for_name(&def->fields, S(&q->sh, ch[j], "Name"))) {
+            if (!rego__list_for_name(&def->fields, rego__ast_str(&q->sh, ch[j], "Name"))) {
               char sg[300];
-              const char **fnames = names_of(q, def->fields.v, def->fields.n);
-              suggest(sg, sizeof(sg), "Did you mean", S(&q->sh, ch[j], "Name"), fnames, fnames ? def->fields.n : 0, true);
-              qv_err(q, ch[j], "Field \"%s\" is not defined by type \"%s\".%s", S(&q->sh, ch[j], "Name"), def->name, sg);
+              const char **fnames = rego__names_of(q, def->fields.v, def->fields.n);
+              rego__suggest(sg, sizeof(sg), "Did you mean", rego__ast_str(&q->sh, ch[j], "Name"), fnames, fnames ? def->fields.n : 0, true);
+              rego__qv_err(q, ch[j], "Field \"%s\" is not defined by type \"%s\".%s", rego__ast_str(&q->sh, ch[j], "Name"), def->name, sg);
             }
           break;
         }
@@ -1250,201 +1252,201 @@ static void on_value(qv *q, const rv *v, const rv *expected, const gq_def *def, 
   }
   /* VariablesInAllowedPosition */
   if (k == 0 && expected && vardef && q->cur) {
-    bool nn = B(&q->sh, expected, "NonNull");
-    const rv *dv = O(&q->sh, vardef, "DefaultValue");
-    if (dv && N(&q->sh, dv, "Kind") != 6 && nn) nn = false;
+    bool nn = rego__ast_bool(&q->sh, expected, "NonNull");
+    const rv *dv = rego__ast_obj(&q->sh, vardef, "DefaultValue");
+    if (dv && rego__ast_int(&q->sh, dv, "Kind") != 6 && nn) nn = false;
     if (has_default) nn = false;
-    const rv *vt = O(&q->sh, vardef, "Type");
-    if (!type_compat(vt, expected, nn, 0)) {
+    const rv *vt = rego__ast_obj(&q->sh, vardef, "Type");
+    if (!rego__type_compat(vt, expected, nn, 0)) {
       char a1[256], a2[256];
-      type_str(vt, a1, sizeof(a1), 0);
-      type_str(expected, a2, sizeof(a2), 0);
-      qv_err(q, v, "Variable \"%s\" of type \"%s\" used in position expecting type \"%s\".", vstr(q, v), a1, a2);
+      rego__type_str(vt, a1, sizeof(a1), 0);
+      rego__type_str(expected, a2, sizeof(a2), 0);
+      rego__qv_err(q, v, "Variable \"%s\" of type \"%s\" used in position expecting type \"%s\".", rego__vstr(q, v), a1, a2);
     }
   }
   if (k == 9 && def) {
     bool oneof = false;
-    for (size_t i = 0; i < def->dirs.n; i++) oneof |= !strcmp(S(&q->sh, def->dirs.v[i], "Name"), "oneOf");
+    for (size_t i = 0; i < def->dirs.n; i++) oneof |= !strcmp(rego__ast_str(&q->sh, def->dirs.v[i], "Name"), "oneOf");
     if (oneof)
       for (size_t j = 0; j < n; j++) {
-        const rv *fv = O(&q->sh, ch[j], "Value");
-        if (!fv || N(&q->sh, fv, "Kind") != 0 || !q->cur) continue;
-        const rv *vd = arr_for_name(q->cur, "VariableDefinitions", "");
+        const rv *fv = rego__ast_obj(&q->sh, ch[j], "Value");
+        if (!fv || rego__ast_int(&q->sh, fv, "Kind") != 0 || !q->cur) continue;
+        const rv *vd = rego__arr_for_name(q->cur, "VariableDefinitions", "");
         size_t nv;
-        const rv *const *vds = L(&q->sh, q->cur, "VariableDefinitions", &nv);
+        const rv *const *vds = rego__ast_list(&q->sh, q->cur, "VariableDefinitions", &nv);
         vd = NULL;
         for (size_t m = 0; m < nv; m++)
-          if (!strcmp(S(&q->sh, vds[m], "Variable"), S(&q->sh, fv, "Raw"))) {
+          if (!strcmp(rego__ast_str(&q->sh, vds[m], "Variable"), rego__ast_str(&q->sh, fv, "Raw"))) {
             vd = vds[m];
             break;
           }
-        if (vd && !B(&q->sh, O(&q->sh, vd, "Type"), "NonNull")) {
+        if (vd && !rego__ast_bool(&q->sh, rego__ast_obj(&q->sh, vd, "Type"), "NonNull")) {
           char a1[256];
-          type_str(O(&q->sh, vd, "Type"), a1, sizeof(a1), 0);
-          qv_err(q, vd, "Variable \"%s\" is of type \"%s\" but must be non-nullable to be used for OneOf Input Object \"%s\".",
-                 vstr(q, fv), a1, def->name);
+          rego__type_str(rego__ast_obj(&q->sh, vd, "Type"), a1, sizeof(a1), 0);
+          rego__qv_err(q, vd, "Variable \"%s\" is of type \"%s\" but must be non-nullable to be used for OneOf Input Object \"%s\".",
+                 rego__vstr(q, fv), a1, def->name);
         }
       }
   }
 }
 
-static const rv *find_vardef(qv *q, const char *name) {
+static const rv *rego__find_vardef(qv *q, const char *name) {
   size_t nv;
-  const rv *const *vds = L(&q->sh, q->cur, "VariableDefinitions", &nv);
+  const rv *const *vds = rego__ast_list(&q->sh, q->cur, "VariableDefinitions", &nv);
   for (size_t m = 0; m < nv; m++)
-    if (!strcmp(S(&q->sh, vds[m], "Variable"), name)) return vds[m];
+    if (!strcmp(rego__ast_str(&q->sh, vds[m], "Variable"), name)) return vds[m];
   return NULL;
 }
 
-static void walk_value(qv *q, const rv *v, const rv *expected, const gq_def *def, bool has_default) {
+static void rego__walk_value(qv *q, const rv *v, const rv *expected, const gq_def *def, bool has_default) {
   if (!v) return;
   if (++q->depth > GQ_MAX_WALK_DEPTH) {
-    qv_err(q, NULL, "exceeded maximum nesting depth of %d", GQ_MAX_WALK_DEPTH);
+    rego__qv_err(q, NULL, "exceeded maximum nesting depth of %d", GQ_MAX_WALK_DEPTH);
     q->depth--;
     return;
   }
-  int64_t k = N(&q->sh, v, "Kind");
+  int64_t k = rego__ast_int(&q->sh, v, "Kind");
   const rv *vardef = NULL;
   if (k == 0 && q->cur) {
-    vardef = find_vardef(q, S(&q->sh, v, "Raw"));
-    if (vardef && !pmap_put(q->a, &q->used_vars, vardef, (void *)1)) q->oom = true;
+    vardef = rego__find_vardef(q, rego__ast_str(&q->sh, v, "Raw"));
+    if (vardef && !rego__pmap_put(q->a, &q->used_vars, vardef, (void *)1)) q->oom = true;
   }
   size_t n;
-  const rv *const *ch = L(&q->sh, v, "Children", &n);
+  const rv *const *ch = rego__ast_list(&q->sh, v, "Children", &n);
   if (k == 9) {
     for (size_t i = 0; i < n; i++) {
-      const rv *cv = O(&q->sh, ch[i], "Value");
-      const rv *cexp = O(&q->sh, cv, "ExpectedType");
+      const rv *cv = rego__ast_obj(&q->sh, ch[i], "Value");
+      const rv *cexp = rego__ast_obj(&q->sh, cv, "ExpectedType");
       const gq_def *cdef = NULL;
-      bool chd = B(&q->sh, cv, "ExpectedTypeHasDefault");
+      bool chd = rego__ast_bool(&q->sh, cv, "ExpectedTypeHasDefault");
       if (def) {
-        const rv *fd = list_for_name(&def->fields, S(&q->sh, ch[i], "Name"));
+        const rv *fd = rego__list_for_name(&def->fields, rego__ast_str(&q->sh, ch[i], "Name"));
         if (fd) {
-          cexp = O(&q->sh, fd, "Type");
-          const rv *dv = O(&q->sh, fd, "DefaultValue");
-          chd = dv && N(&q->sh, dv, "Kind") != 6;
-          cdef = sdef(q->s, type_name(cexp, 0));
+          cexp = rego__ast_obj(&q->sh, fd, "Type");
+          const rv *dv = rego__ast_obj(&q->sh, fd, "DefaultValue");
+          chd = dv && rego__ast_int(&q->sh, dv, "Kind") != 6;
+          cdef = rego__sdef(q->s, rego__type_name(cexp, 0));
         }
       }
-      walk_value(q, cv, cexp, cdef, chd);
+      rego__walk_value(q, cv, cexp, cdef, chd);
     }
   }
   if (k == 8) {
     for (size_t i = 0; i < n; i++) {
-      const rv *cv = O(&q->sh, ch[i], "Value");
-      const rv *cexp = O(&q->sh, cv, "ExpectedType");
+      const rv *cv = rego__ast_obj(&q->sh, ch[i], "Value");
+      const rv *cexp = rego__ast_obj(&q->sh, cv, "ExpectedType");
       const gq_def *cdef = NULL;
-      if (expected && O(&q->sh, expected, "Elem")) {
-        cexp = O(&q->sh, expected, "Elem");
+      if (expected && rego__ast_obj(&q->sh, expected, "Elem")) {
+        cexp = rego__ast_obj(&q->sh, expected, "Elem");
         cdef = def;
       }
-      walk_value(q, cv, cexp, cdef, B(&q->sh, cv, "ExpectedTypeHasDefault"));
+      rego__walk_value(q, cv, cexp, cdef, rego__ast_bool(&q->sh, cv, "ExpectedTypeHasDefault"));
     }
   }
-  on_value(q, v, expected, def, has_default, vardef);
+  rego__on_value(q, v, expected, def, has_default, vardef);
   q->depth--;
 }
 
-static void walk_argument(qv *q, const rv *argdef, const rv *arg) {
-  const rv *v = O(&q->sh, arg, "Value");
+static void rego__walk_argument(qv *q, const rv *argdef, const rv *arg) {
+  const rv *v = rego__ast_obj(&q->sh, arg, "Value");
   if (!v) {
     q->sh.bad = true;
     return;
   }
   if (argdef) {
-    const rv *t = O(&q->sh, argdef, "Type");
-    const rv *dv = O(&q->sh, argdef, "DefaultValue");
-    walk_value(q, v, t, sdef(q->s, type_name(t, 0)), dv && N(&q->sh, dv, "Kind") != 6);
+    const rv *t = rego__ast_obj(&q->sh, argdef, "Type");
+    const rv *dv = rego__ast_obj(&q->sh, argdef, "DefaultValue");
+    rego__walk_value(q, v, t, rego__sdef(q->s, rego__type_name(t, 0)), dv && rego__ast_int(&q->sh, dv, "Kind") != 6);
   } else {
-    walk_value(q, v, O(&q->sh, v, "ExpectedType"), NULL, B(&q->sh, v, "ExpectedTypeHasDefault"));
+    rego__walk_value(q, v, rego__ast_obj(&q->sh, v, "ExpectedType"), NULL, rego__ast_bool(&q->sh, v, "ExpectedTypeHasDefault"));
   }
 }
 
-static void unique_args(qv *q, const rv *node) {
+static void rego__unique_args(qv *q, const rv *node) {
   size_t n;
-  const rv *const *args = L(&q->sh, node, "Arguments", &n);
+  const rv *const *args = rego__ast_list(&q->sh, node, "Arguments", &n);
   for (size_t i = 0; i < n; i++) {
     int seen = 0;
-    for (size_t j = 0; j < i; j++) seen += !strcmp(S(&q->sh, args[i], "Name"), S(&q->sh, args[j], "Name"));
-    if (seen == 1) qv_err(q, args[i], "There can be only one argument named \"%s\".", S(&q->sh, args[i], "Name"));
+    for (size_t j = 0; j < i; j++) seen += !strcmp(rego__ast_str(&q->sh, args[i], "Name"), rego__ast_str(&q->sh, args[j], "Name"));
+    if (seen == 1) rego__qv_err(q, args[i], "There can be only one argument named \"%s\".", rego__ast_str(&q->sh, args[i], "Name"));
   }
 }
 
-static void required_args(qv *q, const rv *node, const rv *def, const char *fmt_name, bool directive) {
+static void rego__required_args(qv *q, const rv *node, const rv *def, const char *fmt_name, bool directive) {
   size_t nd, na;
-  const rv *const *dargs = L(&q->sh, def, "Arguments", &nd);
-  const rv *const *args = L(&q->sh, node, "Arguments", &na);
+  const rv *const *dargs = rego__ast_list(&q->sh, def, "Arguments", &nd);
+  const rv *const *args = rego__ast_list(&q->sh, node, "Arguments", &na);
   for (size_t i = 0; i < nd; i++) {
-    const rv *t = O(&q->sh, dargs[i], "Type");
-    if (!B(&q->sh, t, "NonNull") || O(&q->sh, dargs[i], "DefaultValue")) continue;
+    const rv *t = rego__ast_obj(&q->sh, dargs[i], "Type");
+    if (!rego__ast_bool(&q->sh, t, "NonNull") || rego__ast_obj(&q->sh, dargs[i], "DefaultValue")) continue;
     bool found = false;
-    for (size_t j = 0; j < na; j++) found |= !strcmp(S(&q->sh, args[j], "Name"), S(&q->sh, dargs[i], "Name"));
+    for (size_t j = 0; j < na; j++) found |= !strcmp(rego__ast_str(&q->sh, args[j], "Name"), rego__ast_str(&q->sh, dargs[i], "Name"));
     if (found) continue;
     char ts[256];
-    type_str(t, ts, sizeof(ts), 0);
+    rego__type_str(t, ts, sizeof(ts), 0);
     if (directive)
-      qv_err(q, node, "Directive \"@%s\" argument \"%s\" of type \"%s\" is required, but it was not provided.", fmt_name,
-             S(&q->sh, dargs[i], "Name"), ts);
+      rego__qv_err(q, node, "Directive \"@%s\" argument \"%s\" of type \"%s\" is required, but it was not provided.", fmt_name,
+             rego__ast_str(&q->sh, dargs[i], "Name"), ts);
     else
-      qv_err(q, node, "Field \"%s\" argument \"%s\" of type \"%s\" is required, but it was not provided.", fmt_name,
-             S(&q->sh, dargs[i], "Name"), ts);
+      rego__qv_err(q, node, "Field \"%s\" argument \"%s\" of type \"%s\" is required, but it was not provided.", fmt_name,
+             rego__ast_str(&q->sh, dargs[i], "Name"), ts);
   }
 }
 
-static void walk_directives(qv *q, const rv *const *dirs, size_t nd, const char *loc) {
+static void rego__walk_directives(qv *q, const rv *const *dirs, size_t nd, const char *loc) {
   for (size_t i = 0; i < nd; i++) {
     const rv *d = dirs[i];
-    const char *name = S(&q->sh, d, "Name");
-    gq_dirdef *def = smap_get(&q->s->dirs, name);
+    const char *name = rego__ast_str(&q->sh, d, "Name");
+    gq_dirdef *def = rego__smap_get(&q->s->dirs, name);
     size_t na;
-    const rv *const *args = L(&q->sh, d, "Arguments", &na);
+    const rv *const *args = rego__ast_list(&q->sh, d, "Arguments", &na);
     for (size_t j = 0; j < na; j++)
-      walk_argument(q, def ? arr_for_name(def->def, "Arguments", S(&q->sh, args[j], "Name")) : NULL, args[j]);
+      rego__walk_argument(q, def ? rego__arr_for_name(def->def, "Arguments", rego__ast_str(&q->sh, args[j], "Name")) : NULL, args[j]);
     /* KnownArgumentNames */
     if (def)
       for (size_t j = 0; j < na; j++)
-        if (!arr_for_name(def->def, "Arguments", S(&q->sh, args[j], "Name")))
+        if (!rego__arr_for_name(def->def, "Arguments", rego__ast_str(&q->sh, args[j], "Name")))
         {
           size_t nda;
-          const rv *const *dargs = L(&q->sh, def->def, "Arguments", &nda);
-          const char **an = names_of(q, dargs, nda);
+          const rv *const *dargs = rego__ast_list(&q->sh, def->def, "Arguments", &nda);
+          const char **an = rego__names_of(q, dargs, nda);
           char sg[300];
-          suggest(sg, sizeof(sg), "Did you mean", S(&q->sh, args[j], "Name"), an, an ? nda : 0, true);
-          qv_err(q, d, "Unknown argument \"%s\" on directive \"@%s\".%s", S(&q->sh, args[j], "Name"), name, sg);
+          rego__suggest(sg, sizeof(sg), "Did you mean", rego__ast_str(&q->sh, args[j], "Name"), an, an ? nda : 0, true);
+          rego__qv_err(q, d, "Unknown argument \"%s\" on directive \"@%s\".%s", rego__ast_str(&q->sh, args[j], "Name"), name, sg);
         }
     /* KnownDirectives */
     if (!def) {
-      qv_err(q, d, "Unknown directive \"@%s\".", name);
+      rego__qv_err(q, d, "Unknown directive \"@%s\".", name);
     } else {
       size_t nl;
-      const rv *const *locs = L(&q->sh, def->def, "Locations", &nl);
+      const rv *const *locs = rego__ast_list(&q->sh, def->def, "Locations", &nl);
       bool ok = false;
       for (size_t j = 0; j < nl; j++) ok |= locs[j]->t == RV_STR && !strcmp(locs[j]->u.s, loc);
-      if (!ok) qv_err(q, d, "Directive \"@%s\" may not be used on %s.", name, loc);
+      if (!ok) rego__qv_err(q, d, "Directive \"@%s\" may not be used on %s.", name, loc);
     }
     /* ProvidedRequiredArguments */
-    if (def) required_args(q, d, def->def, S(&q->sh, def->def, "Name"), true);
+    if (def) rego__required_args(q, d, def->def, rego__ast_str(&q->sh, def->def, "Name"), true);
     /* UniqueArgumentNames */
-    unique_args(q, d);
+    rego__unique_args(q, d);
   }
   /* UniqueDirectivesPerLocation */
   for (size_t i = 0; i < nd; i++) {
-    const char *name = S(&q->sh, dirs[i], "Name");
-    gq_dirdef *def = smap_get(&q->s->dirs, name);
+    const char *name = rego__ast_str(&q->sh, dirs[i], "Name");
+    gq_dirdef *def = rego__smap_get(&q->s->dirs, name);
     bool seen = false;
-    for (size_t j = 0; j < i; j++) seen |= !strcmp(S(&q->sh, dirs[j], "Name"), name);
-    if (seen && (!def || !B(&q->sh, def->def, "IsRepeatable")))
-      qv_err(q, dirs[i], "The directive \"@%s\" can only be used once at this location.", name);
+    for (size_t j = 0; j < i; j++) seen |= !strcmp(rego__ast_str(&q->sh, dirs[j], "Name"), name);
+    if (seen && (!def || !rego__ast_bool(&q->sh, def->def, "IsRepeatable")))
+      rego__qv_err(q, dirs[i], "The directive \"@%s\" can only be used once at this location.", name);
   }
 }
 
-static void walk_dirs_of(qv *q, const rv *node, const char *loc) {
+static void rego__walk_dirs_of(qv *q, const rv *node, const char *loc) {
   size_t nd;
-  const rv *const *dirs = L(&q->sh, node, "Directives", &nd);
-  walk_directives(q, dirs, nd, loc);
+  const rv *const *dirs = rego__ast_list(&q->sh, node, "Directives", &nd);
+  rego__walk_directives(q, dirs, nd, loc);
 }
 
-static bool fragment_possible(qv *q, const gq_def *parent, const char *frag_type) {
+static bool rego__fragment_possible(qv *q, const gq_def *parent, const char *frag_type) {
   if (!parent) return true;
   const gq_def *const *pdefs;
   size_t np;
@@ -1453,8 +1455,8 @@ static bool fragment_possible(qv *q, const gq_def *parent, const char *frag_type
   else if (!strcmp(parent->kind, "INTERFACE") || !strcmp(parent->kind, "UNION"))
     pdefs = (const gq_def *const *)(const void *)parent->possible.v, np = parent->possible.n;
   else return true;
-  const gq_def *fd = sdef(q->s, frag_type);
-  if (!fd || !is_composite_kind(fd->kind)) return true;
+  const gq_def *fd = rego__sdef(q->s, frag_type);
+  if (!fd || !rego__is_composite_kind(fd->kind)) return true;
   for (size_t i = 0; i < fd->possible.n; i++)
     for (size_t j = 0; j < np; j++)
       if (!strcmp(((const gq_def *)(const void *)fd->possible.v[i])->name, pdefs[j]->name)) return true;
@@ -1465,7 +1467,7 @@ static bool fragment_possible(qv *q, const gq_def *parent, const char *frag_type
  * TypeCondition on inline fragments; gqlparser decodes every selection of an AST handed in as
  * an object as a Field (its JSON decoder tries Field first, which accepts any object). */
 enum { SEL_FIELD, SEL_SPREAD, SEL_INLINE };
-static int sel_kind(const qv *q, const rv *sel) {
+static int rego__sel_kind(const qv *q, const rv *sel) {
   if (q->from_obj || rv_obj_gets(sel, "Alias")) return SEL_FIELD;
   if (rv_obj_gets(sel, "TypeCondition")) return SEL_INLINE;
   return SEL_SPREAD;
@@ -1491,70 +1493,70 @@ typedef struct ov_conflict {
   vec subs; /* ov_conflict* */
 } ov_conflict;
 
-static const char *response_name(qv *q, const rv *f) {
-  const char *al = S(&q->sh, f, "Alias");
-  return *al ? al : S(&q->sh, f, "Name");
+static const char *rego__response_name(qv *q, const rv *f) {
+  const char *al = rego__ast_str(&q->sh, f, "Alias");
+  return *al ? al : rego__ast_str(&q->sh, f, "Name");
 }
 
-static void ov_collect(qv *q, ov_fields *m, const rv *const *sels, size_t n, int depth) {
+static void rego__ov_collect(qv *q, ov_fields *m, const rv *const *sels, size_t n, int depth) {
   if (depth > GQ_MAX_WALK_DEPTH) return;
   for (size_t i = 0; i < n && !q->oom; i++) {
     if (sels[i]->t != RV_OBJ) continue;
-    int k = sel_kind(q, sels[i]);
+    int k = rego__sel_kind(q, sels[i]);
     if (k == SEL_FIELD) {
-      const char *rn = response_name(q, sels[i]);
+      const char *rn = rego__response_name(q, sels[i]);
       size_t j;
       for (j = 0; j < m->names.n; j++)
         if (!strcmp((const char *)(const void *)m->names.v[j], rn)) break;
       if (j == m->names.n) {
         vec *l = rg_alloc(q->a, sizeof(vec));
-        if (!l || !vpush(q->a, &m->names, (const rv *)(const void *)rn) || !vpush(q->a, &m->lists, (const rv *)(void *)l)) {
+        if (!l || !rego__vpush(q->a, &m->names, (const rv *)(const void *)rn) || !rego__vpush(q->a, &m->lists, (const rv *)(void *)l)) {
           q->oom = true;
           return;
         }
       }
-      if (!vpush(q->a, (vec *)(void *)m->lists.v[j], sels[i])) q->oom = true;
+      if (!rego__vpush(q->a, (vec *)(void *)m->lists.v[j], sels[i])) q->oom = true;
     } else if (k == SEL_INLINE) {
       size_t cn;
-      const rv *const *cs = L(&q->sh, sels[i], "SelectionSet", &cn);
-      ov_collect(q, m, cs, cn, depth + 1);
-    } else if (!vpush(q->a, &m->spreads, sels[i])) {
+      const rv *const *cs = rego__ast_list(&q->sh, sels[i], "SelectionSet", &cn);
+      rego__ov_collect(q, m, cs, cn, depth + 1);
+    } else if (!rego__vpush(q->a, &m->spreads, sels[i])) {
       q->oom = true;
     }
   }
 }
 
 /* Collected fields of a selection set (the array value under "SelectionSet"), cached. */
-static ov_fields *ov_get(qv *q, const rv *owner) {
+static ov_fields *rego__ov_get(qv *q, const rv *owner) {
   rv *set = owner && owner->t == RV_OBJ ? rv_obj_gets(owner, "SelectionSet") : NULL;
   static ov_fields empty;
   if (!set || set->t != RV_ARR || !set->n) return &empty; /* shared, like gqlparser's cache entry */
-  ov_fields *m = pmap_get(&q->ov_cache, set);
+  ov_fields *m = rego__pmap_get(&q->ov_cache, set);
   if (m) return m;
   m = rg_alloc(q->a, sizeof(*m));
   if (!m) {
     q->oom = true;
     return &empty;
   }
-  ov_collect(q, m, (const rv *const *)set->u.a, set->n, 0);
-  if (!pmap_put(q->a, &q->ov_cache, set, m)) q->oom = true;
+  rego__ov_collect(q, m, (const rv *const *)set->u.a, set->n, 0);
+  if (!rego__pmap_put(q->a, &q->ov_cache, set, m)) q->oom = true;
   return m;
 }
 
-static bool same_value(qv *q, const rv *a, const rv *b, int depth);
+static bool rego__same_value(qv *q, const rv *a, const rv *b, int depth);
 
-static int cmp_child(const void *x, const void *y) {
+static int rego__cmp_child(const void *x, const void *y) {
   shape sh = {0};
-  return strcmp(S(&sh, *(const rv *const *)x, "Name"), S(&sh, *(const rv *const *)y, "Name"));
+  return strcmp(rego__ast_str(&sh, *(const rv *const *)x, "Name"), rego__ast_str(&sh, *(const rv *const *)y, "Name"));
 }
 
-static bool same_value(qv *q, const rv *a, const rv *b, int depth) {
+static bool rego__same_value(qv *q, const rv *a, const rv *b, int depth) {
   if (!a || !b) return a == b;
   if (depth > 200) return false;
-  if (N(&q->sh, a, "Kind") != N(&q->sh, b, "Kind") || strcmp(S(&q->sh, a, "Raw"), S(&q->sh, b, "Raw"))) return false;
+  if (rego__ast_int(&q->sh, a, "Kind") != rego__ast_int(&q->sh, b, "Kind") || strcmp(rego__ast_str(&q->sh, a, "Raw"), rego__ast_str(&q->sh, b, "Raw"))) return false;
   size_t na, nb;
-  const rv *const *ca = L(&q->sh, a, "Children", &na);
-  const rv *const *cb = L(&q->sh, b, "Children", &nb);
+  const rv *const *ca = rego__ast_list(&q->sh, a, "Children", &na);
+  const rv *const *cb = rego__ast_list(&q->sh, b, "Children", &nb);
   if (na != nb) return false;
   if (!na) return true;
   const rv **sa = rg_alloc(q->a, na * sizeof(rv *)), **sb = rg_alloc(q->a, nb * sizeof(rv *));
@@ -1564,101 +1566,101 @@ static bool same_value(qv *q, const rv *a, const rv *b, int depth) {
   }
   memcpy(sa, ca, na * sizeof(rv *));
   memcpy(sb, cb, nb * sizeof(rv *));
-  if (N(&q->sh, a, "Kind") == 9) {
+  if (rego__ast_int(&q->sh, a, "Kind") == 9) {
     /* a stable sort by name: insertion sort keeps equal names in order */
     for (size_t i = 1; i < na; i++)
-      for (size_t j = i; j > 0 && cmp_child(&sa[j - 1], &sa[j]) > 0; j--) {
+      for (size_t j = i; j > 0 && rego__cmp_child(&sa[j - 1], &sa[j]) > 0; j--) {
         const rv *t = sa[j];
         sa[j] = sa[j - 1], sa[j - 1] = t;
       }
     for (size_t i = 1; i < nb; i++)
-      for (size_t j = i; j > 0 && cmp_child(&sb[j - 1], &sb[j]) > 0; j--) {
+      for (size_t j = i; j > 0 && rego__cmp_child(&sb[j - 1], &sb[j]) > 0; j--) {
         const rv *t = sb[j];
         sb[j] = sb[j - 1], sb[j - 1] = t;
       }
   }
   for (size_t i = 0; i < na; i++)
-    if (strcmp(S(&q->sh, sa[i], "Name"), S(&q->sh, sb[i], "Name")) ||
-        !same_value(q, O(&q->sh, sa[i], "Value"), O(&q->sh, sb[i], "Value"), depth + 1))
+    if (strcmp(rego__ast_str(&q->sh, sa[i], "Name"), rego__ast_str(&q->sh, sb[i], "Name")) ||
+        !rego__same_value(q, rego__ast_obj(&q->sh, sa[i], "Value"), rego__ast_obj(&q->sh, sb[i], "Value"), depth + 1))
       return false;
   return true;
 }
 
-static bool same_arguments(qv *q, const rv *fa, const rv *fb) {
+static bool rego__same_arguments(qv *q, const rv *fa, const rv *fb) {
   size_t na, nb;
-  const rv *const *aa = L(&q->sh, fa, "Arguments", &na);
-  const rv *const *ab = L(&q->sh, fb, "Arguments", &nb);
+  const rv *const *aa = rego__ast_list(&q->sh, fa, "Arguments", &na);
+  const rv *const *ab = rego__ast_list(&q->sh, fb, "Arguments", &nb);
   if (na != nb) return false;
   for (size_t i = 0; i < na; i++) {
     bool matched = false;
     for (size_t j = 0; j < nb && !matched; j++)
-      matched = !strcmp(S(&q->sh, aa[i], "Name"), S(&q->sh, ab[j], "Name")) &&
-                same_value(q, O(&q->sh, aa[i], "Value"), O(&q->sh, ab[j], "Value"), 0);
+      matched = !strcmp(rego__ast_str(&q->sh, aa[i], "Name"), rego__ast_str(&q->sh, ab[j], "Name")) &&
+                rego__same_value(q, rego__ast_obj(&q->sh, aa[i], "Value"), rego__ast_obj(&q->sh, ab[j], "Value"), 0);
     if (!matched) return false;
   }
   return true;
 }
 
-static bool types_conflict(qv *q, const rv *t1, const rv *t2, int depth) {
+static bool rego__types_conflict(qv *q, const rv *t1, const rv *t2, int depth) {
   if (!t1 || !t2 || depth > 200) return false;
-  const rv *e1 = O(&q->sh, t1, "Elem"), *e2 = O(&q->sh, t2, "Elem");
-  if (B(&q->sh, t1, "NonNull") != B(&q->sh, t2, "NonNull") || (!e1) != (!e2)) return true;
-  if (e1) return types_conflict(q, e1, e2, depth + 1);
-  const gq_def *d1 = sdef(q->s, S(&q->sh, t1, "NamedType")), *d2 = sdef(q->s, S(&q->sh, t2, "NamedType"));
+  const rv *e1 = rego__ast_obj(&q->sh, t1, "Elem"), *e2 = rego__ast_obj(&q->sh, t2, "Elem");
+  if (rego__ast_bool(&q->sh, t1, "NonNull") != rego__ast_bool(&q->sh, t2, "NonNull") || (!e1) != (!e2)) return true;
+  if (e1) return rego__types_conflict(q, e1, e2, depth + 1);
+  const gq_def *d1 = rego__sdef(q->s, rego__ast_str(&q->sh, t1, "NamedType")), *d2 = rego__sdef(q->s, rego__ast_str(&q->sh, t2, "NamedType"));
   if (!d1 || !d2) return false; /* gqlparser would dereference nil; unreachable for validated schemas */
-  if (is_leaf_kind(d1->kind) || is_leaf_kind(d2->kind)) return strcmp(d1->name, d2->name) != 0;
+  if (rego__is_leaf_kind(d1->kind) || rego__is_leaf_kind(d2->kind)) return strcmp(d1->name, d2->name) != 0;
   return false;
 }
 
-static void ov_between(qv *q, vec *out, bool mutex, ov_fields *a, ov_fields *b);
-static void ov_fields_fragment(qv *q, vec *out, bool mutex, ov_fields *m, const rv *spread);
-static void ov_fragments(qv *q, vec *out, bool mutex, const rv *sa, const rv *sb);
+static void rego__ov_between(qv *q, vec *out, bool mutex, ov_fields *a, ov_fields *b);
+static void rego__ov_fields_fragment(qv *q, vec *out, bool mutex, ov_fields *m, const rv *spread);
+static void rego__ov_fragments(qv *q, vec *out, bool mutex, const rv *sa, const rv *sb);
 
-static vec ov_sub_sets(qv *q, bool mutex, const rv *fa, const rv *fb) {
+static vec rego__ov_sub_sets(qv *q, bool mutex, const rv *fa, const rv *fb) {
   vec out = {0};
-  ov_fields *ma = ov_get(q, fa), *mb = ov_get(q, fb);
-  ov_between(q, &out, mutex, ma, mb);
-  for (size_t i = 0; i < mb->spreads.n; i++) ov_fields_fragment(q, &out, mutex, ma, mb->spreads.v[i]);
-  for (size_t i = 0; i < ma->spreads.n; i++) ov_fields_fragment(q, &out, mutex, mb, ma->spreads.v[i]);
+  ov_fields *ma = rego__ov_get(q, fa), *mb = rego__ov_get(q, fb);
+  rego__ov_between(q, &out, mutex, ma, mb);
+  for (size_t i = 0; i < mb->spreads.n; i++) rego__ov_fields_fragment(q, &out, mutex, ma, mb->spreads.v[i]);
+  for (size_t i = 0; i < ma->spreads.n; i++) rego__ov_fields_fragment(q, &out, mutex, mb, ma->spreads.v[i]);
   for (size_t i = 0; i < ma->spreads.n; i++)
-    for (size_t j = 0; j < mb->spreads.n; j++) ov_fragments(q, &out, mutex, ma->spreads.v[i], mb->spreads.v[j]);
+    for (size_t j = 0; j < mb->spreads.n; j++) rego__ov_fragments(q, &out, mutex, ma->spreads.v[i], mb->spreads.v[j]);
   return out;
 }
 
-static ov_conflict *ov_find(qv *q, bool parent_mutex, const rv *fa, const rv *fb) {
-  const gq_def *pa = pmap_get(&q->objdef, fa), *pb = pmap_get(&q->objdef, fb);
+static ov_conflict *rego__ov_find(qv *q, bool parent_mutex, const rv *fa, const rv *fb) {
+  const gq_def *pa = rego__pmap_get(&q->objdef, fa), *pb = rego__pmap_get(&q->objdef, fb);
   if (!pa || !pb) return NULL;
   if (++q->ov_depth > GQ_MAX_WALK_DEPTH) {
     q->ov_depth--;
     return NULL;
   }
-  const rv *da = field_def(q, pa, S(&q->sh, fa, "Name")), *db = field_def(q, pb, S(&q->sh, fb, "Name"));
+  const rv *da = rego__field_def(q, pa, rego__ast_str(&q->sh, fa, "Name")), *db = rego__field_def(q, pb, rego__ast_str(&q->sh, fb, "Name"));
   bool mutex = parent_mutex;
   if (!mutex)
     mutex = strcmp(pa->name, pb->name) && !strcmp(pa->kind, "OBJECT") && !strcmp(pb->kind, "OBJECT") && da && db;
   ov_conflict tmp, *c = &tmp;
   memset(&tmp, 0, sizeof(tmp));
-  c->response = response_name(q, fa);
+  c->response = rego__response_name(q, fa);
   c->at = fb;
   bool found = false;
   if (!mutex) {
-    if (strcmp(S(&q->sh, fa, "Name"), S(&q->sh, fb, "Name"))) {
-      snprintf(c->msg, sizeof(c->msg), "\"%s\" and \"%s\" are different fields", S(&q->sh, fa, "Name"), S(&q->sh, fb, "Name"));
+    if (strcmp(rego__ast_str(&q->sh, fa, "Name"), rego__ast_str(&q->sh, fb, "Name"))) {
+      snprintf(c->msg, sizeof(c->msg), "\"%s\" and \"%s\" are different fields", rego__ast_str(&q->sh, fa, "Name"), rego__ast_str(&q->sh, fb, "Name"));
       found = true;
-    } else if (!same_arguments(q, fa, fb)) {
+    } else if (!rego__same_arguments(q, fa, fb)) {
       snprintf(c->msg, sizeof(c->msg), "they have differing arguments");
       found = true;
     }
   }
-  if (!found && da && db && types_conflict(q, O(&q->sh, da, "Type"), O(&q->sh, db, "Type"), 0)) {
+  if (!found && da && db && rego__types_conflict(q, rego__ast_obj(&q->sh, da, "Type"), rego__ast_obj(&q->sh, db, "Type"), 0)) {
     char t1[128], t2[128];
-    type_str(O(&q->sh, da, "Type"), t1, sizeof(t1), 0);
-    type_str(O(&q->sh, db, "Type"), t2, sizeof(t2), 0);
+    rego__type_str(rego__ast_obj(&q->sh, da, "Type"), t1, sizeof(t1), 0);
+    rego__type_str(rego__ast_obj(&q->sh, db, "Type"), t2, sizeof(t2), 0);
     snprintf(c->msg, sizeof(c->msg), "they return conflicting types \"%s\" and \"%s\"", t1, t2);
     found = true;
   }
   if (!found) {
-    c->subs = ov_sub_sets(q, mutex, fa, fb);
+    c->subs = rego__ov_sub_sets(q, mutex, fa, fb);
     found = c->subs.n > 0;
   }
   q->ov_depth--;
@@ -1672,18 +1674,18 @@ static ov_conflict *ov_find(qv *q, bool parent_mutex, const rv *fa, const rv *fb
   return c;
 }
 
-static void ov_within(qv *q, vec *out, ov_fields *m) {
+static void rego__ov_within(qv *q, vec *out, ov_fields *m) {
   for (size_t i = 0; i < m->names.n; i++) {
     const vec *l = (const vec *)(const void *)m->lists.v[i];
     for (size_t a = 0; a < l->n; a++)
       for (size_t b = a + 1; b < l->n; b++) {
-        ov_conflict *c = ov_find(q, false, l->v[a], l->v[b]);
-        if (c && !vpush(q->a, out, (const rv *)(void *)c)) q->oom = true;
+        ov_conflict *c = rego__ov_find(q, false, l->v[a], l->v[b]);
+        if (c && !rego__vpush(q->a, out, (const rv *)(void *)c)) q->oom = true;
       }
   }
 }
 
-static void ov_between(qv *q, vec *out, bool mutex, ov_fields *a, ov_fields *b) {
+static void rego__ov_between(qv *q, vec *out, bool mutex, ov_fields *a, ov_fields *b) {
   for (size_t i = 0; i < a->names.n && !q->oom; i++) {
     const char *rn = (const char *)(const void *)a->names.v[i];
     const vec *lb = NULL;
@@ -1693,161 +1695,161 @@ static void ov_between(qv *q, vec *out, bool mutex, ov_fields *a, ov_fields *b) 
     const vec *la = (const vec *)(const void *)a->lists.v[i];
     for (size_t x = 0; x < la->n; x++)
       for (size_t y = 0; y < lb->n; y++) {
-        ov_conflict *c = ov_find(q, mutex, la->v[x], lb->v[y]);
-        if (c && !vpush(q->a, out, (const rv *)(void *)c)) q->oom = true;
+        ov_conflict *c = rego__ov_find(q, mutex, la->v[x], lb->v[y]);
+        if (c && !rego__vpush(q->a, out, (const rv *)(void *)c)) q->oom = true;
       }
   }
 }
 
 /* orderedPairSet: Has(a, b, mutex) / Add(a, b, mutex), over an inner name map */
-static bool pair_has(const smap *inner, const char *b, bool mutex) {
-  uintptr_t v = inner ? (uintptr_t)smap_get(inner, b) : 0;
+static bool rego__pair_has(const smap *inner, const char *b, bool mutex) {
+  uintptr_t v = inner ? (uintptr_t)rego__smap_get(inner, b) : 0;
   if (!v) return false;
   return mutex ? true : v != 2;
 }
-static smap *pair_inner(qv *q, smap *inner) {
+static smap *rego__pair_inner(qv *q, smap *inner) {
   if (inner) return inner;
   inner = rg_alloc(q->a, sizeof(smap));
   if (!inner) q->oom = true;
   return inner;
 }
-static void pair_add(qv *q, smap *inner, const char *b, bool mutex) {
-  if (inner && !smap_put(q->a, inner, b, (void *)(uintptr_t)(mutex ? 2 : 1))) q->oom = true;
+static void rego__pair_add(qv *q, smap *inner, const char *b, bool mutex) {
+  if (inner && !rego__smap_put(q->a, inner, b, (void *)(uintptr_t)(mutex ? 2 : 1))) q->oom = true;
 }
-static smap *frag_inner(qv *q, const char *a) {
-  smap *in = smap_get(&q->ov_frag_pairs, a);
+static smap *rego__frag_inner(qv *q, const char *a) {
+  smap *in = rego__smap_get(&q->ov_frag_pairs, a);
   if (!in) {
-    in = pair_inner(q, NULL);
-    if (in && !smap_put(q->a, &q->ov_frag_pairs, a, in)) q->oom = true;
+    in = rego__pair_inner(q, NULL);
+    if (in && !rego__smap_put(q->a, &q->ov_frag_pairs, a, in)) q->oom = true;
   }
   return in;
 }
 
-static void ov_fields_fragment(qv *q, vec *out, bool mutex, ov_fields *m, const rv *spread) {
-  const char *fname = S(&q->sh, spread, "Name");
-  smap *inner = pmap_get(&q->ov_pairs, m);
-  if (q->oom || pair_has(inner, fname, mutex)) return;
+static void rego__ov_fields_fragment(qv *q, vec *out, bool mutex, ov_fields *m, const rv *spread) {
+  const char *fname = rego__ast_str(&q->sh, spread, "Name");
+  smap *inner = rego__pmap_get(&q->ov_pairs, m);
+  if (q->oom || rego__pair_has(inner, fname, mutex)) return;
   if (!inner) {
-    inner = pair_inner(q, NULL);
-    if (inner && !pmap_put(q->a, &q->ov_pairs, m, inner)) q->oom = true;
+    inner = rego__pair_inner(q, NULL);
+    if (inner && !rego__pmap_put(q->a, &q->ov_pairs, m, inner)) q->oom = true;
   }
-  pair_add(q, inner, fname, mutex);
-  const rv *fd = smap_get(&q->frags, fname);
+  rego__pair_add(q, inner, fname, mutex);
+  const rv *fd = rego__smap_get(&q->frags, fname);
   if (!fd) return;
-  ov_fields *mb = ov_get(q, fd);
+  ov_fields *mb = rego__ov_get(q, fd);
   if (m == mb) return;
   if (++q->ov_depth > GQ_MAX_WALK_DEPTH) {
     q->ov_depth--;
     return;
   }
-  ov_between(q, out, mutex, m, mb);
-  for (size_t i = 0; i < mb->spreads.n; i++) ov_fields_fragment(q, out, mutex, m, mb->spreads.v[i]);
+  rego__ov_between(q, out, mutex, m, mb);
+  for (size_t i = 0; i < mb->spreads.n; i++) rego__ov_fields_fragment(q, out, mutex, m, mb->spreads.v[i]);
   q->ov_depth--;
 }
 
-static void ov_fragments(qv *q, vec *out, bool mutex, const rv *sa, const rv *sb) {
-  const char *na = S(&q->sh, sa, "Name"), *nb = S(&q->sh, sb, "Name");
+static void rego__ov_fragments(qv *q, vec *out, bool mutex, const rv *sa, const rv *sb) {
+  const char *na = rego__ast_str(&q->sh, sa, "Name"), *nb = rego__ast_str(&q->sh, sb, "Name");
   if (!strcmp(na, nb)) return;
-  if (pair_has(smap_get(&q->ov_frag_pairs, na), nb, mutex)) return;
-  pair_add(q, frag_inner(q, na), nb, mutex);
-  pair_add(q, frag_inner(q, nb), na, mutex);
-  const rv *fa = smap_get(&q->frags, na), *fb = smap_get(&q->frags, nb);
+  if (rego__pair_has(rego__smap_get(&q->ov_frag_pairs, na), nb, mutex)) return;
+  rego__pair_add(q, rego__frag_inner(q, na), nb, mutex);
+  rego__pair_add(q, rego__frag_inner(q, nb), na, mutex);
+  const rv *fa = rego__smap_get(&q->frags, na), *fb = rego__smap_get(&q->frags, nb);
   if (!fa || !fb || q->oom) return;
   if (++q->ov_depth > GQ_MAX_WALK_DEPTH) {
     q->ov_depth--;
     return;
   }
-  ov_fields *ma = ov_get(q, fa), *mb = ov_get(q, fb);
-  ov_between(q, out, mutex, ma, mb);
-  for (size_t i = 0; i < mb->spreads.n; i++) ov_fragments(q, out, mutex, sa, mb->spreads.v[i]);
-  for (size_t i = 0; i < ma->spreads.n; i++) ov_fragments(q, out, mutex, ma->spreads.v[i], sb);
+  ov_fields *ma = rego__ov_get(q, fa), *mb = rego__ov_get(q, fb);
+  rego__ov_between(q, out, mutex, ma, mb);
+  for (size_t i = 0; i < mb->spreads.n; i++) rego__ov_fragments(q, out, mutex, sa, mb->spreads.v[i]);
+  for (size_t i = 0; i < ma->spreads.n; i++) rego__ov_fragments(q, out, mutex, ma->spreads.v[i], sb);
   q->ov_depth--;
 }
 
-static void ov_str(const ov_conflict *c, sbuf *b, int depth) {
+static void rego__ov_str(const ov_conflict *c, sbuf *b, int depth) {
   if (!c->subs.n || depth > 50) {
-    sb_printf(b, "%s", c->msg);
+    rego__sb_printf(b, "%s", c->msg);
     return;
   }
   for (size_t i = 0; i < c->subs.n; i++) {
     const ov_conflict *s = (const ov_conflict *)(const void *)c->subs.v[i];
-    sb_printf(b, "subfields \"%s\" conflict because ", s->response);
-    ov_str(s, b, depth + 1);
-    if (i + 1 != c->subs.n) sb_printf(b, " and ");
+    rego__sb_printf(b, "subfields \"%s\" conflict because ", s->response);
+    rego__ov_str(s, b, depth + 1);
+    if (i + 1 != c->subs.n) rego__sb_printf(b, " and ");
   }
 }
 
 /* findConflictsWithinSelectionSet on a node's selection set, reporting each conflict. */
-static void overlapping(qv *q, const rv *node) {
+static void rego__overlapping(qv *q, const rv *node) {
   rv *set = rv_obj_gets(node, "SelectionSet");
   if (!set || set->t != RV_ARR || !set->n) return;
   vec out = {0};
-  ov_fields *m = ov_get(q, node);
-  ov_within(q, &out, m);
+  ov_fields *m = rego__ov_get(q, node);
+  rego__ov_within(q, &out, m);
   for (size_t i = 0; i < m->spreads.n; i++) {
-    ov_fields_fragment(q, &out, false, m, m->spreads.v[i]);
-    for (size_t j = i + 1; j < m->spreads.n; j++) ov_fragments(q, &out, false, m->spreads.v[i], m->spreads.v[j]);
+    rego__ov_fields_fragment(q, &out, false, m, m->spreads.v[i]);
+    for (size_t j = i + 1; j < m->spreads.n; j++) rego__ov_fragments(q, &out, false, m->spreads.v[i], m->spreads.v[j]);
   }
   for (size_t i = 0; i < out.n; i++) {
     const ov_conflict *c = (const ov_conflict *)(const void *)out.v[i];
     sbuf b = {.n = 0};
     b.b[0] = 0;
-    ov_str(c, &b, 0);
-    qv_err(q, c->at, "Fields \"%s\" conflict because %s. Use different aliases on the fields to fetch both if this was intentional.",
+    rego__ov_str(c, &b, 0);
+    rego__qv_err(q, c->at, "Fields \"%s\" conflict because %s. Use different aliases on the fields to fetch both if this was intentional.",
            c->response, b.b);
   }
 }
 
-static void walk_selection_set(qv *q, const gq_def *parent, const rv *node);
+static void rego__walk_selection_set(qv *q, const gq_def *parent, const rv *node);
 
 /* ---------------------------------------------------------------- MaxIntrospectionDepth */
 /* An introspection field may not nest fields / interfaces / possibleTypes / inputFields three
  * deep (through fragments too); the fragment memo lives for the whole document, as in gqlparser. */
-static bool mi_set(qv *q, const rv *node, int depth, int guard);
+static bool rego__mi_set(qv *q, const rv *node, int depth, int guard);
 
-static bool mi_field(qv *q, const rv *f, int depth, int guard) {
-  const char *n = S(&q->sh, f, "Name");
+static bool rego__mi_field(qv *q, const rv *f, int depth, int guard) {
+  const char *n = rego__ast_str(&q->sh, f, "Name");
   if (!strcmp(n, "fields") || !strcmp(n, "interfaces") || !strcmp(n, "possibleTypes") || !strcmp(n, "inputFields")) {
     if (++depth >= 3) return true;
   }
-  return mi_set(q, f, depth, guard + 1);
+  return rego__mi_set(q, f, depth, guard + 1);
 }
 
-static bool mi_spread(qv *q, const rv *sp, int depth, int guard) {
-  const char *name = S(&q->sh, sp, "Name");
-  uintptr_t entry = (uintptr_t)smap_get(&q->mi_visiting, name);
+static bool rego__mi_spread(qv *q, const rv *sp, int depth, int guard) {
+  const char *name = rego__ast_str(&q->sh, sp, "Name");
+  uintptr_t entry = (uintptr_t)rego__smap_get(&q->mi_visiting, name);
   if (entry) return depth > (int)(entry - 1);
-  const rv *fd = smap_get(&q->frags, name);
+  const rv *fd = rego__smap_get(&q->frags, name);
   if (!fd) return false;
   char key[300];
   snprintf(key, sizeof(key), "%d\x01%.250s", depth, name);
-  uintptr_t memo = (uintptr_t)smap_get(&q->mi_memo, key);
+  uintptr_t memo = (uintptr_t)rego__smap_get(&q->mi_memo, key);
   if (memo) return memo == 2;
-  if (!smap_put(q->a, &q->mi_visiting, name, (void *)(uintptr_t)(depth + 1))) q->oom = true;
-  bool ex = mi_set(q, fd, depth, guard + 1);
-  smap_put(q->a, &q->mi_visiting, name, NULL);
+  if (!rego__smap_put(q->a, &q->mi_visiting, name, (void *)(uintptr_t)(depth + 1))) q->oom = true;
+  bool ex = rego__mi_set(q, fd, depth, guard + 1);
+  rego__smap_put(q->a, &q->mi_visiting, name, NULL);
   char *k = rg_strndup(q->a, key, strlen(key));
-  if (!k || !smap_put(q->a, &q->mi_memo, k, (void *)(uintptr_t)(ex ? 2 : 1))) q->oom = true;
+  if (!k || !rego__smap_put(q->a, &q->mi_memo, k, (void *)(uintptr_t)(ex ? 2 : 1))) q->oom = true;
   return ex;
 }
 
-static bool mi_set(qv *q, const rv *node, int depth, int guard) {
+static bool rego__mi_set(qv *q, const rv *node, int depth, int guard) {
   if (guard > GQ_MAX_WALK_DEPTH || q->oom) return false;
   size_t n;
-  const rv *const *sels = L(&q->sh, node, "SelectionSet", &n);
+  const rv *const *sels = rego__ast_list(&q->sh, node, "SelectionSet", &n);
   for (size_t i = 0; i < n; i++) {
     if (sels[i]->t != RV_OBJ) continue;
-    int k = sel_kind(q, sels[i]);
-    if (k == SEL_FIELD && mi_field(q, sels[i], depth, guard)) return true;
-    if (k == SEL_SPREAD && mi_spread(q, sels[i], depth, guard)) return true;
-    if (k == SEL_INLINE && mi_set(q, sels[i], depth, guard + 1)) return true;
+    int k = rego__sel_kind(q, sels[i]);
+    if (k == SEL_FIELD && rego__mi_field(q, sels[i], depth, guard)) return true;
+    if (k == SEL_SPREAD && rego__mi_spread(q, sels[i], depth, guard)) return true;
+    if (k == SEL_INLINE && rego__mi_set(q, sels[i], depth, guard + 1)) return true;
   }
   return false;
 }
 
 /* FieldsOnCorrectType's hint: types of an abstract parent that have the field (interfaces used
  * most first, then by name), else similarly named fields. */
-static void field_suggestion(qv *q, const gq_def *parent, const char *name, char *out, size_t cap) {
+static void rego__field_suggestion(qv *q, const gq_def *parent, const char *name, char *out, size_t cap) {
   out[0] = 0;
   if (!strcmp(parent->kind, "INTERFACE") || !strcmp(parent->kind, "UNION")) {
     const char *names[64];
@@ -1856,12 +1858,12 @@ static void field_suggestion(qv *q, const gq_def *parent, const char *name, char
     const char *objs[64];
     for (size_t i = 0; i < parent->possible.n; i++) {
       const gq_def *pt = (const gq_def *)(const void *)parent->possible.v[i];
-      if (!list_for_name(&pt->fields, name)) continue;
+      if (!rego__list_for_name(&pt->fields, name)) continue;
       if (nobj < 64) objs[nobj++] = pt->name;
       for (size_t j = 0; j < pt->ifs.n; j++) {
         const char *in = pt->ifs.v[j]->t == RV_STR ? pt->ifs.v[j]->u.s : "";
-        const gq_def *idef = sdef(q->s, in);
-        if (!idef || !list_for_name(&idef->fields, name)) continue;
+        const gq_def *idef = rego__sdef(q->s, in);
+        if (!idef || !rego__list_for_name(&idef->fields, name)) continue;
         size_t m;
         for (m = 0; m < nn; m++)
           if (!strcmp(names[m], in)) break;
@@ -1898,176 +1900,176 @@ static void field_suggestion(qv *q, const gq_def *parent, const char *name, char
     }
   }
   if (strcmp(parent->kind, "OBJECT") && strcmp(parent->kind, "INTERFACE")) return;
-  const char **fn = names_of(q, parent->fields.v, parent->fields.n);
-  if (fn) suggest(out, cap, "Did you mean", name, fn, parent->fields.n, true);
+  const char **fn = rego__names_of(q, parent->fields.v, parent->fields.n);
+  if (fn) rego__suggest(out, cap, "Did you mean", name, fn, parent->fields.n, true);
 }
 
-static void walk_selection(qv *q, const gq_def *parent, const rv *sel) {
-  int k = sel_kind(q, sel);
+static void rego__walk_selection(qv *q, const gq_def *parent, const rv *sel) {
+  int k = rego__sel_kind(q, sel);
   if (k == SEL_FIELD) {
-    const char *name = S(&q->sh, sel, "Name");
-    if (!pmap_put(q->a, &q->objdef, sel, (void *)(uintptr_t)parent)) q->oom = true;
-    const rv *def = field_def(q, parent, name);
-    const gq_def *next = def ? sdef(q->s, type_name(O(&q->sh, def, "Type"), 0)) : NULL;
+    const char *name = rego__ast_str(&q->sh, sel, "Name");
+    if (!rego__pmap_put(q->a, &q->objdef, sel, (void *)(uintptr_t)parent)) q->oom = true;
+    const rv *def = rego__field_def(q, parent, name);
+    const gq_def *next = def ? rego__sdef(q->s, rego__type_name(rego__ast_obj(&q->sh, def, "Type"), 0)) : NULL;
     size_t na;
-    const rv *const *args = L(&q->sh, sel, "Arguments", &na);
-    for (size_t i = 0; i < na; i++) walk_argument(q, def ? arr_for_name(def, "Arguments", S(&q->sh, args[i], "Name")) : NULL, args[i]);
-    walk_dirs_of(q, sel, "FIELD");
-    walk_selection_set(q, next, sel);
+    const rv *const *args = rego__ast_list(&q->sh, sel, "Arguments", &na);
+    for (size_t i = 0; i < na; i++) rego__walk_argument(q, def ? rego__arr_for_name(def, "Arguments", rego__ast_str(&q->sh, args[i], "Name")) : NULL, args[i]);
+    rego__walk_dirs_of(q, sel, "FIELD");
+    rego__walk_selection_set(q, next, sel);
     /* FieldsOnCorrectType */
     if (parent && !def) {
       char sg[400];
-      field_suggestion(q, parent, name, sg, sizeof(sg));
-      qv_err(q, sel, "Cannot query field \"%s\" on type \"%s\".%s", name, parent->name, sg);
+      rego__field_suggestion(q, parent, name, sg, sizeof(sg));
+      rego__qv_err(q, sel, "Cannot query field \"%s\" on type \"%s\".%s", name, parent->name, sg);
     }
     /* KnownArgumentNames */
     if (def && parent)
       for (size_t i = 0; i < na; i++)
-        if (!arr_for_name(def, "Arguments", S(&q->sh, args[i], "Name")))
+        if (!rego__arr_for_name(def, "Arguments", rego__ast_str(&q->sh, args[i], "Name")))
         {
           size_t nda;
-          const rv *const *dargs = L(&q->sh, def, "Arguments", &nda);
-          const char **an = names_of(q, dargs, nda);
+          const rv *const *dargs = rego__ast_list(&q->sh, def, "Arguments", &nda);
+          const char **an = rego__names_of(q, dargs, nda);
           char sg[300];
-          suggest(sg, sizeof(sg), "Did you mean", S(&q->sh, args[i], "Name"), an, an ? nda : 0, true);
-          qv_err(q, sel, "Unknown argument \"%s\" on field \"%s.%s\".%s", S(&q->sh, args[i], "Name"), parent->name, name, sg);
+          rego__suggest(sg, sizeof(sg), "Did you mean", rego__ast_str(&q->sh, args[i], "Name"), an, an ? nda : 0, true);
+          rego__qv_err(q, sel, "Unknown argument \"%s\" on field \"%s.%s\".%s", rego__ast_str(&q->sh, args[i], "Name"), parent->name, name, sg);
         }
     /* MaxIntrospectionDepth */
-    if ((!strcmp(name, "__schema") || !strcmp(name, "__type")) && mi_field(q, sel, 0, 0))
-      qv_err(q, sel, "Maximum introspection depth exceeded");
+    if ((!strcmp(name, "__schema") || !strcmp(name, "__type")) && rego__mi_field(q, sel, 0, 0))
+      rego__qv_err(q, sel, "Maximum introspection depth exceeded");
     /* OverlappingFieldsCanBeMerged */
-    if (q->cur) overlapping(q, sel);
+    if (q->cur) rego__overlapping(q, sel);
     /* ProvidedRequiredArguments */
-    if (def) required_args(q, sel, def, name, false);
+    if (def) rego__required_args(q, sel, def, name, false);
     /* ScalarLeafs */
     if (def) {
-      const gq_def *ft = sdef(q->s, type_name(O(&q->sh, def, "Type"), 0));
+      const gq_def *ft = rego__sdef(q->s, rego__type_name(rego__ast_obj(&q->sh, def, "Type"), 0));
       size_t ns;
-      L(&q->sh, sel, "SelectionSet", &ns);
-      if (ft && is_leaf_kind(ft->kind) && ns)
-        qv_err(q, sel, "Field \"%s\" must not have a selection since type \"%s\" has no subfields.", name, ft->name);
-      if (ft && !is_leaf_kind(ft->kind) && !ns) {
+      rego__ast_list(&q->sh, sel, "SelectionSet", &ns);
+      if (ft && rego__is_leaf_kind(ft->kind) && ns)
+        rego__qv_err(q, sel, "Field \"%s\" must not have a selection since type \"%s\" has no subfields.", name, ft->name);
+      if (ft && !rego__is_leaf_kind(ft->kind) && !ns) {
         char ts[256];
-        type_str(O(&q->sh, def, "Type"), ts, sizeof(ts), 0);
-        qv_err(q, sel, "Field \"%s\" of type \"%s\" must have a selection of subfields. Did you mean \"%s { ... }\"?", name, ts, name);
+        rego__type_str(rego__ast_obj(&q->sh, def, "Type"), ts, sizeof(ts), 0);
+        rego__qv_err(q, sel, "Field \"%s\" of type \"%s\" must have a selection of subfields. Did you mean \"%s { ... }\"?", name, ts, name);
       }
     }
     /* UniqueArgumentNames */
-    unique_args(q, sel);
+    rego__unique_args(q, sel);
   } else if (k == SEL_INLINE) {
-    const char *tc = S(&q->sh, sel, "TypeCondition");
-    const gq_def *next = *tc ? sdef(q->s, tc) : parent;
-    walk_dirs_of(q, sel, "INLINE_FRAGMENT");
-    walk_selection_set(q, next, sel);
+    const char *tc = rego__ast_str(&q->sh, sel, "TypeCondition");
+    const gq_def *next = *tc ? rego__sdef(q->s, tc) : parent;
+    rego__walk_dirs_of(q, sel, "INLINE_FRAGMENT");
+    rego__walk_selection_set(q, next, sel);
     /* FragmentsOnCompositeTypes */
-    const gq_def *ft = sdef(q->s, tc);
-    if (ft && !is_composite_kind(ft->kind)) qv_err(q, sel, "Fragment cannot condition on non composite type \"%s\".", tc);
+    const gq_def *ft = rego__sdef(q->s, tc);
+    if (ft && !rego__is_composite_kind(ft->kind)) rego__qv_err(q, sel, "Fragment cannot condition on non composite type \"%s\".", tc);
     /* KnownTypeNames */
-    if (*tc && !ft) qv_err(q, sel, "Unknown type \"%s\".", tc);
+    if (*tc && !ft) rego__qv_err(q, sel, "Unknown type \"%s\".", tc);
     /* OverlappingFieldsCanBeMerged */
-    overlapping(q, sel);
+    rego__overlapping(q, sel);
     /* PossibleFragmentSpreads */
-    if (!fragment_possible(q, parent, tc))
-      qv_err(q, sel, "Fragment cannot be spread here as objects of type \"%s\" can never be of type \"%s\".", parent->name, tc);
+    if (!rego__fragment_possible(q, parent, tc))
+      rego__qv_err(q, sel, "Fragment cannot be spread here as objects of type \"%s\" can never be of type \"%s\".", parent->name, tc);
   } else {
-    const char *name = S(&q->sh, sel, "Name");
-    const rv *fd = smap_get(&q->frags, name);
-    const gq_def *next = fd ? sdef(q->s, S(&q->sh, fd, "TypeCondition")) : NULL;
-    walk_dirs_of(q, sel, "FRAGMENT_SPREAD");
-    if (fd && !smap_get(&q->validated, name)) {
-      qv_put(q, &q->validated, name);
-      walk_dirs_of(q, fd, "FRAGMENT_DEFINITION");
-      walk_selection_set(q, next, fd);
+    const char *name = rego__ast_str(&q->sh, sel, "Name");
+    const rv *fd = rego__smap_get(&q->frags, name);
+    const gq_def *next = fd ? rego__sdef(q->s, rego__ast_str(&q->sh, fd, "TypeCondition")) : NULL;
+    rego__walk_dirs_of(q, sel, "FRAGMENT_SPREAD");
+    if (fd && !rego__smap_get(&q->validated, name)) {
+      rego__qv_put(q, &q->validated, name);
+      rego__walk_dirs_of(q, fd, "FRAGMENT_DEFINITION");
+      rego__walk_selection_set(q, next, fd);
     }
     /* KnownFragmentNames */
-    if (!fd) qv_err(q, sel, "Unknown fragment \"%s\".", name);
+    if (!fd) rego__qv_err(q, sel, "Unknown fragment \"%s\".", name);
     /* NoUnusedFragments */
-    if (!q->in_frag_defs) qv_put(q, &q->used_frags, name);
+    if (!q->in_frag_defs) rego__qv_put(q, &q->used_frags, name);
     /* PossibleFragmentSpreads */
-    if (fd && !fragment_possible(q, parent, S(&q->sh, fd, "TypeCondition")))
-      qv_err(q, sel, "Fragment \"%s\" cannot be spread here as objects of type \"%s\" can never be of type \"%s\".", name,
-             parent->name, S(&q->sh, fd, "TypeCondition"));
+    if (fd && !rego__fragment_possible(q, parent, rego__ast_str(&q->sh, fd, "TypeCondition")))
+      rego__qv_err(q, sel, "Fragment \"%s\" cannot be spread here as objects of type \"%s\" can never be of type \"%s\".", name,
+             parent->name, rego__ast_str(&q->sh, fd, "TypeCondition"));
   }
 }
 
-static void walk_selection_set(qv *q, const gq_def *parent, const rv *node) {
+static void rego__walk_selection_set(qv *q, const gq_def *parent, const rv *node) {
   size_t n;
-  const rv *const *sels = L(&q->sh, node, "SelectionSet", &n);
+  const rv *const *sels = rego__ast_list(&q->sh, node, "SelectionSet", &n);
   if (++q->depth > GQ_MAX_WALK_DEPTH) {
-    qv_err(q, NULL, "exceeded maximum nesting depth of %d", GQ_MAX_WALK_DEPTH);
+    rego__qv_err(q, NULL, "exceeded maximum nesting depth of %d", GQ_MAX_WALK_DEPTH);
     q->depth--;
     return;
   }
   for (size_t i = 0; i < n && !q->oom; i++)
-    if (sels[i]->t == RV_OBJ) walk_selection(q, parent, sels[i]);
+    if (sels[i]->t == RV_OBJ) rego__walk_selection(q, parent, sels[i]);
   q->depth--;
 }
 
 /* Spreads in a selection set, in gqlparser's (stack) order. */
-static void collect_spreads(qv *q, const rv *node, vec *out) {
+static void rego__collect_spreads(qv *q, const rv *node, vec *out) {
   vec stack = {0};
-  if (!vpush(q->a, &stack, node)) {
+  if (!rego__vpush(q->a, &stack, node)) {
     q->oom = true;
     return;
   }
   while (stack.n && !q->oom) {
     const rv *set = stack.v[--stack.n];
     size_t n;
-    const rv *const *sels = L(&q->sh, set, "SelectionSet", &n);
+    const rv *const *sels = rego__ast_list(&q->sh, set, "SelectionSet", &n);
     for (size_t i = 0; i < n; i++) {
       if (sels[i]->t != RV_OBJ) continue;
-      bool ok = sel_kind(q, sels[i]) == SEL_SPREAD ? vpush(q->a, out, sels[i]) : vpush(q->a, &stack, sels[i]);
+      bool ok = rego__sel_kind(q, sels[i]) == SEL_SPREAD ? rego__vpush(q->a, out, sels[i]) : rego__vpush(q->a, &stack, sels[i]);
       if (!ok) q->oom = true;
     }
   }
 }
 
-static const rv *first_fragment(qv *q, const char *name) { return smap_get(&q->frags, name); }
+static const rv *rego__first_fragment(qv *q, const char *name) { return rego__smap_get(&q->frags, name); }
 
-static void frag_cycles(qv *q, const rv *frag, vec *path, smap *index, int depth) {
-  const char *fname = S(&q->sh, frag, "Name");
-  if (smap_get(&q->visited_frags, fname)) return;
+static void rego__frag_cycles(qv *q, const rv *frag, vec *path, smap *index, int depth) {
+  const char *fname = rego__ast_str(&q->sh, frag, "Name");
+  if (rego__smap_get(&q->visited_frags, fname)) return;
   if (depth > GQ_MAX_WALK_DEPTH) {
-    qv_err(q, NULL, "exceeded maximum nesting depth of %d", GQ_MAX_WALK_DEPTH);
+    rego__qv_err(q, NULL, "exceeded maximum nesting depth of %d", GQ_MAX_WALK_DEPTH);
     return;
   }
-  qv_put(q, &q->visited_frags, fname);
+  rego__qv_put(q, &q->visited_frags, fname);
   vec spreads = {0};
-  collect_spreads(q, frag, &spreads);
+  rego__collect_spreads(q, frag, &spreads);
   if (!spreads.n) return;
-  if (!smap_put(q->a, index, fname, (void *)(uintptr_t)(path->n + 1))) q->oom = true;
+  if (!rego__smap_put(q->a, index, fname, (void *)(uintptr_t)(path->n + 1))) q->oom = true;
   for (size_t i = 0; i < spreads.n && !q->oom; i++) {
-    const char *sn = S(&q->sh, spreads.v[i], "Name");
-    uintptr_t ci = (uintptr_t)smap_get(index, sn);
-    if (!vpush(q->a, path, spreads.v[i])) {
+    const char *sn = rego__ast_str(&q->sh, spreads.v[i], "Name");
+    uintptr_t ci = (uintptr_t)rego__smap_get(index, sn);
+    if (!rego__vpush(q->a, path, spreads.v[i])) {
       q->oom = true;
       return;
     }
     if (!ci) {
-      const rv *sf = first_fragment(q, sn);
-      if (sf) frag_cycles(q, sf, path, index, depth + 1);
+      const rv *sf = rego__first_fragment(q, sn);
+      if (sf) rego__frag_cycles(q, sf, path, index, depth + 1);
     } else {
       sbuf via = {.n = 0};
       via.b[0] = 0;
       for (size_t j = ci - 1; j + 1 < path->n; j++)
-        sb_printf(&via, "%s\"%s\"", j + 1 == ci ? " via " : ", ", S(&q->sh, path->v[j], "Name"));
-      qv_err(q, spreads.v[i], "Cannot spread fragment \"%s\" within itself%s.", sn, via.b);
+        rego__sb_printf(&via, "%s\"%s\"", j + 1 == ci ? " via " : ", ", rego__ast_str(&q->sh, path->v[j], "Name"));
+      rego__qv_err(q, spreads.v[i], "Cannot spread fragment \"%s\" within itself%s.", sn, via.b);
     }
     path->n--;
   }
-  smap_put(q->a, index, fname, NULL);
+  rego__smap_put(q->a, index, fname, NULL);
 }
 
-static void walk_operation(qv *q, const rv *op, size_t nops) {
+static void rego__walk_operation(qv *q, const rv *op, size_t nops) {
   q->cur = op;
   size_t nv;
-  const rv *const *vds = L(&q->sh, op, "VariableDefinitions", &nv);
+  const rv *const *vds = rego__ast_list(&q->sh, op, "VariableDefinitions", &nv);
   for (size_t i = 0; i < nv; i++) {
     /* KnownTypeNames */
-    const char *tn = type_name(O(&q->sh, vds[i], "Type"), 0);
-    if (!sdef(q->s, tn)) qv_err(q, vds[i], "Unknown type \"%s\".", tn);
+    const char *tn = rego__type_name(rego__ast_obj(&q->sh, vds[i], "Type"), 0);
+    if (!rego__sdef(q->s, tn)) rego__qv_err(q, vds[i], "Unknown type \"%s\".", tn);
   }
-  const char *opn = S(&q->sh, op, "Operation");
+  const char *opn = rego__ast_str(&q->sh, op, "Operation");
   const gq_def *root = NULL;
   const char *loc = "QUERY";
   if (!strcmp(opn, "query") || !*opn) root = q->s->query;
@@ -2075,35 +2077,35 @@ static void walk_operation(qv *q, const rv *op, size_t nops) {
   else if (!strcmp(opn, "subscription")) root = q->s->subscription, loc = "SUBSCRIPTION";
   else q->sh.bad = true;
   for (size_t i = 0; i < nv; i++) {
-    const rv *dv = O(&q->sh, vds[i], "DefaultValue");
-    const rv *t = O(&q->sh, vds[i], "Type");
-    if (dv) walk_value(q, dv, t, sdef(q->s, type_name(t, 0)), B(&q->sh, dv, "ExpectedTypeHasDefault"));
-    walk_dirs_of(q, vds[i], "VARIABLE_DEFINITION");
+    const rv *dv = rego__ast_obj(&q->sh, vds[i], "DefaultValue");
+    const rv *t = rego__ast_obj(&q->sh, vds[i], "Type");
+    if (dv) rego__walk_value(q, dv, t, rego__sdef(q->s, rego__type_name(t, 0)), rego__ast_bool(&q->sh, dv, "ExpectedTypeHasDefault"));
+    rego__walk_dirs_of(q, vds[i], "VARIABLE_DEFINITION");
   }
-  walk_dirs_of(q, op, loc);
-  walk_selection_set(q, root, op);
-  const char *name = S(&q->sh, op, "Name");
+  rego__walk_dirs_of(q, op, loc);
+  rego__walk_selection_set(q, root, op);
+  const char *name = rego__ast_str(&q->sh, op, "Name");
   /* KnownRootType */
-  if (!root) qv_err(q, op, "Schema does not support operation type \"%s\"", opn);
+  if (!root) rego__qv_err(q, op, "Schema does not support operation type \"%s\"", opn);
   /* LoneAnonymousOperation */
-  if (!*name && nops > 1) qv_err(q, op, "This anonymous operation must be the only defined operation.");
+  if (!*name && nops > 1) rego__qv_err(q, op, "This anonymous operation must be the only defined operation.");
   /* NoUnusedVariables */
   for (size_t i = 0; i < nv; i++) {
-    if (pmap_get(&q->used_vars, vds[i])) continue;
-    if (*name) qv_err(q, vds[i], "Variable \"$%s\" is never used in operation \"%s\".", S(&q->sh, vds[i], "Variable"), name);
-    else qv_err(q, vds[i], "Variable \"$%s\" is never used.", S(&q->sh, vds[i], "Variable"));
+    if (rego__pmap_get(&q->used_vars, vds[i])) continue;
+    if (*name) rego__qv_err(q, vds[i], "Variable \"$%s\" is never used in operation \"%s\".", rego__ast_str(&q->sh, vds[i], "Variable"), name);
+    else rego__qv_err(q, vds[i], "Variable \"$%s\" is never used.", rego__ast_str(&q->sh, vds[i], "Variable"));
   }
   /* OverlappingFieldsCanBeMerged */
-  overlapping(q, op);
+  rego__overlapping(q, op);
   /* SingleFieldSubscriptions */
   if (q->s->subscription && !strcmp(opn, "subscription")) {
     /* top-level field names through inline fragments and spreads, de-duplicated */
     vec fields = {0}, stack = {0};
     smap infrag = {0};
-    if (!vpush(q->a, &stack, op)) q->oom = true;
+    if (!rego__vpush(q->a, &stack, op)) q->oom = true;
     /* gqlparser recurses depth-first in order; emulate with an explicit order-preserving walk */
     size_t nsel;
-    const rv *const *sels = L(&q->sh, op, "SelectionSet", &nsel);
+    const rv *const *sels = rego__ast_list(&q->sh, op, "SelectionSet", &nsel);
     const rv *const *wl[64];
     size_t wn[64], wi[64];
     int top = 0;
@@ -2115,23 +2117,23 @@ static void walk_operation(qv *q, const rv *op, size_t nops) {
       }
       const rv *s = wl[top][wi[top]++];
       if (s->t != RV_OBJ) continue;
-      int sk = sel_kind(q, s);
+      int sk = rego__sel_kind(q, s);
       if (sk == SEL_FIELD) {
-        if (!vpush(q->a, &fields, s)) q->oom = true;
+        if (!rego__vpush(q->a, &fields, s)) q->oom = true;
       } else if (top < 63) {
         const rv *src = s;
         if (sk == SEL_SPREAD) {
-          const char *fn = S(&q->sh, s, "Name");
-          src = first_fragment(q, fn);
+          const char *fn = rego__ast_str(&q->sh, s, "Name");
+          src = rego__first_fragment(q, fn);
           if (!src) {
             top--; /* gqlparser returns from this level */
             continue;
           }
-          if (smap_get(&infrag, fn)) continue;
-          if (!smap_put(q->a, &infrag, fn, (void *)1)) q->oom = true;
+          if (rego__smap_get(&infrag, fn)) continue;
+          if (!rego__smap_put(q->a, &infrag, fn, (void *)1)) q->oom = true;
         }
         size_t cn;
-        const rv *const *cs = L(&q->sh, src, "SelectionSet", &cn);
+        const rv *const *cs = rego__ast_list(&q->sh, src, "SelectionSet", &cn);
         top++;
         wl[top] = cs, wn[top] = cn, wi[top] = 0;
       }
@@ -2145,45 +2147,45 @@ static void walk_operation(qv *q, const rv *op, size_t nops) {
     vec uniq = {0};
     for (size_t i = 0; i < fields.n; i++) {
       bool dup = false;
-      for (size_t j = 0; j < uniq.n; j++) dup |= !strcmp(S(&q->sh, uniq.v[j], "Name"), S(&q->sh, fields.v[i], "Name"));
-      if (!dup && !vpush(q->a, &uniq, fields.v[i])) q->oom = true;
+      for (size_t j = 0; j < uniq.n; j++) dup |= !strcmp(rego__ast_str(&q->sh, uniq.v[j], "Name"), rego__ast_str(&q->sh, fields.v[i], "Name"));
+      if (!dup && !rego__vpush(q->a, &uniq, fields.v[i])) q->oom = true;
     }
-    if (uniq.n > 1) qv_err(q, uniq.v[1], "%s must select only one top level field.", label);
+    if (uniq.n > 1) rego__qv_err(q, uniq.v[1], "%s must select only one top level field.", label);
     for (size_t i = 0; i < uniq.n; i++)
-      if (!strncmp(S(&q->sh, uniq.v[i], "Name"), "__", 2))
-        qv_err(q, uniq.v[i], "%s must not select an introspection top level field.", label);
+      if (!strncmp(rego__ast_str(&q->sh, uniq.v[i], "Name"), "__", 2))
+        rego__qv_err(q, uniq.v[i], "%s must not select an introspection top level field.", label);
   }
   /* UniqueOperationNames */
-  if (smap_get(&q->seen_op_names, name)) qv_err(q, op, "There can be only one operation named \"%s\".", name);
-  qv_put(q, &q->seen_op_names, name);
+  if (rego__smap_get(&q->seen_op_names, name)) rego__qv_err(q, op, "There can be only one operation named \"%s\".", name);
+  rego__qv_put(q, &q->seen_op_names, name);
   /* UniqueVariableNames */
   for (size_t i = 0; i < nv; i++) {
     int seen = 0;
-    for (size_t j = 0; j < i; j++) seen += !strcmp(S(&q->sh, vds[i], "Variable"), S(&q->sh, vds[j], "Variable"));
-    if (seen == 1) qv_err(q, vds[i], "There can be only one variable named \"$%s\".", S(&q->sh, vds[i], "Variable"));
+    for (size_t j = 0; j < i; j++) seen += !strcmp(rego__ast_str(&q->sh, vds[i], "Variable"), rego__ast_str(&q->sh, vds[j], "Variable"));
+    if (seen == 1) rego__qv_err(q, vds[i], "There can be only one variable named \"$%s\".", rego__ast_str(&q->sh, vds[i], "Variable"));
   }
   /* VariablesAreInputTypes */
   for (size_t i = 0; i < nv; i++) {
-    const rv *t = O(&q->sh, vds[i], "Type");
-    const gq_def *d = sdef(q->s, type_name(t, 0));
-    if (d && !is_input_kind(d->kind)) {
+    const rv *t = rego__ast_obj(&q->sh, vds[i], "Type");
+    const gq_def *d = rego__sdef(q->s, rego__type_name(t, 0));
+    if (d && !rego__is_input_kind(d->kind)) {
       char ts[256];
-      type_str(t, ts, sizeof(ts), 0);
-      qv_err(q, vds[i], "Variable \"$%s\" cannot be non-input type \"%s\".", S(&q->sh, vds[i], "Variable"), ts);
+      rego__type_str(t, ts, sizeof(ts), 0);
+      rego__qv_err(q, vds[i], "Variable \"$%s\" cannot be non-input type \"%s\".", rego__ast_str(&q->sh, vds[i], "Variable"), ts);
     }
   }
   q->cur = NULL;
 }
 
-static void walk_fragment(qv *q, const rv *frag) {
-  const char *tc = S(&q->sh, frag, "TypeCondition");
-  const gq_def *def = sdef(q->s, tc);
-  walk_dirs_of(q, frag, "FRAGMENT_DEFINITION");
-  walk_selection_set(q, def, frag);
-  const char *name = S(&q->sh, frag, "Name");
+static void rego__walk_fragment(qv *q, const rv *frag) {
+  const char *tc = rego__ast_str(&q->sh, frag, "TypeCondition");
+  const gq_def *def = rego__sdef(q->s, tc);
+  rego__walk_dirs_of(q, frag, "FRAGMENT_DEFINITION");
+  rego__walk_selection_set(q, def, frag);
+  const char *name = rego__ast_str(&q->sh, frag, "Name");
   /* FragmentsOnCompositeTypes */
-  if (def && *tc && !is_composite_kind(def->kind))
-    qv_err(q, frag, "Fragment \"%s\" cannot condition on non composite type \"%s\".", name, tc);
+  if (def && *tc && !rego__is_composite_kind(def->kind))
+    rego__qv_err(q, frag, "Fragment \"%s\" cannot condition on non composite type \"%s\".", name, tc);
   /* KnownTypeNames */
   if (!def) {
     /* gqlparser offers every schema type (in map order); we offer them in name order */
@@ -2193,29 +2195,29 @@ static void walk_fragment(qv *q, const rv *frag) {
     if (tn) {
       for (size_t i = 0; i < q->s->types.cap; i++)
         if (q->s->types.k[i]) tn[k++] = q->s->types.k[i];
-      qsort(tn, k, sizeof(char *), cmp_str);
-      suggest(sg, sizeof(sg), "Did you mean", tc, tn, k, true);
+      qsort(tn, k, sizeof(char *), rego__cmp_str);
+      rego__suggest(sg, sizeof(sg), "Did you mean", tc, tn, k, true);
     } else {
       q->oom = true;
     }
-    qv_err(q, frag, "Unknown type \"%s\".%s", tc, sg);
+    rego__qv_err(q, frag, "Unknown type \"%s\".%s", tc, sg);
   }
   /* NoFragmentCycles */
   vec path = {0};
   smap index = {0};
-  frag_cycles(q, frag, &path, &index, 0);
+  rego__frag_cycles(q, frag, &path, &index, 0);
   /* NoUnusedFragments */
   q->in_frag_defs = true;
-  if (!smap_get(&q->used_frags, name)) qv_err(q, frag, "Fragment \"%s\" is never used.", name);
+  if (!rego__smap_get(&q->used_frags, name)) rego__qv_err(q, frag, "Fragment \"%s\" is never used.", name);
   /* OverlappingFieldsCanBeMerged */
-  overlapping(q, frag);
+  rego__overlapping(q, frag);
   /* UniqueFragmentNames */
-  if (smap_get(&q->seen_frag_names, name)) qv_err(q, frag, "There can be only one fragment named \"%s\".", name);
-  qv_put(q, &q->seen_frag_names, name);
+  if (rego__smap_get(&q->seen_frag_names, name)) rego__qv_err(q, frag, "There can be only one fragment named \"%s\".", name);
+  rego__qv_put(q, &q->seen_frag_names, name);
 }
 
 /* OPA's formatGqlParserError over the joined error list. */
-static ct_status format_errors(const char *all, ct_err *err) {
+static ct_status rego__format_errors(const char *all, ct_err *err) {
   const char *p1 = strchr(all, ':');
   const char *p2 = p1 ? strchr(p1 + 1, ':') : NULL;
   const char *p3 = p2 ? strchr(p2 + 1, ':') : NULL;
@@ -2242,15 +2244,15 @@ CT_RESULT gq_validate_query(rg_arena *a, const gq_schema *s, const rv *query_ast
   q.from_obj = !pm;
   ct_buf_init(&q.errs, 1u << 16);
   size_t nops, nfr;
-  const rv *const *ops = L(&q.sh, query_ast, "Operations", &nops);
-  const rv *const *frs = L(&q.sh, query_ast, "Fragments", &nfr);
+  const rv *const *ops = rego__ast_list(&q.sh, query_ast, "Operations", &nops);
+  const rv *const *frs = rego__ast_list(&q.sh, query_ast, "Fragments", &nfr);
   for (size_t i = 0; i < nfr; i++) {
     if (frs[i]->t != RV_OBJ) {
       q.sh.bad = true;
       continue;
     }
-    const char *n = S(&q.sh, frs[i], "Name");
-    if (!smap_get(&q.frags, n) && !smap_put(a, &q.frags, n, (void *)(uintptr_t)frs[i])) q.oom = true;
+    const char *n = rego__ast_str(&q.sh, frs[i], "Name");
+    if (!rego__smap_get(&q.frags, n) && !rego__smap_put(a, &q.frags, n, (void *)(uintptr_t)frs[i])) q.oom = true;
   }
   for (size_t i = 0; i < nops && !q.oom; i++) {
     if (ops[i]->t != RV_OBJ) {
@@ -2258,12 +2260,12 @@ CT_RESULT gq_validate_query(rg_arena *a, const gq_schema *s, const rv *query_ast
       continue;
     }
     memset(&q.validated, 0, sizeof(q.validated));
-    walk_operation(&q, ops[i], nops);
+    rego__walk_operation(&q, ops[i], nops);
   }
   for (size_t i = 0; i < nfr && !q.oom; i++) {
     if (frs[i]->t != RV_OBJ) continue;
     memset(&q.validated, 0, sizeof(q.validated));
-    walk_fragment(&q, frs[i]);
+    rego__walk_fragment(&q, frs[i]);
   }
   ct_status st = CT_OK;
   if (q.oom) st = ct_fail(err, CT_ENOMEM, "out of memory");
@@ -2271,7 +2273,7 @@ CT_RESULT gq_validate_query(rg_arena *a, const gq_schema *s, const rv *query_ast
   else if (q.any) {
     ct_err e;
     if (ct_buf_append(&q.errs, "", 1, &e)) st = ct_fail(err, CT_ENOMEM, "out of memory");
-    else st = format_errors((const char *)q.errs.data, err);
+    else st = rego__format_errors((const char *)q.errs.data, err);
   }
   ct_buf_free(&q.errs);
   return st;
@@ -2359,15 +2361,15 @@ typedef struct {
   char why[160];
 } nz;
 
-static void nz_bad(nz *z, const char *key, const char *want) {
+static void rego__nz_bad(nz *z, const char *key, const char *want) {
   if (z->bad) return;
   z->bad = true;
   snprintf(z->why, sizeof(z->why), "json: cannot unmarshal into field %s of type %s", key, want);
 }
 
-static rv *nz_struct(nz *z, const rv *in, const gq_sd *sd, int depth);
+static rv *rego__nz_struct(nz *z, const rv *in, const gq_sd *sd, int depth);
 
-static bool ascii_fold_eq(const char *a, const char *b) {
+static bool rego__ascii_fold_eq(const char *a, const char *b) {
   for (; *a && *b; a++, b++) {
     char x = (char)((*a >= 'A' && *a <= 'Z') ? *a + 32 : *a), y = (char)((*b >= 'A' && *b <= 'Z') ? *b + 32 : *b);
     if (x != y) return false;
@@ -2378,12 +2380,12 @@ static bool ascii_fold_eq(const char *a, const char *b) {
 /* The value encoding/json assigns to a struct field: keys are decoded in order (OPA serialises
  * objects with sorted keys), each matching its field exactly or case-insensitively, the last one
  * winning; null leaves a string / bool / int untouched but clears a pointer or slice. */
-static rv *nz_get(const rv *in, const char *name, bool exact, bool scalar) {
+static rv *rego__nz_get(const rv *in, const char *name, bool exact, bool scalar) {
   if (exact) return rv_obj_gets(in, name);
   rv *v = NULL;
   for (size_t i = 0; i < in->n; i++) {
     const rv *k = in->u.o.k[i];
-    if (k->t != RV_STR || !ascii_fold_eq(k->u.s, name)) continue;
+    if (k->t != RV_STR || !rego__ascii_fold_eq(k->u.s, name)) continue;
     if (scalar && in->u.o.v[i]->t == RV_NULL) continue;
     v = in->u.o.v[i];
   }
@@ -2391,9 +2393,9 @@ static rv *nz_get(const rv *in, const char *name, bool exact, bool scalar) {
 }
 
 /* a pruned list: nulls and empty objects dropped (OPA's pruning) */
-static rv *nz_list(nz *z, const rv *in, const char *key, const gq_sd *sd, bool strings, int depth) {
+static rv *rego__nz_list(nz *z, const rv *in, const char *key, const gq_sd *sd, bool strings, int depth) {
   if (in->t != RV_ARR) {
-    nz_bad(z, key, "array");
+    rego__nz_bad(z, key, "array");
     return NULL;
   }
   rv **items = rg_alloc(z->a, (in->n + 1) * sizeof(rv *));
@@ -2407,13 +2409,13 @@ static rv *nz_list(nz *z, const rv *in, const char *key, const gq_sd *sd, bool s
     if (e->t == RV_NULL) continue; /* a nil pointer: pruned */
     if (strings) {
       if (e->t != RV_STR) {
-        nz_bad(z, key, "string");
+        rego__nz_bad(z, key, "string");
         return NULL;
       }
       items[k++] = (rv *)(uintptr_t)e;
       continue;
     }
-    rv *o = nz_struct(z, e, sd, depth + 1);
+    rv *o = rego__nz_struct(z, e, sd, depth + 1);
     if (z->bad || z->oom) return NULL;
     if (o && o->n) items[k++] = o;
   }
@@ -2423,15 +2425,15 @@ static rv *nz_list(nz *z, const rv *in, const char *key, const gq_sd *sd, bool s
   return r;
 }
 
-static rv *nz_comment(nz *z, const rv *in, const char *key) {
+static rv *rego__nz_comment(nz *z, const rv *in, const char *key) {
   if (in->t != RV_OBJ) {
-    nz_bad(z, key, "CommentGroup");
+    rego__nz_bad(z, key, "CommentGroup");
     return NULL;
   }
-  rv *list = nz_get(in, "List", false, false);
+  rv *list = rego__nz_get(in, "List", false, false);
   if (!list || list->t == RV_NULL) return NULL;
   if (list->t != RV_ARR) {
-    nz_bad(z, "List", "array");
+    rego__nz_bad(z, "List", "array");
     return NULL;
   }
   rv **items = rg_alloc(z->a, (list->n + 1) * sizeof(rv *));
@@ -2444,12 +2446,12 @@ static rv *nz_comment(nz *z, const rv *in, const char *key) {
     const rv *c = list->u.a[i];
     if (c->t == RV_NULL) continue;
     if (c->t != RV_OBJ) {
-      nz_bad(z, "List", "Comment");
+      rego__nz_bad(z, "List", "Comment");
       return NULL;
     }
-    rv *v = nz_get(c, "Value", false, true);
+    rv *v = rego__nz_get(c, "Value", false, true);
     if (v && v->t != RV_STR && v->t != RV_NULL) {
-      nz_bad(z, "Value", "string");
+      rego__nz_bad(z, "Value", "string");
       return NULL;
     }
     rv *key_v = rv_cstr(z->a, "Value");
@@ -2471,44 +2473,44 @@ static rv *nz_comment(nz *z, const rv *in, const char *key) {
   return r;
 }
 
-static rv *nz_struct(nz *z, const rv *in, const gq_sd *sd, int depth) {
+static rv *rego__nz_struct(nz *z, const rv *in, const gq_sd *sd, int depth) {
   if (depth > GQ_MAX_WALK_DEPTH) {
-    nz_bad(z, "(nesting)", "too deep");
+    rego__nz_bad(z, "(nesting)", "too deep");
     return NULL;
   }
   if (in->t != RV_OBJ) {
-    nz_bad(z, "(struct)", "object");
+    rego__nz_bad(z, "(struct)", "object");
     return NULL;
   }
   rv *ks[16], *vs[16];
   size_t n = 0;
   for (const gq_fd *f = sd->f; f->name; f++) {
-    rv *v = nz_get(in, f->name, sd->exact, f->kind == 's' || f->kind == 'b' || f->kind == 'i'), *o = NULL;
+    rv *v = rego__nz_get(in, f->name, sd->exact, f->kind == 's' || f->kind == 'b' || f->kind == 'i'), *o = NULL;
     switch (f->kind) {
       case 's':
-        if (v && v->t != RV_STR && v->t != RV_NULL) nz_bad(z, f->name, "string");
+        if (v && v->t != RV_STR && v->t != RV_NULL) rego__nz_bad(z, f->name, "string");
         o = v && v->t == RV_STR ? v : rv_str(z->a, "", 0);
         break;
       case 'b':
-        if (v && v->t != RV_BOOL && v->t != RV_NULL) nz_bad(z, f->name, "bool");
+        if (v && v->t != RV_BOOL && v->t != RV_NULL) rego__nz_bad(z, f->name, "bool");
         o = rv_bool(v && v->t == RV_BOOL && v->b);
         break;
       case 'i': {
         int64_t i = 0;
-        if (v && v->t != RV_NULL && (v->t != RV_NUM || !rv_num_is_int(v, &i))) nz_bad(z, f->name, "int");
+        if (v && v->t != RV_NULL && (v->t != RV_NUM || !rv_num_is_int(v, &i))) rego__nz_bad(z, f->name, "int");
         o = rv_int(z->a, i);
         break;
       }
       case 'o':
-        if (v && v->t != RV_NULL) o = nz_struct(z, v, f->sub, depth + 1);
+        if (v && v->t != RV_NULL) o = rego__nz_struct(z, v, f->sub, depth + 1);
         if (o && !o->n) o = NULL;
         break;
       case 'l':
       case 'L':
-        if (v && v->t != RV_NULL) o = nz_list(z, v, f->name, f->sub, f->kind == 'L', depth);
+        if (v && v->t != RV_NULL) o = rego__nz_list(z, v, f->name, f->sub, f->kind == 'L', depth);
         break;
       case 'c':
-        if (v && v->t != RV_NULL) o = nz_comment(z, v, f->name);
+        if (v && v->t != RV_NULL) o = rego__nz_comment(z, v, f->name);
         break;
       default: break;
     }
@@ -2531,7 +2533,7 @@ static rv *nz_struct(nz *z, const rv *in, const gq_sd *sd, int depth) {
 
 CT_RESULT gq_normalize(rg_arena *a, const rv *ast, bool schema, rv **out, ct_err *err) {
   nz z = {.a = a};
-  rv *r = nz_struct(&z, ast, schema ? &SD_sdoc : &SD_qdoc, 0);
+  rv *r = rego__nz_struct(&z, ast, schema ? &SD_sdoc : &SD_qdoc, 0);
   if (z.oom) return ct_fail(err, CT_ENOMEM, "out of memory");
   if (z.bad || !r) return ct_fail(err, CT_EINVAL, "%s", z.why[0] ? z.why : "json: cannot unmarshal GraphQL AST");
   *out = r;
