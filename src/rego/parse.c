@@ -51,8 +51,8 @@ typedef struct {
   bool logic; /* `and` / `or` keywords imported (future.keywords.and/or) */
 } rg_ps;
 
-static ct_status ps_fail(rg_ps *p, int row, int col, const char *fmt, ...) CT_PRINTF(4, 5);
-static ct_status ps_fail(rg_ps *p, int row, int col, const char *fmt, ...) {
+static ct_status rego__ps_fail(rg_ps *p, int row, int col, const char *fmt, ...) CT_PRINTF(4, 5);
+static ct_status rego__ps_fail(rg_ps *p, int row, int col, const char *fmt, ...) {
   char msg[300];
   va_list ap;
   va_start(ap, fmt);
@@ -64,14 +64,14 @@ static ct_status ps_fail(rg_ps *p, int row, int col, const char *fmt, ...) {
 #define OOM(p) ct_fail((p)->err, CT_ENOMEM, "rego: out of memory while parsing")
 
 /* ---------------------------------------------------------------- lexer */
-static int lx_hex(char c) {
+static int rego__lx_hex(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
 
-static size_t lx_utf8(char *o, uint32_t cp) {
+static size_t rego__lx_utf8(char *o, uint32_t cp) {
   if (cp < 0x80) { o[0] = (char)cp; return 1; }
   if (cp < 0x800) { o[0] = (char)(0xC0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
   if (cp < 0x10000) {
@@ -83,7 +83,7 @@ static size_t lx_utf8(char *o, uint32_t cp) {
   return 4;
 }
 
-static ct_status lx_next(rg_ps *p, rg_tok *t) {
+static ct_status rego__lx_next(rg_ps *p, rg_tok *t) {
   bool nl = false;
   for (;;) {
     if (p->pos >= p->len) break;
@@ -172,7 +172,7 @@ static ct_status lx_next(rg_ps *p, rg_tok *t) {
       }
       i++;
     }
-    if (!closed) return ps_fail(p, t->row, t->col, "non-terminated template string");
+    if (!closed) return rego__ps_fail(p, t->row, t->col, "non-terminated template string");
     t->k = K_TMPL;
     t->raw = q == '`';
     t->s = s + 2;
@@ -183,7 +183,7 @@ static ct_status lx_next(rg_ps *p, rg_tok *t) {
     if (!buf) return OOM(p);
     size_t w = 0;
     for (;;) {
-      if (p->pos + n >= p->len || s[n] == '\n') return ps_fail(p, t->row, t->col, "non-terminated string");
+      if (p->pos + n >= p->len || s[n] == '\n') return rego__ps_fail(p, t->row, t->col, "non-terminated string");
       char d = s[n];
       if (d == '"') {
         n++;
@@ -194,7 +194,7 @@ static ct_status lx_next(rg_ps *p, rg_tok *t) {
         n++;
         continue;
       }
-      if (p->pos + n + 1 >= p->len) return ps_fail(p, t->row, t->col, "non-terminated string");
+      if (p->pos + n + 1 >= p->len) return rego__ps_fail(p, t->row, t->col, "non-terminated string");
       d = s[n + 1];
       n += 2;
       switch (d) {
@@ -209,8 +209,8 @@ static ct_status lx_next(rg_ps *p, rg_tok *t) {
         case 'u': {
           uint32_t cp = 0;
           for (int k = 0; k < 4; k++) {
-            int h = p->pos + n < p->len ? lx_hex(s[n]) : -1;
-            if (h < 0) return ps_fail(p, t->row, t->col, "invalid \\u escape in string");
+            int h = p->pos + n < p->len ? rego__lx_hex(s[n]) : -1;
+            if (h < 0) return rego__ps_fail(p, t->row, t->col, "invalid \\u escape in string");
             cp = cp * 16 + (uint32_t)h;
             n++;
           }
@@ -218,7 +218,7 @@ static ct_status lx_next(rg_ps *p, rg_tok *t) {
             uint32_t lo = 0;
             bool ok = true;
             for (int k = 2; k < 6; k++) {
-              int h = lx_hex(s[n + k]);
+              int h = rego__lx_hex(s[n + k]);
               if (h < 0) ok = false;
               else lo = lo * 16 + (uint32_t)h;
             }
@@ -227,10 +227,10 @@ static ct_status lx_next(rg_ps *p, rg_tok *t) {
               n += 6;
             }
           }
-          w += lx_utf8(buf + w, cp);
+          w += rego__lx_utf8(buf + w, cp);
           break;
         }
-        default: return ps_fail(p, t->row, t->col, "invalid escape sequence in string");
+        default: return rego__ps_fail(p, t->row, t->col, "invalid escape sequence in string");
       }
     }
     buf[w] = 0;
@@ -239,7 +239,7 @@ static ct_status lx_next(rg_ps *p, rg_tok *t) {
     t->n = w;
   } else if (c == '`') {
     while (p->pos + n < p->len && s[n] != '`') n++;
-    if (p->pos + n >= p->len) return ps_fail(p, t->row, t->col, "non-terminated raw string");
+    if (p->pos + n >= p->len) return rego__ps_fail(p, t->row, t->col, "non-terminated raw string");
     t->k = K_STR;
     t->s = rg_strndup(p->a, s + 1, n - 1);
     if (!t->s) return OOM(p);
@@ -276,7 +276,7 @@ static ct_status lx_next(rg_ps *p, rg_tok *t) {
         if (d == '=') { t->k = K_EQ; n = 2; } else t->k = K_UNIFY;
         break;
       case '!':
-        if (d == '=') { t->k = K_NE; n = 2; } else return ps_fail(p, t->row, t->col, "illegal token '!'");
+        if (d == '=') { t->k = K_NE; n = 2; } else return rego__ps_fail(p, t->row, t->col, "illegal token '!'");
         break;
       case '<':
         if (d == '=') { t->k = K_LE; n = 2; } else t->k = K_LT;
@@ -284,7 +284,7 @@ static ct_status lx_next(rg_ps *p, rg_tok *t) {
       case '>':
         if (d == '=') { t->k = K_GE; n = 2; } else t->k = K_GT;
         break;
-      default: return ps_fail(p, t->row, t->col, "illegal token '%c'", c);
+      default: return rego__ps_fail(p, t->row, t->col, "illegal token '%c'", c);
     }
   }
   p->pos += n;
@@ -292,47 +292,47 @@ static ct_status lx_next(rg_ps *p, rg_tok *t) {
   return CT_OK;
 }
 
-static ct_status ps_adv(rg_ps *p) {
+static ct_status rego__ps_adv(rg_ps *p) {
   if (p->has_peek) {
     p->t = p->peek;
     p->has_peek = false;
     return CT_OK;
   }
-  return lx_next(p, &p->t);
+  return rego__lx_next(p, &p->t);
 }
 
-static ct_status ps_peek(rg_ps *p, rg_tok **out) {
+static ct_status rego__ps_peek(rg_ps *p, rg_tok **out) {
   if (!p->has_peek) {
-    CT_GUARD(lx_next(p, &p->peek));
+    CT_GUARD(rego__lx_next(p, &p->peek));
     p->has_peek = true;
   }
   *out = &p->peek;
   return CT_OK;
 }
 
-static bool is_kw_raw(const rg_tok *t, const char *kw) {
+static bool rego__is_kw_raw(const rg_tok *t, const char *kw) {
   return t->k == K_IDENT && t->n == strlen(kw) && !memcmp(t->s, kw, t->n);
 }
 
 /* A keyword directly followed by '.' is the first segment of a reference (if.foo, data.x.as). */
-static bool kw_dotted(rg_ps *p) {
+static bool rego__kw_dotted(rg_ps *p) {
   if (p->t.k != K_IDENT) return false;
   rg_tok *pk;
-  if (ps_peek(p, &pk) != CT_OK) return false;
+  if (rego__ps_peek(p, &pk) != CT_OK) return false;
   return pk->k == K_DOT && pk->row == p->t.row && pk->col == p->t.col + (int)p->t.n;
 }
 
-static bool is_kw(const rg_tok *t, const char *kw) { return is_kw_raw(t, kw); }
+static bool rego__is_kw(const rg_tok *t, const char *kw) { return rego__is_kw_raw(t, kw); }
 
-static bool is_reserved(const rg_tok *t) {
+static bool rego__is_reserved(const rg_tok *t) {
   static const char *const kws[] = {"if", "contains", "in", "every", "some", "not", "with", "as",
                                     "default", "else", "import", "package", NULL};
   for (int i = 0; kws[i]; i++)
-    if (is_kw(t, kws[i])) return true;
+    if (rego__is_kw(t, kws[i])) return true;
   return false;
 }
 
-static const char *tok_desc(const rg_tok *t) {
+static const char *rego__tok_desc(const rg_tok *t) {
   static _Thread_local char b[64];
   switch (t->k) {
     case K_EOF: return "EOF";
@@ -343,13 +343,13 @@ static const char *tok_desc(const rg_tok *t) {
   }
 }
 
-static ct_status ps_expect(rg_ps *p, int k, const char *what) {
-  if (p->t.k != k) return ps_fail(p, p->t.row, p->t.col, "unexpected %s, expected %s", tok_desc(&p->t), what);
-  return ps_adv(p);
+static ct_status rego__ps_expect(rg_ps *p, int k, const char *what) {
+  if (p->t.k != k) return rego__ps_fail(p, p->t.row, p->t.col, "unexpected %s, expected %s", rego__tok_desc(&p->t), what);
+  return rego__ps_adv(p);
 }
 
 /* ---------------------------------------------------------------- term constructors */
-static rg_term *mk_term(rg_ps *p, int kind, int row, int col) {
+static rg_term *rego__mk_term(rg_ps *p, int kind, int row, int col) {
   rg_term *t = rg_alloc(p->a, sizeof(rg_term));
   if (!t) return NULL;
   t->kind = (uint8_t)kind;
@@ -360,16 +360,16 @@ static rg_term *mk_term(rg_ps *p, int kind, int row, int col) {
   return t;
 }
 
-static rg_term *mk_scalar(rg_ps *p, rv *v, int row, int col) {
-  rg_term *t = mk_term(p, T_SCALAR, row, col);
+static rg_term *rego__mk_scalar(rg_ps *p, rv *v, int row, int col) {
+  rg_term *t = rego__mk_term(p, T_SCALAR, row, col);
   if (!t || !v) return NULL;
   t->val = v;
   t->ground = true;
   return t;
 }
 
-static rg_term *mk_call(rg_ps *p, const char *name, rg_term *x, rg_term *y, int row, int col) {
-  rg_term *t = mk_term(p, T_CALL, row, col);
+static rg_term *rego__mk_call(rg_ps *p, const char *name, rg_term *x, rg_term *y, int row, int col) {
+  rg_term *t = rego__mk_term(p, T_CALL, row, col);
   if (!t) return NULL;
   t->name = name;
   t->n = y ? 2 : 1;
@@ -385,7 +385,7 @@ typedef struct {
   void **v;
   size_t n, cap;
 } pvec;
-static bool pv_push(pvec *v, void *x) {
+static bool rego__pv_push(pvec *v, void *x) {
   if (v->n == v->cap) {
     size_t nc = v->cap ? v->cap * 2 : 8;
     void **nv = realloc(v->v, nc * sizeof(void *));
@@ -396,7 +396,7 @@ static bool pv_push(pvec *v, void *x) {
   v->v[v->n++] = x;
   return true;
 }
-static void **pv_done(rg_ps *p, pvec *v) {
+static void **rego__pv_done(rg_ps *p, pvec *v) {
   void **out = rg_alloc(p->a, (v->n + 1) * sizeof(void *));
   if (out && v->n) memcpy(out, v->v, v->n * sizeof(void *));
   free(v->v);
@@ -405,10 +405,10 @@ static void **pv_done(rg_ps *p, pvec *v) {
 }
 
 /* ---------------------------------------------------------------- terms */
-static ct_status ps_term(rg_ps *p, bool nopipe, rg_term **out); /* `in` level */
-static ct_status ps_body_until(rg_ps *p, int close, rg_body **out);
-static ct_status ps_expr(rg_ps *p, rg_expr **out);
-static ct_status ps_expr_plain(rg_ps *p, rg_expr **out);
+static ct_status rego__ps_term(rg_ps *p, bool nopipe, rg_term **out); /* `in` level */
+static ct_status rego__ps_body_until(rg_ps *p, int close, rg_body **out);
+static ct_status rego__ps_expr(rg_ps *p, rg_expr **out);
+static ct_status rego__ps_expr_plain(rg_ps *p, rg_expr **out);
 typedef struct ps_mark ps_mark;
 struct ps_mark {
   size_t pos;
@@ -417,34 +417,34 @@ struct ps_mark {
   bool has_peek;
   ct_err err;
 };
-static void ps_save(rg_ps *p, ps_mark *m);
-static void ps_restore(rg_ps *p, const ps_mark *m);
-static ct_status ps_logic_atom(rg_ps *p, rg_body **out);
-static ct_status ps_rel(rg_ps *p, bool nopipe, rg_term **out);
-static ct_status ps_kv_in(rg_ps *p, rg_term *k, rg_term **out);
-static ct_status ps_template(rg_ps *p, const rg_tok *t, rg_term **out);
+static void rego__ps_save(rg_ps *p, ps_mark *m);
+static void rego__ps_restore(rg_ps *p, const ps_mark *m);
+static ct_status rego__ps_logic_atom(rg_ps *p, rg_body **out);
+static ct_status rego__ps_rel(rg_ps *p, bool nopipe, rg_term **out);
+static ct_status rego__ps_kv_in(rg_ps *p, rg_term *k, rg_term **out);
+static ct_status rego__ps_template(rg_ps *p, const rg_tok *t, rg_term **out);
 
-static ct_status ps_var_or_ref(rg_ps *p, rg_term *head, rg_term **out) {
+static ct_status rego__ps_var_or_ref(rg_ps *p, rg_term *head, rg_term **out) {
   /* Ref continuation: .ident, [term], (args) */
   rg_term *t = head;
   pvec path = {0};
   ct_status st = CT_OK;
   for (;;) {
     if (p->t.k == K_DOT && !p->t.nl) {
-      CT_GUARD_GOTO(st, ps_adv(p), fail);
+      CT_GUARD_GOTO(st, rego__ps_adv(p), fail);
       if (p->t.k != K_IDENT) {
-        st = ps_fail(p, p->t.row, p->t.col, "unexpected %s, expected ident after '.'", tok_desc(&p->t));
+        st = rego__ps_fail(p, p->t.row, p->t.col, "unexpected %s, expected ident after '.'", rego__tok_desc(&p->t));
         goto fail;
       }
-      rg_term *k = mk_scalar(p, rv_str(p->a, p->t.s, p->t.n), p->t.row, p->t.col);
-      if (!k || !pv_push(&path, k)) { st = OOM(p); goto fail; }
-      CT_GUARD_GOTO(st, ps_adv(p), fail);
+      rg_term *k = rego__mk_scalar(p, rv_str(p->a, p->t.s, p->t.n), p->t.row, p->t.col);
+      if (!k || !rego__pv_push(&path, k)) { st = OOM(p); goto fail; }
+      CT_GUARD_GOTO(st, rego__ps_adv(p), fail);
     } else if (p->t.k == K_LBRACK && !p->t.nl) {
-      CT_GUARD_GOTO(st, ps_adv(p), fail);
+      CT_GUARD_GOTO(st, rego__ps_adv(p), fail);
       rg_term *k;
-      CT_GUARD_GOTO(st, ps_term(p, false, &k), fail);
-      if (!pv_push(&path, k)) { st = OOM(p); goto fail; }
-      CT_GUARD_GOTO(st, ps_expect(p, K_RBRACK, "']'"), fail);
+      CT_GUARD_GOTO(st, rego__ps_term(p, false, &k), fail);
+      if (!rego__pv_push(&path, k)) { st = OOM(p); goto fail; }
+      CT_GUARD_GOTO(st, rego__ps_expect(p, K_RBRACK, "']'"), fail);
     } else if (p->t.k == K_LPAREN && !p->t.nl &&
                (t->kind == T_VAR || (t->kind == T_REF && path.n == 0) || path.n > 0)) {
       /* A call: the callee must be a var or a ref of static names. */
@@ -464,15 +464,15 @@ static ct_status ps_var_or_ref(rg_ps *p, rg_term *head, rg_term **out) {
       if (st) { ct_buf_free(&nb); goto fail; }
       if (!ok) {
         ct_buf_free(&nb);
-        st = ps_fail(p, p->t.row, p->t.col, "illegal call: callee must be a name");
+        st = rego__ps_fail(p, p->t.row, p->t.col, "illegal call: callee must be a name");
         goto fail;
       }
-      rg_term *c = mk_term(p, T_CALL, base->row, base->col);
+      rg_term *c = rego__mk_term(p, T_CALL, base->row, base->col);
       if (!c) { ct_buf_free(&nb); st = OOM(p); goto fail; }
       c->name = rg_strndup(p->a, (const char *)nb.data, nb.len);
       ct_buf_free(&nb);
       /* keep the callee as a ref for resolution */
-      rg_term *fr = mk_term(p, T_REF, base->row, base->col);
+      rg_term *fr = rego__mk_term(p, T_REF, base->row, base->col);
       if (!fr || !c->name) { st = OOM(p); goto fail; }
       fr->n = path.n + 1;
       fr->elems = rg_alloc(p->a, fr->n * sizeof(rg_term *));
@@ -481,26 +481,26 @@ static ct_status ps_var_or_ref(rg_ps *p, rg_term *head, rg_term **out) {
       for (size_t i = 0; i < path.n; i++) fr->elems[i + 1] = path.v[i];
       path.n = 0;
       c->fnref = fr;
-      CT_GUARD_GOTO(st, ps_adv(p), fail);
+      CT_GUARD_GOTO(st, rego__ps_adv(p), fail);
       pvec args = {0};
       while (p->t.k != K_RPAREN) {
         rg_term *a;
-        st = ps_term(p, false, &a);
-        if (!st && !pv_push(&args, a)) st = OOM(p);
+        st = rego__ps_term(p, false, &a);
+        if (!st && !rego__pv_push(&args, a)) st = OOM(p);
         if (st) { free(args.v); goto fail; }
         if (p->t.k == K_COMMA) {
-          st = ps_adv(p);
+          st = rego__ps_adv(p);
           if (st) { free(args.v); goto fail; }
         } else if (p->t.k != K_RPAREN) {
           free(args.v);
-          st = ps_fail(p, p->t.row, p->t.col, "unexpected %s, expected ',' or ')'", tok_desc(&p->t));
+          st = rego__ps_fail(p, p->t.row, p->t.col, "unexpected %s, expected ',' or ')'", rego__tok_desc(&p->t));
           goto fail;
         }
       }
       c->n = args.n;
-      c->elems = (rg_term **)pv_done(p, &args);
+      c->elems = (rg_term **)rego__pv_done(p, &args);
       if (!c->elems) { st = OOM(p); goto fail; }
-      CT_GUARD_GOTO(st, ps_adv(p), fail);
+      CT_GUARD_GOTO(st, rego__ps_adv(p), fail);
       t = c;
     } else break;
     if (path.n && (p->t.k != K_DOT && p->t.k != K_LBRACK && p->t.k != K_LPAREN)) break;
@@ -510,7 +510,7 @@ static ct_status ps_var_or_ref(rg_ps *p, rg_term *head, rg_term **out) {
     continue;
   }
   if (path.n) {
-    rg_term *r = mk_term(p, T_REF, t->row, t->col);
+    rg_term *r = rego__mk_term(p, T_REF, t->row, t->col);
     if (!r) { st = OOM(p); goto fail; }
     r->n = path.n + 1;
     r->elems = rg_alloc(p->a, r->n * sizeof(rg_term *));
@@ -528,7 +528,7 @@ fail:
 }
 
 /* Splits a template string into literal parts and {expression}s, each parsed on its own. */
-static ct_status ps_template(rg_ps *p, const rg_tok *t, rg_term **out) {
+static ct_status rego__ps_template(rg_ps *p, const rg_tok *t, rg_term **out) {
   const char *s = t->s;
   size_t n = t->n;
   char *lit = rg_alloc(p->a, n + 1);
@@ -557,11 +557,11 @@ static ct_status ps_template(rg_ps *p, const rg_tok *t, rg_term **out) {
         case '\\': lit[w++] = '\\'; break;
         case 'u': {
           uint32_t cp = 0;
-          for (int k = 0; k < 4 && i < n; k++, i++) cp = cp * 16 + (uint32_t)(lx_hex(s[i]) < 0 ? 0 : lx_hex(s[i]));
-          w += lx_utf8(lit + w, cp);
+          for (int k = 0; k < 4 && i < n; k++, i++) cp = cp * 16 + (uint32_t)(rego__lx_hex(s[i]) < 0 ? 0 : rego__lx_hex(s[i]));
+          w += rego__lx_utf8(lit + w, cp);
           break;
         }
-        default: st = ps_fail(p, t->row, t->col, "invalid escape sequence in template string");
+        default: st = rego__ps_fail(p, t->row, t->col, "invalid escape sequence in template string");
       }
       continue;
     }
@@ -586,11 +586,11 @@ static ct_status ps_template(rg_ps *p, const rg_tok *t, rg_term **out) {
       if (depth) j++;
     }
     if (depth) {
-      st = ps_fail(p, t->row, t->col, "unterminated expression in template string");
+      st = rego__ps_fail(p, t->row, t->col, "unterminated expression in template string");
       break;
     }
     rv *lv = rv_str(p->a, lit, w);
-    if (!lv || !pv_push(&lits, lv)) {
+    if (!lv || !rego__pv_push(&lits, lv)) {
       st = OOM(p);
       break;
     }
@@ -603,105 +603,105 @@ static ct_status ps_template(rg_ps *p, const rg_tok *t, rg_term **out) {
     rg_ps sub = {.a = p->a, .file = p->file, .src = src, .len = j - i - 1, .row = t->row, .col = t->col,
                  .err = p->err, .depth = p->depth + 1, .nwild = p->nwild + 1000, .logic = p->logic};
     rg_term *e = NULL;
-    st = ps_adv(&sub);
-    if (!st) st = ps_term(&sub, false, &e);
-    if (!st && sub.t.k != K_EOF) st = ps_fail(p, t->row, t->col, "unexpected text in template expression");
+    st = rego__ps_adv(&sub);
+    if (!st) st = rego__ps_term(&sub, false, &e);
+    if (!st && sub.t.k != K_EOF) st = rego__ps_fail(p, t->row, t->col, "unexpected text in template expression");
     p->nwild = sub.nwild;
-    if (!st && !pv_push(&exprs, e)) st = OOM(p);
+    if (!st && !rego__pv_push(&exprs, e)) st = OOM(p);
     i = j + 1;
   }
   rv *lv = st ? NULL : rv_str(p->a, lit, w);
-  if (!st && (!lv || !pv_push(&lits, lv))) st = OOM(p);
+  if (!st && (!lv || !rego__pv_push(&lits, lv))) st = OOM(p);
   if (st) {
     free(lits.v);
     free(exprs.v);
     return st;
   }
-  rg_term *r = mk_term(p, T_TMPL, t->row, t->col);
+  rg_term *r = rego__mk_term(p, T_TMPL, t->row, t->col);
   if (!r) {
     free(lits.v);
     free(exprs.v);
     return OOM(p);
   }
   size_t nl = lits.n;
-  rv **lv2 = (rv **)pv_done(p, &lits);
+  rv **lv2 = (rv **)rego__pv_done(p, &lits);
   r->val = lv2 ? rv_arr(p->a, lv2, nl) : NULL;
   r->n = exprs.n;
-  r->elems = (rg_term **)pv_done(p, &exprs);
+  r->elems = (rg_term **)rego__pv_done(p, &exprs);
   if (!r->val || !r->elems) return OOM(p);
   *out = r;
   return CT_OK;
 }
 
-static ct_status ps_comp_body(rg_ps *p, int close, rg_body **out) {
-  return ps_body_until(p, close, out);
+static ct_status rego__ps_comp_body(rg_ps *p, int close, rg_body **out) {
+  return rego__ps_body_until(p, close, out);
 }
 
-static ct_status ps_primary(rg_ps *p, rg_term **out) {
+static ct_status rego__ps_primary(rg_ps *p, rg_term **out) {
   rg_tok t = p->t;
   rg_term *r = NULL;
-  if (++p->depth > RG_MAX_PARSE_DEPTH) return ps_fail(p, t.row, t.col, "nesting too deep");
+  if (++p->depth > RG_MAX_PARSE_DEPTH) return rego__ps_fail(p, t.row, t.col, "nesting too deep");
   ct_status st = CT_OK;
   switch (t.k) {
     case K_NUM:
-      r = mk_scalar(p, rv_num_text(p->a, t.s, t.n), t.row, t.col);
+      r = rego__mk_scalar(p, rv_num_text(p->a, t.s, t.n), t.row, t.col);
       if (!r) return OOM(p);
-      CT_GUARD(ps_adv(p));
+      CT_GUARD(rego__ps_adv(p));
       break;
     case K_STR:
-      r = mk_scalar(p, rv_str(p->a, t.s, t.n), t.row, t.col);
+      r = rego__mk_scalar(p, rv_str(p->a, t.s, t.n), t.row, t.col);
       if (!r) return OOM(p);
-      CT_GUARD(ps_adv(p));
+      CT_GUARD(rego__ps_adv(p));
       break;
     case K_TMPL:
-      CT_GUARD(ps_template(p, &t, &r));
-      CT_GUARD(ps_adv(p));
+      CT_GUARD(rego__ps_template(p, &t, &r));
+      CT_GUARD(rego__ps_adv(p));
       break;
     case K_MINUS: {
-      CT_GUARD(ps_adv(p));
+      CT_GUARD(rego__ps_adv(p));
       if (p->t.k == K_NUM && p->t.row == t.row && p->t.col == t.col + 1) {
         char *txt = rg_alloc(p->a, p->t.n + 2);
         if (!txt) return OOM(p);
         txt[0] = '-';
         memcpy(txt + 1, p->t.s, p->t.n);
-        r = mk_scalar(p, rv_num_text(p->a, txt, p->t.n + 1), t.row, t.col);
+        r = rego__mk_scalar(p, rv_num_text(p->a, txt, p->t.n + 1), t.row, t.col);
         if (!r) return OOM(p);
-        CT_GUARD(ps_adv(p));
+        CT_GUARD(rego__ps_adv(p));
       } else {
         rg_term *x;
-        CT_GUARD(ps_primary(p, &x));
-        rg_term *zero = mk_scalar(p, rv_int(p->a, 0), t.row, t.col);
-        r = mk_call(p, "minus", zero, x, t.row, t.col);
+        CT_GUARD(rego__ps_primary(p, &x));
+        rg_term *zero = rego__mk_scalar(p, rv_int(p->a, 0), t.row, t.col);
+        r = rego__mk_call(p, "minus", zero, x, t.row, t.col);
         if (!r || !zero) return OOM(p);
       }
       break;
     }
     case K_IDENT: {
-      if ((is_kw(&t, "true") || is_kw(&t, "false") || is_kw(&t, "null")) && !kw_dotted(p)) {
-        r = mk_scalar(p, t.s[0] == 'n' ? &rv_null_v : rv_bool(t.s[0] == 't'), t.row, t.col);
+      if ((rego__is_kw(&t, "true") || rego__is_kw(&t, "false") || rego__is_kw(&t, "null")) && !rego__kw_dotted(p)) {
+        r = rego__mk_scalar(p, t.s[0] == 'n' ? &rv_null_v : rv_bool(t.s[0] == 't'), t.row, t.col);
         if (!r) return OOM(p);
-        CT_GUARD(ps_adv(p));
+        CT_GUARD(rego__ps_adv(p));
         break;
       }
-      if (is_kw(&t, "set")) {
+      if (rego__is_kw(&t, "set")) {
         rg_tok *pk;
-        CT_GUARD(ps_peek(p, &pk));
+        CT_GUARD(rego__ps_peek(p, &pk));
         if (pk->k == K_LPAREN && !pk->nl) {
-          CT_GUARD(ps_adv(p));
-          CT_GUARD(ps_adv(p));
-          CT_GUARD(ps_expect(p, K_RPAREN, "')' (set() takes no arguments)"));
-          r = mk_term(p, T_SET, t.row, t.col);
+          CT_GUARD(rego__ps_adv(p));
+          CT_GUARD(rego__ps_adv(p));
+          CT_GUARD(rego__ps_expect(p, K_RPAREN, "')' (set() takes no arguments)"));
+          r = rego__mk_term(p, T_SET, t.row, t.col);
           if (!r) return OOM(p);
           break;
         }
       }
-      if (is_reserved(&t)) {
+      if (rego__is_reserved(&t)) {
         rg_tok *pk;
-        CT_GUARD(ps_peek(p, &pk));
-        if (!(is_kw(&t, "contains") && pk->k == K_LPAREN && !pk->nl) && !kw_dotted(p))
-          return ps_fail(p, t.row, t.col, "unexpected %s keyword", tok_desc(&t));
+        CT_GUARD(rego__ps_peek(p, &pk));
+        if (!(rego__is_kw(&t, "contains") && pk->k == K_LPAREN && !pk->nl) && !rego__kw_dotted(p))
+          return rego__ps_fail(p, t.row, t.col, "unexpected %s keyword", rego__tok_desc(&t));
       }
-      r = mk_term(p, T_VAR, t.row, t.col);
+      r = rego__mk_term(p, T_VAR, t.row, t.col);
       if (!r) return OOM(p);
       r->name = rg_strndup(p->a, t.s, t.n);
       if (!r->name) return OOM(p);
@@ -712,199 +712,199 @@ static ct_status ps_primary(rg_ps *p, rg_term **out) {
         r->name = rg_strndup(p->a, wn, strlen(wn));
         if (!r->name) return OOM(p);
       }
-      CT_GUARD(ps_adv(p));
+      CT_GUARD(rego__ps_adv(p));
       break;
     }
     case K_LPAREN: {
-      CT_GUARD(ps_adv(p));
-      CT_GUARD(ps_term(p, false, &r));
+      CT_GUARD(rego__ps_adv(p));
+      CT_GUARD(rego__ps_term(p, false, &r));
       if (p->t.k == K_COMMA) {
         /* (k, v in coll) */
-        CT_GUARD(ps_adv(p));
-        CT_GUARD(ps_kv_in(p, r, &r));
+        CT_GUARD(rego__ps_adv(p));
+        CT_GUARD(rego__ps_kv_in(p, r, &r));
       }
-      CT_GUARD(ps_expect(p, K_RPAREN, "')'"));
+      CT_GUARD(rego__ps_expect(p, K_RPAREN, "')'"));
       break;
     }
     case K_LBRACK: {
-      CT_GUARD(ps_adv(p));
+      CT_GUARD(rego__ps_adv(p));
       pvec items = {0};
       if (p->t.k != K_RBRACK) {
         rg_term *first;
-        CT_GUARD(ps_term(p, true, &first));
+        CT_GUARD(rego__ps_term(p, true, &first));
         if (p->t.k == K_BAR) {
-          CT_GUARD(ps_adv(p));
-          r = mk_term(p, T_ACOMP, t.row, t.col);
+          CT_GUARD(rego__ps_adv(p));
+          r = rego__mk_term(p, T_ACOMP, t.row, t.col);
           if (!r) return OOM(p);
           r->elems = rg_alloc(p->a, sizeof(rg_term *));
           if (!r->elems) return OOM(p);
           r->elems[0] = first;
           r->n = 1;
-          CT_GUARD(ps_comp_body(p, K_RBRACK, &r->body));
-          CT_GUARD(ps_expect(p, K_RBRACK, "']'"));
+          CT_GUARD(rego__ps_comp_body(p, K_RBRACK, &r->body));
+          CT_GUARD(rego__ps_expect(p, K_RBRACK, "']'"));
           break;
         }
-        if (!pv_push(&items, first)) return OOM(p);
+        if (!rego__pv_push(&items, first)) return OOM(p);
         while (p->t.k == K_COMMA) {
-          st = ps_adv(p);
+          st = rego__ps_adv(p);
           if (!st && p->t.k == K_RBRACK) break;
           rg_term *x = NULL;
-          if (!st) st = ps_term(p, false, &x);
-          if (!st && !pv_push(&items, x)) st = OOM(p);
+          if (!st) st = rego__ps_term(p, false, &x);
+          if (!st && !rego__pv_push(&items, x)) st = OOM(p);
           if (st) { free(items.v); return st; }
         }
       }
-      st = ps_expect(p, K_RBRACK, "']' or ','");
+      st = rego__ps_expect(p, K_RBRACK, "']' or ','");
       if (st) { free(items.v); return st; }
-      r = mk_term(p, T_ARR, t.row, t.col);
+      r = rego__mk_term(p, T_ARR, t.row, t.col);
       if (!r) { free(items.v); return OOM(p); }
       r->n = items.n;
-      r->elems = (rg_term **)pv_done(p, &items);
+      r->elems = (rg_term **)rego__pv_done(p, &items);
       if (!r->elems) return OOM(p);
       break;
     }
     case K_LBRACE: {
-      CT_GUARD(ps_adv(p));
+      CT_GUARD(rego__ps_adv(p));
       if (p->t.k == K_RBRACE) {
-        CT_GUARD(ps_adv(p));
-        r = mk_term(p, T_OBJ, t.row, t.col);
+        CT_GUARD(rego__ps_adv(p));
+        r = rego__mk_term(p, T_OBJ, t.row, t.col);
         if (!r) return OOM(p);
         break;
       }
       rg_term *first;
-      CT_GUARD(ps_term(p, true, &first));
+      CT_GUARD(rego__ps_term(p, true, &first));
       if (p->t.k == K_COLON) {
-        CT_GUARD(ps_adv(p));
+        CT_GUARD(rego__ps_adv(p));
         rg_term *v1;
-        CT_GUARD(ps_term(p, true, &v1));
+        CT_GUARD(rego__ps_term(p, true, &v1));
         if (p->t.k == K_BAR) {
-          CT_GUARD(ps_adv(p));
-          r = mk_term(p, T_OCOMP, t.row, t.col);
+          CT_GUARD(rego__ps_adv(p));
+          r = rego__mk_term(p, T_OCOMP, t.row, t.col);
           if (!r) return OOM(p);
           r->elems = rg_alloc(p->a, 2 * sizeof(rg_term *));
           if (!r->elems) return OOM(p);
           r->elems[0] = first;
           r->elems[1] = v1;
           r->n = 2;
-          CT_GUARD(ps_comp_body(p, K_RBRACE, &r->body));
-          CT_GUARD(ps_expect(p, K_RBRACE, "'}'"));
+          CT_GUARD(rego__ps_comp_body(p, K_RBRACE, &r->body));
+          CT_GUARD(rego__ps_expect(p, K_RBRACE, "'}'"));
           break;
         }
         pvec items = {0};
-        if (!pv_push(&items, first) || !pv_push(&items, v1)) { free(items.v); return OOM(p); }
+        if (!rego__pv_push(&items, first) || !rego__pv_push(&items, v1)) { free(items.v); return OOM(p); }
         while (p->t.k == K_COMMA) {
-          st = ps_adv(p);
+          st = rego__ps_adv(p);
           if (!st && p->t.k == K_RBRACE) break;
           rg_term *k = NULL, *v = NULL;
-          if (!st) st = ps_term(p, false, &k);
-          if (!st) st = ps_expect(p, K_COLON, "':'");
-          if (!st) st = ps_term(p, false, &v);
-          if (!st && (!pv_push(&items, k) || !pv_push(&items, v))) st = OOM(p);
+          if (!st) st = rego__ps_term(p, false, &k);
+          if (!st) st = rego__ps_expect(p, K_COLON, "':'");
+          if (!st) st = rego__ps_term(p, false, &v);
+          if (!st && (!rego__pv_push(&items, k) || !rego__pv_push(&items, v))) st = OOM(p);
           if (st) { free(items.v); return st; }
         }
-        st = ps_expect(p, K_RBRACE, "'}' or ','");
+        st = rego__ps_expect(p, K_RBRACE, "'}' or ','");
         if (st) { free(items.v); return st; }
-        r = mk_term(p, T_OBJ, t.row, t.col);
+        r = rego__mk_term(p, T_OBJ, t.row, t.col);
         if (!r) { free(items.v); return OOM(p); }
         r->n = items.n;
-        r->elems = (rg_term **)pv_done(p, &items);
+        r->elems = (rg_term **)rego__pv_done(p, &items);
         if (!r->elems) return OOM(p);
         break;
       }
       if (p->t.k == K_BAR) {
-        CT_GUARD(ps_adv(p));
-        r = mk_term(p, T_SCOMP, t.row, t.col);
+        CT_GUARD(rego__ps_adv(p));
+        r = rego__mk_term(p, T_SCOMP, t.row, t.col);
         if (!r) return OOM(p);
         r->elems = rg_alloc(p->a, sizeof(rg_term *));
         if (!r->elems) return OOM(p);
         r->elems[0] = first;
         r->n = 1;
-        CT_GUARD(ps_comp_body(p, K_RBRACE, &r->body));
-        CT_GUARD(ps_expect(p, K_RBRACE, "'}'"));
+        CT_GUARD(rego__ps_comp_body(p, K_RBRACE, &r->body));
+        CT_GUARD(rego__ps_expect(p, K_RBRACE, "'}'"));
         break;
       }
       pvec items = {0};
-      if (!pv_push(&items, first)) return OOM(p);
+      if (!rego__pv_push(&items, first)) return OOM(p);
       while (p->t.k == K_COMMA) {
-        st = ps_adv(p);
+        st = rego__ps_adv(p);
         if (!st && p->t.k == K_RBRACE) break;
         rg_term *x = NULL;
-        if (!st) st = ps_term(p, false, &x);
-        if (!st && !pv_push(&items, x)) st = OOM(p);
+        if (!st) st = rego__ps_term(p, false, &x);
+        if (!st && !rego__pv_push(&items, x)) st = OOM(p);
         if (st) { free(items.v); return st; }
       }
-      st = ps_expect(p, K_RBRACE, "'}' or ','");
+      st = rego__ps_expect(p, K_RBRACE, "'}' or ','");
       if (st) { free(items.v); return st; }
-      r = mk_term(p, T_SET, t.row, t.col);
+      r = rego__mk_term(p, T_SET, t.row, t.col);
       if (!r) { free(items.v); return OOM(p); }
       r->n = items.n;
-      r->elems = (rg_term **)pv_done(p, &items);
+      r->elems = (rg_term **)rego__pv_done(p, &items);
       if (!r->elems) return OOM(p);
       break;
     }
     default:
-      return ps_fail(p, t.row, t.col, "unexpected %s", tok_desc(&t));
+      return rego__ps_fail(p, t.row, t.col, "unexpected %s", rego__tok_desc(&t));
   }
   p->depth--;
   if (r->kind == T_SCALAR && (r->val->t == RV_NUM || r->val->t == RV_BOOL || r->val->t == RV_NULL))
     return (*out = r), CT_OK;
-  return ps_var_or_ref(p, r, out);
+  return rego__ps_var_or_ref(p, r, out);
 }
 
-static ct_status ps_factor(rg_ps *p, rg_term **out) {
-  CT_GUARD(ps_primary(p, out));
+static ct_status rego__ps_factor(rg_ps *p, rg_term **out) {
+  CT_GUARD(rego__ps_primary(p, out));
   while ((p->t.k == K_STAR || p->t.k == K_SLASH || p->t.k == K_PCT) && !p->t.nl) {
     rg_tok op = p->t;
-    CT_GUARD(ps_adv(p));
+    CT_GUARD(rego__ps_adv(p));
     rg_term *y;
-    CT_GUARD(ps_primary(p, &y));
-    *out = mk_call(p, op.k == K_STAR ? "mul" : op.k == K_SLASH ? "div" : "rem", *out, y, op.row, op.col);
+    CT_GUARD(rego__ps_primary(p, &y));
+    *out = rego__mk_call(p, op.k == K_STAR ? "mul" : op.k == K_SLASH ? "div" : "rem", *out, y, op.row, op.col);
     if (!*out) return OOM(p);
   }
   return CT_OK;
 }
 
-static ct_status ps_arith(rg_ps *p, rg_term **out) {
-  CT_GUARD(ps_factor(p, out));
+static ct_status rego__ps_arith(rg_ps *p, rg_term **out) {
+  CT_GUARD(rego__ps_factor(p, out));
   while ((p->t.k == K_PLUS || p->t.k == K_MINUS) && !p->t.nl) {
     rg_tok op = p->t;
-    CT_GUARD(ps_adv(p));
+    CT_GUARD(rego__ps_adv(p));
     rg_term *y;
-    CT_GUARD(ps_factor(p, &y));
-    *out = mk_call(p, op.k == K_PLUS ? "plus" : "minus", *out, y, op.row, op.col);
+    CT_GUARD(rego__ps_factor(p, &y));
+    *out = rego__mk_call(p, op.k == K_PLUS ? "plus" : "minus", *out, y, op.row, op.col);
     if (!*out) return OOM(p);
   }
   return CT_OK;
 }
 
-static ct_status ps_and(rg_ps *p, rg_term **out) {
-  CT_GUARD(ps_arith(p, out));
+static ct_status rego__ps_and(rg_ps *p, rg_term **out) {
+  CT_GUARD(rego__ps_arith(p, out));
   while (p->t.k == K_AMP && !p->t.nl) {
     rg_tok op = p->t;
-    CT_GUARD(ps_adv(p));
+    CT_GUARD(rego__ps_adv(p));
     rg_term *y;
-    CT_GUARD(ps_arith(p, &y));
-    *out = mk_call(p, "and", *out, y, op.row, op.col);
+    CT_GUARD(rego__ps_arith(p, &y));
+    *out = rego__mk_call(p, "and", *out, y, op.row, op.col);
     if (!*out) return OOM(p);
   }
   return CT_OK;
 }
 
-static ct_status ps_or(rg_ps *p, bool nopipe, rg_term **out) {
-  CT_GUARD(ps_and(p, out));
+static ct_status rego__ps_or(rg_ps *p, bool nopipe, rg_term **out) {
+  CT_GUARD(rego__ps_and(p, out));
   while (!nopipe && p->t.k == K_BAR && !p->t.nl) {
     rg_tok op = p->t;
-    CT_GUARD(ps_adv(p));
+    CT_GUARD(rego__ps_adv(p));
     rg_term *y;
-    CT_GUARD(ps_and(p, &y));
-    *out = mk_call(p, "or", *out, y, op.row, op.col);
+    CT_GUARD(rego__ps_and(p, &y));
+    *out = rego__mk_call(p, "or", *out, y, op.row, op.col);
     if (!*out) return OOM(p);
   }
   return CT_OK;
 }
 
-static ct_status ps_rel(rg_ps *p, bool nopipe, rg_term **out) {
-  CT_GUARD(ps_or(p, nopipe, out));
+static ct_status rego__ps_rel(rg_ps *p, bool nopipe, rg_term **out) {
+  CT_GUARD(rego__ps_or(p, nopipe, out));
   for (;;) {
     const char *fn = NULL;
     switch (p->t.k) {
@@ -918,22 +918,22 @@ static ct_status ps_rel(rg_ps *p, bool nopipe, rg_term **out) {
     }
     if (!fn || p->t.nl) return CT_OK;
     rg_tok op = p->t;
-    CT_GUARD(ps_adv(p));
+    CT_GUARD(rego__ps_adv(p));
     rg_term *y;
-    CT_GUARD(ps_or(p, nopipe, &y));
-    *out = mk_call(p, fn, *out, y, op.row, op.col);
+    CT_GUARD(rego__ps_or(p, nopipe, &y));
+    *out = rego__mk_call(p, fn, *out, y, op.row, op.col);
     if (!*out) return OOM(p);
   }
 }
 
-static ct_status ps_term(rg_ps *p, bool nopipe, rg_term **out) {
-  CT_GUARD(ps_rel(p, nopipe, out));
-  while (is_kw(&p->t, "in") && !p->t.nl) {
+static ct_status rego__ps_term(rg_ps *p, bool nopipe, rg_term **out) {
+  CT_GUARD(rego__ps_rel(p, nopipe, out));
+  while (rego__is_kw(&p->t, "in") && !p->t.nl) {
     rg_tok op = p->t;
-    CT_GUARD(ps_adv(p));
+    CT_GUARD(rego__ps_adv(p));
     rg_term *y;
-    CT_GUARD(ps_rel(p, nopipe, &y));
-    *out = mk_call(p, "internal.member_2", *out, y, op.row, op.col);
+    CT_GUARD(rego__ps_rel(p, nopipe, &y));
+    *out = rego__mk_call(p, "internal.member_2", *out, y, op.row, op.col);
     if (!*out) return OOM(p);
   }
   return CT_OK;
@@ -941,19 +941,19 @@ static ct_status ps_term(rg_ps *p, bool nopipe, rg_term **out) {
 
 /* For `k, v in c`: v was parsed greedily, so `k, x in a in b` arrives as v = member_2(x in a, b);
  * the outermost membership supplies the collection. */
-static ct_status ps_kv_in(rg_ps *p, rg_term *k, rg_term **out) {
+static ct_status rego__ps_kv_in(rg_ps *p, rg_term *k, rg_term **out) {
   rg_term *v;
-  CT_GUARD(ps_term(p, false, &v));
+  CT_GUARD(rego__ps_term(p, false, &v));
   rg_term *c = NULL;
-  if (is_kw(&p->t, "in")) {
-    CT_GUARD(ps_adv(p));
-    CT_GUARD(ps_rel(p, false, &c));
+  if (rego__is_kw(&p->t, "in")) {
+    CT_GUARD(rego__ps_adv(p));
+    CT_GUARD(rego__ps_rel(p, false, &c));
   } else if (v->kind == T_CALL && v->name && !strcmp(v->name, "internal.member_2") && !v->fnref) {
     c = v->elems[1];
     v = v->elems[0];
   } else
-    return ps_fail(p, p->t.row, p->t.col, "unexpected ',' in expression");
-  rg_term *call = mk_term(p, T_CALL, k->row, k->col);
+    return rego__ps_fail(p, p->t.row, p->t.col, "unexpected ',' in expression");
+  rg_term *call = rego__mk_term(p, T_CALL, k->row, k->col);
   if (!call) return OOM(p);
   call->name = "internal.member_3";
   call->n = 3;
@@ -967,7 +967,7 @@ static ct_status ps_kv_in(rg_ps *p, rg_term *k, rg_term **out) {
 }
 
 /* ---------------------------------------------------------------- expressions */
-static rg_expr *mk_expr(rg_ps *p, int kind, int row, int col) {
+static rg_expr *rego__mk_expr(rg_ps *p, int kind, int row, int col) {
   rg_expr *e = rg_alloc(p->a, sizeof(rg_expr));
   if (!e) return NULL;
   e->kind = (uint8_t)kind;
@@ -976,18 +976,18 @@ static rg_expr *mk_expr(rg_ps *p, int kind, int row, int col) {
   return e;
 }
 
-static ct_status ps_with(rg_ps *p, rg_expr *e) {
+static ct_status rego__ps_with(rg_ps *p, rg_expr *e) {
   pvec ws = {0};
-  while (is_kw(&p->t, "with") && !kw_dotted(p)) {
-    ct_status st = ps_adv(p);
+  while (rego__is_kw(&p->t, "with") && !rego__kw_dotted(p)) {
+    ct_status st = rego__ps_adv(p);
     rg_with *w = st ? NULL : rg_alloc(p->a, sizeof(rg_with));
     if (!st && !w) st = OOM(p);
     if (st) { free(ws.v); return st; }
-    st = ps_rel(p, false, &w->target);
-    if (!st && !is_kw(&p->t, "as")) st = ps_fail(p, p->t.row, p->t.col, "expected 'as' in with modifier");
-    if (!st) st = ps_adv(p);
-    if (!st) st = ps_term(p, false, &w->value);
-    if (!st && !pv_push(&ws, w)) st = OOM(p);
+    st = rego__ps_rel(p, false, &w->target);
+    if (!st && !rego__is_kw(&p->t, "as")) st = rego__ps_fail(p, p->t.row, p->t.col, "expected 'as' in with modifier");
+    if (!st) st = rego__ps_adv(p);
+    if (!st) st = rego__ps_term(p, false, &w->value);
+    if (!st && !rego__pv_push(&ws, w)) st = OOM(p);
     if (st) { free(ws.v); return st; }
   }
   if (!ws.n) return CT_OK;
@@ -999,87 +999,87 @@ static ct_status ps_with(rg_ps *p, rg_expr *e) {
   return CT_OK;
 }
 
-static ct_status ps_expr_inner(rg_ps *p, rg_expr **out) {
+static ct_status rego__ps_expr_inner(rg_ps *p, rg_expr **out) {
   rg_tok t = p->t;
-  if (is_kw(&t, "some") && !kw_dotted(p)) {
-    CT_GUARD(ps_adv(p));
+  if (rego__is_kw(&t, "some") && !rego__kw_dotted(p)) {
+    CT_GUARD(rego__ps_adv(p));
     pvec xs = {0};
     ct_status st;
     for (;;) {
       rg_term *x;
-      st = ps_rel(p, false, &x);
-      if (!st && !pv_push(&xs, x)) st = OOM(p);
+      st = rego__ps_rel(p, false, &x);
+      if (!st && !rego__pv_push(&xs, x)) st = OOM(p);
       if (st) { free(xs.v); return st; }
       if (p->t.k != K_COMMA) break;
-      st = ps_adv(p);
+      st = rego__ps_adv(p);
       if (st) { free(xs.v); return st; }
     }
-    if (is_kw(&p->t, "in")) {
-      if (xs.n > 2) { free(xs.v); return ps_fail(p, t.row, t.col, "unexpected assignment in some: too many variables"); }
-      rg_expr *e = mk_expr(p, E_SOMEIN, t.row, t.col);
+    if (rego__is_kw(&p->t, "in")) {
+      if (xs.n > 2) { free(xs.v); return rego__ps_fail(p, t.row, t.col, "unexpected assignment in some: too many variables"); }
+      rg_expr *e = rego__mk_expr(p, E_SOMEIN, t.row, t.col);
       if (!e) { free(xs.v); return OOM(p); }
       e->a = xs.n == 2 ? xs.v[0] : NULL;
       e->b = xs.v[xs.n - 1];
       free(xs.v);
-      CT_GUARD(ps_adv(p));
-      CT_GUARD(ps_rel(p, false, &e->c));
+      CT_GUARD(rego__ps_adv(p));
+      CT_GUARD(rego__ps_rel(p, false, &e->c));
       *out = e;
       return CT_OK;
     }
-    rg_expr *e = mk_expr(p, E_SOME, t.row, t.col);
+    rg_expr *e = rego__mk_expr(p, E_SOME, t.row, t.col);
     if (!e) { free(xs.v); return OOM(p); }
     for (size_t i = 0; i < xs.n; i++) {
       rg_term *x = xs.v[i];
-      if (x->kind != T_VAR) { free(xs.v); return ps_fail(p, x->row, x->col, "expected var in some declaration"); }
+      if (x->kind != T_VAR) { free(xs.v); return rego__ps_fail(p, x->row, x->col, "expected var in some declaration"); }
     }
     e->body = rg_alloc(p->a, sizeof(rg_body));
     if (!e->body) { free(xs.v); return OOM(p); }
     /* store declared vars as terms in body->e as a term list */
-    e->a = mk_term(p, T_ARR, t.row, t.col);
+    e->a = rego__mk_term(p, T_ARR, t.row, t.col);
     if (!e->a) { free(xs.v); return OOM(p); }
     e->a->n = xs.n;
-    e->a->elems = (rg_term **)pv_done(p, &xs);
+    e->a->elems = (rg_term **)rego__pv_done(p, &xs);
     if (!e->a->elems) return OOM(p);
     *out = e;
     return CT_OK;
   }
-  if (is_kw(&t, "every") && !kw_dotted(p)) {
-    CT_GUARD(ps_adv(p));
-    rg_expr *e = mk_expr(p, E_EVERY, t.row, t.col);
+  if (rego__is_kw(&t, "every") && !rego__kw_dotted(p)) {
+    CT_GUARD(rego__ps_adv(p));
+    rg_expr *e = rego__mk_expr(p, E_EVERY, t.row, t.col);
     if (!e) return OOM(p);
     rg_term *x;
-    CT_GUARD(ps_rel(p, false, &x));
+    CT_GUARD(rego__ps_rel(p, false, &x));
     if (p->t.k == K_COMMA) {
-      CT_GUARD(ps_adv(p));
+      CT_GUARD(rego__ps_adv(p));
       e->a = x;
-      CT_GUARD(ps_rel(p, false, &e->b));
+      CT_GUARD(rego__ps_rel(p, false, &e->b));
     } else e->b = x;
-    if (!is_kw(&p->t, "in")) return ps_fail(p, p->t.row, p->t.col, "expected 'in' in every");
-    CT_GUARD(ps_adv(p));
-    CT_GUARD(ps_rel(p, false, &e->c));
-    CT_GUARD(ps_expect(p, K_LBRACE, "'{' after every ... in ..."));
-    CT_GUARD(ps_body_until(p, K_RBRACE, &e->body));
-    CT_GUARD(ps_expect(p, K_RBRACE, "'}'"));
+    if (!rego__is_kw(&p->t, "in")) return rego__ps_fail(p, p->t.row, p->t.col, "expected 'in' in every");
+    CT_GUARD(rego__ps_adv(p));
+    CT_GUARD(rego__ps_rel(p, false, &e->c));
+    CT_GUARD(rego__ps_expect(p, K_LBRACE, "'{' after every ... in ..."));
+    CT_GUARD(rego__ps_body_until(p, K_RBRACE, &e->body));
+    CT_GUARD(rego__ps_expect(p, K_RBRACE, "'}'"));
     *out = e;
     return CT_OK;
   }
-  if (is_kw(&t, "not") && !kw_dotted(p)) {
-    if (++p->depth > RG_MAX_PARSE_DEPTH) return ps_fail(p, t.row, t.col, "nesting too deep");
-    CT_GUARD(ps_adv(p));
-    rg_expr *e = mk_expr(p, E_NOT, t.row, t.col);
+  if (rego__is_kw(&t, "not") && !rego__kw_dotted(p)) {
+    if (++p->depth > RG_MAX_PARSE_DEPTH) return rego__ps_fail(p, t.row, t.col, "nesting too deep");
+    CT_GUARD(rego__ps_adv(p));
+    rg_expr *e = rego__mk_expr(p, E_NOT, t.row, t.col);
     if (!e) return OOM(p);
     if (p->logic && p->t.k == K_LPAREN) {
       /* not (a or b) */
       ps_mark m;
-      ps_save(p, &m);
+      rego__ps_save(p, &m);
       rg_body *b = NULL;
-      if (ps_logic_atom(p, &b) == CT_OK && b->n == 1 && (b->e[0]->kind == E_AND || b->e[0]->kind == E_OR)) {
+      if (rego__ps_logic_atom(p, &b) == CT_OK && b->n == 1 && (b->e[0]->kind == E_AND || b->e[0]->kind == E_OR)) {
         e->body = b;
         p->depth--;
         *out = e;
         return CT_OK;
       }
-      ps_restore(p, &m);
+      rego__ps_restore(p, &m);
     }
     if (p->t.k == K_LBRACE) {
       /* `not { ... }` negates a whole body, unless the braces are an object/set literal */
@@ -1089,11 +1089,11 @@ static ct_status ps_expr_inner(rg_ps *p, rg_expr **out) {
       bool save_peek = p->has_peek;
       rg_tok save_pk = p->peek;
       int save_depth = p->depth;
-      CT_GUARD(ps_adv(p));
+      CT_GUARD(rego__ps_adv(p));
       ct_err saved_err = *p->err;
-      ct_status st = ps_body_until(p, K_RBRACE, &e->body);
+      ct_status st = rego__ps_body_until(p, K_RBRACE, &e->body);
       if (st == CT_OK && p->t.k == K_RBRACE) {
-        CT_GUARD(ps_adv(p));
+        CT_GUARD(rego__ps_adv(p));
         p->depth = save_depth - 1;
         *out = e;
         return CT_OK;
@@ -1109,44 +1109,44 @@ static ct_status ps_expr_inner(rg_ps *p, rg_expr **out) {
       p->peek = save_pk;
       p->depth = save_depth;
     }
-    CT_GUARD(ps_expr_inner(p, &e->sub));
+    CT_GUARD(rego__ps_expr_inner(p, &e->sub));
     p->depth--;
     *out = e;
     return CT_OK;
   }
   rg_term *a;
-  CT_GUARD(ps_term(p, false, &a));
+  CT_GUARD(rego__ps_term(p, false, &a));
   if (p->t.k == K_COMMA) {
     /* k, v in coll */
-    CT_GUARD(ps_adv(p));
-    CT_GUARD(ps_kv_in(p, a, &a));
+    CT_GUARD(rego__ps_adv(p));
+    CT_GUARD(rego__ps_kv_in(p, a, &a));
   }
   if ((p->t.k == K_UNIFY || p->t.k == K_ASSIGN) && !p->t.nl) {
-    rg_expr *e = mk_expr(p, p->t.k == K_UNIFY ? E_UNIFY : E_ASSIGN, p->t.row, p->t.col);
+    rg_expr *e = rego__mk_expr(p, p->t.k == K_UNIFY ? E_UNIFY : E_ASSIGN, p->t.row, p->t.col);
     if (!e) return OOM(p);
     e->row = a->row;
     e->col = a->col;
-    CT_GUARD(ps_adv(p));
+    CT_GUARD(rego__ps_adv(p));
     e->a = a;
-    CT_GUARD(ps_term(p, false, &e->b));
+    CT_GUARD(rego__ps_term(p, false, &e->b));
     *out = e;
     return CT_OK;
   }
-  rg_expr *e = mk_expr(p, E_TERM, a->row, a->col);
+  rg_expr *e = rego__mk_expr(p, E_TERM, a->row, a->col);
   if (!e) return OOM(p);
   e->a = a;
   *out = e;
   return CT_OK;
 }
 
-static ct_status ps_expr_plain(rg_ps *p, rg_expr **out) {
-  CT_GUARD(ps_expr_inner(p, out));
-  return ps_with(p, *out);
+static ct_status rego__ps_expr_plain(rg_ps *p, rg_expr **out) {
+  CT_GUARD(rego__ps_expr_inner(p, out));
+  return rego__ps_with(p, *out);
 }
 
 /* ---------------------------------------------------------------- and / or */
 
-static void ps_save(rg_ps *p, ps_mark *m) {
+static void rego__ps_save(rg_ps *p, ps_mark *m) {
   m->pos = p->pos;
   m->row = p->row;
   m->col = p->col;
@@ -1157,7 +1157,7 @@ static void ps_save(rg_ps *p, ps_mark *m) {
   m->err = *p->err;
 }
 
-static void ps_restore(rg_ps *p, const ps_mark *m) {
+static void rego__ps_restore(rg_ps *p, const ps_mark *m) {
   p->pos = m->pos;
   p->row = m->row;
   p->col = m->col;
@@ -1168,14 +1168,14 @@ static void ps_restore(rg_ps *p, const ps_mark *m) {
   *p->err = m->err;
 }
 
-static bool ends_operand(rg_ps *p) {
-  return is_kw(&p->t, "and") || is_kw(&p->t, "or") || p->t.k == K_RPAREN || p->t.k == K_RBRACE ||
-         p->t.k == K_SEMI || p->t.k == K_EOF || p->t.k == K_RBRACK || p->t.nl || is_kw(&p->t, "with");
+static bool rego__ends_operand(rg_ps *p) {
+  return rego__is_kw(&p->t, "and") || rego__is_kw(&p->t, "or") || p->t.k == K_RPAREN || p->t.k == K_RBRACE ||
+         p->t.k == K_SEMI || p->t.k == K_EOF || p->t.k == K_RBRACK || p->t.nl || rego__is_kw(&p->t, "with");
 }
 
-static ct_status ps_logic_or(rg_ps *p, rg_body **out);
+static ct_status rego__ps_logic_or(rg_ps *p, rg_body **out);
 
-static rg_body *one_body(rg_ps *p, rg_expr *e) {
+static rg_body *rego__one_body(rg_ps *p, rg_expr *e) {
   rg_body *b = rg_alloc(p->a, sizeof(rg_body));
   if (!b) return NULL;
   b->e = rg_alloc(p->a, sizeof(rg_expr *));
@@ -1187,124 +1187,124 @@ static rg_body *one_body(rg_ps *p, rg_expr *e) {
 
 /* atom := '(' or ')' | '{' body '}' | literal -- the first two only when they are followed by
  * and/or/end; otherwise they are parsed again as an ordinary expression. */
-static ct_status ps_logic_atom(rg_ps *p, rg_body **out) {
-  if (++p->depth > RG_MAX_PARSE_DEPTH) return ps_fail(p, p->t.row, p->t.col, "nesting too deep");
+static ct_status rego__ps_logic_atom(rg_ps *p, rg_body **out) {
+  if (++p->depth > RG_MAX_PARSE_DEPTH) return rego__ps_fail(p, p->t.row, p->t.col, "nesting too deep");
   ps_mark m;
-  ps_save(p, &m);
+  rego__ps_save(p, &m);
   ct_status st;
   if (p->t.k == K_LPAREN || p->t.k == K_LBRACE) {
     bool paren = p->t.k == K_LPAREN;
-    st = ps_adv(p);
+    st = rego__ps_adv(p);
     rg_body *b = NULL;
     if (!st && paren) {
       rg_expr *ex = NULL;
-      st = ps_expr(p, &ex);
-      if (!st && !(b = one_body(p, ex))) st = OOM(p);
+      st = rego__ps_expr(p, &ex);
+      if (!st && !(b = rego__one_body(p, ex))) st = OOM(p);
     } else if (!st)
-      st = ps_body_until(p, K_RBRACE, &b);
+      st = rego__ps_body_until(p, K_RBRACE, &b);
     if (!st && p->t.k == (paren ? K_RPAREN : K_RBRACE)) {
-      st = ps_adv(p);
-      if (!st && ends_operand(p)) {
+      st = rego__ps_adv(p);
+      if (!st && rego__ends_operand(p)) {
         *out = b;
         p->depth--;
         return CT_OK;
       }
     }
-    ps_restore(p, &m);
+    rego__ps_restore(p, &m);
   }
   rg_expr *e;
-  st = ps_expr_inner(p, &e);
+  st = rego__ps_expr_inner(p, &e);
   if (st) return st;
-  *out = one_body(p, e);
+  *out = rego__one_body(p, e);
   p->depth--;
   return *out ? CT_OK : OOM(p);
 }
 
-static ct_status ps_logic_chain(rg_ps *p, const char *kw, int kind, ct_status (*sub)(rg_ps *, rg_body **),
+static ct_status rego__ps_logic_chain(rg_ps *p, const char *kw, int kind, ct_status (*sub)(rg_ps *, rg_body **),
                                 rg_body **out) {
   int row = p->t.row, col = p->t.col;
   rg_body *first;
   CT_GUARD(sub(p, &first));
-  if (!is_kw(&p->t, kw)) {
+  if (!rego__is_kw(&p->t, kw)) {
     *out = first;
     return CT_OK;
   }
   pvec ops = {0};
-  if (!pv_push(&ops, first)) return OOM(p);
-  while (is_kw(&p->t, kw)) {
+  if (!rego__pv_push(&ops, first)) return OOM(p);
+  while (rego__is_kw(&p->t, kw)) {
     rg_body *b = NULL;
-    ct_status st = ps_adv(p);
+    ct_status st = rego__ps_adv(p);
     if (!st) st = sub(p, &b);
-    if (!st && !pv_push(&ops, b)) st = OOM(p);
+    if (!st && !rego__pv_push(&ops, b)) st = OOM(p);
     if (st) {
       free(ops.v);
       return st;
     }
   }
-  rg_expr *e = mk_expr(p, kind, row, col);
+  rg_expr *e = rego__mk_expr(p, kind, row, col);
   if (!e) {
     free(ops.v);
     return OOM(p);
   }
   e->nops = ops.n;
-  e->ops = (rg_body **)pv_done(p, &ops);
+  e->ops = (rg_body **)rego__pv_done(p, &ops);
   if (!e->ops) return OOM(p);
-  *out = one_body(p, e);
+  *out = rego__one_body(p, e);
   return *out ? CT_OK : OOM(p);
 }
 
-static ct_status ps_logic_and(rg_ps *p, rg_body **out) { return ps_logic_chain(p, "and", E_AND, ps_logic_atom, out); }
-static ct_status ps_logic_or(rg_ps *p, rg_body **out) { return ps_logic_chain(p, "or", E_OR, ps_logic_and, out); }
+static ct_status rego__ps_logic_and(rg_ps *p, rg_body **out) { return rego__ps_logic_chain(p, "and", E_AND, rego__ps_logic_atom, out); }
+static ct_status rego__ps_logic_or(rg_ps *p, rg_body **out) { return rego__ps_logic_chain(p, "or", E_OR, rego__ps_logic_and, out); }
 
-static ct_status ps_expr(rg_ps *p, rg_expr **out) {
-  if (!p->logic) return ps_expr_plain(p, out);
+static ct_status rego__ps_expr(rg_ps *p, rg_expr **out) {
+  if (!p->logic) return rego__ps_expr_plain(p, out);
   rg_body *b;
-  CT_GUARD(ps_logic_or(p, &b));
+  CT_GUARD(rego__ps_logic_or(p, &b));
   if (b->n == 1) {
     *out = b->e[0];
-    return ps_with(p, *out);
+    return rego__ps_with(p, *out);
   }
   /* a braced or parenthesised group on its own: an AND of one operand */
-  rg_expr *e = mk_expr(p, E_AND, b->e[0]->row, b->e[0]->col);
+  rg_expr *e = rego__mk_expr(p, E_AND, b->e[0]->row, b->e[0]->col);
   if (!e) return OOM(p);
   e->ops = rg_alloc(p->a, sizeof(rg_body *));
   if (!e->ops) return OOM(p);
   e->ops[0] = b;
   e->nops = 1;
   *out = e;
-  return ps_with(p, e);
+  return rego__ps_with(p, e);
 }
 
-static ct_status ps_body_until_inner(rg_ps *p, int close, rg_body **out);
+static ct_status rego__ps_body_until_inner(rg_ps *p, int close, rg_body **out);
 
 /* Parses expressions until `close` (not consumed); bodies nest (every, comprehensions). */
-static ct_status ps_body_until(rg_ps *p, int close, rg_body **out) {
-  if (++p->depth > RG_MAX_PARSE_DEPTH) return ps_fail(p, p->t.row, p->t.col, "nesting too deep");
-  ct_status st = ps_body_until_inner(p, close, out);
+static ct_status rego__ps_body_until(rg_ps *p, int close, rg_body **out) {
+  if (++p->depth > RG_MAX_PARSE_DEPTH) return rego__ps_fail(p, p->t.row, p->t.col, "nesting too deep");
+  ct_status st = rego__ps_body_until_inner(p, close, out);
   p->depth--;
   return st;
 }
 
-static ct_status ps_body_until_inner(rg_ps *p, int close, rg_body **out) {
+static ct_status rego__ps_body_until_inner(rg_ps *p, int close, rg_body **out) {
   pvec es = {0};
   ct_status st = CT_OK;
   while (p->t.k != close) {
-    if (p->t.k == K_EOF) { st = ps_fail(p, p->t.row, p->t.col, "unexpected EOF in body"); goto fail; }
+    if (p->t.k == K_EOF) { st = rego__ps_fail(p, p->t.row, p->t.col, "unexpected EOF in body"); goto fail; }
     rg_expr *e;
-    CT_GUARD_GOTO(st, ps_expr(p, &e), fail);
-    if (!pv_push(&es, e)) { st = OOM(p); goto fail; }
+    CT_GUARD_GOTO(st, rego__ps_expr(p, &e), fail);
+    if (!rego__pv_push(&es, e)) { st = OOM(p); goto fail; }
     if (p->t.k == K_SEMI) {
-      CT_GUARD_GOTO(st, ps_adv(p), fail);
+      CT_GUARD_GOTO(st, rego__ps_adv(p), fail);
     } else if (p->t.k != close && !p->t.nl) {
-      st = ps_fail(p, p->t.row, p->t.col, "unexpected %s, expected end of expression", tok_desc(&p->t));
+      st = rego__ps_fail(p, p->t.row, p->t.col, "unexpected %s, expected end of expression", rego__tok_desc(&p->t));
       goto fail;
     }
   }
-  if (!es.n) { st = ps_fail(p, p->t.row, p->t.col, "found empty body"); goto fail; }
+  if (!es.n) { st = rego__ps_fail(p, p->t.row, p->t.col, "found empty body"); goto fail; }
   rg_body *b = rg_alloc(p->a, sizeof(rg_body));
   if (!b) { st = OOM(p); goto fail; }
   b->n = es.n;
-  b->e = (rg_expr **)pv_done(p, &es);
+  b->e = (rg_expr **)rego__pv_done(p, &es);
   if (!b->e) return OOM(p);
   *out = b;
   return CT_OK;
@@ -1314,11 +1314,11 @@ fail:
 }
 
 /* ---------------------------------------------------------------- rules and modules */
-static rg_body *true_body(rg_ps *p, int row, int col) {
+static rg_body *rego__true_body(rg_ps *p, int row, int col) {
   rg_body *b = rg_alloc(p->a, sizeof(rg_body));
-  rg_expr *e = mk_expr(p, E_TERM, row, col);
+  rg_expr *e = rego__mk_expr(p, E_TERM, row, col);
   if (!b || !e) return NULL;
-  e->a = mk_scalar(p, RV_TRUE, row, col);
+  e->a = rego__mk_scalar(p, RV_TRUE, row, col);
   b->e = rg_alloc(p->a, sizeof(rg_expr *));
   if (!b->e || !e->a) return NULL;
   b->e[0] = e;
@@ -1327,20 +1327,20 @@ static rg_body *true_body(rg_ps *p, int row, int col) {
 }
 
 /* After the head: `if body`, `if expr`, `{ body }`, or nothing. Sets *had_if, *had_body. */
-static ct_status ps_rule_body(rg_ps *p, rg_rule *r, bool *had_if) {
+static ct_status rego__ps_rule_body(rg_ps *p, rg_rule *r, bool *had_if) {
   *had_if = false;
-  if (is_kw(&p->t, "if") && !kw_dotted(p)) {
+  if (rego__is_kw(&p->t, "if") && !rego__kw_dotted(p)) {
     *had_if = true;
-    CT_GUARD(ps_adv(p));
+    CT_GUARD(rego__ps_adv(p));
     if (p->t.k == K_LBRACE) {
       size_t save_pos = p->pos;
       int save_row = p->row, save_col = p->col, save_depth = p->depth;
       rg_tok save_t = p->t, save_pk = p->peek;
       bool save_peek = p->has_peek;
       ct_err saved_err = *p->err;
-      CT_GUARD(ps_adv(p));
-      ct_status st = ps_body_until(p, K_RBRACE, &r->body);
-      if (!st) return ps_expect(p, K_RBRACE, "'}'");
+      CT_GUARD(rego__ps_adv(p));
+      ct_status st = rego__ps_body_until(p, K_RBRACE, &r->body);
+      if (!st) return rego__ps_expect(p, K_RBRACE, "'}'");
       /* `if {k: v | ...}`: an expression starting with a brace */
       *p->err = saved_err;
       p->pos = save_pos;
@@ -1353,7 +1353,7 @@ static ct_status ps_rule_body(rg_ps *p, rg_rule *r, bool *had_if) {
       ct_err e1 = {0};
       (void)e1;
       rg_expr *ex;
-      ct_status st2 = ps_expr(p, &ex);
+      ct_status st2 = rego__ps_expr(p, &ex);
       if (st2) return st;
       r->body = rg_alloc(p->a, sizeof(rg_body));
       if (!r->body) return OOM(p);
@@ -1364,7 +1364,7 @@ static ct_status ps_rule_body(rg_ps *p, rg_rule *r, bool *had_if) {
       return CT_OK;
     }
     rg_expr *e;
-    CT_GUARD(ps_expr(p, &e));
+    CT_GUARD(rego__ps_expr(p, &e));
     r->body = rg_alloc(p->a, sizeof(rg_body));
     if (!r->body) return OOM(p);
     r->body->e = rg_alloc(p->a, sizeof(rg_expr *));
@@ -1375,23 +1375,23 @@ static ct_status ps_rule_body(rg_ps *p, rg_rule *r, bool *had_if) {
   }
   if (p->t.k == K_LBRACE && !p->t.nl) {
     r->v0body = true;
-    CT_GUARD(ps_adv(p));
-    CT_GUARD(ps_body_until(p, K_RBRACE, &r->body));
-    return ps_expect(p, K_RBRACE, "'}'");
+    CT_GUARD(rego__ps_adv(p));
+    CT_GUARD(rego__ps_body_until(p, K_RBRACE, &r->body));
+    return rego__ps_expect(p, K_RBRACE, "'}'");
   }
-  r->body = true_body(p, r->row, r->col);
+  r->body = rego__true_body(p, r->row, r->col);
   return r->body ? CT_OK : OOM(p);
 }
 
-static ct_status ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
+static ct_status rego__ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
   rg_tok start = p->t;
   bool is_default = false;
-  if (is_kw(&start, "default") && !kw_dotted(p)) {
+  if (rego__is_kw(&start, "default") && !rego__kw_dotted(p)) {
     is_default = true;
-    CT_GUARD(ps_adv(p));
+    CT_GUARD(rego__ps_adv(p));
   }
-  if (p->t.k != K_IDENT || (is_reserved(&p->t) && !kw_dotted(p)))
-    return ps_fail(p, p->t.row, p->t.col, "unexpected %s, expected rule", tok_desc(&p->t));
+  if (p->t.k != K_IDENT || (rego__is_reserved(&p->t) && !rego__kw_dotted(p)))
+    return rego__ps_fail(p, p->t.row, p->t.col, "unexpected %s, expected rule", rego__tok_desc(&p->t));
   rg_rule *r = rg_alloc(p->a, sizeof(rg_rule));
   if (!r) return OOM(p);
   r->file = p->file;
@@ -1401,66 +1401,66 @@ static ct_status ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
   r->mod = m;
   /* Head reference: name(.name | [term])* */
   rg_term *head;
-  rg_term *nm = mk_term(p, T_VAR, p->t.row, p->t.col);
+  rg_term *nm = rego__mk_term(p, T_VAR, p->t.row, p->t.col);
   if (!nm) return OOM(p);
   nm->name = rg_strndup(p->a, p->t.s, p->t.n);
   if (!nm->name) return OOM(p);
-  CT_GUARD(ps_adv(p));
+  CT_GUARD(rego__ps_adv(p));
   pvec path = {0};
   ct_status st = CT_OK;
-  if (!pv_push(&path, nm)) return OOM(p);
+  if (!rego__pv_push(&path, nm)) return OOM(p);
   for (;;) {
     if (p->t.k == K_DOT && !p->t.nl) {
-      st = ps_adv(p);
-      if (!st && p->t.k != K_IDENT) st = ps_fail(p, p->t.row, p->t.col, "expected ident after '.'");
-      rg_term *k = st ? NULL : mk_scalar(p, rv_str(p->a, p->t.s, p->t.n), p->t.row, p->t.col);
-      if (!st && (!k || !pv_push(&path, k))) st = OOM(p);
-      if (!st) st = ps_adv(p);
+      st = rego__ps_adv(p);
+      if (!st && p->t.k != K_IDENT) st = rego__ps_fail(p, p->t.row, p->t.col, "expected ident after '.'");
+      rg_term *k = st ? NULL : rego__mk_scalar(p, rv_str(p->a, p->t.s, p->t.n), p->t.row, p->t.col);
+      if (!st && (!k || !rego__pv_push(&path, k))) st = OOM(p);
+      if (!st) st = rego__ps_adv(p);
     } else if (p->t.k == K_LBRACK && !p->t.nl) {
       rg_term *k = NULL;
-      st = ps_adv(p);
-      if (!st) st = ps_term(p, false, &k);
-      if (!st && !pv_push(&path, k)) st = OOM(p);
-      if (!st) st = ps_expect(p, K_RBRACK, "']'");
+      st = rego__ps_adv(p);
+      if (!st) st = rego__ps_term(p, false, &k);
+      if (!st && !rego__pv_push(&path, k)) st = OOM(p);
+      if (!st) st = rego__ps_expect(p, K_RBRACK, "']'");
     } else break;
     if (st) { free(path.v); return st; }
   }
-  head = mk_term(p, T_REF, nm->row, nm->col);
+  head = rego__mk_term(p, T_REF, nm->row, nm->col);
   if (!head) { free(path.v); return OOM(p); }
   head->n = path.n;
-  head->elems = (rg_term **)pv_done(p, &path);
+  head->elems = (rg_term **)rego__pv_done(p, &path);
   if (!head->elems) return OOM(p);
   /* function args */
   if (p->t.k == K_LPAREN && !p->t.nl) {
-    CT_GUARD(ps_adv(p));
+    CT_GUARD(rego__ps_adv(p));
     pvec args = {0};
     while (p->t.k != K_RPAREN) {
       rg_term *a;
-      st = ps_term(p, false, &a);
-      if (!st && !pv_push(&args, a)) st = OOM(p);
-      if (!st && p->t.k == K_COMMA) st = ps_adv(p);
-      else if (!st && p->t.k != K_RPAREN) st = ps_fail(p, p->t.row, p->t.col, "expected ',' or ')'");
+      st = rego__ps_term(p, false, &a);
+      if (!st && !rego__pv_push(&args, a)) st = OOM(p);
+      if (!st && p->t.k == K_COMMA) st = rego__ps_adv(p);
+      else if (!st && p->t.k != K_RPAREN) st = rego__ps_fail(p, p->t.row, p->t.col, "expected ',' or ')'");
       if (st) { free(args.v); return st; }
     }
-    st = ps_adv(p);
+    st = rego__ps_adv(p);
     if (st) { free(args.v); return st; }
     r->kind = R_FUNC;
     r->nargs = args.n;
-    r->args = (rg_term **)pv_done(p, &args);
+    r->args = (rg_term **)rego__pv_done(p, &args);
     if (!r->args) return OOM(p);
   }
   bool has_value = false, is_contains = false;
-  if (is_kw(&p->t, "contains") && !p->t.nl) {
-    CT_GUARD(ps_adv(p));
-    CT_GUARD(ps_term(p, false, &r->key));
+  if (rego__is_kw(&p->t, "contains") && !p->t.nl) {
+    CT_GUARD(rego__ps_adv(p));
+    CT_GUARD(rego__ps_term(p, false, &r->key));
     is_contains = true;
   } else if ((p->t.k == K_UNIFY || p->t.k == K_ASSIGN) && !p->t.nl) {
-    CT_GUARD(ps_adv(p));
-    CT_GUARD(ps_term(p, false, &r->value));
+    CT_GUARD(rego__ps_adv(p));
+    CT_GUARD(rego__ps_term(p, false, &r->value));
     has_value = true;
   }
   bool had_if;
-  CT_GUARD(ps_rule_body(p, r, &had_if));
+  CT_GUARD(rego__ps_rule_body(p, r, &had_if));
   if (had_if) m->v1 = true;
   /* classify */
   rg_term *last = head->elems[head->n - 1];
@@ -1474,7 +1474,7 @@ static ct_status ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
     }
   if (r->kind != R_FUNC && first_dyn < head->n && (first_dyn < head->n - 1 || is_contains)) {
     /* general ref head: a.b[x].c[y] := v / a[x] contains y */
-    rg_term *kp = mk_term(p, T_ARR, head->row, head->col);
+    rg_term *kp = rego__mk_term(p, T_ARR, head->row, head->col);
     if (!kp) return OOM(p);
     kp->n = head->n - first_dyn;
     kp->elems = head->elems + first_dyn;
@@ -1502,22 +1502,22 @@ static ct_status ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
   for (size_t i = 1; i < static_n; i++) {
     rg_term *e = head->elems[i];
     if (!(e->kind == T_SCALAR && e->val->t == RV_STR))
-      return ps_fail(p, e->row, e->col, "rule head ref may only contain a variable in its last position");
+      return rego__ps_fail(p, e->row, e->col, "rule head ref may only contain a variable in its last position");
   }
-  if (!r->value && r->kind != R_PSET) r->value = mk_scalar(p, RV_TRUE, r->row, r->col);
+  if (!r->value && r->kind != R_PSET) r->value = rego__mk_scalar(p, RV_TRUE, r->row, r->col);
   if (r->kind != R_PSET && !r->value) return OOM(p);
   /* keep head path in r->args for non-functions?  store separately via a REF term */
-  rg_term *hp = mk_term(p, T_REF, head->row, head->col);
+  rg_term *hp = rego__mk_term(p, T_REF, head->row, head->col);
   if (!hp) return OOM(p);
   hp->elems = head->elems;
   hp->n = static_n;
   r->node = (rg_node *)hp; /* temporarily: head path ref, replaced by the compiler */
-  if (!pv_push(rules, r)) return OOM(p);
+  if (!rego__pv_push(rules, r)) return OOM(p);
   /* else chain */
   rg_rule *prev = r;
-  while (is_kw(&p->t, "else") && !kw_dotted(p)) {
+  while (rego__is_kw(&p->t, "else") && !rego__kw_dotted(p)) {
     rg_tok et = p->t;
-    CT_GUARD(ps_adv(p));
+    CT_GUARD(rego__ps_adv(p));
     rg_rule *e = rg_alloc(p->a, sizeof(rg_rule));
     if (!e) return OOM(p);
     *e = *r;
@@ -1526,13 +1526,13 @@ static ct_status ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
     e->col = et.col;
     e->value = NULL;
     if ((p->t.k == K_UNIFY || p->t.k == K_ASSIGN) && !p->t.nl) {
-      CT_GUARD(ps_adv(p));
-      CT_GUARD(ps_term(p, false, &e->value));
+      CT_GUARD(rego__ps_adv(p));
+      CT_GUARD(rego__ps_term(p, false, &e->value));
     } else {
-      e->value = mk_scalar(p, RV_TRUE, et.row, et.col);
+      e->value = rego__mk_scalar(p, RV_TRUE, et.row, et.col);
       if (!e->value) return OOM(p);
     }
-    CT_GUARD(ps_rule_body(p, e, &had_if));
+    CT_GUARD(rego__ps_rule_body(p, e, &had_if));
     prev->els = e;
     prev = e;
   }
@@ -1542,54 +1542,54 @@ static ct_status ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
   return CT_OK;
 }
 
-static ct_status ps_ref_path(rg_ps *p, rg_term **out) {
-  if (p->t.k != K_IDENT) return ps_fail(p, p->t.row, p->t.col, "expected name");
-  return ps_primary(p, out);
+static ct_status rego__ps_ref_path(rg_ps *p, rg_term **out) {
+  if (p->t.k != K_IDENT) return rego__ps_fail(p, p->t.row, p->t.col, "expected name");
+  return rego__ps_primary(p, out);
 }
 
 /* ---------------------------------------------------------------- AST depth bound */
 /* Recursion here stops at RG_MAX_AST_DEPTH, so the check itself is bounded. */
-static ct_status parse__too_deep(rg_ps *p, int row, int col) {
-  return ps_fail(p, row, col, "expression nested too deeply (more than %d levels of operators, calls, "
+static ct_status rego__parse__too_deep(rg_ps *p, int row, int col) {
+  return rego__ps_fail(p, row, col, "expression nested too deeply (more than %d levels of operators, calls, "
                               "collections or bodies)", RG_MAX_AST_DEPTH);
 }
-static ct_status parse__depth_body(rg_ps *p, const rg_body *b, int d, int row, int col);
-static ct_status parse__depth_term(rg_ps *p, const rg_term *t, int d) {
+static ct_status rego__parse__depth_body(rg_ps *p, const rg_body *b, int d, int row, int col);
+static ct_status rego__parse__depth_term(rg_ps *p, const rg_term *t, int d) {
   if (!t) return CT_OK;
-  if (d > RG_MAX_AST_DEPTH) return parse__too_deep(p, t->row, t->col);
+  if (d > RG_MAX_AST_DEPTH) return rego__parse__too_deep(p, t->row, t->col);
   for (size_t i = 0; i < t->n; i++)
-    if (t->elems) CT_GUARD(parse__depth_term(p, t->elems[i], d + 1));
-  CT_GUARD(parse__depth_term(p, t->fnref, d + 1));
-  return parse__depth_body(p, t->body, d + 1, t->row, t->col);
+    if (t->elems) CT_GUARD(rego__parse__depth_term(p, t->elems[i], d + 1));
+  CT_GUARD(rego__parse__depth_term(p, t->fnref, d + 1));
+  return rego__parse__depth_body(p, t->body, d + 1, t->row, t->col);
 }
-static ct_status parse__depth_expr(rg_ps *p, const rg_expr *e, int d) {
+static ct_status rego__parse__depth_expr(rg_ps *p, const rg_expr *e, int d) {
   if (!e) return CT_OK;
-  if (d > RG_MAX_AST_DEPTH) return parse__too_deep(p, e->row, e->col);
-  CT_GUARD(parse__depth_term(p, e->a, d + 1));
-  CT_GUARD(parse__depth_term(p, e->b, d + 1));
-  CT_GUARD(parse__depth_term(p, e->c, d + 1));
-  CT_GUARD(parse__depth_body(p, e->body, d + 1, e->row, e->col));
-  CT_GUARD(parse__depth_expr(p, e->sub, d + 1));
-  for (size_t i = 0; i < e->nops; i++) CT_GUARD(parse__depth_body(p, e->ops[i], d + 1, e->row, e->col));
+  if (d > RG_MAX_AST_DEPTH) return rego__parse__too_deep(p, e->row, e->col);
+  CT_GUARD(rego__parse__depth_term(p, e->a, d + 1));
+  CT_GUARD(rego__parse__depth_term(p, e->b, d + 1));
+  CT_GUARD(rego__parse__depth_term(p, e->c, d + 1));
+  CT_GUARD(rego__parse__depth_body(p, e->body, d + 1, e->row, e->col));
+  CT_GUARD(rego__parse__depth_expr(p, e->sub, d + 1));
+  for (size_t i = 0; i < e->nops; i++) CT_GUARD(rego__parse__depth_body(p, e->ops[i], d + 1, e->row, e->col));
   for (size_t i = 0; i < e->nwith; i++) {
-    CT_GUARD(parse__depth_term(p, e->with[i].target, d + 1));
-    CT_GUARD(parse__depth_term(p, e->with[i].value, d + 1));
+    CT_GUARD(rego__parse__depth_term(p, e->with[i].target, d + 1));
+    CT_GUARD(rego__parse__depth_term(p, e->with[i].value, d + 1));
   }
   return CT_OK;
 }
-static ct_status parse__depth_body(rg_ps *p, const rg_body *b, int d, int row, int col) {
+static ct_status rego__parse__depth_body(rg_ps *p, const rg_body *b, int d, int row, int col) {
   if (!b) return CT_OK;
-  if (d > RG_MAX_AST_DEPTH) return parse__too_deep(p, row, col);
-  for (size_t i = 0; i < b->n; i++) CT_GUARD(parse__depth_expr(p, b->e[i], d + 1));
+  if (d > RG_MAX_AST_DEPTH) return rego__parse__too_deep(p, row, col);
+  for (size_t i = 0; i < b->n; i++) CT_GUARD(rego__parse__depth_expr(p, b->e[i], d + 1));
   return CT_OK;
 }
-static ct_status parse__depth_rule(rg_ps *p, const rg_rule *r) {
+static ct_status rego__parse__depth_rule(rg_ps *p, const rg_rule *r) {
   /* else chains are walked iteratively by the compiler and the evaluator */
   for (const rg_rule *x = r; x; x = x->els) {
-    CT_GUARD(parse__depth_term(p, x->key, 1));
-    CT_GUARD(parse__depth_term(p, x->value, 1));
-    for (size_t i = 0; i < x->nargs; i++) CT_GUARD(parse__depth_term(p, x->args[i], 1));
-    CT_GUARD(parse__depth_body(p, x->body, 1, x->row, x->col));
+    CT_GUARD(rego__parse__depth_term(p, x->key, 1));
+    CT_GUARD(rego__parse__depth_term(p, x->value, 1));
+    for (size_t i = 0; i < x->nargs; i++) CT_GUARD(rego__parse__depth_term(p, x->args[i], 1));
+    CT_GUARD(rego__parse__depth_body(p, x->body, 1, x->row, x->col));
   }
   return CT_OK;
 }
@@ -1599,10 +1599,10 @@ CT_RESULT rg_parse_module(rg_arena *a, const char *file, const char *src, rg_mod
   rg_module *m = rg_alloc(a, sizeof(rg_module));
   if (!m) return OOM(&p);
   m->file = p.file;
-  CT_GUARD(ps_adv(&p));
-  if (!is_kw(&p.t, "package")) return ps_fail(&p, p.t.row, p.t.col, "expected package declaration");
-  CT_GUARD(ps_adv(&p));
-  CT_GUARD(ps_ref_path(&p, &m->pkg));
+  CT_GUARD(rego__ps_adv(&p));
+  if (!rego__is_kw(&p.t, "package")) return rego__ps_fail(&p, p.t.row, p.t.col, "expected package declaration");
+  CT_GUARD(rego__ps_adv(&p));
+  CT_GUARD(rego__ps_ref_path(&p, &m->pkg));
   /* package path segments */
   {
     rg_term *pk = m->pkg;
@@ -1613,30 +1613,30 @@ CT_RESULT rg_parse_module(rg_arena *a, const char *file, const char *src, rg_mod
       rg_term *e = pk->kind == T_REF ? pk->elems[i] : pk;
       if (e->kind == T_VAR && i == 0) m->pkgpath[i] = e->name;
       else if (e->kind == T_SCALAR && e->val->t == RV_STR) m->pkgpath[i] = e->val->u.s;
-      else return ps_fail(&p, e->row, e->col, "package name must be a static reference");
+      else return rego__ps_fail(&p, e->row, e->col, "package name must be a static reference");
     }
     m->npkgpath = n;
   }
   pvec imps = {0}, rules = {0};
   ct_status st = CT_OK;
-  while (is_kw(&p.t, "import") && !kw_dotted(&p)) {
+  while (rego__is_kw(&p.t, "import") && !rego__kw_dotted(&p)) {
     rg_tok it = p.t;
-    CT_GUARD_GOTO(st, ps_adv(&p), fail);
+    CT_GUARD_GOTO(st, rego__ps_adv(&p), fail);
     rg_import *im = rg_alloc(a, sizeof(rg_import));
     if (!im) { st = OOM(&p); goto fail; }
-    CT_GUARD_GOTO(st, ps_ref_path(&p, &im->path), fail);
-    if (is_kw(&p.t, "as")) {
-      CT_GUARD_GOTO(st, ps_adv(&p), fail);
-      if (p.t.k != K_IDENT) { st = ps_fail(&p, p.t.row, p.t.col, "expected alias name"); goto fail; }
+    CT_GUARD_GOTO(st, rego__ps_ref_path(&p, &im->path), fail);
+    if (rego__is_kw(&p.t, "as")) {
+      CT_GUARD_GOTO(st, rego__ps_adv(&p), fail);
+      if (p.t.k != K_IDENT) { st = rego__ps_fail(&p, p.t.row, p.t.col, "expected alias name"); goto fail; }
       im->alias = rg_strndup(a, p.t.s, p.t.n);
-      CT_GUARD_GOTO(st, ps_adv(&p), fail);
+      CT_GUARD_GOTO(st, rego__ps_adv(&p), fail);
     }
     rg_term *ip = im->path;
     rg_term *root = ip->kind == T_REF ? ip->elems[0] : ip;
     if (root->kind != T_VAR ||
         (strcmp(root->name, "data") && strcmp(root->name, "input") && strcmp(root->name, "future") &&
          strcmp(root->name, "rego"))) {
-      st = ps_fail(&p, it.row, it.col, "invalid import: path must begin with input, data, future or rego");
+      st = rego__ps_fail(&p, it.row, it.col, "invalid import: path must begin with input, data, future or rego");
       goto fail;
     }
     if (!strcmp(root->name, "rego")) m->v1 = true;
@@ -1652,12 +1652,12 @@ CT_RESULT rg_parse_module(rg_arena *a, const char *file, const char *src, rg_mod
       rg_term *last = ip->kind == T_REF ? ip->elems[ip->n - 1] : ip;
       im->alias = last->kind == T_VAR ? last->name : last->val->t == RV_STR ? last->val->u.s : NULL;
     }
-    if (!pv_push(&imps, im)) { st = OOM(&p); goto fail; }
+    if (!rego__pv_push(&imps, im)) { st = OOM(&p); goto fail; }
   }
   while (p.t.k != K_EOF) {
-    if (is_kw(&p.t, "import") && !kw_dotted(&p)) { st = ps_fail(&p, p.t.row, p.t.col, "import must come before rules"); goto fail; }
-    if (is_kw(&p.t, "package") && !kw_dotted(&p)) { st = ps_fail(&p, p.t.row, p.t.col, "unexpected package declaration"); goto fail; }
-    CT_GUARD_GOTO(st, ps_rule(&p, m, &rules), fail);
+    if (rego__is_kw(&p.t, "import") && !rego__kw_dotted(&p)) { st = rego__ps_fail(&p, p.t.row, p.t.col, "import must come before rules"); goto fail; }
+    if (rego__is_kw(&p.t, "package") && !rego__kw_dotted(&p)) { st = rego__ps_fail(&p, p.t.row, p.t.col, "unexpected package declaration"); goto fail; }
+    CT_GUARD_GOTO(st, rego__ps_rule(&p, m, &rules), fail);
   }
   m->nimports = imps.n;
   m->imports = rg_alloc(a, (imps.n + 1) * sizeof(rg_import));
@@ -1666,9 +1666,9 @@ CT_RESULT rg_parse_module(rg_arena *a, const char *file, const char *src, rg_mod
   free(imps.v);
   imps.v = NULL;
   m->nrules = rules.n;
-  m->rules = (rg_rule **)pv_done(&p, &rules);
+  m->rules = (rg_rule **)rego__pv_done(&p, &rules);
   if (!m->rules) return OOM(&p);
-  for (size_t i = 0; i < m->nrules; i++) CT_GUARD(parse__depth_rule(&p, m->rules[i]));
+  for (size_t i = 0; i < m->nrules; i++) CT_GUARD(rego__parse__depth_rule(&p, m->rules[i]));
   *out = m;
   return CT_OK;
 fail:
@@ -1679,7 +1679,7 @@ fail:
 
 CT_RESULT rg_parse_query(rg_arena *a, const char *src, rg_body **out, ct_err *err) {
   rg_ps p = {.a = a, .file = "query", .src = src, .len = strlen(src), .row = 1, .col = 1, .err = err};
-  CT_GUARD(ps_adv(&p));
-  CT_GUARD(ps_body_until(&p, K_EOF, out));
-  return parse__depth_body(&p, *out, 0, 1, 1);
+  CT_GUARD(rego__ps_adv(&p));
+  CT_GUARD(rego__ps_body_until(&p, K_EOF, out));
+  return rego__parse__depth_body(&p, *out, 0, 1, 1);
 }
