@@ -34,7 +34,7 @@ typedef struct {
   size_t ndecls, cap_decls;
 } rc_ctx;
 
-static void note_use(rc_ctx *c, int slot) {
+static void rego__note_use(rc_ctx *c, int slot) {
   if ((size_t)slot >= c->cap_uses) {
     size_t nc = c->cap_uses ? c->cap_uses * 2 : 64;
     while (nc <= (size_t)slot) nc *= 2;
@@ -47,7 +47,7 @@ static void note_use(rc_ctx *c, int slot) {
   c->uses[slot]++;
 }
 
-static void note_decl(rc_ctx *c, rg_term *t) {
+static void rego__note_decl(rc_ctx *c, rg_term *t) {
   if (!t || t->kind != T_VAR || t->wildcard) return;
   if (c->ndecls == c->cap_decls) {
     size_t nc = c->cap_decls ? c->cap_decls * 2 : 16;
@@ -60,16 +60,16 @@ static void note_decl(rc_ctx *c, rg_term *t) {
   c->decls[c->ndecls++] = t;
 }
 
-static void note_decl_pattern(rc_ctx *c, rg_term *t) {
+static void rego__note_decl_pattern(rc_ctx *c, rg_term *t) {
   if (!t) return;
-  if (t->kind == T_VAR) note_decl(c, t);
+  if (t->kind == T_VAR) rego__note_decl(c, t);
   else if (t->kind == T_ARR || t->kind == T_OBJ)
     for (size_t i = 0; i < t->n; i++)
-      if (t->kind == T_ARR || i % 2) note_decl_pattern(c, t->elems[i]);
+      if (t->kind == T_ARR || i % 2) rego__note_decl_pattern(c, t->elems[i]);
 }
 
-static ct_status rc_fail(rc_ctx *c, const char *code, int row, int col, const char *fmt, ...) CT_PRINTF(5, 6);
-static ct_status rc_fail(rc_ctx *c, const char *code, int row, int col, const char *fmt, ...) {
+static ct_status rego__rc_fail(rc_ctx *c, const char *code, int row, int col, const char *fmt, ...) CT_PRINTF(5, 6);
+static ct_status rego__rc_fail(rc_ctx *c, const char *code, int row, int col, const char *fmt, ...) {
   char msg[300];
   va_list ap;
   va_start(ap, fmt);
@@ -93,7 +93,7 @@ rg_node *rg_node_child(const rg_node *n, const char *name) {
   return NULL;
 }
 
-static rg_node *node_get(rego_policy *p, rg_node *n, const char *name) {
+static rg_node *rego__node_get(rego_policy *p, rg_node *n, const char *name) {
   rg_node *k = rg_node_child(n, name);
   if (k) return k;
   k = rg_alloc(&p->arena, sizeof(rg_node));
@@ -116,7 +116,7 @@ static rg_node *node_get(rego_policy *p, rg_node *n, const char *name) {
 }
 
 /* ---------------------------------------------------------------- scopes */
-static int scope_find(rc_scope *s, const char *name, rc_scope **where) {
+static int rego__scope_find(rc_scope *s, const char *name, rc_scope **where) {
   for (; s; s = s->parent)
     for (size_t i = 0; i < s->n; i++)
       if (!strcmp(s->names[i], name)) {
@@ -126,7 +126,7 @@ static int scope_find(rc_scope *s, const char *name, rc_scope **where) {
   return -1;
 }
 
-static ct_status scope_add(rc_ctx *c, rc_scope *s, const char *name, bool decl, int *slot) {
+static ct_status rego__scope_add(rc_ctx *c, rc_scope *s, const char *name, bool decl, int *slot) {
   if (s->n == s->cap) {
     size_t nc = s->cap ? s->cap * 2 : 16;
     const char **nn = rg_alloc(c->a, nc * sizeof(char *));
@@ -151,7 +151,7 @@ static ct_status scope_add(rc_ctx *c, rc_scope *s, const char *name, bool decl, 
   return CT_OK;
 }
 
-static const rg_import *find_import(rc_ctx *c, const char *name) {
+static const rg_import *rego__find_import(rc_ctx *c, const char *name) {
   if (!c->mod) return NULL;
   for (size_t i = 0; i < c->mod->nimports; i++) {
     const rg_import *im = &c->mod->imports[i];
@@ -164,47 +164,47 @@ static const rg_import *find_import(rc_ctx *c, const char *name) {
   return NULL;
 }
 
-static bool is_global(rc_ctx *c, const char *name) {
+static bool rego__is_global(rc_ctx *c, const char *name) {
   if (!strcmp(name, "input") || !strcmp(name, "data")) return true;
-  if (find_import(c, name)) return true;
+  if (rego__find_import(c, name)) return true;
   if (c->pkg && rg_node_child(c->pkg, name)) return true;
   return false;
 }
 
 /* ---------------------------------------------------------------- pass 1: declare */
-static ct_status declare_pattern_vars(rc_ctx *c, rc_scope *s, rg_term *t, bool decl);
+static ct_status rego__declare_pattern_vars(rc_ctx *c, rc_scope *s, rg_term *t, bool decl);
 
-static ct_status declare_term(rc_ctx *c, rc_scope *s, rg_term *t) {
+static ct_status rego__declare_term(rc_ctx *c, rc_scope *s, rg_term *t) {
   if (!t) return CT_OK;
   switch (t->kind) {
     case T_VAR:
-      if (scope_find(s, t->name, NULL) >= 0 || is_global(c, t->name)) return CT_OK;
+      if (rego__scope_find(s, t->name, NULL) >= 0 || rego__is_global(c, t->name)) return CT_OK;
       {
         int slot;
-        return scope_add(c, s, t->name, false, &slot);
+        return rego__scope_add(c, s, t->name, false, &slot);
       }
     case T_ACOMP:
     case T_SCOMP:
     case T_OCOMP:
       return CT_OK; /* own scope */
     case T_CALL:
-      for (size_t i = 0; i < t->n; i++) CT_GUARD(declare_term(c, s, t->elems[i]));
+      for (size_t i = 0; i < t->n; i++) CT_GUARD(rego__declare_term(c, s, t->elems[i]));
       return CT_OK;
     default:
-      for (size_t i = 0; i < t->n; i++) CT_GUARD(declare_term(c, s, t->elems[i]));
+      for (size_t i = 0; i < t->n; i++) CT_GUARD(rego__declare_term(c, s, t->elems[i]));
       return CT_OK;
   }
 }
 
-static ct_status declare_pattern_vars(rc_ctx *c, rc_scope *s, rg_term *t, bool decl) {
+static ct_status rego__declare_pattern_vars(rc_ctx *c, rc_scope *s, rg_term *t, bool decl) {
   if (!t) return CT_OK;
   if (t->kind == T_VAR) {
     rc_scope *where = NULL;
-    if (scope_find(s, t->name, &where) >= 0 && where == s) {
+    if (rego__scope_find(s, t->name, &where) >= 0 && where == s) {
       if (decl) {
         for (size_t i = 0; i < s->n; i++)
           if (!strcmp(s->names[i], t->name) && s->decl[i] && !t->wildcard)
-            return rc_fail(c, "rego_compile_error", t->row, t->col, "var %s assigned above", t->name);
+            return rego__rc_fail(c, "rego_compile_error", t->row, t->col, "var %s assigned above", t->name);
         /* became declared */
         for (size_t i = 0; i < s->n; i++)
           if (!strcmp(s->names[i], t->name)) s->decl[i] = true;
@@ -212,56 +212,56 @@ static ct_status declare_pattern_vars(rc_ctx *c, rc_scope *s, rg_term *t, bool d
       return CT_OK;
     }
     int slot;
-    return scope_add(c, s, t->name, decl, &slot);
+    return rego__scope_add(c, s, t->name, decl, &slot);
   }
   if (t->kind == T_ARR || t->kind == T_OBJ) {
     for (size_t i = 0; i < t->n; i++) {
       if (t->kind == T_OBJ && i % 2 == 0) continue;
-      CT_GUARD(declare_pattern_vars(c, s, t->elems[i], decl));
+      CT_GUARD(rego__declare_pattern_vars(c, s, t->elems[i], decl));
     }
     return CT_OK;
   }
   return CT_OK;
 }
 
-static ct_status declare_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
+static ct_status rego__declare_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
   switch (e->kind) {
     case E_SOME:
       for (size_t i = 0; i < e->a->n; i++) {
         rg_term *v = e->a->elems[i];
         rc_scope *where = NULL;
-        if (scope_find(s, v->name, &where) >= 0 && where == s) continue;
+        if (rego__scope_find(s, v->name, &where) >= 0 && where == s) continue;
         int slot;
-        CT_GUARD(scope_add(c, s, v->name, true, &slot));
+        CT_GUARD(rego__scope_add(c, s, v->name, true, &slot));
       }
       return CT_OK;
     case E_SOMEIN:
-      CT_GUARD(declare_pattern_vars(c, s, e->a, true));
-      CT_GUARD(declare_pattern_vars(c, s, e->b, true));
-      return declare_term(c, s, e->c);
+      CT_GUARD(rego__declare_pattern_vars(c, s, e->a, true));
+      CT_GUARD(rego__declare_pattern_vars(c, s, e->b, true));
+      return rego__declare_term(c, s, e->c);
     case E_ASSIGN:
       if (e->a->kind != T_VAR && e->a->kind != T_ARR && e->a->kind != T_OBJ)
-        return rc_fail(c, "rego_parse_error", e->row, e->col, "cannot assign to %s",
+        return rego__rc_fail(c, "rego_parse_error", e->row, e->col, "cannot assign to %s",
                        e->a->kind == T_REF ? "ref" : e->a->kind == T_CALL ? "call" : "value");
-      CT_GUARD(declare_term(c, s, e->b));
-      return declare_pattern_vars(c, s, e->a, true);
+      CT_GUARD(rego__declare_term(c, s, e->b));
+      return rego__declare_pattern_vars(c, s, e->a, true);
     case E_UNIFY:
-      CT_GUARD(declare_term(c, s, e->a));
-      return declare_term(c, s, e->b);
-    case E_TERM: return declare_term(c, s, e->a);
-    case E_NOT: return e->sub ? declare_expr(c, s, e->sub) : CT_OK;
+      CT_GUARD(rego__declare_term(c, s, e->a));
+      return rego__declare_term(c, s, e->b);
+    case E_TERM: return rego__declare_term(c, s, e->a);
+    case E_NOT: return e->sub ? rego__declare_expr(c, s, e->sub) : CT_OK;
     case E_AND:
     case E_OR: return CT_OK;
-    case E_EVERY: return declare_term(c, s, e->c);
+    case E_EVERY: return rego__declare_term(c, s, e->c);
   }
   return CT_OK;
 }
 
 /* ---------------------------------------------------------------- pass 2: resolve */
-static ct_status resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp);
-static ct_status resolve_body(rc_ctx *c, rc_scope *parent, rg_body *b, rc_scope **out_scope);
+static ct_status rego__resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp);
+static ct_status rego__resolve_body(rc_ctx *c, rc_scope *parent, rg_body *b, rc_scope **out_scope);
 
-static rg_term *data_ref(rc_ctx *c, const char **path, size_t n, int row, int col) {
+static rg_term *rego__data_ref(rc_ctx *c, const char **path, size_t n, int row, int col) {
   rg_term *r = rg_alloc(c->a, sizeof(rg_term));
   if (!r) return NULL;
   r->kind = T_REF;
@@ -294,7 +294,7 @@ static rg_term *data_ref(rc_ctx *c, const char **path, size_t n, int row, int co
 }
 
 /* Copies a term tree shallowly enough that resolution can rewrite it per use site. */
-static rg_term *term_dup(rc_ctx *c, const rg_term *t) {
+static rg_term *rego__term_dup(rc_ctx *c, const rg_term *t) {
   rg_term *d = rg_alloc(c->a, sizeof(rg_term));
   if (!d) return NULL;
   *d = *t;
@@ -302,7 +302,7 @@ static rg_term *term_dup(rc_ctx *c, const rg_term *t) {
     d->elems = rg_alloc(c->a, t->n * sizeof(rg_term *));
     if (!d->elems) return NULL;
     for (size_t i = 0; i < t->n; i++) {
-      d->elems[i] = t->elems[i] ? term_dup(c, t->elems[i]) : NULL;
+      d->elems[i] = t->elems[i] ? rego__term_dup(c, t->elems[i]) : NULL;
       if (t->elems[i] && !d->elems[i]) return NULL;
     }
   }
@@ -310,12 +310,12 @@ static rg_term *term_dup(rc_ctx *c, const rg_term *t) {
 }
 
 /* Resolves a bare name in value position. */
-static ct_status resolve_var(rc_ctx *c, rc_scope *s, rg_term **tp) {
+static ct_status rego__resolve_var(rc_ctx *c, rc_scope *s, rg_term **tp) {
   rg_term *t = *tp;
-  int slot = scope_find(s, t->name, NULL);
+  int slot = rego__scope_find(s, t->name, NULL);
   if (slot >= 0) {
     t->slot = slot;
-    note_use(c, slot);
+    rego__note_use(c, slot);
     return CT_OK;
   }
   if (!strcmp(t->name, "input")) {
@@ -326,15 +326,15 @@ static ct_status resolve_var(rc_ctx *c, rc_scope *s, rg_term **tp) {
     t->kind = T_DATA;
     return CT_OK;
   }
-  const rg_import *im = find_import(c, t->name);
+  const rg_import *im = rego__find_import(c, t->name);
   if (im) {
-    rg_term *d = term_dup(c, im->path);
+    rg_term *d = rego__term_dup(c, im->path);
     if (!d) return RC_OOM(c);
     d->row = t->row;
     d->col = t->col;
     rc_scope empty = {0};
     *tp = d;
-    return resolve_term(c, &empty, tp);
+    return rego__resolve_term(c, &empty, tp);
   }
   if (c->pkg && rg_node_child(c->pkg, t->name)) {
     const char *path[64];
@@ -344,31 +344,31 @@ static ct_status resolve_var(rc_ctx *c, rc_scope *s, rg_term **tp) {
       path[n++] = c->mod->pkgpath[i];
     }
     path[n++] = t->name;
-    rg_term *r = data_ref(c, path, n, t->row, t->col);
+    rg_term *r = rego__data_ref(c, path, n, t->row, t->col);
     if (!r) return RC_OOM(c);
     *tp = r;
     return CT_OK;
   }
   /* not declared in pass 1: declare in the innermost scope (e.g. head-only vars) */
-  CT_GUARD(scope_add(c, s, t->name, false, &slot));
+  CT_GUARD(rego__scope_add(c, s, t->name, false, &slot));
   t->slot = slot;
-  note_use(c, slot);
+  rego__note_use(c, slot);
   return CT_OK;
 }
 
-static ct_status resolve_call(rc_ctx *c, rc_scope *s, rg_term *t) {
-  for (size_t i = 0; i < t->n; i++) CT_GUARD(resolve_term(c, s, &t->elems[i]));
+static ct_status rego__resolve_call(rc_ctx *c, rc_scope *s, rg_term *t) {
+  for (size_t i = 0; i < t->n; i++) CT_GUARD(rego__resolve_term(c, s, &t->elems[i]));
   if (!t->fnref) {
     /* operator call (equal, plus, internal.member_2, ...) */
     t->bi = rg_builtin_find(t->name);
-    if (!t->bi) return rc_fail(c, "rego_type_error", t->row, t->col, "undefined function %s", t->name);
+    if (!t->bi) return rego__rc_fail(c, "rego_type_error", t->row, t->col, "undefined function %s", t->name);
     return CT_OK;
   }
   rg_term *fr = t->fnref;
   rg_term *head = fr->elems[0];
   /* local variable callee? */
-  if (head->kind == T_VAR && scope_find(s, head->name, NULL) >= 0 && fr->n == 1 && !rg_builtin_find(t->name))
-    return rc_fail(c, "rego_type_error", t->row, t->col, "undefined function %s", t->name);
+  if (head->kind == T_VAR && rego__scope_find(s, head->name, NULL) >= 0 && fr->n == 1 && !rg_builtin_find(t->name))
+    return rego__rc_fail(c, "rego_type_error", t->row, t->col, "undefined function %s", t->name);
   /* Resolve to a node: package rules, imports, data refs. */
   const char *path[128];
   size_t n = 0;
@@ -376,8 +376,8 @@ static ct_status resolve_call(rc_ctx *c, rc_scope *s, rg_term *t) {
   bool via_data = false;
   if (head->kind == T_VAR && !strcmp(head->name, "data")) {
     via_data = true;
-  } else if (head->kind == T_VAR && find_import(c, head->name)) {
-    const rg_import *im = find_import(c, head->name);
+  } else if (head->kind == T_VAR && rego__find_import(c, head->name)) {
+    const rg_import *im = rego__find_import(c, head->name);
     rg_term *ip = im->path;
     rg_term *root = ip->kind == T_REF ? ip->elems[0] : ip;
     if (root->kind == T_VAR && !strcmp(root->name, "data")) {
@@ -402,7 +402,7 @@ static ct_status resolve_call(rc_ctx *c, rc_scope *s, rg_term *t) {
       return CT_OK;
     }
     if (node && node->kind >= 0)
-      return rc_fail(c, "rego_type_error", t->row, t->col, "%s is not a function", t->name);
+      return rego__rc_fail(c, "rego_type_error", t->row, t->col, "%s is not a function", t->name);
   }
   t->bi = rg_builtin_find(t->name);
   if (t->bi) return CT_OK;
@@ -411,10 +411,10 @@ static ct_status resolve_call(rc_ctx *c, rc_scope *s, rg_term *t) {
       t->host = (int)i;
       return CT_OK;
     }
-  return rc_fail(c, "rego_type_error", t->row, t->col, "undefined function %s", t->name);
+  return rego__rc_fail(c, "rego_type_error", t->row, t->col, "undefined function %s", t->name);
 }
 
-static void fold_ground(rc_ctx *c, rg_term *t) {
+static void rego__fold_ground(rc_ctx *c, rg_term *t) {
   if (t->kind == T_SCALAR) {
     t->ground = true;
     return;
@@ -444,21 +444,21 @@ static void fold_ground(rc_ctx *c, rg_term *t) {
   }
 }
 
-static ct_status resolve_comp(rc_ctx *c, rc_scope *s, rg_term *t) {
+static ct_status rego__resolve_comp(rc_ctx *c, rc_scope *s, rg_term *t) {
   rc_scope *inner = NULL;
-  CT_GUARD(resolve_body(c, s, t->body, &inner));
-  for (size_t i = 0; i < t->n; i++) CT_GUARD(resolve_term(c, inner, &t->elems[i]));
+  CT_GUARD(rego__resolve_body(c, s, t->body, &inner));
+  for (size_t i = 0; i < t->n; i++) CT_GUARD(rego__resolve_term(c, inner, &t->elems[i]));
   return CT_OK;
 }
 
-static ct_status resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp) {
+static ct_status rego__resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp) {
   rg_term *t = *tp;
   switch (t->kind) {
     case T_SCALAR: return CT_OK;
-    case T_VAR: return resolve_var(c, s, tp);
+    case T_VAR: return rego__resolve_var(c, s, tp);
     case T_REF: {
-      CT_GUARD(resolve_term(c, s, &t->elems[0]));
-      for (size_t i = 1; i < t->n; i++) CT_GUARD(resolve_term(c, s, &t->elems[i]));
+      CT_GUARD(rego__resolve_term(c, s, &t->elems[0]));
+      for (size_t i = 1; i < t->n; i++) CT_GUARD(rego__resolve_term(c, s, &t->elems[i]));
       rg_term *h = t->elems[0];
       if (h->kind == T_REF) {
         /* flatten a ref whose head resolved to a ref (rule or import) */
@@ -474,15 +474,15 @@ static ct_status resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp) {
     case T_ARR:
     case T_SET:
     case T_OBJ:
-      for (size_t i = 0; i < t->n; i++) CT_GUARD(resolve_term(c, s, &t->elems[i]));
-      fold_ground(c, t);
+      for (size_t i = 0; i < t->n; i++) CT_GUARD(rego__resolve_term(c, s, &t->elems[i]));
+      rego__fold_ground(c, t);
       return CT_OK;
     case T_ACOMP:
     case T_SCOMP:
-    case T_OCOMP: return resolve_comp(c, s, t);
-    case T_CALL: return resolve_call(c, s, t);
+    case T_OCOMP: return rego__resolve_comp(c, s, t);
+    case T_CALL: return rego__resolve_call(c, s, t);
     case T_TMPL:
-      for (size_t i = 0; i < t->n; i++) CT_GUARD(resolve_term(c, s, &t->elems[i]));
+      for (size_t i = 0; i < t->n; i++) CT_GUARD(rego__resolve_term(c, s, &t->elems[i]));
       return CT_OK;
     default: return CT_OK;
   }
@@ -490,11 +490,11 @@ static ct_status resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp) {
 
 /* `with f as g`: when the value names a function (built-in or user), it becomes a call term
  * without arguments that the evaluator uses as the replacement. */
-static ct_status resolve_with_fn_value(rc_ctx *c, rc_scope *s, rg_with *w, bool *done) {
+static ct_status rego__resolve_with_fn_value(rc_ctx *c, rc_scope *s, rg_with *w, bool *done) {
   *done = false;
   rg_term *v = w->value;
   rg_term *head = v->kind == T_REF ? v->elems[0] : v;
-  if (head->kind != T_VAR || scope_find(s, head->name, NULL) >= 0) return CT_OK;
+  if (head->kind != T_VAR || rego__scope_find(s, head->name, NULL) >= 0) return CT_OK;
   char name[256] = "";
   size_t n = v->kind == T_REF ? v->n : 1;
   for (size_t i = 0; i < n; i++) {
@@ -525,7 +525,7 @@ static ct_status resolve_with_fn_value(rc_ctx *c, rc_scope *s, rg_with *w, bool 
     call->fnref = fr;
   }
   ct_err saved = *c->err;
-  if (resolve_call(c, s, call) != CT_OK) {
+  if (rego__resolve_call(c, s, call) != CT_OK) {
     *c->err = saved;
     return CT_OK; /* not a function: an ordinary value */
   }
@@ -534,17 +534,17 @@ static ct_status resolve_with_fn_value(rc_ctx *c, rc_scope *s, rg_with *w, bool 
   return CT_OK;
 }
 
-static ct_status resolve_with(rc_ctx *c, rc_scope *s, rg_with *w) {
+static ct_status rego__resolve_with(rc_ctx *c, rc_scope *s, rg_with *w) {
   bool done = false;
-  if (w->value->kind == T_VAR || w->value->kind == T_REF) CT_GUARD(resolve_with_fn_value(c, s, w, &done));
-  if (!done) CT_GUARD(resolve_term(c, s, &w->value));
+  if (w->value->kind == T_VAR || w->value->kind == T_REF) CT_GUARD(rego__resolve_with_fn_value(c, s, w, &done));
+  if (!done) CT_GUARD(rego__resolve_term(c, s, &w->value));
   rg_term *t = w->target;
   rg_term *head = t->kind == T_REF ? t->elems[0] : t;
   if (head->kind != T_VAR)
-    return rc_fail(c, "rego_type_error", t->row, t->col, "with keyword target must reference existing input, data, or a function");
+    return rego__rc_fail(c, "rego_type_error", t->row, t->col, "with keyword target must reference existing input, data, or a function");
   if (!strcmp(head->name, "input") || !strcmp(head->name, "data")) {
     head->kind = !strcmp(head->name, "input") ? T_INPUT : T_DATA;
-    for (size_t i = 1; t->kind == T_REF && i < t->n; i++) CT_GUARD(resolve_term(c, s, &t->elems[i]));
+    for (size_t i = 1; t->kind == T_REF && i < t->n; i++) CT_GUARD(rego__resolve_term(c, s, &t->elems[i]));
     return CT_OK;
   }
   /* a function (built-in or user) or a rule via package name */
@@ -561,7 +561,7 @@ static ct_status resolve_with(rc_ctx *c, rc_scope *s, rg_with *w) {
   for (size_t i = 0; i < n; i++) {
     rg_term *e = t->kind == T_REF ? t->elems[i] : t;
     const char *seg = e->kind == T_VAR ? e->name : (e->kind == T_SCALAR && e->val->t == RV_STR) ? e->val->u.s : NULL;
-    if (!seg) return rc_fail(c, "rego_type_error", t->row, t->col, "invalid with target");
+    if (!seg) return rego__rc_fail(c, "rego_type_error", t->row, t->col, "invalid with target");
     if (i) strncat(name, ".", sizeof(name) - strlen(name) - 1);
     strncat(name, seg, sizeof(name) - strlen(name) - 1);
   }
@@ -585,71 +585,71 @@ static ct_status resolve_with(rc_ctx *c, rc_scope *s, rg_with *w) {
       nd = t->elems[i]->kind == T_SCALAR && t->elems[i]->val->t == RV_STR ? rg_node_child(nd, t->elems[i]->val->u.s) : NULL;
     if (nd && nd->kind != R_FUNC) {
       rg_term *tt = t;
-      CT_GUARD(resolve_term(c, s, &tt));
+      CT_GUARD(rego__resolve_term(c, s, &tt));
       w->target = tt;
       return CT_OK;
     }
   }
-  ct_status st = resolve_call(c, s, call);
+  ct_status st = rego__resolve_call(c, s, call);
   if (st) return st;
   w->target = call;
   return CT_OK;
 }
 
-static ct_status resolve_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
-  for (size_t i = 0; i < e->nwith; i++) CT_GUARD(resolve_with(c, s, &e->with[i]));
+static ct_status rego__resolve_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
+  for (size_t i = 0; i < e->nwith; i++) CT_GUARD(rego__resolve_with(c, s, &e->with[i]));
   switch (e->kind) {
     case E_SOME:
       for (size_t i = 0; i < e->a->n; i++) {
-        note_decl(c, e->a->elems[i]);
-        CT_GUARD(resolve_term(c, s, &e->a->elems[i]));
+        rego__note_decl(c, e->a->elems[i]);
+        CT_GUARD(rego__resolve_term(c, s, &e->a->elems[i]));
       }
       return CT_OK;
     case E_SOMEIN:
-      if (e->a) CT_GUARD(resolve_term(c, s, &e->a));
-      CT_GUARD(resolve_term(c, s, &e->b));
-      return resolve_term(c, s, &e->c);
+      if (e->a) CT_GUARD(rego__resolve_term(c, s, &e->a));
+      CT_GUARD(rego__resolve_term(c, s, &e->b));
+      return rego__resolve_term(c, s, &e->c);
     case E_ASSIGN:
     case E_UNIFY:
-      CT_GUARD(resolve_term(c, s, &e->a));
-      return resolve_term(c, s, &e->b);
-    case E_TERM: return resolve_term(c, s, &e->a);
+      CT_GUARD(rego__resolve_term(c, s, &e->a));
+      return rego__resolve_term(c, s, &e->b);
+    case E_TERM: return rego__resolve_term(c, s, &e->a);
     case E_NOT:
-      if (e->sub) return resolve_expr(c, s, e->sub);
-      return resolve_body(c, s, e->body, NULL);
+      if (e->sub) return rego__resolve_expr(c, s, e->sub);
+      return rego__resolve_body(c, s, e->body, NULL);
     case E_AND:
     case E_OR:
-      for (size_t i = 0; i < e->nops; i++) CT_GUARD(resolve_body(c, s, e->ops[i], NULL));
+      for (size_t i = 0; i < e->nops; i++) CT_GUARD(rego__resolve_body(c, s, e->ops[i], NULL));
       return CT_OK;
     case E_EVERY: {
-      CT_GUARD(resolve_term(c, s, &e->c));
+      CT_GUARD(rego__resolve_term(c, s, &e->c));
       rc_scope *inner = rg_alloc(c->a, sizeof(rc_scope));
       if (!inner) return RC_OOM(c);
       inner->parent = s;
       int slot;
       if (e->a) {
-        if (e->a->kind != T_VAR) return rc_fail(c, "rego_parse_error", e->row, e->col, "every key must be a variable");
-        CT_GUARD(scope_add(c, inner, e->a->name, true, &slot));
+        if (e->a->kind != T_VAR) return rego__rc_fail(c, "rego_parse_error", e->row, e->col, "every key must be a variable");
+        CT_GUARD(rego__scope_add(c, inner, e->a->name, true, &slot));
       }
-      CT_GUARD(declare_pattern_vars(c, inner, e->b, true));
-      note_decl(c, e->a);
-      note_decl_pattern(c, e->b);
-      if (e->a) CT_GUARD(resolve_term(c, inner, &e->a));
-      CT_GUARD(resolve_term(c, inner, &e->b));
-      for (size_t i = 0; i < e->body->n; i++) CT_GUARD(declare_expr(c, inner, e->body->e[i]));
-      for (size_t i = 0; i < e->body->n; i++) CT_GUARD(resolve_expr(c, inner, e->body->e[i]));
+      CT_GUARD(rego__declare_pattern_vars(c, inner, e->b, true));
+      rego__note_decl(c, e->a);
+      rego__note_decl_pattern(c, e->b);
+      if (e->a) CT_GUARD(rego__resolve_term(c, inner, &e->a));
+      CT_GUARD(rego__resolve_term(c, inner, &e->b));
+      for (size_t i = 0; i < e->body->n; i++) CT_GUARD(rego__declare_expr(c, inner, e->body->e[i]));
+      for (size_t i = 0; i < e->body->n; i++) CT_GUARD(rego__resolve_expr(c, inner, e->body->e[i]));
       return CT_OK;
     }
   }
   return CT_OK;
 }
 
-static ct_status resolve_body(rc_ctx *c, rc_scope *parent, rg_body *b, rc_scope **out_scope) {
+static ct_status rego__resolve_body(rc_ctx *c, rc_scope *parent, rg_body *b, rc_scope **out_scope) {
   rc_scope *s = rg_alloc(c->a, sizeof(rc_scope));
   if (!s) return RC_OOM(c);
   s->parent = parent;
-  for (size_t i = 0; i < b->n; i++) CT_GUARD(declare_expr(c, s, b->e[i]));
-  for (size_t i = 0; i < b->n; i++) CT_GUARD(resolve_expr(c, s, b->e[i]));
+  for (size_t i = 0; i < b->n; i++) CT_GUARD(rego__declare_expr(c, s, b->e[i]));
+  for (size_t i = 0; i < b->n; i++) CT_GUARD(rego__resolve_expr(c, s, b->e[i]));
   if (out_scope) *out_scope = s;
   return CT_OK;
 }
@@ -664,36 +664,36 @@ typedef struct {
   int n;
 } varsets;
 
-static void vs_mark(uint8_t *set, int n, const rg_term *t) {
+static void rego__vs_mark(uint8_t *set, int n, const rg_term *t) {
   if (t->slot >= 0 && t->slot < n && !t->wildcard) set[t->slot] = 1;
 }
 
-static void collect_vars(const rg_term *t, bool out_pos, varsets *v);
-static void collect_body_free(const rg_body *b, varsets *v);
+static void rego__collect_vars(const rg_term *t, bool out_pos, varsets *v);
+static void rego__collect_body_free(const rg_body *b, varsets *v);
 
-static void collect_vars(const rg_term *t, bool out_pos, varsets *v) {
+static void rego__collect_vars(const rg_term *t, bool out_pos, varsets *v) {
   if (!t || t->ground) return;
   switch (t->kind) {
-    case T_VAR: vs_mark(out_pos ? v->out : v->in, v->n, t); return;
+    case T_VAR: rego__vs_mark(out_pos ? v->out : v->in, v->n, t); return;
     case T_ARR:
-      for (size_t i = 0; i < t->n; i++) collect_vars(t->elems[i], out_pos, v);
+      for (size_t i = 0; i < t->n; i++) rego__collect_vars(t->elems[i], out_pos, v);
       return;
     case T_OBJ:
-      for (size_t i = 0; i < t->n; i++) collect_vars(t->elems[i], out_pos && (i % 2), v);
+      for (size_t i = 0; i < t->n; i++) rego__collect_vars(t->elems[i], out_pos && (i % 2), v);
       return;
     case T_SET:
     case T_TMPL:
-      for (size_t i = 0; i < t->n; i++) collect_vars(t->elems[i], false, v);
+      for (size_t i = 0; i < t->n; i++) rego__collect_vars(t->elems[i], false, v);
       return;
     case T_REF:
-      collect_vars(t->elems[0], false, v);
+      rego__collect_vars(t->elems[0], false, v);
       /* index positions enumerate: variables and patterns there are outputs */
-      for (size_t i = 1; i < t->n; i++) collect_vars(t->elems[i], true, v);
+      for (size_t i = 1; i < t->n; i++) rego__collect_vars(t->elems[i], true, v);
       return;
     case T_CALL: {
       long arity = t->fn ? (long)t->fn->arity : t->bi ? t->bi->arity : -1;
       for (size_t i = 0; i < t->n; i++)
-        collect_vars(t->elems[i], arity >= 0 && (long)i == arity, v);
+        rego__collect_vars(t->elems[i], arity >= 0 && (long)i == arity, v);
       return;
     }
     case T_ACOMP:
@@ -706,8 +706,8 @@ static void collect_vars(const rg_term *t, bool out_pos, varsets *v) {
         free(inner.out);
         return;
       }
-      collect_body_free(t->body, &inner);
-      for (size_t i = 0; i < t->n; i++) collect_vars(t->elems[i], false, &inner);
+      rego__collect_body_free(t->body, &inner);
+      for (size_t i = 0; i < t->n; i++) rego__collect_vars(t->elems[i], false, &inner);
       for (int i = 0; i < v->n; i++)
         if (inner.in[i] && !inner.out[i]) v->in[i] = 1;
       free(inner.in);
@@ -718,26 +718,26 @@ static void collect_vars(const rg_term *t, bool out_pos, varsets *v) {
   }
 }
 
-static void collect_expr(const rg_expr *e, varsets *v) {
-  for (size_t i = 0; i < e->nwith; i++) collect_vars(e->with[i].value, false, v);
+static void rego__collect_expr(const rg_expr *e, varsets *v) {
+  for (size_t i = 0; i < e->nwith; i++) rego__collect_vars(e->with[i].value, false, v);
   switch (e->kind) {
-    case E_TERM: collect_vars(e->a, false, v); break;
+    case E_TERM: rego__collect_vars(e->a, false, v); break;
     case E_UNIFY:
     case E_ASSIGN:
-      collect_vars(e->a, true, v);
-      collect_vars(e->b, true, v);
+      rego__collect_vars(e->a, true, v);
+      rego__collect_vars(e->b, true, v);
       break;
     case E_SOMEIN:
-      collect_vars(e->a, true, v);
-      collect_vars(e->b, true, v);
-      collect_vars(e->c, false, v);
+      rego__collect_vars(e->a, true, v);
+      rego__collect_vars(e->b, true, v);
+      rego__collect_vars(e->c, false, v);
       break;
-    case E_EVERY: collect_vars(e->c, false, v); break;
+    case E_EVERY: rego__collect_vars(e->c, false, v); break;
     case E_NOT:
       if (e->sub) {
         varsets inner = {calloc((size_t)v->n + 1, 1), calloc((size_t)v->n + 1, 1), v->n};
         if (inner.in && inner.out) {
-          collect_expr(e->sub, &inner);
+          rego__collect_expr(e->sub, &inner);
           /* negation binds nothing: every variable it mentions must be bound before */
           for (int i = 0; i < v->n; i++)
             if (inner.in[i] || inner.out[i]) v->in[i] = 1;
@@ -750,49 +750,49 @@ static void collect_expr(const rg_expr *e, varsets *v) {
   }
 }
 
-static void collect_body_free(const rg_body *b, varsets *v) {
-  for (size_t i = 0; i < b->n; i++) collect_expr(b->e[i], v);
+static void rego__collect_body_free(const rg_body *b, varsets *v) {
+  for (size_t i = 0; i < b->n; i++) rego__collect_expr(b->e[i], v);
 }
 
-static void reorder_body(rg_body *b, uint8_t *bound, int n);
+static void rego__reorder_body(rg_body *b, uint8_t *bound, int n);
 
-static void reorder_nested(rg_term *t, uint8_t *bound, int n) {
+static void rego__reorder_nested(rg_term *t, uint8_t *bound, int n) {
   if (!t || t->ground) return;
   if ((t->kind == T_ACOMP || t->kind == T_SCOMP || t->kind == T_OCOMP) && t->body) {
     uint8_t *copy = malloc((size_t)n + 1);
     if (copy) {
       memcpy(copy, bound, (size_t)n);
-      reorder_body(t->body, copy, n);
+      rego__reorder_body(t->body, copy, n);
       free(copy);
     }
   }
-  for (size_t i = 0; i < t->n; i++) reorder_nested(t->elems[i], bound, n);
+  for (size_t i = 0; i < t->n; i++) rego__reorder_nested(t->elems[i], bound, n);
 }
 
-static const rg_term *find_var_term(const rg_term *t, int slot) {
+static const rg_term *rego__find_var_term(const rg_term *t, int slot) {
   if (!t) return NULL;
   if (t->kind == T_VAR && t->slot == slot) return t;
   for (size_t i = 0; i < t->n; i++) {
-    const rg_term *r = find_var_term(t->elems[i], slot);
+    const rg_term *r = rego__find_var_term(t->elems[i], slot);
     if (r) return r;
   }
   return NULL;
 }
 
-static const rg_term *find_var(const rg_expr *e, int slot) {
-  const rg_term *r = find_var_term(e->a, slot);
-  if (!r) r = find_var_term(e->b, slot);
-  if (!r) r = find_var_term(e->c, slot);
-  if (!r && e->sub) r = find_var(e->sub, slot);
-  for (size_t i = 0; !r && i < e->nwith; i++) r = find_var_term(e->with[i].value, slot);
+static const rg_term *rego__find_var(const rg_expr *e, int slot) {
+  const rg_term *r = rego__find_var_term(e->a, slot);
+  if (!r) r = rego__find_var_term(e->b, slot);
+  if (!r) r = rego__find_var_term(e->c, slot);
+  if (!r && e->sub) r = rego__find_var(e->sub, slot);
+  for (size_t i = 0; !r && i < e->nwith; i++) r = rego__find_var_term(e->with[i].value, slot);
   return r;
 }
 
-static void reorder_body_ex(rg_body *b, uint8_t *bound, int n, const rg_term **report_unsafe);
+static void rego__reorder_body_ex(rg_body *b, uint8_t *bound, int n, const rg_term **report_unsafe);
 
-static void reorder_body(rg_body *b, uint8_t *bound, int n) { reorder_body_ex(b, bound, n, NULL); }
+static void rego__reorder_body(rg_body *b, uint8_t *bound, int n) { rego__reorder_body_ex(b, bound, n, NULL); }
 
-static void reorder_body_ex(rg_body *b, uint8_t *bound, int n, const rg_term **report_unsafe) {
+static void rego__reorder_body_ex(rg_body *b, uint8_t *bound, int n, const rg_term **report_unsafe) {
   if (!b || b->n > 4096) return;
   size_t cnt = b->n;
   rg_expr **order = malloc(cnt * sizeof(rg_expr *));
@@ -802,7 +802,7 @@ static void reorder_body_ex(rg_body *b, uint8_t *bound, int n, const rg_term **r
   for (size_t i = 0; ok && i < cnt; i++) {
     vs[i] = (varsets){calloc((size_t)n + 1, 1), calloc((size_t)n + 1, 1), n};
     if (!vs[i].in || !vs[i].out) ok = false;
-    else collect_expr(b->e[i], &vs[i]);
+    else rego__collect_expr(b->e[i], &vs[i]);
   }
   size_t w = 0;
   while (ok && w < cnt) {
@@ -820,7 +820,7 @@ static void reorder_body_ex(rg_body *b, uint8_t *bound, int n, const rg_term **r
       for (size_t i = 0; i < cnt && report_unsafe && !*report_unsafe; i++) {
         if (placed[i]) continue;
         for (int k = 0; k < n && !*report_unsafe; k++)
-          if (vs[i].in[k] && !vs[i].out[k] && !bound[k]) *report_unsafe = find_var(b->e[i], k);
+          if (vs[i].in[k] && !vs[i].out[k] && !bound[k]) *report_unsafe = rego__find_var(b->e[i], k);
       }
       for (size_t i = 0; i < cnt; i++)
         if (!placed[i]) {
@@ -833,10 +833,10 @@ static void reorder_body_ex(rg_body *b, uint8_t *bound, int n, const rg_term **r
     order[w++] = b->e[pick];
     rg_expr *e = b->e[pick];
     /* nested bodies see what is bound at this point */
-    if (e->kind == E_TERM) reorder_nested(e->a, bound, n);
+    if (e->kind == E_TERM) rego__reorder_nested(e->a, bound, n);
     if (e->kind == E_UNIFY || e->kind == E_ASSIGN) {
-      reorder_nested(e->a, bound, n);
-      reorder_nested(e->b, bound, n);
+      rego__reorder_nested(e->a, bound, n);
+      rego__reorder_nested(e->b, bound, n);
     }
     for (int k = 0; k < n; k++)
       if (vs[pick].out[k]) bound[k] = 1;
@@ -852,7 +852,7 @@ static void reorder_body_ex(rg_body *b, uint8_t *bound, int n, const rg_term **r
 }
 
 /* Reorders every body of the rule; *unsafe receives the first variable that can never be bound. */
-static void reorder_rule(rg_rule *r, const rg_term **unsafe) {
+static void rego__reorder_rule(rg_rule *r, const rg_term **unsafe) {
   int n = r->nslots;
   uint8_t *bound = calloc((size_t)n + 1, 1);
   if (!bound) return;
@@ -861,67 +861,67 @@ static void reorder_rule(rg_rule *r, const rg_term **unsafe) {
     varsets args = {bound, calloc((size_t)n + 1, 1), n};
     if (!args.out) break;
     for (size_t i = 0; i < x->nargs; i++) {
-      collect_vars(x->args[i], true, &args);
-      collect_vars(x->args[i], false, &args);
+      rego__collect_vars(x->args[i], true, &args);
+      rego__collect_vars(x->args[i], false, &args);
     }
     for (int k = 0; k < n; k++)
       if (args.out[k]) bound[k] = 1;
     free(args.out);
-    reorder_body_ex(x->body, bound, n, *unsafe ? NULL : unsafe);
+    rego__reorder_body_ex(x->body, bound, n, *unsafe ? NULL : unsafe);
   }
   free(bound);
 }
 
 /* OPA rejects variables introduced by `some` / `every` that nothing else refers to. */
-static ct_status check_unused(rc_ctx *c) {
+static ct_status rego__check_unused(rc_ctx *c) {
   for (size_t i = 0; i < c->ndecls; i++) {
     rg_term *t = c->decls[i];
     if (t->slot >= 0 && (size_t)t->slot < c->cap_uses && c->uses[t->slot] <= 1)
-      return rc_fail(c, "rego_compile_error", t->row, t->col, "declared var %s unused", t->name);
+      return rego__rc_fail(c, "rego_compile_error", t->row, t->col, "declared var %s unused", t->name);
   }
   return CT_OK;
 }
 
-static ct_status compile_rule(rc_ctx *c, rg_rule *r) {
+static ct_status rego__compile_rule(rc_ctx *c, rg_rule *r) {
   c->nslots = 0;
   c->ndecls = 0;
   if (c->cap_uses) memset(c->uses, 0, c->cap_uses * sizeof(int));
   c->file = r->file;
   rc_scope *s = rg_alloc(c->a, sizeof(rc_scope));
   if (!s) return RC_OOM(c);
-  for (size_t i = 0; i < r->nargs; i++) CT_GUARD(declare_pattern_vars(c, s, r->args[i], false));
-  for (size_t i = 0; i < r->nargs; i++) CT_GUARD(resolve_term(c, s, &r->args[i]));
+  for (size_t i = 0; i < r->nargs; i++) CT_GUARD(rego__declare_pattern_vars(c, s, r->args[i], false));
+  for (size_t i = 0; i < r->nargs; i++) CT_GUARD(rego__resolve_term(c, s, &r->args[i]));
   for (rg_rule *x = r; x; x = x->els) {
     /* the body shares the head's scope (head vars are bound by the body) */
-    for (size_t i = 0; i < x->body->n; i++) CT_GUARD(declare_expr(c, s, x->body->e[i]));
-    for (size_t i = 0; i < x->body->n; i++) CT_GUARD(resolve_expr(c, s, x->body->e[i]));
-    if (x->key) CT_GUARD(resolve_term(c, s, &x->key));
-    if (x->value) CT_GUARD(resolve_term(c, s, &x->value));
+    for (size_t i = 0; i < x->body->n; i++) CT_GUARD(rego__declare_expr(c, s, x->body->e[i]));
+    for (size_t i = 0; i < x->body->n; i++) CT_GUARD(rego__resolve_expr(c, s, x->body->e[i]));
+    if (x->key) CT_GUARD(rego__resolve_term(c, s, &x->key));
+    if (x->value) CT_GUARD(rego__resolve_term(c, s, &x->value));
   }
   for (rg_rule *x = r; x; x = x->els) x->nslots = c->nslots;
-  CT_GUARD(check_unused(c));
+  CT_GUARD(rego__check_unused(c));
   const rg_term *unsafe = NULL;
-  reorder_rule(r, &unsafe);
-  if (unsafe) return rc_fail(c, "rego_unsafe_var_error", unsafe->row, unsafe->col, "var %s is unsafe", unsafe->name);
+  rego__reorder_rule(r, &unsafe);
+  if (unsafe) return rego__rc_fail(c, "rego_unsafe_var_error", unsafe->row, unsafe->col, "var %s is unsafe", unsafe->name);
   if (r->is_default && r->value && !r->value->ground && r->value->kind != T_ACOMP && r->value->kind != T_SCOMP &&
       r->value->kind != T_OCOMP && r->value->kind != T_ARR && r->value->kind != T_OBJ && r->value->kind != T_SET &&
       r->value->kind != T_CALL)
-    return rc_fail(c, "rego_type_error", r->row, r->col, "default rule value cannot contain variables");
+    return rego__rc_fail(c, "rego_type_error", r->row, r->col, "default rule value cannot contain variables");
   return CT_OK;
 }
 
 /* ---------------------------------------------------------------- public */
-static ct_status add_rule_to_tree(rego_policy *p, rg_module *m, rg_rule *r, ct_err *err) {
+static ct_status rego__add_rule_to_tree(rego_policy *p, rg_module *m, rg_rule *r, ct_err *err) {
   rg_term *hp = (rg_term *)r->node;
   rg_node *n = p->root;
   for (size_t i = 0; i < m->npkgpath; i++) {
     if (i == 0 && !strcmp(m->pkgpath[0], "data")) continue;
-    n = node_get(p, n, m->pkgpath[i]);
+    n = rego__node_get(p, n, m->pkgpath[i]);
     if (!n) return ct_fail(err, CT_ENOMEM, "rego: out of memory");
   }
   for (size_t i = 0; i < hp->n; i++) {
     rg_term *e = hp->elems[i];
-    n = node_get(p, n, i == 0 ? e->name : e->val->u.s);
+    n = rego__node_get(p, n, i == 0 ? e->name : e->val->u.s);
     if (!n) return ct_fail(err, CT_ENOMEM, "rego: out of memory");
   }
   for (rg_rule *x = r; x; x = x->els) x->node = n;
@@ -950,11 +950,11 @@ static ct_status add_rule_to_tree(rego_policy *p, rg_module *m, rg_rule *r, ct_e
   return CT_OK;
 }
 
-static rg_node *pkg_node(rego_policy *p, rg_module *m) {
+static rg_node *rego__pkg_node(rego_policy *p, rg_module *m) {
   rg_node *n = p->root;
   for (size_t i = 0; i < m->npkgpath; i++) {
     if (i == 0 && !strcmp(m->pkgpath[0], "data")) continue;
-    n = node_get(p, n, m->pkgpath[i]);
+    n = rego__node_get(p, n, m->pkgpath[i]);
     if (!n) return NULL;
   }
   return n;
@@ -1009,13 +1009,13 @@ CT_RESULT rego_compile(const rego_module *modules, size_t n_modules, const rego_
   }
   for (size_t i = 0; i < p->nmods; i++) {
     rg_module *m = p->mods[i];
-    CT_ENSURE_GOTO(st, pkg_node(p, m), fail, err, CT_ENOMEM, "rego: out of memory");
-    for (size_t j = 0; j < m->nrules; j++) CT_GUARD_GOTO(st, add_rule_to_tree(p, m, m->rules[j], err), fail);
+    CT_ENSURE_GOTO(st, rego__pkg_node(p, m), fail, err, CT_ENOMEM, "rego: out of memory");
+    for (size_t j = 0; j < m->nrules; j++) CT_GUARD_GOTO(st, rego__add_rule_to_tree(p, m, m->rules[j], err), fail);
   }
   for (size_t i = 0; i < p->nmods; i++) {
     rg_module *m = p->mods[i];
-    rc_ctx c = {.p = p, .a = &p->arena, .mod = m, .pkg = pkg_node(p, m), .err = err, .file = m->file};
-    for (size_t j = 0; j < m->nrules; j++) CT_GUARD_GOTO(st, compile_rule(&c, m->rules[j]), fail);
+    rc_ctx c = {.p = p, .a = &p->arena, .mod = m, .pkg = rego__pkg_node(p, m), .err = err, .file = m->file};
+    for (size_t j = 0; j < m->nrules; j++) CT_GUARD_GOTO(st, rego__compile_rule(&c, m->rules[j]), fail);
   }
   *out = p;
   return CT_OK;
@@ -1041,13 +1041,13 @@ CT_RESULT rg_compile_query(const rego_policy *p, rg_arena *a, const char *query,
   CT_GUARD(rg_parse_query(a, query, &out->body, err));
   rc_ctx c = {.p = p, .a = a, .err = err, .file = "query"};
   rc_scope *s = NULL;
-  CT_GUARD(resolve_body(&c, NULL, out->body, &s));
-  CT_GUARD(check_unused(&c));
+  CT_GUARD(rego__resolve_body(&c, NULL, out->body, &s));
+  CT_GUARD(rego__check_unused(&c));
   /* query expressions are reordered too (bindings stay with their expressions) */
   {
     uint8_t *bound = calloc((size_t)c.nslots + 1, 1);
     if (bound) {
-      reorder_body(out->body, bound, c.nslots);
+      rego__reorder_body(out->body, bound, c.nslots);
       free(bound);
     }
   }
