@@ -69,9 +69,9 @@ struct rg_ev {
 };
 
 /* ---------------------------------------------------------------- errors */
-static ct_status ev_fail(rg_ev *ev, const char *code, const char *file, int row, int col, const char *fmt, ...)
+static ct_status rego__ev_fail(rg_ev *ev, const char *code, const char *file, int row, int col, const char *fmt, ...)
     CT_PRINTF(6, 7);
-static ct_status ev_fail(rg_ev *ev, const char *code, const char *file, int row, int col, const char *fmt, ...) {
+static ct_status rego__ev_fail(rg_ev *ev, const char *code, const char *file, int row, int col, const char *fmt, ...) {
   char msg[360];
   va_list ap;
   va_start(ap, fmt);
@@ -81,7 +81,7 @@ static ct_status ev_fail(rg_ev *ev, const char *code, const char *file, int row,
   return ct_fail(ev->err, CT_EINVAL, "%s: %s", code, msg);
 }
 
-static ct_status ev_oom(rg_ev *ev) {
+static ct_status rego__ev_oom(rg_ev *ev) {
   if (ev->a.exceeded)
     return ct_fail(ev->err, CT_ELIMIT, "eval_memory_limit_error: evaluation exceeded the memory limit of %zu bytes",
                    ev->p->limits.max_memory_bytes);
@@ -98,7 +98,7 @@ int64_t rg_ev_now(rg_ev *ev) {
   }
   return ev->now;
 }
-ct_status rg_bi_oom(rg_ev *ev) { return ev_oom(ev); }
+ct_status rg_bi_oom(rg_ev *ev) { return rego__ev_oom(ev); }
 
 ct_status rg_bi_fail(rg_ev *ev, const char *fmt, ...) {
   char msg[400];
@@ -130,12 +130,12 @@ ct_status rg_bi_want(rg_ev *ev, const char *name, int argn, rv *v, int type) {
 }
 
 /* ---------------------------------------------------------------- bindings */
-static ct_status bind(rg_ev *ev, int slot, rv *v) {
+static ct_status rego__bind(rg_ev *ev, int slot, rv *v) {
   if (ev->ntrail == ev->captrail) {
     /* the trail lives in the arena: grow by doubling (the old block is simply abandoned) */
     size_t nc = ev->captrail ? ev->captrail * 2 : 128;
     rv ***nt = rg_alloc(&ev->a, nc * sizeof(rv **));
-    if (!nt) return ev_oom(ev);
+    if (!nt) return rego__ev_oom(ev);
     if (ev->ntrail) memcpy(nt, ev->trail, ev->ntrail * sizeof(rv **));
     ev->trail = nt;
     ev->captrail = nc;
@@ -145,7 +145,7 @@ static ct_status bind(rg_ev *ev, int slot, rv *v) {
   return CT_OK;
 }
 
-static void undo(rg_ev *ev, size_t mark) {
+static void rego__undo(rg_ev *ev, size_t mark) {
   while (ev->ntrail > mark) *ev->trail[--ev->ntrail] = NULL;
 }
 
@@ -155,7 +155,7 @@ static void undo(rg_ev *ev, size_t mark) {
  * (1/8 of the stack, 64 KiB..1 MiB, for built-ins and libc) is still free. */
 #define EVAL_STACK_FALLBACK ((uintptr_t)512 << 10) /* budget when the thread's stack is unknown */
 static _Thread_local uintptr_t eval__tl_floor;
-static uintptr_t eval__stack_floor(void) {
+static uintptr_t rego__eval__stack_floor(void) {
   if (eval__tl_floor) return eval__tl_floor;
   uintptr_t here = (uintptr_t)__builtin_frame_address(0), floor = 0;
   pthread_attr_t at;
@@ -175,17 +175,17 @@ static uintptr_t eval__stack_floor(void) {
   return floor;
 }
 
-static ct_status eval__too_deep(rg_ev *ev) {
+static ct_status rego__eval__too_deep(rg_ev *ev) {
   return ct_fail(ev->err, CT_ELIMIT,
                  "eval_depth_limit_error: evaluation too deep: the policy nests rules, expressions or "
                  "conjunctions beyond what the evaluator's stack allows");
 }
 #define EVAL_STACK_CHECK(ev)                                                                        \
   do {                                                                                              \
-    if ((uintptr_t)__builtin_frame_address(0) < (ev)->stack_floor) return eval__too_deep(ev);       \
+    if ((uintptr_t)__builtin_frame_address(0) < (ev)->stack_floor) return rego__eval__too_deep(ev);       \
   } while (0)
 
-static ct_status step(rg_ev *ev) {
+static ct_status rego__step(rg_ev *ev) {
   EVAL_STACK_CHECK(ev);
   if (++ev->steps > ev->p->limits.max_steps)
     return ct_fail(ev->err, CT_ELIMIT, "eval_step_limit_error: evaluation exceeded the limit of %zu steps",
@@ -194,19 +194,19 @@ static ct_status step(rg_ev *ev) {
 }
 
 /* ---------------------------------------------------------------- forward decls */
-static ct_status eval_term(rg_ev *ev, rg_term *t, const rk *k);
-static ct_status eval_body(rg_ev *ev, const rg_body *b, size_t i, const rk *k);
-static ct_status eval_expr(rg_ev *ev, const rg_expr *e, const rk *k);
-static ct_status match(rg_ev *ev, rg_term *t, rv *v, const rk *k);
-static ct_status rule_doc(rg_ev *ev, rg_node *n, rv **out);
-static ct_status call_value(rg_ev *ev, rg_term *call, rv **args, size_t nargs, rv **out);
+static ct_status rego__eval_term(rg_ev *ev, rg_term *t, const rk *k);
+static ct_status rego__eval_body(rg_ev *ev, const rg_body *b, size_t i, const rk *k);
+static ct_status rego__eval_expr(rg_ev *ev, const rg_expr *e, const rk *k);
+static ct_status rego__match(rg_ev *ev, rg_term *t, rv *v, const rk *k);
+static ct_status rego__rule_doc(rg_ev *ev, rg_node *n, rv **out);
+static ct_status rego__call_value(rg_ev *ev, rg_term *call, rv **args, size_t nargs, rv **out);
 
 /* ---------------------------------------------------------------- small value helpers */
 typedef struct {
   rv **v;
   size_t n, cap;
 } vvec;
-static bool vv_push(rg_ev *ev, vvec *v, rv *x) {
+static bool rego__vv_push(rg_ev *ev, vvec *v, rv *x) {
   if (v->n == v->cap) {
     size_t nc = v->cap ? v->cap * 2 : 8;
     rv **nv = rg_alloc(&ev->a, nc * sizeof(rv *));
@@ -220,7 +220,7 @@ static bool vv_push(rg_ev *ev, vvec *v, rv *x) {
 }
 
 /* Looks `key` up in a collection value; NULL = undefined. */
-static rv *lookup(rv *coll, rv *key) {
+static rv *rego__lookup(rv *coll, rv *key) {
   switch (coll->t) {
     case RV_OBJ: return rv_obj_get(coll, key);
     case RV_ARR: {
@@ -243,21 +243,21 @@ typedef struct {
   const rk *next;
 } k_body;
 
-static ct_status k_body_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_body_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_body *kb = (const k_body *)k;
-  return eval_body(ev, kb->b, kb->i, kb->next);
+  return rego__eval_body(ev, kb->b, kb->i, kb->next);
 }
 
-static ct_status eval_with(rg_ev *ev, const rg_expr *e, const rk *k);
+static ct_status rego__eval_with(rg_ev *ev, const rg_expr *e, const rk *k);
 
-static ct_status eval_body(rg_ev *ev, const rg_body *b, size_t i, const rk *k) {
+static ct_status rego__eval_body(rg_ev *ev, const rg_body *b, size_t i, const rk *k) {
   if (i == b->n) return KCALL(ev, k, NULL);
-  CT_GUARD(step(ev));
-  k_body kb = {{k_body_fn}, b, i + 1, k};
+  CT_GUARD(rego__step(ev));
+  k_body kb = {{rego__k_body_fn}, b, i + 1, k};
   const rg_expr *e = b->e[i];
-  if (e->nwith) return eval_with(ev, e, &kb.k);
-  return eval_expr(ev, e, &kb.k);
+  if (e->nwith) return rego__eval_with(ev, e, &kb.k);
+  return rego__eval_expr(ev, e, &kb.k);
 }
 
 /* ---------------------------------------------------------------- expressions */
@@ -267,7 +267,7 @@ typedef struct {
   const rg_expr *e;
 } k_truthy;
 
-static ct_status k_truthy_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_truthy_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_truthy *kt = (const k_truthy *)k;
   if (rv_truthy_false(v) && kt->e != ev->capture) return CT_OK;
   if (ev->exprvals && ev->qbody) {
@@ -277,13 +277,13 @@ static ct_status k_truthy_fn(rg_ev *ev, const rk *k, rv *v) {
   return KCALL(ev, kt->next, NULL);
 }
 
-static ct_status k_halt_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_halt_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)ev;
   (void)k;
   (void)v;
   return RG_HALT;
 }
-static const rk k_halt = {k_halt_fn};
+static const rk k_halt = {rego__k_halt_fn};
 
 /* some k, v in coll */
 typedef struct {
@@ -293,10 +293,10 @@ typedef struct {
   rv *val;
 } k_somein2;
 
-static ct_status k_somein_val(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_somein_val(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_somein2 *ks = (const k_somein2 *)k;
-  return match(ev, ks->e->b, ks->val, ks->next);
+  return rego__match(ev, ks->e->b, ks->val, ks->next);
 }
 
 typedef struct {
@@ -305,7 +305,7 @@ typedef struct {
   const rk *next;
 } k_coll;
 
-static ct_status record_true(rg_ev *ev, const rg_expr *e) {
+static ct_status rego__record_true(rg_ev *ev, const rg_expr *e) {
   if (ev->exprvals && ev->qbody)
     for (size_t i = 0; i < ev->qbody->n; i++)
       if (ev->qbody->e[i] == e) ev->exprvals[i] = RV_TRUE;
@@ -317,27 +317,27 @@ typedef struct {
   const rg_expr *e;
   const rk *next;
 } k_rec;
-static ct_status k_rec_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_rec_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_rec *kr = (const k_rec *)k;
-  CT_GUARD(record_true(ev, kr->e));
+  CT_GUARD(rego__record_true(ev, kr->e));
   return KCALL(ev, kr->next, NULL);
 }
 
-static ct_status k_somein_coll(rg_ev *ev, const rk *k, rv *coll) {
+static ct_status rego__k_somein_coll(rg_ev *ev, const rk *k, rv *coll) {
   const k_coll *kc = (const k_coll *)k;
   const rg_expr *e = kc->e;
-  k_somein2 k2 = {{k_somein_val}, e, kc->next, NULL};
+  k_somein2 k2 = {{rego__k_somein_val}, e, kc->next, NULL};
   if (coll->t != RV_ARR && coll->t != RV_OBJ && coll->t != RV_SET) return CT_OK;
   for (size_t i = 0; i < coll->n; i++) {
-    CT_GUARD(step(ev));
+    CT_GUARD(rego__step(ev));
     rv *key, *val;
     if (coll->t == RV_ARR) {
       key = NULL;
       val = coll->u.a[i];
       if (e->a) {
         key = rv_int(&ev->a, (int64_t)i);
-        if (!key) return ev_oom(ev);
+        if (!key) return rego__ev_oom(ev);
       }
     } else if (coll->t == RV_SET) {
       key = val = coll->u.a[i];
@@ -347,24 +347,24 @@ static ct_status k_somein_coll(rg_ev *ev, const rk *k, rv *coll) {
     }
     k2.val = val;
     ct_status st;
-    if (e->a) st = match(ev, e->a, key, &k2.k);
-    else st = match(ev, e->b, val, kc->next);
+    if (e->a) st = rego__match(ev, e->a, key, &k2.k);
+    else st = rego__match(ev, e->b, val, kc->next);
     if (st) return st;
   }
   return CT_OK;
 }
 
 /* every k, v in coll { body } */
-static ct_status k_every_coll(rg_ev *ev, const rk *k, rv *coll) {
+static ct_status rego__k_every_coll(rg_ev *ev, const rk *k, rv *coll) {
   const k_coll *kc = (const k_coll *)k;
   const rg_expr *e = kc->e;
   if (coll->t == RV_ARR || coll->t == RV_OBJ || coll->t == RV_SET) {
     for (size_t i = 0; i < coll->n; i++) {
-      CT_GUARD(step(ev));
+      CT_GUARD(rego__step(ev));
       rv *key, *val;
       if (coll->t == RV_ARR) {
         key = rv_int(&ev->a, (int64_t)i);
-        if (!key) return ev_oom(ev);
+        if (!key) return rego__ev_oom(ev);
         val = coll->u.a[i];
       } else if (coll->t == RV_SET) key = val = coll->u.a[i];
       else {
@@ -373,13 +373,13 @@ static ct_status k_every_coll(rg_ev *ev, const rk *k, rv *coll) {
       }
       size_t mark = ev->ntrail;
       ct_status st = CT_OK;
-      if (e->a) st = bind(ev, e->a->slot, key);
+      if (e->a) st = rego__bind(ev, e->a->slot, key);
       if (!st) {
         /* the value may be a pattern; bind it and run the body once */
-        k_body kb = {{k_body_fn}, e->body, 0, &k_halt};
-        st = match(ev, e->b, val, &kb.k);
+        k_body kb = {{rego__k_body_fn}, e->body, 0, &k_halt};
+        st = rego__match(ev, e->b, val, &kb.k);
       }
-      undo(ev, mark);
+      rego__undo(ev, mark);
       if (st == RG_HALT) continue;
       if (st) return st;
       return CT_OK; /* this element has no solution: every fails */
@@ -387,20 +387,20 @@ static ct_status k_every_coll(rg_ev *ev, const rk *k, rv *coll) {
   } else {
     return CT_OK; /* a non-iterable domain: every is false */
   }
-  CT_GUARD(record_true(ev, e));
+  CT_GUARD(rego__record_true(ev, e));
   return KCALL(ev, kc->next, NULL);
 }
 
-static bool term_has_unbound(rg_ev *ev, const rg_term *t) {
+static bool rego__term_has_unbound(rg_ev *ev, const rg_term *t) {
   switch (t->kind) {
     case T_VAR: return ev->slots[t->slot] == NULL;
     case T_ARR:
       for (size_t i = 0; i < t->n; i++)
-        if (term_has_unbound(ev, t->elems[i])) return true;
+        if (rego__term_has_unbound(ev, t->elems[i])) return true;
       return false;
     case T_OBJ:
       for (size_t i = 1; i < t->n; i += 2)
-        if (term_has_unbound(ev, t->elems[i])) return true;
+        if (rego__term_has_unbound(ev, t->elems[i])) return true;
       return false;
     default: return false;
   }
@@ -411,12 +411,12 @@ typedef struct {
   rg_term *pat;
   const rk *next;
 } k_match;
-static ct_status k_match_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_match_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_match *km = (const k_match *)k;
-  return match(ev, km->pat, v, km->next);
+  return rego__match(ev, km->pat, v, km->next);
 }
 
-static ct_status unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k);
+static ct_status rego__unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k);
 
 typedef struct {
   rk k;
@@ -424,22 +424,22 @@ typedef struct {
   size_t i;
   const rk *next;
 } k_unify_arr;
-static ct_status k_unify_arr_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_unify_arr_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_unify_arr *ku = (const k_unify_arr *)k;
   if (ku->i == ku->a->n) return KCALL(ev, ku->next, NULL);
-  k_unify_arr nx = {{k_unify_arr_fn}, ku->a, ku->b, ku->i + 1, ku->next};
-  return unify(ev, ku->a->elems[ku->i], ku->b->elems[ku->i], &nx.k);
+  k_unify_arr nx = {{rego__k_unify_arr_fn}, ku->a, ku->b, ku->i + 1, ku->next};
+  return rego__unify(ev, ku->a->elems[ku->i], ku->b->elems[ku->i], &nx.k);
 }
 
-static ct_status unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k) {
+static ct_status rego__unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k) {
   EVAL_STACK_CHECK(ev);
-  bool ua = term_has_unbound(ev, a), ub = term_has_unbound(ev, b);
+  bool ua = rego__term_has_unbound(ev, a), ub = rego__term_has_unbound(ev, b);
   if (ua && ub) {
     if (a->kind == T_ARR && b->kind == T_ARR) {
       if (a->n != b->n) return CT_OK;
-      k_unify_arr ku = {{k_unify_arr_fn}, a, b, 0, k};
-      return k_unify_arr_fn(ev, &ku.k, NULL);
+      k_unify_arr ku = {{rego__k_unify_arr_fn}, a, b, 0, k};
+      return rego__k_unify_arr_fn(ev, &ku.k, NULL);
     }
     if (a->kind == T_OBJ && b->kind == T_OBJ) {
       /* {k: x, ...} = {k: y, ...}: same ground keys, values unified pairwise */
@@ -447,10 +447,10 @@ static ct_status unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k) {
       size_t np = a->n / 2;
       rg_term *va = rg_alloc(&ev->a, sizeof(rg_term)), *vb = rg_alloc(&ev->a, sizeof(rg_term));
       rg_term **ea = rg_alloc(&ev->a, (np + 1) * sizeof(rg_term *)), **eb = rg_alloc(&ev->a, (np + 1) * sizeof(rg_term *));
-      if (!va || !vb || !ea || !eb) return ev_oom(ev);
+      if (!va || !vb || !ea || !eb) return rego__ev_oom(ev);
       for (size_t i = 0; i < np; i++) {
         rg_term *ka = a->elems[2 * i];
-        if (!ka->ground) return ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "object key in pattern is not ground");
+        if (!ka->ground) return rego__ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "object key in pattern is not ground");
         size_t j = 0;
         while (j < np && !(b->elems[2 * j]->ground && rv_eq(b->elems[2 * j]->val, ka->val))) j++;
         if (j == np) return CT_OK;
@@ -462,46 +462,46 @@ static ct_status unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k) {
       va->elems = ea;
       vb->elems = eb;
       va->slot = vb->slot = -1;
-      k_unify_arr ku = {{k_unify_arr_fn}, va, vb, 0, k};
-      return k_unify_arr_fn(ev, &ku.k, NULL);
+      k_unify_arr ku = {{rego__k_unify_arr_fn}, va, vb, 0, k};
+      return rego__k_unify_arr_fn(ev, &ku.k, NULL);
     }
     if (a->kind == T_VAR && b->kind == T_VAR)
-      return ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "var %s is unsafe", a->name);
+      return rego__ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "var %s is unsafe", a->name);
     if (a->kind == T_VAR || b->kind == T_VAR) {
       /* var = [pattern]: cannot be ground */
-      return ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "var %s is unsafe",
+      return rego__ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "var %s is unsafe",
                      a->kind == T_VAR ? a->name : b->name);
     }
     return CT_OK;
   }
   if (ua) {
-    k_match km = {{k_match_fn}, a, k};
-    return eval_term(ev, b, &km.k);
+    k_match km = {{rego__k_match_fn}, a, k};
+    return rego__eval_term(ev, b, &km.k);
   }
-  k_match km = {{k_match_fn}, b, k};
-  return eval_term(ev, a, &km.k);
+  k_match km = {{rego__k_match_fn}, b, k};
+  return rego__eval_term(ev, a, &km.k);
 }
 
-static ct_status eval_expr(rg_ev *ev, const rg_expr *e, const rk *k) {
+static ct_status rego__eval_expr(rg_ev *ev, const rg_expr *e, const rk *k) {
   switch (e->kind) {
     case E_TERM: {
-      k_truthy kt = {{k_truthy_fn}, k, e};
-      return eval_term(ev, e->a, &kt.k);
+      k_truthy kt = {{rego__k_truthy_fn}, k, e};
+      return rego__eval_term(ev, e->a, &kt.k);
     }
     case E_UNIFY:
     case E_ASSIGN: {
-      k_rec kr = {{k_rec_fn}, e, k};
-      return unify(ev, e->a, e->b, &kr.k);
+      k_rec kr = {{rego__k_rec_fn}, e, k};
+      return rego__unify(ev, e->a, e->b, &kr.k);
     }
     case E_SOME: return KCALL(ev, k, NULL);
     case E_SOMEIN: {
-      k_rec kr = {{k_rec_fn}, e, k};
-      k_coll kc = {{k_somein_coll}, e, &kr.k};
-      return eval_term(ev, e->c, &kc.k);
+      k_rec kr = {{rego__k_rec_fn}, e, k};
+      k_coll kc = {{rego__k_somein_coll}, e, &kr.k};
+      return rego__eval_term(ev, e->c, &kc.k);
     }
     case E_EVERY: {
-      k_coll kc = {{k_every_coll}, e, k};
-      return eval_term(ev, e->c, &kc.k);
+      k_coll kc = {{rego__k_every_coll}, e, k};
+      return rego__eval_term(ev, e->c, &kc.k);
     }
     case E_AND:
     case E_OR: {
@@ -509,8 +509,8 @@ static ct_status eval_expr(rg_ev *ev, const rg_expr *e, const rk *k) {
       bool want_all = e->kind == E_AND, ok = want_all;
       for (size_t i = 0; i < e->nops; i++) {
         size_t mark = ev->ntrail;
-        ct_status st = eval_body(ev, e->ops[i], 0, &k_halt);
-        undo(ev, mark);
+        ct_status st = rego__eval_body(ev, e->ops[i], 0, &k_halt);
+        rego__undo(ev, mark);
         if (st && st != RG_HALT) return st;
         bool found = st == RG_HALT;
         if (want_all && !found) {
@@ -523,19 +523,19 @@ static ct_status eval_expr(rg_ev *ev, const rg_expr *e, const rk *k) {
         }
       }
       if (!ok) return CT_OK;
-      CT_GUARD(record_true(ev, e));
+      CT_GUARD(rego__record_true(ev, e));
       return KCALL(ev, k, NULL);
     }
     case E_NOT: {
       size_t mark = ev->ntrail;
       ct_status st;
-      if (!e->sub) st = eval_body(ev, e->body, 0, &k_halt);
-      else if (e->sub->nwith) st = eval_with(ev, e->sub, &k_halt);
-      else st = eval_expr(ev, e->sub, &k_halt);
-      undo(ev, mark);
+      if (!e->sub) st = rego__eval_body(ev, e->body, 0, &k_halt);
+      else if (e->sub->nwith) st = rego__eval_with(ev, e->sub, &k_halt);
+      else st = rego__eval_expr(ev, e->sub, &k_halt);
+      rego__undo(ev, mark);
       if (st == RG_HALT) return CT_OK;
       if (st) return st;
-      CT_GUARD(record_true(ev, e));
+      CT_GUARD(rego__record_true(ev, e));
       return KCALL(ev, k, NULL);
     }
   }
@@ -550,23 +550,23 @@ typedef struct {
   size_t i;
   const rk *next;
 } k_match_arr;
-static ct_status k_match_arr_fn(rg_ev *ev, const rk *k, rv *unused) {
+static ct_status rego__k_match_arr_fn(rg_ev *ev, const rk *k, rv *unused) {
   (void)unused;
   const k_match_arr *km = (const k_match_arr *)k;
   if (km->t->kind == T_ARR) {
     if (km->i == km->t->n) return KCALL(ev, km->next, NULL);
-    k_match_arr nx = {{k_match_arr_fn}, km->t, km->v, km->i + 1, km->next};
-    return match(ev, km->t->elems[km->i], km->v->u.a[km->i], &nx.k);
+    k_match_arr nx = {{rego__k_match_arr_fn}, km->t, km->v, km->i + 1, km->next};
+    return rego__match(ev, km->t->elems[km->i], km->v->u.a[km->i], &nx.k);
   }
   /* object: pairs */
   if (km->i * 2 == km->t->n) return KCALL(ev, km->next, NULL);
-  k_match_arr nx = {{k_match_arr_fn}, km->t, km->v, km->i + 1, km->next};
+  k_match_arr nx = {{rego__k_match_arr_fn}, km->t, km->v, km->i + 1, km->next};
   rg_term *kt = km->t->elems[km->i * 2];
   rv *key = kt->ground ? kt->val : (kt->kind == T_VAR ? ev->slots[kt->slot] : NULL);
-  if (!key) return ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "object key in pattern is not ground");
+  if (!key) return rego__ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "object key in pattern is not ground");
   rv *val = rv_obj_get(km->v, key);
   if (!val) return CT_OK;
-  return match(ev, km->t->elems[km->i * 2 + 1], val, &nx.k);
+  return rego__match(ev, km->t->elems[km->i * 2 + 1], val, &nx.k);
 }
 
 typedef struct {
@@ -574,13 +574,13 @@ typedef struct {
   rv *v;
   const rk *next;
 } k_eq;
-static ct_status k_eq_fn(rg_ev *ev, const rk *k, rv *x) {
+static ct_status rego__k_eq_fn(rg_ev *ev, const rk *k, rv *x) {
   const k_eq *ke = (const k_eq *)k;
   if (!rv_eq(ke->v, x)) return CT_OK;
   return KCALL(ev, ke->next, NULL);
 }
 
-static ct_status match(rg_ev *ev, rg_term *t, rv *v, const rk *k) {
+static ct_status rego__match(rg_ev *ev, rg_term *t, rv *v, const rk *k) {
   EVAL_STACK_CHECK(ev);
   if (t->ground) {
     if (!rv_eq(t->val, v)) return CT_OK;
@@ -591,33 +591,33 @@ static ct_status match(rg_ev *ev, rg_term *t, rv *v, const rk *k) {
       rv *cur = ev->slots[t->slot];
       if (cur) return rv_eq(cur, v) ? KCALL(ev, k, NULL) : CT_OK;
       size_t mark = ev->ntrail;
-      CT_GUARD(bind(ev, t->slot, v));
+      CT_GUARD(rego__bind(ev, t->slot, v));
       ct_status st = KCALL(ev, k, NULL);
-      undo(ev, mark);
+      rego__undo(ev, mark);
       return st;
     }
     case T_ARR:
-      if (term_has_unbound(ev, t)) {
+      if (rego__term_has_unbound(ev, t)) {
         if (v->t != RV_ARR || v->n != t->n) return CT_OK;
-        k_match_arr km = {{k_match_arr_fn}, t, v, 0, k};
-        return k_match_arr_fn(ev, &km.k, NULL);
+        k_match_arr km = {{rego__k_match_arr_fn}, t, v, 0, k};
+        return rego__k_match_arr_fn(ev, &km.k, NULL);
       }
       break;
     case T_OBJ:
-      if (term_has_unbound(ev, t)) {
+      if (rego__term_has_unbound(ev, t)) {
         if (v->t != RV_OBJ || v->n * 2 != t->n) return CT_OK;
-        k_match_arr km = {{k_match_arr_fn}, t, v, 0, k};
-        return k_match_arr_fn(ev, &km.k, NULL);
+        k_match_arr km = {{rego__k_match_arr_fn}, t, v, 0, k};
+        return rego__k_match_arr_fn(ev, &km.k, NULL);
       }
       break;
     default: break;
   }
-  k_eq ke = {{k_eq_fn}, v, k};
-  return eval_term(ev, t, &ke.k);
+  k_eq ke = {{rego__k_eq_fn}, v, k};
+  return rego__eval_term(ev, t, &ke.k);
 }
 
 /* ---------------------------------------------------------------- refs */
-static ct_status walk(rg_ev *ev, rv *v, rg_term *ref, size_t i, const rk *k);
+static ct_status rego__walk(rg_ev *ev, rv *v, rg_term *ref, size_t i, const rk *k);
 
 typedef struct {
   rk k;
@@ -626,11 +626,11 @@ typedef struct {
   size_t i;
   const rk *next;
 } k_walkkey;
-static ct_status k_walkkey_fn(rg_ev *ev, const rk *k, rv *key) {
+static ct_status rego__k_walkkey_fn(rg_ev *ev, const rk *k, rv *key) {
   const k_walkkey *kw = (const k_walkkey *)k;
-  rv *x = lookup(kw->coll, key);
+  rv *x = rego__lookup(kw->coll, key);
   if (!x) return CT_OK;
-  return walk(ev, x, kw->ref, kw->i + 1, kw->next);
+  return rego__walk(ev, x, kw->ref, kw->i + 1, kw->next);
 }
 
 typedef struct {
@@ -640,29 +640,29 @@ typedef struct {
   size_t i;
   const rk *next;
 } k_pkey;
-static ct_status k_pkey_fn(rg_ev *ev, const rk *k, rv *unused) {
+static ct_status rego__k_pkey_fn(rg_ev *ev, const rk *k, rv *unused) {
   (void)unused;
   const k_pkey *kp = (const k_pkey *)k;
-  return walk(ev, kp->val, kp->ref, kp->i + 1, kp->next);
+  return rego__walk(ev, kp->val, kp->ref, kp->i + 1, kp->next);
 }
 
-static ct_status walk(rg_ev *ev, rv *v, rg_term *ref, size_t i, const rk *k) {
+static ct_status rego__walk(rg_ev *ev, rv *v, rg_term *ref, size_t i, const rk *k) {
   EVAL_STACK_CHECK(ev);
   if (i == ref->n) return KCALL(ev, k, v);
   rg_term *e = ref->elems[i];
   if (e->ground) {
-    rv *x = lookup(v, e->val);
+    rv *x = rego__lookup(v, e->val);
     if (!x) return CT_OK;
-    return walk(ev, x, ref, i + 1, k);
+    return rego__walk(ev, x, ref, i + 1, k);
   }
   if (e->kind == T_VAR && !ev->slots[e->slot]) {
     if (v->t != RV_ARR && v->t != RV_OBJ && v->t != RV_SET) return CT_OK;
     for (size_t j = 0; j < v->n; j++) {
-      CT_GUARD(step(ev));
+      CT_GUARD(rego__step(ev));
       rv *key, *val;
       if (v->t == RV_ARR) {
         key = rv_int(&ev->a, (int64_t)j);
-        if (!key) return ev_oom(ev);
+        if (!key) return rego__ev_oom(ev);
         val = v->u.a[j];
       } else if (v->t == RV_SET) key = val = v->u.a[j];
       else {
@@ -670,39 +670,39 @@ static ct_status walk(rg_ev *ev, rv *v, rg_term *ref, size_t i, const rk *k) {
         val = v->u.o.v[j];
       }
       size_t mark = ev->ntrail;
-      CT_GUARD(bind(ev, e->slot, key));
-      ct_status st = walk(ev, val, ref, i + 1, k);
-      undo(ev, mark);
+      CT_GUARD(rego__bind(ev, e->slot, key));
+      ct_status st = rego__walk(ev, val, ref, i + 1, k);
+      rego__undo(ev, mark);
       if (st) return st;
     }
     return CT_OK;
   }
   if (e->kind == T_VAR) {
-    rv *x = lookup(v, ev->slots[e->slot]);
+    rv *x = rego__lookup(v, ev->slots[e->slot]);
     if (!x) return CT_OK;
-    return walk(ev, x, ref, i + 1, k);
+    return rego__walk(ev, x, ref, i + 1, k);
   }
-  if ((e->kind == T_ARR || e->kind == T_OBJ) && term_has_unbound(ev, e)) {
+  if ((e->kind == T_ARR || e->kind == T_OBJ) && rego__term_has_unbound(ev, e)) {
     /* a pattern as key: enumerate the keys that match it */
     if (v->t != RV_ARR && v->t != RV_OBJ && v->t != RV_SET) return CT_OK;
     for (size_t j = 0; j < v->n; j++) {
-      CT_GUARD(step(ev));
+      CT_GUARD(rego__step(ev));
       rv *key = v->t == RV_OBJ ? v->u.o.k[j] : v->t == RV_SET ? v->u.a[j] : rv_int(&ev->a, (int64_t)j);
-      if (!key) return ev_oom(ev);
+      if (!key) return rego__ev_oom(ev);
       rv *val = v->t == RV_OBJ ? v->u.o.v[j] : v->u.a[j];
-      k_pkey kp = {{k_pkey_fn}, val, ref, i, k};
-      CT_GUARD(match(ev, e, key, &kp.k));
+      k_pkey kp = {{rego__k_pkey_fn}, val, ref, i, k};
+      CT_GUARD(rego__match(ev, e, key, &kp.k));
     }
     return CT_OK;
   }
-  k_walkkey kw = {{k_walkkey_fn}, v, ref, i, k};
-  return eval_term(ev, e, &kw.k);
+  k_walkkey kw = {{rego__k_walkkey_fn}, v, ref, i, k};
+  return rego__eval_term(ev, e, &kw.k);
 }
 
 /* data documents: rule tree + base data */
-static ct_status data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out);
+static ct_status rego__data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out);
 
-static rv *dov_find(rg_ev *ev, rv **path, size_t n, bool *below) {
+static rv *rego__dov_find(rg_ev *ev, rv **path, size_t n, bool *below) {
   *below = false;
   rv *hit = NULL;
   for (size_t i = 0; i < ev->ndov; i++) {
@@ -726,7 +726,7 @@ static rv *dov_find(rg_ev *ev, rv **path, size_t n, bool *below) {
   return hit;
 }
 
-static ct_status eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, const rk *k);
+static ct_status rego__eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, const rk *k);
 
 typedef struct {
   rk k;
@@ -738,44 +738,44 @@ typedef struct {
   const rk *next;
 } k_datakey;
 
-static ct_status data_step(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, rv *key,
+static ct_status rego__data_step(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, rv *key,
                            const rk *k) {
   rg_node *child = NULL;
   if (n && key->t == RV_STR) child = rg_node_child(n, key->u.s);
   rv *b2 = base && base->t == RV_OBJ ? rv_obj_get(base, key) : NULL;
   path[i - 1] = key;
   if (!child && !b2 && !ev->ndov) return CT_OK;
-  return eval_data(ev, child, b2, ref, i + 1, path, k);
+  return rego__eval_data(ev, child, b2, ref, i + 1, path, k);
 }
 
-static ct_status k_datakey_fn(rg_ev *ev, const rk *k, rv *key) {
+static ct_status rego__k_datakey_fn(rg_ev *ev, const rk *k, rv *key) {
   const k_datakey *kd = (const k_datakey *)k;
-  return data_step(ev, kd->n, kd->base, kd->ref, kd->i, kd->path, key, kd->next);
+  return rego__data_step(ev, kd->n, kd->base, kd->ref, kd->i, kd->path, key, kd->next);
 }
 
-static ct_status eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, const rk *k) {
+static ct_status rego__eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, const rk *k) {
   EVAL_STACK_CHECK(ev);
   bool below = false;
   if (ev->ndov) {
-    rv *ov = dov_find(ev, path, i - 1, &below);
-    if (ov) return walk(ev, ov, ref, i, k);
+    rv *ov = rego__dov_find(ev, path, i - 1, &below);
+    if (ov) return rego__walk(ev, ov, ref, i, k);
     if (!n && !base && !below) return CT_OK;
   }
   if (!n && !below) {
     /* plain base document from here on */
     if (!base) return CT_OK;
-    return walk(ev, base, ref, i, k);
+    return rego__walk(ev, base, ref, i, k);
   }
   if (n && n->kind >= 0) {
     if (n->kind == R_FUNC) return CT_OK;
     rv *doc;
-    CT_GUARD(rule_doc(ev, n, &doc));
+    CT_GUARD(rego__rule_doc(ev, n, &doc));
     if (!doc) return CT_OK;
-    return walk(ev, doc, ref, i, k);
+    return rego__walk(ev, doc, ref, i, k);
   }
   if (i == ref->n) {
     rv *doc;
-    CT_GUARD(data_doc(ev, n, base, &doc));
+    CT_GUARD(rego__data_doc(ev, n, base, &doc));
     if (!doc) return CT_OK;
     if (ev->ndov) {
       /* apply overrides below this path */
@@ -801,7 +801,7 @@ static ct_status eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t
           rv *parent = vals[j] && vals[j]->t == RV_OBJ ? vals[j] : &rv_empty_obj_v;
           rv **ks = rg_alloc(&ev->a, (parent->n + 1) * sizeof(rv *));
           rv **vs = rg_alloc(&ev->a, (parent->n + 1) * sizeof(rv *));
-          if (!ks || !vs) return ev_oom(ev);
+          if (!ks || !vs) return rego__ev_oom(ev);
           size_t m = 0;
           for (size_t q = 0; q < parent->n; q++)
             if (!rv_eq(parent->u.o.k[q], o->path[i - 1 + j])) {
@@ -811,7 +811,7 @@ static ct_status eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t
           ks[m] = o->path[i - 1 + j];
           vs[m++] = nv;
           nv = rv_obj(&ev->a, ks, vs, m, NULL);
-          if (!nv) return ev_oom(ev);
+          if (!nv) return rego__ev_oom(ev);
         }
         doc = nv;
       }
@@ -819,34 +819,34 @@ static ct_status eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t
     return KCALL(ev, k, doc);
   }
   rg_term *e = ref->elems[i];
-  if (e->ground) return data_step(ev, n, base, ref, i, path, e->val, k);
+  if (e->ground) return rego__data_step(ev, n, base, ref, i, path, e->val, k);
   if (e->kind == T_VAR && !ev->slots[e->slot]) {
     /* enumerate child names and base keys */
     vvec keys = {0};
     if (n)
       for (size_t j = 0; j < n->nkids; j++) {
         rv *kv = rv_cstr(&ev->a, n->kids[j]->name);
-        if (!kv || !vv_push(ev, &keys, kv)) return ev_oom(ev);
+        if (!kv || !rego__vv_push(ev, &keys, kv)) return rego__ev_oom(ev);
       }
     if (base && base->t == RV_OBJ)
       for (size_t j = 0; j < base->n; j++)
-        if (!vv_push(ev, &keys, base->u.o.k[j])) return ev_oom(ev);
+        if (!rego__vv_push(ev, &keys, base->u.o.k[j])) return rego__ev_oom(ev);
     rv *ks = rv_set(&ev->a, keys.v, keys.n);
-    if (!ks) return ev_oom(ev);
+    if (!ks) return rego__ev_oom(ev);
     for (size_t j = 0; j < ks->n; j++) {
       size_t mark = ev->ntrail;
-      CT_GUARD(bind(ev, e->slot, ks->u.a[j]));
-      ct_status st = data_step(ev, n, base, ref, i, path, ks->u.a[j], k);
-      undo(ev, mark);
+      CT_GUARD(rego__bind(ev, e->slot, ks->u.a[j]));
+      ct_status st = rego__data_step(ev, n, base, ref, i, path, ks->u.a[j], k);
+      rego__undo(ev, mark);
       if (st) return st;
     }
     return CT_OK;
   }
-  k_datakey kd = {{k_datakey_fn}, n, base, ref, i, path, k};
-  return eval_term(ev, e, &kd.k);
+  k_datakey kd = {{rego__k_datakey_fn}, n, base, ref, i, path, k};
+  return rego__eval_term(ev, e, &kd.k);
 }
 
-static ct_status data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out) {
+static ct_status rego__data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out) {
   *out = NULL;
   if (!n) {
     *out = base;
@@ -854,20 +854,20 @@ static ct_status data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out) {
   }
   if (n->kind >= 0) {
     if (n->kind == R_FUNC) return CT_OK;
-    return rule_doc(ev, n, out);
+    return rego__rule_doc(ev, n, out);
   }
   size_t cap = n->nkids + (base && base->t == RV_OBJ ? base->n : 0) + 1;
   rv **ks = rg_alloc(&ev->a, cap * sizeof(rv *)), **vs = rg_alloc(&ev->a, cap * sizeof(rv *));
-  if (!ks || !vs) return ev_oom(ev);
+  if (!ks || !vs) return rego__ev_oom(ev);
   size_t m = 0;
   for (size_t j = 0; j < n->nkids; j++) {
     rg_node *c = n->kids[j];
     rv *b2 = base && base->t == RV_OBJ ? rv_obj_gets(base, c->name) : NULL;
     rv *d;
-    CT_GUARD(data_doc(ev, c, b2, &d));
+    CT_GUARD(rego__data_doc(ev, c, b2, &d));
     if (!d) continue;
     ks[m] = rv_cstr(&ev->a, c->name);
-    if (!ks[m]) return ev_oom(ev);
+    if (!ks[m]) return rego__ev_oom(ev);
     vs[m++] = d;
   }
   if (base && base->t == RV_OBJ)
@@ -878,7 +878,7 @@ static ct_status data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out) {
       vs[m++] = base->u.o.v[j];
     }
   *out = rv_obj(&ev->a, ks, vs, m, NULL);
-  if (!*out) return ev_oom(ev);
+  if (!*out) return rego__ev_oom(ev);
   return CT_OK;
 }
 
@@ -887,29 +887,29 @@ typedef struct {
   rg_term *ref;
   const rk *next;
 } k_headwalk;
-static ct_status k_headwalk_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_headwalk_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_headwalk *kh = (const k_headwalk *)k;
-  return walk(ev, v, kh->ref, 1, kh->next);
+  return rego__walk(ev, v, kh->ref, 1, kh->next);
 }
 
-static ct_status eval_ref(rg_ev *ev, rg_term *t, const rk *k) {
+static ct_status rego__eval_ref(rg_ev *ev, rg_term *t, const rk *k) {
   rg_term *h = t->elems[0];
   if (h->kind == T_DATA) {
     rv **path = rg_alloc(&ev->a, (t->n + 1) * sizeof(rv *));
-    if (!path) return ev_oom(ev);
-    return eval_data(ev, ev->p->root, ev->data, t, 1, path, k);
+    if (!path) return rego__ev_oom(ev);
+    return rego__eval_data(ev, ev->p->root, ev->data, t, 1, path, k);
   }
   if (h->kind == T_INPUT) {
     if (!ev->input) return CT_OK;
-    return walk(ev, ev->input, t, 1, k);
+    return rego__walk(ev, ev->input, t, 1, k);
   }
   if (h->kind == T_VAR) {
     rv *v = ev->slots[h->slot];
-    if (!v) return ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "var %s is unsafe", h->name);
-    return walk(ev, v, t, 1, k);
+    if (!v) return rego__ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "var %s is unsafe", h->name);
+    return rego__walk(ev, v, t, 1, k);
   }
-  k_headwalk kh = {{k_headwalk_fn}, t, k};
-  return eval_term(ev, h, &kh.k);
+  k_headwalk kh = {{rego__k_headwalk_fn}, t, k};
+  return rego__eval_term(ev, h, &kh.k);
 }
 
 /* ---------------------------------------------------------------- rules */
@@ -921,9 +921,9 @@ typedef struct {
   bool func; /* conflict message wording */
 } k_ruleval;
 
-static const char *node_path(rg_ev *ev, const rg_node *n);
+static const char *rego__node_path(rg_ev *ev, const rg_node *n);
 
-static ct_status k_ruleval_store(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_ruleval_store(rg_ev *ev, const rk *k, rv *v) {
   const k_ruleval *kr = (const k_ruleval *)k;
   if (!*kr->result) {
     *kr->result = v;
@@ -932,10 +932,10 @@ static ct_status k_ruleval_store(rg_ev *ev, const rk *k, rv *v) {
   }
   if (!rv_eq(*kr->result, v)) {
     if (kr->func)
-      return ev_fail(ev, "eval_conflict_error", kr->r->file, kr->r->row, kr->r->col,
-                     "function %s produced conflicting values for the same inputs", node_path(ev, kr->r->node));
-    return ev_fail(ev, "eval_conflict_error", kr->r->file, kr->r->row, kr->r->col,
-                   "rule %s produced conflicting values", node_path(ev, kr->r->node));
+      return rego__ev_fail(ev, "eval_conflict_error", kr->r->file, kr->r->row, kr->r->col,
+                     "function %s produced conflicting values for the same inputs", rego__node_path(ev, kr->r->node));
+    return rego__ev_fail(ev, "eval_conflict_error", kr->r->file, kr->r->row, kr->r->col,
+                   "rule %s produced conflicting values", rego__node_path(ev, kr->r->node));
   }
   *kr->found = true;
   return CT_OK;
@@ -947,10 +947,10 @@ typedef struct {
   k_ruleval *store;
 } k_rulebody;
 
-static ct_status k_rulebody_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_rulebody_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_rulebody *kb = (const k_rulebody *)k;
-  return eval_term(ev, kb->r->value, &kb->store->k);
+  return rego__eval_term(ev, kb->r->value, &kb->store->k);
 }
 
 /* partial set / object collection */
@@ -966,28 +966,28 @@ typedef struct {
   rv *key;
 } k_partial_val;
 
-static ct_status k_partial_val_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_partial_val_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_partial_val *kv = (const k_partial_val *)k;
-  if (!vv_push(ev, kv->kp->keys, kv->key) || !vv_push(ev, kv->kp->vals, v)) return ev_oom(ev);
+  if (!rego__vv_push(ev, kv->kp->keys, kv->key) || !rego__vv_push(ev, kv->kp->vals, v)) return rego__ev_oom(ev);
   return CT_OK;
 }
 
-static ct_status k_partial_key_fn(rg_ev *ev, const rk *k, rv *key) {
+static ct_status rego__k_partial_key_fn(rg_ev *ev, const rk *k, rv *key) {
   const k_partial *kp = (const k_partial *)k;
   if (kp->r->kind == R_PSET) {
-    if (!vv_push(ev, kp->keys, key)) return ev_oom(ev);
+    if (!rego__vv_push(ev, kp->keys, key)) return rego__ev_oom(ev);
     return CT_OK;
   }
-  k_partial_val kv = {{k_partial_val_fn}, kp, key};
-  return eval_term(ev, kp->r->value, &kv.k);
+  k_partial_val kv = {{rego__k_partial_val_fn}, kp, key};
+  return rego__eval_term(ev, kp->r->value, &kv.k);
 }
 
-static ct_status k_partial_body_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_partial_body_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_partial *kp = (const k_partial *)k;
   k_partial kk = *kp;
-  kk.k.fn = k_partial_key_fn;
-  return eval_term(ev, kp->r->key, &kk.k);
+  kk.k.fn = rego__k_partial_key_fn;
+  return rego__eval_term(ev, kp->r->key, &kk.k);
 }
 
 typedef struct {
@@ -1006,15 +1006,15 @@ struct mt {
   size_t n, cap;
 };
 
-static ct_status mt_conflict(rg_ev *ev, rg_node *n) {
+static ct_status rego__mt_conflict(rg_ev *ev, rg_node *n) {
   rg_rule *r = n->nrules ? n->rules[0] : NULL;
-  return ev_fail(ev, "eval_conflict_error", r ? r->file : NULL, r ? r->row : 0, r ? r->col : 0,
+  return rego__ev_fail(ev, "eval_conflict_error", r ? r->file : NULL, r ? r->row : 0, r ? r->col : 0,
                  "object keys must be unique");
 }
 
-static ct_status mt_insert(rg_ev *ev, rg_node *node, mt *t, rv **path, size_t np, rv *value, bool multi) {
+static ct_status rego__mt_insert(rg_ev *ev, rg_node *node, mt *t, rv **path, size_t np, rv *value, bool multi) {
   for (size_t d = 0; d < np; d++) {
-    if (t->leaf || t->is_set) return mt_conflict(ev, node);
+    if (t->leaf || t->is_set) return rego__mt_conflict(ev, node);
     mt *k = NULL;
     for (size_t i = 0; i < t->n; i++)
       if (rv_eq(t->keys[i], path[d])) {
@@ -1026,7 +1026,7 @@ static ct_status mt_insert(rg_ev *ev, rg_node *node, mt *t, rv **path, size_t np
         size_t nc = t->cap ? t->cap * 2 : 4;
         rv **nk = rg_alloc(&ev->a, nc * sizeof(rv *));
         mt **nm = rg_alloc(&ev->a, nc * sizeof(mt *));
-        if (!nk || !nm) return ev_oom(ev);
+        if (!nk || !nm) return rego__ev_oom(ev);
         if (t->n) {
           memcpy(nk, t->keys, t->n * sizeof(rv *));
           memcpy(nm, t->kids, t->n * sizeof(mt *));
@@ -1036,50 +1036,50 @@ static ct_status mt_insert(rg_ev *ev, rg_node *node, mt *t, rv **path, size_t np
         t->cap = nc;
       }
       k = rg_alloc(&ev->a, sizeof(mt));
-      if (!k) return ev_oom(ev);
+      if (!k) return rego__ev_oom(ev);
       t->keys[t->n] = path[d];
       t->kids[t->n++] = k;
     }
     t = k;
   }
   if (multi) {
-    if (t->leaf || t->n) return mt_conflict(ev, node);
+    if (t->leaf || t->n) return rego__mt_conflict(ev, node);
     t->is_set = true;
-    if (!vv_push(ev, &t->set, value)) return ev_oom(ev);
+    if (!rego__vv_push(ev, &t->set, value)) return rego__ev_oom(ev);
     return CT_OK;
   }
-  if (t->n || t->is_set) return mt_conflict(ev, node);
-  if (t->leaf && !rv_eq(t->leaf, value)) return mt_conflict(ev, node);
+  if (t->n || t->is_set) return rego__mt_conflict(ev, node);
+  if (t->leaf && !rv_eq(t->leaf, value)) return rego__mt_conflict(ev, node);
   t->leaf = value;
   return CT_OK;
 }
 
 /* Merges the document of a rule defined below the node: objects merge key by key, sets by element. */
-static ct_status mt_merge(rg_ev *ev, rg_node *node, mt *t, rv **path, size_t np, rv *value) {
+static ct_status rego__mt_merge(rg_ev *ev, rg_node *node, mt *t, rv **path, size_t np, rv *value) {
   if (value->t == RV_OBJ && value->n) {
     rv **p2 = rg_alloc(&ev->a, (np + 1) * sizeof(rv *));
-    if (!p2) return ev_oom(ev);
+    if (!p2) return rego__ev_oom(ev);
     memcpy(p2, path, np * sizeof(rv *));
     for (size_t i = 0; i < value->n; i++) {
       p2[np] = value->u.o.k[i];
-      CT_GUARD(mt_merge(ev, node, t, p2, np + 1, value->u.o.v[i]));
+      CT_GUARD(rego__mt_merge(ev, node, t, p2, np + 1, value->u.o.v[i]));
     }
     return CT_OK;
   }
   if (value->t == RV_SET && value->n) {
-    for (size_t i = 0; i < value->n; i++) CT_GUARD(mt_insert(ev, node, t, path, np, value->u.a[i], true));
+    for (size_t i = 0; i < value->n; i++) CT_GUARD(rego__mt_insert(ev, node, t, path, np, value->u.a[i], true));
     return CT_OK;
   }
-  return mt_insert(ev, node, t, path, np, value, false);
+  return rego__mt_insert(ev, node, t, path, np, value, false);
 }
 
-static rv *mt_value(rg_ev *ev, mt *t) {
+static rv *rego__mt_value(rg_ev *ev, mt *t) {
   if (t->leaf) return t->leaf;
   if (t->is_set) return rv_set(&ev->a, t->set.v, t->set.n);
   rv **vs = rg_alloc(&ev->a, (t->n + 1) * sizeof(rv *));
   if (!vs) return NULL;
   for (size_t i = 0; i < t->n; i++)
-    if (!(vs[i] = mt_value(ev, t->kids[i]))) return NULL;
+    if (!(vs[i] = rego__mt_value(ev, t->kids[i]))) return NULL;
   return rv_obj(&ev->a, t->keys, vs, t->n, NULL);
 }
 
@@ -1091,71 +1091,71 @@ typedef struct {
   rv *keys;
 } k_gen;
 
-static ct_status k_gen_val(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_gen_val(rg_ev *ev, const rk *k, rv *v) {
   const k_gen *kg = (const k_gen *)k;
-  return mt_insert(ev, kg->node, kg->root, kg->keys->u.a, kg->keys->n, v, kg->r->multi);
+  return rego__mt_insert(ev, kg->node, kg->root, kg->keys->u.a, kg->keys->n, v, kg->r->multi);
 }
 
-static ct_status k_gen_keys(rg_ev *ev, const rk *k, rv *keys) {
+static ct_status rego__k_gen_keys(rg_ev *ev, const rk *k, rv *keys) {
   const k_gen *kg = (const k_gen *)k;
   k_gen nx = *kg;
-  nx.k.fn = k_gen_val;
+  nx.k.fn = rego__k_gen_val;
   nx.keys = keys;
-  return eval_term(ev, kg->r->value, &nx.k);
+  return rego__eval_term(ev, kg->r->value, &nx.k);
 }
 
-static ct_status k_gen_pobj_key(rg_ev *ev, const rk *k, rv *key) {
+static ct_status rego__k_gen_pobj_key(rg_ev *ev, const rk *k, rv *key) {
   const k_gen *kg = (const k_gen *)k;
   k_gen nx = *kg;
-  nx.k.fn = k_gen_val;
+  nx.k.fn = rego__k_gen_val;
   nx.keys = rv_arr(&ev->a, &key, 1);
-  if (!nx.keys) return ev_oom(ev);
-  return eval_term(ev, kg->r->value, &nx.k);
+  if (!nx.keys) return rego__ev_oom(ev);
+  return rego__eval_term(ev, kg->r->value, &nx.k);
 }
 
-static ct_status k_gen_body(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_gen_body(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_gen *kg = (const k_gen *)k;
   k_gen nx = *kg;
-  nx.k.fn = kg->r->kind == R_GENERAL ? k_gen_keys : k_gen_pobj_key;
-  return eval_term(ev, kg->r->key, &nx.k);
+  nx.k.fn = kg->r->kind == R_GENERAL ? rego__k_gen_keys : rego__k_gen_pobj_key;
+  return rego__eval_term(ev, kg->r->key, &nx.k);
 }
 
-static ct_status enter_frame(rg_ev *ev, const rg_rule *r, frame_save *saved);
-static void leave_frame(rg_ev *ev, frame_save *saved);
-static ct_status data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out);
+static ct_status rego__enter_frame(rg_ev *ev, const rg_rule *r, frame_save *saved);
+static void rego__leave_frame(rg_ev *ev, frame_save *saved);
+static ct_status rego__data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out);
 
 /* The document of a node defined by partial-object or general ref-head rules, merged with the
  * documents of rules defined below it. */
-static ct_status object_doc(rg_ev *ev, rg_node *n, rv **out) {
+static ct_status rego__object_doc(rg_ev *ev, rg_node *n, rv **out) {
   mt root = {0};
   for (size_t i = 0; i < n->nrules; i++) {
     rg_rule *x = n->rules[i];
-    k_gen kg = {{k_gen_body}, x, n, &root, NULL};
+    k_gen kg = {{rego__k_gen_body}, x, n, &root, NULL};
     frame_save saved;
-    CT_GUARD(enter_frame(ev, x, &saved));
-    ct_status st = eval_body(ev, x->body, 0, &kg.k);
-    leave_frame(ev, &saved);
+    CT_GUARD(rego__enter_frame(ev, x, &saved));
+    ct_status st = rego__eval_body(ev, x->body, 0, &kg.k);
+    rego__leave_frame(ev, &saved);
     if (st) return st;
   }
   for (size_t i = 0; i < n->nkids; i++) {
     rv *d;
-    CT_GUARD(data_doc(ev, n->kids[i], NULL, &d));
+    CT_GUARD(rego__data_doc(ev, n->kids[i], NULL, &d));
     if (!d) continue;
     rv *key = rv_cstr(&ev->a, n->kids[i]->name);
-    if (!key) return ev_oom(ev);
-    CT_GUARD(mt_merge(ev, n, &root, &key, 1, d));
+    if (!key) return rego__ev_oom(ev);
+    CT_GUARD(rego__mt_merge(ev, n, &root, &key, 1, d));
   }
   if (!root.n && n->dflt) {
     *out = n->dflt->value->val;
     return CT_OK;
   }
-  *out = mt_value(ev, &root);
-  if (!*out) return ev_oom(ev);
+  *out = rego__mt_value(ev, &root);
+  if (!*out) return rego__ev_oom(ev);
   return CT_OK;
 }
 
-static ct_status enter_frame(rg_ev *ev, const rg_rule *r, frame_save *saved) {
+static ct_status rego__enter_frame(rg_ev *ev, const rg_rule *r, frame_save *saved) {
   if (++ev->depth > ev->p->limits.max_depth)
     return ct_fail(ev->err, CT_ELIMIT, "eval_depth_limit_error: %s:%d:%d: evaluation exceeded the depth limit of %zu",
                    r->file, r->row, r->col, ev->p->limits.max_depth);
@@ -1165,34 +1165,34 @@ static ct_status enter_frame(rg_ev *ev, const rg_rule *r, frame_save *saved) {
   if (!ev->slots) {
     ev->slots = saved->slots;
     ev->depth--;
-    return ev_oom(ev);
+    return rego__ev_oom(ev);
   }
   ev->file = r->file;
   return CT_OK;
 }
 
-static void leave_frame(rg_ev *ev, frame_save *saved) {
+static void rego__leave_frame(rg_ev *ev, frame_save *saved) {
   ev->slots = saved->slots;
   ev->file = saved->file;
   ev->depth--;
 }
 
-static ct_status first_value(rg_ev *ev, rg_term *t, rv **out);
+static ct_status rego__first_value(rg_ev *ev, rg_term *t, rv **out);
 
-static ct_status default_value(rg_ev *ev, rg_rule *d, rv **out) {
+static ct_status rego__default_value(rg_ev *ev, rg_rule *d, rv **out) {
   if (d->value->ground) {
     *out = d->value->val;
     return CT_OK;
   }
   frame_save saved;
-  CT_GUARD(enter_frame(ev, d, &saved));
-  ct_status st = first_value(ev, d->value, out);
-  leave_frame(ev, &saved);
+  CT_GUARD(rego__enter_frame(ev, d, &saved));
+  ct_status st = rego__first_value(ev, d->value, out);
+  rego__leave_frame(ev, &saved);
   return st;
 }
 
 /* "data.a.b" for messages */
-static const char *node_path(rg_ev *ev, const rg_node *n) {
+static const char *rego__node_path(rg_ev *ev, const rg_node *n) {
   const rg_node *chain[64];
   size_t nc = 0, len = 0;
   for (const rg_node *x = n; x && nc < 64; x = x->parent) {
@@ -1208,7 +1208,7 @@ static const char *node_path(rg_ev *ev, const rg_node *n) {
   return s;
 }
 
-static void rg__record_decision(rego_decision *why, const rg_rule *r) {
+static void rego___record_decision(rego_decision *why, const rg_rule *r) {
   why->defined = true;
   why->by_default = r->is_default;
   snprintf(why->file, sizeof why->file, "%s", r->file ? r->file : "");
@@ -1216,7 +1216,7 @@ static void rg__record_decision(rego_decision *why, const rg_rule *r) {
   why->col = r->col;
 }
 
-static ct_status rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
+static ct_status rego__rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
   *out = NULL;
   if (n->kind == R_COMPLETE) {
     rv *result = NULL;
@@ -1224,53 +1224,53 @@ static ct_status rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
     for (size_t i = 0; i < n->nrules; i++) {
       for (rg_rule *x = n->rules[i]; x; x = x->els) {
         bool found = false;
-        k_ruleval store = {{k_ruleval_store}, x, &result, &found, false};
-        k_rulebody kb = {{k_rulebody_fn}, x, &store};
+        k_ruleval store = {{rego__k_ruleval_store}, x, &result, &found, false};
+        k_rulebody kb = {{rego__k_rulebody_fn}, x, &store};
         frame_save saved;
-        CT_GUARD(enter_frame(ev, x, &saved));
-        ct_status st = eval_body(ev, x->body, 0, &kb.k);
-        leave_frame(ev, &saved);
+        CT_GUARD(rego__enter_frame(ev, x, &saved));
+        ct_status st = rego__eval_body(ev, x->body, 0, &kb.k);
+        rego__leave_frame(ev, &saved);
         if (st) return st;
         if (found && !decided) decided = x;
         if (found) break;
       }
     }
     if (!result && n->dflt) {
-      CT_GUARD(default_value(ev, n->dflt, &result));
+      CT_GUARD(rego__default_value(ev, n->dflt, &result));
       if (result) decided = n->dflt;
     }
-    if (n == ev->watch && decided) rg__record_decision(ev->why, decided);
+    if (n == ev->watch && decided) rego___record_decision(ev->why, decided);
     *out = result;
     return CT_OK;
   }
-  if (n->kind == R_GENERAL || (n->kind == R_POBJ && n->nkids)) return object_doc(ev, n, out);
+  if (n->kind == R_GENERAL || (n->kind == R_POBJ && n->nkids)) return rego__object_doc(ev, n, out);
   vvec keys = {0}, vals = {0};
   for (size_t i = 0; i < n->nrules; i++) {
     rg_rule *x = n->rules[i];
-    k_partial kp = {{k_partial_body_fn}, x, &keys, &vals};
+    k_partial kp = {{rego__k_partial_body_fn}, x, &keys, &vals};
     frame_save saved;
-    CT_GUARD(enter_frame(ev, x, &saved));
-    ct_status st = eval_body(ev, x->body, 0, &kp.k);
-    leave_frame(ev, &saved);
+    CT_GUARD(rego__enter_frame(ev, x, &saved));
+    ct_status st = rego__eval_body(ev, x->body, 0, &kp.k);
+    rego__leave_frame(ev, &saved);
     if (st) return st;
   }
   if (n->kind == R_PSET) {
     *out = rv_set(&ev->a, keys.v, keys.n);
-    if (!*out) return ev_oom(ev);
+    if (!*out) return rego__ev_oom(ev);
     return CT_OK;
   }
   bool conflict = false;
   *out = rv_obj(&ev->a, keys.v, vals.v, keys.n, &conflict);
   if (conflict) {
     rg_rule *r = n->rules[0];
-    return ev_fail(ev, "eval_conflict_error", r->file, r->row, r->col, "object keys must be unique");
+    return rego__ev_fail(ev, "eval_conflict_error", r->file, r->row, r->col, "object keys must be unique");
   }
-  if (!*out) return ev_oom(ev);
+  if (!*out) return rego__ev_oom(ev);
   if (!keys.n && n->dflt) *out = n->dflt->value->val;
   return CT_OK;
 }
 
-static ct_status rule_doc(rg_ev *ev, rg_node *n, rv **out) {
+static ct_status rego__rule_doc(rg_ev *ev, rg_node *n, rv **out) {
   uint8_t st = ev->cstate[n->id];
   if (st == 2) {
     *out = ev->cache[n->id];
@@ -1278,11 +1278,11 @@ static ct_status rule_doc(rg_ev *ev, rg_node *n, rv **out) {
   }
   if (st == 1) {
     rg_rule *r = n->nrules ? n->rules[0] : n->dflt;
-    return ev_fail(ev, "rego_recursion_error", r ? r->file : NULL, r ? r->row : 0, r ? r->col : 0,
+    return rego__ev_fail(ev, "rego_recursion_error", r ? r->file : NULL, r ? r->row : 0, r ? r->col : 0,
                    "rule %s is recursive", n->name);
   }
   ev->cstate[n->id] = 1;
-  ct_status s = rule_doc_compute(ev, n, out);
+  ct_status s = rego__rule_doc_compute(ev, n, out);
   if (s) {
     ev->cstate[n->id] = 0;
     return s;
@@ -1301,41 +1301,41 @@ typedef struct {
   k_rulebody *body;
 } k_fargs;
 
-static ct_status k_fargs_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_fargs_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_fargs *ka = (const k_fargs *)k;
-  if (ka->i == ka->r->nargs) return eval_body(ev, ka->r->body, 0, &ka->body->k);
+  if (ka->i == ka->r->nargs) return rego__eval_body(ev, ka->r->body, 0, &ka->body->k);
   k_fargs nx = *ka;
   nx.i++;
-  return match(ev, ka->r->args[ka->i], ka->args[ka->i], &nx.k);
+  return rego__match(ev, ka->r->args[ka->i], ka->args[ka->i], &nx.k);
 }
 
-static ct_status call_func(rg_ev *ev, rg_node *n, rv **args, rv **out) {
+static ct_status rego__call_func(rg_ev *ev, rg_node *n, rv **args, rv **out) {
   rv *result = NULL;
   for (size_t i = 0; i < n->nrules; i++) {
     for (rg_rule *x = n->rules[i]; x; x = x->els) {
       bool found = false;
-      k_ruleval store = {{k_ruleval_store}, x, &result, &found, true};
-      k_rulebody kb = {{k_rulebody_fn}, x, &store};
-      k_fargs ka = {{k_fargs_fn}, x, args, 0, &kb};
+      k_ruleval store = {{rego__k_ruleval_store}, x, &result, &found, true};
+      k_rulebody kb = {{rego__k_rulebody_fn}, x, &store};
+      k_fargs ka = {{rego__k_fargs_fn}, x, args, 0, &kb};
       frame_save saved;
-      CT_GUARD(enter_frame(ev, x, &saved));
-      ct_status st = k_fargs_fn(ev, &ka.k, NULL);
-      leave_frame(ev, &saved);
+      CT_GUARD(rego__enter_frame(ev, x, &saved));
+      ct_status st = rego__k_fargs_fn(ev, &ka.k, NULL);
+      rego__leave_frame(ev, &saved);
       if (st) return st;
       if (found) break;
     }
   }
-  if (!result && n->dflt) CT_GUARD(default_value(ev, n->dflt, &result));
+  if (!result && n->dflt) CT_GUARD(rego__default_value(ev, n->dflt, &result));
   *out = result;
   return CT_OK;
 }
 
-static ct_status call_host(rg_ev *ev, int idx, rv **args, size_t nargs, rv **out) {
+static ct_status rego__call_host(rg_ev *ev, int idx, rv **args, size_t nargs, rv **out) {
   const rego_host_function *h = &ev->p->host[idx];
   json_t *jargs[16] = {0};
   ct_status st = CT_OK;
-  if (nargs > 16) return ev_fail(ev, "eval_builtin_error", NULL, 0, 0, "%s: too many arguments", h->name);
+  if (nargs > 16) return rego__ev_fail(ev, "eval_builtin_error", NULL, 0, 0, "%s: too many arguments", h->name);
   for (size_t i = 0; i < nargs && !st; i++) st = rg_to_jansson(args[i], &jargs[i], ev->err);
   json_t *res = NULL;
   if (!st) {
@@ -1356,7 +1356,7 @@ static ct_status call_host(rg_ev *ev, int idx, rv **args, size_t nargs, rv **out
   return st;
 }
 
-static const rg_override *find_override(rg_ev *ev, const rg_term *call) {
+static const rg_override *rego__find_override(rg_ev *ev, const rg_term *call) {
   for (size_t i = ev->nov; i-- > 0;) {
     const rg_override *o = &ev->ov[i];
     if ((call->bi && o->target == call->bi) || (call->fn && o->target == call->fn) ||
@@ -1366,9 +1366,9 @@ static const rg_override *find_override(rg_ev *ev, const rg_term *call) {
   return NULL;
 }
 
-static ct_status call_value(rg_ev *ev, rg_term *call, rv **args, size_t nargs, rv **out) {
+static ct_status rego__call_value(rg_ev *ev, rg_term *call, rv **args, size_t nargs, rv **out) {
   *out = NULL;
-  const rg_override *o = ev->nov ? find_override(ev, call) : NULL;
+  const rg_override *o = ev->nov ? rego__find_override(ev, call) : NULL;
   if (o) {
     if (o->value) {
       *out = o->value;
@@ -1382,14 +1382,14 @@ static ct_status call_value(rg_ev *ev, rg_term *call, rv **args, size_t nargs, r
      * calling the function it replaces reaches the original) */
     size_t saved = ev->nov;
     ev->nov = 0;
-    ct_status st = call_value(ev, &fake, args, nargs, out);
+    ct_status st = rego__call_value(ev, &fake, args, nargs, out);
     ev->nov = saved;
     return st;
   }
-  if (call->fn) return call_func(ev, call->fn, args, out);
-  if (call->host >= 0) return call_host(ev, call->host, args, nargs, out);
+  if (call->fn) return rego__call_func(ev, call->fn, args, out);
+  if (call->host >= 0) return rego__call_host(ev, call->host, args, nargs, out);
   const rg_builtin *bi = call->bi;
-  if (!bi) return ev_fail(ev, "rego_type_error", NULL, 0, 0, "undefined function %s", call->name);
+  if (!bi) return rego__ev_fail(ev, "rego_type_error", NULL, 0, 0, "undefined function %s", call->name);
   ct_status st = bi->fn(ev, args, out);
   if (st == CT_EINVAL && !ev->strict && strncmp(ev->err->msg, "eval_conflict_error", 19) != 0) {
     /* OPA: without strict-builtin-errors, a failing built-in makes the expression undefined */
@@ -1430,23 +1430,23 @@ typedef struct {
   rk k;
   const rk *next;
 } k_true;
-static ct_status k_true_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_true_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   return KCALL(ev, ((const k_true *)k)->next, RV_TRUE);
 }
 
-static ct_status call_finish(rg_ev *ev, rg_term *t, rv **vals, size_t nin, rg_term *outt, const rk *k) {
+static ct_status rego__call_finish(rg_ev *ev, rg_term *t, rv **vals, size_t nin, rg_term *outt, const rk *k) {
   rv *out;
-  CT_GUARD(call_value(ev, t, vals, nin, &out));
+  CT_GUARD(rego__call_value(ev, t, vals, nin, &out));
   if (!out) return CT_OK;
-  if (t->bi && t->bi->fn == rg_bi_walk && !(ev->nov && find_override(ev, t))) {
+  if (t->bi && t->bi->fn == rg_bi_walk && !(ev->nov && rego__find_override(ev, t))) {
     /* a relation: every element is one result */
     for (size_t i = 0; i < out->n; i++) {
-      CT_GUARD(step(ev));
+      CT_GUARD(rego__step(ev));
       ct_status st;
       if (outt) {
-        k_true kt = {{k_true_fn}, k};
-        st = match(ev, outt, out->u.a[i], &kt.k);
+        k_true kt = {{rego__k_true_fn}, k};
+        st = rego__match(ev, outt, out->u.a[i], &kt.k);
       } else
         st = KCALL(ev, k, out->u.a[i]);
       if (st) return st;
@@ -1454,23 +1454,23 @@ static ct_status call_finish(rg_ev *ev, rg_term *t, rv **vals, size_t nin, rg_te
     return CT_OK;
   }
   if (outt) {
-    k_true kt = {{k_true_fn}, k};
-    return match(ev, outt, out, &kt.k);
+    k_true kt = {{rego__k_true_fn}, k};
+    return rego__match(ev, outt, out, &kt.k);
   }
   return KCALL(ev, k, out);
 }
 
-static ct_status k_cargs_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_cargs_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_cargs *ka = (const k_cargs *)k;
   ka->vals[ka->order[ka->i]] = v;
-  if (ka->i + 1 == ka->nin) return call_finish(ev, ka->t, ka->vals, ka->nin, ka->outt, ka->next);
+  if (ka->i + 1 == ka->nin) return rego__call_finish(ev, ka->t, ka->vals, ka->nin, ka->outt, ka->next);
   k_cargs nx = *ka;
   nx.i++;
-  return eval_term(ev, ka->t->elems[ka->order[nx.i]], &nx.k);
+  return rego__eval_term(ev, ka->t->elems[ka->order[nx.i]], &nx.k);
 }
 
-static ct_status eval_call(rg_ev *ev, rg_term *t, const rk *k) {
-  CT_GUARD(step(ev));
+static ct_status rego__eval_call(rg_ev *ev, rg_term *t, const rk *k) {
+  CT_GUARD(rego__step(ev));
   long arity;
   if (t->fn) arity = (long)t->fn->arity;
   else if (t->host >= 0) arity = (long)ev->p->host[t->host].arity;
@@ -1482,12 +1482,12 @@ static ct_status eval_call(rg_ev *ev, rg_term *t, const rk *k) {
       nin = (size_t)arity;
       outt = t->elems[arity];
     } else if ((long)t->n != arity)
-      return ev_fail(ev, "rego_type_error", NULL, 0, 0, "%s: arity mismatch: %zu arguments, want %ld", t->name, t->n,
+      return rego__ev_fail(ev, "rego_type_error", NULL, 0, 0, "%s: arity mismatch: %zu arguments, want %ld", t->name, t->n,
                      arity);
   }
   rv *fast[8];
   rv **vals = nin <= 8 ? fast : rg_alloc(&ev->a, nin * sizeof(rv *));
-  if (!vals) return ev_oom(ev);
+  if (!vals) return rego__ev_oom(ev);
   bool simple = true;
   for (size_t i = 0; i < nin; i++) {
     rg_term *a = t->elems[i];
@@ -1498,21 +1498,21 @@ static ct_status eval_call(rg_ev *ev, rg_term *t, const rk *k) {
       break;
     }
   }
-  if (simple) return call_finish(ev, t, vals, nin, outt, k);
+  if (simple) return rego__call_finish(ev, t, vals, nin, outt, k);
   if (vals == fast) {
     vals = rg_alloc(&ev->a, (nin + 1) * sizeof(rv *));
-    if (!vals) return ev_oom(ev);
+    if (!vals) return rego__ev_oom(ev);
   }
-  if (nin > 255) return ev_fail(ev, "rego_type_error", NULL, 0, 0, "%s: too many arguments", t->name);
+  if (nin > 255) return rego__ev_fail(ev, "rego_type_error", NULL, 0, 0, "%s: too many arguments", t->name);
   uint8_t *order = rg_alloc(&ev->a, nin + 1);
-  if (!order) return ev_oom(ev);
+  if (!order) return rego__ev_oom(ev);
   size_t w = 0;
   for (size_t i = 0; i < nin; i++)
     if (t->elems[i]->kind != T_VAR) order[w++] = (uint8_t)i;
   for (size_t i = 0; i < nin; i++)
     if (t->elems[i]->kind == T_VAR) order[w++] = (uint8_t)i;
-  k_cargs ka = {{k_cargs_fn}, t, vals, 0, nin, outt, k, order};
-  return eval_term(ev, t->elems[order[0]], &ka.k);
+  k_cargs ka = {{rego__k_cargs_fn}, t, vals, 0, nin, outt, k, order};
+  return rego__eval_term(ev, t->elems[order[0]], &ka.k);
 }
 
 /* ---------------------------------------------------------------- collections and comprehensions */
@@ -1524,38 +1524,38 @@ typedef struct {
   const rk *next;
 } k_el;
 
-static ct_status build_coll(rg_ev *ev, rg_term *t, rv **vals, const rk *k) {
+static ct_status rego__build_coll(rg_ev *ev, rg_term *t, rv **vals, const rk *k) {
   rv *v = NULL;
   if (t->kind == T_ARR) v = rv_arr(&ev->a, vals, t->n);
   else if (t->kind == T_SET) v = rv_set(&ev->a, vals, t->n);
   else {
     size_t np = t->n / 2;
     rv **ks = rg_alloc(&ev->a, (np + 1) * sizeof(rv *)), **vs = rg_alloc(&ev->a, (np + 1) * sizeof(rv *));
-    if (!ks || !vs) return ev_oom(ev);
+    if (!ks || !vs) return rego__ev_oom(ev);
     for (size_t i = 0; i < np; i++) {
       ks[i] = vals[2 * i];
       vs[i] = vals[2 * i + 1];
     }
     bool conflict = false;
     v = rv_obj(&ev->a, ks, vs, np, &conflict);
-    if (conflict) return ev_fail(ev, "eval_conflict_error", NULL, 0, 0, "object keys must be unique");
+    if (conflict) return rego__ev_fail(ev, "eval_conflict_error", NULL, 0, 0, "object keys must be unique");
   }
-  if (!v) return ev_oom(ev);
+  if (!v) return rego__ev_oom(ev);
   return KCALL(ev, k, v);
 }
 
-static ct_status k_el_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_el_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_el *ke = (const k_el *)k;
   ke->vals[ke->i] = v;
-  if (ke->i + 1 == ke->t->n) return build_coll(ev, ke->t, ke->vals, ke->next);
+  if (ke->i + 1 == ke->t->n) return rego__build_coll(ev, ke->t, ke->vals, ke->next);
   k_el nx = *ke;
   nx.i++;
-  return eval_term(ev, ke->t->elems[nx.i], &nx.k);
+  return rego__eval_term(ev, ke->t->elems[nx.i], &nx.k);
 }
 
-static ct_status eval_coll(rg_ev *ev, rg_term *t, const rk *k) {
+static ct_status rego__eval_coll(rg_ev *ev, rg_term *t, const rk *k) {
   rv **vals = rg_alloc(&ev->a, (t->n + 1) * sizeof(rv *));
-  if (!vals) return ev_oom(ev);
+  if (!vals) return rego__ev_oom(ev);
   bool simple = true;
   for (size_t i = 0; i < t->n; i++) {
     rg_term *a = t->elems[i];
@@ -1566,9 +1566,9 @@ static ct_status eval_coll(rg_ev *ev, rg_term *t, const rk *k) {
       break;
     }
   }
-  if (simple || !t->n) return build_coll(ev, t, vals, k);
-  k_el ke = {{k_el_fn}, t, vals, 0, k};
-  return eval_term(ev, t->elems[0], &ke.k);
+  if (simple || !t->n) return rego__build_coll(ev, t, vals, k);
+  k_el ke = {{rego__k_el_fn}, t, vals, 0, k};
+  return rego__eval_term(ev, t->elems[0], &ke.k);
 }
 
 typedef struct {
@@ -1578,52 +1578,52 @@ typedef struct {
   rv *key;
 } k_comp;
 
-static ct_status k_comp_val(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_comp_val(rg_ev *ev, const rk *k, rv *v) {
   const k_comp *kc = (const k_comp *)k;
   if (kc->t->kind == T_OCOMP) {
-    if (!vv_push(ev, kc->keys, kc->key) || !vv_push(ev, kc->vals, v)) return ev_oom(ev);
-  } else if (!vv_push(ev, kc->keys, v))
-    return ev_oom(ev);
+    if (!rego__vv_push(ev, kc->keys, kc->key) || !rego__vv_push(ev, kc->vals, v)) return rego__ev_oom(ev);
+  } else if (!rego__vv_push(ev, kc->keys, v))
+    return rego__ev_oom(ev);
   return CT_OK;
 }
 
-static ct_status k_comp_key(rg_ev *ev, const rk *k, rv *key) {
+static ct_status rego__k_comp_key(rg_ev *ev, const rk *k, rv *key) {
   const k_comp *kc = (const k_comp *)k;
   k_comp nx = *kc;
-  nx.k.fn = k_comp_val;
+  nx.k.fn = rego__k_comp_val;
   nx.key = key;
-  return eval_term(ev, kc->t->elems[1], &nx.k);
+  return rego__eval_term(ev, kc->t->elems[1], &nx.k);
 }
 
-static ct_status k_comp_body(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_comp_body(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_comp *kc = (const k_comp *)k;
   k_comp nx = *kc;
-  nx.k.fn = kc->t->kind == T_OCOMP ? k_comp_key : k_comp_val;
-  return eval_term(ev, kc->t->elems[0], &nx.k);
+  nx.k.fn = kc->t->kind == T_OCOMP ? rego__k_comp_key : rego__k_comp_val;
+  return rego__eval_term(ev, kc->t->elems[0], &nx.k);
 }
 
-static ct_status eval_comp(rg_ev *ev, rg_term *t, const rk *k) {
+static ct_status rego__eval_comp(rg_ev *ev, rg_term *t, const rk *k) {
   vvec keys = {0}, vals = {0};
-  k_comp kc = {{k_comp_body}, t, &keys, &vals, NULL};
-  CT_GUARD(eval_body(ev, t->body, 0, &kc.k));
+  k_comp kc = {{rego__k_comp_body}, t, &keys, &vals, NULL};
+  CT_GUARD(rego__eval_body(ev, t->body, 0, &kc.k));
   rv *v;
   if (t->kind == T_ACOMP) v = rv_arr(&ev->a, keys.v, keys.n);
   else if (t->kind == T_SCOMP) v = rv_set(&ev->a, keys.v, keys.n);
   else {
     bool conflict = false;
     v = rv_obj(&ev->a, keys.v, vals.v, keys.n, &conflict);
-    if (conflict) return ev_fail(ev, "eval_conflict_error", NULL, 0, 0, "object keys must be unique");
+    if (conflict) return rego__ev_fail(ev, "eval_conflict_error", NULL, 0, 0, "object keys must be unique");
   }
-  if (!v) return ev_oom(ev);
+  if (!v) return rego__ev_oom(ev);
   return KCALL(ev, k, v);
 }
 
-static ct_status first_value(rg_ev *ev, rg_term *t, rv **out);
+static ct_status rego__first_value(rg_ev *ev, rg_term *t, rv **out);
 
 /* $"...{x}...": strings are inserted as they are, other values in Rego syntax, undefined
  * expressions as <undefined>. */
-static ct_status eval_template(rg_ev *ev, rg_term *t, const rk *k) {
+static ct_status rego__eval_template(rg_ev *ev, rg_term *t, const rk *k) {
   ct_buf b;
   ct_buf_init(&b, 1u << 26);
   ct_err e2;
@@ -1633,7 +1633,7 @@ static ct_status eval_template(rg_ev *ev, rg_term *t, const rk *k) {
     st = ct_buf_append(&b, lit->u.s, lit->n, &e2);
     if (st || i == t->n) break;
     rv *v = NULL;
-    st = first_value(ev, t->elems[i], &v);
+    st = rego__first_value(ev, t->elems[i], &v);
     if (st) break;
     if (!v) st = ct_buf_append_str(&b, "<undefined>", &e2);
     else if (v->t == RV_STR) st = ct_buf_append(&b, v->u.s, v->n, &e2);
@@ -1645,17 +1645,17 @@ static ct_status eval_template(rg_ev *ev, rg_term *t, const rk *k) {
   }
   rv *out = rv_str(&ev->a, b.data ? (const char *)b.data : "", b.len);
   ct_buf_free(&b);
-  if (!out) return ev_oom(ev);
+  if (!out) return rego__ev_oom(ev);
   return KCALL(ev, k, out);
 }
 
-static ct_status eval_term(rg_ev *ev, rg_term *t, const rk *k) {
+static ct_status rego__eval_term(rg_ev *ev, rg_term *t, const rk *k) {
   EVAL_STACK_CHECK(ev);
   if (t->ground) return KCALL(ev, k, t->val);
   switch (t->kind) {
     case T_VAR: {
       rv *v = ev->slots[t->slot];
-      if (!v) return ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "var %s is unsafe", t->wildcard ? "_" : t->name);
+      if (!v) return rego__ev_fail(ev, "rego_unsafe_var_error", NULL, 0, 0, "var %s is unsafe", t->wildcard ? "_" : t->name);
       return KCALL(ev, k, v);
     }
     case T_INPUT:
@@ -1665,18 +1665,18 @@ static ct_status eval_term(rg_ev *ev, rg_term *t, const rk *k) {
       rg_term *one[1] = {t};
       rg_term ref = {.kind = T_REF, .n = 1, .elems = one, .slot = -1, .host = -1};
       rv *path[1];
-      return eval_data(ev, ev->p->root, ev->data, &ref, 1, path, k);
+      return rego__eval_data(ev, ev->p->root, ev->data, &ref, 1, path, k);
     }
-    case T_REF: return eval_ref(ev, t, k);
+    case T_REF: return rego__eval_ref(ev, t, k);
     case T_ARR:
     case T_SET:
-    case T_OBJ: return eval_coll(ev, t, k);
+    case T_OBJ: return rego__eval_coll(ev, t, k);
     case T_ACOMP:
     case T_SCOMP:
-    case T_OCOMP: return eval_comp(ev, t, k);
-    case T_CALL: return eval_call(ev, t, k);
-    case T_TMPL: return eval_template(ev, t, k);
-    default: return ev_fail(ev, "eval_internal_error", NULL, 0, 0, "unexpected term kind %d", t->kind);
+    case T_OCOMP: return rego__eval_comp(ev, t, k);
+    case T_CALL: return rego__eval_call(ev, t, k);
+    case T_TMPL: return rego__eval_template(ev, t, k);
+    default: return rego__ev_fail(ev, "eval_internal_error", NULL, 0, 0, "unexpected term kind %d", t->kind);
   }
 }
 
@@ -1685,25 +1685,25 @@ typedef struct {
   rk k;
   rv **out;
 } k_first;
-static ct_status k_first_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_first_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)ev;
   *((const k_first *)k)->out = v;
   return RG_HALT;
 }
 
-static ct_status first_value(rg_ev *ev, rg_term *t, rv **out) {
+static ct_status rego__first_value(rg_ev *ev, rg_term *t, rv **out) {
   *out = NULL;
-  k_first kf = {{k_first_fn}, out};
-  ct_status st = eval_term(ev, t, &kf.k);
+  k_first kf = {{rego__k_first_fn}, out};
+  ct_status st = rego__eval_term(ev, t, &kf.k);
   if (st == RG_HALT) return CT_OK;
   return st;
 }
 
-static rv *set_path(rg_ev *ev, rv *root, rv **path, size_t n, rv *value) {
+static rv *rego__set_path(rg_ev *ev, rv *root, rv **path, size_t n, rv *value) {
   if (!n) return value;
   rv *obj = root && root->t == RV_OBJ ? root : &rv_empty_obj_v;
   rv *child = rv_obj_get(obj, path[0]);
-  rv *nc = set_path(ev, child, path + 1, n - 1, value);
+  rv *nc = rego__set_path(ev, child, path + 1, n - 1, value);
   if (!nc) return NULL;
   rv **ks = rg_alloc(&ev->a, (obj->n + 1) * sizeof(rv *)), **vs = rg_alloc(&ev->a, (obj->n + 1) * sizeof(rv *));
   if (!ks || !vs) return NULL;
@@ -1728,7 +1728,7 @@ typedef struct {
   uint8_t *cstate;
 } with_state;
 
-static void ws_save(rg_ev *ev, with_state *s) {
+static void rego__ws_save(rg_ev *ev, with_state *s) {
   s->input = ev->input;
   s->ov = ev->ov;
   s->nov = ev->nov;
@@ -1737,7 +1737,7 @@ static void ws_save(rg_ev *ev, with_state *s) {
   s->cache = ev->cache;
   s->cstate = ev->cstate;
 }
-static void ws_load(rg_ev *ev, const with_state *s) {
+static void rego__ws_load(rg_ev *ev, const with_state *s) {
   ev->input = s->input;
   ev->ov = s->ov;
   ev->nov = s->nov;
@@ -1753,20 +1753,20 @@ typedef struct {
   const rk *next;
 } k_unwith;
 
-static ct_status k_unwith_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_unwith_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_unwith *ku = (const k_unwith *)k;
-  ws_load(ev, &ku->outer);
+  rego__ws_load(ev, &ku->outer);
   ct_status st = KCALL(ev, ku->next, v);
-  ws_load(ev, &ku->inner);
+  rego__ws_load(ev, &ku->inner);
   return st;
 }
 
-static ct_status eval_with(rg_ev *ev, const rg_expr *e, const rk *k) {
-  k_unwith ku = {{k_unwith_fn}, {0}, {0}, k};
-  ws_save(ev, &ku.outer);
+static ct_status rego__eval_with(rg_ev *ev, const rg_expr *e, const rk *k) {
+  k_unwith ku = {{rego__k_unwith_fn}, {0}, {0}, k};
+  rego__ws_save(ev, &ku.outer);
   rg_override *ov = rg_alloc(&ev->a, (ev->nov + e->nwith) * sizeof(rg_override));
   rg_dover *dov = rg_alloc(&ev->a, (ev->ndov + e->nwith) * sizeof(rg_dover));
-  if (!ov || !dov) return ev_oom(ev);
+  if (!ov || !dov) return rego__ev_oom(ev);
   if (ev->nov) memcpy(ov, ev->ov, ev->nov * sizeof(rg_override));
   if (ev->ndov) memcpy(dov, ev->dov, ev->ndov * sizeof(rg_dover));
   size_t nov = ev->nov, ndov = ev->ndov;
@@ -1790,26 +1790,26 @@ static ct_status eval_with(rg_ev *ev, const rg_expr *e, const rk *k) {
         fnrepl = true;
       }
       if (!fnrepl) {
-        CT_GUARD(first_value(ev, vt, &val));
+        CT_GUARD(rego__first_value(ev, vt, &val));
         if (!val) return CT_OK;
         o->value = val;
       }
       nov++;
       continue;
     }
-    CT_GUARD(first_value(ev, vt, &val));
+    CT_GUARD(rego__first_value(ev, vt, &val));
     if (!val) return CT_OK;
     rg_term *head = t->kind == T_REF ? t->elems[0] : t;
     size_t np = t->kind == T_REF ? t->n - 1 : 0;
     rv **path = rg_alloc(&ev->a, (np + 1) * sizeof(rv *));
-    if (!path) return ev_oom(ev);
+    if (!path) return rego__ev_oom(ev);
     for (size_t j = 0; j < np; j++) {
-      CT_GUARD(first_value(ev, t->elems[j + 1], &path[j]));
+      CT_GUARD(rego__first_value(ev, t->elems[j + 1], &path[j]));
       if (!path[j]) return CT_OK;
     }
     if (head->kind == T_INPUT) {
-      input = set_path(ev, input, path, np, val);
-      if (!input) return ev_oom(ev);
+      input = rego__set_path(ev, input, path, np, val);
+      if (!input) return rego__ev_oom(ev);
     } else {
       dov[ndov].path = path;
       dov[ndov].n = np;
@@ -1825,29 +1825,29 @@ static ct_status eval_with(rg_ev *ev, const rg_expr *e, const rk *k) {
   ev->cache = rg_alloc(&ev->a, ((size_t)ev->p->nnodes + 1) * sizeof(rv *));
   ev->cstate = rg_alloc(&ev->a, (size_t)ev->p->nnodes + 1);
   if (!ev->cache || !ev->cstate) {
-    ws_load(ev, &ku.outer);
-    return ev_oom(ev);
+    rego__ws_load(ev, &ku.outer);
+    return rego__ev_oom(ev);
   }
-  ws_save(ev, &ku.inner);
-  ct_status st = eval_expr(ev, e, &ku.k);
-  ws_load(ev, &ku.outer);
+  rego__ws_save(ev, &ku.inner);
+  ct_status st = rego__eval_expr(ev, e, &ku.k);
+  rego__ws_load(ev, &ku.outer);
   return st;
 }
 
 /* ---------------------------------------------------------------- entry points */
-static ct_status ev_init(rg_ev *ev, const rego_policy *p, ct_err *err) {
+static ct_status rego__ev_init(rg_ev *ev, const rego_policy *p, ct_err *err) {
   memset(ev, 0, sizeof(*ev));
   ev->p = p;
   ev->err = err;
-  ev->stack_floor = eval__stack_floor();
+  ev->stack_floor = rego__eval__stack_floor();
   ev->a.limit = p->limits.max_memory_bytes;
   ev->cache = rg_alloc(&ev->a, ((size_t)p->nnodes + 1) * sizeof(rv *));
   ev->cstate = rg_alloc(&ev->a, (size_t)p->nnodes + 1);
-  if (!ev->cache || !ev->cstate) return ev_oom(ev);
+  if (!ev->cache || !ev->cstate) return rego__ev_oom(ev);
   return CT_OK;
 }
 
-static void ev_free(rg_ev *ev) { rg_arena_free(&ev->a); }
+static void rego__ev_free(rg_ev *ev) { rg_arena_free(&ev->a); }
 
 typedef struct {
   rk k;
@@ -1876,7 +1876,7 @@ void rg_qcache_free(rego_policy *p) {
   p->qcache = NULL;
 }
 
-static ct_status cached_query(const rego_policy *cp, const char *query, rg_compiled_query *out, bool *hit, ct_err *err) {
+static ct_status rego__cached_query(const rego_policy *cp, const char *query, rg_compiled_query *out, bool *hit, ct_err *err) {
   rego_policy *p = (rego_policy *)cp; /* only the mutex-guarded cache is written */
   *hit = false;
   pthread_mutex_lock(&p->qlock);
@@ -1916,10 +1916,10 @@ CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input
   *result = NULL;
   CT_ENSURE(p && query, err, CT_EINVAL, "rego_eval: missing policy or query");
   rg_ev ev;
-  ct_status st = ev_init(&ev, p, err);
+  ct_status st = rego__ev_init(&ev, p, err);
   rg_compiled_query q;
   bool hit = false;
-  if (!st) st = cached_query(p, query, &q, &hit, err);
+  if (!st) st = rego__cached_query(p, query, &q, &hit, err);
   if (!st && !hit) st = rg_compile_query(p, &ev.a, query, &q, err);
   if (!st && (q.body->n != 1 || q.body->e[0]->kind != E_TERM || q.body->e[0]->nwith))
     st = ct_fail(err, CT_EINVAL, "rego_eval: query must be a single reference such as data.policy.allow");
@@ -1927,20 +1927,20 @@ CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input
   if (!st && data) st = rg_from_jansson(&ev.a, data, 0, true, &ev.data, err);
   if (!st) {
     ev.slots = rg_alloc(&ev.a, ((size_t)q.nslots + 1) * sizeof(rv *));
-    if (!ev.slots) st = ev_oom(&ev);
+    if (!ev.slots) st = rego__ev_oom(&ev);
   }
   rv *out = NULL;
   if (!st) {
-    st = first_value(&ev, q.body->e[0]->a, &out);
-    if (st == CT_EINVAL && ev.a.exceeded) st = ev_oom(&ev);
+    st = rego__first_value(&ev, q.body->e[0]->a, &out);
+    if (st == CT_EINVAL && ev.a.exceeded) st = rego__ev_oom(&ev);
   }
   if (!st && out) st = rg_to_jansson(out, result, err);
-  ev_free(&ev);
+  rego__ev_free(&ev);
   return st;
 }
 
 /* The rule node a plain "data.a.b" reference names, or NULL. */
-static const rg_node *rg__rule_node(const rego_policy *p, const char *ref) {
+static const rg_node *rego___rule_node(const rego_policy *p, const char *ref) {
   if (strncmp(ref, "data.", 5) != 0) return NULL;
   const rg_node *n = p->root;
   const char *s = ref + 5;
@@ -1963,30 +1963,30 @@ CT_RESULT rego_eval_decision(const rego_policy *p, const char *rule_ref, const j
   memset(why, 0, sizeof *why);
   CT_ENSURE(p && rule_ref && strlen(rule_ref) < 1024, err, CT_EINVAL,
             "rego_eval_decision: missing policy or rule reference");
-  const rg_node *n = rg__rule_node(p, rule_ref);
+  const rg_node *n = rego___rule_node(p, rule_ref);
   CT_ENSURE(n && n->kind == R_COMPLETE, err, CT_ENOTFOUND,
             "rego_eval_decision: %s is not a rule with a single value in this policy", rule_ref);
   rg_ev ev;
-  ct_status st = ev_init(&ev, p, err);
+  ct_status st = rego__ev_init(&ev, p, err);
   ev.watch = n;
   ev.why = why;
   rg_compiled_query q;
   if (!st) st = rg_compile_query(p, &ev.a, rule_ref, &q, err);
   if (!st) {
     ev.slots = rg_alloc(&ev.a, ((size_t)q.nslots + 1) * sizeof(rv *));
-    if (!ev.slots) st = ev_oom(&ev);
+    if (!ev.slots) st = rego__ev_oom(&ev);
   }
   if (!st && input) st = rg_from_jansson(&ev.a, input, 0, true, &ev.input, err);
   if (!st && data) st = rg_from_jansson(&ev.a, data, 0, true, &ev.data, err);
   rv *out = NULL;
   if (!st) {
-    st = first_value(&ev, q.body->e[0]->a, &out);
-    if (st == CT_EINVAL && ev.a.exceeded) st = ev_oom(&ev);
+    st = rego__first_value(&ev, q.body->e[0]->a, &out);
+    if (st == CT_EINVAL && ev.a.exceeded) st = rego__ev_oom(&ev);
   }
   if (!st && out) st = rg_to_jansson(out, result, err);
   if (st) memset(why, 0, sizeof *why);
   else why->definitions = n->nrules;
-  ev_free(&ev);
+  rego__ev_free(&ev);
   return st;
 }
 
@@ -1999,7 +1999,7 @@ typedef struct {
   const char *src;
 } k_qres;
 
-static ct_status text_of_expr(const char *src, const rg_body *b, size_t i, ct_buf *out, ct_err *err) {
+static ct_status rego__text_of_expr(const char *src, const rg_body *b, size_t i, ct_buf *out, ct_err *err) {
   /* the text of expression i: from its start to the start of the next (trimmed) */
   const rg_expr *e = b->e[i];
   int row = 1, col = 1;
@@ -2035,7 +2035,7 @@ static ct_status text_of_expr(const char *src, const rg_body *b, size_t i, ct_bu
   return rg_json_write(&tmp, out, false, 0, err);
 }
 
-static ct_status k_qres_fn(rg_ev *ev, const rk *k, rv *v) {
+static ct_status rego__k_qres_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   k_qres *kq = (k_qres *)k;
   ct_buf *o = kq->out;
@@ -2048,7 +2048,7 @@ static ct_status k_qres_fn(rg_ev *ev, const rk *k, rv *v) {
     CT_GUARD(ct_buf_append_str(o, "{\"value\":", err));
     CT_GUARD(rg_json_write(ev->exprvals[i] ? ev->exprvals[i] : RV_TRUE, o, false, 0, err));
     CT_GUARD(ct_buf_append_str(o, ",\"text\":", err));
-    CT_GUARD(text_of_expr(kq->src, b, i, o, err));
+    CT_GUARD(rego__text_of_expr(kq->src, b, i, o, err));
     CT_GUARD(ct_buf_printf(o, err, ",\"location\":{\"row\":%d,\"col\":%d}}", b->e[i]->row, b->e[i]->col));
   }
   CT_GUARD(ct_buf_append_str(o, "]", err));
@@ -2069,21 +2069,21 @@ static ct_status k_qres_fn(rg_ev *ev, const rk *k, rv *v) {
 
 /* OPA's test for whether a query iterates (then a false value is no result): a ref with a
  * variable after its head, or the relation built-in walk; comprehensions do not count. */
-static bool eval__iterates(const rg_term *t) {
+static bool rego__eval__iterates(const rg_term *t) {
   if (!t || t->kind == T_ACOMP || t->kind == T_SCOMP || t->kind == T_OCOMP) return false;
   if (t->kind == T_REF)
     for (size_t i = 1; i < t->n; i++)
       if (t->elems[i]->kind == T_VAR) return true;
   if (t->kind == T_CALL && t->name && !strcmp(t->name, "walk")) return true;
   for (size_t i = 0; i < t->n; i++)
-    if (t->elems && eval__iterates(t->elems[i])) return true;
+    if (t->elems && rego__eval__iterates(t->elems[i])) return true;
   return false;
 }
 
-static const rg_expr *eval__capture_expr(const rg_body *b) {
+static const rg_expr *rego__eval__capture_expr(const rg_body *b) {
   if (b->n != 1) return NULL;
   const rg_expr *e = b->e[0];
-  if (e->kind != E_TERM || eval__iterates(e->a)) return NULL;
+  if (e->kind != E_TERM || rego__eval__iterates(e->a)) return NULL;
   if (e->a->kind == T_CALL && e->a->name && !strcmp(e->a->name, "print")) return NULL; /* no value */
   return e;
 }
@@ -2092,7 +2092,7 @@ CT_RESULT rego_query(const rego_policy *p, const char *query, const rego_query_o
                      ct_err *err) {
   *result_json = NULL;
   rg_ev ev;
-  ct_status st = ev_init(&ev, p, err);
+  ct_status st = rego__ev_init(&ev, p, err);
   rg_compiled_query q;
   if (!st) st = rg_compile_query(p, &ev.a, query, &q, err);
   if (!st && qo && qo->input_json)
@@ -2106,9 +2106,9 @@ CT_RESULT rego_query(const rego_policy *p, const char *query, const rego_query_o
       st = ct_fail(err, CT_EINVAL, "rego_query: input_term must be a single term");
     if (!st) {
       ev.slots = rg_alloc(&ev.a, ((size_t)tq.nslots + 1) * sizeof(rv *));
-      if (!ev.slots) st = ev_oom(&ev);
+      if (!ev.slots) st = rego__ev_oom(&ev);
     }
-    if (!st) st = first_value(&ev, tq.body->e[0]->a, &ev.input);
+    if (!st) st = rego__first_value(&ev, tq.body->e[0]->a, &ev.input);
   }
   if (!st && qo) {
     ev.strict = qo->strict_builtin_errors;
@@ -2118,21 +2118,21 @@ CT_RESULT rego_query(const rego_policy *p, const char *query, const rego_query_o
     ev.slots = rg_alloc(&ev.a, ((size_t)q.nslots + 1) * sizeof(rv *));
     ev.exprvals = rg_alloc(&ev.a, (q.body->n + 1) * sizeof(rv *));
     ev.qbody = q.body;
-    if (qo && qo->capture_values) ev.capture = eval__capture_expr(q.body);
-    if (!ev.slots || !ev.exprvals) st = ev_oom(&ev);
+    if (qo && qo->capture_values) ev.capture = rego__eval__capture_expr(q.body);
+    if (!ev.slots || !ev.exprvals) st = rego__ev_oom(&ev);
   }
   ct_buf out;
   ct_buf_init(&out, 1u << 30);
   if (!st) st = ct_buf_append_str(&out, "[", err);
   if (!st) {
-    k_qres kq = {{k_qres_fn}, &q, &out, 0, query};
-    st = eval_body(&ev, q.body, 0, &kq.k);
-    if (st == CT_EINVAL && ev.a.exceeded) st = ev_oom(&ev);
+    k_qres kq = {{rego__k_qres_fn}, &q, &out, 0, query};
+    st = rego__eval_body(&ev, q.body, 0, &kq.k);
+    if (st == CT_EINVAL && ev.a.exceeded) st = rego__ev_oom(&ev);
   }
   if (!st) st = ct_buf_append_str(&out, "]", err);
   if (!st) *result_json = (char *)ct_buf_take(&out, NULL);
   ct_buf_free(&out);
-  ev_free(&ev);
+  rego__ev_free(&ev);
   return st;
 }
 
