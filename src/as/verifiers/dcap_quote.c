@@ -137,7 +137,8 @@ out:
 
 static const char *const dcap__sgx_oid = "1.2.840.113741.1.13.1";
 
-/* Copies an OCTET STRING / INTEGER / ENUMERATED / BOOLEAN value. */
+/* Reads an INTEGER, ENUMERATED or BOOLEAN value as a long; false for any other type (OCTET
+ * STRING values go through dcap__octets) or an integer that does not fit. */
 static bool dcap__int_value(const ASN1_TYPE *v, long *out) {
   if (v->type == V_ASN1_INTEGER) {
     int64_t x;
