@@ -16,17 +16,35 @@
 #include "ct_json.h"
 #include "ct_log.h"
 #include "ct_mem.h"
+#include "kbs_config.h"
 
 #define KBS_AUDIT_MAX_LINE (64u << 10)
 #define KBS_AUDIT_MAX_FILE (1ull << 34)
 #define KBS_AUDIT_ZERO "0000000000000000000000000000000000000000000000000000000000000000"
 
+#define KBS_AUDIT_MAX_QUEUE 65536
+
+typedef struct kbs_audit__pending {
+  uint64_t seq;
+  char hash[65];
+  char *line;
+  struct kbs_audit__pending *next;
+} kbs_audit__pending;
+
 struct kbs_audit {
   pthread_mutex_t lock;
-  int fd;
-  char *path;
-  uint64_t seq;     /* of the last entry written */
+  int fd;           /* file sink, or -1 */
+  char *path;       /* file path, or "<backend>:<replica>" */
+  uint64_t seq;     /* of the last entry appended */
   char prev[65];    /* its hash */
+  /* store sink: a writer thread stores queued entries in order */
+  kvs *store;
+  char *replica;
+  pthread_t writer;
+  bool writer_started, stopping;
+  pthread_cond_t cond;
+  kbs_audit__pending *head, *tail;
+  size_t queued;
 };
 
 /* The hash of an entry: SHA-256 over the JCS of the object without "hash". */
@@ -144,6 +162,7 @@ ct_status kbs_audit_open(const char *path, kbs_audit **out, ct_err *err) {
     return ct_fail(err, CT_ENOMEM, "out of memory");
   }
   pthread_mutex_init(&a->lock, NULL);
+  pthread_cond_init(&a->cond, NULL);
   a->fd = fd;
   a->seq = state.seq;
   memcpy(a->prev, state.hash, 65);
@@ -154,9 +173,25 @@ ct_status kbs_audit_open(const char *path, kbs_audit **out, ct_err *err) {
 
 void kbs_audit_close(kbs_audit *a) {
   if (!a) return;
+  if (a->writer_started) {
+    pthread_mutex_lock(&a->lock);
+    a->stopping = true;
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->lock);
+    pthread_join(a->writer, NULL);
+  }
+  for (kbs_audit__pending *p = a->head, *n; p; p = n) {
+    n = p->next;
+    CT_LOG_ERROR_("kbs", "audit log %s: entry #%llu was never stored (backend unavailable at shutdown)", a->path,
+                  (unsigned long long)p->seq);
+    free(p->line);
+    free(p);
+  }
   if (a->seq) CT_LOG_INFO_("kbs", "audit log %s: head #%llu %s", a->path, (unsigned long long)a->seq, a->prev);
-  close(a->fd);
+  if (a->fd >= 0) close(a->fd);
+  pthread_cond_destroy(&a->cond);
   pthread_mutex_destroy(&a->lock);
+  free(a->replica);
   free(a->path);
   free(a);
 }
@@ -193,7 +228,27 @@ ct_status kbs_audit_append(kbs_audit *a, const kbs_audit_event *e, ct_err *err) 
   char *line = NULL;
   size_t n = 0;
   if (st == CT_OK) st = ct_jcs_string(o, &line, &n, err);
-  if (st == CT_OK) {
+  if (st == CT_OK && a->store) {
+    /* Queued for the writer thread: a slow backend never holds the request. A full queue (the
+     * backend has been down for long) loses the entry, which shows as a gap in the chain. */
+    kbs_audit__pending *p = a->queued < KBS_AUDIT_MAX_QUEUE ? calloc(1, sizeof *p) : NULL;
+    a->seq++;
+    memcpy(a->prev, hash, 65);
+    if (!p) {
+      st = ct_fail(err, CT_ELIMIT, "audit log %s: %zu entries wait for the backend; entry #%llu is lost", a->path,
+                   a->queued, (unsigned long long)a->seq);
+    } else {
+      p->seq = a->seq;
+      memcpy(p->hash, hash, 65);
+      p->line = line;
+      line = NULL;
+      if (a->tail) a->tail->next = p;
+      else a->head = p;
+      a->tail = p;
+      a->queued++;
+      pthread_cond_signal(&a->cond);
+    }
+  } else if (st == CT_OK) {
     line[n] = '\n'; /* ct_jcs_string's NUL terminator becomes the newline: one write, one line */
     ssize_t w = write(a->fd, line, n + 1);
     if (w != (ssize_t)(n + 1)) {
@@ -209,9 +264,169 @@ ct_status kbs_audit_append(kbs_audit *a, const kbs_audit_event *e, ct_err *err) 
   return st;
 }
 
+static int kbs_audit_cli_store(const char *config, const char *replica, bool args_ok);
+
+/* --- chains in a storage backend ------------------------------------------------------------- */
+
+static ct_status kbs_audit__check_replica(const char *replica, ct_err *err) {
+  size_t n = strlen(replica);
+  CT_ENSURE(n > 0 && n <= 64, err, CT_EINVAL, "audit replica name must be 1 to 64 characters");
+  for (size_t i = 0; i < n; i++) {
+    char c = replica[i];
+    CT_ENSURE((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+                  (c == '.' && i > 0),
+              err, CT_EINVAL, "audit replica name \"%.64s\" has a character outside [A-Za-z0-9._-]", replica);
+  }
+  return CT_OK;
+}
+
+static void kbs_audit__entry_key(const char *replica, uint64_t seq, char *out, size_t cap) {
+  snprintf(out, cap, "%s/%012llu", replica, (unsigned long long)seq);
+}
+
+/* Walks replica's chain from entry #1; *state ends at the last entry. The head record must not
+ * name an entry past the last one found (a deleted tail). */
+static ct_status kbs_audit__walk(kvs *store, const char *replica, kbs_audit__state *state, size_t *entries,
+                                 ct_err *err) {
+  *state = (kbs_audit__state){.seq = 0, .hash = KBS_AUDIT_ZERO};
+  char key[128];
+  for (;;) {
+    kbs_audit__entry_key(replica, state->seq + 1, key, sizeof key);
+    uint8_t *v = NULL;
+    size_t n = 0;
+    ct_status st = kvs_get(store, KBS_AUDIT_NS, key, &v, &n, err);
+    if (st == CT_ENOTFOUND) break;
+    if (st != CT_OK) return ct_err_prefix(err, "audit chain of %s: ", replica);
+    st = kbs_audit__check_line((const char *)v, n, (size_t)(state->seq + 1), state, err);
+    free(v);
+    if (st != CT_OK) return ct_err_prefix(err, "audit chain of %s: entry key %s: ", replica, key);
+  }
+  snprintf(key, sizeof key, "%s/head", replica);
+  uint8_t *v = NULL;
+  size_t n = 0;
+  ct_status st = kvs_get(store, KBS_AUDIT_NS, key, &v, &n, err);
+  if (st == CT_OK) {
+    unsigned long long head = strtoull((const char *)v, NULL, 10);
+    free(v);
+    CT_ENSURE(head <= state->seq, err, CT_ECRYPTO,
+              "audit chain of %s: the head names entry #%llu but the chain ends at #%llu: entries #%llu..#%llu were "
+              "deleted", replica, head, (unsigned long long)state->seq, (unsigned long long)state->seq + 1, head);
+  } else if (st != CT_ENOTFOUND) {
+    return ct_err_prefix(err, "audit chain of %s: ", replica);
+  }
+  *entries = (size_t)state->seq;
+  return CT_OK;
+}
+
+static void *kbs_audit__writer(void *arg) {
+  kbs_audit *a = arg;
+  unsigned backoff_ms = 100;
+  bool failing = false;
+  pthread_mutex_lock(&a->lock);
+  for (;;) {
+    while (!a->head && !a->stopping) pthread_cond_wait(&a->cond, &a->lock);
+    kbs_audit__pending *p = a->head;
+    if (!p) break;
+    pthread_mutex_unlock(&a->lock);
+    char key[128], head[96];
+    kbs_audit__entry_key(a->replica, p->seq, key, sizeof key);
+    snprintf(head, sizeof head, "%llu %s", (unsigned long long)p->seq, p->hash);
+    char head_key[96];
+    snprintf(head_key, sizeof head_key, "%s/head", a->replica);
+    ct_err err;
+    ct_status st = kvs_put(a->store, KBS_AUDIT_NS, key, p->line, strlen(p->line), &err);
+    if (st == CT_OK) st = kvs_put(a->store, KBS_AUDIT_NS, head_key, head, strlen(head), &err);
+    pthread_mutex_lock(&a->lock);
+    if (st == CT_OK) {
+      if (failing) CT_LOG_INFO_("kbs", "audit log %s: storing entries again", a->path);
+      failing = false;
+      backoff_ms = 100;
+      a->head = p->next;
+      if (!a->head) a->tail = NULL;
+      a->queued--;
+      free(p->line);
+      free(p);
+      continue;
+    }
+    if (!failing) CT_LOG_WARN_("kbs", "audit log %s: cannot store entry #%llu, retrying: %s", a->path,
+                               (unsigned long long)p->seq, err.msg);
+    failing = true;
+    if (a->stopping) break; /* shutting down with the backend away: report what is lost */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)backoff_ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&a->cond, &a->lock, &ts);
+    if (backoff_ms < 2000) backoff_ms *= 2;
+  }
+  pthread_mutex_unlock(&a->lock);
+  return NULL;
+}
+
+ct_status kbs_audit_open_store(kvs *store, const char *replica, kbs_audit **out, ct_err *err) {
+  CT_GUARD(kbs_audit__check_replica(replica, err));
+  kbs_audit__state state;
+  size_t entries = 0;
+  if (kbs_audit__walk(store, replica, &state, &entries, err) != CT_OK)
+    return ct_err_prefix(err, "audit log does not verify, refusing to continue it: ");
+  kbs_audit *a = calloc(1, sizeof *a);
+  CT_ENSURE(a, err, CT_ENOMEM, "out of memory");
+  pthread_mutex_init(&a->lock, NULL);
+  pthread_cond_init(&a->cond, NULL);
+  a->fd = -1;
+  a->store = store;
+  a->seq = state.seq;
+  memcpy(a->prev, state.hash, 65);
+  char name[160];
+  snprintf(name, sizeof name, "%s:%s", kvs_type_name(kvs_get_type(store)), replica);
+  if (ct_strdup(replica, &a->replica, err) != CT_OK || ct_strdup(name, &a->path, err) != CT_OK) {
+    kbs_audit_close(a);
+    return CT_ENOMEM;
+  }
+  if (pthread_create(&a->writer, NULL, kbs_audit__writer, a) != 0) {
+    kbs_audit_close(a);
+    return ct_fail(err, CT_EIO, "cannot start the audit writer thread");
+  }
+  a->writer_started = true;
+  CT_LOG_INFO_("kbs", "audit log %s: %zu entries, head #%llu %s", a->path, entries, (unsigned long long)a->seq, a->prev);
+  *out = a;
+  return CT_OK;
+}
+
+ct_status kbs_audit_verify_store(kvs *store, const char *replica, size_t *entries, ct_err *err) {
+  kbs_audit__state state;
+  size_t total = 0, n = 0;
+  if (replica) {
+    CT_GUARD(kbs_audit__check_replica(replica, err));
+    CT_GUARD(kbs_audit__walk(store, replica, &state, &n, err));
+    *entries = n;
+    return CT_OK;
+  }
+  /* Every replica that has a head record. */
+  json_t *keys = NULL;
+  CT_GUARD(kvs_list(store, KBS_AUDIT_NS, &keys, err));
+  ct_status st = CT_OK;
+  for (size_t i = 0; st == CT_OK && i < json_array_size(keys); i++) {
+    const char *k = json_string_value(json_array_get(keys, i));
+    const char *slash = strrchr(k, '/');
+    if (!slash || strcmp(slash, "/head")) continue;
+    char name[80];
+    snprintf(name, sizeof name, "%.*s", (int)(slash - k), k);
+    st = kbs_audit__walk(store, name, &state, &n, err);
+    total += n;
+  }
+  json_decref(keys);
+  if (st == CT_OK) *entries = total;
+  return st;
+}
+
 int kbs_audit_cli_main(int argc, char **argv) {
+  if (argc >= 4 && !strcmp(argv[1], "verify") && !strcmp(argv[2], "--config"))
+    return kbs_audit_cli_store(argv[3], argc == 6 && !strcmp(argv[4], "--replica") ? argv[5] : NULL,
+                               argc == 4 || argc == 6);
   if (argc != 3 || strcmp(argv[1], "verify")) {
-    fprintf(stderr, "usage: kbs audit verify FILE\n");
+    fprintf(stderr, "usage: kbs audit verify FILE\n       kbs audit verify --config KBS.toml [--replica NAME]\n");
     return 2;
   }
   ct_err err;
@@ -222,4 +437,36 @@ int kbs_audit_cli_main(int argc, char **argv) {
   }
   printf("audit log %s: %zu entries, chain intact\n", argv[2], entries);
   return 0;
+}
+
+/* The chains in the storage backend a KBS configuration names. */
+static int kbs_audit_cli_store(const char *config, const char *replica, bool args_ok) {
+  if (!args_ok) {
+    fprintf(stderr, "usage: kbs audit verify --config KBS.toml [--replica NAME]\n");
+    return 2;
+  }
+  ct_err err;
+  kbs_config *cfg = NULL;
+  if (kbs_config_load(config, &cfg, &err) != CT_OK) {
+    fprintf(stderr, "kbs audit: %s\n", err.msg);
+    return 2;
+  }
+  kvs_config kc;
+  kbs_config_kvs(cfg, cfg->storage_type, &kc);
+  kvs *store = NULL;
+  size_t entries = 0;
+  int rc = 0;
+  if (kvs_open(&kc, &store, &err) != CT_OK) {
+    fprintf(stderr, "kbs audit: storage: %s\n", err.msg);
+    rc = 1;
+  } else if (kbs_audit_verify_store(store, replica, &entries, &err) != CT_OK) {
+    fprintf(stderr, "audit chains in %s: BROKEN: %s\n", kvs_type_name(cfg->storage_type), err.msg);
+    rc = 1;
+  } else {
+    printf("audit chains in %s%s%s: %zu entries, chain intact\n", kvs_type_name(cfg->storage_type),
+           replica ? " for " : "", replica ? replica : "", entries);
+  }
+  kvs_close(store);
+  kbs_config_free(cfg);
+  return rc;
 }

@@ -13,7 +13,11 @@
  * substituted one as a "prev" that does not match. Removing lines at the end cannot be seen
  * from the file alone; compare the last "seq"/"hash" with one kept elsewhere (the KBS logs it).
  *
- * One log per process: replicas write files of their own (each is a chain).
+ * One chain per process: replicas write files of their own, or keep their chains in the KBS's
+ * storage backend (kbs_audit_open_store): entry N of replica R is the key "R/<N, 12 digits>" of
+ * the namespace "audit", and "R/head" holds "N <hash>" of the last one. A background thread
+ * writes them in order (a slow or down backend never holds a request); entries wait in a bounded
+ * queue and are retried until stored.
  */
 #ifndef KBS_AUDIT_H
 #define KBS_AUDIT_H
@@ -21,6 +25,9 @@
 #include <stddef.h>
 
 #include "ct_status.h"
+#include "kvs.h"
+
+#define KBS_AUDIT_NS "audit"
 
 typedef struct kbs_audit kbs_audit;
 
@@ -37,11 +44,16 @@ typedef struct kbs_audit_event {
 /* Opens (creating 0600, never through a symlink) and continues the chain found in the file. */
 CT_RESULT kbs_audit_open(const char *path, kbs_audit **out, ct_err *err);
 void kbs_audit_close(kbs_audit *a);
-/* Appends one entry (thread-safe; one write(2) per line, O_APPEND). */
+/* Continues (or starts) replica `replica`'s chain in `store` (borrowed; must outlive the log). */
+CT_RESULT kbs_audit_open_store(kvs *store, const char *replica, kbs_audit **out, ct_err *err);
+/* Checks the chains kept in a store: one replica, or every replica found. */
+CT_RESULT kbs_audit_verify_store(kvs *store, const char *replica, size_t *entries, ct_err *err);
+/* Appends one entry (thread-safe; a file gets one write(2) per line, O_APPEND). */
 CT_RESULT kbs_audit_append(kbs_audit *a, const kbs_audit_event *e, ct_err *err);
 /* Checks a whole file. CT_OK with *entries; otherwise err names the first broken line. */
 CT_RESULT kbs_audit_verify_file(const char *path, size_t *entries, ct_err *err);
-/* `kbs audit verify FILE`: prints the outcome; returns the exit status. */
+/* `kbs audit verify FILE` | `kbs audit verify --config KBS.toml [--replica NAME]`: prints the
+ * outcome; returns the exit status. */
 int kbs_audit_cli_main(int argc, char **argv);
 
 #endif

@@ -615,10 +615,13 @@ static ct_status kbs_config__audit(const json_t *doc, kbs_config *c, ct_err *err
   json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "audit", "audit", &t, err));
   if (!t) return CT_OK;
-  static const char *const keys[] = {"path", NULL};
+  static const char *const keys[] = {"path", "storage", "replica", NULL};
   CT_GUARD(kbs_config__only(t, "audit", keys, err));
   CT_GUARD(kbs_config__str(t, "path", "audit", &c->audit_path, err));
-  CT_ENSURE(c->audit_path, err, CT_EINVAL, "[audit] needs path");
+  CT_GUARD(kbs_config__bool(t, "storage", "audit", &c->audit_storage, err));
+  CT_GUARD(kbs_config__str(t, "replica", "audit", &c->audit_replica, err));
+  CT_ENSURE(!c->audit_path != !c->audit_storage, err, CT_EINVAL,
+            "[audit] needs either path = FILE or storage = true (the [storage_backend])");
   return CT_OK;
 }
 
@@ -742,6 +745,7 @@ void kbs_config_free(kbs_config *c) {
   free(c->vault.secret_path);
   free(c->vault.secret_field);
   free(c->audit_path);
+  free(c->audit_replica);
   free(c->resource_dir);
   free(c->resource_policy_path);
   free(c);

@@ -131,8 +131,10 @@ typedef struct kbs_config {
   kbs_resource_backend resource_backend;
   kbs_vault_config vault;
 
-  /* [audit] (ours) */
+  /* [audit] (ours): a file, or chains in the storage backend */
   char *audit_path;
+  bool audit_storage;
+  char *audit_replica; /* name of this replica's chain; default: the host name */
 
   /* [policy_engine] */
   char *resource_policy_path;

@@ -434,6 +434,12 @@ ct_status kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err
   CT_LOG_INFO_("kbs", "sessions: %s cookie key; nonces single-use %s", have_key ? "shared" : "per-process",
                s->session_shared ? "across replicas (shared storage)" : "within this process only");
   if (cfg->audit_path) CT_GUARD_GOTO(st, kbs_audit_open(cfg->audit_path, &s->audit, err), fail);
+  if (cfg->audit_storage) {
+    char host[65] = "kbs";
+    if (!cfg->audit_replica && gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "kbs");
+    CT_GUARD_GOTO(st, kbs_audit_open_store(s->store, cfg->audit_replica ? cfg->audit_replica : host, &s->audit, err),
+                  fail);
+  }
   CT_GUARD_GOTO(st, kbs_token_verifier_new(cfg, &s->tokens, err), fail);
   CT_GUARD_GOTO(st, kbs_admin_new(cfg, &s->admin, err), fail);
   s->rv_store = s->store;
@@ -568,8 +574,8 @@ void kbs_server_stop(kbs_server *s) {
   if (s->resources != s->store) kvs_close(s->resources);
   if (s->rv_store && s->rv_store != s->store) kvs_close(s->rv_store);
   if (s->session_store && s->session_store != s->store) kvs_close(s->session_store);
+  kbs_audit_close(s->audit); /* its writer thread stores into s->store */
   kvs_close(s->store);
-  kbs_audit_close(s->audit);
   free(s->health);
   pthread_mutex_destroy(&s->health_lock);
   pthread_rwlock_destroy(&s->vault_lock);

@@ -531,3 +531,25 @@ def test_shared_localfs_replicas_and_key_rotation(pki, start_kbs, tmp_path):
     assert r.status_code == 401 and "not issued by this KBS" in detail(r), r.text
     s.url = c.url()
     assert s.attest(nonce, key).status_code == 200
+
+
+def test_audit_chain_in_redis(redis, pki, start_kbs, tmp_path):
+    """[audit] storage = true: the chain lives in the configured backend (here Redis), one per
+    replica; `kbs audit verify --config` checks it and names an edited entry."""
+    cfg = config(pki, storage_toml=redis_storage(redis), top='\n[audit]\nstorage = true\nreplica = "kbs-a"\n')
+    kbs = start_kbs(cfg)
+    admin = Admin(kbs, pki)
+    admin.resource("default/key/k", b"in-redis")
+    admin.policy(ALLOW_ALL)
+    assert released(kbs, pki, "default/key/k") == b"in-redis"
+    assert kbs.stop() == 0
+    path = tmp_path / "kbs.toml"
+    ok = run([BIN / "kbs", "audit", "verify", "--config", path], check=False)
+    assert ok.returncode == 0 and "3 entries, chain intact" in ok.stdout, ok.stdout + ok.stderr
+    cli = ["redis-cli", "-u", redis.url]
+    entry = subprocess.run(cli + ["GET", "audit:kbs-a/000000000002"], capture_output=True, text=True).stdout.strip()
+    assert '"decision":"allow"' in entry and "in-redis" not in entry
+    subprocess.run(cli + ["SET", "audit:kbs-a/000000000002", entry.replace('"allow"', '"deny"')], check=True,
+                   capture_output=True)
+    bad = run([BIN / "kbs", "audit", "verify", "--config", path, "--replica", "kbs-a"], check=False)
+    assert bad.returncode == 1 and "kbs-a/000000000002" in bad.stderr and "edited" in bad.stderr, bad.stderr

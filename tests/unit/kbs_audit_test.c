@@ -118,9 +118,68 @@ static void test_chain(void **state) {
   unlink(other);
 }
 
+/* Chains kept in a storage backend: written in order by a background thread, continued after a
+ * restart, and an edited or deleted entry (the last one included, thanks to the head record) is
+ * named. */
+static void test_store_chain(void **state) {
+  (void)state;
+  char dir[] = "/tmp/kbs_audit_storeXXXXXX";
+  assert_non_null(mkdtemp(dir));
+  kvs_config kc = {.type = KVS_LOCAL_FS, .dir_path = dir};
+  kvs *store = NULL;
+  ct_err err;
+  CT_ASSERT_OK(kvs_open(&kc, &store, &err), &err);
+  for (int round = 0; round < 2; round++) {
+    kbs_audit *a = NULL;
+    CT_ASSERT_OK(kbs_audit_open_store(store, "replica-1", &a, &err), &err);
+    for (int i = 0; i < 2; i++) {
+      kbs_audit_event e = {.event = "resource-release", .tee = "sample", .path = "/kbs/v0/resource/a/b/c",
+                           .decision = "allow"};
+      CT_ASSERT_OK(kbs_audit_append(a, &e, &err), &err);
+    }
+    kbs_audit_close(a); /* drains the queue */
+  }
+  kbs_audit *other = NULL;
+  CT_ASSERT_OK(kbs_audit_open_store(store, "replica-2", &other, &err), &err);
+  kbs_audit_event e = {.event = "admin-write", .path = "/kbs/v0/resource-policy", .decision = "allow"};
+  CT_ASSERT_OK(kbs_audit_append(other, &e, &err), &err);
+  kbs_audit_close(other);
+  size_t n = 0;
+  CT_ASSERT_OK(kbs_audit_verify_store(store, "replica-1", &n, &err), &err);
+  assert_int_equal(n, 4);
+  CT_ASSERT_OK(kbs_audit_verify_store(store, NULL, &n, &err), &err);
+  assert_int_equal(n, 5);
+
+  /* Edit entry 2. */
+  uint8_t *v = NULL;
+  size_t len = 0;
+  CT_ASSERT_OK(kvs_get(store, KBS_AUDIT_NS, "replica-1/000000000002", &v, &len, &err), &err);
+  char *edited = strndup((char *)v, len);
+  char *p = strstr(edited, "\"allow\"");
+  assert_non_null(p);
+  memcpy(p, "\"deny\" ", 7);
+  CT_ASSERT_OK(kvs_put(store, KBS_AUDIT_NS, "replica-1/000000000002", edited, strlen(edited), &err), &err);
+  assert_int_equal(kbs_audit_verify_store(store, "replica-1", &n, &err), CT_ECRYPTO);
+  assert_non_null(strstr(err.msg, "replica-1/000000000002"));
+  assert_non_null(strstr(err.msg, "edited"));
+  assert_int_not_equal(kbs_audit_open_store(store, "replica-1", &other, &err), CT_OK);
+  CT_ASSERT_OK(kvs_put(store, KBS_AUDIT_NS, "replica-1/000000000002", v, len, &err), &err);
+  free(edited);
+  free(v);
+  /* Delete the last entry: the head record gives it away. */
+  CT_ASSERT_OK(kvs_delete(store, KBS_AUDIT_NS, "replica-1/000000000004", &err), &err);
+  assert_int_equal(kbs_audit_verify_store(store, NULL, &n, &err), CT_ECRYPTO);
+  assert_non_null(strstr(err.msg, "entries #4..#4 were deleted"));
+  kvs_close(store);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_chain),
+      cmocka_unit_test(test_store_chain),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
