@@ -3,9 +3,17 @@
  * test_regress_NN_<what> after the finding's number (the end-to-end ones live in
  * tests/e2e/test_regress.py under the same names).
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ct_test_util.h"
+
+#include "as_fetch.h"
+#include "snp.h"
 
 #include "as_service.h"
 #include "ct_codec.h"
@@ -71,6 +79,124 @@ static void regress__eval_on_stack(const rego_policy *p, size_t stack, regress__
   pthread_attr_destroy(&at);
 }
 
+
+
+/* ---------------------------------------------------------------- 01 */
+/* A TCP server that accepts and never answers (a stalled AMD KDS / PCCS). */
+typedef struct {
+  int fd, port;
+  int conns[64];
+  int n;
+  volatile int stop;
+  pthread_t th;
+} regress__silent;
+
+static void *regress__silent_run(void *arg) {
+  regress__silent *s = arg;
+  while (!s->stop) {
+    int c = accept(s->fd, NULL, NULL);
+    if (c >= 0 && s->n < 64) s->conns[s->n++] = c;
+    else if (c >= 0) close(c);
+    else usleep(10000);
+  }
+  return NULL;
+}
+
+static void regress__silent_start(regress__silent *s) {
+  memset(s, 0, sizeof *s);
+  s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof a;
+  assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(s->fd, 64), 0);
+  getsockname(s->fd, (struct sockaddr *)&a, &al);
+  s->port = ntohs(a.sin_port);
+  assert_int_equal(pthread_create(&s->th, NULL, regress__silent_run, s), 0);
+}
+
+static void regress__silent_stop(regress__silent *s) {
+  s->stop = 1;
+  pthread_join(s->th, NULL);
+  for (int i = 0; i < s->n; i++) close(s->conns[i]);
+  close(s->fd);
+}
+
+static long regress__ms_since(const struct timespec *t0) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static ct_status regress__finish_never(void *ctx, const char *key, as_fetch_resp *r, size_t n, ct_err *err) {
+  (void)ctx;
+  (void)key;
+  (void)n;
+  if (r->st) return ct_fail(err, r->st, "test source: %s", r->cause);
+  return CT_OK;
+}
+
+/* Verifier network I/O ran on the request threads: two unauthenticated /attest requests whose SNP
+ * evidence needs a VCEK from a KDS that never answers froze the KBS. Now fetches run on a
+ * background thread: a request waits at most 20 ms after the fetch started, later requests not at
+ * all, the source sees at most 2 connections, a failure is remembered, and shutting down cancels
+ * what is pending at once. (tests/e2e/test_regress.py runs the same against a whole KBS.) */
+static void test_regress_01_kds_stall(void **state) {
+  (void)state;
+  regress__silent kds;
+  regress__silent_start(&kds);
+  char url[64];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d", kds.port);
+  ct_err err;
+  /* the SNP verifier's path: a Genoa report without a certificate chain */
+  as_verifier_config cfg = {.snp_kds_base_url = url};
+  snp_ctx *c = NULL;
+  CT_ASSERT_OK(snp_ctx_new(&cfg, &c, &err), &err);
+  uint8_t raw[SNP_REPORT_SIZE] = {0};
+  raw[0] = 3;
+  raw[0x34] = 1;
+  raw[0x188] = 0x19;
+  raw[0x189] = 0x11;
+  for (int i = 0; i < 64; i++) raw[SNP_OFF_CHIP_ID + i] = (uint8_t)(i + 1);
+  snp_report r;
+  CT_ASSERT_OK(snp_report_parse(raw, sizeof raw, &r, &err), &err);
+  uint8_t *der = NULL;
+  size_t len = 0;
+  struct timespec t0;
+  for (int i = 0; i < 3; i++) {
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(snp_vcek_find(c, &r, r.gen, &der, &len, &err), CT_EIO);
+    long ms = regress__ms_since(&t0);
+    assert_true(ms < (i == 0 ? 500 : 50)); /* the first waits its 20 ms, the others not at all */
+    assert_non_null(strstr(err.msg, "AMD KDS: fetching what this evidence needs"));
+    assert_non_null(strstr(err.msg, "attest again"));
+  }
+  /* other chips: at most 2 requests open at the source, the rest queue in the background */
+  for (int chip = 2; chip < 8; chip++) {
+    raw[SNP_OFF_CHIP_ID] = (uint8_t)(0x40 + chip);
+    CT_ASSERT_OK(snp_report_parse(raw, sizeof raw, &r, &err), &err);
+    assert_int_equal(snp_vcek_find(c, &r, r.gen, &der, &len, &err), CT_EIO);
+  }
+  usleep(300000);
+  assert_true(kds.n >= 1 && kds.n <= 2);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  snp_ctx_free(c); /* cancels the 7 pending fetches */
+  assert_true(regress__ms_since(&t0) < 1000);
+  regress__silent_stop(&kds);
+
+  /* a source that fails: the failure is remembered, the next request is told at once */
+  as_fetcher *f = NULL;
+  as_fetcher_config fc = {.name = "test source", .wait_ms = 5000};
+  CT_ASSERT_OK(as_fetcher_new(&fc, &f, &err), &err);
+  const char *gone[1] = {"http://127.0.0.1:1/nothing"};
+  ct_http_opts o = {.timeout_ms = 2000};
+  assert_int_equal(as_fetch(f, "k", gone, 1, &o, regress__finish_never, NULL, &err), CT_EIO);
+  assert_null(strstr(err.msg, "ago"));
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  assert_int_equal(as_fetch(f, "k", gone, 1, &o, regress__finish_never, NULL, &err), CT_EIO);
+  assert_true(regress__ms_since(&t0) < 50);
+  assert_non_null(strstr(err.msg, "failed 0 s ago; not asked again for 30 s"));
+  as_fetcher_free(f);
+}
 
 /* ---------------------------------------------------------------- 08 */
 /* The sample verifier is always built in and, with matching reference values, can reach
@@ -217,6 +343,7 @@ static void test_regress_13_rego_recursion(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_regress_01_kds_stall),
       cmocka_unit_test(test_regress_08_sample_tee_opt_in),
       cmocka_unit_test(test_regress_10_rego_eval_false),
       cmocka_unit_test(test_regress_13_rego_recursion),

@@ -416,7 +416,7 @@ static void test_kds_fetch_with_429_and_cache(void **state) {
   int port = start_kds(vpath, portf, logf, &pid);
   char url[64];
   snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
-  as_verifier_config cfg = {.snp_kds_base_url = url, .snp_kds_cache_dir = cache};
+  as_verifier_config cfg = {.snp_kds_base_url = url, .snp_kds_cache_dir = cache, .remote_wait_ms = 30000};
   json_t *ev = raw_evidence(rep, rn, NULL, NULL, 0);
   json_t *claims = NULL;
   struct timespec t0, t1;
@@ -452,7 +452,7 @@ static void test_kds_fetch_with_429_and_cache(void **state) {
   assert_memory_equal(cd, vcek, vn);
   free(cd);
   /* Without the cache and with KDS down, the failure names the request. */
-  as_verifier_config down = {.snp_kds_base_url = url};
+  as_verifier_config down = {.snp_kds_base_url = url, .remote_wait_ms = 30000};
   expect_fail(&down, ev, NULL, 0, "AMD KDS request http://127.0.0.1");
   unlink(cached);
   char cmd[600];
@@ -491,7 +491,7 @@ static void test_kds_turin_request(void **state) {
   pid_t pid;
   int port = start_kds(vpath, portf, logf, &pid);
   snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
-  as_verifier_config cfg = {.snp_kds_base_url = url};
+  as_verifier_config cfg = {.snp_kds_base_url = url, .remote_wait_ms = 30000};
   snp_ctx *c = NULL;
   CT_ASSERT_OK(snp_ctx_new(&cfg, &c, &err), &err);
   uint8_t *der = NULL;

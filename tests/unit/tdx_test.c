@@ -787,7 +787,7 @@ static void test_pccs_fetch_and_cache(void **s) {
   assert_true(n > 0);
   char url[64];
   snprintf(url, sizeof url, "http://127.0.0.1:%d/", atoi(portbuf));
-  as_verifier_config cfg = {.tdx_pccs_url = url, .tdx_collateral_cache_dir = cache};
+  as_verifier_config cfg = {.tdx_pccs_url = url, .tdx_collateral_cache_dir = cache, .remote_wait_ms = 30000};
   tdx_state *st = NULL;
   ct_err err;
   CT_ASSERT_OK(tdx_state_new(&cfg, env.root_pem, 0, &st, &err), &err);
@@ -816,7 +816,7 @@ static void test_pccs_fetch_and_cache(void **s) {
   json_decref(claims);
   tdx_state_free(st);
   /* Neither PCCS nor cache: a clear I/O error. */
-  as_verifier_config nocache = {.tdx_pccs_url = url};
+  as_verifier_config nocache = {.tdx_pccs_url = url, .remote_wait_ms = 30000};
   CT_ASSERT_OK(tdx_state_new(&nocache, env.root_pem, 0, &st, &err), &err);
   assert_int_equal(tdx_test__verify(st, t.raw, t.len, NULL, 0, NULL, 0, NULL, 0, &claims, &err), CT_EIO);
   tdx_state_free(st);

@@ -33,6 +33,10 @@ typedef struct as_verifier_config {
    * generation its CN names; its subject must say TEST-ONLY. Evidence it endorses is forged by
    * construction (the attack suite and the synthetic-SNP load generator make it). */
   const char *snp_insecure_test_only_roots;
+  /* Longest wait of a request for a fetch from AMD KDS or Intel PCS/PCCS it started (as_fetch.h):
+   * 0 = AS_FETCH_DEFAULT_WAIT_MS (20 ms); beyond, the fetch goes on in the background and the
+   * request gets a retryable error. */
+  long remote_wait_ms;
 } as_verifier_config;
 
 /* What the attestation service asks a verifier to check. */

@@ -26,6 +26,7 @@
 #include "ct_buf.h"
 #include "ct_codec.h"
 #include "ct_file.h"
+#include "as_fetch.h"
 #include "ct_http.h"
 #include "ct_json.h"
 #include "ct_log.h"
@@ -315,7 +316,6 @@ out:
 typedef struct dcap__http {
   ct_buf body;
   ct_buf chain; /* URL-decoded issuer chain header */
-  const char *header;
 } dcap__http;
 
 /* URL-decodes an issuer chain header value into `chain`. */
@@ -333,38 +333,31 @@ static ct_status dcap__decode_chain(const char *v, ct_buf *chain, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status dcap__get(const char *url, const char *header, dcap__http *h, ct_err *err) {
+/* The body and issuer chain of one fetched response. */
+static ct_status dcap__take(const char *url, const char *header, as_fetch_resp *r, dcap__http *h, ct_err *err) {
   ct_buf_init(&h->body, DCAP_COLLATERAL_MAX_BYTES);
   ct_buf_init(&h->chain, 65536);
-  h->header = header;
-  ct_http_opts o = {.timeout_ms = 15000, .connect_timeout_ms = 5000,
-                    .max_body = DCAP_COLLATERAL_MAX_BYTES, .log_tag = "tdx"};
-  ct_http_req req = {.url = url};
-  ct_http_resp r;
-  ct_status st = ct_http_call(&o, &req, &r, err);
-  if (st) {
-    ct_http_resp_free(&r);
-    return ct_err_prefix(err, "collateral: ");
-  }
+  if (r->st) return ct_fail(err, r->st, "collateral: %s", r->cause);
   /* The chain header, last occurrence winning; PCS v3 prefixes the TCB Info one with "SGX-". */
   const char *n, *v, *chain = NULL;
   size_t hl = strlen(header);
-  for (size_t i = 0; ct_http_resp_header_at(&r, i, &n, &v); i++) {
+  for (size_t i = 0; as_fetch_resp_header_at(r, i, &n, &v); i++) {
     if (!strncasecmp(n, "SGX-", 4) && strncasecmp(header, "SGX-", 4) != 0) n += 4;
     if (strlen(n) == hl && !strncasecmp(n, header, hl)) chain = v;
   }
-  if (chain && r.status == 200) {
+  ct_status st = CT_OK;
+  if (chain && r->status == 200) {
     st = dcap__decode_chain(chain, &h->chain, err);
     if (st) ct_err_prefix(err, "collateral: GET %s: issuer chain header: ", url);
   }
-  if (!st && r.status != 200)
-    st = ct_fail(err, r.status == 404 ? CT_ENOTFOUND : CT_EIO, "collateral: GET %s: HTTP %ld", url,
-                 r.status);
+  if (!st && r->status != 200)
+    st = ct_fail(err, r->status == 404 ? CT_ENOTFOUND : CT_EIO, "collateral: GET %s: HTTP %ld", url, r->status);
   if (!st) {
-    h->body = r.body;
-    r.body = (ct_buf){0};
+    ct_buf_free(&h->body);
+    h->body = r->body;
+    r->body = (ct_buf){0};
+    CT_ENSURE(h->body.len <= DCAP_COLLATERAL_MAX_BYTES, err, CT_ELIMIT, "collateral: GET %s: response too large", url);
   }
-  ct_http_resp_free(&r);
   return st;
 }
 
@@ -383,11 +376,11 @@ static void dcap__cache_put(const char *dir, const char *name, const ct_buf *b) 
     ct_log(CT_LOG_WARN, "tdx", "cannot write collateral cache %s: %s", path, e.msg);
 }
 
-static ct_status dcap__fetch_one(const char *url, const char *header, const char *cache_dir,
-                                 const char *name, const char *chain_name, ct_buf *body,
-                                 ct_buf *chain, ct_err *err) {
+static ct_status dcap__fetched_one(const char *url, as_fetch_resp *r, const char *header, const char *cache_dir,
+                                   const char *name, const char *chain_name, ct_buf *body, ct_buf *chain,
+                                   ct_err *err) {
   dcap__http h;
-  ct_status st = dcap__get(url, header, &h, err);
+  ct_status st = dcap__take(url, header, r, &h, err);
   if (st == CT_OK) {
     dcap__cache_put(cache_dir, name, &h.body);
     if (chain_name) dcap__cache_put(cache_dir, chain_name, &h.chain);
@@ -419,41 +412,49 @@ static ct_status dcap__fetch_one(const char *url, const char *header, const char
   return st;
 }
 
-ct_status dcap_collateral_fetch(const char *base_url, const char *cache_dir, const uint8_t fmspc[6],
-                                bool platform_ca, dcap_collateral **out, ct_err *err) {
-  char fm[13], url[2048], name[64];
+ct_status dcap_collateral_urls(const char *base_url, const uint8_t fmspc[6], bool platform_ca,
+                               char urls[DCAP_COLLATERAL_GETS][DCAP_COLLATERAL_URL_MAX], ct_err *err) {
+  char fm[13];
   ct_hex_into(fmspc, 6, fm);
   for (char *p = fm; *p; p++) *p = (char)toupper((unsigned char)*p);
   size_t bl = strlen(base_url);
   while (bl > 0 && base_url[bl - 1] == '/') bl--;
   CT_ENSURE(bl < 1500, err, CT_EINVAL, "collateral: PCCS URL too long");
+  snprintf(urls[0], DCAP_COLLATERAL_URL_MAX, "%.*s/tdx/certification/v4/tcb?fmspc=%s", (int)bl, base_url, fm);
+  snprintf(urls[1], DCAP_COLLATERAL_URL_MAX, "%.*s/tdx/certification/v4/qe/identity", (int)bl, base_url);
+  snprintf(urls[2], DCAP_COLLATERAL_URL_MAX, "%.*s/sgx/certification/v4/pckcrl?ca=%s&encoding=der", (int)bl,
+           base_url, platform_ca ? "platform" : "processor");
+  return CT_OK;
+}
+
+ct_status dcap_collateral_assemble(const char *cache_dir, const uint8_t fmspc[6], bool platform_ca,
+                                   char urls[DCAP_COLLATERAL_GETS][DCAP_COLLATERAL_URL_MAX],
+                                   as_fetch_resp *resps, dcap_collateral **out, ct_err *err) {
+  char fm[13], name[64];
+  ct_hex_into(fmspc, 6, fm);
+  for (char *p = fm; *p; p++) *p = (char)toupper((unsigned char)*p);
   dcap_collateral *c = calloc(1, sizeof *c);
   CT_ENSURE(c, err, CT_ENOMEM, "out of memory");
   ct_buf body = {0}, chain = {0};
   ct_status st = CT_OK;
-  snprintf(url, sizeof url, "%.*s/tdx/certification/v4/tcb?fmspc=%s", (int)bl, base_url, fm);
   snprintf(name, sizeof name, "tcb-info-%s.json", fm);
-  CT_GUARD_GOTO(st, dcap__fetch_one(url, "TCB-Info-Issuer-Chain", cache_dir, name,
-                                    "tcb-info-issuer-chain.pem", &body, &chain, err), out);
+  CT_GUARD_GOTO(st, dcap__fetched_one(urls[0], &resps[0], "TCB-Info-Issuer-Chain", cache_dir, name,
+                                      "tcb-info-issuer-chain.pem", &body, &chain, err), out);
   CT_GUARD_GOTO(st, dcap_signed_json_parse((char *)body.data, body.len, "tcbInfo", (char *)chain.data,
                                            chain.len, &c->tcb, err), out);
   ct_buf_free(&body);
   ct_buf_free(&chain);
-  snprintf(url, sizeof url, "%.*s/tdx/certification/v4/qe/identity", (int)bl, base_url);
-  CT_GUARD_GOTO(st, dcap__fetch_one(url, "SGX-Enclave-Identity-Issuer-Chain", cache_dir,
-                                    "qe-identity.json", "qe-identity-issuer-chain.pem", &body, &chain,
-                                    err), out);
+  CT_GUARD_GOTO(st, dcap__fetched_one(urls[1], &resps[1], "SGX-Enclave-Identity-Issuer-Chain", cache_dir,
+                                      "qe-identity.json", "qe-identity-issuer-chain.pem", &body, &chain, err), out);
   CT_GUARD_GOTO(st, dcap_signed_json_parse((char *)body.data, body.len, "enclaveIdentity",
                                            (char *)chain.data, chain.len, &c->qe, err), out);
   ct_buf_free(&body);
   ct_buf_free(&chain);
   /* The PCK CRL is optional: a PCCS without it still yields a verdict (without revocation). */
-  snprintf(url, sizeof url, "%.*s/sgx/certification/v4/pckcrl?ca=%s&encoding=der", (int)bl, base_url,
-           platform_ca ? "platform" : "processor");
   ct_err e2;
-  if (dcap__fetch_one(url, "SGX-PCK-CRL-Issuer-Chain", cache_dir,
-                      platform_ca ? "pck-crl-platform.der" : "pck-crl-processor.der", NULL, &body,
-                      &chain, &e2) == CT_OK)
+  if (dcap__fetched_one(urls[2], &resps[2], "SGX-PCK-CRL-Issuer-Chain", cache_dir,
+                        platform_ca ? "pck-crl-platform.der" : "pck-crl-processor.der", NULL, &body, &chain,
+                        &e2) == CT_OK)
     CT_GUARD_GOTO(st, dcap__load_crl(body.data, body.len, &c->pck_crl, err), out);
   else
     ct_log(CT_LOG_WARN, "tdx", "no PCK CRL from PCCS: %s", e2.msg);

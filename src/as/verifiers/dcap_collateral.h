@@ -62,11 +62,19 @@ CT_RESULT dcap_signed_json_parse(const char *body, size_t len, const char *membe
 CT_RESULT dcap_collateral_load_dir(const char *dir, const uint8_t fmspc[6], bool platform_ca,
                                    dcap_collateral **out, ct_err *err);
 
-/* Fetches collateral from a PCS/PCCS base URL (e.g. https://api.trustedservices.intel.com or
- * https://pccs.example:8081), writing each response to `cache_dir` when set and reading it back
- * from there when the service is unreachable. */
-CT_RESULT dcap_collateral_fetch(const char *base_url, const char *cache_dir, const uint8_t fmspc[6],
-                                bool platform_ca, dcap_collateral **out, ct_err *err);
+/* Collateral from a PCS/PCCS base URL (e.g. https://api.trustedservices.intel.com or
+ * https://pccs.example:8081) takes these GETs (TCB info, QE identity, PCK CRL), which the caller
+ * runs off the request threads (as_fetch.h) and hands to dcap_collateral_assemble. */
+#define DCAP_COLLATERAL_GETS 3
+#define DCAP_COLLATERAL_URL_MAX 2048
+CT_RESULT dcap_collateral_urls(const char *base_url, const uint8_t fmspc[6], bool platform_ca,
+                               char urls[DCAP_COLLATERAL_GETS][DCAP_COLLATERAL_URL_MAX], ct_err *err);
+/* Builds the collateral from the responses to those GETs, writing each good response to
+ * `cache_dir` when set and reading it back from there when the service did not answer. */
+struct as_fetch_resp;
+CT_RESULT dcap_collateral_assemble(const char *cache_dir, const uint8_t fmspc[6], bool platform_ca,
+                                   char urls[DCAP_COLLATERAL_GETS][DCAP_COLLATERAL_URL_MAX],
+                                   struct as_fetch_resp *resps, dcap_collateral **out, ct_err *err);
 
 /* Checks both issuer chains to `root` (CRLs applied when present) and both signatures over the
  * raw spans, and the CRL signatures. `at` = 0 means now. */

@@ -22,6 +22,7 @@
 #include "ct_digest.h"
 #include "ct_file.h"
 #include "ct_http.h"
+#include "as_fetch.h"
 #include "ct_log.h"
 #include "ct_mem.h"
 #include "snp.h"
@@ -29,6 +30,14 @@
 #define SNP_VEK_MAX_DER (16u << 10)
 #define SNP_CACHE_SLOTS 64
 #define SNP_KDS_MAX_ATTEMPTS 4
+#define SNP_KDS_MEM_SLOTS 64 /* VCEKs fetched from KDS, kept in memory */
+
+typedef struct snp_kds_entry {
+  char *url;
+  uint8_t *der;
+  size_t len;
+  uint64_t last_use;
+} snp_kds_entry;
 
 typedef struct snp_roots {
   X509 *ask, *ark, *asvk;
@@ -51,6 +60,9 @@ struct snp_ctx {
   pthread_mutex_t lock;
   snp_cache_entry cache[SNP_CACHE_SLOTS];
   uint64_t clock;
+  as_fetcher *kds;   /* KDS requests run off the request threads (created on first use) */
+  long remote_wait_ms;
+  snp_kds_entry kds_mem[SNP_KDS_MEM_SLOTS];
 };
 
 static ct_status snp__load_roots(const char *pem, snp_gen g, snp_roots *out, ct_err *err) {
@@ -142,6 +154,7 @@ CT_RESULT snp_ctx_new(const as_verifier_config *cfg, snp_ctx **out, ct_err *err)
     c->offline_dir = snp__dup_opt(cfg->snp_vcek_offline_dir);
     c->kds_url = snp__dup_opt(cfg->snp_kds_base_url);
     c->kds_cache_dir = snp__dup_opt(cfg->snp_kds_cache_dir);
+    c->remote_wait_ms = cfg->remote_wait_ms;
     if (cfg->snp_insecure_test_only_roots)
       CT_GUARD_GOTO(st, snp__load_test_roots(c, cfg->snp_insecure_test_only_roots, err), fail);
   }
@@ -154,6 +167,11 @@ fail:
 
 void snp_ctx_free(snp_ctx *c) {
   if (!c) return;
+  as_fetcher_free(c->kds); /* first: its completions write into the context */
+  for (int i = 0; i < SNP_KDS_MEM_SLOTS; i++) {
+    free(c->kds_mem[i].url);
+    free(c->kds_mem[i].der);
+  }
   for (int g = 1; g < 4; g++) {
     X509_free(c->roots[g].ask);
     X509_free(c->roots[g].ark);
@@ -596,33 +614,82 @@ static ct_status snp__mkdirs(const char *path, ct_err *err) {
   return CT_OK;
 }
 
-/* GETs url; retries on HTTP 429 and 5xx (and timeouts) with exponential backoff, honouring a
- * small Retry-After, but never holding a verification for more than 10 s per wait. */
-static ct_status snp__kds_get(const char *url, uint8_t **der, size_t *len, ct_err *err) {
-  ct_http_opts o = {.timeout_ms = 15000,
-                    .connect_timeout_ms = 5000,
-                    .max_body = SNP_VEK_MAX_DER,
-                    .attempts = SNP_KDS_MAX_ATTEMPTS,
-                    .retry_on = CT_HTTP_RETRY_TIMEOUT | CT_HTTP_RETRY_429 | CT_HTTP_RETRY_5XX,
-                    .backoff_ms = 500,
-                    .backoff_max_ms = 10000,
-                    .retry_after_max_ms = 10000,
-                    .log_tag = "snp"};
-  ct_http_req req = {.url = url};
-  ct_http_resp r;
-  ct_status st = ct_http_call(&o, &req, &r, err);
-  if (st) {
-    st = ct_fail(err, st, "AMD KDS request %s failed: %s", url, r.cause);
-  } else if (r.status != 200) {
-    st = ct_fail(err, r.status == 404 ? CT_ENOTFOUND : CT_EIO, "AMD KDS answered HTTP %ld for %s",
-                 r.status, url);
-  } else if (r.body.len == 0) {
-    st = ct_fail(err, CT_EIO, "AMD KDS returned an empty VCEK for %s", url);
-  } else {
-    *der = ct_buf_take(&r.body, len);
+/* KDS answers slowly and rate-limits (429 with Retry-After): retries with exponential backoff,
+ * the whole fetch bounded, all on the fetcher's I/O thread. */
+static const ct_http_opts snp__kds_opts = {.timeout_ms = 15000,
+                                           .connect_timeout_ms = 5000,
+                                           .max_body = SNP_VEK_MAX_DER,
+                                           .attempts = SNP_KDS_MAX_ATTEMPTS,
+                                           .retry_on = CT_HTTP_RETRY_TIMEOUT | CT_HTTP_RETRY_429 | CT_HTTP_RETRY_5XX,
+                                           .backoff_ms = 500,
+                                           .backoff_max_ms = 10000,
+                                           .retry_after_max_ms = 10000,
+                                           .log_tag = "snp",
+                                           .deadline_ms = 60000};
+
+/* A copy of the VCEK fetched from `url`, if it is in memory. */
+static bool snp__kds_mem_get(snp_ctx *c, const char *url, uint8_t **der, size_t *len) {
+  bool hit = false;
+  pthread_mutex_lock(&c->lock);
+  for (int i = 0; i < SNP_KDS_MEM_SLOTS && !hit; i++) {
+    snp_kds_entry *e = &c->kds_mem[i];
+    if (!e->url || strcmp(e->url, url)) continue;
+    *der = malloc(e->len);
+    if (*der) {
+      memcpy(*der, e->der, e->len);
+      *len = e->len;
+      e->last_use = ++c->clock;
+      hit = true;
+    }
   }
-  ct_http_resp_free(&r);
-  return st;
+  pthread_mutex_unlock(&c->lock);
+  return hit;
+}
+
+/* The fetch's finish (as_fetch.h), on the KDS fetcher's I/O thread: keeps the VCEK in memory and
+ * in the on-disk cache. It is verified against AMD's roots by the request that uses it. */
+static ct_status snp__kds_finish(void *ctx, const char *url, as_fetch_resp *r, size_t n, ct_err *err) {
+  snp_ctx *c = ctx;
+  (void)n;
+  if (r->st) return ct_fail(err, r->st, "AMD KDS request %s failed: %s", url, r->cause);
+  if (r->status != 200)
+    return ct_fail(err, r->status == 404 ? CT_ENOTFOUND : CT_EIO, "AMD KDS answered HTTP %ld for %s", r->status, url);
+  if (!r->body.len) return ct_fail(err, CT_EIO, "AMD KDS returned an empty VCEK for %s", url);
+  char *u = strdup(url);
+  uint8_t *der = malloc(r->body.len);
+  if (!u || !der) {
+    free(u);
+    free(der);
+    return ct_fail(err, CT_ENOMEM, "out of memory");
+  }
+  memcpy(der, r->body.data, r->body.len);
+  pthread_mutex_lock(&c->lock);
+  snp_kds_entry *slot = &c->kds_mem[0];
+  for (int i = 0; i < SNP_KDS_MEM_SLOTS; i++) {
+    if (!c->kds_mem[i].url) {
+      slot = &c->kds_mem[i];
+      break;
+    }
+    if (c->kds_mem[i].last_use < slot->last_use) slot = &c->kds_mem[i];
+  }
+  free(slot->url);
+  free(slot->der);
+  *slot = (snp_kds_entry){u, der, r->body.len, ++c->clock};
+  pthread_mutex_unlock(&c->lock);
+  return CT_OK;
+}
+
+/* Writes a fetched VCEK to the on-disk cache (on the request thread: a local file). */
+static void snp__kds_disk_put(snp_ctx *c, const char *hwid, const snp_tcb *t, const uint8_t *der, size_t len) {
+  if (!c->kds_cache_dir) return;
+  char dir[4096], prefix[48], path[4200];
+  ct_err e2;
+  snprintf(dir, sizeof dir, "%s/vcek/%s", c->kds_cache_dir, hwid);
+  snp_tcb_prefix(t, prefix, sizeof prefix);
+  snprintf(path, sizeof path, "%s/%s_vcek.der", dir, prefix);
+  /* A cache that cannot be written only costs a later fetch. */
+  if (snp__mkdirs(dir, &e2) != CT_OK || ct_file_write_atomic(path, der, len, 0644, &e2) != CT_OK)
+    CT_LOG_WARN_("snp", "event=kds_cache_write_failed reason=\"%s\"", e2.msg);
 }
 
 CT_RESULT snp_vcek_find(snp_ctx *c, const snp_report *r, snp_gen g, uint8_t **der, size_t *len,
@@ -658,15 +725,14 @@ CT_RESULT snp_vcek_find(snp_ctx *c, const snp_report *r, snp_gen g, uint8_t **de
   else
     snprintf(url, sizeof url, "%s/vcek/v1/%s/%s?blSPL=%02u&teeSPL=%02u&snpSPL=%02u&ucodeSPL=%02u",
              c->kds_url, snp_gen_name(g), hwid, t.bootloader, t.tee, t.snp, t.microcode);
-  CT_GUARD(snp__kds_get(url, der, len, err));
-  if (c->kds_cache_dir) {
-    char dir[4096], prefix[48], path[4200];
-    snprintf(dir, sizeof dir, "%s/vcek/%s", c->kds_cache_dir, hwid);
-    snp_tcb_prefix(&t, prefix, sizeof prefix);
-    snprintf(path, sizeof path, "%s/%s_vcek.der", dir, prefix);
-    /* A cache that cannot be written only costs a later fetch. */
-    if (snp__mkdirs(dir, &e2) != CT_OK || ct_file_write_atomic(path, *der, *len, 0644, &e2) != CT_OK)
-      CT_LOG_WARN_("snp", "event=kds_cache_write_failed reason=\"%s\"", e2.msg);
-  }
+  if (snp__kds_mem_get(c, url, der, len)) return CT_OK;
+  const char *urls[1] = {url};
+  as_fetcher_config fc = {.name = "AMD KDS", .wait_ms = c->remote_wait_ms};
+  as_fetcher *f = NULL;
+  CT_GUARD(as_fetcher_get(&c->kds, &c->lock, &fc, &f, err));
+  CT_GUARD(as_fetch(f, url, urls, 1, &snp__kds_opts, snp__kds_finish, c, err));
+  CT_ENSURE(snp__kds_mem_get(c, url, der, len), err, CT_EIO,
+            "AMD KDS: the VCEK for %s was fetched but is no longer cached; attest again", url);
+  snp__kds_disk_put(c, hwid, &t, *der, *len);
   return CT_OK;
 }

@@ -17,6 +17,7 @@
 #include "ct_codec.h"
 #include "ct_digest.h"
 #include "ct_json.h"
+#include "as_fetch.h"
 #include "ct_log.h"
 #include "ct_mem.h"
 #include "ct_reader.h"
@@ -56,6 +57,8 @@ struct tdx_state {
   size_t nretired;
   tdx__pck_entry pcks[TDX__PCK_CACHE_MAX];
   size_t npcks;
+  as_fetcher *pcs; /* PCS/PCCS requests run off the request threads (created on first use) */
+  long remote_wait_ms;
 };
 
 /* ---- claims ----------------------------------------------------------------------------------- */
@@ -171,6 +174,7 @@ static ct_status tdx__dup(const char *s, char **out, ct_err *err) {
 
 void tdx_state_free(tdx_state *s) {
   if (!s) return;
+  as_fetcher_free(s->pcs); /* first: its completions write into the state */
   for (size_t i = 0; i < s->ncache; i++) dcap_collateral_free(s->cache[i].c);
   for (size_t i = 0; i < s->nretired; i++) dcap_collateral_free(s->retired[i]);
   for (size_t i = 0; i < s->npcks; i++) sk_X509_pop_free(s->pcks[i].chain, X509_free);
@@ -195,6 +199,7 @@ ct_status tdx_state_new(const as_verifier_config *cfg, const char *collateral_ro
     CT_GUARD_GOTO(st, tdx__dup(cfg->tdx_collateral_dir, &s->collateral_dir, err), fail);
     CT_GUARD_GOTO(st, tdx__dup(cfg->tdx_pccs_url, &s->pccs_url, err), fail);
     CT_GUARD_GOTO(st, tdx__dup(cfg->tdx_collateral_cache_dir, &s->cache_dir, err), fail);
+    s->remote_wait_ms = cfg->remote_wait_ms;
   }
   CT_GUARD_GOTO(st, dcap_intel_root(&s->pck_root, err), fail);
   if (collateral_root_pem) {
@@ -214,43 +219,13 @@ fail:
 
 static time_t tdx__now(const tdx_state *s) { return s->fixed_now ? s->fixed_now : time(NULL); }
 
-/* Returns verified collateral for the platform, from the in-memory cache or the configured
- * source. The returned pointer stays valid for the life of the state. */
-static ct_status tdx__collateral(tdx_state *s, const dcap_pck_info *pck, const dcap_collateral **out,
-                                 ct_err *err) {
-  time_t now = tdx__now(s);
-  pthread_mutex_lock(&s->lock);
-  for (size_t i = 0; i < s->ncache; i++) {
-    tdx__cache_entry *e = &s->cache[i];
-    if (memcmp(e->fmspc, pck->fmspc, 6) == 0 && e->platform_ca == pck->platform_ca &&
-        now - e->loaded < TDX__CACHE_TTL && now >= e->loaded) {
-      *out = e->c;
-      pthread_mutex_unlock(&s->lock);
-      return CT_OK;
-    }
-  }
-  pthread_mutex_unlock(&s->lock);
-
-  dcap_collateral *c = NULL;
-  ct_status st;
-  if (s->collateral_dir) {
-    st = dcap_collateral_load_dir(s->collateral_dir, pck->fmspc, pck->platform_ca, &c, err);
-  } else {
-    /* Like Trustee's default QCNL configuration: Intel's PCS when nothing else is set. */
-    st = dcap_collateral_fetch(s->pccs_url ? s->pccs_url : TDX__INTEL_PCS, s->cache_dir, pck->fmspc,
-                               pck->platform_ca, &c, err);
-  }
-  if (st) return st;
-  st = dcap_collateral_verify(c, s->collateral_root, s->fixed_now, err);
-  if (st) {
-    dcap_collateral_free(c);
-    return st;
-  }
+/* Under no lock: keeps verified collateral `c` (owned from here on) for the platform. */
+static ct_status tdx__cache_put(tdx_state *s, const uint8_t fmspc[6], bool platform_ca, dcap_collateral *c,
+                                ct_err *err) {
   pthread_mutex_lock(&s->lock);
   tdx__cache_entry *slot = NULL;
   for (size_t i = 0; i < s->ncache; i++)
-    if (memcmp(s->cache[i].fmspc, pck->fmspc, 6) == 0 && s->cache[i].platform_ca == pck->platform_ca)
-      slot = &s->cache[i];
+    if (memcmp(s->cache[i].fmspc, fmspc, 6) == 0 && s->cache[i].platform_ca == platform_ca) slot = &s->cache[i];
   if (!slot && s->ncache < TDX__CACHE_MAX) slot = &s->cache[s->ncache++];
   if (!slot) slot = &s->cache[0];
   if (slot->c) {
@@ -263,12 +238,87 @@ static ct_status tdx__collateral(tdx_state *s, const dcap_pck_info *pck, const d
     s->retired = r;
     s->retired[s->nretired++] = slot->c;
   }
-  memcpy(slot->fmspc, pck->fmspc, 6);
-  slot->platform_ca = pck->platform_ca;
-  slot->loaded = now;
+  memcpy(slot->fmspc, fmspc, 6);
+  slot->platform_ca = platform_ca;
+  slot->loaded = tdx__now(s);
   slot->c = c;
-  *out = c;
   pthread_mutex_unlock(&s->lock);
+  return CT_OK;
+}
+
+static const dcap_collateral *tdx__cache_get(tdx_state *s, const uint8_t fmspc[6], bool platform_ca) {
+  time_t now = tdx__now(s);
+  const dcap_collateral *c = NULL;
+  pthread_mutex_lock(&s->lock);
+  for (size_t i = 0; i < s->ncache && !c; i++) {
+    tdx__cache_entry *e = &s->cache[i];
+    if (memcmp(e->fmspc, fmspc, 6) == 0 && e->platform_ca == platform_ca && now - e->loaded < TDX__CACHE_TTL &&
+        now >= e->loaded)
+      c = e->c;
+  }
+  pthread_mutex_unlock(&s->lock);
+  return c;
+}
+
+static ct_status tdx__verify_and_keep(tdx_state *s, const uint8_t fmspc[6], bool platform_ca, dcap_collateral *c,
+                                      ct_err *err) {
+  ct_status st = dcap_collateral_verify(c, s->collateral_root, s->fixed_now, err);
+  if (st) {
+    dcap_collateral_free(c);
+    return st;
+  }
+  return tdx__cache_put(s, fmspc, platform_ca, c, err);
+}
+
+static const char *tdx__pcs_url(const tdx_state *s) {
+  /* Like Trustee's default QCNL configuration: Intel's PCS when nothing else is set. */
+  return s->pccs_url ? s->pccs_url : TDX__INTEL_PCS;
+}
+
+/* The PCS fetch's finish (as_fetch.h), on the fetcher's I/O thread. key = "<fmspc hex>/<ca>". */
+static ct_status tdx__pcs_finish(void *ctx, const char *key, as_fetch_resp *resps, size_t n, ct_err *err) {
+  tdx_state *s = ctx;
+  (void)n;
+  uint8_t fmspc[6];
+  for (int i = 0; i < 6; i++) {
+    unsigned v = 0;
+    if (sscanf(key + 2 * i, "%2x", &v) != 1) return ct_fail(err, CT_EINTERNAL, "tdx: bad collateral key");
+    fmspc[i] = (uint8_t)v;
+  }
+  bool platform_ca = strstr(key, "/platform") != NULL;
+  char urls[DCAP_COLLATERAL_GETS][DCAP_COLLATERAL_URL_MAX];
+  CT_GUARD(dcap_collateral_urls(tdx__pcs_url(s), fmspc, platform_ca, urls, err));
+  dcap_collateral *c = NULL;
+  CT_GUARD(dcap_collateral_assemble(s->cache_dir, fmspc, platform_ca, urls, resps, &c, err));
+  return tdx__verify_and_keep(s, fmspc, platform_ca, c, err);
+}
+
+/* Returns verified collateral for the platform, from the in-memory cache or the configured
+ * source. The returned pointer stays valid for the life of the state. */
+static ct_status tdx__collateral(tdx_state *s, const dcap_pck_info *pck, const dcap_collateral **out,
+                                 ct_err *err) {
+  if ((*out = tdx__cache_get(s, pck->fmspc, pck->platform_ca))) return CT_OK;
+  if (s->collateral_dir) {
+    dcap_collateral *c = NULL;
+    CT_GUARD(dcap_collateral_load_dir(s->collateral_dir, pck->fmspc, pck->platform_ca, &c, err));
+    CT_GUARD(tdx__verify_and_keep(s, pck->fmspc, pck->platform_ca, c, err));
+  } else {
+    char key[32], fm[13];
+    ct_hex_into(pck->fmspc, 6, fm);
+    snprintf(key, sizeof key, "%s/%s", fm, pck->platform_ca ? "platform" : "processor");
+    char urls[DCAP_COLLATERAL_GETS][DCAP_COLLATERAL_URL_MAX];
+    CT_GUARD(dcap_collateral_urls(tdx__pcs_url(s), pck->fmspc, pck->platform_ca, urls, err));
+    const char *u[DCAP_COLLATERAL_GETS] = {urls[0], urls[1], urls[2]};
+    static const ct_http_opts opts = {.timeout_ms = 15000, .connect_timeout_ms = 5000,
+                                      .max_body = DCAP_COLLATERAL_MAX_BYTES, .log_tag = "tdx",
+                                      .deadline_ms = 30000};
+    as_fetcher_config fc = {.name = s->pccs_url ? "PCCS" : "Intel PCS", .wait_ms = s->remote_wait_ms};
+    as_fetcher *f = NULL;
+    CT_GUARD(as_fetcher_get(&s->pcs, &s->lock, &fc, &f, err));
+    CT_GUARD(as_fetch(f, key, u, DCAP_COLLATERAL_GETS, &opts, tdx__pcs_finish, s, err));
+  }
+  *out = tdx__cache_get(s, pck->fmspc, pck->platform_ca);
+  CT_ENSURE(*out, err, CT_EIO, "tdx: collateral for this platform was loaded but is no longer cached; attest again");
   return CT_OK;
 }
 
