@@ -268,10 +268,141 @@ ct_status ct_json_get_int(const json_t *obj, const char *key, const char *what, 
   return CT_OK;
 }
 
+/* --- compact output, byte-identical to json_dumps ------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at p[0..n) (jansson's rules: no overlongs, surrogates or
+ * code points past U+10FFFF), or 0. */
+static size_t ct_json__utf8_len(const unsigned char *p, size_t n) {
+  if (p[0] >= 0xC2 && p[0] <= 0xDF) return n >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
+  if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+    unsigned lo = p[0] == 0xE0 ? 0xA0 : 0x80, hi = p[0] == 0xED ? 0x9F : 0xBF;
+    return n >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
+  }
+  if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+    unsigned lo = p[0] == 0xF0 ? 0x90 : 0x80, hi = p[0] == 0xF4 ? 0x8F : 0xBF;
+    return n >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80 ? 4 : 0;
+  }
+  return 0;
+}
+
+/* Copies runs of characters that need no escape in one append: jansson escapes character by
+ * character, which made serialising the multi-KiB tokens and JWEs a tenth of a handshake. */
+static ct_status ct_json__write_string(const char *str, size_t n, ct_buf *out, ct_err *err) {
+  const unsigned char *s = (const unsigned char *)str;
+  CT_GUARD(ct_buf_append(out, "\"", 1, err));
+  size_t run = 0, i = 0;
+  while (i < n) {
+    unsigned char c = s[i];
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      i++;
+      continue;
+    }
+    if (c >= 0x80) {
+      size_t k = ct_json__utf8_len(s + i, n - i);
+      CT_ENSURE(k, err, CT_EINVAL, "JSON string is not valid UTF-8");
+      i += k;
+      continue;
+    }
+    if (i > run) CT_GUARD(ct_buf_append(out, s + run, i - run, err));
+    char esc[8];
+    switch (c) {
+    case '"': memcpy(esc, "\\\"", 3); break;
+    case '\\': memcpy(esc, "\\\\", 3); break;
+    case '\b': memcpy(esc, "\\b", 3); break;
+    case '\f': memcpy(esc, "\\f", 3); break;
+    case '\n': memcpy(esc, "\\n", 3); break;
+    case '\r': memcpy(esc, "\\r", 3); break;
+    case '\t': memcpy(esc, "\\t", 3); break;
+    default: snprintf(esc, sizeof esc, "\\u%04X", c); break;
+    }
+    CT_GUARD(ct_buf_append_str(out, esc, err));
+    run = ++i;
+  }
+  if (i > run) CT_GUARD(ct_buf_append(out, s + run, i - run, err));
+  return ct_buf_append(out, "\"", 1, err);
+}
+
+typedef struct ct_json__member {
+  const char *key;
+  size_t len;
+  const json_t *value;
+} ct_json__member;
+
+static int ct_json__member_cmp(const void *a, const void *b) {
+  const ct_json__member *x = a, *y = b;
+  int r = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
+  return r ? r : (x->len > y->len) - (x->len < y->len);
+}
+
+static ct_status ct_json__write(const json_t *v, bool sort_keys, ct_buf *out, int depth, ct_err *err) {
+  CT_ENSURE(depth <= 2048, err, CT_ELIMIT, "JSON value too deep to serialise");
+  switch (json_typeof(v)) {
+  case JSON_NULL: return ct_buf_append(out, "null", 4, err);
+  case JSON_TRUE: return ct_buf_append(out, "true", 4, err);
+  case JSON_FALSE: return ct_buf_append(out, "false", 5, err);
+  case JSON_INTEGER: {
+    char num[32];
+    int k = snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    return ct_buf_append(out, num, (size_t)k, err);
+  }
+  case JSON_REAL: {
+    /* Rare on these paths; jansson keeps its own number formatting. */
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    CT_ENSURE(text, err, CT_ENOMEM, "out of memory serialising JSON");
+    ct_status st = ct_buf_append_str(out, text, err);
+    free(text);
+    return st;
+  }
+  case JSON_STRING: return ct_json__write_string(json_string_value(v), json_string_length(v), out, err);
+  case JSON_ARRAY: {
+    CT_GUARD(ct_buf_append(out, "[", 1, err));
+    for (size_t i = 0; i < json_array_size(v); i++) {
+      if (i) CT_GUARD(ct_buf_append(out, ",", 1, err));
+      CT_GUARD(ct_json__write(json_array_get(v, i), sort_keys, out, depth + 1, err));
+    }
+    return ct_buf_append(out, "]", 1, err);
+  }
+  case JSON_OBJECT: {
+    size_t n = json_object_size(v);
+    ct_json__member stack[16], *m = n <= 16 ? stack : malloc(n * sizeof *m);
+    CT_ENSURE(m, err, CT_ENOMEM, "out of memory serialising JSON");
+    size_t i = 0;
+    for (void *it = json_object_iter((json_t *)v); it && i < n; it = json_object_iter_next((json_t *)v, it), i++) {
+      m[i].key = json_object_iter_key(it);
+      m[i].len = json_object_iter_key_len(it);
+      m[i].value = json_object_iter_value(it);
+    }
+    if (sort_keys && i > 1) qsort(m, i, sizeof *m, ct_json__member_cmp);
+    ct_status st = ct_buf_append(out, "{", 1, err);
+    for (size_t k = 0; st == CT_OK && k < i; k++) {
+      if (k) st = ct_buf_append(out, ",", 1, err);
+      if (st == CT_OK) st = ct_json__write_string(m[k].key, m[k].len, out, err);
+      if (st == CT_OK) st = ct_buf_append(out, ":", 1, err);
+      if (st == CT_OK) st = ct_json__write(m[k].value, sort_keys, out, depth + 1, err);
+    }
+    if (m != stack) free(m);
+    CT_GUARD(st);
+    return ct_buf_append(out, "}", 1, err);
+  }
+  }
+  return ct_fail(err, CT_EINVAL, "unknown JSON type");
+}
+
+ct_status ct_json_write(const json_t *value, bool sort_keys, ct_buf *out, ct_err *err) {
+  CT_ENSURE(value, err, CT_EINVAL, "no JSON value to serialise");
+  return ct_json__write(value, sort_keys, out, 0, err);
+}
+
 ct_status ct_json_dump(const json_t *value, char **out, ct_err *err) {
-  char *s = json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-  CT_ENSURE(s, err, CT_ENOMEM, "out of memory serialising JSON");
-  *out = s;
+  ct_buf b;
+  ct_buf_init(&b, SIZE_MAX);
+  if (ct_json_write(value, true, &b, err) != CT_OK) {
+    ct_buf_free(&b);
+    return err->code;
+  }
+  if (!b.data) CT_GUARD(ct_buf_append(&b, "", 0, err));
+  *out = (char *)ct_buf_take(&b, NULL);
+  CT_ENSURE(*out, err, CT_ENOMEM, "out of memory serialising JSON");
   return CT_OK;
 }
 

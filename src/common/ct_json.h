@@ -40,6 +40,10 @@ CT_RESULT ct_json_get_int(const json_t *obj, const char *key, const char *what, 
 
 /* Compact serialisation with sorted keys into a malloc'd string. */
 CT_RESULT ct_json_dump(const json_t *value, char **out, ct_err *err);
+/* Appends the text json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY, plus JSON_SORT_KEYS when
+ * `sort_keys`) writes, byte for byte, without its per-character cost. On failure (a string that
+ * is not UTF-8, as json_dumps) part of the text may have been appended. */
+CT_RESULT ct_json_write(const json_t *value, bool sort_keys, ct_buf *out, ct_err *err);
 
 /* json_object_set_new that reports allocation failure; always consumes `value`. */
 CT_RESULT ct_json_set_new(json_t *obj, const char *key, json_t *value, ct_err *err);

@@ -47,15 +47,13 @@ void kbs_reply_error(kbs_http_response *r, const char *variant, const char *fmt,
 
 void kbs_reply_json(kbs_http_response *r, json_t *body) {
   /* Any JSON value: a reference value registered with --as-single-value is a bare string. */
-  char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-  json_decref(body);
   ct_err e;
-  if (!text || ct_buf_append_str(&r->body, text, &e) != CT_OK) {
-    free(text);
+  ct_status st = body ? ct_json_write(body, false, &r->body, &e) : CT_ENOMEM;
+  json_decref(body);
+  if (st != CT_OK) {
     kbs_reply_error(r, "SerdeError", "cannot serialise the response");
     return;
   }
-  free(text);
   r->status = 200;
   r->content_type = "application/json";
 }

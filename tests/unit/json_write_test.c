@@ -1,0 +1,125 @@
+/*
+ * ct_json_write / ct_json_dump must write exactly what json_dumps writes (tokens are signed over
+ * these bytes, clients parse them): crafted values and random trees compared byte for byte.
+ */
+#include "ct_test_util.h"
+
+#include "ct_buf.h"
+#include "ct_json.h"
+
+static void same(const json_t *v) {
+  for (int sorted = 0; sorted <= 1; sorted++) {
+    size_t flags = JSON_COMPACT | JSON_ENCODE_ANY | (sorted ? JSON_SORT_KEYS : 0);
+    char *want = json_dumps(v, flags);
+    ct_buf b;
+    ct_buf_init(&b, 1u << 24);
+    ct_err err;
+    ct_status st = ct_json_write(v, sorted, &b, &err);
+    if (!want) {
+      assert_int_not_equal(st, CT_OK);
+      ct_buf_free(&b);
+      char *dump = NULL;
+      assert_int_not_equal(ct_json_dump(v, &dump, &err), CT_OK);
+      continue;
+    }
+    CT_ASSERT_OK(st, &err);
+    assert_string_equal((const char *)b.data, want);
+    if (sorted) {
+      char *dump = NULL;
+      CT_ASSERT_OK(ct_json_dump(v, &dump, &err), &err);
+      assert_string_equal(dump, want);
+      free(dump);
+    }
+    ct_buf_free(&b);
+    free(want);
+  }
+}
+
+static void test_crafted(void **state) {
+  (void)state;
+  const char *texts[] = {
+      "null", "true", "false", "0", "-1", "9223372036854775807", "-9223372036854775808", "1.5", "1e300", "-0.0",
+      "0.1", "\"\"", "\"plain\"", "\"quote \\\" backslash \\\\ slash /\"", "\"\\b\\f\\n\\r\\t\\u0001\\u001f\\u007f\"",
+      "\"\\u00e9\\u4e2d\\ud83d\\ude00\"", "[]", "{}", "[[],{},[{}]]",
+      "{\"b\":1,\"a\":[1,2,{\"z\":null,\"y\":\"x\"}],\"\\u00e9\":true,\"A\":false,\"aa\":0}",
+      "{\"token\":\"eyJhbGciOiJFUzI1NiJ9.eyJleHAiOjF9.c2ln\"}",
+  };
+  for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+    json_error_t e;
+    json_t *v = json_loads(texts[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    assert_non_null(v);
+    same(v);
+    json_decref(v);
+  }
+  /* Embedded NUL in a string value and a key. */
+  json_t *o = json_object();
+  json_object_setn_new(o, "k\0ey", 4, json_stringn("v\0al", 4));
+  json_object_set_new(o, "k", json_string("first"));
+  same(o);
+  json_decref(o);
+  /* Invalid UTF-8 cannot be serialised by either. */
+  json_t *bad = json_stringn_nocheck("\xc0\xae\xff", 3);
+  same(bad);
+  json_decref(bad);
+}
+
+static unsigned rnd_state = 12345;
+static unsigned rnd(void) {
+  rnd_state = rnd_state * 1103515245u + 12345u;
+  return rnd_state >> 8;
+}
+
+static json_t *rnd_string(void) {
+  static const char *const pieces[] = {"a", "Z", "0", " ", "\"", "\\", "/", "\n", "\t", "\x01", "\x1f", "\x7f",
+                                       "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80", "eyJ", ".", "-_", "%", "\xc2\x80"};
+  char buf[256];
+  size_t n = 0, parts = rnd() % 12;
+  for (size_t i = 0; i < parts; i++) {
+    const char *p = pieces[rnd() % (sizeof pieces / sizeof *pieces)];
+    size_t k = strlen(p);
+    memcpy(buf + n, p, k);
+    n += k;
+  }
+  return json_stringn(buf, n);
+}
+
+static json_t *rnd_value(int depth) {
+  switch (depth > 4 ? rnd() % 5 : rnd() % 8) {
+  case 0: return json_null();
+  case 1: return json_boolean(rnd() % 2);
+  case 2: return json_integer((json_int_t)rnd() - (json_int_t)(1u << 23));
+  case 3: return json_real((double)rnd() / 7.0);
+  case 4: return rnd_string();
+  case 5: {
+    json_t *a = json_array();
+    for (unsigned i = rnd() % 6; i; i--) json_array_append_new(a, rnd_value(depth + 1));
+    return a;
+  }
+  default: {
+    json_t *o = json_object();
+    for (unsigned i = rnd() % 7; i; i--) {
+      json_t *k = rnd_string();
+      json_object_setn_new(o, json_string_value(k), json_string_length(k), rnd_value(depth + 1));
+      json_decref(k);
+    }
+    return o;
+  }
+  }
+}
+
+static void test_random_trees(void **state) {
+  (void)state;
+  for (int i = 0; i < 3000; i++) {
+    json_t *v = rnd_value(0);
+    same(v);
+    json_decref(v);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_crafted),
+      cmocka_unit_test(test_random_trees),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
