@@ -38,6 +38,7 @@ struct as_service {
   char *issuer, *developer, *build, *profile;
   EVP_PKEY *signer;
   json_t *header_jwk;              /* public JWK (+x5c) placed in every token header */
+  char *header_b64;                /* that protected header, encoded once (it never changes) */
   void *verifier_state[32];
   const as_verifier *const *verifiers;
   size_t n_verifiers;
@@ -328,6 +329,12 @@ ct_status as_service_new(const as_config *cfg, as_service **out, ct_err *err) {
   as->cfg.issuer_name = as->cfg.developer_name = as->cfg.build_name = as->cfg.profile_name = NULL;
   as->cfg.signer_key_path = cfg->signer_key_path;
   CT_GUARD_GOTO(st, as__load_signer(as, err), fail);
+  {
+    json_t *header = json_pack("{s:s, s:O}", "typ", "JWT", "jwk", as->header_jwk);
+    st = header ? jose_jws_header_b64("ES256", header, &as->header_b64, err) : ct_fail(err, CT_ENOMEM, "out of memory");
+    json_decref(header);
+    if (st != CT_OK) goto fail;
+  }
   as->verifiers = as_verifier_all(&as->n_verifiers);
   CT_ENSURE_GOTO(st, as->n_verifiers <= 32, fail, err, CT_EINTERNAL, "too many verifiers");
   for (size_t i = 0; i < as->n_verifiers; i++) {
@@ -352,6 +359,7 @@ void as_service_free(as_service *as) {
     if (as->verifiers[i]->destroy && as->verifier_state[i]) as->verifiers[i]->destroy(as->verifier_state[i]);
   EVP_PKEY_free(as->signer);
   json_decref(as->header_jwk);
+  free(as->header_b64);
   free(as->issuer);
   free(as->developer);
   free(as->build);
@@ -529,12 +537,9 @@ ct_status as_evaluate(as_service *as, const as_request *req, char **token, json_
   CT_ENSURE(ear, err, CT_ENOMEM, "out of memory building the EAR");
   char *payload = NULL;
   st = ct_json_dump(ear, &payload, err);
-  /* A private copy: jansson's reference counting reads the count non-atomically, so a JSON value
-   * shared by concurrent evaluations must never be referenced, only copied. */
-  json_t *header = json_pack("{s:s, s:o}", "typ", "JWT", "jwk", json_deep_copy(as->header_jwk));
   if (st == CT_OK)
-    st = jose_jws_sign("ES256", as->signer, header, (const uint8_t *)payload, strlen(payload), token, err);
-  json_decref(header);
+    st = jose_jws_sign_b64header("ES256", as->signer, as->header_b64, (const uint8_t *)payload, strlen(payload), token,
+                                 err);
   free(payload);
   if (st == CT_OK && claims_out) *claims_out = json_incref(ear);
   json_decref(ear);

@@ -80,6 +80,12 @@ void jose_jwk_free(jose_jwk *k);
 CT_RESULT jose_jws_sign(const char *alg, EVP_PKEY *key, const json_t *extra_header,
                         const uint8_t *payload, size_t payload_len, char **out_compact,
                         ct_err *err);
+/* The protected header jose_jws_sign writes, base64url-encoded, and signing under it: a signer
+ * that issues many tokens under one header (the attestation service's, with its certificate
+ * chain) encodes it once. */
+CT_RESULT jose_jws_header_b64(const char *alg, const json_t *extra_header, char **out, ct_err *err);
+CT_RESULT jose_jws_sign_b64header(const char *alg, EVP_PKEY *key, const char *header_b64, const uint8_t *payload,
+                                  size_t payload_len, char **out_compact, ct_err *err);
 
 /* A short-lived KBS admin token, as Trustee's kbs-client makes with --auth-private-key:
  * {"iat","exp":iat+ttl_s,"role":"admin","iss":issuer} signed with `key` (a private key: Ed25519

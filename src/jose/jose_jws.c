@@ -138,25 +138,41 @@ static ct_status jose__header_string(const char *alg, const json_t *extra, char 
   return CT_OK;
 }
 
+ct_status jose_jws_header_b64(const char *alg, const json_t *extra_header, char **out, ct_err *err) {
+  char *hdr = NULL;
+  CT_GUARD(jose__header_string(alg, extra_header, &hdr, err));
+  ct_status st = ct_b64_encode(CT_B64_URL, (const uint8_t *)hdr, strlen(hdr), out, err);
+  free(hdr);
+  return st;
+}
+
 ct_status jose_jws_sign(const char *alg, EVP_PKEY *key, const json_t *extra_header,
                         const uint8_t *payload, size_t payload_len, char **out_compact,
                         ct_err *err) {
+  char *hdr64 = NULL;
+  CT_GUARD(jose_jws_header_b64(alg, extra_header, &hdr64, err));
+  ct_status st = jose_jws_sign_b64header(alg, key, hdr64, payload, payload_len, out_compact, err);
+  free(hdr64);
+  return st;
+}
+
+ct_status jose_jws_sign_b64header(const char *alg, EVP_PKEY *key, const char *hdr64, const uint8_t *payload,
+                                  size_t payload_len, char **out_compact, ct_err *err) {
   const jose__sig_alg *a = NULL;
   CT_GUARD(jose__sig_setup(alg, key, &a, err));
   CT_ENSURE(payload || payload_len == 0, err, CT_EINVAL, "jws: no payload");
   CT_ENSURE(payload_len <= JOSE_JWS_MAX / 4 * 3, err, CT_ELIMIT, "jws: payload of %zu bytes is "
             "too large", payload_len);
   ct_status st = CT_OK;
-  char *hdr = NULL, *hdr64 = NULL, *pay64 = NULL, *sig64 = NULL;
+  char *pay64 = NULL, *sig64 = NULL;
   uint8_t *sig = NULL, raw[132];
   EVP_MD_CTX *md = NULL;
   ct_buf out;
   ct_buf_init(&out, JOSE_JWS_MAX);
-  CT_GUARD_GOTO(st, jose__header_string(alg, extra_header, &hdr, err), done);
-  CT_GUARD_GOTO(st, ct_b64_encode(CT_B64_URL, (const uint8_t *)hdr, strlen(hdr), &hdr64, err),
-                done);
   CT_GUARD_GOTO(st, ct_b64_encode(CT_B64_URL, payload, payload_len, &pay64, err), done);
-  CT_GUARD_GOTO(st, ct_buf_printf(&out, err, "%s.%s", hdr64, pay64), done);
+  CT_GUARD_GOTO(st, ct_buf_append_str(&out, hdr64, err), done);
+  CT_GUARD_GOTO(st, ct_buf_append(&out, ".", 1, err), done);
+  CT_GUARD_GOTO(st, ct_buf_append_str(&out, pay64, err), done);
   CT_GUARD_GOTO(st, jose__md_init(a, key, true, &md, err), done);
   size_t sig_len = 0;
   if (EVP_DigestSign(md, NULL, &sig_len, out.data, out.len) != 1 || !(sig = malloc(sig_len)) ||
@@ -171,13 +187,12 @@ ct_status jose_jws_sign(const char *alg, EVP_PKEY *key, const json_t *extra_head
     sig_len = 2 * a->coord;
   }
   CT_GUARD_GOTO(st, ct_b64_encode(CT_B64_URL, sig_out, sig_len, &sig64, err), done);
-  CT_GUARD_GOTO(st, ct_buf_printf(&out, err, ".%s", sig64), done);
+  CT_GUARD_GOTO(st, ct_buf_append(&out, ".", 1, err), done);
+  CT_GUARD_GOTO(st, ct_buf_append_str(&out, sig64, err), done);
   *out_compact = (char *)ct_buf_take(&out, NULL);
 done:
   ct_buf_free(&out);
   EVP_MD_CTX_free(md);
-  free(hdr);
-  free(hdr64);
   free(pay64);
   free(sig64);
   free(sig);
