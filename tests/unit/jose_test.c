@@ -114,6 +114,17 @@ static void test_jwk_rejects_bad_keys(void **state) {
   /* Short coordinate. */
   assert_int_equal(jwk_try("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAA\",\"y\":\"AAAA\"}", &err),
                    CT_EINVAL);
+  /* Public points are validated while they are decoded (no separate check): (0, 0), and the
+   * point (5, y) written with x + p, which is the same point modulo p but outside the field. */
+  assert_int_equal(jwk_try("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
+                           "\"y\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}", &err),
+                   CT_EINVAL);
+  assert_int_equal(jwk_try("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAU\","
+                           "\"y\":\"RZJDuapYGAb-kTvOmYF63hHKUDxk2aPFM0FcCDJI-8w\"}", &err),
+                   CT_OK);
+  assert_int_equal(jwk_try("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"_____wAAAAEAAAAAAAAAAAAAAAEAAAAAAAAAAAAAAAQ\","
+                           "\"y\":\"RZJDuapYGAb-kTvOmYF63hHKUDxk2aPFM0FcCDJI-8w\"}", &err),
+                   CT_EINVAL);
   /* d that does not belong to x/y. */
   assert_int_equal(jwk_try("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8"
                            "Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\","
