@@ -142,16 +142,42 @@ typedef struct ct_http__xfer {
   struct curl_slist *hdrs;
   bool body_over, hdr_over;
   char errbuf[CURL_ERROR_SIZE];
+  /* Streaming (req->sink): decided on the attempt's first body bytes, from the status. */
+  CURL *h;
+  ct_http_sink_fn sink;
+  void *sink_ud;
+  size_t max_body, sunk;
+  int to_sink;            /* -1: not decided yet, 0: buffer, 1: sink */
+  bool sink_failed;
+  ct_err sink_err;
 } ct_http__xfer;
 
 static size_t ct_http__on_body(char *p, size_t sz, size_t n, void *ud) {
   ct_http__xfer *x = ud;
+  size_t len = sz * n;
   ct_err e;
-  if (ct_buf_append(&x->resp->body, p, sz * n, &e) != CT_OK) {
+  if (x->to_sink < 0) {
+    long status = 0;
+    x->to_sink = x->sink && curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+                 status >= 200 && status <= 299;
+  }
+  if (x->to_sink) {
+    if (len > x->max_body - x->sunk) {
+      x->body_over = true;
+      return 0;
+    }
+    if (x->sink(x->sink_ud, (const uint8_t *)p, len, &x->sink_err) != CT_OK) {
+      x->sink_failed = true;
+      return 0;
+    }
+    x->sunk += len;
+    return len;
+  }
+  if (ct_buf_append(&x->resp->body, p, len, &e) != CT_OK) {
     x->body_over = true;
     return 0;
   }
-  return sz * n;
+  return len;
 }
 
 static size_t ct_http__on_header(char *p, size_t sz, size_t n, void *ud) {
@@ -201,6 +227,14 @@ static ct_status ct_http__setup(CURL *h, const ct_http_opts *o, const ct_http_re
   const char *m = ct_http__method(r);
   x->body_over = x->hdr_over = false;
   x->errbuf[0] = 0;
+  x->h = h;
+  x->sink = r->sink;
+  x->sink_ud = r->sink_ud;
+  x->max_body = o->max_body;
+  x->sunk = 0;
+  x->to_sink = -1;
+  x->sink_failed = false;
+  ct_err_clear(&x->sink_err);
   for (const char *const *l = r->headers; l && *l; l++) {
     struct curl_slist *n = curl_slist_append(x->hdrs, *l);
     CT_ENSURE(n, err, CT_ENOMEM, "http: out of memory");
@@ -268,7 +302,13 @@ setopt_failed:
   return ct_fail(err, CT_EINTERNAL, "http: %s %.300s: libcurl refused an option", m, r->url);
 }
 
-typedef enum { CT_HTTP__GOT_RESPONSE, CT_HTTP__TIMEOUT, CT_HTTP__TRANSPORT, CT_HTTP__TOO_BIG } ct_http__outcome;
+typedef enum {
+  CT_HTTP__GOT_RESPONSE,
+  CT_HTTP__TIMEOUT,
+  CT_HTTP__TRANSPORT,
+  CT_HTTP__TOO_BIG,
+  CT_HTTP__SINK_FAILED, /* the caller's sink refused the body: its code and message */
+} ct_http__outcome;
 
 /* Classifies a finished attempt and records the cause. */
 static ct_http__outcome ct_http__finish(CURL *h, CURLcode rc, ct_http__xfer *x, const ct_http_opts *o) {
@@ -277,6 +317,11 @@ static ct_http__outcome ct_http__finish(CURL *h, CURLcode rc, ct_http__xfer *x, 
   long status = 0;
   if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK) r->status = status;
   if (rc == CURLE_OK) return CT_HTTP__GOT_RESPONSE;
+  if (x->sink_failed) {
+    snprintf(r->cause, sizeof r->cause, "%.200s",
+             x->sink_err.msg[0] ? x->sink_err.msg : "the sink refused the body");
+    return CT_HTTP__SINK_FAILED;
+  }
   if (x->body_over || rc == CURLE_FILESIZE_EXCEEDED) {
     snprintf(r->cause, sizeof r->cause, "response body larger than the %zu-byte limit", o->max_body);
     return CT_HTTP__TOO_BIG;
@@ -291,8 +336,8 @@ static ct_http__outcome ct_http__finish(CURL *h, CURLcode rc, ct_http__xfer *x, 
 
 /* The delay before the next attempt, or -1 when this outcome is final. */
 static long ct_http__retry_delay(const ct_http_opts *o, ct_http__outcome oc, const ct_http_resp *r,
-                                 unsigned attempt) {
-  if (attempt >= o->attempts) return -1;
+                                 const ct_http__xfer *x, unsigned attempt) {
+  if (attempt >= o->attempts || x->sunk) return -1;
   bool retry = false;
   switch (oc) {
   case CT_HTTP__GOT_RESPONSE:
@@ -306,6 +351,7 @@ static long ct_http__retry_delay(const ct_http_opts *o, ct_http__outcome oc, con
     retry = o->retry_on & CT_HTTP_RETRY_TRANSPORT;
     break;
   case CT_HTTP__TOO_BIG:
+  case CT_HTTP__SINK_FAILED:
     break;
   }
   if (!retry) return -1;
@@ -335,12 +381,18 @@ static void ct_http__log_retry(const ct_http_opts *o, const ct_http_req *r, cons
 }
 
 static ct_status ct_http__fail(const ct_http_req *r, ct_http_resp *resp, ct_http__outcome oc,
-                               ct_err *err) {
+                               const ct_http__xfer *x, ct_err *err) {
   ct_buf_free(&resp->body);
   char tries[40] = "";
   if (resp->attempts > 1) snprintf(tries, sizeof tries, " (after %u attempts)", resp->attempts);
-  return ct_fail(err, oc == CT_HTTP__TOO_BIG ? CT_ELIMIT : CT_EIO, "%s %.300s: %s%s",
-                 ct_http__method(r), r->url, resp->cause, tries);
+  ct_status code = oc == CT_HTTP__TOO_BIG ? CT_ELIMIT : CT_EIO;
+  /* The sink's own message in full (resp->cause holds only its first 200 bytes). */
+  const char *cause = resp->cause;
+  if (oc == CT_HTTP__SINK_FAILED && x->sink_err.code) {
+    code = x->sink_err.code;
+    cause = x->sink_err.msg;
+  }
+  return ct_fail(err, code, "%s %.300s: %s%s", ct_http__method(r), r->url, cause, tries);
 }
 
 /* --- synchronous ------------------------------------------------------------------------ */
@@ -400,10 +452,10 @@ ct_status ct_http_do(ct_http_client *c, const ct_http_req *req, ct_http_resp *re
     CURLcode rc = curl_easy_perform(c->h);
     ct_http__xfer_clear(x);
     ct_http__outcome oc = ct_http__finish(c->h, rc, x, &c->o);
-    long delay = ct_http__retry_delay(&c->o, oc, resp, attempt);
+    long delay = ct_http__retry_delay(&c->o, oc, resp, x, attempt);
     if (delay < 0) {
       if (oc == CT_HTTP__GOT_RESPONSE) return CT_OK;
-      return ct_http__fail(req, resp, oc, err);
+      return ct_http__fail(req, resp, oc, x, err);
     }
     ct_http__log_retry(&c->o, req, resp, attempt, delay);
     ct_http__sleep_ms((uint64_t)delay);
@@ -530,7 +582,7 @@ static ct_status ct_http__job_new(const ct_http_opts *opts, const ct_http_req *r
   }
   j->req = (ct_http_req){.method = j->method, .url = j->url,
                          .headers = (const char *const *)j->hdr_lines, .body = j->body,
-                         .body_len = j->body_len};
+                         .body_len = j->body_len, .sink = req->sink, .sink_ud = req->sink_ud};
   j->x.resp = &j->resp;
   *out = j;
   return CT_OK;
@@ -640,7 +692,7 @@ static void ct_http__on_done(ct_http_pool *p, CURL *h, CURLcode rc, uint64_t now
     }
   ct_http__xfer_clear(&j->x);
   ct_http__outcome oc = ct_http__finish(h, rc, &j->x, &j->o);
-  long delay = ct_http__retry_delay(&j->o, oc, &j->resp, j->attempt);
+  long delay = ct_http__retry_delay(&j->o, oc, &j->resp, &j->x, j->attempt);
   if (delay >= 0 && now + (uint64_t)delay < j->deadline) {
     ct_http__log_retry(&j->o, &j->req, &j->resp, j->attempt, delay);
     j->ready_at = now + (uint64_t)delay;
@@ -651,7 +703,7 @@ static void ct_http__on_done(ct_http_pool *p, CURL *h, CURLcode rc, uint64_t now
     ct_http__complete(p, j, CT_OK, NULL);
   } else {
     ct_err e;
-    ct_status st = ct_http__fail(&j->req, &j->resp, oc, &e);
+    ct_status st = ct_http__fail(&j->req, &j->resp, oc, &j->x, &e);
     ct_http__complete(p, j, st, &e);
   }
 }

@@ -7,6 +7,7 @@
  *    clients speak HTTP/1.1); only http:// and https://; redirects are not followed (the caller
  *    sees the 3xx and its Location).
  *  - A response body larger than `max_body` is refused with CT_ELIMIT, never truncated.
+ *  - A body may stream to a caller's sink instead of memory (ct_http_req.sink), under the same cap.
  *  - Errors read "<METHOD> <URL>: <cause>" and never carry request headers or bodies (which may
  *    hold tokens or secrets); header copies made here are wiped before they are freed.
  *  - Retries happen only when the caller asks (`attempts` > 1 and `retry_on`), with exponential
@@ -72,12 +73,25 @@ typedef struct ct_http_opts {
   long deadline_ms;
 } ct_http_opts;
 
+/* A streaming sink for response bodies: gets the body of a 2xx response piece by piece as it
+ * arrives. CT_OK continues; a failure aborts the transfer, and the call fails with the sink's code
+ * and its message as the cause ("<METHOD> <URL>: <message>"). */
+typedef CT_RESULT (*ct_http_sink_fn)(void *ud, const uint8_t *data, size_t len, ct_err *err);
+
 typedef struct ct_http_req {
   const char *method;           /* NULL: "GET" */
   const char *url;
   const char *const *headers;   /* NULL-terminated "Name: value" lines; may be NULL */
   const void *body;             /* NULL: no body */
   size_t body_len;
+  /* Optional: a 2xx response's body goes to `sink` instead of resp->body, so it never has to fit
+   * in memory (other statuses keep their body in resp->body, for the caller's error text).
+   * `max_body` caps the bytes delivered, refused as for buffered bodies (CT_ELIMIT, same text).
+   * An attempt that has delivered bytes to the sink is never retried (they cannot be taken
+   * back); the caller starts over instead. With ct_http_submit the sink runs on the pool's I/O
+   * thread, and `sink_ud` must outlive the request. */
+  ct_http_sink_fn sink;
+  void *sink_ud;
 } ct_http_req;
 
 typedef struct ct_http_resp {

@@ -417,6 +417,117 @@ static void test_size_cap(void **state) {
   ct_http_resp_free(&r);
 }
 
+typedef struct sink_state {
+  size_t total, calls, refuse_after;
+  char head[64];
+} sink_state;
+
+static ct_status sink_collect(void *ud, const uint8_t *d, size_t n, ct_err *err) {
+  sink_state *s = ud;
+  if (s->refuse_after && s->total + n > s->refuse_after)
+    return ct_fail(err, CT_ECRYPTO, "blob digest mismatch after %zu bytes", s->total);
+  size_t room = sizeof s->head - 1 - strlen(s->head);
+  strncat(s->head, (const char *)d, n < room ? n : room);
+  s->total += n;
+  s->calls++;
+  return CT_OK;
+}
+
+/* A server that sends the head and the first part of a body, then nothing until the client
+ * hangs up (it times out mid-body). */
+static void *stall_server(void *arg) {
+  int lfd = *(int *)arg;
+  int c = accept(lfd, NULL, NULL);
+  if (c < 0) return NULL;
+  char buf[4096];
+  ssize_t n = recv(c, buf, sizeof buf, 0);
+  static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nfirst part;";
+  if (n > 0 && send(c, head, sizeof head - 1, MSG_NOSIGNAL) > 0)
+    while (recv(c, buf, sizeof buf, 0) > 0) {
+    }
+  close(c);
+  return NULL;
+}
+
+static void test_streaming_sink(void **state) {
+  (void)state;
+  ct_err err;
+  ct_http_resp r;
+  /* A 2xx body streams to the sink, never into resp->body. */
+  sink_state ss = {0};
+  ct_http_req q = {.url = url(S.port, "http", "/big-chunked"), .sink = sink_collect, .sink_ud = &ss};
+  ct_http_opts o = {.max_body = 100000};
+  CT_ASSERT_OK(ct_http_call(&o, &q, &r, &err), &err);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(ss.total, 100000);
+  assert_true(ss.calls >= 2);
+  assert_int_equal(r.body.len, 0);
+  ct_http_resp_free(&r);
+  /* The same cap and the same refusal as a buffered body, with or without a Content-Length. */
+  const char *paths[] = {"/big", "/big-chunked"};
+  o.max_body = 1000;
+  for (int i = 0; i < 2; i++) {
+    memset(&ss, 0, sizeof ss);
+    q.url = url(S.port, "http", paths[i]);
+    assert_int_equal(ct_http_call(&o, &q, &r, &err), CT_ELIMIT);
+    assert_non_null(strstr(err.msg, paths[i]));
+    assert_non_null(strstr(err.msg, "larger than the 1000-byte limit"));
+    assert_true(ss.total <= 1000);
+    ct_http_resp_free(&r);
+  }
+  /* A sink's refusal ends the transfer with its code and message, and is not retried. */
+  memset(&ss, 0, sizeof ss);
+  ss.refuse_after = 15000;
+  o = (ct_http_opts){.attempts = 3, .retry_on = CT_HTTP_RETRY_TRANSPORT | CT_HTTP_RETRY_5XX, .backoff_ms = 10};
+  q.url = url(S.port, "http", "/big-chunked");
+  assert_int_equal(ct_http_call(&o, &q, &r, &err), CT_ECRYPTO);
+  assert_int_equal(r.attempts, 1);
+  assert_non_null(strstr(err.msg, "GET http://127.0.0.1"));
+  assert_non_null(strstr(err.msg, "/big-chunked: blob digest mismatch after"));
+  assert_true(ss.total <= 15000);
+  ct_http_resp_free(&r);
+  /* Non-2xx bodies stay readable in resp->body; a 503 before any sunk byte is retried. */
+  memset(&ss, 0, sizeof ss);
+  q.url = url(S.port, "http", "/nothing-here");
+  CT_ASSERT_OK(ct_http_call(NULL, &q, &r, &err), &err);
+  assert_int_equal(r.status, 404);
+  assert_string_equal((char *)r.body.data, "no such path");
+  assert_int_equal(ss.calls, 0);
+  ct_http_resp_free(&r);
+  atomic_store(&S.flaky_left, 1);
+  q.url = url(S.port, "http", "/flaky");
+  CT_ASSERT_OK(ct_http_call(&o, &q, &r, &err), &err);
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.attempts, 2);
+  assert_string_equal(ss.head, "recovered");
+  ct_http_resp_free(&r);
+  /* Once bytes went to the sink, a failure mid-body is final even when timeouts are retried. */
+  memset(&ss, 0, sizeof ss);
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  int stall_port = listen_port(lfd);
+  assert_int_equal(listen(lfd, 4), 0);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, stall_server, &lfd), 0);
+  o = (ct_http_opts){.attempts = 3, .retry_on = CT_HTTP_RETRY_TIMEOUT, .timeout_ms = 300, .backoff_ms = 10};
+  q.url = url(stall_port, "http", "/stall");
+  assert_int_equal(ct_http_call(&o, &q, &r, &err), CT_EIO);
+  assert_int_equal(r.attempts, 1);
+  assert_string_equal(ss.head, "first part;");
+  ct_http_resp_free(&r);
+  pthread_join(th, NULL);
+  close(lfd);
+  /* The pool streams the same way (the sink runs on its I/O thread). */
+  ct_http_pool *p = NULL;
+  CT_ASSERT_OK(ct_http_pool_new(NULL, &p, &err), &err);
+  memset(&ss, 0, sizeof ss);
+  q.url = url(S.port, "http", "/big-chunked");
+  CT_ASSERT_OK(ct_http_pool_do(p, NULL, &q, NULL, &r, &err), &err);
+  assert_int_equal(ss.total, 100000);
+  assert_int_equal(r.body.len, 0);
+  ct_http_resp_free(&r);
+  ct_http_pool_free(p);
+}
+
 static void test_timeout_and_refusal(void **state) {
   (void)state;
   ct_err err;
@@ -732,6 +843,7 @@ int main(void) {
       cmocka_unit_test(test_get_and_headers),
       cmocka_unit_test(test_methods_bodies_and_http11),
       cmocka_unit_test(test_size_cap),
+      cmocka_unit_test(test_streaming_sink),
       cmocka_unit_test(test_timeout_and_refusal),
       cmocka_unit_test(test_retry_backoff),
       cmocka_unit_test(test_client_keepalive_and_cookies),
