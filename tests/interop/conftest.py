@@ -129,15 +129,6 @@ def admin_jwt(key_file: Path, role="admin", iss=None, aud=None, exp_delta=3600):
     return f"{header}.{payload}.{b64url(priv.sign(f'{header}.{payload}'.encode()))}"
 
 
-def _ours_knows(key: str) -> bool:
-    # The sample TEE becomes opt-in (`enable_sample_tee`) in our KBS; upstream ignores unknown
-    # keys, so the shared configuration carries the line once our KBS understands it.
-    try:
-        return key.encode() in (BIN / "kbs").read_bytes()
-    except OSError:
-        return False
-
-
 def kbs_config(pki: Pki, storage: Path, *, tls=True, signer: TokenCa = None, trusted=(), admin=True,
                attestation=True, extra=""):
     """A KBS configuration both implementations read unchanged (upstream trustee 78962cd schema)."""
@@ -159,10 +150,11 @@ acls = [{{ role = "admin", allowed_endpoints = "^/kbs/.+$" }}]
     token_block = f"[attestation_token]\ntrusted_certs_paths = [{trust}]\n" if trusted else ""
     as_block = ""
     if attestation:
-        sample = "enable_sample_tee = true\n" if _ours_knows("enable_sample_tee") else ""
+        # The sample TEE is opt-in on ours; upstream ignores the key (and always allows it).
         as_block = f"""[attestation_service]
 type = "coco_as_builtin"
-{sample}
+enable_sample_tee = true
+
 [attestation_service.attestation_token_broker]
 duration_min = 5
 """
