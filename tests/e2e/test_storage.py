@@ -215,6 +215,11 @@ def test_openbao_stall_is_bounded_and_cache(openbao, pki, start_kbs):
     finally:
         openbao.resume()
     assert released(plain, pki, "default/stall/k") == b"v1"
+    # Stopped for good: refused at once, with the cause.
+    openbao.stop()
+    t0 = time.time()
+    r, _ = fetch(plain, pki, "default/stall/k")
+    assert r.status_code == 401 and "vault: get hub/stall" in detail(r) and time.time() - t0 < 3, r.text
 
 
 # --- PostgreSQL and Redis ---------------------------------------------------------------------------
