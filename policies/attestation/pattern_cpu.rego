@@ -59,8 +59,9 @@ mismatched contains pcr if {
 	not matches(pcr, refs)
 }
 
-# A helper, so that `not` sees only bound arguments: OPA leaves `not x in refs` undefined (not
-# true) when x itself is undefined.
+# A helper, so that `not` sees only bound arguments: Rego evaluates the ref argument of `in`
+# before the negation, so `not x in refs` is undefined (not true) when x itself is undefined
+# (docs/rego.md).
 matches(pcr, refs) if platform.pcrs[pcr] in refs
 
 executables := 3 if {

@@ -662,10 +662,11 @@ static ct_status rego__resolve_body(rc_ctx *c, rc_scope *parent, rg_body *b, rc_
 typedef struct {
   uint8_t *in, *out; /* per-slot flags */
   int n;
+  bool negated; /* inside `not`, where `_` can never be bound either */
 } varsets;
 
-static void rego__vs_mark(uint8_t *set, int n, const rg_term *t) {
-  if (t->slot >= 0 && t->slot < n && !t->wildcard) set[t->slot] = 1;
+static void rego__vs_mark(uint8_t *set, const varsets *v, const rg_term *t) {
+  if (t->slot >= 0 && t->slot < v->n && !t->generated && (!t->wildcard || v->negated)) set[t->slot] = 1;
 }
 
 static void rego__collect_vars(const rg_term *t, bool out_pos, varsets *v);
@@ -674,7 +675,7 @@ static void rego__collect_body_free(const rg_body *b, varsets *v);
 static void rego__collect_vars(const rg_term *t, bool out_pos, varsets *v) {
   if (!t || t->ground) return;
   switch (t->kind) {
-    case T_VAR: rego__vs_mark(out_pos ? v->out : v->in, v->n, t); return;
+    case T_VAR: rego__vs_mark(out_pos ? v->out : v->in, v, t); return;
     case T_ARR:
       for (size_t i = 0; i < t->n; i++) rego__collect_vars(t->elems[i], out_pos, v);
       return;
@@ -700,7 +701,7 @@ static void rego__collect_vars(const rg_term *t, bool out_pos, varsets *v) {
     case T_SCOMP:
     case T_OCOMP: {
       /* free variables of a closure are inputs */
-      varsets inner = {calloc((size_t)v->n + 1, 1), calloc((size_t)v->n + 1, 1), v->n};
+      varsets inner = {calloc((size_t)v->n + 1, 1), calloc((size_t)v->n + 1, 1), v->n, false};
       if (!inner.in || !inner.out) {
         free(inner.in);
         free(inner.out);
@@ -735,9 +736,12 @@ static void rego__collect_expr(const rg_expr *e, varsets *v) {
     case E_EVERY: rego__collect_vars(e->c, false, v); break;
     case E_NOT:
       if (e->sub) {
-        varsets inner = {calloc((size_t)v->n + 1, 1), calloc((size_t)v->n + 1, 1), v->n};
+        /* nested calls moved before the negation bind like any expression (hoist.c) */
+        for (size_t i = 0; e->pre && i < e->npre_bind; i++) rego__collect_expr(e->pre->e[i], v);
+        varsets inner = {calloc((size_t)v->n + 1, 1), calloc((size_t)v->n + 1, 1), v->n, true};
         if (inner.in && inner.out) {
           rego__collect_expr(e->sub, &inner);
+          for (size_t i = e->npre_bind; e->pre && i < e->pre->n; i++) rego__collect_expr(e->pre->e[i], &inner);
           /* negation binds nothing: every variable it mentions must be bound before */
           for (int i = 0; i < v->n; i++)
             if (inner.in[i] || inner.out[i]) v->in[i] = 1;
@@ -784,6 +788,7 @@ static const rg_term *rego__find_var(const rg_expr *e, int slot) {
   if (!r) r = rego__find_var_term(e->b, slot);
   if (!r) r = rego__find_var_term(e->c, slot);
   if (!r && e->sub) r = rego__find_var(e->sub, slot);
+  for (size_t i = 0; !r && e->pre && i < e->pre->n; i++) r = rego__find_var(e->pre->e[i], slot);
   for (size_t i = 0; !r && i < e->nwith; i++) r = rego__find_var_term(e->with[i].value, slot);
   return r;
 }
@@ -800,7 +805,7 @@ static void rego__reorder_body_ex(rg_body *b, uint8_t *bound, int n, const rg_te
   varsets *vs = calloc(cnt, sizeof(varsets));
   bool ok = order && placed && vs;
   for (size_t i = 0; ok && i < cnt; i++) {
-    vs[i] = (varsets){calloc((size_t)n + 1, 1), calloc((size_t)n + 1, 1), n};
+    vs[i] = (varsets){calloc((size_t)n + 1, 1), calloc((size_t)n + 1, 1), n, false};
     if (!vs[i].in || !vs[i].out) ok = false;
     else rego__collect_expr(b->e[i], &vs[i]);
   }
@@ -858,7 +863,7 @@ static void rego__reorder_rule(rg_rule *r, const rg_term **unsafe) {
   if (!bound) return;
   for (rg_rule *x = r; x; x = x->els) {
     memset(bound, 0, (size_t)n);
-    varsets args = {bound, calloc((size_t)n + 1, 1), n};
+    varsets args = {bound, calloc((size_t)n + 1, 1), n, false};
     if (!args.out) break;
     for (size_t i = 0; i < x->nargs; i++) {
       rego__collect_vars(x->args[i], true, &args);
@@ -898,11 +903,14 @@ static ct_status rego__compile_rule(rc_ctx *c, rg_rule *r) {
     if (x->key) CT_GUARD(rego__resolve_term(c, s, &x->key));
     if (x->value) CT_GUARD(rego__resolve_term(c, s, &x->value));
   }
+  CT_GUARD(rg_hoist_rule(c->a, r, &c->nslots, c->err));
   for (rg_rule *x = r; x; x = x->els) x->nslots = c->nslots;
   CT_GUARD(rego__check_unused(c));
   const rg_term *unsafe = NULL;
   rego__reorder_rule(r, &unsafe);
-  if (unsafe) return rego__rc_fail(c, "rego_unsafe_var_error", unsafe->row, unsafe->col, "var %s is unsafe", unsafe->name);
+  if (unsafe)
+    return rego__rc_fail(c, "rego_unsafe_var_error", unsafe->row, unsafe->col, "var %s is unsafe",
+                         unsafe->wildcard ? "_" : unsafe->name);
   if (r->is_default && r->value && !r->value->ground && r->value->kind != T_ACOMP && r->value->kind != T_SCOMP &&
       r->value->kind != T_OCOMP && r->value->kind != T_ARR && r->value->kind != T_OBJ && r->value->kind != T_SET &&
       r->value->kind != T_CALL)
@@ -1042,6 +1050,7 @@ CT_RESULT rg_compile_query(const rego_policy *p, rg_arena *a, const char *query,
   rc_ctx c = {.p = p, .a = a, .err = err, .file = "query"};
   rc_scope *s = NULL;
   CT_GUARD(rego__resolve_body(&c, NULL, out->body, &s));
+  CT_GUARD(rg_hoist_body(a, out->body, true, &c.nslots, err));
   CT_GUARD(rego__check_unused(&c));
   /* query expressions are reordered too (bindings stay with their expressions) */
   {

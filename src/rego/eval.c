@@ -482,6 +482,31 @@ static ct_status rego__unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k) {
   return rego__eval_term(ev, a, &km.k);
 }
 
+/* The negation proper, once the operands hoist.c moved before it are bound. */
+static ct_status rego__eval_not(rg_ev *ev, const rg_expr *e, const rk *k) {
+  size_t mark = ev->ntrail;
+  ct_status st;
+  if (!e->sub) st = rego__eval_body(ev, e->body, 0, &k_halt);
+  else if (e->sub->nwith) st = rego__eval_with(ev, e->sub, &k_halt);
+  else st = rego__eval_expr(ev, e->sub, &k_halt);
+  rego__undo(ev, mark);
+  if (st == RG_HALT) return CT_OK;
+  if (st) return st;
+  CT_GUARD(rego__record_true(ev, e));
+  return KCALL(ev, k, NULL);
+}
+
+typedef struct {
+  rk k;
+  const rg_expr *e;
+  const rk *next;
+} k_not;
+static ct_status rego__k_not_fn(rg_ev *ev, const rk *k, rv *v) {
+  (void)v;
+  const k_not *kn = (const k_not *)k;
+  return rego__eval_not(ev, kn->e, kn->next);
+}
+
 static ct_status rego__eval_expr(rg_ev *ev, const rg_expr *e, const rk *k) {
   switch (e->kind) {
     case E_TERM: {
@@ -526,18 +551,13 @@ static ct_status rego__eval_expr(rg_ev *ev, const rg_expr *e, const rk *k) {
       CT_GUARD(rego__record_true(ev, e));
       return KCALL(ev, k, NULL);
     }
-    case E_NOT: {
-      size_t mark = ev->ntrail;
-      ct_status st;
-      if (!e->sub) st = rego__eval_body(ev, e->body, 0, &k_halt);
-      else if (e->sub->nwith) st = rego__eval_with(ev, e->sub, &k_halt);
-      else st = rego__eval_expr(ev, e->sub, &k_halt);
-      rego__undo(ev, mark);
-      if (st == RG_HALT) return CT_OK;
-      if (st) return st;
-      CT_GUARD(rego__record_true(ev, e));
-      return KCALL(ev, k, NULL);
-    }
+    case E_NOT:
+      if (e->pre) {
+        /* hoist.c: these operands are evaluated outside the negation; undefined fails the body */
+        k_not kn = {{rego__k_not_fn}, e, k};
+        return rego__eval_body(ev, e->pre, 0, &kn.k);
+      }
+      return rego__eval_not(ev, e, k);
   }
   return CT_OK;
 }

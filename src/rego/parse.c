@@ -1642,8 +1642,12 @@ CT_RESULT rg_parse_module(rg_arena *a, const char *file, const char *src, rg_mod
     if (!strcmp(root->name, "rego")) m->v1 = true;
     if (!strcmp(root->name, "rego") && ip->kind == T_REF && ip->n == 2 && ip->elems[1]->kind == T_SCALAR &&
         ip->elems[1]->val->t == RV_STR && !strcmp(ip->elems[1]->val->u.s, "v2"))
-      p.logic = true;
+      p.logic = m->not_body = true;
     if (!strcmp(root->name, "future") && ip->kind == T_REF && ip->n == 2) p.logic = true; /* future.keywords */
+    if (!strcmp(root->name, "future") && ip->kind == T_REF &&
+        (ip->n == 2 || (ip->n == 3 && ip->elems[2]->kind == T_SCALAR && ip->elems[2]->val->t == RV_STR &&
+                        !strcmp(ip->elems[2]->val->u.s, "not"))))
+      m->not_body = true;
     if (!strcmp(root->name, "future") && ip->kind == T_REF && ip->n == 3 && ip->elems[2]->kind == T_SCALAR &&
         ip->elems[2]->val->t == RV_STR &&
         (!strcmp(ip->elems[2]->val->u.s, "and") || !strcmp(ip->elems[2]->val->u.s, "or")))

@@ -130,6 +130,7 @@ struct rg_term {
   uint8_t kind;
   bool ground;     /* no variables anywhere: val holds the constant */
   bool wildcard;   /* a `_` */
+  bool generated;  /* a variable hoist.c introduced: bound by its own expression before any use */
   int row, col;
   rv *val;
   const char *name; /* var name / call name */
@@ -167,6 +168,8 @@ typedef struct rg_expr {
   rg_term *a, *b, *c;
   rg_body *body;            /* every */
   struct rg_expr *sub;      /* not */
+  rg_body *pre;             /* not: operands evaluated before the negation (hoist.c) */
+  size_t npre_bind;         /* the first npre_bind of pre are nested calls, whose variables bind */
   rg_body **ops;            /* and / or operands */
   size_t nops;
   rg_with *with;
@@ -213,6 +216,7 @@ typedef struct rg_module {
   rg_rule **rules;
   size_t nrules;
   bool v1;               /* import rego.v1 or v1 syntax seen */
+  bool not_body;         /* future.keywords(.not) or rego.v2: `not` covers its whole expression */
 } rg_module;
 
 struct rg_node {
@@ -257,6 +261,11 @@ typedef struct rg_compiled_query {
 CT_RESULT rg_compile_query(const rego_policy *p, rg_arena *a, const char *query, rg_compiled_query *out,
                            ct_err *err);
 rg_node *rg_node_child(const rg_node *n, const char *name);
+/* hoist.c: OPA evaluates some operands of a negated expression outside the negation; these do the
+ * same for every `not` in a rule (all its bodies) or a query body, taking new variable slots from
+ * *nslots. */
+CT_RESULT rg_hoist_rule(rg_arena *a, rg_rule *r, int *nslots, ct_err *err);
+CT_RESULT rg_hoist_body(rg_arena *a, rg_body *b, bool query, int *nslots, ct_err *err);
 
 /* ---------------------------------------------------------------- evaluation */
 typedef struct rg_ev rg_ev;

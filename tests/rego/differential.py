@@ -5,7 +5,8 @@ For every shipped policy (policies/attestation/*.rego, policies/resource/*.rego)
 policy in tests/rego/diff_policies/, random inputs (fixed seed; REGO_DIFF_SEED to change,
 REGO_DIFF_N for the count) are evaluated with `eval --format json data.policy` by both engines;
 their outputs must be identical JSON. query_reference_value (a host function in the service) is
-defined in Rego over data.reference for both engines.
+defined in Rego over data.reference for both engines. PROGRAMS and QUERIES, small fixed ones,
+pin down the forms random inputs do not reach (negation rules, compile-time errors).
 Exit 77 (ctest skip) when opa is absent outside CI.
 """
 import argparse
@@ -109,6 +110,56 @@ def mix_case(r):
     return {"claims": claims, "values": [rv(r) for _ in range(r.randint(0, 4))]}, {}
 
 
+# Fixed programs for what random inputs do not reach: how `not` treats undefined operands in
+# each expression form (OPA evaluates call arguments that are refs, nested calls and ref indexes
+# before the negation; operands of =/== and plain terms stay inside), the compile-time errors of
+# negation, modules importing the `not` keyword (where the negation covers its operands), and
+# queries (where == stays a call). A program's forms become rules r0, r1, ... of one module;
+# a form that fails to compile gets a module of its own.
+NOT_FORMS = ["not input.x in [1]", "not input.x == 1", "not input.x = 1", "not input.x != 1", "not input.x < 1",
+             "not f(input.x)", "not is_string(data.snip.nothing)", "not input.x.y", "not input.x",
+             "not count(input.xs) == 1", "not input.x + 1 == 2", "not [input.x][0] == 1",
+             "not {\"a\": input.x} == {\"a\": 1}", "not input.y[input.k]", "x := input.y; not x.b in [1]",
+             "not is_object(input)", "not input.x in [1] with input.x as 2", "not count(input.xs[_]) == 1"]
+UNSAFE_FORMS = ["not input.xs[_] == [1]", "not f(_)", "not [_, 1] = input.xs", "some i; not input.xs[i] == [1]"]
+NOT_BODY_FORMS = ["not input.x in [1]", "not f(input.x)", "not count(input.xs) == 1"]
+NOT_BODY_IMPORTS = ["import future.keywords.not", "import future.keywords", "import rego.v2"]
+SNIPPET_INPUTS = [{}, {"x": 1, "xs": [[1], [1, 2]], "y": {"a": 1}, "k": "b"}]
+PROGRAMS = ([("", NOT_FORMS, SNIPPET_INPUTS)] +
+            [("", [u], SNIPPET_INPUTS[:1]) for u in UNSAFE_FORMS] +
+            [(imp, NOT_BODY_FORMS, SNIPPET_INPUTS) for imp in NOT_BODY_IMPORTS] +
+            [(NOT_BODY_IMPORTS[0], [u], SNIPPET_INPUTS[:1]) for u in ["not count(input.xs[_]) == 1",
+                                                                    "not input.xs[_] == [1]"]])
+QUERIES = ["not input.x in [1]", "not input.x == 1", "not input.x = 1", "not count(input.xs) == 1",
+           "x := \"a\"; not input.y[x]"]
+
+
+def snippets(rego, opa, tmp):
+    """Runs PROGRAMS and QUERIES through both engines; returns (evaluations, mismatches)."""
+    cases = []
+    for i, (imports, forms, inputs) in enumerate(PROGRAMS):
+        mod = os.path.join(tmp, "snippet%d.rego" % i)
+        with open(mod, "w") as f:
+            f.write("package snip\n\nimport rego.v1\n%s\n\nf(x) if x\n" % imports)
+            for j, form in enumerate(forms):
+                f.write("\nr%d if {\n\t%s\n}\n" % (j, form.replace("; ", "\n\t")))
+        cases += [("%s %s" % (imports, forms if len(forms) == 1 else "NOT_FORMS"), ["-d", mod, "data.snip"], inp)
+                  for inp in inputs]
+    cases += [(q, [q], inp) for q in QUERIES for inp in SNIPPET_INPUTS]
+    failures = 0
+    for label, args, inp in cases:
+        ip = os.path.join(tmp, "input.json")
+        with open(ip, "w") as f:
+            json.dump(inp, f)
+        ours = run([rego, "eval", "--format", "json", "-i", ip] + args)
+        theirs = run([opa, "eval", "--format", "json", "-i", ip] + args)
+        if normalize(ours) != normalize(theirs):
+            failures += 1
+            print("MISMATCH %s on input %s\n  ours:   %s\n  opa:    %s" %
+                  (label, json.dumps(inp), json.dumps(ours)[:600], json.dumps(theirs)[:600]))
+    return len(cases), failures
+
+
 def normalize(out):
     """Errors compare by code and location (opa adds detail lines and stack traces)."""
     if isinstance(out, dict) and "errors" in out:
@@ -184,7 +235,10 @@ def main():
                         print("MISMATCH %s case %d\n  input: %s\n  data: %s\n  ours:   %s\n  opa:    %s" %
                               (os.path.relpath(path, args.source), i, json.dumps(inp)[:500],
                                json.dumps(data)[:300], json.dumps(ours)[:800], json.dumps(theirs)[:800]))
-    print("differential: %d policies, %d evaluations, %d mismatches" % (len(policies), runs, failures))
+        sruns, sfail = snippets(args.rego, opa, tmp)
+    print("differential: %d policies, %d evaluations, %d mismatches; fixed programs: %d evaluations, %d mismatches" %
+          (len(policies), runs, failures, sruns, sfail))
+    failures += sfail
     return 1 if failures else 0
 
 

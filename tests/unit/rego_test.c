@@ -338,6 +338,68 @@ static void test_language_core(void **state) {
   rego_policy_free(p);
 }
 
+/* `not` over undefined operands, as OPA: call arguments that are refs, nested calls and ref
+ * indexes are evaluated before the negation (undefined fails the body); operands of =/== and
+ * plain terms stay inside it (undefined makes the negation true). */
+static void test_negation_operands(void **state) {
+  (void)state;
+  rego_policy *p = compile1("package n\nimport rego.v1\nrefs := [1, 2]\nf(x) if x == 1\n"
+                            "in_ref if not input.x in refs\n"
+                            "call_arg if not f(input.x)\n"
+                            "neq if not input.x != 1\n"
+                            "nested_call if not count(input.xs) == 1\n"
+                            "index if not input.y[input.k]\n"
+                            "array_head if not [input.x][0] == 1\n"
+                            "local_field if { v := input.y; not v.b in refs }\n"
+                            "helper if not g(input)\ng(i) if i.x in refs\n"
+                            "eq if not input.x == 1\n"
+                            "unify if not input.x = 1\n"
+                            "term if not input.x.y\n"
+                            "iter if not count(input.ys[_]) == 1\n",
+                            NULL);
+  const char *names[] = {"in_ref", "call_arg", "neq", "nested_call", "index", "array_head", "local_field"};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    char q[64];
+    snprintf(q, sizeof(q), "data.n.%s", names[i]);
+    expect_eval(p, q, "{\"y\": {}}", NULL, "undefined");
+  }
+  expect_eval(p, "data.n.in_ref", "{\"x\": 3}", NULL, "true");
+  expect_eval(p, "data.n.in_ref", "{\"x\": 2}", NULL, "undefined");
+  expect_eval(p, "data.n.index", "{\"y\": {\"a\": false}, \"k\": \"a\"}", NULL, "true");
+  expect_eval(p, "data.n.local_field", "{\"y\": {\"b\": 3}}", NULL, "true");
+  expect_eval(p, "data.n.helper", "{}", NULL, "true");
+  expect_eval(p, "data.n.eq", "{}", NULL, "true");
+  expect_eval(p, "data.n.unify", "{}", NULL, "true");
+  expect_eval(p, "data.n.term", "{}", NULL, "true");
+  /* variables of a nested call bind outside the negation */
+  expect_eval(p, "data.n.iter", "{\"ys\": [[1], [1, 2]]}", NULL, "true");
+  expect_eval(p, "data.n.iter", "{\"ys\": [[1]]}", NULL, "undefined");
+  /* in a query == stays a call, so its ref operands are evaluated first */
+  const char *queries[][2] = {{"not input.x == 1", "[]"}, {"not input.x = 1", "true"}};
+  for (size_t i = 0; i < 2; i++) {
+    ct_err err = {0};
+    char *out = NULL;
+    rego_query_opts qo = {.input_json = "{}"};
+    CT_ASSERT_OK(rego_query(p, queries[i][0], &qo, &out, &err), &err);
+    if (strcmp(queries[i][1], "[]") ? !strstr(out, "\"value\":true") : strcmp(out, "[]"))
+      fail_msg("%s: got %s", queries[i][0], out);
+    free(out);
+  }
+  rego_policy_free(p);
+
+  /* importing the `not` keyword: the negation covers its operands */
+  p = compile1("package n\nimport rego.v1\nimport future.keywords.not\nin_ref if not input.x in [1]\n", NULL);
+  expect_eval(p, "data.n.in_ref", "{}", NULL, "true");
+  rego_policy_free(p);
+
+  /* `_` in a negation can never be bound */
+  ct_err err = {0};
+  rego_module m = {"w.rego", "package n\nimport rego.v1\nr if not input.xs[_] == [1]\n"};
+  assert_int_not_equal(rego_compile(&m, 1, NULL, &p, &err), CT_OK);
+  assert_non_null(strstr(err.msg, "rego_unsafe_var_error: w.rego:3:"));
+  assert_non_null(strstr(err.msg, "var _ is unsafe"));
+}
+
 static void test_errors(void **state) {
   (void)state;
   ct_err err = {0};
@@ -439,6 +501,7 @@ int main(void) {
       cmocka_unit_test(test_cpu_policy_extensions),
       cmocka_unit_test(test_resource_policies),
       cmocka_unit_test(test_language_core),
+      cmocka_unit_test(test_negation_operands),
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_threads),
