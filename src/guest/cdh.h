@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -161,9 +162,12 @@ CT_RESULT cdh_hub_unwrap_packet(cdh_hub *h, const char *packet, size_t len, uint
  * image_security_policy_uri; none configured accepts every image) into bundle/rootfs, which
  * must be absent or empty, and records the AAEL PullImage event when the event log is on.
  * *digest: the manifest digest ("sha256:..."), caller frees. A policy denial is CT_EDENIED
- * with a message naming the failed check. */
-CT_RESULT cdh_hub_pull_image(cdh_hub *h, const char *image, const char *bundle, char **digest,
-                             ct_err *err);
+ * with a message naming the failed check. Layers stream through a scratch file in `bundle`, so
+ * memory stays bounded whatever their size. `cancel` (may be NULL) is polled while the layers
+ * are fetched and unpacked: once set, the pull stops, removes what it unpacked and fails with
+ * CT_EEXPIRED. */
+CT_RESULT cdh_hub_pull_image(cdh_hub *h, const char *image, const char *bundle,
+                             const atomic_int *cancel, char **digest, ct_err *err);
 /* Resolves `image` and applies the policy without fetching layers. CT_OK: *verdict says why it
  * is allowed (caller frees); CT_EDENIED: err says why not. */
 CT_RESULT cdh_hub_check_image(cdh_hub *h, const char *image, char **verdict, ct_err *err);

@@ -4,8 +4,10 @@
  * checked against keys from the KBS), then fetch, verify and unpack the layers.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -334,11 +336,85 @@ static CT_RESULT cdh__b64_field(const json_t *o, const char *key, size_t want, u
   return CT_OK;
 }
 
-/* Decrypts an ocicrypt AES_256_CTR_HMAC_SHA256 layer in place: the private options (symmetric key,
- * nonce, plaintext digest) come from the annotation packet, unwrapped with the KEK the KBS
- * releases; the HMAC over the ciphertext is checked before anything is decrypted. */
-static CT_RESULT cdh__decrypt_layer(cdh_hub *h, const json_t *desc, uint8_t *blob, size_t len,
-                                    ct_err *err) {
+#define CDH__CHUNK (1u << 20)
+
+static CT_RESULT cdh__pread_all(int fd, uint8_t *buf, size_t n, uint64_t off, ct_err *err) {
+  for (size_t done = 0; done < n;) {
+    ssize_t r = pread(fd, buf + done, n - done, (off_t)(off + done));
+    if (r < 0 && errno == EINTR) continue;
+    CT_ENSURE(r > 0, err, CT_EIO, "reading the layer file: %s", r < 0 ? strerror(errno) : "short file");
+    done += (size_t)r;
+  }
+  return CT_OK;
+}
+
+static CT_RESULT cdh__pwrite_all(int fd, const uint8_t *buf, size_t n, uint64_t off, ct_err *err) {
+  for (size_t done = 0; done < n;) {
+    ssize_t w = pwrite(fd, buf + done, n - done, (off_t)(off + done));
+    if (w < 0 && errno == EINTR) continue;
+    CT_ENSURE(w > 0, err, CT_EIO, "writing the layer file: %s", w < 0 ? strerror(errno) : "no space");
+    done += (size_t)w;
+  }
+  return CT_OK;
+}
+
+/* HMAC-SHA256 over the ciphertext, then AES-256-CTR in place, chunk by chunk, with the digest of
+ * the plaintext: the whole layer never sits in memory. */
+static CT_RESULT cdh__ctr_file(int fd, uint64_t len, const uint8_t *key, const uint8_t *nonce,
+                               const uint8_t want_mac[32], uint8_t plain_digest[32], ct_err *err) {
+  uint8_t *buf = malloc(CDH__CHUNK);
+  EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+  EVP_MAC_CTX *mc = mac ? EVP_MAC_CTX_new(mac) : NULL;
+  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  ct_status st = CT_OK;
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0), OSSL_PARAM_END};
+  CT_ENSURE_GOTO(st, buf && mc && c && md && EVP_MAC_init(mc, key, 32, params) == 1, out, err, CT_ENOMEM,
+                 "encrypted layer: cannot set up HMAC-SHA256");
+  for (uint64_t off = 0; off < len;) {
+    size_t n = len - off < CDH__CHUNK ? (size_t)(len - off) : CDH__CHUNK;
+    CT_GUARD_GOTO(st, cdh__pread_all(fd, buf, n, off, err), out);
+    CT_ENSURE_GOTO(st, EVP_MAC_update(mc, buf, n) == 1, out, err, CT_ECRYPTO, "encrypted layer: HMAC failed");
+    off += n;
+  }
+  uint8_t got[32];
+  size_t gl = 0;
+  CT_ENSURE_GOTO(st, EVP_MAC_final(mc, got, &gl, sizeof got) == 1 && gl == 32 && ct_memeq(got, 32, want_mac, 32),
+                 out, err, CT_ECRYPTO,
+                 "encrypted layer: the HMAC over the ciphertext does not match (wrong key or tampered layer)");
+  CT_ENSURE_GOTO(st, EVP_DecryptInit_ex(c, EVP_aes_256_ctr(), NULL, key, nonce) == 1 &&
+                         EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1,
+                 out, err, CT_ECRYPTO, "encrypted layer: cannot set up AES-CTR");
+  for (uint64_t off = 0; off < len;) {
+    size_t n = len - off < CDH__CHUNK ? (size_t)(len - off) : CDH__CHUNK;
+    int outl = 0;
+    CT_GUARD_GOTO(st, cdh__pread_all(fd, buf, n, off, err), out);
+    CT_ENSURE_GOTO(st, EVP_DecryptUpdate(c, buf, &outl, buf, (int)n) == 1 && (size_t)outl == n &&
+                           EVP_DigestUpdate(md, buf, n) == 1,
+                   out, err, CT_ECRYPTO, "encrypted layer: AES-CTR decryption failed");
+    CT_GUARD_GOTO(st, cdh__pwrite_all(fd, buf, n, off, err), out);
+    off += n;
+  }
+  unsigned dl = 0;
+  CT_ENSURE_GOTO(st, EVP_DigestFinal_ex(md, plain_digest, &dl) == 1 && dl == 32, out, err, CT_ECRYPTO,
+                 "encrypted layer: sha256 failed");
+out:
+  if (buf) {
+    ct_wipe(buf, CDH__CHUNK);
+    free(buf);
+  }
+  EVP_MAC_CTX_free(mc);
+  EVP_MAC_free(mac);
+  EVP_CIPHER_CTX_free(c);
+  EVP_MD_CTX_free(md);
+  return st;
+}
+
+/* Decrypts an ocicrypt AES_256_CTR_HMAC_SHA256 layer held in the file `fd` (`len` bytes), in
+ * place: the private options (symmetric key, nonce, plaintext digest) come from the annotation
+ * packet, unwrapped with the KEK the KBS releases; the HMAC over the ciphertext is checked before
+ * anything is decrypted, the plaintext digest after. */
+static CT_RESULT cdh__decrypt_layer(cdh_hub *h, const json_t *desc, int fd, uint64_t len, ct_err *err) {
   const json_t *ann = json_object_get(desc, "annotations");
   json_t *packet = NULL, *pub = NULL, *priv = NULL;
   uint8_t *opts = NULL, *key = NULL, *nonce = NULL, *hmac = NULL;
@@ -367,30 +443,11 @@ static CT_RESULT cdh__decrypt_layer(cdh_hub *h, const json_t *desc, uint8_t *blo
     const json_t *co = json_object_get(pub, "cipheroptions");
     st = cdh__b64_field(json_object_get(co, "hmac") ? co : pub, "hmac", 32, &hmac, &hlen, err);
   }
-  if (!st) {
-    uint8_t mac[32];
-    unsigned ml = 0;
-    if (!HMAC(EVP_sha256(), key, (int)klen, blob, len, mac, &ml) || ml != 32 || !ct_memeq(mac, 32, hmac, 32))
-      st = ct_fail(err, CT_ECRYPTO, "encrypted layer: the HMAC over the ciphertext does not match "
-                   "(wrong key or tampered layer)");
-  }
-  if (!st) {
-    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-    int outl = 0;
-    /* CTR is a stream cipher: decrypt in place, in chunks below INT_MAX. */
-    int ok = c && EVP_DecryptInit_ex(c, EVP_aes_256_ctr(), NULL, key, nonce) == 1;
-    for (size_t off = 0; ok && off < len; off += 1u << 30) {
-      size_t n = len - off < (1u << 30) ? len - off : 1u << 30;
-      ok = EVP_DecryptUpdate(c, blob + off, &outl, blob + off, (int)n) == 1 && (size_t)outl == n;
-    }
-    EVP_CIPHER_CTX_free(c);
-    if (!ok) st = ct_fail_ossl(err, CT_ECRYPTO, "encrypted layer: AES-CTR decryption failed");
-  }
+  uint8_t d[32];
+  if (!st) st = cdh__ctr_file(fd, len, key, nonce, hmac, d, err);
   const char *dg = priv ? json_string_value(json_object_get(priv, "digest")) : NULL;
   if (!st && dg && *dg) {
-    uint8_t d[32];
     char hex[65];
-    ct_sha256(blob, len, d);
     ct_hex_into(d, 32, hex);
     if (strncmp(dg, "sha256:", 7) || strcmp(dg + 7, hex))
       st = ct_fail(err, CT_ECRYPTO, "encrypted layer: the decrypted layer's digest is sha256:%s, the "
@@ -409,17 +466,44 @@ static CT_RESULT cdh__decrypt_layer(cdh_hub *h, const json_t *desc, uint8_t *blo
   return st;
 }
 
+/* A private scratch file in the bundle directory for one layer: created 0600, exclusively and
+ * without following symlinks, and unlinked at once, so that nothing is left behind however the
+ * pull ends (the descriptor keeps it until it is closed). */
+static CT_RESULT cdh__scratch(const char *bundle, int *fd, ct_err *err) {
+  uint8_t rnd[12];
+  char hex[25], path[PATH_MAX];
+  CT_ENSURE(RAND_bytes(rnd, sizeof rnd) == 1, err, CT_ECRYPTO, "no randomness for a scratch file name");
+  ct_hex_into(rnd, sizeof rnd, hex);
+  hex[24] = 0;
+  int n = snprintf(path, sizeof path, "%s/.cdh-layer-%s", bundle, hex);
+  CT_ENSURE(n > 0 && (size_t)n < sizeof path, err, CT_ELIMIT, "bundle_path too long");
+  int f = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  CT_ENSURE(f >= 0, err, CT_EIO, "creating the layer scratch file %s: %s", path, strerror(errno));
+  if (unlink(path) != 0) {
+    int e = errno;
+    close(f);
+    return ct_fail(err, CT_EIO, "unlinking the layer scratch file %s: %s", path, strerror(e));
+  }
+  *fd = f;
+  return CT_OK;
+}
+
 static CT_RESULT cdh__layers(cdh_hub *h, cdh_registry *g, const cdh__image *img, const char *rootfs,
-                             ct_err *err) {
+                             const atomic_int *cancel, ct_err *err) {
   const json_t *layers = json_object_get(img->manifest, "layers"), *l;
   size_t i;
-  cdh_unpack_state us = {0};
+  /* The bundle directory, resolved: rootfs is its real path plus "/rootfs". */
+  char bundle[PATH_MAX];
+  snprintf(bundle, sizeof bundle, "%s", rootfs);
+  char *slash = strrchr(bundle, '/');
+  if (slash && slash != bundle) *slash = 0;
+  cdh_unpack_state us = {.cancel = cancel};
   json_array_foreach(layers, i, l) {
     const char *mt = json_string_value(json_object_get(l, "mediaType"));
     const char *dg = json_string_value(json_object_get(l, "digest"));
     const json_t *sz = json_object_get(l, "size");
-    CT_ENSURE(mt && dg && json_is_integer(sz), err, CT_EINVAL, "%s: layer %zu lacks mediaType, digest or size",
-              img->whole, i);
+    CT_ENSURE(mt && dg && json_is_integer(sz) && json_integer_value(sz) >= 0, err, CT_EINVAL,
+              "%s: layer %zu lacks mediaType, digest or size", img->whole, i);
     char plain[128];
     snprintf(plain, sizeof plain, "%s", mt);
     size_t pl = strlen(plain);
@@ -427,12 +511,14 @@ static CT_RESULT cdh__layers(cdh_hub *h, cdh_registry *g, const cdh__image *img,
     if (encrypted) plain[pl - 10] = 0;
     CT_ENSURE(cdh__layer_type_ok(plain), err, CT_EUNSUPPORTED, "%s: layer %zu has media type %.100s",
               img->whole, i, mt);
-    uint8_t *blob = NULL;
-    size_t len = 0;
-    CT_GUARD(cdh_registry_blob(g, dg, json_integer_value(sz), CDH_LAYER_MAX, &blob, &len, err));
-    ct_status st = encrypted ? cdh__decrypt_layer(h, l, blob, len, err) : CT_OK;
-    if (!st) st = cdh_unpack_layer(rootfs, blob, len, &us, err);
-    free(blob);
+    CT_ENSURE(!cancel || !atomic_load(cancel), err, CT_EEXPIRED,
+              "%s: cancelled before layer %zu: the caller is no longer waiting", img->whole, i);
+    int fd = -1;
+    ct_status st = cdh__scratch(bundle, &fd, err);
+    if (!st) st = cdh_registry_blob_to_fd(g, dg, json_integer_value(sz), CDH_LAYER_MAX, fd, cancel, err);
+    if (!st && encrypted) st = cdh__decrypt_layer(h, l, fd, (uint64_t)json_integer_value(sz), err);
+    if (!st) st = cdh_unpack_layer_fd(rootfs, fd, &us, err);
+    if (fd >= 0) close(fd);
     if (st) return ct_err_prefix(err, "%s: layer %zu (%.80s): ", img->whole, i, dg);
   }
   CT_LOG_INFO_("cdh", "%s: %zu layers unpacked (%llu entries, %llu bytes) into %s", img->whole,
@@ -441,8 +527,8 @@ static CT_RESULT cdh__layers(cdh_hub *h, cdh_registry *g, const cdh__image *img,
   return CT_OK;
 }
 
-ct_status cdh_hub_pull_image(cdh_hub *h, const char *image, const char *bundle, char **digest,
-                             ct_err *err) {
+ct_status cdh_hub_pull_image(cdh_hub *h, const char *image, const char *bundle,
+                             const atomic_int *cancel, char **digest, ct_err *err) {
   cdh__image img;
   json_t *policy = NULL;
   cdh_registry *g = NULL;
@@ -455,7 +541,7 @@ ct_status cdh_hub_pull_image(cdh_hub *h, const char *image, const char *bundle, 
     st = cdh__rootfs(bundle, rootfs, sizeof rootfs, err);
     if (st) rootfs[0] = 0;
   }
-  if (!st) st = cdh__layers(h, g, &img, rootfs, err);
+  if (!st) st = cdh__layers(h, g, &img, rootfs, cancel, err);
   if (!st && cdh_hub_config(h)->eventlog_enabled) {
     json_t *ev = json_pack("{s:s,s:s}", "image", image, "digest", img.manifest_digest);
     char *content = ev ? json_dumps(ev, JSON_COMPACT) : NULL;

@@ -8,6 +8,7 @@
 #define CDH_IMAGE_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,8 +17,8 @@
 #define CDH_IMAGE_REF_MAX 1024
 #define CDH_MANIFEST_MAX (4u << 20)
 #define CDH_CONFIG_BLOB_MAX (16u << 20)
-#define CDH_LAYER_MAX (1024u << 20)       /* one compressed layer, held in memory */
 #define CDH_UNPACKED_MAX (8ull << 30)     /* everything written for one image */
+#define CDH_LAYER_MAX CDH_UNPACKED_MAX    /* one layer as fetched (streamed to disk, not memory) */
 #define CDH_ENTRIES_MAX 1000000u
 #define CDH_SIGNATURES_MAX 16
 #define CDH_SIG_BLOB_MAX (64u << 10)
@@ -72,9 +73,18 @@ void cdh_registry_free(cdh_registry *g);
  * CT_ENOTFOUND when the registry has no such manifest. */
 CT_RESULT cdh_registry_manifest(cdh_registry *g, const char *reference, uint8_t **body, size_t *len,
                                 char *media_type, size_t mcap, char digest[80], ct_err *err);
-/* GET /v2/<repo>/blobs/<digest>: verified against the digest (and `size` when >= 0). */
+/* GET /v2/<repo>/blobs/<digest> into memory (small blobs: configs, signatures): verified against
+ * the digest (and `size` when >= 0). */
 CT_RESULT cdh_registry_blob(cdh_registry *g, const char *digest, int64_t size, size_t max,
                             uint8_t **out, size_t *len, ct_err *err);
+/* The same for a layer of any size: the body streams into `fd` (from its current offset) while
+ * its sha256 is computed, so memory stays bounded. A body longer than `size` is cut off at the
+ * first excess byte; a short body or another digest fails after the transfer (the caller discards
+ * what was written). A set `*cancel` (may be NULL) aborts the transfer (CT_EEXPIRED). Redirects
+ * to a blob store (3xx with Location, as Docker Hub's CDN) are followed, without the registry's
+ * credentials. */
+CT_RESULT cdh_registry_blob_to_fd(cdh_registry *g, const char *digest, int64_t size, uint64_t max,
+                                  int fd, const atomic_int *cancel, ct_err *err);
 
 /* --- cosign --------------------------------------------------------------------------------- */
 
@@ -92,6 +102,7 @@ CT_RESULT cdh_cosign_verify(cdh_registry *g, const cdh_image_ref *r, const char 
 typedef struct cdh_unpack_state {
   uint64_t written;  /* bytes written so far for the image */
   uint64_t entries;
+  const atomic_int *cancel; /* may be NULL; set: stop at the next entry (CT_EEXPIRED) */
 } cdh_unpack_state;
 
 /* Extracts one layer (tar, gzip or zstd) into `rootfs` (an absolute path without symlinks),
@@ -100,6 +111,8 @@ typedef struct cdh_unpack_state {
  * through a symlink, device nodes; sizes and entry counts beyond the limits. */
 CT_RESULT cdh_unpack_layer(const char *rootfs, const uint8_t *blob, size_t len,
                            cdh_unpack_state *state, ct_err *err);
+/* The same, reading the layer from the file `fd` (from its start; read twice: whiteouts first). */
+CT_RESULT cdh_unpack_layer_fd(const char *rootfs, int fd, cdh_unpack_state *state, ct_err *err);
 
 /* Removes everything below `root` (not `root` itself) without following symlinks. */
 void cdh_unpack_clear(const char *root);

@@ -5,10 +5,13 @@
  * its digest before anyone reads it.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "cdh_image.h"
 #include "ct_codec.h"
@@ -90,7 +93,7 @@ ct_status cdh_registry_new(const cdh_registry_opts *o, const cdh_image_ref *r, c
     ho.no_proxy = 1;
   ct_status st = cdh__credentials(g, o->credentials, err);
   if (!st) st = ct_http_client_new(&ho, &g->small, err);
-  ho.max_body = CDH_LAYER_MAX;
+  ho.max_body = (size_t)CDH_LAYER_MAX;
   ho.timeout_ms = 30 * 60 * 1000;
   if (!st) st = ct_http_client_new(&ho, &g->large, err);
   if (st) {
@@ -216,14 +219,15 @@ static CT_RESULT cdh__authenticate(cdh_registry *g, const char *challenge, ct_er
   return st;
 }
 
-/* GET with authentication: one retry after answering a 401 challenge. */
+/* GET with authentication: one retry after answering a 401 challenge. A 2xx body goes to `sink`
+ * when one is given. */
 static CT_RESULT cdh__get(cdh_registry *g, ct_http_client *c, const char *path, const char *accept,
-                          ct_http_resp *resp, ct_err *err) {
+                          ct_http_sink_fn sink, void *sink_ud, ct_http_resp *resp, ct_err *err) {
   char url[2048];
   snprintf(url, sizeof url, "%s/v2/%s/%s", g->base, g->repo, path);
   for (int round = 0;; round++) {
     const char *hdrs[] = {accept, g->auth_header, NULL};
-    ct_http_req req = {.url = url, .headers = hdrs};
+    ct_http_req req = {.url = url, .headers = hdrs, .sink = sink, .sink_ud = sink_ud};
     memset(resp, 0, sizeof *resp);
     CT_GUARD(ct_http_do(c, &req, resp, err));
     if (resp->status != 401 || round > 0) return CT_OK;
@@ -262,7 +266,7 @@ ct_status cdh_registry_manifest(cdh_registry *g, const char *reference, uint8_t 
       "application/vnd.oci.image.index.v1+json, "
       "application/vnd.docker.distribution.manifest.list.v2+json";
   ct_http_resp resp;
-  CT_GUARD(cdh__get(g, g->small, path, accept, &resp, err));
+  CT_GUARD(cdh__get(g, g->small, path, accept, NULL, NULL, &resp, err));
   ct_status st = cdh__status(g, what, resp.status, err);
   if (!st && resp.body.len > CDH_MANIFEST_MAX)
     st = ct_fail(err, CT_ELIMIT, "registry %s: %s is larger than %u bytes", g->host, what, CDH_MANIFEST_MAX);
@@ -298,7 +302,7 @@ ct_status cdh_registry_blob(cdh_registry *g, const char *digest, int64_t size, s
   snprintf(what, sizeof what, "blob %s", digest);
   ct_http_resp resp;
   CT_GUARD(cdh__get(g, max > CDH__SMALL_MAX ? g->large : g->small, path,
-                    "Accept: application/octet-stream, */*", &resp, err));
+                    "Accept: application/octet-stream, */*", NULL, NULL, &resp, err));
   ct_status st = cdh__status(g, what, resp.status, err);
   if (!st && resp.body.len > max)
     st = ct_fail(err, CT_ELIMIT, "registry %s: %s is larger than %zu bytes", g->host, what, max);
@@ -311,6 +315,99 @@ ct_status cdh_registry_blob(cdh_registry *g, const char *digest, int64_t size, s
       st = ct_fail(err, CT_ECRYPTO, "registry %s: %s: content digest is %s", g->host, what, got);
   }
   if (!st) *out = ct_buf_take(&resp.body, len);
+  ct_http_resp_free(&resp);
+  return st;
+}
+
+/* --- layers, streamed to a file ------------------------------------------------------------ */
+
+typedef struct cdh__blob_sink {
+  const char *digest;
+  EVP_MD_CTX *md;
+  int fd;
+  uint64_t got;
+  int64_t size; /* the descriptor's size, or -1 */
+  const atomic_int *cancel;
+} cdh__blob_sink;
+
+static CT_RESULT cdh__blob_write(void *ud, const uint8_t *data, size_t len, ct_err *err) {
+  cdh__blob_sink *s = ud;
+  CT_ENSURE(!s->cancel || !atomic_load(s->cancel), err, CT_EEXPIRED,
+            "cancelled: the caller is no longer waiting");
+  /* Nothing beyond the declared size is taken: the transfer stops at the first excess byte. */
+  CT_ENSURE(s->size < 0 || len <= (uint64_t)s->size - s->got, err, CT_ECRYPTO,
+            "blob %s is larger than the %lld bytes the manifest declares (cut off at %llu bytes)",
+            s->digest, (long long)s->size, (unsigned long long)(s->got + len));
+  CT_ENSURE(EVP_DigestUpdate(s->md, data, len) == 1, err, CT_ECRYPTO, "blob %s: sha256 failed", s->digest);
+  for (size_t off = 0; off < len;) {
+    ssize_t w = write(s->fd, data + off, len - off);
+    if (w < 0 && errno == EINTR) continue;
+    CT_ENSURE(w > 0, err, CT_EIO, "writing blob %s to disk: %s", s->digest,
+              strerror(w < 0 ? errno : EIO));
+    off += (size_t)w;
+  }
+  s->got += len;
+  return CT_OK;
+}
+
+/* Follows a blob redirect (a blob store or CDN): absolute http(s) URLs or paths on the registry.
+ * The registry's credentials are not sent there (pre-signed URLs carry their own). */
+static CT_RESULT cdh__follow(cdh_registry *g, ct_http_resp *resp, cdh__blob_sink *s, ct_err *err) {
+  for (int hop = 0; resp->status >= 301 && resp->status <= 308 && resp->status != 304 &&
+                    resp->status != 305 && resp->status != 306; hop++) {
+    const char *loc = ct_http_resp_header(resp, "Location");
+    CT_ENSURE(loc && hop < 3, err, CT_EIO, "registry %s: blob %s: %s", g->host, s->digest,
+              loc ? "more than 3 redirects" : "redirect without a Location");
+    char url[CT_HTTP_URL_MAX + 1];
+    int n = loc[0] == '/' ? snprintf(url, sizeof url, "%s%s", g->base, loc) : snprintf(url, sizeof url, "%s", loc);
+    CT_ENSURE(n > 0 && (size_t)n < sizeof url, err, CT_ELIMIT, "registry %s: blob redirect URL too long", g->host);
+    CT_ENSURE(!strncmp(url, "https://", 8) || !strncmp(g->base, "http://", 7), err, CT_EDENIED,
+              "registry %s: blob %s redirected to %.200s, which is not https", g->host, s->digest, url);
+    ct_http_resp_free(resp);
+    const char *hdrs[] = {"Accept: application/octet-stream, */*", NULL};
+    ct_http_req req = {.url = url, .headers = hdrs, .sink = cdh__blob_write, .sink_ud = s};
+    CT_GUARD(ct_http_do(g->large, &req, resp, err));
+  }
+  return CT_OK;
+}
+
+ct_status cdh_registry_blob_to_fd(cdh_registry *g, const char *digest, int64_t size, uint64_t max,
+                                  int fd, const atomic_int *cancel, ct_err *err) {
+  CT_ENSURE(!strncmp(digest, "sha256:", 7) && strlen(digest) == 71, err, CT_EUNSUPPORTED,
+            "registry %s: blob digest \"%.80s\" is not sha256", g->host, digest);
+  CT_ENSURE(size < 0 || (uint64_t)size <= max, err, CT_ELIMIT,
+            "registry %s: blob %s declares %lld bytes (limit %llu)", g->host, digest, (long long)size,
+            (unsigned long long)max);
+  char path[300], what[400];
+  snprintf(path, sizeof path, "blobs/%s", digest);
+  snprintf(what, sizeof what, "blob %s", digest);
+  cdh__blob_sink s = {.digest = digest, .md = EVP_MD_CTX_new(), .fd = fd, .size = size, .cancel = cancel};
+  CT_ENSURE(s.md && EVP_DigestInit_ex(s.md, EVP_sha256(), NULL) == 1, err, CT_ENOMEM, "out of memory");
+  ct_http_resp resp;
+  ct_status st = cdh__get(g, g->large, path, "Accept: application/octet-stream, */*", cdh__blob_write, &s,
+                          &resp, err);
+  if (!st) st = cdh__follow(g, &resp, &s, err);
+  if (!st) st = cdh__status(g, what, resp.status, err);
+  if (!st && s.got > max)
+    st = ct_fail(err, CT_ELIMIT, "registry %s: %s is larger than %llu bytes", g->host, what,
+                 (unsigned long long)max);
+  if (!st && size >= 0 && s.got != (uint64_t)size)
+    st = ct_fail(err, CT_ECRYPTO, "registry %s: %s has %llu bytes, the manifest says %lld", g->host, what,
+                 (unsigned long long)s.got, (long long)size);
+  if (!st) {
+    uint8_t h[32];
+    unsigned hl = 0;
+    char got[80] = "sha256:";
+    if (EVP_DigestFinal_ex(s.md, h, &hl) != 1 || hl != 32) {
+      st = ct_fail(err, CT_ECRYPTO, "registry %s: %s: sha256 failed", g->host, what);
+    } else {
+      ct_hex_into(h, 32, got + 7);
+      got[71] = 0;
+      if (strcmp(got, digest))
+        st = ct_fail(err, CT_ECRYPTO, "registry %s: %s: content digest is %s", g->host, what, got);
+    }
+  }
+  EVP_MD_CTX_free(s.md);
   ct_http_resp_free(&resp);
   return st;
 }

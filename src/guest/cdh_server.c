@@ -137,7 +137,7 @@ static void cdh__work(void *ud) {
     st = cdh_hub_measure(h, op->a, op->b, op->c, op->pcr, err);
     break;
   case CDH__PULL_IMAGE:
-    st = cdh_hub_pull_image(h, op->a, op->b, &txt, err);
+    st = cdh_hub_pull_image(h, op->a, op->b, NULL, &txt, err);
     break;
   case CDH__UNWRAP_KEY:
     st = cdh_hub_unwrap_key(h, op->in, op->inlen, &op->out, &op->outlen, err);

@@ -165,13 +165,23 @@ static void cdh__whiteout(const char *root, const char *norm) {
 
 /* --- extraction --------------------------------------------------------------------------- */
 
-static struct archive *cdh__reader(const uint8_t *blob, size_t len) {
+/* Where a layer is read from: memory, or a file (read from its start on every pass). */
+typedef struct cdh__src {
+  const uint8_t *blob;
+  size_t len;
+  int fd; /* >= 0: read the file instead */
+} cdh__src;
+
+static struct archive *cdh__reader(const cdh__src *src) {
   struct archive *a = archive_read_new();
   if (!a) return NULL;
   archive_read_support_filter_gzip(a);
   archive_read_support_filter_zstd(a);
   archive_read_support_format_tar(a);
-  if (archive_read_open_memory(a, blob, len) != ARCHIVE_OK) {
+  int rc = src->fd >= 0 ? (lseek(src->fd, 0, SEEK_SET) == 0 ? archive_read_open_fd(a, src->fd, 64 << 10)
+                                                             : ARCHIVE_FATAL)
+                        : archive_read_open_memory(a, src->blob, src->len);
+  if (rc != ARCHIVE_OK) {
     archive_read_free(a);
     return NULL;
   }
@@ -183,8 +193,8 @@ static int cdh__is_whiteout(const char *norm) {
   return !strncmp(b ? b + 1 : norm, ".wh.", 4);
 }
 
-static CT_RESULT cdh__whiteout_pass(const char *root, const uint8_t *blob, size_t len, ct_err *err) {
-  struct archive *a = cdh__reader(blob, len);
+static CT_RESULT cdh__whiteout_pass(const char *root, const cdh__src *src, ct_err *err) {
+  struct archive *a = cdh__reader(src);
   CT_ENSURE(a, err, CT_EINVAL, "layer: not a tar archive (gzip, zstd or plain)");
   struct archive_entry *e;
   ct_status st = CT_OK;
@@ -204,10 +214,9 @@ out:
   return st;
 }
 
-ct_status cdh_unpack_layer(const char *root, const uint8_t *blob, size_t len, cdh_unpack_state *state,
-                           ct_err *err) {
-  CT_GUARD(cdh__whiteout_pass(root, blob, len, err));
-  struct archive *a = cdh__reader(blob, len);
+static CT_RESULT cdh__unpack(const char *root, const cdh__src *src, cdh_unpack_state *state, ct_err *err) {
+  CT_GUARD(cdh__whiteout_pass(root, src, err));
+  struct archive *a = cdh__reader(src);
   struct archive *w = archive_write_disk_new();
   ct_status st = CT_OK;
   CT_ENSURE_GOTO(st, a && w, out, err, CT_ENOMEM, "layer: cannot create the archive reader");
@@ -221,6 +230,8 @@ ct_status cdh_unpack_layer(const char *root, const uint8_t *blob, size_t len, cd
   while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
     CT_GUARD_GOTO(st, cdh__norm(archive_entry_pathname(e), norm, sizeof norm, err), out);
     if (!norm[0] || cdh__is_whiteout(norm)) continue;
+    CT_ENSURE_GOTO(st, !state->cancel || !atomic_load(state->cancel), out, err, CT_EEXPIRED,
+                   "layer: cancelled: the caller is no longer waiting");
     CT_ENSURE_GOTO(st, ++state->entries <= CDH_ENTRIES_MAX, out, err, CT_ELIMIT,
                    "layer: more than %u entries", CDH_ENTRIES_MAX);
     mode_t type = archive_entry_filetype(e);
@@ -291,6 +302,18 @@ out:
   }
   if (a) archive_read_free(a);
   return st;
+}
+
+ct_status cdh_unpack_layer(const char *root, const uint8_t *blob, size_t len, cdh_unpack_state *state,
+                           ct_err *err) {
+  cdh__src src = {.blob = blob, .len = len, .fd = -1};
+  return cdh__unpack(root, &src, state, err);
+}
+
+ct_status cdh_unpack_layer_fd(const char *root, int fd, cdh_unpack_state *state, ct_err *err) {
+  CT_ENSURE(fd >= 0, err, CT_EINVAL, "layer: no file to unpack");
+  cdh__src src = {.fd = fd};
+  return cdh__unpack(root, &src, state, err);
 }
 
 void cdh_unpack_clear(const char *root) {

@@ -191,6 +191,95 @@ def test_signed_policy_denials_name_the_failed_check(world, kbs_with_policies, p
     assert r.returncode == 3 and "signedIdentity matchExact" in r.stdout, r.stdout
 
 
+def stored_layer(tar: bytes) -> bytes:
+    """gzip with stored blocks: fast for big random content, and two tars of one length give two
+    layers of one length (for swapping a blob's bytes in the registry's storage)."""
+    import gzip
+    return gzip.compress(tar, compresslevel=0, mtime=0)
+
+
+def one_file_tar(name: str, data: bytes) -> bytes:
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        ti = tarfile.TarInfo(name)
+        ti.size, ti.mtime, ti.mode = len(data), 1700000000, 0o644
+        t.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def blob_file(w, digest) -> Path:
+    return Path(w.reg.dir) / "storage/docker/registry/v2/blobs/sha256" / digest[7:9] / digest[7:] / "data"
+
+
+def vm_hwm_kib(pid) -> int:
+    """The process's peak resident set (of its current image: unlike ru_maxrss, not inflated by
+    the forking parent's pages)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_large_layer_streams_to_disk_with_bounded_memory(world, kbs_with_policies, pki, start_cdh, tmp_path,
+                                                         monkeypatch):
+    import hashlib
+    # Under ASan, freed memory sits in its quarantine (256 MiB) and counts as resident: keep it
+    # small so that what is measured is what cdh holds.
+    if "ASAN_OPTIONS" in os.environ or "asan" in str(BIN):
+        monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") +
+                           ":quarantine_size_mb=4:thread_local_quarantine_size_kb=256")
+    big = os.urandom(64 << 20)
+    layer = stored_layer(one_file_tar("data/big.bin", big))
+    world.reg.push_layout(R.oci_layout(tmp_path / "big", {}, layers=[layer]), "test/big:v1")
+    go = tc.GoClient(tc.build_client())
+    cdh = start_cdh(cdh_toml(kbs_with_policies.url(), pki) + image_toml(
+        world, 'image_security_policy_uri = "kbs:///default/security-policy/insecure"'))
+    pull = lambda ref, bundle: go.call(cdh.cdh_socket, "api.ImagePullService", "PullImage",  # noqa: E731
+                                       {"image_url": world.ref(ref), "bundle_path": str(bundle)})
+    code, resp = pull("test/app:unsigned", tmp_path / "small")
+    assert code == 0, resp
+    base = vm_hwm_kib(cdh.proc.pid)
+    code, resp = pull("test/big:v1", tmp_path / "b")
+    assert code == 0, resp
+    peak = vm_hwm_kib(cdh.proc.pid)
+    got = tmp_path / "b/rootfs/data/big.bin"
+    assert got.stat().st_size == len(big) and hashlib.sha256(got.read_bytes()).digest() == hashlib.sha256(big).digest()
+    # A 64 MiB layer held in memory would lift the peak by at least 64 MiB.
+    assert peak - base < 16 << 10, f"peak RSS {peak} KiB after the 64 MiB layer, {base} KiB before"
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["rootfs"]  # the scratch file is gone
+
+
+def test_tampered_blobs_are_refused_and_nothing_is_unpacked(world, kbs_with_policies, pki, tmp_path):
+    cfg = cdh_cfg(kbs_with_policies, pki, world, "insecure", tmp_path)
+    # Another tar of the very same length (a valid layer, just not the one the manifest names).
+    honest = stored_layer(one_file_tar("etc/conf", b"A" * 5000))
+    forged = stored_layer(one_file_tar("etc/conf", b"B" * 5000))
+    assert len(honest) == len(forged)
+    world.reg.push_layout(R.oci_layout(tmp_path / "swap", {}, layers=[honest]), "test/tamper:swapped")
+    import hashlib
+    digest = "sha256:" + hashlib.sha256(honest).hexdigest()
+    blob_file(world, digest).write_bytes(forged)
+    bundle = tmp_path / "swapped"
+    r = oneshot(cfg, "pull-image", world.ref("test/tamper:swapped"), "--bundle", bundle)
+    assert r.returncode != 0 and f"blob {digest}: content digest is sha256:{hashlib.sha256(forged).hexdigest()}" in r.stderr, r.stderr
+    assert [p.name for p in bundle.iterdir()] == ["rootfs"] and not any((bundle / "rootfs").iterdir())
+    # A blob longer than the manifest says: the transfer stops at the first excess bytes (the
+    # registry would send 256 MiB more).
+    longer = stored_layer(one_file_tar("etc/conf", b"C" * 5000))
+    world.reg.push_layout(R.oci_layout(tmp_path / "long", {}, layers=[longer]), "test/tamper:longer")
+    digest = "sha256:" + hashlib.sha256(longer).hexdigest()
+    with open(blob_file(world, digest), "r+b") as f:
+        f.truncate(len(longer) + (256 << 20))
+    bundle = tmp_path / "longer"
+    r = oneshot(cfg, "pull-image", world.ref("test/tamper:longer"), "--bundle", bundle)
+    assert r.returncode != 0 and f"is larger than the {len(longer)} bytes the manifest declares (cut off at" in r.stderr, r.stderr
+    cut = int(r.stderr.split("cut off at ")[1].split(" ")[0])
+    assert len(longer) < cut <= len(longer) + (1 << 20), r.stderr
+    assert [p.name for p in bundle.iterdir()] == ["rootfs"] and not any((bundle / "rootfs").iterdir())
+
+
 def test_reject_denies_and_insecure_allows_everything(world, kbs_with_policies, pki, tmp_path):
     refs = ["test/app:v1", "test/app:unsigned", "test/app:other-key", "test/other:v1", "test/app:tampered"]
     reject = cdh_cfg(kbs_with_policies, pki, world, "reject", tmp_path)

@@ -232,7 +232,7 @@ static int cdh__oneshot(cdh_hub *hub, int argc, char **argv, int i) {
     if (!st) st = cdh_hub_unseal(hub, secret, n, &out, &len, &err);
     free(secret);
   } else if (!strcmp(cmd, "pull-image") && i + 3 < argc && !strcmp(argv[i + 2], "--bundle")) {
-    st = cdh_hub_pull_image(hub, argv[i + 1], argv[i + 3], &txt, &err);
+    st = cdh_hub_pull_image(hub, argv[i + 1], argv[i + 3], NULL, &txt, &err);
   } else if (!strcmp(cmd, "check-image") && i + 1 < argc) {
     st = cdh_hub_check_image(hub, argv[i + 1], &txt, &err);
     if (st == CT_EDENIED) {
