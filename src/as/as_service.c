@@ -521,6 +521,13 @@ ct_status as_evaluate(as_service *as, const as_request *req, char **token, json_
   }
   json_object_set_new(annotated, req->tee, claims);
   json_decref(init_claims);
+  /* Refused before the policy spends time on it: the token would carry all of it. */
+  size_t claims_len = json_dumpb(annotated, NULL, 0, JSON_COMPACT);
+  if (claims_len > AS_CLAIMS_MAX) {
+    json_decref(annotated);
+    return ct_fail(err, CT_ELIMIT, "the attestation claims are %zu bytes, more than the limit of %zu (an evidence "
+                   "field, the init-data or the runtime data is too large)", claims_len, AS_CLAIMS_MAX);
+  }
 
   json_t *submod = NULL;
   st = as__appraise(as, req->policy_id ? req->policy_id : "default", v->tee_class, annotated, &submod, err);
@@ -537,9 +544,18 @@ ct_status as_evaluate(as_service *as, const as_request *req, char **token, json_
   CT_ENSURE(ear, err, CT_ENOMEM, "out of memory building the EAR");
   char *payload = NULL;
   st = ct_json_dump(ear, &payload, err);
+  if (st == CT_OK && strlen(payload) > AS_CLAIMS_MAX)
+    st = ct_fail(err, CT_ELIMIT, "the attestation claims are %zu bytes, more than the limit of %zu (an evidence "
+                 "field, the init-data or the runtime data is too large)", strlen(payload), AS_CLAIMS_MAX);
   if (st == CT_OK)
     st = jose_jws_sign_b64header("ES256", as->signer, as->header_b64, (const uint8_t *)payload, strlen(payload), token,
                                  err);
+  if (st == CT_OK && strlen(*token) > AS_TOKEN_MAX) {
+    st = ct_fail(err, CT_ELIMIT, "the attestation token would be %zu bytes, more than the limit of %zu",
+                 strlen(*token), AS_TOKEN_MAX);
+    free(*token);
+    *token = NULL;
+  }
   free(payload);
   if (st == CT_OK && claims_out) *claims_out = json_incref(ear);
   json_decref(ear);

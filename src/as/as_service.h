@@ -36,6 +36,11 @@ typedef struct as_config {
 
 typedef struct as_service as_service;
 
+/* Evidence fields, init-data and runtime data end up in the token's claims: both are bounded,
+ * and an attestation whose claims or token would be larger is refused (nothing is issued). */
+#define AS_CLAIMS_MAX ((size_t)64 << 10) /* the EAR payload, as JSON */
+#define AS_TOKEN_MAX ((size_t)96 << 10)  /* the signed EAR token */
+
 CT_RESULT as_service_new(const as_config *cfg, as_service **out, ct_err *err);
 void as_service_free(as_service *as);
 

@@ -22,6 +22,7 @@ typedef struct kbs__entry {
   uint8_t sid[KBS_SID_LEN];
   time_t expires;
   char *token;
+  size_t size;                       /* what the entry costs, counted against the byte budget */
   struct kbs__entry *hnext;          /* hash chain */
   struct kbs__entry *prev, *next;    /* LRU list, most recent first */
 } kbs__entry;
@@ -38,7 +39,7 @@ struct kbs_sessions {
   kbs__used *used; /* nonces already presented to /attest */
   size_t n_used;
   pthread_mutex_t lock;
-  size_t max, count;
+  size_t max, count, bytes;
   kbs__entry *buckets[KBS_BUCKETS];
   kbs__entry *head, *tail;
 };
@@ -170,6 +171,7 @@ static void kbs__unlink(kbs_sessions *s, kbs__entry **pp) {
   if (e->next) e->next->prev = e->prev;
   else s->tail = e->prev;
   s->count--;
+  s->bytes -= e->size;
   kbs__entry_free(e);
 }
 
@@ -218,12 +220,16 @@ ct_status kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *t
   uint8_t plain[KBS_PLAIN_FIXED + KBS_TEE_MAX];
   size_t len = 0;
   CT_GUARD(kbs__open(s, cookie, plain, &len, err));
+  size_t tl = strlen(token);
+  CT_ENSURE(tl <= KBS_SESSION_TOKEN_MAX, err, CT_ELIMIT, "attestation token of %zu bytes: more than the limit of %zu",
+            tl, KBS_SESSION_TOKEN_MAX);
   kbs__entry *e = calloc(1, sizeof *e);
   CT_ENSURE(e, err, CT_ENOMEM, "out of memory");
   if (ct_strdup(token, &e->token, err) != CT_OK) {
     free(e);
     return CT_ENOMEM;
   }
+  e->size = sizeof *e + tl + 1;
   memcpy(e->sid, plain + 9, KBS_SID_LEN);
   ct_reader pr;
   ct_reader_init(&pr, plain, len, "session cookie");
@@ -231,7 +237,8 @@ ct_status kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *t
   pthread_mutex_lock(&s->lock);
   kbs__entry **old = kbs__find(s, e->sid);
   if (old) kbs__unlink(s, old);
-  while (s->count >= s->max && s->tail) kbs__unlink(s, kbs__find(s, s->tail->sid));
+  while ((s->count >= s->max || s->bytes + e->size > KBS_SESSION_TOKENS_BYTES) && s->tail)
+    kbs__unlink(s, kbs__find(s, s->tail->sid));
   size_t b = kbs__bucket(e->sid);
   e->hnext = s->buckets[b];
   s->buckets[b] = e;
@@ -240,6 +247,7 @@ ct_status kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *t
   s->head = e;
   if (!s->tail) s->tail = e;
   s->count++;
+  s->bytes += e->size;
   pthread_mutex_unlock(&s->lock);
   return CT_OK;
 }

@@ -37,6 +37,11 @@ typedef struct kbs_session_view {
 
 typedef struct kbs_sessions kbs_sessions;
 
+/* The attested-token cache is bounded by count (max_attested) and by bytes: the least recently
+ * used tokens go first, so attacker-sized claims cannot grow the KBS without bound. */
+#define KBS_SESSION_TOKEN_MAX ((size_t)128 << 10)   /* a longer token is refused */
+#define KBS_SESSION_TOKENS_BYTES ((size_t)64 << 20) /* all cached tokens together */
+
 /* `max_attested` bounds the attested-token cache. `key` (32 bytes) seals the cookies; replicas
  * that share it continue each other's handshakes. NULL draws a random key. */
 CT_RESULT kbs_sessions_new(size_t max_attested, const uint8_t *key, kbs_sessions **out, ct_err *err);
@@ -54,7 +59,8 @@ CT_RESULT kbs_sessions_add_old_key(kbs_sessions *s, const uint8_t key[32], ct_er
  * /attest). Records live until the session expires; `max_live` of them are kept (beyond that,
  * CT_ELIMIT rather than forgetting a live one). Replicas share this through their backend. */
 CT_RESULT kbs_sessions_claim_nonce(kbs_sessions *s, const kbs_session_view *v, ct_err *err);
-/* Remembers the token issued to a session until the session expires or is evicted. */
+/* Remembers the token issued to a session until the session expires or is evicted (CT_ELIMIT
+ * for a token longer than KBS_SESSION_TOKEN_MAX). */
 CT_RESULT kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *token, ct_err *err);
 /* Drops expired tokens; returns how many. */
 size_t kbs_sessions_sweep(kbs_sessions *s);

@@ -350,3 +350,55 @@ def test_regress_01_kds_stall(pki, start_kbs, tmp_path):
     finally:
         kds.close()
     # (the fixture then checks that the KBS stops cleanly with the fetches still pending)
+
+
+def _rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+# The bound test_regress_02 holds the KBS to (documented in docs/security.md): the attested-token
+# cache keeps at most 64 MiB of tokens, each at most 96 KiB.
+RSS_BOUND_MIB = 160
+
+
+def test_regress_02_claim_and_token_sizes(pki, start_kbs, tmp_path):
+    """Attacker-controlled evidence fields were copied into the EAR token, kept per session: a 1.9 MB
+    sample svn gave a 2.5 MB token, and 150 sessions took the KBS from 39 MB to 406 MB. Claims over
+    64 KiB are now refused before anything is stored, and 1,000 sessions with maximal claims keep
+    the KBS under RSS_BOUND_MIB."""
+    import concurrent.futures
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage").replace("payload_request_size = 1",
+                                                                       "payload_request_size = 4"))
+
+    def attest(svn: str):
+        s = rcar.Session(kbs.url(), pki.tls_cert)
+        key = rcar.TeeKey()
+        nonce = s.auth().json()["nonce"]
+        body = {"runtime-data": {"nonce": nonce, "tee-pubkey": key.jwk},
+                "tee-evidence": {"primary_evidence": {"svn": svn, "report_data": rcar.report_data(nonce, key.jwk)},
+                                 "additional_evidence": ""}}
+        r = s.http.post(f"{kbs.url()}/kbs/v0/attest", json=body)
+        return s, r
+
+    s, r = attest("1" * (1900 * 1000))
+    assert r.status_code == 401 and "more than the limit of 65536" in r.json()["detail"], r.text[:300]
+    assert s.resource("one/two/three").status_code == 401  # the session was not attested
+    # the largest claims that pass: about 60 KiB of svn
+    big = "9" * (60 * 1024)
+    s, r = attest(big)
+    assert r.status_code == 200, r.text[:300]
+    token = r.json()["token"]
+    assert 60 * 1024 < len(token) <= 96 * 1024
+    asan = "asan" in str(BIN)  # sanitizer shadow memory and quarantine: sizes mean nothing there
+    n = 300 if asan else 1000
+    before = _rss_kib(kbs.proc.pid)
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        codes = list(ex.map(lambda _: attest(big)[1].status_code, range(n)))
+    assert codes.count(200) == n
+    after = _rss_kib(kbs.proc.pid)
+    print(f"RSS {before // 1024} MiB before, {after // 1024} MiB after {n} sessions with ~80 KiB tokens")
+    if not asan:
+        assert after < RSS_BOUND_MIB * 1024, (before, after)

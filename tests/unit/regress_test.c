@@ -19,6 +19,7 @@
 #include "ct_codec.h"
 #include "ct_digest.h"
 #include "ct_json.h"
+#include "kbs_session.h"
 #include "kvs.h"
 #include "rego.h"
 #include "rvps.h"
@@ -198,6 +199,91 @@ static void test_regress_01_kds_stall(void **state) {
   as_fetcher_free(f);
 }
 
+
+/* ---------------------------------------------------------------- 02 */
+static json_t *regress__sample_evidence(const json_t *rt, const char *svn) {
+  char *canon = NULL;
+  size_t clen = 0;
+  ct_err err;
+  CT_ASSERT_OK(ct_jcs_string(rt, &canon, &clen, &err), &err);
+  uint8_t d[48];
+  ct_sha384(canon, clen, d);
+  free(canon);
+  char *b64 = NULL;
+  CT_ASSERT_OK(ct_b64_encode(CT_B64_STD, d, sizeof d, &b64, &err), &err);
+  json_t *ev = json_pack("{s:s, s:s}", "svn", svn, "report_data", b64);
+  free(b64);
+  return ev;
+}
+
+/* Evidence fields went into the EAR token unbounded (a 1.9 MB sample svn gave a 2.5 MB token) and
+ * each session kept its token: the claims and the token are bounded now, and the attested-token
+ * cache by count and by bytes. */
+static void test_regress_02_claim_and_token_sizes(void **state) {
+  (void)state;
+  ct_err err;
+  kvs *store = NULL;
+  rvps *rv = NULL;
+  kvs_config kc = {.type = KVS_MEMORY};
+  CT_ASSERT_OK(kvs_open(&kc, &store, &err), &err);
+  CT_ASSERT_OK(rvps_new(store, &rv, &err), &err);
+  as_service *as = NULL;
+  as_config cfg = {.store = store, .rvps = rv, .token_duration_min = 5, .enable_sample_tee = true};
+  CT_ASSERT_OK(as_service_new(&cfg, &as, &err), &err);
+  json_t *rt = json_pack("{s:s, s:s, s:s}", "nonce", "bm9uY2U=", "tee-pubkey", "k", "additional-evidence", "");
+  char *huge = malloc(1900001), *ok = malloc(60 * 1024 + 1);
+  memset(huge, '1', 1900000);
+  huge[1900000] = 0;
+  memset(ok, '9', 60 * 1024);
+  ok[60 * 1024] = 0;
+  json_t *ev = regress__sample_evidence(rt, huge);
+  as_request req = {.tee = "sample", .evidence = ev, .runtime_data = rt};
+  char *token = NULL;
+  assert_int_equal(as_evaluate(as, &req, &token, NULL, &err), CT_ELIMIT);
+  assert_null(token);
+  assert_non_null(strstr(err.msg, "more than the limit of 65536"));
+  json_decref(ev);
+  ev = regress__sample_evidence(rt, ok);
+  req.evidence = ev;
+  CT_ASSERT_OK(as_evaluate(as, &req, &token, NULL, &err), &err);
+  assert_true(strlen(token) <= AS_TOKEN_MAX);
+  json_decref(ev);
+  json_decref(rt);
+  free(huge);
+  free(ok);
+  as_service_free(as);
+  rvps_free(rv);
+  kvs_close(store);
+
+  /* the session cache: a token over KBS_SESSION_TOKEN_MAX is refused; the cache holds at most
+   * KBS_SESSION_TOKENS_BYTES of tokens, the least recently used going first */
+  kbs_sessions *ss = NULL;
+  CT_ASSERT_OK(kbs_sessions_new(2048, NULL, &ss, &err), &err);
+  char cookie[KBS_COOKIE_MAX], first[KBS_COOKIE_MAX], nonce[KBS_NONCE_B64_LEN + 1];
+  time_t exp;
+  CT_ASSERT_OK(kbs_sessions_create(ss, "sample", 300, cookie, nonce, &exp, &err), &err);
+  char *big = malloc(KBS_SESSION_TOKEN_MAX + 2);
+  memset(big, 'a', KBS_SESSION_TOKEN_MAX + 1);
+  big[KBS_SESSION_TOKEN_MAX + 1] = 0;
+  assert_int_equal(kbs_sessions_attest(ss, cookie, big, &err), CT_ELIMIT);
+  big[AS_TOKEN_MAX] = 0; /* the largest token the attestation service issues */
+  size_t n = 1000, fit = KBS_SESSION_TOKENS_BYTES / (AS_TOKEN_MAX + 1);
+  for (size_t i = 0; i < n; i++) {
+    CT_ASSERT_OK(kbs_sessions_create(ss, "sample", 300, cookie, nonce, &exp, &err), &err);
+    CT_ASSERT_OK(kbs_sessions_attest(ss, cookie, big, &err), &err);
+    if (!i) memcpy(first, cookie, sizeof first);
+  }
+  kbs_session_view v;
+  CT_ASSERT_OK(kbs_sessions_get(ss, cookie, &v, &err), &err);
+  assert_true(v.attested); /* the newest is kept */
+  free(v.token);
+  CT_ASSERT_OK(kbs_sessions_get(ss, first, &v, &err), &err);
+  assert_false(v.attested); /* the oldest made room */
+  assert_true(fit < n);
+  free(big);
+  kbs_sessions_free(ss);
+}
+
 /* ---------------------------------------------------------------- 08 */
 /* The sample verifier is always built in and, with matching reference values, can reach
  * "affirming": the attestation service refuses its evidence unless enable_sample_tee is set. */
@@ -344,6 +430,7 @@ static void test_regress_13_rego_recursion(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_regress_01_kds_stall),
+      cmocka_unit_test(test_regress_02_claim_and_token_sizes),
       cmocka_unit_test(test_regress_08_sample_tee_opt_in),
       cmocka_unit_test(test_regress_10_rego_eval_false),
       cmocka_unit_test(test_regress_13_rego_recursion),
