@@ -234,7 +234,8 @@ static ct_status vault__field(const vault_kv *v, const ct_http_resp *r, const ch
       }
     }
   }
-  /* The reply body held the secret: wipe the parsed copy's strings as well as we can. */
+  /* jansson's parsed copy is freed unwiped (it owns those strings); the reply body itself is
+   * wiped by the caller. */
   json_decref(doc);
   return st;
 }
