@@ -47,15 +47,21 @@ typedef enum cdh__kind {
 
 typedef struct cdh__server cdh__server;
 
+typedef struct cdh__op cdh__op;
+
 typedef struct cdh__waiter {
   struct cdh__waiter *next;
   struct evhttp_request *req; /* a REST caller ... */
   guest_ttrpc_call *call;     /* ... or a ttRPC one */
+  cdh__op *op;
 } cdh__waiter;
 
-typedef struct cdh__op {
+struct cdh__op {
   cdh__server *srv;
   cdh__kind kind;
+  /* Set (loop thread) when every caller has gone (deadline passed, connection closed): the
+   * work stops where it can (a pull between chunks and entries) and nobody is answered. */
+  atomic_int cancel;
   char *key;                  /* resource: the normalised URI, the single-flight key */
   uint8_t *in;                /* secret, runtime data, key-provider input (wiped) */
   size_t inlen;
@@ -69,7 +75,7 @@ typedef struct cdh__op {
   cdh__waiter *waiters;
   size_t nwaiters;
   struct cdh__op *next;       /* in srv->flights while a resource fetch is running */
-} cdh__op;
+};
 
 struct cdh__server {
   cdh_hub *hub;
@@ -78,6 +84,7 @@ struct cdh__server {
   cdh__op *flights;
   unsigned long coalesced;    /* requests that joined a running fetch */
   unsigned long ops;          /* operations started */
+  unsigned long cancelled;    /* operations abandoned by all their callers */
 };
 
 /* --- operations ------------------------------------------------------------------------- */
@@ -117,6 +124,10 @@ static void cdh__work(void *ud) {
   ct_err *err = &op->err;
   char *txt = NULL;
   ct_status st;
+  if (atomic_load(&op->cancel)) {
+    op->st = ct_fail(err, CT_EEXPIRED, "cancelled before it started: no caller is waiting");
+    return;
+  }
   switch (op->kind) {
   case CDH__RESOURCE:
     st = cdh_hub_get_resource(h, op->key, &op->out, &op->outlen, err);
@@ -137,7 +148,7 @@ static void cdh__work(void *ud) {
     st = cdh_hub_measure(h, op->a, op->b, op->c, op->pcr, err);
     break;
   case CDH__PULL_IMAGE:
-    st = cdh_hub_pull_image(h, op->a, op->b, NULL, &txt, err);
+    st = cdh_hub_pull_image(h, op->a, op->b, &op->cancel, &txt, err);
     break;
   case CDH__UNWRAP_KEY:
     st = cdh_hub_unwrap_key(h, op->in, op->inlen, &op->out, &op->outlen, err);
@@ -155,8 +166,12 @@ static void cdh__work(void *ud) {
   op->st = st;
   if (st) {
     err->code = st;
-    CT_LOG_WARN_("cdh", "%s%s%s: %s", cdh__kind_name(op->kind), op->key ? " " : "",
-                 op->key ? op->key : "", err->msg);
+    if (atomic_load(&op->cancel))
+      CT_LOG_INFO_("cdh", "%s%s%s abandoned (no caller is waiting): %s", cdh__kind_name(op->kind),
+                   op->key ? " " : "", op->key ? op->key : "", err->msg);
+    else
+      CT_LOG_WARN_("cdh", "%s%s%s: %s", cdh__kind_name(op->kind), op->key ? " " : "",
+                   op->key ? op->key : "", err->msg);
   }
 }
 
@@ -229,19 +244,22 @@ static void cdh__answer(cdh__op *op, cdh__waiter *w) {
   ct_buf_free_secret(&msg);
 }
 
+static void cdh__unflight(cdh__server *s, cdh__op *op) {
+  for (cdh__op **pp = &s->flights; *pp; pp = &(*pp)->next)
+    if (*pp == op) {
+      *pp = op->next;
+      op->next = NULL;
+      break;
+    }
+}
+
 static void cdh__done(void *ud, int cancelled) {
   cdh__op *op = ud;
   cdh__server *s = op->srv;
   if (cancelled) {
     op->st = ct_fail(&op->err, CT_EUNSUPPORTED, "cdh is shutting down");
   }
-  if (op->key) {
-    for (cdh__op **pp = &s->flights; *pp; pp = &(*pp)->next)
-      if (*pp == op) {
-        *pp = op->next;
-        break;
-      }
-  }
+  if (op->key) cdh__unflight(s, op);
   /* Waiters were pushed at the head; answer in arrival order. */
   cdh__waiter *rev = NULL;
   while (op->waiters) {
@@ -255,6 +273,29 @@ static void cdh__done(void *ud, int cancelled) {
   cdh__op_free(op);
 }
 
+/* A ttRPC caller has gone (its deadline passed, it was answered DEADLINE_EXCEEDED; or it hung
+ * up): it leaves the operation, and an operation nobody waits for any more is cancelled. */
+static void cdh__waiter_gone(guest_ttrpc_call *call, void *ud) {
+  cdh__waiter *w = ud;
+  cdh__op *op = w->op;
+  for (cdh__waiter **pp = &op->waiters; *pp; pp = &(*pp)->next)
+    if (*pp == w) {
+      *pp = w->next;
+      break;
+    }
+  op->nwaiters--;
+  free(w);
+  guest_ttrpc_reply(call, GUEST_RPC_OK, NULL, NULL, 0); /* releases it; nothing is sent */
+  if (op->nwaiters == 0 && !atomic_load(&op->cancel)) {
+    atomic_store(&op->cancel, 1);
+    op->srv->cancelled++;
+    /* Later callers for the same resource start a fetch of their own. */
+    if (op->key) cdh__unflight(op->srv, op);
+    CT_LOG_INFO_("cdh", "%s%s%s: every caller has gone; cancelling", cdh__kind_name(op->kind),
+                 op->key ? " " : "", op->key ? op->key : "");
+  }
+}
+
 static CT_RESULT cdh__add_waiter(cdh__op *op, struct evhttp_request *req, guest_ttrpc_call *call,
                                  ct_err *err) {
   CT_ENSURE(op->nwaiters < CDH_FLIGHT_WAITERS_MAX, err, CT_ELIMIT,
@@ -263,9 +304,11 @@ static CT_RESULT cdh__add_waiter(cdh__op *op, struct evhttp_request *req, guest_
   CT_ENSURE(w, err, CT_ENOMEM, "out of memory");
   w->req = req;
   w->call = call;
+  w->op = op;
   w->next = op->waiters;
   op->waiters = w;
   op->nwaiters++;
+  if (call) guest_ttrpc_call_on_cancel(call, cdh__waiter_gone, w);
   return CT_OK;
 }
 
@@ -443,6 +486,7 @@ static void cdh__handle(struct evhttp_request *req, void *ud) {
     if (info) {
       json_object_set_new(info, "coalesced_requests", json_integer((json_int_t)s->coalesced));
       json_object_set_new(info, "operations", json_integer((json_int_t)s->ops));
+      json_object_set_new(info, "cancelled_operations", json_integer((json_int_t)s->cancelled));
       json_object_set_new(info, "queued", json_integer((json_int_t)ps.queued));
       json_object_set_new(info, "running", json_integer((json_int_t)ps.running));
     }

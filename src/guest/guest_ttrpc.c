@@ -164,15 +164,22 @@ typedef struct guest_ttrpc__conn {
   guest_ttrpc_server *srv;
   struct bufferevent *bev;
   struct guest_ttrpc__conn *prev, *next;
-  unsigned refs;      /* 1 while open, plus one per call not yet answered */
+  unsigned refs;      /* 1 while open, plus one per call not yet released */
   int closed;
-  size_t inflight;
+  size_t inflight;    /* calls not yet answered */
   uint64_t discard;   /* bytes of a refused oversized frame still to skip */
+  struct guest_ttrpc_call *calls; /* held by handlers */
 } guest_ttrpc__conn;
 
 struct guest_ttrpc_call {
   guest_ttrpc__conn *conn;
   uint32_t stream;
+  struct guest_ttrpc_call *prev, *next; /* in conn->calls */
+  struct event *deadline;               /* NULL: no timeout_nano */
+  int64_t timeout_ms;
+  int answered;                         /* DEADLINE_EXCEEDED went out already */
+  guest_ttrpc_cancel_fn cancel;
+  void *cancel_ud;
 };
 
 struct guest_ttrpc_server {
@@ -191,10 +198,26 @@ static void guest_ttrpc__unref(guest_ttrpc__conn *c) {
   if (--c->refs == 0) free(c);
 }
 
+/* Tells the call's handler to abandon it (once). The handler may release the call from the
+ * callback: nothing here touches it afterwards. */
+static void guest_ttrpc__cancel(guest_ttrpc_call *call) {
+  guest_ttrpc_cancel_fn fn = call->cancel;
+  call->cancel = NULL;
+  if (call->deadline) event_del(call->deadline);
+  if (fn) fn(call, call->cancel_ud);
+}
+
 static void guest_ttrpc__close(guest_ttrpc__conn *c, const char *why) {
   if (c->closed) return;
   if (why) CT_LOG_WARN_("ttrpc", "closing connection on %s: %s", c->srv->path, why);
-  c->closed = 1;
+  c->closed = 1; /* from here on nothing is sent */
+  /* Nobody is left to answer: the handlers' work is abandoned. */
+  c->refs++;
+  for (guest_ttrpc_call *k = c->calls, *next; k; k = next) {
+    next = k->next;
+    guest_ttrpc__cancel(k);
+  }
+  c->refs--;
   bufferevent_free(c->bev);
   c->bev = NULL;
   if (c->prev) c->prev->next = c->next;
@@ -242,10 +265,37 @@ static void guest_ttrpc__send(guest_ttrpc__conn *c, uint32_t stream, int code, c
 void guest_ttrpc_reply(guest_ttrpc_call *call, int code, const char *message, const uint8_t *payload,
                        size_t len) {
   guest_ttrpc__conn *c = call->conn;
-  guest_ttrpc__send(c, call->stream, code, message, payload, len);
-  c->inflight--;
+  if (!call->answered) {
+    guest_ttrpc__send(c, call->stream, code, message, payload, len);
+    c->inflight--;
+  }
+  if (call->prev) call->prev->next = call->next;
+  else c->calls = call->next;
+  if (call->next) call->next->prev = call->prev;
+  if (call->deadline) event_free(call->deadline);
   free(call);
   guest_ttrpc__unref(c);
+}
+
+void guest_ttrpc_call_on_cancel(guest_ttrpc_call *call, guest_ttrpc_cancel_fn fn, void *ud) {
+  call->cancel = fn;
+  call->cancel_ud = ud;
+}
+
+static void guest_ttrpc__expired(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  guest_ttrpc_call *call = arg;
+  guest_ttrpc__conn *c = call->conn;
+  char msg[128];
+  snprintf(msg, sizeof msg, "deadline exceeded: no answer within the call's timeout of %lld ms",
+           (long long)call->timeout_ms);
+  CT_LOG_INFO_("ttrpc", "stream %u: %s; cancelling its work", call->stream, msg);
+  guest_ttrpc__send(c, call->stream, GUEST_RPC_DEADLINE_EXCEEDED, msg, NULL, 0);
+  call->answered = 1;
+  c->inflight--;
+  if (c->srv) c->srv->stats.deadline_exceeded++;
+  guest_ttrpc__cancel(call);
 }
 
 void guest_ttrpc_reply_err(guest_ttrpc_call *call, const ct_err *err) {
@@ -293,13 +343,34 @@ static void guest_ttrpc__dispatch(guest_ttrpc__conn *c, const guest_ttrpc_header
                       "too many calls in flight on this connection", NULL, 0);
     return;
   }
+  if (req.timeout_nano < 0) {
+    /* containerd's client computes the timeout from its deadline: already past. */
+    s->stats.deadline_exceeded++;
+    guest_ttrpc__send(c, h->stream, GUEST_RPC_DEADLINE_EXCEEDED,
+                      "deadline exceeded: the call's deadline had passed when it arrived", NULL, 0);
+    return;
+  }
   guest_ttrpc_call *call = calloc(1, sizeof *call);
+  if (call && req.timeout_nano > 0) {
+    call->deadline = evtimer_new(s->base, guest_ttrpc__expired, call);
+    int64_t ns = req.timeout_nano;
+    struct timeval tv = {.tv_sec = (time_t)(ns / 1000000000), .tv_usec = (suseconds_t)(ns % 1000000000 / 1000)};
+    call->timeout_ms = ns / 1000000;
+    if (!call->deadline || evtimer_add(call->deadline, &tv) != 0) {
+      if (call->deadline) event_free(call->deadline);
+      free(call);
+      call = NULL;
+    }
+  }
   if (!call) {
     guest_ttrpc__send(c, h->stream, GUEST_RPC_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
     return;
   }
   call->conn = c;
   call->stream = h->stream;
+  call->next = c->calls;
+  if (c->calls) c->calls->prev = call;
+  c->calls = call;
   c->refs++;
   c->inflight++;
   s->stats.calls++;

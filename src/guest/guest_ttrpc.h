@@ -15,6 +15,12 @@
  *
  * Handlers run on the loop thread and must not block: slow work goes to a guest_pool and the
  * reply is sent from its completion (also on the loop thread).
+ *
+ * Deadlines: a request's timeout_nano (set by containerd's client from its context deadline) is
+ * honoured as containerd's server does: a call still unanswered when it passes is answered
+ * DEADLINE_EXCEEDED at once, and its handler is told to cancel (guest_ttrpc_call_on_cancel); its
+ * later answer is dropped. A negative timeout (a deadline already past) is answered
+ * DEADLINE_EXCEEDED without running the handler.
  */
 #ifndef GUEST_TTRPC_H
 #define GUEST_TTRPC_H
@@ -119,8 +125,16 @@ void guest_ttrpc_server_adopt(guest_ttrpc_server *s, int fd);
  * replies are dropped) and must still be answered to be freed. Unlinks the socket. */
 void guest_ttrpc_server_free(guest_ttrpc_server *s);
 
+/* Cancellation: `fn` runs on the loop thread at most once, when the call's deadline passes
+ * before its answer (the client has then been answered DEADLINE_EXCEEDED) or when its
+ * connection closes. The handler should abandon the work; it still releases the call with
+ * guest_ttrpc_reply (nothing more is sent), from `fn` or later. */
+typedef void (*guest_ttrpc_cancel_fn)(guest_ttrpc_call *call, void *ud);
+void guest_ttrpc_call_on_cancel(guest_ttrpc_call *call, guest_ttrpc_cancel_fn fn, void *ud);
+
 /* Sends the response for `call` and frees it. A payload larger than GUEST_TTRPC_FRAME_MAX
- * becomes a RESOURCE_EXHAUSTED status. When the connection has gone, nothing is sent. */
+ * becomes a RESOURCE_EXHAUSTED status. When the connection has gone or the call was already
+ * answered DEADLINE_EXCEEDED, nothing is sent. */
 void guest_ttrpc_reply(guest_ttrpc_call *call, int code, const char *message, const uint8_t *payload,
                        size_t len);
 /* Replies with the code and message of an error. */
@@ -128,6 +142,7 @@ void guest_ttrpc_reply_err(guest_ttrpc_call *call, const ct_err *err);
 
 typedef struct guest_ttrpc_stats {
   unsigned long connections, calls, refused_frames;
+  unsigned long deadline_exceeded; /* calls answered DEADLINE_EXCEEDED */
 } guest_ttrpc_stats;
 void guest_ttrpc_get_stats(const guest_ttrpc_server *s, guest_ttrpc_stats *out);
 

@@ -71,6 +71,14 @@ class World:
             "test/evil:through-symlink")
         del io
 
+    def big(self, d: Path) -> bytes:
+        """test/big:v1: one 64 MiB layer of random bytes (pushed on first use)."""
+        if not hasattr(self, "_big"):
+            self._big = os.urandom(64 << 20)
+            layer = stored_layer(one_file_tar("data/big.bin", self._big))
+            self.reg.push_layout(R.oci_layout(d / "big", {}, layers=[layer]), "test/big:v1")
+        return self._big
+
     def ref_digest(self, repo, tag):
         import hashlib
         return "sha256:" + hashlib.sha256(self.reg.manifest(repo, tag)[1]).hexdigest()
@@ -230,9 +238,7 @@ def test_large_layer_streams_to_disk_with_bounded_memory(world, kbs_with_policie
     if "ASAN_OPTIONS" in os.environ or "asan" in str(BIN):
         monkeypatch.setenv("ASAN_OPTIONS", os.environ.get("ASAN_OPTIONS", "") +
                            ":quarantine_size_mb=4:thread_local_quarantine_size_kb=256")
-    big = os.urandom(64 << 20)
-    layer = stored_layer(one_file_tar("data/big.bin", big))
-    world.reg.push_layout(R.oci_layout(tmp_path / "big", {}, layers=[layer]), "test/big:v1")
+    big = world.big(tmp_path)
     go = tc.GoClient(tc.build_client())
     cdh = start_cdh(cdh_toml(kbs_with_policies.url(), pki) + image_toml(
         world, 'image_security_policy_uri = "kbs:///default/security-policy/insecure"'))
@@ -249,6 +255,84 @@ def test_large_layer_streams_to_disk_with_bounded_memory(world, kbs_with_policie
     # A 64 MiB layer held in memory would lift the peak by at least 64 MiB.
     assert peak - base < 16 << 10, f"peak RSS {peak} KiB after the 64 MiB layer, {base} KiB before"
     assert [p.name for p in (tmp_path / "b").iterdir()] == ["rootfs"]  # the scratch file is gone
+
+
+class ThrottleProxy:
+    """A TCP proxy on loopback passing the server's bytes at `rate` bytes/s; it counts them and
+    notes when the client hangs up."""
+
+    def __init__(self, upstream_port: int, rate: int):
+        self.upstream, self.rate = upstream_port, rate
+        self.forwarded, self.client_closed = 0, threading.Event()
+        self.s = socket.socket()
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen(16)
+        self.port = self.s.getsockname()[1]
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.upstream))
+            threading.Thread(target=self.down, args=(u, c), daemon=True).start()
+            threading.Thread(target=self.up, args=(c, u), daemon=True).start()
+
+    def up(self, c, u):
+        try:
+            while (d := c.recv(65536)):
+                u.sendall(d)
+        except OSError:
+            pass
+        self.client_closed.set()
+        for x in (c, u):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def down(self, u, c):
+        import time
+        try:
+            while (d := u.recv(16384)):
+                c.sendall(d)
+                self.forwarded += len(d)
+                time.sleep(len(d) / self.rate)
+        except OSError:
+            pass
+
+    def stop(self):
+        self.s.close()
+
+
+def test_pull_past_its_deadline_is_cancelled_and_cleaned_up(world, kbs_with_policies, pki, start_cdh, tmp_path):
+    import time
+    world.big(tmp_path)
+    proxy = ThrottleProxy(world.reg.port, 4 << 20)  # the 64 MiB layer would take 16 s
+    try:
+        go = tc.GoClient(tc.build_client())
+        cdh = start_cdh(cdh_toml(kbs_with_policies.url(), pki) + image_toml(
+            world, 'image_security_policy_uri = "kbs:///default/security-policy/insecure"'))
+        bundle = tmp_path / "late"
+        t0 = time.time()
+        code, msg = go.call(cdh.cdh_socket, "api.ImagePullService", "PullImage",
+                            {"image_url": f"127.0.0.1:{proxy.port}/test/big:v1", "bundle_path": str(bundle)},
+                            server_timeout="1500ms")
+        assert code == 4 and "1500 ms" in msg, msg  # DEADLINE_EXCEEDED, at the deadline
+        assert time.time() - t0 < 5
+        # The pull itself stops: the download is abandoned mid-layer and what it wrote is removed.
+        deadline = time.time() + 10
+        while json.loads(cdh.get("/info")[1])["running"] and time.time() < deadline:
+            time.sleep(0.1)
+        info = json.loads(cdh.get("/info")[1])
+        assert info["running"] == 0 and info["cancelled_operations"] == 1, info
+        assert proxy.client_closed.wait(5) and proxy.forwarded < 32 << 20, proxy.forwarded
+        assert [p.name for p in bundle.iterdir()] == ["rootfs"] and not any((bundle / "rootfs").iterdir())
+        assert "image pull abandoned (no caller is waiting)" in cdh.log.read_text()
+    finally:
+        proxy.stop()
 
 
 def test_tampered_blobs_are_refused_and_nothing_is_unpacked(world, kbs_with_policies, pki, tmp_path):

@@ -138,6 +138,51 @@ def test_cdh_methods_through_containerd_ttrpc(go_client, served, pki, tmp_path):
     assert code == 12 and AA in msg
 
 
+def test_deadlines_answer_deadline_exceeded_and_abandon_the_work(go_client, pki, start_kbs, start_cdh, tmp_path):
+    from slow_proxy import SlowProxy
+
+    kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+    secret = os.urandom(32)
+    set_resource(kbs, pki, tmp_path, "one/two/three", secret)
+    set_policy(kbs, pki, tmp_path)
+    proxy = SlowProxy(kbs.port, 0.5)  # every KBS flight half a second late: a fetch takes seconds
+    try:
+        cdh = start_cdh(cdh_toml(proxy.url(), pki))
+        sock, get = cdh.cdh_socket, {"ResourcePath": "kbs:///one/two/three"}
+        # containerd's client sends the call's timeout as timeout_nano: answered at the deadline.
+        t0 = time.time()
+        code, msg = go_client.call(sock, "api.GetResourceService", "GetResource", get, server_timeout="300ms")
+        took = time.time() - t0
+        assert code == 4 and "deadline exceeded" in msg and "300 ms" in msg, msg  # DEADLINE_EXCEEDED
+        assert took < 1.5, took
+        # Its only caller gone, the fetch was cancelled; a call without a deadline starts afresh.
+        t0 = time.time()
+        code, resp = go_client.call(sock, "api.GetResourceService", "GetResource", get)
+        assert code == 0 and base64.b64decode(resp["Resource"]) == secret
+        assert time.time() - t0 > 1.0  # a real fetch through the slow proxy, not a stale answer
+        assert json.loads(cdh.get("/info")[1])["cancelled_operations"] == 1
+        # One connection, one resource: stream 1 with a deadline, stream 3 without (joining the same
+        # fetch). Stream 1 is answered DEADLINE_EXCEEDED and never again; stream 3 gets the secret.
+        payload = tc.pb_bytes(1, b"kbs:///one/two/three")
+        c = tc.RawConn(sock)
+        c.s.settimeout(30)
+        c.send(tc.frame(1, tc.request("api.GetResourceService", "GetResource", payload, timeout_nano=200_000_000)) +
+               tc.frame(3, tc.request("api.GetResourceService", "GetResource", payload)))
+        stream, code, msg, _ = c.response()
+        assert (stream, code) == (1, 4), (stream, code, msg)
+        stream, code, msg, body = c.response()
+        assert (stream, code) == (3, 0) and tc.parse_fields(body)[1] == secret, (stream, code, msg)
+        # A deadline already past (a negative timeout) is answered at once, the method never run.
+        c.send(tc.frame(5, tc.request("api.GetResourceService", "GetResource", payload, timeout_nano=-1)))
+        assert c.response()[:2] == (5, 4)
+        c.send(tc.frame(7, tc.request("api.NoSuchService", "X")))
+        assert c.response()[:2] == (7, 12)  # nothing else arrived for streams 1 or 5 in between
+        c.close()
+        assert json.loads(cdh.get("/info")[1])["cancelled_operations"] == 1  # stream 3 kept its fetch
+    finally:
+        proxy.stop()
+
+
 def test_runtime_measurement_through_ttrpc(go_client, swtpm, tmp_path, start_cdh):  # noqa: F811
     import hashlib
 

@@ -49,11 +49,14 @@ class GoClient:
     def __init__(self, binary: Path):
         self.binary = binary
 
-    def call(self, socket_path, service, method, req=None, timeout="60s"):
-        """Returns (code, body): code 0 and the response as a dict, or the status code and message."""
+    def call(self, socket_path, service, method, req=None, timeout="60s", server_timeout=None):
+        """Returns (code, body): code 0 and the response as a dict, or the status code and message.
+        `server_timeout` (e.g. "800ms") is sent as the request's timeout_nano while the client itself
+        waits up to `timeout`."""
+        extra = ["-server-timeout", server_timeout] if server_timeout else []
         r = subprocess.run([str(self.binary), "-socket", str(socket_path), "-service", service, "-method", method,
-                            "-json", json.dumps(req or {}), "-timeout", timeout], capture_output=True, text=True,
-                           timeout=300)
+                            "-json", json.dumps(req or {}), "-timeout", timeout, *extra], capture_output=True,
+                           text=True, timeout=300)
         if r.returncode == 0:
             return 0, json.loads(r.stdout)
         if r.returncode == 3:
@@ -78,8 +81,11 @@ def pb_bytes(num: int, data: bytes) -> bytes:
     return varint(num << 3 | 2) + varint(len(data)) + data
 
 
-def request(service: str, method: str, payload: bytes = b"") -> bytes:
-    return pb_bytes(1, service.encode()) + pb_bytes(2, method.encode()) + (pb_bytes(3, payload) if payload else b"")
+def request(service: str, method: str, payload: bytes = b"", timeout_nano=None) -> bytes:
+    out = pb_bytes(1, service.encode()) + pb_bytes(2, method.encode()) + (pb_bytes(3, payload) if payload else b"")
+    if timeout_nano is not None:  # int64 varint: negative values are ten bytes of two's complement
+        out += varint(4 << 3) + varint(timeout_nano & 0xFFFFFFFFFFFFFFFF)
+    return out
 
 
 def frame(stream: int, data: bytes, typ: int = 1, flags: int = 0, length=None) -> bytes:

@@ -4,6 +4,11 @@
 // protocol.
 //
 //	ttrpc-call -socket PATH -service SERVICE -method METHOD [-json REQUEST] [-timeout 60s]
+//	           [-server-timeout D]
+//
+// -timeout is the call's context deadline, which the ttrpc client sends as the request's
+// timeout_nano (and enforces itself). -server-timeout overrides the timeout_nano sent, through a
+// client interceptor, so that the server's own handling of the deadline is what the caller sees.
 //
 // The request is protojson text of the method's input message (bytes fields in base64). On
 // success it prints the response as protojson (all fields, bytes in base64) and exits 0; on a
@@ -193,6 +198,7 @@ func main() {
 	method := flag.String("method", "", "method, e.g. GetResource")
 	reqJSON := flag.String("json", "{}", "request message as protojson")
 	timeout := flag.Duration("timeout", 60*time.Second, "call timeout")
+	serverTimeout := flag.Duration("server-timeout", 0, "timeout_nano to send instead of the context's")
 	flag.Parse()
 	if *socket == "" || *service == "" || *method == "" {
 		flag.Usage()
@@ -213,7 +219,15 @@ func main() {
 		fmt.Fprintf(os.Stderr, "dial: %v\n", err)
 		os.Exit(1)
 	}
-	client := ttrpc.NewClient(conn)
+	var opts []ttrpc.ClientOpts
+	if *serverTimeout != 0 {
+		opts = append(opts, ttrpc.WithUnaryClientInterceptor(func(ctx context.Context, req *ttrpc.Request,
+			resp *ttrpc.Response, _ *ttrpc.UnaryClientInfo, invoker ttrpc.Invoker) error {
+			req.TimeoutNano = serverTimeout.Nanoseconds()
+			return invoker(ctx, req, resp)
+		}))
+	}
+	client := ttrpc.NewClient(conn, opts...)
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()

@@ -196,20 +196,42 @@ static void srv_hold(guest_ttrpc_call *call, const guest_ttrpc_request *req, voi
   held = call;
 }
 
-static const guest_ttrpc_method srv_methods[] = {{"t.S", "Echo", srv_echo}, {"t.S", "Hold", srv_hold}};
+static int cancels;
 
-static void send_call(int fd, uint32_t stream, const char *method, const char *payload) {
+static void srv_cancelled(guest_ttrpc_call *call, void *ud) {
+  (void)ud;
+  cancels++;
+  assert_ptr_equal(call, held);
+  held = NULL;
+  guest_ttrpc_reply(call, GUEST_RPC_OK, NULL, (const uint8_t *)"dropped", 7);
+}
+
+/* Holds the call and abandons it when told to. */
+static void srv_hold_cancellable(guest_ttrpc_call *call, const guest_ttrpc_request *req, void *ud) {
+  srv_hold(call, req, ud);
+  guest_ttrpc_call_on_cancel(call, srv_cancelled, NULL);
+}
+
+static const guest_ttrpc_method srv_methods[] = {
+    {"t.S", "Echo", srv_echo}, {"t.S", "Hold", srv_hold}, {"t.S", "HoldC", srv_hold_cancellable}};
+
+static void send_call_t(int fd, uint32_t stream, const char *method, const char *payload, int64_t timeout_nano) {
   ct_err err;
   ct_buf b;
   ct_buf_init(&b, 4096);
   CT_ASSERT_OK(guest_ttrpc_request_encode("t.S", method, (const uint8_t *)payload, strlen(payload), &b,
                                           &err), &err);
+  if (timeout_nano) CT_ASSERT_OK(guest_pb_put_varint(&b, 4, (uint64_t)timeout_nano, &err), &err);
   uint8_t hdr[GUEST_TTRPC_HEADER_LEN];
   guest_ttrpc_header h = {.length = (uint32_t)b.len, .stream = stream, .type = GUEST_TTRPC_REQUEST};
   guest_ttrpc_header_write(&h, hdr);
   assert_int_equal(write(fd, hdr, sizeof hdr), (ssize_t)sizeof hdr);
   assert_int_equal(write(fd, b.data, b.len), (ssize_t)b.len);
   ct_buf_free(&b);
+}
+
+static void send_call(int fd, uint32_t stream, const char *method, const char *payload) {
+  send_call_t(fd, stream, method, payload, 0);
 }
 
 /* Runs the loop until a whole response frame is readable; returns its stream and code. */
@@ -247,7 +269,7 @@ static void test_server(void **state) {
   ct_err err;
   struct event_base *base = event_base_new();
   guest_ttrpc_server *s = NULL;
-  CT_ASSERT_OK(guest_ttrpc_server_new(base, NULL, srv_methods, 2, NULL, &s, &err), &err);
+  CT_ASSERT_OK(guest_ttrpc_server_new(base, NULL, srv_methods, 3, NULL, &s, &err), &err);
   int sv[2];
   assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
   guest_ttrpc_server_adopt(s, sv[0]);
@@ -292,12 +314,77 @@ static void test_server(void **state) {
   event_base_free(base);
 }
 
+static void test_server_deadlines(void **state) {
+  (void)state;
+  ct_err err;
+  struct event_base *base = event_base_new();
+  guest_ttrpc_server *s = NULL;
+  CT_ASSERT_OK(guest_ttrpc_server_new(base, NULL, srv_methods, 3, NULL, &s, &err), &err);
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  guest_ttrpc_server_adopt(s, sv[0]);
+  uint32_t stream;
+  int code;
+  char payload[256];
+  cancels = 0;
+  /* Past its 30 ms deadline: DEADLINE_EXCEEDED, the handler told to cancel (it releases the
+   * call, whose answer is dropped); the next answer on the connection is the next call's. */
+  send_call_t(sv[1], 1, "HoldC", "", 30 * 1000 * 1000);
+  read_response(base, sv[1], &stream, &code, payload, sizeof payload);
+  assert_int_equal(stream, 1);
+  assert_int_equal(code, GUEST_RPC_DEADLINE_EXCEEDED);
+  assert_int_equal(cancels, 1);
+  assert_null(held);
+  send_call(sv[1], 3, "Echo", "next");
+  read_response(base, sv[1], &stream, &code, payload, sizeof payload);
+  assert_int_equal(stream, 3);
+  assert_string_equal(payload, "next");
+  /* Answered before its deadline: the answer goes out, no cancellation follows. */
+  send_call_t(sv[1], 5, "HoldC", "", 60 * 1000 * 1000 * 1000LL);
+  for (int i = 0; i < 50 && !held; i++) {
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    usleep(1000);
+  }
+  assert_non_null(held);
+  guest_ttrpc_reply(held, GUEST_RPC_OK, NULL, (const uint8_t *)"in time", 7);
+  held = NULL;
+  read_response(base, sv[1], &stream, &code, payload, sizeof payload);
+  assert_int_equal(stream, 5);
+  assert_string_equal(payload, "in time");
+  /* A deadline already past: answered at once, the handler never runs. */
+  send_call_t(sv[1], 7, "HoldC", "", -1);
+  read_response(base, sv[1], &stream, &code, payload, sizeof payload);
+  assert_int_equal(stream, 7);
+  assert_int_equal(code, GUEST_RPC_DEADLINE_EXCEEDED);
+  assert_null(held);
+  /* A hang-up cancels what the handler still holds. */
+  send_call(sv[1], 9, "HoldC", "");
+  for (int i = 0; i < 50 && !held; i++) {
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    usleep(1000);
+  }
+  assert_non_null(held);
+  close(sv[1]);
+  for (int i = 0; i < 50 && held; i++) {
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    usleep(1000);
+  }
+  assert_null(held);
+  assert_int_equal(cancels, 2);
+  guest_ttrpc_stats st;
+  guest_ttrpc_get_stats(s, &st);
+  assert_int_equal(st.deadline_exceeded, 2);
+  guest_ttrpc_server_free(s);
+  event_base_free(base);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pb_codec),
       cmocka_unit_test(test_request_response),
       cmocka_unit_test(test_pool),
       cmocka_unit_test(test_server),
+      cmocka_unit_test(test_server_deadlines),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
