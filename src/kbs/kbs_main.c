@@ -69,11 +69,13 @@ int main(int argc, char **argv) {
   sa.sa_handler = kbs__on_signal;
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
-  /* Never serve as root: by default root hands over to "nobody" (KBS_USER names another user;
-   * KBS_USER=root keeps root, for containers whose root is already unprivileged). */
+  /* Never serve as root: started as root, the KBS hands its storage to a dedicated user and
+   * serves as it - "kbs" unless KBS_USER names another (scripts/install-deps creates it; an
+   * account other services share, such as nobody, is refused). KBS_USER=root keeps root, for
+   * containers whose root is already unprivileged. */
   const char *run_as = NULL;
   if (geteuid() == 0) {
-    run_as = getenv("KBS_USER") ? getenv("KBS_USER") : "nobody";
+    run_as = getenv("KBS_USER") && *getenv("KBS_USER") ? getenv("KBS_USER") : KBS_DEFAULT_USER;
     if (!strcmp(run_as, "root")) {
       CT_LOG_WARN_("kbs", "KBS_USER=root: serving as root");
       run_as = NULL;

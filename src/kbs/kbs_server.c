@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,10 +299,23 @@ static void kbs__handle(void *ctx, const kbs_http_request *req, kbs_http_respons
 /* --- lifecycle -------------------------------------------------------------------------------- */
 
 /* Everything that needs root (keys, certificates, storage directories) is open by now; the
- * KBS serves requests as an unprivileged user. */
+ * KBS serves requests as a user of its own, which owns the storage (0700 directories, 0600
+ * files). A user other processes run as could read every secret and rewrite the policies, so
+ * the accounts that conventionally are shared are refused. */
 static ct_status kbs__drop_privileges(kbs_server *s, const char *user, ct_err *err) {
   struct passwd *pw = getpwnam(user);
-  CT_ENSURE(pw, err, CT_EINVAL, "KBS_USER \"%s\" does not exist", user);
+  CT_ENSURE(pw, err, CT_EINVAL,
+            "KBS_USER \"%s\" does not exist: started as root, the KBS serves as a dedicated user that owns its "
+            "storage; create it (useradd --system --no-create-home --shell /usr/sbin/nologin %s; "
+            "scripts/install-deps does) or name another with KBS_USER", user, user);
+  CT_ENSURE(pw->pw_uid != 0, err, CT_EINVAL, "KBS_USER \"%s\" has uid 0: use KBS_USER=root to serve as root", user);
+  CT_ENSURE(strcmp(pw->pw_name, "nobody") && pw->pw_uid != 65534 && strcmp(pw->pw_name, "daemon") &&
+                strcmp(pw->pw_name, "www-data"),
+            err, CT_EINVAL,
+            "KBS_USER \"%s\" is an account other services share: any process running as it could read every "
+            "secret in the storage and rewrite the resource policy; create a dedicated user (useradd --system "
+            "--no-create-home --shell /usr/sbin/nologin %s) and name it with KBS_USER",
+            user, KBS_DEFAULT_USER);
   CT_GUARD(kvs_chown(s->store, pw->pw_uid, pw->pw_gid, err));
   if (s->resources != s->store) CT_GUARD(kvs_chown(s->resources, pw->pw_uid, pw->pw_gid, err));
   if (s->rv_store != s->store) CT_GUARD(kvs_chown(s->rv_store, pw->pw_uid, pw->pw_gid, err));
@@ -488,7 +502,21 @@ void kbs_server_handle(kbs_server *s, const kbs_http_request *req, kbs_http_resp
   kbs__handle(s, req, resp);
 }
 
+/* Private keys are read once, at start-up (as root when started as root): they should be readable
+ * by their owner alone. Not refused (an operator's layout is theirs), but said loudly. */
+static void kbs__check_secret_file(const char *what, const char *path) {
+  struct stat st;
+  if (!path || lstat(path, &st) != 0) return;
+  if (S_ISLNK(st.st_mode)) return; /* a managed secret mount (Kubernetes) links to a 0400/0600 file */
+  if (st.st_mode & 077)
+    CT_LOG_WARN_("kbs", "%s %s is readable or writable by group or others (mode %04o): secrets belong in files "
+                 "of mode 0600 owned by root or by the user the KBS serves as", what, path, (unsigned)(st.st_mode & 07777));
+}
+
 ct_status kbs_server_start(const kbs_config *cfg, const char *run_as, kbs_server **out, ct_err *err) {
+  kbs__check_secret_file("http_server.private_key", cfg->private_key);
+  kbs__check_secret_file("attestation_token_broker.signer.key_path", cfg->signer_key_path);
+  kbs__check_secret_file("session_key_file", cfg->session_key_file);
   kbs_server *s = NULL;
   CT_GUARD(kbs_server_create(cfg, &s, err));
   kbs_http_config hc = {

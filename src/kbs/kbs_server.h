@@ -8,6 +8,9 @@
 #include "kbs_config.h"
 #include "kbs_http.h"
 
+/* Started as root, the KBS serves as this user (KBS_USER overrides). */
+#define KBS_DEFAULT_USER "kbs"
+
 typedef struct kbs_server kbs_server;
 
 /* Builds every component from the configuration (storage, attestation service, policies,

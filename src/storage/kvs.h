@@ -89,7 +89,9 @@ CT_RESULT kvs_sweep(kvs *s, const char *ns, ct_err *err);
 /* Checks that the backend answers (PostgreSQL SELECT 1, Redis PING, the directory is writable). */
 CT_RESULT kvs_ping(kvs *s, ct_err *err);
 /* Hands the storage directory and what it holds (two levels) to uid:gid, before the process
- * drops root. A no-op for the other backends. */
+ * drops root, and takes group and other permissions away (entries made by older versions or by
+ * hand become 0700 / 0600). Symbolic links are neither followed nor changed. A no-op for the
+ * other backends. */
 CT_RESULT kvs_chown(kvs *s, unsigned uid, unsigned gid, ct_err *err);
 
 #endif

@@ -513,9 +513,27 @@ ct_status kvs__local_open(kvs *s, const kvs_config *cfg, ct_err *err) {
   return CT_OK;
 }
 
+/* Clears group and other permission bits of a regular file or directory, never through a link. */
+static ct_status kvs__owner_only(int dirfd, const char *name, const char *dir, ct_err *err) {
+  struct stat pre;
+  /* nothing but files and directories is opened (a device or FIFO planted here is left alone) */
+  if (fstatat(dirfd, name, &pre, AT_SYMLINK_NOFOLLOW) != 0 || !(S_ISREG(pre.st_mode) || S_ISDIR(pre.st_mode)))
+    return CT_OK;
+  int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return errno == ELOOP ? CT_OK : ct_fail(err, CT_EIO, "open %s/%s: %s", dir, name, strerror(errno));
+  struct stat st;
+  ct_status rc = CT_OK;
+  if (fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) && (st.st_mode & 077) &&
+      fchmod(fd, st.st_mode & 07700) != 0)
+    rc = ct_fail(err, CT_EIO, "chmod %s/%s: %s", dir, name, strerror(errno));
+  close(fd);
+  return rc;
+}
+
 ct_status kvs_chown(kvs *s, unsigned uid, unsigned gid, ct_err *err) {
   if (s->dirfd < 0) return CT_OK;
   CT_ENSURE(fchown(s->dirfd, uid, gid) == 0, err, CT_EIO, "chown %s: %s", s->dir, strerror(errno));
+  CT_GUARD(kvs__owner_only(s->dirfd, ".", s->dir, err));
   int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
   if (!d && fd >= 0) close(fd);
@@ -526,6 +544,7 @@ ct_status kvs_chown(kvs *s, unsigned uid, unsigned gid, ct_err *err) {
     if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
     if (fchownat(s->dirfd, de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0)
       st = ct_fail(err, CT_EIO, "chown %s/%s: %s", s->dir, de->d_name, strerror(errno));
+    if (st == CT_OK) st = kvs__owner_only(s->dirfd, de->d_name, s->dir, err);
     int sub = openat(s->dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     DIR *sd = sub >= 0 ? fdopendir(sub) : NULL;
     if (!sd && sub >= 0) close(sub);
@@ -534,6 +553,7 @@ ct_status kvs_chown(kvs *s, unsigned uid, unsigned gid, ct_err *err) {
       if (!strcmp(e2->d_name, ".") || !strcmp(e2->d_name, "..")) continue;
       if (fchownat(dirfd(sd), e2->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0)
         st = ct_fail(err, CT_EIO, "chown %s/%s/%s: %s", s->dir, de->d_name, e2->d_name, strerror(errno));
+      if (st == CT_OK) st = kvs__owner_only(dirfd(sd), e2->d_name, s->dir, err);
     }
     if (sd) closedir(sd);
   }

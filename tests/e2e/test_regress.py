@@ -402,3 +402,87 @@ def test_regress_02_claim_and_token_sizes(pki, start_kbs, tmp_path):
     print(f"RSS {before // 1024} MiB before, {after // 1024} MiB after {n} sessions with ~80 KiB tokens")
     if not asan:
         assert after < RSS_BOUND_MIB * 1024, (before, after)
+
+
+def _needs_root():
+    if os.geteuid() != 0:
+        pytest.skip("starting the KBS as root (to see whom it serves as) needs root")
+
+
+def test_regress_03_storage_owner(pki, start_kbs, tmp_path):
+    """Started as root, the KBS gave its storage to nobody and served as nobody: any other process
+    running as nobody read every secret and could rewrite the resource policy. It now serves as a
+    dedicated user (kbs) that owns the storage, 0700 directories and 0600 files, tightens what an
+    older version left readable, and refuses shared accounts."""
+    import pwd
+    import stat
+    _needs_root()
+    try:
+        kbs_pw = pwd.getpwnam("kbs")
+    except KeyError:
+        pytest.skip("no kbs user (scripts/install-deps creates it)")
+    storage = tmp_path / "storage"
+    old = storage / "repository"
+    old.mkdir(parents=True)
+    os.chmod(storage, 0o755)
+    os.chmod(old, 0o755)
+    (old / "legacy").write_bytes(b"left readable by an older version")
+    os.chmod(old / "legacy", 0o644)
+    cfg = bgcheck_config(pki, storage)
+    for user, why in (("nobody", "other services share"), ("no-such-user-x", "does not exist")):
+        with pytest.raises(RuntimeError) as e:
+            start_kbs(cfg, name=f"as-{user}", env={**os.environ, "KBS_USER": user})
+        assert why in str(e.value), str(e.value)[-400:]
+    kbs = start_kbs(cfg)
+    uids = [line.split()[1:] for line in open(f"/proc/{kbs.proc.pid}/status") if line.startswith("Uid:")][0]
+    assert set(map(int, uids)) == {kbs_pw.pw_uid}
+    hdr = {"Authorization": f"Bearer {pki.admin_token()}"}
+    s = rcar.Session(kbs.url(), pki.tls_cert)
+    assert s.http.post(f"{kbs.url()}/kbs/v0/resource/one/two/three", data=b"top-secret", headers=hdr).status_code == 200
+    for p in [storage, *storage.rglob("*")]:
+        st = os.lstat(p)
+        assert st.st_uid == kbs_pw.pw_uid, p
+        assert stat.S_IMODE(st.st_mode) & 0o077 == 0, (p, oct(st.st_mode))
+    secret = next(p for p in storage.rglob("*") if p.is_file() and p.read_bytes() == b"top-secret")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    # another unprivileged account cannot read it
+    r = subprocess.run(["cat", str(secret)], user=65534, capture_output=True)
+    assert r.returncode != 0 and b"Permission denied" in r.stderr
+
+
+def test_regress_04_storage_symlinks(pki, start_kbs, tmp_path):
+    """Local storage followed symlinks planted in the storage directory: a resource read returned
+    the link's target and a write went through it. Now nothing below the storage directory is
+    followed."""
+    storage = tmp_path / "storage"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"OUTSIDE")
+    kbs = start_kbs(bgcheck_config(pki, storage))
+    hdr = {"Authorization": f"Bearer {pki.admin_token()}"}
+    s = rcar.Session(kbs.url(), pki.tls_cert)
+    assert s.http.post(f"{kbs.url()}/kbs/v0/resource/one/two/three", data=b"inside", headers=hdr).status_code == 200
+    assert s.http.post(f"{kbs.url()}/kbs/v0/resource-policy", json={"policy": b64url(ALLOW_ALL)},
+                       headers=hdr).status_code == 200
+    stored = next(p for p in storage.rglob("*") if p.is_file() and p.read_bytes() == b"inside")
+    ns = stored.parent
+    link = ns / stored.name.replace("three", "link")
+    os.symlink(outside / "secret", link)
+    key = rcar.TeeKey()
+    s.handshake(key)
+    r = s.resource("one/two/link")
+    assert r.status_code != 200, r.text
+    assert b"OUTSIDE" not in r.content
+    assert "symbolic link" in r.text or "symlink" in r.text or "Too many levels" in r.text, r.text
+    # a write to the same name replaces nothing outside
+    s.http.post(f"{kbs.url()}/kbs/v0/resource/one/two/link", data=b"overwrite", headers=hdr)
+    assert (outside / "secret").read_bytes() == b"OUTSIDE"
+    # a namespace directory replaced by a link to elsewhere is not followed either
+    moved = tmp_path / "moved"
+    ns.rename(moved)
+    os.symlink(outside, ns)
+    (outside / next(p.name for p in moved.iterdir())).write_bytes(b"OUTSIDE")
+    r = s.resource("one/two/three")
+    assert r.status_code != 200 and b"OUTSIDE" not in r.content
+    # the KBS is fine otherwise
+    assert s.http.get(f"{kbs.url()}/healthz").status_code == 200
