@@ -709,7 +709,12 @@ ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
   for (unsigned i = 0; i < n; i++) {
     kbs_http__worker *w = &s->workers[i];
     w->server = s;
-    w->base = event_base_new();
+    /* The changelist folds the epoll_ctl calls a request's read/write toggling makes within one
+     * loop turn (libevent's caveat, dup()ed descriptors, does not apply: evhttp owns them). */
+    struct event_config *ec = event_config_new();
+    if (ec) event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    w->base = ec ? event_base_new_with_config(ec) : NULL;
+    if (ec) event_config_free(ec);
     w->http = w->base ? evhttp_new(w->base) : NULL;
     CT_ENSURE_GOTO(st, w->http, fail, err, CT_ENOMEM, "cannot create an event loop");
     s->n_workers = i + 1;
