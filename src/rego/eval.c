@@ -1228,7 +1228,7 @@ static const char *rego__node_path(rg_ev *ev, const rg_node *n) {
   return s;
 }
 
-static void rego___record_decision(rego_decision *why, const rg_rule *r) {
+static void rego__record_decision(rego_decision *why, const rg_rule *r) {
   why->defined = true;
   why->by_default = r->is_default;
   snprintf(why->file, sizeof why->file, "%s", r->file ? r->file : "");
@@ -1259,7 +1259,7 @@ static ct_status rego__rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
       CT_GUARD(rego__default_value(ev, n->dflt, &result));
       if (result) decided = n->dflt;
     }
-    if (n == ev->watch && decided) rego___record_decision(ev->why, decided);
+    if (n == ev->watch && decided) rego__record_decision(ev->why, decided);
     *out = result;
     return CT_OK;
   }
@@ -1960,7 +1960,7 @@ CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input
 }
 
 /* The rule node a plain "data.a.b" reference names, or NULL. */
-static const rg_node *rego___rule_node(const rego_policy *p, const char *ref) {
+static const rg_node *rego__rule_node(const rego_policy *p, const char *ref) {
   if (strncmp(ref, "data.", 5) != 0) return NULL;
   const rg_node *n = p->root;
   const char *s = ref + 5;
@@ -1983,7 +1983,7 @@ CT_RESULT rego_eval_decision(const rego_policy *p, const char *rule_ref, const j
   memset(why, 0, sizeof *why);
   CT_ENSURE(p && rule_ref && strlen(rule_ref) < 1024, err, CT_EINVAL,
             "rego_eval_decision: missing policy or rule reference");
-  const rg_node *n = rego___rule_node(p, rule_ref);
+  const rg_node *n = rego__rule_node(p, rule_ref);
   CT_ENSURE(n && n->kind == R_COMPLETE, err, CT_ENOTFOUND,
             "rego_eval_decision: %s is not a rule with a single value in this policy", rule_ref);
   rg_ev ev;

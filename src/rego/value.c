@@ -463,23 +463,23 @@ typedef struct {
   ct_err *err;
 } rg__jp;
 
-static ct_status rego___jfail(rg__jp *p, const char *what) {
+static ct_status rego__jfail(rg__jp *p, const char *what) {
   return ct_fail(p->err, CT_EINVAL, "invalid JSON at offset %zu: %s", p->i, what);
 }
 
-static void rego___jws(rg__jp *p) {
+static void rego__jws(rg__jp *p) {
   while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' || p->s[p->i] == '\r'))
     p->i++;
 }
 
-static int rego___hex(char c) {
+static int rego__hex(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
 
-static size_t rego___utf8_put(char *o, uint32_t cp) {
+static size_t rego__utf8_put(char *o, uint32_t cp) {
   if (cp < 0x80) {
     o[0] = (char)cp;
     return 1;
@@ -502,19 +502,19 @@ static size_t rego___utf8_put(char *o, uint32_t cp) {
   return 4;
 }
 
-static ct_status rego___jstr(rg__jp *p, rv **out) {
+static ct_status rego__jstr(rg__jp *p, rv **out) {
   p->i++; /* opening quote */
   size_t start = p->i;
   bool esc = false;
   while (p->i < p->n && p->s[p->i] != '"') {
-    if ((unsigned char)p->s[p->i] < 0x20) return rego___jfail(p, "control character in string");
+    if ((unsigned char)p->s[p->i] < 0x20) return rego__jfail(p, "control character in string");
     if (p->s[p->i] == '\\') {
       esc = true;
       p->i++;
     }
     p->i++;
   }
-  if (p->i >= p->n) return rego___jfail(p, "unterminated string");
+  if (p->i >= p->n) return rego__jfail(p, "unterminated string");
   size_t end = p->i++;
   if (!esc) {
     *out = rv_str(p->a, p->s + start, end - start);
@@ -541,10 +541,10 @@ static ct_status rego___jstr(rg__jp *p, rv **out) {
       case 't': buf[w++] = '\t'; break;
       case 'u': {
         uint32_t cp = 0;
-        if (i + 4 >= end + 0 && i + 4 > end) return rego___jfail(p, "bad \\u escape");
+        if (i + 4 >= end + 0 && i + 4 > end) return rego__jfail(p, "bad \\u escape");
         for (int k = 1; k <= 4; k++) {
-          int h = rego___hex(p->s[i + k]);
-          if (h < 0) return rego___jfail(p, "bad \\u escape");
+          int h = rego__hex(p->s[i + k]);
+          if (h < 0) return rego__jfail(p, "bad \\u escape");
           cp = cp * 16 + (uint32_t)h;
         }
         i += 4;
@@ -552,7 +552,7 @@ static ct_status rego___jstr(rg__jp *p, rv **out) {
           uint32_t lo = 0;
           bool ok = true;
           for (int k = 3; k <= 6; k++) {
-            int h = rego___hex(p->s[i + k]);
+            int h = rego__hex(p->s[i + k]);
             if (h < 0) ok = false;
             else lo = lo * 16 + (uint32_t)h;
           }
@@ -561,10 +561,10 @@ static ct_status rego___jstr(rg__jp *p, rv **out) {
             i += 6;
           } else cp = 0xFFFD;
         } else if (cp >= 0xD800 && cp < 0xE000) cp = 0xFFFD;
-        w += rego___utf8_put(buf + w, cp);
+        w += rego__utf8_put(buf + w, cp);
         break;
       }
-      default: return rego___jfail(p, "bad escape");
+      default: return rego__jfail(p, "bad escape");
     }
   }
   rv *v = rg_alloc(p->a, sizeof(rv));
@@ -577,10 +577,10 @@ static ct_status rego___jstr(rg__jp *p, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego___jval(rg__jp *p, rv **out);
+static ct_status rego__jval(rg__jp *p, rv **out);
 
-static ct_status rego___jcoll(rg__jp *p, bool obj, rv **out) {
-  if (++p->depth > p->max_depth) return rego___jfail(p, "nesting too deep");
+static ct_status rego__jcoll(rg__jp *p, bool obj, rv **out) {
+  if (++p->depth > p->max_depth) return rego__jfail(p, "nesting too deep");
   p->i++;
   size_t cap = 8, n = 0;
   rv **ks = malloc(cap * sizeof(rv *)), **vs = malloc(cap * sizeof(rv *));
@@ -589,7 +589,7 @@ static ct_status rego___jcoll(rg__jp *p, bool obj, rv **out) {
     st = ct_fail(p->err, CT_ENOMEM, "out of memory");
     goto done;
   }
-  rego___jws(p);
+  rego__jws(p);
   char close = obj ? '}' : ']';
   if (p->i < p->n && p->s[p->i] == close) {
     p->i++;
@@ -606,23 +606,23 @@ static ct_status rego___jcoll(rg__jp *p, bool obj, rv **out) {
           goto done;
         }
       }
-      rego___jws(p);
+      rego__jws(p);
       if (obj) {
         if (p->i >= p->n || p->s[p->i] != '"') {
-          st = rego___jfail(p, "expected object key");
+          st = rego__jfail(p, "expected object key");
           goto done;
         }
-        CT_GUARD_GOTO(st, rego___jstr(p, &ks[n]), done);
-        rego___jws(p);
+        CT_GUARD_GOTO(st, rego__jstr(p, &ks[n]), done);
+        rego__jws(p);
         if (p->i >= p->n || p->s[p->i] != ':') {
-          st = rego___jfail(p, "expected ':'");
+          st = rego__jfail(p, "expected ':'");
           goto done;
         }
         p->i++;
       }
-      CT_GUARD_GOTO(st, rego___jval(p, &vs[n]), done);
+      CT_GUARD_GOTO(st, rego__jval(p, &vs[n]), done);
       n++;
-      rego___jws(p);
+      rego__jws(p);
       if (p->i < p->n && p->s[p->i] == ',') {
         p->i++;
         continue;
@@ -631,7 +631,7 @@ static ct_status rego___jcoll(rg__jp *p, bool obj, rv **out) {
         p->i++;
         break;
       }
-      st = rego___jfail(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+      st = rego__jfail(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
       goto done;
     }
   }
@@ -661,12 +661,12 @@ done:
   return st;
 }
 
-static ct_status rego___jval(rg__jp *p, rv **out) {
-  rego___jws(p);
-  if (p->i >= p->n) return rego___jfail(p, "unexpected end of input");
+static ct_status rego__jval(rg__jp *p, rv **out) {
+  rego__jws(p);
+  if (p->i >= p->n) return rego__jfail(p, "unexpected end of input");
   char c = p->s[p->i];
-  if (c == '{' || c == '[') return rego___jcoll(p, c == '{', out);
-  if (c == '"') return rego___jstr(p, out);
+  if (c == '{' || c == '[') return rego__jcoll(p, c == '{', out);
+  if (c == '"') return rego__jstr(p, out);
   if (p->n - p->i >= 4 && !memcmp(p->s + p->i, "true", 4)) {
     p->i += 4;
     *out = RV_TRUE;
@@ -685,32 +685,32 @@ static ct_status rego___jval(rg__jp *p, rv **out) {
   if (c == '-' || (c >= '0' && c <= '9')) {
     size_t st = p->i;
     if (p->s[p->i] == '-') p->i++;
-    if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return rego___jfail(p, "bad number");
+    if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return rego__jfail(p, "bad number");
     if (p->s[p->i] == '0' && p->i + 1 < p->n && p->s[p->i + 1] >= '0' && p->s[p->i + 1] <= '9')
-      return rego___jfail(p, "leading zero");
+      return rego__jfail(p, "leading zero");
     while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') p->i++;
     if (p->i < p->n && p->s[p->i] == '.') {
       p->i++;
-      if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return rego___jfail(p, "bad number");
+      if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return rego__jfail(p, "bad number");
       while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') p->i++;
     }
     if (p->i < p->n && (p->s[p->i] == 'e' || p->s[p->i] == 'E')) {
       p->i++;
       if (p->i < p->n && (p->s[p->i] == '+' || p->s[p->i] == '-')) p->i++;
-      if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return rego___jfail(p, "bad number");
+      if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return rego__jfail(p, "bad number");
       while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') p->i++;
     }
     *out = rv_num_text(p->a, p->s + st, p->i - st);
     return *out ? CT_OK : ct_fail(p->err, CT_ENOMEM, "out of memory");
   }
-  return rego___jfail(p, "unexpected character");
+  return rego__jfail(p, "unexpected character");
 }
 
 CT_RESULT rg_json_parse(rg_arena *a, const char *s, size_t n, size_t max_depth, rv **out, ct_err *err) {
   rg__jp p = {.a = a, .s = s, .n = n, .max_depth = max_depth ? max_depth : 1000, .err = err};
-  CT_GUARD(rego___jval(&p, out));
-  rego___jws(&p);
-  if (p.i != p.n) return rego___jfail(&p, "trailing characters");
+  CT_GUARD(rego__jval(&p, out));
+  rego__jws(&p);
+  if (p.i != p.n) return rego__jfail(&p, "trailing characters");
   return CT_OK;
 }
 
@@ -753,7 +753,7 @@ CT_RESULT rg_num_write(const rv *v, ct_buf *out, ct_err *err) {
   return ct_buf_append_str(out, t, err);
 }
 
-static ct_status rego___jstr_write(const char *s, size_t n, ct_buf *out, ct_err *err) {
+static ct_status rego__jstr_write(const char *s, size_t n, ct_buf *out, ct_err *err) {
   static const char hexd[] = "0123456789abcdef";
   CT_GUARD(ct_buf_append(out, "\"", 1, err));
   size_t run = 0;
@@ -781,7 +781,7 @@ static ct_status rego___jstr_write(const char *s, size_t n, ct_buf *out, ct_err 
   return ct_buf_append(out, "\"", 1, err);
 }
 
-static ct_status rego___nl(ct_buf *out, bool pretty, int indent, ct_err *err) {
+static ct_status rego__nl(ct_buf *out, bool pretty, int indent, ct_err *err) {
   if (!pretty) return CT_OK;
   CT_GUARD(ct_buf_append(out, "\n", 1, err));
   for (int i = 0; i < indent; i++) CT_GUARD(ct_buf_append(out, "  ", 2, err));
@@ -794,16 +794,16 @@ CT_RESULT rg_json_write(const rv *v, ct_buf *out, bool pretty, int indent, ct_er
     case RV_NULL: return ct_buf_append_str(out, "null", err);
     case RV_BOOL: return ct_buf_append_str(out, v->b ? "true" : "false", err);
     case RV_NUM: return rg_num_write(v, out, err);
-    case RV_STR: return rego___jstr_write(v->u.s, v->n, out, err);
+    case RV_STR: return rego__jstr_write(v->u.s, v->n, out, err);
     case RV_ARR:
     case RV_SET:
       CT_GUARD(ct_buf_append(out, "[", 1, err));
       for (size_t i = 0; i < v->n; i++) {
         if (i) CT_GUARD(ct_buf_append(out, ",", 1, err));
-        CT_GUARD(rego___nl(out, pretty, indent + 1, err));
+        CT_GUARD(rego__nl(out, pretty, indent + 1, err));
         CT_GUARD(rg_json_write(v->u.a[i], out, pretty, indent + 1, err));
       }
-      if (v->n) CT_GUARD(rego___nl(out, pretty, indent, err));
+      if (v->n) CT_GUARD(rego__nl(out, pretty, indent, err));
       return ct_buf_append(out, "]", 1, err);
     case RV_OBJ: {
       CT_GUARD(ct_buf_append(out, "{", 1, err));
@@ -811,21 +811,21 @@ CT_RESULT rg_json_write(const rv *v, ct_buf *out, bool pretty, int indent, ct_er
        * differ from the order of their text: sort the text forms when any key is not a string */
       for (size_t i = 0; i < v->n; i++) {
         if (i) CT_GUARD(ct_buf_append(out, ",", 1, err));
-        CT_GUARD(rego___nl(out, pretty, indent + 1, err));
+        CT_GUARD(rego__nl(out, pretty, indent + 1, err));
         const rv *k = v->u.o.k[i];
-        if (k->t == RV_STR) CT_GUARD(rego___jstr_write(k->u.s, k->n, out, err));
+        if (k->t == RV_STR) CT_GUARD(rego__jstr_write(k->u.s, k->n, out, err));
         else {
           ct_buf kb;
           ct_buf_init(&kb, 1 << 24);
           CT_GUARD(rg_json_write(k, &kb, false, 0, err));
-          ct_status st = rego___jstr_write((const char *)kb.data, kb.len, out, err);
+          ct_status st = rego__jstr_write((const char *)kb.data, kb.len, out, err);
           ct_buf_free(&kb);
           CT_GUARD(st);
         }
         CT_GUARD(ct_buf_append_str(out, pretty ? ": " : ":", err));
         CT_GUARD(rg_json_write(v->u.o.v[i], out, pretty, indent + 1, err));
       }
-      if (v->n) CT_GUARD(rego___nl(out, pretty, indent, err));
+      if (v->n) CT_GUARD(rego__nl(out, pretty, indent, err));
       return ct_buf_append(out, "}", 1, err);
     }
   }
