@@ -311,7 +311,7 @@ int main(int argc, char **argv) {
   double p50 = kept ? b.lat_ms[kept / 2] : 0, p99 = kept ? b.lat_ms[(size_t)(kept * 0.99)] : 0;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   printf("clients=%d seconds=%.1f handshakes=%u errors=%lu handshakes_per_s=%.0f p50_ms=%.2f p99_ms=%.2f "
          "loadgen_cpu_us=%.0f\n",
          clients, elapsed, n, atomic_load(&b.errors), n / elapsed, p50, p99, n ? cpu / n * 1e6 : 0);

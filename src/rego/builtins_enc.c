@@ -294,7 +294,7 @@ static ct_status rego__bi_urlquery_decode_object(rg_ev *ev, rv **a, rv **out) {
     if (j > i) {
       const char *eq = memchr(s + i, '=', j - i);
       rv *k, *v;
-      CT_GUARD(rego__urlq_decode(ev, s + i, eq ? (size_t)(eq - s - i) : j - i, &k));
+      CT_GUARD(rego__urlq_decode(ev, s + i, eq ? (size_t)(eq - (s + i)) : j - i, &k));
       if (eq) CT_GUARD(rego__urlq_decode(ev, eq + 1, (size_t)(s + j - eq - 1), &v));
       else v = rv_str(A, "", 0);
       if (!v) return rg_bi_oom(ev);

@@ -217,7 +217,7 @@ static ct_status rego__lx_next(rg_ps *p, rg_tok *t) {
           if (cp >= 0xD800 && cp < 0xDC00 && p->pos + n + 6 <= p->len && s[n] == '\\' && s[n + 1] == 'u') {
             uint32_t lo = 0;
             bool ok = true;
-            for (int k = 2; k < 6; k++) {
+            for (size_t k = 2; k < 6; k++) {
               int h = rego__lx_hex(s[n + k]);
               if (h < 0) ok = false;
               else lo = lo * 16 + (uint32_t)h;

@@ -542,7 +542,7 @@ static ct_status rego__jstr(rg__jp *p, rv **out) {
       case 'u': {
         uint32_t cp = 0;
         if (i + 4 >= end + 0 && i + 4 > end) return rego__jfail(p, "bad \\u escape");
-        for (int k = 1; k <= 4; k++) {
+        for (size_t k = 1; k <= 4; k++) {
           int h = rego__hex(p->s[i + k]);
           if (h < 0) return rego__jfail(p, "bad \\u escape");
           cp = cp * 16 + (uint32_t)h;
@@ -551,7 +551,7 @@ static ct_status rego__jstr(rg__jp *p, rv **out) {
         if (cp >= 0xD800 && cp < 0xDC00 && i + 6 < end + 1 && p->s[i + 1] == '\\' && p->s[i + 2] == 'u') {
           uint32_t lo = 0;
           bool ok = true;
-          for (int k = 3; k <= 6; k++) {
+          for (size_t k = 3; k <= 6; k++) {
             int h = rego__hex(p->s[i + k]);
             if (h < 0) ok = false;
             else lo = lo * 16 + (uint32_t)h;
