@@ -21,7 +21,8 @@ static void rego__mask_to(cidr *c) {
   for (int i = 0; i < nb; i++) {
     int keep = c->bits - i * 8;
     if (keep >= 8) continue;
-    c->a[i] &= keep <= 0 ? 0 : (uint8_t)(0xFF << (8 - keep));
+    uint8_t keep_mask = (uint8_t)(keep <= 0 ? 0u : 0xFFu << (8 - keep)); /* the low byte */
+    c->a[i] = (uint8_t)(c->a[i] & keep_mask);
   }
 }
 
@@ -65,7 +66,7 @@ static rv *rego__fmt_cidr(rg_ev *ev, const cidr *c, bool with_bits) {
   return rv_cstr(A, out);
 }
 
-static ct_status rego__bi_cidr_contains(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_cidr_contains(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "net.cidr_contains", 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, "net.cidr_contains", 2, a[1], RV_STR));
   cidr n, x;
@@ -75,7 +76,7 @@ static ct_status rego__bi_cidr_contains(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__bi_cidr_intersects(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_cidr_intersects(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "net.cidr_intersects", 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, "net.cidr_intersects", 2, a[1], RV_STR));
   cidr x, y;
@@ -85,14 +86,14 @@ static ct_status rego__bi_cidr_intersects(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__bi_cidr_is_valid(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_cidr_is_valid(rg_ev *ev, rv **a, rv **out) {
   (void)ev;
   cidr c;
   *out = rv_bool(a[0]->t == RV_STR && rego__parse_cidr(a[0], false, &c));
   return CT_OK;
 }
 
-static ct_status rego__bi_cidr_expand(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_cidr_expand(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "net.cidr_expand", 1, a[0], RV_STR));
   cidr c;
   if (!rego__parse_cidr(a[0], false, &c)) return rg_bi_fail(ev, "net.cidr_expand: invalid CIDR address: %s", a[0]->u.s);
@@ -119,7 +120,7 @@ static int rego__cidr_cmp(const void *x, const void *y) {
   return p->bits - q->bits;
 }
 
-static ct_status rego__bi_cidr_merge(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_cidr_merge(rg_ev *ev, rv **a, rv **out) {
   rv *x = a[0];
   if (x->t != RV_ARR && x->t != RV_SET)
     return rg_bi_type(ev, "net.cidr_merge: operand 1 must be one of {array, set} but got %s", rg_type_name(x));
@@ -177,7 +178,7 @@ static ct_status rego__bi_cidr_merge(rg_ev *ev, rv **a, rv **out) {
 
 /* Collects (key, cidr text) pairs from a string, array, set or object; array elements may be
  * tuples whose first element is the address. */
-static ct_status rego__collect(rg_ev *ev, int argn, rv *x, rv ***keys, rv ***vals, size_t *n) {
+static CT_RESULT rego__collect(rg_ev *ev, int argn, rv *x, rv ***keys, rv ***vals, size_t *n) {
   size_t cap = x->t == RV_STR ? 1 : x->n;
   *keys = rg_alloc(A, (cap + 1) * sizeof(rv *));
   *vals = rg_alloc(A, (cap + 1) * sizeof(rv *));
@@ -211,7 +212,7 @@ static ct_status rego__collect(rg_ev *ev, int argn, rv *x, rv ***keys, rv ***val
   return CT_OK;
 }
 
-static ct_status rego__bi_cidr_contains_matches(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_cidr_contains_matches(rg_ev *ev, rv **a, rv **out) {
   rv **k1, **v1, **k2, **v2;
   size_t n1, n2;
   CT_GUARD(rego__collect(ev, 1, a[0], &k1, &v1, &n1));
