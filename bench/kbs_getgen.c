@@ -131,7 +131,7 @@ static int http(conn *c, const char *method, const char *path, const char *body,
   return status;
 }
 
-static ct_status sample_evidence_json(const char *nonce, json_t *teekey, char **attest_body, ct_err *err) {
+static CT_RESULT sample_evidence_json(const char *nonce, json_t *teekey, char **attest_body, ct_err *err) {
   uint8_t rd[48];
   CT_GUARD(kbc_report_data(nonce, teekey, rd, err));
   char *b64 = NULL;

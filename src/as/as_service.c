@@ -52,7 +52,7 @@ static const char *const as__trust_claim_names[] = {
     "hardware", "runtime-opaque", "storage-opaque", "sourced-data"};
 
 /* query_reference_value(id): Trustee's extension function; unknown ids yield null. */
-static ct_status as__query_rv(void *ctx, json_t *const *args, size_t nargs, json_t **result, ct_err *err) {
+static CT_RESULT as__query_rv(void *ctx, json_t *const *args, size_t nargs, json_t **result, ct_err *err) {
   as_service *as = ctx;
   CT_ENSURE(nargs == 1 && json_is_string(args[0]), err, CT_EINVAL,
             "query_reference_value expects one string argument");
@@ -62,7 +62,7 @@ static ct_status as__query_rv(void *ctx, json_t *const *args, size_t nargs, json
   return CT_OK;
 }
 
-static ct_status as__compile(as_service *as, const char *id, const char *text, rego_policy **out,
+static CT_RESULT as__compile(as_service *as, const char *id, const char *text, rego_policy **out,
                              ct_err *err) {
   rego_host_function fns[] = {{"query_reference_value", 1, as__query_rv, as}};
   rego_options opts = {.host_functions = fns, .n_host_functions = 1};
@@ -84,7 +84,7 @@ static void as__policy_release(as_service *as, as__policy *p) {
   }
 }
 
-static ct_status as__install(as_service *as, const char *id, const char *text, rego_policy *compiled,
+static CT_RESULT as__install(as_service *as, const char *id, const char *text, rego_policy *compiled,
                              ct_err *err) {
   as__policy *p = calloc(1, sizeof *p);
   if (!p) {
@@ -132,7 +132,7 @@ static as__policy *as__acquire(as_service *as, const char *id) {
   return found;
 }
 
-static ct_status as__check_policy_id(const char *id, ct_err *err) {
+static CT_RESULT as__check_policy_id(const char *id, ct_err *err) {
   size_t n = strlen(id);
   CT_ENSURE(n > 0 && n < 100, err, CT_EINVAL, "policy id must be 1 to 99 characters");
   for (size_t i = 0; i < n; i++) {
@@ -145,14 +145,14 @@ static ct_status as__check_policy_id(const char *id, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status as__policy_key(const char *id, char *key, size_t cap, ct_err *err) {
+static CT_RESULT as__policy_key(const char *id, char *key, size_t cap, ct_err *err) {
   int n = snprintf(key, cap, "%s" AS_POLICY_SUFFIX, id);
   CT_ENSURE(n > 0 && (size_t)n < cap, err, CT_ELIMIT, "policy id too long");
   return CT_OK;
 }
 
 /* The stored policy ids: keys without the ".rego" suffix, each once. */
-static ct_status as__policy_ids(as_service *as, json_t **out, ct_err *err) {
+static CT_RESULT as__policy_ids(as_service *as, json_t **out, ct_err *err) {
   json_t *keys = NULL;
   CT_GUARD(kvs_list(as->cfg.store, AS_POLICY_NS, &keys, err));
   json_t *ids = json_array();
@@ -178,7 +178,7 @@ static ct_status as__policy_ids(as_service *as, json_t **out, ct_err *err) {
   return CT_OK;
 }
 
-ct_status as_set_policy(as_service *as, const char *policy_id, const char *rego, size_t len, ct_err *err) {
+CT_RESULT as_set_policy(as_service *as, const char *policy_id, const char *rego, size_t len, ct_err *err) {
   CT_GUARD(as__check_policy_id(policy_id, err));
   CT_ENSURE(len <= AS_MAX_POLICY_BYTES, err, CT_ELIMIT, "policy larger than %u bytes", AS_MAX_POLICY_BYTES);
   CT_ENSURE(memchr(rego, 0, len) == NULL, err, CT_EINVAL, "policy text contains a NUL byte");
@@ -223,7 +223,7 @@ void as_reload_policies(as_service *as) {
   json_decref(ids);
 }
 
-ct_status as_get_policy(as_service *as, const char *policy_id, char **rego, ct_err *err) {
+CT_RESULT as_get_policy(as_service *as, const char *policy_id, char **rego, ct_err *err) {
   CT_GUARD(as__check_policy_id(policy_id, err));
   uint8_t *data = NULL;
   size_t len = 0;
@@ -238,7 +238,7 @@ ct_status as_get_policy(as_service *as, const char *policy_id, char **rego, ct_e
 
 /* Loads stored policies, then the shipped default_cpu unless one is stored (Trustee does not
  * overwrite an administrator's policy at start-up). */
-static ct_status as__load_policies(as_service *as, ct_err *err) {
+static CT_RESULT as__load_policies(as_service *as, ct_err *err) {
   json_t *ids = NULL;
   CT_GUARD(as__policy_ids(as, &ids, err));
   bool have_default = false;
@@ -263,7 +263,7 @@ static ct_status as__load_policies(as_service *as, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status as__load_signer(as_service *as, ct_err *err) {
+static CT_RESULT as__load_signer(as_service *as, ct_err *err) {
   jose_jwk *jwk = NULL;
   if (!as->cfg.signer_key_path) {
     CT_GUARD(jose_jwk_generate("ES256", "P-256", &jwk, err));
@@ -316,7 +316,7 @@ static ct_status as__load_signer(as_service *as, ct_err *err) {
   return ct_json_set_new(as->header_jwk, "x5c", x5c, err);
 }
 
-ct_status as_service_new(const as_config *cfg, as_service **out, ct_err *err) {
+CT_RESULT as_service_new(const as_config *cfg, as_service **out, ct_err *err) {
   as_service *as = calloc(1, sizeof *as);
   CT_ENSURE(as, err, CT_ENOMEM, "out of memory");
   as->cfg = *cfg;
@@ -378,7 +378,7 @@ static int as__tier(json_int_t v) {
   return 3;
 }
 
-static ct_status as__appraise(as_service *as, const char *policy_id, const char *tee_class,
+static CT_RESULT as__appraise(as_service *as, const char *policy_id, const char *tee_class,
                               const json_t *annotated, json_t **submod, ct_err *err) {
   char full_id[160];
   snprintf(full_id, sizeof full_id, "%s_%s", policy_id, tee_class);
@@ -452,7 +452,7 @@ static ct_status as__appraise(as_service *as, const char *policy_id, const char 
   return CT_OK;
 }
 
-ct_status as_evaluate(as_service *as, const as_request *req, char **token, json_t **claims_out, ct_err *err) {
+CT_RESULT as_evaluate(as_service *as, const as_request *req, char **token, json_t **claims_out, ct_err *err) {
   const as_verifier *v = NULL;
   size_t vi = 0;
   for (; vi < as->n_verifiers; vi++)

@@ -14,7 +14,7 @@ void ct_buf_init(ct_buf *b, size_t max) {
   b->max = max;
 }
 
-static ct_status ct_buf__reserve(ct_buf *b, size_t extra, ct_err *err) {
+static CT_RESULT ct_buf__reserve(ct_buf *b, size_t extra, ct_err *err) {
   if (extra > b->max || b->len > b->max - extra) {
     size_t max = b->max;
     ct_buf_free(b);
@@ -34,7 +34,7 @@ static ct_status ct_buf__reserve(ct_buf *b, size_t extra, ct_err *err) {
   return CT_OK;
 }
 
-ct_status ct_buf_append(ct_buf *b, const void *data, size_t len, ct_err *err) {
+CT_RESULT ct_buf_append(ct_buf *b, const void *data, size_t len, ct_err *err) {
   CT_GUARD(ct_buf__reserve(b, len, err));
   if (len) memcpy(b->data + b->len, data, len);
   b->len += len;
@@ -42,11 +42,11 @@ ct_status ct_buf_append(ct_buf *b, const void *data, size_t len, ct_err *err) {
   return CT_OK;
 }
 
-ct_status ct_buf_append_str(ct_buf *b, const char *s, ct_err *err) {
+CT_RESULT ct_buf_append_str(ct_buf *b, const char *s, ct_err *err) {
   return ct_buf_append(b, s, strlen(s), err);
 }
 
-ct_status ct_buf_printf(ct_buf *b, ct_err *err, const char *fmt, ...) {
+CT_RESULT ct_buf_printf(ct_buf *b, ct_err *err, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(NULL, 0, fmt, ap);

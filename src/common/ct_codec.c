@@ -7,7 +7,7 @@
 static const char ct__b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char ct__b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-ct_status ct_b64_encode(ct_b64_variant v, const uint8_t *in, size_t len, char **out, ct_err *err) {
+CT_RESULT ct_b64_encode(ct_b64_variant v, const uint8_t *in, size_t len, char **out, ct_err *err) {
   if (len > (SIZE_MAX / 4) * 3 - 3) return ct_fail(err, CT_ELIMIT, "base64 input too large");
   const char *alpha = v == CT_B64_URL ? ct__b64_url : ct__b64_std;
   bool pad = v != CT_B64_URL;
@@ -46,7 +46,7 @@ static int ct__b64_val(ct_b64_variant v, char c) {
   return -1;
 }
 
-ct_status ct_b64_decode(ct_b64_variant v, const char *in, size_t len, uint8_t **out, size_t *out_len,
+CT_RESULT ct_b64_decode(ct_b64_variant v, const char *in, size_t len, uint8_t **out, size_t *out_len,
                         ct_err *err) {
   size_t body = len;
   while (body > 0 && in[body - 1] == '=' && len - body < 2) body--;
@@ -95,7 +95,7 @@ void ct_hex_into(const uint8_t *in, size_t len, char *out) {
   out[2 * len] = 0;
 }
 
-ct_status ct_hex_encode(const uint8_t *in, size_t len, char **out, ct_err *err) {
+CT_RESULT ct_hex_encode(const uint8_t *in, size_t len, char **out, ct_err *err) {
   if (len > SIZE_MAX / 2 - 1) return ct_fail(err, CT_ELIMIT, "hex input too large");
   char *o = malloc(2 * len + 1);
   if (!o) return ct_fail(err, CT_ENOMEM, "out of memory encoding hex");
@@ -111,7 +111,7 @@ static int ct__hex_val(char c) {
   return -1;
 }
 
-ct_status ct_hex_decode(const char *in, size_t len, uint8_t **out, size_t *out_len, ct_err *err) {
+CT_RESULT ct_hex_decode(const char *in, size_t len, uint8_t **out, size_t *out_len, ct_err *err) {
   if (len % 2) return ct_fail(err, CT_EINVAL, "hex string has odd length %zu", len);
   uint8_t *o = malloc(len / 2 + 1);
   if (!o) return ct_fail(err, CT_ENOMEM, "out of memory decoding hex");

@@ -4,7 +4,7 @@
 #include <openssl/sha.h>
 #include <string.h>
 
-ct_status ct_digest(const char *alg, const void *data, size_t len, uint8_t out[CT_DIGEST_MAX],
+CT_RESULT ct_digest(const char *alg, const void *data, size_t len, uint8_t out[CT_DIGEST_MAX],
                     size_t *out_len, ct_err *err) {
   if (!strcmp(alg, "sha256")) {
     SHA256(data, len, out);

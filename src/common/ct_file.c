@@ -11,11 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-ct_status ct_file_read(const char *path, size_t max, uint8_t **out, size_t *len, ct_err *err) {
+CT_RESULT ct_file_read(const char *path, size_t max, uint8_t **out, size_t *len, ct_err *err) {
   return ct_file_read_at(AT_FDCWD, path, max, out, len, err);
 }
 
-ct_status ct_file_read_at(int dirfd, const char *path, size_t max, uint8_t **out, size_t *len, ct_err *err) {
+CT_RESULT ct_file_read_at(int dirfd, const char *path, size_t max, uint8_t **out, size_t *len, ct_err *err) {
   int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ct_fail(err, errno == ENOENT ? CT_ENOTFOUND : CT_EIO, "cannot open %s: %s", path,
                              strerror(errno));
@@ -54,7 +54,7 @@ ct_status ct_file_read_at(int dirfd, const char *path, size_t max, uint8_t **out
   return CT_OK;
 }
 
-ct_status ct_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
+CT_RESULT ct_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
                                ct_err *err) {
   return ct_file_write_atomic_at(AT_FDCWD, path, data, len, mode, err);
 }
@@ -73,7 +73,7 @@ static int ct_file__mktemp_at(int dirfd, const char *path, char *tmp, size_t cap
   return -1;
 }
 
-ct_status ct_file_write_atomic_at(int dirfd, const char *path, const void *data, size_t len, unsigned mode,
+CT_RESULT ct_file_write_atomic_at(int dirfd, const char *path, const void *data, size_t len, unsigned mode,
                                   ct_err *err) {
   size_t plen = strlen(path);
   char *tmp = malloc(plen + 24);

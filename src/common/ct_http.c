@@ -57,7 +57,7 @@ static void ct_http__opts_free(ct_http_opts *o) {
 }
 
 /* Deep-copies `src` (NULL: defaults) into `dst` and fills in the defaults. */
-static ct_status ct_http__opts_copy(ct_http_opts *dst, const ct_http_opts *src, ct_err *err) {
+static CT_RESULT ct_http__opts_copy(ct_http_opts *dst, const ct_http_opts *src, ct_err *err) {
   ct_http_opts none = {0};
   *dst = src ? *src : none;
 #define CT_HTTP__DUP(f) dst->f = NULL;
@@ -86,7 +86,7 @@ nomem:
 
 static const char *ct_http__method(const ct_http_req *r) { return r->method ? r->method : "GET"; }
 
-static ct_status ct_http__check_req(const ct_http_req *r, ct_err *err) {
+static CT_RESULT ct_http__check_req(const ct_http_req *r, ct_err *err) {
   CT_ENSURE(r && r->url, err, CT_EINVAL, "http: request without a URL");
   CT_ENSURE(strnlen(r->url, CT_HTTP_URL_MAX + 1) <= CT_HTTP_URL_MAX, err, CT_ELIMIT,
             "http: URL longer than %d bytes", CT_HTTP_URL_MAX);
@@ -222,7 +222,7 @@ static void ct_http__xfer_clear(ct_http__xfer *x) {
   } while (0)
 
 /* Configures `h` (fresh, or reused with the same opts) for one attempt of `r`. */
-static ct_status ct_http__setup(CURL *h, const ct_http_opts *o, const ct_http_req *r,
+static CT_RESULT ct_http__setup(CURL *h, const ct_http_opts *o, const ct_http_req *r,
                                 ct_http__xfer *x, long timeout_ms, ct_err *err) {
   const char *m = ct_http__method(r);
   x->body_over = x->hdr_over = false;
@@ -380,7 +380,7 @@ static void ct_http__log_retry(const ct_http_opts *o, const ct_http_req *r, cons
          ct_http__method(r), r->url, attempt, delay_ms, cause);
 }
 
-static ct_status ct_http__fail(const ct_http_req *r, ct_http_resp *resp, ct_http__outcome oc,
+static CT_RESULT ct_http__fail(const ct_http_req *r, ct_http_resp *resp, ct_http__outcome oc,
                                const ct_http__xfer *x, ct_err *err) {
   ct_buf_free(&resp->body);
   char tries[40] = "";
@@ -403,7 +403,7 @@ struct ct_http_client {
   ct_http__xfer x; /* lives as long as the handle, which points at its buffers */
 };
 
-ct_status ct_http_client_new(const ct_http_opts *opts, ct_http_client **out, ct_err *err) {
+CT_RESULT ct_http_client_new(const ct_http_opts *opts, ct_http_client **out, ct_err *err) {
   pthread_once(&ct_http__once, ct_http__global_init);
   ct_http_client *c = calloc(1, sizeof *c);
   CT_ENSURE(c, err, CT_ENOMEM, "http: out of memory");
@@ -433,7 +433,7 @@ void ct_http_client_free(ct_http_client *c) {
   free(c);
 }
 
-ct_status ct_http_do(ct_http_client *c, const ct_http_req *req, ct_http_resp *resp, ct_err *err) {
+CT_RESULT ct_http_do(ct_http_client *c, const ct_http_req *req, ct_http_resp *resp, ct_err *err) {
   memset(resp, 0, sizeof *resp);
   CT_GUARD(ct_http__check_req(req, err));
   ct_http__xfer *x = &c->x;
@@ -462,7 +462,7 @@ ct_status ct_http_do(ct_http_client *c, const ct_http_req *req, ct_http_resp *re
   }
 }
 
-ct_status ct_http_call(const ct_http_opts *opts, const ct_http_req *req, ct_http_resp *resp,
+CT_RESULT ct_http_call(const ct_http_opts *opts, const ct_http_req *req, ct_http_resp *resp,
                        ct_err *err) {
   ct_http_client *c = NULL;
   memset(resp, 0, sizeof *resp);
@@ -525,7 +525,7 @@ static void ct_http__job_free(ct_http__job *j) {
 }
 
 /* "scheme://host:port" of a URL, the default concurrency source. */
-static ct_status ct_http__source_of(const char *url, char *out, size_t cap, ct_err *err) {
+static CT_RESULT ct_http__source_of(const char *url, char *out, size_t cap, ct_err *err) {
   CURLU *u = curl_url();
   CT_ENSURE(u, err, CT_ENOMEM, "http: out of memory");
   char *scheme = NULL, *host = NULL, *port = NULL;
@@ -546,7 +546,7 @@ static ct_status ct_http__source_of(const char *url, char *out, size_t cap, ct_e
   return st;
 }
 
-static ct_status ct_http__job_new(const ct_http_opts *opts, const ct_http_req *req,
+static CT_RESULT ct_http__job_new(const ct_http_opts *opts, const ct_http_req *req,
                                   const char *source, ct_http__job **out, ct_err *err) {
   CT_GUARD(ct_http__check_req(req, err));
   ct_http__job *j = calloc(1, sizeof *j);
@@ -750,7 +750,7 @@ static void *ct_http__thread(void *arg) {
   return NULL;
 }
 
-ct_status ct_http_pool_new(const ct_http_pool_opts *opts, ct_http_pool **out, ct_err *err) {
+CT_RESULT ct_http_pool_new(const ct_http_pool_opts *opts, ct_http_pool **out, ct_err *err) {
   pthread_once(&ct_http__once, ct_http__global_init);
   ct_http_pool *p = calloc(1, sizeof *p);
   CT_ENSURE(p, err, CT_ENOMEM, "http: out of memory");
@@ -788,7 +788,7 @@ void ct_http_pool_free(ct_http_pool *p) {
   free(p);
 }
 
-ct_status ct_http_submit(ct_http_pool *p, const ct_http_opts *opts, const ct_http_req *req,
+CT_RESULT ct_http_submit(ct_http_pool *p, const ct_http_opts *opts, const ct_http_req *req,
                          const char *source, ct_http_done_fn done, void *ud, ct_err *err) {
   CT_ENSURE(p && done, err, CT_EINVAL, "http: submit needs a pool and a completion callback");
   ct_http__job *j = NULL;
@@ -838,7 +838,7 @@ static void ct_http__wake(void *ud, ct_status st, ct_http_resp *resp, const ct_e
   pthread_mutex_unlock(&w->mu);
 }
 
-ct_status ct_http_pool_do(ct_http_pool *p, const ct_http_opts *opts, const ct_http_req *req,
+CT_RESULT ct_http_pool_do(ct_http_pool *p, const ct_http_opts *opts, const ct_http_req *req,
                           const char *source, ct_http_resp *resp, ct_err *err) {
   memset(resp, 0, sizeof *resp);
   ct_http__waiter w = {.done = false};

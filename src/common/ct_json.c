@@ -7,7 +7,7 @@
 
 /* jansson has no depth option below its compile-time 2048, so scan first. Strings are skipped
  * so that brackets inside them do not count. */
-static ct_status ct_json__check_depth(const char *buf, size_t len, size_t max_depth, ct_err *err) {
+static CT_RESULT ct_json__check_depth(const char *buf, size_t len, size_t max_depth, ct_err *err) {
   size_t depth = 0;
   bool in_str = false;
   for (size_t i = 0; i < len; i++) {
@@ -26,7 +26,7 @@ static ct_status ct_json__check_depth(const char *buf, size_t len, size_t max_de
   return CT_OK;
 }
 
-ct_status ct_json_parse(const char *buf, size_t len, size_t max_depth, json_t **out, ct_err *err) {
+CT_RESULT ct_json_parse(const char *buf, size_t len, size_t max_depth, json_t **out, ct_err *err) {
   CT_GUARD(ct_json__check_depth(buf, len, max_depth, err));
   json_error_t jerr;
   json_t *v = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
@@ -86,7 +86,7 @@ static int ct_json__key_cmp(const void *x, const void *y) {
   return ct_json__cmp_utf16(*(const char *const *)x, *(const char *const *)y);
 }
 
-static ct_status ct_json__jcs_string(const char *s, size_t len, ct_buf *out, ct_err *err) {
+static CT_RESULT ct_json__jcs_string(const char *s, size_t len, ct_buf *out, ct_err *err) {
   CT_GUARD(ct_buf_append(out, "\"", 1, err));
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
@@ -113,7 +113,7 @@ static ct_status ct_json__jcs_string(const char *s, size_t len, ct_buf *out, ct_
 }
 
 /* ECMAScript Number.prototype.toString for finite doubles, as RFC 8785 section 3.2.2.3 asks. */
-static ct_status ct_json__jcs_number(double v, ct_buf *out, ct_err *err) {
+static CT_RESULT ct_json__jcs_number(double v, ct_buf *out, ct_err *err) {
   if (!isfinite(v)) return ct_fail(err, CT_EINVAL, "JCS cannot encode NaN or infinity");
   if (v == 0) return ct_buf_append_str(out, "0", err);
   char tmp[40];
@@ -157,7 +157,7 @@ static ct_status ct_json__jcs_number(double v, ct_buf *out, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status ct_json__jcs(const json_t *v, ct_buf *out, int depth, ct_err *err) {
+static CT_RESULT ct_json__jcs(const json_t *v, ct_buf *out, int depth, ct_err *err) {
   if (depth > 256) return ct_fail(err, CT_ELIMIT, "JSON value too deep to canonicalise");
   switch (json_typeof(v)) {
   case JSON_NULL: return ct_buf_append_str(out, "null", err);
@@ -203,11 +203,11 @@ static ct_status ct_json__jcs(const json_t *v, ct_buf *out, int depth, ct_err *e
   return ct_fail(err, CT_EINTERNAL, "unknown JSON type");
 }
 
-ct_status ct_jcs_append(const json_t *value, ct_buf *out, ct_err *err) {
+CT_RESULT ct_jcs_append(const json_t *value, ct_buf *out, ct_err *err) {
   return ct_json__jcs(value, out, 0, err);
 }
 
-ct_status ct_jcs_string(const json_t *value, char **out, size_t *out_len, ct_err *err) {
+CT_RESULT ct_jcs_string(const json_t *value, char **out, size_t *out_len, ct_err *err) {
   ct_buf b;
   ct_buf_init(&b, 64u << 20);
   CT_GUARD(ct_json__jcs(value, &b, 0, err));
@@ -231,7 +231,7 @@ static const char *ct_json__type_name(const json_t *v) {
   return "unknown";
 }
 
-ct_status ct_json_get_string(const json_t *obj, const char *key, const char *what, const char **out,
+CT_RESULT ct_json_get_string(const json_t *obj, const char *key, const char *what, const char **out,
                              ct_err *err) {
   json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
   CT_ENSURE(json_is_string(v), err, CT_EINVAL, "%s: member \"%s\" must be a string, found %s", what,
@@ -240,7 +240,7 @@ ct_status ct_json_get_string(const json_t *obj, const char *key, const char *wha
   return CT_OK;
 }
 
-ct_status ct_json_opt_string(const json_t *obj, const char *key, const char *what, const char **out,
+CT_RESULT ct_json_opt_string(const json_t *obj, const char *key, const char *what, const char **out,
                              ct_err *err) {
   json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
   if (!v || json_is_null(v)) {
@@ -250,7 +250,7 @@ ct_status ct_json_opt_string(const json_t *obj, const char *key, const char *wha
   return ct_json_get_string(obj, key, what, out, err);
 }
 
-ct_status ct_json_get_object(const json_t *obj, const char *key, const char *what, json_t **out,
+CT_RESULT ct_json_get_object(const json_t *obj, const char *key, const char *what, json_t **out,
                              ct_err *err) {
   json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
   CT_ENSURE(json_is_object(v), err, CT_EINVAL, "%s: member \"%s\" must be an object, found %s", what,
@@ -259,7 +259,7 @@ ct_status ct_json_get_object(const json_t *obj, const char *key, const char *wha
   return CT_OK;
 }
 
-ct_status ct_json_get_int(const json_t *obj, const char *key, const char *what, int64_t *out,
+CT_RESULT ct_json_get_int(const json_t *obj, const char *key, const char *what, int64_t *out,
                           ct_err *err) {
   json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
   CT_ENSURE(json_is_integer(v), err, CT_EINVAL, "%s: member \"%s\" must be an integer, found %s",
@@ -287,7 +287,7 @@ static size_t ct_json__utf8_len(const unsigned char *p, size_t n) {
 
 /* Copies runs of characters that need no escape in one append: jansson escapes character by
  * character, which made serialising the multi-KiB tokens and JWEs a tenth of a handshake. */
-static ct_status ct_json__write_string(const char *str, size_t n, ct_buf *out, ct_err *err) {
+static CT_RESULT ct_json__write_string(const char *str, size_t n, ct_buf *out, ct_err *err) {
   const unsigned char *s = (const unsigned char *)str;
   CT_GUARD(ct_buf_append(out, "\"", 1, err));
   size_t run = 0, i = 0;
@@ -334,7 +334,7 @@ static int ct_json__member_cmp(const void *a, const void *b) {
   return r ? r : (x->len > y->len) - (x->len < y->len);
 }
 
-static ct_status ct_json__write(const json_t *v, bool sort_keys, ct_buf *out, int depth, ct_err *err) {
+static CT_RESULT ct_json__write(const json_t *v, bool sort_keys, ct_buf *out, int depth, ct_err *err) {
   CT_ENSURE(depth <= 2048, err, CT_ELIMIT, "JSON value too deep to serialise");
   switch (json_typeof(v)) {
   case JSON_NULL: return ct_buf_append(out, "null", 4, err);
@@ -388,12 +388,12 @@ static ct_status ct_json__write(const json_t *v, bool sort_keys, ct_buf *out, in
   return ct_fail(err, CT_EINVAL, "unknown JSON type");
 }
 
-ct_status ct_json_write(const json_t *value, bool sort_keys, ct_buf *out, ct_err *err) {
+CT_RESULT ct_json_write(const json_t *value, bool sort_keys, ct_buf *out, ct_err *err) {
   CT_ENSURE(value, err, CT_EINVAL, "no JSON value to serialise");
   return ct_json__write(value, sort_keys, out, 0, err);
 }
 
-ct_status ct_json_dump(const json_t *value, char **out, ct_err *err) {
+CT_RESULT ct_json_dump(const json_t *value, char **out, ct_err *err) {
   ct_buf b;
   ct_buf_init(&b, SIZE_MAX);
   if (ct_json_write(value, true, &b, err) != CT_OK) {
@@ -406,7 +406,7 @@ ct_status ct_json_dump(const json_t *value, char **out, ct_err *err) {
   return CT_OK;
 }
 
-ct_status ct_json_set_new(json_t *obj, const char *key, json_t *value, ct_err *err) {
+CT_RESULT ct_json_set_new(json_t *obj, const char *key, json_t *value, ct_err *err) {
   if (!value) return ct_fail(err, CT_ENOMEM, "out of memory building JSON member \"%s\"", key);
   if (json_object_set_new(obj, key, value) != 0)
     return ct_fail(err, CT_ENOMEM, "out of memory setting JSON member \"%s\"", key);

@@ -20,17 +20,17 @@ void ct_wipe(void *p, size_t len) {
   if (p && len) OPENSSL_cleanse(p, len);
 }
 
-ct_status ct_random(void *out, size_t len, ct_err *err) {
+CT_RESULT ct_random(void *out, size_t len, ct_err *err) {
   if (len > INT32_MAX) return ct_fail(err, CT_ELIMIT, "random request too large");
   if (RAND_bytes(out, (int)len) != 1) return ct_fail_ossl(err, CT_ECRYPTO, "OS random source failed");
   return CT_OK;
 }
 
-ct_status ct_strdup(const char *s, char **out, ct_err *err) {
+CT_RESULT ct_strdup(const char *s, char **out, ct_err *err) {
   return ct_strndup(s, strlen(s), out, err);
 }
 
-ct_status ct_strndup(const char *s, size_t n, char **out, ct_err *err) {
+CT_RESULT ct_strndup(const char *s, size_t n, char **out, ct_err *err) {
   char *p = malloc(n + 1);
   if (!p) return ct_fail(err, CT_ENOMEM, "out of memory copying a %zu-byte string", n);
   memcpy(p, s, n);

@@ -89,7 +89,7 @@ size_t ct_reader_offset(const ct_reader *r) { return r->off; }
 
 bool ct_reader_ok(const ct_reader *r) { return !r->fail_field; }
 
-ct_status ct_reader_status(const ct_reader *r, ct_err *err) {
+CT_RESULT ct_reader_status(const ct_reader *r, ct_err *err) {
   if (!r->fail_field) return CT_OK;
   if (r->fail_why)
     return ct_fail(err, CT_EINVAL, "%s: at offset %zu: %s: %s", r->what, r->fail_off, r->fail_field,

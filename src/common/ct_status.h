@@ -39,6 +39,10 @@ typedef struct ct_err {
   char msg[CT_ERR_MSG_MAX];
 } ct_err;
 
+/* The error-report helpers below return the code they record, so that `return ct_fail(...)`
+ * reads naturally. They cannot fail themselves, so they are the only functions returning
+ * ct_status that are not CT_RESULT: calling one as a statement loses nothing. */
+
 /* Sets `err` (which may be NULL) to `code` and the formatted message; returns `code`. */
 ct_status ct_fail(ct_err *err, ct_status code, const char *fmt, ...) CT_PRINTF(3, 4);
 ct_status ct_vfail(ct_err *err, ct_status code, const char *fmt, va_list ap);

@@ -17,7 +17,7 @@
 #include "toml.h"
 
 /* Replaces *dst with a copy of the optional string member `key` of `obj`. */
-static ct_status cdh__opt_str(const json_t *obj, const char *key, const char *what, char **dst,
+static CT_RESULT cdh__opt_str(const json_t *obj, const char *key, const char *what, char **dst,
                               ct_err *err) {
   if (!obj) return CT_OK;
   const char *v = NULL;
@@ -37,7 +37,7 @@ static const json_t *cdh__table(const json_t *doc, const char *key, const char *
   return json_is_object(t) ? t : NULL;
 }
 
-ct_status cdh_config_parse_cdh(const char *text, size_t len, cdh_config *cfg, ct_err *err) {
+CT_RESULT cdh_config_parse_cdh(const char *text, size_t len, cdh_config *cfg, ct_err *err) {
   CT_ENSURE(len <= CDH_CONFIG_MAX, err, CT_ELIMIT, "cdh.toml larger than %u bytes", CDH_CONFIG_MAX);
   json_t *doc = NULL;
   ct_status st = toml_parse(text, len, &doc, err);
@@ -153,7 +153,7 @@ out:
   return st;
 }
 
-ct_status cdh_config_parse_aa(const char *text, size_t len, cdh_config *cfg, ct_err *err) {
+CT_RESULT cdh_config_parse_aa(const char *text, size_t len, cdh_config *cfg, ct_err *err) {
   CT_ENSURE(len <= CDH_CONFIG_MAX, err, CT_ELIMIT, "aa.toml larger than %u bytes", CDH_CONFIG_MAX);
   json_t *doc = NULL;
   ct_status st = toml_parse(text, len, &doc, err);
@@ -188,7 +188,7 @@ out:
 }
 
 /* "cc_kbc::<url>"; anything else (offline_fs_kbc, ...) is not a KBS. */
-static ct_status cdh__kbc_param(const char *v, size_t n, cdh_config *cfg, ct_err *err) {
+static CT_RESULT cdh__kbc_param(const char *v, size_t n, cdh_config *cfg, ct_err *err) {
   const char *sep = NULL;
   for (size_t i = 0; i + 1 < n; i++)
     if (v[i] == ':' && v[i + 1] == ':') {
@@ -201,7 +201,7 @@ static ct_status cdh__kbc_param(const char *v, size_t n, cdh_config *cfg, ct_err
   return ct_strndup(sep + 2, n - (size_t)(sep + 2 - v), &cfg->kbs_url, err);
 }
 
-ct_status cdh_config_kbc_params(cdh_config *cfg, const char *cmdline_path, ct_err *err) {
+CT_RESULT cdh_config_kbc_params(cdh_config *cfg, const char *cmdline_path, ct_err *err) {
   if (cfg->kbs_url || cfg->aa_kbs_url) return CT_OK;
   const char *env = getenv("AA_KBC_PARAMS");
   if (env && *env) return cdh__kbc_param(env, strlen(env), cfg, err);
@@ -225,7 +225,7 @@ ct_status cdh_config_kbc_params(cdh_config *cfg, const char *cmdline_path, ct_er
   return st;
 }
 
-ct_status cdh_config_cmdline_credentials(cdh_config *cfg, const char *cmd, size_t len,
+CT_RESULT cdh_config_cmdline_credentials(cdh_config *cfg, const char *cmd, size_t len,
                                          ct_err *err) {
   static const char key[] = "cdh.kbs_resources=";
   const char *v = NULL;
@@ -315,7 +315,7 @@ void cdh_config_free(cdh_config *cfg) {
 
 /* Validation and digest come from the shared init-data module (same rules as Trustee's AS); the
  * hub keeps the exact text (sent in /attest) and the data table (configuration entries). */
-ct_status cdh_initdata_parse(const char *text, size_t len, cdh_initdata *out, ct_err *err) {
+CT_RESULT cdh_initdata_parse(const char *text, size_t len, cdh_initdata *out, ct_err *err) {
   memset(out, 0, sizeof *out);
   CT_ENSURE(len <= CDH_CONFIG_MAX, err, CT_ELIMIT, "init-data larger than %u bytes", CDH_CONFIG_MAX);
   initdata *d = NULL;
@@ -338,7 +338,7 @@ fail:
   return st;
 }
 
-ct_status cdh_initdata_load(const char *path, cdh_initdata *out, ct_err *err) {
+CT_RESULT cdh_initdata_load(const char *path, cdh_initdata *out, ct_err *err) {
   uint8_t *raw = NULL;
   size_t len = 0;
   CT_GUARD(ct_file_read(path, CDH_CONFIG_MAX, &raw, &len, err));

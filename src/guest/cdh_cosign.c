@@ -143,7 +143,7 @@ static void cdh__payload(const uint8_t *blob, size_t n, const cdh_image_ref *img
   json_decref(p);
 }
 
-ct_status cdh_cosign_verify(cdh_registry *g, const cdh_image_ref *r, const char *manifest_digest,
+CT_RESULT cdh_cosign_verify(cdh_registry *g, const cdh_image_ref *r, const char *manifest_digest,
                             const char *list_digest, const char *key_pem, size_t key_len,
                             const json_t *signed_identity, ct_err *err) {
   EVP_PKEY *key = NULL;

@@ -39,7 +39,7 @@ struct cdh_hub {
   char *sealed_key_dir;
 };
 
-static ct_status cdh__evidence(void *ud, const uint8_t *rd, size_t len, json_t **ev, ct_err *err) {
+static CT_RESULT cdh__evidence(void *ud, const uint8_t *rd, size_t len, json_t **ev, ct_err *err) {
   cdh_hub *h = ud;
   pthread_mutex_lock(&h->ev_mu);
   ct_status st = guest_get_evidence(&h->guest, h->tee, rd, len, ev, err);
@@ -47,7 +47,7 @@ static ct_status cdh__evidence(void *ud, const uint8_t *rd, size_t len, json_t *
   return st;
 }
 
-static ct_status cdh__client(cdh_hub *h, const cdh_hub_opts *o, const char *url, const char *cert,
+static CT_RESULT cdh__client(cdh_hub *h, const cdh_hub_opts *o, const char *url, const char *cert,
                              kbc_client **out, ct_err *err) {
   kbc_opts ko = {.tee = guest_tee_name(h->tee),
                  .evidence = o->token ? NULL : cdh__evidence,
@@ -63,7 +63,7 @@ static ct_status cdh__client(cdh_hub *h, const cdh_hub_opts *o, const char *url,
   return st;
 }
 
-ct_status cdh_hub_new(const cdh_hub_opts *o, cdh_hub **out, ct_err *err) {
+CT_RESULT cdh_hub_new(const cdh_hub_opts *o, cdh_hub **out, ct_err *err) {
   CT_ENSURE(o && o->config && o->guest && guest_tee_name(o->tee), err, CT_EINVAL,
             "cdh: hub needs a configuration and a TEE");
   cdh_hub *h = calloc(1, sizeof *h);
@@ -179,7 +179,7 @@ static void cdh__checkin(cdh_hub *h, kbc_client *c, unsigned gen) {
   kbc_client_free(c);
 }
 
-ct_status cdh_hub_get_resource(cdh_hub *h, const char *uri, uint8_t **out, size_t *len,
+CT_RESULT cdh_hub_get_resource(cdh_hub *h, const char *uri, uint8_t **out, size_t *len,
                                ct_err *err) {
   CT_ENSURE(h->res, err, CT_EUNSUPPORTED,
             "cdh: no KBS configured ([kbc] url in cdh.toml, aa.toml, AA_KBC_PARAMS or "
@@ -219,7 +219,7 @@ static int cdh__kid_name_ok(const char *kid) {
   return 1;
 }
 
-ct_status cdh_hub_unseal(cdh_hub *h, const char *secret, size_t len, uint8_t **out, size_t *olen,
+CT_RESULT cdh_hub_unseal(cdh_hub *h, const char *secret, size_t len, uint8_t **out, size_t *olen,
                          ct_err *err) {
   cdh_sealed s;
   CT_GUARD(cdh_sealed_parse(secret, len, &s, err));
@@ -277,7 +277,7 @@ out:
   return st;
 }
 
-ct_status cdh_hub_token(cdh_hub *h, char **json, ct_err *err) {
+CT_RESULT cdh_hub_token(cdh_hub *h, char **json, ct_err *err) {
   kbc_client *c = h->tok ? h->tok : h->res;
   CT_ENSURE(c, err, CT_EUNSUPPORTED, "cdh: no KBS configured for tokens");
   char *pem = NULL;
@@ -298,7 +298,7 @@ ct_status cdh_hub_token(cdh_hub *h, char **json, ct_err *err) {
   return st;
 }
 
-ct_status cdh_hub_evidence(cdh_hub *h, const uint8_t *rd, size_t len, char **json, ct_err *err) {
+CT_RESULT cdh_hub_evidence(cdh_hub *h, const uint8_t *rd, size_t len, char **json, ct_err *err) {
   json_t *ev = NULL;
   CT_GUARD(cdh__evidence(h, rd, len, &ev, err));
   ct_status st = ct_json_dump(ev, json, err);
@@ -306,7 +306,7 @@ ct_status cdh_hub_evidence(cdh_hub *h, const uint8_t *rd, size_t len, char **jso
   return st;
 }
 
-ct_status cdh_hub_measure(cdh_hub *h, const char *domain, const char *operation,
+CT_RESULT cdh_hub_measure(cdh_hub *h, const char *domain, const char *operation,
                           const char *content, int pcr, ct_err *err) {
   CT_ENSURE(h->cfg->eventlog_enabled && h->guest.eventlog_path, err, CT_EUNSUPPORTED,
             "runtime measurements are not enabled (aa.toml [eventlog_config] enable_eventlog)");
@@ -318,7 +318,7 @@ ct_status cdh_hub_measure(cdh_hub *h, const char *domain, const char *operation,
   return st;
 }
 
-static ct_status cdh__mkdirs(const char *file, ct_err *err) {
+static CT_RESULT cdh__mkdirs(const char *file, ct_err *err) {
   char p[4096];
   CT_ENSURE(strlen(file) < sizeof p, err, CT_ELIMIT, "path too long");
   strcpy(p, file);
@@ -332,7 +332,7 @@ static ct_status cdh__mkdirs(const char *file, ct_err *err) {
   return CT_OK;
 }
 
-ct_status cdh_hub_provision_credentials(cdh_hub *h, ct_err *err) {
+CT_RESULT cdh_hub_provision_credentials(cdh_hub *h, ct_err *err) {
   for (size_t i = 0; i < h->cfg->ncreds; i++) {
     const cdh_credential *c = &h->cfg->creds[i];
     uint8_t *data = NULL;
@@ -366,7 +366,7 @@ json_t *cdh_hub_info(cdh_hub *h) {
 
 const char *cdh_hub_tee_name(const cdh_hub *h) { return guest_tee_name(h->tee); }
 
-ct_status cdh_hub_additional_evidence(cdh_hub *h, const uint8_t *rd, size_t len, char **json,
+CT_RESULT cdh_hub_additional_evidence(cdh_hub *h, const uint8_t *rd, size_t len, char **json,
                                       ct_err *err) {
   (void)h;
   /* Additional devices (GPUs, ...) are not attested by this guest: their map is empty, but the

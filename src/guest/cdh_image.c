@@ -232,7 +232,7 @@ static CT_RESULT cdh__open(cdh_hub *h, const char *image, cdh__image *img, json_
   return st;
 }
 
-ct_status cdh_hub_check_image(cdh_hub *h, const char *image, char **verdict, ct_err *err) {
+CT_RESULT cdh_hub_check_image(cdh_hub *h, const char *image, char **verdict, ct_err *err) {
   cdh__image img;
   json_t *policy = NULL;
   cdh_registry *g = NULL;
@@ -527,7 +527,7 @@ static CT_RESULT cdh__layers(cdh_hub *h, cdh_registry *g, const cdh__image *img,
   return CT_OK;
 }
 
-ct_status cdh_hub_pull_image(cdh_hub *h, const char *image, const char *bundle,
+CT_RESULT cdh_hub_pull_image(cdh_hub *h, const char *image, const char *bundle,
                              const atomic_int *cancel, char **digest, ct_err *err) {
   cdh__image img;
   json_t *policy = NULL;

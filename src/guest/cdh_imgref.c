@@ -42,7 +42,7 @@ static int cdh__domain_ok(const char *s, size_t n) {
   return 1;
 }
 
-ct_status cdh_image_ref_parse(const char *s, cdh_image_ref *r, ct_err *err) {
+CT_RESULT cdh_image_ref_parse(const char *s, cdh_image_ref *r, ct_err *err) {
   memset(r, 0, sizeof *r);
   size_t len = strnlen(s, CDH_IMAGE_REF_MAX + 1);
   CT_ENSURE(len > 0 && len <= CDH_IMAGE_REF_MAX, err, CT_EINVAL, "image reference is empty or too long");
@@ -153,7 +153,7 @@ static CT_RESULT cdh__requirements_ok(const json_t *list, const char *where, ct_
   return CT_OK;
 }
 
-ct_status cdh_policy_parse(const char *text, size_t len, json_t **out, ct_err *err) {
+CT_RESULT cdh_policy_parse(const char *text, size_t len, json_t **out, ct_err *err) {
   CT_ENSURE(len <= CDH_POLICY_MAX, err, CT_ELIMIT, "image policy larger than %u bytes", CDH_POLICY_MAX);
   json_t *p = NULL;
   ct_status st = ct_json_parse(text, len, 16, &p, err);

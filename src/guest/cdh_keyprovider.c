@@ -73,7 +73,7 @@ static CT_RESULT cdh__b64_member(const json_t *o, const char *key, size_t max, u
   return CT_OK;
 }
 
-ct_status cdh_hub_unwrap_packet(cdh_hub *h, const char *packet, size_t len, uint8_t **out,
+CT_RESULT cdh_hub_unwrap_packet(cdh_hub *h, const char *packet, size_t len, uint8_t **out,
                                 size_t *olen, ct_err *err) {
   json_t *p = NULL;
   CT_GUARD(ct_json_parse(packet, len, 8, &p, err));
@@ -134,7 +134,7 @@ static CT_RESULT cdh__annotation(const json_t *in, const char **b64, ct_err *err
   return CT_OK;
 }
 
-ct_status cdh_hub_unwrap_key(cdh_hub *h, const uint8_t *input, size_t len, uint8_t **out,
+CT_RESULT cdh_hub_unwrap_key(cdh_hub *h, const uint8_t *input, size_t len, uint8_t **out,
                              size_t *olen, ct_err *err) {
   CT_ENSURE(len <= CDH__UNWRAP_INPUT_MAX, err, CT_ELIMIT, "UnWrapKey: input larger than %u bytes",
             CDH__UNWRAP_INPUT_MAX);

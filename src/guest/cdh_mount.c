@@ -30,7 +30,7 @@
 
 extern char **environ;
 
-ct_status cdh_mount_request_new(cdh_mount_request **out, ct_err *err) {
+CT_RESULT cdh_mount_request_new(cdh_mount_request **out, ct_err *err) {
   cdh_mount_request *m = calloc(1, sizeof *m);
   CT_ENSURE(m, err, CT_ENOMEM, "out of memory");
   *out = m;
@@ -43,7 +43,7 @@ static void cdh__free_str(char *s) {
   free(s);
 }
 
-ct_status cdh_mount_request_set_option(cdh_mount_request *m, const char *key, const char *value,
+CT_RESULT cdh_mount_request_set_option(cdh_mount_request *m, const char *key, const char *value,
                                        ct_err *err) {
   char *v = strdup(value);
   CT_ENSURE(v, err, CT_ENOMEM, "out of memory");
@@ -64,7 +64,7 @@ ct_status cdh_mount_request_set_option(cdh_mount_request *m, const char *key, co
   return CT_OK;
 }
 
-ct_status cdh_mount_request_add_flag(cdh_mount_request *m, const char *flag, ct_err *err) {
+CT_RESULT cdh_mount_request_add_flag(cdh_mount_request *m, const char *flag, ct_err *err) {
   CT_ENSURE(m->nflags < CDH_MOUNT_FLAGS_MAX, err, CT_ELIMIT, "SecureMount: more than %d flags",
             CDH_MOUNT_FLAGS_MAX);
   CT_ENSURE((m->flags[m->nflags] = strdup(flag)), err, CT_ENOMEM, "out of memory");
@@ -193,7 +193,7 @@ static CT_RESULT cdh__mkfs(const char *dev, const char *opts, ct_err *err) {
   return CT_OK;
 }
 
-ct_status cdh_hub_secure_mount(cdh_hub *h, const cdh_mount_request *m, ct_err *err) {
+CT_RESULT cdh_hub_secure_mount(cdh_hub *h, const cdh_mount_request *m, ct_err *err) {
   CT_ENSURE(m->volume_type && !strcmp(m->volume_type, "block-device"), err, CT_EUNSUPPORTED,
             "SecureMount: volume type \"%s\" is not supported (block-device is)",
             m->volume_type ? m->volume_type : "");

@@ -74,7 +74,7 @@ static CT_RESULT cdh__credentials(cdh_registry *g, const char *json, ct_err *err
   return st;
 }
 
-ct_status cdh_registry_new(const cdh_registry_opts *o, const cdh_image_ref *r, cdh_registry **out,
+CT_RESULT cdh_registry_new(const cdh_registry_opts *o, const cdh_image_ref *r, cdh_registry **out,
                            ct_err *err) {
   cdh_registry *g = calloc(1, sizeof *g);
   CT_ENSURE(g, err, CT_ENOMEM, "out of memory");
@@ -255,7 +255,7 @@ static CT_RESULT cdh__status(cdh_registry *g, const char *what, long status, ct_
   return ct_fail(err, CT_EIO, "registry %s: %s: HTTP %ld", g->host, what, status);
 }
 
-ct_status cdh_registry_manifest(cdh_registry *g, const char *reference, uint8_t **body, size_t *len,
+CT_RESULT cdh_registry_manifest(cdh_registry *g, const char *reference, uint8_t **body, size_t *len,
                                 char *media_type, size_t mcap, char digest[80], ct_err *err) {
   char path[300], what[900];
   snprintf(path, sizeof path, "manifests/%s", reference);
@@ -291,7 +291,7 @@ ct_status cdh_registry_manifest(cdh_registry *g, const char *reference, uint8_t 
   return st;
 }
 
-ct_status cdh_registry_blob(cdh_registry *g, const char *digest, int64_t size, size_t max,
+CT_RESULT cdh_registry_blob(cdh_registry *g, const char *digest, int64_t size, size_t max,
                             uint8_t **out, size_t *len, ct_err *err) {
   CT_ENSURE(!strncmp(digest, "sha256:", 7) && strlen(digest) == 71, err, CT_EUNSUPPORTED,
             "registry %s: blob digest \"%.80s\" is not sha256", g->host, digest);
@@ -371,7 +371,7 @@ static CT_RESULT cdh__follow(cdh_registry *g, ct_http_resp *resp, cdh__blob_sink
   return CT_OK;
 }
 
-ct_status cdh_registry_blob_to_fd(cdh_registry *g, const char *digest, int64_t size, uint64_t max,
+CT_RESULT cdh_registry_blob_to_fd(cdh_registry *g, const char *digest, int64_t size, uint64_t max,
                                   int fd, const atomic_int *cancel, ct_err *err) {
   CT_ENSURE(!strncmp(digest, "sha256:", 7) && strlen(digest) == 71, err, CT_EUNSUPPORTED,
             "registry %s: blob digest \"%.80s\" is not sha256", g->host, digest);

@@ -9,7 +9,7 @@
 #include "ct_json.h"
 #include "jose.h"
 
-static ct_status cdh__sealed_part(const char *p, size_t n, const char *what, json_t **out,
+static CT_RESULT cdh__sealed_part(const char *p, size_t n, const char *what, json_t **out,
                                   ct_err *err) {
   uint8_t *raw = NULL;
   size_t len = 0;
@@ -26,7 +26,7 @@ static ct_status cdh__sealed_part(const char *p, size_t n, const char *what, jso
   return CT_OK;
 }
 
-ct_status cdh_sealed_parse(const char *secret, size_t len, cdh_sealed *out, ct_err *err) {
+CT_RESULT cdh_sealed_parse(const char *secret, size_t len, cdh_sealed *out, ct_err *err) {
   memset(out, 0, sizeof *out);
   CT_ENSURE(len <= CDH_SEALED_MAX, err, CT_ELIMIT, "sealed secret longer than %u bytes",
             CDH_SEALED_MAX);
@@ -50,7 +50,7 @@ ct_status cdh_sealed_parse(const char *secret, size_t len, cdh_sealed *out, ct_e
   return st;
 }
 
-ct_status cdh_sealed_verify(const char *secret, size_t len, const char *jwk_json, size_t jwk_len,
+CT_RESULT cdh_sealed_verify(const char *secret, size_t len, const char *jwk_json, size_t jwk_len,
                             ct_err *err) {
   CT_ENSURE(len > 7 && len <= CDH_SEALED_MAX && !memcmp(secret, "sealed.", 7), err, CT_EINVAL,
             "malformed sealed secret");

@@ -543,7 +543,7 @@ static void cdh__handle(struct evhttp_request *req, void *ud) {
   cdh__start(s, op, req, NULL);
 }
 
-ct_status cdh_server_parse_listen(const char *spec, char *host, size_t cap, unsigned *port,
+CT_RESULT cdh_server_parse_listen(const char *spec, char *host, size_t cap, unsigned *port,
                                   ct_err *err) {
   const char *colon = strrchr(spec, ':');
   CT_ENSURE(colon && colon != spec, err, CT_EINVAL, "--listen must be HOST:PORT");
@@ -872,7 +872,7 @@ static CT_RESULT cdh__open_ttrpc(cdh__server *s, const char *path, int optional,
   return st;
 }
 
-ct_status cdh_server_run(const cdh_server_opts *o, ct_err *err) {
+CT_RESULT cdh_server_run(const cdh_server_opts *o, ct_err *err) {
   char host[64];
   unsigned port = 0;
   if (o->listen) CT_GUARD(cdh_server_parse_listen(o->listen, host, sizeof host, &port, err));

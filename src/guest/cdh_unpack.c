@@ -304,13 +304,13 @@ out:
   return st;
 }
 
-ct_status cdh_unpack_layer(const char *root, const uint8_t *blob, size_t len, cdh_unpack_state *state,
+CT_RESULT cdh_unpack_layer(const char *root, const uint8_t *blob, size_t len, cdh_unpack_state *state,
                            ct_err *err) {
   cdh__src src = {.blob = blob, .len = len, .fd = -1};
   return cdh__unpack(root, &src, state, err);
 }
 
-ct_status cdh_unpack_layer_fd(const char *root, int fd, cdh_unpack_state *state, ct_err *err) {
+CT_RESULT cdh_unpack_layer_fd(const char *root, int fd, cdh_unpack_state *state, ct_err *err) {
   CT_ENSURE(fd >= 0, err, CT_EINVAL, "layer: no file to unpack");
   cdh__src src = {.fd = fd};
   return cdh__unpack(root, &src, state, err);

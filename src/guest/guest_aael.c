@@ -35,12 +35,12 @@ static unsigned guest_aael__rtmr(unsigned pcr) {
   return 3;
 }
 
-static ct_status guest_aael__put32(ct_buf *b, uint32_t v, ct_err *err) {
+static CT_RESULT guest_aael__put32(ct_buf *b, uint32_t v, ct_err *err) {
   uint8_t le[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
   return ct_buf_append(b, le, 4, err);
 }
 
-static ct_status guest_aael__append_file(const char *path, const uint8_t *d, size_t n, ct_err *err) {
+static CT_RESULT guest_aael__append_file(const char *path, const uint8_t *d, size_t n, ct_err *err) {
   char dir[4096];
   CT_ENSURE(strlen(path) < sizeof dir, err, CT_ELIMIT, "aael: path too long");
   strcpy(dir, path);
@@ -61,7 +61,7 @@ static ct_status guest_aael__append_file(const char *path, const uint8_t *d, siz
   return CT_OK;
 }
 
-ct_status guest_runtime_measure(const guest_cfg *cfg, guest_tee tee, unsigned pcr,
+CT_RESULT guest_runtime_measure(const guest_cfg *cfg, guest_tee tee, unsigned pcr,
                                 const char *domain, const char *operation, const char *content,
                                 ct_err *err) {
   CT_ENSURE(cfg && cfg->eventlog_path, err, CT_EUNSUPPORTED,

@@ -24,7 +24,7 @@ const char *guest_tee_name(guest_tee tee) {
   return guest__names[tee];
 }
 
-ct_status guest_tee_parse(const char *name, guest_tee *out, ct_err *err) {
+CT_RESULT guest_tee_parse(const char *name, guest_tee *out, ct_err *err) {
   for (size_t i = 1; name && i < sizeof guest__names / sizeof *guest__names; i++)
     if (strcmp(name, guest__names[i]) == 0) {
       *out = (guest_tee)i;
@@ -35,7 +35,7 @@ ct_status guest_tee_parse(const char *name, guest_tee *out, ct_err *err) {
                  name ? name : "");
 }
 
-ct_status guest_path(const guest_cfg *cfg, const char *abs, char *buf, size_t cap, ct_err *err) {
+CT_RESULT guest_path(const guest_cfg *cfg, const char *abs, char *buf, size_t cap, ct_err *err) {
   const char *root = cfg && cfg->root ? cfg->root : "";
   int n = snprintf(buf, cap, "%s%s", root, abs);
   CT_ENSURE(n >= 0 && (size_t)n < cap, err, CT_ELIMIT, "path %s%s is too long", root, abs);
@@ -50,7 +50,7 @@ static int guest__exists(const guest_cfg *cfg, const char *abs) {
   return stat(p, &sb) == 0;
 }
 
-ct_status guest_b64url_padded(const uint8_t *in, size_t len, char **out, ct_err *err) {
+CT_RESULT guest_b64url_padded(const uint8_t *in, size_t len, char **out, ct_err *err) {
   char *s = NULL;
   CT_GUARD(ct_b64_encode(CT_B64_URL, in, len, &s, err));
   size_t n = strlen(s), pad = (4 - n % 4) % 4;
@@ -65,7 +65,7 @@ ct_status guest_b64url_padded(const uint8_t *in, size_t len, char **out, ct_err 
   return CT_OK;
 }
 
-ct_status guest_sample_evidence(const uint8_t *rd, size_t len, json_t **ev, ct_err *err) {
+CT_RESULT guest_sample_evidence(const uint8_t *rd, size_t len, json_t **ev, ct_err *err) {
   char *b64 = NULL;
   CT_GUARD(ct_b64_encode(CT_B64_STD, rd, len, &b64, err));
   *ev = json_pack("{s:s,s:s}", "svn", "1", "report_data", b64);
@@ -76,7 +76,7 @@ ct_status guest_sample_evidence(const uint8_t *rd, size_t len, json_t **ev, ct_e
 
 /* Upstream order: tdx, sgx, az-tdx-vtpm, az-snp-vtpm, snp, csv, cca, se, tpm. The Azure
  * paravisor hides SNP/TDX devices from the guest, so the vTPM probe decides between them. */
-ct_status guest_tee_detect(const guest_cfg *cfg, guest_tee *out, ct_err *err) {
+CT_RESULT guest_tee_detect(const guest_cfg *cfg, guest_tee *out, ct_err *err) {
   if (guest__exists(cfg, "/dev/tdx_guest") || guest__exists(cfg, "/dev/tdx-guest")) {
     *out = GUEST_TEE_TDX;
     return CT_OK;
@@ -112,7 +112,7 @@ ct_status guest_tee_detect(const guest_cfg *cfg, guest_tee *out, ct_err *err) {
                  "insecure sample attester explicitly");
 }
 
-ct_status guest_get_evidence(const guest_cfg *cfg, guest_tee tee, const uint8_t *rd, size_t len,
+CT_RESULT guest_get_evidence(const guest_cfg *cfg, guest_tee tee, const uint8_t *rd, size_t len,
                              json_t **ev, ct_err *err) {
   CT_ENSURE(len <= GUEST_REPORT_DATA_MAX, err, CT_EINVAL,
             "report data of %zu bytes exceeds %d", len, GUEST_REPORT_DATA_MAX);
@@ -127,7 +127,7 @@ ct_status guest_get_evidence(const guest_cfg *cfg, guest_tee tee, const uint8_t 
   }
 }
 
-ct_status guest_bind_init_data(const guest_cfg *cfg, guest_tee tee, const uint8_t *digest,
+CT_RESULT guest_bind_init_data(const guest_cfg *cfg, guest_tee tee, const uint8_t *digest,
                                size_t len, ct_err *err) {
   CT_ENSURE(len > 0 && len <= 64, err, CT_EINVAL, "init-data digest of %zu bytes", len);
   switch (tee) {

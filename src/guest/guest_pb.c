@@ -23,7 +23,7 @@ static CT_RESULT guest_pb__varint(guest_pb_in *in, uint64_t *v, const char *what
   return ct_fail(err, CT_EINVAL, "protobuf: %s is longer than 10 bytes", what);
 }
 
-ct_status guest_pb_next(guest_pb_in *in, guest_pb_field *f, int *more, ct_err *err) {
+CT_RESULT guest_pb_next(guest_pb_in *in, guest_pb_field *f, int *more, ct_err *err) {
   memset(f, 0, sizeof *f);
   if (in->p >= in->end) {
     *more = 0;
@@ -68,7 +68,7 @@ ct_status guest_pb_next(guest_pb_in *in, guest_pb_field *f, int *more, ct_err *e
   return CT_OK;
 }
 
-ct_status guest_pb_string(const guest_pb_field *f, char *dst, size_t cap, const char *what,
+CT_RESULT guest_pb_string(const guest_pb_field *f, char *dst, size_t cap, const char *what,
                           ct_err *err) {
   CT_ENSURE(f->wire == GUEST_PB_LEN, err, CT_EINVAL, "protobuf: %s must be a string", what);
   CT_ENSURE(f->len < cap, err, CT_ELIMIT, "protobuf: %s is longer than %zu bytes", what, cap - 1);
@@ -79,7 +79,7 @@ ct_status guest_pb_string(const guest_pb_field *f, char *dst, size_t cap, const 
   return CT_OK;
 }
 
-ct_status guest_pb_strdup(const guest_pb_field *f, size_t max, char **out, const char *what,
+CT_RESULT guest_pb_strdup(const guest_pb_field *f, size_t max, char **out, const char *what,
                           ct_err *err) {
   CT_ENSURE(f->wire == GUEST_PB_LEN, err, CT_EINVAL, "protobuf: %s must be a string", what);
   CT_ENSURE(f->len <= max, err, CT_ELIMIT, "protobuf: %s is longer than %zu bytes", what, max);
@@ -107,13 +107,13 @@ static CT_RESULT guest_pb__put_raw_varint(ct_buf *b, uint64_t v, ct_err *err) {
   return ct_buf_append(b, tmp, n, err);
 }
 
-ct_status guest_pb_put_varint(ct_buf *b, uint32_t num, uint64_t v, ct_err *err) {
+CT_RESULT guest_pb_put_varint(ct_buf *b, uint32_t num, uint64_t v, ct_err *err) {
   if (!v) return CT_OK;
   CT_GUARD(guest_pb__put_raw_varint(b, (uint64_t)num << 3 | GUEST_PB_VARINT, err));
   return guest_pb__put_raw_varint(b, v, err);
 }
 
-ct_status guest_pb_put_bytes(ct_buf *b, uint32_t num, const void *data, size_t len, int always,
+CT_RESULT guest_pb_put_bytes(ct_buf *b, uint32_t num, const void *data, size_t len, int always,
                              ct_err *err) {
   if (!len && !always) return CT_OK;
   CT_GUARD(guest_pb__put_raw_varint(b, (uint64_t)num << 3 | GUEST_PB_LEN, err));
@@ -121,6 +121,6 @@ ct_status guest_pb_put_bytes(ct_buf *b, uint32_t num, const void *data, size_t l
   return len ? ct_buf_append(b, data, len, err) : CT_OK;
 }
 
-ct_status guest_pb_put_str(ct_buf *b, uint32_t num, const char *s, ct_err *err) {
+CT_RESULT guest_pb_put_str(ct_buf *b, uint32_t num, const char *s, ct_err *err) {
   return guest_pb_put_bytes(b, num, s, s ? strlen(s) : 0, 0, err);
 }

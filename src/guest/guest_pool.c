@@ -89,7 +89,7 @@ static void guest_pool__on_event(evutil_socket_t fd, short what, void *ud) {
   guest_pool__drain(ud);
 }
 
-ct_status guest_pool_new(struct event_base *base, unsigned threads, size_t max_queued,
+CT_RESULT guest_pool_new(struct event_base *base, unsigned threads, size_t max_queued,
                          guest_pool **out, ct_err *err) {
   CT_ENSURE(threads >= 1 && threads <= GUEST_POOL_THREADS_MAX, err, CT_EINVAL,
             "worker pool: thread count must be 1..%d", GUEST_POOL_THREADS_MAX);
@@ -124,7 +124,7 @@ fail:
   return st;
 }
 
-ct_status guest_pool_submit(guest_pool *p, guest_pool_work_fn work, guest_pool_done_fn done,
+CT_RESULT guest_pool_submit(guest_pool *p, guest_pool_work_fn work, guest_pool_done_fn done,
                             void *ud, ct_err *err) {
   guest_pool__job *j = calloc(1, sizeof *j);
   CT_ENSURE(j, err, CT_ENOMEM, "worker pool: out of memory");

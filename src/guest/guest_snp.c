@@ -43,7 +43,7 @@ static json_t *guest_snp__opt_u8(int present, uint8_t v) {
   return present ? json_integer(v) : json_null();
 }
 
-ct_status guest_snp_report_to_json(const uint8_t *r, size_t len, json_t **out, ct_err *err) {
+CT_RESULT guest_snp_report_to_json(const uint8_t *r, size_t len, json_t **out, ct_err *err) {
   CT_ENSURE(len == GUEST_SNP_REPORT_SIZE, err, CT_EINVAL,
             "snp report: %zu bytes, expected %d", len, GUEST_SNP_REPORT_SIZE);
   ct_reader rd;
@@ -132,7 +132,7 @@ static const struct {
 
 #define GUEST_SNP__MAX_CERTS 16
 
-ct_status guest_snp_cert_table_to_json(const uint8_t *t, size_t len, json_t **out, ct_err *err) {
+CT_RESULT guest_snp_cert_table_to_json(const uint8_t *t, size_t len, json_t **out, ct_err *err) {
   json_t *arr = json_array();
   CT_ENSURE(arr, err, CT_ENOMEM, "snp certs: out of memory");
   static const uint8_t zero[16] = {0};
@@ -178,7 +178,7 @@ fail:
 #define GUEST_SNP__CERTS_MAX (64u * 4096u)
 
 /* SNP_GET_EXT_REPORT at VMPL 0; grows the certificate buffer when the host asks for more. */
-static ct_status guest_snp__ioctl(const char *dev, const uint8_t rd[64], uint8_t report[1184],
+static CT_RESULT guest_snp__ioctl(const char *dev, const uint8_t rd[64], uint8_t report[1184],
                                   uint8_t **certs, size_t *certs_len, ct_err *err) {
   int fd = open(dev, O_RDWR | O_CLOEXEC);
   CT_ENSURE(fd >= 0, err, CT_EIO, "snp: cannot open %s: %s", dev, strerror(errno));
@@ -233,7 +233,7 @@ out:
 }
 
 /* Gets a report (and the certificate table, when the platform provides one). */
-ct_status guest_snp_get_report(const guest_cfg *cfg, const uint8_t rd[64], uint8_t report[1184],
+CT_RESULT guest_snp_get_report(const guest_cfg *cfg, const uint8_t rd[64], uint8_t report[1184],
                                uint8_t **certs, size_t *certs_len, ct_err *err) {
   *certs = NULL;
   *certs_len = 0;
@@ -261,7 +261,7 @@ ct_status guest_snp_get_report(const guest_cfg *cfg, const uint8_t rd[64], uint8
   return CT_OK;
 }
 
-ct_status guest_snp_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t rd_len, json_t **ev,
+CT_RESULT guest_snp_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t rd_len, json_t **ev,
                              ct_err *err) {
   CT_ENSURE(rd_len <= 64, err, CT_EINVAL, "snp: report data must be at most 64 bytes, got %zu",
             rd_len);
@@ -290,7 +290,7 @@ ct_status guest_snp_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t rd_
   return CT_OK;
 }
 
-ct_status guest_snp_bind(const guest_cfg *cfg, const uint8_t *digest, size_t len, ct_err *err) {
+CT_RESULT guest_snp_bind(const guest_cfg *cfg, const uint8_t *digest, size_t len, ct_err *err) {
   uint8_t zero[64] = {0}, report[1184], want[32] = {0};
   uint8_t *certs = NULL;
   size_t certs_len = 0;

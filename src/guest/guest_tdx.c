@@ -27,7 +27,7 @@ struct guest_tdx__report_req {
 };
 #define GUEST_TDX__GET_REPORT0 _IOWR('T', 1, struct guest_tdx__report_req)
 
-ct_status guest_tdx_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t len, json_t **ev,
+CT_RESULT guest_tdx_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t len, json_t **ev,
                              ct_err *err) {
   CT_ENSURE(len <= 64, err, CT_EINVAL, "tdx: report data must be at most 64 bytes, got %zu", len);
   uint8_t padded[64] = {0};
@@ -53,7 +53,7 @@ ct_status guest_tdx_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t len
 
 /* The firmware's CCEL table ends in padding: keep the entries up to the first all-ones or
  * all-zero 8-byte end marker, as upstream's trim_ccel does. Returns the kept length. */
-ct_status guest_tdx_trim_ccel(const uint8_t *c, size_t len, size_t *out, ct_err *err) {
+CT_RESULT guest_tdx_trim_ccel(const uint8_t *c, size_t len, size_t *out, ct_err *err) {
   ct_reader r;
   ct_reader_init(&r, c, len, "invalid CCEL");
 #define NEED(n, what) CT_ENSURE(ct_reader_remaining(&r) >= (size_t)(n), err, CT_EINVAL, "invalid CCEL: %s", what)
@@ -105,7 +105,7 @@ static const uint8_t guest_tdx__el_header[73] = {
 
 /* cc_eventlog: the trimmed CCEL (or the fixed header), the AAEL, and an 8-byte end flag, standard
  * base64; NULL when there is neither. */
-ct_status guest_tdx_eventlog(const guest_cfg *cfg, char **out, ct_err *err) {
+CT_RESULT guest_tdx_eventlog(const guest_cfg *cfg, char **out, ct_err *err) {
   *out = NULL;
   char ccel[4096];
   CT_GUARD(guest_path(cfg, "/sys/firmware/acpi/tables/data/CCEL", ccel, sizeof ccel, err));
@@ -140,7 +140,7 @@ ct_status guest_tdx_eventlog(const guest_cfg *cfg, char **out, ct_err *err) {
 
 /* MRCONFIGID from the TDREPORT (TDINFO starts at 512; MRCONFIGID follows attributes, xfam and
  * MRTD), or from a quote's TD report body when only configfs-tsm is available. */
-static ct_status guest_tdx__mrconfigid(const guest_cfg *cfg, uint8_t out[48], ct_err *err) {
+static CT_RESULT guest_tdx__mrconfigid(const guest_cfg *cfg, uint8_t out[48], ct_err *err) {
   char dev[4096];
   CT_GUARD(guest_path(cfg, "/dev/tdx_guest", dev, sizeof dev, err));
   struct stat sb;
@@ -176,7 +176,7 @@ static ct_status guest_tdx__mrconfigid(const guest_cfg *cfg, uint8_t out[48], ct
   return st;
 }
 
-ct_status guest_tdx_bind(const guest_cfg *cfg, const uint8_t *digest, size_t len, ct_err *err) {
+CT_RESULT guest_tdx_bind(const guest_cfg *cfg, const uint8_t *digest, size_t len, ct_err *err) {
   uint8_t have[48], want[48] = {0};
   CT_GUARD(guest_tdx__mrconfigid(cfg, have, err));
   memcpy(want, digest, len < 48 ? len : 48);

@@ -26,11 +26,11 @@ struct guest_tpm {
   ESYS_CONTEXT *ectx;
 };
 
-static ct_status guest_tpm__fail(ct_err *err, TSS2_RC rc, const char *what) {
+static CT_RESULT guest_tpm__fail(ct_err *err, TSS2_RC rc, const char *what) {
   return ct_fail(err, CT_EIO, "tpm: %s failed: %s (0x%x)", what, Tss2_RC_Decode(rc), (unsigned)rc);
 }
 
-ct_status guest_tpm_open(const char *tcti, guest_tpm **out, ct_err *err) {
+CT_RESULT guest_tpm_open(const char *tcti, guest_tpm **out, ct_err *err) {
   CT_ENSURE(tcti && *tcti, err, CT_EINVAL, "tpm: no TCTI configured");
   /* tss2 logs expected probe failures to stderr; our errors carry the decoded reason. */
   setenv("TSS2_LOG", "all+none", 0);
@@ -58,7 +58,7 @@ void guest_tpm_close(guest_tpm *t) {
   free(t);
 }
 
-static ct_status guest_tpm__handle(guest_tpm *t, uint32_t handle, ESYS_TR *out, ct_err *err) {
+static CT_RESULT guest_tpm__handle(guest_tpm *t, uint32_t handle, ESYS_TR *out, ct_err *err) {
   TSS2_RC rc = Esys_TR_FromTPMPublic(t->ectx, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, out);
   if (rc != TSS2_RC_SUCCESS)
     return ct_fail(err, CT_ENOTFOUND, "tpm: handle 0x%08x is not present: %s", handle,
@@ -66,7 +66,7 @@ static ct_status guest_tpm__handle(guest_tpm *t, uint32_t handle, ESYS_TR *out, 
   return CT_OK;
 }
 
-ct_status guest_tpm_nv_read(guest_tpm *t, uint32_t index, uint8_t **out, size_t *len, ct_err *err) {
+CT_RESULT guest_tpm_nv_read(guest_tpm *t, uint32_t index, uint8_t **out, size_t *len, ct_err *err) {
   ESYS_TR nvh;
   CT_GUARD(guest_tpm__handle(t, index, &nvh, err));
   TPM2B_NV_PUBLIC *pub = NULL;
@@ -104,7 +104,7 @@ out_close:
   return st;
 }
 
-ct_status guest_tpm_nv_write(guest_tpm *t, uint32_t index, const uint8_t *data, size_t len,
+CT_RESULT guest_tpm_nv_write(guest_tpm *t, uint32_t index, const uint8_t *data, size_t len,
                              ct_err *err) {
   CT_ENSURE(len > 0 && len <= GUEST_TPM__CHUNK, err, CT_ELIMIT,
             "tpm: NV write of %zu bytes (1..%u supported)", len, GUEST_TPM__CHUNK);
@@ -151,7 +151,7 @@ ct_status guest_tpm_nv_write(guest_tpm *t, uint32_t index, const uint8_t *data, 
   return CT_OK;
 }
 
-ct_status guest_tpm_pcr_read(guest_tpm *t, uint8_t pcrs[GUEST_TPM_PCRS][32], ct_err *err) {
+CT_RESULT guest_tpm_pcr_read(guest_tpm *t, uint8_t pcrs[GUEST_TPM_PCRS][32], ct_err *err) {
   /* PCR_Read returns at most 8 digests per call, so read one selection byte at a time. */
   for (unsigned byte = 0; byte < 3; byte++) {
     TPML_PCR_SELECTION sel = {.count = 1};
@@ -176,7 +176,7 @@ ct_status guest_tpm_pcr_read(guest_tpm *t, uint8_t pcrs[GUEST_TPM_PCRS][32], ct_
   return CT_OK;
 }
 
-ct_status guest_tpm_pcr_extend(guest_tpm *t, unsigned pcr, const uint8_t digest[32], ct_err *err) {
+CT_RESULT guest_tpm_pcr_extend(guest_tpm *t, unsigned pcr, const uint8_t digest[32], ct_err *err) {
   CT_ENSURE(pcr < GUEST_TPM_PCRS, err, CT_EINVAL, "tpm: PCR index %u out of range", pcr);
   TPML_DIGEST_VALUES d = {.count = 1};
   d.digests[0].hashAlg = TPM2_ALG_SHA256;
@@ -195,14 +195,14 @@ void guest_tpm_quote_free(guest_tpm_quote *q) {
   memset(q, 0, sizeof *q);
 }
 
-static ct_status guest_tpm__dup(const void *p, size_t n, uint8_t **out, ct_err *err) {
+static CT_RESULT guest_tpm__dup(const void *p, size_t n, uint8_t **out, ct_err *err) {
   *out = malloc(n ? n : 1);
   CT_ENSURE(*out, err, CT_ENOMEM, "tpm: out of memory");
   if (n) memcpy(*out, p, n);
   return CT_OK;
 }
 
-ct_status guest_tpm_quote_pcrs(guest_tpm *t, uint32_t ak_handle, const uint8_t *nonce,
+CT_RESULT guest_tpm_quote_pcrs(guest_tpm *t, uint32_t ak_handle, const uint8_t *nonce,
                                size_t nonce_len, guest_tpm_quote *q, ct_err *err) {
   memset(q, 0, sizeof *q);
   CT_ENSURE(nonce_len <= sizeof(((TPM2B_DATA *)0)->buffer), err, CT_ELIMIT,
@@ -245,7 +245,7 @@ out:
   return st;
 }
 
-static ct_status guest_tpm__pkey_der(EVP_PKEY *pk, uint8_t **der, size_t *len, ct_err *err) {
+static CT_RESULT guest_tpm__pkey_der(EVP_PKEY *pk, uint8_t **der, size_t *len, ct_err *err) {
   unsigned char *p = NULL;
   int n = i2d_PUBKEY(pk, &p);
   if (n <= 0) return ct_fail_ossl(err, CT_ECRYPTO, "tpm: encoding the AK public key");
@@ -255,7 +255,7 @@ static ct_status guest_tpm__pkey_der(EVP_PKEY *pk, uint8_t **der, size_t *len, c
   return st;
 }
 
-ct_status guest_tpm_ak_spki(guest_tpm *t, uint32_t ak_handle, uint8_t **der, size_t *len,
+CT_RESULT guest_tpm_ak_spki(guest_tpm *t, uint32_t ak_handle, uint8_t **der, size_t *len,
                             ct_err *err) {
   ESYS_TR akh;
   CT_GUARD(guest_tpm__handle(t, ak_handle, &akh, err));

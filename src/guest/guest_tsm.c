@@ -17,14 +17,14 @@
 
 #define GUEST_TSM__OUT_MAX (1u << 20)
 
-static ct_status guest_tsm__join(const char *dir, const char *name, char *p, size_t cap,
+static CT_RESULT guest_tsm__join(const char *dir, const char *name, char *p, size_t cap,
                                  ct_err *err) {
   int n = snprintf(p, cap, "%s/%s", dir, name);
   CT_ENSURE(n >= 0 && (size_t)n < cap, err, CT_ELIMIT, "tsm: path %s/%s too long", dir, name);
   return CT_OK;
 }
 
-static ct_status guest_tsm__write(const char *dir, const char *name, const void *data, size_t len,
+static CT_RESULT guest_tsm__write(const char *dir, const char *name, const void *data, size_t len,
                                   ct_err *err) {
   char p[4300];
   CT_GUARD(guest_tsm__join(dir, name, p, sizeof p, err));
@@ -46,7 +46,7 @@ static ct_status guest_tsm__write(const char *dir, const char *name, const void 
   return CT_OK;
 }
 
-static ct_status guest_tsm__read(const char *dir, const char *name, size_t max, uint8_t **out,
+static CT_RESULT guest_tsm__read(const char *dir, const char *name, size_t max, uint8_t **out,
                                  size_t *len, ct_err *err) {
   char p[4300];
   CT_GUARD(guest_tsm__join(dir, name, p, sizeof p, err));
@@ -55,7 +55,7 @@ static ct_status guest_tsm__read(const char *dir, const char *name, size_t max, 
 }
 
 /* generation counts inblob writes; more than one means someone else used our entry. */
-static ct_status guest_tsm__check_generation(const char *dir, ct_err *err) {
+static CT_RESULT guest_tsm__check_generation(const char *dir, ct_err *err) {
   uint8_t *g = NULL;
   size_t glen = 0;
   CT_GUARD(guest_tsm__read(dir, "generation", 32, &g, &glen, err));
@@ -71,7 +71,7 @@ static ct_status guest_tsm__check_generation(const char *dir, ct_err *err) {
   return CT_OK;
 }
 
-ct_status guest_tsm_report(const guest_cfg *cfg, const char *provider, int privlevel,
+CT_RESULT guest_tsm_report(const guest_cfg *cfg, const char *provider, int privlevel,
                            const uint8_t *inblob, size_t inlen, uint8_t **out, size_t *out_len,
                            uint8_t **aux, size_t *aux_len, ct_err *err) {
   *out = NULL;

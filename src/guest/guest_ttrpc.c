@@ -45,7 +45,7 @@ void guest_ttrpc_header_write(const guest_ttrpc_header *h, uint8_t out[GUEST_TTR
   out[9] = h->flags;
 }
 
-ct_status guest_ttrpc_request_decode(const uint8_t *data, size_t len, guest_ttrpc_request *r,
+CT_RESULT guest_ttrpc_request_decode(const uint8_t *data, size_t len, guest_ttrpc_request *r,
                                      ct_err *err) {
   memset(r, 0, sizeof *r);
   guest_pb_in in = guest_pb_in_make(data, len);
@@ -85,14 +85,14 @@ ct_status guest_ttrpc_request_decode(const uint8_t *data, size_t len, guest_ttrp
   return CT_OK;
 }
 
-ct_status guest_ttrpc_request_encode(const char *service, const char *method, const uint8_t *payload,
+CT_RESULT guest_ttrpc_request_encode(const char *service, const char *method, const uint8_t *payload,
                                      size_t len, ct_buf *out, ct_err *err) {
   CT_GUARD(guest_pb_put_str(out, 1, service, err));
   CT_GUARD(guest_pb_put_str(out, 2, method, err));
   return guest_pb_put_bytes(out, 3, payload, len, 0, err);
 }
 
-ct_status guest_ttrpc_response_encode(int code, const char *message, const uint8_t *payload,
+CT_RESULT guest_ttrpc_response_encode(int code, const char *message, const uint8_t *payload,
                                       size_t len, ct_buf *out, ct_err *err) {
   if (code != GUEST_RPC_OK) {
     ct_buf st;
@@ -107,7 +107,7 @@ ct_status guest_ttrpc_response_encode(int code, const char *message, const uint8
   return guest_pb_put_bytes(out, 2, payload, len, 0, err);
 }
 
-ct_status guest_ttrpc_response_decode(const uint8_t *data, size_t len, int *code, char *msg,
+CT_RESULT guest_ttrpc_response_decode(const uint8_t *data, size_t len, int *code, char *msg,
                                       size_t cap, const uint8_t **payload, size_t *plen,
                                       ct_err *err) {
   *code = 0;
@@ -533,7 +533,7 @@ static CT_RESULT guest_ttrpc__listen(const char *path, int *out, ct_err *err) {
   return CT_OK;
 }
 
-ct_status guest_ttrpc_server_new(struct event_base *base, const char *path,
+CT_RESULT guest_ttrpc_server_new(struct event_base *base, const char *path,
                                  const guest_ttrpc_method *methods, size_t n, void *ud,
                                  guest_ttrpc_server **out, ct_err *err) {
   if (path && !strncmp(path, "unix://", 7)) path += 7;

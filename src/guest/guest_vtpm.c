@@ -24,7 +24,7 @@
 #define GUEST_VTPM__IMDS_DEFAULT "http://169.254.169.254"
 #define GUEST_VTPM__HTTP_MAX (1u << 20)
 
-ct_status guest_tpm_tcti(const guest_cfg *cfg, int generic, char *buf, size_t cap, ct_err *err) {
+CT_RESULT guest_tpm_tcti(const guest_cfg *cfg, int generic, char *buf, size_t cap, ct_err *err) {
   if (cfg && cfg->tpm_tcti) {
     CT_ENSURE(strlen(cfg->tpm_tcti) < cap, err, CT_ELIMIT, "tpm: TCTI string too long");
     strcpy(buf, cfg->tpm_tcti);
@@ -58,7 +58,7 @@ ct_status guest_tpm_tcti(const guest_cfg *cfg, int generic, char *buf, size_t ca
 #define GUEST_HCL__IGVM (32u + 1184u)
 #define GUEST_HCL__VAR (GUEST_HCL__IGVM + 20u)
 
-ct_status guest_hcl_parse(const uint8_t *hcl, size_t len, uint32_t *report_type,
+CT_RESULT guest_hcl_parse(const uint8_t *hcl, size_t len, uint32_t *report_type,
                           const uint8_t **hw_report, size_t *hw_len, const uint8_t **var_data,
                           size_t *var_len, ct_err *err) {
   CT_ENSURE(len >= GUEST_HCL__VAR, err, CT_EINVAL, "hcl report: %zu bytes is too short", len);
@@ -80,7 +80,7 @@ ct_status guest_hcl_parse(const uint8_t *hcl, size_t len, uint32_t *report_type,
   return CT_OK;
 }
 
-ct_status guest_az_probe(const guest_cfg *cfg, uint32_t *report_type, ct_err *err) {
+CT_RESULT guest_az_probe(const guest_cfg *cfg, uint32_t *report_type, ct_err *err) {
   char tcti[4200];
   CT_GUARD(guest_tpm_tcti(cfg, 0, tcti, sizeof tcti, err));
   guest_tpm *t = NULL;
@@ -96,7 +96,7 @@ ct_status guest_az_probe(const guest_cfg *cfg, uint32_t *report_type, ct_err *er
 
 /* --- IMDS ------------------------------------------------------------------------------- */
 
-static ct_status guest_vtpm__imds(const guest_cfg *cfg, const char *path, const char *post,
+static CT_RESULT guest_vtpm__imds(const guest_cfg *cfg, const char *path, const char *post,
                                   json_t **out, ct_err *err) {
   char url[1024];
   const char *base = cfg && cfg->imds_url ? cfg->imds_url : GUEST_VTPM__IMDS_DEFAULT;
@@ -121,7 +121,7 @@ out:
   return st;
 }
 
-static ct_status guest_vtpm__vcek(const guest_cfg *cfg, uint8_t **der, size_t *der_len, ct_err *err) {
+static CT_RESULT guest_vtpm__vcek(const guest_cfg *cfg, uint8_t **der, size_t *der_len, ct_err *err) {
   json_t *j = NULL;
   CT_GUARD(guest_vtpm__imds(cfg, "/metadata/THIM/amd/certification", NULL, &j, err));
   const char *pem = NULL;
@@ -150,7 +150,7 @@ static ct_status guest_vtpm__vcek(const guest_cfg *cfg, uint8_t **der, size_t *d
   return st;
 }
 
-static ct_status guest_vtpm__td_quote(const guest_cfg *cfg, const uint8_t *td_report, size_t len,
+static CT_RESULT guest_vtpm__td_quote(const guest_cfg *cfg, const uint8_t *td_report, size_t len,
                                       uint8_t **quote, size_t *qlen, ct_err *err) {
   char *r64 = NULL;
   CT_GUARD(ct_b64_encode(CT_B64_URL, td_report, len, &r64, err));
@@ -211,7 +211,7 @@ static void guest_vtpm__sleep_ms(int ms) {
   }
 }
 
-ct_status guest_az_evidence(const guest_cfg *cfg, guest_tee tee, const uint8_t *rd, size_t len,
+CT_RESULT guest_az_evidence(const guest_cfg *cfg, guest_tee tee, const uint8_t *rd, size_t len,
                             json_t **ev, ct_err *err) {
   CT_ENSURE(len > 0, err, CT_EINVAL, "az vtpm: empty report data");
   char tcti[4200];
@@ -271,7 +271,7 @@ static uint32_t guest_vtpm__ak(const guest_cfg *cfg) {
   return GUEST_TPM_AK_DEFAULT;
 }
 
-ct_status guest_tpm_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t len, json_t **ev,
+CT_RESULT guest_tpm_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t len, json_t **ev,
                              ct_err *err) {
   CT_ENSURE(len <= 64, err, CT_EINVAL, "tpm: report data must be at most 64 bytes");
   /* The quote binds the report data cut or zero-padded to 32 bytes, as upstream's attester
@@ -308,7 +308,7 @@ ct_status guest_tpm_evidence(const guest_cfg *cfg, const uint8_t *rd, size_t len
 
 /* Binds by extending PCR8 exactly once: a PCR8 that already equals SHA256(0^32 || digest) was
  * extended by an earlier start (or by the peer-pod image's own unit) and is left alone. */
-ct_status guest_tpm_bind(const guest_cfg *cfg, guest_tee tee, const uint8_t *digest, size_t len,
+CT_RESULT guest_tpm_bind(const guest_cfg *cfg, guest_tee tee, const uint8_t *digest, size_t len,
                          ct_err *err) {
   CT_ENSURE(len == 32, err, CT_EINVAL,
             "%s: PCR8 binding needs a 32-byte init-data digest (algorithm = \"sha256\"), got %zu "

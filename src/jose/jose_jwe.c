@@ -31,7 +31,7 @@ static void jose__be32(uint8_t out[4], uint32_t v) {
 /* JWA section 4.6.2 Concat KDF with SHA-256 for a 256-bit key: one round,
  * SHA-256(BE32(1) || Z || BE32(len alg) || alg || BE32(len apu) || apu || BE32(len apv) || apv ||
  * BE32(256)). Trustee always uses empty apu/apv. */
-static ct_status jose__concat_kdf(const uint8_t *z, size_t z_len, const uint8_t *apu,
+static CT_RESULT jose__concat_kdf(const uint8_t *z, size_t z_len, const uint8_t *apu,
                                   size_t apu_len, const uint8_t *apv, size_t apv_len,
                                   uint8_t kek[32], ct_err *err) {
   uint8_t be[4];
@@ -57,7 +57,7 @@ static ct_status jose__concat_kdf(const uint8_t *z, size_t z_len, const uint8_t 
 }
 
 /* ECDH shared secret Z (the x-coordinate, field-size bytes) between `priv` and `peer`. */
-static ct_status jose__ecdh(EVP_PKEY *priv, EVP_PKEY *peer, uint8_t *z, size_t *z_len,
+static CT_RESULT jose__ecdh(EVP_PKEY *priv, EVP_PKEY *peer, uint8_t *z, size_t *z_len,
                             ct_err *err) {
   EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, priv, NULL);
   CT_ENSURE(ctx, err, CT_ENOMEM, "jwe: out of memory");
@@ -73,7 +73,7 @@ static ct_status jose__ecdh(EVP_PKEY *priv, EVP_PKEY *peer, uint8_t *z, size_t *
 }
 
 /* RFC 3394 AES-256 key wrap (encrypt) or unwrap (!encrypt) of a 32-byte CEK. */
-static ct_status jose__aes_kw(bool encrypt, const uint8_t kek[32], const uint8_t *in,
+static CT_RESULT jose__aes_kw(bool encrypt, const uint8_t kek[32], const uint8_t *in,
                               size_t in_len, uint8_t *out, size_t *out_len, ct_err *err) {
   EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
   CT_ENSURE(ctx, err, CT_ENOMEM, "jwe: out of memory");
@@ -100,7 +100,7 @@ static bool jose__rsa_padding(EVP_PKEY_CTX *ctx, bool oaep256) {
 }
 
 /* AES-256-GCM with a 12-byte IV and 16-byte tag. On decryption a wrong tag fails. */
-static ct_status jose__gcm(bool encrypt, const uint8_t key[32], const uint8_t iv[12],
+static CT_RESULT jose__gcm(bool encrypt, const uint8_t key[32], const uint8_t iv[12],
                            const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t len,
                            uint8_t *out, uint8_t tag[16], ct_err *err) {
   EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
@@ -131,7 +131,7 @@ static ct_status jose__gcm(bool encrypt, const uint8_t key[32], const uint8_t iv
 /* ---- encryption ---------------------------------------------------------------------------- */
 
 /* Wraps the CEK for an EC key; appends the protected header to `hdr`. */
-static ct_status jose__wrap_ecdh(EVP_PKEY *peer, const uint8_t cek[32], uint8_t *ek,
+static CT_RESULT jose__wrap_ecdh(EVP_PKEY *peer, const uint8_t cek[32], uint8_t *ek,
                                  size_t *ek_len, ct_buf *hdr, ct_err *err) {
   const char *crv = jose__ec_crv(peer);
   CT_ENSURE(crv && (strcmp(crv, "P-256") == 0 || strcmp(crv, "P-521") == 0), err, CT_EUNSUPPORTED,
@@ -164,7 +164,7 @@ done:
   return st;
 }
 
-static ct_status jose__wrap_rsa(EVP_PKEY *peer, const char *alg, const uint8_t cek[32],
+static CT_RESULT jose__wrap_rsa(EVP_PKEY *peer, const char *alg, const uint8_t cek[32],
                                 uint8_t **ek, size_t *ek_len, ct_buf *hdr, ct_err *err) {
   bool oaep = strcmp(alg, "RSA-OAEP-256") == 0;
   EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, peer, NULL);
@@ -184,7 +184,7 @@ static ct_status jose__wrap_rsa(EVP_PKEY *peer, const char *alg, const uint8_t c
   return ct_buf_printf(hdr, err, "{\"alg\":\"%s\",\"enc\":\"A256GCM\"}", alg);
 }
 
-ct_status jose_jwe_encrypt(const json_t *tee_pubkey, const uint8_t *plaintext, size_t len,
+CT_RESULT jose_jwe_encrypt(const json_t *tee_pubkey, const uint8_t *plaintext, size_t len,
                            json_t **out_jwe, ct_err *err) {
   CT_ENSURE(plaintext || len == 0, err, CT_EINVAL, "jwe: no plaintext");
   CT_ENSURE(len <= JOSE_JWE_PLAINTEXT_MAX, err, CT_ELIMIT,
@@ -262,7 +262,7 @@ static void jose__jwe_in_free(jose__jwe_in *in) {
 }
 
 /* Gets the five parts from a flattened JSON object or a compact string. */
-static ct_status jose__jwe_split(const json_t *jwe, jose__jwe_in *in, ct_err *err) {
+static CT_RESULT jose__jwe_split(const json_t *jwe, jose__jwe_in *in, ct_err *err) {
   const char *part[5];
   size_t part_len[5];
   static const char *const names[5] = {"protected", "encrypted_key", "iv", "ciphertext", "tag"};
@@ -346,7 +346,7 @@ static ct_status jose__jwe_split(const json_t *jwe, jose__jwe_in *in, ct_err *er
 }
 
 /* Optional base64url apu/apv header member. */
-static ct_status jose__party(const json_t *hdr, const char *key, uint8_t **out, size_t *len,
+static CT_RESULT jose__party(const json_t *hdr, const char *key, uint8_t **out, size_t *len,
                              ct_err *err) {
   *out = NULL;
   *len = 0;
@@ -354,7 +354,7 @@ static ct_status jose__party(const json_t *hdr, const char *key, uint8_t **out, 
   return jose__b64u_member(hdr, key, JOSE__PARTY_MAX, "jwe header", out, len, err);
 }
 
-static ct_status jose__unwrap_ecdh(const jose_jwk *priv, const jose__jwe_in *in, uint8_t cek[32],
+static CT_RESULT jose__unwrap_ecdh(const jose_jwk *priv, const jose__jwe_in *in, uint8_t cek[32],
                                    ct_err *err) {
   json_t *epk = json_object_get(in->header, "epk");
   CT_ENSURE(json_is_object(epk), err, CT_EINVAL, "jwe: ECDH-ES+A256KW needs an \"epk\" object");
@@ -392,7 +392,7 @@ done:
 
 /* RSA key transport. For RSA1_5 a failed or wrong-sized decryption silently yields a random CEK,
  * so that the only observable failure is the GCM tag (RFC 7516 section 11.5, Bleichenbacher). */
-static ct_status jose__unwrap_rsa(const jose_jwk *priv, const char *alg, const jose__jwe_in *in,
+static CT_RESULT jose__unwrap_rsa(const jose_jwk *priv, const char *alg, const jose__jwe_in *in,
                                   uint8_t cek[32], ct_err *err) {
   size_t mod = (size_t)EVP_PKEY_get_size(priv->pkey);
   CT_ENSURE(in->ek_len == mod, err, CT_EINVAL, "jwe: encrypted_key must be %zu bytes, found %zu",
@@ -427,7 +427,7 @@ static ct_status jose__unwrap_rsa(const jose_jwk *priv, const char *alg, const j
   return st;
 }
 
-ct_status jose_jwe_decrypt(const jose_jwk *priv, const json_t *jwe, uint8_t **plaintext,
+CT_RESULT jose_jwe_decrypt(const jose_jwk *priv, const json_t *jwe, uint8_t **plaintext,
                            size_t *len, ct_err *err) {
   CT_ENSURE(priv && priv->priv, err, CT_EINVAL, "jwe: decryption needs a private key");
   jose__jwe_in in;

@@ -61,7 +61,7 @@ static EVP_PKEY *jose__template(const jose__curve *c) {
   return jose__templates[c - jose__curves];
 }
 
-ct_status jose__ec_keygen(const char *crv, EVP_PKEY **out, ct_err *err) {
+CT_RESULT jose__ec_keygen(const char *crv, EVP_PKEY **out, ct_err *err) {
   const jose__curve *c = jose__curve_by_crv(crv);
   CT_ENSURE(c, err, CT_EUNSUPPORTED, "EC curve \"%s\" is not supported", crv ? crv : "?");
   EVP_PKEY *t = jose__template(c);
@@ -80,7 +80,7 @@ ct_status jose__ec_keygen(const char *crv, EVP_PKEY **out, ct_err *err) {
 
 /* A public EC key from its uncompressed point, through the curve's template. Setting the point
  * checks that it lies on the curve. */
-static ct_status jose__ec_public_from_point(const jose__curve *c, const uint8_t *pub, size_t len, EVP_PKEY **out,
+static CT_RESULT jose__ec_public_from_point(const jose__curve *c, const uint8_t *pub, size_t len, EVP_PKEY **out,
                                             ct_err *err) {
   EVP_PKEY *t = jose__template(c);
   EVP_PKEY *k = t ? EVP_PKEY_new() : NULL;
@@ -111,7 +111,7 @@ const char *jose__ec_crv(EVP_PKEY *pkey) {
   return NULL;
 }
 
-ct_status jose__check_pkey(EVP_PKEY *pkey, ct_err *err) {
+CT_RESULT jose__check_pkey(EVP_PKEY *pkey, ct_err *err) {
   CT_ENSURE(pkey, err, CT_EINVAL, "jwk: no key");
   switch (EVP_PKEY_get_base_id(pkey)) {
   case EVP_PKEY_EC:
@@ -159,7 +159,7 @@ bool jose__alg_suits_pkey(const char *alg, EVP_PKEY *pkey) {
   return false;
 }
 
-ct_status jose__b64u_decode(const char *in, size_t len, size_t max, const char *what,
+CT_RESULT jose__b64u_decode(const char *in, size_t len, size_t max, const char *what,
                             uint8_t **out, size_t *out_len, ct_err *err) {
   /* Refuse before allocating: 4 characters carry 3 bytes. */
   CT_ENSURE(len / 4 * 3 <= max + 3, err, CT_ELIMIT, "%s: %zu base64url characters exceed the "
@@ -175,7 +175,7 @@ ct_status jose__b64u_decode(const char *in, size_t len, size_t max, const char *
   return CT_OK;
 }
 
-ct_status jose__b64u_member(const json_t *obj, const char *key, size_t max, const char *what,
+CT_RESULT jose__b64u_member(const json_t *obj, const char *key, size_t max, const char *what,
                             uint8_t **out, size_t *out_len, ct_err *err) {
   const char *s = NULL;
   CT_GUARD(ct_json_get_string(obj, key, what, &s, err));
@@ -185,7 +185,7 @@ ct_status jose__b64u_member(const json_t *obj, const char *key, size_t max, cons
                            out_len, err);
 }
 
-ct_status jose__set_b64u(json_t *obj, const char *key, const uint8_t *data, size_t len,
+CT_RESULT jose__set_b64u(json_t *obj, const char *key, const uint8_t *data, size_t len,
                          ct_err *err) {
   char *s = NULL;
   CT_GUARD(ct_b64_encode(CT_B64_URL, data, len, &s, err));
@@ -196,7 +196,7 @@ ct_status jose__set_b64u(json_t *obj, const char *key, const uint8_t *data, size
 }
 
 /* Decodes a fixed-length member (EC coordinate or private scalar, Ed25519 key). */
-static ct_status jose__fixed_member(const json_t *obj, const char *key, size_t want, uint8_t *out,
+static CT_RESULT jose__fixed_member(const json_t *obj, const char *key, size_t want, uint8_t *out,
                                     ct_err *err) {
   uint8_t *buf = NULL;
   size_t len = 0;
@@ -210,7 +210,7 @@ static ct_status jose__fixed_member(const json_t *obj, const char *key, size_t w
 }
 
 /* Builds a key through EVP_PKEY_fromdata. */
-static ct_status jose__fromdata(const char *type, OSSL_PARAM_BLD *bld, bool priv, EVP_PKEY **out,
+static CT_RESULT jose__fromdata(const char *type, OSSL_PARAM_BLD *bld, bool priv, EVP_PKEY **out,
                                 ct_err *err) {
   ct_status st = CT_OK;
   OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
@@ -233,7 +233,7 @@ done:
  * (the quick check; with cofactor 1 on P-256/384/521 that also puts it in the group, and it
  * skips a scalar multiplication). Private keys: also the scalar range and that it yields the
  * public point. */
-static ct_status jose__validate(EVP_PKEY *pkey, bool priv, ct_err *err) {
+static CT_RESULT jose__validate(EVP_PKEY *pkey, bool priv, ct_err *err) {
   EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
   CT_ENSURE(ctx, err, CT_ENOMEM, "jwk: out of memory");
   int ok = priv ? EVP_PKEY_check(ctx) : EVP_PKEY_public_check_quick(ctx);
@@ -244,7 +244,7 @@ static ct_status jose__validate(EVP_PKEY *pkey, bool priv, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status jose__ec_from_json(const json_t *jwk, EVP_PKEY **out, bool *priv, ct_err *err) {
+static CT_RESULT jose__ec_from_json(const json_t *jwk, EVP_PKEY **out, bool *priv, ct_err *err) {
   const char *crv = NULL;
   CT_GUARD(ct_json_get_string(jwk, "crv", "EC jwk", &crv, err));
   const jose__curve *c = jose__curve_by_crv(crv);
@@ -293,7 +293,7 @@ done:
 }
 
 /* Decodes an RSA big-number member into a (secure, for private parts) BIGNUM. */
-static ct_status jose__rsa_bn(const json_t *jwk, const char *key, size_t max, bool secret,
+static CT_RESULT jose__rsa_bn(const json_t *jwk, const char *key, size_t max, bool secret,
                               BIGNUM **out, ct_err *err) {
   uint8_t *buf = NULL;
   size_t len = 0;
@@ -313,7 +313,7 @@ static ct_status jose__rsa_bn(const json_t *jwk, const char *key, size_t max, bo
   return CT_OK;
 }
 
-static ct_status jose__rsa_from_json(const json_t *jwk, EVP_PKEY **out, bool *priv, ct_err *err) {
+static CT_RESULT jose__rsa_from_json(const json_t *jwk, EVP_PKEY **out, bool *priv, ct_err *err) {
   static const char *const crt_members[] = {"p", "q", "dp", "dq", "qi"};
   static const char *const crt_params[] = {
       OSSL_PKEY_PARAM_RSA_FACTOR1, OSSL_PKEY_PARAM_RSA_FACTOR2, OSSL_PKEY_PARAM_RSA_EXPONENT1,
@@ -364,7 +364,7 @@ done:
   return st;
 }
 
-static ct_status jose__okp_from_json(const json_t *jwk, EVP_PKEY **out, bool *priv, ct_err *err) {
+static CT_RESULT jose__okp_from_json(const json_t *jwk, EVP_PKEY **out, bool *priv, ct_err *err) {
   const char *crv = NULL;
   CT_GUARD(ct_json_get_string(jwk, "crv", "OKP jwk", &crv, err));
   CT_ENSURE(strcmp(crv, "Ed25519") == 0, err, CT_EUNSUPPORTED,
@@ -393,7 +393,7 @@ static ct_status jose__okp_from_json(const json_t *jwk, EVP_PKEY **out, bool *pr
   return CT_OK;
 }
 
-static ct_status jose__jwk_new(EVP_PKEY *pkey /* consumed */, bool priv, const char *alg,
+static CT_RESULT jose__jwk_new(EVP_PKEY *pkey /* consumed */, bool priv, const char *alg,
                                const char *kid, jose_jwk **out, ct_err *err) {
   jose_jwk *k = calloc(1, sizeof *k);
   ct_status st = CT_OK;
@@ -414,7 +414,7 @@ fail:
 }
 
 /* An "alg" we know must suit the key; an unknown one is kept (it only matters to callers). */
-static ct_status jose__check_alg(const char *alg, EVP_PKEY *pkey, ct_err *err) {
+static CT_RESULT jose__check_alg(const char *alg, EVP_PKEY *pkey, ct_err *err) {
   if (!alg) return CT_OK;
   CT_ENSURE(strlen(alg) <= 64, err, CT_EINVAL, "jwk: \"alg\" is too long");
   if (jose__alg_known(alg))
@@ -424,7 +424,7 @@ static ct_status jose__check_alg(const char *alg, EVP_PKEY *pkey, ct_err *err) {
   return CT_OK;
 }
 
-ct_status jose_jwk_from_json(const json_t *jwk, jose_jwk **out, ct_err *err) {
+CT_RESULT jose_jwk_from_json(const json_t *jwk, jose_jwk **out, ct_err *err) {
   CT_ENSURE(json_is_object(jwk), err, CT_EINVAL, "jwk: must be a JSON object");
   const char *kty = NULL, *alg = NULL, *kid = NULL;
   CT_GUARD(ct_json_get_string(jwk, "kty", "jwk", &kty, err));
@@ -467,14 +467,14 @@ static bool jose__pkey_has_private(EVP_PKEY *pkey) {
   return priv;
 }
 
-ct_status jose_jwk_from_pkey(EVP_PKEY *pkey, const char *alg, jose_jwk **out, ct_err *err) {
+CT_RESULT jose_jwk_from_pkey(EVP_PKEY *pkey, const char *alg, jose_jwk **out, ct_err *err) {
   CT_GUARD(jose__check_pkey(pkey, err));
   CT_GUARD(jose__check_alg(alg, pkey, err));
   CT_ENSURE(EVP_PKEY_up_ref(pkey) == 1, err, CT_EINTERNAL, "jwk: cannot reference the key");
   return jose__jwk_new(pkey, jose__pkey_has_private(pkey), alg, NULL, out, err);
 }
 
-ct_status jose_jwk_from_pem(const char *pem, size_t len, const char *alg, jose_jwk **out,
+CT_RESULT jose_jwk_from_pem(const char *pem, size_t len, const char *alg, jose_jwk **out,
                             ct_err *err) {
   CT_ENSURE(pem && len > 0, err, CT_EINVAL, "pem key: empty input");
   CT_ENSURE(len <= JOSE_FILE_MAX, err, CT_ELIMIT, "pem key: %zu bytes exceed the limit", len);
@@ -500,7 +500,7 @@ ct_status jose_jwk_from_pem(const char *pem, size_t len, const char *alg, jose_j
 /* Reads the point as one octet string (OpenSSL's default point format for EC keys is
  * uncompressed): two BIGNUM parameter exports (x, y) cost about three times as much on the JWE
  * hot path. */
-ct_status jose__ec_xy(EVP_PKEY *pkey, size_t size, uint8_t *x, uint8_t *y, ct_err *err) {
+CT_RESULT jose__ec_xy(EVP_PKEY *pkey, size_t size, uint8_t *x, uint8_t *y, ct_err *err) {
   uint8_t pub[1 + 2 * 66];
   size_t len = 0;
   if (size > 66 || EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof pub, &len) != 1 ||
@@ -511,7 +511,7 @@ ct_status jose__ec_xy(EVP_PKEY *pkey, size_t size, uint8_t *x, uint8_t *y, ct_er
   return CT_OK;
 }
 
-ct_status jose__pkey_public_json(EVP_PKEY *pkey, json_t **out, ct_err *err) {
+CT_RESULT jose__pkey_public_json(EVP_PKEY *pkey, json_t **out, ct_err *err) {
   CT_GUARD(jose__check_pkey(pkey, err));
   json_t *o = json_object();
   CT_ENSURE(o, err, CT_ENOMEM, "jwk: out of memory");
@@ -560,7 +560,7 @@ fail:
   return st;
 }
 
-ct_status jose_jwk_to_json(const jose_jwk *k, json_t **out, ct_err *err) {
+CT_RESULT jose_jwk_to_json(const jose_jwk *k, json_t **out, ct_err *err) {
   CT_ENSURE(k, err, CT_EINVAL, "jwk: no key");
   json_t *o = NULL;
   CT_GUARD(jose__pkey_public_json(k->pkey, &o, err));
@@ -574,7 +574,7 @@ fail:
   return st;
 }
 
-ct_status jose_jwk_generate(const char *alg, const char *crv, jose_jwk **out, ct_err *err) {
+CT_RESULT jose_jwk_generate(const char *alg, const char *crv, jose_jwk **out, ct_err *err) {
   CT_ENSURE(alg, err, CT_EINVAL, "jwk generate: no algorithm");
   EVP_PKEY *pkey = NULL;
   const char *want_crv = NULL;

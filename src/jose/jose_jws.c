@@ -39,7 +39,7 @@ static const jose__sig_alg *jose__sig_alg_find(const char *name) {
 }
 
 /* Resolves the algorithm and checks that the key may be used with it. */
-static ct_status jose__sig_setup(const char *alg, EVP_PKEY *key, const jose__sig_alg **out,
+static CT_RESULT jose__sig_setup(const char *alg, EVP_PKEY *key, const jose__sig_alg **out,
                                  ct_err *err) {
   CT_ENSURE(alg, err, CT_EINVAL, "jws: no algorithm");
   const jose__sig_alg *a = jose__sig_alg_find(alg);
@@ -53,7 +53,7 @@ static ct_status jose__sig_setup(const char *alg, EVP_PKEY *key, const jose__sig
 }
 
 /* Initialises a digest-sign or digest-verify context with the algorithm's padding. */
-static ct_status jose__md_init(const jose__sig_alg *a, EVP_PKEY *key, bool sign, EVP_MD_CTX **out,
+static CT_RESULT jose__md_init(const jose__sig_alg *a, EVP_PKEY *key, bool sign, EVP_MD_CTX **out,
                                ct_err *err) {
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   CT_ENSURE(md, err, CT_ENOMEM, "jws: out of memory");
@@ -77,7 +77,7 @@ static ct_status jose__md_init(const jose__sig_alg *a, EVP_PKEY *key, bool sign,
 }
 
 /* ECDSA: DER signature -> fixed-size big-endian r || s. */
-static ct_status jose__ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t coord,
+static CT_RESULT jose__ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t coord,
                                         uint8_t *raw, ct_err *err) {
   const unsigned char *p = der;
   ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
@@ -92,7 +92,7 @@ static ct_status jose__ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size
 }
 
 /* ECDSA: fixed-size r || s -> DER. */
-static ct_status jose__ecdsa_raw_to_der(const uint8_t *raw, size_t coord, uint8_t **der,
+static CT_RESULT jose__ecdsa_raw_to_der(const uint8_t *raw, size_t coord, uint8_t **der,
                                         size_t *der_len, ct_err *err) {
   ECDSA_SIG *sig = ECDSA_SIG_new();
   BIGNUM *r = BN_bin2bn(raw, (int)coord, NULL), *s = BN_bin2bn(raw + coord, (int)coord, NULL);
@@ -112,7 +112,7 @@ static ct_status jose__ecdsa_raw_to_der(const uint8_t *raw, size_t coord, uint8_
 }
 
 /* Serialises a header preserving member order (alg first). */
-static ct_status jose__header_string(const char *alg, const json_t *extra, char **out,
+static CT_RESULT jose__header_string(const char *alg, const json_t *extra, char **out,
                                      ct_err *err) {
   CT_ENSURE(!extra || json_is_object(extra), err, CT_EINVAL, "jws: extra header must be an object");
   CT_ENSURE(!extra || !json_object_get(extra, "alg"), err, CT_EINVAL,
@@ -138,7 +138,7 @@ static ct_status jose__header_string(const char *alg, const json_t *extra, char 
   return CT_OK;
 }
 
-ct_status jose_jws_header_b64(const char *alg, const json_t *extra_header, char **out, ct_err *err) {
+CT_RESULT jose_jws_header_b64(const char *alg, const json_t *extra_header, char **out, ct_err *err) {
   char *hdr = NULL;
   CT_GUARD(jose__header_string(alg, extra_header, &hdr, err));
   ct_status st = ct_b64_encode(CT_B64_URL, (const uint8_t *)hdr, strlen(hdr), out, err);
@@ -146,7 +146,7 @@ ct_status jose_jws_header_b64(const char *alg, const json_t *extra_header, char 
   return st;
 }
 
-ct_status jose_jws_sign(const char *alg, EVP_PKEY *key, const json_t *extra_header,
+CT_RESULT jose_jws_sign(const char *alg, EVP_PKEY *key, const json_t *extra_header,
                         const uint8_t *payload, size_t payload_len, char **out_compact,
                         ct_err *err) {
   char *hdr64 = NULL;
@@ -156,7 +156,7 @@ ct_status jose_jws_sign(const char *alg, EVP_PKEY *key, const json_t *extra_head
   return st;
 }
 
-ct_status jose_jws_sign_b64header(const char *alg, EVP_PKEY *key, const char *hdr64, const uint8_t *payload,
+CT_RESULT jose_jws_sign_b64header(const char *alg, EVP_PKEY *key, const char *hdr64, const uint8_t *payload,
                                   size_t payload_len, char **out_compact, ct_err *err) {
   const jose__sig_alg *a = NULL;
   CT_GUARD(jose__sig_setup(alg, key, &a, err));
@@ -216,7 +216,7 @@ static void jose__jws_parts_free(jose__jws_parts *p) {
 
 /* Splits into exactly three parts and decodes each; the header must be a JSON object with a
  * string "alg" and without "crit". */
-static ct_status jose__jws_split(const char *compact, jose__jws_parts *p, ct_err *err) {
+static CT_RESULT jose__jws_split(const char *compact, jose__jws_parts *p, ct_err *err) {
   memset(p, 0, sizeof *p);
   CT_ENSURE(compact, err, CT_EINVAL, "jws: no token");
   size_t total = strnlen(compact, JOSE_JWS_MAX + 1);
@@ -274,7 +274,7 @@ static void jose__jws_hand_out(jose__jws_parts *p, json_t **header, uint8_t **pa
   jose__jws_parts_free(p);
 }
 
-ct_status jose_jws_decode_unverified(const char *compact, json_t **header, uint8_t **payload,
+CT_RESULT jose_jws_decode_unverified(const char *compact, json_t **header, uint8_t **payload,
                                      size_t *payload_len, ct_err *err) {
   jose__jws_parts p;
   CT_GUARD(jose__jws_split(compact, &p, err));
@@ -282,7 +282,7 @@ ct_status jose_jws_decode_unverified(const char *compact, json_t **header, uint8
   return CT_OK;
 }
 
-ct_status jose_jws_verify(const char *compact, EVP_PKEY *key, const char *allowed_alg,
+CT_RESULT jose_jws_verify(const char *compact, EVP_PKEY *key, const char *allowed_alg,
                           json_t **header, uint8_t **payload, size_t *payload_len, ct_err *err) {
   jose__jws_parts p;
   CT_GUARD(jose__jws_split(compact, &p, err));
@@ -327,7 +327,7 @@ done:
 }
 
 /* Reads a NumericDate member; absent yields *present = false. */
-static ct_status jose__numeric_date(const json_t *claims, const char *key, bool *present,
+static CT_RESULT jose__numeric_date(const json_t *claims, const char *key, bool *present,
                                     int64_t *out, ct_err *err) {
   json_t *v = json_object_get(claims, key);
   *present = v != NULL;
@@ -343,7 +343,7 @@ static ct_status jose__numeric_date(const json_t *claims, const char *key, bool 
   return CT_OK;
 }
 
-ct_status jose_jwt_check_times(const json_t *claims, int64_t now, int64_t leeway, bool require_exp,
+CT_RESULT jose_jwt_check_times(const json_t *claims, int64_t now, int64_t leeway, bool require_exp,
                                ct_err *err) {
   CT_ENSURE(json_is_object(claims), err, CT_EINVAL, "jwt: claims must be a JSON object");
   CT_ENSURE(leeway >= 0 && leeway <= 86400 * 365, err, CT_EINVAL, "jwt: bad leeway %lld",

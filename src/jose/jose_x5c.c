@@ -15,7 +15,7 @@
 
 /* Decodes one x5c entry: standard base64 DER as RFC 7517 says; like Trustee we drop '\n' and
  * surrounding whitespace and also accept base64url. */
-static ct_status jose__x5c_cert(const char *s, size_t len, size_t idx, X509 **out, ct_err *err) {
+static CT_RESULT jose__x5c_cert(const char *s, size_t len, size_t idx, X509 **out, ct_err *err) {
   CT_ENSURE(len <= JOSE_X5C_MAX_CERT_BYTES * 2, err, CT_ELIMIT, "x5c[%zu]: too long", idx);
   char *clean = malloc(len + 1);
   CT_ENSURE(clean, err, CT_ENOMEM, "x5c: out of memory");
@@ -44,7 +44,7 @@ static ct_status jose__x5c_cert(const char *s, size_t len, size_t idx, X509 **ou
   return CT_OK;
 }
 
-ct_status jose_x5c_verify(const json_t *jwk_with_x5c, X509_STORE *trust, ct_err *err) {
+CT_RESULT jose_x5c_verify(const json_t *jwk_with_x5c, X509_STORE *trust, ct_err *err) {
   CT_ENSURE(trust, err, CT_EINVAL, "x5c: no trust store");
   CT_ENSURE(json_is_object(jwk_with_x5c), err, CT_EINVAL, "x5c: jwk must be a JSON object");
   const char *kty = json_string_value(json_object_get(jwk_with_x5c, "kty"));
@@ -99,7 +99,7 @@ done:
 }
 
 /* Adds every certificate of one PEM file; at least one is required. */
-static ct_status jose__load_pem_certs(X509_STORE *store, const char *path, ct_err *err) {
+static CT_RESULT jose__load_pem_certs(X509_STORE *store, const char *path, ct_err *err) {
   uint8_t *data = NULL;
   size_t len = 0;
   ct_status st = ct_file_read(path, JOSE_FILE_MAX, &data, &len, err);
@@ -131,7 +131,7 @@ done:
   return st;
 }
 
-ct_status jose_trust_store_load(const char *const *pem_paths, size_t n, X509_STORE **out,
+CT_RESULT jose_trust_store_load(const char *const *pem_paths, size_t n, X509_STORE **out,
                                 ct_err *err) {
   CT_ENSURE(pem_paths || n == 0, err, CT_EINVAL, "trust store: no paths");
   X509_STORE *store = X509_STORE_new();
@@ -159,7 +159,7 @@ void jose_jwks_free(jose_jwks *set) {
   free(set);
 }
 
-ct_status jose_jwks_from_json(const json_t *set, jose_jwks **out, ct_err *err) {
+CT_RESULT jose_jwks_from_json(const json_t *set, jose_jwks **out, ct_err *err) {
   json_t *keys = json_is_object(set) ? json_object_get(set, "keys") : NULL;
   CT_ENSURE(json_is_array(keys), err, CT_EINVAL, "jwks: must be an object with a \"keys\" array");
   size_t n = json_array_size(keys);
@@ -184,7 +184,7 @@ ct_status jose_jwks_from_json(const json_t *set, jose_jwks **out, ct_err *err) {
   return CT_OK;
 }
 
-ct_status jose_jwks_load(const char *path_or_file_uri, jose_jwks **out, ct_err *err) {
+CT_RESULT jose_jwks_load(const char *path_or_file_uri, jose_jwks **out, ct_err *err) {
   CT_ENSURE(path_or_file_uri, err, CT_EINVAL, "jwks: no path");
   const char *path = path_or_file_uri;
   if (strncmp(path, "file://", 7) == 0)

@@ -86,7 +86,7 @@ static int kbc__path_segments(const char *path) {
   return n;
 }
 
-ct_status kbc_parse_uri(const char *uri, char *plugin, size_t plugin_cap, char *path,
+CT_RESULT kbc_parse_uri(const char *uri, char *plugin, size_t plugin_cap, char *path,
                         size_t path_cap, ct_err *err) {
   CT_ENSURE(uri, err, CT_EINVAL, "resource URI missing");
   size_t ulen = strnlen(uri, KBC_URI_MAX + 1);
@@ -118,7 +118,7 @@ ct_status kbc_parse_uri(const char *uri, char *plugin, size_t plugin_cap, char *
   return CT_OK;
 }
 
-ct_status kbc_report_data(const char *nonce, const json_t *tee_pubkey, uint8_t out[48],
+CT_RESULT kbc_report_data(const char *nonce, const json_t *tee_pubkey, uint8_t out[48],
                           ct_err *err) {
   json_t *o = json_pack("{s:s,s:s,s:O}", "additional-evidence", "", "nonce", nonce, "tee-pubkey",
                         tee_pubkey);
@@ -135,13 +135,13 @@ ct_status kbc_report_data(const char *nonce, const json_t *tee_pubkey, uint8_t o
 
 /* --- client ----------------------------------------------------------------------------- */
 
-static ct_status kbc__copy(char *dst, size_t cap, const char *src, const char *what, ct_err *err) {
+static CT_RESULT kbc__copy(char *dst, size_t cap, const char *src, const char *what, ct_err *err) {
   CT_ENSURE(strlen(src) < cap, err, CT_ELIMIT, "kbc: %s \"%s\" is too long", what, src);
   strcpy(dst, src);
   return CT_OK;
 }
 
-static ct_status kbc__key_alg(kbc_client *c, const char *alg, ct_err *err) {
+static CT_RESULT kbc__key_alg(kbc_client *c, const char *alg, ct_err *err) {
   if (!alg || !strcmp(alg, "ECDH-ES+A256KW") || !strcmp(alg, "ECDH-ES+A256KW-P256")) {
     strcpy(c->key_alg, "ECDH-ES+A256KW");
     strcpy(c->key_crv, "P-256");
@@ -160,7 +160,7 @@ static ct_status kbc__key_alg(kbc_client *c, const char *alg, ct_err *err) {
 }
 
 /* Loads the fixed RCAR key and gives it the key-agreement algorithm its type implies. */
-static ct_status kbc__load_fixed_key(kbc_client *c, const char *pem, ct_err *err) {
+static CT_RESULT kbc__load_fixed_key(kbc_client *c, const char *pem, ct_err *err) {
   jose_jwk *k = NULL;
   CT_GUARD(jose_jwk_from_pem(pem, strlen(pem), NULL, &k, err));
   ct_status st = CT_OK;
@@ -193,7 +193,7 @@ static int64_t kbc__token_exp(const char *token) {
   return exp;
 }
 
-static ct_status kbc__set_token(kbc_client *c, const char *token, ct_err *err) {
+static CT_RESULT kbc__set_token(kbc_client *c, const char *token, ct_err *err) {
   char *t = NULL;
   CT_GUARD(ct_strdup(token, &t, err));
   if (c->token) {
@@ -205,7 +205,7 @@ static ct_status kbc__set_token(kbc_client *c, const char *token, ct_err *err) {
   return CT_OK;
 }
 
-ct_status kbc_client_new(const char *url, const char *cert_pem, const kbc_opts *opts,
+CT_RESULT kbc_client_new(const char *url, const char *cert_pem, const kbc_opts *opts,
                          kbc_client **out, ct_err *err) {
   CT_ENSURE(url && (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8)), err, CT_EINVAL,
             "kbc: KBS URL must start with http:// or https:// (got \"%s\")", url ? url : "");
@@ -289,7 +289,7 @@ void kbc_get_stats(const kbc_client *c, kbc_stats *out) { *out = c->stats; }
 
 int kbc_token_rejected(const kbc_client *c) { return c->token_rejected; }
 
-ct_status kbc_tee_key_pem(const kbc_client *c, char **pem, ct_err *err) {
+CT_RESULT kbc_tee_key_pem(const kbc_client *c, char **pem, ct_err *err) {
   CT_ENSURE(c->key, err, CT_ENOTFOUND, "kbc: no TEE key yet (attest first)");
   BIO *b = BIO_new(BIO_s_secmem());
   CT_ENSURE(b, err, CT_ENOMEM, "kbc: out of memory");
@@ -313,7 +313,7 @@ typedef struct kbc__resp {
 } kbc__resp;
 
 /* One HTTP exchange; transport failures and 5xx answers are retried with backoff. */
-static ct_status kbc__request(kbc_client *c, const char *path, const char *post_body,
+static CT_RESULT kbc__request(kbc_client *c, const char *path, const char *post_body,
                               int bearer, kbc__resp *r, ct_err *err) {
   char url[KBC__URL_MAX + KBC_URI_MAX + 16];
   int un = snprintf(url, sizeof url, "%s/kbs/v0/%s", c->url, path);
@@ -356,7 +356,7 @@ static ct_status kbc__request(kbc_client *c, const char *path, const char *post_
 
 /* Turns a non-200 KBS answer into an error carrying Trustee's ErrorInformation. `variant`
  * receives the error type's last path segment ("PolicyDeny") or "". */
-static ct_status kbc__kbs_error(const char *what, kbc__resp *r, char *variant, size_t vcap,
+static CT_RESULT kbc__kbs_error(const char *what, kbc__resp *r, char *variant, size_t vcap,
                                 ct_err *err) {
   variant[0] = 0;
   json_t *j = NULL;
@@ -384,7 +384,7 @@ static ct_status kbc__kbs_error(const char *what, kbc__resp *r, char *variant, s
   return st;
 }
 
-static ct_status kbc__json_body(kbc__resp *r, const char *what, json_t **out, ct_err *err) {
+static CT_RESULT kbc__json_body(kbc__resp *r, const char *what, json_t **out, ct_err *err) {
   ct_status st = ct_json_parse((const char *)r->body.data, r->body.len, 16, out, err);
   if (st) return ct_err_prefix(err, "%s: ", what);
   return CT_OK;
@@ -393,7 +393,7 @@ static ct_status kbc__json_body(kbc__resp *r, const char *what, json_t **out, ct
 /* --- RCAR ------------------------------------------------------------------------------- */
 
 /* Exactly the members Trustee's TeePubKey re-serialises, so both sides hash the same JSON. */
-static ct_status kbc__tee_pubkey(const jose_jwk *k, json_t **out, ct_err *err) {
+static CT_RESULT kbc__tee_pubkey(const jose_jwk *k, json_t **out, ct_err *err) {
   json_t *full = NULL;
   CT_GUARD(jose_jwk_to_json(k, &full, err));
   const char *kty = json_string_value(json_object_get(full, "kty"));
@@ -417,7 +417,7 @@ out:
   return st;
 }
 
-static ct_status kbc__rcar(kbc_client *c, ct_err *err) {
+static CT_RESULT kbc__rcar(kbc_client *c, ct_err *err) {
   ct_status st = CT_OK;
   kbc__resp r = {0};
   json_t *req = NULL, *chal = NULL, *pub = NULL, *ev = NULL, *att = NULL, *tok = NULL;
@@ -496,7 +496,7 @@ static int kbc__token_fresh(const kbc_client *c) {
   return (int64_t)time(NULL) + KBC__TOKEN_SKEW_S < c->token_exp;
 }
 
-ct_status kbc_attest(kbc_client *c, ct_err *err) {
+CT_RESULT kbc_attest(kbc_client *c, ct_err *err) {
   if (kbc__token_fresh(c)) return CT_OK;
   if (c->passport)
     return ct_fail(err, CT_EEXPIRED, "kbc: the attestation token has expired (passport mode "
@@ -514,7 +514,7 @@ static int kbc__reattest_helps(const char *variant) {
          !strcmp(variant, "AttestationError") || !strcmp(variant, "JweError");
 }
 
-ct_status kbc_get(kbc_client *c, const char *plugin, const char *path, uint8_t **out, size_t *len,
+CT_RESULT kbc_get(kbc_client *c, const char *plugin, const char *path, uint8_t **out, size_t *len,
                   ct_err *err) {
   CT_ENSURE(plugin && kbc__seg_ok(plugin, strlen(plugin)), err, CT_EINVAL,
             "kbc: malformed plugin name");
@@ -553,7 +553,7 @@ ct_status kbc_get(kbc_client *c, const char *plugin, const char *path, uint8_t *
   }
 }
 
-ct_status kbc_get_resource(kbc_client *c, const char *path, uint8_t **out, size_t *len,
+CT_RESULT kbc_get_resource(kbc_client *c, const char *path, uint8_t **out, size_t *len,
                            ct_err *err) {
   CT_ENSURE(path && kbc__path_segments(path) == 3, err, CT_EINVAL,
             "kbc: resource path must be repo/type/tag (got \"%.200s\")", path ? path : "");

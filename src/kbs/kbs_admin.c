@@ -21,19 +21,19 @@
 #define KBS_RESOURCE_POLICY_KEY "resource-policy.rego"
 #define KBS_RESOURCE_POLICY_KEY_LEGACY "resource-policy"
 
-static ct_status kbs__resource_policy_get(kbs_server *s, uint8_t **text, size_t *len, ct_err *err) {
+static CT_RESULT kbs__resource_policy_get(kbs_server *s, uint8_t **text, size_t *len, ct_err *err) {
   ct_status st = kvs_get(s->store, KBS_KBS_NS, KBS_RESOURCE_POLICY_KEY, text, len, err);
   if (st == CT_ENOTFOUND) st = kvs_get(s->store, KBS_KBS_NS, KBS_RESOURCE_POLICY_KEY_LEGACY, text, len, err);
   return st;
 }
 
-static ct_status kbs__compile_resource_policy(const char *text, rego_policy **out, ct_err *err) {
+static CT_RESULT kbs__compile_resource_policy(const char *text, rego_policy **out, ct_err *err) {
   rego_module mod = {"resource-policy.rego", text};
   if (rego_compile(&mod, 1, NULL, out, err) != CT_OK) return ct_err_prefix(err, "resource policy does not compile: ");
   return CT_OK;
 }
 
-ct_status kbs_resource_policy_set(kbs_server *s, const char *text, size_t len, bool persist, ct_err *err) {
+CT_RESULT kbs_resource_policy_set(kbs_server *s, const char *text, size_t len, bool persist, ct_err *err) {
   CT_ENSURE(len <= (1u << 20), err, CT_ELIMIT, "resource policy larger than 1 MiB");
   CT_ENSURE(!memchr(text, 0, len), err, CT_EINVAL, "resource policy contains a NUL byte");
   char *copy = NULL;
@@ -52,7 +52,7 @@ ct_status kbs_resource_policy_set(kbs_server *s, const char *text, size_t len, b
   return CT_OK;
 }
 
-ct_status kbs_resource_policy_load(kbs_server *s, ct_err *err) {
+CT_RESULT kbs_resource_policy_load(kbs_server *s, ct_err *err) {
   uint8_t *text = NULL;
   size_t len = 0;
   ct_status st = kbs__resource_policy_get(s, &text, &len, err);
@@ -128,7 +128,7 @@ void kbs_handle_resource_put(kbs_server *s, const kbs_http_request *req, const c
 }
 
 /* Decodes {"policy": "<base64url Rego>"} (padding tolerated, as clients differ). */
-static ct_status kbs__policy_text(const json_t *body, char **text, size_t *len, ct_err *err) {
+static CT_RESULT kbs__policy_text(const json_t *body, char **text, size_t *len, ct_err *err) {
   const char *b64;
   CT_GUARD(ct_json_get_string(body, "policy", "policy request", &b64, err));
   uint8_t *raw = NULL;

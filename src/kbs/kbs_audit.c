@@ -48,7 +48,7 @@ struct kbs_audit {
 };
 
 /* The hash of an entry: SHA-256 over the JCS of the object without "hash". */
-static ct_status kbs_audit__hash(json_t *obj, char out[65], ct_err *err) {
+static CT_RESULT kbs_audit__hash(json_t *obj, char out[65], ct_err *err) {
   json_t *copy = json_copy(obj);
   CT_ENSURE(copy, err, CT_ENOMEM, "out of memory");
   json_object_del(copy, "hash");
@@ -71,7 +71,7 @@ typedef struct kbs_audit__state {
 } kbs_audit__state;
 
 /* Checks one line against the chain so far; on success advances the state. */
-static ct_status kbs_audit__check_line(const char *line, size_t len, size_t lineno, kbs_audit__state *st_,
+static CT_RESULT kbs_audit__check_line(const char *line, size_t len, size_t lineno, kbs_audit__state *st_,
                                        ct_err *err) {
   json_t *obj = NULL;
   if (ct_json_parse(line, len, 4, &obj, err) != CT_OK) return ct_err_prefix(err, "line %zu: not JSON: ", lineno);
@@ -105,7 +105,7 @@ static ct_status kbs_audit__check_line(const char *line, size_t len, size_t line
 
 /* Reads the file and calls the checker on every line. A trailing partial line (a crash during
  * a write) is reported as such. */
-static ct_status kbs_audit__scan(int fd, const char *path, kbs_audit__state *state, size_t *entries, ct_err *err) {
+static CT_RESULT kbs_audit__scan(int fd, const char *path, kbs_audit__state *state, size_t *entries, ct_err *err) {
   struct stat sb;
   CT_ENSURE(fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode), err, CT_EIO, "%s is not a regular file", path);
   CT_ENSURE((unsigned long long)sb.st_size <= KBS_AUDIT_MAX_FILE, err, CT_ELIMIT, "%s is too large", path);
@@ -134,7 +134,7 @@ static ct_status kbs_audit__scan(int fd, const char *path, kbs_audit__state *sta
   return st;
 }
 
-ct_status kbs_audit_verify_file(const char *path, size_t *entries, ct_err *err) {
+CT_RESULT kbs_audit_verify_file(const char *path, size_t *entries, ct_err *err) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   CT_ENSURE(fd >= 0, err, errno == ENOENT ? CT_ENOTFOUND : CT_EIO, "cannot open %s: %s", path, strerror(errno));
   kbs_audit__state state;
@@ -143,7 +143,7 @@ ct_status kbs_audit_verify_file(const char *path, size_t *entries, ct_err *err) 
   return st;
 }
 
-ct_status kbs_audit_open(const char *path, kbs_audit **out, ct_err *err) {
+CT_RESULT kbs_audit_open(const char *path, kbs_audit **out, ct_err *err) {
   int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   CT_ENSURE(fd >= 0, err, CT_EIO, "audit log %s: cannot open: %s", path,
             errno == ELOOP ? "it is a symbolic link" : strerror(errno));
@@ -196,12 +196,12 @@ void kbs_audit_close(kbs_audit *a) {
   free(a);
 }
 
-static ct_status kbs_audit__set(json_t *o, const char *k, const char *v, ct_err *err) {
+static CT_RESULT kbs_audit__set(json_t *o, const char *k, const char *v, ct_err *err) {
   if (!v) return CT_OK;
   return ct_json_set_new(o, k, json_string(v), err);
 }
 
-ct_status kbs_audit_append(kbs_audit *a, const kbs_audit_event *e, ct_err *err) {
+CT_RESULT kbs_audit_append(kbs_audit *a, const kbs_audit_event *e, ct_err *err) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
@@ -268,7 +268,7 @@ static int kbs_audit_cli_store(const char *config, const char *replica, bool arg
 
 /* --- chains in a storage backend ------------------------------------------------------------- */
 
-static ct_status kbs_audit__check_replica(const char *replica, ct_err *err) {
+static CT_RESULT kbs_audit__check_replica(const char *replica, ct_err *err) {
   size_t n = strlen(replica);
   CT_ENSURE(n > 0 && n <= 64, err, CT_EINVAL, "audit replica name must be 1 to 64 characters");
   for (size_t i = 0; i < n; i++) {
@@ -286,7 +286,7 @@ static void kbs_audit__entry_key(const char *replica, uint64_t seq, char *out, s
 
 /* Walks replica's chain from entry #1; *state ends at the last entry. The head record must not
  * name an entry past the last one found (a deleted tail). */
-static ct_status kbs_audit__walk(kvs *store, const char *replica, kbs_audit__state *state, size_t *entries,
+static CT_RESULT kbs_audit__walk(kvs *store, const char *replica, kbs_audit__state *state, size_t *entries,
                                  ct_err *err) {
   *state = (kbs_audit__state){.seq = 0, .hash = KBS_AUDIT_ZERO};
   char key[128];
@@ -364,7 +364,7 @@ static void *kbs_audit__writer(void *arg) {
   return NULL;
 }
 
-ct_status kbs_audit_open_store(kvs *store, const char *replica, kbs_audit **out, ct_err *err) {
+CT_RESULT kbs_audit_open_store(kvs *store, const char *replica, kbs_audit **out, ct_err *err) {
   CT_GUARD(kbs_audit__check_replica(replica, err));
   kbs_audit__state state;
   size_t entries = 0;
@@ -394,7 +394,7 @@ ct_status kbs_audit_open_store(kvs *store, const char *replica, kbs_audit **out,
   return CT_OK;
 }
 
-ct_status kbs_audit_verify_store(kvs *store, const char *replica, size_t *entries, ct_err *err) {
+CT_RESULT kbs_audit_verify_store(kvs *store, const char *replica, size_t *entries, ct_err *err) {
   kbs_audit__state state;
   size_t total = 0, n = 0;
   if (replica) {

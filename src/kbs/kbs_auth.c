@@ -25,7 +25,7 @@ struct kbs_token_verifier {
 
 static const char *kbs__strip_file_uri(const char *uri) { return strncmp(uri, "file://", 7) ? uri : uri + 7; }
 
-ct_status kbs_token_verifier_new(const kbs_config *cfg, kbs_token_verifier **out, ct_err *err) {
+CT_RESULT kbs_token_verifier_new(const kbs_config *cfg, kbs_token_verifier **out, ct_err *err) {
   kbs_token_verifier *v = calloc(1, sizeof *v);
   CT_ENSURE(v, err, CT_ENOMEM, "out of memory");
   v->insecure_header_jwk = cfg->insecure_header_jwk;
@@ -60,7 +60,7 @@ void kbs_token_verifier_free(kbs_token_verifier *v) {
   free(v);
 }
 
-static ct_status kbs__claims_from_payload(const uint8_t *payload, size_t len, json_t **claims, ct_err *err) {
+static CT_RESULT kbs__claims_from_payload(const uint8_t *payload, size_t len, json_t **claims, ct_err *err) {
   CT_GUARD(ct_json_parse((const char *)payload, len, 64, claims, err));
   if (!json_is_object(*claims)) {
     json_decref(*claims);
@@ -70,7 +70,7 @@ static ct_status kbs__claims_from_payload(const uint8_t *payload, size_t len, js
   return CT_OK;
 }
 
-ct_status kbs_token_verify(const kbs_token_verifier *v, const char *jwt, json_t **claims, ct_err *err) {
+CT_RESULT kbs_token_verify(const kbs_token_verifier *v, const char *jwt, json_t **claims, ct_err *err) {
   CT_ENSURE(strlen(jwt) <= KBS_MAX_JWT, err, CT_ELIMIT, "token longer than %u bytes", KBS_MAX_JWT);
   json_t *header = NULL;
   uint8_t *payload = NULL;
@@ -142,7 +142,7 @@ struct kbs_admin {
   size_t n_acls;
 };
 
-static ct_status kbs__load_pem_key(const char *uri, jose_jwk **out, ct_err *err) {
+static CT_RESULT kbs__load_pem_key(const char *uri, jose_jwk **out, ct_err *err) {
   const char *path = kbs__strip_file_uri(uri);
   CT_ENSURE(strncmp(uri, "http", 4), err, CT_EUNSUPPORTED, "remote admin key \"%s\" is not supported; use a file", uri);
   uint8_t *pem = NULL;
@@ -154,7 +154,7 @@ static ct_status kbs__load_pem_key(const char *uri, jose_jwk **out, ct_err *err)
   return st;
 }
 
-ct_status kbs_admin_new(const kbs_config *cfg, kbs_admin **out, ct_err *err) {
+CT_RESULT kbs_admin_new(const kbs_config *cfg, kbs_admin **out, ct_err *err) {
   kbs_admin *a = calloc(1, sizeof *a);
   CT_ENSURE(a, err, CT_ENOMEM, "out of memory");
   a->mode = cfg->admin_mode;
@@ -219,7 +219,7 @@ static bool kbs__aud_matches(const json_t *claims, const char *aud) {
 }
 
 /* Verifies the JWT against one identity provider; on success *claims is new. */
-static ct_status kbs__verify_with_idp(const kbs__idp *d, const char *jwt, json_t **claims, ct_err *err) {
+static CT_RESULT kbs__verify_with_idp(const kbs__idp *d, const char *jwt, json_t **claims, ct_err *err) {
   const jose_jwk *key = d->key;
   if (!key && d->jwks) {
     json_t *h = NULL;
@@ -258,7 +258,7 @@ static ct_status kbs__verify_with_idp(const kbs__idp *d, const char *jwt, json_t
   return st;
 }
 
-ct_status kbs_admin_check(const kbs_admin *a, const char *authorization, const char *uri, ct_err *err) {
+CT_RESULT kbs_admin_check(const kbs_admin *a, const char *authorization, const char *uri, ct_err *err) {
   switch (a->mode) {
   case KBS_ADMIN_INSECURE_ALLOW_ALL: return CT_OK;
   case KBS_ADMIN_DENY_ALL:

@@ -9,7 +9,7 @@
 
 /* Rejects members of `table` that are not in the NULL-terminated `allowed` list. Serde's
  * deny_unknown_fields behaviour, which turns a typo into an error instead of a silent default. */
-static ct_status kbs_config__only(const json_t *table, const char *section, const char *const *allowed,
+static CT_RESULT kbs_config__only(const json_t *table, const char *section, const char *const *allowed,
                                   ct_err *err) {
   const char *key;
   json_t *v = NULL;
@@ -22,7 +22,7 @@ static ct_status kbs_config__only(const json_t *table, const char *section, cons
   return CT_OK;
 }
 
-static ct_status kbs_config__table(const json_t *parent, const char *key, const char *section,
+static CT_RESULT kbs_config__table(const json_t *parent, const char *key, const char *section,
                                    json_t **out, ct_err *err) {
   json_t *v = json_object_get(parent, key);
   if (!v) {
@@ -34,7 +34,7 @@ static ct_status kbs_config__table(const json_t *parent, const char *key, const 
   return CT_OK;
 }
 
-static ct_status kbs_config__str(const json_t *t, const char *key, const char *section, char **out,
+static CT_RESULT kbs_config__str(const json_t *t, const char *key, const char *section, char **out,
                                  ct_err *err) {
   json_t *v = t ? json_object_get(t, key) : NULL;
   if (!v) return CT_OK;
@@ -44,7 +44,7 @@ static ct_status kbs_config__str(const json_t *t, const char *key, const char *s
   return ct_strdup(json_string_value(v), out, err);
 }
 
-static ct_status kbs_config__bool(const json_t *t, const char *key, const char *section, bool *out,
+static CT_RESULT kbs_config__bool(const json_t *t, const char *key, const char *section, bool *out,
                                   ct_err *err) {
   json_t *v = t ? json_object_get(t, key) : NULL;
   if (!v) return CT_OK;
@@ -53,7 +53,7 @@ static ct_status kbs_config__bool(const json_t *t, const char *key, const char *
   return CT_OK;
 }
 
-static ct_status kbs_config__uint(const json_t *t, const char *key, const char *section, unsigned min,
+static CT_RESULT kbs_config__uint(const json_t *t, const char *key, const char *section, unsigned min,
                                   unsigned max, unsigned *out, ct_err *err) {
   json_t *v = t ? json_object_get(t, key) : NULL;
   if (!v) return CT_OK;
@@ -65,7 +65,7 @@ static ct_status kbs_config__uint(const json_t *t, const char *key, const char *
   return CT_OK;
 }
 
-static ct_status kbs_config__strs(const json_t *t, const char *key, const char *section, char ***out,
+static CT_RESULT kbs_config__strs(const json_t *t, const char *key, const char *section, char ***out,
                                   size_t *n, ct_err *err) {
   json_t *v = t ? json_object_get(t, key) : NULL;
   if (!v) return CT_OK;
@@ -84,7 +84,7 @@ static ct_status kbs_config__strs(const json_t *t, const char *key, const char *
   return CT_OK;
 }
 
-static ct_status kbs_config__http(const json_t *doc, kbs_config *c, ct_err *err) {
+static CT_RESULT kbs_config__http(const json_t *doc, kbs_config *c, ct_err *err) {
   json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "http_server", "http_server", &t, err));
   CT_ENSURE(t, err, CT_EINVAL, "missing [http_server] section (Trustee requires it)");
@@ -114,7 +114,7 @@ static ct_status kbs_config__http(const json_t *doc, kbs_config *c, ct_err *err)
   return CT_OK;
 }
 
-static ct_status kbs_config__admin(const json_t *doc, kbs_config *c, ct_err *err) {
+static CT_RESULT kbs_config__admin(const json_t *doc, kbs_config *c, ct_err *err) {
   json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "admin", "admin", &t, err));
   CT_ENSURE(t, err, CT_EINVAL, "missing [admin] section (Trustee requires it)");
@@ -221,7 +221,7 @@ static ct_status kbs_config__admin(const json_t *doc, kbs_config *c, ct_err *err
   return CT_OK;
 }
 
-static ct_status kbs_config__token(const json_t *doc, kbs_config *c, ct_err *err) {
+static CT_RESULT kbs_config__token(const json_t *doc, kbs_config *c, ct_err *err) {
   json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "attestation_token", "attestation_token", &t, err));
   if (!t) return CT_OK;
@@ -241,7 +241,7 @@ static ct_status kbs_config__token(const json_t *doc, kbs_config *c, ct_err *err
   return CT_OK;
 }
 
-static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
+static CT_RESULT kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
   json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "attestation_service", "attestation_service", &t, err));
   if (!t) return CT_OK;
@@ -386,7 +386,7 @@ static ct_status kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
   return CT_OK;
 }
 
-ct_status kbs_config_storage_type(const char *name, const char *where, kvs_type *out, ct_err *err) {
+CT_RESULT kbs_config_storage_type(const char *name, const char *where, kvs_type *out, ct_err *err) {
   static const struct {
     const char *name, *alias;
     kvs_type type;
@@ -418,7 +418,7 @@ void kbs_config_kvs(const kbs_config *c, kvs_type type, kvs_config *out) {
   };
 }
 
-static ct_status kbs_config__storage(const json_t *doc, kbs_config *c, ct_err *err) {
+static CT_RESULT kbs_config__storage(const json_t *doc, kbs_config *c, ct_err *err) {
   json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "storage_backend", "storage_backend", &t, err));
   /* Upstream reads these from the environment so that credentials stay out of the file. */
@@ -501,7 +501,7 @@ static ct_status kbs_config__storage(const json_t *doc, kbs_config *c, ct_err *e
 }
 
 /* "{repo}/{type}/{tag}" style templates: only those three names, braces balanced. */
-static ct_status kbs_config__template(const char *t, const char *what, ct_err *err) {
+static CT_RESULT kbs_config__template(const char *t, const char *what, ct_err *err) {
   CT_ENSURE(*t && strlen(t) <= 512, err, CT_EINVAL, "%s must be 1 to 512 characters", what);
   for (const char *p = t; *p; p++) {
     if (*p == '}') return ct_fail(err, CT_EINVAL, "%s: unmatched '}'", what);
@@ -514,7 +514,7 @@ static ct_status kbs_config__template(const char *t, const char *what, ct_err *e
   return CT_OK;
 }
 
-static ct_status kbs_config__vault(const json_t *e, size_t i, kbs_config *c, ct_err *err) {
+static CT_RESULT kbs_config__vault(const json_t *e, size_t i, kbs_config *c, ct_err *err) {
   kbs_vault_config *v = &c->vault;
   char where[64];
   snprintf(where, sizeof where, "plugins[%zu] (Vault)", i);
@@ -562,7 +562,7 @@ static ct_status kbs_config__vault(const json_t *e, size_t i, kbs_config *c, ct_
   return CT_OK;
 }
 
-static ct_status kbs_config__plugins(const json_t *doc, kbs_config *c, ct_err *err) {
+static CT_RESULT kbs_config__plugins(const json_t *doc, kbs_config *c, ct_err *err) {
   json_t *p = json_object_get(doc, "plugins");
   if (!p) return CT_OK;
   CT_ENSURE(json_is_array(p), err, CT_EINVAL, "[[plugins]] must be an array of tables");
@@ -611,7 +611,7 @@ static ct_status kbs_config__plugins(const json_t *doc, kbs_config *c, ct_err *e
   return CT_OK;
 }
 
-static ct_status kbs_config__audit(const json_t *doc, kbs_config *c, ct_err *err) {
+static CT_RESULT kbs_config__audit(const json_t *doc, kbs_config *c, ct_err *err) {
   json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "audit", "audit", &t, err));
   if (!t) return CT_OK;
@@ -625,7 +625,7 @@ static ct_status kbs_config__audit(const json_t *doc, kbs_config *c, ct_err *err
   return CT_OK;
 }
 
-static ct_status kbs_config__policy_engine(const json_t *doc, kbs_config *c, ct_err *err) {
+static CT_RESULT kbs_config__policy_engine(const json_t *doc, kbs_config *c, ct_err *err) {
   json_t *t = NULL;
   CT_GUARD(kbs_config__table(doc, "policy_engine", "policy_engine", &t, err));
   if (!t) return CT_OK;
@@ -634,7 +634,7 @@ static ct_status kbs_config__policy_engine(const json_t *doc, kbs_config *c, ct_
   return kbs_config__str(t, "policy_path", "policy_engine", &c->resource_policy_path, err);
 }
 
-ct_status kbs_config_from_json(const json_t *doc, kbs_config **out, ct_err *err) {
+CT_RESULT kbs_config_from_json(const json_t *doc, kbs_config **out, ct_err *err) {
   CT_ENSURE(json_is_object(doc), err, CT_EINVAL, "configuration must be a table");
   static const char *const top[] = {"http_server", "admin", "attestation_token", "attestation_service",
                                     "storage_backend", "plugins", "policy_engine", "audit", NULL};
@@ -675,7 +675,7 @@ fail:
   return st;
 }
 
-ct_status kbs_config_load(const char *path, kbs_config **out, ct_err *err) {
+CT_RESULT kbs_config_load(const char *path, kbs_config **out, ct_err *err) {
   json_t *doc = NULL;
   if (toml_parse_file(path, &doc, err) != CT_OK) return ct_err_prefix(err, "%s: ", path);
   ct_status st = kbs_config_from_json(doc, out, err);

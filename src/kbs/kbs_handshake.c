@@ -30,7 +30,7 @@ static bool kbs__semver_part(const char **p, unsigned *out) {
   return true;
 }
 
-static ct_status kbs__check_version(const char *v, ct_err *err) {
+static CT_RESULT kbs__check_version(const char *v, ct_err *err) {
   const char *p = v;
   unsigned major = 0, minor = 0, patch = 0;
   bool ok = kbs__semver_part(&p, &major) && *p++ == '.' && kbs__semver_part(&p, &minor) && *p++ == '.' &&
@@ -106,7 +106,7 @@ void kbs_handle_auth(kbs_server *s, const kbs_http_request *req, kbs_http_respon
 
 /* Re-serialises the client's TEE key with exactly the members Trustee hashes: unknown JWK
  * members (kid, use, ...) never reach report_data. */
-static ct_status kbs__canonical_teekey(const json_t *jwk, json_t **out, ct_err *err) {
+static CT_RESULT kbs__canonical_teekey(const json_t *jwk, json_t **out, ct_err *err) {
   CT_ENSURE(json_is_object(jwk), err, CT_EINVAL, "runtime-data: tee-pubkey must be a JWK object");
   const char *kty = json_string_value(json_object_get(jwk, "kty"));
   const char *alg = json_string_value(json_object_get(jwk, "alg"));
@@ -143,7 +143,7 @@ static ct_status kbs__canonical_teekey(const json_t *jwk, json_t **out, ct_err *
   return CT_OK;
 }
 
-static ct_status kbs__do_attest(kbs_server *s, const kbs_session_view *sv, const json_t *body, char **token,
+static CT_RESULT kbs__do_attest(kbs_server *s, const kbs_session_view *sv, const json_t *body, char **token,
                                 ct_err *err) {
   json_t *runtime, *evidence;
   CT_GUARD(ct_json_get_object(body, "runtime-data", "attestation", &runtime, err));
@@ -197,7 +197,7 @@ static unsigned kbs__record_ttl(const kbs_session_view *sv) {
   return (unsigned)(left > 0 ? left : 1) + 60;
 }
 
-ct_status kbs_session_claim_nonce(kbs_server *s, const kbs_session_view *sv, bool attested_here, ct_err *err) {
+CT_RESULT kbs_session_claim_nonce(kbs_server *s, const kbs_session_view *sv, bool attested_here, ct_err *err) {
   CT_ENSURE(!attested_here, err, CT_EDENIED, "this session is already attested and its nonce was used: a replayed "
             "/attest (nonces are single-use; start again with /auth)");
   if (!s->session_shared) return kbs_sessions_claim_nonce(s->sessions, sv, err);

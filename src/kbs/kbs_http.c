@@ -114,7 +114,7 @@ const char *kbs_http_header(const kbs_http_request *req, const char *name) { ret
 
 
 /* "IPv4:port" or "[IPv6]:port"; port 0 asks the kernel for a free port (tests use it). */
-static ct_status kbs_http__parse_addr(const char *spec, struct sockaddr_storage *ss, socklen_t *len,
+static CT_RESULT kbs_http__parse_addr(const char *spec, struct sockaddr_storage *ss, socklen_t *len,
                                       ct_err *err) {
   memset(ss, 0, sizeof *ss);
   char host[64];
@@ -154,7 +154,7 @@ static ct_status kbs_http__parse_addr(const char *spec, struct sockaddr_storage 
  * port in TIME_WAIT; it never joins a live listener) and every loop accepts on a dup of it. With
  * reuse_port each loop has its own SO_REUSEPORT listener, which other processes may join.
  * TCP_NODELAY is inherited by accepted sockets on Linux. */
-static ct_status kbs_http__listen(const struct sockaddr_storage *ss, socklen_t len, bool reuse_port, int *fd_out,
+static CT_RESULT kbs_http__listen(const struct sockaddr_storage *ss, socklen_t len, bool reuse_port, int *fd_out,
                                   int *port_out, ct_err *err) {
   int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ct_fail(err, CT_EIO, "socket: %s", strerror(errno));
@@ -657,7 +657,7 @@ static void *kbs_http__run(void *arg) {
   return NULL;
 }
 
-static ct_status kbs_http__ssl_ctx(const kbs_http_config *cfg, SSL_CTX **out, ct_err *err) {
+static CT_RESULT kbs_http__ssl_ctx(const kbs_http_config *cfg, SSL_CTX **out, ct_err *err) {
   CT_ENSURE(cfg->cert_path && cfg->key_path, err, CT_EINVAL,
             "http_server: HTTPS needs both private_key and certificate (or set insecure_http = true)");
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -678,7 +678,7 @@ static ct_status kbs_http__ssl_ctx(const kbs_http_config *cfg, SSL_CTX **out, ct
   return CT_OK;
 }
 
-ct_status kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, void *ctx,
+CT_RESULT kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, void *ctx,
                          kbs_http_server **out, ct_err *err) {
   CT_ENSURE(cfg->n_sockets > 0 && cfg->n_sockets <= KBS_HTTP_MAX_SOCKETS, err, CT_EINVAL,
             "http_server.sockets must list 1 to %d addresses", KBS_HTTP_MAX_SOCKETS);
@@ -771,7 +771,7 @@ fail:
   return st;
 }
 
-ct_status kbs_http_run(kbs_http_server *s, ct_err *err) {
+CT_RESULT kbs_http_run(kbs_http_server *s, ct_err *err) {
   /* As many handler threads as loops: the work is CPU-bound. */
   s->compute.n_threads = s->n_workers < KBS_HTTP_MAX_POOL ? s->n_workers : KBS_HTTP_MAX_POOL;
   s->blocking.n_threads = s->n_blocking;

@@ -87,7 +87,7 @@ void kbs_metrics_request(double seconds, size_t request_bytes, size_t response_b
 
 void kbs_metrics_connections(int delta) { atomic_fetch_add(&kbs__active, delta); }
 
-static ct_status kbs__histogram(ct_buf *out, const char *name, const char *help, const unsigned long long *counts,
+static CT_RESULT kbs__histogram(ct_buf *out, const char *name, const char *help, const unsigned long long *counts,
                                 const double *bounds, size_t nb, double sum, ct_err *err) {
   CT_GUARD(ct_buf_printf(out, err, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name));
   unsigned long long cum = 0;
@@ -100,7 +100,7 @@ static ct_status kbs__histogram(ct_buf *out, const char *name, const char *help,
                        name, cum);
 }
 
-static ct_status kbs__labelled_render(ct_buf *out, const char *name, const char *label_name, const char *help,
+static CT_RESULT kbs__labelled_render(ct_buf *out, const char *name, const char *label_name, const char *help,
                                       const kbs__labelled *l, ct_err *err) {
   CT_GUARD(ct_buf_printf(out, err, "# HELP %s %s\n# TYPE %s counter\n", name, help, name));
   for (size_t i = 0; i < l->n; i++)
@@ -108,7 +108,7 @@ static ct_status kbs__labelled_render(ct_buf *out, const char *name, const char 
   return CT_OK;
 }
 
-ct_status kbs_metrics_render(ct_buf *out, ct_err *err) {
+CT_RESULT kbs_metrics_render(ct_buf *out, ct_err *err) {
   CT_GUARD(ct_buf_printf(out, err, "# HELP kbs_build_info KBS binary build information.\n# TYPE kbs_build_info gauge\n"
                          "kbs_build_info{version=\"0.1.0\",git_hash=\"\",build_date=\"\"} 1\n"));
   for (int i = 0; i < KBS_M_COUNT; i++)

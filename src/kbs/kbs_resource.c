@@ -20,7 +20,7 @@
 #include "kbs_metrics.h"
 
 /* Trustee: each part matches [A-Za-z0-9_-]+[A-Za-z0-9_.-]* (no leading dot), bounded here. */
-static ct_status kbs__check_id_part(const char *part, const char *what, ct_err *err) {
+static CT_RESULT kbs__check_id_part(const char *part, const char *what, ct_err *err) {
   size_t n = strlen(part);
   CT_ENSURE(n > 0, err, CT_EINVAL, "resource %s is empty", what);
   CT_ENSURE(n <= KBS_MAX_ID_PART, err, CT_EINVAL, "resource %s is longer than %d characters", what, KBS_MAX_ID_PART);
@@ -35,7 +35,7 @@ static ct_status kbs__check_id_part(const char *part, const char *what, ct_err *
 }
 
 /* Splits "repo/type/tag" (exactly three parts) and validates each part. */
-ct_status kbs_resource_id(const char *rest, char parts[3][KBS_MAX_ID_PART + 1], ct_err *err) {
+CT_RESULT kbs_resource_id(const char *rest, char parts[3][KBS_MAX_ID_PART + 1], ct_err *err) {
   static const char *const names[] = {"repository", "type", "tag"};
   const char *p = rest;
   for (int i = 0; i < 3; i++) {
@@ -54,7 +54,7 @@ ct_status kbs_resource_id(const char *rest, char parts[3][KBS_MAX_ID_PART + 1], 
 }
 
 /* Evaluates data.policy.allow: input = token claims, data = {plugin, resource-path, query}. */
-static ct_status kbs__policy_allows(kbs_server *s, const json_t *claims, char parts[3][KBS_MAX_ID_PART + 1],
+static CT_RESULT kbs__policy_allows(kbs_server *s, const json_t *claims, char parts[3][KBS_MAX_ID_PART + 1],
                                     const char *query, bool *allowed, ct_err *err) {
   json_t *q = json_object();
   if (query) {
@@ -256,7 +256,7 @@ static void kbs__vault_fetch(kbs_server *s, const kbs_http_request *req, kbs_htt
 
 /* Claims of a token this KBS issued into an attested session (ours, held server-side or in the
  * shared session storage): used as stored, their expiry still applies. */
-static ct_status kbs__session_claims(const char *token, json_t **claims, ct_err *err) {
+static CT_RESULT kbs__session_claims(const char *token, json_t **claims, ct_err *err) {
   /* Only the payload is decoded: the header (our signer's, with its certificate chain) would
    * cost as much again on every resource request and tells nothing here. */
   const char *d1 = strchr(token, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;

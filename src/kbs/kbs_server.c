@@ -59,7 +59,7 @@ void kbs_reply_json(kbs_http_response *r, json_t *body) {
   r->content_type = "application/json";
 }
 
-ct_status kbs_parse_json_body(const kbs_http_request *req, json_t **out, ct_err *err) {
+CT_RESULT kbs_parse_json_body(const kbs_http_request *req, json_t **out, ct_err *err) {
   CT_ENSURE(req->body_len > 0, err, CT_EINVAL, "request body is empty; a JSON object is required");
   CT_GUARD(ct_json_parse((const char *)req->body, req->body_len, KBS_JSON_DEPTH, out, err));
   if (!json_is_object(*out)) {
@@ -302,7 +302,7 @@ static void kbs__handle(void *ctx, const kbs_http_request *req, kbs_http_respons
  * KBS serves requests as a user of its own, which owns the storage (0700 directories, 0600
  * files). A user other processes run as could read every secret and rewrite the policies, so
  * the accounts that conventionally are shared are refused. */
-static ct_status kbs__drop_privileges(kbs_server *s, const char *user, ct_err *err) {
+static CT_RESULT kbs__drop_privileges(kbs_server *s, const char *user, ct_err *err) {
   struct passwd *pw = getpwnam(user);
   CT_ENSURE(pw, err, CT_EINVAL,
             "KBS_USER \"%s\" does not exist: started as root, the KBS serves as a dedicated user that owns its "
@@ -330,7 +330,7 @@ static ct_status kbs__drop_privileges(kbs_server *s, const char *user, ct_err *e
 /* A cookie-sealing key file holds 32 random bytes (raw, or 64 hex digits). Replicas of one KBS
  * share it (storage_backend.session_key_file, or KBS_SESSION_KEY_FILE), so that a handshake
  * begun on one replica can finish on another. */
-static ct_status kbs__read_key_file(const char *what, const char *path, uint8_t key[32], ct_err *err) {
+static CT_RESULT kbs__read_key_file(const char *what, const char *path, uint8_t key[32], ct_err *err) {
   uint8_t *data = NULL;
   size_t len = 0;
   if (ct_file_read(path, 4096, &data, &len, err) != CT_OK) return ct_err_prefix(err, "%s: ", what);
@@ -357,7 +357,7 @@ static ct_status kbs__read_key_file(const char *what, const char *path, uint8_t 
  * backend the replicas share (upstream's meaning: sessions live there), one random key the first
  * replica stores there and the others read; otherwise a random key of this process (sessions do
  * not outlive it). */
-static ct_status kbs__session_key(kbs_server *s, uint8_t key[32], bool *have, ct_err *err) {
+static CT_RESULT kbs__session_key(kbs_server *s, uint8_t key[32], bool *have, ct_err *err) {
   const kbs_config *cfg = s->cfg;
   const char *env = getenv("KBS_SESSION_KEY_FILE");
   *have = false;
@@ -387,7 +387,7 @@ static ct_status kbs__session_key(kbs_server *s, uint8_t key[32], bool *have, ct
   return CT_OK;
 }
 
-static ct_status kbs__open_vault(kbs_server *s, ct_err *err) {
+static CT_RESULT kbs__open_vault(kbs_server *s, ct_err *err) {
   const kbs_vault_config *v = &s->cfg->vault;
   vault_kv_config vc = {.url = v->url, .token = v->token, .mount_path = v->mount_path, .verify_ssl = v->verify_ssl,
                         .ca_certs = (const char *const *)v->ca_certs, .n_ca_certs = v->n_ca_certs,
@@ -399,14 +399,14 @@ static ct_status kbs__open_vault(kbs_server *s, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status kbs__open_store(const kbs_config *cfg, kvs_type type, kvs **out, ct_err *err) {
+static CT_RESULT kbs__open_store(const kbs_config *cfg, kvs_type type, kvs **out, ct_err *err) {
   kvs_config kc;
   kbs_config_kvs(cfg, type, &kc);
   if (kvs_open(&kc, out, err) != CT_OK) return ct_err_prefix(err, "storage_backend (%s): ", kvs_type_name(type));
   return CT_OK;
 }
 
-ct_status kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err) {
+CT_RESULT kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err) {
   kbs_server *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   s->cfg = cfg;
@@ -513,7 +513,7 @@ static void kbs__check_secret_file(const char *what, const char *path) {
                  "of mode 0600 owned by root or by the user the KBS serves as", what, path, (unsigned)(st.st_mode & 07777));
 }
 
-ct_status kbs_server_start(const kbs_config *cfg, const char *run_as, kbs_server **out, ct_err *err) {
+CT_RESULT kbs_server_start(const kbs_config *cfg, const char *run_as, kbs_server **out, ct_err *err) {
   kbs__check_secret_file("http_server.private_key", cfg->private_key);
   kbs__check_secret_file("attestation_token_broker.signer.key_path", cfg->signer_key_path);
   kbs__check_secret_file("session_key_file", cfg->session_key_file);

@@ -44,7 +44,7 @@ struct kbs_sessions {
   kbs__entry *head, *tail;
 };
 
-ct_status kbs_sessions_new(size_t max_attested, const uint8_t *key, kbs_sessions **out, ct_err *err) {
+CT_RESULT kbs_sessions_new(size_t max_attested, const uint8_t *key, kbs_sessions **out, ct_err *err) {
   kbs_sessions *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   if (key) memcpy(s->key, key, sizeof s->key);
@@ -83,7 +83,7 @@ void kbs_sessions_free(kbs_sessions *s) {
 
 /* --- sealing ------------------------------------------------------------------------------------ */
 
-static ct_status kbs__gcm(const uint8_t key[32], bool enc, const uint8_t iv[12], const uint8_t *in, size_t len,
+static CT_RESULT kbs__gcm(const uint8_t key[32], bool enc, const uint8_t iv[12], const uint8_t *in, size_t len,
                           uint8_t *out, uint8_t tag[16], ct_err *err) {
   EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
   CT_ENSURE(c, err, CT_ENOMEM, "out of memory");
@@ -97,7 +97,7 @@ static ct_status kbs__gcm(const uint8_t key[32], bool enc, const uint8_t iv[12],
   return ok ? CT_OK : ct_fail(err, CT_ENOTFOUND, "session cookie was not issued by this KBS");
 }
 
-static ct_status kbs__seal(const kbs_sessions *s, const uint8_t *plain, size_t len, char cookie[KBS_COOKIE_MAX],
+static CT_RESULT kbs__seal(const kbs_sessions *s, const uint8_t *plain, size_t len, char cookie[KBS_COOKIE_MAX],
                            ct_err *err) {
   uint8_t blob[12 + KBS_PLAIN_FIXED + KBS_TEE_MAX + 16];
   CT_GUARD(ct_random(blob, 12, err));
@@ -109,7 +109,7 @@ static ct_status kbs__seal(const kbs_sessions *s, const uint8_t *plain, size_t l
   return CT_OK;
 }
 
-static ct_status kbs__open(const kbs_sessions *s, const char *cookie, uint8_t *plain, size_t *len, ct_err *err) {
+static CT_RESULT kbs__open(const kbs_sessions *s, const char *cookie, uint8_t *plain, size_t *len, ct_err *err) {
   CT_ENSURE(!strncmp(cookie, "v1.", 3) && strlen(cookie) < KBS_COOKIE_MAX, err, CT_ENOTFOUND,
             "session cookie was not issued by this KBS");
   uint8_t *blob = NULL;
@@ -130,7 +130,7 @@ static ct_status kbs__open(const kbs_sessions *s, const char *cookie, uint8_t *p
   return st;
 }
 
-ct_status kbs_sessions_create(kbs_sessions *s, const char *tee, unsigned timeout_s, char cookie[KBS_COOKIE_MAX],
+CT_RESULT kbs_sessions_create(kbs_sessions *s, const char *tee, unsigned timeout_s, char cookie[KBS_COOKIE_MAX],
                               char nonce[KBS_NONCE_B64_LEN + 1], time_t *expires, ct_err *err) {
   size_t tee_len = strlen(tee);
   CT_ENSURE(tee_len <= KBS_TEE_MAX, err, CT_EINVAL, "tee name too long");
@@ -187,7 +187,7 @@ static void kbs__to_front(kbs_sessions *s, kbs__entry *e) {
   if (!s->tail) s->tail = e;
 }
 
-ct_status kbs_sessions_get(kbs_sessions *s, const char *cookie, kbs_session_view *view, ct_err *err) {
+CT_RESULT kbs_sessions_get(kbs_sessions *s, const char *cookie, kbs_session_view *view, ct_err *err) {
   memset(view, 0, sizeof *view);
   uint8_t plain[KBS_PLAIN_FIXED + KBS_TEE_MAX];
   size_t len = 0;
@@ -216,7 +216,7 @@ ct_status kbs_sessions_get(kbs_sessions *s, const char *cookie, kbs_session_view
   return st;
 }
 
-ct_status kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *token, ct_err *err) {
+CT_RESULT kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *token, ct_err *err) {
   uint8_t plain[KBS_PLAIN_FIXED + KBS_TEE_MAX];
   size_t len = 0;
   CT_GUARD(kbs__open(s, cookie, plain, &len, err));
@@ -252,7 +252,7 @@ ct_status kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *t
   return CT_OK;
 }
 
-ct_status kbs_sessions_add_old_key(kbs_sessions *s, const uint8_t key[32], ct_err *err) {
+CT_RESULT kbs_sessions_add_old_key(kbs_sessions *s, const uint8_t key[32], ct_err *err) {
   CT_ENSURE(s->n_old_keys < KBS_MAX_OLD_KEYS, err, CT_ELIMIT, "more than %d previous session keys", KBS_MAX_OLD_KEYS);
   memcpy(s->old_keys[s->n_old_keys++], key, 32);
   return CT_OK;
@@ -265,7 +265,7 @@ static size_t kbs__used_slot(const uint8_t sid[KBS_SID_LEN]) {
   return h & (KBS_NONCE_SET - 1);
 }
 
-ct_status kbs_sessions_claim_nonce(kbs_sessions *s, const kbs_session_view *v, ct_err *err) {
+CT_RESULT kbs_sessions_claim_nonce(kbs_sessions *s, const kbs_session_view *v, ct_err *err) {
   time_t now = time(NULL);
   ct_status st = CT_OK;
   pthread_mutex_lock(&s->lock);

@@ -6,7 +6,7 @@
 
 #include "rego_bi.h"
 
-static ct_status rego__bi_array_concat(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_array_concat(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "array.concat", 1, a[0], RV_ARR));
   CT_GUARD(rg_bi_want(ev, "array.concat", 2, a[1], RV_ARR));
   rv **items = rg_alloc(A, (a[0]->n + a[1]->n + 1) * sizeof(rv *));
@@ -16,7 +16,7 @@ static ct_status rego__bi_array_concat(rg_ev *ev, rv **a, rv **out) {
   RET(rv_arr(A, items, a[0]->n + a[1]->n));
 }
 
-static ct_status rego__bi_array_slice(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_array_slice(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "array.slice", 1, a[0], RV_ARR));
   CT_GUARD(rg_bi_want(ev, "array.slice", 2, a[1], RV_NUM));
   CT_GUARD(rg_bi_want(ev, "array.slice", 3, a[2], RV_NUM));
@@ -29,7 +29,7 @@ static ct_status rego__bi_array_slice(rg_ev *ev, rv **a, rv **out) {
   RET(rv_arr(A, a[0]->u.a + s, (size_t)(e - s)));
 }
 
-static ct_status rego__bi_array_reverse(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_array_reverse(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "array.reverse", 1, a[0], RV_ARR));
   rv *r = rv_arr(A, a[0]->u.a, a[0]->n);
   if (!r) return rg_bi_oom(ev);
@@ -42,7 +42,7 @@ static ct_status rego__bi_array_reverse(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__flatten_into(rg_ev *ev, rv *x, rv ***items, size_t *n, size_t *cap) {
+static CT_RESULT rego__flatten_into(rg_ev *ev, rv *x, rv ***items, size_t *n, size_t *cap) {
   for (size_t i = 0; i < x->n; i++) {
     rv *e = x->u.a[i];
     if (e->t == RV_ARR && x != e && (x->t == RV_SET)) {
@@ -61,7 +61,7 @@ static ct_status rego__flatten_into(rg_ev *ev, rv *x, rv ***items, size_t *n, si
   return CT_OK;
 }
 
-static ct_status rego__bi_array_flatten(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_array_flatten(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "array.flatten", 1, a[0], RV_ARR));
   rv **items = NULL;
   size_t n = 0, cap = 0;
@@ -80,7 +80,7 @@ static ct_status rego__bi_array_flatten(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- objects */
-static ct_status rego__bi_object_get(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_object_get(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "object.get", 1, a[0], RV_OBJ));
   rv *key = a[1];
   if (key->t == RV_ARR) {
@@ -106,12 +106,12 @@ static ct_status rego__bi_object_get(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__bi_object_keys(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_object_keys(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "object.keys", 1, a[0], RV_OBJ));
   RET(rv_set(A, a[0]->u.o.k, a[0]->n));
 }
 
-static ct_status rego__keyset(rg_ev *ev, const char *name, rv *x, rv **out) {
+static CT_RESULT rego__keyset(rg_ev *ev, const char *name, rv *x, rv **out) {
   if (x->t == RV_SET) {
     *out = x;
     return CT_OK;
@@ -121,7 +121,7 @@ static ct_status rego__keyset(rg_ev *ev, const char *name, rv *x, rv **out) {
   return rg_bi_type(ev, "%s: operand 2 must be one of {object, set, array} but got %s", name, rg_type_name(x));
 }
 
-static ct_status rego__obj_filter(rg_ev *ev, rv *o, rv *keys, bool keep, rv **out) {
+static CT_RESULT rego__obj_filter(rg_ev *ev, rv *o, rv *keys, bool keep, rv **out) {
   rv **ks = rg_alloc(A, (o->n + 1) * sizeof(rv *)), **vs = rg_alloc(A, (o->n + 1) * sizeof(rv *));
   if (!ks || !vs) return rg_bi_oom(ev);
   size_t m = 0;
@@ -133,14 +133,14 @@ static ct_status rego__obj_filter(rg_ev *ev, rv *o, rv *keys, bool keep, rv **ou
   RET(rv_obj(A, ks, vs, m, NULL));
 }
 
-static ct_status rego__bi_object_remove(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_object_remove(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "object.remove", 1, a[0], RV_OBJ));
   rv *ks;
   CT_GUARD(rego__keyset(ev, "object.remove", a[1], &ks));
   return rego__obj_filter(ev, a[0], ks, false, out);
 }
 
-static ct_status rego__bi_object_filter(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_object_filter(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "object.filter", 1, a[0], RV_OBJ));
   rv *ks;
   CT_GUARD(rego__keyset(ev, "object.filter", a[1], &ks));
@@ -168,13 +168,13 @@ static rv *rego__merge(rg_ev *ev, rv *x, rv *y) {
   return rv_obj(A, ks, vs, m, NULL);
 }
 
-static ct_status rego__bi_object_union(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_object_union(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "object.union", 1, a[0], RV_OBJ));
   CT_GUARD(rg_bi_want(ev, "object.union", 2, a[1], RV_OBJ));
   RET(rego__merge(ev, a[0], a[1]));
 }
 
-static ct_status rego__bi_object_union_n(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_object_union_n(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "object.union_n", 1, a[0], RV_ARR));
   rv *acc = &rv_empty_obj_v;
   for (size_t i = 0; i < a[0]->n; i++) {
@@ -225,7 +225,7 @@ static bool rego__subset(rv *sup, rv *sub) {
   return false;
 }
 
-static ct_status rego__bi_object_subset(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_object_subset(rg_ev *ev, rv **a, rv **out) {
   rv *sup = a[0], *sub = a[1];
   bool ok_types = (sup->t == RV_OBJ && sub->t == RV_OBJ) || (sup->t == RV_SET && sub->t == RV_SET) ||
                   (sup->t == RV_ARR && (sub->t == RV_ARR || sub->t == RV_SET));
@@ -236,7 +236,7 @@ static ct_status rego__bi_object_subset(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- sets */
-static ct_status rego__bi_intersection(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_intersection(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "intersection", 1, a[0], RV_SET));
   if (!a[0]->n) RET(rv_set(A, NULL, 0));
   for (size_t i = 0; i < a[0]->n; i++)
@@ -253,7 +253,7 @@ static ct_status rego__bi_intersection(rg_ev *ev, rv **a, rv **out) {
   RET(rv_set(A, items, m));
 }
 
-static ct_status rego__bi_union(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_union(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "union", 1, a[0], RV_SET));
   size_t total = 0;
   for (size_t i = 0; i < a[0]->n; i++) {
@@ -292,7 +292,7 @@ typedef struct {
 } jpath;
 
 /* Paths: strings "a/b/0" (leading '/' optional, "~1" = '/', "~0" = '~') or arrays of keys. */
-static ct_status rego__parse_paths(rg_ev *ev, const char *name, rv *ps, jpath **out, size_t *np) {
+static CT_RESULT rego__parse_paths(rg_ev *ev, const char *name, rv *ps, jpath **out, size_t *np) {
   if (ps->t != RV_ARR && ps->t != RV_SET)
     return rg_bi_type(ev, "%s: operand 2 must be one of {set, array} but got %s", name, rg_type_name(ps));
   jpath *p = rg_alloc(A, (ps->n + 1) * sizeof(jpath));
@@ -407,7 +407,7 @@ static rv *rego__jremove(rg_ev *ev, rv *v, jpath *p, size_t np, size_t d) {
   return rv_arr(A, vs, m);
 }
 
-static ct_status rego__bi_json_filter(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_json_filter(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "json.filter", 1, a[0], RV_OBJ));
   jpath *p;
   size_t np;
@@ -419,7 +419,7 @@ static ct_status rego__bi_json_filter(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__bi_json_remove(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_json_remove(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "json.remove", 1, a[0], RV_OBJ));
   jpath *p;
   size_t np;
@@ -434,7 +434,7 @@ typedef struct {
   size_t n, cap;
 } acc_t;
 
-static ct_status rego__acc_add(rg_ev *ev, acc_t *a, rv *x) {
+static CT_RESULT rego__acc_add(rg_ev *ev, acc_t *a, rv *x) {
   if (!x) return rg_bi_oom(ev);
   if (a->n == a->cap) {
     size_t nc = a->cap ? a->cap * 2 : 16;
@@ -449,7 +449,7 @@ static ct_status rego__acc_add(rg_ev *ev, acc_t *a, rv *x) {
 }
 
 /* walk(x): every [path, value] pair, pre-order (a relation: the evaluator iterates the result) */
-static ct_status rego__walk_into(rg_ev *ev, rv *v, rv **path, size_t depth, acc_t *acc) {
+static CT_RESULT rego__walk_into(rg_ev *ev, rv *v, rv **path, size_t depth, acc_t *acc) {
   if (depth > 10000) return rg_bi_fail(ev, "walk: too deep");
   rv *pair[2] = {rv_arr(A, path, depth), v};
   if (!pair[0]) return rg_bi_oom(ev);
@@ -467,7 +467,7 @@ static ct_status rego__walk_into(rg_ev *ev, rv *v, rv **path, size_t depth, acc_
   return CT_OK;
 }
 
-ct_status rg_bi_walk(rg_ev *ev, rv **a, rv **out) {
+CT_RESULT rg_bi_walk(rg_ev *ev, rv **a, rv **out) {
   acc_t acc = {0};
   CT_GUARD(rego__walk_into(ev, a[0], NULL, 0, &acc));
   RET(rv_arr(A, acc.v, acc.n));
@@ -478,7 +478,7 @@ static rv *rego__edges_of(rv *graph, rv *node) {
   return e && (e->t == RV_ARR || e->t == RV_SET) ? e : NULL;
 }
 
-static ct_status rego__bi_graph_reachable(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_graph_reachable(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "graph.reachable", 1, a[0], RV_OBJ));
   if (a[1]->t != RV_ARR && a[1]->t != RV_SET)
     return rg_bi_type(ev, "graph.reachable: operand 2 must be one of {array, set} but got %s", rg_type_name(a[1]));
@@ -497,7 +497,7 @@ static ct_status rego__bi_graph_reachable(rg_ev *ev, rv **a, rv **out) {
   RET(rv_set(A, seen.v, seen.n));
 }
 
-static ct_status rego__paths_from(rg_ev *ev, rv *g, rv *node, rv **path, size_t depth, acc_t *acc) {
+static CT_RESULT rego__paths_from(rg_ev *ev, rv *g, rv *node, rv **path, size_t depth, acc_t *acc) {
   if (depth > 1000) return rg_bi_fail(ev, "graph.reachable_paths: too deep");
   for (size_t i = 0; i < depth; i++)
     if (rv_eq(path[i], node)) return rego__acc_add(ev, acc, rv_arr(A, path, depth)); /* cycle: stop */
@@ -516,7 +516,7 @@ static ct_status rego__paths_from(rg_ev *ev, rv *g, rv *node, rv **path, size_t 
   return CT_OK;
 }
 
-static ct_status rego__bi_graph_reachable_paths(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_graph_reachable_paths(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "graph.reachable_paths", 1, a[0], RV_OBJ));
   if (a[1]->t != RV_ARR && a[1]->t != RV_SET)
     return rg_bi_type(ev, "graph.reachable_paths: operand 2 must be one of {array, set} but got %s", rg_type_name(a[1]));
@@ -685,7 +685,7 @@ static rv *rego__get_at(rv *doc, rv **path, size_t n) {
   return doc;
 }
 
-static ct_status rego__bi_json_patch(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_json_patch(rg_ev *ev, rv **a, rv **out) {
   if (a[1]->t != RV_ARR) return rg_bi_type(ev, "json.patch: operand 2 must be array but got %s", rg_type_name(a[1]));
   rv *doc = a[0];
   for (size_t i = 0; i < a[1]->n; i++) {

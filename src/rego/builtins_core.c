@@ -11,12 +11,12 @@
 
 #include "rego_bi.h"
 
-static ct_status rego__bi_equal(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(rv_eq(a[0], a[1])); return CT_OK; }
-static ct_status rego__bi_neq(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(!rv_eq(a[0], a[1])); return CT_OK; }
-static ct_status rego__bi_lt(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(rv_cmp(a[0], a[1]) < 0); return CT_OK; }
-static ct_status rego__bi_gt(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(rv_cmp(a[0], a[1]) > 0); return CT_OK; }
-static ct_status rego__bi_lte(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(rv_cmp(a[0], a[1]) <= 0); return CT_OK; }
-static ct_status rego__bi_gte(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(rv_cmp(a[0], a[1]) >= 0); return CT_OK; }
+static CT_RESULT rego__bi_equal(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(rv_eq(a[0], a[1])); return CT_OK; }
+static CT_RESULT rego__bi_neq(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(!rv_eq(a[0], a[1])); return CT_OK; }
+static CT_RESULT rego__bi_lt(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(rv_cmp(a[0], a[1]) < 0); return CT_OK; }
+static CT_RESULT rego__bi_gt(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(rv_cmp(a[0], a[1]) > 0); return CT_OK; }
+static CT_RESULT rego__bi_lte(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(rv_cmp(a[0], a[1]) <= 0); return CT_OK; }
+static CT_RESULT rego__bi_gte(rg_ev *ev, rv **a, rv **out) { (void)ev; *out = rv_bool(rv_cmp(a[0], a[1]) >= 0); return CT_OK; }
 
 /* ---------------------------------------------------------------- numbers */
 static bool rego__big_or_dbl(const rv *x) { return x->nk != RN_INT; }
@@ -77,7 +77,7 @@ rv *rg_bn_to_rv(rg_arena *a, const struct bignum_st *b) {
 }
 
 /* Exact integer arithmetic; returns false when an operand is not an integer. */
-static ct_status rego__big_arith(rg_ev *ev, int op, const rv *x, const rv *y, rv **out, bool *handled) {
+static CT_RESULT rego__big_arith(rg_ev *ev, int op, const rv *x, const rv *y, rv **out, bool *handled) {
   char b1[400], b2[400];
   const char *t1, *t2;
   *handled = false;
@@ -124,7 +124,7 @@ done:
   return st;
 }
 
-static ct_status rego__arith(rg_ev *ev, const char *name, int op, rv **a, rv **out) {
+static CT_RESULT rego__arith(rg_ev *ev, const char *name, int op, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, name, 1, a[0], RV_NUM));
   CT_GUARD(rg_bi_want(ev, name, 2, a[1], RV_NUM));
   rv *x = a[0], *y = a[1];
@@ -198,8 +198,8 @@ static rv *rego__set_op(rg_ev *ev, rv *x, rv *y, int op) {
   return rv_set(A, items, n);
 }
 
-static ct_status rego__bi_plus(rg_ev *ev, rv **a, rv **out) { return rego__arith(ev, "plus", '+', a, out); }
-static ct_status rego__bi_minus(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_plus(rg_ev *ev, rv **a, rv **out) { return rego__arith(ev, "plus", '+', a, out); }
+static CT_RESULT rego__bi_minus(rg_ev *ev, rv **a, rv **out) {
   if (a[0]->t == RV_SET && a[1]->t == RV_SET) RET(rego__set_op(ev, a[0], a[1], '-'));
   if ((a[0]->t == RV_SET) != (a[1]->t == RV_SET) && (a[0]->t == RV_SET || a[0]->t == RV_NUM))
     return rg_bi_type(ev, "minus: operand 2 must be %s but got %s", a[0]->t == RV_SET ? "set" : "number",
@@ -208,37 +208,37 @@ static ct_status rego__bi_minus(rg_ev *ev, rv **a, rv **out) {
     return rg_bi_type(ev, "minus: operand 1 must be one of {number, set} but got %s", rg_type_name(a[0]));
   return rego__arith(ev, "minus", '-', a, out);
 }
-static ct_status rego__bi_mul(rg_ev *ev, rv **a, rv **out) { return rego__arith(ev, "mul", '*', a, out); }
-static ct_status rego__bi_div(rg_ev *ev, rv **a, rv **out) { return rego__arith(ev, "div", '/', a, out); }
-static ct_status rego__bi_rem(rg_ev *ev, rv **a, rv **out) { return rego__arith(ev, "rem", '%', a, out); }
+static CT_RESULT rego__bi_mul(rg_ev *ev, rv **a, rv **out) { return rego__arith(ev, "mul", '*', a, out); }
+static CT_RESULT rego__bi_div(rg_ev *ev, rv **a, rv **out) { return rego__arith(ev, "div", '/', a, out); }
+static CT_RESULT rego__bi_rem(rg_ev *ev, rv **a, rv **out) { return rego__arith(ev, "rem", '%', a, out); }
 
-static ct_status rego__bi_or(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_or(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "or", 1, a[0], RV_SET));
   CT_GUARD(rg_bi_want(ev, "or", 2, a[1], RV_SET));
   RET(rego__set_op(ev, a[0], a[1], '|'));
 }
-static ct_status rego__bi_and(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_and(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "and", 1, a[0], RV_SET));
   CT_GUARD(rg_bi_want(ev, "and", 2, a[1], RV_SET));
   RET(rego__set_op(ev, a[0], a[1], '&'));
 }
 
-static ct_status rego__num1(rg_ev *ev, const char *name, rv *x, double (*f)(double), rv **out) {
+static CT_RESULT rego__num1(rg_ev *ev, const char *name, rv *x, double (*f)(double), rv **out) {
   CT_GUARD(rg_bi_want(ev, name, 1, x, RV_NUM));
   if (x->nk == RN_INT) RET(x);
   RET(rv_dbl(A, f(rv_num_dbl(x))));
 }
-static ct_status rego__bi_round(rg_ev *ev, rv **a, rv **out) { return rego__num1(ev, "round", a[0], round, out); }
-static ct_status rego__bi_ceil(rg_ev *ev, rv **a, rv **out) { return rego__num1(ev, "ceil", a[0], ceil, out); }
-static ct_status rego__bi_floor(rg_ev *ev, rv **a, rv **out) { return rego__num1(ev, "floor", a[0], floor, out); }
-static ct_status rego__bi_abs(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_round(rg_ev *ev, rv **a, rv **out) { return rego__num1(ev, "round", a[0], round, out); }
+static CT_RESULT rego__bi_ceil(rg_ev *ev, rv **a, rv **out) { return rego__num1(ev, "ceil", a[0], ceil, out); }
+static CT_RESULT rego__bi_floor(rg_ev *ev, rv **a, rv **out) { return rego__num1(ev, "floor", a[0], floor, out); }
+static CT_RESULT rego__bi_abs(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "abs", 1, a[0], RV_NUM));
   if (a[0]->nk == RN_INT && a[0]->u.i != INT64_MIN) RET(a[0]->u.i < 0 ? rv_int(A, -a[0]->u.i) : a[0]);
   if (a[0]->nk == RN_BIG) RET(a[0]->u.s[0] == '-' ? rv_num_text(A, a[0]->u.s + 1, strlen(a[0]->u.s + 1)) : a[0]);
   RET(rv_dbl(A, fabs(rv_num_dbl(a[0]))));
 }
 
-static ct_status rego__bi_numbers_range(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_numbers_range(rg_ev *ev, rv **a, rv **out) {
   int64_t x, y;
   CT_GUARD(rg_bi_want(ev, "numbers.range", 1, a[0], RV_NUM));
   CT_GUARD(rg_bi_want(ev, "numbers.range", 2, a[1], RV_NUM));
@@ -255,7 +255,7 @@ static ct_status rego__bi_numbers_range(rg_ev *ev, rv **a, rv **out) {
   RET(rv_arr(A, items, (size_t)n));
 }
 
-static ct_status rego__bi_numbers_range_step(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_numbers_range_step(rg_ev *ev, rv **a, rv **out) {
   int64_t x, y, s;
   if (!rv_num_is_int(a[0], &x) || !rv_num_is_int(a[1], &y) || !rv_num_is_int(a[2], &s))
     return rg_bi_fail(ev, "numbers.range_step: operands must be integer numbers");
@@ -272,7 +272,7 @@ static ct_status rego__bi_numbers_range_step(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- membership */
-static ct_status rego__bi_member2(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_member2(rg_ev *ev, rv **a, rv **out) {
   (void)ev;
   rv *x = a[0], *c = a[1];
   bool r = false;
@@ -290,7 +290,7 @@ static ct_status rego__bi_member2(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__bi_member3(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_member3(rg_ev *ev, rv **a, rv **out) {
   (void)ev;
   rv *k = a[0], *v = a[1], *c = a[2];
   bool r = false;
@@ -339,7 +339,7 @@ static size_t rego__utf8_len(const char *s, size_t n) {
   return c;
 }
 
-static ct_status rego__bi_count(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_count(rg_ev *ev, rv **a, rv **out) {
   rv *x = a[0];
   switch (x->t) {
     case RV_STR: RET(rv_int(A, (int64_t)rego__utf8_len(x->u.s, x->n)));
@@ -351,7 +351,7 @@ static ct_status rego__bi_count(rg_ev *ev, rv **a, rv **out) {
   }
 }
 
-static ct_status rego__agg_nums(rg_ev *ev, const char *name, rv *x, bool prod, rv **out) {
+static CT_RESULT rego__agg_nums(rg_ev *ev, const char *name, rv *x, bool prod, rv **out) {
   if (x->t != RV_ARR && x->t != RV_SET)
     return rg_bi_type(ev, "%s: operand 1 must be one of {array, set} but got %s", name, rg_type_name(x));
   rv *acc = rv_int(A, prod ? 1 : 0);
@@ -366,10 +366,10 @@ static ct_status rego__agg_nums(rg_ev *ev, const char *name, rv *x, bool prod, r
   *out = acc;
   return CT_OK;
 }
-static ct_status rego__bi_sum(rg_ev *ev, rv **a, rv **out) { return rego__agg_nums(ev, "sum", a[0], false, out); }
-static ct_status rego__bi_product(rg_ev *ev, rv **a, rv **out) { return rego__agg_nums(ev, "product", a[0], true, out); }
+static CT_RESULT rego__bi_sum(rg_ev *ev, rv **a, rv **out) { return rego__agg_nums(ev, "sum", a[0], false, out); }
+static CT_RESULT rego__bi_product(rg_ev *ev, rv **a, rv **out) { return rego__agg_nums(ev, "product", a[0], true, out); }
 
-static ct_status rego__minmax(rg_ev *ev, const char *name, rv *x, int sign, rv **out) {
+static CT_RESULT rego__minmax(rg_ev *ev, const char *name, rv *x, int sign, rv **out) {
   if (x->t != RV_ARR && x->t != RV_SET)
     return rg_bi_type(ev, "%s: operand 1 must be one of {array, set} but got %s", name, rg_type_name(x));
   *out = NULL;
@@ -377,11 +377,11 @@ static ct_status rego__minmax(rg_ev *ev, const char *name, rv *x, int sign, rv *
     if (!*out || rv_cmp(x->u.a[i], *out) * sign > 0) *out = x->u.a[i];
   return CT_OK;
 }
-static ct_status rego__bi_max(rg_ev *ev, rv **a, rv **out) { return rego__minmax(ev, "max", a[0], 1, out); }
-static ct_status rego__bi_min(rg_ev *ev, rv **a, rv **out) { return rego__minmax(ev, "min", a[0], -1, out); }
+static CT_RESULT rego__bi_max(rg_ev *ev, rv **a, rv **out) { return rego__minmax(ev, "max", a[0], 1, out); }
+static CT_RESULT rego__bi_min(rg_ev *ev, rv **a, rv **out) { return rego__minmax(ev, "min", a[0], -1, out); }
 
 static int rego__cmp_q(const void *x, const void *y) { return rv_cmp(*(rv *const *)x, *(rv *const *)y); }
-static ct_status rego__bi_sort(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_sort(rg_ev *ev, rv **a, rv **out) {
   rv *x = a[0];
   if (x->t == RV_SET) RET(rv_arr(A, x->u.a, x->n));
   if (x->t != RV_ARR) return rg_bi_type(ev, "sort: operand 1 must be one of {array, set} but got %s", rg_type_name(x));
@@ -393,21 +393,21 @@ static ct_status rego__bi_sort(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- types */
-static ct_status rego__is_t(rv *x, int t, rv **out) {
+static CT_RESULT rego__is_t(rv *x, int t, rv **out) {
   *out = x->t == t ? RV_TRUE : NULL; /* OPA: is_* returns false? no: undefined when false is wrong */
   *out = rv_bool(x->t == t);
   return CT_OK;
 }
-static ct_status rego__bi_is_number(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_NUM, out); }
-static ct_status rego__bi_is_string(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_STR, out); }
-static ct_status rego__bi_is_boolean(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_BOOL, out); }
-static ct_status rego__bi_is_array(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_ARR, out); }
-static ct_status rego__bi_is_set(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_SET, out); }
-static ct_status rego__bi_is_object(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_OBJ, out); }
-static ct_status rego__bi_is_null(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_NULL, out); }
-static ct_status rego__bi_type_name(rg_ev *ev, rv **a, rv **out) { RET(rv_cstr(A, rg_type_name(a[0]))); }
+static CT_RESULT rego__bi_is_number(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_NUM, out); }
+static CT_RESULT rego__bi_is_string(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_STR, out); }
+static CT_RESULT rego__bi_is_boolean(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_BOOL, out); }
+static CT_RESULT rego__bi_is_array(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_ARR, out); }
+static CT_RESULT rego__bi_is_set(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_SET, out); }
+static CT_RESULT rego__bi_is_object(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_OBJ, out); }
+static CT_RESULT rego__bi_is_null(rg_ev *ev, rv **a, rv **out) { (void)ev; return rego__is_t(a[0], RV_NULL, out); }
+static CT_RESULT rego__bi_type_name(rg_ev *ev, rv **a, rv **out) { RET(rv_cstr(A, rg_type_name(a[0]))); }
 
-static ct_status rego__bi_to_number(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_to_number(rg_ev *ev, rv **a, rv **out) {
   rv *x = a[0];
   switch (x->t) {
     case RV_NULL: RET(rv_int(A, 0));
@@ -441,7 +441,7 @@ static ct_status rego__bi_to_number(rg_ev *ev, rv **a, rv **out) {
   }
 }
 
-static ct_status rego__bi_opa_runtime(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_opa_runtime(rg_ev *ev, rv **a, rv **out) {
   (void)ev;
   (void)a;
   *out = &rv_empty_obj_v;
@@ -450,13 +450,13 @@ static ct_status rego__bi_opa_runtime(rg_ev *ev, rv **a, rv **out) {
 
 /* Policies must not reach the network from the trust plane: http.send exists (so that policies
  * mocking it with `with` compile and run) but always fails. */
-static ct_status rego__bi_http_send(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_http_send(rg_ev *ev, rv **a, rv **out) {
   (void)a;
   (void)out;
   return rg_bi_fail(ev, "http.send: disabled in coco-trust (policies cannot make network requests)");
 }
 
-static ct_status rego__bi_print(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_print(rg_ev *ev, rv **a, rv **out) {
   (void)ev;
   (void)a;
   *out = RV_TRUE;

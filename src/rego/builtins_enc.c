@@ -64,19 +64,19 @@ static long rego__b64dec(const char *s, size_t n, const char *alpha, bool need_p
   return -1;
 }
 
-static ct_status rego__bi_b64_encode(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_b64_encode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("base64.encode", 0);
   RET(rego__b64enc(ev, (const uint8_t *)a[0]->u.s, a[0]->n, b64std, true));
 }
-static ct_status rego__bi_b64url_encode(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_b64url_encode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("base64url.encode", 0);
   RET(rego__b64enc(ev, (const uint8_t *)a[0]->u.s, a[0]->n, b64url, true));
 }
-static ct_status rego__bi_b64url_encode_np(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_b64url_encode_np(rg_ev *ev, rv **a, rv **out) {
   WANT_S("base64url.encode_no_pad", 0);
   RET(rego__b64enc(ev, (const uint8_t *)a[0]->u.s, a[0]->n, b64url, false));
 }
-static ct_status rego__bi_b64_decode(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_b64_decode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("base64.decode", 0);
   uint8_t *o = rg_alloc(A, a[0]->n + 1);
   if (!o) return rg_bi_oom(ev);
@@ -85,7 +85,7 @@ static ct_status rego__bi_b64_decode(rg_ev *ev, rv **a, rv **out) {
   if (bad >= 0) return rg_bi_fail(ev, "base64.decode: illegal base64 data at input byte %ld", bad);
   RET(rv_str(A, (const char *)o, ol));
 }
-static ct_status rego__bi_b64_is_valid(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_b64_is_valid(rg_ev *ev, rv **a, rv **out) {
   WANT_S("base64.is_valid", 0);
   uint8_t *o = rg_alloc(A, a[0]->n + 1);
   if (!o) return rg_bi_oom(ev);
@@ -93,7 +93,7 @@ static ct_status rego__bi_b64_is_valid(rg_ev *ev, rv **a, rv **out) {
   *out = rv_bool(rego__b64dec(a[0]->u.s, a[0]->n, b64std, true, o, &ol) < 0);
   return CT_OK;
 }
-static ct_status rego__bi_b64url_decode(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_b64url_decode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("base64url.decode", 0);
   uint8_t *o = rg_alloc(A, a[0]->n + 1);
   if (!o) return rg_bi_oom(ev);
@@ -104,7 +104,7 @@ static ct_status rego__bi_b64url_decode(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- io.jwt.decode */
-static ct_status rego__jwt_part(rg_ev *ev, const char *what, const char *s, size_t n, uint8_t **o, size_t *ol) {
+static CT_RESULT rego__jwt_part(rg_ev *ev, const char *what, const char *s, size_t n, uint8_t **o, size_t *ol) {
   *o = rg_alloc(A, n + 1);
   if (!*o) return rg_bi_oom(ev);
   /* JWS uses unpadded base64url; tolerate padding */
@@ -113,7 +113,7 @@ static ct_status rego__jwt_part(rg_ev *ev, const char *what, const char *s, size
   return CT_OK;
 }
 
-static ct_status rego__bi_jwt_decode(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_jwt_decode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("io.jwt.decode", 0);
   const char *s = a[0]->u.s;
   size_t n = a[0]->n;
@@ -156,7 +156,7 @@ static ct_status rego__bi_jwt_decode(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- hex */
-static ct_status rego__bi_hex_encode(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_hex_encode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("hex.encode", 0);
   char *o = rg_alloc(A, a[0]->n * 2 + 1);
   if (!o) return rg_bi_oom(ev);
@@ -169,7 +169,7 @@ static int rego__hexv(char c) {
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
-static ct_status rego__bi_hex_decode(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_hex_decode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("hex.decode", 0);
   const char *s = a[0]->u.s;
   size_t n = a[0]->n;
@@ -191,7 +191,7 @@ static ct_status rego__bi_hex_decode(rg_ev *ev, rv **a, rv **out) {
 /* ---------------------------------------------------------------- urlquery */
 static bool rego__url_unreserved(unsigned char c) { return isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~'; }
 
-static ct_status rego__urlq_append(rg_ev *ev, ct_buf *b, const char *s, size_t n) {
+static CT_RESULT rego__urlq_append(rg_ev *ev, ct_buf *b, const char *s, size_t n) {
   ct_err e2;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
@@ -204,7 +204,7 @@ static ct_status rego__urlq_append(rg_ev *ev, ct_buf *b, const char *s, size_t n
   return CT_OK;
 }
 
-static ct_status rego__bi_urlquery_encode(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_urlquery_encode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("urlquery.encode", 0);
   ct_buf b;
   ct_buf_init(&b, 1u << 26);
@@ -215,7 +215,7 @@ static ct_status rego__bi_urlquery_encode(rg_ev *ev, rv **a, rv **out) {
   return st;
 }
 
-static ct_status rego__urlq_decode(rg_ev *ev, const char *s, size_t n, rv **out) {
+static CT_RESULT rego__urlq_decode(rg_ev *ev, const char *s, size_t n, rv **out) {
   char *o = rg_alloc(A, n + 1);
   if (!o) return rg_bi_oom(ev);
   size_t w = 0;
@@ -233,12 +233,12 @@ static ct_status rego__urlq_decode(rg_ev *ev, const char *s, size_t n, rv **out)
   RET(rv_str(A, o, w));
 }
 
-static ct_status rego__bi_urlquery_decode(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_urlquery_decode(rg_ev *ev, rv **a, rv **out) {
   WANT_S("urlquery.decode", 0);
   return rego__urlq_decode(ev, a[0]->u.s, a[0]->n, out);
 }
 
-static ct_status rego__bi_urlquery_encode_object(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_urlquery_encode_object(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "urlquery.encode_object", 1, a[0], RV_OBJ));
   ct_buf b;
   ct_err e2;
@@ -281,7 +281,7 @@ static ct_status rego__bi_urlquery_encode_object(rg_ev *ev, rv **a, rv **out) {
   return st;
 }
 
-static ct_status rego__bi_urlquery_decode_object(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_urlquery_decode_object(rg_ev *ev, rv **a, rv **out) {
   WANT_S("urlquery.decode_object", 0);
   const char *s = a[0]->u.s;
   size_t n = a[0]->n;
@@ -319,7 +319,7 @@ static ct_status rego__bi_urlquery_decode_object(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- JSON */
-static ct_status rego__bi_json_marshal(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_json_marshal(rg_ev *ev, rv **a, rv **out) {
   ct_buf b;
   ct_err e2;
   ct_buf_init(&b, 1u << 28);
@@ -334,7 +334,7 @@ static ct_status rego__bi_json_marshal(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* Go's json.MarshalIndent layout with a prefix on every line (OPA also puts it first). */
-static ct_status rego__json_indent(const rv *v, ct_buf *b, const rv *prefix, const rv *indent, int depth, ct_err *err) {
+static CT_RESULT rego__json_indent(const rv *v, ct_buf *b, const rv *prefix, const rv *indent, int depth, ct_err *err) {
   if ((v->t != RV_ARR && v->t != RV_SET && v->t != RV_OBJ) || !v->n) {
     if (v->t == RV_SET && !v->n) return ct_buf_append_str(b, "[]", err);
     return rg_json_write(v, b, false, 0, err);
@@ -358,7 +358,7 @@ static ct_status rego__json_indent(const rv *v, ct_buf *b, const rv *prefix, con
   return ct_buf_append_str(b, v->t == RV_OBJ ? "}" : "]", err);
 }
 
-static ct_status rego__bi_json_marshal_opts(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_json_marshal_opts(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "json.marshal_with_options", 2, a[1], RV_OBJ));
   rv *o = a[1];
   bool pretty = false, explicit_pretty = false;
@@ -420,7 +420,7 @@ static bool rego__num_in_range(const rv *v) {
   }
 }
 
-static ct_status rego__bi_json_unmarshal(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_json_unmarshal(rg_ev *ev, rv **a, rv **out) {
   WANT_S("json.unmarshal", 0);
   ct_err e2;
   if (rg_json_parse(A, a[0]->u.s, a[0]->n, 1000, out, &e2)) return rg_bi_fail(ev, "json.unmarshal: %s", e2.msg);
@@ -431,7 +431,7 @@ static ct_status rego__bi_json_unmarshal(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__bi_json_is_valid(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_json_is_valid(rg_ev *ev, rv **a, rv **out) {
   if (a[0]->t != RV_STR) {
     *out = RV_FALSE;
     return CT_OK;
@@ -443,7 +443,7 @@ static ct_status rego__bi_json_is_valid(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- hashes */
-static ct_status rego__digest_hex(rg_ev *ev, const char *name, const EVP_MD *md, rv **a, rv **out) {
+static CT_RESULT rego__digest_hex(rg_ev *ev, const char *name, const EVP_MD *md, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, name, 1, a[0], RV_STR));
   unsigned char h[EVP_MAX_MD_SIZE];
   unsigned int hl = 0;
@@ -452,11 +452,11 @@ static ct_status rego__digest_hex(rg_ev *ev, const char *name, const EVP_MD *md,
   for (unsigned i = 0; i < hl; i++) snprintf(hex + 2 * i, 3, "%02x", h[i]);
   RET(rv_str(A, hex, 2 * hl));
 }
-static ct_status rego__bi_md5(rg_ev *ev, rv **a, rv **out) { return rego__digest_hex(ev, "crypto.md5", EVP_md5(), a, out); }
-static ct_status rego__bi_sha1(rg_ev *ev, rv **a, rv **out) { return rego__digest_hex(ev, "crypto.sha1", EVP_sha1(), a, out); }
-static ct_status rego__bi_sha256(rg_ev *ev, rv **a, rv **out) { return rego__digest_hex(ev, "crypto.sha256", EVP_sha256(), a, out); }
+static CT_RESULT rego__bi_md5(rg_ev *ev, rv **a, rv **out) { return rego__digest_hex(ev, "crypto.md5", EVP_md5(), a, out); }
+static CT_RESULT rego__bi_sha1(rg_ev *ev, rv **a, rv **out) { return rego__digest_hex(ev, "crypto.sha1", EVP_sha1(), a, out); }
+static CT_RESULT rego__bi_sha256(rg_ev *ev, rv **a, rv **out) { return rego__digest_hex(ev, "crypto.sha256", EVP_sha256(), a, out); }
 
-static ct_status rego__hmac_hex(rg_ev *ev, const char *name, const char *dg, rv **a, rv **out) {
+static CT_RESULT rego__hmac_hex(rg_ev *ev, const char *name, const char *dg, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, name, 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, name, 2, a[1], RV_STR));
   unsigned char h[EVP_MAX_MD_SIZE];
@@ -469,11 +469,11 @@ static ct_status rego__hmac_hex(rg_ev *ev, const char *name, const char *dg, rv 
   for (size_t i = 0; i < hl; i++) snprintf(hex + 2 * i, 3, "%02x", h[i]);
   RET(rv_str(A, hex, 2 * hl));
 }
-static ct_status rego__bi_hmac_md5(rg_ev *ev, rv **a, rv **out) { return rego__hmac_hex(ev, "crypto.hmac.md5", "MD5", a, out); }
-static ct_status rego__bi_hmac_sha1(rg_ev *ev, rv **a, rv **out) { return rego__hmac_hex(ev, "crypto.hmac.sha1", "SHA1", a, out); }
-static ct_status rego__bi_hmac_sha256(rg_ev *ev, rv **a, rv **out) { return rego__hmac_hex(ev, "crypto.hmac.sha256", "SHA256", a, out); }
-static ct_status rego__bi_hmac_sha512(rg_ev *ev, rv **a, rv **out) { return rego__hmac_hex(ev, "crypto.hmac.sha512", "SHA512", a, out); }
-static ct_status rego__bi_hmac_equal(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_hmac_md5(rg_ev *ev, rv **a, rv **out) { return rego__hmac_hex(ev, "crypto.hmac.md5", "MD5", a, out); }
+static CT_RESULT rego__bi_hmac_sha1(rg_ev *ev, rv **a, rv **out) { return rego__hmac_hex(ev, "crypto.hmac.sha1", "SHA1", a, out); }
+static CT_RESULT rego__bi_hmac_sha256(rg_ev *ev, rv **a, rv **out) { return rego__hmac_hex(ev, "crypto.hmac.sha256", "SHA256", a, out); }
+static CT_RESULT rego__bi_hmac_sha512(rg_ev *ev, rv **a, rv **out) { return rego__hmac_hex(ev, "crypto.hmac.sha512", "SHA512", a, out); }
+static CT_RESULT rego__bi_hmac_equal(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "crypto.hmac.equal", 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, "crypto.hmac.equal", 2, a[1], RV_STR));
   *out = rv_bool(a[0]->n == a[1]->n && CRYPTO_memcmp(a[0]->u.s, a[1]->u.s, a[0]->n) == 0);
@@ -557,7 +557,7 @@ static bool rego__dec_to_bn(const char *s, size_t n, BIGNUM **m, long *pow10) {
 
 /* value = m * 10^p * mul / div; integer result, or decimal text with `prec` digits when inexact
  * (prec < 0: truncate to an integer). */
-static ct_status rego__scaled(rg_ev *ev, BIGNUM *m, long p, uint64_t mul, uint64_t div, int prec, rv **out) {
+static CT_RESULT rego__scaled(rg_ev *ev, BIGNUM *m, long p, uint64_t mul, uint64_t div, int prec, rv **out) {
   BN_CTX *bc = BN_CTX_new();
   BIGNUM *num = BN_dup(m), *den = BN_new(), *t = BN_new(), *q = BN_new(), *r = BN_new();
   ct_status st = CT_OK;
@@ -640,7 +640,7 @@ done:
   return st;
 }
 
-static ct_status rego__bi_units_parse(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_units_parse(rg_ev *ev, rv **a, rv **out) {
   WANT_S("units.parse", 0);
   char *s = rg_alloc(A, a[0]->n + 1);
   if (!s) return rg_bi_oom(ev);
@@ -684,7 +684,7 @@ static ct_status rego__bi_units_parse(rg_ev *ev, rv **a, rv **out) {
   return st;
 }
 
-static ct_status rego__bi_units_parse_bytes(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_units_parse_bytes(rg_ev *ev, rv **a, rv **out) {
   WANT_S("units.parse_bytes", 0);
   char *s = rg_alloc(A, a[0]->n + 1);
   if (!s) return rg_bi_oom(ev);
@@ -812,14 +812,14 @@ static int rego__semver_cmp(const semver *a, const semver *b) {
   return 0;
 }
 
-static ct_status rego__bi_semver_is_valid(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_semver_is_valid(rg_ev *ev, rv **a, rv **out) {
   (void)ev;
   semver v;
   *out = rv_bool(a[0]->t == RV_STR && rego__semver_parse(a[0]->u.s, a[0]->n, &v));
   return CT_OK;
 }
 
-static ct_status rego__bi_semver_compare(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_semver_compare(rg_ev *ev, rv **a, rv **out) {
   WANT_S("semver.compare", 0);
   WANT_S("semver.compare", 1);
   semver x, y;
@@ -831,17 +831,17 @@ static ct_status rego__bi_semver_compare(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- bits */
-static ct_status rego__ints2(rg_ev *ev, const char *name, rv **a, int64_t *x, int64_t *y) {
+static CT_RESULT rego__ints2(rg_ev *ev, const char *name, rv **a, int64_t *x, int64_t *y) {
   CT_GUARD(rg_bi_want(ev, name, 1, a[0], RV_NUM));
   CT_GUARD(rg_bi_want(ev, name, 2, a[1], RV_NUM));
   if (!rv_num_is_int(a[0], x) || a[0]->nk == RN_BIG) return rg_bi_type(ev, "%s: operand 1 must be integer number but got floating-point number", name);
   if (!rv_num_is_int(a[1], y) || a[1]->nk == RN_BIG) return rg_bi_type(ev, "%s: operand 2 must be integer number but got floating-point number", name);
   return CT_OK;
 }
-static ct_status rego__bi_bits_or(rg_ev *ev, rv **a, rv **out) { int64_t x, y; CT_GUARD(rego__ints2(ev, "bits.or", a, &x, &y)); RET(rv_int(A, x | y)); }
-static ct_status rego__bi_bits_and(rg_ev *ev, rv **a, rv **out) { int64_t x, y; CT_GUARD(rego__ints2(ev, "bits.and", a, &x, &y)); RET(rv_int(A, x & y)); }
-static ct_status rego__bi_bits_xor(rg_ev *ev, rv **a, rv **out) { int64_t x, y; CT_GUARD(rego__ints2(ev, "bits.xor", a, &x, &y)); RET(rv_int(A, x ^ y)); }
-static ct_status rego__bi_bits_lsh(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_bits_or(rg_ev *ev, rv **a, rv **out) { int64_t x, y; CT_GUARD(rego__ints2(ev, "bits.or", a, &x, &y)); RET(rv_int(A, x | y)); }
+static CT_RESULT rego__bi_bits_and(rg_ev *ev, rv **a, rv **out) { int64_t x, y; CT_GUARD(rego__ints2(ev, "bits.and", a, &x, &y)); RET(rv_int(A, x & y)); }
+static CT_RESULT rego__bi_bits_xor(rg_ev *ev, rv **a, rv **out) { int64_t x, y; CT_GUARD(rego__ints2(ev, "bits.xor", a, &x, &y)); RET(rv_int(A, x ^ y)); }
+static CT_RESULT rego__bi_bits_lsh(rg_ev *ev, rv **a, rv **out) {
   int64_t x, y;
   CT_GUARD(rego__ints2(ev, "bits.lsh", a, &x, &y));
   if (y < 0) return rg_bi_type(ev, "bits.lsh: operand 2 must be an unsigned integer number but got a negative integer");
@@ -862,13 +862,13 @@ static ct_status rego__bi_bits_lsh(rg_ev *ev, rv **a, rv **out) {
   }
   RET(rv_int(A, (int64_t)((uint64_t)x << y)));
 }
-static ct_status rego__bi_bits_rsh(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_bits_rsh(rg_ev *ev, rv **a, rv **out) {
   int64_t x, y;
   CT_GUARD(rego__ints2(ev, "bits.rsh", a, &x, &y));
   if (y < 0) return rg_bi_type(ev, "bits.rsh: operand 2 must be an unsigned integer number but got a negative integer");
   RET(rv_int(A, y >= 63 ? (x < 0 ? -1 : 0) : x >> y));
 }
-static ct_status rego__bi_bits_negate(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_bits_negate(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "bits.negate", 1, a[0], RV_NUM));
   int64_t x;
   if (!rv_num_is_int(a[0], &x)) return rg_bi_type(ev, "bits.negate: operand 1 must be integer number but got floating-point number");

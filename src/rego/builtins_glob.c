@@ -242,7 +242,7 @@ static int rego__gl_intersect(const gl_glob *g1, const gl_glob *g2) {
   return found;
 }
 
-static ct_status rego__bi_globs_match(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_globs_match(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "regex.globs_match";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_STR));

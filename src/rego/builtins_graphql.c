@@ -11,7 +11,7 @@
 
 /* A query or schema operand: a string is parsed, an object is normalized as an AST. Returns CT_OK
  * with *doc NULL when the operand has another type. */
-static ct_status rego__operand_doc(rg_ev *ev, rv *v, bool schema, gq_posmap *pm, rv **doc, ct_err *err) {
+static CT_RESULT rego__operand_doc(rg_ev *ev, rv *v, bool schema, gq_posmap *pm, rv **doc, ct_err *err) {
   *doc = NULL;
   if (v->t == RV_STR)
     return schema ? gq_parse_schema_pm(A, v->u.s, v->n, pm, doc, err) : gq_parse_query_pm(A, v->u.s, v->n, pm, doc, err);
@@ -20,26 +20,26 @@ static ct_status rego__operand_doc(rg_ev *ev, rv *v, bool schema, gq_posmap *pm,
 }
 
 /* Maps a failure of the GraphQL code to the built-in's error (out of memory stays fatal). */
-static ct_status rego__gq_fail(rg_ev *ev, const char *name, const ct_err *e) {
+static CT_RESULT rego__gq_fail(rg_ev *ev, const char *name, const ct_err *e) {
   if (e->code == CT_ENOMEM) return rg_bi_oom(ev);
   return rg_bi_fail(ev, "%s: %s", name, e->msg);
 }
 
-static ct_status rego__bi_parse_query(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_parse_query(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "graphql.parse_query", 1, a[0], RV_STR));
   ct_err e = {0};
   if (gq_parse_query(A, a[0]->u.s, a[0]->n, out, &e)) return rego__gq_fail(ev, "graphql.parse_query", &e);
   return CT_OK;
 }
 
-static ct_status rego__bi_parse_schema(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_parse_schema(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "graphql.parse_schema", 1, a[0], RV_STR));
   ct_err e = {0};
   if (gq_parse_schema(A, a[0]->u.s, a[0]->n, out, &e)) return rego__gq_fail(ev, "graphql.parse_schema", &e);
   return CT_OK;
 }
 
-static ct_status rego__bi_schema_is_valid(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_schema_is_valid(rg_ev *ev, rv **a, rv **out) {
   ct_err e = {0};
   rv *doc;
   gq_schema *s;
@@ -51,7 +51,7 @@ static ct_status rego__bi_schema_is_valid(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__bi_is_valid(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_is_valid(rg_ev *ev, rv **a, rv **out) {
   ct_err e = {0};
   rv *q, *sd;
   gq_schema *s;
@@ -68,7 +68,7 @@ static ct_status rego__bi_is_valid(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* Shared by graphql.parse (errors) and graphql.parse_and_verify (false on any error). */
-static ct_status rego__parse_both(rg_ev *ev, rv **a, rv **q, rv **sd, ct_err *e, bool *type_err, int *which) {
+static CT_RESULT rego__parse_both(rg_ev *ev, rv **a, rv **q, rv **sd, ct_err *e, bool *type_err, int *which) {
   gq_posmap *pm = rg_alloc(A, sizeof(*pm)), *spm = rg_alloc(A, sizeof(*spm));
   gq_schema *s;
   *type_err = false;
@@ -90,7 +90,7 @@ static ct_status rego__parse_both(rg_ev *ev, rv **a, rv **q, rv **sd, ct_err *e,
   return gq_validate_query(A, s, *q, a[0]->t == RV_STR ? pm : NULL, e);
 }
 
-static ct_status rego__bi_parse(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_parse(rg_ev *ev, rv **a, rv **out) {
   ct_err e = {0};
   rv *q = NULL, *sd = NULL;
   bool type_err;
@@ -107,7 +107,7 @@ static ct_status rego__bi_parse(rg_ev *ev, rv **a, rv **out) {
   return *out ? CT_OK : rg_bi_oom(ev);
 }
 
-static ct_status rego__bi_parse_and_verify(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_parse_and_verify(rg_ev *ev, rv **a, rv **out) {
   ct_err e = {0};
   rv *q = NULL, *sd = NULL;
   bool type_err;

@@ -179,7 +179,7 @@ static bool rego__jwt__jwk_one(rg_arena *a, json_t *j, jwt_key *k, char *why, si
 
 /* OPA's parseKeysFromCertOrJWK: a PEM certificate / public key, or a JWK (Set). On failure
  * reports the OPA message through rg_bi_fail. Caller frees ks with jwt__keys_free. */
-static ct_status rego__jwt__keys_parse(rg_ev *ev, const char *fname, const rv *src, jwt_keys *ks) {
+static CT_RESULT rego__jwt__keys_parse(rg_ev *ev, const char *fname, const rv *src, jwt_keys *ks) {
   memset(ks, 0, sizeof(*ks));
   if (src->n > JWT_KEYSRC_MAX) return rg_bi_fail(ev, "%s: key material larger than %u bytes", fname, JWT_KEYSRC_MAX);
   if (strstr(src->u.s, "-----BEGIN")) {
@@ -414,7 +414,7 @@ typedef struct {
 } jwt_tok;
 
 /* OPA's decodeJWT: exactly three dot-separated sections. */
-static ct_status rego__jwt__split(rg_ev *ev, const char *fname, const rv *t, jwt_tok *tk) {
+static CT_RESULT rego__jwt__split(rg_ev *ev, const char *fname, const rv *t, jwt_tok *tk) {
   CT_GUARD(rg_bi_want(ev, fname, 1, (rv *)t, RV_STR));
   if (t->n > JWT_TOKEN_MAX) return rg_bi_fail(ev, "%s: encoded JWT larger than %u bytes", fname, JWT_TOKEN_MAX);
   memset(tk, 0, sizeof(*tk));
@@ -434,7 +434,7 @@ static ct_status rego__jwt__split(rg_ev *ev, const char *fname, const rv *t, jwt
   return CT_OK;
 }
 
-static ct_status rego__jwt__sig(rg_ev *ev, const char *fname, const jwt_tok *tk, uint8_t **sig, size_t *sl) {
+static CT_RESULT rego__jwt__sig(rg_ev *ev, const char *fname, const jwt_tok *tk, uint8_t **sig, size_t *sl) {
   long bad = rego__jwt__b64u_dec(A, tk->s, tk->sl, sig, sl);
   if (bad == -2) return rg_bi_oom(ev);
   if (bad >= 0) return rg_bi_fail(ev, "%s: illegal base64 data at input byte %ld", fname, bad);
@@ -442,7 +442,7 @@ static ct_status rego__jwt__sig(rg_ev *ev, const char *fname, const jwt_tok *tk,
 }
 
 /* decodeHeader + parseTokenHeader. */
-static ct_status rego__jwt__header(rg_ev *ev, const char *fname, jwt_tok *tk) {
+static CT_RESULT rego__jwt__header(rg_ev *ev, const char *fname, jwt_tok *tk) {
   uint8_t *h;
   size_t hl;
   long bad = rego__jwt__b64u_dec(A, tk->h, tk->hl, &h, &hl);
@@ -494,7 +494,7 @@ static ct_status rego__jwt__header(rg_ev *ev, const char *fname, jwt_tok *tk) {
 #define SIGNING_INPUT(tk) ((const uint8_t *)(tk).h), ((tk).hl + 1 + (tk).pl)
 
 /* ---------------------------------------------------------------- io.jwt.verify_* */
-static ct_status rego__jwt__verify_asym(rg_ev *ev, const char *fname, const char *alg, rv **a, rv **out) {
+static CT_RESULT rego__jwt__verify_asym(rg_ev *ev, const char *fname, const char *alg, rv **a, rv **out) {
   const jwt_alg *al = rego__jwt__alg(alg);
   jwt_tok tk;
   CT_GUARD(rego__jwt__split(ev, fname, a[0], &tk));
@@ -524,18 +524,18 @@ static ct_status rego__jwt__verify_asym(rg_ev *ev, const char *fname, const char
   return CT_OK;
 }
 
-static ct_status rego__bi_rs256(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_rs256", "RS256", a, out); }
-static ct_status rego__bi_rs384(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_rs384", "RS384", a, out); }
-static ct_status rego__bi_rs512(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_rs512", "RS512", a, out); }
-static ct_status rego__bi_ps256(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_ps256", "PS256", a, out); }
-static ct_status rego__bi_ps384(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_ps384", "PS384", a, out); }
-static ct_status rego__bi_ps512(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_ps512", "PS512", a, out); }
-static ct_status rego__bi_es256(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_es256", "ES256", a, out); }
-static ct_status rego__bi_es384(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_es384", "ES384", a, out); }
-static ct_status rego__bi_es512(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_es512", "ES512", a, out); }
-static ct_status rego__bi_eddsa(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_eddsa", "EdDSA", a, out); }
+static CT_RESULT rego__bi_rs256(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_rs256", "RS256", a, out); }
+static CT_RESULT rego__bi_rs384(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_rs384", "RS384", a, out); }
+static CT_RESULT rego__bi_rs512(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_rs512", "RS512", a, out); }
+static CT_RESULT rego__bi_ps256(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_ps256", "PS256", a, out); }
+static CT_RESULT rego__bi_ps384(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_ps384", "PS384", a, out); }
+static CT_RESULT rego__bi_ps512(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_ps512", "PS512", a, out); }
+static CT_RESULT rego__bi_es256(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_es256", "ES256", a, out); }
+static CT_RESULT rego__bi_es384(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_es384", "ES384", a, out); }
+static CT_RESULT rego__bi_es512(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_es512", "ES512", a, out); }
+static CT_RESULT rego__bi_eddsa(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_asym(ev, "io.jwt.verify_eddsa", "EdDSA", a, out); }
 
-static ct_status rego__jwt__verify_hs(rg_ev *ev, const char *fname, const char *alg, rv **a, rv **out) {
+static CT_RESULT rego__jwt__verify_hs(rg_ev *ev, const char *fname, const char *alg, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_STR));
   jwt_tok tk;
@@ -547,9 +547,9 @@ static ct_status rego__jwt__verify_hs(rg_ev *ev, const char *fname, const char *
   *out = rv_bool(rego__jwt__verify(&k, rego__jwt__alg(alg), SIGNING_INPUT(tk), sig, sl));
   return CT_OK;
 }
-static ct_status rego__bi_hs256(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_hs(ev, "io.jwt.verify_hs256", "HS256", a, out); }
-static ct_status rego__bi_hs384(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_hs(ev, "io.jwt.verify_hs384", "HS384", a, out); }
-static ct_status rego__bi_hs512(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_hs(ev, "io.jwt.verify_hs512", "HS512", a, out); }
+static CT_RESULT rego__bi_hs256(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_hs(ev, "io.jwt.verify_hs256", "HS256", a, out); }
+static CT_RESULT rego__bi_hs384(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_hs(ev, "io.jwt.verify_hs384", "HS384", a, out); }
+static CT_RESULT rego__bi_hs512(rg_ev *ev, rv **a, rv **out) { return rego__jwt__verify_hs(ev, "io.jwt.verify_hs512", "HS512", a, out); }
 
 /* ---------------------------------------------------------------- io.jwt.decode_verify */
 typedef struct {
@@ -560,14 +560,14 @@ typedef struct {
   double time; /* ns */
 } jwt_cons;
 
-static ct_status rego__jwt__time(rg_ev *ev, const char *fname, const rv *v, double *t) {
+static CT_RESULT rego__jwt__time(rg_ev *ev, const char *fname, const rv *v, double *t) {
   if (v->t != RV_NUM) return rg_bi_fail(ev, "%s: token time constraint: must be a number", fname);
   *t = rv_num_dbl(v);
   if (*t < 0) return rg_bi_fail(ev, "%s: token time constraint: must not be negative", fname);
   return CT_OK;
 }
 
-static ct_status rego__jwt__cons_parse(rg_ev *ev, const char *fname, const rv *o, jwt_cons *c) {
+static CT_RESULT rego__jwt__cons_parse(rg_ev *ev, const char *fname, const rv *o, jwt_cons *c) {
   memset(c, 0, sizeof(*c));
   c->alg = c->iss = c->aud = "";
   c->time = -1;
@@ -625,7 +625,7 @@ static bool rego__jwt__aud_ok(const jwt_cons *c, const rv *aud) {
   return false;
 }
 
-static ct_status rego__jwt__decode_verify(rg_ev *ev, const char *fname, rv **a, jwt_cons *c, rv **out) {
+static CT_RESULT rego__jwt__decode_verify(rg_ev *ev, const char *fname, rv **a, jwt_cons *c, rv **out) {
   rv *unverified_items[3] = {RV_FALSE, &rv_empty_obj_v, &rv_empty_obj_v};
   rv *unverified = rv_arr(A, unverified_items, 3);
   if (!unverified) return rg_bi_oom(ev);
@@ -681,7 +681,7 @@ unver:
   return CT_OK;
 }
 
-static ct_status rego__bi_decode_verify(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_decode_verify(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "io.jwt.decode_verify";
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_OBJ));
   jwt_cons c;
@@ -692,7 +692,7 @@ static ct_status rego__bi_decode_verify(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- io.jwt.encode_sign */
-static ct_status rego__jwt__encode(rg_ev *ev, const char *fname, const char *hdr, size_t hl, const char *pay, size_t pln,
+static CT_RESULT rego__jwt__encode(rg_ev *ev, const char *fname, const char *hdr, size_t hl, const char *pay, size_t pln,
                              const char *jwk, size_t jl, rv **out) {
   if (hl > JWT_TOKEN_MAX || pln > JWT_TOKEN_MAX)
     return rg_bi_fail(ev, "%s: header or payload larger than %u bytes", fname, JWT_TOKEN_MAX);
@@ -769,7 +769,7 @@ static ct_status rego__jwt__encode(rg_ev *ev, const char *fname, const char *hdr
   return st;
 }
 
-static ct_status rego__jwt__json(rg_ev *ev, const rv *v, const char **s, size_t *n) {
+static CT_RESULT rego__jwt__json(rg_ev *ev, const rv *v, const char **s, size_t *n) {
   ct_buf b;
   ct_buf_init(&b, JWT_TOKEN_MAX);
   ct_err e = {0};
@@ -783,7 +783,7 @@ static ct_status rego__jwt__json(rg_ev *ev, const rv *v, const char **s, size_t 
   return *s ? CT_OK : rg_bi_oom(ev);
 }
 
-static ct_status rego__bi_encode_sign(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_encode_sign(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "io.jwt.encode_sign";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_OBJ));
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_OBJ));
@@ -796,7 +796,7 @@ static ct_status rego__bi_encode_sign(rg_ev *ev, rv **a, rv **out) {
   return rego__jwt__encode(ev, fname, h, hl, p, pl, k, kl, out);
 }
 
-static ct_status rego__bi_encode_sign_raw(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_encode_sign_raw(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "io.jwt.encode_sign_raw";
   CT_GUARD(rg_bi_want(ev, fname, 3, a[2], RV_STR));
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));

@@ -11,7 +11,7 @@
 
 #include "rego_bi.h"
 
-static ct_status rego__re_compile(rg_ev *ev, const char *name, const rv *pat, pcre2_code **out) {
+static CT_RESULT rego__re_compile(rg_ev *ev, const char *name, const rv *pat, pcre2_code **out) {
   int ec;
   PCRE2_SIZE eo;
   *out = pcre2_compile((PCRE2_SPTR)pat->u.s, pat->n, PCRE2_UTF | PCRE2_DUPNAMES, &ec, &eo, NULL);
@@ -24,9 +24,9 @@ static ct_status rego__re_compile(rg_ev *ev, const char *name, const rv *pat, pc
 }
 
 /* Calls fn for every non-overlapping match (up to max, -1 = all). */
-typedef ct_status (*re_cb)(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc);
+typedef CT_RESULT (*re_cb)(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc);
 
-static ct_status rego__re_each(rg_ev *ev, pcre2_code *re, const rv *subj, long max, re_cb cb, void *ctx) {
+static CT_RESULT rego__re_each(rg_ev *ev, pcre2_code *re, const rv *subj, long max, re_cb cb, void *ctx) {
   pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
   if (!md) return rg_bi_oom(ev);
   PCRE2_SIZE start = 0;
@@ -50,7 +50,7 @@ static ct_status rego__re_each(rg_ev *ev, pcre2_code *re, const rv *subj, long m
   return st;
 }
 
-static ct_status rego__bi_regex_match(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_regex_match(rg_ev *ev, rv **a, rv **out) {
   WANT_S("regex.match", 0);
   WANT_S("regex.match", 1);
   pcre2_code *re;
@@ -67,7 +67,7 @@ static ct_status rego__bi_regex_match(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__bi_regex_is_valid(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_regex_is_valid(rg_ev *ev, rv **a, rv **out) {
   (void)ev;
   if (a[0]->t != RV_STR) {
     *out = RV_FALSE;
@@ -89,7 +89,7 @@ typedef struct {
   int ncap;
 } re_acc;
 
-static ct_status rego__acc_push(rg_ev *ev, re_acc *c, rv *v) {
+static CT_RESULT rego__acc_push(rg_ev *ev, re_acc *c, rv *v) {
   if (!v) return rg_bi_oom(ev);
   if (c->n == c->cap) {
     size_t nc = c->cap ? c->cap * 2 : 8;
@@ -103,7 +103,7 @@ static ct_status rego__acc_push(rg_ev *ev, re_acc *c, rv *v) {
   return CT_OK;
 }
 
-static ct_status rego__cb_find(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc) {
+static CT_RESULT rego__cb_find(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc) {
   re_acc *c = ctx;
   if (!c->submatch) return rego__acc_push(ev, c, rv_str(A, subj->u.s + ov[0], ov[1] - ov[0]));
   int total = c->ncap + 1;
@@ -117,7 +117,7 @@ static ct_status rego__cb_find(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE 
   return rego__acc_push(ev, c, rv_arr(A, g, (size_t)total));
 }
 
-static ct_status rego__find_gen(rg_ev *ev, const char *name, rv **a, bool sub, rv **out) {
+static CT_RESULT rego__find_gen(rg_ev *ev, const char *name, rv **a, bool sub, rv **out) {
   WANT_S(name, 0);
   WANT_S(name, 1);
   CT_GUARD(rg_bi_want(ev, name, 3, a[2], RV_NUM));
@@ -134,12 +134,12 @@ static ct_status rego__find_gen(rg_ev *ev, const char *name, rv **a, bool sub, r
   CT_GUARD(st);
   RET(rv_arr(A, c.items, c.n));
 }
-static ct_status rego__bi_regex_find_n(rg_ev *ev, rv **a, rv **out) { return rego__find_gen(ev, "regex.find_n", a, false, out); }
-static ct_status rego__bi_regex_find_all_sub(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_regex_find_n(rg_ev *ev, rv **a, rv **out) { return rego__find_gen(ev, "regex.find_n", a, false, out); }
+static CT_RESULT rego__bi_regex_find_all_sub(rg_ev *ev, rv **a, rv **out) {
   return rego__find_gen(ev, "regex.find_all_string_submatch_n", a, true, out);
 }
 
-static ct_status rego__cb_split(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc) {
+static CT_RESULT rego__cb_split(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc) {
   (void)nc;
   re_acc *c = ctx;
   if (ov[1] == 0 && ov[0] == 0 && subj->n > 0) return CT_OK; /* Go: an empty match at 0 adds nothing */
@@ -148,7 +148,7 @@ static ct_status rego__cb_split(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE
   return CT_OK;
 }
 
-static ct_status rego__bi_regex_split(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_regex_split(rg_ev *ev, rv **a, rv **out) {
   WANT_S("regex.split", 0);
   WANT_S("regex.split", 1);
   pcre2_code *re;
@@ -167,7 +167,7 @@ typedef struct {
   const rv *repl;
 } re_rep;
 
-static ct_status rego__cb_replace(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc) {
+static CT_RESULT rego__cb_replace(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SIZE *ov, int nc) {
   re_rep *r = ctx;
   ct_err e2;
   if (ct_buf_append(&r->b, subj->u.s + r->last, ov[0] - r->last, &e2)) return rg_bi_fail(ev, "regex.replace: too large");
@@ -209,7 +209,7 @@ static ct_status rego__cb_replace(rg_ev *ev, void *ctx, const rv *subj, PCRE2_SI
   return CT_OK;
 }
 
-static ct_status rego__bi_regex_replace(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_regex_replace(rg_ev *ev, rv **a, rv **out) {
   WANT_S("regex.replace", 0);
   WANT_S("regex.replace", 1);
   WANT_S("regex.replace", 2);
@@ -318,7 +318,7 @@ static bool rego__glob_rec(const glob_ctx *g, const char *p, size_t pn, const ch
   return j == sn;
 }
 
-static ct_status rego__bi_glob_match(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_glob_match(rg_ev *ev, rv **a, rv **out) {
   WANT_S("glob.match", 0);
   WANT_S("glob.match", 2);
   char dl[64];
@@ -339,7 +339,7 @@ static ct_status rego__bi_glob_match(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__bi_glob_quote_meta(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_glob_quote_meta(rg_ev *ev, rv **a, rv **out) {
   WANT_S("glob.quote_meta", 0);
   char *o = rg_alloc(A, a[0]->n * 2 + 1);
   if (!o) return rg_bi_oom(ev);

@@ -35,7 +35,7 @@ static size_t rego__u8off(const char *s, size_t n, size_t r) {
   return n;
 }
 
-static ct_status rego__bi_concat(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_concat(rg_ev *ev, rv **a, rv **out) {
   WANT_S("concat", 0);
   rv *c = a[1];
   if (c->t != RV_ARR && c->t != RV_SET)
@@ -60,33 +60,33 @@ static ct_status rego__bi_concat(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__bi_contains(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_contains(rg_ev *ev, rv **a, rv **out) {
   WANT_S("contains", 0);
   WANT_S("contains", 1);
   *out = rv_bool(rego__memfind(a[0]->u.s, a[0]->n, a[1]->u.s, a[1]->n) != NULL);
   return CT_OK;
 }
-static ct_status rego__bi_startswith(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_startswith(rg_ev *ev, rv **a, rv **out) {
   WANT_S("startswith", 0);
   WANT_S("startswith", 1);
   *out = rv_bool(a[1]->n <= a[0]->n && !memcmp(a[0]->u.s, a[1]->u.s, a[1]->n));
   return CT_OK;
 }
-static ct_status rego__bi_endswith(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_endswith(rg_ev *ev, rv **a, rv **out) {
   WANT_S("endswith", 0);
   WANT_S("endswith", 1);
   *out = rv_bool(a[1]->n <= a[0]->n && !memcmp(a[0]->u.s + a[0]->n - a[1]->n, a[1]->u.s, a[1]->n));
   return CT_OK;
 }
 
-static ct_status rego__bi_indexof(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_indexof(rg_ev *ev, rv **a, rv **out) {
   WANT_S("indexof", 0);
   WANT_S("indexof", 1);
   const char *p = rego__memfind(a[0]->u.s, a[0]->n, a[1]->u.s, a[1]->n);
   RET(rv_int(A, p ? (int64_t)rego__u8count(a[0]->u.s, (size_t)(p - a[0]->u.s)) : -1));
 }
 
-static ct_status rego__bi_indexof_n(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_indexof_n(rg_ev *ev, rv **a, rv **out) {
   WANT_S("indexof_n", 0);
   WANT_S("indexof_n", 1);
   rv **items = rg_alloc(A, (a[0]->n + 1) * sizeof(rv *));
@@ -102,7 +102,7 @@ static ct_status rego__bi_indexof_n(rg_ev *ev, rv **a, rv **out) {
   RET(rv_arr(A, items, m));
 }
 
-static ct_status rego__casemap(rg_ev *ev, rv *x, const char *name, int up, rv **out) {
+static CT_RESULT rego__casemap(rg_ev *ev, rv *x, const char *name, int up, rv **out) {
   CT_GUARD(rg_bi_want(ev, name, 1, x, RV_STR));
   char *s = rg_strndup(A, x->u.s, x->n);
   if (!s) return rg_bi_oom(ev);
@@ -110,10 +110,10 @@ static ct_status rego__casemap(rg_ev *ev, rv *x, const char *name, int up, rv **
     if (!((unsigned char)s[i] & 0x80)) s[i] = (char)(up ? toupper((unsigned char)s[i]) : tolower((unsigned char)s[i]));
   RET(rv_str(A, s, x->n));
 }
-static ct_status rego__bi_lower(rg_ev *ev, rv **a, rv **out) { return rego__casemap(ev, a[0], "lower", 0, out); }
-static ct_status rego__bi_upper(rg_ev *ev, rv **a, rv **out) { return rego__casemap(ev, a[0], "upper", 1, out); }
+static CT_RESULT rego__bi_lower(rg_ev *ev, rv **a, rv **out) { return rego__casemap(ev, a[0], "lower", 0, out); }
+static CT_RESULT rego__bi_upper(rg_ev *ev, rv **a, rv **out) { return rego__casemap(ev, a[0], "upper", 1, out); }
 
-static ct_status rego__replace_n(rg_ev *ev, rv *s, rv *old, rv *nw, long max, rv **out) {
+static CT_RESULT rego__replace_n(rg_ev *ev, rv *s, rv *old, rv *nw, long max, rv **out) {
   ct_buf b;
   ct_buf_init(&b, 1u << 28);
   ct_err e2;
@@ -155,14 +155,14 @@ static ct_status rego__replace_n(rg_ev *ev, rv *s, rv *old, rv *nw, long max, rv
   return CT_OK;
 }
 
-static ct_status rego__bi_replace(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_replace(rg_ev *ev, rv **a, rv **out) {
   WANT_S("replace", 0);
   WANT_S("replace", 1);
   WANT_S("replace", 2);
   return rego__replace_n(ev, a[0], a[1], a[2], -1, out);
 }
 
-static ct_status rego__bi_strings_replace_n(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_strings_replace_n(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "strings.replace_n", 1, a[0], RV_OBJ));
   CT_GUARD(rg_bi_want(ev, "strings.replace_n", 2, a[1], RV_STR));
   rv *cur = a[1];
@@ -209,7 +209,7 @@ static ct_status rego__bi_strings_replace_n(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__bi_split(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_split(rg_ev *ev, rv **a, rv **out) {
   WANT_S("split", 0);
   WANT_S("split", 1);
   rv *s = a[0], *d = a[1];
@@ -239,7 +239,7 @@ static ct_status rego__bi_split(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* OPA: n > 0 keeps the first n parts, n < 0 the last |n| parts, 0 none */
-static ct_status rego__bi_split_n(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_split_n(rg_ev *ev, rv **a, rv **out) {
   WANT_S("strings.split_n", 0);
   WANT_S("strings.split_n", 1);
   CT_GUARD(rg_bi_want(ev, "strings.split_n", 3, a[2], RV_NUM));
@@ -257,7 +257,7 @@ static ct_status rego__bi_split_n(rg_ev *ev, rv **a, rv **out) {
   RET(rv_arr(A, lim > 0 ? all->u.a : all->u.a + (n - k), k));
 }
 
-static ct_status rego__bi_substring(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_substring(rg_ev *ev, rv **a, rv **out) {
   WANT_S("substring", 0);
   CT_GUARD(rg_bi_want(ev, "substring", 2, a[1], RV_NUM));
   CT_GUARD(rg_bi_want(ev, "substring", 3, a[2], RV_NUM));
@@ -283,7 +283,7 @@ static bool rego__in_cutset(const char *cs, size_t csn, const char *r, size_t rn
   return false;
 }
 
-static ct_status rego__trim_gen(rg_ev *ev, rv *s, const char *cs, size_t csn, bool left, bool right, rv **out) {
+static CT_RESULT rego__trim_gen(rg_ev *ev, rv *s, const char *cs, size_t csn, bool left, bool right, rv **out) {
   size_t b = 0, e = s->n;
   while (left && b < e) {
     size_t j = b + 1;
@@ -300,34 +300,34 @@ static ct_status rego__trim_gen(rg_ev *ev, rv *s, const char *cs, size_t csn, bo
   RET(rv_str(A, s->u.s + b, e - b));
 }
 
-static ct_status rego__bi_trim(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_trim(rg_ev *ev, rv **a, rv **out) {
   WANT_S("trim", 0);
   WANT_S("trim", 1);
   return rego__trim_gen(ev, a[0], a[1]->u.s, a[1]->n, true, true, out);
 }
-static ct_status rego__bi_trim_left(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_trim_left(rg_ev *ev, rv **a, rv **out) {
   WANT_S("trim_left", 0);
   WANT_S("trim_left", 1);
   return rego__trim_gen(ev, a[0], a[1]->u.s, a[1]->n, true, false, out);
 }
-static ct_status rego__bi_trim_right(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_trim_right(rg_ev *ev, rv **a, rv **out) {
   WANT_S("trim_right", 0);
   WANT_S("trim_right", 1);
   return rego__trim_gen(ev, a[0], a[1]->u.s, a[1]->n, false, true, out);
 }
-static ct_status rego__bi_trim_space(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_trim_space(rg_ev *ev, rv **a, rv **out) {
   WANT_S("trim_space", 0);
   static const char ws[] = " \t\n\r\v\f\xc2\x85\xc2\xa0";
   return rego__trim_gen(ev, a[0], ws, sizeof(ws) - 1, true, true, out);
 }
-static ct_status rego__bi_trim_prefix(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_trim_prefix(rg_ev *ev, rv **a, rv **out) {
   WANT_S("trim_prefix", 0);
   WANT_S("trim_prefix", 1);
   if (a[1]->n <= a[0]->n && !memcmp(a[0]->u.s, a[1]->u.s, a[1]->n)) RET(rv_str(A, a[0]->u.s + a[1]->n, a[0]->n - a[1]->n));
   *out = a[0];
   return CT_OK;
 }
-static ct_status rego__bi_trim_suffix(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_trim_suffix(rg_ev *ev, rv **a, rv **out) {
   WANT_S("trim_suffix", 0);
   WANT_S("trim_suffix", 1);
   if (a[1]->n <= a[0]->n && !memcmp(a[0]->u.s + a[0]->n - a[1]->n, a[1]->u.s, a[1]->n))
@@ -336,7 +336,7 @@ static ct_status rego__bi_trim_suffix(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__bi_strings_reverse(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_strings_reverse(rg_ev *ev, rv **a, rv **out) {
   WANT_S("strings.reverse", 0);
   rv *s = a[0];
   char *buf = rg_alloc(A, s->n + 1);
@@ -352,7 +352,7 @@ static ct_status rego__bi_strings_reverse(rg_ev *ev, rv **a, rv **out) {
   RET(rv_str(A, buf, s->n));
 }
 
-static ct_status rego__bi_strings_count(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_strings_count(rg_ev *ev, rv **a, rv **out) {
   WANT_S("strings.count", 0);
   WANT_S("strings.count", 1);
   if (!a[1]->n) RET(rv_int(A, (int64_t)rego__u8count(a[0]->u.s, a[0]->n) + 1));
@@ -366,7 +366,7 @@ static ct_status rego__bi_strings_count(rg_ev *ev, rv **a, rv **out) {
   RET(rv_int(A, c));
 }
 
-static ct_status rego__any_fix(rg_ev *ev, rv **a, bool prefix, rv **out) {
+static CT_RESULT rego__any_fix(rg_ev *ev, rv **a, bool prefix, rv **out) {
   const char *name = prefix ? "strings.any_prefix_match" : "strings.any_suffix_match";
   rv *lists[2] = {a[0], a[1]};
   rv *one[2] = {a[0], a[1]};
@@ -398,10 +398,10 @@ static ct_status rego__any_fix(rg_ev *ev, rv **a, bool prefix, rv **out) {
   *out = RV_FALSE;
   return CT_OK;
 }
-static ct_status rego__bi_any_prefix(rg_ev *ev, rv **a, rv **out) { return rego__any_fix(ev, a, true, out); }
-static ct_status rego__bi_any_suffix(rg_ev *ev, rv **a, rv **out) { return rego__any_fix(ev, a, false, out); }
+static CT_RESULT rego__bi_any_prefix(rg_ev *ev, rv **a, rv **out) { return rego__any_fix(ev, a, true, out); }
+static CT_RESULT rego__bi_any_suffix(rg_ev *ev, rv **a, rv **out) { return rego__any_fix(ev, a, false, out); }
 
-static ct_status rego__bi_format_int(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_format_int(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "format_int", 1, a[0], RV_NUM));
   CT_GUARD(rg_bi_want(ev, "format_int", 2, a[1], RV_NUM));
   int64_t base;
@@ -458,7 +458,7 @@ static ct_status rego__bi_format_int(rg_ev *ev, rv **a, rv **out) {
 /* The format specs passed to snprintf are built from the user's format string after checking
  * that they only hold flags, width and precision, followed by a verb we select. */
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
-static ct_status rego__fmt_value(rg_ev *ev, rv *v, ct_buf *b) {
+static CT_RESULT rego__fmt_value(rg_ev *ev, rv *v, ct_buf *b) {
   ct_err e2;
   if (v->t == RV_STR) {
     if (ct_buf_append(b, v->u.s, v->n, &e2)) return rg_bi_fail(ev, "sprintf: result too large");
@@ -468,7 +468,7 @@ static ct_status rego__fmt_value(rg_ev *ev, rv *v, ct_buf *b) {
   return CT_OK;
 }
 
-static ct_status rego__bi_sprintf(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_sprintf(rg_ev *ev, rv **a, rv **out) {
   WANT_S("sprintf", 0);
   CT_GUARD(rg_bi_want(ev, "sprintf", 2, a[1], RV_ARR));
   const char *f = a[0]->u.s;

@@ -36,7 +36,7 @@ static void rego__civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
 static int64_t rego__floordiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
 /* Operand: ns, or [ns, tz] (only UTC offsets supported). Sets seconds offset. */
-static ct_status rego__time_operand(rg_ev *ev, const char *name, rv *x, int64_t *ns, int64_t *off) {
+static CT_RESULT rego__time_operand(rg_ev *ev, const char *name, rv *x, int64_t *ns, int64_t *off) {
   *off = 0;
   rv *n = x;
   if (x->t == RV_ARR) {
@@ -59,7 +59,7 @@ static ct_status rego__time_operand(rg_ev *ev, const char *name, rv *x, int64_t 
   return CT_OK;
 }
 
-static ct_status rego__bi_now_ns(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_now_ns(rg_ev *ev, rv **a, rv **out) {
   (void)a;
   RET(rv_int(A, rg_ev_now(ev)));
 }
@@ -118,7 +118,7 @@ static bool rego__parse_rfc3339(const char *s, size_t n, int64_t *sec, int64_t *
   return true;
 }
 
-static ct_status rego__ns_of(rg_ev *ev, const char *name, int64_t sec, int64_t nsec, rv **out) {
+static CT_RESULT rego__ns_of(rg_ev *ev, const char *name, int64_t sec, int64_t nsec, rv **out) {
   int64_t r;
   if (sec < 0 && nsec > 0) {
     sec++;
@@ -129,7 +129,7 @@ static ct_status rego__ns_of(rg_ev *ev, const char *name, int64_t sec, int64_t n
   RET(rv_int(A, r));
 }
 
-static ct_status rego__bi_parse_rfc3339_ns(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_parse_rfc3339_ns(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "time.parse_rfc3339_ns", 1, a[0], RV_STR));
   int64_t sec, nsec;
   if (!rego__parse_rfc3339(a[0]->u.s, a[0]->n, &sec, &nsec))
@@ -243,7 +243,7 @@ static bool rego__parse_layout(const char *lay, const char *s, int64_t *sec, int
   return true;
 }
 
-static ct_status rego__bi_parse_ns(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_parse_ns(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "time.parse_ns", 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, "time.parse_ns", 2, a[1], RV_STR));
   int64_t sec, nsec;
@@ -252,7 +252,7 @@ static ct_status rego__bi_parse_ns(rg_ev *ev, rv **a, rv **out) {
   return rego__ns_of(ev, "time.parse_ns", sec, nsec, out);
 }
 
-static ct_status rego__bi_parse_duration_ns(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_parse_duration_ns(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "time.parse_duration_ns", 1, a[0], RV_STR));
   const char *s = a[0]->u.s;
   size_t n = a[0]->n, i = 0;
@@ -297,7 +297,7 @@ static void rego__split_ns(int64_t ns, int64_t off, int64_t *days, int64_t *secs
   *secs = sec - *days * 86400;
 }
 
-static ct_status rego__bi_date(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_date(rg_ev *ev, rv **a, rv **out) {
   int64_t ns, off, days, secs, y;
   int m, d;
   CT_GUARD(rego__time_operand(ev, "time.date", a[0], &ns, &off));
@@ -308,7 +308,7 @@ static ct_status rego__bi_date(rg_ev *ev, rv **a, rv **out) {
   RET(rv_arr(A, items, 3));
 }
 
-static ct_status rego__bi_clock(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_clock(rg_ev *ev, rv **a, rv **out) {
   int64_t ns, off, days, secs;
   CT_GUARD(rego__time_operand(ev, "time.clock", a[0], &ns, &off));
   rego__split_ns(ns, off, &days, &secs);
@@ -317,7 +317,7 @@ static ct_status rego__bi_clock(rg_ev *ev, rv **a, rv **out) {
   RET(rv_arr(A, items, 3));
 }
 
-static ct_status rego__bi_weekday(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_weekday(rg_ev *ev, rv **a, rv **out) {
   int64_t ns, off, days, secs;
   CT_GUARD(rego__time_operand(ev, "time.weekday", a[0], &ns, &off));
   rego__split_ns(ns, off, &days, &secs);
@@ -325,7 +325,7 @@ static ct_status rego__bi_weekday(rg_ev *ev, rv **a, rv **out) {
   RET(rv_cstr(A, day_names[wd]));
 }
 
-static ct_status rego__bi_add_date(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_add_date(rg_ev *ev, rv **a, rv **out) {
   int64_t ns, off, days, secs, y, dy, dm, dd;
   int m, d;
   CT_GUARD(rego__time_operand(ev, "time.add_date", a[0], &ns, &off));
@@ -345,7 +345,7 @@ static ct_status rego__bi_add_date(rg_ev *ev, rv **a, rv **out) {
   return rego__ns_of(ev, "time.add_date", sec, sub, out);
 }
 
-static ct_status rego__bi_diff(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_diff(rg_ev *ev, rv **a, rv **out) {
   int64_t n1, n2, o1, o2;
   CT_GUARD(rego__time_operand(ev, "time.diff", a[0], &n1, &o1));
   CT_GUARD(rego__time_operand(ev, "time.diff", a[1], &n2, &o2));
@@ -381,7 +381,7 @@ static ct_status rego__bi_diff(rg_ev *ev, rv **a, rv **out) {
   RET(rv_arr(A, items, 6));
 }
 
-static ct_status rego__bi_format(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_format(rg_ev *ev, rv **a, rv **out) {
   int64_t ns, off, days, secs, y;
   int m, d;
   CT_GUARD(rego__time_operand(ev, "time.format", a[0], &ns, &off));

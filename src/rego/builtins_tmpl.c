@@ -727,7 +727,7 @@ static bool rego__tm_exec(tm_ex *x, tm_list *l, rv *dot) {
   return true;
 }
 
-static ct_status rego__bi_render_template(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_render_template(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "strings.render_template";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_OBJ));

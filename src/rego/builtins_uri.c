@@ -310,7 +310,7 @@ static bool rego__uri__parse(rg_arena *a, const char *s, size_t n, uri_parts *u)
   return ok;
 }
 
-static ct_status rego__bi_uri_parse(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_uri_parse(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "uri.parse", 1, a[0], RV_STR));
   if (a[0]->n > URI_MAX) return rg_bi_fail(ev, "uri.parse: URI longer than %u bytes", URI_MAX);
   uri_parts u;
@@ -356,7 +356,7 @@ static ct_status rego__bi_uri_parse(rg_ev *ev, rv **a, rv **out) {
   return *out ? CT_OK : rg_bi_oom(ev);
 }
 
-static ct_status rego__bi_uri_is_valid(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_uri_is_valid(rg_ev *ev, rv **a, rv **out) {
   uri_parts u;
   *out = rv_bool(a[0]->t == RV_STR && a[0]->n > 0 && a[0]->n <= URI_MAX && rego__uri__parse(A, a[0]->u.s, a[0]->n, &u));
   return CT_OK;
@@ -390,7 +390,7 @@ static bool rego__uuid__parse(const char *s, size_t n, uint8_t u[16]) {
   return true;
 }
 
-static ct_status rego__bi_uuid_parse(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_uuid_parse(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "uuid.parse", 1, a[0], RV_STR));
   uint8_t u[16];
   if (!rego__uuid__parse(a[0]->u.s, a[0]->n, u)) {
@@ -452,7 +452,7 @@ static bool uuid__secret_ok;
 static pthread_once_t uuid__once = PTHREAD_ONCE_INIT;
 static void rego__uuid__init(void) { uuid__secret_ok = RAND_bytes(uuid__secret, sizeof(uuid__secret)) == 1; }
 
-static ct_status rego__bi_uuid_rfc4122(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_uuid_rfc4122(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "uuid.rfc4122", 1, a[0], RV_STR));
   pthread_once(&uuid__once, rego__uuid__init);
   if (!uuid__secret_ok) return rg_bi_fail(ev, "uuid.rfc4122: no randomness available");

@@ -512,7 +512,7 @@ static rv *rego__x5_cert_list(rg_arena *a, X509 **c, size_t n) {
   return rv_arr(a, items, n);
 }
 
-static ct_status rego__bi_parse_certificates(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_parse_certificates(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "crypto.x509.parse_certificates";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   x5_certs cs;
@@ -527,7 +527,7 @@ static ct_status rego__bi_parse_certificates(rg_ev *ev, rv **a, rv **out) {
 
 /* The first certificate is the root, the last the leaf, those between intermediates; the
  * result is the verified chain leaf first. Any failure is [false, []]. */
-static ct_status rego__bi_parse_and_verify(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_parse_and_verify(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "crypto.x509.parse_and_verify_certificates";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   rv *fail_items[2] = {RV_FALSE, &rv_empty_arr_v};
@@ -571,7 +571,7 @@ static ct_status rego__bi_parse_and_verify(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* ---------------------------------------------------------------- CSR */
-static ct_status rego__bi_parse_csr(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_parse_csr(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "crypto.x509.parse_certificate_request";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   if (a[0]->n > X5_INPUT_MAX) return rg_bi_fail(ev, "%s: input larger than %u bytes", fname, X5_INPUT_MAX);
@@ -757,7 +757,7 @@ static rv *rego__x5_privkey(rg_arena *a, const EVP_PKEY *pk) {
   return &rv_null_v;
 }
 
-static ct_status rego__bi_parse_private_keys(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_parse_private_keys(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "crypto.parse_private_keys";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   if (a[0]->n == 0) {
@@ -792,7 +792,7 @@ static ct_status rego__bi_parse_private_keys(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* A JWK of the first private key (only RSA keys are expected; others are reported). */
-static ct_status rego__bi_parse_rsa_private_key(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_parse_rsa_private_key(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "crypto.x509.parse_rsa_private_key";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   if (a[0]->n == 0) return rg_bi_fail(ev, "%s: input PEM data was empty", fname);
@@ -844,7 +844,7 @@ static ct_status rego__bi_parse_rsa_private_key(rg_ev *ev, rv **a, rv **out) {
 }
 
 /* tls.X509KeyPair: the certificate chain and a matching private key. */
-static ct_status rego__bi_parse_keypair(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_parse_keypair(rg_ev *ev, rv **a, rv **out) {
   static const char fname[] = "crypto.x509.parse_keypair";
   CT_GUARD(rg_bi_want(ev, fname, 1, a[0], RV_STR));
   CT_GUARD(rg_bi_want(ev, fname, 2, a[1], RV_STR));

@@ -221,7 +221,7 @@ static bool rego__ym_load(rg_arena *a, const char *s, size_t n, bool want_value,
   return ok;
 }
 
-static ct_status rego__bi_yaml_unmarshal(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_yaml_unmarshal(rg_ev *ev, rv **a, rv **out) {
   CT_GUARD(rg_bi_want(ev, "yaml.unmarshal", 1, a[0], RV_STR));
   if (a[0]->n > YAML_INPUT_MAX) return rg_bi_fail(ev, "yaml.unmarshal: input larger than %u bytes", YAML_INPUT_MAX);
   char err[256];
@@ -233,7 +233,7 @@ static ct_status rego__bi_yaml_unmarshal(rg_ev *ev, rv **a, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__bi_yaml_is_valid(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_yaml_is_valid(rg_ev *ev, rv **a, rv **out) {
   char err[256];
   bool oom = false;
   rv *v;
@@ -322,7 +322,7 @@ static bool rego__ym_emit(yaml_emitter_t *em, const rv *v, int depth) {
   }
 }
 
-static ct_status rego__bi_yaml_marshal(rg_ev *ev, rv **a, rv **out) {
+static CT_RESULT rego__bi_yaml_marshal(rg_ev *ev, rv **a, rv **out) {
   yaml_emitter_t em;
   if (!yaml_emitter_initialize(&em)) return rg_bi_oom(ev);
   ct_buf b;

@@ -68,8 +68,8 @@ static void rego__note_decl_pattern(rc_ctx *c, rg_term *t) {
       if (t->kind == T_ARR || i % 2) rego__note_decl_pattern(c, t->elems[i]);
 }
 
-static ct_status rego__rc_fail(rc_ctx *c, const char *code, int row, int col, const char *fmt, ...) CT_PRINTF(5, 6);
-static ct_status rego__rc_fail(rc_ctx *c, const char *code, int row, int col, const char *fmt, ...) {
+static CT_RESULT rego__rc_fail(rc_ctx *c, const char *code, int row, int col, const char *fmt, ...) CT_PRINTF(5, 6);
+static CT_RESULT rego__rc_fail(rc_ctx *c, const char *code, int row, int col, const char *fmt, ...) {
   char msg[300];
   va_list ap;
   va_start(ap, fmt);
@@ -126,7 +126,7 @@ static int rego__scope_find(rc_scope *s, const char *name, rc_scope **where) {
   return -1;
 }
 
-static ct_status rego__scope_add(rc_ctx *c, rc_scope *s, const char *name, bool decl, int *slot) {
+static CT_RESULT rego__scope_add(rc_ctx *c, rc_scope *s, const char *name, bool decl, int *slot) {
   if (s->n == s->cap) {
     size_t nc = s->cap ? s->cap * 2 : 16;
     const char **nn = rg_alloc(c->a, nc * sizeof(char *));
@@ -172,9 +172,9 @@ static bool rego__is_global(rc_ctx *c, const char *name) {
 }
 
 /* ---------------------------------------------------------------- pass 1: declare */
-static ct_status rego__declare_pattern_vars(rc_ctx *c, rc_scope *s, rg_term *t, bool decl);
+static CT_RESULT rego__declare_pattern_vars(rc_ctx *c, rc_scope *s, rg_term *t, bool decl);
 
-static ct_status rego__declare_term(rc_ctx *c, rc_scope *s, rg_term *t) {
+static CT_RESULT rego__declare_term(rc_ctx *c, rc_scope *s, rg_term *t) {
   if (!t) return CT_OK;
   switch (t->kind) {
     case T_VAR:
@@ -196,7 +196,7 @@ static ct_status rego__declare_term(rc_ctx *c, rc_scope *s, rg_term *t) {
   }
 }
 
-static ct_status rego__declare_pattern_vars(rc_ctx *c, rc_scope *s, rg_term *t, bool decl) {
+static CT_RESULT rego__declare_pattern_vars(rc_ctx *c, rc_scope *s, rg_term *t, bool decl) {
   if (!t) return CT_OK;
   if (t->kind == T_VAR) {
     rc_scope *where = NULL;
@@ -224,7 +224,7 @@ static ct_status rego__declare_pattern_vars(rc_ctx *c, rc_scope *s, rg_term *t, 
   return CT_OK;
 }
 
-static ct_status rego__declare_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
+static CT_RESULT rego__declare_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
   switch (e->kind) {
     case E_SOME:
       for (size_t i = 0; i < e->a->n; i++) {
@@ -258,8 +258,8 @@ static ct_status rego__declare_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
 }
 
 /* ---------------------------------------------------------------- pass 2: resolve */
-static ct_status rego__resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp);
-static ct_status rego__resolve_body(rc_ctx *c, rc_scope *parent, rg_body *b, rc_scope **out_scope);
+static CT_RESULT rego__resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp);
+static CT_RESULT rego__resolve_body(rc_ctx *c, rc_scope *parent, rg_body *b, rc_scope **out_scope);
 
 static rg_term *rego__data_ref(rc_ctx *c, const char **path, size_t n, int row, int col) {
   rg_term *r = rg_alloc(c->a, sizeof(rg_term));
@@ -310,7 +310,7 @@ static rg_term *rego__term_dup(rc_ctx *c, const rg_term *t) {
 }
 
 /* Resolves a bare name in value position. */
-static ct_status rego__resolve_var(rc_ctx *c, rc_scope *s, rg_term **tp) {
+static CT_RESULT rego__resolve_var(rc_ctx *c, rc_scope *s, rg_term **tp) {
   rg_term *t = *tp;
   int slot = rego__scope_find(s, t->name, NULL);
   if (slot >= 0) {
@@ -356,7 +356,7 @@ static ct_status rego__resolve_var(rc_ctx *c, rc_scope *s, rg_term **tp) {
   return CT_OK;
 }
 
-static ct_status rego__resolve_call(rc_ctx *c, rc_scope *s, rg_term *t) {
+static CT_RESULT rego__resolve_call(rc_ctx *c, rc_scope *s, rg_term *t) {
   for (size_t i = 0; i < t->n; i++) CT_GUARD(rego__resolve_term(c, s, &t->elems[i]));
   if (!t->fnref) {
     /* operator call (equal, plus, internal.member_2, ...) */
@@ -444,14 +444,14 @@ static void rego__fold_ground(rc_ctx *c, rg_term *t) {
   }
 }
 
-static ct_status rego__resolve_comp(rc_ctx *c, rc_scope *s, rg_term *t) {
+static CT_RESULT rego__resolve_comp(rc_ctx *c, rc_scope *s, rg_term *t) {
   rc_scope *inner = NULL;
   CT_GUARD(rego__resolve_body(c, s, t->body, &inner));
   for (size_t i = 0; i < t->n; i++) CT_GUARD(rego__resolve_term(c, inner, &t->elems[i]));
   return CT_OK;
 }
 
-static ct_status rego__resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp) {
+static CT_RESULT rego__resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp) {
   rg_term *t = *tp;
   switch (t->kind) {
     case T_SCALAR: return CT_OK;
@@ -490,7 +490,7 @@ static ct_status rego__resolve_term(rc_ctx *c, rc_scope *s, rg_term **tp) {
 
 /* `with f as g`: when the value names a function (built-in or user), it becomes a call term
  * without arguments that the evaluator uses as the replacement. */
-static ct_status rego__resolve_with_fn_value(rc_ctx *c, rc_scope *s, rg_with *w, bool *done) {
+static CT_RESULT rego__resolve_with_fn_value(rc_ctx *c, rc_scope *s, rg_with *w, bool *done) {
   *done = false;
   rg_term *v = w->value;
   rg_term *head = v->kind == T_REF ? v->elems[0] : v;
@@ -534,7 +534,7 @@ static ct_status rego__resolve_with_fn_value(rc_ctx *c, rc_scope *s, rg_with *w,
   return CT_OK;
 }
 
-static ct_status rego__resolve_with(rc_ctx *c, rc_scope *s, rg_with *w) {
+static CT_RESULT rego__resolve_with(rc_ctx *c, rc_scope *s, rg_with *w) {
   bool done = false;
   if (w->value->kind == T_VAR || w->value->kind == T_REF) CT_GUARD(rego__resolve_with_fn_value(c, s, w, &done));
   if (!done) CT_GUARD(rego__resolve_term(c, s, &w->value));
@@ -596,7 +596,7 @@ static ct_status rego__resolve_with(rc_ctx *c, rc_scope *s, rg_with *w) {
   return CT_OK;
 }
 
-static ct_status rego__resolve_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
+static CT_RESULT rego__resolve_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
   for (size_t i = 0; i < e->nwith; i++) CT_GUARD(rego__resolve_with(c, s, &e->with[i]));
   switch (e->kind) {
     case E_SOME:
@@ -644,7 +644,7 @@ static ct_status rego__resolve_expr(rc_ctx *c, rc_scope *s, rg_expr *e) {
   return CT_OK;
 }
 
-static ct_status rego__resolve_body(rc_ctx *c, rc_scope *parent, rg_body *b, rc_scope **out_scope) {
+static CT_RESULT rego__resolve_body(rc_ctx *c, rc_scope *parent, rg_body *b, rc_scope **out_scope) {
   rc_scope *s = rg_alloc(c->a, sizeof(rc_scope));
   if (!s) return RC_OOM(c);
   s->parent = parent;
@@ -878,7 +878,7 @@ static void rego__reorder_rule(rg_rule *r, const rg_term **unsafe) {
 }
 
 /* OPA rejects variables introduced by `some` / `every` that nothing else refers to. */
-static ct_status rego__check_unused(rc_ctx *c) {
+static CT_RESULT rego__check_unused(rc_ctx *c) {
   for (size_t i = 0; i < c->ndecls; i++) {
     rg_term *t = c->decls[i];
     if (t->slot >= 0 && (size_t)t->slot < c->cap_uses && c->uses[t->slot] <= 1)
@@ -887,7 +887,7 @@ static ct_status rego__check_unused(rc_ctx *c) {
   return CT_OK;
 }
 
-static ct_status rego__compile_rule(rc_ctx *c, rg_rule *r) {
+static CT_RESULT rego__compile_rule(rc_ctx *c, rg_rule *r) {
   c->nslots = 0;
   c->ndecls = 0;
   if (c->cap_uses) memset(c->uses, 0, c->cap_uses * sizeof(int));
@@ -919,7 +919,7 @@ static ct_status rego__compile_rule(rc_ctx *c, rg_rule *r) {
 }
 
 /* ---------------------------------------------------------------- public */
-static ct_status rego__add_rule_to_tree(rego_policy *p, rg_module *m, rg_rule *r, ct_err *err) {
+static CT_RESULT rego__add_rule_to_tree(rego_policy *p, rg_module *m, rg_rule *r, ct_err *err) {
   rg_term *hp = (rg_term *)r->node;
   rg_node *n = p->root;
   for (size_t i = 0; i < m->npkgpath; i++) {

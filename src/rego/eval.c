@@ -19,7 +19,7 @@
 #define RG_HALT ((ct_status)99) /* internal: stop enumerating (not an error) */
 
 typedef struct rk rk;
-typedef ct_status (*rk_fn)(rg_ev *ev, const rk *k, rv *v);
+typedef CT_RESULT (*rk_fn)(rg_ev *ev, const rk *k, rv *v);
 struct rk {
   rk_fn fn;
 };
@@ -69,9 +69,9 @@ struct rg_ev {
 };
 
 /* ---------------------------------------------------------------- errors */
-static ct_status rego__ev_fail(rg_ev *ev, const char *code, const char *file, int row, int col, const char *fmt, ...)
+static CT_RESULT rego__ev_fail(rg_ev *ev, const char *code, const char *file, int row, int col, const char *fmt, ...)
     CT_PRINTF(6, 7);
-static ct_status rego__ev_fail(rg_ev *ev, const char *code, const char *file, int row, int col, const char *fmt, ...) {
+static CT_RESULT rego__ev_fail(rg_ev *ev, const char *code, const char *file, int row, int col, const char *fmt, ...) {
   char msg[360];
   va_list ap;
   va_start(ap, fmt);
@@ -81,7 +81,7 @@ static ct_status rego__ev_fail(rg_ev *ev, const char *code, const char *file, in
   return ct_fail(ev->err, CT_EINVAL, "%s: %s", code, msg);
 }
 
-static ct_status rego__ev_oom(rg_ev *ev) {
+static CT_RESULT rego__ev_oom(rg_ev *ev) {
   if (ev->a.exceeded)
     return ct_fail(ev->err, CT_ELIMIT, "eval_memory_limit_error: evaluation exceeded the memory limit of %zu bytes",
                    ev->p->limits.max_memory_bytes);
@@ -98,9 +98,9 @@ int64_t rg_ev_now(rg_ev *ev) {
   }
   return ev->now;
 }
-ct_status rg_bi_oom(rg_ev *ev) { return rego__ev_oom(ev); }
+CT_RESULT rg_bi_oom(rg_ev *ev) { return rego__ev_oom(ev); }
 
-ct_status rg_bi_fail(rg_ev *ev, const char *fmt, ...) {
+CT_RESULT rg_bi_fail(rg_ev *ev, const char *fmt, ...) {
   char msg[400];
   va_list ap;
   va_start(ap, fmt);
@@ -109,7 +109,7 @@ ct_status rg_bi_fail(rg_ev *ev, const char *fmt, ...) {
   return ct_fail(ev->err, CT_EINVAL, "eval_builtin_error: %s", msg);
 }
 
-ct_status rg_bi_type(rg_ev *ev, const char *fmt, ...) {
+CT_RESULT rg_bi_type(rg_ev *ev, const char *fmt, ...) {
   char msg[400];
   va_list ap;
   va_start(ap, fmt);
@@ -123,14 +123,14 @@ const char *rg_type_name(const rv *v) {
   return names[v->t];
 }
 
-ct_status rg_bi_want(rg_ev *ev, const char *name, int argn, rv *v, int type) {
+CT_RESULT rg_bi_want(rg_ev *ev, const char *name, int argn, rv *v, int type) {
   static const char *const names[] = {"null", "boolean", "number", "string", "array", "object", "set"};
   if (v->t == type) return CT_OK;
   return rg_bi_type(ev, "%s: operand %d must be %s but got %s", name, argn, names[type], rg_type_name(v));
 }
 
 /* ---------------------------------------------------------------- bindings */
-static ct_status rego__bind(rg_ev *ev, int slot, rv *v) {
+static CT_RESULT rego__bind(rg_ev *ev, int slot, rv *v) {
   if (ev->ntrail == ev->captrail) {
     /* the trail lives in the arena: grow by doubling (the old block is simply abandoned) */
     size_t nc = ev->captrail ? ev->captrail * 2 : 128;
@@ -175,7 +175,7 @@ static uintptr_t rego__eval__stack_floor(void) {
   return floor;
 }
 
-static ct_status rego__eval__too_deep(rg_ev *ev) {
+static CT_RESULT rego__eval__too_deep(rg_ev *ev) {
   return ct_fail(ev->err, CT_ELIMIT,
                  "eval_depth_limit_error: evaluation too deep: the policy nests rules, expressions or "
                  "conjunctions beyond what the evaluator's stack allows");
@@ -185,7 +185,7 @@ static ct_status rego__eval__too_deep(rg_ev *ev) {
     if ((uintptr_t)__builtin_frame_address(0) < (ev)->stack_floor) return rego__eval__too_deep(ev);       \
   } while (0)
 
-static ct_status rego__step(rg_ev *ev) {
+static CT_RESULT rego__step(rg_ev *ev) {
   EVAL_STACK_CHECK(ev);
   if (++ev->steps > ev->p->limits.max_steps)
     return ct_fail(ev->err, CT_ELIMIT, "eval_step_limit_error: evaluation exceeded the limit of %zu steps",
@@ -194,12 +194,12 @@ static ct_status rego__step(rg_ev *ev) {
 }
 
 /* ---------------------------------------------------------------- forward decls */
-static ct_status rego__eval_term(rg_ev *ev, rg_term *t, const rk *k);
-static ct_status rego__eval_body(rg_ev *ev, const rg_body *b, size_t i, const rk *k);
-static ct_status rego__eval_expr(rg_ev *ev, const rg_expr *e, const rk *k);
-static ct_status rego__match(rg_ev *ev, rg_term *t, rv *v, const rk *k);
-static ct_status rego__rule_doc(rg_ev *ev, rg_node *n, rv **out);
-static ct_status rego__call_value(rg_ev *ev, rg_term *call, rv **args, size_t nargs, rv **out);
+static CT_RESULT rego__eval_term(rg_ev *ev, rg_term *t, const rk *k);
+static CT_RESULT rego__eval_body(rg_ev *ev, const rg_body *b, size_t i, const rk *k);
+static CT_RESULT rego__eval_expr(rg_ev *ev, const rg_expr *e, const rk *k);
+static CT_RESULT rego__match(rg_ev *ev, rg_term *t, rv *v, const rk *k);
+static CT_RESULT rego__rule_doc(rg_ev *ev, rg_node *n, rv **out);
+static CT_RESULT rego__call_value(rg_ev *ev, rg_term *call, rv **args, size_t nargs, rv **out);
 
 /* ---------------------------------------------------------------- small value helpers */
 typedef struct {
@@ -243,15 +243,15 @@ typedef struct {
   const rk *next;
 } k_body;
 
-static ct_status rego__k_body_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_body_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_body *kb = (const k_body *)k;
   return rego__eval_body(ev, kb->b, kb->i, kb->next);
 }
 
-static ct_status rego__eval_with(rg_ev *ev, const rg_expr *e, const rk *k);
+static CT_RESULT rego__eval_with(rg_ev *ev, const rg_expr *e, const rk *k);
 
-static ct_status rego__eval_body(rg_ev *ev, const rg_body *b, size_t i, const rk *k) {
+static CT_RESULT rego__eval_body(rg_ev *ev, const rg_body *b, size_t i, const rk *k) {
   if (i == b->n) return KCALL(ev, k, NULL);
   CT_GUARD(rego__step(ev));
   k_body kb = {{rego__k_body_fn}, b, i + 1, k};
@@ -267,7 +267,7 @@ typedef struct {
   const rg_expr *e;
 } k_truthy;
 
-static ct_status rego__k_truthy_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_truthy_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_truthy *kt = (const k_truthy *)k;
   if (rv_truthy_false(v) && kt->e != ev->capture) return CT_OK;
   if (ev->exprvals && ev->qbody) {
@@ -277,7 +277,7 @@ static ct_status rego__k_truthy_fn(rg_ev *ev, const rk *k, rv *v) {
   return KCALL(ev, kt->next, NULL);
 }
 
-static ct_status rego__k_halt_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_halt_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)ev;
   (void)k;
   (void)v;
@@ -293,7 +293,7 @@ typedef struct {
   rv *val;
 } k_somein2;
 
-static ct_status rego__k_somein_val(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_somein_val(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_somein2 *ks = (const k_somein2 *)k;
   return rego__match(ev, ks->e->b, ks->val, ks->next);
@@ -305,7 +305,7 @@ typedef struct {
   const rk *next;
 } k_coll;
 
-static ct_status rego__record_true(rg_ev *ev, const rg_expr *e) {
+static CT_RESULT rego__record_true(rg_ev *ev, const rg_expr *e) {
   if (ev->exprvals && ev->qbody)
     for (size_t i = 0; i < ev->qbody->n; i++)
       if (ev->qbody->e[i] == e) ev->exprvals[i] = RV_TRUE;
@@ -317,14 +317,14 @@ typedef struct {
   const rg_expr *e;
   const rk *next;
 } k_rec;
-static ct_status rego__k_rec_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_rec_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_rec *kr = (const k_rec *)k;
   CT_GUARD(rego__record_true(ev, kr->e));
   return KCALL(ev, kr->next, NULL);
 }
 
-static ct_status rego__k_somein_coll(rg_ev *ev, const rk *k, rv *coll) {
+static CT_RESULT rego__k_somein_coll(rg_ev *ev, const rk *k, rv *coll) {
   const k_coll *kc = (const k_coll *)k;
   const rg_expr *e = kc->e;
   k_somein2 k2 = {{rego__k_somein_val}, e, kc->next, NULL};
@@ -355,7 +355,7 @@ static ct_status rego__k_somein_coll(rg_ev *ev, const rk *k, rv *coll) {
 }
 
 /* every k, v in coll { body } */
-static ct_status rego__k_every_coll(rg_ev *ev, const rk *k, rv *coll) {
+static CT_RESULT rego__k_every_coll(rg_ev *ev, const rk *k, rv *coll) {
   const k_coll *kc = (const k_coll *)k;
   const rg_expr *e = kc->e;
   if (coll->t == RV_ARR || coll->t == RV_OBJ || coll->t == RV_SET) {
@@ -411,12 +411,12 @@ typedef struct {
   rg_term *pat;
   const rk *next;
 } k_match;
-static ct_status rego__k_match_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_match_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_match *km = (const k_match *)k;
   return rego__match(ev, km->pat, v, km->next);
 }
 
-static ct_status rego__unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k);
+static CT_RESULT rego__unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k);
 
 typedef struct {
   rk k;
@@ -424,7 +424,7 @@ typedef struct {
   size_t i;
   const rk *next;
 } k_unify_arr;
-static ct_status rego__k_unify_arr_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_unify_arr_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_unify_arr *ku = (const k_unify_arr *)k;
   if (ku->i == ku->a->n) return KCALL(ev, ku->next, NULL);
@@ -432,7 +432,7 @@ static ct_status rego__k_unify_arr_fn(rg_ev *ev, const rk *k, rv *v) {
   return rego__unify(ev, ku->a->elems[ku->i], ku->b->elems[ku->i], &nx.k);
 }
 
-static ct_status rego__unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k) {
+static CT_RESULT rego__unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k) {
   EVAL_STACK_CHECK(ev);
   bool ua = rego__term_has_unbound(ev, a), ub = rego__term_has_unbound(ev, b);
   if (ua && ub) {
@@ -483,7 +483,7 @@ static ct_status rego__unify(rg_ev *ev, rg_term *a, rg_term *b, const rk *k) {
 }
 
 /* The negation proper, once the operands hoist.c moved before it are bound. */
-static ct_status rego__eval_not(rg_ev *ev, const rg_expr *e, const rk *k) {
+static CT_RESULT rego__eval_not(rg_ev *ev, const rg_expr *e, const rk *k) {
   size_t mark = ev->ntrail;
   ct_status st;
   if (!e->sub) st = rego__eval_body(ev, e->body, 0, &k_halt);
@@ -501,13 +501,13 @@ typedef struct {
   const rg_expr *e;
   const rk *next;
 } k_not;
-static ct_status rego__k_not_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_not_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_not *kn = (const k_not *)k;
   return rego__eval_not(ev, kn->e, kn->next);
 }
 
-static ct_status rego__eval_expr(rg_ev *ev, const rg_expr *e, const rk *k) {
+static CT_RESULT rego__eval_expr(rg_ev *ev, const rg_expr *e, const rk *k) {
   switch (e->kind) {
     case E_TERM: {
       k_truthy kt = {{rego__k_truthy_fn}, k, e};
@@ -570,7 +570,7 @@ typedef struct {
   size_t i;
   const rk *next;
 } k_match_arr;
-static ct_status rego__k_match_arr_fn(rg_ev *ev, const rk *k, rv *unused) {
+static CT_RESULT rego__k_match_arr_fn(rg_ev *ev, const rk *k, rv *unused) {
   (void)unused;
   const k_match_arr *km = (const k_match_arr *)k;
   if (km->t->kind == T_ARR) {
@@ -594,13 +594,13 @@ typedef struct {
   rv *v;
   const rk *next;
 } k_eq;
-static ct_status rego__k_eq_fn(rg_ev *ev, const rk *k, rv *x) {
+static CT_RESULT rego__k_eq_fn(rg_ev *ev, const rk *k, rv *x) {
   const k_eq *ke = (const k_eq *)k;
   if (!rv_eq(ke->v, x)) return CT_OK;
   return KCALL(ev, ke->next, NULL);
 }
 
-static ct_status rego__match(rg_ev *ev, rg_term *t, rv *v, const rk *k) {
+static CT_RESULT rego__match(rg_ev *ev, rg_term *t, rv *v, const rk *k) {
   EVAL_STACK_CHECK(ev);
   if (t->ground) {
     if (!rv_eq(t->val, v)) return CT_OK;
@@ -637,7 +637,7 @@ static ct_status rego__match(rg_ev *ev, rg_term *t, rv *v, const rk *k) {
 }
 
 /* ---------------------------------------------------------------- refs */
-static ct_status rego__walk(rg_ev *ev, rv *v, rg_term *ref, size_t i, const rk *k);
+static CT_RESULT rego__walk(rg_ev *ev, rv *v, rg_term *ref, size_t i, const rk *k);
 
 typedef struct {
   rk k;
@@ -646,7 +646,7 @@ typedef struct {
   size_t i;
   const rk *next;
 } k_walkkey;
-static ct_status rego__k_walkkey_fn(rg_ev *ev, const rk *k, rv *key) {
+static CT_RESULT rego__k_walkkey_fn(rg_ev *ev, const rk *k, rv *key) {
   const k_walkkey *kw = (const k_walkkey *)k;
   rv *x = rego__lookup(kw->coll, key);
   if (!x) return CT_OK;
@@ -660,13 +660,13 @@ typedef struct {
   size_t i;
   const rk *next;
 } k_pkey;
-static ct_status rego__k_pkey_fn(rg_ev *ev, const rk *k, rv *unused) {
+static CT_RESULT rego__k_pkey_fn(rg_ev *ev, const rk *k, rv *unused) {
   (void)unused;
   const k_pkey *kp = (const k_pkey *)k;
   return rego__walk(ev, kp->val, kp->ref, kp->i + 1, kp->next);
 }
 
-static ct_status rego__walk(rg_ev *ev, rv *v, rg_term *ref, size_t i, const rk *k) {
+static CT_RESULT rego__walk(rg_ev *ev, rv *v, rg_term *ref, size_t i, const rk *k) {
   EVAL_STACK_CHECK(ev);
   if (i == ref->n) return KCALL(ev, k, v);
   rg_term *e = ref->elems[i];
@@ -720,7 +720,7 @@ static ct_status rego__walk(rg_ev *ev, rv *v, rg_term *ref, size_t i, const rk *
 }
 
 /* data documents: rule tree + base data */
-static ct_status rego__data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out);
+static CT_RESULT rego__data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out);
 
 static rv *rego__dov_find(rg_ev *ev, rv **path, size_t n, bool *below) {
   *below = false;
@@ -746,7 +746,7 @@ static rv *rego__dov_find(rg_ev *ev, rv **path, size_t n, bool *below) {
   return hit;
 }
 
-static ct_status rego__eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, const rk *k);
+static CT_RESULT rego__eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, const rk *k);
 
 typedef struct {
   rk k;
@@ -758,7 +758,7 @@ typedef struct {
   const rk *next;
 } k_datakey;
 
-static ct_status rego__data_step(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, rv *key,
+static CT_RESULT rego__data_step(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, rv *key,
                            const rk *k) {
   rg_node *child = NULL;
   if (n && key->t == RV_STR) child = rg_node_child(n, key->u.s);
@@ -768,12 +768,12 @@ static ct_status rego__data_step(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, 
   return rego__eval_data(ev, child, b2, ref, i + 1, path, k);
 }
 
-static ct_status rego__k_datakey_fn(rg_ev *ev, const rk *k, rv *key) {
+static CT_RESULT rego__k_datakey_fn(rg_ev *ev, const rk *k, rv *key) {
   const k_datakey *kd = (const k_datakey *)k;
   return rego__data_step(ev, kd->n, kd->base, kd->ref, kd->i, kd->path, key, kd->next);
 }
 
-static ct_status rego__eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, const rk *k) {
+static CT_RESULT rego__eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, size_t i, rv **path, const rk *k) {
   EVAL_STACK_CHECK(ev);
   bool below = false;
   if (ev->ndov) {
@@ -866,7 +866,7 @@ static ct_status rego__eval_data(rg_ev *ev, rg_node *n, rv *base, rg_term *ref, 
   return rego__eval_term(ev, e, &kd.k);
 }
 
-static ct_status rego__data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out) {
+static CT_RESULT rego__data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out) {
   *out = NULL;
   if (!n) {
     *out = base;
@@ -907,12 +907,12 @@ typedef struct {
   rg_term *ref;
   const rk *next;
 } k_headwalk;
-static ct_status rego__k_headwalk_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_headwalk_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_headwalk *kh = (const k_headwalk *)k;
   return rego__walk(ev, v, kh->ref, 1, kh->next);
 }
 
-static ct_status rego__eval_ref(rg_ev *ev, rg_term *t, const rk *k) {
+static CT_RESULT rego__eval_ref(rg_ev *ev, rg_term *t, const rk *k) {
   rg_term *h = t->elems[0];
   if (h->kind == T_DATA) {
     rv **path = rg_alloc(&ev->a, (t->n + 1) * sizeof(rv *));
@@ -943,7 +943,7 @@ typedef struct {
 
 static const char *rego__node_path(rg_ev *ev, const rg_node *n);
 
-static ct_status rego__k_ruleval_store(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_ruleval_store(rg_ev *ev, const rk *k, rv *v) {
   const k_ruleval *kr = (const k_ruleval *)k;
   if (!*kr->result) {
     *kr->result = v;
@@ -967,7 +967,7 @@ typedef struct {
   k_ruleval *store;
 } k_rulebody;
 
-static ct_status rego__k_rulebody_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_rulebody_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_rulebody *kb = (const k_rulebody *)k;
   return rego__eval_term(ev, kb->r->value, &kb->store->k);
@@ -986,13 +986,13 @@ typedef struct {
   rv *key;
 } k_partial_val;
 
-static ct_status rego__k_partial_val_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_partial_val_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_partial_val *kv = (const k_partial_val *)k;
   if (!rego__vv_push(ev, kv->kp->keys, kv->key) || !rego__vv_push(ev, kv->kp->vals, v)) return rego__ev_oom(ev);
   return CT_OK;
 }
 
-static ct_status rego__k_partial_key_fn(rg_ev *ev, const rk *k, rv *key) {
+static CT_RESULT rego__k_partial_key_fn(rg_ev *ev, const rk *k, rv *key) {
   const k_partial *kp = (const k_partial *)k;
   if (kp->r->kind == R_PSET) {
     if (!rego__vv_push(ev, kp->keys, key)) return rego__ev_oom(ev);
@@ -1002,7 +1002,7 @@ static ct_status rego__k_partial_key_fn(rg_ev *ev, const rk *k, rv *key) {
   return rego__eval_term(ev, kp->r->value, &kv.k);
 }
 
-static ct_status rego__k_partial_body_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_partial_body_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_partial *kp = (const k_partial *)k;
   k_partial kk = *kp;
@@ -1026,13 +1026,13 @@ struct mt {
   size_t n, cap;
 };
 
-static ct_status rego__mt_conflict(rg_ev *ev, rg_node *n) {
+static CT_RESULT rego__mt_conflict(rg_ev *ev, rg_node *n) {
   rg_rule *r = n->nrules ? n->rules[0] : NULL;
   return rego__ev_fail(ev, "eval_conflict_error", r ? r->file : NULL, r ? r->row : 0, r ? r->col : 0,
                  "object keys must be unique");
 }
 
-static ct_status rego__mt_insert(rg_ev *ev, rg_node *node, mt *t, rv **path, size_t np, rv *value, bool multi) {
+static CT_RESULT rego__mt_insert(rg_ev *ev, rg_node *node, mt *t, rv **path, size_t np, rv *value, bool multi) {
   for (size_t d = 0; d < np; d++) {
     if (t->leaf || t->is_set) return rego__mt_conflict(ev, node);
     mt *k = NULL;
@@ -1075,7 +1075,7 @@ static ct_status rego__mt_insert(rg_ev *ev, rg_node *node, mt *t, rv **path, siz
 }
 
 /* Merges the document of a rule defined below the node: objects merge key by key, sets by element. */
-static ct_status rego__mt_merge(rg_ev *ev, rg_node *node, mt *t, rv **path, size_t np, rv *value) {
+static CT_RESULT rego__mt_merge(rg_ev *ev, rg_node *node, mt *t, rv **path, size_t np, rv *value) {
   if (value->t == RV_OBJ && value->n) {
     rv **p2 = rg_alloc(&ev->a, (np + 1) * sizeof(rv *));
     if (!p2) return rego__ev_oom(ev);
@@ -1111,12 +1111,12 @@ typedef struct {
   rv *keys;
 } k_gen;
 
-static ct_status rego__k_gen_val(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_gen_val(rg_ev *ev, const rk *k, rv *v) {
   const k_gen *kg = (const k_gen *)k;
   return rego__mt_insert(ev, kg->node, kg->root, kg->keys->u.a, kg->keys->n, v, kg->r->multi);
 }
 
-static ct_status rego__k_gen_keys(rg_ev *ev, const rk *k, rv *keys) {
+static CT_RESULT rego__k_gen_keys(rg_ev *ev, const rk *k, rv *keys) {
   const k_gen *kg = (const k_gen *)k;
   k_gen nx = *kg;
   nx.k.fn = rego__k_gen_val;
@@ -1124,7 +1124,7 @@ static ct_status rego__k_gen_keys(rg_ev *ev, const rk *k, rv *keys) {
   return rego__eval_term(ev, kg->r->value, &nx.k);
 }
 
-static ct_status rego__k_gen_pobj_key(rg_ev *ev, const rk *k, rv *key) {
+static CT_RESULT rego__k_gen_pobj_key(rg_ev *ev, const rk *k, rv *key) {
   const k_gen *kg = (const k_gen *)k;
   k_gen nx = *kg;
   nx.k.fn = rego__k_gen_val;
@@ -1133,7 +1133,7 @@ static ct_status rego__k_gen_pobj_key(rg_ev *ev, const rk *k, rv *key) {
   return rego__eval_term(ev, kg->r->value, &nx.k);
 }
 
-static ct_status rego__k_gen_body(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_gen_body(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_gen *kg = (const k_gen *)k;
   k_gen nx = *kg;
@@ -1141,13 +1141,13 @@ static ct_status rego__k_gen_body(rg_ev *ev, const rk *k, rv *v) {
   return rego__eval_term(ev, kg->r->key, &nx.k);
 }
 
-static ct_status rego__enter_frame(rg_ev *ev, const rg_rule *r, frame_save *saved);
+static CT_RESULT rego__enter_frame(rg_ev *ev, const rg_rule *r, frame_save *saved);
 static void rego__leave_frame(rg_ev *ev, frame_save *saved);
-static ct_status rego__data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out);
+static CT_RESULT rego__data_doc(rg_ev *ev, rg_node *n, rv *base, rv **out);
 
 /* The document of a node defined by partial-object or general ref-head rules, merged with the
  * documents of rules defined below it. */
-static ct_status rego__object_doc(rg_ev *ev, rg_node *n, rv **out) {
+static CT_RESULT rego__object_doc(rg_ev *ev, rg_node *n, rv **out) {
   mt root = {0};
   for (size_t i = 0; i < n->nrules; i++) {
     rg_rule *x = n->rules[i];
@@ -1175,7 +1175,7 @@ static ct_status rego__object_doc(rg_ev *ev, rg_node *n, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__enter_frame(rg_ev *ev, const rg_rule *r, frame_save *saved) {
+static CT_RESULT rego__enter_frame(rg_ev *ev, const rg_rule *r, frame_save *saved) {
   if (++ev->depth > ev->p->limits.max_depth)
     return ct_fail(ev->err, CT_ELIMIT, "eval_depth_limit_error: %s:%d:%d: evaluation exceeded the depth limit of %zu",
                    r->file, r->row, r->col, ev->p->limits.max_depth);
@@ -1197,9 +1197,9 @@ static void rego__leave_frame(rg_ev *ev, frame_save *saved) {
   ev->depth--;
 }
 
-static ct_status rego__first_value(rg_ev *ev, rg_term *t, rv **out);
+static CT_RESULT rego__first_value(rg_ev *ev, rg_term *t, rv **out);
 
-static ct_status rego__default_value(rg_ev *ev, rg_rule *d, rv **out) {
+static CT_RESULT rego__default_value(rg_ev *ev, rg_rule *d, rv **out) {
   if (d->value->ground) {
     *out = d->value->val;
     return CT_OK;
@@ -1236,7 +1236,7 @@ static void rego__record_decision(rego_decision *why, const rg_rule *r) {
   why->col = r->col;
 }
 
-static ct_status rego__rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
+static CT_RESULT rego__rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
   *out = NULL;
   if (n->kind == R_COMPLETE) {
     rv *result = NULL;
@@ -1290,7 +1290,7 @@ static ct_status rego__rule_doc_compute(rg_ev *ev, rg_node *n, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__rule_doc(rg_ev *ev, rg_node *n, rv **out) {
+static CT_RESULT rego__rule_doc(rg_ev *ev, rg_node *n, rv **out) {
   uint8_t st = ev->cstate[n->id];
   if (st == 2) {
     *out = ev->cache[n->id];
@@ -1321,7 +1321,7 @@ typedef struct {
   k_rulebody *body;
 } k_fargs;
 
-static ct_status rego__k_fargs_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_fargs_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_fargs *ka = (const k_fargs *)k;
   if (ka->i == ka->r->nargs) return rego__eval_body(ev, ka->r->body, 0, &ka->body->k);
@@ -1330,7 +1330,7 @@ static ct_status rego__k_fargs_fn(rg_ev *ev, const rk *k, rv *v) {
   return rego__match(ev, ka->r->args[ka->i], ka->args[ka->i], &nx.k);
 }
 
-static ct_status rego__call_func(rg_ev *ev, rg_node *n, rv **args, rv **out) {
+static CT_RESULT rego__call_func(rg_ev *ev, rg_node *n, rv **args, rv **out) {
   rv *result = NULL;
   for (size_t i = 0; i < n->nrules; i++) {
     for (rg_rule *x = n->rules[i]; x; x = x->els) {
@@ -1351,7 +1351,7 @@ static ct_status rego__call_func(rg_ev *ev, rg_node *n, rv **args, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__call_host(rg_ev *ev, int idx, rv **args, size_t nargs, rv **out) {
+static CT_RESULT rego__call_host(rg_ev *ev, int idx, rv **args, size_t nargs, rv **out) {
   const rego_host_function *h = &ev->p->host[idx];
   json_t *jargs[16] = {0};
   ct_status st = CT_OK;
@@ -1386,7 +1386,7 @@ static const rg_override *rego__find_override(rg_ev *ev, const rg_term *call) {
   return NULL;
 }
 
-static ct_status rego__call_value(rg_ev *ev, rg_term *call, rv **args, size_t nargs, rv **out) {
+static CT_RESULT rego__call_value(rg_ev *ev, rg_term *call, rv **args, size_t nargs, rv **out) {
   *out = NULL;
   const rg_override *o = ev->nov ? rego__find_override(ev, call) : NULL;
   if (o) {
@@ -1450,12 +1450,12 @@ typedef struct {
   rk k;
   const rk *next;
 } k_true;
-static ct_status rego__k_true_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_true_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   return KCALL(ev, ((const k_true *)k)->next, RV_TRUE);
 }
 
-static ct_status rego__call_finish(rg_ev *ev, rg_term *t, rv **vals, size_t nin, rg_term *outt, const rk *k) {
+static CT_RESULT rego__call_finish(rg_ev *ev, rg_term *t, rv **vals, size_t nin, rg_term *outt, const rk *k) {
   rv *out;
   CT_GUARD(rego__call_value(ev, t, vals, nin, &out));
   if (!out) return CT_OK;
@@ -1480,7 +1480,7 @@ static ct_status rego__call_finish(rg_ev *ev, rg_term *t, rv **vals, size_t nin,
   return KCALL(ev, k, out);
 }
 
-static ct_status rego__k_cargs_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_cargs_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_cargs *ka = (const k_cargs *)k;
   ka->vals[ka->order[ka->i]] = v;
   if (ka->i + 1 == ka->nin) return rego__call_finish(ev, ka->t, ka->vals, ka->nin, ka->outt, ka->next);
@@ -1489,7 +1489,7 @@ static ct_status rego__k_cargs_fn(rg_ev *ev, const rk *k, rv *v) {
   return rego__eval_term(ev, ka->t->elems[ka->order[nx.i]], &nx.k);
 }
 
-static ct_status rego__eval_call(rg_ev *ev, rg_term *t, const rk *k) {
+static CT_RESULT rego__eval_call(rg_ev *ev, rg_term *t, const rk *k) {
   CT_GUARD(rego__step(ev));
   long arity;
   if (t->fn) arity = (long)t->fn->arity;
@@ -1544,7 +1544,7 @@ typedef struct {
   const rk *next;
 } k_el;
 
-static ct_status rego__build_coll(rg_ev *ev, rg_term *t, rv **vals, const rk *k) {
+static CT_RESULT rego__build_coll(rg_ev *ev, rg_term *t, rv **vals, const rk *k) {
   rv *v = NULL;
   if (t->kind == T_ARR) v = rv_arr(&ev->a, vals, t->n);
   else if (t->kind == T_SET) v = rv_set(&ev->a, vals, t->n);
@@ -1564,7 +1564,7 @@ static ct_status rego__build_coll(rg_ev *ev, rg_term *t, rv **vals, const rk *k)
   return KCALL(ev, k, v);
 }
 
-static ct_status rego__k_el_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_el_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_el *ke = (const k_el *)k;
   ke->vals[ke->i] = v;
   if (ke->i + 1 == ke->t->n) return rego__build_coll(ev, ke->t, ke->vals, ke->next);
@@ -1573,7 +1573,7 @@ static ct_status rego__k_el_fn(rg_ev *ev, const rk *k, rv *v) {
   return rego__eval_term(ev, ke->t->elems[nx.i], &nx.k);
 }
 
-static ct_status rego__eval_coll(rg_ev *ev, rg_term *t, const rk *k) {
+static CT_RESULT rego__eval_coll(rg_ev *ev, rg_term *t, const rk *k) {
   rv **vals = rg_alloc(&ev->a, (t->n + 1) * sizeof(rv *));
   if (!vals) return rego__ev_oom(ev);
   bool simple = true;
@@ -1598,7 +1598,7 @@ typedef struct {
   rv *key;
 } k_comp;
 
-static ct_status rego__k_comp_val(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_comp_val(rg_ev *ev, const rk *k, rv *v) {
   const k_comp *kc = (const k_comp *)k;
   if (kc->t->kind == T_OCOMP) {
     if (!rego__vv_push(ev, kc->keys, kc->key) || !rego__vv_push(ev, kc->vals, v)) return rego__ev_oom(ev);
@@ -1607,7 +1607,7 @@ static ct_status rego__k_comp_val(rg_ev *ev, const rk *k, rv *v) {
   return CT_OK;
 }
 
-static ct_status rego__k_comp_key(rg_ev *ev, const rk *k, rv *key) {
+static CT_RESULT rego__k_comp_key(rg_ev *ev, const rk *k, rv *key) {
   const k_comp *kc = (const k_comp *)k;
   k_comp nx = *kc;
   nx.k.fn = rego__k_comp_val;
@@ -1615,7 +1615,7 @@ static ct_status rego__k_comp_key(rg_ev *ev, const rk *k, rv *key) {
   return rego__eval_term(ev, kc->t->elems[1], &nx.k);
 }
 
-static ct_status rego__k_comp_body(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_comp_body(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   const k_comp *kc = (const k_comp *)k;
   k_comp nx = *kc;
@@ -1623,7 +1623,7 @@ static ct_status rego__k_comp_body(rg_ev *ev, const rk *k, rv *v) {
   return rego__eval_term(ev, kc->t->elems[0], &nx.k);
 }
 
-static ct_status rego__eval_comp(rg_ev *ev, rg_term *t, const rk *k) {
+static CT_RESULT rego__eval_comp(rg_ev *ev, rg_term *t, const rk *k) {
   vvec keys = {0}, vals = {0};
   k_comp kc = {{rego__k_comp_body}, t, &keys, &vals, NULL};
   CT_GUARD(rego__eval_body(ev, t->body, 0, &kc.k));
@@ -1639,11 +1639,11 @@ static ct_status rego__eval_comp(rg_ev *ev, rg_term *t, const rk *k) {
   return KCALL(ev, k, v);
 }
 
-static ct_status rego__first_value(rg_ev *ev, rg_term *t, rv **out);
+static CT_RESULT rego__first_value(rg_ev *ev, rg_term *t, rv **out);
 
 /* $"...{x}...": strings are inserted as they are, other values in Rego syntax, undefined
  * expressions as <undefined>. */
-static ct_status rego__eval_template(rg_ev *ev, rg_term *t, const rk *k) {
+static CT_RESULT rego__eval_template(rg_ev *ev, rg_term *t, const rk *k) {
   ct_buf b;
   ct_buf_init(&b, 1u << 26);
   ct_err e2;
@@ -1669,7 +1669,7 @@ static ct_status rego__eval_template(rg_ev *ev, rg_term *t, const rk *k) {
   return KCALL(ev, k, out);
 }
 
-static ct_status rego__eval_term(rg_ev *ev, rg_term *t, const rk *k) {
+static CT_RESULT rego__eval_term(rg_ev *ev, rg_term *t, const rk *k) {
   EVAL_STACK_CHECK(ev);
   if (t->ground) return KCALL(ev, k, t->val);
   switch (t->kind) {
@@ -1705,13 +1705,13 @@ typedef struct {
   rk k;
   rv **out;
 } k_first;
-static ct_status rego__k_first_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_first_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)ev;
   *((const k_first *)k)->out = v;
   return RG_HALT;
 }
 
-static ct_status rego__first_value(rg_ev *ev, rg_term *t, rv **out) {
+static CT_RESULT rego__first_value(rg_ev *ev, rg_term *t, rv **out) {
   *out = NULL;
   k_first kf = {{rego__k_first_fn}, out};
   ct_status st = rego__eval_term(ev, t, &kf.k);
@@ -1773,7 +1773,7 @@ typedef struct {
   const rk *next;
 } k_unwith;
 
-static ct_status rego__k_unwith_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_unwith_fn(rg_ev *ev, const rk *k, rv *v) {
   const k_unwith *ku = (const k_unwith *)k;
   rego__ws_load(ev, &ku->outer);
   ct_status st = KCALL(ev, ku->next, v);
@@ -1781,7 +1781,7 @@ static ct_status rego__k_unwith_fn(rg_ev *ev, const rk *k, rv *v) {
   return st;
 }
 
-static ct_status rego__eval_with(rg_ev *ev, const rg_expr *e, const rk *k) {
+static CT_RESULT rego__eval_with(rg_ev *ev, const rg_expr *e, const rk *k) {
   k_unwith ku = {{rego__k_unwith_fn}, {0}, {0}, k};
   rego__ws_save(ev, &ku.outer);
   rg_override *ov = rg_alloc(&ev->a, (ev->nov + e->nwith) * sizeof(rg_override));
@@ -1855,7 +1855,7 @@ static ct_status rego__eval_with(rg_ev *ev, const rg_expr *e, const rk *k) {
 }
 
 /* ---------------------------------------------------------------- entry points */
-static ct_status rego__ev_init(rg_ev *ev, const rego_policy *p, ct_err *err) {
+static CT_RESULT rego__ev_init(rg_ev *ev, const rego_policy *p, ct_err *err) {
   memset(ev, 0, sizeof(*ev));
   ev->p = p;
   ev->err = err;
@@ -1896,7 +1896,7 @@ void rg_qcache_free(rego_policy *p) {
   p->qcache = NULL;
 }
 
-static ct_status rego__cached_query(const rego_policy *cp, const char *query, rg_compiled_query *out, bool *hit, ct_err *err) {
+static CT_RESULT rego__cached_query(const rego_policy *cp, const char *query, rg_compiled_query *out, bool *hit, ct_err *err) {
   rego_policy *p = (rego_policy *)cp; /* only the mutex-guarded cache is written */
   *hit = false;
   pthread_mutex_lock(&p->qlock);
@@ -2019,7 +2019,7 @@ typedef struct {
   const char *src;
 } k_qres;
 
-static ct_status rego__text_of_expr(const char *src, const rg_body *b, size_t i, ct_buf *out, ct_err *err) {
+static CT_RESULT rego__text_of_expr(const char *src, const rg_body *b, size_t i, ct_buf *out, ct_err *err) {
   /* the text of expression i: from its start to the start of the next (trimmed) */
   const rg_expr *e = b->e[i];
   int row = 1, col = 1;
@@ -2055,7 +2055,7 @@ static ct_status rego__text_of_expr(const char *src, const rg_body *b, size_t i,
   return rg_json_write(&tmp, out, false, 0, err);
 }
 
-static ct_status rego__k_qres_fn(rg_ev *ev, const rk *k, rv *v) {
+static CT_RESULT rego__k_qres_fn(rg_ev *ev, const rk *k, rv *v) {
   (void)v;
   k_qres *kq = (k_qres *)k;
   ct_buf *o = kq->out;

@@ -2217,7 +2217,7 @@ static void rego__walk_fragment(qv *q, const rv *frag) {
 }
 
 /* OPA's formatGqlParserError over the joined error list. */
-static ct_status rego__format_errors(const char *all, ct_err *err) {
+static CT_RESULT rego__format_errors(const char *all, ct_err *err) {
   const char *p1 = strchr(all, ':');
   const char *p2 = p1 ? strchr(p1 + 1, ':') : NULL;
   const char *p3 = p2 ? strchr(p2 + 1, ':') : NULL;

@@ -51,8 +51,8 @@ typedef struct {
   bool logic; /* `and` / `or` keywords imported (future.keywords.and/or) */
 } rg_ps;
 
-static ct_status rego__ps_fail(rg_ps *p, int row, int col, const char *fmt, ...) CT_PRINTF(4, 5);
-static ct_status rego__ps_fail(rg_ps *p, int row, int col, const char *fmt, ...) {
+static CT_RESULT rego__ps_fail(rg_ps *p, int row, int col, const char *fmt, ...) CT_PRINTF(4, 5);
+static CT_RESULT rego__ps_fail(rg_ps *p, int row, int col, const char *fmt, ...) {
   char msg[300];
   va_list ap;
   va_start(ap, fmt);
@@ -83,7 +83,7 @@ static size_t rego__lx_utf8(char *o, uint32_t cp) {
   return 4;
 }
 
-static ct_status rego__lx_next(rg_ps *p, rg_tok *t) {
+static CT_RESULT rego__lx_next(rg_ps *p, rg_tok *t) {
   bool nl = false;
   for (;;) {
     if (p->pos >= p->len) break;
@@ -292,7 +292,7 @@ static ct_status rego__lx_next(rg_ps *p, rg_tok *t) {
   return CT_OK;
 }
 
-static ct_status rego__ps_adv(rg_ps *p) {
+static CT_RESULT rego__ps_adv(rg_ps *p) {
   if (p->has_peek) {
     p->t = p->peek;
     p->has_peek = false;
@@ -301,7 +301,7 @@ static ct_status rego__ps_adv(rg_ps *p) {
   return rego__lx_next(p, &p->t);
 }
 
-static ct_status rego__ps_peek(rg_ps *p, rg_tok **out) {
+static CT_RESULT rego__ps_peek(rg_ps *p, rg_tok **out) {
   if (!p->has_peek) {
     CT_GUARD(rego__lx_next(p, &p->peek));
     p->has_peek = true;
@@ -343,7 +343,7 @@ static const char *rego__tok_desc(const rg_tok *t) {
   }
 }
 
-static ct_status rego__ps_expect(rg_ps *p, int k, const char *what) {
+static CT_RESULT rego__ps_expect(rg_ps *p, int k, const char *what) {
   if (p->t.k != k) return rego__ps_fail(p, p->t.row, p->t.col, "unexpected %s, expected %s", rego__tok_desc(&p->t), what);
   return rego__ps_adv(p);
 }
@@ -405,10 +405,10 @@ static void **rego__pv_done(rg_ps *p, pvec *v) {
 }
 
 /* ---------------------------------------------------------------- terms */
-static ct_status rego__ps_term(rg_ps *p, bool nopipe, rg_term **out); /* `in` level */
-static ct_status rego__ps_body_until(rg_ps *p, int close, rg_body **out);
-static ct_status rego__ps_expr(rg_ps *p, rg_expr **out);
-static ct_status rego__ps_expr_plain(rg_ps *p, rg_expr **out);
+static CT_RESULT rego__ps_term(rg_ps *p, bool nopipe, rg_term **out); /* `in` level */
+static CT_RESULT rego__ps_body_until(rg_ps *p, int close, rg_body **out);
+static CT_RESULT rego__ps_expr(rg_ps *p, rg_expr **out);
+static CT_RESULT rego__ps_expr_plain(rg_ps *p, rg_expr **out);
 typedef struct ps_mark ps_mark;
 struct ps_mark {
   size_t pos;
@@ -419,12 +419,12 @@ struct ps_mark {
 };
 static void rego__ps_save(rg_ps *p, ps_mark *m);
 static void rego__ps_restore(rg_ps *p, const ps_mark *m);
-static ct_status rego__ps_logic_atom(rg_ps *p, rg_body **out);
-static ct_status rego__ps_rel(rg_ps *p, bool nopipe, rg_term **out);
-static ct_status rego__ps_kv_in(rg_ps *p, rg_term *k, rg_term **out);
-static ct_status rego__ps_template(rg_ps *p, const rg_tok *t, rg_term **out);
+static CT_RESULT rego__ps_logic_atom(rg_ps *p, rg_body **out);
+static CT_RESULT rego__ps_rel(rg_ps *p, bool nopipe, rg_term **out);
+static CT_RESULT rego__ps_kv_in(rg_ps *p, rg_term *k, rg_term **out);
+static CT_RESULT rego__ps_template(rg_ps *p, const rg_tok *t, rg_term **out);
 
-static ct_status rego__ps_var_or_ref(rg_ps *p, rg_term *head, rg_term **out) {
+static CT_RESULT rego__ps_var_or_ref(rg_ps *p, rg_term *head, rg_term **out) {
   /* Ref continuation: .ident, [term], (args) */
   rg_term *t = head;
   pvec path = {0};
@@ -528,7 +528,7 @@ fail:
 }
 
 /* Splits a template string into literal parts and {expression}s, each parsed on its own. */
-static ct_status rego__ps_template(rg_ps *p, const rg_tok *t, rg_term **out) {
+static CT_RESULT rego__ps_template(rg_ps *p, const rg_tok *t, rg_term **out) {
   const char *s = t->s;
   size_t n = t->n;
   char *lit = rg_alloc(p->a, n + 1);
@@ -633,11 +633,11 @@ static ct_status rego__ps_template(rg_ps *p, const rg_tok *t, rg_term **out) {
   return CT_OK;
 }
 
-static ct_status rego__ps_comp_body(rg_ps *p, int close, rg_body **out) {
+static CT_RESULT rego__ps_comp_body(rg_ps *p, int close, rg_body **out) {
   return rego__ps_body_until(p, close, out);
 }
 
-static ct_status rego__ps_primary(rg_ps *p, rg_term **out) {
+static CT_RESULT rego__ps_primary(rg_ps *p, rg_term **out) {
   rg_tok t = p->t;
   rg_term *r = NULL;
   if (++p->depth > RG_MAX_PARSE_DEPTH) return rego__ps_fail(p, t.row, t.col, "nesting too deep");
@@ -851,7 +851,7 @@ static ct_status rego__ps_primary(rg_ps *p, rg_term **out) {
   return rego__ps_var_or_ref(p, r, out);
 }
 
-static ct_status rego__ps_factor(rg_ps *p, rg_term **out) {
+static CT_RESULT rego__ps_factor(rg_ps *p, rg_term **out) {
   CT_GUARD(rego__ps_primary(p, out));
   while ((p->t.k == K_STAR || p->t.k == K_SLASH || p->t.k == K_PCT) && !p->t.nl) {
     rg_tok op = p->t;
@@ -864,7 +864,7 @@ static ct_status rego__ps_factor(rg_ps *p, rg_term **out) {
   return CT_OK;
 }
 
-static ct_status rego__ps_arith(rg_ps *p, rg_term **out) {
+static CT_RESULT rego__ps_arith(rg_ps *p, rg_term **out) {
   CT_GUARD(rego__ps_factor(p, out));
   while ((p->t.k == K_PLUS || p->t.k == K_MINUS) && !p->t.nl) {
     rg_tok op = p->t;
@@ -877,7 +877,7 @@ static ct_status rego__ps_arith(rg_ps *p, rg_term **out) {
   return CT_OK;
 }
 
-static ct_status rego__ps_and(rg_ps *p, rg_term **out) {
+static CT_RESULT rego__ps_and(rg_ps *p, rg_term **out) {
   CT_GUARD(rego__ps_arith(p, out));
   while (p->t.k == K_AMP && !p->t.nl) {
     rg_tok op = p->t;
@@ -890,7 +890,7 @@ static ct_status rego__ps_and(rg_ps *p, rg_term **out) {
   return CT_OK;
 }
 
-static ct_status rego__ps_or(rg_ps *p, bool nopipe, rg_term **out) {
+static CT_RESULT rego__ps_or(rg_ps *p, bool nopipe, rg_term **out) {
   CT_GUARD(rego__ps_and(p, out));
   while (!nopipe && p->t.k == K_BAR && !p->t.nl) {
     rg_tok op = p->t;
@@ -903,7 +903,7 @@ static ct_status rego__ps_or(rg_ps *p, bool nopipe, rg_term **out) {
   return CT_OK;
 }
 
-static ct_status rego__ps_rel(rg_ps *p, bool nopipe, rg_term **out) {
+static CT_RESULT rego__ps_rel(rg_ps *p, bool nopipe, rg_term **out) {
   CT_GUARD(rego__ps_or(p, nopipe, out));
   for (;;) {
     const char *fn = NULL;
@@ -926,7 +926,7 @@ static ct_status rego__ps_rel(rg_ps *p, bool nopipe, rg_term **out) {
   }
 }
 
-static ct_status rego__ps_term(rg_ps *p, bool nopipe, rg_term **out) {
+static CT_RESULT rego__ps_term(rg_ps *p, bool nopipe, rg_term **out) {
   CT_GUARD(rego__ps_rel(p, nopipe, out));
   while (rego__is_kw(&p->t, "in") && !p->t.nl) {
     rg_tok op = p->t;
@@ -941,7 +941,7 @@ static ct_status rego__ps_term(rg_ps *p, bool nopipe, rg_term **out) {
 
 /* For `k, v in c`: v was parsed greedily, so `k, x in a in b` arrives as v = member_2(x in a, b);
  * the outermost membership supplies the collection. */
-static ct_status rego__ps_kv_in(rg_ps *p, rg_term *k, rg_term **out) {
+static CT_RESULT rego__ps_kv_in(rg_ps *p, rg_term *k, rg_term **out) {
   rg_term *v;
   CT_GUARD(rego__ps_term(p, false, &v));
   rg_term *c = NULL;
@@ -976,7 +976,7 @@ static rg_expr *rego__mk_expr(rg_ps *p, int kind, int row, int col) {
   return e;
 }
 
-static ct_status rego__ps_with(rg_ps *p, rg_expr *e) {
+static CT_RESULT rego__ps_with(rg_ps *p, rg_expr *e) {
   pvec ws = {0};
   while (rego__is_kw(&p->t, "with") && !rego__kw_dotted(p)) {
     ct_status st = rego__ps_adv(p);
@@ -999,7 +999,7 @@ static ct_status rego__ps_with(rg_ps *p, rg_expr *e) {
   return CT_OK;
 }
 
-static ct_status rego__ps_expr_inner(rg_ps *p, rg_expr **out) {
+static CT_RESULT rego__ps_expr_inner(rg_ps *p, rg_expr **out) {
   rg_tok t = p->t;
   if (rego__is_kw(&t, "some") && !rego__kw_dotted(p)) {
     CT_GUARD(rego__ps_adv(p));
@@ -1139,7 +1139,7 @@ static ct_status rego__ps_expr_inner(rg_ps *p, rg_expr **out) {
   return CT_OK;
 }
 
-static ct_status rego__ps_expr_plain(rg_ps *p, rg_expr **out) {
+static CT_RESULT rego__ps_expr_plain(rg_ps *p, rg_expr **out) {
   CT_GUARD(rego__ps_expr_inner(p, out));
   return rego__ps_with(p, *out);
 }
@@ -1173,7 +1173,7 @@ static bool rego__ends_operand(rg_ps *p) {
          p->t.k == K_SEMI || p->t.k == K_EOF || p->t.k == K_RBRACK || p->t.nl || rego__is_kw(&p->t, "with");
 }
 
-static ct_status rego__ps_logic_or(rg_ps *p, rg_body **out);
+static CT_RESULT rego__ps_logic_or(rg_ps *p, rg_body **out);
 
 static rg_body *rego__one_body(rg_ps *p, rg_expr *e) {
   rg_body *b = rg_alloc(p->a, sizeof(rg_body));
@@ -1187,7 +1187,7 @@ static rg_body *rego__one_body(rg_ps *p, rg_expr *e) {
 
 /* atom := '(' or ')' | '{' body '}' | literal -- the first two only when they are followed by
  * and/or/end; otherwise they are parsed again as an ordinary expression. */
-static ct_status rego__ps_logic_atom(rg_ps *p, rg_body **out) {
+static CT_RESULT rego__ps_logic_atom(rg_ps *p, rg_body **out) {
   if (++p->depth > RG_MAX_PARSE_DEPTH) return rego__ps_fail(p, p->t.row, p->t.col, "nesting too deep");
   ps_mark m;
   rego__ps_save(p, &m);
@@ -1220,7 +1220,7 @@ static ct_status rego__ps_logic_atom(rg_ps *p, rg_body **out) {
   return *out ? CT_OK : OOM(p);
 }
 
-static ct_status rego__ps_logic_chain(rg_ps *p, const char *kw, int kind, ct_status (*sub)(rg_ps *, rg_body **),
+static CT_RESULT rego__ps_logic_chain(rg_ps *p, const char *kw, int kind, ct_status (*sub)(rg_ps *, rg_body **),
                                 rg_body **out) {
   int row = p->t.row, col = p->t.col;
   rg_body *first;
@@ -1253,10 +1253,10 @@ static ct_status rego__ps_logic_chain(rg_ps *p, const char *kw, int kind, ct_sta
   return *out ? CT_OK : OOM(p);
 }
 
-static ct_status rego__ps_logic_and(rg_ps *p, rg_body **out) { return rego__ps_logic_chain(p, "and", E_AND, rego__ps_logic_atom, out); }
-static ct_status rego__ps_logic_or(rg_ps *p, rg_body **out) { return rego__ps_logic_chain(p, "or", E_OR, rego__ps_logic_and, out); }
+static CT_RESULT rego__ps_logic_and(rg_ps *p, rg_body **out) { return rego__ps_logic_chain(p, "and", E_AND, rego__ps_logic_atom, out); }
+static CT_RESULT rego__ps_logic_or(rg_ps *p, rg_body **out) { return rego__ps_logic_chain(p, "or", E_OR, rego__ps_logic_and, out); }
 
-static ct_status rego__ps_expr(rg_ps *p, rg_expr **out) {
+static CT_RESULT rego__ps_expr(rg_ps *p, rg_expr **out) {
   if (!p->logic) return rego__ps_expr_plain(p, out);
   rg_body *b;
   CT_GUARD(rego__ps_logic_or(p, &b));
@@ -1275,17 +1275,17 @@ static ct_status rego__ps_expr(rg_ps *p, rg_expr **out) {
   return rego__ps_with(p, e);
 }
 
-static ct_status rego__ps_body_until_inner(rg_ps *p, int close, rg_body **out);
+static CT_RESULT rego__ps_body_until_inner(rg_ps *p, int close, rg_body **out);
 
 /* Parses expressions until `close` (not consumed); bodies nest (every, comprehensions). */
-static ct_status rego__ps_body_until(rg_ps *p, int close, rg_body **out) {
+static CT_RESULT rego__ps_body_until(rg_ps *p, int close, rg_body **out) {
   if (++p->depth > RG_MAX_PARSE_DEPTH) return rego__ps_fail(p, p->t.row, p->t.col, "nesting too deep");
   ct_status st = rego__ps_body_until_inner(p, close, out);
   p->depth--;
   return st;
 }
 
-static ct_status rego__ps_body_until_inner(rg_ps *p, int close, rg_body **out) {
+static CT_RESULT rego__ps_body_until_inner(rg_ps *p, int close, rg_body **out) {
   pvec es = {0};
   ct_status st = CT_OK;
   while (p->t.k != close) {
@@ -1327,7 +1327,7 @@ static rg_body *rego__true_body(rg_ps *p, int row, int col) {
 }
 
 /* After the head: `if body`, `if expr`, `{ body }`, or nothing. Sets *had_if, *had_body. */
-static ct_status rego__ps_rule_body(rg_ps *p, rg_rule *r, bool *had_if) {
+static CT_RESULT rego__ps_rule_body(rg_ps *p, rg_rule *r, bool *had_if) {
   *had_if = false;
   if (rego__is_kw(&p->t, "if") && !rego__kw_dotted(p)) {
     *had_if = true;
@@ -1383,7 +1383,7 @@ static ct_status rego__ps_rule_body(rg_ps *p, rg_rule *r, bool *had_if) {
   return r->body ? CT_OK : OOM(p);
 }
 
-static ct_status rego__ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
+static CT_RESULT rego__ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
   rg_tok start = p->t;
   bool is_default = false;
   if (rego__is_kw(&start, "default") && !rego__kw_dotted(p)) {
@@ -1542,19 +1542,19 @@ static ct_status rego__ps_rule(rg_ps *p, rg_module *m, pvec *rules) {
   return CT_OK;
 }
 
-static ct_status rego__ps_ref_path(rg_ps *p, rg_term **out) {
+static CT_RESULT rego__ps_ref_path(rg_ps *p, rg_term **out) {
   if (p->t.k != K_IDENT) return rego__ps_fail(p, p->t.row, p->t.col, "expected name");
   return rego__ps_primary(p, out);
 }
 
 /* ---------------------------------------------------------------- AST depth bound */
 /* Recursion here stops at RG_MAX_AST_DEPTH, so the check itself is bounded. */
-static ct_status rego__parse__too_deep(rg_ps *p, int row, int col) {
+static CT_RESULT rego__parse__too_deep(rg_ps *p, int row, int col) {
   return rego__ps_fail(p, row, col, "expression nested too deeply (more than %d levels of operators, calls, "
                               "collections or bodies)", RG_MAX_AST_DEPTH);
 }
-static ct_status rego__parse__depth_body(rg_ps *p, const rg_body *b, int d, int row, int col);
-static ct_status rego__parse__depth_term(rg_ps *p, const rg_term *t, int d) {
+static CT_RESULT rego__parse__depth_body(rg_ps *p, const rg_body *b, int d, int row, int col);
+static CT_RESULT rego__parse__depth_term(rg_ps *p, const rg_term *t, int d) {
   if (!t) return CT_OK;
   if (d > RG_MAX_AST_DEPTH) return rego__parse__too_deep(p, t->row, t->col);
   for (size_t i = 0; i < t->n; i++)
@@ -1562,7 +1562,7 @@ static ct_status rego__parse__depth_term(rg_ps *p, const rg_term *t, int d) {
   CT_GUARD(rego__parse__depth_term(p, t->fnref, d + 1));
   return rego__parse__depth_body(p, t->body, d + 1, t->row, t->col);
 }
-static ct_status rego__parse__depth_expr(rg_ps *p, const rg_expr *e, int d) {
+static CT_RESULT rego__parse__depth_expr(rg_ps *p, const rg_expr *e, int d) {
   if (!e) return CT_OK;
   if (d > RG_MAX_AST_DEPTH) return rego__parse__too_deep(p, e->row, e->col);
   CT_GUARD(rego__parse__depth_term(p, e->a, d + 1));
@@ -1577,13 +1577,13 @@ static ct_status rego__parse__depth_expr(rg_ps *p, const rg_expr *e, int d) {
   }
   return CT_OK;
 }
-static ct_status rego__parse__depth_body(rg_ps *p, const rg_body *b, int d, int row, int col) {
+static CT_RESULT rego__parse__depth_body(rg_ps *p, const rg_body *b, int d, int row, int col) {
   if (!b) return CT_OK;
   if (d > RG_MAX_AST_DEPTH) return rego__parse__too_deep(p, row, col);
   for (size_t i = 0; i < b->n; i++) CT_GUARD(rego__parse__depth_expr(p, b->e[i], d + 1));
   return CT_OK;
 }
-static ct_status rego__parse__depth_rule(rg_ps *p, const rg_rule *r) {
+static CT_RESULT rego__parse__depth_rule(rg_ps *p, const rg_rule *r) {
   /* else chains are walked iteratively by the compiler and the evaluator */
   for (const rg_rule *x = r; x; x = x->els) {
     CT_GUARD(rego__parse__depth_term(p, x->key, 1));

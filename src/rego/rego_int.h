@@ -272,7 +272,7 @@ typedef struct rg_ev rg_ev;
 
 /* A built-in: computes *out from args (NULL = undefined). Errors are reported with
  * rg_bi_fail / rg_bi_type so that they carry OPA's codes. */
-typedef ct_status (*rg_bi_fn)(rg_ev *ev, rv **args, rv **out);
+typedef CT_RESULT (*rg_bi_fn)(rg_ev *ev, rv **args, rv **out);
 struct rg_builtin {
   const char *name;
   int arity;      /* -1: variadic (print) */
@@ -300,15 +300,15 @@ extern const rg_builtin rg_builtins_x509[];
 extern const rg_builtin rg_builtins_glob[];
 extern const rg_builtin rg_builtins_yaml[];
 extern const rg_builtin rg_builtins_tmpl[];
-ct_status rg_bi_walk(rg_ev *ev, rv **args, rv **out); /* a relation: one result per element */
+CT_RESULT rg_bi_walk(rg_ev *ev, rv **args, rv **out); /* a relation: one result per element */
 
 rg_arena *rg_ev_arena(rg_ev *ev);
 int64_t rg_ev_now(rg_ev *ev);
-ct_status rg_bi_fail(rg_ev *ev, const char *fmt, ...) CT_PRINTF(2, 3);  /* eval_builtin_error */
-ct_status rg_bi_type(rg_ev *ev, const char *fmt, ...) CT_PRINTF(2, 3);  /* eval_type_error */
-ct_status rg_bi_oom(rg_ev *ev);
+CT_RESULT rg_bi_fail(rg_ev *ev, const char *fmt, ...) CT_PRINTF(2, 3);  /* eval_builtin_error */
+CT_RESULT rg_bi_type(rg_ev *ev, const char *fmt, ...) CT_PRINTF(2, 3);  /* eval_type_error */
+CT_RESULT rg_bi_oom(rg_ev *ev);
 /* Type check helper: fails with "NAME: operand N must be TYPE but got T". */
-ct_status rg_bi_want(rg_ev *ev, const char *name, int argn, rv *v, int type);
+CT_RESULT rg_bi_want(rg_ev *ev, const char *name, int argn, rv *v, int type);
 const char *rg_type_name(const rv *v);
 struct bignum_st;
 rv *rg_bn_to_rv(rg_arena *a, const struct bignum_st *b); /* exact integer value */

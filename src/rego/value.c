@@ -463,7 +463,7 @@ typedef struct {
   ct_err *err;
 } rg__jp;
 
-static ct_status rego__jfail(rg__jp *p, const char *what) {
+static CT_RESULT rego__jfail(rg__jp *p, const char *what) {
   return ct_fail(p->err, CT_EINVAL, "invalid JSON at offset %zu: %s", p->i, what);
 }
 
@@ -502,7 +502,7 @@ static size_t rego__utf8_put(char *o, uint32_t cp) {
   return 4;
 }
 
-static ct_status rego__jstr(rg__jp *p, rv **out) {
+static CT_RESULT rego__jstr(rg__jp *p, rv **out) {
   p->i++; /* opening quote */
   size_t start = p->i;
   bool esc = false;
@@ -577,9 +577,9 @@ static ct_status rego__jstr(rg__jp *p, rv **out) {
   return CT_OK;
 }
 
-static ct_status rego__jval(rg__jp *p, rv **out);
+static CT_RESULT rego__jval(rg__jp *p, rv **out);
 
-static ct_status rego__jcoll(rg__jp *p, bool obj, rv **out) {
+static CT_RESULT rego__jcoll(rg__jp *p, bool obj, rv **out) {
   if (++p->depth > p->max_depth) return rego__jfail(p, "nesting too deep");
   p->i++;
   size_t cap = 8, n = 0;
@@ -661,7 +661,7 @@ done:
   return st;
 }
 
-static ct_status rego__jval(rg__jp *p, rv **out) {
+static CT_RESULT rego__jval(rg__jp *p, rv **out) {
   rego__jws(p);
   if (p->i >= p->n) return rego__jfail(p, "unexpected end of input");
   char c = p->s[p->i];
@@ -753,7 +753,7 @@ CT_RESULT rg_num_write(const rv *v, ct_buf *out, ct_err *err) {
   return ct_buf_append_str(out, t, err);
 }
 
-static ct_status rego__jstr_write(const char *s, size_t n, ct_buf *out, ct_err *err) {
+static CT_RESULT rego__jstr_write(const char *s, size_t n, ct_buf *out, ct_err *err) {
   static const char hexd[] = "0123456789abcdef";
   CT_GUARD(ct_buf_append(out, "\"", 1, err));
   size_t run = 0;
@@ -781,7 +781,7 @@ static ct_status rego__jstr_write(const char *s, size_t n, ct_buf *out, ct_err *
   return ct_buf_append(out, "\"", 1, err);
 }
 
-static ct_status rego__nl(ct_buf *out, bool pretty, int indent, ct_err *err) {
+static CT_RESULT rego__nl(ct_buf *out, bool pretty, int indent, ct_err *err) {
   if (!pretty) return CT_OK;
   CT_GUARD(ct_buf_append(out, "\n", 1, err));
   for (int i = 0; i < indent; i++) CT_GUARD(ct_buf_append(out, "  ", 2, err));

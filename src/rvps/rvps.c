@@ -13,7 +13,7 @@ struct rvps {
   kvs *store;
 };
 
-ct_status rvps_new(kvs *store, rvps **out, ct_err *err) {
+CT_RESULT rvps_new(kvs *store, rvps **out, ct_err *err) {
   rvps *r = calloc(1, sizeof *r);
   CT_ENSURE(r, err, CT_ENOMEM, "out of memory");
   r->store = store;
@@ -23,7 +23,7 @@ ct_status rvps_new(kvs *store, rvps **out, ct_err *err) {
 
 void rvps_free(rvps *r) { free(r); }
 
-static ct_status rvps__store(rvps *r, const char *name, json_t *value, ct_err *err) {
+static CT_RESULT rvps__store(rvps *r, const char *name, json_t *value, ct_err *err) {
   CT_GUARD(kvs_check_key(name, err));
   time_t exp = time(NULL) + 365 * 24 * 3600;
   struct tm tm;
@@ -41,7 +41,7 @@ static ct_status rvps__store(rvps *r, const char *name, json_t *value, ct_err *e
   return st;
 }
 
-ct_status rvps_register(rvps *r, const json_t *message, ct_err *err) {
+CT_RESULT rvps_register(rvps *r, const json_t *message, ct_err *err) {
   const char *version, *type, *payload;
   CT_GUARD(ct_json_get_string(message, "version", "reference value message", &version, err));
   CT_ENSURE(!strcmp(version, "0.1.0"), err, CT_EINVAL,
@@ -80,7 +80,7 @@ ct_status rvps_register(rvps *r, const json_t *message, ct_err *err) {
   return st;
 }
 
-ct_status rvps_query(rvps *r, const char *id, json_t **value, ct_err *err) {
+CT_RESULT rvps_query(rvps *r, const char *id, json_t **value, ct_err *err) {
   *value = NULL;
   if (kvs_check_key(id, err) != CT_OK) return CT_OK; /* an impossible id is simply unknown */
   uint8_t *data = NULL;

@@ -31,7 +31,7 @@ bool kvs_is_shared(const kvs *s) {
 }
 
 /* Upstream's key alphabet, plus its rule that a key starts with neither '.' nor '/'. */
-ct_status kvs_check_key(const char *key, ct_err *err) {
+CT_RESULT kvs_check_key(const char *key, ct_err *err) {
   size_t n = strlen(key);
   CT_ENSURE(n > 0, err, CT_EINVAL, "empty storage key");
   CT_ENSURE(n <= KVS_MAX_KEY, err, CT_EINVAL, "storage key longer than %d bytes", KVS_MAX_KEY);
@@ -49,7 +49,7 @@ ct_status kvs_check_key(const char *key, ct_err *err) {
 
 /* Namespaces are ours (never from the wire), short identifiers usable as a directory, a file
  * stem, a SQL table name and a Redis key prefix. */
-static ct_status kvs__check_ns(const char *ns, ct_err *err) {
+static CT_RESULT kvs__check_ns(const char *ns, ct_err *err) {
   size_t n = strlen(ns);
   CT_ENSURE(n > 0 && n <= 48, err, CT_EINTERNAL, "bad storage namespace \"%.64s\"", ns);
   for (const char *p = ns; *p; p++)
@@ -58,7 +58,7 @@ static ct_status kvs__check_ns(const char *ns, ct_err *err) {
   return CT_OK;
 }
 
-ct_status kvs_open(const kvs_config *cfg, kvs **out, ct_err *err) {
+CT_RESULT kvs_open(const kvs_config *cfg, kvs **out, ct_err *err) {
   kvs *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   s->type = cfg->type;
@@ -90,7 +90,7 @@ void kvs_close(kvs *s) {
   free(s);
 }
 
-static ct_status kvs__check_put(const char *ns, const char *key, size_t len, ct_err *err) {
+static CT_RESULT kvs__check_put(const char *ns, const char *key, size_t len, ct_err *err) {
   CT_GUARD(kvs__check_ns(ns, err));
   CT_GUARD(kvs_check_key(key, err));
   CT_ENSURE(len <= KVS_MAX_VALUE, err, CT_ELIMIT, "value of %zu bytes exceeds the %u-byte limit", len,
@@ -98,18 +98,18 @@ static ct_status kvs__check_put(const char *ns, const char *key, size_t len, ct_
   return CT_OK;
 }
 
-ct_status kvs_put(kvs *s, const char *ns, const char *key, const void *value, size_t len, ct_err *err) {
+CT_RESULT kvs_put(kvs *s, const char *ns, const char *key, const void *value, size_t len, ct_err *err) {
   CT_GUARD(kvs__check_put(ns, key, len, err));
   return s->ops->put(s, ns, key, value, len, KVS__REPLACE, 0, NULL, err);
 }
 
-ct_status kvs_put_ttl(kvs *s, const char *ns, const char *key, const void *value, size_t len, unsigned ttl_s,
+CT_RESULT kvs_put_ttl(kvs *s, const char *ns, const char *key, const void *value, size_t len, unsigned ttl_s,
                       ct_err *err) {
   CT_GUARD(kvs__check_put(ns, key, len, err));
   return s->ops->put(s, ns, key, value, len, KVS__REPLACE, ttl_s, NULL, err);
 }
 
-ct_status kvs_put_nx(kvs *s, const char *ns, const char *key, const void *value, size_t len, unsigned ttl_s,
+CT_RESULT kvs_put_nx(kvs *s, const char *ns, const char *key, const void *value, size_t len, unsigned ttl_s,
                      bool *inserted, ct_err *err) {
   CT_GUARD(kvs__check_put(ns, key, len, err));
   bool ins = false;
@@ -118,30 +118,30 @@ ct_status kvs_put_nx(kvs *s, const char *ns, const char *key, const void *value,
   return CT_OK;
 }
 
-ct_status kvs_get(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err) {
+CT_RESULT kvs_get(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err) {
   CT_GUARD(kvs__check_ns(ns, err));
   CT_GUARD(kvs_check_key(key, err));
   return s->ops->get(s, ns, key, value, len, err);
 }
 
-ct_status kvs_delete(kvs *s, const char *ns, const char *key, ct_err *err) {
+CT_RESULT kvs_delete(kvs *s, const char *ns, const char *key, ct_err *err) {
   CT_GUARD(kvs__check_ns(ns, err));
   CT_GUARD(kvs_check_key(key, err));
   return s->ops->del(s, ns, key, err);
 }
 
-ct_status kvs_sweep(kvs *s, const char *ns, ct_err *err) {
+CT_RESULT kvs_sweep(kvs *s, const char *ns, ct_err *err) {
   CT_GUARD(kvs__check_ns(ns, err));
   return s->ops->sweep ? s->ops->sweep(s, ns, err) : CT_OK;
 }
 
-ct_status kvs_ping(kvs *s, ct_err *err) { return s->ops->ping ? s->ops->ping(s, err) : CT_OK; }
+CT_RESULT kvs_ping(kvs *s, ct_err *err) { return s->ops->ping ? s->ops->ping(s, err) : CT_OK; }
 
 static int kvs__strcmp(const void *a, const void *b) {
   return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
 }
 
-ct_status kvs_list(kvs *s, const char *ns, json_t **keys, ct_err *err) {
+CT_RESULT kvs_list(kvs *s, const char *ns, json_t **keys, ct_err *err) {
   CT_GUARD(kvs__check_ns(ns, err));
   json_t *arr = json_array();
   CT_ENSURE(arr, err, CT_ENOMEM, "out of memory");
@@ -198,7 +198,7 @@ static kvs__entry **kvs__mem_find(kvs *s, const char *ns, const char *key) {
   return NULL;
 }
 
-static ct_status kvs__mem_put(kvs *s, const char *ns, const char *key, const void *value, size_t len,
+static CT_RESULT kvs__mem_put(kvs *s, const char *ns, const char *key, const void *value, size_t len,
                               kvs__mode mode, unsigned ttl_s, bool *inserted, ct_err *err) {
   uint8_t *copy = malloc(len + 1);
   CT_ENSURE(copy, err, CT_ENOMEM, "out of memory");
@@ -243,7 +243,7 @@ static ct_status kvs__mem_put(kvs *s, const char *ns, const char *key, const voi
   return st;
 }
 
-static ct_status kvs__mem_get(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err) {
+static CT_RESULT kvs__mem_get(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err) {
   ct_status st = CT_OK;
   pthread_mutex_lock(&s->lock);
   kvs__entry **pp = kvs__mem_find(s, ns, key);
@@ -263,7 +263,7 @@ static ct_status kvs__mem_get(kvs *s, const char *ns, const char *key, uint8_t *
   return st;
 }
 
-static ct_status kvs__mem_del(kvs *s, const char *ns, const char *key, ct_err *err) {
+static CT_RESULT kvs__mem_del(kvs *s, const char *ns, const char *key, ct_err *err) {
   ct_status st = CT_OK;
   pthread_mutex_lock(&s->lock);
   kvs__entry **pp = kvs__mem_find(s, ns, key);
@@ -279,7 +279,7 @@ static ct_status kvs__mem_del(kvs *s, const char *ns, const char *key, ct_err *e
   return st;
 }
 
-static ct_status kvs__mem_list(kvs *s, const char *ns, json_t *arr, ct_err *err) {
+static CT_RESULT kvs__mem_list(kvs *s, const char *ns, json_t *arr, ct_err *err) {
   ct_status st = CT_OK;
   time_t now = time(NULL);
   pthread_mutex_lock(&s->lock);
@@ -290,7 +290,7 @@ static ct_status kvs__mem_list(kvs *s, const char *ns, json_t *arr, ct_err *err)
   return st;
 }
 
-static ct_status kvs__mem_sweep(kvs *s, const char *ns, ct_err *err) {
+static CT_RESULT kvs__mem_sweep(kvs *s, const char *ns, ct_err *err) {
   (void)err;
   time_t now = time(NULL);
   pthread_mutex_lock(&s->lock);
@@ -324,7 +324,7 @@ const kvs__ops kvs__memory_ops = {
     .close = kvs__mem_close,
 };
 
-ct_status kvs__memory_open(kvs *s, const kvs_config *cfg, ct_err *err) {
+CT_RESULT kvs__memory_open(kvs *s, const kvs_config *cfg, ct_err *err) {
   (void)cfg;
   (void)err;
   s->ops = &kvs__memory_ops;

@@ -15,14 +15,14 @@ typedef enum kvs__mode { KVS__REPLACE, KVS__IF_ABSENT } kvs__mode;
 typedef struct kvs__ops {
   /* ttl_s 0: no expiry. For KVS__IF_ABSENT, *inserted tells whether the entry was created (an
    * expired entry counts as absent). */
-  ct_status (*put)(kvs *s, const char *ns, const char *key, const void *value, size_t len, kvs__mode mode,
+  CT_RESULT (*put)(kvs *s, const char *ns, const char *key, const void *value, size_t len, kvs__mode mode,
                    unsigned ttl_s, bool *inserted, ct_err *err);
-  ct_status (*get)(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err);
-  ct_status (*del)(kvs *s, const char *ns, const char *key, ct_err *err);
+  CT_RESULT (*get)(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err);
+  CT_RESULT (*del)(kvs *s, const char *ns, const char *key, ct_err *err);
   /* Appends the live keys of ns to arr (strings; duplicates and order do not matter). */
-  ct_status (*list)(kvs *s, const char *ns, json_t *arr, ct_err *err);
-  ct_status (*sweep)(kvs *s, const char *ns, ct_err *err);
-  ct_status (*ping)(kvs *s, ct_err *err);
+  CT_RESULT (*list)(kvs *s, const char *ns, json_t *arr, ct_err *err);
+  CT_RESULT (*sweep)(kvs *s, const char *ns, ct_err *err);
+  CT_RESULT (*ping)(kvs *s, ct_err *err);
   void (*close)(kvs *s);
 } kvs__ops;
 

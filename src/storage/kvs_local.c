@@ -30,7 +30,7 @@
 #define KVS__TTL_MODE 0400
 #define KVS__FILE_MODE 0600
 
-static ct_status kvs__mkdir_p(const char *path, ct_err *err) {
+static CT_RESULT kvs__mkdir_p(const char *path, ct_err *err) {
   char tmp[4096];
   CT_ENSURE(strlen(path) < sizeof tmp, err, CT_ELIMIT, "path too long: %s", path);
   strcpy(tmp, path);
@@ -51,7 +51,7 @@ static const char *kvs__why(int e) {
 }
 
 /* The namespace directory, created on demand (0700), never through a symlink. */
-static ct_status kvs__ns_dir(kvs *s, const char *ns, bool create, int *out, ct_err *err) {
+static CT_RESULT kvs__ns_dir(kvs *s, const char *ns, bool create, int *out, ct_err *err) {
   int fd = openat(s->dirfd, ns, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT && create) {
     if (mkdirat(s->dirfd, ns, 0700) != 0 && errno != EEXIST)
@@ -68,7 +68,7 @@ static ct_status kvs__ns_dir(kvs *s, const char *ns, bool create, int *out, ct_e
 }
 
 /* Reads a regular file (never a link, FIFO or device). *mode and *mtime describe it. */
-static ct_status kvs__read_at(int dirfd, const char *name, const char *what, size_t max, uint8_t **out,
+static CT_RESULT kvs__read_at(int dirfd, const char *name, const char *what, size_t max, uint8_t **out,
                               size_t *len, struct stat *sb, ct_err *err) {
   int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
@@ -116,7 +116,7 @@ static bool kvs__expired(const struct stat *sb, time_t now) {
 /* Writes `name` in dirfd atomically. KVS__IF_ABSENT links the complete temporary file into place,
  * which fails if the name exists: a reader never sees a partial file and only one of several
  * concurrent writers (other processes on a shared directory included) succeeds. */
-static ct_status kvs__write_at(int dirfd, const char *name, const char *what, const void *data, size_t len,
+static CT_RESULT kvs__write_at(int dirfd, const char *name, const char *what, const void *data, size_t len,
                                kvs__mode mode, unsigned ttl_s, bool *inserted, ct_err *err) {
   char tmp[64];
   int fd = -1;
@@ -190,7 +190,7 @@ static ct_status kvs__write_at(int dirfd, const char *name, const char *what, co
 /* --- LocalFs ----------------------------------------------------------------------------------- */
 
 /* Trustee's layout: <dir>/<ns>/<key with '/' written as the 4 characters \x2F>. */
-static ct_status kvs__fs_name(const char *key, char *out, size_t cap, ct_err *err) {
+static CT_RESULT kvs__fs_name(const char *key, char *out, size_t cap, ct_err *err) {
   size_t n = 0;
   for (const char *p = key; *p; p++) {
     CT_ENSURE(n + 5 < cap, err, CT_ELIMIT, "storage key too long for a file name");
@@ -205,7 +205,7 @@ static ct_status kvs__fs_name(const char *key, char *out, size_t cap, ct_err *er
   return CT_OK;
 }
 
-static ct_status kvs__fs_put(kvs *s, const char *ns, const char *key, const void *value, size_t len, kvs__mode mode,
+static CT_RESULT kvs__fs_put(kvs *s, const char *ns, const char *key, const void *value, size_t len, kvs__mode mode,
                              unsigned ttl_s, bool *inserted, ct_err *err) {
   char name[256], what[128];
   if (kvs__fs_name(key, name, sizeof name, err) != CT_OK) return ct_err_prefix(err, "LocalFs: put %s/%.64s: ", ns, key);
@@ -217,7 +217,7 @@ static ct_status kvs__fs_put(kvs *s, const char *ns, const char *key, const void
   return st;
 }
 
-static ct_status kvs__fs_get(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err) {
+static CT_RESULT kvs__fs_get(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err) {
   char name[256], what[128];
   if (kvs__fs_name(key, name, sizeof name, err) != CT_OK) return ct_err_prefix(err, "LocalFs: get %s/%.64s: ", ns, key);
   snprintf(what, sizeof what, "LocalFs %s/%.64s", ns, key);
@@ -242,7 +242,7 @@ static ct_status kvs__fs_get(kvs *s, const char *ns, const char *key, uint8_t **
   return CT_OK;
 }
 
-static ct_status kvs__fs_del(kvs *s, const char *ns, const char *key, ct_err *err) {
+static CT_RESULT kvs__fs_del(kvs *s, const char *ns, const char *key, ct_err *err) {
   char name[256];
   if (kvs__fs_name(key, name, sizeof name, err) != CT_OK) return ct_err_prefix(err, "LocalFs: delete %s/%.64s: ", ns, key);
   int nsfd = -1;
@@ -260,7 +260,7 @@ static ct_status kvs__fs_del(kvs *s, const char *ns, const char *key, ct_err *er
 }
 
 /* Calls fn for each entry name of the namespace (dot files, i.e. temporaries, skipped). */
-static ct_status kvs__fs_each(kvs *s, const char *ns, ct_status (*fn)(int nsfd, const char *name, void *arg),
+static CT_RESULT kvs__fs_each(kvs *s, const char *ns, ct_status (*fn)(int nsfd, const char *name, void *arg),
                               void *arg, ct_err *err) {
   int nsfd = -1;
   ct_status st = kvs__ns_dir(s, ns, false, &nsfd, err);
@@ -288,7 +288,7 @@ static ct_status kvs__fs_each(kvs *s, const char *ns, ct_status (*fn)(int nsfd, 
   return st;
 }
 
-static ct_status kvs__fs_list_one(int nsfd, const char *name, void *arg) {
+static CT_RESULT kvs__fs_list_one(int nsfd, const char *name, void *arg) {
   struct stat sb;
   if (fstatat(nsfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) || kvs__expired(&sb, time(NULL)))
     return CT_OK;
@@ -306,25 +306,25 @@ static ct_status kvs__fs_list_one(int nsfd, const char *name, void *arg) {
   return json_array_append_new(arg, json_string(key)) == 0 ? CT_OK : CT_ENOMEM;
 }
 
-static ct_status kvs__fs_list(kvs *s, const char *ns, json_t *arr, ct_err *err) {
+static CT_RESULT kvs__fs_list(kvs *s, const char *ns, json_t *arr, ct_err *err) {
   ct_status st = kvs__fs_each(s, ns, kvs__fs_list_one, arr, err);
   if (st == CT_ENOMEM) return ct_fail(err, CT_ENOMEM, "out of memory");
   return st;
 }
 
-static ct_status kvs__fs_sweep_one(int nsfd, const char *name, void *arg) {
+static CT_RESULT kvs__fs_sweep_one(int nsfd, const char *name, void *arg) {
   struct stat sb;
   if (fstatat(nsfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) && kvs__expired(&sb, *(time_t *)arg))
     unlinkat(nsfd, name, 0);
   return CT_OK;
 }
 
-static ct_status kvs__fs_sweep(kvs *s, const char *ns, ct_err *err) {
+static CT_RESULT kvs__fs_sweep(kvs *s, const char *ns, ct_err *err) {
   time_t now = time(NULL);
   return kvs__fs_each(s, ns, kvs__fs_sweep_one, &now, err);
 }
 
-static ct_status kvs__local_ping(kvs *s, ct_err *err) {
+static CT_RESULT kvs__local_ping(kvs *s, ct_err *err) {
   struct stat sb;
   CT_ENSURE(fstat(s->dirfd, &sb) == 0 && S_ISDIR(sb.st_mode) && sb.st_nlink > 0, err, CT_EIO,
             "%s: storage directory %s is gone", kvs_type_name(s->type), s->dir);
@@ -350,7 +350,7 @@ const kvs__ops kvs__localfs_ops = {
 
 /* --- LocalJson --------------------------------------------------------------------------------- */
 
-static ct_status kvs__json_load(kvs *s, const char *ns, json_t **doc, char *name, size_t cap, ct_err *err) {
+static CT_RESULT kvs__json_load(kvs *s, const char *ns, json_t **doc, char *name, size_t cap, ct_err *err) {
   snprintf(name, cap, "%s.json", ns);
   char what[96];
   snprintf(what, sizeof what, "LocalJson %s", name);
@@ -374,7 +374,7 @@ static ct_status kvs__json_load(kvs *s, const char *ns, json_t **doc, char *name
   return st;
 }
 
-static ct_status kvs__json_store(kvs *s, const char *name, json_t *doc, ct_err *err) {
+static CT_RESULT kvs__json_store(kvs *s, const char *name, json_t *doc, ct_err *err) {
   char *text = NULL;
   CT_GUARD(ct_json_dump(doc, &text, err));
   char what[96];
@@ -395,7 +395,7 @@ static const char *kvs__json_value(json_t *v, time_t now) {
   return json_string_value(json_object_get(v, "value"));
 }
 
-static ct_status kvs__json_put(kvs *s, const char *ns, const char *key, const void *value, size_t len, kvs__mode mode,
+static CT_RESULT kvs__json_put(kvs *s, const char *ns, const char *key, const void *value, size_t len, kvs__mode mode,
                                unsigned ttl_s, bool *inserted, ct_err *err) {
   char name[96];
   json_t *doc = NULL;
@@ -421,7 +421,7 @@ static ct_status kvs__json_put(kvs *s, const char *ns, const char *key, const vo
   return st;
 }
 
-static ct_status kvs__json_get(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err) {
+static CT_RESULT kvs__json_get(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err) {
   char name[96];
   json_t *doc = NULL;
   pthread_mutex_lock(&s->lock);
@@ -435,7 +435,7 @@ static ct_status kvs__json_get(kvs *s, const char *ns, const char *key, uint8_t 
   return st;
 }
 
-static ct_status kvs__json_del(kvs *s, const char *ns, const char *key, ct_err *err) {
+static CT_RESULT kvs__json_del(kvs *s, const char *ns, const char *key, ct_err *err) {
   char name[96];
   json_t *doc = NULL;
   pthread_mutex_lock(&s->lock);
@@ -450,7 +450,7 @@ static ct_status kvs__json_del(kvs *s, const char *ns, const char *key, ct_err *
   return st;
 }
 
-static ct_status kvs__json_list(kvs *s, const char *ns, json_t *arr, ct_err *err) {
+static CT_RESULT kvs__json_list(kvs *s, const char *ns, json_t *arr, ct_err *err) {
   char name[96];
   json_t *doc = NULL;
   pthread_mutex_lock(&s->lock);
@@ -468,7 +468,7 @@ static ct_status kvs__json_list(kvs *s, const char *ns, json_t *arr, ct_err *err
   return st;
 }
 
-static ct_status kvs__json_sweep(kvs *s, const char *ns, ct_err *err) {
+static CT_RESULT kvs__json_sweep(kvs *s, const char *ns, ct_err *err) {
   char name[96];
   json_t *doc = NULL;
   pthread_mutex_lock(&s->lock);
@@ -502,7 +502,7 @@ const kvs__ops kvs__localjson_ops = {
     .close = kvs__local_close,
 };
 
-ct_status kvs__local_open(kvs *s, const kvs_config *cfg, ct_err *err) {
+CT_RESULT kvs__local_open(kvs *s, const kvs_config *cfg, ct_err *err) {
   s->ops = cfg->type == KVS_LOCAL_FS ? &kvs__localfs_ops : &kvs__localjson_ops;
   CT_ENSURE(cfg->dir_path && *cfg->dir_path, err, CT_EINVAL, "%s storage needs a directory path",
             kvs_type_name(cfg->type));
@@ -514,7 +514,7 @@ ct_status kvs__local_open(kvs *s, const kvs_config *cfg, ct_err *err) {
 }
 
 /* Clears group and other permission bits of a regular file or directory, never through a link. */
-static ct_status kvs__owner_only(int dirfd, const char *name, const char *dir, ct_err *err) {
+static CT_RESULT kvs__owner_only(int dirfd, const char *name, const char *dir, ct_err *err) {
   struct stat pre;
   /* nothing but files and directories is opened (a device or FIFO planted here is left alone) */
   if (fstatat(dirfd, name, &pre, AT_SYMLINK_NOFOLLOW) != 0 || !(S_ISREG(pre.st_mode) || S_ISDIR(pre.st_mode)))
@@ -530,7 +530,7 @@ static ct_status kvs__owner_only(int dirfd, const char *name, const char *dir, c
   return rc;
 }
 
-ct_status kvs_chown(kvs *s, unsigned uid, unsigned gid, ct_err *err) {
+CT_RESULT kvs_chown(kvs *s, unsigned uid, unsigned gid, ct_err *err) {
   if (s->dirfd < 0) return CT_OK;
   CT_ENSURE(fchown(s->dirfd, uid, gid) == 0, err, CT_EIO, "chown %s: %s", s->dir, strerror(errno));
   CT_GUARD(kvs__owner_only(s->dirfd, ".", s->dir, err));

@@ -65,7 +65,7 @@ static void kvs__pg_quiet(void *arg, const char *message) {
   (void)message;
 }
 
-static ct_status kvs__pg_connect(kvs *s, kvs_pg *pg, PGconn **out, int64_t deadline, const char *op, ct_err *err) {
+static CT_RESULT kvs__pg_connect(kvs *s, kvs_pg *pg, PGconn **out, int64_t deadline, const char *op, ct_err *err) {
   PGconn *c = pg->url ? PQconnectStart(pg->url)
                       : PQconnectStartParams(pg->keys, (const char *const *)pg->vals, 0);
   CT_ENSURE(c, err, CT_ENOMEM, "postgres: %s: out of memory", op);
@@ -100,7 +100,7 @@ static ct_status kvs__pg_connect(kvs *s, kvs_pg *pg, PGconn **out, int64_t deadl
   return CT_OK;
 }
 
-static ct_status kvs__pg_acquire(kvs *s, kvs_pg *pg, unsigned *slot, int64_t deadline, const char *op, ct_err *err) {
+static CT_RESULT kvs__pg_acquire(kvs *s, kvs_pg *pg, unsigned *slot, int64_t deadline, const char *op, ct_err *err) {
   pthread_mutex_lock(&s->lock);
   for (;;) {
     for (unsigned i = 0; i < pg->n; i++) {
@@ -151,7 +151,7 @@ static void kvs__pg_release(kvs *s, kvs_pg *pg, unsigned slot, bool broken) {
 
 /* Runs one statement. *res gets the result of a successful statement (NULL for plain commands
  * when res is NULL). *broken tells the caller to drop the connection. */
-static ct_status kvs__pg_exec(kvs *s, PGconn *c, const char *sql, int n, const char *const *vals, const int *lens,
+static CT_RESULT kvs__pg_exec(kvs *s, PGconn *c, const char *sql, int n, const char *const *vals, const int *lens,
                               const int *fmts, PGresult **res, bool *broken, int64_t deadline, const char *op,
                               ct_err *err) {
   char buf[256];
@@ -203,7 +203,7 @@ static ct_status kvs__pg_exec(kvs *s, PGconn *c, const char *sql, int n, const c
 }
 
 /* Table names are namespaces ([a-z0-9_], checked by the caller), always quoted. */
-static ct_status kvs__pg_ensure(kvs *s, kvs_pg *pg, PGconn *c, const char *ns, bool *broken, int64_t deadline,
+static CT_RESULT kvs__pg_ensure(kvs *s, kvs_pg *pg, PGconn *c, const char *ns, bool *broken, int64_t deadline,
                                 const char *op, ct_err *err) {
   pthread_mutex_lock(&s->lock);
   bool known = false;
@@ -251,7 +251,7 @@ static void kvs__pg_sql(char *out, size_t cap, const char *tmpl, const char *ns)
 }
 
 /* One operation: a connection, the namespace's table, then the statement. */
-static ct_status kvs__pg_run(kvs *s, const char *ns, const char *op, const char *sql_fmt, int n,
+static CT_RESULT kvs__pg_run(kvs *s, const char *ns, const char *op, const char *sql_fmt, int n,
                              const char *const *vals, const int *lens, const int *fmts, PGresult **res, ct_err *err) {
   kvs_pg *pg = s->impl;
   int64_t deadline = kvs__now_ms() + s->timeout_ms;
@@ -271,7 +271,7 @@ static ct_status kvs__pg_run(kvs *s, const char *ns, const char *op, const char 
   return st;
 }
 
-static ct_status kvs__pg_put(kvs *s, const char *ns, const char *key, const void *value, size_t len, kvs__mode mode,
+static CT_RESULT kvs__pg_put(kvs *s, const char *ns, const char *key, const void *value, size_t len, kvs__mode mode,
                              unsigned ttl_s, bool *inserted, ct_err *err) {
   char op[128], ttl[16];
   snprintf(op, sizeof op, "%s %s/%.64s", mode == KVS__IF_ABSENT ? "put-if-absent" : "put", ns, key);
@@ -295,7 +295,7 @@ static ct_status kvs__pg_put(kvs *s, const char *ns, const char *key, const void
   return CT_OK;
 }
 
-static ct_status kvs__pg_get(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err) {
+static CT_RESULT kvs__pg_get(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err) {
   char op[128];
   snprintf(op, sizeof op, "get %s/%.64s", ns, key);
   const char *vals[1] = {key};
@@ -323,7 +323,7 @@ static ct_status kvs__pg_get(kvs *s, const char *ns, const char *key, uint8_t **
   return st;
 }
 
-static ct_status kvs__pg_del(kvs *s, const char *ns, const char *key, ct_err *err) {
+static CT_RESULT kvs__pg_del(kvs *s, const char *ns, const char *key, ct_err *err) {
   char op[128];
   snprintf(op, sizeof op, "delete %s/%.64s", ns, key);
   const char *vals[1] = {key};
@@ -337,7 +337,7 @@ static ct_status kvs__pg_del(kvs *s, const char *ns, const char *key, ct_err *er
   return live ? CT_OK : ct_fail(err, CT_ENOTFOUND, "no \"%s\" in %s", key, ns);
 }
 
-static ct_status kvs__pg_list(kvs *s, const char *ns, json_t *arr, ct_err *err) {
+static CT_RESULT kvs__pg_list(kvs *s, const char *ns, json_t *arr, ct_err *err) {
   char op[96];
   snprintf(op, sizeof op, "list %s", ns);
   PGresult *r = NULL;
@@ -355,14 +355,14 @@ static ct_status kvs__pg_list(kvs *s, const char *ns, json_t *arr, ct_err *err) 
   return st;
 }
 
-static ct_status kvs__pg_sweep(kvs *s, const char *ns, ct_err *err) {
+static CT_RESULT kvs__pg_sweep(kvs *s, const char *ns, ct_err *err) {
   char op[96];
   snprintf(op, sizeof op, "sweep %s", ns);
   return kvs__pg_run(s, ns, op, "DELETE FROM $T WHERE expires_at IS NOT NULL AND expires_at <= now()", 0, NULL,
                      NULL, NULL, NULL, err);
 }
 
-static ct_status kvs__pg_ping(kvs *s, ct_err *err) {
+static CT_RESULT kvs__pg_ping(kvs *s, ct_err *err) {
   return kvs__pg_run(s, NULL, "ping", "SELECT 1", 0, NULL, NULL, NULL, NULL, err);
 }
 
@@ -394,7 +394,7 @@ const kvs__ops kvs__pg_ops = {
 
 /* Connecting happens on first use: a KBS starts (and reports the backend on /readyz) even
  * while the database is still coming up. */
-ct_status kvs__pg_open(kvs *s, const kvs_config *cfg, ct_err *err) {
+CT_RESULT kvs__pg_open(kvs *s, const kvs_config *cfg, ct_err *err) {
   s->ops = &kvs__pg_ops;
   kvs_pg *pg = calloc(1, sizeof *pg);
   CT_ENSURE(pg, err, CT_ENOMEM, "out of memory");

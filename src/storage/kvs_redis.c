@@ -32,7 +32,7 @@ static struct timeval kvs__redis_tv(int64_t ms) {
   return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 }
 
-static ct_status kvs__redis_connect(kvs *s, kvs_redis *r, redisContext **out, int64_t deadline, const char *op,
+static CT_RESULT kvs__redis_connect(kvs *s, kvs_redis *r, redisContext **out, int64_t deadline, const char *op,
                                     ct_err *err) {
   struct timeval tv = kvs__redis_tv(deadline - kvs__now_ms());
   redisContext *c = r->unix_path ? redisConnectUnixWithTimeout(r->unix_path, tv)
@@ -70,7 +70,7 @@ static ct_status kvs__redis_connect(kvs *s, kvs_redis *r, redisContext **out, in
   return CT_OK;
 }
 
-static ct_status kvs__redis_acquire(kvs *s, kvs_redis *r, unsigned *slot, int64_t deadline, const char *op,
+static CT_RESULT kvs__redis_acquire(kvs *s, kvs_redis *r, unsigned *slot, int64_t deadline, const char *op,
                                     ct_err *err) {
   pthread_mutex_lock(&s->lock);
   for (;;) {
@@ -118,7 +118,7 @@ static void kvs__redis_release(kvs *s, kvs_redis *r, unsigned slot, bool broken)
 
 /* Runs one command given as an argument vector (binary-safe). A NULL reply or a protocol error
  * breaks the connection; an error reply (e.g. WRONGTYPE) does not. */
-static ct_status kvs__redis_cmd(kvs *s, const char *op, int argc, const char **argv, const size_t *lens,
+static CT_RESULT kvs__redis_cmd(kvs *s, const char *op, int argc, const char **argv, const size_t *lens,
                                 redisReply **out, ct_err *err) {
   kvs_redis *r = s->impl;
   int64_t deadline = kvs__now_ms() + s->timeout_ms;
@@ -145,13 +145,13 @@ static ct_status kvs__redis_cmd(kvs *s, const char *op, int argc, const char **a
   return st;
 }
 
-static ct_status kvs__redis_key(const char *ns, const char *key, char *out, size_t cap, ct_err *err) {
+static CT_RESULT kvs__redis_key(const char *ns, const char *key, char *out, size_t cap, ct_err *err) {
   int n = snprintf(out, cap, "%s:%s", ns, key);
   CT_ENSURE(n > 0 && (size_t)n < cap, err, CT_ELIMIT, "redis key too long");
   return CT_OK;
 }
 
-static ct_status kvs__redis_put(kvs *s, const char *ns, const char *key, const void *value, size_t len,
+static CT_RESULT kvs__redis_put(kvs *s, const char *ns, const char *key, const void *value, size_t len,
                                 kvs__mode mode, unsigned ttl_s, bool *inserted, ct_err *err) {
   char k[KVS_MAX_KEY + 64], op[128], ttl[16];
   CT_GUARD(kvs__redis_key(ns, key, k, sizeof k, err));
@@ -178,7 +178,7 @@ static ct_status kvs__redis_put(kvs *s, const char *ns, const char *key, const v
   return CT_OK;
 }
 
-static ct_status kvs__redis_get(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err) {
+static CT_RESULT kvs__redis_get(kvs *s, const char *ns, const char *key, uint8_t **value, size_t *len, ct_err *err) {
   char k[KVS_MAX_KEY + 64], op[128];
   CT_GUARD(kvs__redis_key(ns, key, k, sizeof k, err));
   snprintf(op, sizeof op, "get %s/%.64s", ns, key);
@@ -207,7 +207,7 @@ static ct_status kvs__redis_get(kvs *s, const char *ns, const char *key, uint8_t
   return st;
 }
 
-static ct_status kvs__redis_del(kvs *s, const char *ns, const char *key, ct_err *err) {
+static CT_RESULT kvs__redis_del(kvs *s, const char *ns, const char *key, ct_err *err) {
   char k[KVS_MAX_KEY + 64], op[128];
   CT_GUARD(kvs__redis_key(ns, key, k, sizeof k, err));
   snprintf(op, sizeof op, "delete %s/%.64s", ns, key);
@@ -221,7 +221,7 @@ static ct_status kvs__redis_del(kvs *s, const char *ns, const char *key, ct_err 
 }
 
 /* SCAN rather than KEYS: it never blocks the server for the whole keyspace. */
-static ct_status kvs__redis_list(kvs *s, const char *ns, json_t *arr, ct_err *err) {
+static CT_RESULT kvs__redis_list(kvs *s, const char *ns, json_t *arr, ct_err *err) {
   char op[96], pattern[64], cursor[32] = "0";
   snprintf(op, sizeof op, "list %s", ns);
   snprintf(pattern, sizeof pattern, "%s:*", ns);
@@ -255,7 +255,7 @@ static ct_status kvs__redis_list(kvs *s, const char *ns, json_t *arr, ct_err *er
   }
 }
 
-static ct_status kvs__redis_ping(kvs *s, ct_err *err) {
+static CT_RESULT kvs__redis_ping(kvs *s, ct_err *err) {
   const char *argv[1] = {"PING"};
   size_t lens[1] = {4};
   redisReply *rep = NULL;
@@ -289,7 +289,7 @@ const kvs__ops kvs__redis_ops = {
 };
 
 /* Percent-decodes a URL component into a new string. */
-static ct_status kvs__redis_pct(const char *p, size_t n, char **out, ct_err *err) {
+static CT_RESULT kvs__redis_pct(const char *p, size_t n, char **out, ct_err *err) {
   char *d = malloc(n + 1);
   CT_ENSURE(d, err, CT_ENOMEM, "out of memory");
   size_t j = 0;
@@ -313,7 +313,7 @@ static ct_status kvs__redis_pct(const char *p, size_t n, char **out, ct_err *err
 }
 
 /* redis://[[user]:password@]host[:port][/db] | unix:///path[?db=N] | redis+unix:///path[?db=N] */
-static ct_status kvs__redis_parse(kvs_redis *r, const char *url, ct_err *err) {
+static CT_RESULT kvs__redis_parse(kvs_redis *r, const char *url, ct_err *err) {
   const char *p;
   CT_ENSURE(strncmp(url, "rediss://", 9), err, CT_EUNSUPPORTED,
             "storage_backend.backends.redis.url: rediss:// (TLS) is not supported by this build (hiredis without "
@@ -367,7 +367,7 @@ static ct_status kvs__redis_parse(kvs_redis *r, const char *url, ct_err *err) {
   return CT_OK;
 }
 
-ct_status kvs__redis_open(kvs *s, const kvs_config *cfg, ct_err *err) {
+CT_RESULT kvs__redis_open(kvs *s, const kvs_config *cfg, ct_err *err) {
   s->ops = &kvs__redis_ops;
   kvs_redis *r = calloc(1, sizeof *r);
   CT_ENSURE(r, err, CT_ENOMEM, "out of memory");

@@ -38,7 +38,7 @@ struct vault_kv {
 
 /* --- templates ------------------------------------------------------------------------------ */
 
-static ct_status vault__expand(const char *tmpl, const char *repo, const char *type, const char *tag, char *out,
+static CT_RESULT vault__expand(const char *tmpl, const char *repo, const char *type, const char *tag, char *out,
                                size_t cap, ct_err *err) {
   size_t n = 0;
   for (const char *p = tmpl; *p;) {
@@ -58,7 +58,7 @@ static ct_status vault__expand(const char *tmpl, const char *repo, const char *t
 }
 
 /* Literal parts of templates and the mount end up in URLs: a conservative alphabet, no "..". */
-static ct_status vault__check_literal(const char *what, const char *s, ct_err *err) {
+static CT_RESULT vault__check_literal(const char *what, const char *s, ct_err *err) {
   for (const char *p = s; *p; p++)
     CT_ENSURE((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("_.-/{}", *p),
               err, CT_EINVAL, "vault: %s \"%s\" has a character outside [A-Za-z0-9_./-]", what, s);
@@ -168,7 +168,7 @@ static void vault__errors(const ct_http_resp *r, char *out, size_t cap) {
   }
 }
 
-static ct_status vault__status_error(const vault_kv *v, const ct_http_resp *r, const char *op, const char *path,
+static CT_RESULT vault__status_error(const vault_kv *v, const ct_http_resp *r, const char *op, const char *path,
                                      ct_err *err) {
   char detail[256];
   vault__errors(r, detail, sizeof detail);
@@ -188,7 +188,7 @@ static ct_status vault__status_error(const vault_kv *v, const ct_http_resp *r, c
 }
 
 /* Picks the field out of a read reply. */
-static ct_status vault__field(const vault_kv *v, const ct_http_resp *r, const char *path, const char *field,
+static CT_RESULT vault__field(const vault_kv *v, const ct_http_resp *r, const char *path, const char *field,
                               uint8_t **value, size_t *len, ct_err *err) {
   json_t *doc = NULL;
   if (ct_json_parse((const char *)r->body.data, r->body.len, 32, &doc, err) != CT_OK)
@@ -272,7 +272,7 @@ static void vault__read_done(void *ud, ct_status st, ct_http_resp *resp, const c
   free(rd);
 }
 
-static ct_status vault__opts(const vault_kv *v, ct_http_opts *o) {
+static CT_RESULT vault__opts(const vault_kv *v, ct_http_opts *o) {
   *o = (ct_http_opts){
       .ca_pem = v->ca_pem,
       .insecure = !v->verify,
@@ -286,7 +286,7 @@ static ct_status vault__opts(const vault_kv *v, ct_http_opts *o) {
   return CT_OK;
 }
 
-static ct_status vault__prepare(vault_kv *v, const char *repo, const char *type, const char *tag, vault__read *rd,
+static CT_RESULT vault__prepare(vault_kv *v, const char *repo, const char *type, const char *tag, vault__read *rd,
                                 ct_err *err) {
   rd->v = v;
   CT_GUARD(vault__expand(v->path_tmpl, repo, type, tag, rd->path, sizeof rd->path, err));
@@ -295,7 +295,7 @@ static ct_status vault__prepare(vault_kv *v, const char *repo, const char *type,
   return CT_OK;
 }
 
-ct_status vault_kv_get_async(vault_kv *v, const char *repo, const char *type, const char *tag, vault_kv_done_fn done,
+CT_RESULT vault_kv_get_async(vault_kv *v, const char *repo, const char *type, const char *tag, vault_kv_done_fn done,
                              void *ud, ct_err *err) {
   vault__read *rd = calloc(1, sizeof *rd);
   CT_ENSURE(rd, err, CT_ENOMEM, "out of memory");
@@ -351,7 +351,7 @@ static void vault__wait_done(void *ud, ct_status st, uint8_t *value, size_t len,
   pthread_mutex_unlock(&w->lock);
 }
 
-ct_status vault_kv_get(vault_kv *v, const char *repo, const char *type, const char *tag, uint8_t **value, size_t *len,
+CT_RESULT vault_kv_get(vault_kv *v, const char *repo, const char *type, const char *tag, uint8_t **value, size_t *len,
                        ct_err *err) {
   vault__wait w = {.finished = false};
   pthread_mutex_init(&w.lock, NULL);
@@ -387,7 +387,7 @@ static bool vault__utf8(const uint8_t *p, size_t n) {
   return true;
 }
 
-ct_status vault_kv_put(vault_kv *v, const char *repo, const char *type, const char *tag, const void *value, size_t len,
+CT_RESULT vault_kv_put(vault_kv *v, const char *repo, const char *type, const char *tag, const void *value, size_t len,
                        ct_err *err) {
   vault__read rd;
   CT_GUARD(vault__prepare(v, repo, type, tag, &rd, err));
@@ -425,7 +425,7 @@ ct_status vault_kv_put(vault_kv *v, const char *repo, const char *type, const ch
   return st;
 }
 
-ct_status vault_kv_ping(vault_kv *v, ct_err *err) {
+CT_RESULT vault_kv_ping(vault_kv *v, ct_err *err) {
   char url[CT_HTTP_URL_MAX];
   /* lookup-self checks reachability, the seal and the token in one call. */
   snprintf(url, sizeof url, "%s/v1/auth/token/lookup-self", v->url);
@@ -441,7 +441,7 @@ ct_status vault_kv_ping(vault_kv *v, ct_err *err) {
   return st;
 }
 
-ct_status vault_kv_new(const vault_kv_config *cfg, vault_kv **out, ct_err *err) {
+CT_RESULT vault_kv_new(const vault_kv_config *cfg, vault_kv **out, ct_err *err) {
   CT_ENSURE(cfg->url && (!strncmp(cfg->url, "http://", 7) || !strncmp(cfg->url, "https://", 8)), err, CT_EINVAL,
             "vault: vault_url must be http(s)://host[:port]");
   CT_ENSURE(cfg->token && *cfg->token, err, CT_EINVAL, "vault: no token");

@@ -128,7 +128,7 @@ CT_RESULT initdata_pcr8(const uint8_t *digest, size_t digest_len, uint8_t out[32
 
 /* Inflates one gzip member; the output may not exceed INITDATA_MAX_SIZE and nothing may follow
  * the member. */
-static ct_status initdata__gunzip(const uint8_t *in, size_t in_len, char **out, size_t *out_len,
+static CT_RESULT initdata__gunzip(const uint8_t *in, size_t in_len, char **out, size_t *out_len,
                                   ct_err *err) {
   z_stream zs;
   memset(&zs, 0, sizeof zs);

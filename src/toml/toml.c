@@ -57,7 +57,7 @@ typedef struct toml__key {
 
 /* Fails with "line L, column C: msg" for byte offset `at`. */
 CT_PRINTF(4, 5)
-static ct_status toml__fail(toml__p *p, size_t at, ct_status code, const char *fmt, ...) {
+static CT_RESULT toml__fail(toml__p *p, size_t at, ct_status code, const char *fmt, ...) {
   if (at > p->n) at = p->n;
   size_t line = 1, col = 1;
   for (size_t k = 0; k < at; k++) {
@@ -77,7 +77,7 @@ static ct_status toml__fail(toml__p *p, size_t at, ct_status code, const char *f
   return ct_fail(p->err, code, "line %zu, column %zu: %s", line, col, what);
 }
 
-static ct_status toml__oom(toml__p *p) { return ct_fail(p->err, CT_ENOMEM, "toml: out of memory"); }
+static CT_RESULT toml__oom(toml__p *p) { return ct_fail(p->err, CT_ENOMEM, "toml: out of memory"); }
 
 /* Renders a key (or its first `n` parts) as a.b.c for messages. */
 static const char *toml__keystr(const toml__key *k, size_t n, char *buf, size_t cap) {
@@ -115,7 +115,7 @@ static unsigned toml__flags(const toml__p *p, const json_t *v) {
   }
 }
 
-static ct_status toml__set_flags(toml__p *p, const json_t *v, unsigned flags) {
+static CT_RESULT toml__set_flags(toml__p *p, const json_t *v, unsigned flags) {
   if ((p->meta_used + 1) * 2 > p->meta_cap) {
     size_t ncap = p->meta_cap ? p->meta_cap * 2 : 256;
     toml__slot *nm = calloc(ncap, sizeof *nm);
@@ -139,14 +139,14 @@ static ct_status toml__set_flags(toml__p *p, const json_t *v, unsigned flags) {
 }
 
 /* Counts one more value against TOML_MAX_VALUES. */
-static ct_status toml__count(toml__p *p, size_t at) {
+static CT_RESULT toml__count(toml__p *p, size_t at) {
   if (++p->values > TOML_MAX_VALUES)
     return toml__fail(p, at, CT_ELIMIT, "more than %d values in one document", TOML_MAX_VALUES);
   return CT_OK;
 }
 
 /* Creates an empty table with `flags`, stored under `key` in `parent`. */
-static ct_status toml__new_table(toml__p *p, json_t *parent, const char *key, unsigned flags,
+static CT_RESULT toml__new_table(toml__p *p, json_t *parent, const char *key, unsigned flags,
                                  size_t at, json_t **out) {
   CT_GUARD(toml__count(p, at));
   json_t *t = json_object();
@@ -190,7 +190,7 @@ static bool toml__newline(toml__p *p) {
 /* Control characters other than tab are not allowed in comments or strings. */
 static bool toml__is_control(int c) { return (c >= 0 && c < 0x20 && c != '\t') || c == 0x7f; }
 
-static ct_status toml__skip_comment(toml__p *p) {
+static CT_RESULT toml__skip_comment(toml__p *p) {
   if (toml__peek(p, 0) != '#') return CT_OK;
   while (p->i < p->n && p->s[p->i] != '\n') {
     int c = (unsigned char)p->s[p->i];
@@ -203,7 +203,7 @@ static ct_status toml__skip_comment(toml__p *p) {
 }
 
 /* After a statement: optional whitespace and comment, then a newline or the end. */
-static ct_status toml__end_line(toml__p *p, const char *after) {
+static CT_RESULT toml__end_line(toml__p *p, const char *after) {
   toml__skip_ws(p);
   CT_GUARD(toml__skip_comment(p));
   if (p->i >= p->n || toml__newline(p)) return CT_OK;
@@ -211,7 +211,7 @@ static ct_status toml__end_line(toml__p *p, const char *after) {
 }
 
 /* Skips whitespace, newlines and comments (inside arrays). */
-static ct_status toml__skip_ws_nl(toml__p *p) {
+static CT_RESULT toml__skip_ws_nl(toml__p *p) {
   for (;;) {
     toml__skip_ws(p);
     CT_GUARD(toml__skip_comment(p));
@@ -220,7 +220,7 @@ static ct_status toml__skip_ws_nl(toml__p *p) {
 }
 
 /* Rejects malformed UTF-8 (overlong forms, surrogates, values above U+10FFFF) anywhere. */
-static ct_status toml__check_utf8(toml__p *p) {
+static CT_RESULT toml__check_utf8(toml__p *p) {
   const unsigned char *s = (const unsigned char *)p->s;
   size_t k = 0;
   while (k < p->n) {
@@ -257,7 +257,7 @@ static ct_status toml__check_utf8(toml__p *p) {
   return CT_OK;
 }
 
-static ct_status toml__put_utf8(toml__p *p, ct_buf *b, uint32_t cp) {
+static CT_RESULT toml__put_utf8(toml__p *p, ct_buf *b, uint32_t cp) {
   uint8_t u[4];
   size_t n;
   if (cp < 0x80) {
@@ -285,7 +285,7 @@ static ct_status toml__put_utf8(toml__p *p, ct_buf *b, uint32_t cp) {
 /* ---------------------------------------------------------------- strings */
 
 /* Handles one escape after the backslash at p->i - 1 (basic strings). */
-static ct_status toml__escape(toml__p *p, ct_buf *b) {
+static CT_RESULT toml__escape(toml__p *p, ct_buf *b) {
   size_t at = p->i - 1;
   int c = toml__peek(p, 0);
   const char *simple = NULL;
@@ -330,7 +330,7 @@ static ct_status toml__escape(toml__p *p, ct_buf *b) {
 
 /* Parses a string starting at p->i (on its first quote) into a malloc'd NUL-terminated string.
  * `allow_multi` is false for keys. */
-static ct_status toml__string(toml__p *p, bool allow_multi, char **out, size_t *out_len) {
+static CT_RESULT toml__string(toml__p *p, bool allow_multi, char **out, size_t *out_len) {
   size_t start = p->i;
   char q = p->s[p->i];
   bool literal = q == '\'';
@@ -425,7 +425,7 @@ fail:
 
 /* ---------------------------------------------------------------- keys */
 
-static ct_status toml__simple_key(toml__p *p, char **out) {
+static CT_RESULT toml__simple_key(toml__p *p, char **out) {
   int c = toml__peek(p, 0);
   if (c == '"' || c == '\'') {
     size_t len;
@@ -445,7 +445,7 @@ static ct_status toml__simple_key(toml__p *p, char **out) {
 }
 
 /* key = simple-key *( ws "." ws simple-key ) */
-static ct_status toml__key_parse(toml__p *p, toml__key *k) {
+static CT_RESULT toml__key_parse(toml__p *p, toml__key *k) {
   k->n = 0;
   k->at = p->i;
   for (;;) {
@@ -468,7 +468,7 @@ static ct_status toml__key_parse(toml__p *p, toml__key *k) {
 
 /* ---------------------------------------------------------------- values */
 
-static ct_status toml__value(toml__p *p, size_t depth, json_t **out);
+static CT_RESULT toml__value(toml__p *p, size_t depth, json_t **out);
 
 /* Reads `n` digits at p->i into *v; false if they are not all digits. */
 static bool toml__digits(toml__p *p, size_t off, size_t n, int *v) {
@@ -503,7 +503,7 @@ static size_t toml__time_len(toml__p *p, size_t off, bool *range_ok) {
 }
 
 /* Offset date-time, local date-time, local date or local time. */
-static ct_status toml__datetime(toml__p *p, json_t **out) {
+static CT_RESULT toml__datetime(toml__p *p, json_t **out) {
   size_t start = p->i;
   size_t len = 0;
   bool ok = true;
@@ -589,7 +589,7 @@ static size_t toml__digit_run(const char *s, size_t j, size_t end, int base, cha
   return j;
 }
 
-static ct_status toml__number(toml__p *p, json_t **out) {
+static CT_RESULT toml__number(toml__p *p, json_t **out) {
   size_t start = p->i, end = p->i;
   /* The token: everything that can belong to a number. */
   while (end < p->n) {
@@ -676,13 +676,13 @@ static ct_status toml__number(toml__p *p, json_t **out) {
   return *out ? CT_OK : toml__oom(p);
 }
 
-static ct_status toml__check_depth(toml__p *p, size_t depth) {
+static CT_RESULT toml__check_depth(toml__p *p, size_t depth) {
   if (depth > TOML_MAX_DEPTH)
     return toml__fail(p, p->i, CT_ELIMIT, "nesting deeper than %d levels", TOML_MAX_DEPTH);
   return CT_OK;
 }
 
-static ct_status toml__array(toml__p *p, size_t depth, json_t **out) {
+static CT_RESULT toml__array(toml__p *p, size_t depth, json_t **out) {
   CT_GUARD(toml__check_depth(p, depth));
   size_t start = p->i;
   p->i++; /* '[' */
@@ -722,7 +722,7 @@ fail:
 }
 
 /* Inserts key = value under `t` following the dotted-key rules; consumes `v`. */
-static ct_status toml__insert(toml__p *p, json_t *t, const toml__key *k, json_t *v) {
+static CT_RESULT toml__insert(toml__p *p, json_t *t, const toml__key *k, json_t *v) {
   char ks[256], ps[256];
   for (size_t j = 0; j + 1 < k->n; j++) {
     json_t *child = json_object_get(t, k->part[j]);
@@ -762,7 +762,7 @@ static ct_status toml__insert(toml__p *p, json_t *t, const toml__key *k, json_t 
   return CT_OK;
 }
 
-static ct_status toml__inline_table(toml__p *p, size_t depth, json_t **out) {
+static CT_RESULT toml__inline_table(toml__p *p, size_t depth, json_t **out) {
   CT_GUARD(toml__check_depth(p, depth));
   size_t start = p->i;
   p->i++; /* '{' */
@@ -821,7 +821,7 @@ fail:
 }
 
 /* `depth` is the nesting depth the value would have if it is a container. */
-static ct_status toml__value(toml__p *p, size_t depth, json_t **out) {
+static CT_RESULT toml__value(toml__p *p, size_t depth, json_t **out) {
   size_t at = p->i;
   CT_GUARD(toml__count(p, at));
   int c = toml__peek(p, 0);
@@ -861,7 +861,7 @@ static ct_status toml__value(toml__p *p, size_t depth, json_t **out) {
 /* ---------------------------------------------------------------- statements */
 
 /* [a.b.c] or [[a.b.c]] */
-static ct_status toml__header(toml__p *p) {
+static CT_RESULT toml__header(toml__p *p) {
   size_t at = p->i;
   bool aot = toml__peek(p, 1) == '[';
   p->i += aot ? 2 : 1;
@@ -951,7 +951,7 @@ out:
   return st;
 }
 
-static ct_status toml__keyval(toml__p *p) {
+static CT_RESULT toml__keyval(toml__p *p) {
   toml__key k = {0};
   CT_GUARD(toml__key_parse(p, &k));
   ct_status st;

@@ -24,7 +24,7 @@
 
 #define SNP_SIGNER_ORG "coco-trust TEST-ONLY forged SEV-SNP roots"
 
-static ct_status snp_signer__name(X509_NAME **out, const char *cn, ct_err *err) {
+static CT_RESULT snp_signer__name(X509_NAME **out, const char *cn, ct_err *err) {
   X509_NAME *n = X509_NAME_new();
   bool ok = n && X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)SNP_SIGNER_ORG, -1, -1, 0) &&
             X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
@@ -36,7 +36,7 @@ static ct_status snp_signer__name(X509_NAME **out, const char *cn, ct_err *err) 
   return CT_OK;
 }
 
-static ct_status snp_signer__ext(X509 *x, X509 *issuer, int nid, const char *value, ct_err *err) {
+static CT_RESULT snp_signer__ext(X509 *x, X509 *issuer, int nid, const char *value, ct_err *err) {
   X509V3_CTX ctx;
   X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
   X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
@@ -47,7 +47,7 @@ static ct_status snp_signer__ext(X509 *x, X509 *issuer, int nid, const char *val
 }
 
 /* An AMD extension: OID -> DER-encoded value as the extension's octets. */
-static ct_status snp_signer__raw_ext(X509 *x, const char *oid, const uint8_t *der, size_t len, ct_err *err) {
+static CT_RESULT snp_signer__raw_ext(X509 *x, const char *oid, const uint8_t *der, size_t len, ct_err *err) {
   ASN1_OBJECT *o = OBJ_txt2obj(oid, 1);
   ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
   X509_EXTENSION *e = NULL;
@@ -60,7 +60,7 @@ static ct_status snp_signer__raw_ext(X509 *x, const char *oid, const uint8_t *de
   return CT_OK;
 }
 
-static ct_status snp_signer__spl(X509 *x, const char *oid, uint8_t v, ct_err *err) {
+static CT_RESULT snp_signer__spl(X509 *x, const char *oid, uint8_t v, ct_err *err) {
   /* DER INTEGER, non-negative: a leading zero byte when the high bit is set. */
   uint8_t der[4] = {0x02, 1, v, 0};
   size_t n = 3;
@@ -71,7 +71,7 @@ static ct_status snp_signer__spl(X509 *x, const char *oid, uint8_t v, ct_err *er
   return snp_signer__raw_ext(x, oid, der, n, err);
 }
 
-static ct_status snp_signer__sign(X509 *x, EVP_PKEY *key, ct_err *err) {
+static CT_RESULT snp_signer__sign(X509 *x, EVP_PKEY *key, ct_err *err) {
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   EVP_PKEY_CTX *pctx = NULL;
   bool ok = md && EVP_DigestSignInit(md, &pctx, EVP_sha384(), NULL, key) == 1 &&
@@ -84,7 +84,7 @@ static ct_status snp_signer__sign(X509 *x, EVP_PKEY *key, ct_err *err) {
 }
 
 /* A certificate for `key` named `cn`, issued by (issuer, issuer_key) or self-signed. */
-static ct_status snp_signer__cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, long serial,
+static CT_RESULT snp_signer__cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, long serial,
                                   bool ca, X509 **out, ct_err *err) {
   X509 *x = X509_new();
   X509_NAME *name = NULL;
@@ -122,7 +122,7 @@ void snp_signer_free(snp_signer *s) {
   free(s);
 }
 
-ct_status snp_signer_new(snp_gen gen, int rsa_bits, snp_signer **out, ct_err *err) {
+CT_RESULT snp_signer_new(snp_gen gen, int rsa_bits, snp_signer **out, ct_err *err) {
   CT_ENSURE(gen >= SNP_GEN_MILAN && gen <= SNP_GEN_TURIN, err, CT_EINVAL, "unknown processor generation");
   snp_signer *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
@@ -149,7 +149,7 @@ fail:
   return st;
 }
 
-static ct_status snp_signer__write_pem(const char *path, X509 *const *certs, size_t n, EVP_PKEY *key, ct_err *err) {
+static CT_RESULT snp_signer__write_pem(const char *path, X509 *const *certs, size_t n, EVP_PKEY *key, ct_err *err) {
   BIO *b = BIO_new(BIO_s_mem());
   CT_ENSURE(b, err, CT_ENOMEM, "out of memory");
   bool ok = true;
@@ -163,7 +163,7 @@ static ct_status snp_signer__write_pem(const char *path, X509 *const *certs, siz
   return st;
 }
 
-ct_status snp_signer_save(const snp_signer *s, const char *dir, ct_err *err) {
+CT_RESULT snp_signer_save(const snp_signer *s, const char *dir, ct_err *err) {
   char path[4096];
   X509 *roots[3] = {s->ask, s->ark, s->asvk};
   snprintf(path, sizeof path, "%s/roots.pem", dir);
@@ -176,7 +176,7 @@ ct_status snp_signer_save(const snp_signer *s, const char *dir, ct_err *err) {
   return snp_signer__write_pem(path, NULL, 0, s->asvk_key, err);
 }
 
-static ct_status snp_signer__read_key(const char *dir, const char *name, EVP_PKEY **out, ct_err *err) {
+static CT_RESULT snp_signer__read_key(const char *dir, const char *name, EVP_PKEY **out, ct_err *err) {
   char path[4096];
   snprintf(path, sizeof path, "%s/%s", dir, name);
   uint8_t *pem = NULL;
@@ -190,7 +190,7 @@ static ct_status snp_signer__read_key(const char *dir, const char *name, EVP_PKE
   return CT_OK;
 }
 
-ct_status snp_signer_load(const char *dir, snp_signer **out, ct_err *err) {
+CT_RESULT snp_signer_load(const char *dir, snp_signer **out, ct_err *err) {
   snp_signer *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   char path[4096];
@@ -232,7 +232,7 @@ void snp_signer_vek_free(snp_signer_vek *v) {
   free(v);
 }
 
-static ct_status snp_signer__vek_cert(const snp_signer *s, snp_signer_vek *v, ct_err *err) {
+static CT_RESULT snp_signer__vek_cert(const snp_signer *s, snp_signer_vek *v, ct_err *err) {
   X509 *issuer = v->vlek ? s->asvk : s->ask;
   EVP_PKEY *issuer_key = v->vlek ? s->asvk_key : s->ask_key;
   X509 *x = NULL;
@@ -264,7 +264,7 @@ out:
   return st;
 }
 
-ct_status snp_signer_vek_new(const snp_signer *s, const uint8_t chip_id[64], const snp_tcb *tcb, bool vlek,
+CT_RESULT snp_signer_vek_new(const snp_signer *s, const uint8_t chip_id[64], const snp_tcb *tcb, bool vlek,
                              snp_signer_vek **out, ct_err *err) {
   snp_signer_vek *v = calloc(1, sizeof *v);
   CT_ENSURE(v, err, CT_ENOMEM, "out of memory");
@@ -282,7 +282,7 @@ ct_status snp_signer_vek_new(const snp_signer *s, const uint8_t chip_id[64], con
   return CT_OK;
 }
 
-ct_status snp_signer_vek_save(const snp_signer_vek *v, const char *dir, const char *name, ct_err *err) {
+CT_RESULT snp_signer_vek_save(const snp_signer_vek *v, const char *dir, const char *name, ct_err *err) {
   char path[4096];
   snprintf(path, sizeof path, "%s/%s.der", dir, name);
   CT_GUARD(ct_file_write_atomic(path, v->der, v->der_len, 0644, err));
@@ -303,7 +303,7 @@ ct_status snp_signer_vek_save(const snp_signer_vek *v, const char *dir, const ch
   return st;
 }
 
-ct_status snp_signer_vek_load(const char *dir, const char *name, snp_signer_vek **out, ct_err *err) {
+CT_RESULT snp_signer_vek_load(const char *dir, const char *name, snp_signer_vek **out, ct_err *err) {
   snp_signer_vek *v = calloc(1, sizeof *v);
   CT_ENSURE(v, err, CT_ENOMEM, "out of memory");
   char path[4096];
@@ -373,7 +373,7 @@ void snp_signer_report_defaults(const snp_signer_vek *v, snp_gen gen, snp_signer
   o->reported_tcb.has_fmc = gen == SNP_GEN_TURIN;
 }
 
-ct_status snp_signer_report(const snp_signer_vek *v, snp_gen gen, const snp_signer_report_opts *o,
+CT_RESULT snp_signer_report(const snp_signer_vek *v, snp_gen gen, const snp_signer_report_opts *o,
                             uint8_t raw[SNP_REPORT_SIZE], ct_err *err) {
   memset(raw, 0, SNP_REPORT_SIZE);
   snp_signer__le(raw + 0x00, o->version, 4);
@@ -418,7 +418,7 @@ ct_status snp_signer_report(const snp_signer_vek *v, snp_gen gen, const snp_sign
   return CT_OK;
 }
 
-ct_status snp_signer_evidence(const snp_signer_vek *v, const uint8_t raw[SNP_REPORT_SIZE], bool with_chain,
+CT_RESULT snp_signer_evidence(const snp_signer_vek *v, const uint8_t raw[SNP_REPORT_SIZE], bool with_chain,
                               json_t **out, ct_err *err) {
   json_t *report = NULL;
   CT_GUARD(guest_snp_report_to_json(raw, SNP_REPORT_SIZE, &report, err));

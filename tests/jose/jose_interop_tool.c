@@ -24,7 +24,7 @@ static int fail(const char *what, const ct_err *err) {
   return 1;
 }
 
-static ct_status read_stdin(ct_buf *b, ct_err *err) {
+static CT_RESULT read_stdin(ct_buf *b, ct_err *err) {
   ct_buf_init(b, 64u << 20);
   uint8_t chunk[65536];
   size_t n;
@@ -33,7 +33,7 @@ static ct_status read_stdin(ct_buf *b, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status read_json_file(const char *path, json_t **out, ct_err *err) {
+static CT_RESULT read_json_file(const char *path, json_t **out, ct_err *err) {
   uint8_t *data = NULL;
   size_t len = 0;
   CT_GUARD(ct_file_read(path, 1u << 20, &data, &len, err));
@@ -43,7 +43,7 @@ static ct_status read_json_file(const char *path, json_t **out, ct_err *err) {
   return st;
 }
 
-static ct_status read_jwk(const char *path, jose_jwk **out, ct_err *err) {
+static CT_RESULT read_jwk(const char *path, jose_jwk **out, ct_err *err) {
   json_t *j = NULL;
   CT_GUARD(read_json_file(path, &j, err));
   ct_status st = jose_jwk_from_json(j, out, err);

@@ -12,7 +12,7 @@
 #include "rego.h"
 
 /* query_reference_value backed by a JSON object of id -> value. */
-static ct_status rv_lookup(void *ctx, json_t *const *args, size_t nargs, json_t **result, ct_err *err) {
+static CT_RESULT rv_lookup(void *ctx, json_t *const *args, size_t nargs, json_t **result, ct_err *err) {
   (void)err;
   json_t *v = nargs == 1 ? json_object_get(ctx, json_string_value(args[0])) : NULL;
   *result = v ? json_incref(v) : json_null();

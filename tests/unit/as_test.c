@@ -60,7 +60,7 @@ static json_t *runtime_data(void) {
                    "ECDH-ES+A256KW", "x", "AAAA", "y", "BBBB", "nonce", "bm9uY2U=", "additional-evidence", "");
 }
 
-static ct_status evaluate(fixture *f, const char *init_data, bool tamper, char **token, json_t **claims, ct_err *err) {
+static CT_RESULT evaluate(fixture *f, const char *init_data, bool tamper, char **token, json_t **claims, ct_err *err) {
   json_t *rt = runtime_data();
   json_t *ev = sample_evidence(rt, tamper);
   as_request req = {.tee = "sample", .evidence = ev, .runtime_data = rt, .init_data_toml = init_data,

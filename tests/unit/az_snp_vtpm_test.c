@@ -29,7 +29,7 @@ static json_t *load_json(const char *rel) {
   return j;
 }
 
-static ct_status run(const json_t *ev, const uint8_t *rd, size_t rd_len, const uint8_t *id,
+static CT_RESULT run(const json_t *ev, const uint8_t *rd, size_t rd_len, const uint8_t *id,
                      size_t id_len, json_t **claims, ct_err *err) {
   const as_verifier *v = as_verifier_find("az-snp-vtpm");
   assert_non_null(v);
@@ -165,7 +165,7 @@ static void vek_der(const char *rel, uint8_t **der, size_t *len) {
 }
 
 /* Verifies the SNP report inside an HCL report with vcek.pem; returns the status. */
-static ct_status check_hcl_snp(const uint8_t *hcl, size_t n, ct_err *err) {
+static CT_RESULT check_hcl_snp(const uint8_t *hcl, size_t n, ct_err *err) {
   az_hcl_report h;
   CT_GUARD(az_hcl_parse(hcl, n, &h, err));
   snp_report r;

@@ -40,7 +40,7 @@ static void azt__teardown(azt_fixture *f) {
   tdx_test__unload(&f->tq);
 }
 
-static ct_status azt__verify(azt_fixture *f, const json_t *ev, const char *rd, const uint8_t *init,
+static CT_RESULT azt__verify(azt_fixture *f, const json_t *ev, const char *rd, const uint8_t *init,
                              size_t init_len, json_t **claims, ct_err *err) {
   as_verify_request req = {.tee = "az-tdx-vtpm", .evidence = ev, .report_data = (const uint8_t *)rd,
                            .report_data_len = rd ? strlen(rd) : 0, .init_data_digest = init,

@@ -422,7 +422,7 @@ typedef struct sink_state {
   char head[64];
 } sink_state;
 
-static ct_status sink_collect(void *ud, const uint8_t *d, size_t n, ct_err *err) {
+static CT_RESULT sink_collect(void *ud, const uint8_t *d, size_t n, ct_err *err) {
   sink_state *s = ud;
   if (s->refuse_after && s->total + n > s->refuse_after)
     return ct_fail(err, CT_ECRYPTO, "blob digest mismatch after %zu bytes", s->total);

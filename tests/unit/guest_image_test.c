@@ -156,7 +156,7 @@ static int teardown(void **state) {
   return 0;
 }
 
-static ct_status unpack(const member *m, size_t n, int gzip, ct_err *err) {
+static CT_RESULT unpack(const member *m, size_t n, int gzip, ct_err *err) {
   size_t len = 0;
   uint8_t *tar = make_tar(m, n, gzip, &len);
   cdh_unpack_state us = {0};

@@ -39,7 +39,7 @@ static jose_jwk *jwk_from_string(const char *s) {
   return k;
 }
 
-static ct_status jwk_try(const char *s, ct_err *err) {
+static CT_RESULT jwk_try(const char *s, ct_err *err) {
   json_t *v = parse(s);
   jose_jwk *k = NULL;
   ct_status st = jose_jwk_from_json(v, &k, err);
@@ -661,7 +661,7 @@ static void test_jwe_rejections(void **state) {
 
 /* ---- x5c, trust stores, JWK Sets ----------------------------------------------------------- */
 
-static ct_status x5c_scenario(int n, ct_err *err) {
+static CT_RESULT x5c_scenario(int n, ct_err *err) {
   char rel[64], path[4096];
   snprintf(rel, sizeof rel, "jwk/scenario%02d-trust.pem", n);
   if (!ct_test_vector_path(rel, path, sizeof path)) skip();

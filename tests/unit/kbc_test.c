@@ -64,7 +64,7 @@ static void test_report_data_matches_trustee_canonical_form(void **state) {
   json_decref(jwk);
 }
 
-static ct_status never_called(void *ud, const uint8_t *rd, size_t len, json_t **ev, ct_err *err) {
+static CT_RESULT never_called(void *ud, const uint8_t *rd, size_t len, json_t **ev, ct_err *err) {
   (void)rd;
   (void)len;
   (void)ev;

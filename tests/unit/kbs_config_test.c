@@ -3,7 +3,7 @@
 #include "kbs_config.h"
 #include "toml.h"
 
-static ct_status parse(const char *text, kbs_config **out, ct_err *err) {
+static CT_RESULT parse(const char *text, kbs_config **out, ct_err *err) {
   json_t *doc = NULL;
   CT_GUARD(toml_parse(text, strlen(text), &doc, err));
   ct_status st = kbs_config_from_json(doc, out, err);

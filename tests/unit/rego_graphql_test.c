@@ -159,7 +159,7 @@ static void test_bounds(void **state) {
   rg_arena_free(&a);
 }
 
-static ct_status build(rg_arena *a, const char *schema, gq_schema **s, ct_err *err) {
+static CT_RESULT build(rg_arena *a, const char *schema, gq_schema **s, ct_err *err) {
   rv *doc;
   CT_GUARD(gq_parse_schema(a, schema, strlen(schema), &doc, err));
   return gq_schema_build(a, doc, NULL, s, err);

@@ -47,7 +47,7 @@ static char *regress__conj_policy(size_t n) {
   return s;
 }
 
-static ct_status regress__compile(const char *src, rego_policy **p, ct_err *err) {
+static CT_RESULT regress__compile(const char *src, rego_policy **p, ct_err *err) {
   rego_module m = {"regress.rego", src};
   return rego_compile(&m, 1, NULL, p, err);
 }
@@ -128,7 +128,7 @@ static long regress__ms_since(const struct timespec *t0) {
   return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
-static ct_status regress__finish_never(void *ctx, const char *key, as_fetch_resp *r, size_t n, ct_err *err) {
+static CT_RESULT regress__finish_never(void *ctx, const char *key, as_fetch_resp *r, size_t n, ct_err *err) {
   (void)ctx;
   (void)key;
   (void)n;

@@ -48,7 +48,7 @@ static json_t *raw_evidence(const uint8_t *rep, size_t rep_len, const char *type
   return ev;
 }
 
-static ct_status run(const as_verifier_config *cfg, const json_t *ev, const uint8_t *rd,
+static CT_RESULT run(const as_verifier_config *cfg, const json_t *ev, const uint8_t *rd,
                      size_t rd_len, const uint8_t *id, size_t id_len, json_t **claims, ct_err *err) {
   const as_verifier *v = verifier();
   void *st = NULL;

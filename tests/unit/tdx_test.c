@@ -138,7 +138,7 @@ static void test_parse_truncations(void **s) {
 /* ---- signature chain and tamper tests ------------------------------------------------------- */
 
 /* Runs the full signature chain (no collateral) on a quote buffer. */
-static ct_status tdx_test__sigchain(const uint8_t *quote, size_t ql, ct_err *err) {
+static CT_RESULT tdx_test__sigchain(const uint8_t *quote, size_t ql, ct_err *err) {
   dcap_quote q;
   CT_GUARD(dcap_quote_parse(quote, ql, &q, err));
   STACK_OF(X509) *chain = NULL;
@@ -512,7 +512,7 @@ static void test_tcb_tdx10(void **s) {
   free(qe0);
 }
 
-static ct_status tdx_test__verify(tdx_state *st, const uint8_t *quote, size_t ql, const uint8_t *ccel, size_t cl,
+static CT_RESULT tdx_test__verify(tdx_state *st, const uint8_t *quote, size_t ql, const uint8_t *ccel, size_t cl,
                                   const uint8_t *rd, size_t rdl, const uint8_t *id, size_t idl, json_t **claims,
                                   ct_err *err) {
   char *qb = NULL, *cb = NULL;

@@ -80,7 +80,7 @@ static inline void tdx_test__unload(tdx_test_quote *t) {
 }
 
 /* Evaluates; returns the status or the error message. */
-static inline ct_status tdx_test__eval(tdx_test_quote *t, const char *tcb, const char *qe, time_t now,
+static inline CT_RESULT tdx_test__eval(tdx_test_quote *t, const char *tcb, const char *qe, time_t now,
                                 dcap_tcb_result *r, ct_err *err) {
   dcap_collateral *c = tdx_test__col(tcb, qe);
   ct_status st = dcap_tcb_evaluate(c, &t->q, &t->pck, t->chain, now, r, err);

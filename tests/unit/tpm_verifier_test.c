@@ -68,7 +68,7 @@ static void tpmt__untrust(tpmt_env *e) {
   as_verifier_find("tpm")->destroy(e->state);
 }
 
-static ct_status tpmt__verify(tpmt_env *e, const json_t *ev, const uint8_t *rd, size_t rdl,
+static CT_RESULT tpmt__verify(tpmt_env *e, const json_t *ev, const uint8_t *rd, size_t rdl,
                               const uint8_t *init, size_t il, json_t **claims, ct_err *err) {
   as_verify_request req = {.tee = "tpm", .evidence = ev, .report_data = rd, .report_data_len = rdl,
                            .init_data_digest = init, .init_data_digest_len = il};

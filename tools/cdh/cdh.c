@@ -113,7 +113,7 @@ static int cdh__parse_args(int argc, char **argv, cdh__args *a) {
   return 0;
 }
 
-static ct_status cdh__read_text(const char *path, char **text, size_t *len, ct_err *err) {
+static CT_RESULT cdh__read_text(const char *path, char **text, size_t *len, ct_err *err) {
   uint8_t *d = NULL;
   CT_GUARD(ct_file_read(path, CDH_CONFIG_MAX, &d, len, err));
   *text = (char *)d;
@@ -127,7 +127,7 @@ static int cdh__exists(const char *root, const char *abs, char *buf, size_t cap)
 
 /* Loads configuration in upstream's precedence: explicit files, then init-data entries, then
  * peer-pod files, then AA_KBC_PARAMS / the kernel command line. */
-static ct_status cdh__load(const cdh__args *a, cdh_config *cfg, cdh_initdata *id, int *have_id,
+static CT_RESULT cdh__load(const cdh__args *a, cdh_config *cfg, cdh_initdata *id, int *have_id,
                            ct_err *err) {
   char p[4096];
   *have_id = 0;
@@ -194,7 +194,7 @@ static int cdh__write_all(const uint8_t *d, size_t n) {
 }
 
 /* Reads a sealed secret from stdin (a pipe, not a regular file), bounded. */
-static ct_status cdh__read_stdin(char **out, size_t *len, ct_err *err) {
+static CT_RESULT cdh__read_stdin(char **out, size_t *len, ct_err *err) {
   ct_buf b;
   ct_buf_init(&b, CDH_SEALED_MAX);
   char chunk[4096];

@@ -55,7 +55,7 @@ static bool coco__looks_like_annotation(const char *t, size_t len) {
 }
 
 /* Reads init-data from a file holding the TOML or its annotation form. *text is the TOML. */
-static ct_status coco__load_initdata(const char *path, char **text, size_t *len, initdata **d, ct_err *err) {
+static CT_RESULT coco__load_initdata(const char *path, char **text, size_t *len, initdata **d, ct_err *err) {
   char *raw = NULL;
   size_t raw_len = 0;
   CT_GUARD(coco_read(path, COCO_FILE_MAX, &raw, &raw_len, err));
@@ -80,7 +80,7 @@ static ct_status coco__load_initdata(const char *path, char **text, size_t *len,
   return CT_OK;
 }
 
-static ct_status coco__hex_line(const uint8_t *b, size_t n, ct_err *err) {
+static CT_RESULT coco__hex_line(const uint8_t *b, size_t n, ct_err *err) {
   char hex[2 * 64 + 2];
   ct_hex_into(b, n, hex);
   size_t l = strlen(hex);
@@ -91,7 +91,7 @@ static ct_status coco__hex_line(const uint8_t *b, size_t n, ct_err *err) {
 /* --- render ----------------------------------------------------------------------------------- */
 
 /* Characters that would end or change the TOML strings the values are embedded in. */
-static ct_status coco__check_embeddable(const char *what, const char *s, size_t len, bool basic, ct_err *err) {
+static CT_RESULT coco__check_embeddable(const char *what, const char *s, size_t len, bool basic, ct_err *err) {
   CT_ENSURE(!memmem(s, len, "'''", 3), err, CT_EINVAL, "%s contains ''' (it is embedded in a TOML literal string)",
             what);
   if (basic) {
@@ -107,7 +107,7 @@ static ct_status coco__check_embeddable(const char *what, const char *s, size_t 
   return CT_OK;
 }
 
-static ct_status coco__check_url(const char *url, ct_err *err) {
+static CT_RESULT coco__check_url(const char *url, ct_err *err) {
   size_t n = strnlen(url, COCO__URL_MAX + 1);
   CT_ENSURE(n <= COCO__URL_MAX, err, CT_ELIMIT, "--kbs-url is longer than %u bytes", COCO__URL_MAX);
   CT_ENSURE(!strncmp(url, "https://", 8) || !strncmp(url, "http://", 7), err, CT_EINVAL,
@@ -121,7 +121,7 @@ static ct_status coco__check_url(const char *url, ct_err *err) {
 }
 
 /* The KBS certificate: PEM holding at least one X.509 certificate (the guest pins it). */
-static ct_status coco__check_cert(const char *pem, size_t len, ct_err *err) {
+static CT_RESULT coco__check_cert(const char *pem, size_t len, ct_err *err) {
   BIO *bio = BIO_new_mem_buf(pem, (int)len);
   CT_ENSURE(bio, err, CT_ENOMEM, "out of memory");
   X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
@@ -131,7 +131,7 @@ static ct_status coco__check_cert(const char *pem, size_t len, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status coco__compile_agent_policy(const char *name, const char *text, rego_policy **p, ct_err *err) {
+static CT_RESULT coco__compile_agent_policy(const char *name, const char *text, rego_policy **p, ct_err *err) {
   rego_module m = {name, text};
   ct_status st = rego_compile(&m, 1, NULL, p, err);
   if (st) return ct_err_prefix(err, "agent policy: ");
@@ -143,7 +143,7 @@ typedef struct coco__render_args {
   bool permissive;
 } coco__render_args;
 
-static ct_status coco__render(const coco__render_args *a, ct_buf *out, ct_err *err) {
+static CT_RESULT coco__render(const coco__render_args *a, ct_buf *out, ct_err *err) {
   CT_GUARD(coco__check_url(a->url, err));
   static const char *const flavours[] = {"insecure", "reject", "signed"};
   bool known = false;
@@ -487,7 +487,7 @@ done:
 /* --- explain-policy --------------------------------------------------------------------------- */
 
 /* Splits a command line like a POSIX shell does for plain words and quotes (no expansion). */
-static ct_status coco__split_args(const char *s, json_t *arr, ct_err *err) {
+static CT_RESULT coco__split_args(const char *s, json_t *arr, ct_err *err) {
   size_t n = strnlen(s, 65537);
   CT_ENSURE(n <= 65536, err, CT_ELIMIT, "--args is longer than 64 KiB");
   char *word = malloc(n + 1);
@@ -532,7 +532,7 @@ static ct_status coco__split_args(const char *s, json_t *arr, ct_err *err) {
 
 /* The JSON the kata agent hands its policy for `oc exec POD -- ARGS...`: the ttRPC
  * ExecProcessRequest as serde serialises it (OCI process members capitalised). */
-static ct_status coco__exec_input(const char *args, json_t **out, ct_err *err) {
+static CT_RESULT coco__exec_input(const char *args, json_t **out, ct_err *err) {
   json_t *argv = json_array();
   CT_ENSURE(argv, err, CT_ENOMEM, "out of memory");
   ct_status st = coco__split_args(args, argv, err);

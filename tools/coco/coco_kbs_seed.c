@@ -49,7 +49,7 @@ static bool coco__plain_name(const char *s) {
 static int coco__cmpstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Sorted names of a directory (stable output), without '.'-names. */
-static ct_status coco__list(const char *dir, char ***names, size_t *n, ct_err *err) {
+static CT_RESULT coco__list(const char *dir, char ***names, size_t *n, ct_err *err) {
   *names = NULL;
   *n = 0;
   DIR *d = opendir(dir);
@@ -80,7 +80,7 @@ static void coco__list_free(char **v, size_t n) {
   free(v);
 }
 
-static ct_status coco__seed_policies(kvs *store, rvps *rv, const char *dir, size_t *count, ct_err *err) {
+static CT_RESULT coco__seed_policies(kvs *store, rvps *rv, const char *dir, size_t *count, ct_err *err) {
   char **names = NULL;
   size_t n = 0;
   CT_GUARD(coco__list(dir, &names, &n, err));
@@ -109,7 +109,7 @@ static ct_status coco__seed_policies(kvs *store, rvps *rv, const char *dir, size
   return st;
 }
 
-static ct_status coco__seed_refvalues(rvps *rv, const char *file, size_t *count, ct_err *err) {
+static CT_RESULT coco__seed_refvalues(rvps *rv, const char *file, size_t *count, ct_err *err) {
   char *text = NULL;
   size_t len = 0;
   CT_GUARD(coco_read(file, COCO_FILE_MAX, &text, &len, err));
@@ -153,7 +153,7 @@ static ct_status coco__seed_refvalues(rvps *rv, const char *file, size_t *count,
   return st;
 }
 
-static ct_status coco__seed_resources(kvs *store, const char *dir, size_t *count, ct_err *err) {
+static CT_RESULT coco__seed_resources(kvs *store, const char *dir, size_t *count, ct_err *err) {
   char **types = NULL;
   size_t nt = 0;
   CT_GUARD(coco__list(dir, &types, &nt, err));

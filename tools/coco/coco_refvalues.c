@@ -41,7 +41,7 @@ static int coco__refvalues_usage(void) {
 }
 
 /* A SHA-256 PCR value as the verifiers report it: 64 lower-case hex digits, "0x" stripped. */
-static ct_status coco__pcr_hex(const char *name, const char *v, char out[65], ct_err *err) {
+static CT_RESULT coco__pcr_hex(const char *name, const char *v, char out[65], ct_err *err) {
   if (!strncmp(v, "0x", 2) || !strncmp(v, "0X", 2)) v += 2;
   size_t n = strlen(v);
   CT_ENSURE(n == 64, err, CT_EINVAL, "measurement %s has %zu hex digits (a SHA-256 PCR has 64)", name, n);
@@ -53,7 +53,7 @@ static ct_status coco__pcr_hex(const char *name, const char *v, char out[65], ct
   return CT_OK;
 }
 
-static ct_status coco__check_time(const char *t, ct_err *err) {
+static CT_RESULT coco__check_time(const char *t, ct_err *err) {
   struct tm tm;
   memset(&tm, 0, sizeof tm);
   const char *end = strptime(t, "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -63,7 +63,7 @@ static ct_status coco__check_time(const char *t, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status coco__prefixes(const char *list, char pfx[COCO__MAX_PREFIXES][8], size_t *npfx, ct_err *err) {
+static CT_RESULT coco__prefixes(const char *list, char pfx[COCO__MAX_PREFIXES][8], size_t *npfx, ct_err *err) {
   const char *p = list ? list : "snp,tdx";
   *npfx = 0;
   while (*p) {
@@ -79,7 +79,7 @@ static ct_status coco__prefixes(const char *list, char pfx[COCO__MAX_PREFIXES][8
   return CT_OK;
 }
 
-ct_status coco_refvalues_build(const json_t *doc, const char *what, const uint8_t *pcr8, const char *prefixes,
+CT_RESULT coco_refvalues_build(const json_t *doc, const char *what, const uint8_t *pcr8, const char *prefixes,
                                json_t **values, ct_err *err) {
   *values = NULL;
   char pfx[COCO__MAX_PREFIXES][8];
@@ -118,7 +118,7 @@ ct_status coco_refvalues_build(const json_t *doc, const char *what, const uint8_
   return CT_OK;
 }
 
-ct_status coco_refvalues_message(const json_t *values, char **message, ct_err *err) {
+CT_RESULT coco_refvalues_message(const json_t *values, char **message, ct_err *err) {
   char *payload = NULL, *b64 = NULL;
   CT_GUARD(ct_json_dump(values, &payload, err));
   ct_status st = ct_b64_encode(CT_B64_STD, (const uint8_t *)payload, strlen(payload), &b64, err);
@@ -132,7 +132,7 @@ ct_status coco_refvalues_message(const json_t *values, char **message, ct_err *e
   return st;
 }
 
-ct_status coco_initdata_pcr8_of(const char *path, uint8_t pcr8[32], ct_err *err) {
+CT_RESULT coco_initdata_pcr8_of(const char *path, uint8_t pcr8[32], ct_err *err) {
   char *toml = NULL;
   size_t tl = 0;
   initdata *d = NULL;
@@ -149,7 +149,7 @@ typedef struct coco__rv_args {
   const char *file, *initdata, *expiration, *prefixes, *format, *out;
 } coco__rv_args;
 
-static ct_status coco__from_measurements(const coco__rv_args *a, ct_buf *out, ct_err *err) {
+static CT_RESULT coco__from_measurements(const coco__rv_args *a, ct_buf *out, ct_err *err) {
   const char *fmt = a->format ? a->format : "message";
   CT_ENSURE(!strcmp(fmt, "message") || !strcmp(fmt, "list") || !strcmp(fmt, "kbs-client"), err, CT_EINVAL,
             "--format \"%.32s\" is not message, list or kbs-client", fmt);

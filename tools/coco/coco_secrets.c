@@ -86,7 +86,7 @@ static void coco__fields_free(coco__field *f, size_t n) {
   }
 }
 
-static ct_status coco__generate(coco__field *f, ct_err *err) {
+static CT_RESULT coco__generate(coco__field *f, ct_err *err) {
   static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
   uint8_t rnd[COCO__GEN_LEN * 2];
   f->value = malloc(COCO__GEN_LEN + 1);
@@ -105,7 +105,7 @@ static ct_status coco__generate(coco__field *f, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status coco__read_path(const coco__load *l, const char *path, char **out, size_t *len, ct_err *err) {
+static CT_RESULT coco__read_path(const coco__load *l, const char *path, char **out, size_t *len, ct_err *err) {
   char full[4096];
   int n;
   if (!strncmp(path, "~/", 2)) {
@@ -123,7 +123,7 @@ static ct_status coco__read_path(const coco__load *l, const char *path, char **o
 }
 
 /* Resolves the fields of one secret (values and files; generation is decided per target). */
-static ct_status coco__resolve(const coco__load *l, const char *secret, const json_t *fields, coco__field *out,
+static CT_RESULT coco__resolve(const coco__load *l, const char *secret, const json_t *fields, coco__field *out,
                                size_t *n, ct_err *err) {
   *n = 0;
   CT_ENSURE(json_is_array(fields) && json_array_size(fields) > 0, err, CT_EINVAL,
@@ -185,7 +185,7 @@ static ct_status coco__resolve(const coco__load *l, const char *secret, const js
 
 /* --- HTTP ------------------------------------------------------------------------------------- */
 
-static ct_status coco__http(const coco__load *l, const char *method, const char *url, const char *auth_header,
+static CT_RESULT coco__http(const coco__load *l, const char *method, const char *url, const char *auth_header,
                             const char *ctype, const void *body, size_t len, ct_http_resp *resp, ct_err *err) {
   char auth[8192], ct[128];
   const char *headers[3] = {NULL, NULL, NULL};
@@ -207,7 +207,7 @@ static ct_status coco__http(const coco__load *l, const char *method, const char 
 }
 
 /* "HTTP 403: {detail}" from a Vault ({"errors":[...]}) or KBS ({"type","detail"}) error body. */
-static ct_status coco__http_refused(const char *what, const ct_http_resp *r, ct_err *err) {
+static CT_RESULT coco__http_refused(const char *what, const ct_http_resp *r, ct_err *err) {
   json_t *e = NULL;
   ct_err ignored;
   const char *detail = NULL;
@@ -223,7 +223,7 @@ static ct_status coco__http_refused(const char *what, const ct_http_resp *r, ct_
 
 /* --- Vault ------------------------------------------------------------------------------------ */
 
-static ct_status coco__vault_secret(coco__load *l, const char *prefix, const char *secret, coco__field *f, size_t n,
+static CT_RESULT coco__vault_secret(coco__load *l, const char *prefix, const char *secret, coco__field *f, size_t n,
                                     ct_err *err) {
   char url[4096], what[512];
   snprintf(url, sizeof url, "%s/v1/%s/data/%s/%s", l->vault_url, l->mount, prefix, secret);
@@ -303,7 +303,7 @@ static const char *coco__kbs_type(const char *secret) {
   return secret;
 }
 
-static ct_status coco__kbs_post(coco__load *l, const char *path, const char *ctype, const void *body, size_t len,
+static CT_RESULT coco__kbs_post(coco__load *l, const char *path, const char *ctype, const void *body, size_t len,
                                 const char *what, ct_err *err) {
   char url[4096];
   snprintf(url, sizeof url, "%s%s", l->kbs_url, path);
@@ -314,7 +314,7 @@ static ct_status coco__kbs_post(coco__load *l, const char *path, const char *cty
   return st;
 }
 
-static ct_status coco__kbs_secret(coco__load *l, const char *secret, coco__field *f, size_t n, ct_err *err) {
+static CT_RESULT coco__kbs_secret(coco__load *l, const char *secret, coco__field *f, size_t n, ct_err *err) {
   if (!strcmp(secret, "kbsPublicKey")) {
     printf("kbs: %s skipped (the KBS's own admin key: the kbs chart mounts it)\n", secret);
     return CT_OK;
@@ -357,7 +357,7 @@ static ct_status coco__kbs_secret(coco__load *l, const char *secret, coco__field
 
 /* --- driver ----------------------------------------------------------------------------------- */
 
-static ct_status coco__token(coco__load *l, ct_err *err) {
+static CT_RESULT coco__token(coco__load *l, ct_err *err) {
   if (l->vault_url) {
     if (l->vault_token_file) {
       size_t len = 0;
@@ -392,7 +392,7 @@ static ct_status coco__token(coco__load *l, ct_err *err) {
   return st;
 }
 
-static ct_status coco__load_all(coco__load *l, ct_err *err) {
+static CT_RESULT coco__load_all(coco__load *l, ct_err *err) {
   char *text = NULL;
   size_t len = 0;
   CT_GUARD(coco_read(l->file, COCO_FILE_MAX, &text, &len, err));

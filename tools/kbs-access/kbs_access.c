@@ -126,7 +126,7 @@ static void *ka__fetcher(void *ud) {
 
 /* --- the page ---------------------------------------------------------------------------------- */
 
-static ct_status ka__html_escape(ct_buf *b, const uint8_t *s, size_t n, ct_err *err) {
+static CT_RESULT ka__html_escape(ct_buf *b, const uint8_t *s, size_t n, ct_err *err) {
   for (size_t i = 0; i < n; i++) {
     switch (s[i]) {
       case '<': CT_GUARD(ct_buf_append_str(b, "&lt;", err)); break;
@@ -150,7 +150,7 @@ static bool ka__printable(const uint8_t *s, size_t n) {
   return ok;
 }
 
-static ct_status ka__page(ka_state *s, bool reveal, ct_buf *b, ct_err *err) {
+static CT_RESULT ka__page(ka_state *s, bool reveal, ct_buf *b, ct_err *err) {
   pthread_mutex_lock(&s->lock);
   ct_status st = ct_buf_printf(
       b, err,

@@ -78,7 +78,7 @@ static int kc__fail(const char *what, const ct_err *err) {
 /* --- attestation (the shared KBS client library) ---------------------------------------------- */
 
 /* This tool runs outside a TEE: it attests with the sample TEE's evidence. */
-static ct_status kc__sample_evidence(void *ud, const uint8_t *report_data, size_t len, json_t **evidence, ct_err *err) {
+static CT_RESULT kc__sample_evidence(void *ud, const uint8_t *report_data, size_t len, json_t **evidence, ct_err *err) {
   (void)ud;
   char *b64 = NULL;
   CT_GUARD(ct_b64_encode(CT_B64_STD, report_data, len, &b64, err));
@@ -157,7 +157,7 @@ static int kc__get_resource(const kc_opts *o) {
 }
 
 /* Loads a PEM private key (the admin's signing key). */
-static ct_status kc__load_key(const char *path, jose_jwk **key, ct_err *err) {
+static CT_RESULT kc__load_key(const char *path, jose_jwk **key, ct_err *err) {
   uint8_t *pem = NULL;
   size_t len = 0;
   CT_GUARD(ct_file_read(path, 1u << 20, &pem, &len, err));
@@ -171,7 +171,7 @@ static ct_status kc__load_key(const char *path, jose_jwk **key, ct_err *err) {
 /* --- admin ----------------------------------------------------------------------------------- */
 
 /* A short-lived admin token signed with the admin's private key (Trustee 1.0's simple admin). */
-static ct_status kc__sign_admin_token(const char *key_path, char **token, ct_err *err) {
+static CT_RESULT kc__sign_admin_token(const char *key_path, char **token, ct_err *err) {
   jose_jwk *key = NULL;
   CT_GUARD(kc__load_key(key_path, &key, err));
   ct_status st = jose_admin_token(key, "kbs-client", 7200, token, err);

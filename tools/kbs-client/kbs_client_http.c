@@ -6,7 +6,7 @@
 
 #include "ct_mem.h"
 
-ct_status kc_http_call(kc_http *h, const char *method, const char *path, const char *content_type,
+CT_RESULT kc_http_call(kc_http *h, const char *method, const char *path, const char *content_type,
                        const void *body, size_t body_len, long *status, ct_buf *out, ct_err *err) {
   if (!h->client) {
     ct_http_opts o = {.ca_file = h->cert_file, .timeout_ms = 60000, .connect_timeout_ms = 60000,

@@ -68,7 +68,7 @@ static int cli__parse(int argc, char **argv, cli__opts *o, FILE *errf) {
 /* A top-level vcek.der / vlek.der in the collateral directory becomes the snp cert_chain when the
  * evidence has none (absent or null); a chain the evidence carries, even an empty one, is
  * verified as it is, as the KBS would. */
-static ct_status cli__snp_chain(json_t *ev, const char *dir, ct_err *err) {
+static CT_RESULT cli__snp_chain(json_t *ev, const char *dir, ct_err *err) {
   json_t *cc = json_object_get(ev, "cert_chain");
   if (!dir || (cc && !json_is_null(cc))) return CT_OK;
   static const char *names[][2] = {{"vcek.der", "VCEK"}, {"vlek.der", "VLEK"}};
@@ -90,7 +90,7 @@ static ct_status cli__snp_chain(json_t *ev, const char *dir, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status cli__load_evidence(const cli__opts *o, json_t **out, ct_err *err) {
+static CT_RESULT cli__load_evidence(const cli__opts *o, json_t **out, ct_err *err) {
   uint8_t *b = NULL;
   size_t n = 0;
   if (ct_file_read(o->evidence, CLI_EVIDENCE_MAX, &b, &n, err) != CT_OK)
@@ -120,7 +120,7 @@ static ct_status cli__load_evidence(const cli__opts *o, json_t **out, ct_err *er
   return CT_OK;
 }
 
-static ct_status cli__report_data(const cli__opts *o, uint8_t **rd, size_t *len, ct_err *err) {
+static CT_RESULT cli__report_data(const cli__opts *o, uint8_t **rd, size_t *len, ct_err *err) {
   if (o->report_data) {
     const char *h = o->report_data;
     if (strncmp(h, "0x", 2) == 0) h += 2;
@@ -149,7 +149,7 @@ static ct_status cli__report_data(const cli__opts *o, uint8_t **rd, size_t *len,
   return CT_OK;
 }
 
-static ct_status cli__init_data(const cli__opts *o, uint8_t *digest, size_t *len, ct_err *err) {
+static CT_RESULT cli__init_data(const cli__opts *o, uint8_t *digest, size_t *len, ct_err *err) {
   uint8_t *b = NULL;
   size_t n = 0;
   if (ct_file_read(o->init_data, INITDATA_MAX_SIZE, &b, &n, err) != CT_OK)

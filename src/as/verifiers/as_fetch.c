@@ -88,7 +88,7 @@ CT_RESULT as_fetcher_new(const as_fetcher_config *cfg, as_fetcher **out, ct_err 
   return CT_OK;
 }
 
-ct_status as_fetcher_get(as_fetcher **slot, pthread_mutex_t *lock, const as_fetcher_config *cfg, as_fetcher **out,
+CT_RESULT as_fetcher_get(as_fetcher **slot, pthread_mutex_t *lock, const as_fetcher_config *cfg, as_fetcher **out,
                          ct_err *err) {
   pthread_mutex_lock(lock);
   ct_status st = *slot ? CT_OK : as_fetcher_new(cfg, slot, err);
@@ -219,7 +219,7 @@ static void as_fetch__done(void *ud, ct_status st, ct_http_resp *resp, const ct_
   if (last) as_fetch__complete(j);
 }
 
-static ct_status as_fetch__retry_msg(as_fetcher *f, const char *key, ct_err *err) {
+static CT_RESULT as_fetch__retry_msg(as_fetcher *f, const char *key, ct_err *err) {
   return ct_fail(err, CT_EIO,
                  "%s: fetching what this evidence needs (%.80s) in the background; attest again in a few seconds",
                  f->name, key);

@@ -46,7 +46,7 @@ int as_fetch_resp_header_at(const as_fetch_resp *r, size_t i, const char **name,
 /* Turns the responses of a fetch's GETs into the verifier's cached result. Runs on the fetcher's
  * I/O thread (it must not block on the network); `ctx` is the verifier state, alive while the
  * fetcher is. An error here is what waiting and later requests are told (and it is remembered). */
-typedef ct_status (*as_fetch_finish_fn)(void *ctx, const char *key, as_fetch_resp *resps, size_t n,
+typedef CT_RESULT (*as_fetch_finish_fn)(void *ctx, const char *key, as_fetch_resp *resps, size_t n,
                                         ct_err *err);
 
 typedef struct as_fetcher_config {

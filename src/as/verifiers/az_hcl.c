@@ -55,7 +55,7 @@ CT_RESULT az_hcl_var_data_json(const az_hcl_report *h, json_t **out, ct_err *err
   return CT_OK;
 }
 
-static ct_status az__b64url_member(const json_t *jwk, const char *k, uint8_t **out, size_t *len,
+static CT_RESULT az__b64url_member(const json_t *jwk, const char *k, uint8_t **out, size_t *len,
                                    ct_err *err) {
   json_t *v = json_object_get(jwk, k);
   CT_ENSURE(json_is_string(v), err, CT_EINVAL, "HCL AK public key: JWK member \"%s\" missing", k);

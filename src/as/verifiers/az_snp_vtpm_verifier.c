@@ -68,7 +68,7 @@ typedef struct az__state {
   uint64_t clock;
 } az__state;
 
-static ct_status az__create(const as_verifier_config *cfg, void **state, ct_err *err) {
+static CT_RESULT az__create(const as_verifier_config *cfg, void **state, ct_err *err) {
   az__state *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   ct_status st = snp_ctx_new(cfg, &s->snp, err);
@@ -95,7 +95,7 @@ static void az__destroy(void *state) {
 
 /* The AK (new reference) and the decoded user-data (malloc'd copy, NULL if absent) of the
  * variable data, from the cache or by parsing it. */
-static ct_status az__var_data(az__state *s, const az_hcl_report *h, EVP_PKEY **ak, uint8_t **user,
+static CT_RESULT az__var_data(az__state *s, const az_hcl_report *h, EVP_PKEY **ak, uint8_t **user,
                               size_t *user_len, ct_err *err) {
   *ak = NULL, *user = NULL, *user_len = 0;
   pthread_mutex_lock(&s->lock);
@@ -159,7 +159,7 @@ static ct_status az__var_data(az__state *s, const az_hcl_report *h, EVP_PKEY **a
 }
 
 /* A JSON array of byte values (the v0 serde form). */
-static ct_status az__int_bytes(const json_t *a, const char *what, size_t max, uint8_t **out,
+static CT_RESULT az__int_bytes(const json_t *a, const char *what, size_t max, uint8_t **out,
                                size_t *len, ct_err *err) {
   CT_ENSURE(json_is_array(a) && json_array_size(a) <= max, err, CT_EINVAL,
             "az-snp-vtpm evidence: %s must be an array of at most %zu bytes", what, max);
@@ -179,7 +179,7 @@ static ct_status az__int_bytes(const json_t *a, const char *what, size_t max, ui
   return CT_OK;
 }
 
-static ct_status az__pcrs(const json_t *a, bool hex, az__ev *e, ct_err *err) {
+static CT_RESULT az__pcrs(const json_t *a, bool hex, az__ev *e, ct_err *err) {
   CT_ENSURE(json_is_array(a) && json_array_size(a) <= TPM_PCRS_MAX, err, CT_EINVAL,
             "az-snp-vtpm evidence: pcrs must be an array of at most %d values", TPM_PCRS_MAX);
   e->n_pcrs = json_array_size(a);
@@ -205,7 +205,7 @@ static ct_status az__pcrs(const json_t *a, bool hex, az__ev *e, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status az__b64_member(const json_t *o, const char *k, uint8_t **out, size_t *len,
+static CT_RESULT az__b64_member(const json_t *o, const char *k, uint8_t **out, size_t *len,
                                 ct_err *err) {
   json_t *v = json_object_get(o, k);
   CT_ENSURE(json_is_string(v) && json_string_length(v) <= AZ_HCL_MAX * 2, err, CT_EINVAL,
@@ -215,7 +215,7 @@ static ct_status az__b64_member(const json_t *o, const char *k, uint8_t **out, s
   return CT_OK;
 }
 
-static ct_status az__parse_evidence(const json_t *ev, az__ev *e, ct_err *err) {
+static CT_RESULT az__parse_evidence(const json_t *ev, az__ev *e, ct_err *err) {
   memset(e, 0, sizeof *e);
   CT_ENSURE(json_is_object(ev), err, CT_EINVAL, "az-snp-vtpm evidence must be a JSON object");
   json_t *ver = json_object_get(ev, "version");
@@ -268,7 +268,7 @@ static json_t *az__fmt(unsigned v) {
 static json_t *az__bool(bool b) { return json_string(b ? "true" : "false"); }
 
 /* Trustee's parse_tee_evidence_az plus extend_claim: everything rendered as strings. */
-static ct_status az__claims(const snp_report *r, const az__ev *e, const tpm_attest *a,
+static CT_RESULT az__claims(const snp_report *r, const az__ev *e, const tpm_attest *a,
                             const unsigned *pcr_no, json_t **out, ct_err *err) {
   char *meas = NULL, *host = NULL;
   CT_GUARD(ct_b64_encode(CT_B64_STD, r->raw + SNP_OFF_MEASUREMENT, 48, &meas, err));
@@ -303,7 +303,7 @@ static ct_status az__claims(const snp_report *r, const az__ev *e, const tpm_atte
   return CT_OK;
 }
 
-static ct_status az__verify(void *state, const as_verify_request *req, json_t **claims,
+static CT_RESULT az__verify(void *state, const as_verify_request *req, json_t **claims,
                             ct_err *err) {
   az__state *s = state;
   CT_ENSURE(s, err, CT_EINTERNAL, "az-snp-vtpm verifier used without create()");

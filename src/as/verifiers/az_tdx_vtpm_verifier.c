@@ -48,7 +48,7 @@ static void azt__ev_free(azt__ev *e) {
   free(e->pcrs);
 }
 
-static ct_status azt__b64(const json_t *o, const char *k, uint8_t **out, size_t *len, ct_err *err) {
+static CT_RESULT azt__b64(const json_t *o, const char *k, uint8_t **out, size_t *len, ct_err *err) {
   json_t *v = json_object_get(o, k);
   if (json_is_array(v)) return az_vtpm_int_bytes("az-tdx-vtpm", v, k, AZT__MAX_B64, out, len, err);
   CT_ENSURE(json_is_string(v) && json_string_length(v) <= AZT__MAX_B64, err, CT_EINVAL,
@@ -59,7 +59,7 @@ static ct_status azt__b64(const json_t *o, const char *k, uint8_t **out, size_t 
 }
 
 /* The v0 tpm_quote: the az-tdx-vtpm crate's Quote in serde's default form. */
-static ct_status azt__parse_v0_quote(const json_t *q, azt__ev *e, ct_err *err) {
+static CT_RESULT azt__parse_v0_quote(const json_t *q, azt__ev *e, ct_err *err) {
   CT_GUARD(az_vtpm_int_bytes("az-tdx-vtpm", json_object_get(q, "signature"), "tpm_quote.signature", 1024, &e->sig,
                              &e->sig_len, err));
   CT_GUARD(az_vtpm_int_bytes("az-tdx-vtpm", json_object_get(q, "message"), "tpm_quote.message", 4096, &e->msg,
@@ -82,7 +82,7 @@ static ct_status azt__parse_v0_quote(const json_t *q, azt__ev *e, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status azt__parse(const json_t *ev, azt__ev *e, ct_err *err) {
+static CT_RESULT azt__parse(const json_t *ev, azt__ev *e, ct_err *err) {
   memset(e, 0, sizeof *e);
   CT_ENSURE(json_is_object(ev), err, CT_EINVAL, "az-tdx-vtpm evidence must be a JSON object");
   json_t *ver = json_object_get(ev, "version");
@@ -122,7 +122,7 @@ static ct_status azt__parse(const json_t *ev, azt__ev *e, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status azt__create(const as_verifier_config *cfg, void **state, ct_err *err) {
+static CT_RESULT azt__create(const as_verifier_config *cfg, void **state, ct_err *err) {
   tdx_state *s = NULL;
   CT_GUARD(tdx_state_new(cfg, NULL, 0, &s, err));
   *state = s;
@@ -131,7 +131,7 @@ static ct_status azt__create(const as_verifier_config *cfg, void **state, ct_err
 
 static void azt__destroy(void *state) { tdx_state_free(state); }
 
-static ct_status azt__verify(void *state, const as_verify_request *req, json_t **claims, ct_err *err) {
+static CT_RESULT azt__verify(void *state, const as_verify_request *req, json_t **claims, ct_err *err) {
   tdx_state *s = state;
   CT_ENSURE(s, err, CT_EINTERNAL, "az-tdx-vtpm verifier used without create()");
   CT_ENSURE(req->report_data, err, CT_EINVAL, "az-tdx-vtpm: unexpected empty report data (the TPM "

@@ -9,7 +9,7 @@
 #include "ct_json.h"
 #include "ct_mem.h"
 
-ct_status az_vtpm_hex_member(const char *tee, const json_t *o, const char *k, size_t max, uint8_t **out,
+CT_RESULT az_vtpm_hex_member(const char *tee, const json_t *o, const char *k, size_t max, uint8_t **out,
                              size_t *len, ct_err *err) {
   json_t *v = json_object_get(o, k);
   CT_ENSURE(json_is_string(v) && json_string_length(v) <= 2 * max, err, CT_EINVAL,
@@ -19,7 +19,7 @@ ct_status az_vtpm_hex_member(const char *tee, const json_t *o, const char *k, si
   return CT_OK;
 }
 
-ct_status az_vtpm_int_bytes(const char *tee, const json_t *a, const char *what, size_t max, uint8_t **out,
+CT_RESULT az_vtpm_int_bytes(const char *tee, const json_t *a, const char *what, size_t max, uint8_t **out,
                             size_t *len, ct_err *err) {
   CT_ENSURE(json_is_array(a) && json_array_size(a) <= max, err, CT_EINVAL,
             "%s evidence: %s must be an array of at most %zu byte values", tee, what, max);
@@ -39,7 +39,7 @@ ct_status az_vtpm_int_bytes(const char *tee, const json_t *a, const char *what, 
   return CT_OK;
 }
 
-ct_status az_vtpm_check_nonce(const char *tee, const tpm_attest *a, const uint8_t *report_data, size_t len,
+CT_RESULT az_vtpm_check_nonce(const char *tee, const tpm_attest *a, const uint8_t *report_data, size_t len,
                               ct_err *err) {
   if (ct_memeq(a->extra_data, a->extra_data_len, report_data, len)) return CT_OK;
   char want[129] = "", got[129] = "";
@@ -55,7 +55,7 @@ const uint8_t *az_vtpm_pcr(const uint8_t (*pcrs)[32], const unsigned *pcr_no, si
   return NULL;
 }
 
-ct_status az_vtpm_check_init_data(const char *tee, const uint8_t (*pcrs)[32], const unsigned *pcr_no, size_t n,
+CT_RESULT az_vtpm_check_init_data(const char *tee, const uint8_t (*pcrs)[32], const unsigned *pcr_no, size_t n,
                                   const uint8_t *digest, size_t digest_len, ct_err *err) {
   if (!digest) return CT_OK;
   CT_ENSURE(digest_len == 32, err, CT_EINVAL,
@@ -74,7 +74,7 @@ ct_status az_vtpm_check_init_data(const char *tee, const uint8_t (*pcrs)[32], co
                  AZ_VTPM_INITDATA_PCR, g, w);
 }
 
-ct_status az_vtpm_claims(json_t *claims, const uint8_t (*pcrs)[32], const unsigned *pcr_no, size_t n,
+CT_RESULT az_vtpm_claims(json_t *claims, const uint8_t (*pcrs)[32], const unsigned *pcr_no, size_t n,
                          const tpm_attest *a, ct_err *err) {
   json_t *tpm = json_object();
   CT_ENSURE(tpm, err, CT_ENOMEM, "out of memory building vTPM claims");

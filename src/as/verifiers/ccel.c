@@ -135,7 +135,7 @@ static bool ccel__utf8_valid(const uint8_t *p, size_t n) {
   return true;
 }
 
-static ct_status ccel__put_cp(ct_buf *b, uint32_t cp, ct_err *err) {
+static CT_RESULT ccel__put_cp(ct_buf *b, uint32_t cp, ct_err *err) {
   uint8_t o[4];
   size_t n;
   if (cp < 0x80) o[0] = (uint8_t)cp, n = 1;
@@ -151,7 +151,7 @@ static ct_status ccel__put_cp(ct_buf *b, uint32_t cp, ct_err *err) {
 
 /* UTF-16LE to UTF-8 into `b`. `lossy` replaces unpaired surrogates with U+FFFD (Rust's
  * from_utf16_lossy); otherwise they are an error (from_utf16). nbytes must be even. */
-static ct_status ccel__utf16(const uint8_t *p, size_t nbytes, bool lossy, ct_buf *b, ct_err *err) {
+static CT_RESULT ccel__utf16(const uint8_t *p, size_t nbytes, bool lossy, ct_buf *b, ct_err *err) {
   ct_reader rd;
   ct_reader_init(&rd, p, nbytes & ~(size_t)1, "event log: UTF-16 text");
   while (ct_reader_remaining(&rd) > 0) {
@@ -177,21 +177,21 @@ static ct_status ccel__utf16(const uint8_t *p, size_t nbytes, bool lossy, ct_buf
 
 /* ---- event detail parsers (one per Trustee parser) --------------------------------------- */
 
-static ct_status ccel__details_string(json_t *d, const char *s, size_t n, ct_err *err) {
+static CT_RESULT ccel__details_string(json_t *d, const char *s, size_t n, ct_err *err) {
   json_t *v = json_stringn(s, n);
   CT_ENSURE(v, err, CT_EINVAL, "event log: event string is not valid UTF-8");
   return ct_json_set_new(d, "string", v, err);
 }
 
 /* EV_POST_CODE, EV_ACTION, EV_EFI_ACTION, ...: the whole data as UTF-8. */
-static ct_status ccel__p_simple(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
+static CT_RESULT ccel__p_simple(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
   CT_ENSURE(ccel__utf8_valid(p, n), err, CT_EINVAL, "event log: action string is not UTF-8");
   return ccel__details_string(d, (const char *)p, n, err);
 }
 
 /* EV_EFI_PLATFORM_FIRMWARE_BLOB2 / EV_EFI_HANDOFF_TABLES2: u8 size, description (size includes
  * the terminating byte, which Trustee drops). */
-static ct_status ccel__p_simple_string(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
+static CT_RESULT ccel__p_simple_string(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
   CT_ENSURE(n >= 1, err, CT_EINVAL, "event log: blob/table description: data is too short");
   size_t end = p[0];
   CT_ENSURE(end >= 1, err, CT_EINVAL, "event log: blob/table description: zero length");
@@ -204,7 +204,7 @@ static ct_status ccel__p_simple_string(const uint8_t *p, size_t n, json_t *d, ct
 
 /* EV_PLATFORM_CONFIG_FLAGS: vendor text; 0x10 becomes a space and control characters are
  * dropped; non-UTF-8 data yields the empty string. */
-static ct_status ccel__p_platform_config(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
+static CT_RESULT ccel__p_platform_config(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
   ct_buf b;
   ct_buf_init(&b, n + 1);
   if (ccel__utf8_valid(p, n)) {
@@ -226,7 +226,7 @@ static ct_status ccel__p_platform_config(const uint8_t *p, size_t n, json_t *d, 
 }
 
 /* EV_EVENT_TAG: u32 id, u32 size, data[size]; NULs removed. */
-static ct_status ccel__p_event_tag(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
+static CT_RESULT ccel__p_event_tag(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
   CT_ENSURE(n >= 8, err, CT_EINVAL, "event log: event tag: cannot read length");
   ct_reader rd;
   ct_reader_init(&rd, p, n, "event log: event tag");
@@ -246,7 +246,7 @@ static ct_status ccel__p_event_tag(const uint8_t *p, size_t n, json_t *d, ct_err
 }
 
 /* EV_IPL: GCE's UTF-16 form (prefix 2e 00) or a NUL-terminated UTF-8 string (else hex). */
-static ct_status ccel__p_ipl(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
+static CT_RESULT ccel__p_ipl(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
   CT_ENSURE(n >= 2, err, CT_EINVAL, "event log: IPL: data is too short: expected at least 2 bytes");
   if (p[0] == 0x2e && p[1] == 0x00) {
     size_t rest = n - 2;
@@ -270,7 +270,7 @@ static ct_status ccel__p_ipl(const uint8_t *p, size_t n, json_t *d, ct_err *err)
 }
 
 /* UEFI_VARIABLE_DATA {GUID name; u64 name_len; u64 data_len; CHAR16 name[]; u8 data[]}. */
-static ct_status ccel__p_efi_variable(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
+static CT_RESULT ccel__p_efi_variable(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
   CT_ENSURE(n >= 16, err, CT_EINVAL, "event log: EFI variable: failed to read GUID");
   CT_ENSURE(n >= 24, err, CT_EINVAL, "event log: EFI variable: failed to read unicode name length");
   CT_ENSURE(n >= 32, err, CT_EINVAL, "event log: EFI variable: failed to read variable data length");
@@ -328,7 +328,7 @@ static void ccel__uefi_guid(const uint8_t *g, char out[37]) {
 
 /* One device path node in UEFI text form; CT_EUNSUPPORTED makes the caller print the generic
  * Path(type,subtype,hex) form, as Trustee does for nodes it has no formatter for. */
-static ct_status ccel__dp_node(uint8_t type, uint8_t sub, const uint8_t *v, size_t n, ct_buf *b,
+static CT_RESULT ccel__dp_node(uint8_t type, uint8_t sub, const uint8_t *v, size_t n, ct_buf *b,
                                ct_err *err) {
   ct_reader rd;
   ct_reader_init(&rd, v, n, "event log: device path node");
@@ -373,7 +373,7 @@ static ct_status ccel__dp_node(uint8_t type, uint8_t sub, const uint8_t *v, size
 }
 
 /* UEFI_IMAGE_LOAD_EVENT {u64 addr, u64 len, u64 link_addr, u64 dp_len, device path}. */
-static ct_status ccel__p_boot_app(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
+static CT_RESULT ccel__p_boot_app(const uint8_t *p, size_t n, json_t *d, ct_err *err) {
   CT_ENSURE(n >= 32, err, CT_EINVAL, "event log: image load event: data is too short: expected at "
             "least 32 bytes");
   ct_reader rd;
@@ -430,7 +430,7 @@ static ct_status ccel__p_boot_app(const uint8_t *p, size_t n, json_t *d, ct_err 
 }
 
 /* Details for one event, per Trustee's TcgEventType::get_parser mapping. */
-static ct_status ccel__details(uint32_t type, const uint8_t *p, size_t n, json_t **out, ct_err *err) {
+static CT_RESULT ccel__details(uint32_t type, const uint8_t *p, size_t n, json_t **out, ct_err *err) {
   json_t *d = json_object();
   CT_ENSURE(d, err, CT_ENOMEM, "out of memory");
   ct_status st = CT_OK;
@@ -460,7 +460,7 @@ static ct_status ccel__details(uint32_t type, const uint8_t *p, size_t n, json_t
 
 /* TCG_EfiSpecIdEvent: signature[16], platformClass u32, versions 3×u8, uintnSize u8,
  * numberOfAlgorithms u32, {u16 alg, u16 size}[n], vendorInfoSize u8, vendorInfo[]. */
-static ct_status ccel__spec_id(const uint8_t *p, size_t n, ccel__alg_size *algs, size_t *nalgs,
+static CT_RESULT ccel__spec_id(const uint8_t *p, size_t n, ccel__alg_size *algs, size_t *nalgs,
                                ct_err *err) {
   CT_ENSURE(n >= 28, err, CT_EINVAL, "event log: spec ID event: cannot read algorithm count");
   ct_reader rd;
@@ -508,7 +508,7 @@ void ccel_free(ccel_log *log) {
   memset(log, 0, sizeof *log);
 }
 
-ct_status ccel_parse(const uint8_t *data, size_t len, ccel_log *out, ct_err *err) {
+CT_RESULT ccel_parse(const uint8_t *data, size_t len, ccel_log *out, ct_err *err) {
   memset(out, 0, sizeof *out);
   CT_ENSURE(len <= CCEL_MAX_LOG_BYTES, err, CT_ELIMIT, "event log is %zu bytes (limit %u)", len,
             CCEL_MAX_LOG_BYTES);
@@ -600,7 +600,7 @@ fail:
   return st;
 }
 
-ct_status ccel_to_json(const ccel_log *log, json_t **out, ct_err *err) {
+CT_RESULT ccel_to_json(const ccel_log *log, json_t **out, ct_err *err) {
   json_t *arr = json_array();
   CT_ENSURE(arr, err, CT_ENOMEM, "out of memory");
   ct_status st = CT_OK;
@@ -638,7 +638,7 @@ ct_status ccel_to_json(const ccel_log *log, json_t **out, ct_err *err) {
   return CT_OK;
 }
 
-ct_status ccel_replay(const ccel_log *log, uint32_t index, uint16_t alg, uint8_t out[64],
+CT_RESULT ccel_replay(const ccel_log *log, uint32_t index, uint16_t alg, uint8_t out[64],
                       size_t *out_len, ct_err *err) {
   const EVP_MD *md = ccel__md(alg);
   CT_ENSURE(md, err, CT_EUNSUPPORTED, "event log replay: unsupported hash algorithm %#x", alg);

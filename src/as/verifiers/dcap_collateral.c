@@ -36,7 +36,7 @@
 
 /* ---- time ----------------------------------------------------------------------------------- */
 
-ct_status dcap_parse_time(const char *s, time_t *out, ct_err *err) {
+CT_RESULT dcap_parse_time(const char *s, time_t *out, ct_err *err) {
   struct tm tm = {0};
   char z = 0;
   int n = 0;
@@ -106,7 +106,7 @@ static size_t dcap__skip_value(const char *b, size_t len, size_t i) {
   return depth == 0 ? i : 0;
 }
 
-ct_status dcap_json_member_span(const char *b, size_t len, const char *key, const char **val,
+CT_RESULT dcap_json_member_span(const char *b, size_t len, const char *key, const char **val,
                                 size_t *val_len, ct_err *err) {
   size_t klen = strlen(key), i = dcap__ws(b, len, 0);
   const char *found = NULL;
@@ -159,7 +159,7 @@ void dcap_collateral_free(dcap_collateral *c) {
   free(c);
 }
 
-static ct_status dcap__load_chain(const char *pem, size_t len, STACK_OF(X509) **out, ct_err *err) {
+static CT_RESULT dcap__load_chain(const char *pem, size_t len, STACK_OF(X509) **out, ct_err *err) {
   CT_ENSURE(len <= 65536, err, CT_ELIMIT, "collateral: issuer chain too large");
   BIO *bio = BIO_new_mem_buf(pem, (int)len);
   STACK_OF(X509) *sk = sk_X509_new_null();
@@ -181,7 +181,7 @@ static ct_status dcap__load_chain(const char *pem, size_t len, STACK_OF(X509) **
   return CT_OK;
 }
 
-ct_status dcap_signed_json_parse(const char *body, size_t len, const char *member,
+CT_RESULT dcap_signed_json_parse(const char *body, size_t len, const char *member,
                                  const char *chain_pem, size_t chain_len, dcap_signed_json *out,
                                  ct_err *err) {
   memset(out, 0, sizeof *out);
@@ -215,7 +215,7 @@ fail:
   return ct_err_prefix(err, "%s: ", member);
 }
 
-static ct_status dcap__load_crl(const uint8_t *data, size_t len, X509_CRL **out, ct_err *err) {
+static CT_RESULT dcap__load_crl(const uint8_t *data, size_t len, X509_CRL **out, ct_err *err) {
   const unsigned char *p = data;
   X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)len);
   if (!crl) {
@@ -242,7 +242,7 @@ static ct_status dcap__load_crl(const uint8_t *data, size_t len, X509_CRL **out,
 
 /* ---- directory source ----------------------------------------------------------------------- */
 
-static ct_status dcap__read_first(const char *dir, const char *const *names, size_t n, uint8_t **data,
+static CT_RESULT dcap__read_first(const char *dir, const char *const *names, size_t n, uint8_t **data,
                                   size_t *len, const char **which, ct_err *err) {
   char path[4096];
   for (size_t i = 0; i < n; i++) {
@@ -263,7 +263,7 @@ static ct_status dcap__read_first(const char *dir, const char *const *names, siz
                  n > 1 ? ", " : "", n > 1 ? names[n - 1] : "", dir);
 }
 
-ct_status dcap_collateral_load_dir(const char *dir, const uint8_t fmspc[6], bool platform_ca,
+CT_RESULT dcap_collateral_load_dir(const char *dir, const uint8_t fmspc[6], bool platform_ca,
                                    dcap_collateral **out, ct_err *err) {
   char fm[13], tcbname[64];
   ct_hex_into(fmspc, 6, fm);
@@ -319,7 +319,7 @@ typedef struct dcap__http {
 } dcap__http;
 
 /* URL-decodes an issuer chain header value into `chain`. */
-static ct_status dcap__decode_chain(const char *v, ct_buf *chain, ct_err *err) {
+static CT_RESULT dcap__decode_chain(const char *v, ct_buf *chain, ct_err *err) {
   size_t len = strlen(v);
   for (size_t i = 0; i < len; i++) {
     char c = v[i];
@@ -334,7 +334,7 @@ static ct_status dcap__decode_chain(const char *v, ct_buf *chain, ct_err *err) {
 }
 
 /* The body and issuer chain of one fetched response. */
-static ct_status dcap__take(const char *url, const char *header, as_fetch_resp *r, dcap__http *h, ct_err *err) {
+static CT_RESULT dcap__take(const char *url, const char *header, as_fetch_resp *r, dcap__http *h, ct_err *err) {
   ct_buf_init(&h->body, DCAP_COLLATERAL_MAX_BYTES);
   ct_buf_init(&h->chain, 65536);
   if (r->st) return ct_fail(err, r->st, "collateral: %s", r->cause);
@@ -376,7 +376,7 @@ static void dcap__cache_put(const char *dir, const char *name, const ct_buf *b) 
     ct_log(CT_LOG_WARN, "tdx", "cannot write collateral cache %s: %s", path, e.msg);
 }
 
-static ct_status dcap__fetched_one(const char *url, as_fetch_resp *r, const char *header, const char *cache_dir,
+static CT_RESULT dcap__fetched_one(const char *url, as_fetch_resp *r, const char *header, const char *cache_dir,
                                    const char *name, const char *chain_name, ct_buf *body, ct_buf *chain,
                                    ct_err *err) {
   dcap__http h;
@@ -412,7 +412,7 @@ static ct_status dcap__fetched_one(const char *url, as_fetch_resp *r, const char
   return st;
 }
 
-ct_status dcap_collateral_urls(const char *base_url, const uint8_t fmspc[6], bool platform_ca,
+CT_RESULT dcap_collateral_urls(const char *base_url, const uint8_t fmspc[6], bool platform_ca,
                                char urls[DCAP_COLLATERAL_GETS][DCAP_COLLATERAL_URL_MAX], ct_err *err) {
   char fm[13];
   ct_hex_into(fmspc, 6, fm);
@@ -427,7 +427,7 @@ ct_status dcap_collateral_urls(const char *base_url, const uint8_t fmspc[6], boo
   return CT_OK;
 }
 
-ct_status dcap_collateral_assemble(const char *cache_dir, const uint8_t fmspc[6], bool platform_ca,
+CT_RESULT dcap_collateral_assemble(const char *cache_dir, const uint8_t fmspc[6], bool platform_ca,
                                    char urls[DCAP_COLLATERAL_GETS][DCAP_COLLATERAL_URL_MAX],
                                    as_fetch_resp *resps, dcap_collateral **out, ct_err *err) {
   char fm[13], name[64];
@@ -471,7 +471,7 @@ out:
 
 /* ---- signature checks ----------------------------------------------------------------------- */
 
-static ct_status dcap__verify_signed(const dcap_signed_json *s, const char *what, X509 *root,
+static CT_RESULT dcap__verify_signed(const dcap_signed_json *s, const char *what, X509 *root,
                                      STACK_OF(X509_CRL) *crls, time_t at, ct_err *err) {
   CT_ENSURE(s->chain && sk_X509_num(s->chain) >= 1, err, CT_EINVAL, "%s: no issuer chain", what);
   X509_STORE *store = X509_STORE_new();
@@ -506,7 +506,7 @@ out:
   return st;
 }
 
-ct_status dcap_collateral_verify(const dcap_collateral *c, X509 *root, time_t at, ct_err *err) {
+CT_RESULT dcap_collateral_verify(const dcap_collateral *c, X509 *root, time_t at, ct_err *err) {
   STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
   CT_ENSURE(crls, err, CT_ENOMEM, "out of memory");
   if (c->root_crl) {
@@ -616,12 +616,12 @@ static void dcap__crl_times(X509_CRL *crl, long *num, dcap_tcb_result *r) {
   }
 }
 
-static ct_status dcap__tcb_evaluate(const dcap_collateral *c, const dcap_quote *q,
+static CT_RESULT dcap__tcb_evaluate(const dcap_collateral *c, const dcap_quote *q,
                                    const dcap_pck_info *pck, STACK_OF(X509) *pck_chain, time_t now,
                                    dcap_tcb_result *res, ct_err *err);
 
 /* On failure nothing is left allocated in `res`. */
-ct_status dcap_tcb_evaluate(const dcap_collateral *c, const dcap_quote *q, const dcap_pck_info *pck,
+CT_RESULT dcap_tcb_evaluate(const dcap_collateral *c, const dcap_quote *q, const dcap_pck_info *pck,
                             STACK_OF(X509) *pck_chain, time_t now, dcap_tcb_result *res, ct_err *err) {
   memset(res, 0, sizeof *res);
   ct_status st = dcap__tcb_evaluate(c, q, pck, pck_chain, now, res, err);
@@ -629,7 +629,7 @@ ct_status dcap_tcb_evaluate(const dcap_collateral *c, const dcap_quote *q, const
   return st;
 }
 
-static ct_status dcap__tcb_evaluate(const dcap_collateral *c, const dcap_quote *q,
+static CT_RESULT dcap__tcb_evaluate(const dcap_collateral *c, const dcap_quote *q,
                                    const dcap_pck_info *pck, STACK_OF(X509) *pck_chain, time_t now,
                                    dcap_tcb_result *res, ct_err *err) {
   const json_t *ti = c->tcb.obj, *qi = c->qe.obj;
@@ -781,7 +781,7 @@ static ct_status dcap__tcb_evaluate(const dcap_collateral *c, const dcap_quote *
   return CT_OK;
 }
 
-ct_status dcap_supplemental_claims(const dcap_tcb_result *r, const dcap_pck_info *pck, X509 *root,
+CT_RESULT dcap_supplemental_claims(const dcap_tcb_result *r, const dcap_pck_info *pck, X509 *root,
                                    json_t *claims, ct_err *err) {
   char t1[32], t2[32], t3[32], t4[32], ppid[33], rkid[97];
   dcap_format_time(r->earliest_issue, t1);

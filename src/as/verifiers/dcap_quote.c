@@ -24,7 +24,7 @@
 #include "ct_mem.h"
 #include "ct_reader.h"
 
-ct_status dcap_quote_parse(const uint8_t *data, size_t len, dcap_quote *q, ct_err *err) {
+CT_RESULT dcap_quote_parse(const uint8_t *data, size_t len, dcap_quote *q, ct_err *err) {
   memset(q, 0, sizeof *q);
   CT_ENSURE(len <= DCAP_QUOTE_MAX_BYTES, err, CT_ELIMIT, "TDX quote is %zu bytes (limit %u)", len,
             DCAP_QUOTE_MAX_BYTES);
@@ -101,7 +101,7 @@ ct_status dcap_quote_parse(const uint8_t *data, size_t len, dcap_quote *q, ct_er
   return CT_OK;
 }
 
-ct_status dcap_pck_chain_load(const dcap_quote *q, STACK_OF(X509) **chain, ct_err *err) {
+CT_RESULT dcap_pck_chain_load(const dcap_quote *q, STACK_OF(X509) **chain, ct_err *err) {
   CT_ENSURE(q->pck_chain_len <= INT32_MAX, err, CT_ELIMIT, "PCK chain too large");
   BIO *bio = BIO_new_mem_buf(q->pck_chain, (int)q->pck_chain_len);
   STACK_OF(X509) *sk = sk_X509_new_null();
@@ -268,7 +268,7 @@ static bool dcap__sgx_entry(const char *oid, const ASN1_TYPE *v, void *vctx) {
   return true;
 }
 
-ct_status dcap_pck_info_read(X509 *pck, dcap_pck_info *info, ct_err *err) {
+CT_RESULT dcap_pck_info_read(X509 *pck, dcap_pck_info *info, ct_err *err) {
   memset(info, 0, sizeof *info);
   ASN1_OBJECT *obj = OBJ_txt2obj(dcap__sgx_oid, 1);
   CT_ENSURE(obj, err, CT_ENOMEM, "out of memory");
@@ -288,7 +288,7 @@ ct_status dcap_pck_info_read(X509 *pck, dcap_pck_info *info, ct_err *err) {
   return CT_OK;
 }
 
-ct_status dcap_verify_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, time_t at, ct_err *err) {
+CT_RESULT dcap_verify_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, time_t at, ct_err *err) {
   X509 *root = NULL;
   CT_GUARD(dcap_intel_root(&root, err));
   ct_status st = dcap_verify_chain_to(chain, root, crls, at, err);
@@ -296,7 +296,7 @@ ct_status dcap_verify_chain(STACK_OF(X509) *chain, STACK_OF(X509_CRL) *crls, tim
   return st;
 }
 
-ct_status dcap_verify_chain_to(STACK_OF(X509) *chain, X509 *root, STACK_OF(X509_CRL) *crls,
+CT_RESULT dcap_verify_chain_to(STACK_OF(X509) *chain, X509 *root, STACK_OF(X509_CRL) *crls,
                                time_t at, ct_err *err) {
   X509_STORE *store = X509_STORE_new();
   X509_STORE_CTX *ctx = X509_STORE_CTX_new();
@@ -340,7 +340,7 @@ out:
   return st;
 }
 
-ct_status dcap_ecdsa_p256_verify(EVP_PKEY *key, const uint8_t *msg, size_t msg_len,
+CT_RESULT dcap_ecdsa_p256_verify(EVP_PKEY *key, const uint8_t *msg, size_t msg_len,
                                  const uint8_t sig[64], const char *what, ct_err *err) {
   ECDSA_SIG *s = ECDSA_SIG_new();
   BIGNUM *r = BN_bin2bn(sig, 32, NULL), *sv = BN_bin2bn(sig + 32, 32, NULL);
@@ -366,7 +366,7 @@ ct_status dcap_ecdsa_p256_verify(EVP_PKEY *key, const uint8_t *msg, size_t msg_l
 }
 
 /* The attestation key is a raw P-256 point x||y. */
-static ct_status dcap__att_key(const uint8_t xy[64], EVP_PKEY **out, ct_err *err) {
+static CT_RESULT dcap__att_key(const uint8_t xy[64], EVP_PKEY **out, ct_err *err) {
   uint8_t pt[65];
   pt[0] = 0x04;
   memcpy(pt + 1, xy, 64);
@@ -397,11 +397,11 @@ static ct_status dcap__att_key(const uint8_t xy[64], EVP_PKEY **out, ct_err *err
   return CT_OK;
 }
 
-ct_status dcap_verify_signatures(const dcap_quote *q, X509 *pck, ct_err *err) {
+CT_RESULT dcap_verify_signatures(const dcap_quote *q, X509 *pck, ct_err *err) {
   return dcap_verify_signatures_key(q, X509_get0_pubkey(pck), err);
 }
 
-ct_status dcap_verify_signatures_key(const dcap_quote *q, EVP_PKEY *pck_key, ct_err *err) {
+CT_RESULT dcap_verify_signatures_key(const dcap_quote *q, EVP_PKEY *pck_key, ct_err *err) {
   CT_ENSURE(pck_key && EVP_PKEY_is_a(pck_key, "EC"), err, CT_ECRYPTO,
             "PCK certificate does not hold an EC key");
   CT_GUARD(dcap_ecdsa_p256_verify(pck_key, q->qe_report, DCAP_QE_REPORT_LEN, q->qe_report_sig,

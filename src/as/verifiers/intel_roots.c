@@ -29,7 +29,7 @@ static const char intel__sgx_root_pem[] =
     "AiEA4J0lrHoMs+Xo5o/sX6O9QWxHRAvZUGOdRQ7cvqRXaqI=\n"
     "-----END CERTIFICATE-----\n";
 
-ct_status dcap_intel_root(X509 **out, ct_err *err) {
+CT_RESULT dcap_intel_root(X509 **out, ct_err *err) {
   BIO *b = BIO_new_mem_buf(intel__sgx_root_pem, (int)sizeof intel__sgx_root_pem - 1);
   X509 *c = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
   BIO_free(b);

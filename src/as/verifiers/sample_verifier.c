@@ -12,7 +12,7 @@
 #include "ct_json.h"
 #include "ct_mem.h"
 
-static ct_status sample__verify(void *state, const as_verify_request *req, json_t **claims,
+static CT_RESULT sample__verify(void *state, const as_verify_request *req, json_t **claims,
                                 ct_err *err) {
   (void)state;
   const char *svn = NULL, *report_data = NULL;

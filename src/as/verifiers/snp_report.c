@@ -138,7 +138,7 @@ CT_RESULT snp_report_parse(const uint8_t *buf, size_t len, snp_report *out, ct_e
 
 /* ---- serde JSON form ----------------------------------------------------------------------- */
 
-static ct_status snp__json_uint(const json_t *obj, const char *key, uint64_t max, bool optional,
+static CT_RESULT snp__json_uint(const json_t *obj, const char *key, uint64_t max, bool optional,
                                 uint64_t *out, bool *present, ct_err *err) {
   json_t *v = json_object_get(obj, key);
   if (present) *present = false;
@@ -156,7 +156,7 @@ static ct_status snp__json_uint(const json_t *obj, const char *key, uint64_t max
 }
 
 /* Copies a JSON array of exactly `n` integers 0..255 into dst. */
-static ct_status snp__json_bytes(const json_t *obj, const char *key, uint8_t *dst, size_t n,
+static CT_RESULT snp__json_bytes(const json_t *obj, const char *key, uint8_t *dst, size_t n,
                                  bool optional, ct_err *err) {
   json_t *v = json_object_get(obj, key);
   if (!v || json_is_null(v)) {
@@ -174,7 +174,7 @@ static ct_status snp__json_bytes(const json_t *obj, const char *key, uint8_t *ds
   return CT_OK;
 }
 
-static ct_status snp__json_tcb(const json_t *obj, const char *key, uint8_t *dst, snp_gen g,
+static CT_RESULT snp__json_tcb(const json_t *obj, const char *key, uint8_t *dst, snp_gen g,
                                ct_err *err) {
   json_t *t = json_object_get(obj, key);
   CT_ENSURE(json_is_object(t), err, CT_EINVAL,
@@ -196,7 +196,7 @@ static ct_status snp__json_tcb(const json_t *obj, const char *key, uint8_t *dst,
 }
 
 /* The firmware version either as {major, minor, build} (sev >= 4) or as flat fields. */
-static ct_status snp__json_version(const json_t *obj, const char *key, const char *flat_prefix,
+static CT_RESULT snp__json_version(const json_t *obj, const char *key, const char *flat_prefix,
                                    uint8_t *dst, ct_err *err) {
   json_t *v = json_object_get(obj, key);
   uint64_t major = 0, minor = 0, build = 0;
@@ -217,7 +217,7 @@ static ct_status snp__json_version(const json_t *obj, const char *key, const cha
   return CT_OK;
 }
 
-static ct_status snp__from_serde(const json_t *j, uint8_t *raw, ct_err *err) {
+static CT_RESULT snp__from_serde(const json_t *j, uint8_t *raw, ct_err *err) {
   uint64_t v = 0;
   bool present = false;
   memset(raw, 0, SNP_REPORT_SIZE);

@@ -65,7 +65,7 @@ struct snp_ctx {
   snp_kds_entry kds_mem[SNP_KDS_MEM_SLOTS];
 };
 
-static ct_status snp__load_roots(const char *pem, snp_gen g, snp_roots *out, ct_err *err) {
+static CT_RESULT snp__load_roots(const char *pem, snp_gen g, snp_roots *out, ct_err *err) {
   BIO *bio = BIO_new_mem_buf(pem, -1);
   CT_ENSURE(bio, err, CT_ENOMEM, "out of memory");
   X509 *c[3] = {0};
@@ -94,7 +94,7 @@ static char *snp__dup_opt(const char *s) { return s && *s ? strdup(s) : NULL; }
 /* The test-only roots replace the pinned roots of the generation their ARK names. The TEST-ONLY
  * marker keeps this from becoming a way to trust some other real PKI: whatever it endorses is
  * forged by whoever holds the file's keys. */
-static ct_status snp__load_test_roots(snp_ctx *c, const char *path, ct_err *err) {
+static CT_RESULT snp__load_test_roots(snp_ctx *c, const char *path, ct_err *err) {
   uint8_t *pem = NULL;
   size_t len = 0;
   if (ct_file_read(path, 64u << 10, &pem, &len, err) != CT_OK)
@@ -202,7 +202,7 @@ static const ASN1_OCTET_STRING *snp__ext(X509 *x, const ASN1_OBJECT *oid) {
 }
 
 /* The SPL extensions hold a DER INTEGER 0..255. */
-static ct_status snp__ext_spl(X509 *x, const ASN1_OBJECT *oid, const char *name, uint8_t *out,
+static CT_RESULT snp__ext_spl(X509 *x, const ASN1_OBJECT *oid, const char *name, uint8_t *out,
                               ct_err *err) {
   const ASN1_OCTET_STRING *os = snp__ext(x, oid);
   CT_ENSURE(os, err, CT_EINVAL, "snp VEK: certificate lacks a unique %s SPL extension", name);
@@ -220,7 +220,7 @@ static ct_status snp__ext_spl(X509 *x, const ASN1_OBJECT *oid, const char *name,
 }
 
 /* hwID: older VCEKs hold the 64 raw bytes, newer ones a DER OCTET STRING of them. */
-static ct_status snp__ext_hwid(X509 *x, const ASN1_OBJECT *oid, snp_vek_info *info, ct_err *err) {
+static CT_RESULT snp__ext_hwid(X509 *x, const ASN1_OBJECT *oid, snp_vek_info *info, ct_err *err) {
   const ASN1_OCTET_STRING *os = snp__ext(x, oid);
   CT_ENSURE(os, err, CT_EINVAL, "snp VCEK: certificate lacks a unique hwID extension");
   const unsigned char *p = ASN1_STRING_get0_data(os);
@@ -258,7 +258,7 @@ static snp_gen snp__gen_from_issuer(X509 *x) {
 /* Verifies leaf up to the pinned ARK of `g`, with ASK and ASVK (and the evidence's extra
  * certificates) as untrusted intermediates. Validity periods are not enforced, as in Trustee:
  * a VEK is bound to a TCB, not to a date, and AMD issues VLEKs valid for one year only. */
-static ct_status snp__verify_chain(snp_ctx *c, X509 *leaf, snp_gen g, STACK_OF(X509) *extra,
+static CT_RESULT snp__verify_chain(snp_ctx *c, X509 *leaf, snp_gen g, STACK_OF(X509) *extra,
                                    snp_vek_type *type, ct_err *err) {
   const snp_roots *r = &c->roots[g];
   X509_STORE *store = X509_STORE_new();
@@ -298,7 +298,7 @@ out:
   return st;
 }
 
-static ct_status snp__vek_parse_verify(snp_ctx *c, X509 *x, snp_gen g, const snp_der *extra,
+static CT_RESULT snp__vek_parse_verify(snp_ctx *c, X509 *x, snp_gen g, const snp_der *extra,
                                        size_t n_extra, snp_vek_info *info, ct_err *err) {
   STACK_OF(X509) *ex = NULL;
   ct_status st = CT_OK;
@@ -512,7 +512,7 @@ out:
 
 /* ---- report signature ---------------------------------------------------------------------- */
 
-static ct_status snp__spl_eq(const char *name, uint8_t cert, uint8_t rep, ct_err *err) {
+static CT_RESULT snp__spl_eq(const char *name, uint8_t cert, uint8_t rep, ct_err *err) {
   CT_ENSURE(cert == rep, err, CT_ECRYPTO,
             "snp report: %s version mismatch: VEK certifies SPL %u, report's reported_tcb has %u",
             name, cert, rep);
@@ -583,7 +583,7 @@ static snp_tcb snp__lookup_tcb(const snp_report *r, snp_gen g) {
 }
 
 /* Trustee's offline store: <dir>/vcek/<hwid>/<tcb prefix>_vcek.der, else <dir>/vcek/<hwid>/vcek.der. */
-static ct_status snp__store_read(const char *dir, const char *hwid, const snp_tcb *t,
+static CT_RESULT snp__store_read(const char *dir, const char *hwid, const snp_tcb *t,
                                  bool allow_flat, uint8_t **der, size_t *len, ct_err *err) {
   char prefix[48], path[4096];
   snp_tcb_prefix(t, prefix, sizeof prefix);
@@ -597,7 +597,7 @@ static ct_status snp__store_read(const char *dir, const char *hwid, const snp_tc
   return ct_fail(err, CT_ENOTFOUND, "no VCEK for %s in %s", prefix, dir);
 }
 
-static ct_status snp__mkdirs(const char *path, ct_err *err) {
+static CT_RESULT snp__mkdirs(const char *path, ct_err *err) {
   char tmp[4096];
   size_t n = strlen(path);
   CT_ENSURE(n < sizeof tmp, err, CT_ELIMIT, "path too long");
@@ -648,7 +648,7 @@ static bool snp__kds_mem_get(snp_ctx *c, const char *url, uint8_t **der, size_t 
 
 /* The fetch's finish (as_fetch.h), on the KDS fetcher's I/O thread: keeps the VCEK in memory and
  * in the on-disk cache. It is verified against AMD's roots by the request that uses it. */
-static ct_status snp__kds_finish(void *ctx, const char *url, as_fetch_resp *r, size_t n, ct_err *err) {
+static CT_RESULT snp__kds_finish(void *ctx, const char *url, as_fetch_resp *r, size_t n, ct_err *err) {
   snp_ctx *c = ctx;
   (void)n;
   if (r->st) return ct_fail(err, r->st, "AMD KDS request %s failed: %s", url, r->cause);

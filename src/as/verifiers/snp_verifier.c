@@ -26,7 +26,7 @@
 #define SNP_CHAIN_MAX 8
 #define SNP_BARE_METAL_MIN_VERSION 3
 
-static ct_status snp_v__create(const as_verifier_config *cfg, void **state, ct_err *err) {
+static CT_RESULT snp_v__create(const as_verifier_config *cfg, void **state, ct_err *err) {
   snp_ctx *c = NULL;
   CT_GUARD(snp_ctx_new(cfg, &c, err));
   *state = c;
@@ -51,7 +51,7 @@ static void snp_v__chain_free(snp_v__chain *c) {
   for (size_t i = 0; i < c->n_extra; i++) free(c->extra_buf[i]);
 }
 
-static ct_status snp_v__der_array(const json_t *a, size_t idx, uint8_t **out, size_t *len,
+static CT_RESULT snp_v__der_array(const json_t *a, size_t idx, uint8_t **out, size_t *len,
                                   ct_err *err) {
   CT_ENSURE(json_is_array(a) && json_array_size(a) > 0 && json_array_size(a) <= (16u << 10), err,
             CT_EINVAL, "snp cert_chain[%zu].data must be a non-empty array of bytes (at most 16 KiB)",
@@ -73,7 +73,7 @@ static ct_status snp_v__der_array(const json_t *a, size_t idx, uint8_t **out, si
 }
 
 /* Picks the first VCEK or VLEK (as Trustee does) and keeps ASK/ARK entries as candidates. */
-static ct_status snp_v__parse_chain(const json_t *chain, snp_v__chain *out, ct_err *err) {
+static CT_RESULT snp_v__parse_chain(const json_t *chain, snp_v__chain *out, ct_err *err) {
   memset(out, 0, sizeof *out);
   if (!chain || json_is_null(chain)) return CT_OK;
   CT_ENSURE(json_is_array(chain) && json_array_size(chain) <= SNP_CHAIN_MAX, err, CT_EINVAL,
@@ -112,7 +112,7 @@ static json_t *snp_v__hex(const uint8_t *p, size_t n) {
 }
 
 /* Trustee's parse_tee_evidence for snp. */
-static ct_status snp_v__claims(const snp_report *r, json_t **out, ct_err *err) {
+static CT_RESULT snp_v__claims(const snp_report *r, json_t **out, ct_err *err) {
   const uint8_t *raw = r->raw;
   json_t *c = json_pack(
       "{s:i, s:i, s:b, s:b, s:b, s:b, s:i, s:i, s:i, s:i, s:b, s:b, s:o, s:o, s:o, s:o}",
@@ -134,7 +134,7 @@ static ct_status snp_v__claims(const snp_report *r, json_t **out, ct_err *err) {
   return CT_OK;
 }
 
-static ct_status snp_v__mismatch(const char *what, const uint8_t *want, const uint8_t *got,
+static CT_RESULT snp_v__mismatch(const char *what, const uint8_t *want, const uint8_t *got,
                                  size_t n, ct_err *err) {
   char w[129], g[129];
   ct_hex_into(want, n, w);
@@ -142,7 +142,7 @@ static ct_status snp_v__mismatch(const char *what, const uint8_t *want, const ui
   return ct_fail(err, CT_ECRYPTO, "snp report: %s mismatch: expected %s, found %s", what, w, g);
 }
 
-static ct_status snp_v__verify(void *state, const as_verify_request *req, json_t **claims,
+static CT_RESULT snp_v__verify(void *state, const as_verify_request *req, json_t **claims,
                                ct_err *err) {
   snp_ctx *ctx = state;
   CT_ENSURE(ctx, err, CT_EINTERNAL, "snp verifier used without create()");

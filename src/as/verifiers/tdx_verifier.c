@@ -63,13 +63,13 @@ struct tdx_state {
 
 /* ---- claims ----------------------------------------------------------------------------------- */
 
-static ct_status tdx__hex(json_t *obj, const char *key, const uint8_t *p, size_t n, ct_err *err) {
+static CT_RESULT tdx__hex(json_t *obj, const char *key, const uint8_t *p, size_t n, ct_err *err) {
   char buf[2 * 648 + 1];
   ct_hex_into(p, n, buf);
   return ct_json_set_new(obj, key, json_string(buf), err);
 }
 
-ct_status tdx_claims_build(const dcap_quote *q, const ccel_log *log, const dcap_pck_info *pck,
+CT_RESULT tdx_claims_build(const dcap_quote *q, const ccel_log *log, const dcap_pck_info *pck,
                            json_t **out, ct_err *err) {
   json_t *claims = json_object(), *quote = json_object(), *hdr = json_object(), *body = json_object();
   json_t *attrs = json_object();
@@ -167,7 +167,7 @@ fail:
 
 /* ---- state -------------------------------------------------------------------------------- */
 
-static ct_status tdx__dup(const char *s, char **out, ct_err *err) {
+static CT_RESULT tdx__dup(const char *s, char **out, ct_err *err) {
   *out = NULL;
   return s ? ct_strdup(s, out, err) : CT_OK;
 }
@@ -188,7 +188,7 @@ void tdx_state_free(tdx_state *s) {
   free(s);
 }
 
-ct_status tdx_state_new(const as_verifier_config *cfg, const char *collateral_root_pem, time_t now,
+CT_RESULT tdx_state_new(const as_verifier_config *cfg, const char *collateral_root_pem, time_t now,
                         tdx_state **out, ct_err *err) {
   tdx_state *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
@@ -220,7 +220,7 @@ fail:
 static time_t tdx__now(const tdx_state *s) { return s->fixed_now ? s->fixed_now : time(NULL); }
 
 /* Under no lock: keeps verified collateral `c` (owned from here on) for the platform. */
-static ct_status tdx__cache_put(tdx_state *s, const uint8_t fmspc[6], bool platform_ca, dcap_collateral *c,
+static CT_RESULT tdx__cache_put(tdx_state *s, const uint8_t fmspc[6], bool platform_ca, dcap_collateral *c,
                                 ct_err *err) {
   pthread_mutex_lock(&s->lock);
   tdx__cache_entry *slot = NULL;
@@ -260,7 +260,7 @@ static const dcap_collateral *tdx__cache_get(tdx_state *s, const uint8_t fmspc[6
   return c;
 }
 
-static ct_status tdx__verify_and_keep(tdx_state *s, const uint8_t fmspc[6], bool platform_ca, dcap_collateral *c,
+static CT_RESULT tdx__verify_and_keep(tdx_state *s, const uint8_t fmspc[6], bool platform_ca, dcap_collateral *c,
                                       ct_err *err) {
   ct_status st = dcap_collateral_verify(c, s->collateral_root, s->fixed_now, err);
   if (st) {
@@ -276,7 +276,7 @@ static const char *tdx__pcs_url(const tdx_state *s) {
 }
 
 /* The PCS fetch's finish (as_fetch.h), on the fetcher's I/O thread. key = "<fmspc hex>/<ca>". */
-static ct_status tdx__pcs_finish(void *ctx, const char *key, as_fetch_resp *resps, size_t n, ct_err *err) {
+static CT_RESULT tdx__pcs_finish(void *ctx, const char *key, as_fetch_resp *resps, size_t n, ct_err *err) {
   tdx_state *s = ctx;
   (void)n;
   uint8_t fmspc[6];
@@ -295,7 +295,7 @@ static ct_status tdx__pcs_finish(void *ctx, const char *key, as_fetch_resp *resp
 
 /* Returns verified collateral for the platform, from the in-memory cache or the configured
  * source. The returned pointer stays valid for the life of the state. */
-static ct_status tdx__collateral(tdx_state *s, const dcap_pck_info *pck, const dcap_collateral **out,
+static CT_RESULT tdx__collateral(tdx_state *s, const dcap_pck_info *pck, const dcap_collateral **out,
                                  ct_err *err) {
   if ((*out = tdx__cache_get(s, pck->fmspc, pck->platform_ca))) return CT_OK;
   if (s->collateral_dir) {
@@ -366,7 +366,7 @@ static void tdx__pck_store(tdx_state *s, const uint8_t hash[32], const dcap_pck_
   sk_X509_pop_free(copy, X509_free);
 }
 
-ct_status tdx_verify_quote(tdx_state *s, const uint8_t *quote, size_t quote_len,
+CT_RESULT tdx_verify_quote(tdx_state *s, const uint8_t *quote, size_t quote_len,
                            const uint8_t *report_data, size_t report_data_len,
                            const uint8_t *init_data, size_t init_data_len, const ccel_log *log,
                            dcap_quote *q_out, json_t **claims, ct_err *err) {
@@ -451,7 +451,7 @@ out:
   return st;
 }
 
-static ct_status tdx__create(const as_verifier_config *cfg, void **state, ct_err *err) {
+static CT_RESULT tdx__create(const as_verifier_config *cfg, void **state, ct_err *err) {
   tdx_state *s = NULL;
   CT_GUARD(tdx_state_new(cfg, NULL, 0, &s, err));
   *state = s;
@@ -460,7 +460,7 @@ static ct_status tdx__create(const as_verifier_config *cfg, void **state, ct_err
 
 static void tdx__destroy(void *state) { tdx_state_free(state); }
 
-static ct_status tdx__verify(void *state, const as_verify_request *req, json_t **claims, ct_err *err) {
+static CT_RESULT tdx__verify(void *state, const as_verify_request *req, json_t **claims, ct_err *err) {
   tdx_state *s = state;
   const char *quote_b64 = NULL, *ccel_b64 = NULL;
   CT_GUARD(ct_json_get_string(req->evidence, "quote", "TDX evidence", &quote_b64, err));

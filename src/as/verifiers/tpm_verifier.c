@@ -47,7 +47,7 @@ typedef struct tpmv_state {
 } tpmv_state;
 
 /* SHA-256 of the DER SubjectPublicKeyInfo of a PEM public key file. */
-static ct_status tpmv__hash_key_file(const char *path, uint8_t out[32], ct_err *err) {
+static CT_RESULT tpmv__hash_key_file(const char *path, uint8_t out[32], ct_err *err) {
   uint8_t *pem = NULL;
   size_t len = 0;
   CT_GUARD(ct_file_read(path, 64 << 10, &pem, &len, err));
@@ -65,7 +65,7 @@ static ct_status tpmv__hash_key_file(const char *path, uint8_t out[32], ct_err *
   return CT_OK;
 }
 
-static ct_status tpmv__create(const as_verifier_config *cfg, void **state, ct_err *err) {
+static CT_RESULT tpmv__create(const as_verifier_config *cfg, void **state, ct_err *err) {
   tpmv_state *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   const char *dir = cfg && cfg->tpm_trusted_ak_keys_dir ? cfg->tpm_trusted_ak_keys_dir : NULL;
@@ -105,7 +105,7 @@ static ct_status tpmv__create(const as_verifier_config *cfg, void **state, ct_er
 
 static void tpmv__destroy(void *state) { free(state); }
 
-static ct_status tpmv__b64(const json_t *o, const char *k, const char *what, uint8_t **out,
+static CT_RESULT tpmv__b64(const json_t *o, const char *k, const char *what, uint8_t **out,
                            size_t *len, ct_err *err) {
   const char *v = NULL;
   CT_GUARD(ct_json_get_string(o, k, what, &v, err));
@@ -116,7 +116,7 @@ static ct_status tpmv__b64(const json_t *o, const char *k, const char *what, uin
 }
 
 /* TPMT_SIGNATURE {u16 sigAlg = TPM_ALG_RSASSA, u16 hash, TPM2B sig}: the raw RSA signature. */
-static ct_status tpmv__rsassa(const uint8_t *p, size_t n, const uint8_t **sig, size_t *sig_len,
+static CT_RESULT tpmv__rsassa(const uint8_t *p, size_t n, const uint8_t **sig, size_t *sig_len,
                              ct_err *err) {
   CT_ENSURE(n >= 6, err, CT_EINVAL, "tpm: failed to unmarshal TSS signature (too short)");
   ct_reader r;
@@ -136,7 +136,7 @@ static ct_status tpmv__rsassa(const uint8_t *p, size_t n, const uint8_t **sig, s
   return CT_OK;
 }
 
-static ct_status tpmv__verify(void *state, const as_verify_request *req, json_t **claims, ct_err *err) {
+static CT_RESULT tpmv__verify(void *state, const as_verify_request *req, json_t **claims, ct_err *err) {
   tpmv_state *s = state;
   CT_ENSURE(s, err, CT_EINTERNAL, "tpm verifier used without create()");
   const json_t *ev = req->evidence;
