@@ -8,6 +8,7 @@
 
 #include "ccel.h"
 #include "ct_codec.h"
+#include "ct_reader.h"
 
 /* Prints the first differing event to make golden failures readable. */
 static void eventlog__diff(const json_t *want, const json_t *got) {
@@ -130,7 +131,10 @@ static void test_truncations_and_flip(void **s) {
   CT_ASSERT_OK(ccel_replay(&log, 1, CCEL_ALG_SHA384, before, &n, &err), &err);
   ccel_free(&log);
   /* The first EV_PCR_EVENT2 digest byte: after the spec ID event header. */
-  size_t first = 32 + (size_t)(data[28] | (data[29] << 8)) + 8 + 4 + 2;
+  ct_reader rd;
+  ct_reader_init(&rd, data, len, "event log");
+  size_t first = 32 + (size_t)ct_peek_u16le(&rd, 28, "spec ID event size") + 8 + 4 + 2;
+  CT_ASSERT_OK(ct_reader_status(&rd, &err), &err);
   data[first] ^= 1;
   CT_ASSERT_OK(ccel_parse(data, len, &log, &err), &err);
   CT_ASSERT_OK(ccel_replay(&log, 1, CCEL_ALG_SHA384, after, &n, &err), &err);
