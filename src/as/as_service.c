@@ -1,11 +1,16 @@
 #include "as_service.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ct_codec.h"
 #include "ct_digest.h"
@@ -43,6 +48,7 @@ struct as_service {
   const as_verifier *const *verifiers;
   size_t n_verifiers;
   pthread_mutex_t lock;            /* guards the policy table and refcounts */
+  int policy_dirfd;                /* <policy_dir>/opa, or -1: policies are store entries */
   as__policy *policies[AS_MAX_POLICIES];
   size_t n_policies;
 };
@@ -151,8 +157,46 @@ static CT_RESULT as__policy_key(const char *id, char *key, size_t cap, ct_err *e
   return CT_OK;
 }
 
+/* The policy directory's ids: its <id>.rego files (dot files, other names and ids we would
+ * refuse are not policies). */
+static CT_RESULT as__dir_policy_ids(as_service *as, json_t **out, ct_err *err) {
+  int fd = dup(as->policy_dirfd);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!d) {
+    if (fd >= 0) close(fd);
+    return ct_fail(err, CT_EIO, "attestation policy directory %s/opa: %s", as->cfg.policy_dir, strerror(errno));
+  }
+  rewinddir(d); /* the duplicate shares the offset of the last listing */
+  json_t *ids = json_array();
+  const size_t sl = strlen(AS_POLICY_SUFFIX);
+  ct_status st = ids ? CT_OK : ct_fail(err, CT_ENOMEM, "out of memory listing attestation policies");
+  struct dirent *e;
+  while (st == CT_OK && (e = readdir(d)) != NULL) {
+    size_t n = strlen(e->d_name);
+    if (e->d_name[0] == '.' || n <= sl || n - sl >= 100 || strcmp(e->d_name + n - sl, AS_POLICY_SUFFIX)) continue;
+    char id[100];
+    memcpy(id, e->d_name, n - sl);
+    id[n - sl] = 0;
+    ct_err ignored;
+    if (as__check_policy_id(id, &ignored) != CT_OK) continue;
+    if (json_array_size(ids) >= AS_MAX_POLICIES)
+      st = ct_fail(err, CT_ELIMIT, "attestation policy directory %s/opa: more than %d policies", as->cfg.policy_dir,
+                   AS_MAX_POLICIES);
+    else if (json_array_append_new(ids, json_string(id)) != 0)
+      st = ct_fail(err, CT_ENOMEM, "out of memory listing attestation policies");
+  }
+  closedir(d);
+  if (st != CT_OK) {
+    json_decref(ids);
+    return st;
+  }
+  *out = ids;
+  return CT_OK;
+}
+
 /* The stored policy ids: keys without the ".rego" suffix, each once. */
 static CT_RESULT as__policy_ids(as_service *as, json_t **out, ct_err *err) {
+  if (as->policy_dirfd >= 0) return as__dir_policy_ids(as, out, err);
   json_t *keys = NULL;
   CT_GUARD(kvs_list(as->cfg.store, AS_POLICY_NS, &keys, err));
   json_t *ids = json_array();
@@ -188,8 +232,14 @@ CT_RESULT as_set_policy(as_service *as, const char *policy_id, const char *rego,
   ct_status st = as__compile(as, policy_id, text, &compiled, err);
   char key[128];
   if (st == CT_OK) st = as__policy_key(policy_id, key, sizeof key, err);
-  if (st == CT_OK) st = kvs_put(as->cfg.store, AS_POLICY_NS, key, text, len, err);
-  if (st == CT_OK) {  /* a legacy copy under the bare id is superseded: drop it (absent is fine) */
+  if (st == CT_OK && as->policy_dirfd >= 0) {
+    /* as Trustee: the file is the policy (a read-only mount refuses the write) */
+    if (ct_file_write_atomic_at(as->policy_dirfd, key, text, len, 0600, err) != CT_OK)
+      st = ct_err_prefix(err, "attestation policy directory %s/opa: ", as->cfg.policy_dir);
+  } else if (st == CT_OK) {
+    st = kvs_put(as->cfg.store, AS_POLICY_NS, key, text, len, err);
+  }
+  if (st == CT_OK && as->policy_dirfd < 0) {  /* a legacy copy under the bare id is superseded: drop it (absent is fine) */
     ct_err ignored;
     if (kvs_delete(as->cfg.store, AS_POLICY_NS, policy_id, &ignored) != CT_OK) {
     }
@@ -229,6 +279,14 @@ CT_RESULT as_get_policy(as_service *as, const char *policy_id, char **rego, ct_e
   size_t len = 0;
   char key[128];
   CT_GUARD(as__policy_key(policy_id, key, sizeof key, err));
+  if (as->policy_dirfd >= 0) {
+    /* a read-only input: Kubernetes' `<id>.rego -> ..data/<id>.rego` links resolve, links out of
+     * the directory do not (docs/compatibility.md) */
+    if (ct_file_read_beneath(as->policy_dirfd, key, AS_MAX_POLICY_BYTES, &data, &len, err) != CT_OK)
+      return ct_err_prefix(err, "attestation policy directory %s/opa: ", as->cfg.policy_dir);
+    *rego = (char *)data;
+    return CT_OK;
+  }
   ct_status st = kvs_get(as->cfg.store, AS_POLICY_NS, key, &data, &len, err);
   if (st == CT_ENOTFOUND) st = kvs_get(as->cfg.store, AS_POLICY_NS, policy_id, &data, &len, err);
   CT_GUARD(st);
@@ -316,12 +374,36 @@ static CT_RESULT as__load_signer(as_service *as, ct_err *err) {
   return ct_json_set_new(as->header_jwk, "x5c", x5c, err);
 }
 
+/* <policy_dir>/opa, created (0700) when missing, as Trustee does. The configured path is
+ * followed as written (it may be a link: the operator's choice). */
+static CT_RESULT as__open_policy_dir(as_service *as, ct_err *err) {
+  const char *dir = as->cfg.policy_dir;
+  size_t n = strlen(dir);
+  CT_ENSURE(n > 0 && n < 4000, err, CT_EINVAL, "attestation_token_broker.policy_dir must be a path of 1 to 3999 bytes");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/opa", dir);
+  for (char *p = path + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+      return ct_fail(err, CT_EIO, "attestation policy directory: cannot create %s: %s", path, strerror(errno));
+    *p = '/';
+  }
+  if (mkdir(path, 0700) != 0 && errno != EEXIST)
+    return ct_fail(err, CT_EIO, "attestation policy directory: cannot create %s: %s", path, strerror(errno));
+  as->policy_dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  CT_ENSURE(as->policy_dirfd >= 0, err, CT_EIO, "attestation policy directory %s: %s", path, strerror(errno));
+  return CT_OK;
+}
+
 CT_RESULT as_service_new(const as_config *cfg, as_service **out, ct_err *err) {
   as_service *as = calloc(1, sizeof *as);
   CT_ENSURE(as, err, CT_ENOMEM, "out of memory");
   as->cfg = *cfg;
+  as->policy_dirfd = -1;
   pthread_mutex_init(&as->lock, NULL);
   ct_status st;
+  if (cfg->policy_dir) CT_GUARD_GOTO(st, as__open_policy_dir(as, err), fail);
   CT_GUARD_GOTO(st, ct_strdup(cfg->issuer_name ? cfg->issuer_name : "CoCo-Attestation-Service", &as->issuer, err), fail);
   CT_GUARD_GOTO(st, ct_strdup(cfg->developer_name ? cfg->developer_name : "https://confidentialcontainers.org", &as->developer, err), fail);
   CT_GUARD_GOTO(st, ct_strdup(cfg->build_name ? cfg->build_name : "coco-trust attestation-service 0.1.0", &as->build, err), fail);
@@ -354,6 +436,7 @@ fail:
 
 void as_service_free(as_service *as) {
   if (!as) return;
+  if (as->policy_dirfd >= 0) close(as->policy_dirfd);
   for (size_t i = 0; i < as->n_policies; i++) as__policy_release(as, as->policies[i]);
   for (size_t i = 0; i < as->n_verifiers; i++)
     if (as->verifiers[i]->destroy && as->verifier_state[i]) as->verifiers[i]->destroy(as->verifier_state[i]);

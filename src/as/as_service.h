@@ -21,6 +21,8 @@
 
 typedef struct as_config {
   kvs *store;                         /* policies live in namespace attestation_service_policy */
+  const char *policy_dir;             /* Trustee 1.0's attestation_token_broker.policy_dir: when set,
+                                         policies are the files <policy_dir>/opa/<id>.rego instead */
   rvps *rvps;                         /* reference values for query_reference_value */
   as_verifier_config verifiers;
   unsigned token_duration_min;

@@ -5,20 +5,45 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 CT_RESULT ct_file_read(const char *path, size_t max, uint8_t **out, size_t *len, ct_err *err) {
   return ct_file_read_at(AT_FDCWD, path, max, out, len, err);
 }
 
+static CT_RESULT ct_file__read_fd(int fd, const char *path, size_t max, uint8_t **out, size_t *len, ct_err *err);
+
 CT_RESULT ct_file_read_at(int dirfd, const char *path, size_t max, uint8_t **out, size_t *len, ct_err *err) {
   int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ct_fail(err, errno == ENOENT ? CT_ENOTFOUND : CT_EIO, "cannot open %s: %s", path,
                              strerror(errno));
+  return ct_file__read_fd(fd, path, max, out, len, err);
+}
+
+CT_RESULT ct_file_read_beneath(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len, ct_err *err) {
+  struct open_how how = {.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC,
+                         .resolve = RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS};
+  int fd = (int)syscall(SYS_openat2, dirfd, name, &how, sizeof how);
+  /* no openat2 (kernel before 5.6, or a seccomp filter): follow nothing rather than anything */
+  if (fd < 0 && (errno == ENOSYS || errno == EPERM)) fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ENOENT) return ct_fail(err, CT_ENOTFOUND, "cannot open %s: %s", name, strerror(e));
+    return ct_fail(err, CT_EIO, "cannot open %s: %s", name,
+                   e == EXDEV ? "a symbolic link that leads out of its directory" : e == ELOOP ? "a symbolic link"
+                                                                                             : strerror(e));
+  }
+  return ct_file__read_fd(fd, name, max, out, len, err);
+}
+
+/* Reads the open file fd (closed on return) whole. */
+static CT_RESULT ct_file__read_fd(int fd, const char *path, size_t max, uint8_t **out, size_t *len, ct_err *err) {
   struct stat sb;
   if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
     close(fd);

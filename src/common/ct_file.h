@@ -22,5 +22,12 @@ CT_RESULT ct_file_write_atomic(const char *path, const void *data, size_t len, u
 CT_RESULT ct_file_read_at(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len, ct_err *err);
 CT_RESULT ct_file_write_atomic_at(int dirfd, const char *name, const void *data, size_t len, unsigned mode,
                                   ct_err *err);
+/* Reads `name` below the directory dirfd, following symbolic links only while their resolution
+ * stays beneath dirfd and on its mount (openat2 RESOLVE_BENEATH | RESOLVE_NO_XDEV |
+ * RESOLVE_NO_MAGICLINKS): the `<key> -> ..data/<key>` links of a Kubernetes Secret or ConfigMap
+ * volume resolve, a link out of the directory (absolute, `..`, another mount, /proc) is refused.
+ * For read-only inputs in a configured directory, never for a store (docs/compatibility.md). Without
+ * openat2 (kernel before 5.6, or a seccomp filter refusing it) no link is followed at all. */
+CT_RESULT ct_file_read_beneath(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len, ct_err *err);
 
 #endif

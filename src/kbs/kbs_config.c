@@ -283,6 +283,7 @@ static CT_RESULT kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
     CT_GUARD(kbs_config__str(broker, "build_name", "attestation_token_broker", &c->build_name, err));
     CT_GUARD(kbs_config__str(broker, "profile_name", "attestation_token_broker", &c->profile_name, err));
     CT_GUARD(kbs_config__bool(broker, "verbose_token", "attestation_token_broker", &c->verbose_token, err));
+    CT_GUARD(kbs_config__str(broker, "policy_dir", "attestation_token_broker", &c->as_policy_dir, err));
     json_t *signer = NULL;
     CT_GUARD(kbs_config__table(broker, "signer", "attestation_token_broker.signer", &signer, err));
     if (signer) {
@@ -327,17 +328,14 @@ static CT_RESULT kbs_config__as(const json_t *doc, kbs_config *c, ct_err *err) {
       static const char *const sk[] = {"type", "file_path", "dir_path", NULL};
       CT_GUARD(kbs_config__only(storage, "attestation_service.rvps_config.storage", sk, err));
       CT_GUARD(kbs_config__str(storage, "dir_path", "rvps_config.storage", &c->rvps_store_dir, err));
-      char *file = NULL;
-      CT_GUARD(kbs_config__str(storage, "file_path", "rvps_config.storage", &file, err));
-      if (file && !c->rvps_store_dir) {
-        /* Trustee 1.0 names a JSON file; keep the store beside it. */
-        char *slash = strrchr(file, '/');
-        if (slash) *slash = 0;
-        c->rvps_store_dir = file;
-        file = NULL;
-      }
-      free(file);
+      /* Trustee 1.0's LocalJson: the reference values are one JSON list file */
+      CT_GUARD(kbs_config__str(storage, "file_path", "rvps_config.storage", &c->rvps_file, err));
+      CT_ENSURE(!c->rvps_file || !c->rvps_store_dir, err, CT_EINVAL,
+                "attestation_service.rvps_config.storage: file_path (a LocalJson file) and dir_path (a store "
+                "directory) name two stores; keep one");
     }
+    CT_ENSURE(!c->rvps_file || !c->rvps_storage_type_set, err, CT_EINVAL,
+              "attestation_service.rvps_config: storage_type and storage.file_path name two stores; keep one");
   }
   json_t *vc = NULL;
   CT_GUARD(kbs_config__table(t, "verifier_config", "attestation_service.verifier_config", &vc, err));
@@ -717,6 +715,8 @@ void kbs_config_free(kbs_config *c) {
   free(c->signer_key_path);
   free(c->signer_cert_path);
   free(c->rvps_store_dir);
+  free(c->rvps_file);
+  free(c->as_policy_dir);
   free(c->snp_vcek_offline_dir);
   free(c->snp_kds_base_url);
   free(c->tdx_collateral_dir);

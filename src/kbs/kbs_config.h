@@ -96,6 +96,8 @@ typedef struct kbs_config {
   char *signer_key_path;
   char *signer_cert_path;
   char *rvps_store_dir;          /* optional LocalJson/LocalFs store for reference values */
+  char *rvps_file;               /* rvps_config.storage.file_path: Trustee's LocalJson list file */
+  char *as_policy_dir;           /* attestation_token_broker.policy_dir: policies in <dir>/opa */
   char *snp_vcek_offline_dir;
   char *snp_kds_base_url;
   char *tdx_collateral_dir;

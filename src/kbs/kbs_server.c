@@ -4,7 +4,9 @@
  */
 #include "kbs_server.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -298,6 +301,37 @@ static void kbs__handle(void *ctx, const kbs_http_request *req, kbs_http_respons
 
 /* --- lifecycle -------------------------------------------------------------------------------- */
 
+/* The attestation policy directory is written through the admin API like the store, so it
+ * becomes the service user's too, with its regular files (rvps_chown does the same for the
+ * reference-value file). A read-only mount (a Kubernetes ConfigMap) stays as it is, and so does a
+ * directory reached through a link; no link is followed. */
+static CT_RESULT kbs__chown_input(const char *path, uid_t uid, gid_t gid, ct_err *err) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno == ELOOP) return CT_OK;
+  CT_ENSURE(fd >= 0, err, CT_EIO, "cannot open %s: %s", path, strerror(errno));
+  if (fchown(fd, uid, gid) != 0 && errno != EROFS) {
+    int e = errno;
+    close(fd);
+    return ct_fail(err, CT_EIO, "cannot hand %s to the service user: %s", path, strerror(e));
+  }
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    close(fd);
+    return ct_fail(err, CT_EIO, "cannot list %s: %s", path, strerror(errno));
+  }
+  struct dirent *e;
+  ct_status st = CT_OK;
+  while (st == CT_OK && (e = readdir(d)) != NULL) {
+    struct stat sb;
+    if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
+      continue;
+    if (fchownat(dirfd(d), e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EROFS)
+      st = ct_fail(err, CT_EIO, "cannot hand %s/%s to the service user: %s", path, e->d_name, strerror(errno));
+  }
+  closedir(d);
+  return st;
+}
+
 /* Everything that needs root (keys, certificates, storage directories) is open by now; the
  * KBS serves requests as a user of its own, which owns the storage (0700 directories, 0600
  * files). A user other processes run as could read every secret and rewrite the policies, so
@@ -316,6 +350,12 @@ static CT_RESULT kbs__drop_privileges(kbs_server *s, const char *user, ct_err *e
             "secret in the storage and rewrite the resource policy; create a dedicated user (useradd --system "
             "--no-create-home --shell /usr/sbin/nologin %s) and name it with KBS_USER",
             user, KBS_DEFAULT_USER);
+  if (s->cfg->as_enabled && s->cfg->as_policy_dir) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/opa", s->cfg->as_policy_dir);
+    CT_GUARD(kbs__chown_input(dir, pw->pw_uid, pw->pw_gid, err));
+  }
+  CT_GUARD(rvps_chown(s->rvps, pw->pw_uid, pw->pw_gid, err));
   CT_GUARD(kvs_chown(s->store, pw->pw_uid, pw->pw_gid, err));
   if (s->resources != s->store) CT_GUARD(kvs_chown(s->resources, pw->pw_uid, pw->pw_gid, err));
   if (s->rv_store != s->store) CT_GUARD(kvs_chown(s->rv_store, pw->pw_uid, pw->pw_gid, err));
@@ -469,10 +509,12 @@ CT_RESULT kbs_server_create(const kbs_config *cfg, kbs_server **out, ct_err *err
       goto fail;
     }
   }
-  CT_GUARD_GOTO(st, rvps_new(s->rv_store, &s->rvps, err), fail);
+  if (cfg->rvps_file) CT_GUARD_GOTO(st, rvps_new_file(cfg->rvps_file, &s->rvps, err), fail);
+  else CT_GUARD_GOTO(st, rvps_new(s->rv_store, &s->rvps, err), fail);
   if (cfg->as_enabled) {
     as_config ac = {
         .store = s->store,
+        .policy_dir = cfg->as_policy_dir,
         .rvps = s->rvps,
         .verifiers = {.snp_vcek_offline_dir = cfg->snp_vcek_offline_dir, .snp_kds_base_url = cfg->snp_kds_base_url,
                       .tdx_collateral_dir = cfg->tdx_collateral_dir, .tdx_pccs_url = cfg->tdx_pccs_url,

@@ -7,7 +7,9 @@ the topology is linted (`helm lint --strict`) and rendered (`helm template`), an
 object is validated by k8scheck (tests/deploy/k8scheck: strict decoding into the Kubernetes 1.32,
 OpenShift Route, cert-manager, External Secrets and OCM Go types; CRD schemas for KataConfig and
 the ACM policies). Then: the init-data in the pods' annotations decodes back to the rendered
-TOML, and k8scheck refuses a rendering with a misspelt field (the validator bites).
+TOML, every path the KBS's kbs-config.toml names is served by a mount of the kbs container
+(policy_dir/opa and the reference-value file from their ConfigMaps, keys from their Secrets), and
+k8scheck refuses a rendering with a misspelt field (the validators bite).
 
 Tools: helm (helm.sh/helm/v3 from the Go module proxy) and coco-k8scheck, both built into
 $(go env GOPATH)/bin by scripts/install-test-tools. Exit 77 (ctest skip) when one is missing
@@ -20,7 +22,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
+
+import yaml
 
 SKIP = 77
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +63,42 @@ def run(cmd, **kw):
     if r.returncode != 0:
         raise SystemExit(f"FAILED: {' '.join(str(c)[:80] for c in cmd)}\n{r.stdout}{r.stderr}")
     return r.stdout
+
+
+def kbs_config_problems(rendered: str) -> list:
+    """Paths in the rendered kbs-config.toml that no mount of the kbs container serves: Trustee's
+    policy_dir (policies in <policy_dir>/opa) and LocalJson file_path must be the ConfigMaps the
+    chart fills, the keys and certificates Secrets, the store a volume."""
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+    pod = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "kbs")["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    kbs = next(c for c in pod["containers"] if c["name"] == "kbs")
+    mounts = {m["mountPath"]: vols.get(m["name"], {}) for m in kbs["volumeMounts"]}
+    cfg = tomllib.loads(maps["kbs-config"]["kbs-config.toml"])
+    broker = cfg["attestation_service"]["attestation_token_broker"]
+    files = [cfg["http_server"]["private_key"], cfg["http_server"]["certificate"], broker["signer"]["key_path"],
+             broker["signer"]["cert_path"], cfg["policy_engine"]["policy_path"],
+             cfg["attestation_service"]["rvps_config"]["storage"]["file_path"],
+             *cfg["attestation_token"]["trusted_certs_paths"],
+             *[i["public_key_uri"] for i in cfg["admin"]["authentication"]["bearer_jwt"]["identity_providers"]]]
+    problems = []
+    for f in files:
+        d, name = f.rsplit("/", 1)
+        vol = mounts.get(d)
+        if vol is None:
+            problems.append(f"{f}: no mount of the kbs container at {d}")
+        elif "configMap" in vol and name not in maps.get(vol["configMap"]["name"], {}):
+            problems.append(f"{f}: ConfigMap {vol['configMap']['name']} mounted at {d} has no {name}")
+        elif "configMap" not in vol and "secret" not in vol:
+            problems.append(f"{f}: {d} is neither a ConfigMap nor a Secret")
+    opa = broker["policy_dir"] + "/opa"
+    vol = mounts.get(opa, {})
+    if "default_cpu.rego" not in maps.get(vol.get("configMap", {}).get("name"), {}):
+        problems.append(f"policy_dir: {opa} is not the ConfigMap holding default_cpu.rego")
+    if cfg["storage_backend"]["backends"]["local_fs"]["dir_path"] not in mounts:
+        problems.append("storage dir_path: not a mount of the kbs container")
+    return problems
 
 
 def main():
@@ -134,6 +175,16 @@ def main():
         hub = renders[("trusted-hub", "sandbox")]
         if "{{hub fromConfigMap \"imperative\" \"initdata\" \"INITDATA\" hub}}" not in hub or "kind: KataConfig" in hub:
             print("trusted-hub sandbox: expected the ACM hub template and no KataConfig", file=sys.stderr)
+            failures += 1
+
+        # The KBS finds what its configuration names (and the check bites on a missing mount).
+        for key in (("simple", "kbs"), ("trusted-hub", "kbs")):
+            for problem in kbs_config_problems(renders[key]):
+                print(f"{key[0]} kbs: {problem}", file=sys.stderr)
+                failures += 1
+        missing = renders[("simple", "kbs")].replace("mountPath: /etc/kbs/attestation-policy/opa", "mountPath: /opa", 1)
+        if not any("policy_dir" in p for p in kbs_config_problems(missing)):
+            print("kbs_config_problems missed an unmounted policy_dir", file=sys.stderr)
             failures += 1
 
         # The validator refuses what the API server would refuse.

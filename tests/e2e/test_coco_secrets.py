@@ -1,12 +1,14 @@
-"""`coco secrets load` (the pattern's values-secret file into OpenBao or straight into a KBS) and
-`coco kbs-seed` (the kbs chart's init container: mounted Secrets and ConfigMaps into the KBS's
-store). Real OpenBao, real KBS; secrets are read back through Vault's API and through an
-attested resource fetch."""
+"""`coco secrets load` (the pattern's values-secret file into OpenBao or straight into a KBS),
+`coco kbs-seed` (the kbs chart's init container: mounted Secrets into the KBS's store) and the KBS
+reading the chart's ConfigMaps and Secrets itself (Trustee's policy_dir and LocalJson file_path,
+keys and certificates through Kubernetes volume links). Real OpenBao, real KBS; secrets are read
+back through Vault's API and through an attested resource fetch."""
 import base64
 import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -179,6 +181,93 @@ def kube_volume(root: Path, files: dict):
     os.symlink(data.name, root / "..data")
     for name in files:
         os.symlink(f"..data/{name}", root / name)
+
+
+def kube_update(root: Path, files: dict, stamp: str):
+    """A ConfigMap update as the kubelet makes it: a new timestamped directory, ..data swapped."""
+    data = root / f"..{stamp}"
+    data.mkdir()
+    for name, content in files.items():
+        (data / name).write_text(content)
+    os.symlink(data.name, root / "..data_tmp")
+    os.replace(root / "..data_tmp", root / "..data")
+
+
+MARKER_POLICY = """package policy
+import rego.v1
+default executables := 33
+executables := 3 if query_reference_value("marker") == ["%s"]
+trust_claims := {"executables": executables, "hardware": 2, "configuration": 2}
+"""
+
+
+def ear_vector(token: str) -> dict:
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims["submods"]["cpu0"]["ear.trustworthiness-vector"]
+
+
+def test_kbs_reads_kubernetes_volumes(pki, start_kbs, tmp_path):  # noqa: F811
+    """The chart's layout without a seeding step: Trustee 1.0's policy_dir (<dir>/opa/<id>.rego)
+    and LocalJson reference-value file_path, the resource policy, TLS and signer keys, the admin
+    key - all through the links of Kubernetes volumes, ConfigMap updates followed live - and a
+    link out of the policy directory refused at start-up."""
+    mounts = tmp_path / "etc"
+    kube_volume(mounts / "https", {"tls.key": Path(pki.tls_key).read_text(), "tls.crt": Path(pki.tls_cert).read_text()})
+    kube_volume(mounts / "attestation", {"tls.key": Path(pki.signer_key).read_text(),
+                                         "tls.crt": Path(pki.signer_cert).read_text(),
+                                         "ca.crt": Path(pki.ca_cert).read_text()})
+    kube_volume(mounts / "admin", {"publicKey": Path(pki.admin_pub).read_text()})
+    kube_volume(mounts / "policy", {"policy.rego": "package policy\nimport rego.v1\ndefault allow := false\n"
+                                                   "allow if input.submods.cpu0[\"ear.status\"] == \"affirming\"\n"})
+    (mounts / "attestation-policy").mkdir()
+    kube_volume(mounts / "attestation-policy" / "opa", {"default_cpu.rego": MARKER_POLICY % "one"})
+    entry = {"name": "marker", "expiration": "2031-01-01T00:00:00Z", "value": ["one"]}
+    kube_volume(mounts / "rvps", {"reference-values.json": json.dumps([entry])})
+    storage = tmp_path / "storage"
+    storage.mkdir(mode=0o700)
+    cfg = bgcheck_config(pki, storage, extra=f"""
+[policy_engine]
+policy_path = "{mounts}/policy/policy.rego"
+""").replace(str(pki.tls_key), f"{mounts}/https/tls.key").replace(str(pki.tls_cert), f"{mounts}/https/tls.crt")
+    cfg = cfg.replace(str(pki.signer_key), f"{mounts}/attestation/tls.key").replace(
+        str(pki.signer_cert), f"{mounts}/attestation/tls.crt").replace(str(pki.ca_cert), f"{mounts}/attestation/ca.crt")
+    cfg = cfg.replace(str(pki.admin_pub), f"{mounts}/admin/publicKey").replace(
+        "duration_min = 5\n", f'duration_min = 5\npolicy_dir = "{mounts}/attestation-policy"\n\n'
+        '[attestation_service.rvps_config]\ntype = "BuiltIn"\n\n[attestation_service.rvps_config.storage]\n'
+        f'type = "LocalJson"\nfile_path = "{mounts}/rvps/reference-values.json"\n', 1)
+    assert cfg.count(str(mounts)) == 9, cfg
+    kbs = start_kbs(cfg)
+    kbs_client = [BIN / "kbs-client", "--url", kbs.url(), "--cert-file", pki.tls_cert]
+    res = tmp_path / "res"
+    res.write_text("the secret")
+    admin(kbs, pki, tmp_path, "set-resource", "--path", "default/kbsres1/key1", "--resource-file", res)
+    assert ear_vector(run(kbs_client + ["attest"]).stdout.strip())["executables"] == 3
+    assert run(kbs_client + ["get-resource", "--path", "default/kbsres1/key1"]).stdout.strip() == \
+        base64.b64encode(b"the secret").decode()
+    out = admin(kbs, pki, tmp_path, "get-reference-value", "--id", "marker").stdout
+    assert json.loads(out) == ["one"]
+    # A ConfigMap update of the reference values applies at once: the marker no longer matches.
+    kube_update(mounts / "rvps", {"reference-values.json": json.dumps([{**entry, "value": ["two"]}])},
+                "2026_12_03_11_00_00.000000002")
+    assert ear_vector(run(kbs_client + ["attest"]).stdout.strip())["executables"] == 33
+    assert run(kbs_client + ["get-resource", "--path", "default/kbsres1/key1"], check=False).returncode != 0
+    # ...and one of the attestation policy on the KBS's next reload (every two seconds).
+    kube_update(mounts / "attestation-policy" / "opa", {"default_cpu.rego": MARKER_POLICY % "two"},
+                "2026_12_03_11_00_00.000000002")
+    for _ in range(50):
+        if ear_vector(run(kbs_client + ["attest"]).stdout.strip())["executables"] == 3:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the updated attestation policy was not loaded")
+    # A link that leaves the policy directory is refused, naming the file.
+    (tmp_path / "elsewhere.rego").write_text(MARKER_POLICY % "x")
+    os.symlink("../../../elsewhere.rego", mounts / "attestation-policy" / "opa" / "stray.rego")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(cfg)
+    r = run([BIN / "kbs", "--config-file", bad], check=False, timeout=30)
+    assert r.returncode != 0 and "stray.rego" in r.stderr and "leads out of its directory" in r.stderr, r.stderr
 
 
 def test_kbs_seed_from_kubernetes_volumes(pki, start_kbs, start_cdh, tmp_path):  # noqa: F811

@@ -1,6 +1,7 @@
 """The upstream KBS e2e flow (trustee kbs/test/Makefile) against coco-trust's kbs and kbs-client,
 with TLS on, plus the passport mode with a second resource-only KBS."""
 import base64
+import json
 import os
 import subprocess
 
@@ -136,7 +137,8 @@ def test_presets_and_reference_values(pki, start_kbs, tmp_path):
 
 
 def test_metrics_and_reference_value_store(pki, start_kbs, tmp_path):
-    """/metrics speaks Prometheus text with Trustee's names; rvps_config storage persists."""
+    """/metrics speaks Prometheus text with Trustee's names; reference values persist in the
+    rvps_config LocalJson file_path as Trustee's list."""
     import requests
     rv_dir = tmp_path / "rvps"
     cfg = bgcheck_config(pki, tmp_path / "storage").replace(
@@ -146,7 +148,8 @@ def test_metrics_and_reference_value_store(pki, start_kbs, tmp_path):
         '[attestation_service.attestation_token_broker]')
     kbs = start_kbs(cfg)
     admin(kbs, pki, tmp_path, "set-sample-reference-value", "svn", "7")
-    assert (rv_dir / "reference_value.json").exists()
+    stored = json.loads((rv_dir / "reference-values.json").read_text())
+    assert [(e["name"], e["value"], e["version"]) for e in stored] == [("svn", ["7"], "0.1.0")]
     client(kbs, pki, "attest")
     text = requests.get(f"{kbs.url()}/metrics", verify=str(pki.tls_cert)).text
     for name in ("kbs_http_requests_total", "kbs_auth_requests_total", "kbs_attestation_requests_total",

@@ -1,10 +1,15 @@
 #include "ct_test_util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "as_service.h"
 #include "ct_codec.h"
 #include "ct_digest.h"
+#include "ct_file.h"
 #include "ct_json.h"
 #include "jose.h"
 
@@ -234,6 +239,126 @@ static void test_policy_edge_cases(void **state) {
   assert_int_equal(as_set_policy(f->as, "../evil", warn, strlen(warn), &err), CT_EINVAL);
 }
 
+/* Writes dir/<name> files as a Kubernetes volume does: into ..<stamp>/, with ..data pointing at
+ * it and <name> -> ..data/<name>; a second call swaps ..data atomically, as a ConfigMap update. */
+static void kube_volume(const char *dir, const char *stamp, const char *name, const char *text) {
+  char p[512], q[512];
+  ct_err err;
+  mkdir(dir, 0755);
+  snprintf(p, sizeof p, "%s/..%s", dir, stamp);
+  assert_int_equal(mkdir(p, 0755), 0);
+  snprintf(p, sizeof p, "%s/..%s/%s", dir, stamp, name);
+  CT_ASSERT_OK(ct_file_write_atomic(p, text, strlen(text), 0644, &err), &err);
+  snprintf(p, sizeof p, "%s/..data_tmp", dir);
+  snprintf(q, sizeof q, "..%s", stamp);
+  assert_int_equal(symlink(q, p), 0);
+  snprintf(q, sizeof q, "%s/..data", dir);
+  assert_int_equal(rename(p, q), 0);
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  snprintf(q, sizeof q, "..data/%s", name);
+  if (symlink(q, p) != 0) assert_int_equal(errno, EEXIST);
+}
+
+static int executables_of(fixture *f) {
+  char *token = NULL;
+  json_t *claims = NULL;
+  ct_err err;
+  CT_ASSERT_OK(evaluate(f, NULL, false, &token, &claims, &err), &err);
+  json_t *tv = json_object_get(json_object_get(json_object_get(claims, "submods"), "cpu0"), "ear.trustworthiness-vector");
+  int v = (int)json_integer_value(json_object_get(tv, "executables"));
+  json_decref(claims);
+  free(token);
+  return v;
+}
+
+/* Trustee 1.0's policy_dir and LocalJson reference-value file, as the pattern mounts them from
+ * ConfigMaps: read through the volumes' links, followed across updates, written by the admin
+ * API; a link out of the policy directory stops the service from starting. */
+static void test_policy_dir_and_reference_value_file(void **state) {
+  (void)state;
+  char root[] = "/tmp/as_policy_dir_XXXXXX";
+  assert_non_null(mkdtemp(root));
+  char pol[64], rvdir[64], rvfile[128], p[400];
+  snprintf(pol, sizeof pol, "%s/policies", root);
+  mkdir(pol, 0755);
+  snprintf(p, sizeof p, "%s/opa", pol);
+  const char *policy = "package policy\nimport rego.v1\ndefault executables := 33\n"
+                       "executables := 3 if query_reference_value(\"svn\") == [\"1\"]\n"
+                       "trust_claims := {\"executables\": executables, \"hardware\": 2}\n";
+  kube_volume(p, "2026_12_03_10_00_00.1", "default_cpu.rego", policy);
+  snprintf(rvdir, sizeof rvdir, "%s/rvps", root);
+  snprintf(rvfile, sizeof rvfile, "%s/reference-values.json", rvdir);
+  kube_volume(rvdir, "2026_12_03_10_00_00.1", "reference-values.json",
+              "[{\"name\": \"svn\", \"expiration\": \"2031-01-01T00:00:00Z\", \"value\": [\"1\"]}]");
+
+  fixture g = {0};
+  ct_err err;
+  kvs_config kc = {.type = KVS_MEMORY};
+  CT_ASSERT_OK(kvs_open(&kc, &g.store, &err), &err);
+  CT_ASSERT_OK(rvps_new_file(rvfile, &g.rv, &err), &err);
+  as_config cfg = {.store = g.store, .rvps = g.rv, .policy_dir = pol, .token_duration_min = 5,
+                   .enable_sample_tee = true};
+  CT_ASSERT_OK(as_service_new(&cfg, &g.as, &err), &err);
+  assert_int_equal(executables_of(&g), 3);
+
+  /* ConfigMap updates: the reference values at once, the policy on the next reload */
+  kube_volume(rvdir, "2026_12_03_11_00_00.2", "reference-values.json",
+              "[{\"name\": \"svn\", \"expiration\": \"2031-01-01T00:00:00Z\", \"value\": [\"2\"]}]");
+  assert_int_equal(executables_of(&g), 33);
+  kube_volume(p, "2026_12_03_11_00_00.2", "default_cpu.rego",
+              "package policy\nimport rego.v1\ntrust_claims := {\"executables\": 4, \"hardware\": 2}\n");
+  as_reload_policies(g.as);
+  assert_int_equal(executables_of(&g), 4);
+
+  /* the admin API writes the policy file and the reference-value list */
+  const char *other = "package policy\nimport rego.v1\ntrust_claims := {\"hardware\": 2}\n";
+  CT_ASSERT_OK(as_set_policy(g.as, "other_cpu", other, strlen(other), &err), &err);
+  snprintf(p, sizeof p, "%s/opa/other_cpu.rego", pol);
+  uint8_t *text = NULL;
+  size_t len = 0;
+  CT_ASSERT_OK(ct_file_read(p, 4096, &text, &len, &err), &err);
+  assert_string_equal((char *)text, other);
+  free(text);
+  register_rv(&g, "{\"svn\": [\"1\"], \"tag\": 7}");
+  assert_int_equal(executables_of(&g), 4);
+  json_t *v = NULL;
+  CT_ASSERT_OK(rvps_query(g.rv, "tag", &v, &err), &err);
+  assert_int_equal(json_integer_value(v), 7);
+  json_decref(v);
+  CT_ASSERT_OK(ct_file_read(rvfile, 1 << 16, &text, &len, &err), &err);
+  json_t *list = NULL;
+  CT_ASSERT_OK(ct_json_parse((char *)text, len, 8, &list, &err), &err);
+  free(text);
+  assert_int_equal(json_array_size(list), 2); /* svn replaced, tag added: Trustee's list */
+  assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "name")), "tag");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "version")), "0.1.0");
+  json_decref(list);
+  as_service_free(g.as);
+  rvps_free(g.rv);
+  kvs_close(g.store);
+
+  /* a policy linked out of the directory (or a malformed list) keeps the service from starting */
+  snprintf(p, sizeof p, "%s/opa/evil.rego", pol);
+  assert_int_equal(symlink("../../secret.rego", p), 0);
+  snprintf(p, sizeof p, "%s/secret.rego", root);
+  CT_ASSERT_OK(ct_file_write_atomic(p, other, strlen(other), 0600, &err), &err);
+  CT_ASSERT_OK(kvs_open(&kc, &g.store, &err), &err);
+  CT_ASSERT_OK(rvps_new(g.store, &g.rv, &err), &err);
+  cfg.store = g.store;
+  cfg.rvps = g.rv;
+  assert_int_equal(as_service_new(&cfg, &g.as, &err), CT_EIO);
+  if (!strstr(err.msg, "evil.rego") || !strstr(err.msg, "leads out of its directory")) fail_msg("%s", err.msg);
+  rvps_free(g.rv);
+  snprintf(p, sizeof p, "%s/bad.json", root);
+  CT_ASSERT_OK(ct_file_write_atomic(p, "{\"svn\": 1}", 10, 0600, &err), &err);
+  assert_int_equal(rvps_new_file(p, &g.rv, &err), CT_EINVAL);
+  assert_non_null(strstr(err.msg, "not a JSON list"));
+  kvs_close(g.store);
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+  assert_int_equal(system(cmd), 0);
+}
+
 static void test_unknown_tee(void **state) {
   fixture *f = *state;
   json_t *rt = runtime_data();
@@ -254,6 +379,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_init_data_claims, setup, teardown),
       cmocka_unit_test_setup_teardown(test_policy_edge_cases, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unknown_tee, setup, teardown),
+      cmocka_unit_test(test_policy_dir_and_reference_value_file),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,8 +3,13 @@
 #include "ct_buf.h"
 #include "ct_codec.h"
 #include "ct_digest.h"
+#include "ct_file.h"
 #include "ct_json.h"
 #include "ct_mem.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void test_jcs_trustee_vector(void **state) {
   (void)state;
@@ -124,8 +129,58 @@ static void test_buf_cap(void **state) {
   assert_null(b.data); /* the buffer freed itself */
 }
 
+/* A Kubernetes Secret/ConfigMap volume: <key> -> ..data/<key>, ..data -> ..<timestamp>/. */
+static void test_file_read_beneath(void **state) {
+  (void)state;
+  char root[] = "/tmp/ct_beneath_XXXXXX";
+  assert_non_null(mkdtemp(root));
+  char p[256], q[256];
+  snprintf(p, sizeof p, "%s/vol", root);
+  assert_int_equal(mkdir(p, 0700), 0);
+  snprintf(p, sizeof p, "%s/vol/..2026_12_03_10_00_00.000000001", root);
+  assert_int_equal(mkdir(p, 0700), 0);
+  ct_err err;
+  snprintf(p, sizeof p, "%s/vol/..2026_12_03_10_00_00.000000001/key", root);
+  CT_ASSERT_OK(ct_file_write_atomic(p, "value", 5, 0600, &err), &err);
+  snprintf(p, sizeof p, "%s/secret", root);
+  CT_ASSERT_OK(ct_file_write_atomic(p, "outside", 7, 0600, &err), &err);
+  snprintf(p, sizeof p, "%s/vol/..data", root);
+  assert_int_equal(symlink("..2026_12_03_10_00_00.000000001", p), 0);
+  snprintf(p, sizeof p, "%s/vol/key", root);
+  assert_int_equal(symlink("..data/key", p), 0);
+  snprintf(p, sizeof p, "%s/vol/up", root);
+  assert_int_equal(symlink("../secret", p), 0);
+  snprintf(p, sizeof p, "%s/vol/abs", root);
+  snprintf(q, sizeof q, "%s/secret", root);
+  assert_int_equal(symlink(q, p), 0);
+  snprintf(p, sizeof p, "%s/vol/proc", root);
+  assert_int_equal(symlink("/proc/self/environ", p), 0);
+  snprintf(p, sizeof p, "%s/vol", root);
+  int dfd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  assert_true(dfd >= 0);
+
+  uint8_t *data = NULL;
+  size_t len = 0;
+  CT_ASSERT_OK(ct_file_read_beneath(dfd, "key", 64, &data, &len, &err), &err);
+  assert_int_equal(len, 5);
+  assert_memory_equal(data, "value", 5);
+  free(data);
+  const char *escapes[] = {"up", "abs", "proc", "../secret"};
+  for (size_t i = 0; i < 4; i++) {
+    assert_int_equal(ct_file_read_beneath(dfd, escapes[i], 64, &data, &len, &err), CT_EIO);
+    if (!strstr(err.msg, "leads out of its directory")) fail_msg("%s: %s", escapes[i], err.msg);
+  }
+  assert_int_equal(ct_file_read_beneath(dfd, "missing", 64, &data, &len, &err), CT_ENOTFOUND);
+  assert_int_equal(ct_file_read_beneath(dfd, "key", 4, &data, &len, &err), CT_ELIMIT);
+  close(dfd);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_file_read_beneath),
       cmocka_unit_test(test_jcs_trustee_vector),
       cmocka_unit_test(test_jcs_numbers_and_strings),
       cmocka_unit_test(test_json_strictness),

@@ -78,7 +78,10 @@ static void test_pattern_legacy_config(void **state) {
   assert_string_equal(c->auth_public_key, "/etc/auth-secret/publicKey");
   assert_string_equal(c->resource_dir, "/opt/confidential-containers/kbs/repository");
   assert_string_equal(c->resource_policy_path, "/opt/confidential-containers/opa/policy.rego");
-  assert_string_equal(c->rvps_store_dir, "/opt/confidential-containers/rvps/reference-values");
+  /* Trustee 1.0's LocalJson file and policy directory are used as such (not a store beside them) */
+  assert_string_equal(c->rvps_file, "/opt/confidential-containers/rvps/reference-values/reference-values.json");
+  assert_null(c->rvps_store_dir);
+  assert_string_equal(c->as_policy_dir, "/opt/x/policies");
   assert_string_equal(c->snp_kds_base_url, "https://kdsintf.amd.com"); /* Trustee's default source */
   kbs_config_free(c);
 }
@@ -108,6 +111,14 @@ static void test_refusals(void **state) {
   expect_error(buf, "unknown key \"sockts\" in [http_server]");
   snprintf(buf, sizeof buf, "[http_server]\ninsecure_http = false\n%s%s", ok_admin, ok_token);
   expect_error(buf, "private_key and certificate");
+  /* a reference-value file and a store directory (or a store type) are two stores */
+  const char *as_rv = "[attestation_service]\n[attestation_service.rvps_config]\n";
+  snprintf(buf, sizeof buf, "%s%s%s%s[attestation_service.rvps_config.storage]\nfile_path = \"/r/rv.json\"\n"
+           "dir_path = \"/r\"\n", ok_http, ok_admin, ok_token, as_rv);
+  expect_error(buf, "file_path (a LocalJson file) and dir_path");
+  snprintf(buf, sizeof buf, "%s%s%s%sstorage_type = \"Redis\"\n[attestation_service.rvps_config.storage]\n"
+           "file_path = \"/r/rv.json\"\n", ok_http, ok_admin, ok_token, as_rv);
+  expect_error(buf, "storage_type and storage.file_path");
   snprintf(buf, sizeof buf, "%s[admin]\nauthorization_mode = \"Maybe\"\n%s", ok_http, ok_token);
   expect_error(buf, "\"Maybe\" is not one of");
   snprintf(buf, sizeof buf, "%s[admin]\ntype = \"DenyAll\"\n%s", ok_http, ok_token);
