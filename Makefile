@@ -5,7 +5,7 @@ BUILD_FUZZ  ?= build-fuzz
 JOBS        ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-asan fuzz-smoke bench demo clean attack soak valgrind
+.PHONY: all deps build test test-asan fuzz-smoke fuzz-long bench demo clean attack soak valgrind
 
 all: build
 
@@ -52,6 +52,12 @@ soak: build
 # The KBS and cdh e2e (a representative subset) under valgrind memcheck: 0 errors, 0 definite leaks.
 valgrind: build
 	./scripts/valgrind-e2e $(BUILD)
+
+# Runs every libFuzzer target for FUZZ_SECONDS each (default 15 minutes) on a corpus kept in
+# $(BUILD_FUZZ)/fuzz-corpus; findings become seeds in tests/fuzz/corpus (scripts/fuzz-long).
+fuzz-long: $(BUILD_FUZZ)/build.ninja
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz-targets
+	./scripts/fuzz-long $(BUILD_FUZZ) $${FUZZ_SECONDS:-900}
 
 bench: build
 	./scripts/bench $(BUILD)
