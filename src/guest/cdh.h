@@ -37,6 +37,8 @@ typedef struct cdh_config {
   char *image_security_policy_uri; /* [image] image_security_policy_uri: kbs:///, file path */
   char *image_security_policy;     /* [image] image_security_policy: inline policy JSON */
   char *registry_credentials_uri;  /* [image] authenticated_registry_credentials_uri */
+  char *registry_configuration_uri; /* [image] registry_configuration_uri: kbs:///, file path */
+  char *registry_config;           /* [image.registry_config] as JSON text (wins over the URI) */
   char *extra_root_certificates;   /* [image] extra_root_certificates, concatenated PEM */
   char *https_proxy, *http_proxy, *no_proxy; /* [image.image_pull_proxy] */
   char *socket;                    /* socket (the CDH ttRPC socket) */

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cdh.h"
+#include "cdh_image.h"
 #include "ct_buf.h"
 #include "ct_codec.h"
 #include "ct_digest.h"
@@ -84,6 +85,25 @@ CT_RESULT cdh_config_parse_cdh(const char *text, size_t len, cdh_config *cfg, ct
                                  &n.image_security_policy, err), out);
   CT_GUARD_GOTO(st, cdh__opt_str(image, "authenticated_registry_credentials_uri", "cdh.toml [image]",
                                  &n.registry_credentials_uri, err), out);
+  CT_GUARD_GOTO(st, cdh__opt_str(image, "registry_configuration_uri", "cdh.toml [image]",
+                                 &n.registry_configuration_uri, err), out);
+  const json_t *rc = image ? cdh__table(image, "registry_config", "cdh.toml [image]", err, &st) : NULL;
+  if (st) goto out;
+  if (rc) {
+    /* Checked now (a bad configuration fails start-up, not the first pull), kept as text. */
+    json_t *copy = json_deep_copy(rc);
+    CT_ENSURE_GOTO(st, copy, out, err, CT_ENOMEM, "out of memory");
+    st = cdh_regconf_check(copy, err);
+    if (!st) {
+      n.registry_config = json_dumps(copy, JSON_COMPACT);
+      if (!n.registry_config) st = ct_fail(err, CT_ENOMEM, "out of memory");
+    }
+    json_decref(copy);
+    if (st) {
+      ct_err_prefix(err, "cdh.toml [image.registry_config]: ");
+      goto out;
+    }
+  }
   const json_t *roots = image ? json_object_get(image, "extra_root_certificates") : NULL;
   if (roots) {
     CT_ENSURE_GOTO(st, json_is_array(roots) && json_array_size(roots) <= 64, out, err, CT_EINVAL,
@@ -130,6 +150,8 @@ CT_RESULT cdh_config_parse_cdh(const char *text, size_t len, cdh_config *cfg, ct
   CDH__TAKE(image_security_policy_uri)
   CDH__TAKE(image_security_policy)
   CDH__TAKE(registry_credentials_uri)
+  CDH__TAKE(registry_configuration_uri)
+  CDH__TAKE(registry_config)
   CDH__TAKE(extra_root_certificates)
   CDH__TAKE(https_proxy)
   CDH__TAKE(http_proxy)
@@ -298,6 +320,8 @@ void cdh_config_free(cdh_config *cfg) {
   free(cfg->image_security_policy_uri);
   free(cfg->image_security_policy);
   free(cfg->registry_credentials_uri);
+  free(cfg->registry_configuration_uri);
+  free(cfg->registry_config);
   free(cfg->extra_root_certificates);
   free(cfg->https_proxy);
   free(cfg->http_proxy);

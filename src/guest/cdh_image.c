@@ -203,50 +203,132 @@ static CT_RESULT cdh__check(cdh_hub *h, cdh_registry *g, const json_t *policy, c
   return CT_OK;
 }
 
-static CT_RESULT cdh__open(cdh_hub *h, const char *image, cdh__image *img, json_t **policy,
+/* What every source of one pull shares: the policy, the registry credentials and the sources
+ * the registry configuration yields. */
+typedef struct cdh__pull {
+  cdh_image_ref ref;
+  char whole[CDH_IMAGE_REF_MAX + 64];
+  json_t *policy;
+  char *creds;
+  size_t clen;
+  cdh_pull_source src[CDH_SOURCES_MAX];
+  size_t nsrc;
+  char failures[CT_ERR_MSG_MAX]; /* "kind ref: why; ..." for the final error */
+  ct_status last;
+} cdh__pull;
+
+static void cdh__pull_free(cdh__pull *p) {
+  if (p->creds) {
+    ct_wipe(p->creds, p->clen);
+    free(p->creds);
+  }
+  json_decref(p->policy);
+}
+
+/* The registry configuration: inline [image.registry_config], else registry_configuration_uri. */
+static CT_RESULT cdh__regconf(cdh_hub *h, json_t **out, ct_err *err) {
+  const cdh_config *c = cdh_hub_config(h);
+  *out = NULL;
+  if (c->registry_config) {
+    json_t *doc = NULL;
+    CT_GUARD(ct_json_parse(c->registry_config, strlen(c->registry_config), 16, &doc, err));
+    ct_status st = cdh_regconf_check(doc, err);
+    if (st) json_decref(doc);
+    else *out = doc;
+    return st;
+  }
+  if (!c->registry_configuration_uri || !*c->registry_configuration_uri) return CT_OK;
+  char *text = NULL;
+  size_t len = 0;
+  CT_GUARD(cdh__fetch(h, c->registry_configuration_uri, CDH_REGCONF_MAX, &text, &len,
+                      "registry configuration", err));
+  ct_status st = cdh_regconf_parse(text, len, out, err);
+  free(text);
+  if (st) return ct_err_prefix(err, "%.200s: ", c->registry_configuration_uri);
+  return CT_OK;
+}
+
+static CT_RESULT cdh__prepare(cdh_hub *h, const char *image, cdh__pull *p, ct_err *err) {
+  memset(p, 0, sizeof *p);
+  CT_GUARD(cdh_image_ref_parse(image, &p->ref, err));
+  cdh_image_ref_whole(&p->ref, p->whole, sizeof p->whole);
+  json_t *rc = NULL;
+  ct_status st = cdh__regconf(h, &rc, err);
+  if (!st) st = cdh_regconf_sources(rc, &p->ref, p->src, CDH_SOURCES_MAX, &p->nsrc, err);
+  json_decref(rc);
+  if (!st) st = cdh__policy(h, &p->policy, err);
+  const cdh_config *c = cdh_hub_config(h);
+  if (!st && c->registry_credentials_uri && *c->registry_credentials_uri)
+    st = cdh__fetch(h, c->registry_credentials_uri, 1 << 20, &p->creds, &p->clen, "registry credentials", err);
+  if (st) cdh__pull_free(p);
+  return st;
+}
+
+/* Connects to one source and resolves its manifest. */
+static CT_RESULT cdh__open(cdh_hub *h, const cdh__pull *p, const cdh_pull_source *src, cdh__image *img,
                            cdh_registry **g, ct_err *err) {
   memset(img, 0, sizeof *img);
-  CT_GUARD(cdh_image_ref_parse(image, &img->ref, err));
+  img->ref = src->ref;
   cdh_image_ref_whole(&img->ref, img->whole, sizeof img->whole);
-  CT_GUARD(cdh__policy(h, policy, err));
   const cdh_config *c = cdh_hub_config(h);
-  char *creds = NULL;
-  size_t clen = 0;
-  ct_status st = CT_OK;
-  if (c->registry_credentials_uri && *c->registry_credentials_uri)
-    st = cdh__fetch(h, c->registry_credentials_uri, 1 << 20, &creds, &clen, "registry credentials", err);
   cdh_registry_opts ro = {.ca_pem = c->extra_root_certificates, .https_proxy = c->https_proxy,
-                          .http_proxy = c->http_proxy, .no_proxy = c->no_proxy, .credentials = creds};
-  if (!st) st = cdh_registry_new(&ro, &img->ref, g, err);
-  if (creds) {
-    ct_wipe(creds, clen);
-    free(creds);
-  }
+                          .http_proxy = c->http_proxy, .no_proxy = c->no_proxy, .credentials = p->creds,
+                          .plain_http = src->insecure};
+  ct_status st = cdh_registry_new(&ro, &img->ref, g, err);
   if (!st) st = cdh__resolve(*g, img, err);
   if (st) {
     cdh_registry_free(*g);
     *g = NULL;
-    json_decref(*policy);
-    *policy = NULL;
   }
   return st;
 }
 
+/* Notes why one source failed; with several sources the final error lists them all. */
+static void cdh__source_failed(cdh__pull *p, size_t i, const ct_err *e) {
+  const cdh_pull_source *src = &p->src[i];
+  char whole[CDH_IMAGE_REF_MAX + 64];
+  cdh_image_ref_whole(&src->ref, whole, sizeof whole);
+  p->last = e->code;
+  if (p->nsrc > 1)
+    CT_LOG_WARN_("cdh", "%s: source %zu of %zu (%s %s%s) failed: %s", p->whole, i + 1, p->nsrc, src->kind,
+                 whole, src->insecure ? ", plain http" : "", e->msg);
+  size_t used = strlen(p->failures), room = sizeof p->failures - used;
+  size_t share = (sizeof p->failures - 96) / p->nsrc;
+  snprintf(p->failures + used, room, "%s%s %s: %.*s", used ? "; " : "", src->kind, whole,
+           (int)(share > 64 ? share - 48 : 16), e->msg);
+}
+
+static CT_RESULT cdh__all_failed(cdh__pull *p, ct_err *err) {
+  return ct_fail(err, p->last ? p->last : CT_EIO, "%s: no source could be pulled (%zu tried): %s", p->whole,
+                 p->nsrc, p->failures);
+}
+
 CT_RESULT cdh_hub_check_image(cdh_hub *h, const char *image, char **verdict, ct_err *err) {
-  cdh__image img;
-  json_t *policy = NULL;
-  cdh_registry *g = NULL;
-  CT_GUARD(cdh__open(h, image, &img, &policy, &g, err));
-  char v[1024];
-  ct_status st = cdh__check(h, g, policy, &img, v, sizeof v, err);
-  if (!st) {
-    char out[1300];
-    snprintf(out, sizeof out, "%s (manifest %s)", v, img.manifest_digest);
-    st = ct_strdup(out, verdict, err);
+  cdh__pull p;
+  CT_GUARD(cdh__prepare(h, image, &p, err));
+  ct_status st = CT_EIO;
+  for (size_t i = 0; i < p.nsrc; i++) {
+    cdh__image img;
+    cdh_registry *g = NULL;
+    char v[1024];
+    st = cdh__open(h, &p, &p.src[i], &img, &g, err);
+    if (!st) st = cdh__check(h, g, p.policy, &img, v, sizeof v, err);
+    if (!st) {
+      char out[2600];
+      if (strcmp(p.src[i].kind, "original"))
+        snprintf(out, sizeof out, "%s (manifest %s, from the %s %s)", v, img.manifest_digest, p.src[i].kind,
+                 img.whole);
+      else
+        snprintf(out, sizeof out, "%s (manifest %s)", v, img.manifest_digest);
+      st = ct_strdup(out, verdict, err);
+    }
+    json_decref(img.manifest);
+    cdh_registry_free(g);
+    if (!st) break;
+    cdh__source_failed(&p, i, err);
   }
-  json_decref(img.manifest);
-  json_decref(policy);
-  cdh_registry_free(g);
+  if (st && p.nsrc > 1) st = cdh__all_failed(&p, err);
+  cdh__pull_free(&p);
   return st;
 }
 
@@ -527,34 +609,56 @@ static CT_RESULT cdh__layers(cdh_hub *h, cdh_registry *g, const cdh__image *img,
   return CT_OK;
 }
 
-CT_RESULT cdh_hub_pull_image(cdh_hub *h, const char *image, const char *bundle,
-                             const atomic_int *cancel, char **digest, ct_err *err) {
+/* One source: resolve, policy, unpack into rootfs (created on first use). */
+static CT_RESULT cdh__pull_one(cdh_hub *h, const cdh__pull *p, const cdh_pull_source *src, const char *bundle,
+                               const atomic_int *cancel, char *rootfs, size_t cap, char digest[80], ct_err *err) {
   cdh__image img;
-  json_t *policy = NULL;
   cdh_registry *g = NULL;
-  char verdict[1024], rootfs[PATH_MAX] = "";
-  CT_GUARD(cdh__open(h, image, &img, &policy, &g, err));
-  ct_status st = cdh__check(h, g, policy, &img, verdict, sizeof verdict, err);
-  if (st) CT_LOG_WARN_("cdh", "pull %s denied: %s", img.whole, err->msg);
+  char verdict[1024];
+  ct_status st = cdh__open(h, p, src, &img, &g, err);
   if (!st) {
-    CT_LOG_INFO_("cdh", "pull %s: %s", img.whole, verdict);
-    st = cdh__rootfs(bundle, rootfs, sizeof rootfs, err);
-    if (st) rootfs[0] = 0;
+    st = cdh__check(h, g, p->policy, &img, verdict, sizeof verdict, err);
+    if (st) CT_LOG_WARN_("cdh", "pull %s denied: %s", img.whole, err->msg);
+  }
+  if (!st) {
+    CT_LOG_INFO_("cdh", "pull %s%s%s: %s", p->whole, strcmp(src->kind, "original") ? " from " : "",
+                 strcmp(src->kind, "original") ? img.whole : "", verdict);
+    if (!rootfs[0]) {
+      st = cdh__rootfs(bundle, rootfs, cap, err);
+      if (st) rootfs[0] = 0;
+    }
   }
   if (!st) st = cdh__layers(h, g, &img, rootfs, cancel, err);
+  if (!st) snprintf(digest, 80, "%s", img.manifest_digest);
+  if (st && rootfs[0]) cdh_unpack_clear(rootfs); /* no half-unpacked image is left to run */
+  json_decref(img.manifest);
+  cdh_registry_free(g);
+  return st;
+}
+
+CT_RESULT cdh_hub_pull_image(cdh_hub *h, const char *image, const char *bundle,
+                             const atomic_int *cancel, char **digest, ct_err *err) {
+  cdh__pull p;
+  CT_GUARD(cdh__prepare(h, image, &p, err));
+  char rootfs[PATH_MAX] = "", dg[80] = "";
+  ct_status st = CT_EIO;
+  for (size_t i = 0; i < p.nsrc; i++) {
+    st = cdh__pull_one(h, &p, &p.src[i], bundle, cancel, rootfs, sizeof rootfs, dg, err);
+    if (!st || (cancel && atomic_load(cancel))) break;
+    cdh__source_failed(&p, i, err);
+    if (i + 1 == p.nsrc && p.nsrc > 1) st = cdh__all_failed(&p, err);
+  }
   if (!st && cdh_hub_config(h)->eventlog_enabled) {
-    json_t *ev = json_pack("{s:s,s:s}", "image", image, "digest", img.manifest_digest);
+    json_t *ev = json_pack("{s:s,s:s}", "image", image, "digest", dg);
     char *content = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
     json_decref(ev);
     st = content ? cdh_hub_measure(h, "github.com/confidential-containers", "PullImage", content, -1, err)
                  : ct_fail(err, CT_ENOMEM, "out of memory");
     free(content);
     if (st) ct_err_prefix(err, "recording the PullImage event: ");
+    if (st && rootfs[0]) cdh_unpack_clear(rootfs);
   }
-  if (!st) st = ct_strdup(img.manifest_digest, digest, err);
-  if (st && rootfs[0]) cdh_unpack_clear(rootfs); /* no half-unpacked image is left to run */
-  json_decref(img.manifest);
-  json_decref(policy);
-  cdh_registry_free(g);
+  if (!st) st = ct_strdup(dg, digest, err);
+  cdh__pull_free(&p);
   return st;
 }

@@ -23,6 +23,8 @@
 #define CDH_SIGNATURES_MAX 16
 #define CDH_SIG_BLOB_MAX (64u << 10)
 #define CDH_POLICY_MAX (1u << 20)
+#define CDH_REGCONF_MAX (1u << 20)
+#define CDH_SOURCES_MAX 64
 
 /* --- references -------------------------------------------------------------------------- */
 
@@ -52,6 +54,29 @@ CT_RESULT cdh_policy_parse(const char *text, size_t len, json_t **out, ct_err *e
 const json_t *cdh_policy_requirements(const json_t *policy, const cdh_image_ref *r, char *scope,
                                       size_t cap);
 
+/* --- registry configuration (containers-registries.conf, as image-rs reads it) ------------ */
+
+/* One place to try pulling an image from. */
+typedef struct cdh_pull_source {
+  cdh_image_ref ref;
+  int insecure;     /* plain http (the rule's or the mirror's `insecure`) */
+  const char *kind; /* "original", "mirror", "remapped", "unqualified-search" (static) */
+} cdh_pull_source;
+
+/* Parses a registries.conf TOML document and checks it (cdh_regconf_check). */
+CT_RESULT cdh_regconf_parse(const char *text, size_t len, json_t **out, ct_err *err);
+/* Checks a parsed document ([[registry]] prefix/location/insecure/blocked and [[registry.mirror]]
+ * location/insecure, unqualified-search-registries) and fills in upstream's defaults (a rule
+ * without a prefix takes its location). */
+CT_RESULT cdh_regconf_check(json_t *doc, ct_err *err);
+/* The sources to try for `r`, in order: for each candidate (the reference, or for docker.io each
+ * unqualified-search registry), the longest matching rule's mirrors, then its location (remapped)
+ * or the candidate itself; blocked rules drop their candidates, and nothing left is CT_EDENIED.
+ * `doc` NULL: the reference alone. Prefixes match from the start of "registry/repository[:tag]
+ * [@digest]" up to a ":", "/" or "@" boundary; "*.domain" matches hosts under the domain. */
+CT_RESULT cdh_regconf_sources(const json_t *doc, const cdh_image_ref *r, cdh_pull_source *out,
+                              size_t cap, size_t *n, ct_err *err);
+
 /* --- registry client (OCI distribution) ---------------------------------------------------- */
 
 typedef struct cdh_registry cdh_registry;
@@ -62,6 +87,7 @@ typedef struct cdh_registry_opts {
   const char *http_proxy;
   const char *no_proxy;      /* comma-separated hosts or .domains; "*" for all */
   const char *credentials;   /* docker config.json text ({"auths":{host:{"auth":b64}}}) or NULL */
+  int plain_http;            /* an `insecure` registry: http://, through http_proxy */
 } cdh_registry_opts;
 
 CT_RESULT cdh_registry_new(const cdh_registry_opts *o, const cdh_image_ref *r, cdh_registry **out,

@@ -80,15 +80,16 @@ CT_RESULT cdh_registry_new(const cdh_registry_opts *o, const cdh_image_ref *r, c
   CT_ENSURE(g, err, CT_ENOMEM, "out of memory");
   snprintf(g->host, sizeof g->host, "%s", !strcmp(r->registry, "docker.io") ? "registry-1.docker.io"
                                                                           : r->registry);
-  snprintf(g->base, sizeof g->base, "https://%s", g->host);
+  snprintf(g->base, sizeof g->base, "%s://%s", o->plain_http ? "http" : "https", g->host);
   snprintf(g->repo, sizeof g->repo, "%s", r->repository);
   ct_http_opts ho = {.ca_pem = o->ca_pem, .timeout_ms = 120000, .max_body = CDH__SMALL_MAX,
                      .attempts = 3, .retry_on = CT_HTTP_RETRY_TRANSPORT | CT_HTTP_RETRY_5XX | CT_HTTP_RETRY_429,
                      .retry_after_max_ms = 5000, .log_tag = "registry",
                      .user_agent = "coco-trust-cdh/0.1"};
   /* Only the configured proxy: the pod VM's environment is not an input of the pull. */
-  if (o->https_proxy && *o->https_proxy && !cdh__no_proxy_match(o->no_proxy, g->host))
-    ho.proxy = o->https_proxy;
+  const char *proxy = o->plain_http ? o->http_proxy : o->https_proxy;
+  if (proxy && *proxy && !cdh__no_proxy_match(o->no_proxy, g->host))
+    ho.proxy = proxy;
   else
     ho.no_proxy = 1;
   ct_status st = cdh__credentials(g, o->credentials, err);

@@ -135,12 +135,16 @@ class TokenServer:
 
 
 class Registry:
-    """docker-registry over TLS with token auth; `host` is 127.0.0.1:PORT."""
+    """docker-registry over TLS with token auth; `host` is 127.0.0.1:PORT. `plain`: plain http
+    and no authentication (a registries.conf `insecure` mirror)."""
 
-    def __init__(self, d: Path):
+    def __init__(self, d: Path, plain=False):
         binary = need("docker-registry")
-        self.dir = d
+        self.dir, self.plain = d, plain
         d.mkdir(parents=True, exist_ok=True)
+        if plain:
+            self._start_plain(binary)
+            return
         self.ca, self.ca_key = d / "ca.crt", d / "ca.key"
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
                 self.ca_key, "-out", self.ca, "-days", "2", "-subj", "/CN=registry test CA",
@@ -201,6 +205,34 @@ auth:
         system = Path("/etc/ssl/certs/ca-certificates.crt")
         self.bundle.write_bytes((system.read_bytes() if system.exists() else b"") + self.ca.read_bytes())
 
+    def _start_plain(self, binary):
+        d = self.dir
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        (d / "config.yml").write_text(f"""version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {d / 'storage'}
+http:
+  addr: 127.0.0.1:{self.port}
+""")
+        self.log = d / "registry.log"
+        self.proc = subprocess.Popen([binary, "serve", str(d / "config.yml")], stdout=open(self.log, "w"),
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2)
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"docker-registry exited: {self.log.read_text()[-2000:]}")
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"docker-registry did not start: {self.log.read_text()[-2000:]}")
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -208,7 +240,8 @@ auth:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        self.tokens.stop()
+        if not self.plain:
+            self.tokens.stop()
 
     # --- pushing and copying ---------------------------------------------------------------
 
@@ -227,10 +260,30 @@ auth:
         return json.loads(urllib.request.urlopen(req, context=self.ctx).read())["token"]
 
     def request(self, method, repo, path, body=None, headers=None):
+        if self.plain:
+            req = urllib.request.Request(f"http://{self.host}/v2/{repo}/{path}", data=body, method=method,
+                                         headers=headers or {})
+            with urllib.request.urlopen(req) as r:
+                return r.status, dict(r.headers), r.read()
         h = {"Authorization": f"Bearer {self._token(repo)}", **(headers or {})}
         req = urllib.request.Request(f"https://{self.host}/v2/{repo}/{path}", data=body, method=method, headers=h)
         with urllib.request.urlopen(req, context=self.ctx) as r:
             return r.status, dict(r.headers), r.read()
+
+    def mirror_to(self, dst: "Registry", repo, ref):
+        """Copies a manifest and its blobs byte for byte (same digest) into `dst` (a mirror)."""
+        mt, body = self.manifest(repo, ref)
+        m = json.loads(body)
+        for desc in [m["config"], *m["layers"]]:
+            _, _, data = self.request("GET", repo, f"blobs/{desc['digest']}")
+            _, h, _ = dst.request("POST", repo, "blobs/uploads/")
+            loc = h["Location"]
+            loc = loc + ("&" if "?" in loc else "?") + "digest=" + urllib.parse.quote(desc["digest"])
+            if loc.startswith("/"):
+                loc = f"http://{dst.host}{loc}"
+            urllib.request.urlopen(urllib.request.Request(loc, data=data, method="PUT", headers={
+                "Content-Type": "application/octet-stream"})).read()
+        dst.put_manifest(repo, ref, mt, body)
 
     def manifest(self, repo, ref):
         _, h, body = self.request("GET", repo, f"manifests/{ref}", headers={

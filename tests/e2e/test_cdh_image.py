@@ -392,6 +392,64 @@ def test_hostile_layers_are_refused(world, kbs_with_policies, pki, tmp_path):
     assert not Path("/etc/evil").exists()
 
 
+def test_registry_mirror_answers_when_the_primary_is_down(world, pki, start_kbs, tmp_path):
+    """registries.conf from the KBS (upstream's registry_configuration_uri): a plain-http mirror
+    (`insecure`) first, the TLS primary after it; a blocked prefix; the policy applies to the
+    reference each source is pulled as (as image-rs does)."""
+    primary = R.Registry(tmp_path / "primary")
+    mirror = R.Registry(tmp_path / "mirror", plain=True)
+    try:
+        primary.push_layout(R.oci_layout(tmp_path / "app", FILES), "test/app:v1")
+        primary.mirror_to(mirror, "test/app", "v1")
+        import hashlib
+        digest = "sha256:" + hashlib.sha256(primary.manifest("test/app", "v1")[1]).hexdigest()
+        conf = (f'[[registry]]\nprefix = "{primary.host}/test"\n'
+                f'[[registry.mirror]]\nlocation = "{mirror.host}/test"\ninsecure = true\n'
+                f'[[registry]]\nprefix = "{primary.host}/blocked"\nblocked = true\n')
+        kbs = start_kbs(bgcheck_config(pki, tmp_path / "storage"))
+        set_resource(kbs, pki, tmp_path, "default/registry-configuration/test", conf.encode())
+        pols = {"insecure": {"default": [{"type": "insecureAcceptAnything"}]},
+                "no-mirror": {"default": [{"type": "insecureAcceptAnything"}],
+                              "transports": {"docker": {mirror.host: [{"type": "reject"}]}}}}
+        for name, pol in pols.items():
+            set_resource(kbs, pki, tmp_path, f"default/security-policy/{name}", json.dumps(pol).encode())
+        set_policy(kbs, pki, tmp_path)
+
+        def cfg(policy_name):
+            c = tmp_path / f"mirror-{policy_name}.toml"
+            c.write_text(cdh_toml(kbs.url(), pki) + f'[image]\nextra_root_certificates = ["""{primary.ca.read_text()}"""]\n'
+                         f'image_security_policy_uri = "kbs:///default/security-policy/{policy_name}"\n'
+                         'registry_configuration_uri = "kbs:///default/registry-configuration/test"\n')
+            return c
+
+        ref = f"{primary.host}/test/app:v1"
+        # The mirror answers first: the primary's token service is never asked.
+        tokens = len(primary.tokens.requests)
+        r = oneshot(cfg("insecure"), "pull-image", ref, "--bundle", tmp_path / "b1")
+        assert r.returncode == 0 and r.stdout.strip() == digest, r.stderr
+        assert_rootfs(tmp_path / "b1/rootfs")
+        assert len(primary.tokens.requests) == tokens
+        r = oneshot(cfg("insecure"), "check-image", ref)
+        assert r.returncode == 0 and f"from the mirror {mirror.host}/test/app:v1" in r.stdout, r.stdout
+        # Primary stopped: still pulled, from the mirror.
+        primary.stop()
+        r = oneshot(cfg("insecure"), "pull-image", ref, "--bundle", tmp_path / "b2")
+        assert r.returncode == 0 and r.stdout.strip() == digest, r.stderr
+        assert_rootfs(tmp_path / "b2/rootfs")
+        # The mirror's scope rejects it and the primary is down: both failures are named.
+        r = oneshot(cfg("no-mirror"), "pull-image", ref, "--bundle", tmp_path / "b3")
+        assert r.returncode != 0 and "no source could be pulled (2 tried)" in r.stderr, r.stderr
+        assert f"mirror {mirror.host}/test/app:v1: image policy scope docker:{mirror.host}" in r.stderr, r.stderr
+        assert f"original {ref}: " in r.stderr and "onnect" in r.stderr, r.stderr
+        assert not (tmp_path / "b3/rootfs").exists()  # no source got past the policy
+        # A blocked prefix is refused before any registry is contacted.
+        r = oneshot(cfg("insecure"), "pull-image", f"{primary.host}/blocked/app:v1", "--bundle", tmp_path / "b4")
+        assert r.returncode != 0 and "is blocked by the registry configuration" in r.stderr, r.stderr
+    finally:
+        primary.stop()
+        mirror.stop()
+
+
 class ConnectProxy:
     """An HTTP CONNECT proxy on loopback that records the targets it tunnels to."""
 

@@ -1,7 +1,8 @@
 /*
  * Fuzzes what an image pull reads from outside: image references (from the control plane), the
- * image security policy (from the KBS or the host) with its scope lookup, and layer archives
- * (from the registry) unpacked into a scratch directory. The first byte selects the target.
+ * image security policy (from the KBS or the host) with its scope lookup, layer archives (from
+ * the registry) unpacked into a scratch directory, and the registry configuration (from the KBS
+ * or the host) with the sources it yields. The first byte selects the target.
  */
 #include <limits.h>
 #include <stdint.h>
@@ -12,6 +13,8 @@
 
 #include "cdh_image.h"
 
+#define DIGEST_HEX "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 static char fuzz__root[PATH_MAX];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -19,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ct_err err;
   const char *t = (const char *)data + 1;
   size_t n = size - 1;
-  switch (data[0] % 3) {
+  switch (data[0] % 4) {
   case 0: {
     char s[CDH_IMAGE_REF_MAX + 2];
     if (n > CDH_IMAGE_REF_MAX + 1) return 0;
@@ -39,6 +42,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (cdh_image_ref_parse("registry.example.com:5000/org/team/app:v1", &r, &err)) abort();
       if (!cdh_policy_requirements(p, &r, scope, sizeof scope)) abort();
       json_decref(p);
+    }
+    break;
+  }
+  case 3: {
+    json_t *doc = NULL;
+    if (cdh_regconf_parse(t, n, &doc, &err) == CT_OK) {
+      static const char *const refs[] = {"busybox", "registry.example.com:5000/org/team/app:v1",
+                                         ("a.b.example.com/x:1@sha256:" DIGEST_HEX)};
+      for (size_t i = 0; i < sizeof refs / sizeof *refs; i++) {
+        cdh_image_ref r;
+        cdh_pull_source src[CDH_SOURCES_MAX];
+        size_t k = 0;
+        if (cdh_image_ref_parse(refs[i], &r, &err)) abort();
+        ct_status st = cdh_regconf_sources(doc, &r, src, CDH_SOURCES_MAX, &k, &err);
+        if (st == CT_OK && (k == 0 || k > CDH_SOURCES_MAX)) abort();
+      }
+      json_decref(doc);
     }
     break;
   }

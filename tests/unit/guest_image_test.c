@@ -225,6 +225,82 @@ static void test_hostile_layers(void **state) {
   assert_int_not_equal(cdh_unpack_layer(root, (const uint8_t *)"not a tar at all", 16, &us, &err), CT_OK);
 }
 
+/* The sources for `ref` as "kind ref[ (http)]" joined by ", ". */
+static CT_RESULT sources_of(const json_t *doc, const char *ref, char *out, size_t cap, ct_err *err) {
+  cdh_image_ref r;
+  CT_GUARD(cdh_image_ref_parse(ref, &r, err));
+  cdh_pull_source src[CDH_SOURCES_MAX];
+  size_t n = 0;
+  CT_GUARD(cdh_regconf_sources(doc, &r, src, CDH_SOURCES_MAX, &n, err));
+  out[0] = 0;
+  for (size_t i = 0; i < n; i++) {
+    char w[CDH_IMAGE_REF_MAX + 64];
+    cdh_image_ref_whole(&src[i].ref, w, sizeof w);
+    size_t used = strlen(out);
+    snprintf(out + used, cap - used, "%s%s %s%s", i ? ", " : "", src[i].kind, w, src[i].insecure ? " (http)" : "");
+  }
+  return CT_OK;
+}
+
+static void test_registry_configuration(void **state) {
+  (void)state;
+  ct_err err;
+  /* image-rs's documented example (with a rule for docker.io). */
+  const char *conf = "unqualified-search-registries = [\"docker.io\", \"example1.com\"]\n"
+                     "[[registry]]\nprefix = \"example.com/banned\"\nblocked = true\n"
+                     "[[registry]]\nprefix = \"example.com/foo\"\ninsecure = false\nblocked = false\n"
+                     "location = \"internal-registry-for-example.com/bar\"\n"
+                     "[[registry.mirror]]\nlocation = \"example-mirror-0.local/mirror-for-foo\"\n"
+                     "[[registry.mirror]]\nlocation = \"example-mirror-1.local/mirrors/foo\"\ninsecure = true\n"
+                     "[[registry]]\nlocation = \"docker.io\"\n"
+                     "[[registry.mirror]]\nlocation = \"123456.mirror.aliyuncs.com\"\n"
+                     "[[registry]]\nprefix = \"*.corp.example\"\nlocation = \"mirror.local:5000/corp\"\n"
+                     "[[registry]]\nlocation = \"localhost:5000\"\ninsecure = true\n";
+  json_t *doc = NULL;
+  CT_ASSERT_OK(cdh_regconf_parse(conf, strlen(conf), &doc, &err), &err);
+  char got[4096];
+  struct {
+    const char *ref, *want;
+  } cases[] = {
+      {"example.com/foo/app:v1",
+       "mirror example-mirror-0.local/mirror-for-foo/app:v1, mirror example-mirror-1.local/mirrors/foo/app:v1 (http), "
+       "remapped internal-registry-for-example.com/bar/app:v1"},
+      {"example.com/banned-suffix/image:tag", "original example.com/banned-suffix/image:tag"},
+      {"quay.io/x/y@sha256:" "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+       "original quay.io/x/y@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+      {"bar:tag", "mirror 123456.mirror.aliyuncs.com/library/bar:tag, unqualified-search docker.io/library/bar:tag, "
+                  "unqualified-search example1.com/bar:tag"},
+      {"foo/bar:tag", "mirror 123456.mirror.aliyuncs.com/foo/bar:tag, unqualified-search docker.io/foo/bar:tag, "
+                      "unqualified-search example1.com/foo/bar:tag"},
+      {"a.b.corp.example/team/app:1", "remapped mirror.local:5000/corp/team/app:1"},
+      {"corp.example/team/app:1", "original corp.example/team/app:1"},
+      /* Prefixes match from the start: another host ending in a prefix is not that registry. */
+      {"evil-example.com/foo/app:v1", "original evil-example.com/foo/app:v1"},
+      {"localhost:5000/app:1", "original localhost:5000/app:1 (http)"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    CT_ASSERT_OK(sources_of(doc, cases[i].ref, got, sizeof got, &err), &err);
+    if (strcmp(got, cases[i].want)) fail_msg("%s: got \"%s\", want \"%s\"", cases[i].ref, got, cases[i].want);
+  }
+  assert_int_equal(sources_of(doc, "example.com/banned/image:tag", got, sizeof got, &err), CT_EDENIED);
+  assert_non_null(strstr(err.msg, "example.com/banned/image:tag is blocked by the registry configuration"));
+  assert_non_null(strstr(err.msg, "example.com/banned"));
+  /* No configuration: the reference alone. */
+  CT_ASSERT_OK(sources_of(NULL, "bar:tag", got, sizeof got, &err), &err);
+  assert_string_equal(got, "original docker.io/library/bar:tag");
+  json_decref(doc);
+  /* Refused as upstream refuses them, naming the rule. */
+  const char *bad[] = {"[[registry]]\ninsecure = true\n", "[[registry]]\nprefix = \"*.example.com\"\n",
+                       "[[registry]]\nlocation = \"a.io\"\n[[registry.mirror]]\ninsecure = true\n",
+                       "[[registry]]\nlocation = 5\n", "[[registry]]\nlocation = \"a.io\"\nblocked = \"yes\"\n",
+                       "unqualified-search-registries = \"docker.io\"\n", "registry = 1\n", "[[registry"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    doc = NULL;
+    if (cdh_regconf_parse(bad[i], strlen(bad[i]), &doc, &err) == CT_OK) fail_msg("accepted %s", bad[i]);
+    assert_non_null(strstr(err.msg, "registry configuration"));
+  }
+}
+
 static void test_image_config(void **state) {
   (void)state;
   ct_err err;
@@ -234,6 +310,7 @@ static void test_image_config(void **state) {
                   "authenticated_registry_credentials_uri = \"kbs:///default/credential/r\"\n"
                   "extra_root_certificates = [\"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\"]\n"
                   "max_concurrent_layer_downloads_per_image = 3\n"
+                  "registry_configuration_uri = \"kbs:///default/registry-configuration/test\"\n"
                   "[image.image_pull_proxy]\nhttps_proxy = \"http://127.0.0.1:3128\"\nno_proxy = \"a.b\"\n";
   CT_ASSERT_OK(cdh_config_parse_cdh(t, strlen(t), &cfg, &err), &err);
   assert_string_equal(cfg.socket, "unix:///tmp/x/cdh.sock");
@@ -243,9 +320,15 @@ static void test_image_config(void **state) {
   assert_non_null(strstr(cfg.extra_root_certificates, "BEGIN CERTIFICATE"));
   assert_string_equal(cfg.https_proxy, "http://127.0.0.1:3128");
   assert_string_equal(cfg.no_proxy, "a.b");
+  assert_string_equal(cfg.registry_configuration_uri, "kbs:///default/registry-configuration/test");
+  const char *inline_rc = "[image.registry_config]\n[[image.registry_config.registry]]\nlocation = \"r.io\"\n"
+                          "[[image.registry_config.registry.mirror]]\nlocation = \"m.io\"\n";
+  CT_ASSERT_OK(cdh_config_parse_cdh(inline_rc, strlen(inline_rc), &cfg, &err), &err);
+  assert_non_null(strstr(cfg.registry_config, "\"m.io\""));
   const char *bad[] = {"[image]\nextra_root_certificates = \"not an array\"\n",
                        "[image]\nextra_root_certificates = [\"no pem here\"]\n",
-                       "[image]\nimage_pull_proxy = 5\n", "[aa]\naa_socket = 1\n"};
+                       "[image]\nimage_pull_proxy = 5\n", "[aa]\naa_socket = 1\n",
+                       "[image.registry_config]\n[[image.registry_config.registry]]\ninsecure = true\n"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
     if (cdh_config_parse_cdh(bad[i], strlen(bad[i]), &cfg, &err) == CT_OK) fail_msg("accepted %s", bad[i]);
   assert_string_equal(cfg.https_proxy, "http://127.0.0.1:3128"); /* a bad file changes nothing */
@@ -257,6 +340,7 @@ int main(void) {
       cmocka_unit_test(test_references),
       cmocka_unit_test(test_policy_scopes),
       cmocka_unit_test(test_image_config),
+      cmocka_unit_test(test_registry_configuration),
       cmocka_unit_test_setup_teardown(test_unpack_and_whiteouts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hostile_layers, setup, teardown),
   };
