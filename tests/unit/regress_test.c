@@ -247,6 +247,7 @@ static void test_regress_02_claim_and_token_sizes(void **state) {
   req.evidence = ev;
   CT_ASSERT_OK(as_evaluate(as, &req, &token, NULL, &err), &err);
   assert_true(strlen(token) <= AS_TOKEN_MAX);
+  free(token);
   json_decref(ev);
   json_decref(rt);
   free(huge);
