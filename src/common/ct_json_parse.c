@@ -28,6 +28,10 @@ typedef struct ct_json__reader {
   const unsigned char *start, *p, *end;
   ct_err *err;
   bool failed;
+  /* Integers 0..255 are shared within one document: SNP evidence is thousands of byte values,
+   * and one json_t per byte was most of what reading it cost. Safe because nothing changes a
+   * JSON integer in place (json_integer_set is used nowhere). */
+  json_t *small[256];
 } ct_json__reader;
 
 static json_t *ct_json__fail(ct_json__reader *r, const unsigned char *at, const char *fmt, ...) CT_PRINTF(3, 4);
@@ -246,6 +250,10 @@ static json_t *ct_json__number(ct_json__reader *r) {
       if (v == INT64_MIN) return ct_json__fail(r, s, "too big integer");
       v = -v;
     }
+    if (v >= 0 && v < 256) {
+      if (!r->small[v] && !(r->small[v] = json_integer(v))) return ct_json__fail(r, s, "out of memory");
+      return json_incref(r->small[v]);
+    }
     json_t *j = json_integer(v);
     return j ? j : ct_json__fail(r, s, "out of memory");
   }
@@ -391,8 +399,8 @@ static json_t *ct_json__value(ct_json__reader *r, int depth) {
 }
 
 CT_RESULT ct_json__read(const char *buf, size_t len, json_t **out, ct_err *err) {
-  ct_json__reader r = {(const unsigned char *)buf, (const unsigned char *)buf, (const unsigned char *)buf + len, err,
-                       false};
+  ct_json__reader r = {.start = (const unsigned char *)buf, .p = (const unsigned char *)buf,
+                       .end = (const unsigned char *)buf + len, .err = err};
   ct_json__ws(&r);
   json_t *v = ct_json__value(&r, 0);
   if (v) {
@@ -402,6 +410,7 @@ CT_RESULT ct_json__read(const char *buf, size_t len, json_t **out, ct_err *err) 
       v = ct_json__fail(&r, r.p, "end of file expected");
     }
   }
+  for (size_t i = 0; i < 256; i++) json_decref(r.small[i]);
   if (!v) {
     if (!r.failed) ct_json__fail(&r, r.p, "invalid token");
     return err ? err->code : CT_EINVAL;
