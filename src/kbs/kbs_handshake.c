@@ -261,10 +261,13 @@ void kbs_handle_attest(kbs_server *s, const kbs_http_request *req, kbs_http_resp
    * a client that lost it starts again with /auth.) */
   json_t *body = NULL;
   char *token = NULL;
-  /* Malformed input changes nothing: the nonce is spent only on a well-formed request. */
-  st = kbs_parse_json_body(req, &body, &err);
-  if (st == CT_OK) st = kbs_session_claim_nonce(s, &sv, sv.attested, &err);
+  /* The nonce is spent only by an attestation that passed: spent on any well-formed request, an
+   * unauthenticated client filled the single-use records with /auth + junk /attest and every
+   * attestation was refused until they expired (the attack suite's nonce_records_exhaustion).
+   * A replay of a passing /attest still finds its nonce spent. */
+  st = sv.attested ? kbs_session_claim_nonce(s, &sv, true, &err) : kbs_parse_json_body(req, &body, &err);
   if (st == CT_OK) st = kbs__do_attest(s, &sv, body, &token, &err);
+  if (st == CT_OK) st = kbs_session_claim_nonce(s, &sv, sv.attested, &err);
   json_decref(body);
   if (st == CT_OK) st = kbs_sessions_attest(s->sessions, id, token, &err);
   if (st != CT_OK) {

@@ -206,7 +206,15 @@ static void kbs__route(kbs_server *s, const kbs_http_request *req, kbs_http_resp
   }
   if (!strcmp(path, "/metrics") && req->method == KBS_GET) {
     ct_err err;
-    if (kbs_metrics_render(&r->body, &err) != CT_OK) {
+    size_t attested = 0, nonces = 0;
+    kbs_sessions_counts(s->sessions, &attested, &nonces);
+    if (kbs_metrics_render(&r->body, &err) != CT_OK ||
+        ct_buf_printf(&r->body, &err,
+                      "# HELP kbs_attested_sessions Sessions whose attestation token this KBS holds.\n"
+                      "# TYPE kbs_attested_sessions gauge\nkbs_attested_sessions %zu\n"
+                      "# HELP kbs_nonce_records Live single-use nonce records (sessions attested here, until they "
+                      "expire).\n# TYPE kbs_nonce_records gauge\nkbs_nonce_records %zu\n",
+                      attested, nonces) != CT_OK) {
       kbs_reply_error(r, "PrometheusError", "%s", err.msg);
       return;
     }

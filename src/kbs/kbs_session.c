@@ -16,7 +16,13 @@
 #define KBS_PLAIN_FIXED (1 + 8 + KBS_SID_LEN + 32)
 #define KBS_TEE_MAX 31
 #define KBS_BUCKETS 4096
-#define KBS_NONCE_SET 65536 /* open addressing, power of two; at most half full */
+/* Single-use nonce records: open addressing, a power of two of slots, at most half full. A record
+ * lives until its session expires, so the table holds attestations/s x session timeout: it grows
+ * from KBS_NONCE_SET to KBS_NONCE_SET_MAX (1 M live records, 48 MiB, 3,500 attestations/s at the
+ * default 5-minute timeout) and shrinks back in the sweep. (A fixed 32,768 records refused every
+ * attestation after ~20 s at 1,500/s: make soak found it.) */
+#define KBS_NONCE_SET 65536
+#define KBS_NONCE_SET_MAX (1u << 21)
 
 typedef struct kbs__entry {
   uint8_t sid[KBS_SID_LEN];
@@ -36,8 +42,8 @@ struct kbs_sessions {
   uint8_t key[32];
   uint8_t old_keys[KBS_MAX_OLD_KEYS][32];
   size_t n_old_keys;
-  kbs__used *used; /* nonces already presented to /attest */
-  size_t n_used;
+  kbs__used *used; /* nonces of sessions attested here */
+  size_t n_used, used_cap;
   pthread_mutex_t lock;
   size_t max, count, bytes;
   kbs__entry *buckets[KBS_BUCKETS];
@@ -54,7 +60,8 @@ CT_RESULT kbs_sessions_new(size_t max_attested, const uint8_t *key, kbs_sessions
   }
   pthread_mutex_init(&s->lock, NULL);
   s->max = max_attested ? max_attested : 1;
-  s->used = calloc(KBS_NONCE_SET, sizeof *s->used);
+  s->used_cap = KBS_NONCE_SET;
+  s->used = calloc(s->used_cap, sizeof *s->used);
   if (!s->used) {
     kbs_sessions_free(s);
     return ct_fail(err, CT_ENOMEM, "out of memory");
@@ -259,21 +266,48 @@ CT_RESULT kbs_sessions_add_old_key(kbs_sessions *s, const uint8_t key[32], ct_er
 }
 
 /* Linear probing from a hash of the (random) session id; deletion by rebuilding in the sweep. */
-static size_t kbs__used_slot(const uint8_t sid[KBS_SID_LEN]) {
+static size_t kbs__used_slot(const uint8_t sid[KBS_SID_LEN], size_t cap) {
   size_t h = 0;
   memcpy(&h, sid, sizeof h);
-  return h & (KBS_NONCE_SET - 1);
+  return h & (cap - 1);
+}
+
+/* A table of `cap` slots with the records of `from` that expire after `now`; NULL when out of
+ * memory. */
+static kbs__used *kbs__used_rebuild(const kbs__used *from, size_t from_cap, size_t cap, time_t now, size_t *kept) {
+  kbs__used *fresh = calloc(cap, sizeof *fresh);
+  if (!fresh) return NULL;
+  *kept = 0;
+  for (size_t i = 0; i < from_cap; i++) {
+    const kbs__used *u = &from[i];
+    if (!u->expires || u->expires <= now) continue;
+    size_t j = kbs__used_slot(u->sid, cap);
+    while (fresh[j].expires) j = (j + 1) & (cap - 1);
+    fresh[j] = *u;
+    (*kept)++;
+  }
+  return fresh;
 }
 
 CT_RESULT kbs_sessions_claim_nonce(kbs_sessions *s, const kbs_session_view *v, ct_err *err) {
   time_t now = time(NULL);
   ct_status st = CT_OK;
   pthread_mutex_lock(&s->lock);
-  size_t i = kbs__used_slot(v->sid);
-  for (;; i = (i + 1) & (KBS_NONCE_SET - 1)) {
+  if (s->n_used >= s->used_cap / 2 && s->used_cap < KBS_NONCE_SET_MAX) {
+    size_t kept = 0;
+    kbs__used *bigger = kbs__used_rebuild(s->used, s->used_cap, s->used_cap * 2, now, &kept);
+    if (bigger) {
+      free(s->used);
+      s->used = bigger;
+      s->used_cap *= 2;
+      s->n_used = kept;
+    }
+  }
+  size_t i = kbs__used_slot(v->sid, s->used_cap);
+  for (;; i = (i + 1) & (s->used_cap - 1)) {
     kbs__used *u = &s->used[i];
     if (!u->expires) {
-      if (s->n_used >= KBS_NONCE_SET / 2) {
+      if (s->n_used >= s->used_cap / 2) {
         st = ct_fail(err, CT_ELIMIT, "%zu sessions are being attested at once: cannot guarantee single-use nonces "
                      "for more; retry shortly", s->n_used);
         break;
@@ -294,23 +328,23 @@ CT_RESULT kbs_sessions_claim_nonce(kbs_sessions *s, const kbs_session_view *v, c
 }
 
 size_t kbs_sessions_sweep(kbs_sessions *s) {
-  /* Expired nonce records go; the table is rebuilt so that probe chains stay intact. */
+  /* Expired nonce records go; the table is rebuilt so that probe chains stay intact, at a size
+   * that fits what is left (a burst's table does not stay large, nor its sweeps slow). */
   time_t then = time(NULL);
   pthread_mutex_lock(&s->lock);
-  kbs__used *fresh = s->n_used ? calloc(KBS_NONCE_SET, sizeof *fresh) : NULL;
-  if (fresh) {
+  if (s->n_used) {
+    size_t live = 0;
+    for (size_t i = 0; i < s->used_cap; i++) live += s->used[i].expires > then;
+    size_t cap = KBS_NONCE_SET;
+    while (cap < KBS_NONCE_SET_MAX && cap < live * 4) cap *= 2;
     size_t kept = 0;
-    for (size_t i = 0; i < KBS_NONCE_SET; i++) {
-      kbs__used *u = &s->used[i];
-      if (!u->expires || u->expires <= then) continue;
-      size_t j = kbs__used_slot(u->sid);
-      while (fresh[j].expires) j = (j + 1) & (KBS_NONCE_SET - 1);
-      fresh[j] = *u;
-      kept++;
+    kbs__used *fresh = kbs__used_rebuild(s->used, s->used_cap, cap, then, &kept);
+    if (fresh) {
+      free(s->used);
+      s->used = fresh;
+      s->used_cap = cap;
+      s->n_used = kept;
     }
-    free(s->used);
-    s->used = fresh;
-    s->n_used = kept;
   }
   pthread_mutex_unlock(&s->lock);
 
@@ -326,4 +360,11 @@ size_t kbs_sessions_sweep(kbs_sessions *s) {
   }
   pthread_mutex_unlock(&s->lock);
   return removed;
+}
+
+void kbs_sessions_counts(kbs_sessions *s, size_t *attested, size_t *nonce_records) {
+  pthread_mutex_lock(&s->lock);
+  *attested = s->count;
+  *nonce_records = s->n_used;
+  pthread_mutex_unlock(&s->lock);
 }

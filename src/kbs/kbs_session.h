@@ -64,5 +64,8 @@ CT_RESULT kbs_sessions_claim_nonce(kbs_sessions *s, const kbs_session_view *v, c
 CT_RESULT kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *token, ct_err *err);
 /* Drops expired tokens; returns how many. */
 size_t kbs_sessions_sweep(kbs_sessions *s);
+/* How many sessions hold a cached token, and how many single-use nonce records are live (the
+ * /metrics gauges kbs_attested_sessions and kbs_nonce_records). */
+void kbs_sessions_counts(kbs_sessions *s, size_t *attested, size_t *nonce_records);
 
 #endif
