@@ -261,7 +261,7 @@ def snapshot(storage: Path):
 
 
 EFFECT_METRICS = ("kbs_resource_reads_total", "kbs_resource_writes_total", "kbs_policy_approvals_total",
-                  "kbs_attestation_successes_total")
+                  "kbs_attestation_successes_total", "kbs_attested_sessions", "kbs_nonce_records")
 
 
 class Target:
@@ -366,8 +366,8 @@ class Target:
         return {"storage": snapshot(self.storage), "metrics": self.metrics()}
 
     def assert_unchanged(self, before):
-        """Nothing stored, no resource read or written, no approval or attestation success since
-        `before`, and the KBS still serves."""
+        """Nothing stored, no resource read or written, no approval or attestation success, no
+        session attested or nonce spent since `before`, and the KBS still serves."""
         assert self.healthy(), "the KBS stopped serving"
         after = self.state()
         assert after["storage"] == before["storage"], "storage changed"

@@ -164,6 +164,57 @@ def test_sessions_100000(target, attack):
     assert after["storage"] == before["storage"]
 
 
+def test_nonce_records_exhaustion(target, attack):
+    """Unauthenticated /auth + /attest pairs with a well-formed body that fails verification must
+    spend no single-use nonce record (they once did: 32,768 such pairs locked every attestation
+    out until the records expired)."""
+    attack.expect("every junk /attest refused; kbs_nonce_records unchanged; an honest handshake after succeeds")
+    t = target
+    before = t.state()
+    n, conns, batch = 4000, 4, 250
+    auth = http_request("POST", "/kbs/v0/auth", AUTH_BODY)
+    junk = b'{"runtime-data":{"nonce":"x","tee-pubkey":{}},"tee-evidence":{"primary_evidence":{}}}'
+    refused = [0] * conns
+
+    def worker(i):
+        p = Pipe(t)
+        todo = n // conns
+        try:
+            while todo:
+                k = min(batch, todo)
+                p.send(auth * k)
+                cookies = []
+                for _ in range(k):
+                    status, h, _ = p.response()
+                    assert status == 200
+                    cookies.append(h["set-cookie"].split(";")[0])
+                p.send(b"".join(http_request("POST", "/kbs/v0/attest", junk, {"Cookie": c}) for c in cookies))
+                for _ in range(k):
+                    refused[i] += p.response()[0] == 401
+                todo -= k
+        finally:
+            p.close()
+    t0 = time.time()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    took = time.time() - t0
+    assert sum(refused) == n
+    t.assert_unchanged(before)
+    records = int(before["metrics"]["kbs_nonce_records"])
+    s = t.session()
+    key = rcar.TeeKey()
+    nonce = s.auth().json()["nonce"]
+    r = s.http.post(f"{t.url}/kbs/v0/attest", json=attest_body(nonce, key, sample_evidence(nonce, key)))
+    attack.observed(f"{n} junk /attest refused in {took:.1f}s, nonce records still {records}; then honest "
+                    f"/attest: {r.status_code} {r.text[:120] if r.status_code != 200 else ''}")
+    assert r.status_code == 200, r.text
+    assert t.get_secret(s, key) == SECRET
+    assert int(t.state()["metrics"]["kbs_nonce_records"]) == records + 1
+
+
 def test_idle_connections_10000(target, attack):
     """10,000 TCP connections that never send a byte."""
     attack.expect("honest clients still served (handshake + GET < 1 s); RSS bounded (~12 KB per connection)")
