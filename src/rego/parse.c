@@ -1639,6 +1639,13 @@ CT_RESULT rg_parse_module(rg_arena *a, const char *file, const char *src, rg_mod
       st = rego__ps_fail(&p, it.row, it.col, "invalid import: path must begin with input, data, future or rego");
       goto fail;
     }
+    /* The alias and the import checks below read every element after the root as a string: an
+     * import path is static (fuzz-long finding: `import data.x[input.k]` dereferenced NULL). */
+    for (size_t i = 1; ip->kind == T_REF && i < ip->n; i++)
+      if (ip->elems[i]->kind != T_SCALAR || !ip->elems[i]->val || ip->elems[i]->val->t != RV_STR) {
+        st = rego__ps_fail(&p, ip->elems[i]->row, ip->elems[i]->col, "unexpected ref token: expecting string");
+        goto fail;
+      }
     if (!strcmp(root->name, "rego")) m->v1 = true;
     if (!strcmp(root->name, "rego") && ip->kind == T_REF && ip->n == 2 && ip->elems[1]->kind == T_SCALAR &&
         ip->elems[1]->val->t == RV_STR && !strcmp(ip->elems[1]->val->u.s, "v2"))
