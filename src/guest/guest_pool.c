@@ -134,8 +134,10 @@ CT_RESULT guest_pool_submit(guest_pool *p, guest_pool_work_fn work, guest_pool_d
   pthread_mutex_lock(&p->mu);
   if (p->queued >= p->max_queued || p->stopping) {
     size_t q = p->queued;
+    int stopping = p->stopping;
     pthread_mutex_unlock(&p->mu);
     free(j);
+    if (stopping) return ct_fail(err, CT_ELIMIT, "server shutting down: no new requests are taken");
     return ct_fail(err, CT_ELIMIT, "server busy: %zu requests are already waiting", q);
   }
   if (p->tail) p->tail->next = j;

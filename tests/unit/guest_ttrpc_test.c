@@ -6,6 +6,7 @@
 #include "ct_test_util.h"
 
 #include <event2/event.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -141,9 +142,36 @@ static void pool_work(void *ud) {
 
 static void pool_done(void *ud, int cancelled) {
   pool_job *j = ud;
-  j->done = 1;
+  j->done++;
   j->cancelled = cancelled;
   if (--*j->remaining == 0) event_base_loopbreak(j->base);
+}
+
+/* A job that holds its worker until the test opens the gate: what runs and what waits is then
+ * known exactly, however slowly the machine runs the threads. */
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int open;
+} pool_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+
+static void pool_gate_set(int open) {
+  pthread_mutex_lock(&pool_gate.mu);
+  pool_gate.open = open;
+  pthread_cond_broadcast(&pool_gate.cv);
+  pthread_mutex_unlock(&pool_gate.mu);
+}
+
+static void pool_gated_work(void *ud) {
+  pthread_mutex_lock(&pool_gate.mu);
+  while (!pool_gate.open) pthread_cond_wait(&pool_gate.cv, &pool_gate.mu);
+  pthread_mutex_unlock(&pool_gate.mu);
+  pool_work(ud);
+}
+
+static void *pool_free_thread(void *p) {
+  guest_pool_free(p);
+  return NULL;
 }
 
 static void test_pool(void **state) {
@@ -160,24 +188,50 @@ static void test_pool(void **state) {
   }
   event_base_dispatch(base);
   for (int i = 0; i < 40; i++) {
-    assert_true(jobs[i].done && !jobs[i].cancelled);
+    assert_true(jobs[i].done == 1 && !jobs[i].cancelled);
     assert_int_equal(jobs[i].worked, 2 * i);
   }
   guest_pool_stats st;
   guest_pool_get_stats(p, &st);
   assert_int_equal(st.completed, 40);
   guest_pool_free(p);
-  /* A full queue refuses; freeing cancels what never ran and still calls `done`. */
+
+  /* A full queue refuses: the one worker is held in a gated job, two jobs wait, the next is
+   * refused. */
   CT_ASSERT_OK(guest_pool_new(base, 1, 2, &p, &err), &err);
   remaining = 100;
-  for (int i = 0; i < 4; i++) jobs[i] = (pool_job){.value = i, .base = base, .remaining = &remaining};
-  int accepted = 0;
-  for (int i = 0; i < 4; i++)
-    if (guest_pool_submit(p, pool_work, pool_done, &jobs[i], &err) == CT_OK) accepted++;
-    else assert_int_equal(err.code, CT_ELIMIT);
-  assert_true(accepted >= 2 && accepted <= 3);
-  guest_pool_free(p);
-  for (int i = 0; i < accepted; i++) assert_true(jobs[i].done);
+  for (int i = 0; i < 4; i++) jobs[i] = (pool_job){.value = i + 1, .base = base, .remaining = &remaining};
+  pool_gate_set(0);
+  CT_ASSERT_OK(guest_pool_submit(p, pool_gated_work, pool_done, &jobs[0], &err), &err);
+  for (int t = 0;; t++) {
+    guest_pool_get_stats(p, &st);
+    if (st.running == 1) break;
+    assert_true(t < 30000); /* the worker took the job within 30 s */
+    usleep(1000);
+  }
+  CT_ASSERT_OK(guest_pool_submit(p, pool_work, pool_done, &jobs[1], &err), &err);
+  CT_ASSERT_OK(guest_pool_submit(p, pool_work, pool_done, &jobs[2], &err), &err);
+  assert_int_equal(guest_pool_submit(p, pool_work, pool_done, &jobs[3], &err), CT_ELIMIT);
+  assert_non_null(strstr(err.msg, "server busy: 2 requests are already waiting"));
+  guest_pool_get_stats(p, &st);
+  assert_true(st.running == 1 && st.queued == 2);
+
+  /* Freeing waits for the running job and cancels what never ran, still calling its `done`. The
+   * pool is freed on another thread; the gate opens only once the pool refuses as shutting down,
+   * so the two waiting jobs are certainly cancelled, not run. */
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, pool_free_thread, p), 0);
+  for (int t = 0;; t++) {
+    assert_int_equal(guest_pool_submit(p, pool_work, pool_done, &jobs[3], &err), CT_ELIMIT);
+    if (strstr(err.msg, "shutting down")) break;
+    assert_true(t < 30000);
+    usleep(1000);
+  }
+  pool_gate_set(1);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  assert_true(jobs[0].done == 1 && !jobs[0].cancelled && jobs[0].worked == 2);
+  for (int i = 1; i < 3; i++) assert_true(jobs[i].done == 1 && jobs[i].cancelled && jobs[i].worked == 0);
+  assert_int_equal(jobs[3].done, 0);
   event_base_free(base);
 }
 
