@@ -4,6 +4,7 @@
  * tests/e2e/test_regress.py under the same names).
  */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -87,21 +88,29 @@ static void regress__eval_on_stack(const rego_policy *p, size_t stack, regress__
 typedef struct {
   int fd, port;
   int conns[64];
-  int n;
-  volatile int stop;
+  int n; /* accepted so far: written by the accept thread, read with atomics */
+  int stop;
   pthread_t th;
 } regress__silent;
 
 static void *regress__silent_run(void *arg) {
   regress__silent *s = arg;
-  while (!s->stop) {
+  while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
     int c = accept(s->fd, NULL, NULL);
-    if (c >= 0 && s->n < 64) s->conns[s->n++] = c;
-    else if (c >= 0) close(c);
-    else usleep(10000);
+    int n = __atomic_load_n(&s->n, __ATOMIC_RELAXED);
+    if (c >= 0 && n < 64) {
+      s->conns[n] = c;
+      __atomic_store_n(&s->n, n + 1, __ATOMIC_RELEASE);
+    } else if (c >= 0) {
+      close(c);
+    } else {
+      usleep(10000);
+    }
   }
   return NULL;
 }
+
+static int regress__silent_count(regress__silent *s) { return __atomic_load_n(&s->n, __ATOMIC_ACQUIRE); }
 
 static void regress__silent_start(regress__silent *s) {
   memset(s, 0, sizeof *s);
@@ -116,7 +125,7 @@ static void regress__silent_start(regress__silent *s) {
 }
 
 static void regress__silent_stop(regress__silent *s) {
-  s->stop = 1;
+  __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
   pthread_join(s->th, NULL);
   for (int i = 0; i < s->n; i++) close(s->conns[i]);
   close(s->fd);
@@ -135,6 +144,13 @@ static CT_RESULT regress__finish_never(void *ctx, const char *key, as_fetch_resp
   if (r->st) return ct_fail(err, r->st, "test source: %s", r->cause);
   return CT_OK;
 }
+
+/* Wall-clock bounds on a shared, loaded machine: a single call may be descheduled for tens of
+ * milliseconds, so "does not wait" is shown by the fastest of several calls (a call that waited
+ * would take its whole wait every time), and every call is bounded far below the source's own
+ * timeout (the KDS's is 15 s: a call that waited on the network would take that long). */
+#define REGRESS__NO_WAIT_TRIES 5
+#define REGRESS__CALL_MAX_MS 2000
 
 /* Verifier network I/O ran on the request threads: two unauthenticated /attest requests whose SNP
  * evidence needs a VCEK from a KDS that never answers froze the KBS. Now fetches run on a
@@ -163,22 +179,33 @@ static void test_regress_01_kds_stall(void **state) {
   uint8_t *der = NULL;
   size_t len = 0;
   struct timespec t0;
-  for (int i = 0; i < 3; i++) {
+  /* the first waits its 20 ms, the others not at all */
+  long fastest = LONG_MAX;
+  for (int i = 0; i <= REGRESS__NO_WAIT_TRIES; i++) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     assert_int_equal(snp_vcek_find(c, &r, r.gen, &der, &len, &err), CT_EIO);
     long ms = regress__ms_since(&t0);
-    assert_true(ms < (i == 0 ? 500 : 50)); /* the first waits its 20 ms, the others not at all */
+    print_message("VCEK lookup %d against the stalled KDS: %ld ms\n", i, ms);
+    assert_true(ms < REGRESS__CALL_MAX_MS);
+    if (i > 0 && ms < fastest) fastest = ms;
     assert_non_null(strstr(err.msg, "AMD KDS: fetching what this evidence needs"));
     assert_non_null(strstr(err.msg, "attest again"));
   }
+  assert_true(fastest < AS_FETCH_DEFAULT_WAIT_MS);
   /* other chips: at most 2 requests open at the source, the rest queue in the background */
   for (int chip = 2; chip < 8; chip++) {
     raw[SNP_OFF_CHIP_ID] = (uint8_t)(0x40 + chip);
     CT_ASSERT_OK(snp_report_parse(raw, sizeof raw, &r, &err), &err);
     assert_int_equal(snp_vcek_find(c, &r, r.gen, &der, &len, &err), CT_EIO);
   }
+  /* 7 fetches are pending: the cap's 2 connections open (however long the background thread
+   * takes to get there), and no third one follows. */
+  for (int t = 0; regress__silent_count(&kds) < 2; t++) {
+    assert_true(t < 3000); /* 30 s */
+    usleep(10000);
+  }
   usleep(300000);
-  assert_true(kds.n >= 1 && kds.n <= 2);
+  assert_int_equal(regress__silent_count(&kds), 2);
   clock_gettime(CLOCK_MONOTONIC, &t0);
   snp_ctx_free(c); /* cancels the 7 pending fetches */
   assert_true(regress__ms_since(&t0) < 1000);
@@ -192,10 +219,22 @@ static void test_regress_01_kds_stall(void **state) {
   ct_http_opts o = {.timeout_ms = 2000};
   assert_int_equal(as_fetch(f, "k", gone, 1, &o, regress__finish_never, NULL, &err), CT_EIO);
   assert_null(strstr(err.msg, "ago"));
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  assert_int_equal(as_fetch(f, "k", gone, 1, &o, regress__finish_never, NULL, &err), CT_EIO);
-  assert_true(regress__ms_since(&t0) < 50);
-  assert_non_null(strstr(err.msg, "failed 0 s ago; not asked again for 30 s"));
+  fastest = LONG_MAX;
+  for (int i = 0; i < REGRESS__NO_WAIT_TRIES; i++) {
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(as_fetch(f, "k", gone, 1, &o, regress__finish_never, NULL, &err), CT_EIO);
+    long ms = regress__ms_since(&t0);
+    assert_true(ms < REGRESS__CALL_MAX_MS);
+    if (ms < fastest) fastest = ms;
+    /* "failed A s ago; not asked again for B s": remembered for the negative cache's 30 s */
+    const char *ago = strstr(err.msg, "(failed ");
+    assert_non_null(ago);
+    long long a = -1, b = -1;
+    assert_int_equal(sscanf(ago, "(failed %lld s ago; not asked again for %lld s)", &a, &b), 2);
+    assert_true(a >= 0 && a < 10 && b > 20 && b <= AS_FETCH_NEGATIVE_TTL_S && a + b >= AS_FETCH_NEGATIVE_TTL_S - 1 &&
+                a + b <= AS_FETCH_NEGATIVE_TTL_S);
+  }
+  assert_true(fastest < 50);
   as_fetcher_free(f);
 }
 
