@@ -865,12 +865,11 @@ static CT_RESULT cdh__open_ttrpc(cdh__server *s, const char *path, int optional,
     CT_LOG_WARN_("cdh", "%s ttrpc service not started: %s", name, err->msg);
     return CT_OK;
   }
-  if (!st) {
-    printf("cdh: ttrpc %s on %s\n", name, !strncmp(path, "unix://", 7) ? path + 7 : path);
-    CT_LOG_INFO_("cdh", "ttrpc %s service on %s", name, path);
-  }
+  if (!st) CT_LOG_INFO_("cdh", "ttrpc %s service on %s", name, path);
   return st;
 }
+
+static const char *cdh__socket_path(const char *path) { return !strncmp(path, "unix://", 7) ? path + 7 : path; }
 
 CT_RESULT cdh_server_run(const cdh_server_opts *o, ct_err *err) {
   char host[64];
@@ -879,6 +878,7 @@ CT_RESULT cdh_server_run(const cdh_server_opts *o, ct_err *err) {
   cdh__server s = {.hub = o->hub};
   struct evhttp *http = NULL;
   guest_ttrpc_server *cdh_tt = NULL, *aa_tt = NULL;
+  unsigned rest_port = 0;
   struct event *sigint = NULL, *sigterm = NULL;
   ct_status st = CT_OK;
   s.base = event_base_new();
@@ -907,7 +907,7 @@ CT_RESULT cdh_server_run(const cdh_server_opts *o, ct_err *err) {
     getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl);
     unsigned actual = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                                : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    printf("cdh: listening on %s:%u\n", host, actual);
+    rest_port = actual;
     CT_LOG_INFO_("cdh", "REST API on %s:%u", host, actual);
   }
   CT_GUARD_GOTO(st, cdh__open_ttrpc(&s, o->cdh_socket, o->cdh_socket_optional, "cdh",
@@ -917,6 +917,11 @@ CT_RESULT cdh_server_run(const cdh_server_opts *o, ct_err *err) {
   CT_GUARD_GOTO(st, cdh__open_ttrpc(&s, o->aa_socket, o->aa_socket_optional, "aa", cdh__aa_methods,
                                     sizeof cdh__aa_methods / sizeof *cdh__aa_methods, &aa_tt, err),
                 out);
+  /* Readiness is announced once every listener is open: a line printed before a later listener
+   * failed still reached a supervisor (or test) at exit, which then called a daemon that was gone. */
+  if (o->listen) printf("cdh: listening on %s:%u\n", host, rest_port);
+  if (cdh_tt) printf("cdh: ttrpc cdh on %s\n", cdh__socket_path(o->cdh_socket));
+  if (aa_tt) printf("cdh: ttrpc aa on %s\n", cdh__socket_path(o->aa_socket));
   fflush(stdout);
   event_base_dispatch(s.base);
   CT_LOG_INFO_("cdh", "shutting down");

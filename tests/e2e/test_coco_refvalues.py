@@ -57,8 +57,11 @@ class Guest:
 
     def __init__(self, initdata, tcti, log):
         self.log = log
+        # ttRPC sockets in the test's directory: the init-data's cdh.toml names upstream's path,
+        # which another cdh (a concurrent test or run) may serve - cdh then refuses to start.
+        sockets = [a for svc in ("cdh", "aa") for a in (f"--{svc}-socket", str(Path(log).parent / f"{Path(log).stem}-{svc}.sock"))]
         self.proc = subprocess.Popen([str(BIN / "cdh"), "--initdata", str(initdata), "--tee", "tpm", "--tpm-tcti",
-                                      tcti, "--listen", "127.0.0.1:0", "--kbs-attempts", "1"],
+                                      tcti, "--listen", "127.0.0.1:0", "--kbs-attempts", "1", *sockets],
                                      stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
         deadline = time.time() + 20
         while time.time() < deadline:

@@ -125,8 +125,9 @@ def test_kbs_access_page_in_headless_chromium(openbao, pki, start_kbs, tmp_path)
     # The pod VM: init-data rendered for this KBS; the CDH takes its configuration from it.
     initdata = tmp_path / "initdata.toml"
     run([BIN / "coco", "initdata", "render", "--kbs-url", kbs.url(), "--kbs-cert", pki.tls_cert, "-o", initdata])
-    cdh = Proc([BIN / "cdh", "--initdata", initdata, "--tee", "sample", "--listen", "127.0.0.1:0"],
-               tmp_path / "cdh.log", "cdh")
+    # ttRPC sockets in the test's directory, not the init-data's upstream path another cdh may serve
+    cdh = Proc([BIN / "cdh", "--initdata", initdata, "--tee", "sample", "--listen", "127.0.0.1:0",
+                "--cdh-socket", tmp_path / "cdh.sock", "--aa-socket", tmp_path / "aa.sock"], tmp_path / "cdh.log", "cdh")
     access = Proc([BIN / "kbs-access", "--listen", "127.0.0.1:0", "--cdh-url", f"http://127.0.0.1:{cdh.port}",
                    "--resource", "default/kbsres1/key3", "--refresh", "300"], tmp_path / "kbs-access.log", "kbs-access")
     driver = None
