@@ -186,7 +186,7 @@ static void test_bit_flips(void **state) {
     snp_report r;
     ct_status s = snp_report_parse(rep, rn, &r, &err);
     if (s == CT_OK) s = snp_report_verify_signature(&r, &info, k, &err);
-    if (s == CT_OK) fail_msg("flipping bit %u of byte 0x%zx was not detected", i % 8, i);
+    if (s == CT_OK) fail_msg("flipping bit %zu of byte 0x%zx was not detected", i % 8, i);
     bool known = false;
     for (size_t j = 0; j < sizeof reasons / sizeof *reasons; j++) known |= strstr(err.msg, reasons[j]) != NULL;
     if (!known) fail_msg("byte 0x%zx: unexpected reason \"%s\"", i, err.msg);
