@@ -67,7 +67,11 @@ def amd_cert(gen, idx):
     """DER of the idx-th certificate (0 ASK, 1 ARK, 2 ASVK) of amd-roots/<gen>_ask_ark_asvk.pem."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
-    certs = x509.load_pem_x509_certificates(need(VECTORS / "amd-roots" / f"{gen}_ask_ark_asvk.pem").read_bytes())
+    pem = need(VECTORS / "amd-roots" / f"{gen}_ask_ark_asvk.pem").read_text()
+    # One PEM block at a time: Debian 12's cryptography (38) has no load_pem_x509_certificates.
+    end = "-----END CERTIFICATE-----"
+    certs = [x509.load_pem_x509_certificate((block + end).encode())
+             for block in pem.split(end) if "-----BEGIN CERTIFICATE-----" in block]
     return list(certs[idx].public_bytes(Encoding.DER))
 
 
