@@ -160,8 +160,8 @@ CT_RESULT cdh_hub_unwrap_packet(cdh_hub *h, const char *packet, size_t len, uint
 
 /* --- image pull (api.ImagePullService/PullImage) ---------------------------------------- */
 
-/* Pulls `image` under the image security policy ([image] image_security_policy or
- * image_security_policy_uri; none configured accepts every image) into bundle/rootfs, which
+/* Pulls `image` under the image security policy ([image] image_security_policy_uri, else the
+ * inline image_security_policy; none configured accepts every image) into bundle/rootfs, which
  * must be absent or empty, and records the AAEL PullImage event when the event log is on.
  * *digest: the manifest digest ("sha256:..."), caller frees. A policy denial is CT_EDENIED
  * with a message naming the failed check. Layers stream through a scratch file in `bundle`, so

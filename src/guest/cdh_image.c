@@ -60,12 +60,14 @@ static CT_RESULT cdh__fetch(cdh_hub *h, const char *uri, size_t max, char **out,
   return CT_OK;
 }
 
+/* The URI wins over the inline policy when both are set, as in image-rs. */
 static CT_RESULT cdh__policy(cdh_hub *h, json_t **out, ct_err *err) {
   const cdh_config *c = cdh_hub_config(h);
   *out = NULL;
-  if (c->image_security_policy && *c->image_security_policy)
+  if (!c->image_security_policy_uri || !*c->image_security_policy_uri) {
+    if (!c->image_security_policy || !*c->image_security_policy) return CT_OK;
     return cdh_policy_parse(c->image_security_policy, strlen(c->image_security_policy), out, err);
-  if (!c->image_security_policy_uri || !*c->image_security_policy_uri) return CT_OK;
+  }
   char *text = NULL;
   size_t len = 0;
   CT_GUARD(cdh__fetch(h, c->image_security_policy_uri, CDH_POLICY_MAX, &text, &len,

@@ -197,6 +197,12 @@ def test_signed_policy_denials_name_the_failed_check(world, kbs_with_policies, p
         world, "image_security_policy = '''" + json.dumps(policy("signed", world, identity={"type": "matchExact"})) + "'''"))
     r = oneshot(cfg2, "check-image", world.ref("test/app:v1"))
     assert r.returncode == 3 and "signedIdentity matchExact" in r.stdout, r.stdout
+    # With both a URI and an inline policy, the URI's policy decides (as in image-rs).
+    for uri_kind, inline_kind, code in (("insecure", "reject", 0), ("reject", "insecure", 3)):
+        cfg3 = cdh_cfg(kbs_with_policies, pki, world, uri_kind, tmp_path,
+                       extra="image_security_policy = '" + json.dumps(policy(inline_kind, world)) + "'")
+        r = oneshot(cfg3, "check-image", world.ref("test/app:v1"))
+        assert r.returncode == code, (uri_kind, r.stdout, r.stderr)
 
 
 def stored_layer(tar: bytes) -> bytes:
