@@ -5,7 +5,7 @@ BUILD_FUZZ  ?= build-fuzz
 JOBS        ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-asan fuzz-smoke fuzz-long bench demo clean attack soak valgrind
+.PHONY: all deps build test test-asan fuzz-smoke fuzz-long bench demo clean attack interop soak valgrind
 
 all: build
 
@@ -44,6 +44,10 @@ fuzz-smoke: $(BUILD_FUZZ)/build.ninja
 # The named attack suite alone, with its pass/fail list per case (also part of `make test`).
 attack: build
 	CT_BUILD_DIR=$(abspath $(BUILD)) CT_SOURCE_DIR=$(CURDIR) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/attack
+
+# Interop with upstream Trustee alone, every case listed (also part of `make test`).
+interop: build
+	cd $(BUILD) && ctest -R '^interop$$' -V
 
 # SOAK_SECONDS (default 1800) at 80 % of the measured maximum: 0 errors, RSS growth < 5 %.
 soak: build
