@@ -9,6 +9,7 @@
 #define LOADGEN_SNP_H
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct loadgen_snp loadgen_snp;
@@ -18,6 +19,12 @@ int loadgen_snp_init(const char *dir, int chips);
 /* Loads what loadgen_snp_init made; NULL (after a message on stderr) on failure. */
 loadgen_snp *loadgen_snp_open(const char *dir);
 void loadgen_snp_close(loadgen_snp *s);
+/* Precomputes `total` report-signature nonces (loadgen_snp.c), shared among the chips as
+ * `clients` clients use them, on `threads` threads. Reports beyond them are signed the ordinary
+ * way and counted as fallbacks. 0 on success. */
+int loadgen_snp_presign(loadgen_snp *s, unsigned clients, size_t total, unsigned threads);
+/* Reports signed so far with a precomputed nonce, and without one. */
+void loadgen_snp_counts(loadgen_snp *s, unsigned long *precomputed, unsigned long *fallback);
 /* The /attest body for client `client` (its chip is client % chips): runtime-data with `nonce`
  * and `teekey`, and SNP evidence signed over report_data `rd`. malloc'd text, NULL on failure. */
 char *loadgen_snp_attest_body(loadgen_snp *s, unsigned client, const char *nonce, const json_t *teekey,

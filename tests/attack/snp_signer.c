@@ -8,11 +8,15 @@
 #include "snp_signer.h"
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/ecdsa.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +24,7 @@
 #include "ct_codec.h"
 #include "ct_file.h"
 #include "ct_json.h"
+#include "ct_mem.h"
 #include "guest_attester.h"
 
 #define SNP_SIGNER_ORG "coco-trust TEST-ONLY forged SEV-SNP roots"
@@ -373,8 +378,8 @@ void snp_signer_report_defaults(const snp_signer_vek *v, snp_gen gen, snp_signer
   o->reported_tcb.has_fmc = gen == SNP_GEN_TURIN;
 }
 
-CT_RESULT snp_signer_report(const snp_signer_vek *v, snp_gen gen, const snp_signer_report_opts *o,
-                            uint8_t raw[SNP_REPORT_SIZE], ct_err *err) {
+/* The report's signed part (bytes 0..SNP_SIGNED_LEN); the signature fields stay zero. */
+static void snp_signer__body(snp_gen gen, const snp_signer_report_opts *o, uint8_t raw[SNP_REPORT_SIZE]) {
   memset(raw, 0, SNP_REPORT_SIZE);
   snp_signer__le(raw + 0x00, o->version, 4);
   snp_signer__le(raw + 0x04, o->guest_svn, 4);
@@ -399,7 +404,16 @@ CT_RESULT snp_signer_report(const snp_signer_vek *v, snp_gen gen, const snp_sign
   raw[0x1E8] = 3, raw[0x1E9] = 55, raw[0x1EA] = 1; /* current firmware 1.55.3 */
   raw[0x1EC] = 3, raw[0x1ED] = 55, raw[0x1EE] = 1;
   snp_signer__tcb(raw + 0x1F0, &o->reported_tcb, gen);
+}
 
+/* r and s as 72-byte little-endian fields, as the firmware writes them. */
+static bool snp_signer__put_sig(uint8_t raw[SNP_REPORT_SIZE], const BIGNUM *r, const BIGNUM *s) {
+  return BN_bn2lebinpad(r, raw + SNP_SIG_OFFSET, 72) == 72 && BN_bn2lebinpad(s, raw + SNP_SIG_OFFSET + 72, 72) == 72;
+}
+
+CT_RESULT snp_signer_report(const snp_signer_vek *v, snp_gen gen, const snp_signer_report_opts *o,
+                            uint8_t raw[SNP_REPORT_SIZE], ct_err *err) {
+  snp_signer__body(gen, o, raw);
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   uint8_t der[128];
   size_t der_len = sizeof der;
@@ -410,9 +424,7 @@ CT_RESULT snp_signer_report(const snp_signer_vek *v, snp_gen gen, const snp_sign
   const unsigned char *p = der;
   ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
   CT_ENSURE(sig, err, CT_ECRYPTO, "cannot decode the report signature");
-  /* r and s as 72-byte little-endian fields. */
-  ok = BN_bn2lebinpad(ECDSA_SIG_get0_r(sig), raw + SNP_SIG_OFFSET, 72) == 72 &&
-       BN_bn2lebinpad(ECDSA_SIG_get0_s(sig), raw + SNP_SIG_OFFSET + 72, 72) == 72;
+  ok = snp_signer__put_sig(raw, ECDSA_SIG_get0_r(sig), ECDSA_SIG_get0_s(sig));
   ECDSA_SIG_free(sig);
   CT_ENSURE(ok, err, CT_ECRYPTO, "cannot encode the report signature");
   return CT_OK;
@@ -432,4 +444,138 @@ CT_RESULT snp_signer_evidence(const snp_signer_vek *v, const uint8_t raw[SNP_REP
   CT_ENSURE(ev, err, CT_ENOMEM, "out of memory");
   *out = ev;
   return CT_OK;
+}
+
+/* ---- precomputed nonces (load generation) ---------------------------------------------------- */
+
+/* ECDSA's signature is s = k^-1 (h + r d) mod n with r = x(kG) mod n: everything that costs
+ * (the scalar multiplication kG and the inversion) depends only on the random nonce k, not on
+ * the message, so it can be done ahead of time. A pair must never sign twice (two signatures with
+ * one k give the key away), hence the single atomic cursor. */
+typedef struct snp_signer__pair {
+  uint8_t r[48], kinv[48]; /* big-endian, each < n */
+} snp_signer__pair;
+
+struct snp_signer_nonces {
+  const snp_signer_vek *vek;
+  EC_GROUP *group; /* P-384; its order is n */
+  BIGNUM *d;                 /* the VEK's private scalar */
+  snp_signer__pair *pairs;
+  size_t count;
+  atomic_size_t fill; /* next pair to precompute */
+  atomic_size_t next; /* next pair to use */
+  atomic_int failed;
+};
+
+void snp_signer_nonces_free(snp_signer_nonces *p) {
+  if (!p) return;
+  if (p->pairs) ct_wipe(p->pairs, p->count * sizeof *p->pairs);
+  free(p->pairs);
+  BN_clear_free(p->d);
+  EC_GROUP_free(p->group);
+  free(p);
+}
+
+static void *snp_signer__precompute(void *arg) {
+  snp_signer_nonces *p = arg;
+  const BIGNUM *n = EC_GROUP_get0_order(p->group);
+  BN_CTX *ctx = BN_CTX_new();
+  EC_POINT *R = EC_POINT_new(p->group);
+  BIGNUM *k = BN_secure_new(), *kinv = BN_secure_new(), *x = BN_new(), *r = BN_new();
+  bool ok = ctx && R && k && kinv && x && r;
+  for (size_t i; ok && (i = atomic_fetch_add(&p->fill, 1)) < p->count;) {
+    do {
+      /* k uniform in [1, n-1]; kG by OpenSSL's constant-time ladder. */
+      do ok = BN_priv_rand_range(k, n) == 1;
+      while (ok && BN_is_zero(k));
+      BN_set_flags(k, BN_FLG_CONSTTIME);
+      ok = ok && EC_POINT_mul(p->group, R, k, NULL, NULL, ctx) == 1 &&
+           EC_POINT_get_affine_coordinates(p->group, R, x, NULL, ctx) == 1 && BN_nnmod(r, x, n, ctx) == 1;
+    } while (ok && BN_is_zero(r));
+    ok = ok && BN_mod_inverse(kinv, k, n, ctx) && BN_bn2binpad(r, p->pairs[i].r, 48) == 48 &&
+         BN_bn2binpad(kinv, p->pairs[i].kinv, 48) == 48;
+  }
+  if (!ok) atomic_store(&p->failed, 1);
+  BN_clear_free(k);
+  BN_clear_free(kinv);
+  BN_free(x);
+  BN_free(r);
+  EC_POINT_free(R);
+  BN_CTX_free(ctx);
+  return NULL;
+}
+
+CT_RESULT snp_signer_nonces_new(const snp_signer_vek *v, size_t count, unsigned threads, snp_signer_nonces **out,
+                                ct_err *err) {
+  CT_ENSURE(count <= SNP_SIGNER_NONCES_MAX, err, CT_EINVAL, "at most %u precomputed nonces per key",
+            SNP_SIGNER_NONCES_MAX);
+  if (threads < 1) threads = 1;
+  if (threads > 64) threads = 64;
+  snp_signer_nonces *p = calloc(1, sizeof *p);
+  CT_ENSURE(p, err, CT_ENOMEM, "out of memory");
+  p->vek = v;
+  p->count = count;
+  ct_status st = CT_OK;
+  p->group = EC_GROUP_new_by_curve_name(NID_secp384r1);
+  p->pairs = calloc(count ? count : 1, sizeof *p->pairs);
+  CT_ENSURE_GOTO(st, p->group && p->pairs, fail, err, CT_ENOMEM, "out of memory");
+  CT_ENSURE_GOTO(st, EVP_PKEY_get_bn_param(v->key, OSSL_PKEY_PARAM_PRIV_KEY, &p->d) == 1, fail, err, CT_ECRYPTO,
+                 "cannot read the VEK's private key");
+  BN_set_flags(p->d, BN_FLG_CONSTTIME);
+  pthread_t th[64];
+  unsigned started = 0;
+  for (; started < threads; started++)
+    if (pthread_create(&th[started], NULL, snp_signer__precompute, p) != 0) break;
+  if (!started) snp_signer__precompute(p);
+  for (unsigned i = 0; i < started; i++) pthread_join(th[i], NULL);
+  CT_ENSURE_GOTO(st, !atomic_load(&p->failed), fail, err, CT_ECRYPTO, "nonce precomputation failed");
+  *out = p;
+  return CT_OK;
+fail:
+  snp_signer_nonces_free(p);
+  return st;
+}
+
+size_t snp_signer_nonces_left(const snp_signer_nonces *p) {
+  size_t used = atomic_load(&((snp_signer_nonces *)p)->next);
+  return used < p->count ? p->count - used : 0;
+}
+
+/* s = k^-1 (h + r d) mod n over the signed bytes with pair i, then the pair is wiped. */
+static bool snp_signer__sign_pair(snp_signer_nonces *p, size_t i, uint8_t raw[SNP_REPORT_SIZE]) {
+  uint8_t h[48];
+  unsigned hl = 0;
+  if (EVP_Digest(raw, SNP_SIGNED_LEN, h, &hl, EVP_sha384(), NULL) != 1 || hl != 48) return false;
+  const BIGNUM *n = EC_GROUP_get0_order(p->group);
+  BN_CTX *ctx = BN_CTX_new();
+  /* The digest is as long as the order (384 bits): no truncation. */
+  BIGNUM *r = BN_bin2bn(p->pairs[i].r, 48, NULL), *kinv = BN_secure_new(), *e = BN_bin2bn(h, 48, NULL),
+         *s = BN_secure_new();
+  bool ok = ctx && r && kinv && e && s && BN_bin2bn(p->pairs[i].kinv, 48, kinv) &&
+            BN_mod_mul(s, r, p->d, n, ctx) == 1 && BN_mod_add(s, s, e, n, ctx) == 1 &&
+            BN_mod_mul(s, s, kinv, n, ctx) == 1 && !BN_is_zero(s) && snp_signer__put_sig(raw, r, s);
+  ct_wipe(&p->pairs[i], sizeof p->pairs[i]);
+  BN_clear_free(kinv);
+  BN_clear_free(s);
+  BN_free(e);
+  BN_free(r);
+  BN_CTX_free(ctx);
+  return ok;
+}
+
+CT_RESULT snp_signer_report_pooled(const snp_signer_vek *v, snp_signer_nonces *pool, snp_gen gen,
+                                   const snp_signer_report_opts *o, uint8_t raw[SNP_REPORT_SIZE], bool *precomputed,
+                                   ct_err *err) {
+  *precomputed = false;
+  CT_ENSURE(!pool || pool->vek == v, err, CT_EINVAL, "the nonce pool belongs to another key");
+  size_t i = pool ? atomic_fetch_add(&pool->next, 1) : 0;
+  if (pool && i < pool->count) {
+    snp_signer__body(gen, o, raw);
+    if (snp_signer__sign_pair(pool, i, raw)) {
+      *precomputed = true;
+      return CT_OK;
+    }
+    /* s = 0 (probability ~2^-384) or an allocation failure: this pair is spent either way. */
+  }
+  return snp_signer_report(v, gen, o, raw, err);
 }

@@ -74,6 +74,23 @@ void snp_signer_report_defaults(const snp_signer_vek *v, snp_gen gen, snp_signer
 /* The raw 1184-byte report, signed by v. */
 CT_RESULT snp_signer_report(const snp_signer_vek *v, snp_gen gen, const snp_signer_report_opts *o,
                             uint8_t raw[SNP_REPORT_SIZE], ct_err *err);
+/* Precomputed ECDSA nonces for one VEK, for a load generator that must not spend a full P-384
+ * signature per report on the machine it measures: each (r, k^-1 mod n) pair is computed ahead
+ * (on `threads` threads) and signs exactly once; the signature is the same ECDSA P-384/SHA-384
+ * over the same bytes as snp_signer_report's. The pool keeps a pointer to `v`. */
+#define SNP_SIGNER_NONCES_MAX (1u << 20)
+typedef struct snp_signer_nonces snp_signer_nonces;
+CT_RESULT snp_signer_nonces_new(const snp_signer_vek *v, size_t count, unsigned threads, snp_signer_nonces **out,
+                                ct_err *err);
+/* Wipes the unused pairs and the private scalar. */
+void snp_signer_nonces_free(snp_signer_nonces *p);
+size_t snp_signer_nonces_left(const snp_signer_nonces *p);
+/* snp_signer_report signed with the next unused pair of `pool` (*precomputed = true), or, once
+ * the pool is spent (or pool is NULL), with an ordinary signature. Safe from several threads. */
+CT_RESULT snp_signer_report_pooled(const snp_signer_vek *v, snp_signer_nonces *pool, snp_gen gen,
+                                   const snp_signer_report_opts *o, uint8_t raw[SNP_REPORT_SIZE], bool *precomputed,
+                                   ct_err *err);
+
 /* Trustee's SNP evidence {"attestation_report": serde form, "cert_chain": [VCEK|VLEK] or null}. */
 CT_RESULT snp_signer_evidence(const snp_signer_vek *v, const uint8_t raw[SNP_REPORT_SIZE], bool with_chain,
                               json_t **out, ct_err *err);
