@@ -77,6 +77,7 @@ typedef struct kbs_http__job {
 } kbs_http__job;
 
 #define KBS_HTTP_MAX_QUEUE 4096
+#define KBS_HTTP_JOIN_MAX ((size_t)16 << 10) /* one TLS record's payload */
 #define KBS_HTTP_MAX_POOL 64
 #define KBS_HTTP_HANDLER_STACK ((size_t)8 << 20)
 
@@ -100,6 +101,7 @@ struct kbs_http_server {
    * does not decide its latency (SO_REUSEPORT splits connections unevenly across loops). */
   kbs_http__queue compute;
   kbs_http_handler handler;
+  kbs_http_inline_fn runs_inline;
   void *ctx;
   SSL_CTX *ssl;
   size_t max_body;
@@ -355,8 +357,15 @@ static void kbs_http__send(struct evhttp_request *ereq, kbs_http_response *resp)
   if (resp->set_cookie[0]) evhttp_add_header(oh, "Set-Cookie", resp->set_cookie);
   struct evbuffer *out = evbuffer_new();
   if (out && resp->body.len) evbuffer_add(out, resp->body.data, resp->body.len);
+  struct evhttp_connection *evcon = evhttp_request_get_connection(ereq);
   evhttp_send_reply(ereq, resp->status, resp->status < 400 ? "OK" : "Error", out);
   if (out) evbuffer_free(out);
+  /* The head and the body sit in separate chunks of the output, and the TLS bufferevent writes
+   * each chunk as its own record and write(2). Written later by the loop, so joined here a small
+   * reply leaves in one record. */
+  struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+  struct evbuffer *o = bev ? bufferevent_get_output(bev) : NULL;
+  if (o && evbuffer_get_length(o) <= KBS_HTTP_JOIN_MAX) evbuffer_pullup(o, -1);
 }
 
 /* Runs on the owning loop when the peer closes while its request is still being handled. */
@@ -408,8 +417,9 @@ static void kbs_http__dispatch_next(kbs_http__job *j) {
   }
 }
 
-/* Runs one job on a pool thread, then replies, parks it or passes it on. */
-static void kbs_http__run_job(kbs_http_server *s, kbs_http__job *j) {
+/* Runs one job's handler or continuation, then parks it or passes it on. True when the reply is
+ * ready to send (the handler did not defer): the caller sends it. */
+static bool kbs_http__run_handler(kbs_http_server *s, kbs_http__job *j) {
   pthread_mutex_lock(&j->mu);
   j->state = KBS_HTTP__RUNNING;
   kbs_http_continuation fn = j->next_fn;
@@ -425,13 +435,18 @@ static void kbs_http__run_job(kbs_http_server *s, kbs_http__job *j) {
   pthread_mutex_lock(&j->mu);
   if (j->state == KBS_HTTP__RUNNING) {
     pthread_mutex_unlock(&j->mu);
-    kbs_http__finish(j);
-    return;
+    return true;
   }
   bool act = j->action;
   if (!act) j->state = KBS_HTTP__PARKED;
   pthread_mutex_unlock(&j->mu);
   if (act) kbs_http__dispatch_next(j);
+  return false;
+}
+
+/* Runs one job on a pool thread, then replies, parks it or passes it on. */
+static void kbs_http__run_job(kbs_http_server *s, kbs_http__job *j) {
+  if (kbs_http__run_handler(s, j)) kbs_http__finish(j);
 }
 
 static void *kbs_http__queue_run(void *arg) {
@@ -589,6 +604,20 @@ static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
     kbs_http__job_free(j);
     return;
   }
+  if (s->runs_inline && s->runs_inline(s->ctx, req)) {
+    /* CPU work that never waits on the network: run it here, sparing the request the round trip
+     * through the compute pool (two thread wake-ups and a cross-thread reply) that cost more CPU
+     * than the handler itself for a small request. */
+    if (kbs_http__run_handler(s, j)) {
+      kbs_http__send(ereq, &j->resp);
+      kbs_http__job_free(j);
+    } else {
+      /* Deferred: finished later through kbs_http__complete on this loop, which runs after this
+       * returns, so the close callback is in place before it can be needed. */
+      evhttp_connection_set_closecb(j->evcon, kbs_http__conn_closed, j);
+    }
+    return;
+  }
   j->state = KBS_HTTP__QUEUED;
   kbs_http__queue *q = &s->compute;
   pthread_mutex_lock(&q->lock);
@@ -688,6 +717,7 @@ CT_RESULT kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
   kbs_http_server *s = calloc(1, sizeof *s);
   CT_ENSURE(s, err, CT_ENOMEM, "out of memory");
   s->handler = handler;
+  s->runs_inline = cfg->runs_inline;
   s->ctx = ctx;
   kbs_http__queue *queues[2] = {&s->compute, &s->blocking};
   for (int i = 0; i < 2; i++) {
@@ -790,12 +820,15 @@ CT_RESULT kbs_http_run(kbs_http_server *s, ct_err *err) {
       queues[k]->started[i] = true;
     }
   }
-  pthread_attr_destroy(&at);
+  /* The loops run handlers too (runs_inline): the same stack. */
   for (unsigned i = 0; i < s->n_workers; i++) {
-    if (pthread_create(&s->workers[i].thread, NULL, kbs_http__run, &s->workers[i]) != 0)
+    if (pthread_create(&s->workers[i].thread, &at, kbs_http__run, &s->workers[i]) != 0) {
+      pthread_attr_destroy(&at);
       return ct_fail(err, CT_EIO, "cannot start worker thread %u", i);
+    }
     s->workers[i].started = true;
   }
+  pthread_attr_destroy(&at);
   return CT_OK;
 }
 

@@ -65,6 +65,10 @@ bool kbs_http_is_deferred(const kbs_http_request *req);
 /* True on a blocking-pool thread (where waiting on I/O is allowed). */
 bool kbs_http_on_blocking_thread(void);
 
+/* Decides, on the loop thread, whether a request's handler may run right there: only for work
+ * that never waits on I/O (it may still defer). NULL: every request goes to the compute pool. */
+typedef bool (*kbs_http_inline_fn)(void *ctx, const kbs_http_request *req);
+
 typedef struct kbs_http_config {
   const char *const *sockets; /* "IP:port" or "[IPv6]:port" */
   size_t n_sockets;
@@ -79,6 +83,7 @@ typedef struct kbs_http_config {
    * connections between them. Off, a port that another process serves fails start-up with
    * "address in use", so a stale or misconfigured instance never silently takes traffic. */
   bool reuse_port;
+  kbs_http_inline_fn runs_inline;
 } kbs_http_config;
 
 typedef struct kbs_http_server kbs_http_server;

@@ -194,6 +194,29 @@ static bool kbs__needs_blocking(kbs_server *s, const kbs_http_request *req) {
   return remote_main || kbs_store_is_remote(s->resources) || (s->vault && !strncmp(rest, "resource/", 9));
 }
 
+/* The handshake and resource reads run on the event loop that read them (kbs_http_inline_fn):
+ * they are CPU work, and the hand-off to the compute pool and back cost more than /auth itself.
+ * Only what cannot wait on the network qualifies: nothing kbs__needs_blocking sends to the
+ * blocking pool, and /attest only for TEEs whose verifiers never fetch collateral (SNP and TDX
+ * ones may wait for AMD KDS / Intel PCS, which must not stall every connection of a loop). A
+ * Vault read defers as it does on the pool. */
+static bool kbs__runs_inline(void *ctx, const kbs_http_request *req) {
+  kbs_server *s = ctx;
+  if (strncmp(req->path, "/kbs/v0/", 8) || kbs__needs_blocking(s, req)) return false;
+  const char *rest = req->path + 8;
+  if (req->method == KBS_GET) return !strncmp(rest, "resource/", 9) && s->cfg->resource_plugin;
+  if (req->method != KBS_POST || !s->as) return false;
+  if (!strcmp(rest, "auth")) return true;
+  if (strcmp(rest, "attest")) return false;
+  char buf[KBS_COOKIE_MAX];
+  const char *id = kbs_session_cookie(req, buf);
+  kbs_session_view sv;
+  ct_err err;
+  if (!id || kbs_sessions_get(s->sessions, id, &sv, &err) != CT_OK) return true; /* refused at once */
+  free(sv.token);
+  return !strcmp(sv.tee, "sample") || !strcmp(sv.tee, "tpm");
+}
+
 static void kbs__route(kbs_server *s, const kbs_http_request *req, kbs_http_response *r) {
   const char *path = req->path;
   if (!strcmp(path, "/healthz") && req->method == KBS_GET) {
@@ -579,6 +602,7 @@ CT_RESULT kbs_server_start(const kbs_config *cfg, const char *run_as, kbs_server
       .workers = cfg->worker_count,
       .timeout_seconds = 30,
       .reuse_port = cfg->reuse_port,
+      .runs_inline = kbs__runs_inline,
   };
   ct_status st;
   CT_GUARD_GOTO(st, kbs_http_start(&hc, kbs__handle, s, &s->http, err), fail);
