@@ -27,6 +27,7 @@ E2E = HERE.parent / "e2e"
 SRC = HERE.parents[1]
 sys.path.insert(0, str(E2E))
 import rcar  # noqa: E402
+from ci_skips import fail_skip_under_ci  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("e2e_fixtures", E2E / "conftest.py")
 e2e = importlib.util.module_from_spec(_spec)
@@ -103,10 +104,7 @@ def attack(request):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
-    # Under CI (CI set) everything a case needs is installed: a skip there is a failure.
-    if os.environ.get("CI") and rep.skipped and not hasattr(rep, "wasxfail"):
-        rep.outcome = "failed"
-        rep.longrepr = f"skipped under CI, where nothing a test needs may be missing: {rep.longrepr}"
+    fail_skip_under_ci(rep)
     info = _RESULTS.setdefault(item.nodeid, {"expect": "", "observed": ""})
     if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
         if hasattr(rep, "wasxfail"):
