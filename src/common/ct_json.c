@@ -1,4 +1,5 @@
 #include "ct_json.h"
+#include "ct_json_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -267,9 +268,7 @@ CT_RESULT ct_json_get_int(const json_t *obj, const char *key, const char *what, 
 
 /* --- compact output, byte-identical to json_dumps ------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at p[0..n) (jansson's rules: no overlongs, surrogates or
- * code points past U+10FFFF), or 0. */
-static size_t ct_json__utf8_len(const unsigned char *p, size_t n) {
+size_t ct_json__utf8_len(const unsigned char *p, size_t n) {
   if (p[0] >= 0xC2 && p[0] <= 0xDF) return n >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
   if (p[0] >= 0xE0 && p[0] <= 0xEF) {
     unsigned lo = p[0] == 0xE0 ? 0xA0 : 0x80, hi = p[0] == 0xED ? 0x9F : 0xBF;

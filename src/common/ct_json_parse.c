@@ -21,6 +21,7 @@
 
 #include "ct_buf.h"
 #include "ct_json.h"
+#include "ct_json_internal.h"
 
 #define CT_JSON__MAX_NESTING 2047 /* jansson: 2048 levels counting the top-level value as 1; callers' max_depth is checked first */
 
@@ -58,21 +59,6 @@ static json_t *ct_json__fail(ct_json__reader *r, const unsigned char *at, const 
 
 static void ct_json__ws(ct_json__reader *r) {
   while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r')) r->p++;
-}
-
-/* Length of the valid UTF-8 sequence at p[0..n) (no overlongs, surrogates or code points past
- * U+10FFFF, as jansson's utf8_check), or 0. */
-static size_t ct_json__utf8(const unsigned char *p, size_t n) {
-  if (p[0] >= 0xC2 && p[0] <= 0xDF) return n >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
-  if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-    unsigned lo = p[0] == 0xE0 ? 0xA0 : 0x80, hi = p[0] == 0xED ? 0x9F : 0xBF;
-    return n >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
-  }
-  if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-    unsigned lo = p[0] == 0xF0 ? 0x90 : 0x80, hi = p[0] == 0xF4 ? 0x8F : 0xBF;
-    return n >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80 ? 4 : 0;
-  }
-  return 0;
 }
 
 static int ct_json__hex4(const unsigned char *p) {
@@ -125,7 +111,7 @@ static bool ct_json__string(ct_json__reader *r, const char **out, size_t *out_le
     }
     if (*q == '\\') break;
     if (*q < 0x20) return ct_json__fail(r, q, "control character 0x%x", *q), false;
-    size_t k = ct_json__utf8(q, (size_t)(end - q));
+    size_t k = ct_json__utf8_len(q, (size_t)(end - q));
     if (!k) return ct_json__fail(r, q, "unable to decode byte 0x%x", *q), false;
     q += k;
   }
@@ -149,7 +135,7 @@ static bool ct_json__string(ct_json__reader *r, const char **out, size_t *out_le
       return ct_json__fail(r, q, "control character 0x%x", c), false;
     }
     if (c >= 0x80) {
-      size_t k = ct_json__utf8(q, (size_t)(end - q));
+      size_t k = ct_json__utf8_len(q, (size_t)(end - q));
       if (!k) {
         free(buf);
         return ct_json__fail(r, q, "unable to decode byte 0x%x", c), false;
