@@ -35,6 +35,24 @@ CT_RESULT ct_json_parse(const char *buf, size_t len, size_t max_depth, json_t **
   return ct_json__read(buf, len, out, err);
 }
 
+/* "%" JSON_INTEGER_FORMAT without snprintf: integers are most members of a token's claims, and
+ * the format machinery cost more than the rest of their serialisation. */
+static size_t ct_json__format_int(json_int_t v, char out[24]) {
+  char tmp[24];
+  size_t n = 0;
+  /* Through unsigned arithmetic, so that the most negative value has a magnitude too. */
+  unsigned long long m = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+  do {
+    tmp[n++] = (char)('0' + m % 10);
+    m /= 10;
+  } while (m);
+  size_t k = 0;
+  if (v < 0) out[k++] = '-';
+  while (n) out[k++] = tmp[--n];
+  out[k] = 0;
+  return k;
+}
+
 /* --- RFC 8785 ------------------------------------------------------------------------------ */
 
 /* Decodes one UTF-8 sequence (input already validated by jansson). */
@@ -84,10 +102,13 @@ static int ct_json__key_cmp(const void *x, const void *y) {
   return ct_json__cmp_utf16(*(const char *const *)x, *(const char *const *)y);
 }
 
+/* Minimal escaping (RFC 8785 section 3.2.2.2); the runs between escapes are copied at once. */
 static CT_RESULT ct_json__jcs_string(const char *s, size_t len, ct_buf *out, ct_err *err) {
   CT_GUARD(ct_buf_append(out, "\"", 1, err));
+  size_t run = 0;
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
     const char *esc = NULL;
     char tmp[8];
     switch (c) {
@@ -99,14 +120,14 @@ static CT_RESULT ct_json__jcs_string(const char *s, size_t len, ct_buf *out, ct_
     case '\r': esc = "\\r"; break;
     case '\t': esc = "\\t"; break;
     default:
-      if (c < 0x20) {
-        snprintf(tmp, sizeof tmp, "\\u%04x", c);
-        esc = tmp;
-      }
+      snprintf(tmp, sizeof tmp, "\\u%04x", c);
+      esc = tmp;
     }
-    if (esc) CT_GUARD(ct_buf_append_str(out, esc, err));
-    else CT_GUARD(ct_buf_append(out, &s[i], 1, err));
+    if (i > run) CT_GUARD(ct_buf_append(out, s + run, i - run, err));
+    CT_GUARD(ct_buf_append_str(out, esc, err));
+    run = i + 1;
   }
+  if (len > run) CT_GUARD(ct_buf_append(out, s + run, len - run, err));
   return ct_buf_append(out, "\"", 1, err);
 }
 
@@ -165,7 +186,8 @@ static CT_RESULT ct_json__jcs(const json_t *v, ct_buf *out, int depth, ct_err *e
     json_int_t i = json_integer_value(v);
     /* Beyond 2^53 an ES6 number cannot hold the value exactly; format as the double does. */
     if (i > (1LL << 53) || i < -(1LL << 53)) return ct_json__jcs_number((double)i, out, err);
-    return ct_buf_printf(out, err, "%" JSON_INTEGER_FORMAT, i);
+    char num[24];
+    return ct_buf_append(out, num, ct_json__format_int(i, num), err);
   }
   case JSON_REAL: return ct_json__jcs_number(json_real_value(v), out, err);
   case JSON_STRING: return ct_json__jcs_string(json_string_value(v), json_string_length(v), out, err);
@@ -281,6 +303,20 @@ size_t ct_json__utf8_len(const unsigned char *p, size_t n) {
   return 0;
 }
 
+/* Eight bytes at a time: whether any of them is a control character, '"', '\\' or not ASCII
+ * (the only bytes the writers look at one by one). */
+static bool ct_json__word_plain(const unsigned char *p) {
+  uint64_t w;
+  memcpy(&w, p, sizeof w);
+  const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+  uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
+  /* (x - n) & ~x has a byte's high bit set when some byte of x is below n (n <= 0x80): a byte
+   * below 0x20, or a zero byte of quote / bslash, is a '"' or '\\'. A borrow can only mark a
+   * byte above one that really is special, so "none found" is exact. */
+  uint64_t special = ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash);
+  return !((w | special) & highs);
+}
+
 /* Copies runs of characters that need no escape in one append: jansson escapes character by
  * character, which made serialising the multi-KiB tokens and JWEs a tenth of a handshake. */
 static CT_RESULT ct_json__write_string(const char *str, size_t n, ct_buf *out, ct_err *err) {
@@ -288,6 +324,10 @@ static CT_RESULT ct_json__write_string(const char *str, size_t n, ct_buf *out, c
   CT_GUARD(ct_buf_append(out, "\"", 1, err));
   size_t run = 0, i = 0;
   while (i < n) {
+    if (n - i >= 8 && ct_json__word_plain(s + i)) {
+      i += 8;
+      continue;
+    }
     unsigned char c = s[i];
     if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
       i++;
@@ -330,16 +370,24 @@ static int ct_json__member_cmp(const void *a, const void *b) {
   return r ? r : (x->len > y->len) - (x->len < y->len);
 }
 
-static CT_RESULT ct_json__write(const json_t *v, bool sort_keys, ct_buf *out, int depth, ct_err *err) {
+/* A value inside the one being written whose text the caller already has. */
+typedef struct ct_json__splice {
+  const json_t *value;
+  const char *text;
+  size_t len;
+} ct_json__splice;
+
+static CT_RESULT ct_json__write(const json_t *v, bool sort_keys, const ct_json__splice *sp, ct_buf *out, int depth,
+                                ct_err *err) {
   CT_ENSURE(depth <= 2048, err, CT_ELIMIT, "JSON value too deep to serialise");
+  if (sp && v == sp->value) return ct_buf_append(out, sp->text, sp->len, err);
   switch (json_typeof(v)) {
   case JSON_NULL: return ct_buf_append(out, "null", 4, err);
   case JSON_TRUE: return ct_buf_append(out, "true", 4, err);
   case JSON_FALSE: return ct_buf_append(out, "false", 5, err);
   case JSON_INTEGER: {
-    char num[32];
-    int k = snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    return ct_buf_append(out, num, (size_t)k, err);
+    char num[24];
+    return ct_buf_append(out, num, ct_json__format_int(json_integer_value(v), num), err);
   }
   case JSON_REAL: {
     /* Rare on these paths; jansson keeps its own number formatting. */
@@ -354,7 +402,7 @@ static CT_RESULT ct_json__write(const json_t *v, bool sort_keys, ct_buf *out, in
     CT_GUARD(ct_buf_append(out, "[", 1, err));
     for (size_t i = 0; i < json_array_size(v); i++) {
       if (i) CT_GUARD(ct_buf_append(out, ",", 1, err));
-      CT_GUARD(ct_json__write(json_array_get(v, i), sort_keys, out, depth + 1, err));
+      CT_GUARD(ct_json__write(json_array_get(v, i), sort_keys, sp, out, depth + 1, err));
     }
     return ct_buf_append(out, "]", 1, err);
   }
@@ -374,7 +422,7 @@ static CT_RESULT ct_json__write(const json_t *v, bool sort_keys, ct_buf *out, in
       if (k) st = ct_buf_append(out, ",", 1, err);
       if (st == CT_OK) st = ct_json__write_string(m[k].key, m[k].len, out, err);
       if (st == CT_OK) st = ct_buf_append(out, ":", 1, err);
-      if (st == CT_OK) st = ct_json__write(m[k].value, sort_keys, out, depth + 1, err);
+      if (st == CT_OK) st = ct_json__write(m[k].value, sort_keys, sp, out, depth + 1, err);
     }
     if (m != stack) free(m);
     CT_GUARD(st);
@@ -386,7 +434,18 @@ static CT_RESULT ct_json__write(const json_t *v, bool sort_keys, ct_buf *out, in
 
 CT_RESULT ct_json_write(const json_t *value, bool sort_keys, ct_buf *out, ct_err *err) {
   CT_ENSURE(value, err, CT_EINVAL, "no JSON value to serialise");
-  return ct_json__write(value, sort_keys, out, 0, err);
+  return ct_json__write(value, sort_keys, NULL, out, 0, err);
+}
+
+CT_RESULT ct_json_write_spliced(const json_t *value, bool sort_keys, const json_t *inner, const char *inner_text,
+                                size_t inner_len, ct_buf *out, ct_err *err) {
+  CT_ENSURE(value && inner && inner_text, err, CT_EINVAL, "no JSON value to serialise");
+  ct_json__splice sp = {inner, inner_text, inner_len};
+  return ct_json__write(value, sort_keys, &sp, out, 0, err);
+}
+
+CT_RESULT ct_json_write_string(const char *s, size_t len, ct_buf *out, ct_err *err) {
+  return ct_json__write_string(s, len, out, err);
 }
 
 CT_RESULT ct_json_dump(const json_t *value, char **out, ct_err *err) {

@@ -45,6 +45,14 @@ CT_RESULT ct_json_dump(const json_t *value, char **out, ct_err *err);
  * is not UTF-8, as json_dumps) part of the text may have been appended. */
 CT_RESULT ct_json_write(const json_t *value, bool sort_keys, ct_buf *out, ct_err *err);
 
+/* ct_json_write, except that `inner` (wherever it occurs inside `value`) is written as
+ * inner_text[0..inner_len), which must be what ct_json_write(inner, sort_keys) writes: a value
+ * that was serialised already (to measure it) is not serialised again. */
+CT_RESULT ct_json_write_spliced(const json_t *value, bool sort_keys, const json_t *inner, const char *inner_text,
+                                size_t inner_len, ct_buf *out, ct_err *err);
+/* The JSON string literal of s[0..len) (UTF-8), as ct_json_write writes a string value. */
+CT_RESULT ct_json_write_string(const char *s, size_t len, ct_buf *out, ct_err *err);
+
 /* json_object_set_new that reports allocation failure; always consumes `value`. */
 CT_RESULT ct_json_set_new(json_t *obj, const char *key, json_t *value, ct_err *err);
 

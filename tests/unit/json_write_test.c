@@ -116,10 +116,105 @@ static void test_random_trees(void **state) {
   }
 }
 
+/* The writer looks at strings eight bytes at a time: every byte value at every position of a
+ * word (and across two words), with plain text around it. Bytes that are not UTF-8 on their own
+ * must fail as json_dumps fails. */
+static void test_every_byte_at_every_position(void **state) {
+  (void)state;
+  char buf[40];
+  for (unsigned c = 0; c < 256; c++) {
+    for (size_t pos = 0; pos < 24; pos++) {
+      for (size_t len = pos + 1; len <= 26; len += 25 - pos > 1 ? 25 - pos : 1) {
+        memset(buf, 'a', sizeof buf);
+        buf[pos] = (char)c;
+        json_t *v = json_stringn_nocheck(buf, len);
+        same(v);
+        ct_buf b;
+        ct_buf_init(&b, 1u << 16);
+        ct_err err;
+        char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        ct_status st = ct_json_write_string(buf, len, &b, &err);
+        if (want) {
+          CT_ASSERT_OK(st, &err);
+          assert_string_equal((const char *)b.data, want);
+        } else {
+          assert_int_not_equal(st, CT_OK);
+        }
+        free(want);
+        ct_buf_free(&b);
+        json_decref(v);
+      }
+    }
+  }
+}
+
+/* Some value inside a tree, chosen at random (or the tree itself). */
+static const json_t *rnd_inner(const json_t *v) {
+  while (rnd() % 3) {
+    size_t n = json_is_array(v) ? json_array_size(v) : json_is_object(v) ? json_object_size(v) : 0;
+    if (!n) break;
+    size_t k = rnd() % n;
+    if (json_is_array(v)) {
+      v = json_array_get(v, k);
+    } else {
+      void *it = json_object_iter((json_t *)v);
+      while (k--) it = json_object_iter_next((json_t *)v, it);
+      v = json_object_iter_value(it);
+    }
+  }
+  return v;
+}
+
+/* A text written once for a value inside a tree and spliced in: the same bytes as writing it
+ * all (the EAR payload reuses the annotated evidence's text this way). */
+static void test_spliced(void **state) {
+  (void)state;
+  for (int i = 0; i < 2000; i++) {
+    json_t *v = rnd_value(0);
+    const json_t *inner = rnd_inner(v);
+    for (int sorted = 0; sorted <= 1; sorted++) {
+      ct_err err;
+      ct_buf in, all, want;
+      ct_buf_init(&in, 1u << 24);
+      ct_buf_init(&all, 1u << 24);
+      ct_buf_init(&want, 1u << 24);
+      ct_status st = ct_json_write(inner, sorted, &in, &err);
+      if (st != CT_OK) { /* a random string that is not UTF-8: nothing to splice */
+        ct_buf_free(&in);
+        continue;
+      }
+      CT_ASSERT_OK(ct_json_write_spliced(v, sorted, inner, in.data ? (const char *)in.data : "", in.len, &all, &err),
+                   &err);
+      CT_ASSERT_OK(ct_json_write(v, sorted, &want, &err), &err);
+      assert_int_equal(all.len, want.len);
+      assert_memory_equal(all.data, want.data, want.len);
+      ct_buf_free(&in);
+      ct_buf_free(&all);
+      ct_buf_free(&want);
+    }
+    /* A value that is not inside the tree changes nothing. */
+    json_t *other = json_string("not in the tree");
+    ct_err err;
+    ct_buf all, want;
+    ct_buf_init(&all, 1u << 24);
+    ct_buf_init(&want, 1u << 24);
+    ct_status a = ct_json_write_spliced(v, true, other, "X", 1, &all, &err);
+    ct_status b = ct_json_write(v, true, &want, &err);
+    assert_int_equal(a, b);
+    if (a == CT_OK) assert_string_equal((const char *)all.data, (const char *)want.data);
+    ct_buf_free(&all);
+    ct_buf_free(&want);
+    json_decref(other);
+    json_decref(v);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_crafted),
       cmocka_unit_test(test_random_trees),
+      cmocka_unit_test(test_every_byte_at_every_position),
+      cmocka_unit_test(test_spliced),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
