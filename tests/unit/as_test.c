@@ -34,6 +34,17 @@ static int setup(void **state) {
   return 0;
 }
 
+/* The same service without verbose_token: the token leaves out the additional evidence. */
+static int setup_terse(void **state) {
+  if (setup(state) != 0) return -1;
+  fixture *f = *state;
+  as_service_free(f->as);
+  f->as = NULL;
+  ct_err err;
+  as_config cfg = {.store = f->store, .rvps = f->rv, .token_duration_min = 5, .enable_sample_tee = true};
+  return as_service_new(&cfg, &f->as, &err) == CT_OK ? 0 : -1;
+}
+
 static int teardown(void **state) {
   fixture *f = *state;
   as_service_free(f->as);
@@ -76,6 +87,24 @@ static CT_RESULT evaluate(fixture *f, const char *init_data, bool tamper, char *
   return st;
 }
 
+/* The token's payload is exactly the claims as jansson writes them with sorted keys: the EAR is
+ * assembled from texts written separately (the annotated evidence once, spliced in), and any
+ * difference would change signed bytes that clients and upstream tools read. */
+static void assert_payload_is_dump(const char *token, const json_t *claims) {
+  json_t *hdr = NULL;
+  uint8_t *payload = NULL;
+  size_t plen = 0;
+  ct_err err;
+  CT_ASSERT_OK(jose_jws_decode_unverified(token, &hdr, &payload, &plen, &err), &err);
+  char *want = json_dumps(claims, JSON_COMPACT | JSON_SORT_KEYS);
+  assert_non_null(want);
+  assert_int_equal(plen, strlen(want));
+  assert_memory_equal(payload, want, plen);
+  free(want);
+  free(payload);
+  json_decref(hdr);
+}
+
 static void register_rv(fixture *f, const char *json) {
   ct_err err;
   char *b64 = NULL;
@@ -114,6 +143,10 @@ static void test_ear_layout_contraindicated_without_reference_values(void **stat
   assert_null(json_object_get(json_object_get(ae, "sample"), "report_data"));
   assert_string_equal(json_string_value(json_object_get(json_object_get(ae, "runtime_data_claims"), "nonce")),
                       "bm9uY2U=");
+  /* verbose_token (set here) keeps additional-evidence in the token. */
+  assert_string_equal(
+      json_string_value(json_object_get(json_object_get(ae, "runtime_data_claims"), "additional-evidence")), "");
+  assert_payload_is_dump(token, claims);
   /* The token verifies with the header's key and carries the same claims. */
   json_t *hdr = NULL;
   uint8_t *payload = NULL;
@@ -152,6 +185,24 @@ static void test_affirming_with_reference_values(void **state) {
   free(token);
 }
 
+static void test_terse_token_leaves_out_additional_evidence(void **state) {
+  fixture *f = *state;
+  char *token = NULL;
+  json_t *claims = NULL;
+  ct_err err;
+  CT_ASSERT_OK(evaluate(f, NULL, false, &token, &claims, &err), &err);
+  json_t *rdc = json_object_get(json_object_get(json_object_get(json_object_get(claims, "submods"), "cpu0"),
+                                                "ear.veraison.annotated-evidence"),
+                                "runtime_data_claims");
+  assert_null(json_object_get(rdc, "additional-evidence"));
+  assert_int_equal(json_object_size(rdc), 2);
+  assert_string_equal(json_string_value(json_object_get(rdc, "nonce")), "bm9uY2U=");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(rdc, "tee-pubkey"), "x")), "AAAA");
+  assert_payload_is_dump(token, claims);
+  json_decref(claims);
+  free(token);
+}
+
 static void test_report_data_must_bind(void **state) {
   fixture *f = *state;
   char *token = NULL;
@@ -179,6 +230,7 @@ static void test_init_data_claims(void **state) {
   free(b64);
   json_t *cdh = json_object_get(json_object_get(ae, "init_data_claims"), "cdh.toml");
   assert_string_equal(json_string_value(json_object_get(json_object_get(cdh, "kbc"), "url")), "https://kbs:8080");
+  assert_payload_is_dump(token, claims);
   json_decref(claims);
   free(token);
   assert_int_not_equal(evaluate(f, "version = \"0.1.0\"\nalgorithm = \"md5\"\n[data]\n", false, &token, NULL, &err), CT_OK);
@@ -229,6 +281,7 @@ static void test_policy_edge_cases(void **state) {
   cpu0 = json_object_get(json_object_get(claims, "submods"), "cpu0");
   assert_string_equal(json_string_value(json_object_get(cpu0, "ear.status")), "warning");
   assert_non_null(json_object_get(cpu0, "ear.trustee.identifiers"));
+  assert_payload_is_dump(token, claims);
   json_decref(claims);
   free(token);
 
@@ -237,6 +290,21 @@ static void test_policy_edge_cases(void **state) {
   assert_string_equal(text, warn);
   free(text);
   assert_int_equal(as_set_policy(f->as, "../evil", warn, strlen(warn), &err), CT_EINVAL);
+
+  /* An extension may replace the annotated evidence itself (the text written for the size check
+   * is then not the submodule's); escapes and non-ASCII text in extension values. */
+  const char *replace = "package policy\nimport rego.v1\ntrust_claims := {\"hardware\": 2}\n"
+                        "extensions := [{\"name\": \"ear.veraison.annotated-evidence\", \"key\": 1, \"value\": "
+                        "{\"q\": \"\\\"\\\\\\n\u00e9\", \"n\": -9223372036854775807, \"r\": 0.1}}, "
+                        "{\"name\": \"a\", \"key\": 2, \"value\": [1, \"\u4e2d\"]}]\n";
+  CT_ASSERT_OK(as_set_policy(f->as, "default_cpu", replace, strlen(replace), &err), &err);
+  CT_ASSERT_OK(evaluate(f, NULL, false, &token, &claims, &err), &err);
+  cpu0 = json_object_get(json_object_get(claims, "submods"), "cpu0");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(cpu0, "ear.veraison.annotated-evidence"), "q")),
+                      "\"\\\n\xc3\xa9");
+  assert_payload_is_dump(token, claims);
+  json_decref(claims);
+  free(token);
 }
 
 /* Writes dir/<name> files as a Kubernetes volume does: into ..<stamp>/, with ..data pointing at
@@ -376,6 +444,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_ear_layout_contraindicated_without_reference_values, setup, teardown),
       cmocka_unit_test_setup_teardown(test_affirming_with_reference_values, setup, teardown),
       cmocka_unit_test_setup_teardown(test_report_data_must_bind, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_terse_token_leaves_out_additional_evidence, setup_terse, teardown),
       cmocka_unit_test_setup_teardown(test_init_data_claims, setup, teardown),
       cmocka_unit_test_setup_teardown(test_policy_edge_cases, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unknown_tee, setup, teardown),
