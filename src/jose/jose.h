@@ -47,6 +47,11 @@ typedef struct jose_jwk jose_jwk;
  * suit the key type. Unknown members are ignored. Caller frees *out with jose_jwk_free. */
 CT_RESULT jose_jwk_from_json(const json_t *jwk, jose_jwk **out, ct_err *err);
 
+/* Checks a JWK exactly as jose_jwk_from_json does (the same checks and errors) without keeping
+ * the key: for a public EC P-256 key only its point is decoded, no EVP_PKEY is built (the KBS
+ * checks each TEE key it is given this way). */
+CT_RESULT jose_jwk_check_json(const json_t *jwk, ct_err *err);
+
 /* Wraps an existing key (up-ref'd: the caller keeps its own reference). `alg` may be NULL. */
 CT_RESULT jose_jwk_from_pkey(EVP_PKEY *pkey, const char *alg, jose_jwk **out, ct_err *err);
 

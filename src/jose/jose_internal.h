@@ -4,6 +4,8 @@
 #ifndef JOSE_INTERNAL_H
 #define JOSE_INTERNAL_H
 
+#include <openssl/ec.h>
+
 #include "jose.h"
 
 struct jose_jwk {
@@ -47,5 +49,19 @@ CT_RESULT jose__ec_xy(EVP_PKEY *pkey, size_t size, uint8_t *x, uint8_t *y, ct_er
 
 /* Generates an EC key on the JOSE curve `crv` ("P-256", "P-384", "P-521") from a cached group. */
 CT_RESULT jose__ec_keygen(const char *crv, EVP_PKEY **out, ct_err *err);
+
+/* The process's shared, read-only P-256 group (nistz256 method), or NULL when it could not be
+ * made (callers then take the EVP path). */
+const EC_GROUP *jose__p256_group(void);
+
+/* For a public EC P-256 JWK: the checks of jose_jwk_from_json, with its messages, and the point
+ * on jose__p256_group() in *out (not made when out is NULL; caller frees it), without an
+ * EVP_PKEY. Any other JWK (other kty or curve, "d", no group) is left alone: *handled false,
+ * CT_OK, and the caller takes the general path. */
+CT_RESULT jose__p256_public_point(const json_t *jwk, EC_POINT **out, bool *handled, ct_err *err);
+
+/* jose_jwe_encrypt, with the P-256 fast path off when !p256_fast (the tests compare the two). */
+CT_RESULT jose__jwe_encrypt(const json_t *tee_pubkey, const uint8_t *plaintext, size_t len, bool p256_fast,
+                            json_t **out_jwe, ct_err *err);
 
 #endif

@@ -2,7 +2,9 @@
  * jose_jwe.c - JWE (RFC 7516) as Trustee's KBS emits it: flattened JSON, enc A256GCM, alg
  * ECDH-ES+A256KW (P-256/P-521), RSA-OAEP-256 or RSA1_5 (trustee: kbs/src/jwe/mod.rs).
  */
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/rsa.h>
 #include <pthread.h>
@@ -189,24 +191,16 @@ static CT_RESULT jose__gcm(bool encrypt, const uint8_t key[32], const uint8_t iv
 
 /* ---- encryption ---------------------------------------------------------------------------- */
 
-/* Wraps the CEK for an EC key; appends the protected header to `hdr`. */
-static CT_RESULT jose__wrap_ecdh(EVP_PKEY *peer, const uint8_t cek[32], uint8_t *ek,
-                                 size_t *ek_len, ct_buf *hdr, ct_err *err) {
-  const char *crv = jose__ec_crv(peer);
-  CT_ENSURE(crv && (strcmp(crv, "P-256") == 0 || strcmp(crv, "P-521") == 0), err, CT_EUNSUPPORTED,
-            "jwe: curve %s with ECDH-ES+A256KW is not supported (P-256, P-521)",
-            crv ? crv : "?");
-  size_t size = jose__crv_size(crv);
+/* Derives the KEK from Z, wraps the CEK under it and appends the protected header with the
+ * ephemeral public key (x, y: `size` bytes each) to `hdr`. */
+static CT_RESULT jose__ecdh_finish(const uint8_t *z, size_t z_len, const char *crv, const uint8_t *x,
+                                   const uint8_t *y, size_t size, const uint8_t cek[32], uint8_t *ek,
+                                   size_t *ek_len, ct_buf *hdr, ct_err *err) {
   ct_status st = CT_OK;
-  uint8_t z[66], kek[32], x[66], y[66];
-  size_t z_len = sizeof z;
+  uint8_t kek[32];
   char *x64 = NULL, *y64 = NULL;
-  EVP_PKEY *eph = NULL;
-  CT_GUARD_GOTO(st, jose__ec_keygen(crv, &eph, err), done);
-  CT_GUARD_GOTO(st, jose__ecdh(eph, peer, z, &z_len, err), done);
   CT_GUARD_GOTO(st, jose__concat_kdf(z, z_len, NULL, 0, NULL, 0, kek, err), done);
   CT_GUARD_GOTO(st, jose__aes_kw(true, kek, cek, JOSE__CEK_LEN, ek, ek_len, err), done);
-  CT_GUARD_GOTO(st, jose__ec_xy(eph, size, x, y, err), done);
   CT_GUARD_GOTO(st, ct_b64_encode(CT_B64_URL, x, size, &x64, err), done);
   CT_GUARD_GOTO(st, ct_b64_encode(CT_B64_URL, y, size, &y64, err), done);
   /* serde_json's order in Trustee: alg, enc, then the other fields sorted (epk: crv,kty,x,y). */
@@ -215,11 +209,88 @@ static CT_RESULT jose__wrap_ecdh(EVP_PKEY *peer, const uint8_t cek[32], uint8_t 
                      "\"x\":\"%s\",\"y\":\"%s\"}}",
                      JOSE__ECDH_KW, crv, x64, y64);
 done:
-  ct_wipe(z, sizeof z);
   ct_wipe(kek, sizeof kek);
-  EVP_PKEY_free(eph); /* OpenSSL clears the ephemeral private scalar */
   free(x64);
   free(y64);
+  return st;
+}
+
+/* Wraps the CEK for an EC key through EVP (P-521, and P-256 when the shared group is missing);
+ * appends the protected header to `hdr`. */
+static CT_RESULT jose__wrap_ecdh(EVP_PKEY *peer, const uint8_t cek[32], uint8_t *ek,
+                                 size_t *ek_len, ct_buf *hdr, ct_err *err) {
+  const char *crv = jose__ec_crv(peer);
+  CT_ENSURE(crv && (strcmp(crv, "P-256") == 0 || strcmp(crv, "P-521") == 0), err, CT_EUNSUPPORTED,
+            "jwe: curve %s with ECDH-ES+A256KW is not supported (P-256, P-521)",
+            crv ? crv : "?");
+  size_t size = jose__crv_size(crv);
+  ct_status st = CT_OK;
+  uint8_t z[66], x[66], y[66];
+  size_t z_len = sizeof z;
+  EVP_PKEY *eph = NULL;
+  CT_GUARD_GOTO(st, jose__ec_keygen(crv, &eph, err), done);
+  CT_GUARD_GOTO(st, jose__ecdh(eph, peer, z, &z_len, err), done);
+  CT_GUARD_GOTO(st, jose__ec_xy(eph, size, x, y, err), done);
+  st = jose__ecdh_finish(z, z_len, crv, x, y, size, cek, ek, ek_len, hdr, err);
+done:
+  ct_wipe(z, sizeof z);
+  EVP_PKEY_free(eph); /* OpenSSL clears the ephemeral private scalar */
+  return st;
+}
+
+/* The same for a P-256 peer point on the shared group, without EVP: an ephemeral scalar d
+ * uniform in [1, n-1] from OpenSSL's private DRBG (as its own EC key generation draws it),
+ * E = d*G and Z = x(d*Q) by EC_POINT_mul, which for P-256 is the constant-time nistz256 code
+ * that EVP's key generation and ECDH reach too. What this skips is EVP's per-operation work -
+ * a key object and its group copy for the ephemeral key and for the peer, the derive context,
+ * the export of the ephemeral public key: a P-256 JWE costs ~0.89 million instructions instead
+ * of ~1.03 million (callgrind), nearly all of it now the two scalar multiplications. */
+static CT_RESULT jose__wrap_ecdh_p256(const EC_POINT *q, const uint8_t cek[32], uint8_t *ek, size_t *ek_len,
+                                      ct_buf *hdr, ct_err *err) {
+  const EC_GROUP *g = jose__p256_group();
+  CT_ENSURE(g, err, CT_EINTERNAL, "jwe: no P-256 group");
+  ct_status st = CT_OK;
+  uint8_t z[32], x[32], y[32];
+  BN_CTX *bn = BN_CTX_secure_new();
+  BIGNUM *d = BN_secure_new();
+  EC_POINT *e = EC_POINT_new(g), *shared = EC_POINT_new(g);
+  BIGNUM *zx = NULL, *ex = NULL, *ey = NULL;
+  if (bn) {
+    BN_CTX_start(bn);
+    zx = BN_CTX_get(bn);
+    ex = BN_CTX_get(bn);
+    ey = BN_CTX_get(bn);
+  }
+  CT_ENSURE_GOTO(st, bn && d && e && shared && ey, done, err, CT_ENOMEM, "jwe: out of memory");
+  /* The scalar only ever goes through constant-time code. */
+  BN_set_flags(d, BN_FLG_CONSTTIME);
+  do {
+    if (BN_priv_rand_range_ex(d, EC_GROUP_get0_order(g), 0, bn) != 1) {
+      st = ct_fail_ossl(err, CT_ECRYPTO, "jwe: drawing the ephemeral P-256 key failed");
+      goto done;
+    }
+  } while (BN_is_zero(d));
+  if (EC_POINT_mul(g, e, d, NULL, NULL, bn) != 1 || EC_POINT_get_affine_coordinates(g, e, ex, ey, bn) != 1 ||
+      BN_bn2binpad(ex, x, 32) != 32 || BN_bn2binpad(ey, y, 32) != 32) {
+    st = ct_fail_ossl(err, CT_ECRYPTO, "jwe: computing the ephemeral P-256 public key failed");
+    goto done;
+  }
+  /* Q was checked to be on the curve when it was decoded, and with cofactor 1 and d in
+   * [1, n-1], d*Q is never the point at infinity (get_affine_coordinates would refuse it). */
+  if (EC_POINT_mul(g, shared, NULL, q, d, bn) != 1 || EC_POINT_get_affine_coordinates(g, shared, zx, NULL, bn) != 1 ||
+      BN_bn2binpad(zx, z, 32) != 32) {
+    st = ct_fail_ossl(err, CT_ECRYPTO, "jwe: ECDH key agreement failed");
+    goto done;
+  }
+  st = jose__ecdh_finish(z, sizeof z, "P-256", x, y, 32, cek, ek, ek_len, hdr, err);
+done:
+  ct_wipe(z, sizeof z);
+  BN_clear_free(d);
+  EC_POINT_clear_free(shared);
+  EC_POINT_free(e);
+  if (zx) BN_clear(zx);
+  if (bn) BN_CTX_end(bn);
+  BN_CTX_free(bn);
   return st;
 }
 
@@ -245,6 +316,11 @@ static CT_RESULT jose__wrap_rsa(EVP_PKEY *peer, const char *alg, const uint8_t c
 
 CT_RESULT jose_jwe_encrypt(const json_t *tee_pubkey, const uint8_t *plaintext, size_t len,
                            json_t **out_jwe, ct_err *err) {
+  return jose__jwe_encrypt(tee_pubkey, plaintext, len, true, out_jwe, err);
+}
+
+CT_RESULT jose__jwe_encrypt(const json_t *tee_pubkey, const uint8_t *plaintext, size_t len, bool p256_fast,
+                            json_t **out_jwe, ct_err *err) {
   CT_ENSURE(plaintext || len == 0, err, CT_EINVAL, "jwe: no plaintext");
   CT_ENSURE(len <= JOSE_JWE_PLAINTEXT_MAX, err, CT_ELIMIT,
             "jwe: plaintext of %zu bytes exceeds the limit of %u", len, JOSE_JWE_PLAINTEXT_MAX);
@@ -256,7 +332,11 @@ CT_RESULT jose_jwe_encrypt(const json_t *tee_pubkey, const uint8_t *plaintext, s
             CT_EUNSUPPORTED, "jwe: algorithm \"%.32s\" is not supported (ECDH-ES+A256KW, "
             "RSA-OAEP-256, RSA1_5)", alg);
   jose_jwk *peer = NULL;
-  ct_status st = jose_jwk_from_json(tee_pubkey, &peer, err);
+  EC_POINT *q = NULL; /* a P-256 key's point, then peer stays NULL */
+  bool p256 = false;
+  ct_status st = CT_OK;
+  if (ecdh && p256_fast) st = jose__p256_public_point(tee_pubkey, &q, &p256, err);
+  if (!st && !p256) st = jose_jwk_from_json(tee_pubkey, &peer, err);
   if (st) return ct_err_prefix(err, "jwe: tee-pubkey: ");
 
   uint8_t cek[JOSE__CEK_LEN], iv[JOSE__IV_LEN], tag[JOSE__TAG_LEN], kw[JOSE__KW_LEN];
@@ -268,7 +348,9 @@ CT_RESULT jose_jwe_encrypt(const json_t *tee_pubkey, const uint8_t *plaintext, s
   json_t *o = NULL;
   CT_GUARD_GOTO(st, ct_random(cek, sizeof cek, err), done);
   CT_GUARD_GOTO(st, ct_random(iv, sizeof iv, err), done);
-  if (ecdh)
+  if (p256)
+    CT_GUARD_GOTO(st, jose__wrap_ecdh_p256(q, cek, kw, &ek_len, &hdr, err), done);
+  else if (ecdh)
     CT_GUARD_GOTO(st, jose__wrap_ecdh(jose_jwk_pkey(peer), cek, kw, &ek_len, &hdr, err), done);
   else
     CT_GUARD_GOTO(st, jose__wrap_rsa(jose_jwk_pkey(peer), alg, cek, &rsa_ek, &ek_len, &hdr, err),
@@ -296,6 +378,7 @@ done:
   free(hdr64);
   ct_buf_free(&hdr);
   jose_jwk_free(peer);
+  EC_POINT_free(q);
   return st;
 }
 

@@ -4,8 +4,10 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/decoder.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/param_build.h>
+#include <openssl/obj_mac.h>
 #include <openssl/params.h>
 #include <pthread.h>
 #include <string.h>
@@ -59,6 +61,24 @@ static void jose__templates_init(void) {
 static EVP_PKEY *jose__template(const jose__curve *c) {
   pthread_once(&jose__templates_once, jose__templates_init);
   return jose__templates[c - jose__curves];
+}
+
+/* One P-256 group for the whole process, used read-only (EC_POINT_mul, oct2point and the affine
+ * conversion take it const). Made by NID it carries OpenSSL's nistz256 method, the same as an
+ * EVP P-256 key's, but a key check or a JWE through it skips EVP's per-key group copy, parameter
+ * export and provider dispatch: a TEE key's check costs ~21,000 instructions instead of ~56,000
+ * (callgrind). NULL (no memory at start-up) sends every caller to the EVP path. */
+static EC_GROUP *jose__p256;
+static pthread_once_t jose__p256_once = PTHREAD_ONCE_INIT;
+
+static void jose__p256_init(void) {
+  jose__p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+  ERR_clear_error();
+}
+
+const EC_GROUP *jose__p256_group(void) {
+  pthread_once(&jose__p256_once, jose__p256_init);
+  return jose__p256;
 }
 
 CT_RESULT jose__ec_keygen(const char *crv, EVP_PKEY **out, ct_err *err) {
@@ -143,10 +163,9 @@ bool jose__alg_known(const char *alg) {
   return false;
 }
 
-bool jose__alg_suits_pkey(const char *alg, EVP_PKEY *pkey) {
-  if (!alg || !pkey) return false;
-  int id = EVP_PKEY_get_base_id(pkey);
-  const char *crv = jose__ec_crv(pkey);
+/* `crv` is the JOSE curve of an EC key, NULL for any other key type. */
+static bool jose__alg_suits(const char *alg, int id, const char *crv) {
+  if (!alg) return false;
   if (strcmp(alg, "ES256") == 0) return crv && strcmp(crv, "P-256") == 0;
   if (strcmp(alg, "ES384") == 0) return crv && strcmp(crv, "P-384") == 0;
   if (strcmp(alg, "ES512") == 0) return crv && strcmp(crv, "P-521") == 0;
@@ -157,6 +176,11 @@ bool jose__alg_suits_pkey(const char *alg, EVP_PKEY *pkey) {
       (strcmp(alg + 2, "256") == 0 || strcmp(alg + 2, "384") == 0 || strcmp(alg + 2, "512") == 0))
     return id == EVP_PKEY_RSA;
   return false;
+}
+
+bool jose__alg_suits_pkey(const char *alg, EVP_PKEY *pkey) {
+  if (!alg || !pkey) return false;
+  return jose__alg_suits(alg, EVP_PKEY_get_base_id(pkey), jose__ec_crv(pkey));
 }
 
 CT_RESULT jose__b64u_decode(const char *in, size_t len, size_t max, const char *what,
@@ -244,18 +268,28 @@ static CT_RESULT jose__validate(EVP_PKEY *pkey, bool priv, ct_err *err) {
   return CT_OK;
 }
 
-static CT_RESULT jose__ec_from_json(const json_t *jwk, EVP_PKEY **out, bool *priv, ct_err *err) {
+/* crv, x and y of an EC JWK as an uncompressed point (1 + 2 * c->size bytes of `pub`); *priv
+ * says whether it carries "d". */
+static CT_RESULT jose__ec_point_json(const json_t *jwk, const jose__curve **curve, uint8_t pub[1 + 2 * 66],
+                                     bool *priv, ct_err *err) {
   const char *crv = NULL;
   CT_GUARD(ct_json_get_string(jwk, "crv", "EC jwk", &crv, err));
   const jose__curve *c = jose__curve_by_crv(crv);
   CT_ENSURE(c, err, CT_EUNSUPPORTED, "jwk: EC curve \"%s\" is not supported (P-256, P-384, "
             "P-521)", crv);
-  uint8_t pub[1 + 2 * 66];
-  uint8_t d[66];
   pub[0] = 0x04;
   CT_GUARD(jose__fixed_member(jwk, "x", c->size, pub + 1, err));
   CT_GUARD(jose__fixed_member(jwk, "y", c->size, pub + 1 + c->size, err));
   *priv = json_object_get(jwk, "d") != NULL;
+  *curve = c;
+  return CT_OK;
+}
+
+static CT_RESULT jose__ec_from_json(const json_t *jwk, EVP_PKEY **out, bool *priv, ct_err *err) {
+  const jose__curve *c = NULL;
+  uint8_t pub[1 + 2 * 66];
+  uint8_t d[66];
+  CT_GUARD(jose__ec_point_json(jwk, &c, pub, priv, err));
   if (!*priv && jose__template(c)) {
     /* Decoding the point already validates it: OpenSSL's oct2point refuses coordinates outside
      * the field and points off the curve (with cofactor 1 that is the group), and the 0x04 form
@@ -413,24 +447,76 @@ fail:
   return st;
 }
 
-/* An "alg" we know must suit the key; an unknown one is kept (it only matters to callers). */
-static CT_RESULT jose__check_alg(const char *alg, EVP_PKEY *pkey, ct_err *err) {
+/* An "alg" we know must suit the key; an unknown one is kept (it only matters to callers).
+ * `crv` is the key's JOSE curve (NULL when not EC), `type` names it otherwise. */
+static CT_RESULT jose__check_alg_for(const char *alg, int id, const char *crv, const char *type, ct_err *err) {
   if (!alg) return CT_OK;
   CT_ENSURE(strlen(alg) <= 64, err, CT_EINVAL, "jwk: \"alg\" is too long");
   if (jose__alg_known(alg))
-    CT_ENSURE(jose__alg_suits_pkey(alg, pkey), err, CT_EINVAL,
-              "jwk: algorithm %s does not suit a %s key", alg,
-              jose__ec_crv(pkey) ? jose__ec_crv(pkey) : EVP_PKEY_get0_type_name(pkey));
+    CT_ENSURE(jose__alg_suits(alg, id, crv), err, CT_EINVAL, "jwk: algorithm %s does not suit a %s key", alg,
+              crv ? crv : type);
+  return CT_OK;
+}
+
+static CT_RESULT jose__check_alg(const char *alg, EVP_PKEY *pkey, ct_err *err) {
+  if (!alg) return CT_OK;
+  return jose__check_alg_for(alg, EVP_PKEY_get_base_id(pkey), jose__ec_crv(pkey), EVP_PKEY_get0_type_name(pkey),
+                             err);
+}
+
+/* The members every JWK is checked for first, in jose_jwk_from_json's order. */
+static CT_RESULT jose__jwk_common(const json_t *jwk, const char **kty, const char **alg, const char **kid,
+                                  ct_err *err) {
+  CT_ENSURE(json_is_object(jwk), err, CT_EINVAL, "jwk: must be a JSON object");
+  CT_GUARD(ct_json_get_string(jwk, "kty", "jwk", kty, err));
+  CT_GUARD(ct_json_opt_string(jwk, "alg", "jwk", alg, err));
+  CT_GUARD(ct_json_opt_string(jwk, "kid", "jwk", kid, err));
+  CT_ENSURE(!*kid || strlen(*kid) <= 1024, err, CT_ELIMIT, "jwk: \"kid\" is longer than 1024");
+  return CT_OK;
+}
+
+CT_RESULT jose__p256_public_point(const json_t *jwk, EC_POINT **out, bool *handled, ct_err *err) {
+  *handled = false;
+  const char *kty = NULL, *alg = NULL, *kid = NULL;
+  CT_GUARD(jose__jwk_common(jwk, &kty, &alg, &kid, err));
+  const EC_GROUP *g = jose__p256_group();
+  const char *crv = json_string_value(json_object_get(jwk, "crv"));
+  /* Only a key the general path would read as a public P-256 key is taken here; anything else
+   * (another or no curve, a private key) goes there, to its usual checks and messages. */
+  if (!g || strcmp(kty, "EC") != 0 || !crv || strcmp(crv, "P-256") != 0 || json_object_get(jwk, "d")) return CT_OK;
+  const jose__curve *c = NULL;
+  uint8_t pub[1 + 2 * 66];
+  bool priv = false;
+  CT_GUARD(jose__ec_point_json(jwk, &c, pub, &priv, err));
+  /* oct2point sets the affine coordinates, which refuses a coordinate outside [0, p) and a point
+   * off the curve; P-256 has cofactor 1, so on the curve is in the group; the 0x04 form cannot
+   * encode infinity. These are the checks jose__ec_public_from_point gets from the same call. */
+  EC_POINT *q = EC_POINT_new(g);
+  if (!q || EC_POINT_oct2point(g, q, pub, 1 + 2 * c->size, NULL) != 1) {
+    EC_POINT_free(q);
+    return ct_fail_ossl(err, CT_EINVAL, "jwk: the EC public point is not on %s", crv);
+  }
+  ct_status st = jose__check_alg_for(alg, EVP_PKEY_EC, crv, "EC", err);
+  if (st || !out) EC_POINT_free(q);
+  if (st) return st;
+  if (out) *out = q;
+  *handled = true;
+  return CT_OK;
+}
+
+CT_RESULT jose_jwk_check_json(const json_t *jwk, ct_err *err) {
+  bool handled = false;
+  CT_GUARD(jose__p256_public_point(jwk, NULL, &handled, err));
+  if (handled) return CT_OK;
+  jose_jwk *k = NULL;
+  CT_GUARD(jose_jwk_from_json(jwk, &k, err));
+  jose_jwk_free(k);
   return CT_OK;
 }
 
 CT_RESULT jose_jwk_from_json(const json_t *jwk, jose_jwk **out, ct_err *err) {
-  CT_ENSURE(json_is_object(jwk), err, CT_EINVAL, "jwk: must be a JSON object");
   const char *kty = NULL, *alg = NULL, *kid = NULL;
-  CT_GUARD(ct_json_get_string(jwk, "kty", "jwk", &kty, err));
-  CT_GUARD(ct_json_opt_string(jwk, "alg", "jwk", &alg, err));
-  CT_GUARD(ct_json_opt_string(jwk, "kid", "jwk", &kid, err));
-  CT_ENSURE(!kid || strlen(kid) <= 1024, err, CT_ELIMIT, "jwk: \"kid\" is longer than 1024");
+  CT_GUARD(jose__jwk_common(jwk, &kty, &alg, &kid, err));
   EVP_PKEY *pkey = NULL;
   bool priv = false;
   if (strcmp(kty, "EC") == 0)

@@ -133,12 +133,10 @@ static CT_RESULT kbs__canonical_teekey(const json_t *jwk, json_t **out, ct_err *
   }
   CT_ENSURE(c, err, CT_ENOMEM, "out of memory");
   /* The key must be usable: a point off the curve would make every later JWE fail. */
-  jose_jwk *k = NULL;
-  if (jose_jwk_from_json(c, &k, err) != CT_OK) {
+  if (jose_jwk_check_json(c, err) != CT_OK) {
     json_decref(c);
     return ct_err_prefix(err, "runtime-data: tee-pubkey: ");
   }
-  jose_jwk_free(k);
   *out = c;
   return CT_OK;
 }

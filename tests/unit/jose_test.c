@@ -7,6 +7,7 @@
 #include "ct_json.h"
 #include "ct_mem.h"
 #include "jose.h"
+#include "jose_internal.h"
 
 /* RFC 7515 appendix A.3 (ES256) and RFC 8037 appendix A (Ed25519). */
 static const char *const RFC7515_EC_JWK =
@@ -659,6 +660,149 @@ static void test_jwe_rejections(void **state) {
   jose_jwk_free(k);
 }
 
+/* The P-256 fast path of jose_jwe_encrypt (EC_POINT on the shared group, no EVP) against the
+ * EVP path: every JWE either makes decrypts with the EVP decryption (which recomputes Z from the
+ * epk and unwraps with OpenSSL's AES-WRAP, checking its integrity value), for many keys, and the
+ * protected headers have the same members, order and lengths. */
+static void test_jwe_p256_fast_path(void **state) {
+  (void)state;
+  ct_err err;
+  enum { KEYS = 100 };
+  static char seen[KEYS][48];
+  for (size_t i = 0; i < KEYS; i++) {
+    jose_jwk *k = gen("ECDH-ES+A256KW", "P-256");
+    json_t *pub = NULL;
+    CT_ASSERT_OK(jose_jwk_to_json(k, &pub, &err), &err);
+    bool handled = false;
+    CT_ASSERT_OK(jose__p256_public_point(pub, NULL, &handled, &err), &err);
+    assert_true(handled);
+    uint8_t secret[64];
+    size_t len = 1 + i % sizeof secret;
+    CT_ASSERT_OK(ct_random(secret, len, &err), &err);
+    char *hdrs[2] = {NULL, NULL};
+    for (int fast = 0; fast < 2; fast++) {
+      json_t *jwe = NULL;
+      CT_ASSERT_OK(jose__jwe_encrypt(pub, secret, len, fast, &jwe, &err), &err);
+      uint8_t *pt = NULL;
+      size_t pt_len = 0;
+      CT_ASSERT_OK(jose_jwe_decrypt(k, jwe, &pt, &pt_len, &err), &err);
+      assert_int_equal(pt_len, len);
+      assert_memory_equal(pt, secret, len);
+      free(pt);
+      const char *prot = json_string_value(json_object_get(jwe, "protected"));
+      uint8_t *hdr = NULL;
+      size_t hdr_len = 0;
+      CT_ASSERT_OK(ct_b64_decode(CT_B64_URL, prot, strlen(prot), &hdr, &hdr_len, &err), &err);
+      hdrs[fast] = strndup((char *)hdr, hdr_len);
+      free(hdr);
+      if (fast) {
+        /* A fresh ephemeral key every time. */
+        json_t *parsed = parse(hdrs[1]);
+        const char *x = json_string_value(json_object_get(json_object_get(parsed, "epk"), "x"));
+        assert_int_equal(strlen(x), 43);
+        for (size_t j = 0; j < i; j++) assert_string_not_equal(seen[j], x);
+        strcpy(seen[i], x);
+        json_decref(parsed);
+      }
+      json_decref(jwe);
+    }
+    /* Same bytes up to the coordinates, same length. */
+    static const char prefix[] = "{\"alg\":\"ECDH-ES+A256KW\",\"enc\":\"A256GCM\",\"epk\":{\"crv\":\"P-256\","
+                                 "\"kty\":\"EC\",\"x\":\"";
+    assert_int_equal(strlen(hdrs[0]), strlen(hdrs[1]));
+    assert_true(strncmp(hdrs[0], prefix, strlen(prefix)) == 0);
+    assert_true(strncmp(hdrs[1], prefix, strlen(prefix)) == 0);
+    free(hdrs[0]);
+    free(hdrs[1]);
+    json_decref(pub);
+    jose_jwk_free(k);
+  }
+  /* Other curves and key types are not the fast path's. */
+  jose_jwk *p521 = gen("ECDH-ES+A256KW", "P-521");
+  json_t *pub = NULL;
+  CT_ASSERT_OK(jose_jwk_to_json(p521, &pub, &err), &err);
+  bool handled = true;
+  CT_ASSERT_OK(jose__p256_public_point(pub, NULL, &handled, &err), &err);
+  assert_false(handled);
+  json_decref(pub);
+  jose_jwk_free(p521);
+}
+
+/* Public P-256 keys the fast path must refuse exactly as the EVP path does: same status, same
+ * message, from jose_jwk_check_json and from a JWE encryption to them. */
+static void test_jwk_p256_fast_path_refusals(void **state) {
+  (void)state;
+  static const struct { const char *members, *want; } bad[] = {
+      /* off the curve: RFC 7515's key with y + 1 */
+      {"\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a4\"", "not on P-256"},
+      /* x short, x long (33 bytes, a leading zero), y missing, y not a string, y not base64url,
+       * y with trailing bits set (non-canonical base64url) */
+      {"\"x\":\"AAAA\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"", NULL},
+      {"\"x\":\"AH_Nzidw9sRdQYPL7m_bS3tYBzM1e-nvE7rPbjx70VRF\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"", NULL},
+      {"\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\"", NULL},
+      {"\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\",\"y\":7", NULL},
+      {"\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a!\"", NULL},
+      {"\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a1\"", NULL},
+      /* (0, 0), the encoding some libraries give the point at infinity; empty coordinates */
+      {"\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\",\"y\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"", "not on P-256"},
+      {"\"x\":\"\",\"y\":\"\"", NULL},
+      /* coordinates >= p: x = p + 5 with the y of the point (5, y), the same point modulo p;
+       * x = p; y = p and y = 2^256 - 1 with x = 5 */
+      {"\"x\":\"_____wAAAAEAAAAAAAAAAAAAAAEAAAAAAAAAAAAAAAQ\",\"y\":\"RZJDuapYGAb-kTvOmYF63hHKUDxk2aPFM0FcCDJI-8w\"", "not on P-256"},
+      {"\"x\":\"_____wAAAAEAAAAAAAAAAAAAAAD_______________8\",\"y\":\"RZJDuapYGAb-kTvOmYF63hHKUDxk2aPFM0FcCDJI-8w\"", "not on P-256"},
+      {"\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAU\",\"y\":\"_____wAAAAEAAAAAAAAAAAAAAAD_______________8\"", "not on P-256"},
+      {"\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAU\",\"y\":\"__________________________________________8\"", "not on P-256"},
+  };
+  static const char *const extras[] = {
+      "\"alg\":\"ECDH-ES+A256KW\"",
+      "\"alg\":\"ECDH-ES+A256KW\",\"kid\":7",
+      "\"alg\":\"ES384\"",
+  };
+  char buf[512];
+  for (size_t e = 0; e < sizeof extras / sizeof extras[0]; e++) {
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0] + 1; i++) {
+      /* The extra last case is a valid key: refused only for its alg or kid. */
+      const char *pt = i < sizeof bad / sizeof bad[0]
+                           ? bad[i].members
+                           : "\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"";
+      snprintf(buf, sizeof buf, "{\"kty\":\"EC\",\"crv\":\"P-256\",%s,%s}", extras[e], pt);
+      json_t *j = parse(buf);
+      ct_err e_fast, e_evp, e_jwe_fast, e_jwe_evp;
+      jose_jwk *k = NULL;
+      ct_status s_evp = jose_jwk_from_json(j, &k, &e_evp);
+      jose_jwk_free(k);
+      ct_status s_fast = jose_jwk_check_json(j, &e_fast);
+      bool valid = i == sizeof bad / sizeof bad[0] && e == 0;
+      if (valid) {
+        assert_int_equal(s_evp, CT_OK);
+        assert_int_equal(s_fast, CT_OK);
+      } else {
+        if (s_evp == CT_OK) fail_msg("case %zu/%zu: accepted by the EVP path: %s", e, i, buf);
+        if (e == 0 && bad[i].want && !strstr(e_evp.msg, bad[i].want))
+          fail_msg("case %zu: \"%s\" is not the point check's refusal", i, e_evp.msg);
+        if (s_fast != s_evp || strcmp(e_fast.msg, e_evp.msg) != 0)
+          fail_msg("case %zu/%zu: fast path %d \"%s\", EVP path %d \"%s\"", e, i, s_fast, e_fast.msg, s_evp,
+                   e_evp.msg);
+      }
+      json_t *jwe = NULL;
+      ct_status s_jf = jose__jwe_encrypt(j, (const uint8_t *)"x", 1, true, &jwe, &e_jwe_fast);
+      json_decref(jwe);
+      jwe = NULL;
+      ct_status s_je = jose__jwe_encrypt(j, (const uint8_t *)"x", 1, false, &jwe, &e_jwe_evp);
+      json_decref(jwe);
+      if (valid) {
+        assert_int_equal(s_jf, CT_OK);
+        assert_int_equal(s_je, CT_OK);
+      } else if (e < 2) { /* with alg ES384 the JWE refuses before the key is read */
+        if (s_je == CT_OK || s_jf != s_je || strcmp(e_jwe_fast.msg, e_jwe_evp.msg) != 0)
+          fail_msg("case %zu/%zu: JWE fast path %d \"%s\", EVP path %d \"%s\"", e, i, s_jf, e_jwe_fast.msg, s_je,
+                   e_jwe_evp.msg);
+      }
+      json_decref(j);
+    }
+  }
+}
+
 /* ---- x5c, trust stores, JWK Sets ----------------------------------------------------------- */
 
 static CT_RESULT x5c_scenario(int n, ct_err *err) {
@@ -815,7 +959,9 @@ int main(void) {
       cmocka_unit_test(test_jws_round_trips),   cmocka_unit_test(test_jws_alg_confusion),
       cmocka_unit_test(test_jws_malformed),     cmocka_unit_test(test_jwt_times),
       cmocka_unit_test(test_jwe_known_answers), cmocka_unit_test(test_jwe_round_trips),
-      cmocka_unit_test(test_jwe_rejections),    cmocka_unit_test(test_x5c_scenarios),
+      cmocka_unit_test(test_jwe_rejections),    cmocka_unit_test(test_jwe_p256_fast_path),
+      cmocka_unit_test(test_jwk_p256_fast_path_refusals),
+      cmocka_unit_test(test_x5c_scenarios),
       cmocka_unit_test(test_x5c_tampering),     cmocka_unit_test(test_trust_store_and_jwks_files),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
