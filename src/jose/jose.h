@@ -87,7 +87,9 @@ CT_RESULT jose_jws_sign(const char *alg, EVP_PKEY *key, const json_t *extra_head
                         ct_err *err);
 /* The protected header jose_jws_sign writes, base64url-encoded, and signing under it: a signer
  * that issues many tokens under one header (the attestation service's, with its certificate
- * chain) encodes it once. */
+ * chain) encodes it once. ECDSA (ES256/384/512) signs through a context prepared once per key
+ * and per thread: the thread keeps a reference to the last EC key it signed with until it signs
+ * with another or exits, and the key must not be modified once it has signed. */
 CT_RESULT jose_jws_header_b64(const char *alg, const json_t *extra_header, char **out, ct_err *err);
 CT_RESULT jose_jws_sign_b64header(const char *alg, EVP_PKEY *key, const char *header_b64, const uint8_t *payload,
                                   size_t payload_len, char **out_compact, ct_err *err);

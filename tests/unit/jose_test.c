@@ -1,6 +1,7 @@
 #include "ct_test_util.h"
 
 #include <openssl/pem.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "ct_codec.h"
@@ -803,6 +804,89 @@ static void test_jwk_p256_fast_path_refusals(void **state) {
   }
 }
 
+/* ES256 signing through the per-thread prepared contexts, from several threads at once, each
+ * alternating between a shared key and keys of its own that it frees and replaces (so that a new
+ * key may take a freed key's address): every token verifies with its own key alone. */
+typedef struct jws_thread_arg {
+  jose_jwk *shared;
+  int failures;
+} jws_thread_arg;
+
+static int jws_check(const char *tok, const jose_jwk *right, const jose_jwk *wrong) {
+  ct_err err;
+  int bad = jose_jws_verify(tok, jose_jwk_pkey(right), "ES256", NULL, NULL, NULL, &err) != CT_OK;
+  if (wrong) bad += jose_jws_verify(tok, jose_jwk_pkey(wrong), "ES256", NULL, NULL, NULL, &err) != CT_ECRYPTO;
+  return bad;
+}
+
+static void *jws_thread(void *p) {
+  jws_thread_arg *a = p;
+  ct_err err;
+  jose_jwk *own = NULL;
+  for (int i = 0; i < 60; i++) {
+    if (i % 3 == 0) {
+      jose_jwk_free(own);
+      own = NULL;
+      if (jose_jwk_generate("ES256", NULL, &own, &err) != CT_OK) {
+        a->failures++;
+        break;
+      }
+    }
+    char payload[64];
+    snprintf(payload, sizeof payload, "{\"i\":%d}", i);
+    jose_jwk *key = i % 2 ? own : a->shared;
+    char *tok = NULL;
+    if (jose_jws_sign("ES256", jose_jwk_pkey(key), NULL, (const uint8_t *)payload, strlen(payload), &tok, &err) !=
+        CT_OK) {
+      a->failures++;
+      continue;
+    }
+    a->failures += jws_check(tok, key, key == own ? a->shared : own);
+    free(tok);
+  }
+  jose_jwk_free(own);
+  return NULL;
+}
+
+static void test_jws_es256_prepared_contexts(void **state) {
+  (void)state;
+  ct_err err;
+  jws_thread_arg args[4];
+  pthread_t th[4];
+  jose_jwk *shared = gen("ES256", NULL);
+  for (int i = 0; i < 4; i++) {
+    args[i] = (jws_thread_arg){.shared = shared};
+    assert_int_equal(pthread_create(&th[i], NULL, jws_thread, &args[i]), 0);
+  }
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(pthread_join(th[i], NULL), 0);
+    assert_int_equal(args[i].failures, 0);
+  }
+  /* On this thread: a key freed after signing, then a new one (often at the same address). */
+  for (int i = 0; i < 20; i++) {
+    jose_jwk *k = gen("ES256", NULL);
+    char *tok = NULL;
+    CT_ASSERT_OK(jose_jws_sign("ES256", jose_jwk_pkey(k), NULL, (const uint8_t *)"{}", 2, &tok, &err), &err);
+    assert_int_equal(jws_check(tok, k, shared), 0);
+    free(tok);
+    jose_jwk_free(k);
+  }
+  /* The key's fitness is still checked when it is first used: a P-384 key cannot sign ES256,
+   * nor a P-256 key ES384, even right after it signed ES256. */
+  jose_jwk *p384 = gen("ES384", NULL);
+  char *tok = NULL;
+  assert_int_equal(jose_jws_sign("ES256", jose_jwk_pkey(p384), NULL, (const uint8_t *)"{}", 2, &tok, &err),
+                   CT_ECRYPTO);
+  CT_ASSERT_OK(jose_jws_sign("ES256", jose_jwk_pkey(shared), NULL, (const uint8_t *)"{}", 2, &tok, &err), &err);
+  free(tok);
+  tok = NULL;
+  assert_int_equal(jose_jws_sign("ES384", jose_jwk_pkey(shared), NULL, (const uint8_t *)"{}", 2, &tok, &err),
+                   CT_ECRYPTO);
+  assert_null(tok);
+  jose_jwk_free(p384);
+  jose_jwk_free(shared);
+}
+
 /* ---- x5c, trust stores, JWK Sets ----------------------------------------------------------- */
 
 static CT_RESULT x5c_scenario(int n, ct_err *err) {
@@ -960,7 +1044,7 @@ int main(void) {
       cmocka_unit_test(test_jws_malformed),     cmocka_unit_test(test_jwt_times),
       cmocka_unit_test(test_jwe_known_answers), cmocka_unit_test(test_jwe_round_trips),
       cmocka_unit_test(test_jwe_rejections),    cmocka_unit_test(test_jwe_p256_fast_path),
-      cmocka_unit_test(test_jwk_p256_fast_path_refusals),
+      cmocka_unit_test(test_jwk_p256_fast_path_refusals), cmocka_unit_test(test_jws_es256_prepared_contexts),
       cmocka_unit_test(test_x5c_scenarios),
       cmocka_unit_test(test_x5c_tampering),     cmocka_unit_test(test_trust_store_and_jwks_files),
   };
