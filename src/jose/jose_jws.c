@@ -130,7 +130,16 @@ typedef struct jose__ec_signer {
   EVP_PKEY_CTX *ctx;
   const EVP_PKEY *key;
   const jose__sig_alg *alg;
+  /* The digest state after "<hdr64>." for the last header signed under this key and alg: a
+   * signer issues all its tokens under one header (the attestation service's carries its
+   * certificate chain, ~40 % of the bytes hashed per token), so it is hashed once. */
+  EVP_MD_CTX *prefix, *work;
+  char *hdr64; /* NULL: `prefix` holds nothing usable */
+  size_t hdr64_len;
 } jose__ec_signer;
+
+/* Headers longer than this are hashed per token rather than kept per thread. */
+#define JOSE__PREFIX_MAX (64u << 10)
 
 static pthread_key_t jose__ec_signer_key;
 static bool jose__ec_signer_key_ok;
@@ -139,6 +148,9 @@ static void jose__ec_signer_free(void *p) {
   jose__ec_signer *s = p;
   if (!s) return;
   EVP_PKEY_CTX_free(s->ctx);
+  EVP_MD_CTX_free(s->prefix);
+  EVP_MD_CTX_free(s->work);
+  free(s->hdr64);
   free(s);
 }
 
@@ -157,14 +169,15 @@ static EVP_MD *jose__ec_md(const jose__sig_alg *a) {
 
 /* A sign-initialised context for `key` under ECDSA alg `a`: this thread's cached one when it was
  * made for the same key and alg (the key's suitability was checked when it was made), else a new
- * one after jose__sig_setup's checks, which replaces the cached one. *owned: the caller frees it
- * (when it could not be cached). */
-static CT_RESULT jose__ec_sign_ctx(const jose__sig_alg *a, EVP_PKEY *key, EVP_MD *md, EVP_PKEY_CTX **out, bool *owned,
-                                   ct_err *err) {
+ * one after jose__sig_setup's checks, which replaces the cached one. *entry is the thread's
+ * cache entry holding it, or NULL when it could not be cached: the caller then frees *out. */
+static CT_RESULT jose__ec_sign_ctx(const jose__sig_alg *a, EVP_PKEY *key, EVP_MD *md, EVP_PKEY_CTX **out,
+                                   jose__ec_signer **entry, ct_err *err) {
   jose__ec_signer *s = jose__ec_signer_key_ok ? pthread_getspecific(jose__ec_signer_key) : NULL;
-  *owned = false;
+  *entry = NULL;
   if (s && s->ctx && s->key == key && s->alg == a) {
     *out = s->ctx;
+    *entry = s;
     return CT_OK;
   }
   const jose__sig_alg *checked = NULL;
@@ -178,33 +191,58 @@ static CT_RESULT jose__ec_sign_ctx(const jose__sig_alg *a, EVP_PKEY *key, EVP_MD
     free(s);
     s = NULL;
   }
-  if (!s) { /* not cached: correct, only slower */
-    *owned = true;
-    *out = ctx;
-    return CT_OK;
-  }
+  *out = ctx;
+  if (!s) return CT_OK; /* not cached: correct, only slower */
   EVP_PKEY_CTX_free(s->ctx); /* drops the previous key's reference */
   s->ctx = ctx;
   s->key = key;
   s->alg = a;
-  *out = ctx;
+  free(s->hdr64); /* the prefix was hashed for another key or digest */
+  s->hdr64 = NULL;
+  *entry = s;
   return CT_OK;
 }
 
-/* ECDSA signature of `tbs` as raw r || s (2 * a->coord bytes). */
+/* The digest of tbs = "<hdr64>.<pay64>" (hdr_len: the length of hdr64), through the entry's
+ * prefix state when it has one for this header (made now when it has none). */
+static CT_RESULT jose__ec_digest(jose__ec_signer *s, EVP_MD *md, const uint8_t *tbs, size_t len, size_t hdr_len,
+                                 uint8_t *hash, unsigned int *hash_len, ct_err *err) {
+  if (!s || hdr_len >= len || hdr_len > JOSE__PREFIX_MAX) {
+    if (EVP_Digest(tbs, len, hash, hash_len, md, NULL) != 1)
+      return ct_fail_ossl(err, CT_ECRYPTO, "jws: hashing the signing input failed");
+    return CT_OK;
+  }
+  if (!s->hdr64 || s->hdr64_len != hdr_len || memcmp(s->hdr64, tbs, hdr_len) != 0) {
+    free(s->hdr64);
+    s->hdr64 = NULL;
+    if ((!s->prefix && !(s->prefix = EVP_MD_CTX_new())) || (!s->work && !(s->work = EVP_MD_CTX_new())))
+      return ct_fail(err, CT_ENOMEM, "jws: out of memory");
+    if (EVP_DigestInit_ex2(s->prefix, md, NULL) != 1 || EVP_DigestUpdate(s->prefix, tbs, hdr_len + 1) != 1)
+      return ct_fail_ossl(err, CT_ECRYPTO, "jws: hashing the signing input failed");
+    CT_ENSURE((s->hdr64 = malloc(hdr_len)), err, CT_ENOMEM, "jws: out of memory");
+    memcpy(s->hdr64, tbs, hdr_len);
+    s->hdr64_len = hdr_len;
+  }
+  if (EVP_MD_CTX_copy_ex(s->work, s->prefix) != 1 || EVP_DigestUpdate(s->work, tbs + hdr_len + 1, len - hdr_len - 1) != 1 ||
+      EVP_DigestFinal_ex(s->work, hash, hash_len) != 1)
+    return ct_fail_ossl(err, CT_ECRYPTO, "jws: hashing the signing input failed");
+  return CT_OK;
+}
+
+/* ECDSA signature of tbs = "<hdr64>.<pay64>" (hdr_len: the length of hdr64) as raw r || s
+ * (2 * a->coord bytes). */
 static CT_RESULT jose__ec_sign_raw(const jose__sig_alg *a, EVP_PKEY *key, EVP_MD *md, const uint8_t *tbs, size_t len,
-                                   uint8_t *raw, ct_err *err) {
+                                   size_t hdr_len, uint8_t *raw, ct_err *err) {
   EVP_PKEY_CTX *ctx = NULL;
-  bool owned = false;
-  CT_GUARD(jose__ec_sign_ctx(a, key, md, &ctx, &owned, err));
+  jose__ec_signer *entry = NULL;
+  CT_GUARD(jose__ec_sign_ctx(a, key, md, &ctx, &entry, err));
   uint8_t hash[EVP_MAX_MD_SIZE], der[256]; /* a P-521 DER signature is at most 139 bytes */
   unsigned int hash_len = 0;
   size_t der_len = sizeof der;
-  ct_status st = CT_OK;
-  if (EVP_Digest(tbs, len, hash, &hash_len, md, NULL) != 1 ||
-      EVP_PKEY_sign(ctx, der, &der_len, hash, hash_len) != 1)
+  ct_status st = jose__ec_digest(entry, md, tbs, len, hdr_len, hash, &hash_len, err);
+  if (!st && EVP_PKEY_sign(ctx, der, &der_len, hash, hash_len) != 1)
     st = ct_fail_ossl(err, CT_ECRYPTO, "jws: %s signing failed", a->name);
-  if (owned) EVP_PKEY_CTX_free(ctx);
+  if (!entry) EVP_PKEY_CTX_free(ctx);
   if (!st) st = jose__ecdsa_der_to_raw(der, der_len, a->coord, raw, err);
   return st;
 }
@@ -276,7 +314,7 @@ CT_RESULT jose_jws_sign_b64header(const char *alg, EVP_PKEY *key, const char *hd
   size_t sig_len = 0;
   const uint8_t *sig_out = raw;
   if (ec_md) {
-    CT_GUARD_GOTO(st, jose__ec_sign_raw(a, key, ec_md, out.data, out.len, raw, err), done);
+    CT_GUARD_GOTO(st, jose__ec_sign_raw(a, key, ec_md, out.data, out.len, strlen(hdr64), raw, err), done);
     sig_len = 2 * a->coord;
   } else {
     CT_GUARD_GOTO(st, jose__md_init(a, key, true, &md, err), done);

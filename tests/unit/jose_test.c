@@ -871,6 +871,29 @@ static void test_jws_es256_prepared_contexts(void **state) {
     free(tok);
     jose_jwk_free(k);
   }
+  /* Headers alternating under one key (the digest state after a header is kept per thread):
+   * each token carries and is signed over its own header, including one that extends another. */
+  static const char *const kids[] = {"{\"kid\":\"a\"}", "{\"kid\":\"b\"}", "{\"kid\":\"a\"}", "{\"kid\":\"ab\"}",
+                                     "{\"kid\":\"a\"}"};
+  for (int i = 0; i < 15; i++) {
+    json_t *extra = parse(kids[i % 5]);
+    char payload[32], *t = NULL;
+    snprintf(payload, sizeof payload, "{\"n\":%d}", i);
+    CT_ASSERT_OK(jose_jws_sign("ES256", jose_jwk_pkey(shared), extra, (const uint8_t *)payload, strlen(payload), &t,
+                               &err),
+                 &err);
+    json_t *hdr = NULL;
+    uint8_t *body = NULL;
+    size_t body_len = 0;
+    CT_ASSERT_OK(jose_jws_verify(t, jose_jwk_pkey(shared), "ES256", &hdr, &body, &body_len, &err), &err);
+    assert_string_equal(json_string_value(json_object_get(hdr, "kid")), json_string_value(json_object_get(extra, "kid")));
+    assert_int_equal(body_len, strlen(payload));
+    assert_memory_equal(body, payload, body_len);
+    json_decref(hdr);
+    free(body);
+    free(t);
+    json_decref(extra);
+  }
   /* The key's fitness is still checked when it is first used: a P-384 key cannot sign ES256,
    * nor a P-256 key ES384, even right after it signed ES256. */
   jose_jwk *p384 = gen("ES384", NULL);
