@@ -5,6 +5,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* ct_buf_append with its common case inline: the writers append a punctuation character or a
+ * short run several times per member, and the call and its checks cost more than the copy. The
+ * slow path is ct_buf_append itself, so growth, the cap and its errors are unchanged. */
+static inline CT_RESULT ct_json__put(ct_buf *b, const void *p, size_t n, ct_err *err) {
+  if (n <= b->max && b->len <= b->max - n && b->cap && b->len + n < b->cap) {
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = 0;
+    return CT_OK;
+  }
+  return ct_buf_append(b, p, n, err);
+}
 
 /* jansson has no depth option below its compile-time 2048, so scan first. Strings are skipped
  * so that brackets inside them do not count. */
@@ -317,13 +333,29 @@ static bool ct_json__word_plain(const unsigned char *p) {
   return !((w | special) & highs);
 }
 
+#if defined(__SSE2__)
+/* The same for sixteen bytes: a signed compare below 0x20 also catches the bytes >= 0x80. */
+static bool ct_json__block_plain(const unsigned char *p) {
+  __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+  __m128i special = _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)),
+                                 _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))));
+  return _mm_movemask_epi8(special) == 0;
+}
+#endif
+
 /* Copies runs of characters that need no escape in one append: jansson escapes character by
  * character, which made serialising the multi-KiB tokens and JWEs a tenth of a handshake. */
 static CT_RESULT ct_json__write_string(const char *str, size_t n, ct_buf *out, ct_err *err) {
   const unsigned char *s = (const unsigned char *)str;
-  CT_GUARD(ct_buf_append(out, "\"", 1, err));
+  CT_GUARD(ct_json__put(out, "\"", 1, err));
   size_t run = 0, i = 0;
   while (i < n) {
+#if defined(__SSE2__)
+    if (n - i >= 16 && ct_json__block_plain(s + i)) {
+      i += 16;
+      continue;
+    }
+#endif
     if (n - i >= 8 && ct_json__word_plain(s + i)) {
       i += 8;
       continue;
@@ -339,7 +371,7 @@ static CT_RESULT ct_json__write_string(const char *str, size_t n, ct_buf *out, c
       i += k;
       continue;
     }
-    if (i > run) CT_GUARD(ct_buf_append(out, s + run, i - run, err));
+    if (i > run) CT_GUARD(ct_json__put(out, s + run, i - run, err));
     char esc[8];
     switch (c) {
     case '"': memcpy(esc, "\\\"", 3); break;
@@ -351,11 +383,11 @@ static CT_RESULT ct_json__write_string(const char *str, size_t n, ct_buf *out, c
     case '\t': memcpy(esc, "\\t", 3); break;
     default: snprintf(esc, sizeof esc, "\\u%04X", c); break;
     }
-    CT_GUARD(ct_buf_append_str(out, esc, err));
+    CT_GUARD(ct_json__put(out, esc, strlen(esc), err));
     run = ++i;
   }
-  if (i > run) CT_GUARD(ct_buf_append(out, s + run, i - run, err));
-  return ct_buf_append(out, "\"", 1, err);
+  if (i > run) CT_GUARD(ct_json__put(out, s + run, i - run, err));
+  return ct_json__put(out, "\"", 1, err);
 }
 
 typedef struct ct_json__member {
@@ -377,34 +409,52 @@ typedef struct ct_json__splice {
   size_t len;
 } ct_json__splice;
 
+/* Objects are small (claims, headers): insertion sort, one comparison per member when they are in
+ * order already, costs a fraction of qsort's calls through a function pointer. */
+static void ct_json__sort_members(ct_json__member *m, size_t n) {
+  if (n > 16) {
+    qsort(m, n, sizeof *m, ct_json__member_cmp);
+    return;
+  }
+  for (size_t i = 1; i < n; i++) {
+    ct_json__member x = m[i];
+    size_t j = i;
+    while (j > 0 && ct_json__member_cmp(&m[j - 1], &x) > 0) {
+      m[j] = m[j - 1];
+      j--;
+    }
+    m[j] = x;
+  }
+}
+
 static CT_RESULT ct_json__write(const json_t *v, bool sort_keys, const ct_json__splice *sp, ct_buf *out, int depth,
                                 ct_err *err) {
   CT_ENSURE(depth <= 2048, err, CT_ELIMIT, "JSON value too deep to serialise");
-  if (sp && v == sp->value) return ct_buf_append(out, sp->text, sp->len, err);
+  if (sp && v == sp->value) return ct_json__put(out, sp->text, sp->len, err);
   switch (json_typeof(v)) {
-  case JSON_NULL: return ct_buf_append(out, "null", 4, err);
-  case JSON_TRUE: return ct_buf_append(out, "true", 4, err);
-  case JSON_FALSE: return ct_buf_append(out, "false", 5, err);
+  case JSON_NULL: return ct_json__put(out, "null", 4, err);
+  case JSON_TRUE: return ct_json__put(out, "true", 4, err);
+  case JSON_FALSE: return ct_json__put(out, "false", 5, err);
   case JSON_INTEGER: {
     char num[24];
-    return ct_buf_append(out, num, ct_json__format_int(json_integer_value(v), num), err);
+    return ct_json__put(out, num, ct_json__format_int(json_integer_value(v), num), err);
   }
   case JSON_REAL: {
     /* Rare on these paths; jansson keeps its own number formatting. */
     char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     CT_ENSURE(text, err, CT_ENOMEM, "out of memory serialising JSON");
-    ct_status st = ct_buf_append_str(out, text, err);
+    ct_status st = ct_json__put(out, text, strlen(text), err);
     free(text);
     return st;
   }
   case JSON_STRING: return ct_json__write_string(json_string_value(v), json_string_length(v), out, err);
   case JSON_ARRAY: {
-    CT_GUARD(ct_buf_append(out, "[", 1, err));
+    CT_GUARD(ct_json__put(out, "[", 1, err));
     for (size_t i = 0; i < json_array_size(v); i++) {
-      if (i) CT_GUARD(ct_buf_append(out, ",", 1, err));
+      if (i) CT_GUARD(ct_json__put(out, ",", 1, err));
       CT_GUARD(ct_json__write(json_array_get(v, i), sort_keys, sp, out, depth + 1, err));
     }
-    return ct_buf_append(out, "]", 1, err);
+    return ct_json__put(out, "]", 1, err);
   }
   case JSON_OBJECT: {
     size_t n = json_object_size(v);
@@ -416,17 +466,17 @@ static CT_RESULT ct_json__write(const json_t *v, bool sort_keys, const ct_json__
       m[i].len = json_object_iter_key_len(it);
       m[i].value = json_object_iter_value(it);
     }
-    if (sort_keys && i > 1) qsort(m, i, sizeof *m, ct_json__member_cmp);
-    ct_status st = ct_buf_append(out, "{", 1, err);
+    if (sort_keys) ct_json__sort_members(m, i);
+    ct_status st = ct_json__put(out, "{", 1, err);
     for (size_t k = 0; st == CT_OK && k < i; k++) {
-      if (k) st = ct_buf_append(out, ",", 1, err);
+      if (k) st = ct_json__put(out, ",", 1, err);
       if (st == CT_OK) st = ct_json__write_string(m[k].key, m[k].len, out, err);
-      if (st == CT_OK) st = ct_buf_append(out, ":", 1, err);
+      if (st == CT_OK) st = ct_json__put(out, ":", 1, err);
       if (st == CT_OK) st = ct_json__write(m[k].value, sort_keys, sp, out, depth + 1, err);
     }
     if (m != stack) free(m);
     CT_GUARD(st);
-    return ct_buf_append(out, "}", 1, err);
+    return ct_json__put(out, "}", 1, err);
   }
   }
   return ct_fail(err, CT_EINVAL, "unknown JSON type");
@@ -458,6 +508,129 @@ CT_RESULT ct_json_dump(const json_t *value, char **out, ct_err *err) {
   if (!b.data) CT_GUARD(ct_buf_append(&b, "", 0, err));
   *out = (char *)ct_buf_take(&b, NULL);
   CT_ENSURE(*out, err, CT_ENOMEM, "out of memory serialising JSON");
+  return CT_OK;
+}
+
+/* --- a parsed copy without the text ------------------------------------------------------------ */
+
+/* What ct_json_parse takes back from the writer's text: valid UTF-8 without NUL characters. */
+static bool ct_json__readable(const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+  while (i < n) {
+    if (n - i >= 8) {
+      uint64_t w;
+      memcpy(&w, s + i, sizeof w);
+      const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+      if (!(((w - ones) & ~w) & highs) && !(w & highs)) {
+        i += 8;
+        continue;
+      }
+    }
+    if (!s[i]) return false;
+    if (s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    size_t k = ct_json__utf8_len(s + i, n - i);
+    if (!k) return false;
+    i += k;
+  }
+  return true;
+}
+
+/* At least what jansson 2.14 allocates for a value, allocator overhead included (a number 24-byte
+ * struct; a string 32 bytes plus its copy; an array 40 bytes plus 8 per slot, doubled as it
+ * grows; an object 72 bytes, 16 per hashtable bucket - at most two per member, eight at first -
+ * and a 57-byte pair plus the key per member), so that a cache of copies can be bounded by
+ * bytes. */
+#define CT_JSON__COST_NUMBER 32u
+#define CT_JSON__COST_STRING 80u
+#define CT_JSON__COST_ARRAY 128u
+#define CT_JSON__COST_ELEMENT 16u
+#define CT_JSON__COST_OBJECT 256u
+#define CT_JSON__COST_MEMBER 112u
+
+static CT_RESULT ct_json__sorted_copy(const json_t *v, size_t level, size_t max_depth, json_t **out, size_t *bytes,
+                                      ct_err *err) {
+  *out = NULL;
+  switch (json_typeof(v)) {
+  case JSON_NULL: *out = json_null(); break;
+  case JSON_TRUE: *out = json_true(); break;
+  case JSON_FALSE: *out = json_false(); break;
+  case JSON_INTEGER: *out = json_integer(json_integer_value(v)); break;
+  case JSON_REAL: *out = json_real(json_real_value(v)); break;
+  case JSON_STRING: {
+    const char *str = json_string_value(v);
+    size_t n = json_string_length(v);
+    CT_ENSURE(ct_json__readable(str, n), err, CT_EINVAL, "a JSON string holds a NUL character or is not UTF-8");
+    *out = json_stringn_nocheck(str, n);
+    *bytes += CT_JSON__COST_STRING + n;
+    CT_ENSURE(*out, err, CT_ENOMEM, "out of memory copying JSON");
+    return CT_OK;
+  }
+  case JSON_ARRAY: {
+    CT_ENSURE(level + 1 <= max_depth, err, CT_ELIMIT, "JSON nesting deeper than %zu", max_depth);
+    json_t *a = json_array();
+    CT_ENSURE(a, err, CT_ENOMEM, "out of memory copying JSON");
+    for (size_t i = 0; i < json_array_size(v); i++) {
+      json_t *e = NULL;
+      ct_status st = ct_json__sorted_copy(json_array_get(v, i), level + 1, max_depth, &e, bytes, err);
+      if (st == CT_OK && json_array_append_new(a, e) != 0) st = ct_fail(err, CT_ENOMEM, "out of memory copying JSON");
+      if (st != CT_OK) {
+        json_decref(a);
+        return st;
+      }
+      *bytes += CT_JSON__COST_ELEMENT;
+    }
+    *out = a;
+    *bytes += CT_JSON__COST_ARRAY;
+    return CT_OK;
+  }
+  case JSON_OBJECT: {
+    CT_ENSURE(level + 1 <= max_depth, err, CT_ELIMIT, "JSON nesting deeper than %zu", max_depth);
+    size_t n = json_object_size(v);
+    ct_json__member stack[16], *m = n <= 16 ? stack : malloc(n * sizeof *m);
+    CT_ENSURE(m, err, CT_ENOMEM, "out of memory copying JSON");
+    size_t i = 0;
+    for (void *it = json_object_iter((json_t *)v); it && i < n; it = json_object_iter_next((json_t *)v, it), i++) {
+      m[i].key = json_object_iter_key(it);
+      m[i].len = json_object_iter_key_len(it);
+      m[i].value = json_object_iter_value(it);
+    }
+    /* the order ct_json_dump writes, which a parse keeps */
+    ct_json__sort_members(m, i);
+    json_t *o = json_object();
+    ct_status st = o ? CT_OK : ct_fail(err, CT_ENOMEM, "out of memory copying JSON");
+    for (size_t k = 0; st == CT_OK && k < i; k++) {
+      json_t *e = NULL;
+      if (!ct_json__readable(m[k].key, m[k].len))
+        st = ct_fail(err, CT_EINVAL, "a JSON key holds a NUL character or is not UTF-8");
+      if (st == CT_OK) st = ct_json__sorted_copy(m[k].value, level + 1, max_depth, &e, bytes, err);
+      if (st == CT_OK && json_object_setn_new_nocheck(o, m[k].key, m[k].len, e) != 0)
+        st = ct_fail(err, CT_ENOMEM, "out of memory copying JSON");
+      *bytes += CT_JSON__COST_MEMBER + m[k].len;
+    }
+    if (m != stack) free(m);
+    if (st != CT_OK) {
+      json_decref(o);
+      return st;
+    }
+    *out = o;
+    *bytes += CT_JSON__COST_OBJECT;
+    return CT_OK;
+  }
+  }
+  CT_ENSURE(*out, err, CT_ENOMEM, "out of memory copying JSON");
+  *bytes += CT_JSON__COST_NUMBER; /* counted for null and booleans too, which are shared */
+  return CT_OK;
+}
+
+CT_RESULT ct_json_sorted_copy(const json_t *value, size_t max_depth, json_t **out, size_t *bytes, ct_err *err) {
+  CT_ENSURE(value, err, CT_EINVAL, "no JSON value to copy");
+  size_t total = 0;
+  CT_GUARD(ct_json__sorted_copy(value, 0, max_depth, out, &total, err));
+  if (bytes) *bytes = total;
   return CT_OK;
 }
 

@@ -53,6 +53,12 @@ CT_RESULT ct_json_write_spliced(const json_t *value, bool sort_keys, const json_
 /* The JSON string literal of s[0..len) (UTF-8), as ct_json_write writes a string value. */
 CT_RESULT ct_json_write_string(const char *s, size_t len, ct_buf *out, ct_err *err);
 
+/* The value ct_json_parse(ct_json_dump(value), max_depth) gives, without writing and reading the
+ * text: a deep copy whose objects hold their members in sorted order. Fails where that parse would
+ * fail (CT_ELIMIT: nesting deeper than max_depth; CT_EINVAL: a string or key with a NUL character
+ * or not UTF-8). `bytes`, when set, receives an estimate of the memory the copy holds. */
+CT_RESULT ct_json_sorted_copy(const json_t *value, size_t max_depth, json_t **out, size_t *bytes, ct_err *err);
+
 /* json_object_set_new that reports allocation failure; always consumes `value`. */
 CT_RESULT ct_json_set_new(json_t *obj, const char *key, json_t *value, ct_err *err);
 
