@@ -142,7 +142,7 @@ static CT_RESULT kbs__canonical_teekey(const json_t *jwk, json_t **out, ct_err *
 }
 
 static CT_RESULT kbs__do_attest(kbs_server *s, const kbs_session_view *sv, const json_t *body, char **token,
-                                ct_err *err) {
+                                json_t **claims, ct_err *err) {
   json_t *runtime, *evidence;
   CT_GUARD(ct_json_get_object(body, "runtime-data", "attestation", &runtime, err));
   CT_GUARD(ct_json_get_object(body, "tee-evidence", "attestation", &evidence, err));
@@ -176,7 +176,7 @@ static CT_RESULT kbs__do_attest(kbs_server *s, const kbs_session_view *sv, const
   CT_ENSURE(rt, err, CT_ENOMEM, "out of memory");
   as_request areq = {.tee = sv->tee, .evidence = primary, .runtime_data = rt, .init_data_toml = init_body,
                      .init_data_len = init_len, .policy_id = "default"};
-  ct_status st = as_evaluate(s->as, &areq, token, NULL, err);
+  ct_status st = as_evaluate(s->as, &areq, token, claims, err);
   json_decref(rt);
   return st;
 }
@@ -266,21 +266,23 @@ void kbs_handle_attest(kbs_server *s, const kbs_http_request *req, kbs_http_resp
     return;
   }
   kbs__set_cookie(r, id, sv.expires);
-  free(sv.token);
+  kbs_session_view_clear(&sv);
   /* A nonce is single-use: a second /attest for a session, here or on any replica sharing the
    * session storage, is a replay. (Trustee answers a repeated /attest with the session's token;
    * a client that lost it starts again with /auth.) */
-  json_t *body = NULL;
+  json_t *body = NULL, *claims = NULL;
   char *token = NULL;
   /* The nonce is spent only by an attestation that passed: spent on any well-formed request, an
    * unauthenticated client filled the single-use records with /auth + junk /attest and every
    * attestation was refused until they expired (the attack suite's nonce_records_exhaustion).
    * A replay of a passing /attest still finds its nonce spent. */
   st = sv.attested ? kbs_session_claim_nonce(s, &sv, true, &err) : kbs_parse_json_body(req, &body, &err);
-  if (st == CT_OK) st = kbs__do_attest(s, &sv, body, &token, &err);
+  if (st == CT_OK) st = kbs__do_attest(s, &sv, body, &token, &claims, &err);
   if (st == CT_OK) st = kbs_session_claim_nonce(s, &sv, sv.attested, &err);
   json_decref(body);
-  if (st == CT_OK) st = kbs_sessions_attest(s->sessions, id, token, &err);
+  /* The claims the token was written from: the session keeps them parsed, for resource requests. */
+  if (st == CT_OK) st = kbs_sessions_attest(s->sessions, &sv, token, claims, &err);
+  json_decref(claims);
   if (st != CT_OK) {
     kbs_metrics_attestation(sv.tee, 0);
     kbs_reply_error(r, "AttestationError", "RCAR handshake Attest failed: %s", err.msg);

@@ -294,14 +294,24 @@ void kbs_handle_resource_get(kbs_server *s, const kbs_http_request *req, const c
     kbs_session_view sv;
     if (kbs_sessions_get(s->sessions, id, &sv, &err) == CT_OK) {
       snprintf(tee, sizeof tee, "%s", sv.tee);
-      char *token = sv.token ? sv.token : kbs_session_shared_token(s, &sv);
+      if (sv.claims) {
+        /* Parsed once when the session attested: their expiry still applies, as above. */
+        if (jose_jwt_check_times(sv.claims, (int64_t)time(NULL), 60, true, &err) != CT_OK) {
+          kbs_session_view_clear(&sv);
+          kbs_reply_error(r, "TokenVerifierError", "Token Verifier error: the session's attestation token: %s", err.msg);
+          return;
+        }
+        claims = sv.claims;
+        sv.claims = NULL;
+      }
+      char *token = claims ? NULL : sv.token ? sv.token : kbs_session_shared_token(s, &sv);
       if (token) {
         /* A token from the shared storage was issued by some replica: verified in full (a
          * rotated signer's tokens, or rows written by someone else, are not taken on trust). */
         st = sv.token ? kbs__session_claims(token, &claims, &err) : kbs_token_verify(s->tokens, token, &claims, &err);
         /* Remembered here too: the next request with this cookie needs no storage read. */
         ct_err ignored;
-        if (st == CT_OK && !sv.token && kbs_sessions_attest(s->sessions, id, token, &ignored) != CT_OK)
+        if (st == CT_OK && !sv.token && kbs_sessions_attest(s->sessions, &sv, token, NULL, &ignored) != CT_OK)
           CT_LOG_WARN_("kbs", "caching a session attested elsewhere: %s", ignored.msg);
         free(token);
         if (st != CT_OK) {

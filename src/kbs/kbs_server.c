@@ -213,7 +213,7 @@ static bool kbs__runs_inline(void *ctx, const kbs_http_request *req) {
   kbs_session_view sv;
   ct_err err;
   if (!id || kbs_sessions_get(s->sessions, id, &sv, &err) != CT_OK) return true; /* refused at once */
-  free(sv.token);
+  kbs_session_view_clear(&sv);
   return !strcmp(sv.tee, "sample") || !strcmp(sv.tee, "tpm");
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ct_codec.h"
+#include "ct_json.h"
 #include "ct_mem.h"
 #include "ct_reader.h"
 
@@ -27,6 +28,7 @@
 typedef struct kbs__entry {
   uint8_t sid[KBS_SID_LEN];
   time_t expires;
+  json_t *claims;                    /* the token's payload, parsed; or NULL and: */
   char *token;
   size_t size;                       /* what the entry costs, counted against the byte budget */
   struct kbs__entry *hnext;          /* hash chain */
@@ -79,8 +81,16 @@ CT_RESULT kbs_sessions_new(size_t max_attested, const uint8_t *key, kbs_sessions
 }
 
 static void kbs__entry_free(kbs__entry *e) {
+  json_decref(e->claims);
   free(e->token);
   free(e);
+}
+
+void kbs_session_view_clear(kbs_session_view *view) {
+  json_decref(view->claims);
+  view->claims = NULL;
+  free(view->token);
+  view->token = NULL;
 }
 
 void kbs_sessions_free(kbs_sessions *s) {
@@ -226,30 +236,32 @@ CT_RESULT kbs_sessions_get(kbs_sessions *s, const char *cookie, kbs_session_view
   if (pp) {
     view->attested = true;
     kbs__to_front(s, *pp);
-    st = ct_strdup((*pp)->token, &view->token, err);
+    if ((*pp)->claims) view->claims = json_incref((*pp)->claims);
+    else st = ct_strdup((*pp)->token, &view->token, err);
   }
   pthread_mutex_unlock(&s->lock);
   return st;
 }
 
-CT_RESULT kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *token, ct_err *err) {
-  uint8_t plain[KBS_PLAIN_FIXED + KBS_TEE_MAX];
-  size_t len = 0;
-  CT_GUARD(kbs__open(s, cookie, plain, &len, err));
+CT_RESULT kbs_sessions_attest(kbs_sessions *s, const kbs_session_view *view, const char *token, const json_t *claims,
+                              ct_err *err) {
   size_t tl = strlen(token);
   CT_ENSURE(tl <= KBS_SESSION_TOKEN_MAX, err, CT_ELIMIT, "attestation token of %zu bytes: more than the limit of %zu",
             tl, KBS_SESSION_TOKEN_MAX);
   kbs__entry *e = calloc(1, sizeof *e);
   CT_ENSURE(e, err, CT_ENOMEM, "out of memory");
-  if (ct_strdup(token, &e->token, err) != CT_OK) {
+  size_t claims_bytes = 0;
+  ct_err ignored;
+  if (claims && ct_json_sorted_copy(claims, KBS_SESSION_CLAIMS_DEPTH, &e->claims, &claims_bytes, &ignored) == CT_OK) {
+    e->size = sizeof *e + claims_bytes;
+  } else if (ct_strdup(token, &e->token, err) == CT_OK) {
+    e->size = sizeof *e + tl + 1;
+  } else {
     free(e);
     return CT_ENOMEM;
   }
-  e->size = sizeof *e + tl + 1;
-  memcpy(e->sid, plain + 9, KBS_SID_LEN);
-  ct_reader pr;
-  ct_reader_init(&pr, plain, len, "session cookie");
-  e->expires = (time_t)ct_peek_u64be(&pr, 1, "expiry");
+  memcpy(e->sid, view->sid, KBS_SID_LEN);
+  e->expires = view->expires;
   pthread_mutex_lock(&s->lock);
   kbs__entry **old = kbs__find(s, e->sid);
   if (old) kbs__unlink(s, old);

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "ct_status.h"
 
 #define KBS_COOKIE_MAX 192
@@ -32,15 +34,24 @@ typedef struct kbs_session_view {
   char nonce[KBS_NONCE_B64_LEN + 1];
   time_t expires;
   bool attested;
-  char *token; /* copy, caller frees; NULL unless attested and still cached */
+  /* When attested and still cached, one of: the token's claims as its payload parses (a new
+   * reference, shared and read-only), or the token itself (a copy). Release both with
+   * kbs_session_view_clear. */
+  json_t *claims;
+  char *token;
 } kbs_session_view;
+
+void kbs_session_view_clear(kbs_session_view *view);
 
 typedef struct kbs_sessions kbs_sessions;
 
-/* The attested-token cache is bounded by count (max_attested) and by bytes: the least recently
- * used tokens go first, so attacker-sized claims cannot grow the KBS without bound. */
+/* The attested-token cache is bounded by count (max_attested) and by bytes (a token's length,
+ * or what its parsed claims hold): the least recently used go first, so attacker-sized claims
+ * cannot grow the KBS without bound. */
 #define KBS_SESSION_TOKEN_MAX ((size_t)128 << 10)   /* a longer token is refused */
-#define KBS_SESSION_TOKENS_BYTES ((size_t)64 << 20) /* all cached tokens together */
+#define KBS_SESSION_TOKENS_BYTES ((size_t)64 << 20) /* all cached tokens and claims together */
+/* Cached claims are what the token's payload parses to: the depth resource requests parse it with. */
+#define KBS_SESSION_CLAIMS_DEPTH 64
 
 /* `max_attested` bounds the attested-token cache. `key` (32 bytes) seals the cookies; replicas
  * that share it continue each other's handshakes. NULL draws a random key. */
@@ -59,9 +70,13 @@ CT_RESULT kbs_sessions_add_old_key(kbs_sessions *s, const uint8_t key[32], ct_er
  * /attest). Records live until the session expires; `max_live` of them are kept (beyond that,
  * CT_ELIMIT rather than forgetting a live one). Replicas share this through their backend. */
 CT_RESULT kbs_sessions_claim_nonce(kbs_sessions *s, const kbs_session_view *v, ct_err *err);
-/* Remembers the token issued to a session until the session expires or is evicted (CT_ELIMIT
- * for a token longer than KBS_SESSION_TOKEN_MAX). */
-CT_RESULT kbs_sessions_attest(kbs_sessions *s, const char *cookie, const char *token, ct_err *err);
+/* Remembers the token issued to the session `view` names until the session expires or is
+ * evicted (CT_ELIMIT for a token longer than KBS_SESSION_TOKEN_MAX). `claims` (borrowed, may be
+ * NULL) is the value the token's payload was written from: the session then keeps what its
+ * payload parses to (ct_json_sorted_copy) instead of the token, so that resource requests do not
+ * decode and parse it each time; claims that would not parse back are not kept (the token is). */
+CT_RESULT kbs_sessions_attest(kbs_sessions *s, const kbs_session_view *view, const char *token, const json_t *claims,
+                              ct_err *err);
 /* Drops expired tokens; returns how many. */
 size_t kbs_sessions_sweep(kbs_sessions *s);
 /* How many sessions hold a cached token, and how many single-use nonce records are live (the

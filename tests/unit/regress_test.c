@@ -302,24 +302,53 @@ static void test_regress_02_claim_and_token_sizes(void **state) {
   char cookie[KBS_COOKIE_MAX], first[KBS_COOKIE_MAX], nonce[KBS_NONCE_B64_LEN + 1];
   time_t exp;
   CT_ASSERT_OK(kbs_sessions_create(ss, "sample", 300, cookie, nonce, &exp, &err), &err);
+  kbs_session_view v;
+  CT_ASSERT_OK(kbs_sessions_get(ss, cookie, &v, &err), &err);
   char *big = malloc(KBS_SESSION_TOKEN_MAX + 2);
   memset(big, 'a', KBS_SESSION_TOKEN_MAX + 1);
   big[KBS_SESSION_TOKEN_MAX + 1] = 0;
-  assert_int_equal(kbs_sessions_attest(ss, cookie, big, &err), CT_ELIMIT);
+  assert_int_equal(kbs_sessions_attest(ss, &v, big, NULL, &err), CT_ELIMIT);
   big[AS_TOKEN_MAX] = 0; /* the largest token the attestation service issues */
   size_t n = 1000, fit = KBS_SESSION_TOKENS_BYTES / (AS_TOKEN_MAX + 1);
   for (size_t i = 0; i < n; i++) {
     CT_ASSERT_OK(kbs_sessions_create(ss, "sample", 300, cookie, nonce, &exp, &err), &err);
-    CT_ASSERT_OK(kbs_sessions_attest(ss, cookie, big, &err), &err);
+    CT_ASSERT_OK(kbs_sessions_get(ss, cookie, &v, &err), &err);
+    CT_ASSERT_OK(kbs_sessions_attest(ss, &v, big, NULL, &err), &err);
     if (!i) memcpy(first, cookie, sizeof first);
   }
-  kbs_session_view v;
   CT_ASSERT_OK(kbs_sessions_get(ss, cookie, &v, &err), &err);
   assert_true(v.attested); /* the newest is kept */
-  free(v.token);
+  assert_non_null(v.token);
+  kbs_session_view_clear(&v);
   CT_ASSERT_OK(kbs_sessions_get(ss, first, &v, &err), &err);
   assert_false(v.attested); /* the oldest made room */
   assert_true(fit < n);
+
+  /* Kept as parsed claims, a session costs what they hold, not the token's length: claims of
+   * 16,000 small integers (a 32 KiB payload) count for 48 bytes an integer (its struct and its
+   * array slot), 750 KiB each, so far fewer than the 2048 sessions fit, and the oldest made room
+   * again. */
+  json_t *wide = json_array();
+  for (int i = 0; i < 16000; i++) json_array_append_new(wide, json_integer(i % 10));
+  json_t *wide_claims = json_pack("{s:o}", "svn", wide);
+  n = 200;
+  for (size_t i = 0; i < n; i++) {
+    CT_ASSERT_OK(kbs_sessions_create(ss, "sample", 300, cookie, nonce, &exp, &err), &err);
+    CT_ASSERT_OK(kbs_sessions_get(ss, cookie, &v, &err), &err);
+    CT_ASSERT_OK(kbs_sessions_attest(ss, &v, "a.b.c", wide_claims, &err), &err);
+    if (!i) memcpy(first, cookie, sizeof first);
+  }
+  CT_ASSERT_OK(kbs_sessions_get(ss, cookie, &v, &err), &err);
+  assert_true(v.attested);
+  assert_null(v.token);
+  assert_true(json_equal(v.claims, wide_claims));
+  kbs_session_view_clear(&v);
+  CT_ASSERT_OK(kbs_sessions_get(ss, first, &v, &err), &err);
+  assert_false(v.attested);
+  size_t attested = 0, records = 0;
+  kbs_sessions_counts(ss, &attested, &records);
+  assert_true(attested > 0 && attested * (16000 * 48) <= KBS_SESSION_TOKENS_BYTES);
+  json_decref(wide_claims);
   free(big);
   kbs_sessions_free(ss);
 }
