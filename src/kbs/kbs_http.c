@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -45,6 +46,15 @@ typedef struct kbs_http__worker {
   struct kbs_http__conn *conns;
   pthread_t thread;
   bool started;
+  /* Accept balancing (kbs_http__balance): the loop's live connections, whether its listeners
+   * accept (read by other loops, changed only by this one), an event other loops fire to make it
+   * look again, its listeners, and whether they rest after an accept error. */
+  atomic_uint live;
+  atomic_bool accepting;
+  struct event *rebalance;
+  struct evconnlistener *listeners[KBS_HTTP_MAX_SOCKETS];
+  size_t n_listeners;
+  bool paused;
 } kbs_http__worker;
 
 /* A request handed from a loop thread to the compute pool. It owns copies of everything a handler
@@ -106,6 +116,7 @@ struct kbs_http_server {
   SSL_CTX *ssl;
   size_t max_body;
   unsigned n_workers;
+  bool balance; /* loops share one listening socket: keep their connection counts even */
   kbs_http__worker workers[KBS_HTTP_MAX_WORKERS];
   int ports[KBS_HTTP_MAX_SOCKETS];
   int listen_fds[KBS_HTTP_MAX_SOCKETS]; /* the first loop's listeners (owned by its evhttp) */
@@ -267,6 +278,53 @@ static void kbs_http__frame_cb(struct evbuffer *buf, const struct evbuffer_cb_in
   }
 }
 
+/* Every loop accepts on the same socket, and whichever wakes first takes a connection: a burst
+ * of 32 keep-alive clients was split 8/24, so the clients of the busier loop waited three times as
+ * long and p99 followed them. A loop accepts only while it has no more live connections than the
+ * least loaded one; the least loaded always accepts, so a connection never waits for a loop that
+ * will not take it. Each loop changes only its own listeners (on its own thread). */
+static void kbs_http__balance_apply(kbs_http__worker *w) {
+  kbs_http_server *s = w->server;
+  unsigned mine = atomic_load(&w->live), least = mine;
+  for (unsigned i = 0; i < s->n_workers; i++) {
+    unsigned n = atomic_load(&s->workers[i].live);
+    if (n < least) least = n;
+  }
+  bool want = mine <= least;
+  if (want == atomic_load(&w->accepting)) return;
+  atomic_store(&w->accepting, want);
+  if (w->paused) return; /* kbs_http__accept_resume applies it */
+  for (size_t k = 0; k < w->n_listeners; k++) {
+    if (want) evconnlistener_enable(w->listeners[k]);
+    else evconnlistener_disable(w->listeners[k]);
+  }
+}
+
+static void kbs_http__rebalance_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  kbs_http__balance_apply(arg);
+}
+
+/* After loop `self`'s count changed: it looks again now, and every other loop whose answer
+ * changed is asked to (event_active is safe across threads with evthread_use_pthreads). */
+static void kbs_http__balance(kbs_http__worker *self) {
+  kbs_http_server *s = self->server;
+  if (!s->balance) return;
+  kbs_http__balance_apply(self);
+  unsigned least = UINT_MAX;
+  for (unsigned i = 0; i < s->n_workers; i++) {
+    unsigned n = atomic_load(&s->workers[i].live);
+    if (n < least) least = n;
+  }
+  for (unsigned i = 0; i < s->n_workers; i++) {
+    kbs_http__worker *w = &s->workers[i];
+    if (w == self || !w->rebalance) continue;
+    bool want = atomic_load(&w->live) <= least;
+    if (want != atomic_load(&w->accepting)) event_active(w->rebalance, EV_TIMEOUT, 0);
+  }
+}
+
 static struct bufferevent *kbs_http__bevcb(struct event_base *base, void *arg) {
   kbs_http__worker *w = arg;
   kbs_http_server *s = w->server;
@@ -293,6 +351,8 @@ static struct bufferevent *kbs_http__bevcb(struct event_base *base, void *arg) {
   c->next = w->conns;
   if (w->conns) w->conns->prev = c;
   w->conns = c;
+  atomic_fetch_add(&w->live, 1);
+  kbs_http__balance(w);
   return c->bev;
 }
 
@@ -300,6 +360,7 @@ static struct bufferevent *kbs_http__bevcb(struct event_base *base, void *arg) {
  * `all` (the loop is gone). */
 static void kbs_http__conns_sweep(kbs_http__worker *w, bool all) {
   int64_t now = kbs_http__now_ms();
+  bool freed = false;
   for (kbs_http__conn *c = w->conns, *next; c; c = next) {
     next = c->next;
     if (!all) {
@@ -315,7 +376,10 @@ static void kbs_http__conns_sweep(kbs_http__worker *w, bool all) {
     evbuffer_remove_cb(bufferevent_get_input(c->bev), kbs_http__frame_cb, c);
     bufferevent_decref(c->bev);
     kbs_http__conn_free(c);
+    atomic_fetch_sub(&w->live, 1);
+    freed = true;
   }
+  if (freed && !all) kbs_http__balance(w);
 }
 
 static kbs_http_method kbs_http__method(enum evhttp_cmd_type t) {
@@ -641,15 +705,24 @@ static void kbs_http__dispatch(struct evhttp_request *ereq, void *arg) {
 static void kbs_http__accept_resume(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
-  evconnlistener_enable(arg);
+  kbs_http__worker *w = arg;
+  w->paused = false;
+  for (size_t k = 0; k < w->n_listeners; k++) {
+    if (atomic_load(&w->accepting)) evconnlistener_enable(w->listeners[k]);
+    else evconnlistener_disable(w->listeners[k]);
+  }
 }
 
 /* accept() failing for lack of descriptors or memory leaves the connection queued, so the loop
  * would retry at once: a core spinning and, by libevent's default, a log line per failure
  * (millions a minute, found by the attack suite's fd_exhaustion case). The listener rests for
  * 100 ms instead and the failure is logged at most once a second. */
+/* The loop a thread runs: libevent hands the error callback evhttp's argument, not ours. */
+static _Thread_local kbs_http__worker *kbs_http__self;
+
 static void kbs_http__accept_error(struct evconnlistener *l, void *arg) {
   (void)arg;
+  kbs_http__worker *w = kbs_http__self;
   int e = EVUTIL_SOCKET_ERROR();
   static _Atomic long last_log;
   long now = (long)time(NULL);
@@ -658,8 +731,13 @@ static void kbs_http__accept_error(struct evconnlistener *l, void *arg) {
     CT_LOG_WARN_("kbs", "accept failed (%s): not accepting connections for 100 ms", evutil_socket_error_to_string(e));
   evconnlistener_disable(l);
   struct timeval pause = {0, 100 * 1000};
-  if (event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, kbs_http__accept_resume, l, &pause) != 0)
+  if (!w) {
     evconnlistener_enable(l);
+    return;
+  }
+  w->paused = true;
+  if (event_base_once(w->base, -1, EV_TIMEOUT, kbs_http__accept_resume, w, &pause) != 0)
+    kbs_http__accept_resume(-1, 0, w);
 }
 
 /* The default soft limit (often 1024) would make a few hundred idle clients enough to stop
@@ -682,6 +760,7 @@ static void kbs_http__stop_check(evutil_socket_t fd, short what, void *arg) {
 
 static void *kbs_http__run(void *arg) {
   kbs_http__worker *w = arg;
+  kbs_http__self = w;
   event_base_dispatch(w->base);
   return NULL;
 }
@@ -732,6 +811,7 @@ CT_RESULT kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
   unsigned n = cfg->workers ? cfg->workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
   if (n == 0) n = 1;
   if (n > KBS_HTTP_MAX_WORKERS) n = KBS_HTTP_MAX_WORKERS;
+  s->balance = n > 1 && !cfg->reuse_port; /* with reuse_port the kernel spreads connections */
   ct_status st = CT_OK;
   if (cfg->tls) CT_GUARD_GOTO(st, kbs_http__ssl_ctx(cfg, &s->ssl, err), fail);
 
@@ -791,8 +871,13 @@ CT_RESULT kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
         st = ct_fail(err, CT_EIO, "cannot accept on %s", cfg->sockets[k]);
         goto fail;
       }
-      evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(bound), kbs_http__accept_error);
+      struct evconnlistener *lev = evhttp_bound_socket_get_listener(bound);
+      evconnlistener_set_error_cb(lev, kbs_http__accept_error);
+      w->listeners[w->n_listeners++] = lev;
     }
+    atomic_store(&w->accepting, true);
+    w->rebalance = event_new(w->base, -1, 0, kbs_http__rebalance_cb, w);
+    CT_ENSURE_GOTO(st, w->rebalance, fail, err, CT_ENOMEM, "cannot create an event");
   }
   *out = s;
   return CT_OK;
@@ -832,6 +917,10 @@ CT_RESULT kbs_http_run(kbs_http_server *s, ct_err *err) {
   return CT_OK;
 }
 
+unsigned kbs_http_loop_connections(const kbs_http_server *s, unsigned loop) {
+  return s && loop < s->n_workers ? atomic_load(&s->workers[loop].live) : 0;
+}
+
 int kbs_http_bound_port(const kbs_http_server *s, size_t socket_index) {
   return socket_index < KBS_HTTP_MAX_SOCKETS ? s->ports[socket_index] : 0;
 }
@@ -858,6 +947,7 @@ void kbs_http_stop(kbs_http_server *s) {
      * run, so that nothing (a TLS session, its buffers) outlives the server. */
     for (int k = 0; k < 4 && s->workers[i].base; k++) event_base_loop(s->workers[i].base, EVLOOP_NONBLOCK);
     if (s->workers[i].stop_check) event_free(s->workers[i].stop_check);
+    if (s->workers[i].rebalance) event_free(s->workers[i].rebalance);
     if (s->workers[i].http) evhttp_free(s->workers[i].http);
     kbs_http__conns_sweep(&s->workers[i], true);
     if (s->workers[i].base) event_base_free(s->workers[i].base);

@@ -96,6 +96,8 @@ CT_RESULT kbs_http_start(const kbs_http_config *cfg, kbs_http_handler handler, v
 CT_RESULT kbs_http_run(kbs_http_server *s, ct_err *err);
 /* Ports actually bound (useful when a config asks for port 0). */
 int kbs_http_bound_port(const kbs_http_server *s, size_t socket_index);
+/* Live connections of event loop `loop` (0 past the last): what accept balancing keeps even. */
+unsigned kbs_http_loop_connections(const kbs_http_server *s, unsigned loop);
 /* Stops the loops, joins the threads and frees everything. */
 void kbs_http_stop(kbs_http_server *s);
 
