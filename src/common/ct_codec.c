@@ -23,13 +23,9 @@ static void ct__b64_pairs_init(void) {
   }
 }
 
-CT_RESULT ct_b64_encode(ct_b64_variant v, const uint8_t *in, size_t len, char **out, ct_err *err) {
-  if (len > (SIZE_MAX / 4) * 3 - 3) return ct_fail(err, CT_ELIMIT, "base64 input too large");
+size_t ct_b64_encode_into(ct_b64_variant v, const uint8_t *in, size_t len, char *o) {
   const char *alpha = v == CT_B64_URL ? ct__b64_url : ct__b64_std;
   bool pad = v != CT_B64_URL;
-  size_t olen = ((len + 2) / 3) * 4;
-  char *o = malloc(olen + 1);
-  if (!o) return ct_fail(err, CT_ENOMEM, "out of memory encoding base64");
   pthread_once(&ct__b64_pairs_once, ct__b64_pairs_init);
   const char(*pairs)[2] = v == CT_B64_URL ? ct__b64_pairs_url : ct__b64_pairs_std;
   size_t j = 0;
@@ -50,6 +46,14 @@ CT_RESULT ct_b64_encode(ct_b64_variant v, const uint8_t *in, size_t len, char **
     if (pad) o[j++] = '=';
   }
   o[j] = 0;
+  return j;
+}
+
+CT_RESULT ct_b64_encode(ct_b64_variant v, const uint8_t *in, size_t len, char **out, ct_err *err) {
+  if (len > (SIZE_MAX / 4) * 3 - 3) return ct_fail(err, CT_ELIMIT, "base64 input too large");
+  char *o = malloc(CT_B64_ENCODED_MAX(len) + 1);
+  if (!o) return ct_fail(err, CT_ENOMEM, "out of memory encoding base64");
+  ct_b64_encode_into(v, in, len, o);
   *out = o;
   return CT_OK;
 }
@@ -71,8 +75,9 @@ static void ct__b64_dec_init(void) {
   }
 }
 
-CT_RESULT ct_b64_decode(ct_b64_variant v, const char *in, size_t len, uint8_t **out, size_t *out_len,
-                        ct_err *err) {
+/* Decodes into `o` (cap bytes), or into a new allocation when o is NULL (*o_alloc). */
+static CT_RESULT ct__b64_decode(ct_b64_variant v, const char *in, size_t len, uint8_t *o, size_t cap, uint8_t **o_alloc,
+                                size_t *out_len, ct_err *err) {
   size_t body = len;
   while (body > 0 && in[body - 1] == '=' && len - body < 2) body--;
   size_t pads = len - body;
@@ -85,8 +90,13 @@ CT_RESULT ct_b64_decode(ct_b64_variant v, const char *in, size_t len, uint8_t **
   const uint8_t *t = v == CT_B64_URL ? ct__b64_dec_url : v == CT_B64_STD ? ct__b64_dec_std : ct__b64_dec_any;
   const unsigned char *u = (const unsigned char *)in;
   size_t olen = body / 4 * 3 + (body % 4 ? body % 4 - 1 : 0);
-  uint8_t *o = malloc(olen + 1);
-  if (!o) return ct_fail(err, CT_ENOMEM, "out of memory decoding base64");
+  uint8_t *mine = NULL;
+  if (!o) {
+    o = mine = malloc(olen + 1);
+    if (!o) return ct_fail(err, CT_ENOMEM, "out of memory decoding base64");
+  } else if (olen + 1 > cap) {
+    return ct_fail(err, CT_ELIMIT, "base64 text decodes to %zu bytes, more than the %zu expected", olen, cap - 1);
+  }
   size_t i = 0, j = 0;
   for (; i + 4 <= body; i += 4) {
     uint32_t a = t[u[i]], b = t[u[i + 1]], c = t[u[i + 2]], d = t[u[i + 3]];
@@ -101,7 +111,7 @@ CT_RESULT ct_b64_decode(ct_b64_variant v, const char *in, size_t len, uint8_t **
   for (; i < body; i++) {
     uint32_t val = t[u[i]];
     if (val & 0x80u) {
-      free(o);
+      free(mine);
       return ct_fail(err, CT_EINVAL, "invalid base64 character at offset %zu", i);
     }
     acc = acc << 6 | val;
@@ -113,13 +123,24 @@ CT_RESULT ct_b64_decode(ct_b64_variant v, const char *in, size_t len, uint8_t **
   }
   /* Leftover bits must be zero, otherwise two encodings would decode to the same bytes. */
   if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
-    free(o);
+    free(mine);
     return ct_fail(err, CT_EINVAL, "non-canonical base64 (trailing bits set)");
   }
   o[j] = 0;
-  *out = o;
+  if (o_alloc) *o_alloc = mine;
   *out_len = j;
   return CT_OK;
+}
+
+CT_RESULT ct_b64_decode(ct_b64_variant v, const char *in, size_t len, uint8_t **out, size_t *out_len,
+                        ct_err *err) {
+  return ct__b64_decode(v, in, len, NULL, 0, out, out_len, err);
+}
+
+CT_RESULT ct_b64_decode_into(ct_b64_variant v, const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len,
+                             ct_err *err) {
+  CT_ENSURE(out && cap > 0, err, CT_EINVAL, "no buffer to decode base64 into");
+  return ct__b64_decode(v, in, len, out, cap, NULL, out_len, err);
 }
 
 void ct_hex_into(const uint8_t *in, size_t len, char *out) {

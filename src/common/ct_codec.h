@@ -22,6 +22,13 @@ typedef enum ct_b64_variant {
 CT_RESULT ct_b64_encode(ct_b64_variant v, const uint8_t *in, size_t len, char **out, ct_err *err);
 CT_RESULT ct_b64_decode(ct_b64_variant v, const char *in, size_t len, uint8_t **out, size_t *out_len,
                         ct_err *err);
+/* The same without an allocation, for small fixed-size values on the stack (cookies, nonces).
+ * Encoding writes at most CT_B64_ENCODED_MAX(len) characters and a NUL, and returns the length;
+ * decoding writes the bytes and a NUL into out[0..cap), CT_ELIMIT when they do not fit. */
+#define CT_B64_ENCODED_MAX(len) (((len) + 2) / 3 * 4)
+size_t ct_b64_encode_into(ct_b64_variant v, const uint8_t *in, size_t len, char *out);
+CT_RESULT ct_b64_decode_into(ct_b64_variant v, const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len,
+                             ct_err *err);
 
 /* Lower-case hex. */
 CT_RESULT ct_hex_encode(const uint8_t *in, size_t len, char **out, ct_err *err);

@@ -22,12 +22,35 @@ static inline CT_RESULT ct_json__put(ct_buf *b, const void *p, size_t n, ct_err 
   return ct_buf_append(b, p, n, err);
 }
 
+#if defined(__SSE2__)
+/* Whether sixteen bytes are all printable ASCII other than '"' and '\\' (the bytes the string
+ * writers copy as they are): a signed compare below 0x20 also catches the bytes >= 0x80. */
+static bool ct_json__block_plain(const unsigned char *p) {
+  __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+  __m128i special = _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)),
+                                 _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))));
+  return _mm_movemask_epi8(special) == 0;
+}
+#endif
+
 /* jansson has no depth option below its compile-time 2048, so scan first. Strings are skipped
  * so that brackets inside them do not count. */
 static CT_RESULT ct_json__check_depth(const char *buf, size_t len, size_t max_depth, ct_err *err) {
   size_t depth = 0;
   bool in_str = false;
   for (size_t i = 0; i < len; i++) {
+#if defined(__SSE2__)
+    /* Sixteen bytes without a quote, backslash or bracket change nothing here ('[', ']' and '\\'
+     * OR 0x20 are '{', '}' and '|'). */
+    while (len - i >= 16) {
+      __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(buf + i)), y = _mm_or_si128(x, _mm_set1_epi8(0x20));
+      __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(y, _mm_set1_epi8('{'))),
+                                 _mm_or_si128(_mm_cmpeq_epi8(y, _mm_set1_epi8('}')), _mm_cmpeq_epi8(y, _mm_set1_epi8('|'))));
+      if (_mm_movemask_epi8(hit)) break;
+      i += 16;
+    }
+    if (i >= len) break;
+#endif
     char c = buf[i];
     if (in_str) {
       if (c == '\\') i++;
@@ -120,9 +143,13 @@ static int ct_json__key_cmp(const void *x, const void *y) {
 
 /* Minimal escaping (RFC 8785 section 3.2.2.2); the runs between escapes are copied at once. */
 static CT_RESULT ct_json__jcs_string(const char *s, size_t len, ct_buf *out, ct_err *err) {
-  CT_GUARD(ct_buf_append(out, "\"", 1, err));
+  CT_GUARD(ct_json__put(out, "\"", 1, err));
   size_t run = 0;
   for (size_t i = 0; i < len; i++) {
+#if defined(__SSE2__)
+    while (len - i >= 16 && ct_json__block_plain((const unsigned char *)s + i)) i += 16;
+    if (i >= len) break;
+#endif
     unsigned char c = (unsigned char)s[i];
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     const char *esc = NULL;
@@ -139,12 +166,12 @@ static CT_RESULT ct_json__jcs_string(const char *s, size_t len, ct_buf *out, ct_
       snprintf(tmp, sizeof tmp, "\\u%04x", c);
       esc = tmp;
     }
-    if (i > run) CT_GUARD(ct_buf_append(out, s + run, i - run, err));
-    CT_GUARD(ct_buf_append_str(out, esc, err));
+    if (i > run) CT_GUARD(ct_json__put(out, s + run, i - run, err));
+    CT_GUARD(ct_json__put(out, esc, strlen(esc), err));
     run = i + 1;
   }
-  if (len > run) CT_GUARD(ct_buf_append(out, s + run, len - run, err));
-  return ct_buf_append(out, "\"", 1, err);
+  if (len > run) CT_GUARD(ct_json__put(out, s + run, len - run, err));
+  return ct_json__put(out, "\"", 1, err);
 }
 
 /* ECMAScript Number.prototype.toString for finite doubles, as RFC 8785 section 3.2.2.3 asks. */
@@ -333,15 +360,6 @@ static bool ct_json__word_plain(const unsigned char *p) {
   return !((w | special) & highs);
 }
 
-#if defined(__SSE2__)
-/* The same for sixteen bytes: a signed compare below 0x20 also catches the bytes >= 0x80. */
-static bool ct_json__block_plain(const unsigned char *p) {
-  __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-  __m128i special = _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)),
-                                 _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))));
-  return _mm_movemask_epi8(special) == 0;
-}
-#endif
 
 /* Copies runs of characters that need no escape in one append: jansson escapes character by
  * character, which made serialising the multi-KiB tokens and JWEs a tenth of a handshake. */

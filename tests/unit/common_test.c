@@ -126,7 +126,81 @@ static void test_base64_against_openssl(void **state) {
       CT_ASSERT_OK(ct_b64_encode(CT_B64_URL, in, len, &got, &err), &err);
       assert_int_equal(strlen(got), (size_t)n);
       assert_memory_equal(got, want, (size_t)n);
+      /* the stack variants: the same text, and the bytes back (a buffer one short is refused) */
+      char into[CT_B64_ENCODED_MAX(sizeof in) + 1];
+      assert_int_equal(ct_b64_encode_into(CT_B64_URL, in, len, into), (size_t)n);
+      assert_string_equal(into, got);
+      uint8_t back[sizeof in + 1];
+      size_t blen = 0;
+      CT_ASSERT_OK(ct_b64_decode_into(CT_B64_URL, got, (size_t)n, back, len + 1, &blen, &err), &err);
+      assert_int_equal(blen, len);
+      if (len) assert_memory_equal(back, in, len);
+      if (len) assert_int_equal(ct_b64_decode_into(CT_B64_URL, got, (size_t)n, back, len, &blen, &err), CT_ELIMIT);
       free(got);
+    }
+  }
+}
+
+/* JCS escapes with runs copied sixteen bytes at a time: every byte value at every position of a
+ * 40-byte string, against the escaping written out here byte by byte. */
+static void test_jcs_every_byte_at_every_position(void **state) {
+  (void)state;
+  ct_err err;
+  char buf[48], want[48 * 6 + 3];
+  for (unsigned c = 1; c < 256; c++) {
+    for (size_t pos = 0; pos < 40; pos++) {
+      memset(buf, 'a', sizeof buf);
+      buf[pos] = (char)c;
+      size_t w = 0;
+      want[w++] = '"';
+      for (size_t i = 0; i < 40; i++) {
+        unsigned char b = (unsigned char)buf[i];
+        const char *named = b == '"' ? "\\\"" : b == '\\' ? "\\\\" : b == '\b' ? "\\b" : b == '\f' ? "\\f"
+                          : b == '\n' ? "\\n" : b == '\r' ? "\\r" : b == '\t' ? "\\t" : NULL;
+        if (named) w += (size_t)sprintf(want + w, "%s", named);
+        else if (b < 0x20) w += (size_t)sprintf(want + w, "\\u%04x", b);
+        else want[w++] = (char)b;
+      }
+      want[w++] = '"';
+      want[w] = 0;
+      json_t *v = json_stringn_nocheck(buf, 40);
+      char *got = NULL;
+      size_t n = 0;
+      CT_ASSERT_OK(ct_jcs_string(v, &got, &n, &err), &err);
+      assert_int_equal(n, w);
+      assert_string_equal(got, want);
+      free(got);
+      json_decref(v);
+    }
+  }
+}
+
+/* The nesting limit is checked before parsing, skipping plain runs sixteen bytes at a time:
+ * brackets inside strings (after escaped quotes and backslashes, at every offset) never count. */
+static void test_json_depth_limit_with_strings(void **state) {
+  (void)state;
+  ct_err err;
+  for (size_t pad = 0; pad < 40; pad++) {
+    for (size_t depth = 6; depth <= 8; depth++) {
+      char text[512];
+      size_t w = 0;
+      for (size_t i = 0; i < depth; i++) text[w++] = '[';
+      text[w++] = '"';
+      for (size_t i = 0; i < pad; i++) text[w++] = 'x';
+      w += (size_t)sprintf(text + w, "\\\"[[{{\\\\]}");
+      for (size_t i = 0; i < pad; i++) text[w++] = 'y';
+      text[w++] = '"';
+      for (size_t i = 0; i < depth; i++) text[w++] = ']';
+      text[w] = 0;
+      json_t *v = NULL;
+      ct_status st = ct_json_parse(text, w, 7, &v, &err);
+      if (depth <= 7) {
+        CT_ASSERT_OK(st, &err);
+        json_decref(v);
+      } else {
+        assert_int_equal(st, CT_ELIMIT);
+        assert_non_null(strstr(err.msg, "nesting deeper than 7"));
+      }
     }
   }
 }
@@ -216,6 +290,8 @@ int main(void) {
       cmocka_unit_test(test_json_strictness),
       cmocka_unit_test(test_base64),
       cmocka_unit_test(test_base64_against_openssl),
+      cmocka_unit_test(test_jcs_every_byte_at_every_position),
+      cmocka_unit_test(test_json_depth_limit_with_strings),
       cmocka_unit_test(test_hex_and_secret_compare),
       cmocka_unit_test(test_buf_cap),
   };
