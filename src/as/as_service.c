@@ -453,6 +453,16 @@ void as_service_free(as_service *as) {
 
 EVP_PKEY *as_signer_key(const as_service *as) { return as->signer; }
 
+/* obj[key] = value for a literal key, as json_pack builds it without parsing a format or checking
+ * the key again; always consumes value (and copes with a NULL obj or value: out of memory). */
+static bool as__put(json_t *obj, const char *key, json_t *value) {
+  if (!obj || !value) {
+    json_decref(value);
+    return false;
+  }
+  return json_object_set_new_nocheck(obj, key, value) == 0;
+}
+
 /* AR4SI tiers (rust-ear): |v| <= 1 none, <= 32 affirming, <= 96 warning, else contraindicated. */
 static int as__tier(json_int_t v) {
   if (v >= -1 && v <= 1) return 0;
@@ -511,9 +521,16 @@ static CT_RESULT as__appraise(as_service *as, const char *policy_id, const char 
   static const char *const tiers[] = {"none", "affirming", "warning", "contraindicated"};
   json_t *sm = NULL;
   if (st == CT_OK) {
-    sm = json_pack("{s:s, s:O, s:s, s:O}", "ear.status", tiers[worst], "ear.trustworthiness-vector", vector,
-                   "ear.appraisal-policy-id", policy_id, "ear.veraison.annotated-evidence", annotated);
-    if (!sm) st = ct_fail(err, CT_ENOMEM, "out of memory");
+    sm = json_object();
+    bool ok = as__put(sm, "ear.status", json_string_nocheck(tiers[worst]));
+    ok = as__put(sm, "ear.trustworthiness-vector", json_incref(vector)) && ok;
+    ok = as__put(sm, "ear.appraisal-policy-id", json_string(policy_id)) && ok;
+    ok = as__put(sm, "ear.veraison.annotated-evidence", json_incref((json_t *)annotated)) && ok;
+    if (!ok) {
+      json_decref(sm);
+      sm = NULL;
+      st = ct_fail(err, CT_ENOMEM, "out of memory");
+    }
   }
   for (size_t i = 0; st == CT_OK && json_is_array(extensions) && i < json_array_size(extensions); i++) {
     json_t *ext = json_array_get(extensions, i);
@@ -631,10 +648,21 @@ CT_RESULT as_evaluate(as_service *as, const as_request *req, char **token, json_
   time_t now = time(NULL);
   char submod_name[32];
   snprintf(submod_name, sizeof submod_name, "%s0", v->tee_class);
-  json_t *ear = json_pack("{s:s, s:I, s:I, s:s, s:{s:s, s:s}, s:{s:o}}", "eat_profile", as->profile, "iat",
-                          (json_int_t)now, "exp", (json_int_t)now + 60 * (json_int_t)as->cfg.token_duration_min,
-                          "iss", as->issuer, "ear.verifier-id", "developer", as->developer, "build", as->build,
-                          "submods", submod_name, submod);
+  json_t *ear = json_object(), *verifier_id = json_object(), *submods = json_object();
+  bool ok = as__put(verifier_id, "developer", json_string(as->developer));
+  ok = as__put(verifier_id, "build", json_string(as->build)) && ok;
+  if (submods) ok = json_object_set_new(submods, submod_name, submod) == 0 && ok;
+  else json_decref(submod);
+  ok = as__put(ear, "eat_profile", json_string(as->profile)) && ok;
+  ok = as__put(ear, "iat", json_integer((json_int_t)now)) && ok;
+  ok = as__put(ear, "exp", json_integer((json_int_t)now + 60 * (json_int_t)as->cfg.token_duration_min)) && ok;
+  ok = as__put(ear, "iss", json_string(as->issuer)) && ok;
+  ok = as__put(ear, "ear.verifier-id", verifier_id) && ok;
+  ok = as__put(ear, "submods", submods) && ok;
+  if (!ok) {
+    json_decref(ear);
+    ear = NULL;
+  }
   if (!ear) {
     ct_buf_free(&annotated_text);
     json_decref(annotated);

@@ -104,6 +104,19 @@ void kbs_handle_auth(kbs_server *s, const kbs_http_request *req, kbs_http_respon
   kbs_reply_json(r, json_pack("{s:s, s:s}", "nonce", nonce, "extra-params", ""));
 }
 
+/* An object of string members, as json_pack("{s:s, ...}") builds it without parsing a format and
+ * checking again what is known good: the keys are literals and the values strings the JSON
+ * reader produced (UTF-8, no NUL) or base64. NULL when out of memory. */
+static json_t *kbs__string_members(json_t *o, size_t n, const char *const kv[][2]) {
+  for (size_t i = 0; o && i < n; i++) {
+    if (json_object_set_new_nocheck(o, kv[i][0], json_string_nocheck(kv[i][1])) != 0) {
+      json_decref(o);
+      o = NULL;
+    }
+  }
+  return o;
+}
+
 /* Re-serialises the client's TEE key with exactly the members Trustee hashes: unknown JWK
  * members (kid, use, ...) never reach report_data. */
 static CT_RESULT kbs__canonical_teekey(const json_t *jwk, json_t **out, ct_err *err) {
@@ -120,14 +133,16 @@ static CT_RESULT kbs__canonical_teekey(const json_t *jwk, json_t **out, ct_err *
     CT_ENSURE(!strcmp(alg, "ECDH-ES+A256KW"), err, CT_EINVAL, "runtime-data: EC tee-pubkey alg must be ECDH-ES+A256KW");
     CT_ENSURE(!strcmp(crv, "P-256") || !strcmp(crv, "P-521"), err, CT_EINVAL,
               "runtime-data: tee-pubkey curve %.16s is not P-256 or P-521", crv);
-    c = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", kty, "crv", crv, "alg", alg, "x", x, "y", y);
+    const char *const kv[][2] = {{"kty", kty}, {"crv", crv}, {"alg", alg}, {"x", x}, {"y", y}};
+    c = kbs__string_members(json_object(), 5, kv);
   } else if (!strcmp(kty, "RSA")) {
     const char *n = json_string_value(json_object_get(jwk, "n"));
     const char *e = json_string_value(json_object_get(jwk, "e"));
     CT_ENSURE(n && e, err, CT_EINVAL, "runtime-data: RSA tee-pubkey needs n and e");
     CT_ENSURE(!strcmp(alg, "RSA-OAEP-256") || !strcmp(alg, "RSA1_5"), err, CT_EINVAL,
               "runtime-data: RSA tee-pubkey alg must be RSA-OAEP-256 or RSA1_5");
-    c = json_pack("{s:s, s:s, s:s, s:s}", "kty", kty, "alg", alg, "n", n, "e", e);
+    const char *const kv[][2] = {{"kty", kty}, {"alg", alg}, {"n", n}, {"e", e}};
+    c = kbs__string_members(json_object(), 4, kv);
   } else {
     return ct_fail(err, CT_EINVAL, "runtime-data: tee-pubkey kty %.16s is not EC or RSA", kty);
   }
@@ -171,8 +186,15 @@ static CT_RESULT kbs__do_attest(kbs_server *s, const kbs_session_view *sv, const
   }
   json_t *teekey = NULL;
   CT_GUARD(kbs__canonical_teekey(json_object_get(runtime, "tee-pubkey"), &teekey, err));
-  json_t *rt = json_pack("{s:o, s:s, s:s}", "tee-pubkey", teekey, "nonce", sv->nonce, "additional-evidence",
-                         additional_str);
+  json_t *rt = json_object();
+  if (rt && json_object_set_new_nocheck(rt, "tee-pubkey", teekey) == 0) { /* teekey is rt's either way */
+    const char *const kv[][2] = {{"nonce", sv->nonce}, {"additional-evidence", additional_str}};
+    rt = kbs__string_members(rt, 2, kv);
+  } else {
+    if (!rt) json_decref(teekey);
+    json_decref(rt);
+    rt = NULL;
+  }
   CT_ENSURE(rt, err, CT_ENOMEM, "out of memory");
   as_request areq = {.tee = sv->tee, .evidence = primary, .runtime_data = rt, .init_data_toml = init_body,
                      .init_data_len = init_len, .policy_id = "default"};
