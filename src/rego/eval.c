@@ -1959,6 +1959,57 @@ CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input
   return st;
 }
 
+CT_RESULT rego_eval_queries(const rego_policy *p, const char *const *queries, size_t n, const json_t *input,
+                            const json_t *data, json_t **results, ct_err *err) {
+  for (size_t i = 0; i < n; i++) results[i] = NULL;
+  CT_ENSURE(p && queries, err, CT_EINVAL, "rego_eval: missing policy or query");
+  /* input and data are converted once, after the first query compiled (where rego_eval would),
+   * into an arena that outlives the evaluations; each evaluation's own arena gets what the memory
+   * limit leaves beside them, as rego_eval's single arena would. */
+  rg_arena docs = {.limit = p->limits.max_memory_bytes};
+  rv *in = NULL, *dt = NULL;
+  bool converted = false;
+  ct_status st = CT_OK;
+  for (size_t i = 0; !st && i < n; i++) {
+    CT_ENSURE_GOTO(st, queries[i], done, err, CT_EINVAL, "rego_eval: missing policy or query");
+    rg_ev ev;
+    st = rego__ev_init(&ev, p, err);
+    rg_compiled_query q;
+    bool hit = false;
+    if (!st) st = rego__cached_query(p, queries[i], &q, &hit, err);
+    if (!st && !hit) st = rg_compile_query(p, &ev.a, queries[i], &q, err);
+    if (!st && (q.body->n != 1 || q.body->e[0]->kind != E_TERM || q.body->e[0]->nwith))
+      st = ct_fail(err, CT_EINVAL, "rego_eval: query must be a single reference such as data.policy.allow");
+    if (!st && !converted) {
+      if (input) st = rg_from_jansson(&docs, input, 0, true, &in, err);
+      if (!st && data) st = rg_from_jansson(&docs, data, 0, true, &dt, err);
+      converted = true;
+    }
+    if (!st) {
+      ev.input = in;
+      ev.data = dt;
+      ev.a.limit = docs.total < ev.a.limit ? ev.a.limit - docs.total : 1;
+      ev.slots = rg_alloc(&ev.a, ((size_t)q.nslots + 1) * sizeof(rv *));
+      if (!ev.slots) st = rego__ev_oom(&ev);
+    }
+    rv *out = NULL;
+    if (!st) {
+      st = rego__first_value(&ev, q.body->e[0]->a, &out);
+      if (st == CT_EINVAL && ev.a.exceeded) st = rego__ev_oom(&ev);
+    }
+    if (!st && out) st = rg_to_jansson(out, &results[i], err);
+    rego__ev_free(&ev);
+  }
+done:
+  rg_arena_free(&docs);
+  if (st)
+    for (size_t i = 0; i < n; i++) {
+      json_decref(results[i]);
+      results[i] = NULL;
+    }
+  return st;
+}
+
 /* The rule node a plain "data.a.b" reference names, or NULL. */
 static const rg_node *rego__rule_node(const rego_policy *p, const char *ref) {
   if (strncmp(ref, "data.", 5) != 0) return NULL;

@@ -61,6 +61,13 @@ void rego_policy_free(rego_policy *p);
 CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input,
                     const json_t *data, json_t **result, ct_err *err);
 
+/* rego_eval for several queries over the same input and data (results[i] for queries[i]), which
+ * are converted to Rego values once instead of once per query. Each query is evaluated as
+ * rego_eval would (its own rule caches, step budget and memory limit, the converted documents
+ * counted in it), in order; the first error ends the call and leaves every result NULL. */
+CT_RESULT rego_eval_queries(const rego_policy *p, const char *const *queries, size_t n, const json_t *input,
+                            const json_t *data, json_t **results, ct_err *err);
+
 /* Which definition decided a complete rule's value: the first definition whose body succeeded
  * (in source order, `else` branches included), or the rule's `default`. */
 typedef struct rego_decision {

@@ -252,6 +252,90 @@ static void test_cpu_policy_extensions(void **state) {
   json_decref(store);
 }
 
+/* rego_eval_queries gives what rego_eval gives query by query: the same values (undefined
+ * included), the same first error (and then no results), the same limits. */
+static void expect_same_as_one_by_one(const rego_policy *p, const char *const *queries, size_t n, const char *input,
+                                      const char *data) {
+  json_t *in = input ? js(input) : NULL, *d = data ? js(data) : NULL;
+  json_t *batch[8] = {0};
+  ct_err e1 = {0}, e2 = {0};
+  ct_status want = CT_OK;
+  char *texts[8] = {0};
+  for (size_t i = 0; i < n && want == CT_OK; i++) {
+    json_t *r = NULL;
+    want = rego_eval(p, queries[i], in, d, &r, &e1);
+    texts[i] = r ? json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : strdup("undefined");
+    json_decref(r);
+  }
+  ct_status got = rego_eval_queries(p, queries, n, in, d, batch, &e2);
+  assert_int_equal(got, want);
+  for (size_t i = 0; i < n; i++) {
+    if (want != CT_OK) {
+      assert_null(batch[i]);
+      continue;
+    }
+    char *t = batch[i] ? json_dumps(batch[i], JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : strdup("undefined");
+    assert_string_equal(t, texts[i]);
+    free(t);
+  }
+  if (want != CT_OK) assert_string_equal(e2.msg, e1.msg);
+  for (size_t i = 0; i < n; i++) {
+    free(texts[i]);
+    json_decref(batch[i]);
+  }
+  json_decref(in);
+  json_decref(d);
+}
+
+static void test_eval_queries(void **state) {
+  (void)state;
+  json_t *store = js(RV_STORE);
+  rego_policy *p = cpu_policy(store);
+  const char *q[] = {"data.policy.trust_claims", "data.policy.extensions", "data.policy.configuration",
+                     "data.policy.nope"};
+  const char *inputs[] = {
+      "{\"sample\": {\"svn\": \"1\", \"launch_digest\": \"abcde\", \"debug\": false,"
+      " \"platform_version\": {\"major\": 1, \"minor\": 2}}}",
+      "{}", NULL,
+      "{\"init_data_claims\": {\"agent_policy_claims\": {\"containers\": ["
+      "{\"OCI\": {\"Annotations\": {\"io.kubernetes.cri.image-name\": \"pause\"}, \"Process\": {\"User\": {\"UID\": 1}}}}]}}}"};
+  for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
+    expect_same_as_one_by_one(p, q, 4, inputs[i], "{}");
+    expect_same_as_one_by_one(p, q, 4, inputs[i], NULL);
+  }
+  rego_policy_free(p);
+  json_decref(store);
+
+  /* `with input as`, a runtime error in the second query, a query that does not compile. */
+  p = compile1("package policy\nimport rego.v1\n"
+               "a := input.x\n"
+               "b := v if {\n  v := c with input as {\"x\": 5}\n}\n"
+               "c := input.x + 1\n"
+               "boom := 1 / input.zero\n"
+               "d := data.extra.v\n", NULL);
+  const char *ok[] = {"data.policy.a", "data.policy.b", "data.policy.c", "data.policy.d", "data.policy.a"};
+  expect_same_as_one_by_one(p, ok, 5, "{\"x\": 1, \"zero\": 0}", "{\"extra\": {\"v\": [1, 2]}}");
+  const char *second_fails[] = {"data.policy.a", "data.policy.boom", "data.policy.c"};
+  expect_same_as_one_by_one(p, second_fails, 3, "{\"x\": 1, \"zero\": 0}", NULL);
+  const char *bad_query[] = {"data.policy.a", "1 + 1"};
+  expect_same_as_one_by_one(p, bad_query, 2, "{\"x\": 1}", NULL);
+  rego_policy_free(p);
+
+  /* The memory limit counts the converted input in every evaluation, as rego_eval does. */
+  rego_options lim = {.limits = {.max_memory_bytes = 1u << 20}};
+  p = compile1("package policy\nimport rego.v1\nn := count(input.big)\nm := [x | some x in input.big]\n", &lim);
+  json_t *big = json_array();
+  for (int i = 0; i < 20000; i++) json_array_append_new(big, json_integer(i));
+  json_t *in = json_pack("{s:o}", "big", big);
+  char *text = json_dumps(in, JSON_COMPACT);
+  const char *nm[] = {"data.policy.n", "data.policy.m"};
+  expect_same_as_one_by_one(p, nm, 2, text, NULL); /* fails: 20,000 values over 1 MiB */
+  free(text);
+  json_decref(in);
+  expect_same_as_one_by_one(p, nm, 2, "{\"big\": [1, 2, 3]}", NULL);
+  rego_policy_free(p);
+}
+
 /* Resource policies equivalent to kbs/sample_policies (default, allow_all, deny_all, affirming). */
 static void test_resource_policies(void **state) {
   (void)state;
@@ -499,6 +583,7 @@ int main(void) {
       cmocka_unit_test(test_cpu_policy_sample),
       cmocka_unit_test(test_cpu_policy_else_and_tdx),
       cmocka_unit_test(test_cpu_policy_extensions),
+      cmocka_unit_test(test_eval_queries),
       cmocka_unit_test(test_resource_policies),
       cmocka_unit_test(test_language_core),
       cmocka_unit_test(test_negation_operands),
