@@ -32,6 +32,7 @@ typedef struct {
   size_t cap_uses;
   rg_term **decls;    /* vars declared by some / every (must be used) */
   size_t ndecls, cap_decls;
+  bool *reads_input;  /* set when a term refers to `input` (the policy's or the query's flag) */
 } rc_ctx;
 
 static void rego__note_use(rc_ctx *c, int slot) {
@@ -320,6 +321,7 @@ static CT_RESULT rego__resolve_var(rc_ctx *c, rc_scope *s, rg_term **tp) {
   }
   if (!strcmp(t->name, "input")) {
     t->kind = T_INPUT;
+    *c->reads_input = true;
     return CT_OK;
   }
   if (!strcmp(t->name, "data")) {
@@ -544,6 +546,7 @@ static CT_RESULT rego__resolve_with(rc_ctx *c, rc_scope *s, rg_with *w) {
     return rego__rc_fail(c, "rego_type_error", t->row, t->col, "with keyword target must reference existing input, data, or a function");
   if (!strcmp(head->name, "input") || !strcmp(head->name, "data")) {
     head->kind = !strcmp(head->name, "input") ? T_INPUT : T_DATA;
+    if (head->kind == T_INPUT) *c->reads_input = true;
     for (size_t i = 1; t->kind == T_REF && i < t->n; i++) CT_GUARD(rego__resolve_term(c, s, &t->elems[i]));
     return CT_OK;
   }
@@ -1022,7 +1025,8 @@ CT_RESULT rego_compile(const rego_module *modules, size_t n_modules, const rego_
   }
   for (size_t i = 0; i < p->nmods; i++) {
     rg_module *m = p->mods[i];
-    rc_ctx c = {.p = p, .a = &p->arena, .mod = m, .pkg = rego__pkg_node(p, m), .err = err, .file = m->file};
+    rc_ctx c = {.p = p, .a = &p->arena, .mod = m, .pkg = rego__pkg_node(p, m), .err = err, .file = m->file,
+                .reads_input = &p->reads_input};
     for (size_t j = 0; j < m->nrules; j++) CT_GUARD_GOTO(st, rego__compile_rule(&c, m->rules[j]), fail);
   }
   *out = p;
@@ -1047,7 +1051,8 @@ CT_RESULT rg_compile_query(const rego_policy *p, rg_arena *a, const char *query,
                            ct_err *err) {
   memset(out, 0, sizeof(*out));
   CT_GUARD(rg_parse_query(a, query, &out->body, err));
-  rc_ctx c = {.p = p, .a = a, .err = err, .file = "query"};
+  out->reads_input = false;
+  rc_ctx c = {.p = p, .a = a, .err = err, .file = "query", .reads_input = &out->reads_input};
   rc_scope *s = NULL;
   CT_GUARD(rego__resolve_body(&c, NULL, out->body, &s));
   CT_GUARD(rg_hoist_body(a, out->body, true, &c.nslots, err));

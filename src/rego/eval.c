@@ -1943,7 +1943,9 @@ CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input
   if (!st && !hit) st = rg_compile_query(p, &ev.a, query, &q, err);
   if (!st && (q.body->n != 1 || q.body->e[0]->kind != E_TERM || q.body->e[0]->nwith))
     st = ct_fail(err, CT_EINVAL, "rego_eval: query must be a single reference such as data.policy.allow");
-  if (!st && input) st = rg_from_jansson(&ev.a, input, 0, true, &ev.input, err);
+  /* A policy and query that never refer to `input` cannot see it: not converted (a resource
+   * policy such as allow-all would pay for the whole token's claims on every request). */
+  if (!st && input && (p->reads_input || q.reads_input)) st = rg_from_jansson(&ev.a, input, 0, true, &ev.input, err);
   if (!st && data) st = rg_from_jansson(&ev.a, data, 0, true, &ev.data, err);
   if (!st) {
     ev.slots = rg_alloc(&ev.a, ((size_t)q.nslots + 1) * sizeof(rv *));
@@ -1968,7 +1970,7 @@ CT_RESULT rego_eval_queries(const rego_policy *p, const char *const *queries, si
    * limit leaves beside them, as rego_eval's single arena would. */
   rg_arena docs = {.limit = p->limits.max_memory_bytes};
   rv *in = NULL, *dt = NULL;
-  bool converted = false;
+  bool converted = false, input_converted = false;
   ct_status st = CT_OK;
   for (size_t i = 0; !st && i < n; i++) {
     CT_ENSURE_GOTO(st, queries[i], done, err, CT_EINVAL, "rego_eval: missing policy or query");
@@ -1980,9 +1982,13 @@ CT_RESULT rego_eval_queries(const rego_policy *p, const char *const *queries, si
     if (!st && !hit) st = rg_compile_query(p, &ev.a, queries[i], &q, err);
     if (!st && (q.body->n != 1 || q.body->e[0]->kind != E_TERM || q.body->e[0]->nwith))
       st = ct_fail(err, CT_EINVAL, "rego_eval: query must be a single reference such as data.policy.allow");
+    /* input only for a policy or query that refers to it, as in rego_eval */
+    if (!st && input && !input_converted && (p->reads_input || q.reads_input)) {
+      st = rg_from_jansson(&docs, input, 0, true, &in, err);
+      input_converted = true;
+    }
     if (!st && !converted) {
-      if (input) st = rg_from_jansson(&docs, input, 0, true, &in, err);
-      if (!st && data) st = rg_from_jansson(&docs, data, 0, true, &dt, err);
+      if (data) st = rg_from_jansson(&docs, data, 0, true, &dt, err);
       converted = true;
     }
     if (!st) {

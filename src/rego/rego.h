@@ -57,7 +57,9 @@ CT_RESULT rego_compile(const rego_module *modules, size_t n_modules, const rego_
 void rego_policy_free(rego_policy *p);
 
 /* Evaluates a ref query such as "data.policy.allow" or "data.policy" against input/data (either
- * may be NULL). On success *result is a new reference, or NULL when the query is undefined. */
+ * may be NULL). On success *result is a new reference, or NULL when the query is undefined.
+ * The input is converted only when the policy or the query refers to `input` somewhere: one that
+ * never does cannot see it, so it does not pay for it (nor can the input's size or depth fail it). */
 CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input,
                     const json_t *data, json_t **result, ct_err *err);
 

@@ -250,12 +250,14 @@ struct rego_policy {
   rego_host_function *host;
   size_t nhost;
   rego_limits limits;
+  bool reads_input; /* some rule or function refers to `input` */
 };
 
 typedef struct rg_compiled_query {
   rg_body *body;
   int nslots;
   const char **slotnames; /* user-visible names (NULL for generated) */
+  bool reads_input;       /* the query itself refers to `input` */
 } rg_compiled_query;
 
 CT_RESULT rg_compile_query(const rego_policy *p, rg_arena *a, const char *query, rg_compiled_query *out,

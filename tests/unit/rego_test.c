@@ -336,6 +336,41 @@ static void test_eval_queries(void **state) {
   rego_policy_free(p);
 }
 
+/* Only a policy or query that refers to `input` has it converted: an input-free policy answers
+ * whatever the input (even one too deep to convert), and a query, an import or a `with` that
+ * names input still sees it. */
+static void test_input_converted_only_when_read(void **state) {
+  (void)state;
+  rego_policy *p = compile1("package policy\nimport rego.v1\ndefault allow := true\n", NULL);
+  json_t *deep = json_integer(1);
+  for (int i = 0; i < 600; i++) deep = json_pack("[o]", deep);
+  json_t *res = NULL;
+  ct_err err = {0};
+  CT_ASSERT_OK(rego_eval(p, "data.policy.allow", deep, NULL, &res, &err), &err);
+  assert_true(json_is_true(res));
+  json_decref(res);
+  const char *q[] = {"data.policy.allow", "data.policy.allow"};
+  json_t *two[2] = {0};
+  CT_ASSERT_OK(rego_eval_queries(p, q, 2, deep, NULL, two, &err), &err);
+  assert_true(json_is_true(two[0]) && json_is_true(two[1]));
+  json_decref(two[0]);
+  json_decref(two[1]);
+  /* the query reads it: converted, and refused when too deep as before */
+  assert_int_not_equal(rego_eval(p, "input", deep, NULL, &res, &err), CT_OK);
+  assert_non_null(strstr(err.msg, "nested too deeply"));
+  expect_eval(p, "input.x", "{\"x\": 5}", NULL, "5");
+  const char *mixed[] = {"data.policy.allow", "input.x"};
+  expect_same_as_one_by_one(p, mixed, 2, "{\"x\": [1]}", NULL);
+  json_decref(deep);
+  rego_policy_free(p);
+  p = compile1("package policy\nimport rego.v1\nimport input.y as z\ndefault allow := false\nallow if z == 1\n", NULL);
+  expect_eval(p, "data.policy.allow", "{\"y\": 1}", NULL, "true");
+  rego_policy_free(p);
+  p = compile1("package policy\nimport rego.v1\nv := data.q.w\nallow := x if {\n  x := v with input.k as 2\n}\n", NULL);
+  expect_eval(p, "data.policy.allow", "{\"k\": 1}", "{\"q\": {\"w\": 3}}", "3");
+  rego_policy_free(p);
+}
+
 /* Resource policies equivalent to kbs/sample_policies (default, allow_all, deny_all, affirming). */
 static void test_resource_policies(void **state) {
   (void)state;
@@ -584,6 +619,7 @@ int main(void) {
       cmocka_unit_test(test_cpu_policy_else_and_tdx),
       cmocka_unit_test(test_cpu_policy_extensions),
       cmocka_unit_test(test_eval_queries),
+      cmocka_unit_test(test_input_converted_only_when_read),
       cmocka_unit_test(test_resource_policies),
       cmocka_unit_test(test_language_core),
       cmocka_unit_test(test_negation_operands),
