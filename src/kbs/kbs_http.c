@@ -942,6 +942,8 @@ void kbs_http_stop(kbs_http_server *s) {
     if (s->workers[i].base) event_base_loopbreak(s->workers[i].base);
   for (unsigned i = 0; i < s->n_workers; i++)
     if (s->workers[i].started) pthread_join(s->workers[i].thread, NULL);
+  /* the teardown below runs each loop once more, after the loops before it were freed */
+  s->balance = false;
   for (unsigned i = 0; i < s->n_workers; i++) {
     /* Connections whose peer just closed still have their teardown queued in the loop: let it
      * run, so that nothing (a TLS session, its buffers) outlives the server. */
