@@ -47,11 +47,15 @@ CT_RESULT ct_buf_append_str(ct_buf *b, const char *s, ct_err *err) {
 }
 
 CT_RESULT ct_buf_printf(ct_buf *b, ct_err *err, const char *fmt, ...) {
+  /* Short texts (headers, numbers) are formatted once, on the stack, instead of measured first
+   * and formatted again. */
+  char small[256];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
+  int n = vsnprintf(small, sizeof small, fmt, ap);
   va_end(ap);
   if (n < 0) return ct_fail(err, CT_EINTERNAL, "bad format string");
+  if ((size_t)n < sizeof small) return ct_buf_append(b, small, (size_t)n, err);
   CT_GUARD(ct_buf__reserve(b, (size_t)n, err));
   va_start(ap, fmt);
   vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);

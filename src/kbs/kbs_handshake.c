@@ -57,12 +57,64 @@ const char *kbs_session_cookie(const kbs_http_request *req, char out[KBS_COOKIE_
   return NULL;
 }
 
+/* Appends the decimal digits of v (>= 0), at least `width` of them. */
+static char *kbs__digits(char *p, unsigned v, int width) {
+  char tmp[12];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v || n < width);
+  while (n) *p++ = tmp[--n];
+  return p;
+}
+
+/* "kbs-session-id=<id>; Expires=<IMF-fixdate>", as snprintf and strftime's
+ * "%a, %d %b %Y %H:%M:%S GMT" in the C locale write it (the KBS never sets another), without
+ * their format machinery on every handshake. */
 static void kbs__set_cookie(kbs_http_response *r, const char *id, time_t expires) {
+  static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   struct tm tm;
-  gmtime_r(&expires, &tm);
-  char when[64];
-  strftime(when, sizeof when, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  snprintf(r->set_cookie, sizeof r->set_cookie, "kbs-session-id=%s; Expires=%s", id, when);
+  if (!gmtime_r(&expires, &tm) || tm.tm_year < 1000 - 1900 || tm.tm_year > 9999 - 1900) {
+    /* outside four-digit years (never, for a session expiry): the library's own formatting */
+    char when[64];
+    strftime(when, sizeof when, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    snprintf(r->set_cookie, sizeof r->set_cookie, "kbs-session-id=%s; Expires=%s", id, when);
+    return;
+  }
+  /* an id longer than the header holds is cut where snprintf would cut it, below */
+  char text[sizeof r->set_cookie + 64], *p = text;
+  size_t idn = strnlen(id, sizeof r->set_cookie);
+  memcpy(p, "kbs-session-id=", 15);
+  p += 15;
+  memcpy(p, id, idn);
+  p += idn;
+  memcpy(p, "; Expires=", 10);
+  p += 10;
+  memcpy(p, days[tm.tm_wday % 7], 3);
+  p += 3;
+  *p++ = ',';
+  *p++ = ' ';
+  p = kbs__digits(p, (unsigned)tm.tm_mday, 2);
+  *p++ = ' ';
+  memcpy(p, months[tm.tm_mon % 12], 3);
+  p += 3;
+  *p++ = ' ';
+  p = kbs__digits(p, (unsigned)(tm.tm_year + 1900), 1);
+  *p++ = ' ';
+  p = kbs__digits(p, (unsigned)tm.tm_hour, 2);
+  *p++ = ':';
+  p = kbs__digits(p, (unsigned)tm.tm_min, 2);
+  *p++ = ':';
+  p = kbs__digits(p, (unsigned)tm.tm_sec, 2);
+  memcpy(p, " GMT", 5);
+  p += 4;
+  size_t n = (size_t)(p - text);
+  if (n >= sizeof r->set_cookie) n = sizeof r->set_cookie - 1; /* snprintf's truncation */
+  memcpy(r->set_cookie, text, n);
+  r->set_cookie[n] = 0;
 }
 
 void kbs_handle_auth(kbs_server *s, const kbs_http_request *req, kbs_http_response *r) {

@@ -155,12 +155,22 @@ static void kbs__appraisal_summary(const json_t *claims, char *out, size_t cap) 
   if (!n) snprintf(out, cap, "the token carries no appraisal");
 }
 
+/* "/kbs/v0/resource/<key>" (the audit path), as snprintf would write it into `path`. */
+static void kbs__resource_path(char *path, size_t cap, const char *key) {
+  static const char prefix[] = "/kbs/v0/resource/";
+  size_t room = cap - 1, pn = sizeof prefix - 1 < room ? sizeof prefix - 1 : room, kn = strlen(key);
+  if (kn > room - pn) kn = room - pn;
+  memcpy(path, prefix, pn);
+  memcpy(path + pn, key, kn);
+  path[pn + kn] = 0;
+}
+
 /* Encrypts the secret to the token's TEE key and answers; consumes `secret` and `claims`. */
 static void kbs__release(kbs_server *s, kbs_http_response *r, json_t *claims, const char *tee, const char *key,
                          uint8_t *secret, size_t len) {
   ct_err err;
   char path[3 * KBS_MAX_ID_PART + 24];
-  snprintf(path, sizeof path, "/kbs/v0/resource/%s", key);
+  kbs__resource_path(path, sizeof path, key);
   const json_t *teekey = kbs__find_teekey(s, claims);
   json_t *jwe = NULL;
   ct_status st;
@@ -336,8 +346,14 @@ void kbs_handle_resource_get(kbs_server *s, const kbs_http_request *req, const c
     }
   }
   char key[3 * KBS_MAX_ID_PART + 3], path[3 * KBS_MAX_ID_PART + 24];
-  snprintf(key, sizeof key, "%s/%s/%s", parts[0], parts[1], parts[2]);
-  snprintf(path, sizeof path, "/kbs/v0/resource/%s", key);
+  /* three validated parts of at most KBS_MAX_ID_PART each: "a/b/c" always fits */
+  size_t n0 = strlen(parts[0]), n1 = strlen(parts[1]), n2 = strlen(parts[2]);
+  memcpy(key, parts[0], n0);
+  key[n0] = '/';
+  memcpy(key + n0 + 1, parts[1], n1);
+  key[n0 + 1 + n1] = '/';
+  memcpy(key + n0 + n1 + 2, parts[2], n2 + 1);
+  kbs__resource_path(path, sizeof path, key);
   const char *tee_name = tee[0] ? tee : NULL;
   bool allowed = false;
   if (kbs__policy_allows(s, claims, parts, req->query, &allowed, &err) != CT_OK) {

@@ -205,6 +205,29 @@ static void test_json_depth_limit_with_strings(void **state) {
   }
 }
 
+/* ct_buf_printf formats short texts once on the stack and long ones in place: the same bytes
+ * either way, appended after what is there, and the buffer's cap refuses both alike. */
+static void test_buf_printf(void **state) {
+  (void)state;
+  ct_err err;
+  char want[2000];
+  for (int len = 0; len < 600; len += 7) {
+    ct_buf b;
+    ct_buf_init(&b, 1u << 20);
+    CT_ASSERT_OK(ct_buf_append_str(&b, "head:", &err), &err);
+    CT_ASSERT_OK(ct_buf_printf(&b, &err, "%d<%.*s>%s", len, len, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "tail"), &err);
+    int n = snprintf(want, sizeof want, "head:%d<%.*s>%s", len, len, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "tail");
+    assert_int_equal(b.len, (size_t)n);
+    assert_string_equal((const char *)b.data, want);
+    ct_buf_free(&b);
+    ct_buf_init(&b, 100);
+    ct_status st = ct_buf_printf(&b, &err, "%0*d", len, 1);
+    if (len <= 100) CT_ASSERT_OK(st, &err);
+    else assert_int_equal(st, CT_ELIMIT);
+    ct_buf_free(&b);
+  }
+}
+
 static void test_hex_and_secret_compare(void **state) {
   (void)state;
   ct_err err;
@@ -292,6 +315,7 @@ int main(void) {
       cmocka_unit_test(test_base64_against_openssl),
       cmocka_unit_test(test_jcs_every_byte_at_every_position),
       cmocka_unit_test(test_json_depth_limit_with_strings),
+      cmocka_unit_test(test_buf_printf),
       cmocka_unit_test(test_hex_and_secret_compare),
       cmocka_unit_test(test_buf_cap),
   };
