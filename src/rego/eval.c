@@ -1931,6 +1931,30 @@ static CT_RESULT rego__cached_query(const rego_policy *cp, const char *query, rg
   return st;
 }
 
+/* The compiled form of a query that names one value (data.policy.allow): from the policy's cache,
+ * or compiled into the evaluation's arena. */
+static CT_RESULT rego__single_query(const rego_policy *p, rg_ev *ev, const char *query, rg_compiled_query *q,
+                                   ct_err *err) {
+  bool hit = false;
+  CT_GUARD(rego__cached_query(p, query, q, &hit, err));
+  if (!hit) CT_GUARD(rg_compile_query(p, &ev->a, query, q, err));
+  if (q->body->n != 1 || q->body->e[0]->kind != E_TERM || q->body->e[0]->nwith)
+    return ct_fail(err, CT_EINVAL, "rego_eval: query must be a single reference such as data.policy.allow");
+  return CT_OK;
+}
+
+/* Evaluates `q` with the input and data the evaluation holds; *result stays NULL when the value is
+ * undefined. */
+static CT_RESULT rego__single_value(rg_ev *ev, const rg_compiled_query *q, json_t **result, ct_err *err) {
+  ev->slots = rg_alloc(&ev->a, ((size_t)q->nslots + 1) * sizeof(rv *));
+  if (!ev->slots) return rego__ev_oom(ev);
+  rv *out = NULL;
+  ct_status st = rego__first_value(ev, q->body->e[0]->a, &out);
+  if (st == CT_EINVAL && ev->a.exceeded) st = rego__ev_oom(ev);
+  if (!st && out) st = rg_to_jansson(out, result, err);
+  return st;
+}
+
 CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input, const json_t *data,
                     json_t **result, ct_err *err) {
   *result = NULL;
@@ -1938,25 +1962,12 @@ CT_RESULT rego_eval(const rego_policy *p, const char *query, const json_t *input
   rg_ev ev;
   ct_status st = rego__ev_init(&ev, p, err);
   rg_compiled_query q;
-  bool hit = false;
-  if (!st) st = rego__cached_query(p, query, &q, &hit, err);
-  if (!st && !hit) st = rg_compile_query(p, &ev.a, query, &q, err);
-  if (!st && (q.body->n != 1 || q.body->e[0]->kind != E_TERM || q.body->e[0]->nwith))
-    st = ct_fail(err, CT_EINVAL, "rego_eval: query must be a single reference such as data.policy.allow");
+  if (!st) st = rego__single_query(p, &ev, query, &q, err);
   /* A policy and query that never refer to `input` cannot see it: not converted (a resource
    * policy such as allow-all would pay for the whole token's claims on every request). */
   if (!st && input && (p->reads_input || q.reads_input)) st = rg_from_jansson(&ev.a, input, 0, true, &ev.input, err);
   if (!st && data) st = rg_from_jansson(&ev.a, data, 0, true, &ev.data, err);
-  if (!st) {
-    ev.slots = rg_alloc(&ev.a, ((size_t)q.nslots + 1) * sizeof(rv *));
-    if (!ev.slots) st = rego__ev_oom(&ev);
-  }
-  rv *out = NULL;
-  if (!st) {
-    st = rego__first_value(&ev, q.body->e[0]->a, &out);
-    if (st == CT_EINVAL && ev.a.exceeded) st = rego__ev_oom(&ev);
-  }
-  if (!st && out) st = rg_to_jansson(out, result, err);
+  if (!st) st = rego__single_value(&ev, &q, result, err);
   rego__ev_free(&ev);
   return st;
 }
@@ -1977,11 +1988,7 @@ CT_RESULT rego_eval_queries(const rego_policy *p, const char *const *queries, si
     rg_ev ev;
     st = rego__ev_init(&ev, p, err);
     rg_compiled_query q;
-    bool hit = false;
-    if (!st) st = rego__cached_query(p, queries[i], &q, &hit, err);
-    if (!st && !hit) st = rg_compile_query(p, &ev.a, queries[i], &q, err);
-    if (!st && (q.body->n != 1 || q.body->e[0]->kind != E_TERM || q.body->e[0]->nwith))
-      st = ct_fail(err, CT_EINVAL, "rego_eval: query must be a single reference such as data.policy.allow");
+    if (!st) st = rego__single_query(p, &ev, queries[i], &q, err);
     /* input only for a policy or query that refers to it, as in rego_eval */
     if (!st && input && !input_converted && (p->reads_input || q.reads_input)) {
       st = rg_from_jansson(&docs, input, 0, true, &in, err);
@@ -1995,15 +2002,8 @@ CT_RESULT rego_eval_queries(const rego_policy *p, const char *const *queries, si
       ev.input = in;
       ev.data = dt;
       ev.a.limit = docs.total < ev.a.limit ? ev.a.limit - docs.total : 1;
-      ev.slots = rg_alloc(&ev.a, ((size_t)q.nslots + 1) * sizeof(rv *));
-      if (!ev.slots) st = rego__ev_oom(&ev);
+      st = rego__single_value(&ev, &q, &results[i], err);
     }
-    rv *out = NULL;
-    if (!st) {
-      st = rego__first_value(&ev, q.body->e[0]->a, &out);
-      if (st == CT_EINVAL && ev.a.exceeded) st = rego__ev_oom(&ev);
-    }
-    if (!st && out) st = rg_to_jansson(out, &results[i], err);
     rego__ev_free(&ev);
   }
 done:
