@@ -283,14 +283,17 @@ static void kbs_http__frame_cb(struct evbuffer *buf, const struct evbuffer_cb_in
  * long and p99 followed them. A loop accepts only while it has no more live connections than the
  * least loaded one; the least loaded always accepts, so a connection never waits for a loop that
  * will not take it. Each loop changes only its own listeners (on its own thread). */
-static void kbs_http__balance_apply(kbs_http__worker *w) {
-  kbs_http_server *s = w->server;
-  unsigned mine = atomic_load(&w->live), least = mine;
+static unsigned kbs_http__least_live(const kbs_http_server *s) {
+  unsigned least = UINT_MAX;
   for (unsigned i = 0; i < s->n_workers; i++) {
     unsigned n = atomic_load(&s->workers[i].live);
     if (n < least) least = n;
   }
-  bool want = mine <= least;
+  return least;
+}
+
+static void kbs_http__balance_apply(kbs_http__worker *w) {
+  bool want = atomic_load(&w->live) <= kbs_http__least_live(w->server);
   if (want == atomic_load(&w->accepting)) return;
   atomic_store(&w->accepting, want);
   if (w->paused) return; /* kbs_http__accept_resume applies it */
@@ -312,11 +315,7 @@ static void kbs_http__balance(kbs_http__worker *self) {
   kbs_http_server *s = self->server;
   if (!s->balance) return;
   kbs_http__balance_apply(self);
-  unsigned least = UINT_MAX;
-  for (unsigned i = 0; i < s->n_workers; i++) {
-    unsigned n = atomic_load(&s->workers[i].live);
-    if (n < least) least = n;
-  }
+  unsigned least = kbs_http__least_live(s);
   for (unsigned i = 0; i < s->n_workers; i++) {
     kbs_http__worker *w = &s->workers[i];
     if (w == self || !w->rebalance) continue;
